@@ -1,0 +1,55 @@
+/* Accounts of the internal auth backend, stored in the users table as
+ * salted SCRAM keys (RFC 5802/7677), never as plain text unless the
+ * operator chose password_format = plain. Every function here is
+ * synchronous and blocks: call it from the auth or storage pool, or from
+ * meerkatctl, never on a worker. */
+#pragma once
+
+#include "mk-core.h"
+#include "db.h"
+
+typedef enum {
+    MK_SCRAM_SHA1,
+    MK_SCRAM_SHA256,
+} MkScramHash;
+
+/* One account's stored credentials. */
+typedef struct {
+    char *username;
+    char *domain;
+    char *salt;           /* raw bytes */
+    gsize salt_len;
+    guint iterations;
+    guint8 stored_key_sha1[20], server_key_sha1[20];
+    guint8 stored_key_sha256[32], server_key_sha256[32];
+    char *plain;          /* nullable: only with password_format = plain */
+} MkCredentials;
+void mk_credentials_free(MkCredentials *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MkCredentials, mk_credentials_free)
+
+/* SaltedPassword = Hi(password, salt, i); ClientKey, StoredKey, ServerKey
+ * per RFC 5802. @stored_key/@server_key have the hash's size (20 or 32). */
+void mk_scram_derive(MkScramHash hash, const char *password, const guint8 *salt, gsize salt_len,
+                     guint iterations, guint8 *stored_key, guint8 *server_key);
+/* Constant-time comparison. */
+gboolean mk_const_time_equal(const guint8 *a, const guint8 *b, gsize len);
+
+/* Checks @password against @creds in time independent of where it
+ * differs; with @creds NULL (unknown user) it does the same work against a
+ * dummy and returns FALSE, so a wrong user costs as much as a wrong password. */
+gboolean mk_auth_check_password(const MkCredentials *creds, const char *password,
+                                guint dummy_iterations);
+
+/* Storage. @username must be nodeprep'd, @domain nameprep'd: these
+ * functions prepare them and fail with MK_AUTH_ERROR_INVALID otherwise. */
+MkCredentials *mk_auth_get(MkDbConn *conn, const char *username, const char *domain,
+                           GError **error);
+gboolean mk_auth_register(MkDbConn *conn, const char *username, const char *domain,
+                          const char *password, gboolean plain, guint iterations, GError **error);
+gboolean mk_auth_set_password(MkDbConn *conn, const char *username, const char *domain,
+                              const char *password, gboolean plain, guint iterations,
+                              GError **error);
+gboolean mk_auth_unregister(MkDbConn *conn, const char *username, const char *domain,
+                            GError **error);
+/* Sorted usernames of @domain. (transfer full) */
+char **mk_auth_users(MkDbConn *conn, const char *domain, GError **error);

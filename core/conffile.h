@@ -1,0 +1,128 @@
+/* Reading meerkat.conf and conf.d/ into an immutable MkConfigData.
+ *
+ * Layout (GKeyFile syntax; lists are ;-separated):
+ *
+ *   [general]
+ *   hosts = localhost;example.net     # domains of the host type "default"
+ *   state_dir = /var/lib/meerkat      # sqlite file, generated certs
+ *   module_dir = /usr/lib/.../modules # where mod_*.so are found
+ *   conf_dir = conf.d                 # relative to the main file's folder
+ *   workers = 0                       # 0 = number of cores
+ *   log_level = info                  # error|warning|message|info|debug
+ *   node = meerkat@localhost
+ *
+ *   [host_type.NAME]                  # optional, for multi-tenant setups
+ *   domains = a.example;b.example
+ *
+ *   [auth]
+ *   password_format = scram           # scram | plain
+ *   scram_iterations = 4096           # 4096..1000000
+ *   mechanisms = PLAIN;SCRAM-SHA-1;SCRAM-SHA-256;SCRAM-SHA-1-PLUS;SCRAM-SHA-256-PLUS
+ *   anonymous_hosts =                 # domains where ANONYMOUS is offered
+ *
+ *   [storage]
+ *   driver = sqlite3                  # sqlite3 | pgsql
+ *   database = meerkat.db             # sqlite: file (relative to state_dir); pgsql: dbname
+ *   host = 127.0.0.1
+ *   port = 5432
+ *   user = meerkat
+ *   password =
+ *   pool_size = 4
+ *
+ *   [listen.c2s]                      # any name after "listen."
+ *   type = c2s                        # c2s (the only type for now)
+ *   address = 127.0.0.1
+ *   port = 5222
+ *   tls = required                    # required | optional | none | direct
+ *                                     # default: required, optional on loopback
+ *   certfile = /etc/meerkat/cert.pem  # default: STATE_DIR/meerkat.crt (made on first run)
+ *   keyfile = /etc/meerkat/key.pem
+ *   max_stanza_size = 65536
+ *   max_depth = 64
+ *   idle_timeout = 600                # seconds without any input; 0 = never
+ *   backlog = 1024
+ *
+ * conf.d/NAME.conf: each file NAME.conf enables module NAME and holds its
+ * [NAME] section (and [NAME@HOSTTYPE] overrides). Files are read in sorted
+ * order; unknown sections and keys are errors naming the file and key. */
+#pragma once
+
+#include "mk-core.h"
+
+typedef enum {
+    MK_TLS_REQUIRED,
+    MK_TLS_OPTIONAL,
+    MK_TLS_NONE,
+    MK_TLS_DIRECT,
+} MkTlsMode;
+
+typedef struct {
+    char *name;        /* "c2s" of [listen.c2s] */
+    char *type;        /* "c2s" */
+    char *address;
+    guint16 port;
+    MkTlsMode tls;
+    char *certfile;    /* absolute */
+    char *keyfile;     /* absolute */
+    gsize max_stanza_size;
+    guint max_depth;
+    guint idle_timeout; /* seconds; 0 = never */
+    int backlog;
+} MkListenConfig;
+
+typedef struct {
+    char *name;       /* "default" for [general] hosts */
+    char **domains;   /* prepared (nameprep'd), NULL-terminated */
+} MkHostTypeConfig;
+
+typedef struct {
+    char *name;       /* "mod_roster" */
+    char *file;       /* absolute path of its conf.d file */
+    GKeyFile *keys;   /* the file's contents: [mod_roster], [mod_roster@HT] */
+} MkModuleConfig;
+
+struct MkConfigData {
+    char *main_file;   /* absolute */
+    char *conf_dir;    /* absolute */
+    char *state_dir;   /* absolute */
+    char *module_dir;  /* absolute */
+    char *node;
+    guint workers;     /* resolved: never 0 */
+    GLogLevelFlags log_level;
+
+    GPtrArray *host_types; /* of MkHostTypeConfig*; at least "default" */
+
+    /* [auth] */
+    gboolean password_plain;
+    guint scram_iterations;
+    char **mechanisms;
+    char **anonymous_hosts;
+
+    /* [storage] */
+    char *db_driver;   /* "sqlite3" | "pgsql" */
+    char *db_name;     /* sqlite: absolute path; pgsql: database name */
+    char *db_host;
+    guint16 db_port;
+    char *db_user;
+    char *db_password;
+    guint db_pool_size;
+
+    GPtrArray *listeners; /* of MkListenConfig* */
+    GPtrArray *modules;   /* of MkModuleConfig*, sorted by name */
+};
+
+/* Reads @path and its conf.d. Returns: (transfer full) or NULL with a
+ * MK_CONFIG_ERROR whose message names the file, the key and the reason. */
+MkConfigData *mk_config_load(const char *path, GError **error);
+void mk_config_free(MkConfigData *cfg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MkConfigData, mk_config_free)
+
+/* (transfer none) (nullable) */
+const MkModuleConfig *mk_config_find_module(const MkConfigData *cfg, const char *name);
+
+/* Validates the [NAME] / [NAME@HOSTTYPE] sections of @mc against the
+ * module's declared @keys for @host_type and returns the resolved values
+ * (key -> string, defaults filled in). Errors name file and key.
+ * Returns: (transfer full) */
+GHashTable *mk_config_module_values(const MkModuleConfig *mc, const MkConfigKey *keys,
+                                    const char *host_type, GError **error);

@@ -1,0 +1,38 @@
+/* The storage layer: a pool of libdbi connections used from a GThreadPool.
+ * Each connection is used by one thread at a time, with libdbi's
+ * thread-safe _r API; connections are pinged before reuse and reopened
+ * when dead. The public API (mk_db_queryv etc.) is implemented on top. */
+#pragma once
+
+#include "mk-core.h"
+
+/* Opens the pool (connecting once to fail fast) and sets sqlite to WAL.
+ * Returns: (transfer full) or NULL with MK_DB_ERROR. Main thread. */
+MkDb *mk_db_open(const MkConfigData *cfg, GError **error);
+void mk_db_close(MkDb *db);
+
+/* Applies @migrations of @component ("core", "mod_roster") that are newer
+ * than the version recorded in table meerkat_schema; each step in its own
+ * transaction. Synchronous: main thread at start, or meerkatctl. */
+gboolean mk_db_migrate(MkDb *db, const char *component, const MkMigration *migrations,
+                       GError **error);
+
+/* Synchronous use from a non-worker thread (storage pool, auth pool,
+ * meerkatctl): take a connection, use mk_db_conn_queryv, give it back. */
+MkDbConn *mk_db_acquire(MkDb *db, GError **error);
+void mk_db_release(MkDb *db, MkDbConn *conn);
+/* Runs @work inside BEGIN/COMMIT on @conn (ROLLBACK when it fails). */
+gboolean mk_db_conn_transaction(MkDbConn *conn, MkDbWork work, gpointer user_data,
+                                GError **error);
+
+/* Asynchronous: runs @work in a transaction on the storage pool, then
+ * @done on the calling thread's main context. Any thread with a
+ * thread-default main context (workers and the main thread have one). */
+void mk_db_run(MkDb *db, MkDbWork work, MkDbWorkDone done, gpointer user_data,
+               GDestroyNotify destroy);
+/* Asynchronous single query, as mk_db_queryv but without a module. */
+void mk_db_query_async(MkDb *db, const char *sql, const MkDbParam *params, MkDbQueryDone done,
+                       gpointer user_data);
+
+/* The core's own schema (users table); passed to mk_db_migrate("core"). */
+extern const MkMigration mk_core_migrations[];

@@ -1,0 +1,68 @@
+/* Core-internal umbrella: the public module API plus core-only types.
+ * Never installed; modules cannot include it. */
+#pragma once
+
+#define MK_COMPILATION 1
+#include <config.h> /* autoconf */
+#include <meerkat/mk-version.h>
+#include <meerkat/mk-types.h>
+#include <meerkat/mk-xml.h>
+#include <meerkat/mk-jid.h>
+#include <meerkat/mk-stanza.h>
+#include <meerkat/mk-config.h>
+#include <meerkat/mk-db.h>
+#include <meerkat/mk-moddesc.h>
+#include <meerkat/mk-hooks.h>
+#include <meerkat/mk-iq.h>
+#include <meerkat/mk-session.h>
+#include <meerkat/mk-router.h>
+#include <meerkat/mk-disco.h>
+#include <meerkat/mk-timer.h>
+#include <meerkat/mk-metrics.h>
+
+typedef struct MkServer MkServer;
+typedef struct MkWorker MkWorker;
+typedef struct MkWorkers MkWorkers;
+typedef struct MkConn MkConn;
+typedef struct MkDb MkDb;
+typedef struct MkModules MkModules;
+typedef struct MkConfigData MkConfigData;
+typedef struct MkHosts MkHosts;
+typedef struct MkSm MkSm;
+
+/* Error domains of core subsystems. */
+#define MK_CONFIG_ERROR (mk_config_error_quark())
+#define MK_DB_ERROR (mk_db_error_quark())
+#define MK_MODULE_ERROR (mk_module_error_quark())
+#define MK_AUTH_ERROR (mk_auth_error_quark())
+GQuark mk_config_error_quark(void);
+GQuark mk_db_error_quark(void);
+GQuark mk_module_error_quark(void);
+GQuark mk_auth_error_quark(void);
+
+typedef enum {
+    MK_CONFIG_ERROR_PARSE,   /* syntax */
+    MK_CONFIG_ERROR_KEY,     /* unknown key / missing required key */
+    MK_CONFIG_ERROR_VALUE,   /* wrong type or out of bounds */
+    MK_CONFIG_ERROR_FILE,    /* cannot read */
+} MkConfigErrorCode;
+
+typedef enum {
+    MK_DB_ERROR_CONNECT,
+    MK_DB_ERROR_QUERY,
+    MK_DB_ERROR_MIGRATION,
+} MkDbErrorCode;
+
+typedef enum {
+    MK_MODULE_ERROR_LOAD,    /* dlopen / missing descriptor */
+    MK_MODULE_ERROR_ABI,     /* ABI mismatch */
+    MK_MODULE_ERROR_DEPENDENCY,
+    MK_MODULE_ERROR_START,
+    MK_MODULE_ERROR_DUPLICATE, /* IQ key or route already taken */
+} MkModuleErrorCode;
+
+typedef enum {
+    MK_AUTH_ERROR_NO_USER,
+    MK_AUTH_ERROR_EXISTS,
+    MK_AUTH_ERROR_INVALID,   /* bad username/domain/password */
+} MkAuthErrorCode;

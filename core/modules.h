@@ -1,0 +1,58 @@
+/* The module loader and the registries modules fill: hooks, IQ handlers,
+ * disco, routes, timers, metrics. Registries are read by workers without
+ * locks (immutable snapshots swapped on change, old ones freed after a
+ * grace period); writes happen on the main thread at module start/stop. */
+#pragma once
+
+#include "mk-core.h"
+
+MkModules *mk_modules_new(MkServer *server);
+void mk_modules_free(MkModules *mods);
+
+/* Makes the running modules match @cfg: stops (in reverse dependency
+ * order) modules whose conf.d file vanished, starts (in dependency order,
+ * per host type) the new ones, applying their migrations first. On the
+ * first failure everything this call started is stopped again and FALSE
+ * returns with an error naming the module. Main thread. */
+gboolean mk_modules_apply(MkModules *mods, const MkConfigData *cfg, GError **error);
+/* Stops all modules in reverse order. Main thread. */
+void mk_modules_stop_all(MkModules *mods);
+/* Names of the running modules on @host_type (transfer full). */
+char **mk_modules_running(MkModules *mods, const char *host_type);
+
+/* The arguments of a hook run; filled by the core on the stack. */
+struct MkHookCall {
+    const char *domain;   /* selects the host type */
+    MkSession *session;   /* nullable */
+    MkStanza *stanza;     /* nullable; owned by the caller (mk_hook_call_set_stanza replaces it) */
+    MkJid *from;          /* nullable */
+    MkJid *to;            /* nullable */
+    gboolean has_error;
+    MkStanzaError error;
+    char *error_text;     /* freed by mk_hook_call_clear */
+};
+/* Runs @hook's handlers for the host type of call->domain. Returns the
+ * result of the handler that stopped, or MK_PASS. Any worker thread. */
+MkResult mk_hooks_run(MkModules *mods, const char *hook, MkHookCall *call);
+/* Frees the error text and the stanza reference held by @call. */
+void mk_hook_call_clear(MkHookCall *call);
+
+/* Dispatches an IQ request (type get/set) to the handler of its payload's
+ * namespace for @scope on the host type of @domain; answers
+ * service-unavailable through mk_route() when none claims it, and
+ * bad-request when the IQ has not exactly one payload. @session is the
+ * local sender's session or NULL. Any worker thread. */
+void mk_iq_dispatch(MkModules *mods, const char *domain, MkIqScope scope, MkStanza *iq,
+                    MkSession *session);
+/* Offers an IQ result/error addressed to a server or module JID to the
+ * pending mk_iq_send() requests. TRUE when it answered one. Any thread. */
+gboolean mk_iq_take_response(MkModules *mods, MkStanza *response);
+
+/* The module route claiming @domain, if any: calls it and returns TRUE. */
+gboolean mk_routes_dispatch(MkModules *mods, const char *domain, MkStanza *stanza);
+
+/* The server's own stream features contributed by modules for @domain:
+ * currently none are needed (ABI room for stream management later). */
+
+/* Every counter as "host_type.module.name value" lines. (transfer full) */
+char *mk_metrics_dump(MkModules *mods);

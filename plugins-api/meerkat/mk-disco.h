@@ -1,0 +1,27 @@
+#if !defined(MK_INSIDE_MODULE_H) && !defined(MK_COMPILATION)
+#error "Only <meerkat/module.h> can be included directly."
+#endif
+#pragma once
+
+#include <meerkat/mk-types.h>
+
+G_BEGIN_DECLS
+/* Service discovery registries (read by mod_disco). */
+
+/* Advertises a feature var / an identity of the server for @mod's host
+ * type. Main thread, in start(); removed on stop. */
+MK_API void mk_disco_add_feature(MkModule *mod, const char *var);
+MK_API void mk_disco_add_identity(MkModule *mod, const char *category, const char *type,
+                                  const char *name);
+/* Server disco items (such as module subdomains). */
+MK_API void mk_disco_add_item(MkModule *mod, const char *jid, const char *name);
+
+/* Every feature / identity / item registered for the host type serving
+ * @domain, sorted and without duplicates. Any thread.
+ * Returns: (transfer full) NULL-terminated; identities and items come as
+ * consecutive groups of 3 and 2 strings ("category","type","name"). */
+MK_API char **mk_disco_features(const char *domain);
+MK_API char **mk_disco_identities(const char *domain);
+MK_API char **mk_disco_items(const char *domain);
+
+G_END_DECLS

@@ -1,0 +1,59 @@
+#if !defined(MK_INSIDE_MODULE_H) && !defined(MK_COMPILATION)
+#error "Only <meerkat/module.h> can be included directly."
+#endif
+#pragma once
+
+#include <meerkat/mk-types.h>
+
+G_BEGIN_DECLS
+/* Hooks: named events run per host type, handlers in descending priority.
+ * A handler returns MK_PASS to let the next one run, MK_HANDLED to stop
+ * (the event is consumed), or MK_ERROR to stop and bounce the stanza error
+ * set with mk_hook_call_set_error(). Handlers run on the worker that owns
+ * the event (for session events: the session's worker) and must not block:
+ * use mk_db_* for storage. */
+
+/* A local session sent a stanza; before routing. Session, stanza, from, to. */
+#define MK_HOOK_USER_SEND_PACKET "user_send_packet"
+/* A stanza is about to be written to a local session. Session, stanza. */
+#define MK_HOOK_USER_RECEIVE_PACKET "user_receive_packet"
+/* A session bound a resource. Session. */
+#define MK_HOOK_SESSION_OPENED "session_opened"
+/* A session ended (after its unavailable presence went out). Session. */
+#define MK_HOOK_SESSION_CLOSED "session_closed"
+/* A session sent broadcast presence (no 'to'); its state is updated
+ * already. Modules send it to subscribers. Session, stanza. */
+#define MK_HOOK_PRESENCE_BROADCAST "presence_broadcast"
+/* A presence stanza addressed to a local account arrived (subscription
+ * requests, probes, and presence from contacts). HANDLED means the module
+ * delivered or dropped it. Stanza, from, to. */
+#define MK_HOOK_PRESENCE_IN "presence_in"
+/* A message for a local account found no resource to take it. HANDLED
+ * means a module stored it; otherwise the core bounces it. Stanza. */
+#define MK_HOOK_OFFLINE_MESSAGE "offline_message"
+/* An account is being removed. From = the account's bare JID. */
+#define MK_HOOK_REMOVE_USER "remove_user"
+/* A domain was added to the host type at run time. From = the domain. */
+#define MK_HOOK_DOMAIN_ADDED "domain_added"
+
+typedef MkResult (*MkHookFunc)(MkHookCall *call, gpointer user_data);
+
+/* Registers @func for @hook on @mod's host type. Main thread, in start().
+ * Removed automatically when the module stops. Higher @priority runs first. */
+MK_API void mk_hook_add(MkModule *mod, const char *hook, int priority, MkHookFunc func,
+                        gpointer user_data);
+
+/* Arguments of the running hook, (transfer none) (nullable): valid during
+ * the handler only; ref what you keep. */
+MK_API MkStanza *mk_hook_call_stanza(MkHookCall *call);
+MK_API MkSession *mk_hook_call_session(MkHookCall *call);
+MK_API MkJid *mk_hook_call_from(MkHookCall *call);
+MK_API MkJid *mk_hook_call_to(MkHookCall *call);
+/* Replaces the stanza later handlers and the core see. (transfer full) */
+MK_API void mk_hook_call_set_stanza(MkHookCall *call, MkStanza *stanza);
+/* Sets the error bounced when the handler returns MK_ERROR. */
+MK_API void mk_hook_call_set_error(MkHookCall *call, MkStanzaError cond, const char *text);
+/* The domain the hook runs for. (transfer none) */
+MK_API const char *mk_hook_call_domain(MkHookCall *call);
+
+G_END_DECLS

@@ -1,0 +1,53 @@
+#if !defined(MK_INSIDE_MODULE_H) && !defined(MK_COMPILATION)
+#error "Only <meerkat/module.h> can be included directly."
+#endif
+#pragma once
+
+#include <meerkat/mk-types.h>
+
+G_BEGIN_DECLS
+/* The module descriptor: the one symbol a module exports.
+ *
+ *   MK_MODULE_EXPORT const MkModuleDesc mk_module_desc = {
+ *       MK_MODULE_DESC_HEADER,
+ *       .name = "mod_example", .version = "1.0",
+ *       .start = example_start, .stop = example_stop,
+ *   };
+ *
+ * Fields are only ever appended (ABI minor bump); the loader checks
+ * abi_major/abi_minor before reading anything else. */
+
+#define MK_MODULE_EXPORT __attribute__((visibility("default")))
+
+typedef struct {
+    guint32 abi_major;
+    guint32 abi_minor;
+    const char *name;               /* "mod_roster": matches conf.d/mod_roster.conf */
+    const char *version;
+    const char *const *depends;     /* NULL-terminated module names, or NULL */
+    const MkConfigKey *config_keys; /* ends with MK_CONFIG_KEYS_END, or NULL */
+    const MkMigration *migrations;  /* ends with MK_MIGRATIONS_END, or NULL */
+    /* Called on the main thread once per host type the module runs on,
+     * after its dependencies started and its migrations ran. Register
+     * hooks, IQ handlers, features, routes and timers here: the core
+     * records them and removes them on stop or when start fails. */
+    gboolean (*start)(MkModule *mod, GError **error);
+    /* Frees the module's own data (mk_module_get_data); may be NULL. */
+    void (*stop)(MkModule *mod);
+} MkModuleDesc;
+
+#define MK_MODULE_DESC_HEADER .abi_major = MK_ABI_MAJOR, .abi_minor = MK_ABI_MINOR
+
+/* (transfer none) The module's name and the host type this instance serves. */
+MK_API const char *mk_module_name(MkModule *mod);
+MK_API const char *mk_module_host_type(MkModule *mod);
+/* The domains served by this instance's host type right now, NULL-terminated.
+ * Domains may be added at run time (hook "domain_added"). (transfer full) */
+MK_API char **mk_module_domains(MkModule *mod);
+/* TRUE when @domain is served by this instance's host type. Any thread. */
+MK_API gboolean mk_module_serves_domain(MkModule *mod, const char *domain);
+/* The instance's private data; @destroy runs after stop(). */
+MK_API void mk_module_set_data(MkModule *mod, gpointer data, GDestroyNotify destroy);
+MK_API gpointer mk_module_get_data(MkModule *mod);
+
+G_END_DECLS

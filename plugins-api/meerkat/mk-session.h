@@ -1,0 +1,44 @@
+#if !defined(MK_INSIDE_MODULE_H) && !defined(MK_COMPILATION)
+#error "Only <meerkat/module.h> can be included directly."
+#endif
+#pragma once
+
+#include <meerkat/mk-types.h>
+
+G_BEGIN_DECLS
+/* Sessions of locally connected clients, and the session table. */
+
+MK_API MkSession *mk_session_ref(MkSession *s);
+MK_API void mk_session_unref(MkSession *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MkSession, mk_session_unref)
+
+/* (transfer none) The full JID bound by the session. Any thread. */
+MK_API MkJid *mk_session_jid(MkSession *s);
+/* Priority of the last broadcast presence and whether it was available. */
+MK_API int mk_session_priority(MkSession *s);
+MK_API gboolean mk_session_is_available(MkSession *s);
+/* (transfer full) (nullable) The last broadcast available presence. */
+MK_API MkStanza *mk_session_last_presence(MkSession *s);
+/* Seconds since the client last sent anything. Any thread. */
+MK_API gint64 mk_session_idle_seconds(MkSession *s);
+
+/* Writes @stanza to the client (after user_receive_packet). Any thread:
+ * from another worker it travels through the owner's mailbox. (transfer none) */
+MK_API void mk_session_send(MkSession *s, MkStanza *stanza);
+/* Closes the stream with a stream error condition ("conflict",
+ * "connection-timeout", ...), or a clean </stream:stream> when NULL. Any thread. */
+MK_API void mk_session_close(MkSession *s, const char *stream_error);
+
+/* Per-session module data, one slot per module instance. The session's
+ * worker only. @destroy runs when the session ends or the slot is replaced. */
+MK_API void mk_session_set_slot(MkSession *s, MkModule *mod, gpointer data, GDestroyNotify destroy);
+MK_API gpointer mk_session_get_slot(MkSession *s, MkModule *mod);
+
+/* The sessions of @bare (a bare JID) on this node. Returns: (transfer full)
+ * array of referenced sessions (free with g_ptr_array_unref). Any thread. */
+MK_API GPtrArray *mk_sm_sessions_of(MkJid *bare);
+/* Every local session, for periodic sweeps such as idle pings. Calls
+ * @func with each one (transfer none). Main thread. */
+MK_API void mk_sm_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer user_data);
+
+G_END_DECLS

@@ -1,0 +1,24 @@
+/* Meerkat module API: the only header a module includes.
+ *
+ * Everything a module can see is declared under plugins-api/meerkat/; every
+ * type is opaque and every function says who owns what it returns and from
+ * which thread it may be called. Read docs/modules.md first. */
+#pragma once
+
+#define MK_INSIDE_MODULE_H
+#include <meerkat/mk-version.h>
+#include <meerkat/mk-types.h>
+#include <meerkat/mk-xml.h>
+#include <meerkat/mk-jid.h>
+#include <meerkat/mk-stanza.h>
+#include <meerkat/mk-config.h>
+#include <meerkat/mk-db.h>
+#include <meerkat/mk-moddesc.h>
+#include <meerkat/mk-hooks.h>
+#include <meerkat/mk-iq.h>
+#include <meerkat/mk-session.h>
+#include <meerkat/mk-router.h>
+#include <meerkat/mk-disco.h>
+#include <meerkat/mk-timer.h>
+#include <meerkat/mk-metrics.h>
+#undef MK_INSIDE_MODULE_H
