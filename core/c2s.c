@@ -1,1 +1,1046 @@
-/* placeholder: being written */
+/* Client-to-server streams. See c2s.h.
+ *
+ * States: a stream header is awaited, then features are offered; STARTTLS
+ * and SASL each restart the stream; after SASL the client binds a
+ * resource and becomes a session. SASL steps run on the auth pool while
+ * the connection's input is paused; their results come back through the
+ * worker's mailbox. */
+#include "c2s.h"
+#include "conn.h"
+#include "hosts.h"
+#include "log.h"
+#include "modules.h"
+#include "router.h"
+#include "sasl.h"
+#include "server.h"
+#include "sm.h"
+#include "tls.h"
+#include "xmlstream.h"
+#include <gnutls/crypto.h>
+#include <unistd.h>
+
+#define NS_CLIENT      "jabber:client"
+#define NS_STREAM      "http://etherx.jabber.org/streams"
+#define NS_TLS         "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL        "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_BIND        "urn:ietf:params:xml:ns:xmpp-bind"
+#define NS_SESSION     "urn:ietf:params:xml:ns:xmpp-session"
+#define NS_STREAMS_ERR "urn:ietf:params:xml:ns:xmpp-streams"
+#define NS_SASL_CB     "urn:xmpp:sasl-cb:0"
+
+/* How often each worker sweeps its streams for idle timeouts and for
+ * parsers to release; and after how long an idle stream drops its parser. */
+#define SWEEP_INTERVAL_S 2
+#define PARSER_IDLE_US   (2 * G_USEC_PER_SEC)
+
+typedef enum {
+    C2S_WAIT_STREAM, /* expecting <stream:stream> */
+    C2S_OPEN,        /* features sent; negotiating or bound */
+    C2S_TLS,         /* handshake running */
+    C2S_CLOSING,     /* closed or closing: ignore input */
+} C2sState;
+
+/* Per-listener settings resolved once. */
+typedef struct {
+    MkListenConfig lc; /* shallow copy; strings owned by the config kept alive */
+    gnutls_certificate_credentials_t creds; /* nullable */
+} C2sListen;
+
+typedef struct {
+    MkXmlShared *xml; /* this worker's libxml2 dictionary */
+    GQueue streams;   /* of MkC2s*, links embedded */
+    GSource *sweep;
+} C2sWorker;
+
+struct MkC2sServer {
+    MkServer *srv;
+    MkSasl *sasl;
+    GPtrArray *listens;  /* of C2sListen* */
+    C2sWorker **workers; /* per worker index; created on that worker */
+    guint n_workers;
+    GPtrArray *configs; /* kept configs whose strings listeners point into */
+};
+
+struct MkC2s {
+    gint ref;
+    MkC2sServer *cs;
+    C2sListen *listen;
+    C2sWorker *cw;
+    MkWorker *worker;
+    MkConn *conn;
+    MkXmlStream *xs;
+    GList link;
+    C2sState state;
+    gboolean restart; /* reset the parser once the current feed returns */
+    gboolean sasl_busy;
+    gboolean freed_conn;
+    gint64 last_input_us;
+    char *domain; /* the stream's 'to', prepared */
+    char *stream_id;
+    char *username; /* after SASL */
+    MkSaslSession *sasl;
+    MkSession *session; /* after bind */
+};
+
+static void c2s_free(MkC2s *c);
+static void c2s_close(MkC2s *c, const char *stream_error);
+static void c2s_end_session(MkC2s *c);
+
+static MkC2s *c2s_ref(MkC2s *c)
+{
+    c->ref++; /* owner worker only */
+    return c;
+}
+
+static void c2s_unref(MkC2s *c)
+{
+    if (--c->ref == 0)
+        c2s_free(c);
+}
+
+static const char *c2s_jid_str(MkC2s *c)
+{
+    return c->session ? mk_jid_string(mk_session_jid(c->session)) : c->username;
+}
+
+#define C2S_LOG(c, level, ...)                                                                     \
+    mk_log_conn((level), mk_conn_peer((c)->conn), c2s_jid_str(c), __VA_ARGS__)
+
+static void c2s_write(MkC2s *c, const char *data)
+{
+    if (c->conn && c->state != C2S_CLOSING)
+        mk_conn_write(c->conn, data, strlen(data));
+}
+
+static void c2s_write_xml(MkC2s *c, MkXml *xml)
+{
+    if (!c->conn || c->state == C2S_CLOSING)
+        return;
+    GString *out = g_string_sized_new(256);
+    mk_xml_write(xml, NS_CLIENT, out);
+    mk_conn_write(c->conn, out->str, out->len);
+    g_string_free(out, TRUE);
+}
+
+/* ---- stream header, features, errors ---------------------------------- */
+
+static void send_header(MkC2s *c)
+{
+    g_autofree char *hdr = g_strdup_printf("<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
+                                           "' xmlns:stream='" NS_STREAM
+                                           "' id='%s' from='%s' version='1.0' xml:lang='en'>",
+                                           c->stream_id, c->domain ? c->domain : "");
+    c2s_write(c, hdr);
+}
+
+static void new_stream_id(MkC2s *c)
+{
+    guint8 rnd[12];
+    gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd);
+    g_free(c->stream_id);
+    c->stream_id = g_base64_encode(rnd, sizeof rnd);
+    /* base64 may contain '/' and '+', both fine in an attribute. */
+}
+
+/* Sends a stream error and closes (RFC 6120 4.9). When no header was
+ * sent yet, one is sent first as the RFC requires. */
+static void c2s_close(MkC2s *c, const char *stream_error)
+{
+    if (c->state == C2S_CLOSING)
+        return;
+    if (stream_error) {
+        if (c->state == C2S_WAIT_STREAM && !c->stream_id) {
+            new_stream_id(c);
+            send_header(c);
+        }
+        g_autofree char *err = g_strdup_printf(
+            "<stream:error><%s xmlns='" NS_STREAMS_ERR "'/></stream:error>", stream_error);
+        c2s_write(c, err);
+        C2S_LOG(c, G_LOG_LEVEL_INFO, "closing stream: %s", stream_error);
+    }
+    c2s_write(c, "</stream:stream>");
+    c->state = C2S_CLOSING;
+    mk_conn_close(c->conn);
+    /* The session leaves at once so that nothing more is routed here; the
+     * connection itself goes when on_closed arrives. */
+    c2s_end_session(c);
+}
+
+static gboolean mech_allowed(MkC2s *c, const char *mech)
+{
+    MkConfigData *cfg = c->cs->srv->config;
+    gboolean tls = mk_conn_is_tls(c->conn);
+
+    if (g_str_equal(mech, "ANONYMOUS"))
+        return cfg->anonymous_hosts &&
+               g_strv_contains((const char *const *)cfg->anonymous_hosts, c->domain);
+    if (!g_strv_contains((const char *const *)cfg->mechanisms, mech))
+        return FALSE;
+    if (g_str_has_suffix(mech, "-PLUS"))
+        return tls && mk_conn_channel_binding_type(c->conn) != NULL;
+    return mk_sasl_supports(c->cs->sasl, mech);
+}
+
+static void send_features(MkC2s *c)
+{
+    GString *f = g_string_new("<stream:features>");
+    gboolean tls = mk_conn_is_tls(c->conn);
+    MkTlsMode mode = c->listen->lc.tls;
+
+    if (!c->username) {
+        gboolean offer_tls = !tls && c->listen->creds && mode != MK_TLS_NONE;
+        if (offer_tls)
+            g_string_append_printf(f, "<starttls xmlns='" NS_TLS "'>%s</starttls>",
+                                   mode == MK_TLS_REQUIRED ? "<required/>" : "");
+        if (tls || mode != MK_TLS_REQUIRED) {
+            MkConfigData *cfg = c->cs->srv->config;
+            gboolean any_plus = FALSE;
+            g_string_append(f, "<mechanisms xmlns='" NS_SASL "'>");
+            for (char **m = cfg->mechanisms; m && *m; m++) {
+                if (!mech_allowed(c, *m))
+                    continue;
+                g_string_append_printf(f, "<mechanism>%s</mechanism>", *m);
+                any_plus |= g_str_has_suffix(*m, "-PLUS");
+            }
+            if (mech_allowed(c, "ANONYMOUS"))
+                g_string_append(f, "<mechanism>ANONYMOUS</mechanism>");
+            g_string_append(f, "</mechanisms>");
+            /* XEP-0440: which channel-binding types we can check. */
+            if (any_plus)
+                g_string_append_printf(f,
+                                       "<sasl-channel-binding xmlns='" NS_SASL_CB "'>"
+                                       "<channel-binding type='%s'/></sasl-channel-binding>",
+                                       mk_conn_channel_binding_type(c->conn));
+        }
+    } else {
+        g_string_append(f, "<bind xmlns='" NS_BIND "'/>"
+                           "<session xmlns='" NS_SESSION "'><optional/></session>");
+    }
+    g_string_append(f, "</stream:features>");
+    mk_conn_write(c->conn, f->str, f->len);
+    g_string_free(f, TRUE);
+}
+
+/* ---- stream callbacks ------------------------------------------------- */
+
+static void on_stream_start(gpointer user_data, MkXml *header)
+{
+    MkC2s *c = user_data;
+    MkServer *srv = c->cs->srv;
+    const char *to = mk_xml_get_attr(header, "to");
+    const char *version = mk_xml_get_attr(header, "version");
+
+    if (c->state != C2S_WAIT_STREAM) {
+        c2s_close(c, "not-well-formed");
+        return;
+    }
+    new_stream_id(c);
+    if (!mk_xml_is(header, "stream", NS_STREAM)) {
+        c2s_close(c, "invalid-namespace");
+        return;
+    }
+    /* The default namespace must be jabber:client (RFC 6120 4.8.5). */
+    const char *default_ns = mk_xml_get_attr(header, "xmlns");
+    if (default_ns && !g_str_equal(default_ns, NS_CLIENT)) {
+        c2s_close(c, "invalid-namespace");
+        return;
+    }
+    g_autoptr(MkJid) to_jid = to ? mk_jid_new(to, NULL) : NULL;
+    const char *domain = to_jid ? mk_jid_domain(to_jid) : NULL;
+    if (!domain || mk_jid_node(to_jid) || !mk_hosts_lookup(srv->hosts, domain)) {
+        g_free(c->domain);
+        c->domain =
+            g_strdup(srv->config->host_types->len
+                         ? ((MkHostTypeConfig *)srv->config->host_types->pdata[0])->domains[0]
+                         : "localhost");
+        c2s_close(c, "host-unknown");
+        return;
+    }
+    if (c->domain && !g_str_equal(c->domain, domain)) {
+        /* A restarted stream may not switch domains. */
+        c2s_close(c, "host-unknown");
+        return;
+    }
+    g_free(c->domain);
+    c->domain = g_strdup(domain);
+    send_header(c);
+    if (!version || strtod(version, NULL) < 1.0) {
+        c2s_close(c, "unsupported-version");
+        return;
+    }
+    c->state = C2S_OPEN;
+    send_features(c);
+}
+
+static void on_stream_end(gpointer user_data)
+{
+    MkC2s *c = user_data;
+    c2s_close(c, NULL);
+}
+
+static void on_stream_error(gpointer user_data, const char *condition, const char *text)
+{
+    MkC2s *c = user_data;
+    C2S_LOG(c, G_LOG_LEVEL_INFO, "bad XML (%s): %s", condition, text ? text : "");
+    c2s_close(c, condition);
+}
+
+/* ---- STARTTLS and SASL ------------------------------------------------ */
+
+static void handle_starttls(MkC2s *c)
+{
+    if (mk_conn_is_tls(c->conn) || !c->listen->creds || c->listen->lc.tls == MK_TLS_NONE ||
+        c->username) {
+        c2s_write(c, "<failure xmlns='" NS_TLS "'/>");
+        c2s_close(c, NULL);
+        return;
+    }
+    c2s_write(c, "<proceed xmlns='" NS_TLS "'/>");
+    c->state = C2S_TLS;
+    c->restart = TRUE;
+    mk_conn_start_tls(c->conn, c->listen->creds);
+}
+
+typedef struct {
+    MkPoolJob job;
+    MkC2s *c; /* ref held; touched only on its worker */
+    MkSaslSession *ss;
+    char *input;
+    MkSaslResult result;
+} SaslJob;
+
+static void sasl_failure(MkC2s *c, const char *condition)
+{
+    g_autofree char *msg =
+        g_strdup_printf("<failure xmlns='" NS_SASL "'><%s/></failure>", condition);
+    c2s_write(c, msg);
+    g_clear_pointer(&c->sasl, mk_sasl_session_free);
+}
+
+static void sasl_job_done(gpointer data)
+{
+    SaslJob *job = data;
+    MkC2s *c = job->c;
+
+    c->sasl_busy = FALSE;
+    if (c->state != C2S_CLOSING) {
+        MkSaslResult *r = &job->result;
+        mk_conn_pause(c->conn, FALSE);
+        switch (r->status) {
+        case MK_SASL_CONTINUE: {
+            g_autofree char *msg = g_strdup_printf("<challenge xmlns='" NS_SASL "'>%s</challenge>",
+                                                   r->out_b64 ? r->out_b64 : "=");
+            c2s_write(c, msg);
+            break;
+        }
+        case MK_SASL_SUCCESS: {
+            g_autofree char *msg =
+                r->out_b64
+                    ? g_strdup_printf("<success xmlns='" NS_SASL "'>%s</success>", r->out_b64)
+                    : g_strdup("<success xmlns='" NS_SASL "'/>");
+            c->username = g_steal_pointer(&r->username);
+            g_clear_pointer(&c->sasl, mk_sasl_session_free);
+            c2s_write(c, msg);
+            C2S_LOG(c, G_LOG_LEVEL_INFO, "authenticated as %s@%s", c->username, c->domain);
+            /* The client restarts the stream now (RFC 6120 6.4.6). */
+            mk_xml_stream_reset(c->xs);
+            c->state = C2S_WAIT_STREAM;
+            break;
+        }
+        case MK_SASL_FAILURE:
+            C2S_LOG(c, G_LOG_LEVEL_INFO, "authentication failed: %s", r->condition);
+            sasl_failure(c, r->condition);
+            break;
+        }
+    }
+    mk_sasl_result_clear(&job->result);
+    g_free(job->input);
+    c2s_unref(c);
+    g_free(job);
+}
+
+static void sasl_job_free(gpointer data)
+{
+    /* The worker stopped before the result could be delivered. */
+    SaslJob *job = data;
+    mk_sasl_result_clear(&job->result);
+    g_free(job->input);
+    g_free(job);
+}
+
+/* Runs on the auth pool. */
+static void sasl_job_run(gpointer data)
+{
+    SaslJob *job = data;
+    mk_sasl_step(job->ss, job->input, &job->result);
+    mk_worker_post(job->c->worker, sasl_job_done, job, sasl_job_free);
+}
+
+static void sasl_step_async(MkC2s *c, const char *input)
+{
+    SaslJob *job = g_new0(SaslJob, 1);
+    job->job.run = sasl_job_run;
+    job->c = c2s_ref(c);
+    job->ss = c->sasl;
+    job->input = g_strdup(input);
+    c->sasl_busy = TRUE;
+    mk_conn_pause(c->conn, TRUE);
+    g_thread_pool_push(c->cs->srv->auth_pool, job, NULL);
+}
+
+static void handle_auth(MkC2s *c, MkXml *el)
+{
+    const char *mech = mk_xml_get_attr(el, "mechanism");
+
+    if (c->username) {
+        c2s_close(c, "policy-violation");
+        return;
+    }
+    if (!mk_conn_is_tls(c->conn) && c->listen->lc.tls == MK_TLS_REQUIRED) {
+        sasl_failure(c, "encryption-required");
+        return;
+    }
+    if (c->sasl || c->sasl_busy) {
+        c2s_close(c, "policy-violation");
+        return;
+    }
+    if (!mech || !mech_allowed(c, mech)) {
+        sasl_failure(c, "invalid-mechanism");
+        return;
+    }
+    g_autoptr(GBytes) cb = NULL;
+    const char *cb_type = NULL;
+    if (mk_conn_is_tls(c->conn)) {
+        cb_type = mk_conn_channel_binding_type(c->conn);
+        cb = cb_type ? mk_conn_channel_binding(c->conn, cb_type) : NULL;
+    }
+    c->sasl = mk_sasl_session_new(c->cs->sasl, mech, c->domain, cb_type, cb);
+    if (!c->sasl) {
+        sasl_failure(c, "invalid-mechanism");
+        return;
+    }
+    g_autofree char *text = mk_xml_text(el);
+    sasl_step_async(c, g_strstrip(text));
+}
+
+static void handle_sasl_element(MkC2s *c, MkXml *el)
+{
+    const char *name = mk_xml_name(el);
+    if (g_str_equal(name, "auth")) {
+        handle_auth(c, el);
+    } else if (g_str_equal(name, "response") && c->sasl && !c->sasl_busy) {
+        g_autofree char *text = mk_xml_text(el);
+        sasl_step_async(c, g_strstrip(text));
+    } else if (g_str_equal(name, "abort") && c->sasl && !c->sasl_busy) {
+        sasl_failure(c, "aborted");
+    } else {
+        c2s_close(c, "policy-violation");
+    }
+}
+
+/* ---- binding ---------------------------------------------------------- */
+
+static void send_iq_error(MkC2s *c, MkXml *iq, MkStanzaError cond)
+{
+    g_autoptr(MkStanza) st = mk_stanza_new(iq, NULL);
+    g_autoptr(MkStanza) err = st ? mk_stanza_error_reply(st, cond, NULL) : NULL;
+    if (err)
+        c2s_write_xml(c, mk_stanza_xml(err));
+}
+
+static void send_iq_result(MkC2s *c, MkXml *iq, MkXml *payload)
+{
+    g_autoptr(MkXml) res = mk_xml_new("iq", NS_CLIENT);
+    mk_xml_set_attr(res, "type", "result");
+    if (mk_xml_get_attr(iq, "id"))
+        mk_xml_set_attr(res, "id", mk_xml_get_attr(iq, "id"));
+    if (payload)
+        mk_xml_append(res, payload);
+    c2s_write_xml(c, res);
+}
+
+static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
+{
+    MkServer *srv = c->cs->srv;
+    g_autofree char *wanted = mk_xml_child_text(bind, "resource", NS_BIND);
+    g_autofree char *resource = NULL;
+    g_autoptr(GError) error = NULL;
+
+    if (c->session) {
+        send_iq_error(c, iq, MK_ERR_NOT_ALLOWED);
+        return;
+    }
+    if (wanted)
+        g_strstrip(wanted);
+    if (wanted && *wanted) {
+        resource = g_steal_pointer(&wanted);
+    } else {
+        /* Server-generated resource (RFC 6120 7.6.2.1). */
+        guint8 rnd[9];
+        gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd);
+        g_autofree char *b64 = g_base64_encode(rnd, sizeof rnd);
+        resource = g_strdup_printf("mk-%s", b64);
+        g_strdelimit(resource, "+/=", 'x');
+    }
+    g_autoptr(MkJid) jid = mk_jid_new_from_parts(c->username, c->domain, resource, &error);
+    if (!jid) {
+        send_iq_error(c, iq, MK_ERR_BAD_REQUEST);
+        return;
+    }
+    c->session = mk_session_new(jid, c->worker, c);
+    c->session->last_input_us = c->last_input_us;
+    g_autoptr(MkSession) old = mk_sm_register(srv->sm, c->session);
+    if (old) {
+        /* A second bind of the same full JID replaces the older session
+         * (RFC 6120 7.7.2.2, policy: "override"). */
+        mk_session_close(old, "conflict");
+    }
+
+    g_autoptr(MkXml) reply = mk_xml_new("bind", NS_BIND);
+    MkXml *jel = mk_xml_add_child(reply, "jid", NS_BIND);
+    mk_xml_add_text(jel, mk_jid_string(jid), -1);
+    send_iq_result(c, iq, g_steal_pointer(&reply));
+    C2S_LOG(c, G_LOG_LEVEL_INFO, "session bound");
+
+    MkHookCall call = {.domain = c->domain, .session = c->session, .from = jid};
+    mk_hooks_run(srv->modules, MK_HOOK_SESSION_OPENED, &call);
+    mk_hook_call_clear(&call);
+}
+
+/* ---- presence --------------------------------------------------------- */
+
+static int presence_priority(MkXml *presence)
+{
+    g_autofree char *text = mk_xml_child_text(presence, "priority", NULL);
+    if (!text)
+        return 0;
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (*end || v < -128 || v > 127)
+        return 0;
+    return (int)v;
+}
+
+static void send_directed_unavailable(MkSession *s)
+{
+    if (!s->directed || g_hash_table_size(s->directed) == 0)
+        return;
+    g_autoptr(MkXml) xml = mk_xml_new("presence", NS_CLIENT);
+    mk_xml_set_attr(xml, "type", "unavailable");
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, s->directed);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        g_autoptr(MkStanza) st = mk_stanza_new_addressed(xml, s->jid, v);
+        mk_router_route(st, NULL);
+    }
+    g_hash_table_remove_all(s->directed);
+}
+
+/* Broadcast presence (no 'to', RFC 6121 4.2 and 4.5): record it, let
+ * modules tell the subscribers, and show it to the user's own resources. */
+static void presence_broadcast(MkServer *srv, MkSession *s, const char *domain, MkStanza *st)
+{
+    const char *type = mk_stanza_type(st);
+    gboolean available = type == NULL;
+
+    if (type && !g_str_equal(type, "unavailable"))
+        return; /* e.g. a probe or subscription type without 'to': meaningless */
+    if (!available && !s->available)
+        return;
+
+    mk_sm_set_presence(srv->sm, s, st, available, presence_priority(mk_stanza_xml(st)));
+
+    MkHookCall call = {.domain = domain, .session = s, .stanza = mk_stanza_ref(st), .from = s->jid};
+    mk_hooks_run(srv->modules, MK_HOOK_PRESENCE_BROADCAST, &call);
+    mk_hook_call_clear(&call);
+
+    g_autoptr(MkJid) bare = mk_jid_bare(s->jid);
+    g_autoptr(GPtrArray) own = mk_sm_sessions(srv->sm, bare);
+    for (guint i = 0; i < own->len; i++) {
+        MkSession *o = g_ptr_array_index(own, i);
+        if (!mk_session_is_available(o) && o != s)
+            continue;
+        g_autoptr(MkStanza) copy = mk_stanza_new_addressed(mk_stanza_xml(st), s->jid, o->jid);
+        mk_session_send(o, copy);
+    }
+    if (!available)
+        send_directed_unavailable(s);
+}
+
+static void track_directed(MkC2s *c, MkStanza *st)
+{
+    MkSession *s = c->session;
+    const char *type = mk_stanza_type(st);
+    MkJid *to = mk_stanza_to(st);
+    if (type && !g_str_equal(type, "unavailable"))
+        return;
+    if (!s->directed)
+        s->directed =
+            g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)mk_jid_unref);
+    if (type)
+        g_hash_table_remove(s->directed, mk_jid_string(to));
+    else
+        g_hash_table_replace(s->directed, (gpointer)mk_jid_string(to), mk_jid_ref(to));
+}
+
+/* ---- stanzas from the client ------------------------------------------ */
+
+static void handle_stanza(MkC2s *c, MkXml *el)
+{
+    MkServer *srv = c->cs->srv;
+    MkSession *s = c->session;
+    const char *name = mk_xml_name(el);
+    const char *to_attr = mk_xml_get_attr(el, "to");
+    g_autoptr(MkJid) to = NULL;
+    MkStanzaKind kind;
+
+    if (g_str_equal(name, "message"))
+        kind = MK_STANZA_MESSAGE;
+    else if (g_str_equal(name, "presence"))
+        kind = MK_STANZA_PRESENCE;
+    else if (g_str_equal(name, "iq"))
+        kind = MK_STANZA_IQ;
+    else {
+        c2s_close(c, "unsupported-stanza-type");
+        return;
+    }
+    if (g_strcmp0(mk_xml_ns(el), NS_CLIENT) != 0) {
+        c2s_close(c, "invalid-namespace");
+        return;
+    }
+    if (to_attr) {
+        to = mk_jid_new(to_attr, NULL);
+        if (!to) {
+            /* Answer from the server: the bad 'to' cannot be a 'from'. */
+            g_autoptr(MkXml) copy = mk_xml_copy(el);
+            mk_xml_set_attr(copy, "to", c->domain);
+            mk_xml_set_attr(copy, "from", NULL);
+            g_autoptr(MkStanza) st = mk_stanza_new(copy, NULL);
+            g_autoptr(MkStanza) err =
+                st ? mk_stanza_error_reply(st, MK_ERR_JID_MALFORMED, NULL) : NULL;
+            if (err) {
+                g_autoptr(MkStanza) out = mk_stanza_new_addressed(mk_stanza_xml(err), NULL, s->jid);
+                c2s_write_xml(c, mk_stanza_xml(out));
+            }
+            return;
+        }
+    } else if (kind == MK_STANZA_MESSAGE) {
+        /* A message without 'to' is for the user's own bare JID (RFC 6120
+         * 10.3.1). */
+        to = mk_jid_bare(s->jid);
+    }
+    /* The server stamps the sender's full JID: a client cannot spoof. */
+    g_autoptr(MkStanza) st = mk_stanza_new_addressed(el, s->jid, to);
+
+    MkHookCall call = {
+        .domain = c->domain, .session = s, .stanza = mk_stanza_ref(st), .from = s->jid, .to = to};
+    MkResult r = mk_hooks_run(srv->modules, MK_HOOK_USER_SEND_PACKET, &call);
+    if (call.stanza != st) {
+        mk_stanza_unref(st);
+        st = mk_stanza_ref(call.stanza);
+    }
+    if (r == MK_ERROR && call.has_error)
+        mk_router_bounce(st, call.error, call.error_text);
+    mk_hook_call_clear(&call);
+    if (r != MK_PASS)
+        return;
+
+    switch (kind) {
+    case MK_STANZA_PRESENCE:
+        if (!to) {
+            presence_broadcast(srv, s, c->domain, st);
+            return;
+        }
+        track_directed(c, st);
+        mk_router_route(st, s);
+        return;
+    case MK_STANZA_IQ: {
+        const char *type = mk_stanza_type(st);
+        gboolean request = g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0;
+        if (!type || (!request && g_strcmp0(type, "result") && g_strcmp0(type, "error"))) {
+            mk_router_bounce(st, MK_ERR_BAD_REQUEST, NULL);
+            return;
+        }
+        if (!to || (mk_jid_is_bare(to) && mk_jid_bare_equal(to, s->jid))) {
+            /* To the account itself: the server answers on its behalf. */
+            if (request)
+                mk_iq_dispatch(srv->modules, c->domain, MK_IQ_SCOPE_ACCOUNT, st, s);
+            return;
+        }
+        mk_router_route(st, s);
+        return;
+    }
+    default:
+        mk_router_route(st, s);
+        return;
+    }
+}
+
+static void on_element(gpointer user_data, MkXml *el)
+{
+    MkC2s *c = user_data;
+    g_autoptr(MkXml) owned = el;
+    const char *ns = mk_xml_ns(el);
+
+    if (c->state != C2S_OPEN)
+        return;
+    if (c->sasl_busy) {
+        /* Input is paused during a SASL step; anything already parsed
+         * from the same read is pipelining we do not allow. */
+        c2s_close(c, "policy-violation");
+        return;
+    }
+    if (!c->username) {
+        if (mk_xml_is(el, "starttls", NS_TLS))
+            handle_starttls(c);
+        else if (g_strcmp0(ns, NS_SASL) == 0)
+            handle_sasl_element(c, el);
+        else if (!mk_conn_is_tls(c->conn) && c->listen->lc.tls == MK_TLS_REQUIRED &&
+                 c->listen->creds)
+            c2s_close(c, "policy-violation");
+        else
+            c2s_close(c, "not-authorized");
+        return;
+    }
+    if (!c->session) {
+        MkXml *bind =
+            mk_xml_is(el, "iq", NS_CLIENT) && g_strcmp0(mk_xml_get_attr(el, "type"), "set") == 0
+                ? mk_xml_child(el, "bind", NS_BIND)
+                : NULL;
+        if (bind)
+            handle_bind(c, el, bind);
+        else if (mk_xml_is(el, "iq", NS_CLIENT))
+            send_iq_error(c, el, MK_ERR_NOT_AUTHORIZED);
+        else
+            c2s_close(c, "not-authorized");
+        return;
+    }
+    /* The legacy session IQ (RFC 3921) is a no-op that clients still send. */
+    if (mk_xml_is(el, "iq", NS_CLIENT) && mk_xml_child(el, "session", NS_SESSION) &&
+        !mk_xml_get_attr(el, "to")) {
+        send_iq_result(c, el, NULL);
+        return;
+    }
+    if (mk_xml_is(el, "iq", NS_CLIENT) && mk_xml_child(el, "bind", NS_BIND)) {
+        send_iq_error(c, el, MK_ERR_NOT_ALLOWED);
+        return;
+    }
+    handle_stanza(c, el);
+}
+
+static const MkXmlStreamCallbacks stream_callbacks = {
+    .stream_start = on_stream_start,
+    .stanza = on_element,
+    .stream_end = on_stream_end,
+    .error = on_stream_error,
+};
+
+/* ---- connection callbacks --------------------------------------------- */
+
+static void on_data(gpointer user_data, const char *data, gsize len)
+{
+    MkC2s *c = user_data;
+    if (c->state == C2S_CLOSING || c->state == C2S_TLS)
+        return;
+    c->last_input_us = g_get_monotonic_time();
+    if (c->session)
+        c->session->last_input_us = c->last_input_us;
+    c2s_ref(c);
+    mk_xml_stream_feed(c->xs, data, len);
+    if (c->restart) {
+        c->restart = FALSE;
+        mk_xml_stream_reset(c->xs);
+    }
+    c2s_unref(c);
+}
+
+static void on_tls_done(gpointer user_data, gboolean ok)
+{
+    MkC2s *c = user_data;
+    if (!ok) {
+        C2S_LOG(c, G_LOG_LEVEL_INFO, "TLS handshake failed");
+        c->state = C2S_CLOSING;
+        return; /* the conn closes itself; on_closed follows */
+    }
+    if (c->state == C2S_TLS) {
+        mk_xml_stream_reset(c->xs);
+        c->state = C2S_WAIT_STREAM;
+    }
+}
+
+static void on_closed(gpointer user_data)
+{
+    MkC2s *c = user_data;
+    c->state = C2S_CLOSING;
+    c2s_end_session(c);
+    g_queue_unlink(&c->cw->streams, &c->link);
+    mk_conn_free(c->conn);
+    c->conn = NULL;
+    c2s_unref(c);
+}
+
+static const MkConnCallbacks conn_callbacks = {
+    .on_data = on_data,
+    .on_tls_done = on_tls_done,
+    .on_closed = on_closed,
+};
+
+/* The session leaves: unavailable to everyone who saw it available, out
+ * of the table, modules told. */
+static void c2s_end_session(MkC2s *c)
+{
+    MkSession *s = c->session;
+    MkServer *srv = c->cs->srv;
+    if (!s)
+        return;
+    c->session = NULL;
+
+    if (s->available) {
+        g_autoptr(MkXml) xml = mk_xml_new("presence", NS_CLIENT);
+        mk_xml_set_attr(xml, "type", "unavailable");
+        g_autoptr(MkStanza) st = mk_stanza_new_addressed(xml, s->jid, NULL);
+        presence_broadcast(srv, s, c->domain, st);
+    } else {
+        send_directed_unavailable(s);
+    }
+    mk_sm_unregister(srv->sm, s);
+    s->c2s = NULL;
+
+    MkHookCall call = {.domain = c->domain, .session = s, .from = s->jid};
+    mk_hooks_run(srv->modules, MK_HOOK_SESSION_CLOSED, &call);
+    mk_hook_call_clear(&call);
+
+    g_clear_pointer(&s->slots, g_hash_table_destroy);
+    g_clear_pointer(&s->directed, g_hash_table_destroy);
+    mk_session_unref(s);
+}
+
+static C2sWorker *worker_state(MkC2sServer *cs, MkWorker *w);
+
+void mk_c2s_accept(MkWorker *w, int fd, const MkListenConfig *lc, gpointer user_data)
+{
+    MkC2sServer *cs = user_data;
+    C2sListen *listen = NULL;
+    for (guint i = 0; i < cs->listens->len; i++) {
+        C2sListen *l = g_ptr_array_index(cs->listens, i);
+        if (g_str_equal(l->lc.name, lc->name))
+            listen = l;
+    }
+    if (!listen) {
+        close(fd);
+        return;
+    }
+    MkC2s *c = g_new0(MkC2s, 1);
+    c->ref = 1;
+    c->cs = cs;
+    c->listen = listen;
+    c->worker = w;
+    c->cw = worker_state(cs, w);
+    c->link.data = c;
+    c->last_input_us = g_get_monotonic_time();
+    c->conn = mk_conn_new(w, fd, &conn_callbacks, c);
+    c->xs = mk_xml_stream_new(&stream_callbacks, c, c->cw->xml, listen->lc.max_stanza_size,
+                              listen->lc.max_depth);
+    g_queue_push_tail_link(&c->cw->streams, &c->link);
+    if (listen->lc.tls == MK_TLS_DIRECT && listen->creds) {
+        c->state = C2S_TLS;
+        mk_conn_start_tls(c->conn, listen->creds);
+    }
+}
+
+static void c2s_free(MkC2s *c)
+{
+    g_clear_pointer(&c->sasl, mk_sasl_session_free);
+    if (c->conn)
+        mk_conn_free(c->conn);
+    mk_xml_stream_free(c->xs);
+    g_free(c->domain);
+    g_free(c->stream_id);
+    g_free(c->username);
+    g_free(c);
+}
+
+/* ---- delivery to the client ------------------------------------------- */
+
+void mk_c2s_deliver(MkSession *s, MkStanza *st)
+{
+    MkC2s *c = s->c2s;
+    if (!c || c->state == C2S_CLOSING)
+        return; /* the session ended meanwhile */
+    MkHookCall call = {.domain = c->domain,
+                       .session = s,
+                       .stanza = mk_stanza_ref(st),
+                       .from = mk_stanza_from(st),
+                       .to = mk_stanza_to(st)};
+    MkResult r = mk_hooks_run(c->cs->srv->modules, MK_HOOK_USER_RECEIVE_PACKET, &call);
+    if (r == MK_PASS)
+        c2s_write_xml(c, mk_stanza_xml(call.stanza));
+    mk_hook_call_clear(&call);
+}
+
+typedef struct {
+    MkSession *s;
+    char *error;
+} CloseJob;
+
+static void close_job_free(gpointer p)
+{
+    CloseJob *job = p;
+    mk_session_unref(job->s);
+    g_free(job->error);
+    g_free(job);
+}
+
+static void close_job_run(gpointer p)
+{
+    CloseJob *job = p;
+    if (job->s->c2s)
+        c2s_close(job->s->c2s, job->error);
+    close_job_free(job);
+}
+
+void mk_session_close(MkSession *s, const char *stream_error)
+{
+    /* Always through the mailbox: closing runs hooks and must not happen
+     * in the middle of whatever the caller is doing with the session. */
+    CloseJob *job = g_new0(CloseJob, 1);
+    job->s = mk_session_ref(s);
+    job->error = g_strdup(stream_error);
+    mk_worker_post(s->worker, close_job_run, job, close_job_free);
+}
+
+/* ---- per-worker state and the sweep ----------------------------------- */
+
+static gboolean sweep(gpointer user_data)
+{
+    C2sWorker *cw = user_data;
+    gint64 now = g_get_monotonic_time();
+
+    for (GList *l = cw->streams.head; l;) {
+        MkC2s *c = l->data;
+        l = l->next;
+        gint64 idle = now - c->last_input_us;
+        guint timeout = c->listen->lc.idle_timeout;
+        if (c->state == C2S_CLOSING)
+            continue;
+        if (timeout && idle > (gint64)timeout * G_USEC_PER_SEC) {
+            c2s_close(c, "connection-timeout");
+            continue;
+        }
+        /* An idle stream does not need its libxml2 parser (~8 KiB). */
+        if (idle > PARSER_IDLE_US && mk_xml_stream_is_idle(c->xs))
+            mk_xml_stream_release(c->xs);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static C2sWorker *worker_state(MkC2sServer *cs, MkWorker *w)
+{
+    guint i = mk_worker_index(w);
+    if (!cs->workers[i]) {
+        C2sWorker *cw = g_new0(C2sWorker, 1);
+        cw->xml = mk_xml_shared_new();
+        g_queue_init(&cw->streams);
+        cw->sweep = g_timeout_source_new_seconds(SWEEP_INTERVAL_S);
+        g_source_set_callback(cw->sweep, sweep, cw, NULL);
+        g_source_attach(cw->sweep, mk_worker_context(w));
+        cs->workers[i] = cw;
+    }
+    return cs->workers[i];
+}
+
+MkC2sServer *mk_c2s_server_new(MkServer *srv, GError **error)
+{
+    MkC2sServer *cs = g_new0(MkC2sServer, 1);
+    cs->srv = srv;
+    cs->sasl = mk_sasl_new(srv->db, srv->config->scram_iterations, error);
+    if (!cs->sasl) {
+        g_free(cs);
+        return NULL;
+    }
+    cs->listens = g_ptr_array_new();
+    cs->n_workers = mk_workers_count(srv->workers);
+    cs->workers = g_new0(C2sWorker *, cs->n_workers);
+    return cs;
+}
+
+gboolean mk_c2s_server_add_listener(MkC2sServer *cs, const MkListenConfig *lc, GError **error)
+{
+    C2sListen *l = g_new0(C2sListen, 1);
+    l->lc = *lc;
+    if (lc->tls != MK_TLS_NONE) {
+        l->creds = mk_tls_load(lc->certfile, lc->keyfile, error);
+        if (!l->creds) {
+            g_free(l);
+            return FALSE;
+        }
+    }
+    g_ptr_array_add(cs->listens, l);
+    return TRUE;
+}
+
+/* Runs on each worker at shutdown: every stream ends cleanly. */
+typedef struct {
+    MkC2sServer *cs;
+    gint ref; /* the waiter and each worker: a slow worker may outlive the wait */
+    GMutex lock;
+    GCond cond;
+    gint pending;
+} ShutdownCtx;
+
+static void shutdown_ctx_unref(ShutdownCtx *ctx)
+{
+    if (!g_atomic_int_dec_and_test(&ctx->ref))
+        return;
+    g_mutex_clear(&ctx->lock);
+    g_cond_clear(&ctx->cond);
+    g_free(ctx);
+}
+
+static void shutdown_worker(gpointer data)
+{
+    ShutdownCtx *ctx = data;
+    C2sWorker *cw = NULL;
+    MkWorker *w = mk_worker_self();
+    if (w)
+        cw = ctx->cs->workers[mk_worker_index(w)];
+    if (cw) {
+        for (GList *l = cw->streams.head; l;) {
+            MkC2s *c = l->data;
+            l = l->next;
+            if (c->state != C2S_CLOSING)
+                c2s_close(c, "system-shutdown");
+        }
+    }
+    g_mutex_lock(&ctx->lock);
+    ctx->pending--;
+    g_cond_signal(&ctx->cond);
+    g_mutex_unlock(&ctx->lock);
+    shutdown_ctx_unref(ctx);
+}
+
+void mk_c2s_server_free(MkC2sServer *cs)
+{
+    if (!cs)
+        return;
+    ShutdownCtx *ctx = g_new0(ShutdownCtx, 1);
+    ctx->cs = cs;
+    ctx->pending = (gint)cs->n_workers;
+    ctx->ref = (gint)cs->n_workers + 1;
+    g_mutex_init(&ctx->lock);
+    g_cond_init(&ctx->cond);
+    for (guint i = 0; i < cs->n_workers; i++)
+        mk_worker_post(mk_workers_get(cs->srv->workers, i), shutdown_worker, ctx,
+                       (GDestroyNotify)shutdown_ctx_unref);
+    g_mutex_lock(&ctx->lock);
+    gint64 deadline = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
+    while (ctx->pending > 0 && g_cond_wait_until(&ctx->cond, &ctx->lock, deadline))
+        ;
+    g_mutex_unlock(&ctx->lock);
+    shutdown_ctx_unref(ctx);
+    /* Give queued </stream:stream> writes a moment to leave. */
+    g_usleep(100 * 1000);
+    mk_sasl_free(cs->sasl);
+    /* Per-worker state and streams are reclaimed with the workers' exit. */
+}

@@ -1,1 +1,255 @@
-/* placeholder: being written */
+/* The router. See router.h; the rules for local accounts are RFC 6121
+ * section 8.5 (8.5.2: bare JID, 8.5.3: full JID). */
+#include "router.h"
+#include "c2s.h"
+#include "hosts.h"
+#include "modules.h"
+#include "server.h"
+#include "sm.h"
+
+void mk_router_bounce(MkStanza *st, MkStanzaError cond, const char *text)
+{
+    /* mk_stanza_error_reply gives NULL for type="error": errors are never
+     * answered with errors, which also stops bounce loops. */
+    g_autoptr(MkStanza) reply = mk_stanza_error_reply(st, cond, text);
+    if (reply && mk_stanza_to(reply))
+        mk_router_route(reply, NULL);
+}
+
+/* Delivers to one session: on its worker directly, else via its mailbox. */
+typedef struct {
+    MkSession *s;
+    MkStanza *st;
+} DeliverJob;
+
+static void deliver_job_free(gpointer p)
+{
+    DeliverJob *job = p;
+    mk_session_unref(job->s);
+    mk_stanza_unref(job->st);
+    g_free(job);
+}
+
+static void deliver_job_run(gpointer p)
+{
+    DeliverJob *job = p;
+    mk_c2s_deliver(job->s, job->st);
+    deliver_job_free(job);
+}
+
+void mk_session_send(MkSession *s, MkStanza *st)
+{
+    g_return_if_fail(s && st);
+    if (mk_worker_self() == s->worker) {
+        mk_c2s_deliver(s, st);
+        return;
+    }
+    DeliverJob *job = g_new(DeliverJob, 1);
+    job->s = mk_session_ref(s);
+    job->st = mk_stanza_ref(st);
+    mk_worker_post(s->worker, deliver_job_run, job, deliver_job_free);
+}
+
+/* Readers of routing state take the shard lock inside these accessors. */
+static gboolean session_available(MkSession *s, int *priority)
+{
+    *priority = mk_session_priority(s);
+    return mk_session_is_available(s);
+}
+
+static gboolean is_subscription_type(const char *type)
+{
+    return type && (g_str_equal(type, "subscribe") || g_str_equal(type, "subscribed") ||
+                    g_str_equal(type, "unsubscribe") || g_str_equal(type, "unsubscribed"));
+}
+
+/* A message for a bare JID (RFC 6121 8.5.2.1.1 and 8.5.2.2.1). */
+static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
+{
+    const char *type = mk_stanza_type(st);
+    g_autoptr(MkJid) bare = mk_jid_bare(to);
+    g_autoptr(GPtrArray) sessions = mk_sm_sessions(srv->sm, bare);
+    gboolean headline = g_strcmp0(type, "headline") == 0;
+    int best = G_MININT;
+
+    if (g_strcmp0(type, "error") == 0)
+        return;
+    if (g_strcmp0(type, "groupchat") == 0) {
+        mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+        return;
+    }
+    /* Only available resources with non-negative priority take messages
+     * sent to the bare JID; normal and chat go to the highest of them
+     * (all that share it), headline to every one of them. */
+    for (guint i = 0; i < sessions->len; i++) {
+        int prio;
+        if (session_available(g_ptr_array_index(sessions, i), &prio) && prio >= 0 && prio > best)
+            best = prio;
+    }
+    guint delivered = 0;
+    for (guint i = 0; best >= 0 && i < sessions->len; i++) {
+        MkSession *s = g_ptr_array_index(sessions, i);
+        int prio;
+        if (!session_available(s, &prio) || prio < 0 || (!headline && prio != best))
+            continue;
+        mk_session_send(s, st);
+        delivered++;
+    }
+    if (delivered)
+        return;
+
+    MkHookCall call = {.domain = mk_jid_domain(to),
+                       .stanza = mk_stanza_ref(st),
+                       .from = mk_stanza_from(st),
+                       .to = to};
+    MkResult r = mk_hooks_run(srv->modules, MK_HOOK_OFFLINE_MESSAGE, &call);
+    if (r == MK_ERROR && call.has_error)
+        mk_router_bounce(st, call.error, call.error_text);
+    else if (r == MK_PASS && !headline)
+        mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+    mk_hook_call_clear(&call);
+}
+
+/* Presence for a bare JID that no module took: to every available
+ * resource (RFC 6121 8.5.2.1.2); probes and subscription requests without
+ * a roster module have nowhere to go. */
+static void route_presence_bare(MkServer *srv, MkStanza *st, MkJid *to)
+{
+    const char *type = mk_stanza_type(st);
+    if (g_strcmp0(type, "probe") == 0 || g_strcmp0(type, "error") == 0)
+        return;
+    g_autoptr(MkJid) bare = mk_jid_bare(to);
+    g_autoptr(GPtrArray) sessions = mk_sm_sessions(srv->sm, bare);
+    for (guint i = 0; i < sessions->len; i++) {
+        MkSession *s = g_ptr_array_index(sessions, i);
+        int prio;
+        if (session_available(s, &prio))
+            mk_session_send(s, st);
+    }
+}
+
+static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gboolean hooks)
+{
+    MkJid *to = mk_stanza_to(st);
+    const char *type = mk_stanza_type(st);
+    MkStanzaKind kind = mk_stanza_kind(st);
+
+    /* Subscription-related presence and probes always concern the bare
+     * JID (RFC 6121 3.1.3, 4.3), as does any presence to the bare JID. */
+    gboolean presence_to_account =
+        kind == MK_STANZA_PRESENCE &&
+        (mk_jid_is_bare(to) || is_subscription_type(type) || g_strcmp0(type, "probe") == 0);
+
+    if (presence_to_account && hooks) {
+        MkHookCall call = {.domain = mk_jid_domain(to),
+                           .stanza = mk_stanza_ref(st),
+                           .from = mk_stanza_from(st),
+                           .to = to};
+        MkResult r = mk_hooks_run(srv->modules, MK_HOOK_PRESENCE_IN, &call);
+        if (r == MK_ERROR && call.has_error)
+            mk_router_bounce(st, call.error, call.error_text);
+        mk_hook_call_clear(&call);
+        if (r != MK_PASS)
+            return;
+    }
+    if (presence_to_account) {
+        route_presence_bare(srv, st, to);
+        return;
+    }
+
+    if (!mk_jid_is_bare(to)) {
+        g_autoptr(MkSession) s = mk_sm_find(srv->sm, to);
+        if (s) {
+            mk_session_send(s, st);
+            return;
+        }
+        /* No such resource (RFC 6121 8.5.3.2). */
+        switch (kind) {
+        case MK_STANZA_MESSAGE:
+            if (g_strcmp0(type, "groupchat") == 0)
+                mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+            else
+                route_message_bare(srv, st, to);
+            return;
+        case MK_STANZA_IQ:
+            if (g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0)
+                mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+            return;
+        default:
+            return; /* presence to a gone resource: silently dropped */
+        }
+    }
+
+    switch (kind) {
+    case MK_STANZA_MESSAGE:
+        route_message_bare(srv, st, to);
+        return;
+    case MK_STANZA_IQ:
+        /* The server answers IQs to a bare JID on the account's behalf. */
+        if (g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0)
+            mk_iq_dispatch(srv->modules, mk_jid_domain(to), MK_IQ_SCOPE_ACCOUNT, st, sender);
+        return;
+    default:
+        return;
+    }
+}
+
+static void route_to_server(MkServer *srv, MkStanza *st, MkSession *sender)
+{
+    const char *type = mk_stanza_type(st);
+    if (mk_stanza_kind(st) != MK_STANZA_IQ)
+        return; /* messages and presence to the server itself go nowhere */
+    if (g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0)
+        mk_iq_dispatch(srv->modules, mk_jid_domain(mk_stanza_to(st)), MK_IQ_SCOPE_SERVER, st,
+                       sender);
+    else
+        mk_iq_take_response(srv->modules, st);
+}
+
+void mk_router_route(MkStanza *st, MkSession *sender)
+{
+    MkServer *srv = mk_server_get();
+    MkJid *to = mk_stanza_to(st);
+    g_return_if_fail(srv && st);
+
+    if (!to) {
+        g_debug("dropping a stanza without 'to' routed by the server");
+        return;
+    }
+    const char *domain = mk_jid_domain(to);
+    if (mk_hosts_lookup(srv->hosts, domain)) {
+        if (mk_jid_node(to))
+            route_to_account(srv, st, sender, TRUE);
+        else
+            route_to_server(srv, st, sender);
+        return;
+    }
+    if (mk_routes_dispatch(srv->modules, domain, st))
+        return;
+    /* No s2s yet: every other domain is unreachable. */
+    mk_router_bounce(st, MK_ERR_REMOTE_SERVER_NOT_FOUND, NULL);
+}
+
+void mk_router_to_account(MkStanza *st, MkSession *sender)
+{
+    MkServer *srv = mk_server_get();
+    MkJid *to = mk_stanza_to(st);
+    g_return_if_fail(srv && st);
+    if (!to || !mk_jid_node(to) || !mk_hosts_lookup(srv->hosts, mk_jid_domain(to))) {
+        mk_router_route(st, sender);
+        return;
+    }
+    route_to_account(srv, st, sender, FALSE);
+}
+
+/* Public API (mk-router.h). */
+
+void mk_route(MkStanza *stanza)
+{
+    mk_router_route(stanza, NULL);
+}
+
+void mk_route_to_account(MkStanza *stanza)
+{
+    mk_router_to_account(stanza, NULL);
+}

@@ -1,2 +1,18 @@
+/* The router: where a stanza goes, by its 'to' (see DESIGN.md, Routing).
+ * Local accounts follow RFC 6121 section 8; served domains answer IQs
+ * through the IQ handlers; module routes claim subdomains; anything else
+ * would go to s2s, which does not exist yet, so it bounces with
+ * remote-server-not-found. */
 #pragma once
+
 #include "mk-core.h"
+
+/* Routes @st (transfer none). @sender is the local session that sent it
+ * when routing on that session's worker (for IQ handlers), else NULL.
+ * Any thread. */
+void mk_router_route(MkStanza *st, MkSession *sender);
+/* Answers @st with an error (nothing for stanzas of type error). */
+void mk_router_bounce(MkStanza *st, MkStanzaError cond, const char *text);
+/* Delivers @st to the account in its 'to' by the rules for a bare or full
+ * JID, without the presence_in hook. */
+void mk_router_to_account(MkStanza *st, MkSession *sender);

@@ -1,1 +1,199 @@
-/* placeholder: being written */
+/* The server object: builds and tears down every subsystem in order. */
+#include "server.h"
+#include "c2s.h"
+#include "db.h"
+#include "hosts.h"
+#include "listener.h"
+#include "log.h"
+#include "modules.h"
+#include "sasl.h"
+#include "sm.h"
+#include "tls.h"
+#include "worker.h"
+#include <glib-unix.h>
+#include <signal.h>
+
+/* The one server of this process: the public module API has no server
+ * argument, so its functions find it here. */
+static MkServer *the_server;
+
+/* Core-private extras kept beside the public struct. */
+typedef struct {
+    MkServer pub;
+    MkC2sServer *c2s;
+    GPtrArray *old_configs; /* replaced configs: listeners keep pointing into them */
+} ServerPriv;
+
+MkServer *mk_server_get(void)
+{
+    return g_atomic_pointer_get(&the_server);
+}
+
+void mk_server_set_for_tests(MkServer *srv);
+void mk_server_set_for_tests(MkServer *srv)
+{
+    g_atomic_pointer_set(&the_server, srv);
+}
+
+static void auth_pool_run(gpointer data, gpointer pool_data)
+{
+    MkPoolJob *job = data;
+    job->run(job);
+}
+
+/* Makes sure every TLS listener has a certificate: the defaults under
+ * state_dir get a self-signed one on first run. */
+static gboolean prepare_certificates(MkConfigData *cfg, GError **error)
+{
+    g_autoptr(GPtrArray) domains = g_ptr_array_new();
+    for (guint i = 0; i < cfg->host_types->len; i++) {
+        MkHostTypeConfig *ht = g_ptr_array_index(cfg->host_types, i);
+        for (char **d = ht->domains; d && *d; d++)
+            g_ptr_array_add(domains, *d);
+    }
+    g_ptr_array_add(domains, NULL);
+    for (guint i = 0; i < cfg->listeners->len; i++) {
+        MkListenConfig *lc = g_ptr_array_index(cfg->listeners, i);
+        if (lc->tls == MK_TLS_NONE)
+            continue;
+        if (g_str_has_prefix(lc->certfile, cfg->state_dir) &&
+            !mk_tls_ensure_selfsigned(lc->certfile, lc->keyfile,
+                                      (const char *const *)domains->pdata, error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+MkServer *mk_server_new(MkConfigData *cfg, GError **error)
+{
+    ServerPriv *priv = g_new0(ServerPriv, 1);
+    MkServer *srv = &priv->pub;
+    srv->config = cfg;
+    srv->started_at = g_get_real_time();
+    priv->old_configs = g_ptr_array_new_with_free_func((GDestroyNotify)mk_config_free);
+    g_atomic_pointer_set(&the_server, srv);
+
+    if (g_mkdir_with_parents(cfg->state_dir, 0750) != 0) {
+        g_set_error(error, MK_CONFIG_ERROR, MK_CONFIG_ERROR_FILE, "cannot create state_dir %s: %s",
+                    cfg->state_dir, g_strerror(errno));
+        goto fail;
+    }
+    srv->hosts = mk_hosts_new(cfg);
+    srv->db = mk_db_open(cfg, error);
+    if (!srv->db)
+        goto fail;
+    if (!mk_db_migrate(srv->db, "core", mk_core_migrations, error))
+        goto fail;
+    if (!prepare_certificates(cfg, error))
+        goto fail;
+    srv->sm = mk_sm_new();
+    srv->auth_pool = g_thread_pool_new(auth_pool_run, srv, MAX(2, (gint)cfg->workers), FALSE, NULL);
+    srv->workers = mk_workers_start(cfg->workers, error);
+    if (!srv->workers)
+        goto fail;
+    srv->modules = mk_modules_new(srv);
+    if (!mk_modules_apply(srv->modules, cfg, error))
+        goto fail;
+    priv->c2s = mk_c2s_server_new(srv, error);
+    if (!priv->c2s)
+        goto fail;
+    srv->listeners = g_ptr_array_new_with_free_func((GDestroyNotify)mk_listener_stop);
+    for (guint i = 0; i < cfg->listeners->len; i++) {
+        MkListenConfig *lc = g_ptr_array_index(cfg->listeners, i);
+        if (!g_str_equal(lc->type, "c2s"))
+            continue;
+        if (!mk_c2s_server_add_listener(priv->c2s, lc, error))
+            goto fail;
+        MkListener *l = mk_listener_start(srv->workers, lc, mk_c2s_accept, priv->c2s, error);
+        if (!l)
+            goto fail;
+        g_ptr_array_add(srv->listeners, l);
+        g_message("listening on %s:%u (%s, tls %s)", lc->address, mk_listener_port(l), lc->name,
+                  lc->tls == MK_TLS_REQUIRED   ? "required"
+                  : lc->tls == MK_TLS_OPTIONAL ? "optional"
+                  : lc->tls == MK_TLS_DIRECT   ? "direct"
+                                               : "none");
+    }
+    return srv;
+
+fail:
+    mk_server_free(srv);
+    return NULL;
+}
+
+static gboolean on_quit_signal(gpointer user_data)
+{
+    MkServer *srv = user_data;
+    g_message("shutting down");
+    g_main_loop_quit(srv->loop);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean on_hup(gpointer user_data)
+{
+    MkServer *srv = user_data;
+    g_autoptr(GError) error = NULL;
+    if (!mk_server_reload(srv, &error))
+        g_warning("reload failed, keeping the running configuration: %s", error->message);
+    return G_SOURCE_CONTINUE;
+}
+
+gboolean mk_server_reload(MkServer *srv, GError **error)
+{
+    ServerPriv *priv = (ServerPriv *)srv;
+    g_autoptr(MkConfigData) cfg = mk_config_load(srv->config->main_file, error);
+    if (!cfg)
+        return FALSE;
+    if (!mk_modules_apply(srv->modules, cfg, error))
+        return FALSE;
+    /* Listeners, storage and workers keep their start-up settings (a
+     * restart changes those); the old config stays alive because the
+     * listeners' settings point into it. */
+    g_ptr_array_add(priv->old_configs, srv->config);
+    g_atomic_pointer_set(&srv->config, g_steal_pointer(&cfg));
+    g_message("configuration reloaded");
+    return TRUE;
+}
+
+void mk_server_run(MkServer *srv)
+{
+    srv->loop = g_main_loop_new(NULL, FALSE);
+    guint s1 = g_unix_signal_add(SIGINT, on_quit_signal, srv);
+    guint s2 = g_unix_signal_add(SIGTERM, on_quit_signal, srv);
+    guint s3 = g_unix_signal_add(SIGHUP, on_hup, srv);
+    g_main_loop_run(srv->loop);
+    g_source_remove(s1);
+    g_source_remove(s2);
+    g_source_remove(s3);
+}
+
+void mk_server_free(MkServer *srv)
+{
+    ServerPriv *priv = (ServerPriv *)srv;
+    if (!srv)
+        return;
+    if (srv->listeners)
+        g_ptr_array_unref(srv->listeners);
+    if (priv->c2s)
+        mk_c2s_server_free(priv->c2s);
+    if (srv->modules) {
+        mk_modules_stop_all(srv->modules);
+    }
+    if (srv->workers)
+        mk_workers_stop(srv->workers);
+    if (srv->auth_pool)
+        g_thread_pool_free(srv->auth_pool, FALSE, TRUE);
+    if (srv->modules)
+        mk_modules_free(srv->modules);
+    mk_sm_free(srv->sm);
+    if (srv->db)
+        mk_db_close(srv->db);
+    if (srv->hosts)
+        mk_hosts_free(srv->hosts);
+    if (srv->loop)
+        g_main_loop_unref(srv->loop);
+    g_atomic_pointer_set(&the_server, NULL);
+    g_ptr_array_unref(priv->old_configs);
+    mk_config_free(srv->config);
+    g_free(priv);
+}

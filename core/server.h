@@ -8,18 +8,23 @@
 #include <gnutls/gnutls.h>
 
 struct MkServer {
-    MkConfigData *config;      /* current; replaced on SIGHUP (main thread) */
-    GMainLoop *loop;           /* main thread */
+    MkConfigData *config; /* current; replaced on SIGHUP (main thread) */
+    GMainLoop *loop;      /* main thread */
     MkWorkers *workers;
     MkHosts *hosts;
     MkDb *db;
     MkSm *sm;
     MkModules *modules;
-    GPtrArray *listeners;      /* of MkListener* */
+    GPtrArray *listeners;                       /* of MkListener* */
     gnutls_certificate_credentials_t tls_creds; /* nullable */
-    GThreadPool *auth_pool;    /* SASL steps: credential reads + key derivation */
-    gint64 started_at;         /* g_get_real_time() at start */
+    GThreadPool *auth_pool;                     /* SASL steps: credential reads + key derivation */
+    gint64 started_at;                          /* g_get_real_time() at start */
 };
+
+/* A job for srv->auth_pool: job structs start with this. */
+typedef struct {
+    void (*run)(gpointer job);
+} MkPoolJob;
 
 /* (transfer none) The process's server, or NULL before mk_server_new. */
 MkServer *mk_server_get(void);

@@ -1,1 +1,280 @@
-/* placeholder: being written */
+/* The in-process session table. See sm.h. */
+#include "sm.h"
+#include "c2s.h"
+#include "server.h"
+
+#define SM_SHARDS 64
+
+typedef struct {
+    GMutex lock;
+    GHashTable *by_bare; /* bare JID string -> GPtrArray of MkSession* (refs) */
+} SmShard;
+
+struct MkSm {
+    SmShard shards[SM_SHARDS];
+    gint count;
+};
+
+typedef struct {
+    gpointer data;
+    GDestroyNotify destroy;
+} SessionSlot;
+
+static void slot_free(gpointer p)
+{
+    SessionSlot *slot = p;
+    if (slot->destroy)
+        slot->destroy(slot->data);
+    g_free(slot);
+}
+
+MkSm *mk_sm_new(void)
+{
+    MkSm *sm = g_new0(MkSm, 1);
+    for (guint i = 0; i < SM_SHARDS; i++) {
+        g_mutex_init(&sm->shards[i].lock);
+        sm->shards[i].by_bare = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                                      (GDestroyNotify)g_ptr_array_unref);
+    }
+    return sm;
+}
+
+void mk_sm_free(MkSm *sm)
+{
+    if (!sm)
+        return;
+    for (guint i = 0; i < SM_SHARDS; i++) {
+        g_hash_table_destroy(sm->shards[i].by_bare);
+        g_mutex_clear(&sm->shards[i].lock);
+    }
+    g_free(sm);
+}
+
+static SmShard *shard_for(MkSm *sm, const char *bare)
+{
+    return &sm->shards[g_str_hash(bare) % SM_SHARDS];
+}
+
+MkSession *mk_session_new(MkJid *jid, MkWorker *w, MkC2s *c2s)
+{
+    /* A process-wide counter, not state: ids only need to be unique. */
+    static guint64 next_id;
+    MkSession *s = g_new0(MkSession, 1);
+    s->ref = 1;
+    s->jid = mk_jid_ref(jid);
+    s->worker = w;
+    s->c2s = c2s;
+    s->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
+    s->last_input_us = g_get_monotonic_time();
+    return s;
+}
+
+MkSession *mk_session_ref(MkSession *s)
+{
+    g_return_val_if_fail(s, NULL);
+    g_atomic_int_inc(&s->ref);
+    return s;
+}
+
+void mk_session_unref(MkSession *s)
+{
+    if (!s || !g_atomic_int_dec_and_test(&s->ref))
+        return;
+    /* Slots and directed presence are worker-owned and were released when
+     * the stream ended (mk_c2s frees them); only leftovers from sessions
+     * that never bound land here. */
+    if (s->slots)
+        g_hash_table_destroy(s->slots);
+    if (s->directed)
+        g_hash_table_destroy(s->directed);
+    if (s->last_presence)
+        mk_stanza_unref(s->last_presence);
+    mk_jid_unref(s->jid);
+    g_free(s);
+}
+
+MkSession *mk_sm_register(MkSm *sm, MkSession *s)
+{
+    const char *bare = mk_jid_bare_string(s->jid);
+    SmShard *sh = shard_for(sm, bare);
+    MkSession *old = NULL;
+
+    g_mutex_lock(&sh->lock);
+    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    if (!list) {
+        list = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
+        g_hash_table_insert(sh->by_bare, g_strdup(bare), list);
+    }
+    for (guint i = 0; i < list->len; i++) {
+        MkSession *o = g_ptr_array_index(list, i);
+        if (g_strcmp0(mk_jid_resource(o->jid), mk_jid_resource(s->jid)) == 0) {
+            old = g_ptr_array_steal_index(list, i);
+            g_atomic_int_add(&sm->count, -1);
+            break;
+        }
+    }
+    g_ptr_array_add(list, mk_session_ref(s));
+    g_atomic_int_inc(&sm->count);
+    g_mutex_unlock(&sh->lock);
+    return old;
+}
+
+void mk_sm_unregister(MkSm *sm, MkSession *s)
+{
+    const char *bare = mk_jid_bare_string(s->jid);
+    SmShard *sh = shard_for(sm, bare);
+
+    g_mutex_lock(&sh->lock);
+    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    if (list && g_ptr_array_remove_fast(list, s)) {
+        g_atomic_int_add(&sm->count, -1);
+        if (list->len == 0)
+            g_hash_table_remove(sh->by_bare, bare);
+    }
+    g_mutex_unlock(&sh->lock);
+}
+
+MkSession *mk_sm_find(MkSm *sm, MkJid *jid)
+{
+    const char *bare = mk_jid_bare_string(jid);
+    SmShard *sh = shard_for(sm, bare);
+    MkSession *found = NULL;
+
+    g_mutex_lock(&sh->lock);
+    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    for (guint i = 0; list && i < list->len; i++) {
+        MkSession *o = g_ptr_array_index(list, i);
+        if (g_strcmp0(mk_jid_resource(o->jid), mk_jid_resource(jid)) == 0) {
+            found = mk_session_ref(o);
+            break;
+        }
+    }
+    g_mutex_unlock(&sh->lock);
+    return found;
+}
+
+GPtrArray *mk_sm_sessions(MkSm *sm, MkJid *bare)
+{
+    const char *key = mk_jid_bare_string(bare);
+    SmShard *sh = shard_for(sm, key);
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
+
+    g_mutex_lock(&sh->lock);
+    GPtrArray *list = g_hash_table_lookup(sh->by_bare, key);
+    for (guint i = 0; list && i < list->len; i++)
+        g_ptr_array_add(out, mk_session_ref(g_ptr_array_index(list, i)));
+    g_mutex_unlock(&sh->lock);
+    return out;
+}
+
+void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean available,
+                        int priority)
+{
+    SmShard *sh = shard_for(sm, mk_jid_bare_string(s->jid));
+    MkStanza *old;
+
+    g_mutex_lock(&sh->lock);
+    old = s->last_presence;
+    s->last_presence = available && presence ? mk_stanza_ref(presence) : NULL;
+    s->available = available;
+    s->priority = priority;
+    g_mutex_unlock(&sh->lock);
+    if (old)
+        mk_stanza_unref(old);
+}
+
+guint mk_sm_count(MkSm *sm)
+{
+    return (guint)g_atomic_int_get(&sm->count);
+}
+
+/* Public API (mk-session.h). */
+
+MkJid *mk_session_jid(MkSession *s)
+{
+    return s->jid;
+}
+
+static SmShard *session_shard(MkSession *s)
+{
+    MkServer *srv = mk_server_get();
+    return shard_for(srv->sm, mk_jid_bare_string(s->jid));
+}
+
+int mk_session_priority(MkSession *s)
+{
+    SmShard *sh = session_shard(s);
+    g_mutex_lock(&sh->lock);
+    int p = s->priority;
+    g_mutex_unlock(&sh->lock);
+    return p;
+}
+
+gboolean mk_session_is_available(MkSession *s)
+{
+    SmShard *sh = session_shard(s);
+    g_mutex_lock(&sh->lock);
+    gboolean a = s->available;
+    g_mutex_unlock(&sh->lock);
+    return a;
+}
+
+MkStanza *mk_session_last_presence(MkSession *s)
+{
+    SmShard *sh = session_shard(s);
+    g_mutex_lock(&sh->lock);
+    MkStanza *p = s->last_presence ? mk_stanza_ref(s->last_presence) : NULL;
+    g_mutex_unlock(&sh->lock);
+    return p;
+}
+
+gint64 mk_session_idle_seconds(MkSession *s)
+{
+    return (g_get_monotonic_time() - s->last_input_us) / G_USEC_PER_SEC;
+}
+
+void mk_session_set_slot(MkSession *s, MkModule *mod, gpointer data, GDestroyNotify destroy)
+{
+    g_return_if_fail(mk_worker_self() == s->worker);
+    if (!s->slots)
+        s->slots = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, slot_free);
+    SessionSlot *slot = g_new0(SessionSlot, 1);
+    slot->data = data;
+    slot->destroy = destroy;
+    g_hash_table_replace(s->slots, mod, slot);
+}
+
+gpointer mk_session_get_slot(MkSession *s, MkModule *mod)
+{
+    g_return_val_if_fail(mk_worker_self() == s->worker, NULL);
+    SessionSlot *slot = s->slots ? g_hash_table_lookup(s->slots, mod) : NULL;
+    return slot ? slot->data : NULL;
+}
+
+GPtrArray *mk_sm_sessions_of(MkJid *bare)
+{
+    return mk_sm_sessions(mk_server_get()->sm, bare);
+}
+
+void mk_sm_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer user_data)
+{
+    MkSm *sm = mk_server_get()->sm;
+    g_autoptr(GPtrArray) all = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
+
+    /* Collect first so that @func runs without any shard lock held. */
+    for (guint i = 0; i < SM_SHARDS; i++) {
+        SmShard *sh = &sm->shards[i];
+        GHashTableIter it;
+        gpointer v;
+        g_mutex_lock(&sh->lock);
+        g_hash_table_iter_init(&it, sh->by_bare);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+            GPtrArray *list = v;
+            for (guint j = 0; j < list->len; j++)
+                g_ptr_array_add(all, mk_session_ref(g_ptr_array_index(list, j)));
+        }
+        g_mutex_unlock(&sh->lock);
+    }
+    for (guint i = 0; i < all->len; i++)
+        func(g_ptr_array_index(all, i), user_data);
+}

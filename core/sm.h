@@ -1,2 +1,51 @@
+/* The session manager: bound sessions of this node, by bare JID.
+ *
+ * Single node: an in-process table sharded by bare JID (a mutex per
+ * shard), behind MkSmBackend so that a cluster backend (Redis) can
+ * implement the same operations later. Sessions themselves belong to the
+ * worker that owns their stream; other threads only read their routing
+ * state (priority, availability, last presence) under the shard lock and
+ * send to them through mk_session_send (a mailbox post). */
 #pragma once
+
 #include "mk-core.h"
+#include "worker.h"
+
+typedef struct MkC2s MkC2s;
+
+struct MkSession {
+    gint ref;
+    MkJid *jid;       /* full, immutable */
+    MkWorker *worker; /* owner, immutable */
+    guint64 id;       /* node-unique */
+    MkC2s *c2s;       /* owner worker only; NULL once the stream ended */
+    /* Routing state: written by the owner under the shard lock. */
+    int priority;
+    gboolean available; /* sent available broadcast presence */
+    MkStanza *last_presence;
+    gint64 last_input_us; /* monotonic; atomic-ish (gint64 store on x86-64) */
+    /* Owner worker only. */
+    GHashTable *slots;    /* MkModule* -> SessionSlot* */
+    GHashTable *directed; /* full JID string -> MkJid*: directed presence sent */
+};
+
+MkSm *mk_sm_new(void);
+void mk_sm_free(MkSm *sm);
+
+/* Creates a session for @jid owned by @c2s on @w. Returns: (transfer full). */
+MkSession *mk_session_new(MkJid *jid, MkWorker *w, MkC2s *c2s);
+
+/* Adds @s. When a session with the same full JID exists, it is removed
+ * from the table and returned (transfer full) so the caller can close it
+ * with a conflict error. Any thread. */
+MkSession *mk_sm_register(MkSm *sm, MkSession *s);
+/* Removes @s if present. Any thread. */
+void mk_sm_unregister(MkSm *sm, MkSession *s);
+/* (transfer full) (nullable) The session bound to full JID @jid. */
+MkSession *mk_sm_find(MkSm *sm, MkJid *jid);
+/* (transfer full) sessions of @bare; element free = mk_session_unref. */
+GPtrArray *mk_sm_sessions(MkSm *sm, MkJid *bare);
+/* Updates the routing state of @s from a broadcast presence. */
+void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean available,
+                        int priority);
+guint mk_sm_count(MkSm *sm);
