@@ -32,19 +32,19 @@ typedef struct MkSm MkSm;
 
 /* Error domains of core subsystems. */
 #define MK_CONFIG_ERROR (mk_config_error_quark())
-#define MK_DB_ERROR (mk_db_error_quark())
+#define MK_DB_ERROR     (mk_db_error_quark())
 #define MK_MODULE_ERROR (mk_module_error_quark())
-#define MK_AUTH_ERROR (mk_auth_error_quark())
+#define MK_AUTH_ERROR   (mk_auth_error_quark())
 GQuark mk_config_error_quark(void);
 GQuark mk_db_error_quark(void);
 GQuark mk_module_error_quark(void);
 GQuark mk_auth_error_quark(void);
 
 typedef enum {
-    MK_CONFIG_ERROR_PARSE,   /* syntax */
-    MK_CONFIG_ERROR_KEY,     /* unknown key / missing required key */
-    MK_CONFIG_ERROR_VALUE,   /* wrong type or out of bounds */
-    MK_CONFIG_ERROR_FILE,    /* cannot read */
+    MK_CONFIG_ERROR_PARSE, /* syntax */
+    MK_CONFIG_ERROR_KEY,   /* unknown key / missing required key */
+    MK_CONFIG_ERROR_VALUE, /* wrong type or out of bounds */
+    MK_CONFIG_ERROR_FILE,  /* cannot read */
 } MkConfigErrorCode;
 
 typedef enum {
@@ -54,8 +54,8 @@ typedef enum {
 } MkDbErrorCode;
 
 typedef enum {
-    MK_MODULE_ERROR_LOAD,    /* dlopen / missing descriptor */
-    MK_MODULE_ERROR_ABI,     /* ABI mismatch */
+    MK_MODULE_ERROR_LOAD, /* dlopen / missing descriptor */
+    MK_MODULE_ERROR_ABI,  /* ABI mismatch */
     MK_MODULE_ERROR_DEPENDENCY,
     MK_MODULE_ERROR_START,
     MK_MODULE_ERROR_DUPLICATE, /* IQ key or route already taken */
@@ -64,5 +64,5 @@ typedef enum {
 typedef enum {
     MK_AUTH_ERROR_NO_USER,
     MK_AUTH_ERROR_EXISTS,
-    MK_AUTH_ERROR_INVALID,   /* bad username/domain/password */
+    MK_AUTH_ERROR_INVALID, /* bad username/domain/password */
 } MkAuthErrorCode;
