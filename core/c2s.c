@@ -61,6 +61,7 @@ struct MkC2sServer {
     GPtrArray *configs; /* kept configs whose strings listeners point into */
 };
 
+typedef struct MkC2s MkC2s;
 struct MkC2s {
     gint ref;
     MkC2sServer *cs;
@@ -83,6 +84,7 @@ struct MkC2s {
 };
 
 static void c2s_free(MkC2s *c);
+static const MkSessionTransport c2s_transport;
 static void c2s_close(MkC2s *c, const char *stream_error);
 static void c2s_end_session(MkC2s *c);
 
@@ -487,7 +489,7 @@ static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
         send_iq_error(c, iq, MK_ERR_BAD_REQUEST);
         return;
     }
-    c->session = mk_session_new(jid, c->worker, c);
+    c->session = mk_session_new(jid, c->worker, &c2s_transport, c);
     c->session->last_input_us = c->last_input_us;
     g_autoptr(MkSession) old = mk_sm_register(srv->sm, c->session);
     if (old) {
@@ -805,7 +807,7 @@ static void c2s_end_session(MkC2s *c)
         send_directed_unavailable(s);
     }
     mk_sm_unregister(srv->sm, s);
-    s->c2s = NULL;
+    s->transport_data = NULL;
 
     MkHookCall call = {.domain = c->domain, .session = s, .from = s->jid};
     mk_hooks_run(srv->modules, MK_HOOK_SESSION_CLOSED, &call);
@@ -861,54 +863,22 @@ static void c2s_free(MkC2s *c)
     g_free(c);
 }
 
-/* ---- delivery to the client ------------------------------------------- */
+/* ---- the session transport ------------------------------------------ */
 
-void mk_c2s_deliver(MkSession *s, MkStanza *st)
+static void transport_deliver(MkSession *s, MkStanza *st)
 {
-    MkC2s *c = s->c2s;
-    if (!c || c->state == C2S_CLOSING)
-        return; /* the session ended meanwhile */
-    MkHookCall call = {.domain = c->domain,
-                       .session = s,
-                       .stanza = mk_stanza_ref(st),
-                       .from = mk_stanza_from(st),
-                       .to = mk_stanza_to(st)};
-    MkResult r = mk_hooks_run(c->cs->srv->modules, MK_HOOK_USER_RECEIVE_PACKET, &call);
-    if (r == MK_PASS)
-        c2s_write_xml(c, mk_stanza_xml(call.stanza));
-    mk_hook_call_clear(&call);
+    c2s_write_xml(s->transport_data, mk_stanza_xml(st));
 }
 
-typedef struct {
-    MkSession *s;
-    char *error;
-} CloseJob;
-
-static void close_job_free(gpointer p)
+static void transport_close(MkSession *s, const char *stream_error)
 {
-    CloseJob *job = p;
-    mk_session_unref(job->s);
-    g_free(job->error);
-    g_free(job);
+    c2s_close(s->transport_data, stream_error);
 }
 
-static void close_job_run(gpointer p)
-{
-    CloseJob *job = p;
-    if (job->s->c2s)
-        c2s_close(job->s->c2s, job->error);
-    close_job_free(job);
-}
-
-void mk_session_close(MkSession *s, const char *stream_error)
-{
-    /* Always through the mailbox: closing runs hooks and must not happen
-     * in the middle of whatever the caller is doing with the session. */
-    CloseJob *job = g_new0(CloseJob, 1);
-    job->s = mk_session_ref(s);
-    job->error = g_strdup(stream_error);
-    mk_worker_post(s->worker, close_job_run, job, close_job_free);
-}
+static const MkSessionTransport c2s_transport = {
+    .deliver = transport_deliver,
+    .close = transport_close,
+};
 
 /* ---- per-worker state and the sweep ----------------------------------- */
 

@@ -19,7 +19,3 @@ void mk_c2s_server_free(MkC2sServer *cs);
 gboolean mk_c2s_server_add_listener(MkC2sServer *cs, const MkListenConfig *lc, GError **error);
 /* The MkAcceptFunc for c2s listeners; @user_data is the MkC2sServer. */
 void mk_c2s_accept(MkWorker *w, int fd, const MkListenConfig *lc, gpointer user_data);
-
-/* Writes a routed stanza to the stream (after user_receive_packet). The
- * session's worker only. */
-void mk_c2s_deliver(MkSession *s, MkStanza *st);

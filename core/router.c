@@ -1,7 +1,6 @@
 /* The router. See router.h; the rules for local accounts are RFC 6121
  * section 8.5 (8.5.2: bare JID, 8.5.3: full JID). */
 #include "router.h"
-#include "c2s.h"
 #include "hosts.h"
 #include "modules.h"
 #include "server.h"
@@ -14,40 +13,6 @@ void mk_router_bounce(MkStanza *st, MkStanzaError cond, const char *text)
     g_autoptr(MkStanza) reply = mk_stanza_error_reply(st, cond, text);
     if (reply && mk_stanza_to(reply))
         mk_router_route(reply, NULL);
-}
-
-/* Delivers to one session: on its worker directly, else via its mailbox. */
-typedef struct {
-    MkSession *s;
-    MkStanza *st;
-} DeliverJob;
-
-static void deliver_job_free(gpointer p)
-{
-    DeliverJob *job = p;
-    mk_session_unref(job->s);
-    mk_stanza_unref(job->st);
-    g_free(job);
-}
-
-static void deliver_job_run(gpointer p)
-{
-    DeliverJob *job = p;
-    mk_c2s_deliver(job->s, job->st);
-    deliver_job_free(job);
-}
-
-void mk_session_send(MkSession *s, MkStanza *st)
-{
-    g_return_if_fail(s && st);
-    if (mk_worker_self() == s->worker) {
-        mk_c2s_deliver(s, st);
-        return;
-    }
-    DeliverJob *job = g_new(DeliverJob, 1);
-    job->s = mk_session_ref(s);
-    job->st = mk_stanza_ref(st);
-    mk_worker_post(s->worker, deliver_job_run, job, deliver_job_free);
 }
 
 /* Readers of routing state take the shard lock inside these accessors. */

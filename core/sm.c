@@ -1,6 +1,6 @@
 /* The in-process session table. See sm.h. */
 #include "sm.h"
-#include "c2s.h"
+#include "modules.h"
 #include "server.h"
 
 #define SM_SHARDS 64
@@ -55,7 +55,8 @@ static SmShard *shard_for(MkSm *sm, const char *bare)
     return &sm->shards[g_str_hash(bare) % SM_SHARDS];
 }
 
-MkSession *mk_session_new(MkJid *jid, MkWorker *w, MkC2s *c2s)
+MkSession *mk_session_new(MkJid *jid, MkWorker *w, const MkSessionTransport *transport,
+                          gpointer data)
 {
     /* A process-wide counter, not state: ids only need to be unique. */
     static guint64 next_id;
@@ -63,7 +64,8 @@ MkSession *mk_session_new(MkJid *jid, MkWorker *w, MkC2s *c2s)
     s->ref = 1;
     s->jid = mk_jid_ref(jid);
     s->worker = w;
-    s->c2s = c2s;
+    s->transport = transport;
+    s->transport_data = data;
     s->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     s->last_input_us = g_get_monotonic_time();
     return s;
@@ -277,4 +279,75 @@ void mk_sm_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer user
     }
     for (guint i = 0; i < all->len; i++)
         func(g_ptr_array_index(all, i), user_data);
+}
+
+void mk_session_deliver_local(MkSession *s, MkStanza *st)
+{
+    if (!s->transport_data)
+        return; /* the stream ended meanwhile */
+    MkHookCall call = {.domain = mk_jid_domain(s->jid),
+                       .session = s,
+                       .stanza = mk_stanza_ref(st),
+                       .from = mk_stanza_from(st),
+                       .to = mk_stanza_to(st)};
+    MkResult r = mk_hooks_run(mk_server_get()->modules, MK_HOOK_USER_RECEIVE_PACKET, &call);
+    if (r == MK_PASS && s->transport_data)
+        s->transport->deliver(s, call.stanza);
+    mk_hook_call_clear(&call);
+}
+
+/* Delivery from any thread: direct on the owner worker, else a mailbox
+ * post (many posts share one wake-up). */
+typedef struct {
+    MkSession *s;
+    MkStanza *st;
+    char *error;
+} SessionJob;
+
+static void session_job_free(gpointer p)
+{
+    SessionJob *job = p;
+    mk_session_unref(job->s);
+    if (job->st)
+        mk_stanza_unref(job->st);
+    g_free(job->error);
+    g_free(job);
+}
+
+static void deliver_job_run(gpointer p)
+{
+    SessionJob *job = p;
+    mk_session_deliver_local(job->s, job->st);
+    session_job_free(job);
+}
+
+void mk_session_send(MkSession *s, MkStanza *st)
+{
+    g_return_if_fail(s && st);
+    if (mk_worker_self() == s->worker) {
+        mk_session_deliver_local(s, st);
+        return;
+    }
+    SessionJob *job = g_new0(SessionJob, 1);
+    job->s = mk_session_ref(s);
+    job->st = mk_stanza_ref(st);
+    mk_worker_post(s->worker, deliver_job_run, job, session_job_free);
+}
+
+static void close_job_run(gpointer p)
+{
+    SessionJob *job = p;
+    if (job->s->transport_data)
+        job->s->transport->close(job->s, job->error);
+    session_job_free(job);
+}
+
+void mk_session_close(MkSession *s, const char *stream_error)
+{
+    /* Always through the mailbox, even on the owner worker: closing runs
+     * hooks and must not happen in the middle of the caller's work. */
+    SessionJob *job = g_new0(SessionJob, 1);
+    job->s = mk_session_ref(s);
+    job->error = g_strdup(stream_error);
+    mk_worker_post(s->worker, close_job_run, job, session_job_free);
 }

@@ -11,14 +11,22 @@
 #include "mk-core.h"
 #include "worker.h"
 
-typedef struct MkC2s MkC2s;
+/* How a session reaches its client: c2s today; BOSH and WebSocket later;
+ * unit tests plug in a recorder. Both run on the owner worker only. */
+typedef struct {
+    /* Writes a stanza that passed user_receive_packet. */
+    void (*deliver)(MkSession *s, MkStanza *st);
+    /* Ends the stream with a stream error (or cleanly when NULL). */
+    void (*close)(MkSession *s, const char *stream_error);
+} MkSessionTransport;
 
 struct MkSession {
     gint ref;
     MkJid *jid;       /* full, immutable */
     MkWorker *worker; /* owner, immutable */
     guint64 id;       /* node-unique */
-    MkC2s *c2s;       /* owner worker only; NULL once the stream ended */
+    const MkSessionTransport *transport;
+    gpointer transport_data; /* owner worker only; NULL once the stream ended */
     /* Routing state: written by the owner under the shard lock. */
     int priority;
     gboolean available; /* sent available broadcast presence */
@@ -32,8 +40,12 @@ struct MkSession {
 MkSm *mk_sm_new(void);
 void mk_sm_free(MkSm *sm);
 
-/* Creates a session for @jid owned by @c2s on @w. Returns: (transfer full). */
-MkSession *mk_session_new(MkJid *jid, MkWorker *w, MkC2s *c2s);
+/* Creates a session for @jid on @w, reached through @transport with
+ * @data (the transport's own object). Returns: (transfer full). */
+MkSession *mk_session_new(MkJid *jid, MkWorker *w, const MkSessionTransport *transport,
+                          gpointer data);
+/* Runs user_receive_packet and hands @st to the transport. Owner worker. */
+void mk_session_deliver_local(MkSession *s, MkStanza *st);
 
 /* Adds @s. When a session with the same full JID exists, it is removed
  * from the table and returned (transfer full) so the caller can close it
