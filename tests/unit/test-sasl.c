@@ -1,0 +1,168 @@
+/* SASL exchanges between GNU SASL's client side and Meerkat's server side
+ * (core/sasl.c) with accounts stored in a real sqlite database. */
+#include "auth.h"
+#include "conffile.h"
+#include "db.h"
+#include "sasl.h"
+#include <gsasl.h>
+
+typedef struct {
+    char *dir;
+    MkConfigData *cfg;
+    MkDb *db;
+    MkSasl *sasl;
+    Gsasl *client;
+} Fixture;
+
+static void fixture_setup(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    f->dir = g_dir_make_tmp("mk-sasl-XXXXXX", &error);
+    g_assert_no_error(error);
+    g_autofree char *conf = g_build_filename(f->dir, "meerkat.conf", NULL);
+    g_autofree char *text = g_strdup_printf(
+        "[general]\nhosts = localhost\nstate_dir = %s\n[storage]\ndriver = sqlite3\n", f->dir);
+    g_assert_true(g_file_set_contents(conf, text, -1, NULL));
+    f->cfg = mk_config_load(conf, &error);
+    g_assert_no_error(error);
+    f->db = mk_db_open(f->cfg, &error);
+    g_assert_no_error(error);
+    g_assert_true(mk_db_migrate(f->db, "core", mk_core_migrations, &error));
+    MkDbConn *conn = mk_db_acquire(f->db, &error);
+    g_assert_no_error(error);
+    g_assert_true(mk_auth_register(conn, "juliet", "localhost", "r0m3o!", FALSE, 4096, &error));
+    g_assert_no_error(error);
+    mk_db_release(f->db, conn);
+    f->sasl = mk_sasl_new(f->db, 4096, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(gsasl_init(&f->client), ==, GSASL_OK);
+}
+
+static void fixture_teardown(Fixture *f, gconstpointer data)
+{
+    gsasl_done(f->client);
+    mk_sasl_free(f->sasl);
+    mk_db_close(f->db);
+    mk_config_free(f->cfg);
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", f->dir);
+    g_assert_cmpint(system(cmd), ==, 0);
+    g_free(f->dir);
+}
+
+/* Runs a whole exchange; returns the server's final status. */
+static MkSaslStatus run_exchange(Fixture *f, const char *mech, const char *user,
+                                 const char *password, const char *server_cb_type,
+                                 const char *server_cb, const char *client_cb, char **condition)
+{
+    Gsasl_session *cs = NULL;
+    g_assert_cmpint(gsasl_client_start(f->client, mech, &cs), ==, GSASL_OK);
+    if (user)
+        gsasl_property_set(cs, GSASL_AUTHID, user);
+    if (password)
+        gsasl_property_set(cs, GSASL_PASSWORD, password);
+    if (g_str_equal(mech, "ANONYMOUS"))
+        gsasl_property_set(cs, GSASL_ANONYMOUS_TOKEN, "guest");
+    if (client_cb) {
+        g_autofree char *b64 = g_base64_encode((const guchar *)client_cb, strlen(client_cb));
+        gsasl_property_set(cs, GSASL_CB_TLS_EXPORTER, b64);
+    }
+    g_autoptr(GBytes) cb = server_cb ? g_bytes_new(server_cb, strlen(server_cb)) : NULL;
+    MkSaslSession *ss = mk_sasl_session_new(f->sasl, mech, "localhost", server_cb_type, cb);
+    g_assert_nonnull(ss);
+
+    char *client_out = NULL;
+    int crc = gsasl_step64(cs, "", &client_out);
+    MkSaslStatus status = MK_SASL_FAILURE;
+    for (int round = 0; round < 5; round++) {
+        g_assert_true(crc == GSASL_OK || crc == GSASL_NEEDS_MORE);
+        MkSaslResult r;
+        mk_sasl_step(ss, client_out, &r);
+        gsasl_free(client_out);
+        client_out = NULL;
+        status = r.status;
+        if (condition && r.condition)
+            *condition = g_strdup(r.condition);
+        if (r.status == MK_SASL_SUCCESS) {
+            g_assert_cmpstr(r.username, !=, NULL);
+            /* SCRAM's server-final message must verify on the client. */
+            if (r.out_b64)
+                g_assert_cmpint(gsasl_step64(cs, r.out_b64, &client_out), ==, GSASL_OK);
+            gsasl_free(client_out);
+            client_out = NULL;
+        }
+        if (r.status != MK_SASL_CONTINUE) {
+            mk_sasl_result_clear(&r);
+            break;
+        }
+        crc = gsasl_step64(cs, r.out_b64, &client_out);
+        mk_sasl_result_clear(&r);
+    }
+    gsasl_free(client_out);
+    mk_sasl_session_free(ss);
+    gsasl_finish(cs);
+    return status;
+}
+
+static void test_mechanisms_succeed(Fixture *f, gconstpointer data)
+{
+    const char *mechs[] = {"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"};
+    for (guint i = 0; i < G_N_ELEMENTS(mechs); i++) {
+        g_test_message("mechanism %s", mechs[i]);
+        g_assert_cmpint(run_exchange(f, mechs[i], "juliet", "r0m3o!", NULL, NULL, NULL, NULL), ==,
+                        MK_SASL_SUCCESS);
+    }
+}
+
+static void test_wrong_password(Fixture *f, gconstpointer data)
+{
+    const char *mechs[] = {"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"};
+    for (guint i = 0; i < G_N_ELEMENTS(mechs); i++) {
+        g_autofree char *cond = NULL;
+        g_assert_cmpint(run_exchange(f, mechs[i], "juliet", "wrong", NULL, NULL, NULL, &cond), ==,
+                        MK_SASL_FAILURE);
+        g_assert_cmpstr(cond, ==, "not-authorized");
+    }
+}
+
+static void test_unknown_user(Fixture *f, gconstpointer data)
+{
+    const char *mechs[] = {"PLAIN", "SCRAM-SHA-256"};
+    for (guint i = 0; i < G_N_ELEMENTS(mechs); i++) {
+        g_autofree char *cond = NULL;
+        g_assert_cmpint(run_exchange(f, mechs[i], "nobody", "x", NULL, NULL, NULL, &cond), ==,
+                        MK_SASL_FAILURE);
+        g_assert_cmpstr(cond, ==, "not-authorized");
+    }
+}
+
+static void test_channel_binding(Fixture *f, gconstpointer data)
+{
+    /* Same binding data on both ends: success. */
+    g_assert_cmpint(run_exchange(f, "SCRAM-SHA-256-PLUS", "juliet", "r0m3o!", "tls-exporter",
+                                 "binding-bytes-0123456789abcdef", "binding-bytes-0123456789abcdef",
+                                 NULL),
+                    ==, MK_SASL_SUCCESS);
+    /* The client saw another TLS session (a man in the middle): failure. */
+    g_assert_cmpint(run_exchange(f, "SCRAM-SHA-256-PLUS", "juliet", "r0m3o!", "tls-exporter",
+                                 "binding-bytes-0123456789abcdef", "other-bytes-0123456789abcdefgh",
+                                 NULL),
+                    ==, MK_SASL_FAILURE);
+}
+
+static void test_anonymous(Fixture *f, gconstpointer data)
+{
+    g_assert_cmpint(run_exchange(f, "ANONYMOUS", NULL, NULL, NULL, NULL, NULL, NULL), ==,
+                    MK_SASL_SUCCESS);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+#define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+    ADD("/sasl/mechanisms-succeed", test_mechanisms_succeed);
+    ADD("/sasl/wrong-password", test_wrong_password);
+    ADD("/sasl/unknown-user", test_unknown_user);
+    ADD("/sasl/channel-binding", test_channel_binding);
+    ADD("/sasl/anonymous", test_anonymous);
+    return g_test_run();
+}
