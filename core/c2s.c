@@ -72,7 +72,8 @@ struct MkC2s {
     MkXmlStream *xs;
     GList link;
     C2sState state;
-    gboolean restart; /* reset the parser once the current feed returns */
+    gboolean restart;     /* reset the parser once the current feed returns */
+    gboolean header_sent; /* our <stream:stream> went out for the current stream */
     gboolean sasl_busy;
     gboolean freed_conn;
     gint64 last_input_us;
@@ -133,6 +134,7 @@ static void send_header(MkC2s *c)
                                            "' id='%s' from='%s' version='1.0' xml:lang='en'>",
                                            c->stream_id, c->domain ? c->domain : "");
     c2s_write(c, hdr);
+    c->header_sent = TRUE;
 }
 
 static void new_stream_id(MkC2s *c)
@@ -151,8 +153,9 @@ static void c2s_close(MkC2s *c, const char *stream_error)
     if (c->state == C2S_CLOSING)
         return;
     if (stream_error) {
-        if (c->state == C2S_WAIT_STREAM && !c->stream_id) {
-            new_stream_id(c);
+        if (!c->header_sent) {
+            if (!c->stream_id)
+                new_stream_id(c);
             send_header(c);
         }
         g_autofree char *err = g_strdup_printf(
@@ -266,7 +269,7 @@ static void on_stream_start(gpointer user_data, MkXml *header)
     g_free(c->domain);
     c->domain = g_strdup(domain);
     send_header(c);
-    if (!version || strtod(version, NULL) < 1.0) {
+    if (!version || g_ascii_strtod(version, NULL) < 1.0) {
         c2s_close(c, "unsupported-version");
         return;
     }
@@ -347,6 +350,7 @@ static void sasl_job_done(gpointer data)
             /* The client restarts the stream now (RFC 6120 6.4.6). */
             mk_xml_stream_reset(c->xs);
             c->state = C2S_WAIT_STREAM;
+            c->header_sent = FALSE;
             break;
         }
         case MK_SASL_FAILURE:
@@ -768,6 +772,7 @@ static void on_tls_done(gpointer user_data, gboolean ok)
     if (c->state == C2S_TLS) {
         mk_xml_stream_reset(c->xs);
         c->state = C2S_WAIT_STREAM;
+        c->header_sent = FALSE;
     }
 }
 
