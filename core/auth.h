@@ -17,12 +17,12 @@ typedef enum {
 typedef struct {
     char *username;
     char *domain;
-    char *salt;           /* raw bytes */
+    char *salt; /* raw bytes */
     gsize salt_len;
     guint iterations;
     guint8 stored_key_sha1[20], server_key_sha1[20];
     guint8 stored_key_sha256[32], server_key_sha256[32];
-    char *plain;          /* nullable: only with password_format = plain */
+    char *plain; /* nullable: only with password_format = plain */
 } MkCredentials;
 void mk_credentials_free(MkCredentials *c);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MkCredentials, mk_credentials_free)

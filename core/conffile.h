@@ -57,13 +57,13 @@ typedef enum {
 } MkTlsMode;
 
 typedef struct {
-    char *name;        /* "c2s" of [listen.c2s] */
-    char *type;        /* "c2s" */
+    char *name; /* "c2s" of [listen.c2s] */
+    char *type; /* "c2s" */
     char *address;
     guint16 port;
     MkTlsMode tls;
-    char *certfile;    /* absolute */
-    char *keyfile;     /* absolute */
+    char *certfile; /* absolute */
+    char *keyfile;  /* absolute */
     gsize max_stanza_size;
     guint max_depth;
     guint idle_timeout; /* seconds; 0 = never */
@@ -71,23 +71,23 @@ typedef struct {
 } MkListenConfig;
 
 typedef struct {
-    char *name;       /* "default" for [general] hosts */
-    char **domains;   /* prepared (nameprep'd), NULL-terminated */
+    char *name;     /* "default" for [general] hosts */
+    char **domains; /* prepared (nameprep'd), NULL-terminated */
 } MkHostTypeConfig;
 
 typedef struct {
-    char *name;       /* "mod_roster" */
-    char *file;       /* absolute path of its conf.d file */
-    GKeyFile *keys;   /* the file's contents: [mod_roster], [mod_roster@HT] */
+    char *name;     /* "mod_roster" */
+    char *file;     /* absolute path of its conf.d file */
+    GKeyFile *keys; /* the file's contents: [mod_roster], [mod_roster@HT] */
 } MkModuleConfig;
 
 struct MkConfigData {
-    char *main_file;   /* absolute */
-    char *conf_dir;    /* absolute */
-    char *state_dir;   /* absolute */
-    char *module_dir;  /* absolute */
+    char *main_file;  /* absolute */
+    char *conf_dir;   /* absolute */
+    char *state_dir;  /* absolute */
+    char *module_dir; /* absolute */
     char *node;
-    guint workers;     /* resolved: never 0 */
+    guint workers; /* resolved: never 0 */
     GLogLevelFlags log_level;
 
     GPtrArray *host_types; /* of MkHostTypeConfig*; at least "default" */
@@ -99,8 +99,8 @@ struct MkConfigData {
     char **anonymous_hosts;
 
     /* [storage] */
-    char *db_driver;   /* "sqlite3" | "pgsql" */
-    char *db_name;     /* sqlite: absolute path; pgsql: database name */
+    char *db_driver; /* "sqlite3" | "pgsql" */
+    char *db_name;   /* sqlite: absolute path; pgsql: database name */
     char *db_host;
     guint16 db_port;
     char *db_user;

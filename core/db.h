@@ -22,8 +22,7 @@ gboolean mk_db_migrate(MkDb *db, const char *component, const MkMigration *migra
 MkDbConn *mk_db_acquire(MkDb *db, GError **error);
 void mk_db_release(MkDb *db, MkDbConn *conn);
 /* Runs @work inside BEGIN/COMMIT on @conn (ROLLBACK when it fails). */
-gboolean mk_db_conn_transaction(MkDbConn *conn, MkDbWork work, gpointer user_data,
-                                GError **error);
+gboolean mk_db_conn_transaction(MkDbConn *conn, MkDbWork work, gpointer user_data, GError **error);
 
 /* Asynchronous: runs @work in a transaction on the storage pool, then
  * @done on the calling thread's main context. Any thread with a

@@ -22,14 +22,14 @@ char **mk_modules_running(MkModules *mods, const char *host_type);
 
 /* The arguments of a hook run; filled by the core on the stack. */
 struct MkHookCall {
-    const char *domain;   /* selects the host type */
-    MkSession *session;   /* nullable */
-    MkStanza *stanza;     /* nullable; owned by the caller (mk_hook_call_set_stanza replaces it) */
-    MkJid *from;          /* nullable */
-    MkJid *to;            /* nullable */
+    const char *domain; /* selects the host type */
+    MkSession *session; /* nullable */
+    MkStanza *stanza;   /* nullable; owned by the caller (mk_hook_call_set_stanza replaces it) */
+    MkJid *from;        /* nullable */
+    MkJid *to;          /* nullable */
     gboolean has_error;
     MkStanzaError error;
-    char *error_text;     /* freed by mk_hook_call_clear */
+    char *error_text; /* freed by mk_hook_call_clear */
 };
 /* Runs @hook's handlers for the host type of call->domain. Returns the
  * result of the handler that stopped, or MK_PASS. Any worker thread. */
