@@ -33,6 +33,12 @@ void mk_scram_derive(MkScramHash hash, const char *password, const guint8 *salt,
                      guint iterations, guint8 *stored_key, guint8 *server_key);
 /* Constant-time comparison. */
 gboolean mk_const_time_equal(const guint8 *a, const guint8 *b, gsize len);
+/* SASLprep (RFC 4013). Returns: (transfer full) (nullable) NULL when the
+ * password holds prohibited characters or is not UTF-8. mk_scram_derive
+ * applies it itself. */
+char *mk_scram_saslprep(const char *password);
+/* @len random bytes from GnuTLS. Accounts get 16. */
+void mk_scram_new_salt(guint8 *salt, gsize len);
 
 /* Checks @password against @creds in time independent of where it
  * differs; with @creds NULL (unknown user) it does the same work against a

@@ -1,1 +1,28 @@
-/* placeholder: being written */
+/* The core's schema: the accounts of the internal auth backend. Module
+ * tables reference users(username, domain) ON DELETE CASCADE, so removing
+ * an account removes its data. One step serves both drivers: the SQL is
+ * the common subset of sqlite3 and PostgreSQL. */
+#include "db.h"
+
+/* Salt and keys are base64; iterations and keys follow RFC 5802/7677;
+ * plain_password is set only with password_format = plain; created_at is
+ * seconds since the epoch (integers read the same on every driver). */
+const MkMigration mk_core_migrations[] = {
+    {NULL, 1,
+     "CREATE TABLE users ("
+     " username TEXT NOT NULL,"
+     " domain TEXT NOT NULL,"
+     " salt TEXT NOT NULL,"
+     " iterations INTEGER NOT NULL,"
+     " stored_key_sha1 TEXT NOT NULL,"
+     " server_key_sha1 TEXT NOT NULL,"
+     " stored_key_sha256 TEXT NOT NULL,"
+     " server_key_sha256 TEXT NOT NULL,"
+     " plain_password TEXT,"
+     " created_at BIGINT NOT NULL,"
+     " PRIMARY KEY (username, domain)"
+     ");"
+     /* Listing a domain's accounts; the primary key starts with username. */
+     "CREATE INDEX users_domain ON users (domain, username)"},
+    MK_MIGRATIONS_END,
+};
