@@ -1,0 +1,165 @@
+/* mod_roster: rosters, presence subscriptions and presence broadcast
+ * (RFC 6121 sections 2, 3 and 4; roster versioning, XEP-0237).
+ *
+ * This file holds the module instance, the per-session slot, roster
+ * pushes and the helpers that send a user's presence; the protocol lives
+ * in roster-iq.c and roster-presence.c, storage in roster-db.c. */
+#include "roster.h"
+
+Roster *roster_ref(Roster *r)
+{
+    g_atomic_int_inc(&r->ref);
+    return r;
+}
+
+void roster_unref(Roster *r)
+{
+    if (!r || !g_atomic_int_dec_and_test(&r->ref))
+        return;
+    roster_queue_unref(r->queue);
+    g_hash_table_destroy(r->interested);
+    g_mutex_clear(&r->lock);
+    g_free(r);
+}
+
+static void slot_free(gpointer data)
+{
+    RosterSlot *slot = data;
+    g_mutex_lock(&slot->r->lock);
+    g_hash_table_remove(slot->r->interested, slot->s);
+    g_mutex_unlock(&slot->r->lock);
+    roster_unref(slot->r);
+    g_free(slot);
+}
+
+RosterSlot *roster_slot(Roster *r, MkSession *s)
+{
+    RosterSlot *slot = mk_session_get_slot(s, r->mod);
+    if (slot)
+        return slot;
+    slot = g_new0(RosterSlot, 1);
+    slot->r = roster_ref(r);
+    slot->s = s;
+    mk_session_set_slot(s, r->mod, slot, slot_free);
+    return slot;
+}
+
+void roster_set_interested(Roster *r, MkSession *s)
+{
+    RosterSlot *slot = roster_slot(r, s);
+    if (slot->interested)
+        return;
+    slot->interested = TRUE;
+    /* Pushes are sent from whatever thread completes a change, which may
+     * not read the slot: the set of interested sessions is shared. */
+    g_mutex_lock(&r->lock);
+    g_hash_table_add(r->interested, s);
+    g_mutex_unlock(&r->lock);
+}
+
+MkXml *roster_item_xml(const RosterItem *item, gboolean removed)
+{
+    MkXml *el = mk_xml_new("item", NULL);
+    mk_xml_set_attr(el, "jid", item->contact);
+    if (removed) {
+        mk_xml_set_attr(el, "subscription", "remove");
+        return el;
+    }
+    if (item->name)
+        mk_xml_set_attr(el, "name", item->name);
+    mk_xml_set_attr(el, "subscription", roster_sub_name(item->st.sub));
+    if (item->st.ask)
+        mk_xml_set_attr(el, "ask", "subscribe");
+    if (item->st.approved)
+        mk_xml_set_attr(el, "approved", "true");
+    for (guint i = 0; item->groups[i]; i++) {
+        MkXml *g = mk_xml_add_child(el, "group", NULL);
+        mk_xml_add_text(g, item->groups[i], -1);
+    }
+    return el;
+}
+
+void roster_push(Roster *r, MkJid *user, const RosterItem *item, gboolean removed, gint64 ver)
+{
+    g_autoptr(MkJid) bare = mk_jid_bare(user);
+    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
+    g_autofree char *ver_s = g_strdup_printf("%" G_GINT64_FORMAT, ver);
+
+    for (guint i = 0; i < sessions->len; i++) {
+        MkSession *s = g_ptr_array_index(sessions, i);
+        g_mutex_lock(&r->lock);
+        gboolean interested = g_hash_table_contains(r->interested, s);
+        g_mutex_unlock(&r->lock);
+        if (!interested)
+            continue;
+
+        g_autofree char *id = g_strdup_printf("push%u", (guint)g_atomic_int_add(&r->push_id, 1));
+        g_autoptr(MkXml) iq = mk_xml_new("iq", NS_CLIENT);
+        mk_xml_set_attr(iq, "type", "set");
+        mk_xml_set_attr(iq, "id", id);
+        MkXml *query = mk_xml_add_child(iq, "query", NS_ROSTER);
+        mk_xml_set_attr(query, "ver", ver_s);
+        mk_xml_append(query, roster_item_xml(item, removed));
+        g_autoptr(MkStanza) st = mk_stanza_new_addressed(iq, bare, mk_session_jid(s));
+        mk_session_send(s, st);
+        mk_counter_add(r->pushes, 1);
+    }
+}
+
+void roster_send_presence_to(MkJid *user, MkJid *to)
+{
+    g_autoptr(MkJid) bare = mk_jid_bare(user);
+    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
+    for (guint i = 0; i < sessions->len; i++) {
+        MkSession *s = g_ptr_array_index(sessions, i);
+        g_autoptr(MkStanza) last = mk_session_is_available(s) ? mk_session_last_presence(s) : NULL;
+        if (!last)
+            continue;
+        g_autoptr(MkStanza) st =
+            mk_stanza_new_addressed(mk_stanza_xml(last), mk_session_jid(s), to);
+        mk_route(st);
+    }
+}
+
+void roster_send_unavailable_to(MkJid *user, MkJid *to)
+{
+    g_autoptr(MkJid) bare = mk_jid_bare(user);
+    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
+    for (guint i = 0; i < sessions->len; i++) {
+        MkSession *s = g_ptr_array_index(sessions, i);
+        if (mk_session_is_available(s))
+            roster_route_presence("unavailable", mk_session_jid(s), to);
+    }
+}
+
+void roster_route_presence(const char *type, MkJid *from, MkJid *to)
+{
+    g_autoptr(MkXml) xml = mk_xml_new("presence", NS_CLIENT);
+    if (type)
+        mk_xml_set_attr(xml, "type", type);
+    g_autoptr(MkStanza) st = mk_stanza_new_addressed(xml, from, to);
+    mk_route(st);
+}
+
+static gboolean roster_start(MkModule *mod, GError **error)
+{
+    Roster *r = g_new0(Roster, 1);
+    r->ref = 1;
+    r->mod = mod;
+    r->queue = roster_queue_new(mod);
+    g_mutex_init(&r->lock);
+    r->interested = g_hash_table_new(g_direct_hash, g_direct_equal);
+    r->pushes = mk_metrics_counter(mod, "pushes");
+    r->subscriptions = mk_metrics_counter(mod, "subscription_stanzas");
+    mk_module_set_data(mod, r, (GDestroyNotify)roster_unref);
+
+    if (!roster_iq_start(r, error))
+        return FALSE;
+    roster_presence_start(r);
+    return TRUE;
+}
+
+MK_MODULE_EXPORT const MkModuleDesc mk_module_desc = {
+    MK_MODULE_DESC_HEADER,           .name = "mod_roster",  .version = "1.0",
+    .migrations = roster_migrations, .start = roster_start,
+};

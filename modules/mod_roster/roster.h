@@ -1,0 +1,172 @@
+/* mod_roster internals: shared by the module's files, never installed.
+ *
+ * Files:
+ *   roster-sm.c        the subscription state machine (RFC 6121 App. A), pure
+ *   roster-db.c        storage: schema and the statements, storage thread
+ *   roster-queue.c     per-user serial execution of storage work
+ *   roster-iq.c        jabber:iq:roster get/set
+ *   roster-presence.c  subscription presence, probes, broadcast presence
+ *   mod_roster.c       descriptor, start/stop, pushes, presence helpers */
+#pragma once
+
+#include <meerkat/module.h>
+
+G_BEGIN_DECLS
+
+#define NS_ROSTER "jabber:iq:roster"
+#define NS_CLIENT "jabber:client"
+
+/* ---- subscription state machine (roster-sm.c) ------------------------ */
+
+/* Subscription bits: the user receives the contact's presence (TO) and/or
+ * the contact receives the user's (FROM). */
+enum {
+    ROSTER_SUB_NONE = 0,
+    ROSTER_SUB_TO = 1 << 0,
+    ROSTER_SUB_FROM = 1 << 1,
+    ROSTER_SUB_BOTH = ROSTER_SUB_TO | ROSTER_SUB_FROM,
+};
+
+/* One user's relation to one contact. */
+typedef struct {
+    guint sub;           /* ROSTER_SUB_* bits */
+    gboolean ask;        /* Pending Out: the user asked, no answer yet */
+    gboolean pending_in; /* Pending In: the contact asked, the user did not answer */
+    gboolean approved;   /* pre-approved (RFC 6121 3.4) */
+    gboolean in_roster;  /* the user sees it as a roster item */
+} RosterState;
+
+typedef enum {
+    ROSTER_SUBSCRIBE,
+    ROSTER_SUBSCRIBED,
+    ROSTER_UNSUBSCRIBE,
+    ROSTER_UNSUBSCRIBED,
+} RosterPresType;
+
+/* What the server must do after a transition. */
+enum {
+    /* Outbound: route the stamped stanza to the contact. Inbound: deliver
+     * it to the user's available resources. */
+    ROSTER_ACT_FORWARD = 1 << 0,
+    /* Inbound subscribe already approved: answer subscribed for the user. */
+    ROSTER_ACT_REPLY_SUBSCRIBED = 1 << 1,
+    /* Send the user's available presence to the contact (it just became
+     * a subscriber). */
+    ROSTER_ACT_SEND_PRESENCE = 1 << 2,
+    /* Send unavailable from the user's resources (it stopped being one). */
+    ROSTER_ACT_SEND_UNAVAILABLE = 1 << 3,
+    /* Inbound subscribe: keep the stanza for redelivery at login. */
+    ROSTER_ACT_STORE_PENDING = 1 << 4,
+};
+
+/* Parses "subscribe"... Returns FALSE for any other type. Any thread. */
+gboolean roster_pres_type_parse(const char *type, RosterPresType *out);
+/* Applies a subscription stanza the user sends to the contact / the
+ * contact sends to the user, updating @st; returns ROSTER_ACT_* bits.
+ * Pure functions, any thread. */
+guint roster_sm_outbound(RosterPresType type, RosterState *st);
+guint roster_sm_inbound(RosterPresType type, RosterState *st);
+/* TRUE when the two states look the same in a roster item (what a push
+ * would show). */
+gboolean roster_state_visible_equal(const RosterState *a, const RosterState *b);
+/* "none", "to", "from", "both". (transfer none) */
+const char *roster_sub_name(guint sub);
+guint roster_sub_parse(const char *name);
+
+/* ---- storage (roster-db.c) -------------------------------------------- */
+
+typedef struct {
+    char *contact; /* bare JID */
+    char *name;    /* nullable */
+    char **groups; /* NULL-terminated, sorted; never NULL */
+    RosterState st;
+    char *pending_xml; /* the stored subscribe stanza when st.pending_in */
+} RosterItem;
+
+RosterItem *roster_item_new(const char *contact);
+void roster_item_free(RosterItem *item);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(RosterItem, roster_item_free)
+
+extern const MkMigration roster_migrations[];
+
+/* All of these run inside an MkDbWork (storage thread). */
+
+/* The row for @contact, or NULL in *@out when there is none. */
+gboolean roster_db_load_item(MkDbConn *conn, MkJid *user, const char *contact, RosterItem **out,
+                             GError **error);
+/* Every row of the user's (also those not in the roster), sorted by
+ * contact. (transfer full) array of RosterItem. */
+gboolean roster_db_load_all(MkDbConn *conn, MkJid *user, GPtrArray **out, GError **error);
+/* Writes @item (deletes the row when nothing is left of it: not in the
+ * roster and no pending request); rewrites the groups when @groups. */
+gboolean roster_db_save_item(MkDbConn *conn, MkJid *user, const RosterItem *item, gboolean groups,
+                             GError **error);
+gboolean roster_db_delete_item(MkDbConn *conn, MkJid *user, const char *contact, GError **error);
+/* The current roster version (0 when the roster never changed). */
+gboolean roster_db_version(MkDbConn *conn, MkJid *user, gint64 *ver, GError **error);
+/* Increments the version and returns the new one. */
+gboolean roster_db_bump_version(MkDbConn *conn, MkJid *user, gint64 *ver, GError **error);
+/* TRUE in *@exists when @user is an account of the internal backend. */
+gboolean roster_db_user_exists(MkDbConn *conn, MkJid *user, gboolean *exists, GError **error);
+
+/* ---- per-user serial queue (roster-queue.c) --------------------------- */
+
+typedef struct RosterQueue RosterQueue;
+typedef void (*RosterOpDone)(const GError *error, gpointer data);
+
+RosterQueue *roster_queue_new(MkModule *mod);
+RosterQueue *roster_queue_ref(RosterQueue *q);
+void roster_queue_unref(RosterQueue *q);
+/* Runs @work in a transaction after every earlier operation queued under
+ * @key has completed, then @done on the calling thread, then @destroy on
+ * @data. The calling thread must run a thread-default main context
+ * (workers and the main thread do). */
+void roster_queue_run(RosterQueue *q, const char *key, MkDbWork work, RosterOpDone done,
+                      gpointer data, GDestroyNotify destroy);
+
+/* ---- the module instance (mod_roster.c) ------------------------------- */
+
+typedef struct {
+    gint ref;
+    MkModule *mod;
+    RosterQueue *queue;
+    GMutex lock;
+    GHashTable *interested; /* MkSession* (no ref: its slot removes it) */
+    MkCounter *pushes;
+    MkCounter *subscriptions;
+    gint push_id; /* atomic */
+} Roster;
+
+Roster *roster_ref(Roster *r);
+void roster_unref(Roster *r);
+
+/* Per-session state, in the session's slot. Session worker only. */
+typedef struct {
+    Roster *r;
+    MkSession *s;
+    gboolean interested; /* asked for the roster in this session */
+    gboolean announced;  /* sent initial presence (and got probes sent) */
+} RosterSlot;
+
+/* The slot of @s, created on first use. Session worker. (transfer none) */
+RosterSlot *roster_slot(Roster *r, MkSession *s);
+/* Marks @s as interested in roster pushes. Session worker. */
+void roster_set_interested(Roster *r, MkSession *s);
+
+/* Sends a push of @item (or of its removal) with version @ver to every
+ * interested resource of @user. Any thread. */
+void roster_push(Roster *r, MkJid *user, const RosterItem *item, gboolean removed, gint64 ver);
+/* <item/> for @item; removal when @removed. (transfer full) */
+MkXml *roster_item_xml(const RosterItem *item, gboolean removed);
+/* The user's presence from each available resource to @to / unavailable
+ * from each of them. Any thread. */
+void roster_send_presence_to(MkJid *user, MkJid *to);
+void roster_send_unavailable_to(MkJid *user, MkJid *to);
+/* A presence of @type from @from to @to, routed. Any thread. */
+void roster_route_presence(const char *type, MkJid *from, MkJid *to);
+
+/* roster-iq.c, roster-presence.c: registration in start(). */
+gboolean roster_iq_start(Roster *r, GError **error);
+void roster_presence_start(Roster *r);
+
+G_END_DECLS
