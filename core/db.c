@@ -1,18 +1,57 @@
 /* The storage layer over libdbi: a pool of connections, bound parameters,
  * results copied out of libdbi, transactions and schema migrations.
- * See db.h. Asynchronous execution lives in db-async.c. */
+ * See db.h. Asynchronous execution lives in db-async.c.
+ *
+ * COMPAT: libdbi's sqlite3 driver (0.9.0) guesses column types by parsing
+ * every SELECT with hand-written string code that loops forever when
+ * "from" appears inside a word (a column named from_jid, or a value like
+ * 'from-x'), dereferences NULL on unbalanced parentheses in values and
+ * strcpy()s column names into 128-byte stack buffers. So with sqlite3,
+ * libdbi opens, configures, pings and closes the connection, but queries
+ * run through SQLite's own prepared statements on the handle libdbi
+ * opened, with real bound parameters. The SQLite functions are looked up
+ * at run time in the libsqlite3 that the driver already loaded, so the
+ * build needs nothing beyond libdbi. */
 #include "db.h"
 #include "conffile.h"
+#include <dbi/dbi-dev.h>
 #include <dbi/dbi.h>
 #include <errno.h>
+#include <gmodule.h>
 #include <string.h>
 
 /* How long mk_db_acquire waits for a free connection before failing, so
  * a stuck database gives errors rather than an ever-growing queue. */
 #define MK_DB_ACQUIRE_TIMEOUT_S 30
 
+/* The part of SQLite's C API we use; the ABI of these is stable. */
+typedef struct sqlite3 Sq3;
+typedef struct sqlite3_stmt Sq3Stmt;
+#define SQ3_OK        0
+#define SQ3_ROW       100
+#define SQ3_DONE      101
+#define SQ3_NULL      5
+#define SQ3_TRANSIENT ((void (*)(void *)) - 1)
+typedef struct {
+    GModule *module;
+    int (*prepare_v2)(Sq3 *, const char *, int, Sq3Stmt **, const char **);
+    int (*bind_text)(Sq3Stmt *, int, const char *, int, void (*)(void *));
+    int (*bind_int64)(Sq3Stmt *, int, long long);
+    int (*bind_null)(Sq3Stmt *, int);
+    int (*bind_parameter_count)(Sq3Stmt *);
+    int (*step)(Sq3Stmt *);
+    int (*column_count)(Sq3Stmt *);
+    int (*column_type)(Sq3Stmt *, int);
+    const unsigned char *(*column_text)(Sq3Stmt *, int);
+    int (*finalize)(Sq3Stmt *);
+    int (*changes)(Sq3 *);
+    const char *(*errmsg)(Sq3 *);
+    int (*stmt_readonly)(Sq3Stmt *);
+} SqliteApi;
+
 struct MkDb {
     dbi_inst inst;
+    SqliteApi sq; /* sqlite3 only */
     char *driver; /* "sqlite3" | "pgsql" */
     /* sqlite3 */
     char *sqlite_dir;
@@ -58,9 +97,27 @@ static void set_conn_error(dbi_conn conn, int code, GError **error, const char *
     g_set_error(error, MK_DB_ERROR, code, "%s: %s", what, msg && *msg ? msg : "unknown error");
 }
 
-/* Runs one statement whose result does not matter. */
-static gboolean exec_simple(dbi_conn conn, const char *sql, GError **error)
+/* Runs one statement whose result does not matter, through SQLite's API
+ * for sqlite3 (see the COMPAT note above) or libdbi otherwise. */
+static gboolean exec_simple(MkDb *db, dbi_conn conn, const char *sql, GError **error)
 {
+    if (db->sq.module) {
+        Sq3 *h = ((dbi_conn_t *)conn)->connection;
+        Sq3Stmt *st = NULL;
+        int rc = db->sq.prepare_v2(h, sql, -1, &st, NULL);
+        if (rc == SQ3_OK && st) {
+            while ((rc = db->sq.step(st)) == SQ3_ROW)
+                ;
+            if (rc == SQ3_DONE)
+                rc = SQ3_OK;
+        }
+        if (rc != SQ3_OK)
+            g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_QUERY, "%s failed: %s", sql,
+                        db->sq.errmsg(h));
+        if (st)
+            db->sq.finalize(st);
+        return rc == SQ3_OK;
+    }
     dbi_result res = dbi_conn_query(conn, sql);
     if (!res) {
         g_autofree char *what = g_strdup_printf("%s failed", sql);
@@ -69,6 +126,14 @@ static gboolean exec_simple(dbi_conn conn, const char *sql, GError **error)
     }
     dbi_result_free(res);
     return TRUE;
+}
+
+/* dbi_conn_ping, except for sqlite3 (see the COMPAT note above). */
+static gboolean conn_alive(MkDb *db, dbi_conn c)
+{
+    if (db->sq.module)
+        return exec_simple(db, c, "SELECT 1", NULL);
+    return dbi_conn_ping(c) == 1;
 }
 
 /* Opens a new libdbi connection with the driver's options and the
@@ -108,13 +173,16 @@ static dbi_conn conn_open(MkDb *db, GError **error)
         dbi_conn_close(c);
         return NULL;
     }
+    if (g_str_equal(db->driver, "pgsql") &&
+        !exec_simple(db, c, "SET client_min_messages TO WARNING", NULL))
+        g_debug("storage: cannot quieten PostgreSQL notices");
     if (g_str_equal(db->driver, "sqlite3")) {
         /* WAL lets readers and one writer (possibly meerkatctl in another
          * process) work at once; foreign keys make ON DELETE CASCADE work. */
         g_autoptr(GError) perr = NULL;
-        if (!exec_simple(c, "PRAGMA journal_mode=WAL", &perr) ||
-            !exec_simple(c, "PRAGMA foreign_keys=ON", &perr) ||
-            !exec_simple(c, "PRAGMA synchronous=NORMAL", &perr)) {
+        if (!exec_simple(db, c, "PRAGMA journal_mode=WAL", &perr) ||
+            !exec_simple(db, c, "PRAGMA foreign_keys=ON", &perr) ||
+            !exec_simple(db, c, "PRAGMA synchronous=NORMAL", &perr)) {
             g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_CONNECT, "setting up %s: %s", db->name,
                         perr->message);
             dbi_conn_close(c);
@@ -122,6 +190,43 @@ static dbi_conn conn_open(MkDb *db, GError **error)
         }
     }
     return c;
+}
+
+static gboolean sqlite_api_load(SqliteApi *api, GError **error)
+{
+    /* The libdbi driver loaded it already: this only takes a reference. */
+    api->module = g_module_open("libsqlite3.so.0", G_MODULE_BIND_LOCAL);
+    if (!api->module) {
+        g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_CONNECT, "cannot load libsqlite3: %s",
+                    g_module_error());
+        return FALSE;
+    }
+    struct {
+        const char *name;
+        gpointer *slot;
+    } syms[] = {
+        {"sqlite3_prepare_v2", (gpointer *)&api->prepare_v2},
+        {"sqlite3_bind_text", (gpointer *)&api->bind_text},
+        {"sqlite3_bind_int64", (gpointer *)&api->bind_int64},
+        {"sqlite3_bind_null", (gpointer *)&api->bind_null},
+        {"sqlite3_bind_parameter_count", (gpointer *)&api->bind_parameter_count},
+        {"sqlite3_step", (gpointer *)&api->step},
+        {"sqlite3_column_count", (gpointer *)&api->column_count},
+        {"sqlite3_column_type", (gpointer *)&api->column_type},
+        {"sqlite3_column_text", (gpointer *)&api->column_text},
+        {"sqlite3_finalize", (gpointer *)&api->finalize},
+        {"sqlite3_changes", (gpointer *)&api->changes},
+        {"sqlite3_errmsg", (gpointer *)&api->errmsg},
+        {"sqlite3_stmt_readonly", (gpointer *)&api->stmt_readonly},
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS(syms); i++) {
+        if (!g_module_symbol(api->module, syms[i].name, syms[i].slot) || !*syms[i].slot) {
+            g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_CONNECT, "libsqlite3 lacks %s",
+                        syms[i].name);
+            return FALSE;
+        }
+    }
+    return TRUE;
 }
 
 /* Opens the pool (connecting once to fail fast) and sets sqlite to WAL.
@@ -177,6 +282,10 @@ MkDb *mk_db_open(const MkConfigData *cfg, GError **error)
     }
     /* Errors come back as GErrors; libdbi must not print them itself. */
     dbi_set_verbosity_r(0, db->inst);
+    if (g_str_equal(driver, "sqlite3") && !sqlite_api_load(&db->sq, error)) {
+        mk_db_close(db);
+        return NULL;
+    }
 
     MkDbConn *first = mk_db_acquire(db, error);
     if (!first) {
@@ -206,6 +315,8 @@ void mk_db_close(MkDb *db)
         g_warning("storage closed with %u connections still in use", db->n_open);
     if (db->inst)
         dbi_shutdown_r(db->inst);
+    if (db->sq.module)
+        g_module_close(db->sq.module);
     g_mutex_clear(&db->lock);
     g_cond_clear(&db->cond);
     g_free(db->driver);
@@ -256,7 +367,7 @@ MkDbConn *mk_db_acquire(MkDb *db, GError **error)
 
     if (c) {
         /* A server restart or an idle timeout leaves dead connections. */
-        if (dbi_conn_ping(c->conn) == 1)
+        if (conn_alive(db, c->conn))
             return c;
         g_debug("storage: connection lost, reconnecting");
         dbi_conn_close(c->conn);
@@ -292,7 +403,7 @@ void mk_db_release(MkDb *db, MkDbConn *conn)
         /* Work that forgot to finish must not leak into the next user. */
         g_warning("storage: connection released inside a transaction; rolling back");
         g_autoptr(GError) e = NULL;
-        if (!exec_simple(conn->conn, "ROLLBACK", &e))
+        if (!exec_simple(conn->db, conn->conn, "ROLLBACK", &e))
             g_warning("%s", e->message);
         conn->tx_depth = 0;
     }
@@ -416,6 +527,96 @@ static MkDbResult *copy_result(dbi_result res)
     return r;
 }
 
+static void set_sqlite_error(MkDbConn *conn, GError **error, const char *sql)
+{
+    g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_QUERY, "%s: %s", sql,
+                conn->db->sq.errmsg(((dbi_conn_t *)conn->conn)->connection));
+}
+
+/* One statement through SQLite's prepared statements: `?` are SQLite's
+ * own placeholders, so values are bound, never spliced into the text. */
+static MkDbResult *sqlite_query(MkDbConn *conn, const char *sql, const MkDbParam *params,
+                                GError **error)
+{
+    const SqliteApi *api = &conn->db->sq;
+    Sq3 *h = ((dbi_conn_t *)conn->conn)->connection;
+    Sq3Stmt *st = NULL;
+    const char *tail = NULL;
+    if (api->prepare_v2(h, sql, -1, &st, &tail) != SQ3_OK) {
+        set_sqlite_error(conn, error, sql);
+        return NULL;
+    }
+    for (const char *t = tail; t && *t; t++) {
+        if (!g_ascii_isspace(*t) && *t != ';') {
+            api->finalize(st);
+            g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_QUERY,
+                        "one statement per query, not several: %s", sql);
+            return NULL;
+        }
+    }
+    MkDbResult *r = g_new0(MkDbResult, 1);
+    if (!st) /* only whitespace or a comment */
+        return r;
+
+    guint n_params = 0;
+    while (params && params[n_params].type != MK_DB_PARAM_END)
+        n_params++;
+    int want = api->bind_parameter_count(st);
+    if (want < 0 || (guint)want != n_params) {
+        g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_QUERY,
+                    "%u parameters given for %d placeholders: %s", n_params, want, sql);
+        goto fail;
+    }
+    for (guint i = 0; i < n_params; i++) {
+        const MkDbParam *p = &params[i];
+        int rc;
+        if (p->type == MK_DB_PARAM_STR && p->s)
+            rc = api->bind_text(st, (int)i + 1, p->s, -1, SQ3_TRANSIENT);
+        else if (p->type == MK_DB_PARAM_INT)
+            rc = api->bind_int64(st, (int)i + 1, p->i);
+        else if (p->type == MK_DB_PARAM_STR || p->type == MK_DB_PARAM_NULL)
+            rc = api->bind_null(st, (int)i + 1);
+        else {
+            g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_QUERY, "bad parameter type %d", p->type);
+            goto fail;
+        }
+        if (rc != SQ3_OK) {
+            set_sqlite_error(conn, error, sql);
+            goto fail;
+        }
+    }
+
+    r->cols = (guint)api->column_count(st);
+    GPtrArray *cells = g_ptr_array_new();
+    int rc;
+    while ((rc = api->step(st)) == SQ3_ROW) {
+        for (guint c = 0; c < r->cols; c++) {
+            const unsigned char *v =
+                api->column_type(st, (int)c) == SQ3_NULL ? NULL : api->column_text(st, (int)c);
+            g_ptr_array_add(cells, v ? g_strdup((const char *)v) : NULL);
+        }
+        r->rows++;
+    }
+    if (rc != SQ3_DONE) {
+        set_sqlite_error(conn, error, sql);
+        for (guint i = 0; i < cells->len; i++)
+            g_free(cells->pdata[i]);
+        g_ptr_array_free(cells, TRUE);
+        r->rows = 0;
+        goto fail;
+    }
+    r->cells = r->cols && r->rows ? (char **)g_ptr_array_free(cells, FALSE)
+                                  : (g_ptr_array_free(cells, TRUE), NULL);
+    r->affected = api->stmt_readonly(st) ? 0 : (guint64)api->changes(h);
+    api->finalize(st);
+    return r;
+
+fail:
+    api->finalize(st);
+    mk_db_result_free(r);
+    return NULL;
+}
+
 /* On a storage thread, inside MkDbWork only (or with a connection from
  * mk_db_acquire). Returns: (transfer full) the rows (an empty result for
  * statements without rows), or NULL with @error set. */
@@ -424,6 +625,8 @@ MkDbResult *mk_db_conn_queryv(MkDbConn *conn, const char *sql, const MkDbParam *
 {
     g_return_val_if_fail(conn != NULL, NULL);
     g_return_val_if_fail(sql != NULL, NULL);
+    if (conn->db->sq.module)
+        return sqlite_query(conn, sql, params, error);
     g_autofree char *bound = bind_params(conn->conn, sql, params, error);
     if (!bound)
         return NULL;
@@ -513,7 +716,7 @@ gboolean mk_db_conn_transaction(MkDbConn *conn, MkDbWork work, gpointer user_dat
         begin = g_str_equal(conn->db->driver, "sqlite3") ? "BEGIN IMMEDIATE" : "BEGIN";
     }
     g_autofree char *sp_sql = savepoint ? g_strdup_printf("SAVEPOINT %s", savepoint) : NULL;
-    if (!exec_simple(conn->conn, begin ? begin : sp_sql, error))
+    if (!exec_simple(conn->db, conn->conn, begin ? begin : sp_sql, error))
         return FALSE;
     conn->tx_depth++;
 
@@ -525,17 +728,17 @@ gboolean mk_db_conn_transaction(MkDbConn *conn, MkDbWork work, gpointer user_dat
     if (ok) {
         g_autofree char *end =
             savepoint ? g_strdup_printf("RELEASE SAVEPOINT %s", savepoint) : g_strdup("COMMIT");
-        ok = exec_simple(conn->conn, end, &werr);
+        ok = exec_simple(conn->db, conn->conn, end, &werr);
     }
     if (!ok) {
         g_autofree char *undo = savepoint ? g_strdup_printf("ROLLBACK TO SAVEPOINT %s", savepoint)
                                           : g_strdup("ROLLBACK");
         g_autoptr(GError) rerr = NULL;
-        if (!exec_simple(conn->conn, undo, &rerr))
+        if (!exec_simple(conn->db, conn->conn, undo, &rerr))
             g_debug("storage: %s", rerr->message);
         if (savepoint) {
             g_autofree char *rel = g_strdup_printf("RELEASE SAVEPOINT %s", savepoint);
-            exec_simple(conn->conn, rel, NULL);
+            exec_simple(conn->db, conn->conn, rel, NULL);
         }
     }
     conn->tx_depth--;
@@ -625,7 +828,8 @@ static gboolean migrate_step(MkDbConn *conn, gpointer user_data, GError **error)
 {
     MigrateStep *ms = user_data;
     if (g_str_equal(conn->db->driver, "pgsql") &&
-        !exec_simple(conn->conn, "LOCK TABLE meerkat_schema IN SHARE ROW EXCLUSIVE MODE", error))
+        !exec_simple(conn->db, conn->conn, "LOCK TABLE meerkat_schema IN SHARE ROW EXCLUSIVE MODE",
+                     error))
         return FALSE;
     gint64 have = recorded_version(conn, ms->component, error);
     if (have < 0)
