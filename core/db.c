@@ -168,7 +168,12 @@ static dbi_conn conn_open(MkDb *db, GError **error)
     }
     if (dbi_conn_connect(c) < 0) {
         g_autofree char *what =
-            g_strdup_printf("cannot connect to the %s database %s", db->driver, db->name);
+            g_str_equal(db->driver, "pgsql")
+                ? g_strdup_printf("cannot connect to PostgreSQL database %s at %s:%u as %s",
+                                  db->name, db->host && *db->host ? db->host : "(socket)",
+                                  db->port ? db->port : 5432,
+                                  db->user && *db->user ? db->user : "(default user)")
+                : g_strdup_printf("cannot open sqlite database %s", db->name);
         set_conn_error(c, MK_DB_ERROR_CONNECT, error, what);
         dbi_conn_close(c);
         return NULL;
