@@ -65,6 +65,9 @@ struct MkDb {
 
     guint pool_size;
     GMutex lock;
+    /* libdbi keeps an unlocked list of an instance's connections, which
+     * dbi_conn_new_r and dbi_conn_close change: serialize those two. */
+    GMutex dbi_lock;
     GCond cond;
     GQueue idle;      /* of MkDbConn*: open, not in use */
     guint n_open;     /* idle + in use */
@@ -128,6 +131,13 @@ static gboolean exec_simple(MkDb *db, dbi_conn conn, const char *sql, GError **e
     return TRUE;
 }
 
+static void conn_close(MkDb *db, dbi_conn c)
+{
+    g_mutex_lock(&db->dbi_lock);
+    dbi_conn_close(c);
+    g_mutex_unlock(&db->dbi_lock);
+}
+
 /* dbi_conn_ping, except for sqlite3 (see the COMPAT note above). */
 static gboolean conn_alive(MkDb *db, dbi_conn c)
 {
@@ -140,7 +150,9 @@ static gboolean conn_alive(MkDb *db, dbi_conn c)
  * per-connection settings. Any thread. */
 static dbi_conn conn_open(MkDb *db, GError **error)
 {
+    g_mutex_lock(&db->dbi_lock);
     dbi_conn c = dbi_conn_new_r(db->driver, db->inst);
+    g_mutex_unlock(&db->dbi_lock);
     if (!c) {
         g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_CONNECT,
                     "cannot load the libdbi driver \"%s\" from %s", db->driver, MK_DBD_DIR);
@@ -175,7 +187,7 @@ static dbi_conn conn_open(MkDb *db, GError **error)
                                   db->user && *db->user ? db->user : "(default user)")
                 : g_strdup_printf("cannot open sqlite database %s", db->name);
         set_conn_error(c, MK_DB_ERROR_CONNECT, error, what);
-        dbi_conn_close(c);
+        conn_close(db, c);
         return NULL;
     }
     if (g_str_equal(db->driver, "pgsql") &&
@@ -190,7 +202,7 @@ static dbi_conn conn_open(MkDb *db, GError **error)
             !exec_simple(db, c, "PRAGMA synchronous=NORMAL", &perr)) {
             g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_CONNECT, "setting up %s: %s", db->name,
                         perr->message);
-            dbi_conn_close(c);
+            conn_close(db, c);
             return NULL;
         }
     }
@@ -251,6 +263,7 @@ MkDb *mk_db_open(const MkConfigData *cfg, GError **error)
     }
     MkDb *db = g_new0(MkDb, 1);
     g_mutex_init(&db->lock);
+    g_mutex_init(&db->dbi_lock);
     g_cond_init(&db->cond);
     g_queue_init(&db->idle);
     db->driver = g_strdup(driver);
@@ -312,7 +325,7 @@ void mk_db_close(MkDb *db)
         mk_db_async_free(db->async);
     MkDbConn *c;
     while ((c = g_queue_pop_head(&db->idle))) {
-        dbi_conn_close(c->conn);
+        conn_close(db, c->conn);
         g_free(c);
         db->n_open--;
     }
@@ -323,6 +336,7 @@ void mk_db_close(MkDb *db)
     if (db->sq.module)
         g_module_close(db->sq.module);
     g_mutex_clear(&db->lock);
+    g_mutex_clear(&db->dbi_lock);
     g_cond_clear(&db->cond);
     g_free(db->driver);
     g_free(db->sqlite_dir);
@@ -375,7 +389,7 @@ MkDbConn *mk_db_acquire(MkDb *db, GError **error)
         if (conn_alive(db, c->conn))
             return c;
         g_debug("storage: connection lost, reconnecting");
-        dbi_conn_close(c->conn);
+        conn_close(db, c->conn);
         c->conn = conn_open(db, error);
         if (c->conn) {
             c->tx_depth = 0;

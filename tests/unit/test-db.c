@@ -606,6 +606,68 @@ static void test_users(Fixture *f, gconstpointer data)
     g_assert_cmpuint(g_strv_length(other), ==, 1);
 }
 
+/* Two pools on one sqlite file, as meerkatd and meerkatctl: a writer that
+ * finds the file locked waits for the other's transaction instead of
+ * failing. */
+typedef struct {
+    MkDb *db;
+    gboolean started;
+} SlowWriter;
+
+static gboolean slow_work(MkDbConn *conn, gpointer user_data, GError **error)
+{
+    SlowWriter *w = user_data;
+    g_autoptr(MkDbResult) r =
+        mk_db_conn_query(conn, error, "INSERT INTO c VALUES (?)", MK_DB_STR("slow"));
+    g_atomic_int_set(&w->started, TRUE);
+    g_usleep(G_USEC_PER_SEC);
+    return r != NULL;
+}
+
+static gpointer slow_writer(gpointer data)
+{
+    SlowWriter *w = data;
+    g_autoptr(GError) error = NULL;
+    MkDbConn *conn = mk_db_acquire(w->db, &error);
+    g_assert_no_error(error);
+    g_assert_true(mk_db_conn_transaction(conn, slow_work, w, &error));
+    g_assert_no_error(error);
+    mk_db_release(w->db, conn);
+    return NULL;
+}
+
+static void test_sqlite_two_processes(Fixture *f, gconstpointer data)
+{
+    if (!f->db)
+        return;
+    g_autoptr(GError) error = NULL;
+    exec_ok(f->conn, "CREATE TABLE c (v TEXT)");
+    exec_ok(f->conn, "CREATE TABLE tx (v TEXT)");
+    g_autoptr(MkDbResult) mode = mk_db_conn_queryv(f->conn, "PRAGMA journal_mode", NULL, &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(mk_db_result_get_string(mode, 0, 0), ==, "wal");
+    g_autoptr(MkDbResult) fk = mk_db_conn_queryv(f->conn, "PRAGMA foreign_keys", NULL, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(mk_db_result_get_int(fk, 0, 0), ==, 1);
+
+    MkDb *other = mk_db_open(f->cfg, &error);
+    g_assert_no_error(error);
+    SlowWriter w = {other, FALSE};
+    GThread *t = g_thread_new("slow-writer", slow_writer, &w);
+    while (!g_atomic_int_get(&w.started))
+        g_usleep(10 * 1000);
+    /* The other pool holds the write lock for a second now. */
+    InsertWork ins = {"fast", FALSE};
+    gint64 t0 = g_get_monotonic_time();
+    g_assert_true(mk_db_conn_transaction(f->conn, insert_work, &ins, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(g_get_monotonic_time() - t0, >, G_USEC_PER_SEC / 4);
+    g_thread_join(t);
+    mk_db_close(other);
+    g_assert_cmpint(count_rows(f->conn, "c"), ==, 1);
+    g_assert_true(has_value(f->conn, "fast"));
+}
+
 /* ------------------------------------------------------------------ */
 /* Failures of the database itself */
 
@@ -756,6 +818,8 @@ int main(int argc, char **argv)
     ADD("async", test_async);
     ADD("users", test_users);
     g_test_add_func("/db/sqlite3/connect-fail", test_connect_fail_sqlite);
+    g_test_add("/db/sqlite3/two-processes", Fixture, "sqlite3", fixture_setup,
+               test_sqlite_two_processes, fixture_teardown);
     g_test_add_func("/db/pgsql/connect-fail", test_connect_fail_pgsql);
     g_test_add("/db/pgsql/reconnect", Fixture, "pgsql", fixture_setup, test_reconnect_pgsql,
                fixture_teardown);
