@@ -1,1 +1,723 @@
-/* placeholder: being written */
+/* Client connections: buffered non-blocking I/O and TLS on one worker.
+ *
+ * Memory matters more than anything here (idle sessions decide how many
+ * users a node holds): reads go through the worker's scratch buffer and
+ * straight to on_data, the write queue exists only while non-empty, and
+ * EPOLLOUT is watched only while something waits to be written.
+ *
+ * Re-entrancy rule: callbacks run only from the loop (on_ready, posted
+ * jobs), never from inside an mk_conn_* call; on_closed always goes
+ * through the worker's mailbox. A reference count keeps the struct alive
+ * while a callback or a posted job may still look at it. */
+#include "conn.h"
+
+#include <errno.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Bytes read per wake-up before other sockets get their turn. */
+#define READ_BUDGET (64 * 1024)
+/* Plaintext per TLS record. */
+#define TLS_CHUNK 16384
+#define WQ_MIN    512
+
+typedef enum {
+    ST_OPEN,
+    ST_FLUSHING, /* mk_conn_close: sending what is queued */
+    ST_LINGER,   /* shut down for writing, waiting for the peer's EOF */
+    ST_CLOSED,   /* socket closed */
+} ConnState;
+
+typedef enum {
+    TLS_OFF,
+    TLS_PENDING, /* start_tls called, plaintext still queued */
+    TLS_HANDSHAKE,
+    TLS_ON,
+} TlsState;
+
+typedef struct {
+    gsize off; /* first unsent byte */
+    gsize len; /* end of data */
+    gsize cap;
+    char data[];
+} WriteQueue;
+
+struct MkConn {
+    MkWorker *w;
+    MkPollWatch *watch;
+    const MkConnCallbacks *cb;
+    gpointer user_data;
+    WriteQueue *wq; /* NULL while empty */
+    gnutls_session_t tls;
+    gnutls_certificate_credentials_t creds; /* until the handshake starts */
+    char *peer;
+    GSource *close_timer;
+    gint64 last_read_us;
+    gsize plain_left;   /* TLS_PENDING: queued bytes still to go in clear */
+    gsize tls_send_len; /* size of a gnutls_record_send that returned AGAIN */
+    int fd;
+    guint32 events; /* registered with epoll */
+    guint ref;
+    guint8 state;
+    guint8 tls_state;
+    gboolean paused : 1;
+    gboolean freed : 1;
+    gboolean loopback : 1;
+    gboolean hs_want_write : 1;
+    gboolean tls_send_pending : 1;
+    gboolean bye_done : 1;
+    gboolean read_job_posted : 1;
+    gboolean tls_ready : 1; /* handshake completed */
+};
+
+static void conn_flush(MkConn *c);
+static void conn_abort(MkConn *c);
+
+static MkConn *conn_ref(MkConn *c)
+{
+    c->ref++;
+    return c;
+}
+
+static void conn_unref(MkConn *c)
+{
+    if (--c->ref > 0)
+        return;
+    if (c->tls)
+        gnutls_deinit(c->tls);
+    g_free(c->wq);
+    g_free(c->peer);
+    g_free(c);
+}
+
+static void conn_unref_cb(gpointer data)
+{
+    conn_unref(data);
+}
+
+static gboolean has_output(MkConn *c)
+{
+    return c->wq != NULL || c->tls_send_pending;
+}
+
+static void update_events(MkConn *c)
+{
+    guint32 ev = 0;
+    if (!c->watch)
+        return;
+    switch (c->state) {
+    case ST_OPEN:
+        if (c->tls_state == TLS_HANDSHAKE) {
+            ev = c->hs_want_write ? EPOLLOUT : EPOLLIN;
+            break;
+        }
+        if (!c->paused && c->tls_state != TLS_PENDING)
+            ev |= EPOLLIN;
+        if (has_output(c))
+            ev |= EPOLLOUT;
+        break;
+    case ST_FLUSHING:
+        if (has_output(c) || (c->tls_state == TLS_ON && c->tls && !c->bye_done))
+            ev |= EPOLLOUT;
+        break;
+    case ST_LINGER:
+        ev = EPOLLIN;
+        break;
+    default:
+        break;
+    }
+    if (ev != c->events) {
+        c->events = ev;
+        mk_poll_watch_modify(c->watch, ev);
+    }
+}
+
+static void closed_job(gpointer data)
+{
+    MkConn *c = data;
+    if (!c->freed && c->cb->on_closed)
+        c->cb->on_closed(c->user_data);
+    conn_unref(c);
+}
+
+/* Closes the socket now. @notify: on_closed follows from the mailbox. */
+static void conn_shut(MkConn *c, gboolean notify)
+{
+    if (c->state == ST_CLOSED)
+        return;
+    c->state = ST_CLOSED;
+    g_clear_pointer(&c->watch, mk_poll_watch_remove);
+    if (c->close_timer) {
+        g_source_destroy(c->close_timer);
+        g_clear_pointer(&c->close_timer, g_source_unref);
+    }
+    close(c->fd);
+    c->fd = -1;
+    g_clear_pointer(&c->wq, g_free);
+    c->tls_send_pending = FALSE;
+    c->creds = NULL;
+    /* The TLS session stays until the conn is freed, for
+     * mk_conn_channel_binding(); its buffers are small by now. */
+    if (notify && !c->freed)
+        mk_worker_post(c->w, closed_job, conn_ref(c), conn_unref_cb);
+}
+
+/* Drops the connection (error, EOF, timeout); on_closed follows. */
+static void conn_abort(MkConn *c)
+{
+    conn_shut(c, TRUE);
+}
+
+static void read_job(gpointer data);
+
+static void post_read_job(MkConn *c)
+{
+    if (c->read_job_posted)
+        return;
+    c->read_job_posted = TRUE;
+    mk_worker_post(c->w, read_job, conn_ref(c), conn_unref_cb);
+}
+
+static gboolean can_deliver(MkConn *c)
+{
+    return !c->freed && c->state == ST_OPEN && !c->paused &&
+           (c->tls_state == TLS_OFF || c->tls_state == TLS_ON);
+}
+
+/* Reads and delivers until EAGAIN, a state change by on_data, or the
+ * budget is spent. Loop context only. */
+static void conn_read(MkConn *c)
+{
+    char *buf = mk_worker_scratch(c->w);
+    gsize budget = READ_BUDGET;
+    guint spins = 0;
+
+    while (budget > 0 && can_deliver(c)) {
+        gssize n;
+        if (c->tls_state == TLS_ON) {
+            n = gnutls_record_recv(c->tls, buf, MK_WORKER_SCRATCH_SIZE);
+            if (n == GNUTLS_E_AGAIN)
+                return;
+            if (n < 0) {
+                /* Interrupted, warning alerts, a renegotiation request
+                 * (ignored: we never renegotiate) are not fatal. */
+                if (!gnutls_error_is_fatal((int)n) && ++spins < 64)
+                    continue;
+                g_debug("%s: TLS receive: %s", c->peer, gnutls_strerror((int)n));
+                conn_abort(c);
+                return;
+            }
+        } else {
+            n = recv(c->fd, buf, MK_WORKER_SCRATCH_SIZE, 0);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return;
+                if (errno == EINTR)
+                    continue;
+                g_debug("%s: receive: %s", c->peer, g_strerror(errno));
+                conn_abort(c);
+                return;
+            }
+        }
+        if (n == 0) {
+            conn_abort(c); /* EOF (or TLS close_notify) */
+            return;
+        }
+        c->last_read_us = g_get_monotonic_time();
+        budget -= MIN(budget, (gsize)n);
+        c->cb->on_data(c->user_data, buf, (gsize)n);
+    }
+    /* Out of budget: the kernel's bytes wake us again (level-triggered),
+     * but records GnuTLS holds already would not. */
+    if (can_deliver(c) && c->tls_state == TLS_ON && gnutls_record_check_pending(c->tls) > 0)
+        post_read_job(c);
+}
+
+static void read_job(gpointer data)
+{
+    MkConn *c = data;
+    c->read_job_posted = FALSE;
+    conn_read(c);
+    conn_unref(c);
+}
+
+static gnutls_priority_t server_priorities(void)
+{
+    /* Immutable once made; shared by every session on every worker. */
+    static gsize once;
+    static gnutls_priority_t prio;
+    if (g_once_init_enter(&once)) {
+        int ret = gnutls_priority_init2(&prio, "%SERVER_PRECEDENCE", NULL,
+                                        GNUTLS_PRIORITY_INIT_DEF_APPEND);
+        if (ret < 0) {
+            g_warning("TLS priorities: %s", gnutls_strerror(ret));
+            prio = NULL;
+        }
+        g_once_init_leave(&once, 1);
+    }
+    return prio;
+}
+
+/* Creates the session; the handshake itself runs from the loop (the
+ * ClientHello makes the socket readable), so no callback happens here. */
+static void begin_handshake(MkConn *c)
+{
+    gnutls_priority_t prio = server_priorities();
+    int ret = gnutls_init(&c->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+    if (ret >= 0)
+        ret = prio ? gnutls_priority_set(c->tls, prio) : gnutls_set_default_priority(c->tls);
+    if (ret >= 0)
+        ret = gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, c->creds);
+    c->creds = NULL;
+    c->tls_state = TLS_HANDSHAKE;
+    c->hs_want_write = FALSE;
+    if (ret < 0) {
+        g_warning("%s: TLS session setup: %s", c->peer, gnutls_strerror(ret));
+        /* Reported from the loop as a failed handshake. */
+        c->hs_want_write = TRUE;
+        if (c->tls) {
+            gnutls_deinit(c->tls);
+            c->tls = NULL;
+        }
+        return;
+    }
+    gnutls_certificate_server_set_request(c->tls, GNUTLS_CERT_IGNORE);
+    gnutls_transport_set_int(c->tls, c->fd);
+}
+
+static void conn_handshake(MkConn *c)
+{
+    int ret = GNUTLS_E_INTERNAL_ERROR;
+    if (c->tls) {
+        do {
+            ret = gnutls_handshake(c->tls);
+        } while (ret < 0 && ret != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(ret));
+    }
+    if (ret == GNUTLS_E_AGAIN) {
+        c->hs_want_write = gnutls_record_get_direction(c->tls) == 1;
+        update_events(c);
+        return;
+    }
+    if (ret < 0) {
+        g_debug("%s: TLS handshake: %s", c->peer, gnutls_strerror(ret));
+        c->tls_state = TLS_ON; /* is_tls stays TRUE; no session to use */
+        if (c->cb->on_tls_done)
+            c->cb->on_tls_done(c->user_data, FALSE);
+        conn_abort(c);
+        return;
+    }
+    c->tls_state = TLS_ON;
+    c->tls_ready = TRUE;
+    update_events(c);
+    if (c->cb->on_tls_done)
+        c->cb->on_tls_done(c->user_data, TRUE);
+    if (c->freed || c->state == ST_CLOSED)
+        return;
+    /* Bytes written during the handshake, then bytes that came with the
+     * client's Finished (GnuTLS may hold them already). */
+    conn_flush(c);
+    conn_read(c);
+}
+
+static void finish_close(MkConn *c)
+{
+    if (c->tls_state == TLS_ON && c->tls && !c->bye_done) {
+        int ret = gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+        if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED)
+            return; /* retried when writable */
+        c->bye_done = TRUE;
+    }
+    shutdown(c->fd, SHUT_WR);
+    c->state = ST_LINGER;
+}
+
+/* Writes what the socket takes. Never calls back: errors are reported
+ * through the mailbox. */
+static void conn_flush(MkConn *c)
+{
+    while (c->wq && c->state != ST_CLOSED) {
+        WriteQueue *q = c->wq;
+        gsize avail = q->len - q->off;
+        if (avail == 0) {
+            g_clear_pointer(&c->wq, g_free);
+            break;
+        }
+        if (c->tls_state == TLS_HANDSHAKE)
+            break;
+        if (c->tls_state == TLS_ON) {
+            if (!c->tls)
+                break;
+            gsize chunk = c->tls_send_pending ? c->tls_send_len : MIN(avail, TLS_CHUNK);
+            gssize n = gnutls_record_send(c->tls, q->data + q->off, chunk);
+            if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+                /* GnuTLS keeps the encrypted record; the retry must name
+                 * the same length. */
+                c->tls_send_pending = TRUE;
+                c->tls_send_len = chunk;
+                break;
+            }
+            c->tls_send_pending = FALSE;
+            if (n < 0) {
+                g_debug("%s: TLS send: %s", c->peer, gnutls_strerror((int)n));
+                conn_abort(c);
+                return;
+            }
+            q->off += (gsize)n;
+        } else {
+            gsize want = c->tls_state == TLS_PENDING ? c->plain_left : avail;
+            gssize n = send(c->fd, q->data + q->off, want, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                if (errno == EINTR)
+                    continue;
+                g_debug("%s: send: %s", c->peer, g_strerror(errno));
+                conn_abort(c);
+                return;
+            }
+            q->off += (gsize)n;
+            if (c->tls_state == TLS_PENDING) {
+                c->plain_left -= (gsize)n;
+                if (c->plain_left == 0)
+                    begin_handshake(c);
+            }
+        }
+        if (q->off == q->len)
+            g_clear_pointer(&c->wq, g_free);
+    }
+    if (c->state == ST_CLOSED)
+        return;
+    if (c->tls_state == TLS_PENDING && c->plain_left == 0)
+        begin_handshake(c);
+    if (c->state == ST_FLUSHING && !has_output(c))
+        finish_close(c);
+    update_events(c);
+}
+
+static void linger_read(MkConn *c)
+{
+    char *buf = mk_worker_scratch(c->w);
+    for (guint i = 0; i < 16; i++) {
+        gssize n = recv(c->fd, buf, MK_WORKER_SCRATCH_SIZE, 0);
+        if (n > 0)
+            continue; /* discarded: we said goodbye */
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        conn_abort(c); /* EOF or error: done */
+        return;
+    }
+}
+
+static void on_ready(gpointer user_data, guint32 events)
+{
+    MkConn *c = conn_ref(user_data);
+
+    if (events & EPOLLERR) {
+        conn_abort(c);
+        goto out;
+    }
+    if (events & EPOLLOUT) {
+        if (c->tls_state == TLS_HANDSHAKE)
+            conn_handshake(c);
+        else
+            conn_flush(c);
+    }
+    if (c->freed || c->state == ST_CLOSED || !(events & (EPOLLIN | EPOLLHUP)))
+        goto out;
+    if (c->state == ST_LINGER)
+        linger_read(c);
+    else if (c->tls_state == TLS_HANDSHAKE)
+        conn_handshake(c);
+    else if (can_deliver(c))
+        conn_read(c);
+    else if (events & EPOLLHUP)
+        conn_abort(c); /* gone while we were not reading */
+out:
+    conn_unref(c);
+}
+
+static gboolean on_close_timeout(gpointer user_data)
+{
+    MkConn *c = user_data;
+    g_clear_pointer(&c->close_timer, g_source_unref);
+    g_debug("%s: close timed out", c->peer);
+    conn_abort(c);
+    return G_SOURCE_REMOVE;
+}
+
+static char *describe_peer(int fd, gboolean *loopback)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN];
+
+    *loopback = FALSE;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return g_strdup("unknown");
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+        *loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+        return g_strdup_printf("%s:%u", host, ntohs(sin->sin_port));
+    }
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            const guint8 *v4 = sin6->sin6_addr.s6_addr + 12;
+            *loopback = v4[0] == 127;
+            return g_strdup_printf("%u.%u.%u.%u:%u", v4[0], v4[1], v4[2], v4[3],
+                                   ntohs(sin6->sin6_port));
+        }
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+        *loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
+        return g_strdup_printf("[%s]:%u", host, ntohs(sin6->sin6_port));
+    }
+    if (ss.ss_family == AF_UNIX) {
+        *loopback = TRUE;
+        return g_strdup("unix");
+    }
+    return g_strdup("unknown");
+}
+
+/* See conn.h. @w's thread. Returns: (transfer full); takes @fd. */
+MkConn *mk_conn_new(MkWorker *w, int fd, const MkConnCallbacks *cb, gpointer user_data)
+{
+    g_return_val_if_fail(w && fd >= 0 && cb && cb->on_data, NULL);
+    MkConn *c = g_new0(MkConn, 1);
+    gboolean loopback;
+    c->ref = 1;
+    c->w = w;
+    c->fd = fd;
+    c->cb = cb;
+    c->user_data = user_data;
+    c->peer = describe_peer(fd, &loopback);
+    c->loopback = loopback;
+    c->last_read_us = g_get_monotonic_time();
+    c->state = ST_OPEN;
+    c->events = EPOLLIN;
+    c->watch = mk_poll_watch_add(w, fd, c->events, on_ready, c);
+    if (!c->watch) {
+        /* Reported from the loop like any other socket failure. */
+        conn_abort(c);
+    }
+    return c;
+}
+
+/* See conn.h. The conn's worker. (nullable) */
+void mk_conn_free(MkConn *c)
+{
+    if (!c)
+        return;
+    g_return_if_fail(!c->freed);
+    conn_shut(c, FALSE);
+    c->freed = TRUE;
+    conn_unref(c);
+}
+
+static void queue_append(MkConn *c, const char *data, gsize len)
+{
+    WriteQueue *q = c->wq;
+    if (!q) {
+        gsize cap = MAX(WQ_MIN, len);
+        q = g_malloc(sizeof(WriteQueue) + cap);
+        q->off = q->len = 0;
+        q->cap = cap;
+        c->wq = q;
+    } else if (q->cap - q->len < len) {
+        gsize used = q->len - q->off;
+        if (q->off > 0) {
+            memmove(q->data, q->data + q->off, used);
+            q->off = 0;
+            q->len = used;
+        }
+        if (q->cap - q->len < len) {
+            gsize cap = MAX(q->cap * 2, used + len);
+            q = g_realloc(q, sizeof(WriteQueue) + cap);
+            q->cap = cap;
+            c->wq = q;
+        }
+    }
+    memcpy(q->data + q->len, data, len);
+    q->len += len;
+}
+
+/* See conn.h. The conn's worker. */
+void mk_conn_write(MkConn *c, const char *data, gsize len)
+{
+    g_return_if_fail(c && !c->freed);
+    if (c->state != ST_OPEN || len == 0)
+        return;
+    /* The common case (plain, nothing queued): straight from the caller's
+     * buffer, and no queue ever exists. */
+    if (!c->wq && c->tls_state == TLS_OFF) {
+        gssize n;
+        do {
+            n = send(c->fd, data, len, MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            g_debug("%s: send: %s", c->peer, g_strerror(errno));
+            conn_abort(c);
+            return;
+        }
+        if (n > 0) {
+            data += n;
+            len -= (gsize)n;
+        }
+        if (len == 0)
+            return;
+    }
+    gsize queued = c->wq ? c->wq->len - c->wq->off : 0;
+    if (queued + len > MK_CONN_MAX_QUEUE) {
+        g_message("%s: peer does not read (%" G_GSIZE_FORMAT " bytes queued), dropping it", c->peer,
+                  queued);
+        conn_abort(c);
+        return;
+    }
+    queue_append(c, data, len);
+    conn_flush(c);
+}
+
+/* See conn.h. The conn's worker. */
+void mk_conn_start_tls(MkConn *c, gnutls_certificate_credentials_t creds)
+{
+    g_return_if_fail(c && !c->freed && creds);
+    if (c->state != ST_OPEN || c->tls_state != TLS_OFF)
+        return;
+    c->creds = creds;
+    c->tls_state = TLS_PENDING;
+    c->plain_left = c->wq ? c->wq->len - c->wq->off : 0;
+    if (c->plain_left == 0)
+        begin_handshake(c);
+    else
+        conn_flush(c);
+    update_events(c);
+}
+
+/* See conn.h. The conn's worker. */
+gboolean mk_conn_is_tls(MkConn *c)
+{
+    return c->tls_state != TLS_OFF;
+}
+
+static gboolean tls_established(MkConn *c)
+{
+    return c->tls_state == TLS_ON && c->tls != NULL && c->tls_ready;
+}
+
+/* See conn.h. The conn's worker. Returns: (transfer full) (nullable) */
+GBytes *mk_conn_channel_binding(MkConn *c, const char *type)
+{
+    g_return_val_if_fail(c && type, NULL);
+    gnutls_channel_binding_t cbt;
+    if (!tls_established(c))
+        return NULL;
+    if (g_str_equal(type, "tls-unique")) {
+        if (gnutls_protocol_get_version(c->tls) == GNUTLS_TLS1_3)
+            return NULL; /* undefined for TLS 1.3 (RFC 8446 C.5) */
+        cbt = GNUTLS_CB_TLS_UNIQUE;
+    }
+#if GNUTLS_VERSION_NUMBER >= 0x030702
+    else if (g_str_equal(type, "tls-exporter"))
+        cbt = GNUTLS_CB_TLS_EXPORTER;
+    else if (g_str_equal(type, "tls-server-end-point"))
+        cbt = GNUTLS_CB_TLS_SERVER_END_POINT;
+#endif
+    else
+        return NULL;
+
+    gnutls_datum_t d = {NULL, 0};
+    int ret = gnutls_session_channel_binding(c->tls, cbt, &d);
+    if (ret < 0) {
+        g_debug("%s: channel binding %s: %s", c->peer, type, gnutls_strerror(ret));
+        return NULL;
+    }
+    GBytes *b = g_bytes_new(d.data, d.size);
+    gnutls_free(d.data);
+    return b;
+}
+
+/* See conn.h. The conn's worker. Returns: (transfer none) (nullable) */
+const char *mk_conn_channel_binding_type(MkConn *c)
+{
+    if (!tls_established(c))
+        return NULL;
+    switch (gnutls_protocol_get_version(c->tls)) {
+    case GNUTLS_TLS1_3:
+#if GNUTLS_VERSION_NUMBER >= 0x030702
+        return "tls-exporter";
+#else
+        return NULL;
+#endif
+    case GNUTLS_TLS1_2:
+        return "tls-unique";
+    default:
+        return NULL;
+    }
+}
+
+/* See conn.h. The conn's worker. */
+void mk_conn_close(MkConn *c)
+{
+    g_return_if_fail(c && !c->freed);
+    if (c->state != ST_OPEN)
+        return;
+    if (c->tls_state == TLS_HANDSHAKE) {
+        conn_abort(c); /* nothing can be said on a half-made session */
+        return;
+    }
+    if (c->tls_state == TLS_PENDING) {
+        /* Never mind TLS: say what was queued before it in clear. */
+        c->tls_state = TLS_OFF;
+        c->creds = NULL;
+        if (c->wq)
+            c->wq->len = c->wq->off + c->plain_left;
+    }
+    c->state = ST_FLUSHING;
+    c->close_timer = g_timeout_source_new(MK_CONN_CLOSE_TIMEOUT_MS);
+    g_source_set_callback(c->close_timer, on_close_timeout, c, NULL);
+    g_source_attach(c->close_timer, mk_worker_context(c->w));
+    conn_flush(c);
+}
+
+/* See conn.h. The conn's worker. */
+void mk_conn_pause(MkConn *c, gboolean paused)
+{
+    g_return_if_fail(c && !c->freed);
+    if (c->paused == !!paused)
+        return;
+    c->paused = !!paused;
+    if (c->state != ST_OPEN)
+        return;
+    update_events(c);
+    /* Records GnuTLS already decrypted would not make the socket
+     * readable again; deliver them from the loop, not from here. */
+    if (!paused && c->tls_state == TLS_ON && c->tls && gnutls_record_check_pending(c->tls) > 0)
+        post_read_job(c);
+}
+
+/* See conn.h. (transfer none) */
+const char *mk_conn_peer(MkConn *c)
+{
+    return c->peer;
+}
+
+gboolean mk_conn_peer_is_loopback(MkConn *c)
+{
+    return c->loopback;
+}
+
+gint64 mk_conn_idle_seconds(MkConn *c)
+{
+    return (g_get_monotonic_time() - c->last_read_us) / G_USEC_PER_SEC;
+}
+
+/* See conn.h. Any thread. (transfer none) */
+MkWorker *mk_conn_worker(MkConn *c)
+{
+    return c->w;
+}

@@ -1,1 +1,314 @@
-/* placeholder: being written */
+/* Listeners: one SO_REUSEPORT socket per worker and address. Each worker
+ * watches its own sockets in its epoll set and accepts on them, so new
+ * connections land on a worker without any hand-off. */
+#define _GNU_SOURCE 1 /* accept4 */
+#include "listener.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Accepts per wake-up; the socket stays readable if more wait. */
+#define ACCEPT_BATCH 256
+/* Out of descriptors: pause accepting this long instead of spinning. */
+#define EMFILE_PAUSE_MS 100
+#define DEFAULT_BACKLOG 1024
+
+typedef struct {
+    MkListener *l;
+    MkWorker *w;
+    int fd;
+    MkPollWatch *watch;
+    GSource *resume;
+    gint64 last_log_us;
+} ListenSock;
+
+struct MkListener {
+    MkListenConfig lc; /* own deep copy */
+    MkAcceptFunc func;
+    gpointer user_data;
+    guint16 port;
+    GPtrArray *socks; /* of ListenSock*, closed by their workers at stop */
+
+    GMutex lock;
+    GCond cond;
+    guint live; /* sockets not yet dropped by their worker */
+};
+
+static gboolean resume_accepting(gpointer data)
+{
+    ListenSock *ls = data;
+    g_clear_pointer(&ls->resume, g_source_unref);
+    mk_poll_watch_modify(ls->watch, EPOLLIN);
+    return G_SOURCE_REMOVE;
+}
+
+static void pause_accepting(ListenSock *ls, int err)
+{
+    gint64 now = g_get_monotonic_time();
+    if (now - ls->last_log_us >= G_USEC_PER_SEC) {
+        ls->last_log_us = now;
+        g_warning("listener %s port %u: cannot accept: %s; pausing accepts", ls->l->lc.name,
+                  ls->l->port, g_strerror(err));
+    }
+    if (ls->resume)
+        return;
+    mk_poll_watch_modify(ls->watch, 0);
+    ls->resume = g_timeout_source_new(EMFILE_PAUSE_MS);
+    g_source_set_callback(ls->resume, resume_accepting, ls, NULL);
+    g_source_attach(ls->resume, mk_worker_context(ls->w));
+}
+
+static void on_acceptable(gpointer data, guint32 events)
+{
+    ListenSock *ls = data;
+    MkListener *l = ls->l;
+
+    for (guint i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            switch (errno) {
+            case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+            case EWOULDBLOCK:
+#endif
+                return;
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+            case EPERM: /* firewall */
+                continue;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM:
+                pause_accepting(ls, errno);
+                return;
+            default:
+                g_warning("listener %s: accept: %s", l->lc.name, g_strerror(errno));
+                return;
+            }
+        }
+        int one = 1;
+        /* Stanzas are small and complete when written: no Nagle delay. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        l->func(ls->w, fd, &l->lc, l->user_data);
+    }
+}
+
+static void watch_job(gpointer data)
+{
+    ListenSock *ls = data;
+    ls->watch = mk_poll_watch_add(ls->w, ls->fd, EPOLLIN, on_acceptable, ls);
+}
+
+static void sock_dropped(ListenSock *ls)
+{
+    MkListener *l = ls->l;
+    if (ls->fd >= 0)
+        close(ls->fd);
+    ls->fd = -1;
+    g_mutex_lock(&l->lock);
+    l->live--;
+    g_cond_signal(&l->cond);
+    g_mutex_unlock(&l->lock);
+}
+
+static void unwatch_job(gpointer data)
+{
+    ListenSock *ls = data;
+    g_clear_pointer(&ls->watch, mk_poll_watch_remove);
+    if (ls->resume) {
+        g_source_destroy(ls->resume);
+        g_clear_pointer(&ls->resume, g_source_unref);
+    }
+    sock_dropped(ls);
+}
+
+static void unwatch_job_destroy(gpointer data)
+{
+    /* The worker stopped first: its epoll set is gone with it. */
+    sock_dropped(data);
+}
+
+static char *describe(const struct sockaddr *sa, socklen_t len, guint16 port)
+{
+    char host[NI_MAXHOST];
+    if (getnameinfo(sa, len, host, sizeof host, NULL, 0, NI_NUMERICHOST) != 0)
+        g_strlcpy(host, "?", sizeof host);
+    return sa->sa_family == AF_INET6 ? g_strdup_printf("[%s]:%u", host, port)
+                                     : g_strdup_printf("%s:%u", host, port);
+}
+
+static void set_port(struct sockaddr *sa, guint16 port)
+{
+    if (sa->sa_family == AF_INET)
+        ((struct sockaddr_in *)sa)->sin_port = htons(port);
+    else if (sa->sa_family == AF_INET6)
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons(port);
+}
+
+static guint16 bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+/* One listening socket; on failure the error names the address. */
+static int open_socket(MkListener *l, struct addrinfo *ai, gboolean v6only, GError **error)
+{
+    struct sockaddr_storage ss;
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    set_port((struct sockaddr *)&ss, l->port);
+    const char *what = "socket";
+
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        int one = 1;
+        what = "setsockopt";
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0 &&
+            (ai->ai_family != AF_INET6 || !v6only ||
+             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0)) {
+            what = "bind";
+            if (bind(fd, (struct sockaddr *)&ss, ai->ai_addrlen) == 0) {
+                what = "listen";
+                if (listen(fd, l->lc.backlog > 0 ? l->lc.backlog : DEFAULT_BACKLOG) == 0)
+                    return fd;
+            }
+        }
+    }
+    int e = errno;
+    g_autofree char *addr = describe((struct sockaddr *)&ss, ai->ai_addrlen, l->port);
+    g_set_error(error, G_IO_ERROR, g_io_error_from_errno(e), "listener %s: cannot %s %s: %s",
+                l->lc.name, what, addr, g_strerror(e));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+static void listener_free(MkListener *l)
+{
+    g_free(l->lc.name);
+    g_free(l->lc.type);
+    g_free(l->lc.address);
+    g_free(l->lc.certfile);
+    g_free(l->lc.keyfile);
+    g_ptr_array_unref(l->socks);
+    g_mutex_clear(&l->lock);
+    g_cond_clear(&l->cond);
+    g_free(l);
+}
+
+/* See listener.h. Main thread. Returns: (transfer full) */
+MkListener *mk_listener_start(MkWorkers *workers, const MkListenConfig *lc, MkAcceptFunc func,
+                              gpointer user_data, GError **error)
+{
+    g_return_val_if_fail(workers && lc && func, NULL);
+    MkListener *l = g_new0(MkListener, 1);
+    l->lc = *lc;
+    l->lc.name = g_strdup(lc->name ? lc->name : "?");
+    l->lc.type = g_strdup(lc->type);
+    l->lc.address = g_strdup(lc->address);
+    l->lc.certfile = g_strdup(lc->certfile);
+    l->lc.keyfile = g_strdup(lc->keyfile);
+    l->func = func;
+    l->user_data = user_data;
+    l->port = lc->port;
+    l->socks = g_ptr_array_new_with_free_func(g_free);
+    g_mutex_init(&l->lock);
+    g_cond_init(&l->cond);
+
+    const char *node = lc->address;
+    if (node && (!*node || g_str_equal(node, "*")))
+        node = NULL;
+    struct addrinfo hints = {
+        .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+        .ai_family = AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+    };
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(node, "0", &hints, &res);
+    if (gai != 0) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "listener %s: address %s port %u: %s", l->lc.name, node ? node : "*", lc->port,
+                    gai_strerror(gai));
+        listener_free(l);
+        return NULL;
+    }
+    /* Both families on one port: keep IPv6 sockets from claiming IPv4. */
+    gboolean v6only = res && res->ai_next;
+    guint n = mk_workers_count(workers);
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        gboolean dup = FALSE;
+        for (struct addrinfo *p = res; p != ai; p = p->ai_next)
+            dup |= p->ai_addrlen == ai->ai_addrlen &&
+                   memcmp(p->ai_addr, ai->ai_addr, ai->ai_addrlen) == 0;
+        if (dup)
+            continue;
+        for (guint i = 0; i < n; i++) {
+            int fd = open_socket(l, ai, v6only, error);
+            if (fd < 0)
+                goto fail;
+            if (l->port == 0)
+                l->port = bound_port(fd); /* the others join the same port */
+            ListenSock *ls = g_new0(ListenSock, 1);
+            ls->l = l;
+            ls->w = mk_workers_get(workers, i);
+            ls->fd = fd;
+            g_ptr_array_add(l->socks, ls);
+        }
+    }
+    freeaddrinfo(res);
+    res = NULL;
+
+    l->live = l->socks->len;
+    for (guint i = 0; i < l->socks->len; i++) {
+        ListenSock *ls = g_ptr_array_index(l->socks, i);
+        mk_worker_post(ls->w, watch_job, ls, NULL);
+    }
+    return l;
+
+fail:
+    freeaddrinfo(res);
+    for (guint i = 0; i < l->socks->len; i++)
+        close(((ListenSock *)g_ptr_array_index(l->socks, i))->fd);
+    listener_free(l);
+    return NULL;
+}
+
+/* See listener.h. Main thread. */
+void mk_listener_stop(MkListener *l)
+{
+    if (!l)
+        return;
+    g_return_if_fail(mk_worker_self() == NULL);
+    for (guint i = 0; i < l->socks->len; i++) {
+        ListenSock *ls = g_ptr_array_index(l->socks, i);
+        /* After watch_job in the same mailbox: FIFO per poster. */
+        mk_worker_post(ls->w, unwatch_job, ls, unwatch_job_destroy);
+    }
+    g_mutex_lock(&l->lock);
+    while (l->live > 0)
+        g_cond_wait(&l->cond, &l->lock);
+    g_mutex_unlock(&l->lock);
+    listener_free(l);
+}
+
+/* See listener.h. Any thread. */
+guint16 mk_listener_port(MkListener *l)
+{
+    return l->port;
+}

@@ -1,1 +1,367 @@
-/* placeholder: being written */
+/* Worker threads: one GMainContext, one epoll set and one mailbox each.
+ *
+ * GLib polls only the epoll fd (through one custom GSource); the source's
+ * dispatch asks epoll for the ready watches and runs their callbacks, so a
+ * wake-up costs O(ready sockets) however many connections sit idle. */
+#include "worker.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* Events handled per dispatch: bounds the time spent before GLib gets to
+ * run timers and other sources; the epoll fd stays readable, so the rest
+ * comes on the next iteration. */
+#define BATCH_SIZE 256
+
+struct MkPollWatch {
+    MkWorker *w;
+    int fd;
+    gboolean dead;
+    MkPollFunc func;
+    gpointer user_data;
+    MkPollWatch *next_dead;
+};
+
+typedef struct Job {
+    MkJobFunc func;
+    gpointer data;
+    GDestroyNotify destroy;
+    struct Job *next;
+} Job;
+
+typedef struct {
+    GSource base;
+    MkWorker *w;
+} EpollSource;
+
+struct MkWorker {
+    MkWorkers *owner;
+    guint index;
+    GThread *thread;
+    GMainContext *ctx;
+    GMainLoop *loop;
+    GSource *source;
+    int epfd;
+    int evfd;
+
+    /* Mailbox: posters append under the lock. */
+    GMutex lock;
+    Job *head;
+    Job *tail;
+
+    /* Watches removed during a batch, freed once it is done. */
+    gboolean dispatching;
+    MkPollWatch *dead;
+
+    char *scratch;
+};
+
+struct MkWorkers {
+    guint n;
+    MkWorker **w;
+};
+
+static __thread MkWorker *current_worker;
+
+/* The mailbox eventfd is registered with this address as its epoll data,
+ * which no watch can have. */
+static const char mailbox_tag;
+
+static void free_dead_watches(MkWorker *w)
+{
+    while (w->dead) {
+        MkPollWatch *watch = w->dead;
+        w->dead = watch->next_dead;
+        g_free(watch);
+    }
+}
+
+static void drain_mailbox(MkWorker *w)
+{
+    guint64 count;
+    /* Reset the eventfd first: a post after this either finds a queue we
+     * have not taken yet or an empty one, in which case it writes again. */
+    if (read(w->evfd, &count, sizeof count) < 0 && errno != EAGAIN)
+        g_warning("worker %u: eventfd read: %s", w->index, g_strerror(errno));
+
+    g_mutex_lock(&w->lock);
+    Job *job = w->head;
+    w->head = w->tail = NULL;
+    g_mutex_unlock(&w->lock);
+
+    while (job) {
+        Job *next = job->next;
+        job->func(job->data);
+        g_free(job);
+        job = next;
+    }
+}
+
+static gboolean epoll_source_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+{
+    MkWorker *w = ((EpollSource *)source)->w;
+    struct epoll_event ev[BATCH_SIZE];
+
+    int n = epoll_wait(w->epfd, ev, BATCH_SIZE, 0);
+    if (n < 0) {
+        if (errno != EINTR)
+            g_warning("worker %u: epoll_wait: %s", w->index, g_strerror(errno));
+        return G_SOURCE_CONTINUE;
+    }
+    w->dispatching = TRUE;
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.ptr == &mailbox_tag) {
+            drain_mailbox(w);
+            continue;
+        }
+        MkPollWatch *watch = ev[i].data.ptr;
+        if (!watch->dead)
+            watch->func(watch->user_data, ev[i].events);
+    }
+    w->dispatching = FALSE;
+    free_dead_watches(w);
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs epoll_source_funcs = {
+    .dispatch = epoll_source_dispatch,
+};
+
+static gpointer worker_thread(gpointer data)
+{
+    MkWorker *w = data;
+    current_worker = w;
+    g_main_context_push_thread_default(w->ctx);
+    g_main_loop_run(w->loop);
+    g_main_context_pop_thread_default(w->ctx);
+    current_worker = NULL;
+    return NULL;
+}
+
+static void worker_free(MkWorker *w)
+{
+    Job *job = w->head;
+    while (job) {
+        Job *next = job->next;
+        if (job->destroy)
+            job->destroy(job->data);
+        g_free(job);
+        job = next;
+    }
+    if (w->source) {
+        g_source_destroy(w->source);
+        g_source_unref(w->source);
+    }
+    if (w->loop)
+        g_main_loop_unref(w->loop);
+    if (w->ctx)
+        g_main_context_unref(w->ctx);
+    if (w->epfd >= 0)
+        close(w->epfd);
+    if (w->evfd >= 0)
+        close(w->evfd);
+    g_mutex_clear(&w->lock);
+    g_free(w->scratch);
+    g_free(w);
+}
+
+static MkWorker *worker_new(MkWorkers *owner, guint index, GError **error)
+{
+    MkWorker *w = g_new0(MkWorker, 1);
+    w->owner = owner;
+    w->index = index;
+    w->evfd = -1;
+    g_mutex_init(&w->lock);
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->epfd < 0)
+        goto fail;
+    w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->evfd < 0)
+        goto fail;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = (gpointer)&mailbox_tag};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
+        goto fail;
+
+    w->ctx = g_main_context_new();
+    w->loop = g_main_loop_new(w->ctx, FALSE);
+    w->source = g_source_new(&epoll_source_funcs, sizeof(EpollSource));
+    ((EpollSource *)w->source)->w = w;
+    g_source_set_name(w->source, "mk-epoll");
+    g_source_add_unix_fd(w->source, w->epfd, G_IO_IN);
+    g_source_attach(w->source, w->ctx);
+    w->scratch = g_malloc(MK_WORKER_SCRATCH_SIZE);
+    return w;
+
+fail:
+    g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno), "worker %u: %s", index,
+                g_strerror(errno));
+    worker_free(w);
+    return NULL;
+}
+
+static void quit_job(gpointer data)
+{
+    MkWorker *w = data;
+    g_main_loop_quit(w->loop);
+}
+
+/* See worker.h. Main thread. */
+MkWorkers *mk_workers_start(guint n, GError **error)
+{
+    g_return_val_if_fail(n > 0, NULL);
+    MkWorkers *ws = g_new0(MkWorkers, 1);
+    ws->w = g_new0(MkWorker *, n);
+    for (guint i = 0; i < n; i++) {
+        ws->w[i] = worker_new(ws, i, error);
+        if (!ws->w[i])
+            goto fail;
+        ws->n = i + 1;
+    }
+    for (guint i = 0; i < n; i++) {
+        g_autofree char *name = g_strdup_printf("mk-worker-%u", i);
+        ws->w[i]->thread = g_thread_try_new(name, worker_thread, ws->w[i], error);
+        if (!ws->w[i]->thread)
+            goto fail;
+    }
+    return ws;
+
+fail:
+    mk_workers_stop(ws);
+    return NULL;
+}
+
+/* See worker.h. Main thread. */
+void mk_workers_stop(MkWorkers *ws)
+{
+    if (!ws)
+        return;
+    /* Quitting through the mailbox rather than g_main_loop_quit() from
+     * here: a quit that lands before the thread enters g_main_loop_run()
+     * would be lost. */
+    for (guint i = 0; i < ws->n; i++)
+        if (ws->w[i]->thread)
+            mk_worker_post(ws->w[i], quit_job, ws->w[i], NULL);
+    for (guint i = 0; i < ws->n; i++)
+        if (ws->w[i]->thread)
+            g_thread_join(ws->w[i]->thread);
+    for (guint i = 0; i < ws->n; i++)
+        worker_free(ws->w[i]);
+    g_free(ws->w);
+    g_free(ws);
+}
+
+/* See worker.h. Any thread. */
+guint mk_workers_count(MkWorkers *ws)
+{
+    return ws->n;
+}
+
+/* See worker.h. Any thread. (transfer none) */
+MkWorker *mk_workers_get(MkWorkers *ws, guint index)
+{
+    g_return_val_if_fail(index < ws->n, NULL);
+    return ws->w[index];
+}
+
+/* See worker.h. Any thread. (transfer none) (nullable) */
+MkWorker *mk_worker_self(void)
+{
+    return current_worker;
+}
+
+/* See worker.h. Any thread. */
+guint mk_worker_index(MkWorker *w)
+{
+    return w->index;
+}
+
+/* See worker.h. Any thread. (transfer none) */
+GMainContext *mk_worker_context(MkWorker *w)
+{
+    return w->ctx;
+}
+
+/* See worker.h. @w's thread. (transfer none) */
+char *mk_worker_scratch(MkWorker *w)
+{
+    return w->scratch;
+}
+
+/* See worker.h. Any thread; @data is owned by the job from here on. */
+void mk_worker_post(MkWorker *w, MkJobFunc func, gpointer data, GDestroyNotify destroy)
+{
+    g_return_if_fail(w && func);
+    Job *job = g_new(Job, 1);
+    job->func = func;
+    job->data = data;
+    job->destroy = destroy;
+    job->next = NULL;
+
+    g_mutex_lock(&w->lock);
+    gboolean was_empty = w->head == NULL;
+    if (w->tail)
+        w->tail->next = job;
+    else
+        w->head = job;
+    w->tail = job;
+    g_mutex_unlock(&w->lock);
+
+    /* Only the post that finds the queue empty wakes the worker; the
+     * drain takes everything queued up to then. */
+    if (was_empty) {
+        guint64 one = 1;
+        if (write(w->evfd, &one, sizeof one) < 0 && errno != EAGAIN)
+            g_warning("worker %u: eventfd write: %s", w->index, g_strerror(errno));
+    }
+}
+
+/* See worker.h. @w's thread. Returns: (transfer full) */
+MkPollWatch *mk_poll_watch_add(MkWorker *w, int fd, guint32 events, MkPollFunc func,
+                               gpointer user_data)
+{
+    g_return_val_if_fail(w && fd >= 0 && func, NULL);
+    MkPollWatch *watch = g_new0(MkPollWatch, 1);
+    watch->w = w;
+    watch->fd = fd;
+    watch->func = func;
+    watch->user_data = user_data;
+    struct epoll_event ev = {.events = events, .data.ptr = watch};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        /* Only a programming error (bad or duplicate fd) gets here. */
+        g_critical("worker %u: epoll add fd %d: %s", w->index, fd, g_strerror(errno));
+        g_free(watch);
+        return NULL;
+    }
+    return watch;
+}
+
+/* See worker.h. The watch's worker thread. */
+void mk_poll_watch_modify(MkPollWatch *watch, guint32 events)
+{
+    g_return_if_fail(watch && !watch->dead);
+    struct epoll_event ev = {.events = events, .data.ptr = watch};
+    if (epoll_ctl(watch->w->epfd, EPOLL_CTL_MOD, watch->fd, &ev) < 0)
+        g_critical("worker %u: epoll mod fd %d: %s", watch->w->index, watch->fd, g_strerror(errno));
+}
+
+/* See worker.h. The watch's worker thread; frees @watch. */
+void mk_poll_watch_remove(MkPollWatch *watch)
+{
+    if (!watch)
+        return;
+    g_return_if_fail(!watch->dead);
+    MkWorker *w = watch->w;
+    /* EBADF/ENOENT: the fd was closed already, which removed it. */
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, watch->fd, NULL);
+    watch->dead = TRUE;
+    if (w->dispatching) {
+        /* Events of this batch may still point at it. */
+        watch->next_dead = w->dead;
+        w->dead = watch;
+    } else {
+        g_free(watch);
+    }
+}

@@ -2,40 +2,63 @@
  * set, exposed to GLib as a single GSource (poll fd = the epoll fd), so a
  * wake-up costs O(ready sockets), not O(connections). Each worker has a
  * mailbox: a lock-protected queue plus an eventfd in its epoll set; many
- * posts share one wake-up. */
+ * posts share one wake-up. See docs/threads.md. */
 #pragma once
 
 #include "mk-core.h"
 #include <sys/epoll.h>
 
+/* Called on the watch's worker with the ready epoll events (EPOLLIN,
+ * EPOLLOUT, EPOLLERR, EPOLLHUP, ...). */
 typedef void (*MkPollFunc)(gpointer user_data, guint32 epoll_events);
 typedef struct MkPollWatch MkPollWatch;
 typedef void (*MkJobFunc)(gpointer data);
 
-/* Starts @n workers, each running its own loop on its own thread with its
- * context pushed as the thread-default. Returns: (transfer full). */
+/* Size of the per-worker scratch buffer (mk_worker_scratch). */
+#define MK_WORKER_SCRATCH_SIZE 16384
+
+/* Starts @n (>= 1) workers, each running its own loop on its own thread
+ * with its context pushed as the thread-default. Main thread.
+ * Returns: (transfer full) or NULL with @error set. */
 MkWorkers *mk_workers_start(guint n, GError **error);
-/* Stops every loop and joins the threads. Main thread. */
+/* Quits every loop, joins the threads, then calls the destroy notify of
+ * every job still queued (on the calling thread) and frees everything.
+ * Main thread. Nothing may post to these workers afterwards: stop thread
+ * pools that post completions before calling this. */
 void mk_workers_stop(MkWorkers *workers);
+/* Any thread. */
 guint mk_workers_count(MkWorkers *workers);
-/* (transfer none) */
+/* Any thread. Returns: (transfer none) */
 MkWorker *mk_workers_get(MkWorkers *workers, guint index);
 
-/* The worker running the calling thread, or NULL (main thread, pools). */
+/* The worker running the calling thread, or NULL (main thread, pools).
+ * Returns: (transfer none) (nullable) */
 MkWorker *mk_worker_self(void);
+/* Any thread. 0 .. count-1. */
 guint mk_worker_index(MkWorker *w);
-/* (transfer none) */
+/* Any thread. Returns: (transfer none) */
 GMainContext *mk_worker_context(MkWorker *w);
+/* A MK_WORKER_SCRATCH_SIZE byte buffer for short-lived use on @w's thread
+ * (socket reads land here before being handed on). Its contents are only
+ * valid until the caller returns to the loop. @w's thread only.
+ * Returns: (transfer none) */
+char *mk_worker_scratch(MkWorker *w);
 
 /* Queues @func(@data) to run on @w's thread. Any thread; runs in FIFO
  * order per poster. When @w is the calling worker it still queues (never
- * re-enters). @destroy frees @data if the worker stops first. */
+ * re-enters). @destroy (nullable) frees @data if the worker stops first;
+ * it is not called after @func ran (@func owns @data). */
 void mk_worker_post(MkWorker *w, MkJobFunc func, gpointer data, GDestroyNotify destroy);
 
 /* Watches @fd in @w's epoll set (EPOLLIN/EPOLLOUT/..., edge- or
- * level-triggered as given). @w's thread only. Returns: (transfer full). */
+ * level-triggered as given; @events may be 0). The fd stays owned by the
+ * caller; remove the watch before closing it. @w's thread only.
+ * Returns: (transfer full) */
 MkPollWatch *mk_poll_watch_add(MkWorker *w, int fd, guint32 events, MkPollFunc func,
                                gpointer user_data);
+/* Changes the watched events. The watch's worker thread only. */
 void mk_poll_watch_modify(MkPollWatch *watch, guint32 events);
-/* Removes and frees the watch; safe to call from inside its own callback. */
+/* Removes and frees the watch; safe to call from inside its own callback
+ * or another callback of the same batch (its pending events are dropped).
+ * The watch's worker thread only. */
 void mk_poll_watch_remove(MkPollWatch *watch);
