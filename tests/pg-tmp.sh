@@ -5,6 +5,9 @@
 #                               "meerkat"), start on a free port with the
 #                               socket in DIR, create database "meerkat";
 #                               prints the port on stdout.
+#   tests/pg-tmp.sh start DIR PID   the same, and stop it by itself when
+#                               process PID ends (a test that crashes
+#                               leaves no server behind).
 #   tests/pg-tmp.sh stop DIR    stop it (DIR itself is the caller's to remove).
 #
 # As root the server runs as the "postgres" user (PostgreSQL refuses root),
@@ -12,12 +15,13 @@
 set -eu
 
 usage() {
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start DIR [PID] | stop DIR" >&2
     exit 2
 }
-[ $# -eq 2 ] || usage
+[ $# -eq 2 ] || [ $# -eq 3 ] || usage
 cmd=$1
 dir=$2
+owner_pid=${3:-}
 
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$bindir" ] || [ ! -x "$bindir/pg_ctl" ]; then
@@ -63,6 +67,17 @@ start)
         fi
     done
     as_owner "$bindir/createdb" -h 127.0.0.1 -p "$port" -U meerkat meerkat >&2
+    if [ -n "$owner_pid" ]; then
+        # Detached from our stdout, so the caller's read of it ends now.
+        (
+            while kill -0 "$owner_pid" 2>/dev/null && [ -d "$dir/data" ]; do
+                sleep 1
+            done
+            if [ -d "$dir/data" ]; then
+                as_owner "$bindir/pg_ctl" stop -w -m immediate -D "$dir/data" || true
+            fi
+        ) </dev/null >/dev/null 2>&1 &
+    fi
     echo "$port"
     ;;
 stop)

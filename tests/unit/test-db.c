@@ -8,6 +8,7 @@
 #include "db.h"
 #include <gio/gio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Test-wide state: where the databases live. */
 static char *tmp_dir;
@@ -763,7 +764,8 @@ static void start_postgres(void)
     /* A directory of its own: pg-tmp.sh hands it to the postgres user. */
     pg_dir = g_dir_make_tmp("mk-pg-XXXXXX", &error);
     g_assert_no_error(error);
-    const char *argv[] = {"/bin/sh", MK_SRCDIR "/tests/pg-tmp.sh", "start", pg_dir, NULL};
+    g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
+    const char *argv[] = {"/bin/sh", MK_SRCDIR "/tests/pg-tmp.sh", "start", pg_dir, pid, NULL};
     g_autofree char *out = NULL, *err = NULL;
     int status = 0;
     if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status,
