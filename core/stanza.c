@@ -1,1 +1,200 @@
-/* placeholder: being written */
+/* Stanzas: an immutable MkXml plus its prepared addresses, shared between
+ * threads by reference. */
+#include "xmlstream.h"
+
+#include <string.h>
+
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+struct MkStanza {
+    gint ref;
+    MkStanzaKind kind;
+    MkXml *xml;
+    MkJid *from; /* nullable */
+    MkJid *to;   /* nullable */
+};
+
+static MkStanzaKind kind_of(const MkXml *xml)
+{
+    const char *ns = mk_xml_ns(xml);
+    if (ns && *ns && strcmp(ns, "jabber:client") != 0 && strcmp(ns, "jabber:server") != 0)
+        return MK_STANZA_OTHER;
+    const char *name = mk_xml_name(xml);
+    if (!name)
+        return MK_STANZA_OTHER;
+    if (strcmp(name, "message") == 0)
+        return MK_STANZA_MESSAGE;
+    if (strcmp(name, "presence") == 0)
+        return MK_STANZA_PRESENCE;
+    if (strcmp(name, "iq") == 0)
+        return MK_STANZA_IQ;
+    return MK_STANZA_OTHER;
+}
+
+/* Takes @xml, @from and @to (transfer full). */
+static MkStanza *wrap(MkXml *xml, MkJid *from, MkJid *to)
+{
+    MkStanza *st = g_new(MkStanza, 1);
+    st->ref = 1;
+    st->xml = xml;
+    st->from = from;
+    st->to = to;
+    st->kind = kind_of(xml);
+    return st;
+}
+
+/* Wraps @xml (referenced, must not change afterwards), reading and
+ * preparing from/to. Returns: (transfer full) (nullable) NULL with
+ * MK_JID_ERROR when an address is invalid. Any thread. */
+MkStanza *mk_stanza_new(MkXml *xml, GError **error)
+{
+    g_return_val_if_fail(xml != NULL && !mk_xml_is_text(xml), NULL);
+    const char *f = mk_xml_get_attr(xml, "from");
+    const char *t = mk_xml_get_attr(xml, "to");
+    g_autoptr(MkJid) from = NULL;
+    g_autoptr(MkJid) to = NULL;
+    if (f && !(from = mk_jid_new(f, error)))
+        return NULL;
+    if (t && !(to = mk_jid_new(t, error)))
+        return NULL;
+    return wrap(mk_xml_ref(xml), g_steal_pointer(&from), g_steal_pointer(&to));
+}
+
+static gboolean attr_matches(const MkXml *xml, const char *name, const MkJid *jid)
+{
+    const char *v = mk_xml_get_attr(xml, name);
+    if (!jid)
+        return v == NULL;
+    return v && strcmp(v, mk_jid_string(jid)) == 0;
+}
+
+/* A stanza for @xml whose from/to are exactly @from/@to (nullable: the
+ * attribute is then absent). When @xml's attributes differ they are
+ * written into a shallow copy (children shared). (transfer none) of all
+ * arguments; Returns: (transfer full). Any thread. */
+MkStanza *mk_stanza_new_addressed(MkXml *xml, MkJid *from, MkJid *to)
+{
+    g_return_val_if_fail(xml != NULL && !mk_xml_is_text(xml), NULL);
+    MkXml *x;
+    if (attr_matches(xml, "from", from) && attr_matches(xml, "to", to)) {
+        x = mk_xml_ref(xml);
+    } else {
+        x = mk_xml_copy_shallow(xml);
+        mk_xml_set_attr(x, "from", from ? mk_jid_string(from) : NULL);
+        mk_xml_set_attr(x, "to", to ? mk_jid_string(to) : NULL);
+    }
+    return wrap(x, from ? mk_jid_ref(from) : NULL, to ? mk_jid_ref(to) : NULL);
+}
+
+/* (transfer full) Any thread. */
+MkStanza *mk_stanza_ref(MkStanza *st)
+{
+    g_return_val_if_fail(st != NULL, NULL);
+    g_atomic_int_inc(&st->ref);
+    return st;
+}
+
+/* @st may be NULL. Any thread. */
+void mk_stanza_unref(MkStanza *st)
+{
+    if (!st || !g_atomic_int_dec_and_test(&st->ref))
+        return;
+    mk_xml_unref(st->xml);
+    mk_jid_unref(st->from);
+    mk_jid_unref(st->to);
+    g_free(st);
+}
+
+MkXml *mk_stanza_xml(const MkStanza *st)
+{
+    return st->xml;
+}
+
+MkStanzaKind mk_stanza_kind(const MkStanza *st)
+{
+    return st->kind;
+}
+
+MkJid *mk_stanza_from(const MkStanza *st)
+{
+    return st->from;
+}
+
+MkJid *mk_stanza_to(const MkStanza *st)
+{
+    return st->to;
+}
+
+const char *mk_stanza_type(const MkStanza *st)
+{
+    return mk_xml_get_attr(st->xml, "type");
+}
+
+const char *mk_stanza_id(const MkStanza *st)
+{
+    return mk_xml_get_attr(st->xml, "id");
+}
+
+/* Condition names and error types, RFC 6120 section 8.3.3. */
+static const struct {
+    const char *name;
+    const char *type;
+} conditions[] = {
+    [MK_ERR_BAD_REQUEST] = {"bad-request", "modify"},
+    [MK_ERR_CONFLICT] = {"conflict", "cancel"},
+    [MK_ERR_FEATURE_NOT_IMPLEMENTED] = {"feature-not-implemented", "cancel"},
+    [MK_ERR_FORBIDDEN] = {"forbidden", "auth"},
+    [MK_ERR_GONE] = {"gone", "cancel"},
+    [MK_ERR_INTERNAL_SERVER_ERROR] = {"internal-server-error", "cancel"},
+    [MK_ERR_ITEM_NOT_FOUND] = {"item-not-found", "cancel"},
+    [MK_ERR_JID_MALFORMED] = {"jid-malformed", "modify"},
+    [MK_ERR_NOT_ACCEPTABLE] = {"not-acceptable", "modify"},
+    [MK_ERR_NOT_ALLOWED] = {"not-allowed", "cancel"},
+    [MK_ERR_NOT_AUTHORIZED] = {"not-authorized", "auth"},
+    [MK_ERR_POLICY_VIOLATION] = {"policy-violation", "modify"},
+    [MK_ERR_RECIPIENT_UNAVAILABLE] = {"recipient-unavailable", "wait"},
+    [MK_ERR_REDIRECT] = {"redirect", "modify"},
+    [MK_ERR_REGISTRATION_REQUIRED] = {"registration-required", "auth"},
+    [MK_ERR_REMOTE_SERVER_NOT_FOUND] = {"remote-server-not-found", "cancel"},
+    [MK_ERR_REMOTE_SERVER_TIMEOUT] = {"remote-server-timeout", "wait"},
+    [MK_ERR_RESOURCE_CONSTRAINT] = {"resource-constraint", "wait"},
+    [MK_ERR_SERVICE_UNAVAILABLE] = {"service-unavailable", "cancel"},
+    [MK_ERR_SUBSCRIPTION_REQUIRED] = {"subscription-required", "auth"},
+    [MK_ERR_UNDEFINED_CONDITION] = {"undefined-condition", "cancel"},
+    [MK_ERR_UNEXPECTED_REQUEST] = {"unexpected-request", "wait"},
+};
+
+/* (transfer none) */
+const char *mk_stanza_error_name(MkStanzaError cond)
+{
+    g_return_val_if_fail((guint)cond < G_N_ELEMENTS(conditions), "undefined-condition");
+    return conditions[cond].name;
+}
+
+/* (transfer none) */
+const char *mk_stanza_error_type(MkStanzaError cond)
+{
+    g_return_val_if_fail((guint)cond < G_N_ELEMENTS(conditions), "cancel");
+    return conditions[cond].type;
+}
+
+/* The error reply to @st (see mk-stanza.h). Returns: (transfer full)
+ * (nullable) NULL when @st is itself an error. Any thread. */
+MkStanza *mk_stanza_error_reply(const MkStanza *st, MkStanzaError cond, const char *text)
+{
+    g_return_val_if_fail(st != NULL, NULL);
+    if (g_strcmp0(mk_stanza_type(st), "error") == 0)
+        return NULL;
+    MkXml *x = mk_xml_copy_shallow(st->xml);
+    mk_xml_set_attr(x, "from", st->to ? mk_jid_string(st->to) : NULL);
+    mk_xml_set_attr(x, "to", st->from ? mk_jid_string(st->from) : NULL);
+    mk_xml_set_attr(x, "type", "error");
+    MkXml *err = mk_xml_add_child(x, "error", NULL);
+    mk_xml_set_attr(err, "type", mk_stanza_error_type(cond));
+    mk_xml_add_child(err, mk_stanza_error_name(cond), NS_STANZAS);
+    if (text) {
+        MkXml *t = mk_xml_add_child(err, "text", NS_STANZAS);
+        mk_xml_add_text(t, text, -1);
+    }
+    return wrap(x, st->to ? mk_jid_ref(st->to) : NULL, st->from ? mk_jid_ref(st->from) : NULL);
+}

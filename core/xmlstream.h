@@ -1,14 +1,23 @@
 /* An XMPP stream parser: libxml2's SAX2 push parser building MkXml
  * stanzas (depth-1 children of <stream:stream>).
  *
- * Restrictions (RFC 6120 section 11): a DTD, entity declaration or
+ * Restrictions (RFC 6120 section 11.1): a DTD, entity declaration or
  * reference other than the five predefined ones, comment or processing
- * instruction is "restricted-xml"; a stanza larger than max_stanza bytes
- * or deeper than max_depth is "policy-violation"; anything malformed is
- * "not-well-formed". After an error the stream parser is dead.
+ * instruction is "restricted-xml" (the XML declaration is allowed); a
+ * stanza larger than max_stanza input bytes or nested deeper than max_depth
+ * (the stanza element itself is depth 1) is "policy-violation", and so is
+ * a stream header or a run of bytes between stanzas longer than
+ * max_stanza; an undeclared namespace prefix is "bad-namespace-prefix";
+ * a first element that is not <stream> in the streams namespace is
+ * "invalid-namespace" (also when only the name is wrong); anything else
+ * malformed is "not-well-formed". The error callback runs exactly once;
+ * after it the stream parser is dead (feed returns FALSE).
  *
- * Memory: between stanzas the parser can be released (mk_xml_stream_idle)
- * and is re-created, primed with the stream header, on the next bytes. */
+ * Memory: between stanzas the parser can be released
+ * (mk_xml_stream_release) and is re-created, primed with a copy of the
+ * stream header, on the next bytes.
+ *
+ * Threads: a stream and its MkXmlShared belong to one thread. */
 #pragma once
 
 #include "mk-core.h"
@@ -16,34 +25,68 @@
 typedef struct MkXmlStream MkXmlStream;
 
 typedef struct {
-    /* The <stream:stream> open tag (attributes only, no children). (transfer none) */
+    /* The <stream:stream> open tag (attributes only, no children).
+     * (transfer none) The namespace declarations of the tag are given as
+     * attributes too: "xmlns" holds the default namespace (e.g.
+     * "jabber:client"; absent when none was declared) and "xmlns:PREFIX"
+     * each prefixed one. mk_xml_write never writes an "xmlns" attribute. */
     void (*stream_start)(gpointer user_data, MkXml *header);
     /* A complete top-level element. (transfer full) */
     void (*stanza)(gpointer user_data, MkXml *stanza);
     /* </stream:stream> */
     void (*stream_end)(gpointer user_data);
     /* A stream error condition name ("not-well-formed", "restricted-xml",
-     * "policy-violation", "invalid-namespace", ...) and a text for logs. */
+     * "policy-violation", "invalid-namespace", "bad-namespace-prefix") and
+     * a text for logs. */
     void (*error)(gpointer user_data, const char *condition, const char *text);
 } MkXmlStreamCallbacks;
 
-/* Per-worker shared parser state (the libxml2 dictionary). One per
- * thread; free it on that thread after its streams. */
+/* Per-worker shared parser state (the libxml2 dictionary of names). One
+ * per thread; free it on that thread after its streams (each parser holds
+ * its own reference to the dictionary, so the order does not matter). The
+ * dictionary is replaced by a fresh one once it holds many names, so that
+ * peers sending random names cannot grow it forever. */
 typedef struct MkXmlShared MkXmlShared;
 MkXmlShared *mk_xml_shared_new(void);
 void mk_xml_shared_free(MkXmlShared *shared);
 
-/* @shared may be NULL. */
+/* A new stream parser. @shared may be NULL (the parser then has its own
+ * dictionary); else it must outlive the stream. max_stanza 0 and
+ * max_depth 0 mean no limit. (transfer full) */
 MkXmlStream *mk_xml_stream_new(const MkXmlStreamCallbacks *cb, gpointer user_data,
                                MkXmlShared *shared, gsize max_stanza, guint max_depth);
+/* Not from inside a callback of the same stream. */
 void mk_xml_stream_free(MkXmlStream *xs);
-/* Feeds bytes; callbacks run from inside. FALSE once an error was reported
- * (or the stream ended). Callbacks may call mk_xml_stream_reset/free only
- * through a deferred path: mark and act after feed returns. */
+/* Feeds bytes; callbacks run from inside. Returns FALSE once an error was
+ * reported or the stream ended (the bytes are then ignored). */
 gboolean mk_xml_stream_feed(MkXmlStream *xs, const char *data, gsize len);
-/* Expect a fresh <stream:stream> (after STARTTLS and SASL success). */
+/* Expect a fresh <stream:stream> (after STARTTLS and SASL success).
+ * May be called between feeds or from inside the stanza callback: the
+ * bytes that follow the current stanza (in this chunk and later ones) are
+ * then parsed exactly as the start of a new stream. Also clears a
+ * previous error or end. */
 void mk_xml_stream_reset(MkXmlStream *xs);
-/* TRUE when no stanza is half-read (releasing is then lossless). */
+/* TRUE when no stanza is half-read (releasing is then lossless; pending
+ * whitespace keep-alives are dropped). */
 gboolean mk_xml_stream_is_idle(MkXmlStream *xs);
-/* Frees the libxml2 parser while idle; the next feed re-primes it. */
+/* Frees the libxml2 parser while idle (no-op otherwise); the next feed
+ * re-creates it, primed with the stream header's namespace declarations. */
 void mk_xml_stream_release(MkXmlStream *xs);
+
+/* ---- core-internal helpers of core/xml.c (not for modules) ---------- */
+
+/* One attribute for mk_xml_set_attrs: @prefix may be NULL, @value need not
+ * be NUL-terminated. */
+typedef struct {
+    const char *prefix;
+    const char *name;
+    const char *value;
+    gsize value_len;
+} MkXmlAttrSpec;
+
+/* Replaces all attributes of @el (one allocation). @decode turns libxml2's
+ * "&#38;" back into '&' (parser use only). */
+void mk_xml_set_attrs(MkXml *el, const MkXmlAttrSpec *specs, guint n, gboolean decode);
+/* A copy of the top element sharing its (immutable) children by reference.
+ * Returns: (transfer full). Any thread. */
+MkXml *mk_xml_copy_shallow(const MkXml *el);
