@@ -142,8 +142,25 @@ static char *prep_domain(const char *in, gsize len)
             return NULL;
         char *d = g_ascii_strdown(in, len);
         struct in_addr a4;
-        if (inet_pton(AF_INET, d, &a4) == 1 || ascii_domain_ok(d))
+        if (inet_pton(AF_INET, d, &a4) == 1)
             return d;
+        if (!ascii_domain_ok(d)) {
+            g_free(d);
+            return NULL;
+        }
+        /* A-labels compare equal to their U-labels (RFC 7622 3.2). */
+        if (strstr(d, "xn--")) {
+            char *u = NULL;
+            if (idna_to_unicode_8z8z(d, &u, IDNA_ALLOW_UNASSIGNED) != IDNA_SUCCESS || !u) {
+                idn_free(u);
+                g_free(d);
+                return NULL;
+            }
+            g_free(d);
+            d = g_strdup(u);
+            idn_free(u);
+        }
+        return d;
         g_free(d);
         return NULL;
     }

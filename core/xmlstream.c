@@ -28,7 +28,9 @@
 #define FEED_SLICE 4096
 /* libxml2 sizes a push parser's input buffer as 2 * xmlDefaultBufferSize
  * (4 KiB each by default); it grows on demand, so start small. */
+#ifndef INPUT_BUFFER_SIZE
 #define INPUT_BUFFER_SIZE 256
+#endif
 /* Past this many names the shared dictionary is replaced by a fresh one. */
 #define DICT_MAX_NAMES 20000
 
@@ -197,6 +199,8 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
     MkXmlStream *xs = ctx;
     if (!active(xs))
         return;
+    if (xs->depth >= xs->top)
+        flush_text(xs); /* text before this element belongs to its parent */
     xs->depth++;
     if (!xs->doc_mode && xs->depth == 1) {
         on_header(xs, (const char *)localname, (const char *)prefix, (const char *)uri,
@@ -210,8 +214,6 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
     }
     if (!check_size(xs))
         return;
-    if (level > 1)
-        flush_text(xs);
 
     MkXml *el = mk_xml_new((const char *)localname, (const char *)uri);
     if (nb_attributes) {
