@@ -63,14 +63,14 @@ struct MkConn {
     guint ref;
     guint8 state;
     guint8 tls_state;
-    gboolean paused : 1;
-    gboolean freed : 1;
-    gboolean loopback : 1;
-    gboolean hs_want_write : 1;
-    gboolean tls_send_pending : 1;
-    gboolean bye_done : 1;
-    gboolean read_job_posted : 1;
-    gboolean tls_ready : 1; /* handshake completed */
+    guint paused : 1;
+    guint freed : 1;
+    guint loopback : 1;
+    guint hs_want_write : 1;
+    guint tls_send_pending : 1;
+    guint bye_done : 1;
+    guint read_job_posted : 1;
+    guint tls_ready : 1; /* handshake completed */
 };
 
 static void conn_flush(MkConn *c);

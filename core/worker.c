@@ -55,6 +55,7 @@ struct MkWorker {
     /* Watches removed during a batch, freed once it is done. */
     gboolean dispatching;
     MkPollWatch *dead;
+    gboolean quitting;
 
     char *scratch;
 };
@@ -97,6 +98,20 @@ static void drain_mailbox(MkWorker *w)
         job->func(job->data);
         g_free(job);
         job = next;
+        if (w->quitting && job) {
+            /* Stopping: what follows the quit is not run but destroyed
+             * by mk_workers_stop, like everything posted later. */
+            Job *last = job;
+            while (last->next)
+                last = last->next;
+            g_mutex_lock(&w->lock);
+            last->next = w->head;
+            if (!w->head)
+                w->tail = last;
+            w->head = job;
+            g_mutex_unlock(&w->lock);
+            break;
+        }
     }
 }
 
@@ -205,6 +220,7 @@ fail:
 static void quit_job(gpointer data)
 {
     MkWorker *w = data;
+    w->quitting = TRUE;
     g_main_loop_quit(w->loop);
 }
 
