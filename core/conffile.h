@@ -79,6 +79,8 @@ typedef struct {
     char *name;     /* "mod_roster" */
     char *file;     /* absolute path of its conf.d file */
     GKeyFile *keys; /* the file's contents: [mod_roster], [mod_roster@HT] */
+    char *checksum; /* SHA-256 of the file's bytes: a reload restarts the
+                     * module when it changes */
 } MkModuleConfig;
 
 struct MkConfigData {
@@ -111,10 +113,14 @@ struct MkConfigData {
     GPtrArray *modules;   /* of MkModuleConfig*, sorted by name */
 };
 
-/* Reads @path and its conf.d. Returns: (transfer full) or NULL with a
+/* Reads @path and its conf.d. Main thread or any tool; no side effects
+ * beyond reading files. Returns: (transfer full) or NULL with a
  * MK_CONFIG_ERROR whose message names the file, the key and the reason. */
 MkConfigData *mk_config_load(const char *path, GError **error);
 void mk_config_free(MkConfigData *cfg);
+/* The GLogLevelFlags of "error" | "warning" | "message" | "info" | "debug"
+ * (error includes critical); FALSE when @name is none of them. */
+gboolean mk_config_parse_log_level(const char *name, GLogLevelFlags *out);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MkConfigData, mk_config_free)
 
 /* (transfer none) (nullable) */

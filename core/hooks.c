@@ -1,1 +1,133 @@
-/* placeholder: being written */
+/* Hooks: named events per host type, handlers in descending priority
+ * (equal priorities in registration order). Registration records live on
+ * the MkModule; mk_hooks_run reads the published snapshot without a
+ * lock. */
+#include "hosts.h"
+#include "modules-priv.h"
+#include "modules.h"
+#include "server.h"
+
+void mk_hook_reg_free(gpointer reg)
+{
+    MkHookReg *r = reg;
+    g_free(r->hook);
+    g_free(r);
+}
+
+void mk_hooks_entries_free(gpointer array)
+{
+    g_array_unref(array);
+}
+
+static int cmp_entry(gconstpointer a, gconstpointer b)
+{
+    const MkHookEntry *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Adds @mod's handlers to @hr; keeps each hook's list in run order.
+ * Main thread (snapshot build). */
+void mk_hooks_build(MkHostReg *hr, MkModule *mod)
+{
+    for (guint i = 0; i < mod->hooks->len; i++) {
+        MkHookReg *r = g_ptr_array_index(mod->hooks, i);
+        GArray *list = g_hash_table_lookup(hr->hooks, r->hook);
+        if (!list) {
+            list = g_array_new(FALSE, FALSE, sizeof(MkHookEntry));
+            g_hash_table_insert(hr->hooks, g_strdup(r->hook), list);
+        }
+        MkHookEntry e = {r->priority, r->seq, r->func, r->user_data, mod};
+        g_array_append_val(list, e);
+        g_array_sort(list, cmp_entry);
+    }
+}
+
+/* Public module API (mk-hooks.h). Main thread, in start(). */
+void mk_hook_add(MkModule *mod, const char *hook, int priority, MkHookFunc func, gpointer user_data)
+{
+    g_return_if_fail(mod != NULL && hook != NULL && func != NULL);
+    if (!mod->live) {
+        g_warning("module %s: mk_hook_add(%s) outside a running instance ignored", mod->name, hook);
+        return;
+    }
+    MkHookReg *r = g_new0(MkHookReg, 1);
+    r->hook = g_strdup(hook);
+    r->priority = priority;
+    r->seq = ++mod->mods->seq;
+    r->func = func;
+    r->user_data = user_data;
+    g_ptr_array_add(mod->hooks, r);
+    mk_modules_publish(mod->mods);
+}
+
+/* See modules.h. Any thread. */
+MkResult mk_hooks_run(MkModules *mods, const char *hook, MkHookCall *call)
+{
+    g_return_val_if_fail(hook != NULL && call != NULL, MK_PASS);
+    MkHostReg *hr = mk_modules_host_reg(mods, call->domain);
+    if (!hr)
+        return MK_PASS;
+    GArray *list = g_hash_table_lookup(hr->hooks, hook);
+    for (guint i = 0; list && i < list->len; i++) {
+        const MkHookEntry *e = &g_array_index(list, MkHookEntry, i);
+        MkResult r = e->func(call, e->user_data);
+        if (r != MK_PASS)
+            return r;
+    }
+    return MK_PASS;
+}
+
+/* See modules.h. Any thread. */
+void mk_hook_call_clear(MkHookCall *call)
+{
+    g_clear_pointer(&call->error_text, g_free);
+    g_clear_pointer(&call->stanza, mk_stanza_unref);
+}
+
+/* Public module API: accessors of the running hook. (transfer none)
+ * Thread of the handler. */
+MkStanza *mk_hook_call_stanza(MkHookCall *call)
+{
+    return call->stanza;
+}
+
+MkSession *mk_hook_call_session(MkHookCall *call)
+{
+    return call->session;
+}
+
+MkJid *mk_hook_call_from(MkHookCall *call)
+{
+    return call->from;
+}
+
+MkJid *mk_hook_call_to(MkHookCall *call)
+{
+    return call->to;
+}
+
+const char *mk_hook_call_domain(MkHookCall *call)
+{
+    return call->domain;
+}
+
+/* Public module API. (transfer full) of @stanza. */
+void mk_hook_call_set_stanza(MkHookCall *call, MkStanza *stanza)
+{
+    g_return_if_fail(call != NULL);
+    if (call->stanza)
+        mk_stanza_unref(call->stanza);
+    call->stanza = stanza;
+}
+
+/* Public module API. */
+void mk_hook_call_set_error(MkHookCall *call, MkStanzaError cond, const char *text)
+{
+    g_return_if_fail(call != NULL);
+    call->has_error = TRUE;
+    call->error = cond;
+    g_free(call->error_text);
+    call->error_text = g_strdup(text);
+}

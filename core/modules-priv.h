@@ -1,0 +1,171 @@
+/* Private to the module loader and the registries (modules.c, hooks.c,
+ * iq.c, disco.c, routes.c, timers.c, metrics.c, modconfig.c, hosts.c):
+ * struct MkModule, the published registry snapshot, and the grace-period
+ * retirement of snapshots. No other file may include this.
+ *
+ * Concurrency model (RCU-like): the authoritative registrations are the
+ * records on each MkModule, changed on the main thread only. After a
+ * change the main thread builds a complete immutable MkRegSnapshot and
+ * swaps it in with g_atomic_pointer_set; workers read the current pointer
+ * once per event (never keeping it across main-loop iterations), so the
+ * old snapshot is freed MK_RETIRE_GRACE_S seconds later on the main loop. */
+#pragma once
+
+#include "mk-core.h"
+#include <gmodule.h>
+
+#define MK_RETIRE_GRACE_S 10
+
+/* ---- Grace-period retirement (hosts.c) ---- */
+typedef struct MkRetire MkRetire;
+/* Main thread. */
+MkRetire *mk_retire_new(void);
+/* Frees @data with @destroy after the grace period. Main thread. */
+void mk_retire_push(MkRetire *r, gpointer data, GDestroyNotify destroy);
+/* Frees everything still waiting, now: only when no reader can remain
+ * (workers stopped). Main thread. */
+void mk_retire_free(MkRetire *r);
+
+/* ---- Registration records, owned by their MkModule (main thread) ---- */
+typedef struct {
+    char *hook;
+    int priority;
+    guint64 seq; /* registration order, for equal priorities */
+    MkHookFunc func;
+    gpointer user_data;
+} MkHookReg;
+
+typedef struct {
+    MkIqScope scopes;
+    MkIqType type;
+    char *xmlns;
+    MkIqFunc func;
+    gpointer user_data;
+} MkIqReg;
+
+typedef struct {
+    char *domain; /* prepared */
+    MkRouteFunc func;
+    gpointer user_data;
+} MkRouteReg;
+
+struct MkModule {
+    gint ref;
+    MkModules *mods;
+    const MkModuleDesc *desc;
+    const char *name;      /* interned */
+    const char *host_type; /* interned */
+    GHashTable *values;    /* key -> MkConfValue*, immutable while running */
+    gpointer data;
+    GDestroyNotify data_destroy;
+    gboolean live; /* registrations allowed (start() .. stop) */
+    /* Registrations (main thread only), removed by the core on stop. */
+    GPtrArray *hooks;      /* MkHookReg* */
+    GPtrArray *iqs;        /* MkIqReg* */
+    GPtrArray *features;   /* char* */
+    GPtrArray *identities; /* char*, groups of 3 */
+    GPtrArray *items;      /* char*, groups of 2 */
+    GPtrArray *routes;     /* MkRouteReg* */
+    GPtrArray *timers;     /* MkTimer* */
+    GPtrArray *counters;   /* MkCounter* (not owned) */
+};
+
+MkModule *mk_module_ref(MkModule *mod);
+void mk_module_unref(MkModule *mod);
+
+/* ---- The published snapshot ---- */
+typedef struct {
+    int priority;
+    guint64 seq;
+    MkHookFunc func;
+    gpointer user_data;
+    MkModule *mod; /* the snapshot holds a reference */
+} MkHookEntry;
+
+typedef struct {
+    MkIqFunc func;
+    gpointer user_data;
+    MkModule *mod;
+} MkIqEntry;
+
+typedef struct {
+    MkRouteFunc func;
+    gpointer user_data;
+    MkModule *mod;
+} MkRouteEntry;
+
+/* Index of the IQ table of (@scope bit, @type). */
+#define MK_IQ_TABLE(scope_is_account, type) ((scope_is_account)*2 + (type))
+
+typedef struct {
+    GHashTable *hooks; /* hook name -> GArray of MkHookEntry, run order */
+    GHashTable *iq[4]; /* xmlns -> MkIqEntry*, by MK_IQ_TABLE */
+    char **features;   /* sorted, unique */
+    char **identities; /* groups of 3, sorted, unique */
+    char **items;      /* groups of 2, sorted, unique */
+} MkHostReg;
+
+typedef struct {
+    GHashTable *hosts;  /* host type (interned) -> MkHostReg* */
+    GHashTable *routes; /* domain -> MkRouteEntry* */
+    GPtrArray *refs;    /* MkModule references held by the entries */
+} MkRegSnapshot;
+
+typedef struct MkMetrics MkMetrics;
+
+struct MkModules {
+    MkServer *server;    /* nullable in unit tests */
+    MkRegSnapshot *snap; /* atomic; the published registrations */
+    MkRetire *retire;
+    guint batch;    /* > 0 while a start() runs: publish once at its end */
+    gboolean dirty; /* a change waits for publication */
+    guint64 seq;
+    GPtrArray *instances; /* live MkModule*, in start order */
+    GPtrArray *running;   /* the loader's records, in dependency order */
+    GHashTable *gmodules; /* name -> GModule*, kept open (see modules.c) */
+    /* mk_iq_send requests waiting for their response (any thread). */
+    GMutex pending_lock;
+    GHashTable *pending; /* "id\x1fpeer" -> MkIqPending* */
+    gint iq_seq;         /* atomic */
+    MkMetrics *metrics;
+};
+
+/* (transfer none) The current snapshot; valid until the caller returns to
+ * its main loop. Any thread. */
+MkRegSnapshot *mk_modules_snapshot(MkModules *mods);
+/* The registrations of the host type serving @domain. (nullable) Any
+ * thread, same lifetime as the snapshot. */
+MkHostReg *mk_modules_host_reg(MkModules *mods, const char *domain);
+/* Publishes a new snapshot after a registration changed (deferred while a
+ * module's start() runs). Main thread. */
+void mk_modules_publish(MkModules *mods);
+/* The MkModules of the process's server. (nullable) Any thread. */
+MkModules *mk_modules_get(void);
+
+/* Per-registry parts of the snapshot build and of module stop. */
+void mk_hooks_build(MkHostReg *hr, MkModule *mod);
+void mk_hooks_entries_free(gpointer array);
+void mk_hook_reg_free(gpointer reg);
+void mk_iq_build(MkHostReg *hr, MkModule *mod);
+void mk_iq_reg_free(gpointer reg);
+void mk_disco_build(MkHostReg *hr, GPtrArray *features, GPtrArray *identities, GPtrArray *items);
+void mk_routes_build(GHashTable *routes, MkModule *mod);
+void mk_route_reg_free(gpointer reg);
+/* Removes every timer of @mod. Main thread. */
+void mk_timers_remove_all(MkModule *mod);
+
+/* ---- Pending mk_iq_send requests (iq.c) ---- */
+/* Cancels every pending request (their callbacks never run). */
+void mk_iq_pending_clear(MkModules *mods);
+
+/* ---- Metrics (metrics.c) ---- */
+MkMetrics *mk_metrics_new(void);
+void mk_metrics_free(MkMetrics *m);
+/* Detaches @mod's counters: they leave the dump (values are kept for a
+ * restart of the same module). Main thread. */
+void mk_metrics_release(MkModule *mod);
+
+/* ---- Typed module config (modconfig.c) ---- */
+/* Parses the validated string values of mk_config_module_values() into
+ * typed values per @keys. (transfer full) key -> MkConfValue*. */
+GHashTable *mk_modconfig_parse(const MkConfigKey *keys, GHashTable *strings);
