@@ -12,7 +12,8 @@ typedef struct {
     MkXmlStream *xs;
     GPtrArray *events;
     guint errors;
-    char *reset_after; /* reset from inside the stanza callback after this element */
+    guint errors_since_reset; /* must never exceed 1 */
+    char *reset_after;        /* reset from inside the stanza callback after this element */
 } Rec;
 
 static void rec_start(gpointer user_data, MkXml *header)
@@ -43,6 +44,7 @@ static void rec_error(gpointer user_data, const char *condition, const char *tex
 {
     Rec *r = user_data;
     r->errors++;
+    g_assert_cmpuint(++r->errors_since_reset, ==, 1);
     g_ptr_array_add(r->events, g_strdup_printf("error:%s", condition));
 }
 
@@ -326,6 +328,67 @@ static void test_memory(void)
     mk_xml_shared_free(sh);
 }
 
+/* The same stream cut at random places, with releases in between, gives
+ * the same events; random corruption gives at most one error and never a
+ * crash (run under valgrind or ASan to make that meaningful). */
+static void test_random_chunks(void)
+{
+    MkXmlShared *sh = mk_xml_shared_new();
+    GRand *rand = g_rand_new_with_seed(42);
+    const gsize len = strlen(BODY);
+    for (int iter = 0; iter < 300; iter++) {
+        Rec *r = rec_new(sh, 65536, 64);
+        for (gsize off = 0; off < len;) {
+            gsize want = g_rand_int_range(rand, 1, 40); /* MIN evaluates twice */
+            gsize n = MIN(len - off, want);
+            mk_xml_stream_feed(r->xs, BODY + off, n);
+            off += n;
+            if (g_rand_boolean(rand))
+                mk_xml_stream_release(r->xs);
+        }
+        g_autofree char *got = rec_joined(r);
+        g_assert_cmpstr(got, ==, EXPECTED);
+        rec_free(r);
+    }
+    for (int iter = 0; iter < 2000; iter++) {
+        g_autofree char *bad = g_strdup(BODY);
+        for (int k = g_rand_int_range(rand, 1, 4); k > 0; k--)
+            bad[g_rand_int_range(rand, 0, len)] = (char)g_rand_int_range(rand, 0, 256);
+        Rec *r = rec_new(sh, 65536, 64);
+        for (gsize off = 0; off < len;) {
+            gsize want = g_rand_int_range(rand, 1, 64); /* MIN evaluates twice */
+            gsize n = MIN(len - off, want);
+            mk_xml_stream_feed(r->xs, bad + off, n);
+            off += n;
+            if (g_rand_int_range(rand, 0, 4) == 0)
+                mk_xml_stream_release(r->xs);
+            if (g_rand_int_range(rand, 0, 50) == 0) {
+                mk_xml_stream_reset(r->xs);
+                r->errors_since_reset = 0;
+            }
+        }
+        rec_free(r);
+    }
+    g_rand_free(rand);
+    mk_xml_shared_free(sh);
+}
+
+/* Encodings other than UTF-8 and stray bytes are errors, not crashes. */
+static void test_bad_bytes(void)
+{
+    static const char utf16[] = "\xff\xfe<\0s\0t\0r\0>\0";
+    Rec *r = rec_new(NULL, 65536, 64);
+    mk_xml_stream_feed(r->xs, utf16, sizeof(utf16) - 1);
+    g_assert_cmpuint(r->errors, ==, 1);
+    rec_free(r);
+    expect_error(HDR "<message>\xc3\x28</message>", "not-well-formed", 65536, 64, FALSE);
+    r = rec_new(NULL, 65536, 64);
+    const char nul[] = HDR "<message>a\0b</message>";
+    mk_xml_stream_feed(r->xs, nul, sizeof(nul) - 1);
+    g_assert_cmpuint(r->errors, ==, 1);
+    rec_free(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -337,6 +400,8 @@ int main(int argc, char **argv)
     g_test_add_func("/xmlstream/release", test_release);
     g_test_add_func("/xmlstream/reset-in-callback", test_reset_in_callback);
     g_test_add_func("/xmlstream/reset-between-feeds", test_reset_between_feeds);
+    g_test_add_func("/xmlstream/random-chunks", test_random_chunks);
+    g_test_add_func("/xmlstream/bad-bytes", test_bad_bytes);
     g_test_add_func("/xmlstream/memory", test_memory);
     return g_test_run();
 }
