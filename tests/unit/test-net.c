@@ -1204,6 +1204,73 @@ static void test_tls_starttls(void)
     fixture_stop(&fx);
 }
 
+/* Idle TLS connections, the clients in a separate process (Python's ssl)
+ * so that only the server side counts. A figure for the report; the bound
+ * only catches a gross regression. */
+static void test_tls_memory(void)
+{
+    enum { N = 200 };
+    static const char script[] = "import socket, ssl, sys\n"
+                                 "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
+                                 "ctx.check_hostname = False\n"
+                                 "ctx.verify_mode = ssl.CERT_NONE\n"
+                                 "port, n = int(sys.argv[1]), int(sys.argv[2])\n"
+                                 "conns = []\n"
+                                 "for i in range(n):\n"
+                                 "    s = socket.create_connection(('127.0.0.1', port))\n"
+                                 "    t = ctx.wrap_socket(s)\n"
+                                 "    t.sendall(b'hi\\n')\n"
+                                 "    got = b''\n"
+                                 "    while len(got) < 3:\n"
+                                 "        got += t.recv(3)\n"
+                                 "    assert got == b'hi\\n', got\n"
+                                 "    conns.append(t)\n"
+                                 "print('ready', flush=True)\n"
+                                 "sys.stdin.read()\n";
+    if (!g_find_program_in_path("python3")) {
+        g_test_skip("no python3");
+        return;
+    }
+    Fixture fx;
+    fixture_start(&fx, TRUE);
+    fx.direct_tls = TRUE;
+    gsize before = heap_in_use();
+
+    g_autofree char *port = g_strdup_printf("%u", fx.port);
+    g_autofree char *n = g_strdup_printf("%d", N);
+    const char *argv[] = {"python3", "-c", script, port, n, NULL};
+    g_autoptr(GError) error = NULL;
+    GPid pid;
+    int in_fd, out_fd;
+    g_assert_true(g_spawn_async_with_pipes(NULL, (char **)argv, NULL,
+                                           G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, NULL,
+                                           NULL, &pid, &in_fd, &out_fd, NULL, &error));
+    g_assert_no_error(error);
+    char buf[16] = {0};
+    gsize got = 0;
+    while (got < 6) {
+        gssize r = read(out_fd, buf + got, 6 - got);
+        g_assert_cmpint(r, >, 0);
+        got += (gsize)r;
+    }
+    g_assert_cmpstr(buf, ==, "ready\n");
+    g_assert_true(wait_for(&fx.tls_ok, N));
+    /* Let the workers finish what followed the echoes. */
+    for (guint i = 0; i < 2; i++)
+        run_on(mk_workers_get(fx.ws, i), nop, NULL);
+    gsize after = heap_in_use();
+    gssize per_conn = ((gssize)after - (gssize)before) / N;
+    g_printerr("# heap per idle TLS 1.3 connection (server side, with the GnuTLS session): "
+               "%" G_GSSIZE_FORMAT " bytes\n",
+               per_conn);
+    g_assert_cmpint(per_conn, <, 64 * 1024);
+    close(in_fd); /* the clients exit */
+    close(out_fd);
+    g_assert_true(wait_for(&fx.closed, N));
+    g_spawn_close_pid(pid);
+    fixture_stop(&fx);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1231,5 +1298,6 @@ int main(int argc, char **argv)
     g_test_add_func("/tls/direct-1.3", test_tls_direct13);
     g_test_add_func("/tls/direct-1.2", test_tls_direct12);
     g_test_add_func("/tls/starttls", test_tls_starttls);
+    g_test_add_func("/tls/memory-idle", test_tls_memory);
     return g_test_run();
 }
