@@ -201,6 +201,8 @@ static void conn_read(MkConn *c)
             n = gnutls_record_recv(c->tls, buf, MK_WORKER_SCRATCH_SIZE);
             if (n == GNUTLS_E_AGAIN)
                 return;
+            if (n == GNUTLS_E_PREMATURE_TERMINATION)
+                n = 0; /* EOF without close_notify: common, harmless for us */
             if (n < 0) {
                 /* Interrupted, warning alerts, a renegotiation request
                  * (ignored: we never renegotiate) are not fatal. */

@@ -989,6 +989,67 @@ static void test_net_localhost(void)
     fixture_stop(&fx);
 }
 
+static gint64 cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (gint64)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * G_USEC_PER_SEC +
+           ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
+/* Out of descriptors: the listener backs off instead of spinning on a
+ * socket that stays readable, and accepts again once fds are free. */
+static void test_net_emfile(void)
+{
+    enum { K = 5 };
+    Fixture fx;
+    fixture_start(&fx, FALSE);
+    /* The listener logs a warning here; not fatal for this test. */
+    GLogLevelFlags fatal = g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+    Client *c[K];
+    for (int i = 0; i < K; i++) {
+        c[i] = g_new0(Client, 1);
+        c[i]->in = g_string_new(NULL);
+        c[i]->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(c[i]->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
+    /* GLib makes the default context (with its wakeup fd) lazily, e.g.
+     * when logging: have it now. */
+    g_main_context_default();
+    /* No descriptor can be made once the limit is the lowest free one. */
+    int lowest = dup(0);
+    g_assert_cmpint(lowest, >=, 0);
+    close(lowest);
+    struct rlimit saved, rl;
+    getrlimit(RLIMIT_NOFILE, &saved);
+    rl = saved;
+    rl.rlim_cur = (rlim_t)lowest;
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &rl), ==, 0);
+
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(fx.port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < K; i++)
+        g_assert_cmpint(connect(c[i]->fd, (struct sockaddr *)&sin, sizeof sin), ==, 0);
+    gint64 cpu0 = cpu_us();
+    g_usleep(400 * 1000);
+    gint64 cpu = cpu_us() - cpu0;
+    g_assert_cmpint(g_atomic_int_get(&fx.accepted), ==, 0);
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &saved), ==, 0);
+    g_log_set_always_fatal(fatal);
+    /* A spinning accept loop would burn about the whole 400 ms. */
+    g_assert_cmpint(cpu, <, 150 * 1000);
+
+    g_assert_true(wait_for(&fx.accepted, K));
+    for (int i = 0; i < K; i++) {
+        client_say(c[i], "back\n");
+        client_expect(c[i], "back");
+        client_free(c[i]);
+    }
+    g_assert_true(wait_for(&fx.closed, K));
+    fixture_stop(&fx);
+}
+
 static gsize heap_in_use(void)
 {
     malloc_trim(0);
@@ -1293,6 +1354,7 @@ int main(int argc, char **argv)
     g_test_add_func("/net/free-in-callback", test_net_free_in_callback);
     g_test_add_func("/net/bind-errors", test_net_port_taken);
     g_test_add_func("/net/localhost", test_net_localhost);
+    g_test_add_func("/net/emfile", test_net_emfile);
     g_test_add_func("/net/memory-idle", test_net_memory);
     g_test_add_func("/tls/selfsigned", test_tls_selfsigned);
     g_test_add_func("/tls/direct-1.3", test_tls_direct13);
