@@ -745,7 +745,7 @@ static gboolean client_eof(Client *c)
     return c->in->len == 0 && client_fill(c) == 0;
 }
 
-static void client_start_tls(Client *c, const char *cafile, const char *version)
+static int client_try_tls(Client *c, const char *cafile, const char *version)
 {
     g_assert_cmpint(gnutls_certificate_allocate_credentials(&c->creds), ==, 0);
     g_assert_cmpint(gnutls_certificate_set_x509_trust_file(c->creds, cafile, GNUTLS_X509_FMT_PEM),
@@ -765,6 +765,12 @@ static void client_start_tls(Client *c, const char *cafile, const char *version)
     do {
         ret = gnutls_handshake(c->tls);
     } while (ret < 0 && !gnutls_error_is_fatal(ret));
+    return ret;
+}
+
+static void client_start_tls(Client *c, const char *cafile, const char *version)
+{
+    int ret = client_try_tls(c, cafile, version);
     if (ret < 0)
         g_error("client handshake: %s", gnutls_strerror(ret));
 }
@@ -1228,6 +1234,22 @@ static void test_tls_direct12(void)
     tls_echo("TLS1.2", "tls-unique");
 }
 
+/* TLS 1.1 and older are refused. */
+static void test_tls_old_refused(void)
+{
+    Fixture fx;
+    fixture_start(&fx, TRUE);
+    fx.direct_tls = TRUE;
+    g_autofree char *cafile = g_build_filename(fx.dir, "sub", "cert.pem", NULL);
+    Client *c = client_connect(fx.port);
+    g_assert_cmpint(client_try_tls(c, cafile, "TLS1.1:+VERS-TLS1.0"), <, 0);
+    client_free(c);
+    g_assert_true(wait_for(&fx.tls_fail, 1));
+    g_assert_true(wait_for(&fx.closed, 1));
+    g_assert_cmpint(g_atomic_int_get(&fx.tls_ok), ==, 0);
+    fixture_stop(&fx);
+}
+
 static void test_tls_starttls(void)
 {
     Fixture fx;
@@ -1360,6 +1382,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tls/direct-1.3", test_tls_direct13);
     g_test_add_func("/tls/direct-1.2", test_tls_direct12);
     g_test_add_func("/tls/starttls", test_tls_starttls);
+    g_test_add_func("/tls/old-versions-refused", test_tls_old_refused);
     g_test_add_func("/tls/memory-idle", test_tls_memory);
     return g_test_run();
 }
