@@ -1310,7 +1310,8 @@ static void test_tls_memory(void)
                                  "    conns.append(t)\n"
                                  "print('ready', flush=True)\n"
                                  "sys.stdin.read()\n";
-    if (!g_find_program_in_path("python3")) {
+    g_autofree char *python = g_find_program_in_path("python3");
+    if (!python) {
         g_test_skip("no python3");
         return;
     }
