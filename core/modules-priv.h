@@ -142,6 +142,14 @@ void mk_modules_publish(MkModules *mods);
 /* The MkModules of the process's server. (nullable) Any thread. */
 MkModules *mk_modules_get(void);
 
+/* An instance of @desc outside any conf.d file, started now (defaults for
+ * its config). For unit tests of the registries and for core-internal
+ * pseudo-modules. (transfer full) or NULL with an error. Main thread. */
+MkModule *mk_module_start_adhoc(MkModules *mods, const MkModuleDesc *desc, const char *host_type,
+                                GError **error);
+/* Stops an instance made by mk_module_start_adhoc. Main thread. */
+void mk_module_stop_adhoc(MkModule *mod);
+
 /* Per-registry parts of the snapshot build and of module stop. */
 void mk_hooks_build(MkHostReg *hr, MkModule *mod);
 void mk_hooks_entries_free(gpointer array);

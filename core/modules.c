@@ -40,13 +40,14 @@ static void loaded_free(Loaded *l)
 
 /* ---- MkModule ---- */
 
-static MkModule *module_new(MkModules *mods, Loaded *l, const char *host_type, GHashTable *values)
+static MkModule *module_new(MkModules *mods, const MkModuleDesc *desc, const char *host_type,
+                            GHashTable *values)
 {
     MkModule *m = g_new0(MkModule, 1);
     m->ref = 1;
     m->mods = mods;
-    m->desc = l->desc;
-    m->name = l->name;
+    m->desc = desc;
+    m->name = g_intern_string(desc->name);
     m->host_type = g_intern_string(host_type);
     m->values = g_hash_table_ref(values);
     m->hooks = g_ptr_array_new_with_free_func(mk_hook_reg_free);
@@ -436,6 +437,53 @@ static void stop_loaded(Loaded *l)
     }
 }
 
+/* Creates the instance of @desc on @host_type and runs its start().
+ * (transfer full) or NULL with everything it registered removed. */
+static MkModule *start_instance(MkModules *mods, const MkModuleDesc *desc, const char *ht,
+                                GHashTable *values, GError **error)
+{
+    MkModule *m = module_new(mods, desc, ht, values);
+    m->live = TRUE;
+    g_ptr_array_add(mods->instances, m);
+    g_autoptr(GError) local = NULL;
+    mods->batch++;
+    gboolean ok = desc->start ? desc->start(m, &local) : TRUE;
+    mods->batch--;
+    if (!ok) {
+        /* Whatever it registered goes; start() failing means stop() is
+         * not called, but its data is freed. */
+        unregister_all(m);
+        run_data_destroy(m);
+        mk_module_unref(m);
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                    "module %s failed to start on host type %s: %s", desc->name, ht,
+                    local ? local->message : "start() returned FALSE without a reason");
+        return NULL; /* the caller reports it */
+    }
+    if (mods->dirty)
+        mk_modules_publish(mods);
+    g_info("started module %s on host type %s", desc->name, ht);
+    return m;
+}
+
+/* See modules-priv.h. Main thread. */
+MkModule *mk_module_start_adhoc(MkModules *mods, const MkModuleDesc *desc, const char *host_type,
+                                GError **error)
+{
+    g_autoptr(GHashTable) strings = g_hash_table_new(g_str_hash, g_str_equal);
+    for (const MkConfigKey *k = desc->config_keys; k && k->name; k++)
+        if (k->default_value)
+            g_hash_table_insert(strings, (gpointer)k->name, (gpointer)k->default_value);
+    g_autoptr(GHashTable) values = mk_modconfig_parse(desc->config_keys, strings);
+    return start_instance(mods, desc, host_type, values, error);
+}
+
+/* See modules-priv.h. Main thread. */
+void mk_module_stop_adhoc(MkModule *mod)
+{
+    stop_instance(mod);
+}
+
 static gboolean start_loaded(MkModules *mods, Loaded *l, GError **error)
 {
     MkServer *srv = mods->server;
@@ -446,30 +494,12 @@ static gboolean start_loaded(MkModules *mods, Loaded *l, GError **error)
     }
     for (guint h = 0; l->host_types[h]; h++) {
         const char *ht = l->host_types[h];
-        MkModule *m = module_new(mods, l, ht, g_ptr_array_index(l->values, h));
-        m->live = TRUE;
-        g_ptr_array_add(mods->instances, m);
-        g_autoptr(GError) local = NULL;
-        mods->batch++;
-        gboolean ok = l->desc->start ? l->desc->start(m, &local) : TRUE;
-        mods->batch--;
-        if (!ok) {
-            /* Whatever it registered goes; start() failing means stop()
-             * is not called, but its data is freed. */
-            unregister_all(m);
-            run_data_destroy(m);
-            mk_module_unref(m);
-            g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
-                        "module %s failed to start on host type %s: %s", l->name, ht,
-                        local ? local->message : "start() returned FALSE without a reason");
-            g_warning("%s", (*error)->message);
+        MkModule *m = start_instance(mods, l->desc, ht, g_ptr_array_index(l->values, h), error);
+        if (!m) {
             stop_loaded(l);
             return FALSE;
         }
         g_ptr_array_add(l->instances, m);
-        if (mods->dirty)
-            mk_modules_publish(mods);
-        g_info("started module %s on host type %s", l->name, ht);
     }
     return TRUE;
 }
