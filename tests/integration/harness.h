@@ -88,6 +88,16 @@ gboolean mkt_server_launch(MktServer *srv);
  * (transfer full) @srv is freed. */
 gboolean mkt_server_stop(MktServer *srv);
 
+/* Stops meerkatd (SIGTERM, wait) and starts it again on the same
+ * directory, configuration and port. FALSE when it did not exit
+ * cleanly or did not come back. */
+gboolean mkt_server_restart(MktServer *srv);
+
+/* The exit code of meerkatd once it has exited (its process is reaped
+ * here), 128+N when killed by signal N, or -1 while it runs or before
+ * it was launched. */
+int mkt_server_exit_code(MktServer *srv);
+
 /* SIGHUP: reload the configuration. Waits @settle_ms afterwards. */
 void mkt_server_reload(MktServer *srv, guint settle_ms);
 

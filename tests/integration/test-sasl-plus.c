@@ -1,0 +1,58 @@
+/* SCRAM-SHA-1-PLUS and SCRAM-SHA-256-PLUS with channel binding
+ * (tls-exporter over TLS 1.3, tls-unique over TLS 1.2), through our own
+ * GnuTLS + GNU SASL client; and wrong binding data must be refused. */
+#include "harness.h"
+#include <string.h>
+
+static void plus(MktServer *srv, const char *mech, gboolean tls12)
+{
+    const char *ver = tls12 ? "TLS 1.2 tls-unique" : "TLS 1.3 tls-exporter";
+    g_autofree char *detail = NULL;
+    gboolean ok = mkt_sasl_plus_login(mkt_server_port(srv), "alice", "plus pw", mech, tls12,
+                                      MKT_CB_GOOD, &detail);
+    if (!mkt_ok(ok, "%s over %s: authenticates", mech, ver))
+        mkt_diag("%s", detail);
+
+    g_clear_pointer(&detail, g_free);
+    ok = mkt_sasl_plus_login(mkt_server_port(srv), "alice", "plus pw", mech, tls12, MKT_CB_WRONG,
+                             &detail);
+    mkt_ok(!ok, "%s over %s: wrong channel binding data is refused", mech, ver);
+    if (!mkt_ok(detail && g_str_has_prefix(detail, "failure: "),
+                "%s over %s: wrong binding gets a SASL <failure/>", mech, ver))
+        mkt_diag("%s", detail);
+
+    g_clear_pointer(&detail, g_free);
+    ok = mkt_sasl_plus_login(mkt_server_port(srv), "alice", "wrong pw", mech, tls12, MKT_CB_GOOD,
+                             &detail);
+    mkt_ok(!ok && detail && strcmp(detail, "failure: not-authorized") == 0,
+           "%s over %s: wrong password gets not-authorized (%s)", mech, ver, detail);
+}
+
+int main(void)
+{
+    mkt_init("test-sasl-plus", 120);
+    MktServer *srv = mkt_server_start(
+        "[auth]\nmechanisms = SCRAM-SHA-1;SCRAM-SHA-256;SCRAM-SHA-1-PLUS;SCRAM-SHA-256-PLUS\n",
+        NULL);
+    if (mkt_ok(srv != NULL, "server with -PLUS mechanisms starts")) {
+        mkt_ok(mkt_server_register(srv, "alice", "plus pw"), "register alice");
+        plus(srv, "SCRAM-SHA-256-PLUS", FALSE);
+        plus(srv, "SCRAM-SHA-1-PLUS", FALSE);
+        plus(srv, "SCRAM-SHA-256-PLUS", TRUE);
+        plus(srv, "SCRAM-SHA-1-PLUS", TRUE);
+        mkt_server_stop(srv);
+    }
+
+    /* Without -PLUS in [auth] mechanisms, they are not offered. */
+    srv = mkt_server_start("[auth]\nmechanisms = SCRAM-SHA-256\n", NULL);
+    if (mkt_ok(srv != NULL, "server without -PLUS starts")) {
+        mkt_server_register(srv, "alice", "plus pw");
+        g_autofree char *detail = NULL;
+        gboolean ok = mkt_sasl_plus_login(mkt_server_port(srv), "alice", "plus pw",
+                                          "SCRAM-SHA-256-PLUS", FALSE, MKT_CB_GOOD, &detail);
+        mkt_ok(!ok && detail && g_str_has_prefix(detail, "mechanism not offered"),
+               "SCRAM-SHA-256-PLUS not offered when not configured");
+        mkt_server_stop(srv);
+    }
+    return mkt_done();
+}
