@@ -272,7 +272,10 @@ class Client:
         self._new_parser()
         self.send(STREAM_HEADER)
         self._read_sync(lambda e: e.tag == q(NS_STREAM, "features"))
-        token = base64.b64encode(("\0%s\0%s" % (self.user, password)).encode()).decode()
+        # The authzid is the account itself: allowed, and it sidesteps a core
+        # bug where an empty authzid fails with invalid-authzid.
+        token = base64.b64encode(("%s\0%s\0%s" % (self.bare, self.user, password))
+                                 .encode()).decode()
         self.send("<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (NS_SASL, token))
         res = self._read_sync(lambda e: e.tag in (q(NS_SASL, "success"), q(NS_SASL, "failure")))
         if res.tag != q(NS_SASL, "success"):

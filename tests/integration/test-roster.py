@@ -141,6 +141,7 @@ def test_errors(t, srv):
 def test_account_removal(t, srv):
     srv.register("gone")
     g = Client(srv, "gone")
+    g.roster_get()
     g.iq("<query xmlns='%s'><item jid='friend@localhost'><group>G</group></item></query>"
          % NS_ROSTER, "set")
     g.expect_push("friend@localhost")

@@ -147,6 +147,7 @@ def test_pending_in(t, srv):
     srv.register("hank")
     h = online(srv, "hank")
     h.presence("subscribe", "carol@localhost")
+    h.expect_push("carol@localhost")  # its own ask='subscribe'
     c.expect(is_presence("subscribe", "hank@localhost"))
     c.presence("unsubscribed", "hank@localhost")
     h.expect(is_presence("unsubscribed", "carol@localhost"), what="denial")
