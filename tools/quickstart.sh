@@ -1,0 +1,135 @@
+#!/bin/sh
+# Builds Meerkat and runs it in the foreground for the domain "localhost",
+# everything kept in ./state/ of the source tree:
+#
+#   state/meerkat.conf      the configuration (written once; edit it freely)
+#   state/conf.d/           enabled modules: symlinks into conf.d/available/
+#                           (mod_roster, mod_disco, mod_ping)
+#   state/meerkat.db        the sqlite database (accounts, rosters)
+#   state/meerkat.crt/.key  a self-signed certificate made on first start
+#   state/demo-password     the password of demo@localhost
+#
+# Clients connect to 127.0.0.1:5222 (STARTTLS offered, self-signed
+# certificate). Installs the build packages first when some are missing
+# (Debian 12; as root, or through sudo). Stop the server with Ctrl-C.
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+build=$top/_build
+state=$top/state
+
+# ---- packages -----------------------------------------------------------
+
+packages="autoconf automake libtool pkg-config gcc make
+libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libdbd-sqlite3
+libgsasl-dev libidn-dev"
+missing=
+for p in $packages; do
+    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing="$missing $p"
+    fi
+done
+if [ -n "$missing" ]; then
+    echo "quickstart: installing:$missing"
+    if [ "$(id -u)" -eq 0 ]; then
+        sudo=
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo=sudo
+    else
+        echo "quickstart: missing packages:$missing (run as root or install sudo)" >&2
+        exit 1
+    fi
+    # shellcheck disable=SC2086
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update
+    # shellcheck disable=SC2086
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $missing
+fi
+
+# ---- build --------------------------------------------------------------
+
+if [ ! -x "$top/configure" ]; then
+    echo "quickstart: ./autogen.sh"
+    ./autogen.sh >/dev/null
+fi
+mkdir -p "$build"
+if [ ! -f "$build/Makefile" ]; then
+    echo "quickstart: configuring in _build/"
+    (cd "$build" && "$top/configure" -q)
+fi
+echo "quickstart: building in _build/"
+make -C "$build" -j2 -s
+
+meerkatd=$build/core/meerkatd
+meerkatctl=$build/tools/meerkatctl
+
+# ---- state --------------------------------------------------------------
+
+mkdir -p "$state"
+conf=$state/meerkat.conf
+if [ ! -f "$conf" ]; then
+    cat >"$conf" <<EOF
+# Written by tools/quickstart.sh; edit freely (it is not overwritten).
+# The format is described in docs/operations.md.
+[general]
+hosts = localhost
+state_dir = $state
+module_dir = $build/modules/.libs
+conf_dir = conf.d
+log_level = info
+
+[storage]
+driver = sqlite3
+database = meerkat.db
+
+[listen.c2s]
+type = c2s
+address = 127.0.0.1
+port = 5222
+tls = optional
+EOF
+    echo "quickstart: wrote $conf"
+fi
+
+# Modules are enabled once, when state/conf.d/ is made; remove a symlink
+# to disable one (and send SIGHUP, or restart).
+if [ ! -d "$state/conf.d" ]; then
+    mkdir -p "$state/conf.d"
+    for m in mod_roster mod_disco mod_ping; do
+        if [ -f "$top/conf.d/available/$m.conf" ]; then
+            ln -s "../../conf.d/available/$m.conf" "$state/conf.d/$m.conf"
+        fi
+    done
+fi
+
+"$meerkatd" -c "$conf" --check-config >/dev/null || {
+    echo "quickstart: $conf is not valid (see above)" >&2
+    exit 1
+}
+
+# ---- the demo user ------------------------------------------------------
+
+pwfile=$state/demo-password
+if [ ! -s "$pwfile" ]; then
+    (umask 077 && head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 16 >"$pwfile")
+fi
+password=$(cat "$pwfile")
+if ! "$meerkatctl" -c "$conf" check_account demo localhost 2>/dev/null; then
+    "$meerkatctl" -c "$conf" register demo localhost "$password"
+fi
+
+cat <<EOF
+
+  Meerkat is starting on 127.0.0.1:5222 for the domain localhost.
+  Log in with an XMPP client as:
+
+      JID:       demo@localhost
+      password:  $password
+
+  (STARTTLS with a self-signed certificate in state/meerkat.crt.)
+  Add users with:
+      $meerkatctl -c $conf register NAME localhost PASSWORD
+  Stop with Ctrl-C.
+
+EOF
+exec "$meerkatd" -c "$conf"

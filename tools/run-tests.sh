@@ -1,0 +1,147 @@
+#!/bin/sh
+# Builds Meerkat twice and runs the whole test suite in each build:
+#
+#   _build/       --enable-werror                 make check
+#   _build-asan/  --enable-werror --enable-asan   make check (AddressSanitizer
+#                                                 + UndefinedBehaviorSanitizer)
+#
+# Installs the build and test packages first when some are missing (Debian
+# 12; as root, or through sudo). Then adds up the result of every test case
+# (each *.trs of both builds, one line per case) and ends with the line
+#
+#   N passed, M failed, K skipped
+#
+# exiting non-zero when anything failed (a build that does not compile
+# counts as one failure). The logs of failing tests are printed above it.
+#
+# Environment: JOBS (default 2) for make -j; MK_SKIP_ASAN=1 runs the
+# plain build only.
+set -u
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+jobs=${JOBS:-2}
+
+# ---- packages -----------------------------------------------------------
+
+packages="autoconf automake libtool pkg-config gcc make
+libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libdbd-sqlite3 libdbd-pgsql
+libgsasl-dev libidn-dev libstrophe-dev postgresql sqlite3 python3 python3-slixmpp"
+
+missing=
+for p in $packages; do
+    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing="$missing $p"
+    fi
+done
+if [ -n "$missing" ]; then
+    echo "run-tests: installing:$missing"
+    if [ "$(id -u)" -eq 0 ]; then
+        sudo=
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo=sudo
+    else
+        echo "run-tests: missing packages:$missing (run as root or install sudo)" >&2
+        exit 1
+    fi
+    # shellcheck disable=SC2086
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update &&
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $missing || {
+        echo "run-tests: apt-get failed" >&2
+        exit 1
+    }
+fi
+
+# ---- build and test -----------------------------------------------------
+
+./autogen.sh >/dev/null 2>&1 || {
+    echo "run-tests: ./autogen.sh failed:" >&2
+    ./autogen.sh
+    exit 1
+}
+
+build_failures=0
+
+# run_build DIR CONFIGURE-ARGS...: configure, build, make check in DIR.
+run_build() {
+    dir=$1
+    shift
+    echo "run-tests: === $dir: configure $* ==="
+    mkdir -p "$top/$dir"
+    # Stale results from an earlier run must not be counted.
+    find "$top/$dir" \( -name '*.trs' -o -name '*.log' \) -type f -delete 2>/dev/null
+    if ! (cd "$top/$dir" && "$top/configure" -q "$@"); then
+        echo "run-tests: $dir: configure failed (see $dir/config.log)"
+        build_failures=$((build_failures + 1))
+        return
+    fi
+    echo "run-tests: === $dir: make -j$jobs ==="
+    if ! make -C "$top/$dir" -j"$jobs" -s >"$top/$dir/build-output.txt" 2>&1; then
+        tail -n 60 "$top/$dir/build-output.txt"
+        echo "run-tests: $dir: build failed"
+        build_failures=$((build_failures + 1))
+        return
+    fi
+    echo "run-tests: === $dir: make -j$jobs check ==="
+    # make check fails when a test fails; the per-case counts below say
+    # what failed, so its status is not needed here.
+    make -C "$top/$dir" -j"$jobs" check >"$top/$dir/check-output.txt" 2>&1
+    grep -E '^(PASS|FAIL|ERROR|XPASS|SKIP|XFAIL):|^# (TOTAL|PASS|FAIL|ERROR|SKIP)' \
+        "$top/$dir/check-output.txt" | grep -vE '^(PASS|SKIP|XFAIL):' | head -n 100
+    if [ -z "$(find "$top/$dir" -name '*.trs' -type f | head -n 1)" ]; then
+        tail -n 60 "$top/$dir/check-output.txt"
+        echo "run-tests: $dir: make check ran no test"
+        build_failures=$((build_failures + 1))
+    fi
+}
+
+run_build _build --enable-werror
+if [ "${MK_SKIP_ASAN:-0}" != 1 ]; then
+    # Leak checking is off: GLib, GnuTLS and libdbi keep process-lifetime
+    # allocations (type system, global caches, driver lists) that LeakSanitizer
+    # reports from every program, hiding real errors. Memory errors and
+    # undefined behaviour still abort the test that hits them.
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0}
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    export ASAN_OPTIONS UBSAN_OPTIONS
+    run_build _build-asan --enable-werror --enable-asan
+fi
+
+# ---- results ------------------------------------------------------------
+
+passed=0
+failed=0
+skipped=0
+failing_logs=
+for dir in _build _build-asan; do
+    [ -d "$dir" ] || continue
+    for trs in $(find "$dir" -name '*.trs' -type f | sort); do
+        p=$(grep -cE '^:test-result: (PASS|XFAIL)' "$trs")
+        f=$(grep -cE '^:test-result: (FAIL|ERROR|XPASS)' "$trs")
+        s=$(grep -cE '^:test-result: SKIP' "$trs")
+        passed=$((passed + p))
+        failed=$((failed + f))
+        skipped=$((skipped + s))
+        if [ "$f" -gt 0 ]; then
+            failing_logs="$failing_logs ${trs%.trs}.log"
+        fi
+    done
+done
+failed=$((failed + build_failures))
+
+for log in $failing_logs; do
+    echo
+    echo "run-tests: ==== failing: $log (last 80 lines) ===="
+    tail -n 80 "$log"
+done
+if [ -n "$failing_logs" ]; then
+    echo
+    echo "run-tests: failing test cases:"
+    for log in $failing_logs; do
+        grep -E '^(not ok|FAIL|ERROR|XPASS)' "$log" | sed "s|^|  ${log%.log}: |" | head -n 20
+    done
+fi
+
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
