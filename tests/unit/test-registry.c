@@ -641,6 +641,59 @@ static void test_concurrent_readers(void)
     teardown();
 }
 
+/* ---- Host types at run time ---- */
+
+static MkResult on_domain_added(MkHookCall *call, gpointer user_data)
+{
+    g_string_append_printf(trace, "%s:%s;", mk_hook_call_domain(call),
+                           mk_jid_string(mk_hook_call_from(call)));
+    return MK_PASS;
+}
+
+static gboolean domains_start(MkModule *mod, GError **error)
+{
+    mk_hook_add(mod, MK_HOOK_DOMAIN_ADDED, 0, on_domain_added, NULL);
+    return TRUE;
+}
+
+static void test_domains(void)
+{
+    setup();
+    g_autoptr(GError) error = NULL;
+    MkModule *m = start_module("mod_dom", "other", domains_start, &error);
+    g_assert_no_error(error);
+    g_assert_true(mk_module_serves_domain(m, "other.test"));
+    g_assert_false(mk_module_serves_domain(m, "localhost"));
+
+    g_assert_true(mk_hosts_add_domain(srv.hosts, "other", "New.Test", &error));
+    g_assert_no_error(error);
+    g_assert_cmpstr(trace->str, ==, "new.test:new.test;");
+    g_assert_cmpstr(mk_hosts_lookup(srv.hosts, "new.test"), ==, "other");
+    g_auto(GStrv) doms = mk_module_domains(m);
+    g_autofree char *joined = g_strjoinv(",", doms);
+    g_assert_cmpstr(joined, ==, "new.test,other.test");
+
+    /* Taken, unknown host type, not served: errors, nothing runs. */
+    g_string_truncate(trace, 0);
+    g_assert_false(mk_hosts_add_domain(srv.hosts, "default", "new.test", &error));
+    g_assert_nonnull(strstr(error->message, "already served"));
+    g_clear_error(&error);
+    g_assert_false(mk_hosts_add_domain(srv.hosts, "nosuch", "x.test", &error));
+    g_clear_error(&error);
+    g_assert_cmpstr(trace->str, ==, "");
+
+    g_assert_true(mk_hosts_remove_domain(srv.hosts, "new.test", &error));
+    g_assert_null(mk_hosts_lookup(srv.hosts, "new.test"));
+    g_assert_false(mk_module_serves_domain(m, "new.test"));
+    g_assert_false(mk_hosts_remove_domain(srv.hosts, "new.test", &error));
+    g_clear_error(&error);
+    g_auto(GStrv) types = mk_hosts_types(srv.hosts);
+    g_autofree char *tj = g_strjoinv(",", types);
+    g_assert_cmpstr(tj, ==, "default,other");
+    mk_module_stop_adhoc(m);
+    teardown();
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -653,5 +706,6 @@ int main(int argc, char **argv)
     g_test_add_func("/registry/timers-metrics", test_timers_metrics);
     g_test_add_func("/registry/iq-send", test_iq_send);
     g_test_add_func("/registry/concurrent-readers", test_concurrent_readers);
+    g_test_add_func("/registry/domains", test_domains);
     return g_test_run();
 }
