@@ -197,7 +197,8 @@ struct MktServer {
     char *log;
     guint16 port;
     pid_t pid;
-    int exit_status; /* waitpid status once reaped, else -1 */
+    int exit_status;    /* waitpid status once reaped, else -1 */
+    gboolean log_shown; /* its tail was printed already */
 };
 
 static guint16 free_port(void)
@@ -350,6 +351,7 @@ static gboolean port_accepts(guint16 port)
 
 static void print_log_tail(MktServer *srv, guint lines)
 {
+    srv->log_shown = TRUE;
     g_autofree char *text = mkt_server_log(srv);
     g_auto(GStrv) all = g_strsplit(text, "\n", -1);
     guint n = g_strv_length(all);
@@ -427,7 +429,7 @@ gboolean mkt_server_stop(MktServer *srv)
         return FALSE;
     gboolean clean = terminate(srv);
     gboolean never_ran = srv->exit_status == -1;
-    if (!never_ran && !clean) {
+    if (!never_ran && !clean && !srv->log_shown) {
         if (srv->exit_status >= 0 && WIFSIGNALED(srv->exit_status))
             mkt_diag("meerkatd died of signal %d", WTERMSIG(srv->exit_status));
         else if (srv->exit_status >= 0 && WIFEXITED(srv->exit_status))
@@ -435,7 +437,7 @@ gboolean mkt_server_stop(MktServer *srv)
     }
     gboolean keep = g_getenv("MK_KEEP_TMP") != NULL;
     if ((!never_ran && !clean) || tap_failed) {
-        if (g_file_test(srv->log, G_FILE_TEST_EXISTS))
+        if (g_file_test(srv->log, G_FILE_TEST_EXISTS) && !srv->log_shown)
             print_log_tail(srv, 60);
         keep = TRUE;
     }
