@@ -633,12 +633,26 @@ static const char *stream_error_name(xmpp_error_type_t t)
     return "unknown";
 }
 
+/* The condition of a stream error: the name of the <stream:error/>
+ * child in the streams namespace. libstrophe's own enum cannot be used:
+ * it maps "xml-not-well-formed" (an old draft's name) and reports
+ * RFC 6120's "not-well-formed" as undefined-condition. */
+static char *stream_error_condition(xmpp_stream_error_t *se)
+{
+    for (xmpp_stanza_t *ch = se->stanza ? xmpp_stanza_get_children(se->stanza) : NULL; ch;
+         ch = xmpp_stanza_get_next(ch))
+        if (xmpp_stanza_is_tag(ch) &&
+            g_strcmp0(xmpp_stanza_get_ns(ch), "urn:ietf:params:xml:ns:xmpp-streams") == 0)
+            return g_strdup(xmpp_stanza_get_name(ch));
+    return g_strdup(stream_error_name(se->type));
+}
+
 static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t event, int error,
                          xmpp_stream_error_t *se, void *userdata)
 {
     MktClient *c = userdata;
     if (se && !c->stream_error)
-        c->stream_error = g_strdup(stream_error_name(se->type));
+        c->stream_error = stream_error_condition(se);
     switch (event) {
     case XMPP_CONN_CONNECT:
         c->connected = TRUE;
@@ -653,7 +667,7 @@ static void conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t event, int error,
         c->closed = TRUE;
         if (!c->why) {
             if (se)
-                c->why = g_strdup_printf("stream error: %s", stream_error_name(se->type));
+                c->why = g_strdup_printf("stream error: %s", c->stream_error);
             else
                 c->why = g_strdup_printf("disconnected (error %d)", error);
         }

@@ -41,8 +41,9 @@ int main(void)
     set_priority(b2, 1);
     set_priority(b3, -1);
     /* Own-resource presence broadcast (RFC 6121 §4.2.2), without mod_roster. */
-    mkt_ok(got(b2, "presence from=bob@localhost/b1 >priority", 5000),
-           "b1's available presence reaches bob's other resource b2");
+    /* b1 was available when b2 and b3 sent theirs. */
+    mkt_ok(got(b1, "presence from=bob@localhost/b2 >priority", 5000),
+           "b2's available presence reaches bob's other resource b1");
     mkt_ok(got(b1, "presence from=bob@localhost/b3", 5000),
            "b3's presence (priority -1) reaches b1 too");
     mkt_pump(200);

@@ -62,7 +62,8 @@ static void session_case(MktServer *srv, MktClient *bystander, const char *name,
                 "%s after login: <%s/> stream error", name, cond))
         mkt_diag("got %s; received: %s", mkt_client_stream_error(c), mkt_client_received_log(c));
     mkt_client_disconnect(c);
-    mkt_ok(mkt_client_connected(bystander) && echo_self(bystander, name),
+    g_autofree char *id = g_strdelimit(g_strdup(name), " ", '-');
+    mkt_ok(mkt_client_connected(bystander) && echo_self(bystander, id),
            "%s after login: another client is unaffected", name);
 }
 
