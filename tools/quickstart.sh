@@ -55,7 +55,10 @@ fi
 mkdir -p "$build"
 if [ ! -f "$build/Makefile" ]; then
     echo "quickstart: configuring in _build/"
-    (cd "$build" && "$top/configure" -q)
+    (cd "$build" && "$top/configure" -q >configure-output.txt 2>&1) || {
+        tail -n 30 "$build/configure-output.txt"
+        exit 1
+    }
 fi
 echo "quickstart: building in _build/"
 make -C "$build" -j2 -s
