@@ -136,8 +136,9 @@ static int scram_property(MkSaslSession *ss, Gsasl_property prop)
             gnutls_rnd(GNUTLS_RND_NONCE, random_key, sizeof random_key);
             key = random_key;
         }
-        g_autofree char *hex = hex_of(key, len);
-        gsasl_property_set(ss->gs, prop, hex);
+        /* GNU SASL 2 takes the stored and server keys base64-encoded. */
+        g_autofree char *b64 = g_base64_encode(key, len);
+        gsasl_property_set(ss->gs, prop, b64);
         return GSASL_OK;
     }
     default:
@@ -247,12 +248,19 @@ void mk_sasl_session_free(MkSaslSession *ss)
     g_free(ss);
 }
 
-/* The authorization identity must be the account itself (or absent). */
+/* The authorization identity must be the account itself (or absent).
+ * GNU SASL's PLAIN reports an empty authzid as the authcid, so a bare
+ * localpart equal to the account is accepted as well as its bare JID. */
 static gboolean authzid_ok(MkSaslSession *ss, const char *username)
 {
     const char *authzid = gsasl_property_fast(ss->gs, GSASL_AUTHZID);
     if (!authzid || !*authzid)
         return TRUE;
+    if (!strchr(authzid, '@') && !strchr(authzid, '/')) {
+        g_autoptr(MkJid) mine = mk_jid_new_from_parts(username, ss->domain, NULL, NULL);
+        g_autoptr(MkJid) asked = mk_jid_new_from_parts(authzid, ss->domain, NULL, NULL);
+        return mine && asked && mk_jid_equal(mine, asked);
+    }
     g_autoptr(MkJid) want = mk_jid_new_from_parts(username, ss->domain, NULL, NULL);
     g_autoptr(MkJid) got = mk_jid_new(authzid, NULL);
     return want && got && mk_jid_equal(want, got);
@@ -265,6 +273,23 @@ void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result)
     /* "=" is an empty initial response (RFC 6120 6.4.2). */
     if (!in_b64 || g_str_equal(in_b64, "="))
         in_b64 = "";
+    /* ANONYMOUS (RFC 4505) carries only an optional trace, which may be
+     * empty; GNU SASL asks for another round on an empty message, which
+     * clients sending <auth mechanism='ANONYMOUS'/> never answer. */
+    if (g_str_equal(ss->mech, "ANONYMOUS")) {
+        gsize len = 0;
+        g_autofree guchar *trace = *in_b64 ? g_base64_decode(in_b64, &len) : NULL;
+        if (*in_b64 && (!trace || len > 1020)) {
+            result->status = MK_SASL_FAILURE;
+            result->condition = "malformed-request";
+            return;
+        }
+        guint8 rnd[8];
+        gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd);
+        result->status = MK_SASL_SUCCESS;
+        result->username = hex_of(rnd, sizeof rnd);
+        return;
+    }
     int rc = gsasl_step64(ss->gs, in_b64, &out);
 
     if (rc == GSASL_NEEDS_MORE) {
@@ -275,11 +300,7 @@ void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result)
     }
     if (rc == GSASL_OK) {
         g_autofree char *username = NULL;
-        if (g_str_equal(ss->mech, "ANONYMOUS")) {
-            guint8 rnd[8];
-            gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd);
-            username = hex_of(rnd, sizeof rnd);
-        } else if (ss->creds) {
+        if (ss->creds) {
             username = g_strdup(ss->creds->username);
         }
         if (!username) {
