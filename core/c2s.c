@@ -202,7 +202,8 @@ static void send_features(MkC2s *c)
             gboolean any_plus = FALSE;
             g_string_append(f, "<mechanisms xmlns='" NS_SASL "'>");
             for (char **m = cfg->mechanisms; m && *m; m++) {
-                if (!mech_allowed(c, *m))
+                /* ANONYMOUS is offered per host below, once. */
+                if (g_str_equal(*m, "ANONYMOUS") || !mech_allowed(c, *m))
                     continue;
                 g_string_append_printf(f, "<mechanism>%s</mechanism>", *m);
                 any_plus |= g_str_has_suffix(*m, "-PLUS");
