@@ -150,6 +150,7 @@ gboolean mk_server_reload(MkServer *srv, GError **error)
      * restart changes those); the old config stays alive because the
      * listeners' settings point into it. */
     g_ptr_array_add(priv->old_configs, srv->config);
+    mk_log_set_threshold(cfg->log_level);
     g_atomic_pointer_set(&srv->config, g_steal_pointer(&cfg));
     g_message("configuration reloaded");
     return TRUE;
@@ -174,6 +175,12 @@ void mk_server_free(MkServer *srv)
         return;
     if (srv->listeners)
         g_ptr_array_unref(srv->listeners);
+    /* SASL jobs still queued use the c2s server's SASL context: let them
+     * finish before it goes. Their results land on still-running workers. */
+    if (srv->auth_pool) {
+        g_thread_pool_free(srv->auth_pool, FALSE, TRUE);
+        srv->auth_pool = NULL;
+    }
     if (priv->c2s)
         mk_c2s_server_free(priv->c2s);
     if (srv->modules) {
