@@ -956,10 +956,11 @@ gboolean mk_c2s_server_add_listener(MkC2sServer *cs, const MkListenConfig *lc, G
     return TRUE;
 }
 
-/* Runs on each worker at shutdown: every stream ends cleanly. */
+/* Shutdown runs a step on every worker and waits for all of them. */
 typedef struct {
     MkC2sServer *cs;
-    gint ref; /* the waiter and each worker: a slow worker may outlive the wait */
+    GFunc step; /* (C2sWorker *nullable, MkC2sServer *) on the worker */
+    gint ref;   /* the waiter and each worker: a slow worker may outlive the wait */
     GMutex lock;
     GCond cond;
     gint pending;
@@ -974,21 +975,12 @@ static void shutdown_ctx_unref(ShutdownCtx *ctx)
     g_free(ctx);
 }
 
-static void shutdown_worker(gpointer data)
+static void shutdown_job(gpointer data)
 {
     ShutdownCtx *ctx = data;
-    C2sWorker *cw = NULL;
     MkWorker *w = mk_worker_self();
     if (w)
-        cw = ctx->cs->workers[mk_worker_index(w)];
-    if (cw) {
-        for (GList *l = cw->streams.head; l;) {
-            MkC2s *c = l->data;
-            l = l->next;
-            if (c->state != C2S_CLOSING)
-                c2s_close(c, "system-shutdown");
-        }
-    }
+        ctx->step(ctx->cs->workers[mk_worker_index(w)], ctx->cs);
     g_mutex_lock(&ctx->lock);
     ctx->pending--;
     g_cond_signal(&ctx->cond);
@@ -996,27 +988,82 @@ static void shutdown_worker(gpointer data)
     shutdown_ctx_unref(ctx);
 }
 
-void mk_c2s_server_free(MkC2sServer *cs)
+/* Returns whether every worker ran step within the deadline. */
+static gboolean on_every_worker(MkC2sServer *cs, GFunc step, gint64 timeout_us)
 {
-    if (!cs)
-        return;
     ShutdownCtx *ctx = g_new0(ShutdownCtx, 1);
     ctx->cs = cs;
+    ctx->step = step;
     ctx->pending = (gint)cs->n_workers;
     ctx->ref = (gint)cs->n_workers + 1;
     g_mutex_init(&ctx->lock);
     g_cond_init(&ctx->cond);
     for (guint i = 0; i < cs->n_workers; i++)
-        mk_worker_post(mk_workers_get(cs->srv->workers, i), shutdown_worker, ctx,
+        mk_worker_post(mk_workers_get(cs->srv->workers, i), shutdown_job, ctx,
                        (GDestroyNotify)shutdown_ctx_unref);
     g_mutex_lock(&ctx->lock);
-    gint64 deadline = g_get_monotonic_time() + 2 * G_USEC_PER_SEC;
+    gint64 deadline = g_get_monotonic_time() + timeout_us;
     while (ctx->pending > 0 && g_cond_wait_until(&ctx->cond, &ctx->lock, deadline))
         ;
+    gboolean all = ctx->pending == 0;
     g_mutex_unlock(&ctx->lock);
     shutdown_ctx_unref(ctx);
+    return all;
+}
+
+/* Step 1: every stream ends cleanly with system-shutdown. */
+static void close_streams(gpointer data, gpointer user_data)
+{
+    C2sWorker *cw = data;
+    if (!cw)
+        return;
+    for (GList *l = cw->streams.head; l;) {
+        MkC2s *c = l->data;
+        l = l->next;
+        if (c->state != C2S_CLOSING)
+            c2s_close(c, "system-shutdown");
+    }
+}
+
+/* Step 2: what is left of the streams and the worker's own state goes,
+ * on the worker that owns it. */
+static void reap_worker(gpointer data, gpointer user_data)
+{
+    C2sWorker *cw = data;
+    MkC2sServer *cs = user_data;
+    if (!cw)
+        return;
+    while (cw->streams.head)
+        on_closed(cw->streams.head->data);
+    g_source_destroy(cw->sweep);
+    g_source_unref(cw->sweep);
+    mk_xml_shared_free(cw->xml);
+    cs->workers[mk_worker_index(mk_worker_self())] = NULL;
+    g_free(cw);
+}
+
+void mk_c2s_server_free(MkC2sServer *cs)
+{
+    if (!cs)
+        return;
+    on_every_worker(cs, close_streams, 2 * G_USEC_PER_SEC);
     /* Give queued </stream:stream> writes a moment to leave. */
     g_usleep(100 * 1000);
+    if (!on_every_worker(cs, reap_worker, 5 * G_USEC_PER_SEC)) {
+        /* A worker that does not answer may still touch cs: keep it. */
+        g_warning("c2s: a worker did not finish its shutdown; leaving its state");
+        return;
+    }
+    for (guint i = 0; i < cs->listens->len; i++) {
+        C2sListen *l = g_ptr_array_index(cs->listens, i);
+        if (l->creds)
+            gnutls_certificate_free_credentials(l->creds);
+        g_free(l);
+    }
+    g_ptr_array_unref(cs->listens);
+    if (cs->configs)
+        g_ptr_array_unref(cs->configs);
+    g_free(cs->workers);
     mk_sasl_free(cs->sasl);
-    /* Per-worker state and streams are reclaimed with the workers' exit. */
+    g_free(cs);
 }
