@@ -217,10 +217,16 @@ static void send_features(MkC2s *c)
                                        "<sasl-channel-binding xmlns='" NS_SASL_CB "'>"
                                        "<channel-binding type='%s'/></sasl-channel-binding>",
                                        mk_conn_channel_binding_type(c->conn));
+            const char *extra = mk_stream_features_for(c->domain, MK_STREAM_PRE_AUTH);
+            if (extra)
+                g_string_append(f, extra);
         }
     } else {
         g_string_append(f, "<bind xmlns='" NS_BIND "'/>"
                            "<session xmlns='" NS_SESSION "'><optional/></session>");
+        const char *extra = mk_stream_features_for(c->domain, MK_STREAM_POST_AUTH);
+        if (extra)
+            g_string_append(f, extra);
     }
     g_string_append(f, "</stream:features>");
     mk_conn_write(c->conn, f->str, f->len);
@@ -733,6 +739,9 @@ static void on_element(gpointer user_data, MkXml *el)
         send_iq_error(c, el, MK_ERR_NOT_ALLOWED);
         return;
     }
+    /* Stream-level elements of modules (XEP-0198, XEP-0352, ...). */
+    if (g_strcmp0(ns, NS_CLIENT) != 0 && mk_stream_element_dispatch(c->session, el) == MK_HANDLED)
+        return;
     handle_stanza(c, el);
 }
 
@@ -881,9 +890,15 @@ static void transport_close(MkSession *s, const char *stream_error)
     c2s_close(s->transport_data, stream_error);
 }
 
+static void transport_write_xml(MkSession *s, MkXml *el)
+{
+    c2s_write_xml(s->transport_data, el);
+}
+
 static const MkSessionTransport c2s_transport = {
     .deliver = transport_deliver,
     .close = transport_close,
+    .write_xml = transport_write_xml,
 };
 
 /* ---- per-worker state and the sweep ----------------------------------- */

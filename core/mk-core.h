@@ -19,6 +19,7 @@
 #include <meerkat/mk-disco.h>
 #include <meerkat/mk-timer.h>
 #include <meerkat/mk-metrics.h>
+#include <meerkat/mk-stream.h>
 
 typedef struct MkServer MkServer;
 typedef struct MkWorker MkWorker;

@@ -49,6 +49,12 @@ typedef struct {
     gpointer user_data;
 } MkRouteReg;
 
+typedef struct {
+    char *xmlns;
+    MkStreamElementFunc func;
+    gpointer user_data;
+} MkStreamReg;
+
 struct MkModule {
     gint ref;
     MkModules *mods;
@@ -60,14 +66,16 @@ struct MkModule {
     GDestroyNotify data_destroy;
     gboolean live; /* registrations allowed (start() .. stop) */
     /* Registrations (main thread only), removed by the core on stop. */
-    GPtrArray *hooks;      /* MkHookReg* */
-    GPtrArray *iqs;        /* MkIqReg* */
-    GPtrArray *features;   /* char* */
-    GPtrArray *identities; /* char*, groups of 3 */
-    GPtrArray *items;      /* char*, groups of 2 */
-    GPtrArray *routes;     /* MkRouteReg* */
-    GPtrArray *timers;     /* MkTimer* */
-    GPtrArray *counters;   /* MkCounter* (not owned) */
+    GPtrArray *hooks;           /* MkHookReg* */
+    GPtrArray *iqs;             /* MkIqReg* */
+    GPtrArray *features;        /* char* */
+    GPtrArray *identities;      /* char*, groups of 3 */
+    GPtrArray *items;           /* char*, groups of 2 */
+    GPtrArray *routes;          /* MkRouteReg* */
+    GPtrArray *timers;          /* MkTimer* */
+    GPtrArray *stream_features; /* char*: stage mask digit, then the XML */
+    GPtrArray *stream_regs;     /* MkStreamReg* */
+    GPtrArray *counters;        /* MkCounter* (not owned) */
 };
 
 MkModule *mk_module_ref(MkModule *mod);
@@ -94,6 +102,15 @@ typedef struct {
     MkModule *mod;
 } MkRouteEntry;
 
+typedef struct {
+    MkStreamElementFunc func;
+    gpointer user_data;
+    MkModule *mod;
+} MkStreamEntry;
+
+/* Stream features of a host type per stage (index: 0 pre-auth, 1 post-auth). */
+#define MK_STREAM_STAGE_COUNT 2
+
 /* Index of the IQ table of (@scope bit, @type). */
 #define MK_IQ_TABLE(scope_is_account, type) ((scope_is_account)*2 + (type))
 
@@ -103,6 +120,8 @@ typedef struct {
     char **features;   /* sorted, unique */
     char **identities; /* groups of 3, sorted, unique */
     char **items;      /* groups of 2, sorted, unique */
+    char *stream_features[MK_STREAM_STAGE_COUNT]; /* concatenated XML, nullable */
+    GHashTable *stream_elements;                  /* xmlns -> MkStreamEntry* */
 } MkHostReg;
 
 typedef struct {
@@ -159,6 +178,8 @@ void mk_iq_reg_free(gpointer reg);
 void mk_disco_build(MkHostReg *hr, GPtrArray *features, GPtrArray *identities, GPtrArray *items);
 void mk_routes_build(GHashTable *routes, MkModule *mod);
 void mk_route_reg_free(gpointer reg);
+void mk_stream_build(MkHostReg *hr, MkModule *mod);
+void mk_stream_reg_free(gpointer reg);
 /* Removes every timer of @mod. Main thread. */
 void mk_timers_remove_all(MkModule *mod);
 

@@ -58,6 +58,8 @@ static MkModule *module_new(MkModules *mods, const MkModuleDesc *desc, const cha
     m->routes = g_ptr_array_new_with_free_func(mk_route_reg_free);
     m->timers = g_ptr_array_new();
     m->counters = g_ptr_array_new();
+    m->stream_features = g_ptr_array_new_with_free_func(g_free);
+    m->stream_regs = g_ptr_array_new_with_free_func(mk_stream_reg_free);
     return m;
 }
 
@@ -83,6 +85,8 @@ void mk_module_unref(MkModule *mod)
     g_ptr_array_unref(mod->routes);
     g_ptr_array_unref(mod->timers);
     g_ptr_array_unref(mod->counters);
+    g_ptr_array_unref(mod->stream_features);
+    g_ptr_array_unref(mod->stream_regs);
     g_free(mod);
 }
 
@@ -148,6 +152,9 @@ static void host_reg_free(gpointer data)
     g_strfreev(hr->features);
     g_strfreev(hr->identities);
     g_strfreev(hr->items);
+    for (int i = 0; i < MK_STREAM_STAGE_COUNT; i++)
+        g_free(hr->stream_features[i]);
+    g_hash_table_unref(hr->stream_elements);
     g_free(hr);
 }
 
@@ -186,6 +193,7 @@ static MkRegSnapshot *snapshot_build(MkModules *mods)
                 g_hash_table_new_full(g_str_hash, g_str_equal, g_free, mk_hooks_entries_free);
             for (int t = 0; t < 4; t++)
                 hr->iq[t] = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+            hr->stream_elements = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
             g_hash_table_insert(s->hosts, (gpointer)m->host_type, hr);
             GPtrArray *lists = g_ptr_array_new_with_free_func((GDestroyNotify)g_ptr_array_unref);
             for (int t = 0; t < 3; t++)
@@ -196,6 +204,7 @@ static MkRegSnapshot *snapshot_build(MkModules *mods)
         mk_hooks_build(hr, m);
         mk_iq_build(hr, m);
         mk_routes_build(s->routes, m);
+        mk_stream_build(hr, m);
         GPtrArray *lists = g_hash_table_lookup(disco, m->host_type);
         for (guint j = 0; j < m->features->len; j++)
             g_ptr_array_add(lists->pdata[0], m->features->pdata[j]);
@@ -396,7 +405,8 @@ static void unregister_all(MkModule *m)
 {
     MkModules *mods = m->mods;
     gboolean had = m->hooks->len || m->iqs->len || m->features->len || m->identities->len ||
-                   m->items->len || m->routes->len;
+                   m->items->len || m->routes->len || m->stream_features->len ||
+                   m->stream_regs->len;
     m->live = FALSE;
     mk_timers_remove_all(m);
     mk_metrics_release(m);
@@ -406,6 +416,8 @@ static void unregister_all(MkModule *m)
     g_ptr_array_set_size(m->identities, 0);
     g_ptr_array_set_size(m->items, 0);
     g_ptr_array_set_size(m->routes, 0);
+    g_ptr_array_set_size(m->stream_features, 0);
+    g_ptr_array_set_size(m->stream_regs, 0);
     g_ptr_array_remove(mods->instances, m);
     if (had || mods->dirty)
         mk_modules_publish(mods);

@@ -51,8 +51,14 @@ gboolean mk_iq_take_response(MkModules *mods, MkStanza *response);
 /* The module route claiming @domain, if any: calls it and returns TRUE. */
 gboolean mk_routes_dispatch(MkModules *mods, const char *domain, MkStanza *stanza);
 
-/* The server's own stream features contributed by modules for @domain:
- * currently none are needed (ABI room for stream management later). */
+/* Stream features the modules of @domain's host type add at @stage,
+ * concatenated XML. (transfer none) (nullable) Any thread; valid until the
+ * caller returns to its main loop (stream-ext.c). */
+const char *mk_stream_features_for(const char *domain, MkStreamStage stage);
+/* Hands a top-level element outside jabber:client from bound session @s
+ * to the module that claimed its namespace. MK_PASS when none did. The
+ * session's worker. */
+MkResult mk_stream_element_dispatch(MkSession *s, MkXml *el);
 
 /* Every counter as "host_type.module.name value" lines. (transfer full) */
 char *mk_metrics_dump(MkModules *mods);

@@ -18,6 +18,8 @@ typedef struct {
     void (*deliver)(MkSession *s, MkStanza *st);
     /* Ends the stream with a stream error (or cleanly when NULL). */
     void (*close)(MkSession *s, const char *stream_error);
+    /* Writes a stream-level element (no hooks). NULL: not supported. */
+    void (*write_xml)(MkSession *s, MkXml *el);
 } MkSessionTransport;
 
 struct MkSession {

@@ -21,4 +21,5 @@
 #include <meerkat/mk-disco.h>
 #include <meerkat/mk-timer.h>
 #include <meerkat/mk-metrics.h>
+#include <meerkat/mk-stream.h>
 #undef MK_INSIDE_MODULE_H

@@ -8,6 +8,7 @@
 #include "modules-priv.h"
 #include "modules.h"
 #include "server.h"
+#include "sm.h"
 #include <glib/gstdio.h>
 #include <string.h>
 
@@ -418,6 +419,79 @@ static void test_disco(void)
     teardown();
 }
 
+static MkResult stream_el(MkSession *s, MkXml *el, gpointer user_data)
+{
+    g_string_append_printf(trace, "%s:%s;", (const char *)user_data, mk_xml_name(el));
+    return MK_HANDLED;
+}
+
+static gboolean stream_one(MkModule *mod, GError **error)
+{
+    mk_stream_feature_add(mod, MK_STREAM_POST_AUTH, "<sm xmlns='urn:xmpp:sm:3'/>");
+    mk_stream_feature_add(mod, MK_STREAM_PRE_AUTH | MK_STREAM_POST_AUTH,
+                          "<c xmlns='http://jabber.org/protocol/caps'/>");
+    return mk_stream_element_register(mod, "urn:xmpp:sm:3", stream_el, "one", error);
+}
+
+static gboolean stream_dup(MkModule *mod, GError **error)
+{
+    return mk_stream_element_register(mod, "urn:xmpp:sm:3", stream_el, "dup", error);
+}
+
+static gboolean stream_two(MkModule *mod, GError **error)
+{
+    mk_stream_feature_add(mod, MK_STREAM_PRE_AUTH,
+                          "<register xmlns='http://jabber.org/features/iq-register'/>");
+    return mk_stream_element_register(mod, "urn:xmpp:csi:0", stream_el, "two", error);
+}
+
+/* Stream features per stage and top-level element handlers (mk-stream.h). */
+static void test_stream(void)
+{
+    setup();
+    g_autoptr(GError) error = NULL;
+    MkModule *one = start_module("mod_s1", "default", stream_one, &error);
+    g_assert_no_error(error);
+    MkModule *two = start_module("mod_s2", "default", stream_two, &error);
+    g_assert_no_error(error);
+    MkModule *dup = start_module("mod_s3", "default", stream_dup, &error);
+    /* The loader reports the refused start, naming the holder. */
+    g_assert_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START);
+    g_assert_nonnull(
+        strstr(error->message, "urn:xmpp:sm:3 on host type default are taken by mod_s1"));
+    g_assert_null(dup);
+    g_clear_error(&error);
+
+    g_assert_cmpstr(mk_stream_features_for("localhost", MK_STREAM_POST_AUTH), ==,
+                    "<sm xmlns='urn:xmpp:sm:3'/><c xmlns='http://jabber.org/protocol/caps'/>");
+    g_assert_cmpstr(mk_stream_features_for("localhost", MK_STREAM_PRE_AUTH), ==,
+                    "<c xmlns='http://jabber.org/protocol/caps'/>"
+                    "<register xmlns='http://jabber.org/features/iq-register'/>");
+    g_assert_null(mk_stream_features_for("other.test", MK_STREAM_PRE_AUTH));
+    g_assert_null(mk_stream_features_for("nowhere.test", MK_STREAM_POST_AUTH));
+
+    g_autoptr(MkJid) jid = mk_jid_new("alice@localhost/r", NULL);
+    static const MkSessionTransport none = {0};
+    MkSession *s = mk_session_new(jid, NULL, &none, NULL);
+    g_autoptr(MkXml) r = mk_xml_new("r", "urn:xmpp:sm:3");
+    g_autoptr(MkXml) act = mk_xml_new("active", "urn:xmpp:csi:0");
+    g_autoptr(MkXml) other = mk_xml_new("x", "urn:unknown");
+    g_string_truncate(trace, 0);
+    g_assert_cmpint(mk_stream_element_dispatch(s, r), ==, MK_HANDLED);
+    g_assert_cmpint(mk_stream_element_dispatch(s, act), ==, MK_HANDLED);
+    g_assert_cmpint(mk_stream_element_dispatch(s, other), ==, MK_PASS);
+    g_assert_cmpstr(trace->str, ==, "one:r;two:active;");
+
+    mk_module_stop_adhoc(one);
+    g_assert_null(mk_stream_features_for("localhost", MK_STREAM_POST_AUTH));
+    g_assert_cmpint(mk_stream_element_dispatch(s, r), ==, MK_PASS);
+    mk_module_stop_adhoc(two);
+    g_assert_null(mk_stream_features_for("localhost", MK_STREAM_PRE_AUTH));
+    g_assert_cmpint(mk_stream_element_dispatch(s, act), ==, MK_PASS);
+    mk_session_unref(s);
+    teardown();
+}
+
 static gboolean route_dup(MkModule *mod, GError **error)
 {
     return mk_route_add(mod, "probe.test", capture, NULL, error);
@@ -703,6 +777,7 @@ int main(int argc, char **argv)
     g_test_add_func("/registry/iq", test_iq);
     g_test_add_func("/registry/disco", test_disco);
     g_test_add_func("/registry/routes", test_routes);
+    g_test_add_func("/registry/stream", test_stream);
     g_test_add_func("/registry/timers-metrics", test_timers_metrics);
     g_test_add_func("/registry/iq-send", test_iq_send);
     g_test_add_func("/registry/concurrent-readers", test_concurrent_readers);

@@ -1,0 +1,118 @@
+/* Stream extensions registered by modules: stream features per stage and
+ * handlers for top-level elements outside jabber:client (mk-stream.h).
+ * Records live on the MkModule (main thread); c2s reads the snapshot. */
+#include "modules-priv.h"
+#include "modules.h"
+#include "sm.h"
+#include <string.h>
+
+/* Public module API (mk-stream.h). Main thread, in start(). */
+void mk_stream_feature_add(MkModule *mod, guint stages, const char *xml)
+{
+    g_return_if_fail(mod != NULL && xml != NULL);
+    g_return_if_fail((stages & (MK_STREAM_PRE_AUTH | MK_STREAM_POST_AUTH)) != 0);
+    if (!mod->live) {
+        g_warning("module %s: mk_stream_feature_add outside a running instance ignored", mod->name);
+        return;
+    }
+    /* The stage mask travels as one leading digit (1..3). */
+    g_ptr_array_add(mod->stream_features, g_strdup_printf("%u%s", stages & 3, xml));
+    mk_modules_publish(mod->mods);
+}
+
+/* Public module API (mk-stream.h). Main thread, in start(). */
+gboolean mk_stream_element_register(MkModule *mod, const char *xmlns, MkStreamElementFunc func,
+                                    gpointer user_data, GError **error)
+{
+    g_return_val_if_fail(mod != NULL && xmlns != NULL && func != NULL, FALSE);
+    if (!mod->live) {
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                    "%s: stream element handlers are registered while the module runs", mod->name);
+        return FALSE;
+    }
+    MkModules *mods = mod->mods;
+    for (guint i = 0; i < mods->instances->len; i++) {
+        MkModule *other = g_ptr_array_index(mods->instances, i);
+        if (other->host_type != mod->host_type)
+            continue;
+        for (guint j = 0; j < other->stream_regs->len; j++) {
+            MkStreamReg *r = g_ptr_array_index(other->stream_regs, j);
+            if (g_str_equal(r->xmlns, xmlns)) {
+                g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_DUPLICATE,
+                            "%s: stream elements in %s on host type %s are taken by %s already",
+                            mod->name, xmlns, mod->host_type, other->name);
+                return FALSE;
+            }
+        }
+    }
+    MkStreamReg *r = g_new0(MkStreamReg, 1);
+    r->xmlns = g_strdup(xmlns);
+    r->func = func;
+    r->user_data = user_data;
+    g_ptr_array_add(mod->stream_regs, r);
+    mk_modules_publish(mods);
+    return TRUE;
+}
+
+void mk_stream_reg_free(gpointer reg)
+{
+    MkStreamReg *r = reg;
+    g_free(r->xmlns);
+    g_free(r);
+}
+
+/* Adds @mod's records to the host type's snapshot. Main thread. */
+void mk_stream_build(MkHostReg *hr, MkModule *mod)
+{
+    for (guint i = 0; i < mod->stream_features->len; i++) {
+        const char *rec = g_ptr_array_index(mod->stream_features, i);
+        guint stages = (guint)(rec[0] - '0');
+        for (int st = 0; st < MK_STREAM_STAGE_COUNT; st++) {
+            if (!(stages & (1u << st)))
+                continue;
+            char *old = hr->stream_features[st];
+            hr->stream_features[st] = g_strconcat(old ? old : "", rec + 1, NULL);
+            g_free(old);
+        }
+    }
+    for (guint i = 0; i < mod->stream_regs->len; i++) {
+        MkStreamReg *r = g_ptr_array_index(mod->stream_regs, i);
+        MkStreamEntry *e = g_new0(MkStreamEntry, 1);
+        e->func = r->func;
+        e->user_data = r->user_data;
+        e->mod = mod;
+        g_hash_table_insert(hr->stream_elements, g_strdup(r->xmlns), e);
+    }
+}
+
+/* See modules.h. (transfer none) (nullable) Any thread; valid until the
+ * caller returns to its main loop. */
+const char *mk_stream_features_for(const char *domain, MkStreamStage stage)
+{
+    MkHostReg *hr = mk_modules_host_reg(mk_modules_get(), domain);
+    if (!hr)
+        return NULL;
+    return hr->stream_features[stage == MK_STREAM_PRE_AUTH ? 0 : 1];
+}
+
+/* See modules.h. The session's worker. */
+MkResult mk_stream_element_dispatch(MkSession *s, MkXml *el)
+{
+    MkHostReg *hr = mk_modules_host_reg(mk_modules_get(), mk_jid_domain(mk_session_jid(s)));
+    const char *ns = mk_xml_ns(el);
+    if (!hr || !ns)
+        return MK_PASS;
+    MkStreamEntry *e = g_hash_table_lookup(hr->stream_elements, ns);
+    if (!e)
+        return MK_PASS;
+    return e->func(s, el, e->user_data);
+}
+
+/* Public module API (mk-stream.h). The session's worker. */
+void mk_session_write_xml(MkSession *s, MkXml *el)
+{
+    g_return_if_fail(s != NULL && el != NULL);
+    g_return_if_fail(mk_worker_self() == s->worker);
+    if (s->transport_data && s->transport->write_xml)
+        s->transport->write_xml(s, el);
+}
