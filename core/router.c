@@ -105,6 +105,19 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
         kind == MK_STANZA_PRESENCE &&
         (mk_jid_is_bare(to) || is_subscription_type(type) || g_strcmp0(type, "probe") == 0);
 
+    {
+        MkHookCall call = {.domain = mk_jid_domain(to),
+                           .stanza = mk_stanza_ref(st),
+                           .from = mk_stanza_from(st),
+                           .to = to};
+        MkResult r = mk_hooks_run(srv->modules, MK_HOOK_FILTER_LOCAL_PACKET, &call);
+        if (r == MK_ERROR && call.has_error)
+            mk_router_bounce(st, call.error, call.error_text);
+        mk_hook_call_clear(&call);
+        if (r != MK_PASS)
+            return;
+    }
+
     if (presence_to_account && hooks) {
         MkHookCall call = {.domain = mk_jid_domain(to),
                            .stanza = mk_stanza_ref(st),

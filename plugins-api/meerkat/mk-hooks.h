@@ -28,6 +28,11 @@ G_BEGIN_DECLS
  * requests, probes, and presence from contacts). HANDLED means the module
  * delivered or dropped it. Stanza, from, to. */
 #define MK_HOOK_PRESENCE_IN "presence_in"
+/* Any stanza addressed to a local account (bare or full JID), before
+ * presence_in, session delivery or offline storage; also for presence a
+ * module hands to mk_route_to_account. For privacy and blocking (since
+ * ABI 1.1). HANDLED drops it silently, ERROR bounces it. Stanza, from, to. */
+#define MK_HOOK_FILTER_LOCAL_PACKET "filter_local_packet"
 /* A message for a local account found no resource to take it. HANDLED
  * means a module stored it; otherwise the core bounces it. Stanza. */
 #define MK_HOOK_OFFLINE_MESSAGE "offline_message"
