@@ -156,6 +156,10 @@ static gboolean roster_start(MkModule *mod, GError **error)
     if (!roster_iq_start(r, error))
         return FALSE;
     roster_presence_start(r);
+    /* XEP-0237 versioning and RFC 6121 3.4 pre-approval, after SASL. */
+    mk_stream_feature_add(mod, MK_STREAM_POST_AUTH, "<ver xmlns='urn:xmpp:features:rosterver'/>");
+    mk_stream_feature_add(mod, MK_STREAM_POST_AUTH,
+                          "<sub xmlns='urn:xmpp:features:pre-approval'/>");
     return TRUE;
 }
 

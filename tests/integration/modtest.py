@@ -272,8 +272,7 @@ class Client:
         self._new_parser()
         self.send(STREAM_HEADER)
         self._read_sync(lambda e: e.tag == q(NS_STREAM, "features"))
-        # The authzid is the account itself: allowed, and it sidesteps a core
-        # bug where an empty authzid fails with invalid-authzid.
+        # The authzid is the account itself (allowed, RFC 6120 6.3.8).
         token = base64.b64encode(("%s\0%s\0%s" % (self.bare, self.user, password))
                                  .encode()).decode()
         self.send("<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (NS_SASL, token))
@@ -283,7 +282,8 @@ class Client:
         self._pending_sync = []
         self._new_parser()
         self.send(STREAM_HEADER)
-        self._read_sync(lambda e: e.tag == q(NS_STREAM, "features"))
+        # The features offered after SASL, for tests of module features.
+        self.features = self._read_sync(lambda e: e.tag == q(NS_STREAM, "features"))
         self.send("<iq type='set' id='bind'><bind xmlns='%s'><resource>%s</resource></bind></iq>"
                   % (NS_BIND, resource))
         res = self._read_sync(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("id") == "bind")

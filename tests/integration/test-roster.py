@@ -19,6 +19,10 @@ def test_get_set_remove(t, srv):
     a1 = Client(srv, "alice", resource="one")
     a2 = Client(srv, "alice", resource="two")
     a3 = Client(srv, "alice", resource="three")  # never asks: gets no pushes
+    t.ok(a1.features.find(q("urn:xmpp:features:rosterver", "ver")) is not None,
+         "roster versioning is announced in the stream features (XEP-0237)")
+    t.ok(a1.features.find(q("urn:xmpp:features:pre-approval", "sub")) is not None,
+         "subscription pre-approval is announced in the stream features (RFC 6121 3.4)")
 
     res = a1.roster_get()
     query = res.find(q(NS_ROSTER, "query"))
