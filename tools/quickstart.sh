@@ -98,10 +98,10 @@ fi
 # to disable one (and send SIGHUP, or restart).
 if [ ! -d "$state/conf.d" ]; then
     mkdir -p "$state/conf.d"
-    for m in mod_roster mod_disco mod_ping; do
-        if [ -f "$top/conf.d/available/$m.conf" ]; then
-            ln -s "../../conf.d/available/$m.conf" "$state/conf.d/$m.conf"
-        fi
+    # Every module in conf.d/available/ is enabled for the demo.
+    for f in "$top"/conf.d/available/mod_*.conf; do
+        [ -f "$f" ] || continue
+        ln -s "../../conf.d/available/$(basename "$f")" "$state/conf.d/$(basename "$f")"
     done
 fi
 
