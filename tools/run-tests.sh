@@ -71,7 +71,8 @@ run_build() {
     # Stale results from an earlier run must not be counted.
     find "$top/$dir" \( -name '*.trs' -o -name '*.log' \) -type f -delete 2>/dev/null
     # configure's own "rm -f core" complains about the core/ folder of
-    # the build tree: harmless, so its output is shown only on failure.
+    # the build tree (harmless: Makefile.am removes the confdefs.h it
+    # leaves), so its output is shown only on failure.
     if ! (cd "$top/$dir" && "$top/configure" -q "$@" >configure-output.txt 2>&1); then
         tail -n 30 "$top/$dir/configure-output.txt"
         echo "run-tests: $dir: configure failed (see $dir/config.log)"
@@ -109,6 +110,22 @@ if [ "${MK_SKIP_ASAN:-0}" != 1 ]; then
     run_build _build-asan --enable-werror --enable-asan
 fi
 
+# The release tarball: everything needed to build is in it, and a build
+# from it installs and uninstalls cleanly (make distcheck). Its tests ran
+# above already, so the inner make check runs none (TESTS=); it counts as
+# one test case.
+dist_passed=0
+if [ -f "$top/_build/Makefile" ]; then
+    echo "run-tests: === _build: make distcheck ==="
+    if make -C "$top/_build" -j"$jobs" distcheck TESTS= >"$top/_build/distcheck-output.txt" 2>&1; then
+        dist_passed=1
+    else
+        tail -n 40 "$top/_build/distcheck-output.txt"
+        echo "run-tests: make distcheck failed"
+        build_failures=$((build_failures + 1))
+    fi
+fi
+
 # ---- results ------------------------------------------------------------
 
 passed=0
@@ -130,6 +147,7 @@ for dir in _build _build-asan; do
     done
 done
 failed=$((failed + build_failures))
+passed=$((passed + dist_passed))
 
 for log in $failing_logs; do
     echo
