@@ -20,6 +20,7 @@
 #include <meerkat/mk-timer.h>
 #include <meerkat/mk-metrics.h>
 #include <meerkat/mk-stream.h>
+#include <meerkat/mk-account.h>
 
 typedef struct MkServer MkServer;
 typedef struct MkWorker MkWorker;

@@ -51,8 +51,9 @@ typedef struct {
 
 typedef struct {
     char *xmlns;
-    MkStreamElementFunc func;
+    MkStreamElementFunc func; /* NULL for a pre-auth IQ handler */
     gpointer user_data;
+    MkPreauthIqFunc iq_func; /* mk_preauth_iq_register */
 } MkStreamReg;
 
 struct MkModule {
@@ -106,6 +107,7 @@ typedef struct {
     MkStreamElementFunc func;
     gpointer user_data;
     MkModule *mod;
+    MkPreauthIqFunc iq_func;
 } MkStreamEntry;
 
 /* Stream features of a host type per stage (index: 0 pre-auth, 1 post-auth). */
@@ -122,6 +124,7 @@ typedef struct {
     char **items;      /* groups of 2, sorted, unique */
     char *stream_features[MK_STREAM_STAGE_COUNT]; /* concatenated XML, nullable */
     GHashTable *stream_elements;                  /* xmlns -> MkStreamEntry* */
+    GHashTable *preauth_iqs;                      /* xmlns -> MkStreamEntry* (iq_func) */
 } MkHostReg;
 
 typedef struct {

@@ -155,6 +155,7 @@ static void host_reg_free(gpointer data)
     for (int i = 0; i < MK_STREAM_STAGE_COUNT; i++)
         g_free(hr->stream_features[i]);
     g_hash_table_unref(hr->stream_elements);
+    g_hash_table_unref(hr->preauth_iqs);
     g_free(hr);
 }
 
@@ -194,6 +195,7 @@ static MkRegSnapshot *snapshot_build(MkModules *mods)
             for (int t = 0; t < 4; t++)
                 hr->iq[t] = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
             hr->stream_elements = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+            hr->preauth_iqs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
             g_hash_table_insert(s->hosts, (gpointer)m->host_type, hr);
             GPtrArray *lists = g_ptr_array_new_with_free_func((GDestroyNotify)g_ptr_array_unref);
             for (int t = 0; t < 3; t++)

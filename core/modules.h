@@ -59,6 +59,11 @@ const char *mk_stream_features_for(const char *domain, MkStreamStage stage);
  * to the module that claimed its namespace. MK_PASS when none did. The
  * session's worker. */
 MkResult mk_stream_element_dispatch(MkSession *s, MkXml *el);
+/* The pre-authentication IQ handler claimed for payload namespace @xmlns
+ * on @domain's host type, or FALSE. Any thread; @user_data valid as the
+ * snapshot (stream-ext.c). */
+gboolean mk_stream_preauth_iq_lookup(const char *domain, const char *xmlns, MkPreauthIqFunc *func,
+                                     gpointer *user_data);
 
 /* Every counter as "host_type.module.name value" lines. (transfer full) */
 char *mk_metrics_dump(MkModules *mods);

@@ -20,14 +20,16 @@ void mk_stream_feature_add(MkModule *mod, guint stages, const char *xml)
     mk_modules_publish(mod->mods);
 }
 
-/* Public module API (mk-stream.h). Main thread, in start(). */
-gboolean mk_stream_element_register(MkModule *mod, const char *xmlns, MkStreamElementFunc func,
-                                    gpointer user_data, GError **error)
+/* Records a stream element (@func) or pre-auth IQ (@iq_func) handler for
+ * @xmlns, refusing a namespace another instance of the host type holds
+ * for the same kind. Main thread. */
+static gboolean stream_reg_add(MkModule *mod, const char *xmlns, MkStreamElementFunc func,
+                               MkPreauthIqFunc iq_func, gpointer user_data, GError **error)
 {
-    g_return_val_if_fail(mod != NULL && xmlns != NULL && func != NULL, FALSE);
+    const char *what = func ? "stream elements" : "pre-auth IQs";
     if (!mod->live) {
         g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
-                    "%s: stream element handlers are registered while the module runs", mod->name);
+                    "%s: %s handlers are registered while the module runs", mod->name, what);
         return FALSE;
     }
     MkModules *mods = mod->mods;
@@ -37,10 +39,10 @@ gboolean mk_stream_element_register(MkModule *mod, const char *xmlns, MkStreamEl
             continue;
         for (guint j = 0; j < other->stream_regs->len; j++) {
             MkStreamReg *r = g_ptr_array_index(other->stream_regs, j);
-            if (g_str_equal(r->xmlns, xmlns)) {
+            if (g_str_equal(r->xmlns, xmlns) && (r->func != NULL) == (func != NULL)) {
                 g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_DUPLICATE,
-                            "%s: stream elements in %s on host type %s are taken by %s already",
-                            mod->name, xmlns, mod->host_type, other->name);
+                            "%s: %s in %s on host type %s are taken by %s already", mod->name, what,
+                            xmlns, mod->host_type, other->name);
                 return FALSE;
             }
         }
@@ -48,10 +50,27 @@ gboolean mk_stream_element_register(MkModule *mod, const char *xmlns, MkStreamEl
     MkStreamReg *r = g_new0(MkStreamReg, 1);
     r->xmlns = g_strdup(xmlns);
     r->func = func;
+    r->iq_func = iq_func;
     r->user_data = user_data;
     g_ptr_array_add(mod->stream_regs, r);
     mk_modules_publish(mods);
     return TRUE;
+}
+
+/* Public module API (mk-stream.h). Main thread, in start(). */
+gboolean mk_stream_element_register(MkModule *mod, const char *xmlns, MkStreamElementFunc func,
+                                    gpointer user_data, GError **error)
+{
+    g_return_val_if_fail(mod != NULL && xmlns != NULL && func != NULL, FALSE);
+    return stream_reg_add(mod, xmlns, func, NULL, user_data, error);
+}
+
+/* Public module API (mk-stream.h). Main thread, in start(). */
+gboolean mk_preauth_iq_register(MkModule *mod, const char *xmlns, MkPreauthIqFunc func,
+                                gpointer user_data, GError **error)
+{
+    g_return_val_if_fail(mod != NULL && xmlns != NULL && func != NULL, FALSE);
+    return stream_reg_add(mod, xmlns, NULL, func, user_data, error);
 }
 
 void mk_stream_reg_free(gpointer reg)
@@ -79,9 +98,10 @@ void mk_stream_build(MkHostReg *hr, MkModule *mod)
         MkStreamReg *r = g_ptr_array_index(mod->stream_regs, i);
         MkStreamEntry *e = g_new0(MkStreamEntry, 1);
         e->func = r->func;
+        e->iq_func = r->iq_func;
         e->user_data = r->user_data;
         e->mod = mod;
-        g_hash_table_insert(hr->stream_elements, g_strdup(r->xmlns), e);
+        g_hash_table_insert(r->func ? hr->stream_elements : hr->preauth_iqs, g_strdup(r->xmlns), e);
     }
 }
 
@@ -106,6 +126,19 @@ MkResult mk_stream_element_dispatch(MkSession *s, MkXml *el)
     if (!e)
         return MK_PASS;
     return e->func(s, el, e->user_data);
+}
+
+/* See modules.h. Any thread. */
+gboolean mk_stream_preauth_iq_lookup(const char *domain, const char *xmlns, MkPreauthIqFunc *func,
+                                     gpointer *user_data)
+{
+    MkHostReg *hr = mk_modules_host_reg(mk_modules_get(), domain);
+    MkStreamEntry *e = hr && xmlns ? g_hash_table_lookup(hr->preauth_iqs, xmlns) : NULL;
+    if (!e)
+        return FALSE;
+    *func = e->iq_func;
+    *user_data = e->user_data;
+    return TRUE;
 }
 
 /* Public module API (mk-stream.h). The session's worker. */

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <meerkat/mk-types.h>
+#include <meerkat/mk-iq.h>
+#include <meerkat/mk-stanza.h>
 
 G_BEGIN_DECLS
 
@@ -39,5 +41,49 @@ MK_API gboolean mk_stream_element_register(MkModule *mod, const char *xmlns,
  * For stream-level replies such as <a/>. The session's worker only.
  * (transfer none) */
 MK_API void mk_session_write_xml(MkSession *s, MkXml *el);
+
+/* ---- IQs before authentication (since ABI 1.1) ----
+ *
+ * A client stream that has not authenticated has no session and no JID;
+ * the core closes it on anything but STARTTLS and SASL, except an <iq/>
+ * of type get or set whose one payload is in a namespace a module
+ * claimed here (in-band registration, XEP-0077). Not on a listener with
+ * tls = required before STARTTLS: there the stream still closes. */
+
+typedef struct MkPreauthIq MkPreauthIq; /* one such IQ and its stream */
+
+/* Called on the stream's worker. @iq is (transfer none): mk_preauth_iq_ref
+ * it to answer after the handler returned (e.g. from a storage or
+ * mk_account_* callback, which come back to the same worker). Returns
+ * MK_HANDLED once it replied or will reply; MK_PASS makes the core answer
+ * service-unavailable; MK_ERROR means it replied with an error. */
+typedef MkResult (*MkPreauthIqFunc)(MkPreauthIq *iq, gpointer user_data);
+
+/* Claims pre-authentication IQs whose payload is in @xmlns on streams to
+ * @mod's domains. One handler per namespace and host type (a second
+ * fails). Main thread, in start(); removed on stop. */
+MK_API gboolean mk_preauth_iq_register(MkModule *mod, const char *xmlns, MkPreauthIqFunc func,
+                                       gpointer user_data, GError **error);
+
+/* Every function below: the stream's worker only (the thread the handler
+ * ran on). A referenced MkPreauthIq keeps its stream's state alive, not
+ * the connection: replying after the client left does nothing. */
+MK_API MkPreauthIq *mk_preauth_iq_ref(MkPreauthIq *iq);
+MK_API void mk_preauth_iq_unref(MkPreauthIq *iq);
+/* (transfer none) The request <iq/> and its one payload child. */
+MK_API MkXml *mk_preauth_iq_xml(MkPreauthIq *iq);
+MK_API MkXml *mk_preauth_iq_payload(MkPreauthIq *iq);
+MK_API MkIqType mk_preauth_iq_type(MkPreauthIq *iq);
+/* (transfer none) The stream's domain (its 'to', prepared). */
+MK_API const char *mk_preauth_iq_domain(MkPreauthIq *iq);
+/* (transfer none) The client's IP address without the port ("127.0.0.1",
+ * "::1"), for per-address limits; "unknown" when the socket has none. */
+MK_API const char *mk_preauth_iq_peer(MkPreauthIq *iq);
+/* Whether the stream is encrypted (STARTTLS or direct TLS). */
+MK_API gboolean mk_preauth_iq_is_secure(MkPreauthIq *iq);
+/* Replies once: a result with @payload (transfer full, nullable), or an
+ * error with @cond and optional @text. Later replies are ignored. */
+MK_API void mk_preauth_iq_reply(MkPreauthIq *iq, MkXml *payload);
+MK_API void mk_preauth_iq_reply_error(MkPreauthIq *iq, MkStanzaError cond, const char *text);
 
 G_END_DECLS

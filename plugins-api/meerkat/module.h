@@ -22,4 +22,5 @@
 #include <meerkat/mk-timer.h>
 #include <meerkat/mk-metrics.h>
 #include <meerkat/mk-stream.h>
+#include <meerkat/mk-account.h>
 #undef MK_INSIDE_MODULE_H

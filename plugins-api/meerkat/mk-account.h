@@ -1,0 +1,53 @@
+#if !defined(MK_INSIDE_MODULE_H) && !defined(MK_COMPILATION)
+#error "Only <meerkat/module.h> can be included directly."
+#endif
+#pragma once
+
+#include <meerkat/mk-types.h>
+
+G_BEGIN_DECLS
+/* Accounts of the core's auth backend (the users table: salted SCRAM keys,
+ * never a plain password unless the operator chose password_format =
+ * plain), for modules such as in-band registration (XEP-0077). Since
+ * ABI 1.1.
+ *
+ * The work (key derivation, storage) runs on the core's auth thread pool,
+ * never on the caller's thread; @done then runs on the calling thread (a
+ * worker, or the main thread) with the error, if any, and @destroy
+ * (nullable) frees @user_data after it. The core copies every string
+ * argument before returning and wipes its copy of the password. Usernames
+ * are nodeprep'd and domains nameprep'd by the core: an invalid one fails
+ * with MK_ACCOUNT_ERROR_INVALID. */
+
+#define MK_ACCOUNT_ERROR (mk_account_error_quark())
+MK_API GQuark mk_account_error_quark(void);
+
+typedef enum {
+    MK_ACCOUNT_ERROR_NO_USER, /* no such account */
+    MK_ACCOUNT_ERROR_EXISTS,  /* the account exists already */
+    MK_ACCOUNT_ERROR_INVALID, /* bad username, domain or password (empty, SASLprep) */
+    MK_ACCOUNT_ERROR_FAILED,  /* storage failed; the message says why */
+} MkAccountErrorCode;
+
+/* @error is (transfer none), NULL on success. */
+typedef void (*MkAccountDone)(const GError *error, gpointer user_data);
+
+/* Creates the account @username@@domain with @password. @domain must be
+ * served by @mod's host type. Any thread that runs a Meerkat main context. */
+MK_API void mk_account_register(MkModule *mod, const char *username, const char *domain,
+                                const char *password, MkAccountDone done, gpointer user_data,
+                                GDestroyNotify destroy);
+/* Replaces the password of an existing account (new salt and keys). */
+MK_API void mk_account_set_password(MkModule *mod, const char *username, const char *domain,
+                                    const char *password, MkAccountDone done, gpointer user_data,
+                                    GDestroyNotify destroy);
+/* Deletes the account: its row goes, and with it every module row that
+ * references users(username, domain) ON DELETE CASCADE; then, on the
+ * calling thread and before @done, the hook remove_user runs for the
+ * account (from = its bare JID) so that modules drop what is not in those
+ * tables. The account's sessions are left alone: closing them is the
+ * caller's decision. */
+MK_API void mk_account_remove(MkModule *mod, const char *username, const char *domain,
+                              MkAccountDone done, gpointer user_data, GDestroyNotify destroy);
+
+G_END_DECLS
