@@ -9,6 +9,8 @@ the core derives them, so no registration tool is needed.
 
 Client() logs in with SASL PLAIN, binds a resource, then collects every
 top-level element the server sends; tests wait for the ones they expect.
+Client.unauthenticated() opens a stream and stops before SASL (in-band
+registration): its features are the pre-authentication ones.
 """
 import base64
 import hashlib
@@ -229,6 +231,21 @@ class Client:
             self.reader = threading.Thread(target=self._read_loop, daemon=True)
             self.reader.start()
 
+    @classmethod
+    def unauthenticated(cls, server):
+        """A stream that does not log in: self.features holds the features
+        offered before SASL; IQs and expects work as on a bound stream."""
+        c = cls(server, "(none)", login=False)
+        c._pending_sync = []
+        c._new_parser()
+        c.send(STREAM_HEADER)
+        c.features = c._read_sync(lambda e: e.tag == q(NS_STREAM, "features"))
+        for el in c._pending_sync:
+            c.queue.put(el)
+        c.reader = threading.Thread(target=c._read_loop, daemon=True)
+        c.reader.start()
+        return c
+
     # -- stream plumbing
 
     def _new_parser(self):
@@ -434,6 +451,16 @@ def is_presence(type=None, frm=None, to_bare=None):
             return False
         return True
     return pred
+
+
+def stream_error(el):
+    """The condition of a <stream:error/>, or None for anything else."""
+    if el is None or el.tag != q(NS_STREAM, "error"):
+        return None
+    for child in el:
+        if child.tag.startswith("{%s}" % NS_STREAMS_ERR) and not child.tag.endswith("}text"):
+            return child.tag.split("}")[1]
+    return None
 
 
 def error_condition(el):
