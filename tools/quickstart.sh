@@ -4,7 +4,8 @@
 #
 #   state/meerkat.conf      the configuration (written once; edit it freely)
 #   state/conf.d/           enabled modules: symlinks into conf.d/available/
-#                           (mod_roster, mod_disco, mod_ping)
+#                           (every module; mod_register is a file that
+#                           allows in-band registration on localhost)
 #   state/meerkat.db        the sqlite database (accounts, rosters)
 #   state/meerkat.crt/.key  a self-signed certificate made on first start
 #   state/demo-password     the password of demo@localhost
@@ -103,6 +104,17 @@ if [ ! -d "$state/conf.d" ]; then
         [ -f "$f" ] || continue
         ln -s "../../conf.d/available/$(basename "$f")" "$state/conf.d/$(basename "$f")"
     done
+    # In-band registration is off in the shipped file (open registration
+    # draws spam accounts); the local demo turns it on for localhost.
+    if [ -f "$top/conf.d/available/mod_register.conf" ]; then
+        rm "$state/conf.d/mod_register.conf"
+        cat >"$state/conf.d/mod_register.conf" <<EOF
+# Written by tools/quickstart.sh: conf.d/available/mod_register.conf with
+# registration allowed, for the local demo only.
+[mod_register]
+allow_registration = true
+EOF
+    fi
 fi
 
 "$meerkatd" -c "$conf" --check-config >/dev/null || {
@@ -132,6 +144,7 @@ cat <<EOF
   (STARTTLS with a self-signed certificate in state/meerkat.crt.)
   Add users with:
       $meerkatctl -c $conf register NAME localhost PASSWORD
+  or from a client: in-band registration is allowed on this demo server.
   Stop with Ctrl-C.
 
 EOF
