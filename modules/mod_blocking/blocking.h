@@ -1,0 +1,94 @@
+/* mod_blocking internals: shared by the module's files, never installed.
+ *
+ * Files:
+ *   blocking-match.c   XEP-0191 section 4 JID matching, pure
+ *   blocking-queue.c   per-user serial execution of storage work
+ *   blocking-cache.c   the in-memory block lists, shared by all workers
+ *   blocking-iq.c      urn:xmpp:blocking get/set, pushes, presence on change
+ *   mod_blocking.c     descriptor, start, enforcement hooks */
+#pragma once
+
+#include <meerkat/module.h>
+
+G_BEGIN_DECLS
+
+#define NS_BLOCKING        "urn:xmpp:blocking"
+#define NS_BLOCKING_ERRORS "urn:xmpp:blocking:errors"
+#define NS_CLIENT          "jabber:client"
+
+/* ---- JID matching (blocking-match.c) ----------------------------------- */
+
+/* TRUE when the item JID (@inode, @idomain, @ires; node and resource
+ * nullable) covers the JID (@node, @domain, @res) by the rules of
+ * XEP-0191 section 4 / XEP-0016 2.1: full JID only itself, bare JID any
+ * of its resources, domain/resource only itself, domain itself plus every
+ * JID at it or at a subdomain of it. Pure, any thread. */
+gboolean blocking_jid_match(const char *inode, const char *idomain, const char *ires,
+                            const char *node, const char *domain, const char *res);
+/* The same on prepared JIDs. */
+gboolean blocking_item_matches(const MkJid *item, const MkJid *jid);
+/* TRUE when an element of @list (MkJid*) matches @jid. */
+gboolean blocking_list_matches(const GPtrArray *list, const MkJid *jid);
+
+/* ---- per-user serial queue (blocking-queue.c) --------------------------- */
+
+typedef struct BlkQueue BlkQueue;
+typedef void (*BlkOpDone)(const GError *error, gpointer data);
+
+BlkQueue *blk_queue_new(MkModule *mod);
+BlkQueue *blk_queue_ref(BlkQueue *q);
+void blk_queue_unref(BlkQueue *q);
+/* Runs @work in a transaction after every earlier operation queued under
+ * @key completed, then @done on the calling thread, then @destroy. */
+void blk_queue_run(BlkQueue *q, const char *key, MkDbWork work, BlkOpDone done, gpointer data,
+                   GDestroyNotify destroy);
+
+/* ---- the module instance (mod_blocking.c) ------------------------------- */
+
+typedef struct {
+    gint ref;
+    MkModule *mod;
+    BlkQueue *queue;
+    GMutex lock;            /* guards the two tables */
+    GHashTable *cache;      /* bare JID string -> CacheEntry (blocking-cache.c) */
+    GHashTable *interested; /* MkSession* that asked for the list (no ref: the slot removes it) */
+    gint64 cache_idle_s;    /* evict lists of absent users unused this long */
+    gint64 max_items;       /* longest block list; 0 = no limit */
+    gint push_id;           /* atomic */
+    MkCounter *blocked_in;
+    MkCounter *blocked_out;
+    MkCounter *pushes;
+    MkCounter *loads;
+} Blocking;
+
+Blocking *blocking_ref(Blocking *b);
+void blocking_unref(Blocking *b);
+
+/* ---- the cache (blocking-cache.c) ---------------------------------------- */
+
+void blocking_cache_init(Blocking *b);
+void blocking_cache_clear(Blocking *b);
+/* The block list of @user (a bare JID): (transfer full) array of MkJid*
+ * (immutable, never changed after it was published), or NULL when it is
+ * not in memory yet. Then a load is started (once), and @defer, when not
+ * NULL, is kept and routed again once the list is there. Any thread. */
+GPtrArray *blocking_cache_get(Blocking *b, MkJid *user, MkStanza *defer);
+/* Installs @list (transfer full) as @user's list and routes the stanzas
+ * that waited for it. Only from a queued operation's completion, so that
+ * lists are installed in the order they were written. Any thread. */
+void blocking_cache_publish(Blocking *b, MkJid *user, GPtrArray *list);
+/* Forgets @user's list unless a load is pending. */
+void blocking_cache_forget(Blocking *b, MkJid *user);
+/* Forgets the lists of users without sessions unused for cache_idle_s. */
+void blocking_cache_sweep(Blocking *b);
+
+/* Storage thread, inside an MkDbWork: @user's list, sorted.
+ * (transfer full) array of MkJid*. */
+gboolean blocking_db_load(MkDbConn *conn, MkJid *user, GPtrArray **out, GError **error);
+extern const MkMigration blocking_migrations[];
+
+/* ---- IQ (blocking-iq.c) ---------------------------------------------------- */
+
+gboolean blocking_iq_start(Blocking *b, GError **error);
+
+G_END_DECLS
