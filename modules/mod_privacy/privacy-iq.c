@@ -206,6 +206,86 @@ static MkXml *list_xml(const PrivList *l)
     return el;
 }
 
+/* ---- presence when a list starts or stops denying presence-out ------------ */
+
+typedef struct {
+    MkSession *s;
+    const PrivList *before, *after;
+} Applies;
+
+/* The list each available session of @user applies before and after the
+ * change @op makes (@old and @new states; active lists as they will be). */
+static GArray *lists_around(Privacy *p, Op *op, PrivState *old, PrivState *new, GPtrArray *sessions)
+{
+    GArray *out = g_array_new(FALSE, TRUE, sizeof(Applies));
+    for (guint i = 0; i < sessions->len; i++) {
+        MkSession *s = g_ptr_array_index(sessions, i);
+        if (!mk_session_is_available(s))
+            continue;
+        g_autofree char *active = priv_active_get(p, s);
+        const char *next = active;
+        if (s == op->session && op->kind == OP_ACTIVE)
+            next = op->name;
+        else if (s == op->session && op->kind == OP_REMOVE && g_strcmp0(active, op->name) == 0)
+            next = NULL;
+        const char *bname = active ? active : old->default_name;
+        const char *aname = next ? next : new->default_name;
+        Applies a = {s, bname ? g_hash_table_lookup(old->lists, bname) : NULL,
+                     aname ? g_hash_table_lookup(new->lists, aname) : NULL};
+        g_array_append_val(out, a);
+    }
+    return out;
+}
+
+static gboolean presence_out_allowed(const PrivList *l, const char *contact, PrivContact *c)
+{
+    if (!l)
+        return TRUE;
+    g_autoptr(MkJid) jid = mk_jid_new(contact, NULL);
+    if (!jid)
+        return TRUE;
+    PrivPeer peer = {mk_jid_node(jid), mk_jid_domain(jid), NULL, c->sub,
+                     (const char *const *)c->groups};
+    return priv_items_allow(l->items, PRIV_PRESENCE_OUT, &peer);
+}
+
+/* XEP-0016 2.10: a subscriber the list stops showing presence to gets
+ * unavailable (sent before the new list is installed, or the filter would
+ * drop it); one it starts showing presence to again gets the current
+ * presence (after). @hide selects the pass. Any thread. */
+static void presence_transitions(GArray *applies, PrivState *new, gboolean hide)
+{
+    GHashTableIter it;
+    gpointer k, v;
+    for (guint i = 0; i < applies->len; i++) {
+        Applies *a = &g_array_index(applies, Applies, i);
+        if (a->before == a->after)
+            continue;
+        g_hash_table_iter_init(&it, new->roster);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            PrivContact *c = v;
+            if (!(c->sub & PRIV_SUB_FROM))
+                continue;
+            gboolean was = presence_out_allowed(a->before, k, c);
+            gboolean is = presence_out_allowed(a->after, k, c);
+            if (was == is || is == hide)
+                continue;
+            g_autoptr(MkJid) contact = mk_jid_new(k, NULL);
+            g_autoptr(MkStanza) last = hide ? NULL : mk_session_last_presence(a->s);
+            g_autoptr(MkXml) xml = NULL;
+            if (hide) {
+                xml = mk_xml_new("presence", NS_CLIENT);
+                mk_xml_set_attr(xml, "type", "unavailable");
+            } else if (!last) {
+                continue;
+            }
+            g_autoptr(MkStanza) st = mk_stanza_new_addressed(hide ? xml : mk_stanza_xml(last),
+                                                             mk_session_jid(a->s), contact);
+            mk_route(st);
+        }
+    }
+}
+
 static void op_done(const GError *error, gpointer data)
 {
     Op *op = data;
@@ -220,7 +300,29 @@ static void op_done(const GError *error, gpointer data)
         return;
     }
     PrivState *st = op->st;
+    if (op->kind == OP_ACTIVE && op->name && !g_hash_table_contains(st->lists, op->name)) {
+        mk_iq_reply_error(op->iq, MK_ERR_ITEM_NOT_FOUND, NULL);
+        return;
+    }
+    /* What each session applies changes now: tell the subscribers that
+     * stop or start seeing its presence. */
+    g_autoptr(PrivState) old = priv_cache_get(p, op->user, NULL);
+    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(op->user);
+    g_autoptr(GArray) applies = NULL;
+    if (old && op->kind != OP_GET_NAMES && op->kind != OP_GET_LIST) {
+        applies = lists_around(p, op, old, st, sessions);
+        presence_transitions(applies, st, TRUE);
+    }
     priv_cache_publish(p, op->user, priv_state_ref(st));
+    if (op->kind == OP_ACTIVE)
+        priv_active_set(p, op->session, op->name); /* 2.4: before the result */
+    if (op->kind == OP_REMOVE && op->session) {
+        g_autofree char *active = priv_active_get(p, op->session);
+        if (g_strcmp0(active, op->name) == 0)
+            priv_active_set(p, op->session, NULL);
+    }
+    if (applies)
+        presence_transitions(applies, st, FALSE);
 
     switch (op->kind) {
     case OP_GET_NAMES: {
@@ -244,23 +346,12 @@ static void op_done(const GError *error, gpointer data)
         return;
     }
     case OP_ACTIVE:
-        if (!g_hash_table_contains(st->lists, op->name)) {
-            mk_iq_reply_error(op->iq, MK_ERR_ITEM_NOT_FOUND, NULL);
-            return;
-        }
-        /* 2.4: applied before the result goes out. */
-        priv_active_set(p, op->session, op->name);
         mk_iq_reply(op->iq, NULL);
         return;
     case OP_DEFAULT:
         mk_iq_reply(op->iq, NULL);
         return;
     case OP_REMOVE:
-        if (op->session) {
-            g_autofree char *active = priv_active_get(p, op->session);
-            if (g_strcmp0(active, op->name) == 0)
-                priv_active_set(p, op->session, NULL);
-        }
         mk_iq_reply(op->iq, NULL);
         push(p, op->user, op->name);
         return;
@@ -433,11 +524,7 @@ static MkResult on_set(MkIq *iq, gpointer user_data)
             mk_iq_reply_error(iq, MK_ERR_BAD_REQUEST, NULL);
             return MK_HANDLED;
         }
-        if (!name) { /* declines any active list */
-            priv_active_set(p, s, NULL);
-            mk_iq_reply(iq, NULL);
-            return MK_HANDLED;
-        }
+        /* Without a name: declines any active list. */
         return queue_op(p, iq, user, OP_ACTIVE, name, NULL);
     }
     if (mk_xml_is(el, "default", NS_PRIVACY))

@@ -169,10 +169,20 @@ def test_outbound(t, srv):
     e = Client(srv, "eve")
     e.presence()
     c = Client(srv, "carol")
+    c.presence()
+    for x in (d, e, i):
+        x.expect(is_presence(None, "carol@localhost"), what="carol's initial presence")
+        x.drain(0.1)  # also the unavailable that answered their probes before carol came
     set_list(c, "hide", "<item type='jid' value='dan@localhost' action='deny' order='1'>"
                         "<presence-out/></item>"
                         "<item type='jid' value='eve@localhost' action='deny' order='2'/>")
     query(c, "<default name='hide'/>", "set")
+    t.ok(d.expect(is_presence("unavailable", "carol@localhost")).get("from") == c.jid,
+         "a subscriber the default list starts hiding from gets unavailable")
+    t.ok(e.expect(is_presence("unavailable", "carol@localhost")) is not None,
+         "also through an all-stanza item")
+    t.ok(i.maybe(is_presence("unavailable", "carol@localhost"), 0.3) is None,
+         "a subscriber the list does not name gets nothing")
     c.presence(extra="<status>here</status>")
     t.ok(i.expect(is_presence(None, "carol@localhost")) is not None,
          "a subscriber the list does not name sees the broadcast")
@@ -188,6 +198,9 @@ def test_outbound(t, srv):
     t.ok(error_condition(res) == "not-acceptable",
          "a message to a JID the user's list denies: not-acceptable")
     t.ok(e.maybe(is_message("carol@localhost", "no"), 0.5) is None, "and it is not sent")
+    query(c, "<default/>", "set")
+    p = d.expect(is_presence(None, "carol@localhost"), what="carol's presence again")
+    t.ok(p.get("from") == c.jid, "declining the list shows the presence again")
     for x in (c, d, e, i):
         x.close()
 
