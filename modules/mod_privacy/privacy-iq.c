@@ -286,6 +286,17 @@ static void presence_transitions(GArray *applies, PrivState *new, gboolean hide)
     }
 }
 
+/* TRUE when @s is among @sessions: a session that ended while its request
+ * was in the queue must not leave an active list behind (the map does not
+ * hold a reference, and session_closed ran already). */
+static gboolean still_bound(GPtrArray *sessions, MkSession *s)
+{
+    for (guint i = 0; s && i < sessions->len; i++)
+        if (g_ptr_array_index(sessions, i) == s)
+            return TRUE;
+    return FALSE;
+}
+
 static void op_done(const GError *error, gpointer data)
 {
     Op *op = data;
@@ -314,7 +325,7 @@ static void op_done(const GError *error, gpointer data)
         presence_transitions(applies, st, TRUE);
     }
     priv_cache_publish(p, op->user, priv_state_ref(st));
-    if (op->kind == OP_ACTIVE)
+    if (op->kind == OP_ACTIVE && still_bound(sessions, op->session))
         priv_active_set(p, op->session, op->name); /* 2.4: before the result */
     if (op->kind == OP_REMOVE && op->session) {
         g_autofree char *active = priv_active_get(p, op->session);
