@@ -1,0 +1,144 @@
+/* mod_offline internals: shared by the module's files, never installed.
+ *
+ * Files:
+ *   offline-policy.c   what is stored, retry back-off, timestamps; pure
+ *   offline-queue.c    per-user serial execution of multi-step jobs
+ *   offline-db.c       the schema and the statements (storage thread)
+ *   offline-store.c    the store job: quota, retries, bounces
+ *   offline-deliver.c  the delivery job: fetch, hand to the session, delete
+ *   mod_offline.c      descriptor, start, hooks, per-session slot */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define NS_CLIENT     "jabber:client"
+#define NS_DELAY      "urn:xmpp:delay"
+#define NS_HINTS      "urn:xmpp:hints"
+#define NS_CHATSTATES "http://jabber.org/protocol/chatstates"
+
+/* ---- policy (offline-policy.c): pure, any thread ----------------------- */
+
+typedef enum {
+    /* Not for offline storage: the core decides (it bounces
+     * service-unavailable, or drops a headline). */
+    OFFLINE_PASS,
+    /* Nothing worth keeping (a standalone chat state): dropped quietly. */
+    OFFLINE_DROP,
+    OFFLINE_STORE,
+} OfflineAction;
+
+/* What to do with a message of @type (NULL = normal) that found no
+ * resource. @no_store: it carries the XEP-0334 <no-store/> hint;
+ * @has_content: it has anything but chat states (XEP-0085 says a server
+ * should not store standalone chat state notifications). */
+OfflineAction offline_classify(const char *type, gboolean no_store, gboolean has_content);
+
+typedef enum {
+    OFFLINE_RETRY,
+    OFFLINE_GIVE_UP,
+} OfflineRetry;
+
+/* After attempt number @attempt (0 = the first try) failed: retry while
+ * fewer than @retries retries were made. */
+OfflineRetry offline_retry_next(guint attempt, guint retries);
+/* The wait before retry number @attempt + 1: @base_ms doubled each time,
+ * at most 30 s. */
+guint offline_retry_delay_ms(guint attempt, guint base_ms);
+
+/* An XEP-0082 UTC timestamp, "2026-12-02T03:04:05.678Z". (transfer full) */
+char *offline_stamp(GDateTime *when);
+
+/* ---- the rest needs the server API ------------------------------------- */
+
+#ifndef OFFLINE_PURE
+
+#include <meerkat/module.h>
+
+/* Per-user serial jobs (offline-queue.c). A job may take several storage
+ * round trips (retries, fetch then delete); the next job of the same key
+ * starts only when the running one calls offline_job_finish(). Stores and
+ * deliveries of one user therefore never interleave, and messages are
+ * stored in the order they arrived. */
+typedef struct OfflineQueue OfflineQueue;
+typedef struct OfflineJob OfflineJob;
+typedef void (*OfflineJobFunc)(OfflineJob *job, gpointer data);
+
+OfflineQueue *offline_queue_new(void);
+OfflineQueue *offline_queue_ref(OfflineQueue *q);
+void offline_queue_unref(OfflineQueue *q);
+/* Runs @start(job, @data) on the calling thread once every earlier job of
+ * @key finished; @destroy frees @data when the job finishes (or, at
+ * shutdown, when it never ran). The calling thread must run a
+ * thread-default main context (workers and the main thread do). */
+void offline_queue_run(OfflineQueue *q, const char *key, OfflineJobFunc start, gpointer data,
+                       GDestroyNotify destroy);
+/* Ends @job and starts the next one of its key on that job's thread. Any
+ * thread; once per job. */
+void offline_job_finish(OfflineJob *job);
+/* Frees @job without starting the next one: for a job whose work can no
+ * longer complete (its storage completion was dropped at shutdown). */
+void offline_job_abandon(OfflineJob *job);
+/* (transfer none) The context of the thread that queued @job: where its
+ * storage completions and timers run. */
+GMainContext *offline_job_context(OfflineJob *job);
+
+/* The module instance. */
+typedef struct {
+    gint ref;
+    MkModule *mod;
+    OfflineQueue *queue;
+    gint64 max_messages;
+    guint retries;
+    guint retry_ms;
+    MkCounter *stored;
+    MkCounter *delivered;
+    MkCounter *bounced;
+    MkCounter *dropped;
+    MkCounter *store_failures;
+} Offline;
+
+Offline *offline_ref(Offline *o);
+void offline_unref(Offline *o);
+
+/* Runs @func on @ctx after @delay_ms. (transfer full) of @data, freed
+ * with @destroy after @func ran or when the context goes away. */
+void offline_call_later(GMainContext *ctx, guint delay_ms, GSourceFunc func, gpointer data,
+                        GDestroyNotify destroy);
+
+/* ---- storage (offline-db.c): inside MkDbWork, storage thread ---------- */
+
+extern const MkMigration offline_migrations[];
+
+typedef enum {
+    OFFLINE_STORED,
+    OFFLINE_NO_ACCOUNT,
+    OFFLINE_QUOTA,
+} OfflineStoreResult;
+
+/* Stores one message for @node@@domain unless the account does not exist
+ * or already holds @max messages. */
+gboolean offline_db_store(MkDbConn *conn, const char *node, const char *domain, gint64 max,
+                          const char *sender, const char *stamp, const char *xml,
+                          OfflineStoreResult *result, GError **error);
+/* Deletes the rows whose ids are in @ids (gint64). */
+gboolean offline_db_delete(MkDbConn *conn, GArray *ids, GError **error);
+/* The SELECT of a user's messages, oldest first: id, stamp, xml. Bind
+ * username and domain. */
+#define OFFLINE_SQL_FETCH                                                                          \
+    "SELECT id, stamp, xml FROM offline_messages WHERE username = ? AND domain = ? ORDER BY id"
+
+/* ---- jobs ------------------------------------------------------------- */
+
+/* Queues storage of @st (a message for the local account @to). Replies
+ * with an error to the sender when it cannot be stored. Any thread. */
+void offline_store(Offline *o, MkStanza *st, MkJid *to);
+/* Queues delivery of @user's stored messages to @target (or, when NULL,
+ * to one of the user's available resources with a non-negative priority,
+ * if there is one by then). Any thread. */
+void offline_deliver(Offline *o, MkJid *user, MkSession *target);
+
+#endif
+
+G_END_DECLS
