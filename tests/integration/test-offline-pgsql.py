@@ -1,0 +1,215 @@
+#!/usr/bin/python3
+"""mod_offline on PostgreSQL (a throwaway server from tests/pg-tmp.sh):
+the pgsql migration, store and ordered delivery, the quota, meerkatctl
+unregister removing the messages, and the database going down: a short
+outage is ridden out by the retries, a long one bounces the message to
+its sender. Skipped without PostgreSQL. Prints TAP; ignores --tap."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from modtest import (NS_CLIENT, TOP_BUILDDIR, TOP_SRCDIR, Client, Server, Tap,  # noqa: E402
+                     error_condition, q)
+
+NS_DELAY = "urn:xmpp:delay"
+MAX = 3
+
+
+class Pg:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="mk-pg.")
+        out = subprocess.run(["/bin/sh", os.path.join(TOP_SRCDIR, "tests", "pg-tmp.sh"), "start",
+                              self.dir, str(os.getpid())], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr)
+        self.port = int(out.stdout.strip().splitlines()[-1])
+        self.bindir = sorted(d for d in os.listdir("/usr/lib/postgresql"))[-1]
+        self.bindir = os.path.join("/usr/lib/postgresql", self.bindir, "bin")
+
+    def _as_owner(self, argv):
+        if os.getuid() == 0:
+            argv = ["runuser", "-u", "postgres", "--"] + argv
+        subprocess.run(argv, check=True, capture_output=True)
+
+    def down(self):
+        self._as_owner([os.path.join(self.bindir, "pg_ctl"), "stop", "-w", "-m", "fast", "-D",
+                        os.path.join(self.dir, "data")])
+
+    def up(self):
+        self._as_owner([os.path.join(self.bindir, "pg_ctl"), "start", "-w", "-t", "60", "-D",
+                        os.path.join(self.dir, "data"), "-l",
+                        os.path.join(self.dir, "server.log"), "-o",
+                        "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off" %
+                        (self.port, self.dir)])
+
+    def sql(self, statement):
+        out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "meerkat",
+                              "-At", "-c", statement, "meerkat"],
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    def stop(self):
+        subprocess.run(["/bin/sh", os.path.join(TOP_SRCDIR, "tests", "pg-tmp.sh"), "stop",
+                        self.dir], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def on_pgsql(srv, pg):
+    """Restarts @srv with its storage on @pg."""
+    srv.proc.terminate()
+    srv.proc.wait(10)
+    with open(srv.conf) as f:
+        conf = f.read()
+    conf = conf.replace("driver = sqlite3\ndatabase = meerkat.db\n",
+                        "driver = pgsql\nhost = 127.0.0.1\nport = %d\nuser = meerkat\n"
+                        "database = meerkat\n" % pg.port)
+    with open(srv.conf, "w") as f:
+        f.write(conf)
+    srv.proc = subprocess.Popen(
+        [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", srv.conf],
+        stdout=srv.log, stderr=subprocess.STDOUT)
+    import socket
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if srv.proc.poll() is not None:
+            raise RuntimeError("meerkatd exited:\n" + srv.log_text())
+        try:
+            socket.create_connection(("127.0.0.1", srv.port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("meerkatd on pgsql did not listen:\n" + srv.log_text())
+
+
+def ctl(srv, *args):
+    return subprocess.run([os.path.join(TOP_BUILDDIR, "tools", "meerkatctl"), "-c", srv.conf] +
+                          list(args), capture_output=True, text=True).returncode
+
+
+def stored(pg, user):
+    return int(pg.sql("SELECT COUNT(*) FROM offline_messages WHERE username = '%s'" % user))
+
+
+def wait_stored(pg, user, n, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if stored(pg, user) == n:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def log_has(srv, pattern, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(srv.log_path) as f:
+            if pattern in f.read():
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def is_message(body=None):
+    return lambda e: (e.tag == q(NS_CLIENT, "message") and e.get("type") != "error" and
+                      (body is None or e.findtext(q(NS_CLIENT, "body")) == body))
+
+
+def is_error(id):
+    return lambda e: (e.tag == q(NS_CLIENT, "message") and e.get("type") == "error" and
+                      e.get("id") == id)
+
+
+def send(c, to, body, id):
+    c.send("<message to='%s' type='chat' id='%s'><body>%s</body></message>" % (to, id, body))
+
+
+def scenarios(t, srv, pg):
+    for u in ("alice", "bob", "erin", "gone"):
+        t.ok(ctl(srv, "register", u, "localhost", "secret") == 0, "meerkatctl registers " + u)
+    bob = Client(srv, "bob", resource="desk")
+    bob.presence()
+
+    for i in range(MAX):
+        send(bob, "alice@localhost", "m%d" % i, "m%d" % i)
+    send(bob, "alice@localhost", "over", "mx")
+    e = bob.expect(is_error("mx"))
+    t.ok(error_condition(e) == "service-unavailable", "over the quota: service-unavailable")
+    t.ok(stored(pg, "alice") == MAX, "max_messages rows in PostgreSQL")
+    a = Client(srv, "alice")
+    t.ok(a.maybe(is_message(), 0.7) is None, "nothing at resource binding")
+    a.presence()
+    got = [a.expect(is_message()) for _ in range(MAX)]
+    t.ok([m.findtext(q(NS_CLIENT, "body")) for m in got] == ["m0", "m1", "m2"] and
+         all(m.find(q(NS_DELAY, "delay")) is not None for m in got),
+         "delivered in order with delays at initial presence")
+    t.ok(wait_stored(pg, "alice", 0), "and deleted")
+    a.close()
+
+    send(bob, "gone@localhost", "x", "g1")
+    t.ok(wait_stored(pg, "gone", 1), "stored for an account")
+    t.ok(ctl(srv, "unregister", "gone", "localhost") == 0 and stored(pg, "gone") == 0,
+         "meerkatctl unregister removes its offline messages")
+
+    # A short outage: the retries ride it out.
+    pg.down()
+    try:
+        send(bob, "erin@localhost", "kept", "e1")
+        failed = log_has(srv, "storing a message for erin@localhost failed")
+    finally:
+        pg.up()
+    t.ok(failed, "storing fails while PostgreSQL is down")
+    t.ok(wait_stored(pg, "erin", 1), "a retry stores it once PostgreSQL is back")
+    t.ok(bob.maybe(is_error("e1"), 0.3) is None, "the sender got no error")
+    er = Client(srv, "erin")
+    er.presence()
+    t.ok(er.expect(is_message("kept")) is not None, "and it is delivered")
+    t.ok(wait_stored(pg, "erin", 0), "then deleted")
+    er.close()
+
+    # A long one: bounced to the sender, never dropped.
+    pg.down()
+    try:
+        send(bob, "erin@localhost", "bounced", "e2")
+        err = bob.expect(is_error("e2"), 15, "the bounce")
+    finally:
+        pg.up()
+    t.ok(error_condition(err) == "resource-constraint",
+         "down longer than the retries: the sender gets resource-constraint")
+    bob.close()
+
+
+def main():
+    t = Tap()
+    if not os.path.isdir("/usr/lib/postgresql"):
+        print("1..0 # SKIP no PostgreSQL")
+        return
+    pg = srv = None
+    try:
+        pg = Pg()
+        srv = Server({"mod_offline": {"max_messages": MAX, "store_retries": 4,
+                                      "store_retry_ms": 150}})
+        on_pgsql(srv, pg)
+    except Exception as e:
+        t.ok(False, "meerkatd with mod_offline on PostgreSQL starts")
+        t.diag(e)
+        if srv:
+            srv.stop()
+        if pg:
+            pg.stop()
+        t.done()
+    try:
+        t.run("pgsql", scenarios, srv, pg)
+    finally:
+        if t.failed:
+            t.diag(srv.log_text())
+        srv.stop()
+        pg.stop()
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
