@@ -200,8 +200,8 @@ static void step_done(const GError *error, gpointer user_data)
             g_message("mod_offline: %s the messages of %s failed (%s); retry %u in %u ms",
                       op->deleting ? "deleting" : "fetching", mk_jid_string(op->user),
                       error->message, op->attempt, delay);
-            offline_call_later(offline_job_context(op->job), delay, step_retry, pending_new(op),
-                               pending_release);
+            offline_call_later(o, offline_job_context(op->job), delay, step_retry, NULL,
+                               pending_new(op), pending_release);
             return;
         }
         g_warning("mod_offline: gave up %s the messages of %s: %s%s",

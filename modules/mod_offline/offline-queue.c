@@ -145,6 +145,31 @@ void offline_job_finish(OfflineJob *job)
         job_start(next);
 }
 
+void offline_queue_drop_waiting(OfflineQueue *q)
+{
+    g_autoptr(GPtrArray) dropped = g_ptr_array_new();
+    g_mutex_lock(&q->lock);
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, q->busy);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        OfflineJob *job;
+        while ((job = g_queue_pop_head(value)))
+            g_ptr_array_add(dropped, job);
+    }
+    g_mutex_unlock(&q->lock);
+    /* Outside the lock: their destroy functions may log. They never ran,
+     * so they hold no queue reference. */
+    for (guint i = 0; i < dropped->len; i++) {
+        OfflineJob *job = g_ptr_array_index(dropped, i);
+        if (job->destroy)
+            job->destroy(job->data);
+        g_main_context_unref(job->ctx);
+        g_free(job->key);
+        g_free(job);
+    }
+}
+
 void offline_job_abandon(OfflineJob *job)
 {
     job_free(job);

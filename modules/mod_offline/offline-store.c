@@ -21,6 +21,7 @@ typedef struct {
     char *xml;
     guint attempt;
     OfflineStoreResult result;
+    gboolean settled; /* stored or bounced */
 } StoreOp;
 
 /* One pending callback of an op (a storage completion or a retry timer):
@@ -29,6 +30,7 @@ typedef struct {
 typedef struct {
     StoreOp *op;
     gboolean called;
+    gboolean cancelled; /* the module stopped; the message was bounced */
 } Pending;
 
 static StoreOp *store_op_ref(StoreOp *op)
@@ -42,6 +44,11 @@ static void store_op_unref(gpointer data)
     StoreOp *op = data;
     if (!op || !g_atomic_int_dec_and_test(&op->ref))
         return;
+    /* Only a shutdown frees an op that is neither stored nor bounced
+     * (waiting in the queue, or its storage call never came back). */
+    if (!op->settled)
+        g_warning("mod_offline: shutting down before the message from %s to %s could be stored",
+                  op->sender, mk_jid_string(op->user));
     offline_unref(op->o);
     mk_stanza_unref(op->st);
     mk_jid_unref(op->user);
@@ -70,8 +77,6 @@ static void pending_release(gpointer data)
     Pending *p = data;
     StoreOp *op = p->op;
     if (!p->called && op->job) {
-        g_warning("mod_offline: shutting down before the message from %s to %s could be stored",
-                  op->sender, mk_jid_string(op->user));
         /* Drops the queue's reference. */
         offline_job_abandon(g_steal_pointer(&op->job));
     }
@@ -86,6 +91,7 @@ static void store_finish(StoreOp *op)
 
 static void store_bounce(StoreOp *op, MkStanzaError cond, const char *text)
 {
+    op->settled = TRUE;
     g_autoptr(MkStanza) err = mk_stanza_error_reply(op->st, cond, text);
     if (err)
         mk_route(err);
@@ -107,6 +113,18 @@ static void store_submit(StoreOp *op)
     mk_db_transaction(op->o->mod, store_work, store_done, pending_new(op), pending_release);
 }
 
+/* The module stops while a retry waits: the sender hears of it. */
+static void store_cancel(gpointer user_data)
+{
+    Pending *p = user_data;
+    p->cancelled = TRUE;
+    p->op->settled = TRUE;
+    g_warning("mod_offline: stopping before the message from %s to %s could be stored;"
+              " bounced to the sender",
+              p->op->sender, mk_jid_string(p->op->user));
+    store_bounce(p->op, MK_ERR_RESOURCE_CONSTRAINT, "Offline storage is unavailable");
+}
+
 static gboolean store_retry(gpointer user_data)
 {
     store_submit(pending_call(user_data));
@@ -126,8 +144,8 @@ static void store_done(const GError *error, gpointer user_data)
             op->attempt++;
             g_message("mod_offline: storing a message for %s failed (%s); retry %u in %u ms",
                       mk_jid_string(op->user), error->message, op->attempt, delay);
-            offline_call_later(offline_job_context(op->job), delay, store_retry, pending_new(op),
-                               pending_release);
+            offline_call_later(o, offline_job_context(op->job), delay, store_retry, store_cancel,
+                               pending_new(op), pending_release);
             return;
         }
         g_warning("mod_offline: could not store a message from %s to %s after %u attempts (%s);"
@@ -140,6 +158,7 @@ static void store_done(const GError *error, gpointer user_data)
 
     switch (op->result) {
     case OFFLINE_STORED:
+        op->settled = TRUE;
         mk_counter_add(o->stored, 1);
         break;
     case OFFLINE_QUOTA:

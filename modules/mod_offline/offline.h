@@ -77,6 +77,9 @@ void offline_queue_run(OfflineQueue *q, const char *key, OfflineJobFunc start, g
 /* Ends @job and starts the next one of its key on that job's thread. Any
  * thread; once per job. */
 void offline_job_finish(OfflineJob *job);
+/* Frees every job still waiting (their @destroy runs), for stop: the
+ * running ones finish or are abandoned as usual. Any thread. */
+void offline_queue_drop_waiting(OfflineQueue *q);
 /* Frees @job without starting the next one: for a job whose work can no
  * longer complete (its storage completion was dropped at shutdown). */
 void offline_job_abandon(OfflineJob *job);
@@ -97,15 +100,19 @@ typedef struct {
     MkCounter *bounced;
     MkCounter *dropped;
     MkCounter *store_failures;
+    GMutex lock;
+    GHashTable *timers; /* pending retry timers (OfflineTimer*), cancelled at stop */
 } Offline;
 
 Offline *offline_ref(Offline *o);
 void offline_unref(Offline *o);
 
-/* Runs @func on @ctx after @delay_ms. (transfer full) of @data, freed
- * with @destroy after @func ran or when the context goes away. */
-void offline_call_later(GMainContext *ctx, guint delay_ms, GSourceFunc func, gpointer data,
-                        GDestroyNotify destroy);
+/* Runs @func(@data) on @ctx after @delay_ms, once. When the module
+ * stops first, @cancel(@data) runs instead (on the main thread). @destroy
+ * frees @data in either case, or when the context goes away. */
+typedef void (*OfflineCancelFunc)(gpointer data);
+void offline_call_later(Offline *o, GMainContext *ctx, guint delay_ms, GSourceFunc func,
+                        OfflineCancelFunc cancel, gpointer data, GDestroyNotify destroy);
 
 /* ---- storage (offline-db.c): inside MkDbWork, storage thread ---------- */
 

@@ -23,9 +23,11 @@ MAX = 5
 class RestartableServer(Server):
     """A Server that can be stopped and started again on the same state."""
 
-    def restart(self):
+    def restart(self, between=None):
         self.proc.terminate()
         self.proc.wait(10)
+        if between:
+            between()
         self.proc = subprocess.Popen(
             [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", self.conf],
             stdout=self.log, stderr=subprocess.STDOUT)
@@ -38,6 +40,16 @@ class RestartableServer(Server):
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("meerkatd did not come back:\n" + self.log_text())
+
+
+def log_has(srv, pattern, timeout=5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(srv.log_path) as f:
+            if pattern in f.read():
+                return True
+        time.sleep(0.05)
+    return False
 
 
 def stored(srv, user):
@@ -217,20 +229,11 @@ def test_storage_failure(t, srv):
         else:
             db.execute("ALTER TABLE offline_messages_away RENAME TO offline_messages")
 
-    def log_has(pattern, timeout=5):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            with open(srv.log_path) as f:
-                if pattern in f.read():
-                    return True
-            time.sleep(0.05)
-        return False
-
     # Briefly unavailable: the first attempts fail, a retry stores it.
     table(True)
     try:
         send(bob, "erin@localhost", "kept", id="f1")
-        failed = log_has("storing a message for erin@localhost failed")
+        failed = log_has(srv, "storing a message for erin@localhost failed")
     finally:
         table(False)
     t.ok(failed, "the store fails while the table is away")
@@ -252,7 +255,7 @@ def test_storage_failure(t, srv):
         table(False)
     t.ok(error_condition(err) == "resource-constraint" and err.get("from") == "erin@localhost",
          "when the retries are used up the sender gets resource-constraint")
-    t.ok(log_has("could not store a message from %s to erin@localhost" % bob.jid, 1),
+    t.ok(log_has(srv, "could not store a message from %s to erin@localhost" % bob.jid, 1),
          "and the server logs it")
     t.ok(stored(srv, "erin") == 0, "nothing half-stored is left")
     db.close()
@@ -261,12 +264,25 @@ def test_storage_failure(t, srv):
 
 def test_restart(t, srv):
     srv.register("fred")
+    srv.register("gina")
     bob = Client(srv, "bob", resource="rs")
     send(bob, "fred@localhost", "before restart", id="x1")
     send(bob, "fred@localhost", "also before", id="x2")
     t.ok(wait_stored(srv, "fred", 2), "two messages stored")
+    # A store still retrying when the server stops is not dropped silently.
+    db = sqlite3.connect(os.path.join(srv.state, "meerkat.db"), timeout=10, isolation_level=None)
+    db.execute("ALTER TABLE offline_messages RENAME TO offline_messages_away")
+    send(bob, "gina@localhost", "in flight", id="x3")
+    failing = log_has(srv, "storing a message for gina@localhost failed")
     bob.close()
-    srv.restart()
+
+    def table_back():
+        db.execute("ALTER TABLE offline_messages_away RENAME TO offline_messages")
+        db.close()
+    srv.restart(table_back)
+    t.ok(failing and log_has(srv, "stopping before the message from %s to gina@localhost could"
+                                  " be stored" % bob.jid, 1),
+         "a store still being retried at shutdown is reported in the log")
     f = Client(srv, "fred")
     f.presence()
     m1 = f.expect(is_message())
@@ -291,7 +307,7 @@ def main():
     try:
         srv = RestartableServer({
             "mod_disco": {},
-            "mod_offline": {"max_messages": MAX, "store_retries": 3, "store_retry_ms": 100},
+            "mod_offline": {"max_messages": MAX, "store_retries": 3, "store_retry_ms": 300},
         })
     except Exception as e:
         t.ok(False, "meerkatd with mod_offline starts")
