@@ -56,6 +56,12 @@ typedef struct {
     MkPreauthIqFunc iq_func; /* mk_preauth_iq_register */
 } MkStreamReg;
 
+typedef struct {
+    guint stages;
+    MkStreamFeatureFunc func;
+    gpointer user_data;
+} MkStreamFeatureReg;
+
 struct MkModule {
     gint ref;
     MkModules *mods;
@@ -76,6 +82,7 @@ struct MkModule {
     GPtrArray *timers;          /* MkTimer* */
     GPtrArray *stream_features; /* char*: stage mask digit, then the XML */
     GPtrArray *stream_regs;     /* MkStreamReg* */
+    GPtrArray *stream_funcs;    /* MkStreamFeatureReg*: computed features */
     GPtrArray *counters;        /* MkCounter* (not owned) */
 };
 
@@ -183,6 +190,8 @@ void mk_routes_build(GHashTable *routes, MkModule *mod);
 void mk_route_reg_free(gpointer reg);
 void mk_stream_build(MkHostReg *hr, MkModule *mod);
 void mk_stream_reg_free(gpointer reg);
+/* Appends the computed features of @mod, once @hr's disco lists are built. */
+void mk_stream_build_computed(MkHostReg *hr, MkModule *mod);
 /* Removes every timer of @mod. Main thread. */
 void mk_timers_remove_all(MkModule *mod);
 

@@ -60,6 +60,7 @@ static MkModule *module_new(MkModules *mods, const MkModuleDesc *desc, const cha
     m->counters = g_ptr_array_new();
     m->stream_features = g_ptr_array_new_with_free_func(g_free);
     m->stream_regs = g_ptr_array_new_with_free_func(mk_stream_reg_free);
+    m->stream_funcs = g_ptr_array_new_with_free_func(g_free);
     return m;
 }
 
@@ -87,6 +88,7 @@ void mk_module_unref(MkModule *mod)
     g_ptr_array_unref(mod->counters);
     g_ptr_array_unref(mod->stream_features);
     g_ptr_array_unref(mod->stream_regs);
+    g_ptr_array_unref(mod->stream_funcs);
     g_free(mod);
 }
 
@@ -222,6 +224,11 @@ static MkRegSnapshot *snapshot_build(MkModules *mods)
         GPtrArray *lists = v;
         mk_disco_build(g_hash_table_lookup(s->hosts, k), lists->pdata[0], lists->pdata[1],
                        lists->pdata[2]);
+    }
+    /* Computed stream features read the finished disco lists. */
+    for (guint i = 0; i < mods->instances->len; i++) {
+        MkModule *m = g_ptr_array_index(mods->instances, i);
+        mk_stream_build_computed(g_hash_table_lookup(s->hosts, m->host_type), m);
     }
     return s;
 }
@@ -408,7 +415,7 @@ static void unregister_all(MkModule *m)
     MkModules *mods = m->mods;
     gboolean had = m->hooks->len || m->iqs->len || m->features->len || m->identities->len ||
                    m->items->len || m->routes->len || m->stream_features->len ||
-                   m->stream_regs->len;
+                   m->stream_regs->len || m->stream_funcs->len;
     m->live = FALSE;
     mk_timers_remove_all(m);
     mk_metrics_release(m);
@@ -420,6 +427,7 @@ static void unregister_all(MkModule *m)
     g_ptr_array_set_size(m->routes, 0);
     g_ptr_array_set_size(m->stream_features, 0);
     g_ptr_array_set_size(m->stream_regs, 0);
+    g_ptr_array_set_size(m->stream_funcs, 0);
     g_ptr_array_remove(mods->instances, m);
     if (had || mods->dirty)
         mk_modules_publish(mods);

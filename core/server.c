@@ -29,6 +29,15 @@ MkServer *mk_server_get(void)
     return g_atomic_pointer_get(&the_server);
 }
 
+/* Public module API (mk-moddesc.h). Any thread. */
+gint64 mk_server_uptime(void)
+{
+    MkServer *srv = mk_server_get();
+    if (!srv)
+        return 0;
+    return MAX(0, (g_get_real_time() - srv->started_at) / G_USEC_PER_SEC);
+}
+
 void mk_server_set_for_tests(MkServer *srv);
 void mk_server_set_for_tests(MkServer *srv)
 {

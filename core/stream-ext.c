@@ -20,6 +20,25 @@ void mk_stream_feature_add(MkModule *mod, guint stages, const char *xml)
     mk_modules_publish(mod->mods);
 }
 
+/* Public module API (mk-stream.h). Main thread, in start(). */
+void mk_stream_feature_add_func(MkModule *mod, guint stages, MkStreamFeatureFunc func,
+                                gpointer user_data)
+{
+    g_return_if_fail(mod != NULL && func != NULL);
+    g_return_if_fail((stages & (MK_STREAM_PRE_AUTH | MK_STREAM_POST_AUTH)) != 0);
+    if (!mod->live) {
+        g_warning("module %s: mk_stream_feature_add_func outside a running instance ignored",
+                  mod->name);
+        return;
+    }
+    MkStreamFeatureReg *r = g_new0(MkStreamFeatureReg, 1);
+    r->stages = stages & 3;
+    r->func = func;
+    r->user_data = user_data;
+    g_ptr_array_add(mod->stream_funcs, r);
+    mk_modules_publish(mod->mods);
+}
+
 /* Records a stream element (@func) or pre-auth IQ (@iq_func) handler for
  * @xmlns, refusing a namespace another instance of the host type holds
  * for the same kind. Main thread. */
@@ -102,6 +121,29 @@ void mk_stream_build(MkHostReg *hr, MkModule *mod)
         e->user_data = r->user_data;
         e->mod = mod;
         g_hash_table_insert(r->func ? hr->stream_elements : hr->preauth_iqs, g_strdup(r->xmlns), e);
+    }
+}
+
+static void append_feature(MkHostReg *hr, guint stages, const char *xml)
+{
+    for (int st = 0; st < MK_STREAM_STAGE_COUNT; st++) {
+        if (!(stages & (1u << st)))
+            continue;
+        char *old = hr->stream_features[st];
+        hr->stream_features[st] = g_strconcat(old ? old : "", xml, NULL);
+        g_free(old);
+    }
+}
+
+/* See modules-priv.h. Main thread, snapshot build, after mk_disco_build. */
+void mk_stream_build_computed(MkHostReg *hr, MkModule *mod)
+{
+    for (guint i = 0; hr && i < mod->stream_funcs->len; i++) {
+        MkStreamFeatureReg *r = g_ptr_array_index(mod->stream_funcs, i);
+        g_autofree char *xml = r->func(mod, (const char *const *)hr->features,
+                                       (const char *const *)hr->identities, r->user_data);
+        if (xml)
+            append_feature(hr, r->stages, xml);
     }
 }
 

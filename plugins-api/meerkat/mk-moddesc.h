@@ -50,4 +50,8 @@ MK_API gboolean mk_module_serves_domain(MkModule *mod, const char *domain);
 MK_API void mk_module_set_data(MkModule *mod, gpointer data, GDestroyNotify destroy);
 MK_API gpointer mk_module_get_data(MkModule *mod);
 
+/* Seconds since the server process started (not since this instance
+ * started: a module may restart on SIGHUP). Any thread. Since ABI 1.1. */
+MK_API gint64 mk_server_uptime(void);
+
 G_END_DECLS

@@ -24,6 +24,22 @@ typedef enum {
  * start(); removed on stop. The core copies @xml. */
 MK_API void mk_stream_feature_add(MkModule *mod, guint stages, const char *xml);
 
+/* Computes a stream feature that depends on the host type's service
+ * discovery registries (XEP-0115's <c/> hashes them). Called on the main
+ * thread whenever the registrations of @mod's host type change (a module
+ * starts or stops, SIGHUP), with that host type's sorted, unique features
+ * and identities (groups of 3 strings: category, type, name) as
+ * mk_disco_features/_identities return them once the change is published.
+ * Returns: (transfer full) (nullable) one serialized element, or NULL for
+ * none. The function must not call back into the registries. */
+typedef char *(*MkStreamFeatureFunc)(MkModule *mod, const char *const *features,
+                                     const char *const *identities, gpointer user_data);
+
+/* Adds the element @func computes to the stream features at @stages.
+ * Main thread, in start(); removed on stop. Since ABI 1.1. */
+MK_API void mk_stream_feature_add_func(MkModule *mod, guint stages, MkStreamFeatureFunc func,
+                                       gpointer user_data);
+
 /* Called for a top-level element in @xmlns from a bound client stream,
  * on the session's worker. @el is (transfer none), valid during the call.
  * MK_HANDLED: consumed; MK_PASS: the core treats it as unsupported (the
