@@ -217,6 +217,10 @@ static MkResult on_set(MkIq *iq, gpointer user_data)
         return MK_HANDLED;
     }
     MkXml *vcard = mk_iq_payload(iq);
+    if (!mk_xml_is(vcard, "vCard", NS_VCARD)) {
+        mk_iq_reply_error(iq, MK_ERR_BAD_REQUEST, "expected <vCard xmlns='vcard-temp'/>");
+        return MK_HANDLED;
+    }
     g_autofree char *xml = mk_xml_to_string(vcard, NULL);
     if (v->max_size > 0 && strlen(xml) > (gsize)v->max_size) {
         mk_iq_reply_error(iq, MK_ERR_NOT_ACCEPTABLE, "vCard too large");

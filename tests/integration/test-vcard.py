@@ -84,6 +84,10 @@ def test_roundtrip(t, srv):
     res = a.iq("<vCard xmlns='%s'><DESC>%s</DESC></vCard>" % (NS_VCARD, "x" * 3000), "set")
     t.ok(error_condition(res) == "not-acceptable", "a vCard over max_size: not-acceptable")
 
+    res = a.iq("<card xmlns='%s'><FN>x</FN></card>" % NS_VCARD, "set")
+    t.ok(error_condition(res) == "bad-request", "a set of another element than <vCard/>: "
+         "bad-request")
+
     res = a.iq("<vCard xmlns='%s'/>" % NS_VCARD, to="nobody@localhost")
     t.ok(error_condition(res) == "service-unavailable",
          "the vCard of a JID that is no account: service-unavailable")
