@@ -85,8 +85,18 @@ class Tap:
             self.diag(traceback.format_exc())
 
     def done(self):
+        # Every server the test started must have ended cleanly: an ASan or
+        # UBSan report inside meerkatd would otherwise go unnoticed.
+        self.ok(not SERVER_PROBLEMS, "every meerkatd exited cleanly (status 0, no sanitizer report)")
+        for p in SERVER_PROBLEMS:
+            self.diag(p)
         print("1..%d" % self.n, flush=True)
         sys.exit(1 if self.failed else 0)
+
+
+# What went wrong in a server's exit, filled by Server.stop(), read by Tap.done().
+SERVER_PROBLEMS = []
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 # ---- the server --------------------------------------------------------
@@ -194,7 +204,20 @@ tls = none
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                SERVER_PROBLEMS.append("meerkatd did not exit within 10 s of SIGTERM")
+            if self.proc.returncode != 0:
+                SERVER_PROBLEMS.append("meerkatd exited with %d after SIGTERM" % self.proc.returncode)
         self.log.close()
+        try:
+            with open(self.log_path, errors="replace") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        for marker in SANITIZER_MARKERS:
+            at = text.find(marker)
+            if at >= 0:
+                SERVER_PROBLEMS.append("sanitizer report in the server log:\n" + text[max(0, at - 200):at + 3000])
+                break
         if os.environ.get("MK_KEEP_TMP"):
             print("# kept " + self.dir)
         else:
