@@ -38,6 +38,10 @@ int main(void)
     }
     set_priority(a, 0);
     set_priority(b1, 5);
+    /* The streams may sit on different workers: b1 must be available
+     * before the others speak, or their presence has no one to reach. */
+    mkt_ok(got(b1, "presence from=bob@localhost/b1", 5000),
+           "b1's own presence comes back to it (b1 is available)");
     set_priority(b2, 1);
     set_priority(b3, -1);
     /* Own-resource presence broadcast (RFC 6121 §4.2.2), without mod_roster. */
