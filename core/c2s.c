@@ -6,6 +6,8 @@
  * the connection's input is paused; their results come back through the
  * worker's mailbox. */
 #include "c2s.h"
+#include "c2s-priv.h"
+#include "c2s-sm.h"
 #include "conn.h"
 #include "hosts.h"
 #include "log.h"
@@ -19,7 +21,6 @@
 #include <gnutls/crypto.h>
 #include <unistd.h>
 
-#define NS_CLIENT      "jabber:client"
 #define NS_STREAM      "http://etherx.jabber.org/streams"
 #define NS_TLS         "urn:ietf:params:xml:ns:xmpp-tls"
 #define NS_SASL        "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -33,91 +34,38 @@
 #define SWEEP_INTERVAL_S 2
 #define PARSER_IDLE_US   (2 * G_USEC_PER_SEC)
 
-typedef enum {
-    C2S_WAIT_STREAM, /* expecting <stream:stream> */
-    C2S_OPEN,        /* features sent; negotiating or bound */
-    C2S_TLS,         /* handshake running */
-    C2S_CLOSING,     /* closed or closing: ignore input */
-} C2sState;
-
-/* Per-listener settings resolved once. */
-typedef struct {
-    MkListenConfig lc; /* shallow copy; strings owned by the config kept alive */
-    gnutls_certificate_credentials_t creds; /* nullable */
-} C2sListen;
-
-typedef struct {
-    MkXmlShared *xml; /* this worker's libxml2 dictionary */
-    GQueue streams;   /* of MkC2s*, links embedded */
-    GSource *sweep;
-} C2sWorker;
-
-struct MkC2sServer {
-    MkServer *srv;
-    MkSasl *sasl;
-    GPtrArray *listens;  /* of C2sListen* */
-    C2sWorker **workers; /* per worker index; created on that worker */
-    guint n_workers;
-    GPtrArray *configs; /* kept configs whose strings listeners point into */
-};
-
-typedef struct MkC2s MkC2s;
-struct MkC2s {
-    gint ref;
-    MkC2sServer *cs;
-    C2sListen *listen;
-    C2sWorker *cw;
-    MkWorker *worker;
-    MkConn *conn;
-    MkXmlStream *xs;
-    GList link;
-    C2sState state;
-    gboolean restart;     /* reset the parser once the current feed returns */
-    gboolean header_sent; /* our <stream:stream> went out for the current stream */
-    gboolean sasl_busy;
-    gboolean freed_conn;
-    gint64 last_input_us;
-    char *domain; /* the stream's 'to', prepared */
-    char *stream_id;
-    char *username; /* after SASL */
-    MkSaslSession *sasl;
-    MkSession *session; /* after bind */
-};
-
 static void c2s_free(MkC2s *c);
 static const MkSessionTransport c2s_transport;
-static void c2s_close(MkC2s *c, const char *stream_error);
 static void c2s_end_session(MkC2s *c);
 
-static MkC2s *c2s_ref(MkC2s *c)
+MkC2s *c2s_ref(MkC2s *c)
 {
     c->ref++; /* owner worker only */
     return c;
 }
 
-static void c2s_unref(MkC2s *c)
+void c2s_unref(MkC2s *c)
 {
     if (--c->ref == 0)
         c2s_free(c);
 }
 
-static const char *c2s_jid_str(MkC2s *c)
-{
-    return c->session ? mk_jid_string(mk_session_jid(c->session)) : c->username;
-}
-
-#define C2S_LOG(c, level, ...)                                                                     \
-    mk_log_conn((level), mk_conn_peer((c)->conn), c2s_jid_str(c), __VA_ARGS__)
-
-static void c2s_write(MkC2s *c, const char *data)
+void c2s_write(MkC2s *c, const char *data)
 {
     if (c->conn && c->state != C2S_CLOSING)
         mk_conn_write(c->conn, data, strlen(data));
 }
 
+/* Every element for the client goes through here, so that XEP-0198 sees
+ * every stanza (c2s_sm_sent): deliveries, module writes and the core's
+ * own replies alike. */
 static void c2s_write_xml(MkC2s *c, MkXml *xml)
 {
-    if (!c->conn || c->state == C2S_CLOSING)
+    if (c->state == C2S_CLOSING)
+        return;
+    if (G_UNLIKELY(c->sm))
+        c2s_sm_sent(c, xml); /* also while detached: queued for a resume */
+    if (!c->conn)
         return;
     GString *out = g_string_sized_new(256);
     mk_xml_write(xml, NS_CLIENT, out);
@@ -148,10 +96,18 @@ static void new_stream_id(MkC2s *c)
 
 /* Sends a stream error and closes (RFC 6120 4.9). When no header was
  * sent yet, one is sent first as the RFC requires. */
-static void c2s_close(MkC2s *c, const char *stream_error)
+void c2s_close(MkC2s *c, const char *stream_error)
 {
     if (c->state == C2S_CLOSING)
         return;
+    if (!c->conn) {
+        /* A detached XEP-0198 session (expired, replaced, shut down):
+         * nothing to write to and no on_closed to wait for. */
+        c->state = C2S_CLOSING;
+        c2s_end_session(c);
+        c2s_stream_remove(c);
+        return;
+    }
     if (stream_error) {
         if (!c->header_sent) {
             if (!c->stream_id)
@@ -876,6 +832,10 @@ static void on_element(gpointer user_data, MkXml *el)
             c2s_close(c, "not-authorized");
         return;
     }
+    /* XEP-0198 (<enable/>, <resume/> before bind, <r/>, <a/>), when a
+     * module switched it on for this domain. */
+    if (G_UNLIKELY(g_strcmp0(ns, NS_SM) == 0) && c2s_sm_element(c, el))
+        return;
     if (!c->session) {
         MkXml *bind =
             mk_xml_is(el, "iq", NS_CLIENT) && g_strcmp0(mk_xml_get_attr(el, "type"), "set") == 0
@@ -889,6 +849,8 @@ static void on_element(gpointer user_data, MkXml *el)
             c2s_close(c, "not-authorized");
         return;
     }
+    if (G_UNLIKELY(c->sm))
+        c2s_sm_received(c, el); /* h counts what the core answers itself too */
     /* The legacy session IQ (RFC 3921) is a no-op that clients still send. */
     if (mk_xml_is(el, "iq", NS_CLIENT) && mk_xml_child(el, "session", NS_SESSION) &&
         !mk_xml_get_attr(el, "to")) {
@@ -949,6 +911,9 @@ static void on_tls_done(gpointer user_data, gboolean ok)
 static void on_closed(gpointer user_data)
 {
     MkC2s *c = user_data;
+    /* A resumable XEP-0198 session outlives its connection. */
+    if (c->state != C2S_CLOSING && c2s_sm_detach(c))
+        return;
     c->state = C2S_CLOSING;
     c2s_end_session(c);
     g_queue_unlink(&c->cw->streams, &c->link);
@@ -982,6 +947,10 @@ static void c2s_end_session(MkC2s *c)
         send_directed_unavailable(s);
     }
     mk_sm_unregister(srv->sm, s);
+    /* Unacknowledged stanzas are routed again, now that the session is
+     * out of the table (so that nothing comes back to it). */
+    if (c->sm)
+        c2s_sm_session_ended(c, s);
     s->transport_data = NULL;
 
     MkHookCall call = {.domain = c->domain, .session = s, .from = s->jid};
@@ -1008,6 +977,16 @@ void mk_c2s_accept(MkWorker *w, int fd, const MkListenConfig *lc, gpointer user_
         close(fd);
         return;
     }
+    MkC2s *c = c2s_stream_new(cs, listen, w);
+    c->conn = mk_conn_new(w, fd, &conn_callbacks, c);
+    if (listen->lc.tls == MK_TLS_DIRECT && listen->creds) {
+        c->state = C2S_TLS;
+        mk_conn_start_tls(c->conn, listen->creds);
+    }
+}
+
+MkC2s *c2s_stream_new(MkC2sServer *cs, C2sListen *listen, MkWorker *w)
+{
     MkC2s *c = g_new0(MkC2s, 1);
     c->ref = 1;
     c->cs = cs;
@@ -1016,18 +995,28 @@ void mk_c2s_accept(MkWorker *w, int fd, const MkListenConfig *lc, gpointer user_
     c->cw = worker_state(cs, w);
     c->link.data = c;
     c->last_input_us = g_get_monotonic_time();
-    c->conn = mk_conn_new(w, fd, &conn_callbacks, c);
     c->xs = mk_xml_stream_new(&stream_callbacks, c, c->cw->xml, listen->lc.max_stanza_size,
                               listen->lc.max_depth);
     g_queue_push_tail_link(&c->cw->streams, &c->link);
-    if (listen->lc.tls == MK_TLS_DIRECT && listen->creds) {
-        c->state = C2S_TLS;
-        mk_conn_start_tls(c->conn, listen->creds);
-    }
+    return c;
+}
+
+void c2s_adopt_conn(MkC2s *c, MkConn *conn)
+{
+    c->conn = conn;
+    mk_conn_attach(conn, c->worker, &conn_callbacks, c);
+}
+
+void c2s_stream_remove(MkC2s *c)
+{
+    g_queue_unlink(&c->cw->streams, &c->link);
+    c2s_unref(c);
 }
 
 static void c2s_free(MkC2s *c)
 {
+    if (c->sm)
+        c2s_sm_free(c);
     g_clear_pointer(&c->sasl, mk_sasl_session_free);
     if (c->conn)
         mk_conn_free(c->conn);
@@ -1052,7 +1041,11 @@ static void transport_close(MkSession *s, const char *stream_error)
 
 static void transport_write_xml(MkSession *s, MkXml *el)
 {
-    c2s_write_xml(s->transport_data, el);
+    MkC2s *c = s->transport_data;
+    /* XEP-0198 may keep the element for a resend: a module's element is
+     * not known to stay unchanged, so it keeps a copy. */
+    g_autoptr(MkXml) own = G_UNLIKELY(c->sm) ? mk_xml_copy(el) : mk_xml_ref(el);
+    c2s_write_xml(c, own);
 }
 
 static const MkSessionTransport c2s_transport = {
@@ -1073,7 +1066,7 @@ static gboolean sweep(gpointer user_data)
         l = l->next;
         gint64 idle = now - c->last_input_us;
         guint timeout = c->listen->lc.idle_timeout;
-        if (c->state == C2S_CLOSING)
+        if (c->state == C2S_CLOSING || c->state == C2S_DETACHED || c->state == C2S_MIGRATING)
             continue;
         if (timeout && idle > (gint64)timeout * G_USEC_PER_SEC) {
             c2s_close(c, "connection-timeout");
@@ -1113,6 +1106,8 @@ MkC2sServer *mk_c2s_server_new(MkServer *srv, GError **error)
     cs->listens = g_ptr_array_new();
     cs->n_workers = mk_workers_count(srv->workers);
     cs->workers = g_new0(C2sWorker *, cs->n_workers);
+    g_mutex_init(&cs->resume_lock);
+    cs->resumable = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, c2s_sm_resumable_free);
     return cs;
 }
 
@@ -1239,6 +1234,8 @@ void mk_c2s_server_free(MkC2sServer *cs)
     if (cs->configs)
         g_ptr_array_unref(cs->configs);
     g_free(cs->workers);
+    g_hash_table_destroy(cs->resumable);
+    g_mutex_clear(&cs->resume_lock);
     mk_sasl_free(cs->sasl);
     g_free(cs);
 }

@@ -743,6 +743,40 @@ gint64 mk_conn_idle_seconds(MkConn *c)
     return (g_get_monotonic_time() - c->last_read_us) / G_USEC_PER_SEC;
 }
 
+/* See conn.h. The conn's worker. */
+gboolean mk_conn_detach(MkConn *c)
+{
+    g_return_val_if_fail(c && !c->freed, FALSE);
+    /* A posted read job or close timer would run on this worker while the
+     * conn lives on another: the non-atomic refcount forbids that. */
+    if (c->state != ST_OPEN || c->read_job_posted || c->close_timer ||
+        c->tls_state == TLS_HANDSHAKE || c->tls_state == TLS_PENDING)
+        return FALSE;
+    g_clear_pointer(&c->watch, mk_poll_watch_remove);
+    c->events = 0;
+    c->w = NULL;
+    return TRUE;
+}
+
+/* See conn.h. @w's thread. */
+void mk_conn_attach(MkConn *c, MkWorker *w, const MkConnCallbacks *cb, gpointer user_data)
+{
+    g_return_if_fail(c && !c->freed && !c->watch && w && cb);
+    c->w = w;
+    c->cb = cb;
+    c->user_data = user_data;
+    c->paused = FALSE;
+    c->events = 0;
+    c->watch = mk_poll_watch_add(w, c->fd, 0, on_ready, c);
+    if (!c->watch) {
+        conn_abort(c); /* on_closed follows from the loop */
+        return;
+    }
+    update_events(c);
+    if (c->tls_state == TLS_ON && c->tls && gnutls_record_check_pending(c->tls) > 0)
+        post_read_job(c);
+}
+
 /* See conn.h. Any thread. (transfer none) */
 MkWorker *mk_conn_worker(MkConn *c)
 {

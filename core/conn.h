@@ -80,5 +80,16 @@ const char *mk_conn_peer(MkConn *conn);
 gboolean mk_conn_peer_is_loopback(MkConn *conn);
 /* Seconds since bytes last arrived (or since creation). */
 gint64 mk_conn_idle_seconds(MkConn *conn);
+/* Moving a connection to another worker (XEP-0198 resumption continues a
+ * stream on the worker that owns the detached session, see
+ * docs/stream-management.md). mk_conn_detach, on the current worker,
+ * stops watching the socket; it refuses (FALSE, nothing changed) unless
+ * the conn is open, not mid-handshake, not closing, and has no job of its
+ * own queued on this worker. Afterwards no callback runs and nothing may
+ * touch the conn until mk_conn_attach, on the target worker @w, which
+ * watches the socket there, with new callbacks, reading (unpaused). Bytes
+ * queued for writing go along. */
+gboolean mk_conn_detach(MkConn *conn);
+void mk_conn_attach(MkConn *conn, MkWorker *w, const MkConnCallbacks *cb, gpointer user_data);
 /* The worker owning the conn. Any thread. Returns: (transfer none) */
 MkWorker *mk_conn_worker(MkConn *conn);

@@ -62,6 +62,14 @@ typedef struct {
     gpointer user_data;
 } MkStreamFeatureReg;
 
+/* XEP-0198 settings a module switched on for its host type; the protocol
+ * itself lives in core/c2s-sm.c because it must see every stanza. */
+typedef struct {
+    gboolean on;
+    guint resume_timeout; /* seconds a detached session waits; 0: no resumption */
+    guint max_unacked;    /* unacknowledged stanzas before the stream is closed */
+} MkStreamMgmtConfig;
+
 struct MkModule {
     gint ref;
     MkModules *mods;
@@ -84,6 +92,8 @@ struct MkModule {
     GPtrArray *stream_regs;     /* MkStreamReg* */
     GPtrArray *stream_funcs;    /* MkStreamFeatureReg*: computed features */
     GPtrArray *counters;        /* MkCounter* (not owned) */
+    /* mk_stream_management_enable */
+    MkStreamMgmtConfig stream_mgmt;
 };
 
 MkModule *mk_module_ref(MkModule *mod);
@@ -132,6 +142,7 @@ typedef struct {
     char *stream_features[MK_STREAM_STAGE_COUNT]; /* concatenated XML, nullable */
     GHashTable *stream_elements;                  /* xmlns -> MkStreamEntry* */
     GHashTable *preauth_iqs;                      /* xmlns -> MkStreamEntry* (iq_func) */
+    MkStreamMgmtConfig stream_mgmt;               /* .on FALSE: no module offers it */
 } MkHostReg;
 
 typedef struct {

@@ -415,7 +415,7 @@ static void unregister_all(MkModule *m)
     MkModules *mods = m->mods;
     gboolean had = m->hooks->len || m->iqs->len || m->features->len || m->identities->len ||
                    m->items->len || m->routes->len || m->stream_features->len ||
-                   m->stream_regs->len || m->stream_funcs->len;
+                   m->stream_regs->len || m->stream_funcs->len || m->stream_mgmt.on;
     m->live = FALSE;
     mk_timers_remove_all(m);
     mk_metrics_release(m);
@@ -428,6 +428,7 @@ static void unregister_all(MkModule *m)
     g_ptr_array_set_size(m->stream_features, 0);
     g_ptr_array_set_size(m->stream_regs, 0);
     g_ptr_array_set_size(m->stream_funcs, 0);
+    memset(&m->stream_mgmt, 0, sizeof m->stream_mgmt);
     g_ptr_array_remove(mods->instances, m);
     if (had || mods->dirty)
         mk_modules_publish(mods);

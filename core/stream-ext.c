@@ -92,6 +92,21 @@ gboolean mk_preauth_iq_register(MkModule *mod, const char *xmlns, MkPreauthIqFun
     return stream_reg_add(mod, xmlns, NULL, func, user_data, error);
 }
 
+/* Public module API (mk-stream.h). Main thread, in start(). */
+void mk_stream_management_enable(MkModule *mod, guint resume_timeout, guint max_unacked)
+{
+    g_return_if_fail(mod != NULL);
+    if (!mod->live) {
+        g_warning("module %s: mk_stream_management_enable outside a running instance ignored",
+                  mod->name);
+        return;
+    }
+    mod->stream_mgmt.on = TRUE;
+    mod->stream_mgmt.resume_timeout = resume_timeout;
+    mod->stream_mgmt.max_unacked = MAX(max_unacked, 2);
+    mk_modules_publish(mod->mods);
+}
+
 void mk_stream_reg_free(gpointer reg)
 {
     MkStreamReg *r = reg;
@@ -122,6 +137,8 @@ void mk_stream_build(MkHostReg *hr, MkModule *mod)
         e->mod = mod;
         g_hash_table_insert(r->func ? hr->stream_elements : hr->preauth_iqs, g_strdup(r->xmlns), e);
     }
+    if (mod->stream_mgmt.on)
+        hr->stream_mgmt = mod->stream_mgmt;
 }
 
 static void append_feature(MkHostReg *hr, guint stages, const char *xml)

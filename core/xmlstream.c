@@ -630,6 +630,21 @@ void mk_xml_stream_release(MkXmlStream *xs)
     xs->depth = 0;
 }
 
+/* Thread: the stream's. (transfer full) (nullable) */
+char *mk_xml_stream_dup_primer(MkXmlStream *xs)
+{
+    g_return_val_if_fail(xs != NULL, NULL);
+    return g_strdup(xs->primer);
+}
+
+/* Thread: the stream's; before the first feed. */
+void mk_xml_stream_set_primer(MkXmlStream *xs, const char *primer)
+{
+    g_return_if_fail(xs != NULL && !xs->ctxt && !xs->in_feed);
+    g_free(xs->primer);
+    xs->primer = g_strdup(primer);
+}
+
 /* ---- whole documents --------------------------------------------------- */
 
 typedef struct {

@@ -73,6 +73,15 @@ gboolean mk_xml_stream_is_idle(MkXmlStream *xs);
  * re-creates it, primed with the stream header's namespace declarations. */
 void mk_xml_stream_release(MkXmlStream *xs);
 
+/* Continuing a stream in another parser (XEP-0198 resumption moves a
+ * connection to another worker, whose parsers share another dictionary):
+ * the open tag of the current stream header, or NULL before one was read.
+ * (transfer full) (nullable) */
+char *mk_xml_stream_dup_primer(MkXmlStream *xs);
+/* On a fresh stream: parse as if the header @primer opened was read
+ * already (no stream_start callback); the next bytes are stanzas. */
+void mk_xml_stream_set_primer(MkXmlStream *xs, const char *primer);
+
 /* ---- core-internal helpers of core/xml.c (not for modules) ---------- */
 
 /* One attribute for mk_xml_set_attrs: @prefix may be NULL, @value need not

@@ -102,4 +102,16 @@ MK_API gboolean mk_preauth_iq_is_secure(MkPreauthIq *iq);
 MK_API void mk_preauth_iq_reply(MkPreauthIq *iq, MkXml *payload);
 MK_API void mk_preauth_iq_reply_error(MkPreauthIq *iq, MkStanzaError cond, const char *text);
 
+/* XEP-0198 Stream Management on the client streams of @mod's domains.
+ * The core implements the protocol (it has to count every stanza in both
+ * directions, including those modules write with mk_session_write_xml
+ * and those the core answers itself); a module (mod_stream_management)
+ * switches it on and owns the settings. A detached session waits
+ * @resume_timeout seconds for a <resume/> (0: no resumption offered);
+ * @max_unacked (>= 2) unacknowledged stanzas close the stream with
+ * policy-violation. The module still announces <sm xmlns='urn:xmpp:sm:3'/>
+ * with mk_stream_feature_add. Main thread, in start(); off again on stop.
+ * Since ABI 1.1 (appended). */
+MK_API void mk_stream_management_enable(MkModule *mod, guint resume_timeout, guint max_unacked);
+
 G_END_DECLS

@@ -1,0 +1,57 @@
+/* XEP-0198 counters and the unacknowledged queue. See ackqueue.h. */
+#include "ackqueue.h"
+#include <errno.h>
+#include <string.h>
+
+void mk_ack_queue_init(MkAckQueue *q)
+{
+    memset(q, 0, sizeof *q);
+    g_queue_init(&q->unacked);
+}
+
+void mk_ack_queue_clear(MkAckQueue *q)
+{
+    MkXml *x;
+    while ((x = g_queue_pop_head(&q->unacked)))
+        mk_xml_unref(x);
+}
+
+gboolean mk_ack_queue_is_stanza(MkXml *el)
+{
+    const char *ns = mk_xml_ns(el);
+    if (ns && strcmp(ns, "jabber:client") != 0)
+        return FALSE;
+    const char *name = mk_xml_name(el);
+    return g_str_equal(name, "message") || g_str_equal(name, "presence") || g_str_equal(name, "iq");
+}
+
+void mk_ack_queue_sent(MkAckQueue *q, MkXml *stanza)
+{
+    q->h_out++; /* wraps at 2^32 as the XEP says */
+    g_queue_push_tail(&q->unacked, mk_xml_ref(stanza));
+}
+
+gboolean mk_ack_queue_ack(MkAckQueue *q, guint32 h)
+{
+    /* Unsigned difference: correct across the wrap. */
+    guint32 n = h - q->acked;
+    if (n > q->unacked.length)
+        return FALSE;
+    for (guint32 i = 0; i < n; i++)
+        mk_xml_unref(g_queue_pop_head(&q->unacked));
+    q->acked = h;
+    return TRUE;
+}
+
+gboolean mk_ack_queue_parse_h(const char *text, guint32 *h)
+{
+    if (!text || !g_ascii_isdigit(*text))
+        return FALSE;
+    char *end;
+    errno = 0;
+    guint64 v = g_ascii_strtoull(text, &end, 10);
+    if (*end || errno || v > G_MAXUINT32)
+        return FALSE;
+    *h = (guint32)v;
+    return TRUE;
+}

@@ -1,0 +1,88 @@
+/* The c2s stream object, shared by the files that implement client
+ * streams: c2s.c (negotiation, stanzas) and c2s-sm.c (XEP-0198). Nothing
+ * else includes this. Everything in an MkC2s belongs to its worker. */
+#pragma once
+
+#include "c2s.h"
+#include "conn.h"
+#include "sasl.h"
+#include "xmlstream.h"
+
+typedef enum {
+    C2S_WAIT_STREAM, /* expecting <stream:stream> */
+    C2S_OPEN,        /* features sent; negotiating or bound */
+    C2S_TLS,         /* handshake running */
+    C2S_CLOSING,     /* closed or closing: ignore input */
+    C2S_DETACHED,    /* XEP-0198: the connection is gone, the session waits */
+    C2S_MIGRATING,   /* XEP-0198: the connection moves to another worker */
+} C2sState;
+
+/* Per-listener settings resolved once. */
+typedef struct {
+    MkListenConfig lc; /* shallow copy; strings owned by the config kept alive */
+    gnutls_certificate_credentials_t creds; /* nullable */
+} C2sListen;
+
+typedef struct {
+    MkXmlShared *xml; /* this worker's libxml2 dictionary */
+    GQueue streams;   /* of MkC2s*, links embedded */
+    GSource *sweep;
+} C2sWorker;
+
+struct MkC2sServer {
+    MkServer *srv;
+    MkSasl *sasl;
+    GPtrArray *listens;  /* of C2sListen* */
+    C2sWorker **workers; /* per worker index; created on that worker */
+    guint n_workers;
+    GPtrArray *configs; /* kept configs whose strings listeners point into */
+    /* XEP-0198 resumption ids of this node (c2s-sm.c), any thread. */
+    GMutex resume_lock;
+    GHashTable *resumable; /* id -> C2sResumable* */
+};
+
+typedef struct C2sSm C2sSm;
+typedef struct MkC2s MkC2s;
+struct MkC2s {
+    gint ref;
+    MkC2sServer *cs;
+    C2sListen *listen;
+    C2sWorker *cw;
+    MkWorker *worker;
+    MkConn *conn;
+    MkXmlStream *xs;
+    GList link;
+    C2sState state;
+    gboolean restart;     /* reset the parser once the current feed returns */
+    gboolean header_sent; /* our <stream:stream> went out for the current stream */
+    gboolean sasl_busy;
+    gboolean freed_conn;
+    gint64 last_input_us;
+    char *domain; /* the stream's 'to', prepared */
+    char *stream_id;
+    char *username; /* after SASL */
+    MkSaslSession *sasl;
+    MkSession *session; /* after bind */
+    C2sSm *sm;          /* XEP-0198 state once enabled (moves with the session) */
+};
+
+#define NS_CLIENT "jabber:client"
+
+MkC2s *c2s_ref(MkC2s *c);
+void c2s_unref(MkC2s *c);
+/* Raw bytes to the client (stream-level: not counted). */
+void c2s_write(MkC2s *c, const char *data);
+/* Sends a stream error (or a clean end when NULL) and ends the session. */
+void c2s_close(MkC2s *c, const char *stream_error);
+/* A stream on @w for @listen, in its list, without a connection yet.
+ * Returns: (transfer none): the worker's list holds the reference. */
+MkC2s *c2s_stream_new(MkC2sServer *cs, C2sListen *listen, MkWorker *w);
+/* Gives @c the connection @conn moved here from another worker. */
+void c2s_adopt_conn(MkC2s *c, MkConn *conn);
+/* Drops @c from its worker's list (and the list's reference). */
+void c2s_stream_remove(MkC2s *c);
+
+#define C2S_LOG(c, level, ...)                                                                     \
+    mk_log_conn((level), (c)->conn ? mk_conn_peer((c)->conn) : "detached",                         \
+                (c)->session ? mk_jid_string(mk_session_jid((c)->session)) : (c)->username,        \
+                __VA_ARGS__)

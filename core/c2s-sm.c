@@ -1,0 +1,508 @@
+/* XEP-0198 Stream Management on client streams: acknowledgements, the
+ * queue of unacknowledged stanzas, and resumption of a session whose
+ * connection dropped.
+ *
+ * Why in the core: "h" must count every stanza of the stream, those the
+ * core writes or answers itself (bind, the legacy session IQ, errors) and
+ * those modules write with mk_session_write_xml, so the counting sits in
+ * c2s.c's single write and read paths. mod_stream_management only
+ * switches it on per host type and holds the settings
+ * (mk_stream_management_enable). Streams that did not enable it pay one
+ * pointer test per element.
+ *
+ * Detached sessions: when the connection of a resumable stream drops, the
+ * MkC2s stays in its worker's list as C2S_DETACHED without a connection;
+ * the session stays in the session table and everything delivered to it
+ * is counted and queued as unacknowledged. A timer on the worker ends it
+ * after the resumption timeout; the queue is then routed again.
+ *
+ * Resumption across workers: a session and its MkC2s never leave their
+ * worker (MkSession.worker stays immutable, so senders and slots need no
+ * new rules). Instead the new connection moves: the worker that parsed
+ * <resume/> pauses it, detaches the socket from its epoll set and posts
+ * it, with the stream's negotiated state, to the session's worker, which
+ * adopts it into a new MkC2s and resumes there. See
+ * docs/stream-management.md. */
+#include "c2s-sm.h"
+#include "ackqueue.h"
+#include "log.h"
+#include "modules-priv.h"
+#include "modules.h"
+#include "router.h"
+#include "server.h"
+#include "sm.h"
+#include <gnutls/crypto.h>
+
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+struct C2sSm {
+    MkAckQueue q;
+    char *id; /* resumption id, in cs->resumable; NULL: not resumable */
+    guint timeout;
+    guint max_unacked;
+    gboolean r_sent;     /* our <r/> waits for its <a/> */
+    gboolean over_limit; /* too many unacknowledged: closing, no resumption */
+    GSource *expiry;     /* while detached */
+};
+
+/* A resumable session of this node. */
+typedef struct {
+    char *id;
+    char *bare;       /* the account: only it may resume */
+    MkWorker *worker; /* the session's worker, immutable */
+    MkC2s *c;         /* the stream holding the session; read on worker only */
+} C2sResumable;
+
+void c2s_sm_resumable_free(gpointer data)
+{
+    C2sResumable *r = data;
+    g_free(r->id);
+    g_free(r->bare);
+    g_free(r);
+}
+
+static gboolean sm_config(MkC2s *c, MkStreamMgmtConfig *out)
+{
+    MkHostReg *hr = c->domain ? mk_modules_host_reg(mk_modules_get(), c->domain) : NULL;
+    if (!hr || !hr->stream_mgmt.on)
+        return FALSE;
+    *out = hr->stream_mgmt; /* copied: the snapshot is only valid until we return */
+    return TRUE;
+}
+
+static void send_failed(MkC2s *c, const char *condition, const guint32 *h)
+{
+    g_autofree char *hattr = h ? g_strdup_printf(" h='%u'", *h) : g_strdup("");
+    g_autofree char *msg = g_strdup_printf(
+        "<failed xmlns='" NS_SM "'%s><%s xmlns='" NS_STANZAS "'/></failed>", hattr, condition);
+    c2s_write(c, msg);
+}
+
+/* Writes @xml without counting it (a resent stanza keeps its place). */
+static void write_uncounted(MkC2s *c, MkXml *xml)
+{
+    if (!c->conn || c->state == C2S_CLOSING)
+        return;
+    GString *out = g_string_sized_new(256);
+    mk_xml_write(xml, NS_CLIENT, out);
+    mk_conn_write(c->conn, out->str, out->len);
+    g_string_free(out, TRUE);
+}
+
+/* (transfer full) The account's bare JID as the session table spells it. */
+static char *account_bare(MkC2s *c)
+{
+    g_autoptr(MkJid) jid = mk_jid_new_from_parts(c->username, c->domain, NULL, NULL);
+    return jid ? g_strdup(mk_jid_string(jid)) : NULL;
+}
+
+static void unregister_id(MkC2s *c, C2sSm *sm)
+{
+    if (!sm->id)
+        return;
+    MkC2sServer *cs = c->cs;
+    g_mutex_lock(&cs->resume_lock);
+    C2sResumable *r = g_hash_table_lookup(cs->resumable, sm->id);
+    if (r && r->c == c)
+        g_hash_table_remove(cs->resumable, sm->id);
+    g_mutex_unlock(&cs->resume_lock);
+}
+
+static void stop_expiry(C2sSm *sm)
+{
+    if (sm->expiry) {
+        g_source_destroy(sm->expiry);
+        g_clear_pointer(&sm->expiry, g_source_unref);
+    }
+}
+
+static void sm_free(C2sSm *sm)
+{
+    stop_expiry(sm);
+    mk_ack_queue_clear(&sm->q);
+    g_free(sm->id);
+    g_free(sm);
+}
+
+void c2s_sm_free(MkC2s *c)
+{
+    C2sSm *sm = g_steal_pointer(&c->sm);
+    unregister_id(c, sm);
+    sm_free(sm);
+}
+
+/* ---- counting --------------------------------------------------------- */
+
+void c2s_sm_received(MkC2s *c, MkXml *el)
+{
+    if (mk_ack_queue_is_stanza(el))
+        c->sm->q.h_in++; /* wraps at 2^32 */
+}
+
+void c2s_sm_sent(MkC2s *c, MkXml *el)
+{
+    C2sSm *sm = c->sm;
+    if (!mk_ack_queue_is_stanza(el))
+        return;
+    mk_ack_queue_sent(&sm->q, el);
+    guint n = sm->q.unacked.length;
+    if (n >= sm->max_unacked) {
+        if (!sm->over_limit && c->session) {
+            /* A client that never acknowledges would make us hold
+             * everything forever. Closed from the mailbox: we may be in
+             * the middle of a delivery. */
+            sm->over_limit = TRUE;
+            C2S_LOG(c, G_LOG_LEVEL_INFO, "%u stanzas unacknowledged: closing", n);
+            mk_session_close(c->session, "policy-violation");
+        }
+        return;
+    }
+    if (c->conn && !sm->r_sent && n >= sm->max_unacked / 2) {
+        sm->r_sent = TRUE;
+        c2s_write(c, "<r xmlns='" NS_SM "'/>");
+    }
+}
+
+/* ---- enable, r, a ----------------------------------------------------- */
+
+static char *new_resume_id(void)
+{
+    guint8 rnd[18];
+    gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd);
+    return g_base64_encode(rnd, sizeof rnd);
+}
+
+static void handle_enable(MkC2s *c, MkXml *el, const MkStreamMgmtConfig *cfg)
+{
+    if (!c->session || c->sm) {
+        /* Before bind, or a second time (XEP-0198 section 3). */
+        send_failed(c, "unexpected-request", NULL);
+        return;
+    }
+    C2sSm *sm = g_new0(C2sSm, 1);
+    mk_ack_queue_init(&sm->q);
+    sm->max_unacked = cfg->max_unacked;
+    const char *resume = mk_xml_get_attr(el, "resume");
+    gboolean wanted = g_strcmp0(resume, "true") == 0 || g_strcmp0(resume, "1") == 0;
+    if (wanted && cfg->resume_timeout > 0) {
+        guint32 max = 0;
+        sm->timeout = cfg->resume_timeout;
+        /* The client's preferred maximum, when shorter, wins. */
+        if (mk_ack_queue_parse_h(mk_xml_get_attr(el, "max"), &max) && max > 0 && max < sm->timeout)
+            sm->timeout = max;
+        sm->id = new_resume_id();
+        C2sResumable *r = g_new0(C2sResumable, 1);
+        r->id = g_strdup(sm->id);
+        r->bare = g_strdup(mk_jid_bare_string(mk_session_jid(c->session)));
+        r->worker = c->worker;
+        r->c = c;
+        g_mutex_lock(&c->cs->resume_lock);
+        g_hash_table_replace(c->cs->resumable, r->id, r);
+        g_mutex_unlock(&c->cs->resume_lock);
+        g_autofree char *msg = g_strdup_printf(
+            "<enabled xmlns='" NS_SM "' id='%s' resume='true' max='%u'/>", sm->id, sm->timeout);
+        c2s_write(c, msg);
+    } else {
+        c2s_write(c, "<enabled xmlns='" NS_SM "'/>");
+    }
+    c->sm = sm;
+    C2S_LOG(c, G_LOG_LEVEL_DEBUG, "stream management enabled%s", sm->id ? " (resumable)" : "");
+}
+
+static void handle_a(MkC2s *c, MkXml *el)
+{
+    C2sSm *sm = c->sm;
+    guint32 h;
+    if (!sm)
+        return;
+    if (!mk_ack_queue_parse_h(mk_xml_get_attr(el, "h"), &h) || !mk_ack_queue_ack(&sm->q, h)) {
+        /* Acknowledging more than we sent (XEP-0198 section 4,
+         * handled-count-too-high) or nonsense. */
+        C2S_LOG(c, G_LOG_LEVEL_INFO, "bad <a h='%s'/> (sent %u)",
+                mk_xml_get_attr(el, "h") ? mk_xml_get_attr(el, "h") : "", sm->q.h_out);
+        c2s_close(c, "undefined-condition");
+        return;
+    }
+    sm->r_sent = FALSE;
+}
+
+/* ---- resumption ------------------------------------------------------- */
+
+/* On the session's worker: @c (authenticated, unbound) takes over the
+ * session registered under @previd. */
+static void resume_here(MkC2s *c, const char *previd, guint32 h)
+{
+    MkC2sServer *cs = c->cs;
+    g_autofree char *bare = account_bare(c);
+    MkC2s *old = NULL;
+
+    g_mutex_lock(&cs->resume_lock);
+    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
+    if (r && bare && g_str_equal(r->bare, bare) && r->worker == c->worker)
+        old = r->c; /* only this worker changes or frees it */
+    g_mutex_unlock(&cs->resume_lock);
+
+    if (!old || old == c || !old->sm || !old->session) {
+        send_failed(c, "item-not-found", NULL);
+        return;
+    }
+    C2sSm *sm = old->sm;
+    if (!mk_ack_queue_ack(&sm->q, h)) {
+        C2S_LOG(c, G_LOG_LEVEL_INFO, "resume with h=%u but only %u sent", h, sm->q.h_out);
+        send_failed(c, "unexpected-request", &sm->q.h_in);
+        return;
+    }
+    MkSession *s = old->session;
+    old->session = NULL;
+    old->sm = NULL;
+    stop_expiry(sm);
+    sm->r_sent = FALSE;
+    c->session = s;
+    c->sm = sm;
+    s->transport_data = c;
+    s->last_input_us = c->last_input_us;
+    g_mutex_lock(&cs->resume_lock);
+    r = g_hash_table_lookup(cs->resumable, previd);
+    if (r)
+        r->c = c;
+    g_mutex_unlock(&cs->resume_lock);
+
+    /* The old stream goes without ending the session: it has none now. */
+    if (old->state == C2S_DETACHED) {
+        old->state = C2S_CLOSING;
+        c2s_stream_remove(old);
+    } else {
+        c2s_close(old, "conflict");
+    }
+
+    g_autofree char *msg =
+        g_strdup_printf("<resumed xmlns='" NS_SM "' previd='%s' h='%u'/>", previd, sm->q.h_in);
+    c2s_write(c, msg);
+    for (GList *l = sm->q.unacked.head; l; l = l->next)
+        write_uncounted(c, l->data);
+    C2S_LOG(c, G_LOG_LEVEL_INFO, "session resumed, %u stanzas resent", sm->q.unacked.length);
+}
+
+/* The new connection's journey to the session's worker. */
+typedef struct {
+    MkC2s *c; /* ref, on its (old) worker */
+    MkWorker *target;
+    char *previd;
+    guint32 h;
+} MigrateOut;
+
+typedef struct {
+    MkC2sServer *cs;
+    C2sListen *listen;
+    MkConn *conn; /* detached: nobody's until adopted */
+    char *domain, *username, *stream_id, *primer, *previd;
+    guint32 h;
+} MigrateIn;
+
+static void migrate_in_free(gpointer data)
+{
+    MigrateIn *m = data;
+    mk_conn_free(m->conn); /* no watch: closes the socket, no callback */
+    g_free(m->domain);
+    g_free(m->username);
+    g_free(m->stream_id);
+    g_free(m->primer);
+    g_free(m->previd);
+    g_free(m);
+}
+
+/* On the session's worker. */
+static void migrate_in(gpointer data)
+{
+    MigrateIn *m = data;
+    MkC2s *c = c2s_stream_new(m->cs, m->listen, mk_worker_self());
+    c->domain = g_steal_pointer(&m->domain);
+    c->username = g_steal_pointer(&m->username);
+    c->stream_id = g_steal_pointer(&m->stream_id);
+    c->state = C2S_OPEN;
+    c->header_sent = TRUE;
+    /* This worker's parser continues the stream the client opened. */
+    if (m->primer)
+        mk_xml_stream_set_primer(c->xs, m->primer);
+    c2s_adopt_conn(c, g_steal_pointer(&m->conn));
+    C2S_LOG(c, G_LOG_LEVEL_DEBUG, "connection moved to worker %u to resume",
+            mk_worker_index(c->worker));
+    resume_here(c, m->previd, m->h);
+    m->conn = NULL;
+    migrate_in_free(m);
+}
+
+static void migrate_out_free(gpointer data)
+{
+    MigrateOut *m = data;
+    /* The worker stopped: like SASL jobs, leave the stream to its reaper. */
+    g_free(m->previd);
+    g_free(m);
+}
+
+/* On the connection's worker, from the loop (not inside its read). */
+static void migrate_out(gpointer data)
+{
+    MigrateOut *m = data;
+    MkC2s *c = m->c;
+
+    if (c->state == C2S_MIGRATING && c->conn && mk_conn_detach(c->conn)) {
+        MigrateIn *in = g_new0(MigrateIn, 1);
+        in->cs = c->cs;
+        in->listen = c->listen;
+        in->conn = g_steal_pointer(&c->conn);
+        in->domain = g_strdup(c->domain);
+        in->username = g_strdup(c->username);
+        in->stream_id = g_strdup(c->stream_id);
+        in->primer = mk_xml_stream_dup_primer(c->xs);
+        in->previd = g_steal_pointer(&m->previd);
+        in->h = m->h;
+        c->state = C2S_CLOSING;
+        c2s_stream_remove(c);
+        mk_worker_post(m->target, migrate_in, in, migrate_in_free);
+    } else if (c->state == C2S_MIGRATING && c->conn) {
+        /* Not movable right now (closing, odd TLS state): resumption fails
+         * here, the stream goes on unbound. */
+        c->state = C2S_OPEN;
+        mk_conn_pause(c->conn, FALSE);
+        send_failed(c, "item-not-found", NULL);
+    }
+    c2s_unref(c);
+    g_free(m->previd);
+    g_free(m);
+}
+
+static void handle_resume(MkC2s *c, MkXml *el)
+{
+    MkC2sServer *cs = c->cs;
+    const char *previd = mk_xml_get_attr(el, "previd");
+    guint32 h;
+
+    if (c->session || c->sm) {
+        send_failed(c, "unexpected-request", NULL);
+        return;
+    }
+    if (!previd || !mk_ack_queue_parse_h(mk_xml_get_attr(el, "h"), &h)) {
+        send_failed(c, "bad-request", NULL);
+        return;
+    }
+    g_autofree char *bare = account_bare(c);
+    MkWorker *owner = NULL;
+    g_mutex_lock(&cs->resume_lock);
+    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
+    if (r && bare && g_str_equal(r->bare, bare))
+        owner = r->worker;
+    g_mutex_unlock(&cs->resume_lock);
+
+    if (!owner) {
+        /* Unknown, expired, or someone else's: all look the same. */
+        send_failed(c, "item-not-found", NULL);
+        return;
+    }
+    if (owner == c->worker) {
+        resume_here(c, previd, h);
+        return;
+    }
+    /* We are inside this connection's read: stop it, and move it once
+     * the read has returned. Bytes the client pipelined after <resume/>
+     * are dropped (it must wait for <resumed/>). */
+    c->state = C2S_MIGRATING;
+    mk_conn_pause(c->conn, TRUE);
+    MigrateOut *m = g_new0(MigrateOut, 1);
+    m->c = c2s_ref(c);
+    m->target = owner;
+    m->previd = g_strdup(previd);
+    m->h = h;
+    mk_worker_post(c->worker, migrate_out, m, migrate_out_free);
+}
+
+gboolean c2s_sm_element(MkC2s *c, MkXml *el)
+{
+    MkStreamMgmtConfig cfg;
+    if (!sm_config(c, &cfg))
+        return FALSE;
+    const char *name = mk_xml_name(el);
+    if (g_str_equal(name, "enable"))
+        handle_enable(c, el, &cfg);
+    else if (g_str_equal(name, "resume"))
+        handle_resume(c, el);
+    else if (g_str_equal(name, "r")) {
+        if (!c->sm) {
+            send_failed(c, "unexpected-request", NULL);
+        } else {
+            g_autofree char *a = g_strdup_printf("<a xmlns='" NS_SM "' h='%u'/>", c->sm->q.h_in);
+            c2s_write(c, a);
+        }
+    } else if (g_str_equal(name, "a"))
+        handle_a(c, el);
+    else
+        send_failed(c, "feature-not-implemented", NULL);
+    return TRUE;
+}
+
+/* ---- detached sessions ------------------------------------------------ */
+
+static gboolean on_expiry(gpointer user_data)
+{
+    MkC2s *c = user_data;
+    g_clear_pointer(&c->sm->expiry, g_source_unref); /* the return value destroys it */
+    C2S_LOG(c, G_LOG_LEVEL_INFO, "not resumed in time: the session ends");
+    c2s_close(c, NULL); /* no connection: ends the session and frees @c */
+    return G_SOURCE_REMOVE;
+}
+
+gboolean c2s_sm_detach(MkC2s *c)
+{
+    C2sSm *sm = c->sm;
+    if (!sm || !sm->id || !c->session || sm->over_limit)
+        return FALSE;
+    C2S_LOG(c, G_LOG_LEVEL_INFO, "connection lost; resumable for %u s (%u unacknowledged)",
+            sm->timeout, sm->q.unacked.length);
+    c->state = C2S_DETACHED;
+    g_clear_pointer(&c->conn, mk_conn_free);
+    sm->r_sent = FALSE;
+    sm->expiry = g_timeout_source_new((guint)MIN((guint64)sm->timeout * 1000, G_MAXUINT));
+    g_source_set_callback(sm->expiry, on_expiry, c, NULL);
+    g_source_attach(sm->expiry, mk_worker_context(c->worker));
+    return TRUE;
+}
+
+/* Unacknowledged stanzas of an ended session are not lost: messages are
+ * routed again (to another resource, offline storage through the
+ * offline_message hook, or bounced by the router), IQ requests are
+ * answered with an error; presence and IQ responses are stale. */
+static gboolean reroute(MkXml *xml)
+{
+    const char *name = mk_xml_name(xml);
+    const char *type = mk_xml_get_attr(xml, "type");
+    gboolean message = g_str_equal(name, "message");
+    gboolean request =
+        g_str_equal(name, "iq") && (g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0);
+    if ((!message && !request) || g_strcmp0(type, "error") == 0)
+        return FALSE;
+    g_autoptr(MkStanza) st = mk_stanza_new(xml, NULL);
+    if (!st || !mk_stanza_to(st))
+        return FALSE;
+    if (message)
+        mk_router_route(st, NULL);
+    else
+        mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+    return TRUE;
+}
+
+void c2s_sm_session_ended(MkC2s *c, MkSession *s)
+{
+    C2sSm *sm = g_steal_pointer(&c->sm);
+    guint n = 0;
+    unregister_id(c, sm);
+    stop_expiry(sm);
+    MkXml *xml;
+    while ((xml = g_queue_pop_head(&sm->q.unacked))) {
+        n += reroute(xml);
+        mk_xml_unref(xml);
+    }
+    if (n)
+        mk_log_conn(G_LOG_LEVEL_INFO, c->conn ? mk_conn_peer(c->conn) : "detached",
+                    mk_jid_string(mk_session_jid(s)), "%u unacknowledged stanzas routed again", n);
+    sm_free(sm);
+}
