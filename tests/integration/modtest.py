@@ -235,7 +235,7 @@ class Client:
     lands in a queue; expect() takes the first one matching a predicate
     and keeps the others for later expects."""
 
-    def __init__(self, server, user, password="secret", resource="r", login=True):
+    def __init__(self, server, user, password="secret", resource="r", login=True, bind=True):
         self.server = server
         self.user = user
         self.bare = "%s@%s" % (user, DOMAIN)
@@ -250,7 +250,7 @@ class Client:
         self.auto_pong = False  # answer server pings from the reader thread
         self.pings = []
         if login:
-            self._login(password, resource)
+            self._login(password, resource if bind else None)
             self.reader = threading.Thread(target=self._read_loop, daemon=True)
             self.reader.start()
 
@@ -324,6 +324,12 @@ class Client:
         self.send(STREAM_HEADER)
         # The features offered after SASL, for tests of module features.
         self.features = self._read_sync(lambda e: e.tag == q(NS_STREAM, "features"))
+        if resource is None:
+            # Authenticated but unbound (bind=False): the test binds, or
+            # resumes a session (XEP-0198), itself.
+            for el in self._pending_sync:
+                self.queue.put(el)
+            return
         self.send("<iq type='set' id='bind'><bind xmlns='%s'><resource>%s</resource></bind></iq>"
                   % (NS_BIND, resource))
         res = self._read_sync(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("id") == "bind")
@@ -354,6 +360,26 @@ class Client:
             pass
         self.closed.set()
         self.queue.put(None)
+
+    def bind(self, resource):
+        """Binds @resource on a stream made with bind=False; returns the reply."""
+        res = self.iq("<bind xmlns='%s'><resource>%s</resource></bind>" % (NS_BIND, resource),
+                      type="set")
+        jid = res.find("%s/%s" % (q(NS_BIND, "bind"), q(NS_BIND, "jid")))
+        if jid is not None:
+            self.jid = jid.text
+        return res
+
+    def drop(self):
+        """Drops the TCP connection without closing the stream (a reset)."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                 b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.sock.shutdown(socket.SHUT_RD)  # wakes the reader, sends nothing
+            self.sock.close()  # with linger 0: a reset
+        except OSError:
+            pass
+        self.closed.wait(3)
 
     def send(self, text):
         with self.send_lock:
