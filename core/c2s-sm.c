@@ -40,9 +40,10 @@ struct C2sSm {
     char *id; /* resumption id, in cs->resumable; NULL: not resumable */
     guint timeout;
     guint max_unacked;
-    gboolean r_sent;     /* our <r/> waits for its <a/> */
-    gboolean over_limit; /* too many unacknowledged: closing, no resumption */
-    GSource *expiry;     /* while detached */
+    gboolean r_sent;        /* our <r/> waits for its <a/> */
+    gboolean over_limit;    /* too many unacknowledged: closing, no resumption */
+    GSource *expiry;        /* while detached */
+    MkStreamMgmtConfig cfg; /* as enabled: the module's counters */
 };
 
 /* A resumable session of this node. */
@@ -182,6 +183,8 @@ static void handle_enable(MkC2s *c, MkXml *el, const MkStreamMgmtConfig *cfg)
     C2sSm *sm = g_new0(C2sSm, 1);
     mk_ack_queue_init(&sm->q);
     sm->max_unacked = cfg->max_unacked;
+    sm->cfg = *cfg;
+    mk_counter_add(cfg->enabled, 1);
     const char *resume = mk_xml_get_attr(el, "resume");
     gboolean wanted = g_strcmp0(resume, "true") == 0 || g_strcmp0(resume, "1") == 0;
     if (wanted && cfg->resume_timeout > 0) {
@@ -228,6 +231,15 @@ static void handle_a(MkC2s *c, MkXml *el)
 
 /* ---- resumption ------------------------------------------------------- */
 
+static void resume_failed(MkC2s *c, const char *condition, const guint32 *h)
+{
+    MkStreamMgmtConfig cfg;
+    if (sm_config(c, &cfg))
+        mk_counter_add(cfg.resume_failed, 1);
+    C2S_LOG(c, G_LOG_LEVEL_INFO, "resumption failed: %s", condition);
+    send_failed(c, condition, h);
+}
+
 /* On the session's worker: @c (authenticated, unbound) takes over the
  * session registered under @previd. */
 static void resume_here(MkC2s *c, const char *previd, guint32 h)
@@ -243,15 +255,16 @@ static void resume_here(MkC2s *c, const char *previd, guint32 h)
     g_mutex_unlock(&cs->resume_lock);
 
     if (!old || old == c || !old->sm || !old->session) {
-        send_failed(c, "item-not-found", NULL);
+        resume_failed(c, "item-not-found", NULL);
         return;
     }
     C2sSm *sm = old->sm;
     if (!mk_ack_queue_ack(&sm->q, h)) {
         C2S_LOG(c, G_LOG_LEVEL_INFO, "resume with h=%u but only %u sent", h, sm->q.h_out);
-        send_failed(c, "unexpected-request", &sm->q.h_in);
+        resume_failed(c, "unexpected-request", &sm->q.h_in);
         return;
     }
+    mk_counter_add(sm->cfg.resumed, 1);
     MkSession *s = old->session;
     old->session = NULL;
     old->sm = NULL;
@@ -365,7 +378,7 @@ static void migrate_out(gpointer data)
          * here, the stream goes on unbound. */
         c->state = C2S_OPEN;
         mk_conn_pause(c->conn, FALSE);
-        send_failed(c, "item-not-found", NULL);
+        resume_failed(c, "item-not-found", NULL);
     }
     c2s_unref(c);
     g_free(m->previd);
@@ -396,7 +409,7 @@ static void handle_resume(MkC2s *c, MkXml *el)
 
     if (!owner) {
         /* Unknown, expired, or someone else's: all look the same. */
-        send_failed(c, "item-not-found", NULL);
+        resume_failed(c, "item-not-found", NULL);
         return;
     }
     if (owner == c->worker) {
@@ -447,6 +460,7 @@ static gboolean on_expiry(gpointer user_data)
     MkC2s *c = user_data;
     g_clear_pointer(&c->sm->expiry, g_source_unref); /* the return value destroys it */
     C2S_LOG(c, G_LOG_LEVEL_INFO, "not resumed in time: the session ends");
+    mk_counter_add(c->sm->cfg.expired, 1);
     c2s_close(c, NULL); /* no connection: ends the session and frees @c */
     return G_SOURCE_REMOVE;
 }
@@ -501,6 +515,7 @@ void c2s_sm_session_ended(MkC2s *c, MkSession *s)
         n += reroute(xml);
         mk_xml_unref(xml);
     }
+    mk_counter_add(sm->cfg.rerouted, n);
     if (n)
         mk_log_conn(G_LOG_LEVEL_INFO, c->conn ? mk_conn_peer(c->conn) : "detached",
                     mk_jid_string(mk_session_jid(s)), "%u unacknowledged stanzas routed again", n);

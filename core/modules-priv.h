@@ -68,6 +68,8 @@ typedef struct {
     gboolean on;
     guint resume_timeout; /* seconds a detached session waits; 0: no resumption */
     guint max_unacked;    /* unacknowledged stanzas before the stream is closed */
+    /* The module's counters (never freed, see metrics.c). */
+    MkCounter *enabled, *resumed, *resume_failed, *expired, *rerouted;
 } MkStreamMgmtConfig;
 
 struct MkModule {
