@@ -3,7 +3,8 @@
 after a dropped connection (also onto the other worker, and while the old
 connection is still open), failures (enable before bind or twice, unknown
 resumption id), a graceful close, and what happens to unacknowledged
-stanzas when the resumption timeout expires. Prints TAP; ignores --tap."""
+stanzas when the resumption timeout expires (another resource, a bounce,
+or mod_offline's storage). Prints TAP; ignores --tap."""
 import os
 import sys
 import time
@@ -256,6 +257,29 @@ def test_timeout(t, srv):
     ivy.close()
 
 
+def test_offline(t, srv):
+    """With mod_offline, an expired session's unacknowledged message is
+    stored and delivered at the next login, not bounced."""
+    srv.register("jon")
+    srv.register("kim")
+    kim = Client(srv, "kim")
+    phone = Client(srv, "jon", resource="phone")
+    enable(phone)
+    phone.presence()
+    message(kim, phone.jid, "z1")
+    phone.expect(is_msg("z1"))
+    phone.drop()
+    time.sleep(RESUME_TIMEOUT + 1.5)
+    t.ok(kim.maybe(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("type") == "error",
+                   0.3) is None, "with offline storage the sender gets no error")
+    again = Client(srv, "jon", resource="phone2")
+    again.presence()
+    e = again.expect(is_msg("z1"), what="the stored message")
+    t.ok(e.get("from") == kim.jid, "the unacknowledged message was stored offline and delivered")
+    again.close()
+    kim.close()
+
+
 def main():
     t = Tap()
     try:
@@ -271,6 +295,19 @@ def main():
         t.run("resume on the other worker", test_other_worker, srv)
         t.run("unknown id", test_unknown_id, srv)
         t.run("timeout", test_timeout, srv)
+    finally:
+        if t.failed:
+            t.diag(srv.log_text())
+        srv.stop()
+    try:
+        srv = Server({"mod_stream_management": {"resume_timeout": RESUME_TIMEOUT},
+                      "mod_offline": {}}, workers=2)
+    except Exception as e:
+        t.ok(False, "meerkatd with mod_stream_management and mod_offline starts")
+        t.diag(e)
+        t.done()
+    try:
+        t.run("offline", test_offline, srv)
     finally:
         if t.failed:
             t.diag(srv.log_text())
