@@ -76,6 +76,67 @@ static int do_register(Ctl *ctl, char **args)
     return report(ok, error);
 }
 
+/* One batch of register-bulk: accounts [from, to) in one transaction. */
+typedef struct {
+    Ctl *ctl;
+    const char *prefix, *domain, *password;
+    guint64 from, to;
+    guint64 created, existed;
+} BulkBatch;
+
+static gboolean bulk_batch(MkDbConn *conn, gpointer user_data, GError **error)
+{
+    BulkBatch *b = user_data;
+    for (guint64 i = b->from; i < b->to; i++) {
+        g_autofree char *user = g_strdup_printf("%s%" G_GUINT64_FORMAT, b->prefix, i);
+        GError *err = NULL;
+        if (mk_auth_register(conn, user, b->domain, b->password, b->ctl->cfg->password_plain,
+                             b->ctl->cfg->scram_iterations, &err)) {
+            b->created++;
+        } else if (g_error_matches(err, MK_AUTH_ERROR, MK_AUTH_ERROR_EXISTS)) {
+            /* Idempotent: a re-run completes an interrupted one. */
+            g_clear_error(&err);
+            b->existed++;
+        } else {
+            g_propagate_error(error, err);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* register-bulk PREFIX COUNT DOMAIN PASSWORD: accounts PREFIX0 ..
+ * PREFIX<COUNT-1>, all with the same password (test and load-test
+ * accounts), 500 to a transaction, existing ones left alone. */
+static int do_register_bulk(Ctl *ctl, char **args)
+{
+    char *end = NULL;
+    guint64 count = g_ascii_strtoull(args[1], &end, 10);
+    if (!*args[1] || *end || count == 0 || count > 10000000) {
+        fail("COUNT must be a number from 1 to 10000000");
+        return EXIT_USAGE;
+    }
+    g_autofree char *pw = password_arg(args[3]);
+    if (!pw) {
+        fail("no password on standard input");
+        return EXIT_FAIL;
+    }
+    BulkBatch b = {.ctl = ctl, .prefix = args[0], .domain = args[2], .password = pw};
+    for (guint64 from = 0; from < count; from += 500) {
+        g_autoptr(GError) error = NULL;
+        b.from = from;
+        b.to = MIN(count, from + 500);
+        if (!mk_db_conn_transaction(ctl->conn, bulk_batch, &b, &error)) {
+            fail("%s (accounts from %s%" G_GUINT64_FORMAT " not created)", error->message, args[0],
+                 from);
+            return EXIT_FAIL;
+        }
+    }
+    fprintf(stderr, "%" G_GUINT64_FORMAT " accounts created, %" G_GUINT64_FORMAT " existed\n",
+            b.created, b.existed);
+    return EXIT_OK;
+}
+
 static int do_unregister(Ctl *ctl, char **args)
 {
     g_autoptr(GError) error = NULL;
@@ -138,6 +199,7 @@ static int do_check_password(Ctl *ctl, char **args)
 
 static const CtlVerb verbs[] = {
     {"register", NULL, 3, "register USER DOMAIN PASSWORD", do_register},
+    {"register-bulk", NULL, 4, "register-bulk PREFIX COUNT DOMAIN PASSWORD", do_register_bulk},
     {"unregister", NULL, 2, "unregister USER DOMAIN", do_unregister},
     {"passwd", "change_password", 3, "passwd USER DOMAIN PASSWORD", do_passwd},
     {"users", "registered_users", 1, "users DOMAIN", do_users},
@@ -149,6 +211,9 @@ static const char *help_text =
     "Commands (they work directly on the database named by the configuration,\n"
     "also while meerkatd runs; DOMAIN must be served by the configuration):\n"
     "  register USER DOMAIN PASSWORD       create an account\n"
+    "  register-bulk PREFIX COUNT DOMAIN PASSWORD\n"
+    "                                      create PREFIX0 .. PREFIX<COUNT-1> with one\n"
+    "                                      password (load tests); existing ones are kept\n"
     "  unregister USER DOMAIN              delete an account and all its data\n"
     "  passwd USER DOMAIN PASSWORD         set a new password (alias: change_password)\n"
     "  users DOMAIN                        list the accounts of DOMAIN, one a line\n"
@@ -200,8 +265,9 @@ static int run(const char *config, char **args)
         fail("%s", error->message);
         return EXIT_FAIL;
     }
-    /* The domain is the second argument, or the first for `users`. */
-    const char *domain = verb->n_args == 1 ? args[1] : args[2];
+    /* The domain is the second argument, the first for `users`, the
+     * third for `register-bulk`. */
+    const char *domain = verb->n_args == 1 ? args[1] : verb->n_args == 4 ? args[3] : args[2];
     if (!domain_served(ctl.cfg, domain)) {
         fail("%s is not served by this server", domain);
         goto out;

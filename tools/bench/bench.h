@@ -1,0 +1,88 @@
+/* meerkat-bench: a load generator for XMPP servers (not part of the
+ * server). One process (or several forked ones, each with a share of the
+ * users) runs one epoll loop over non-blocking client sockets. */
+#pragma once
+
+#include <glib.h>
+#include <gnutls/gnutls.h>
+#include <netinet/in.h>
+
+typedef enum {
+    SCEN_LOGIN,
+    SCEN_CHAT,
+    SCEN_PRESENCE,
+} Scenario;
+
+/* Everything the command line sets; read-only after parsing. */
+typedef struct {
+    Scenario scenario;
+    char *host;
+    int port;
+    char *domain;
+    char *prefix;
+    char *password;
+    char *mech; /* PLAIN or SCRAM-SHA-256 */
+    char *resource;
+    gboolean starttls;
+    int users;      /* login and presence */
+    int first_user; /* users are PREFIX<first>..PREFIX<first+users-1> */
+    double rate;    /* connects per second, all processes together; 0 = no pacing */
+    int inflight;   /* logins in progress at most, per process */
+    int pairs;      /* chat */
+    int window;     /* chat: messages in flight per direction */
+    int roster;     /* presence: contacts per user */
+    double duration;
+    double settle;
+    double hold;
+    double login_timeout;
+    int procs;
+    int src_addrs; /* source addresses 127.0.0.2 .. 127.0.0.(1+n) */
+    char *server_pids;
+    int body_size;
+} BenchOpts;
+
+/* Latency histogram in microseconds, ~1.5% resolution (HDR-like: 64
+ * linear sub-buckets per power of two). */
+#define HIST_SUB     64
+#define HIST_BUCKETS (HIST_SUB * 40)
+typedef struct {
+    guint64 count[HIST_BUCKETS];
+    guint64 max;
+    guint64 total;
+} Hist;
+void hist_add(Hist *h, guint64 us);
+guint64 hist_percentile(const Hist *h, double p);
+/* One line "idx:count idx:count ..." (transfer full). */
+char *hist_serialize(const Hist *h);
+void hist_merge_text(Hist *h, const char *text);
+
+/* Totals one worker process reports to the parent. */
+typedef struct {
+    guint64 logged_in, failed;
+    guint64 sent, received; /* messages or presences, in the measured window */
+    Hist hist;
+} WorkerStats;
+
+/* Runs one worker's share: users [lo, hi) (chat: pairs inside). Reads
+ * commands on @ctl_fd, writes reports on @rep_fd. Returns the exit code. */
+int worker_run(const BenchOpts *o, int lo, int hi, int ctl_fd, int rep_fd, int index);
+
+/* SCRAM-SHA-256 client (RFC 5802/7677), no channel binding. */
+typedef struct Scram Scram;
+Scram *scram_new(const char *user, const char *password);
+void scram_free(Scram *s);
+/* The client-first message, raw (transfer none). */
+const char *scram_client_first(Scram *s);
+/* The client-final message for @server_first (raw bytes), or NULL when
+ * it is malformed (transfer full). */
+char *scram_client_final(Scram *s, const char *server_first, gsize len);
+
+/* /proc readings of a set of processes (comma-separated pids). */
+typedef struct {
+    double cpu_s; /* utime + stime */
+    guint64 rss_kib;
+    int alive;
+} ProcSample;
+ProcSample proc_sample(const char *pids);
+
+guint64 now_us(void);
