@@ -31,6 +31,7 @@ typedef struct {
     int pairs;      /* chat */
     int window;     /* chat: messages in flight per direction */
     int roster;     /* presence: contacts per user */
+    double toggles; /* presence: availability changes per second, all processes */
     double duration;
     double settle;
     double hold;

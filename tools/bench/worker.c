@@ -729,6 +729,12 @@ static void on_control(Worker *w)
         case 'S': { /* stop measuring and report */
             w->measuring = FALSE;
             w->running = FALSE;
+            if (g_getenv("BENCH_DEBUG")) {
+                for (int k = 0; k < w->n; k++)
+                    g_printerr("c%d st=%d inflight=%d seq=%" G_GUINT64_FORMAT " rx=%zu depth=%d\n",
+                               w->c[k].user, w->c[k].st, w->c[k].in_flight, w->c[k].seq,
+                               w->c[k].rx_len, w->c[k].depth);
+            }
             g_autofree char *h = hist_serialize(&w->stats.hist);
             report(w, "M %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %s\n", w->stats.sent,
                    w->stats.received, h);
@@ -746,10 +752,10 @@ static void on_control(Worker *w)
 /* Presence activity: clients take turns going unavailable and back. */
 static void presence_tick(Worker *w)
 {
-    if (!w->running || w->o->rate <= 0)
+    if (!w->running || w->o->toggles <= 0 || w->o->scenario != SCEN_PRESENCE)
         return;
     guint64 now = now_us();
-    double per_proc = w->o->rate / w->o->procs;
+    double per_proc = w->o->toggles / w->o->procs;
     guint64 step = (guint64)(1e6 / per_proc);
     int budget = 1000;
     while (w->next_toggle_us <= now && budget-- > 0) {

@@ -1,0 +1,158 @@
+#!/bin/bash
+# `make bench`: the standard scenarios against a freshly started meerkatd
+# (temporary config and database, plain TCP, SASL PLAIN) and against the
+# bare relay, then a table. Not part of `make check`; wall-clock figures
+# are noisy on a shared machine, CPU-second ratios much less.
+#
+# Sizes (environment or make variables):
+#   BENCH_SESSIONS=10000  idle sessions held (plain TCP)
+#   BENCH_TLS_SESSIONS=2000  idle sessions held over STARTTLS
+#   BENCH_SCRAM=2000      SCRAM-SHA-256 logins
+#   BENCH_PAIRS=1000      chatting pairs
+#   BENCH_WINDOW=4        messages in flight per direction
+#   BENCH_DURATION=10     measured seconds per traffic scenario
+#   BENCH_PRESENCE=1100   presence users (rosters of BENCH_ROSTER=10)
+#   BENCH_TOGGLES=500     presence changes per second
+#   BENCH_RATE=1000       connects per second
+#   BENCH_OUT=FILE        also keep the JSON lines here
+# Quick run: make bench BENCH_SESSIONS=1000 BENCH_PAIRS=100 BENCH_DURATION=3
+set -eu
+# bash for /dev/tcp in wait_port.
+
+B=${MK_TOP_BUILDDIR:-.}
+SESSIONS=${BENCH_SESSIONS:-10000}
+TLS_SESSIONS=${BENCH_TLS_SESSIONS:-2000}
+SCRAM=${BENCH_SCRAM:-2000}
+PAIRS=${BENCH_PAIRS:-1000}
+WINDOW=${BENCH_WINDOW:-4}
+DURATION=${BENCH_DURATION:-10}
+PRESENCE=${BENCH_PRESENCE:-1100}
+ROSTER=${BENCH_ROSTER:-10}
+RATE=${BENCH_RATE:-1000}
+PORT=${BENCH_PORT:-25400}
+RELAY_PORT=$((PORT + 1))
+BENCH="$B/tools/meerkat-bench"
+
+DIR=$(mktemp -d /tmp/mk-bench.XXXXXX)
+RESULTS="$DIR/results.jsonl"
+SRV_PID=
+cleanup() {
+    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null || true
+    if [ -n "${BENCH_OUT:-}" ]; then cp "$RESULTS" "$BENCH_OUT"; fi
+    rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+USERS=$SESSIONS
+for n in $TLS_SESSIONS $SCRAM $((2 * PAIRS)) $PRESENCE; do
+    [ "$n" -gt "$USERS" ] && USERS=$n
+done
+
+# $1: password_format
+write_config() {
+    mkdir -p "$DIR/state" "$DIR/conf.d"
+    for m in roster disco ping; do
+        [ -f "$B/modules/.libs/mod_$m.so" ] && : >"$DIR/conf.d/mod_$m.conf"
+    done
+    cat >"$DIR/meerkat.conf" <<EOF
+[general]
+hosts = localhost
+state_dir = state
+module_dir = $B/modules/.libs
+conf_dir = conf.d
+workers = 2
+log_level = warning
+
+[auth]
+mechanisms = PLAIN;SCRAM-SHA-256
+password_format = $1
+
+[storage]
+driver = sqlite3
+database = meerkat.db
+
+[listen.c2s]
+type = c2s
+address = 127.0.0.1
+port = $PORT
+tls = optional
+backlog = 4096
+idle_timeout = 0
+EOF
+}
+
+wait_port() {
+    i=0
+    while ! (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt 100 ]; then
+            echo "bench: nothing listens on port $1" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+}
+
+# $1: password_format. A fresh process for each scenario, so RSS starts clean.
+start_meerkat() {
+    write_config "$1"
+    "$B/core/meerkatd" --config "$DIR/meerkat.conf" >>"$DIR/meerkatd.log" 2>&1 &
+    SRV_PID=$!
+    wait_port "$PORT"
+}
+
+start_relay() {
+    "$B/tools/bare-relay" --port "$RELAY_PORT" >>"$DIR/relay.log" 2>&1 &
+    SRV_PID=$!
+    wait_port "$RELAY_PORT"
+}
+
+stop_server() {
+    kill "$SRV_PID" 2>/dev/null || true
+    wait "$SRV_PID" 2>/dev/null || true
+    SRV_PID=
+}
+
+# $1: server label, $2: test label, rest: bench options
+run() {
+    srv=$1
+    label=$2
+    shift 2
+    echo "bench: $srv $label: $*" >&2
+    out=$("$BENCH" --server-pid "$SRV_PID" "$@") || true
+    [ -n "$out" ] || out='{}'
+    printf '{"server": "%s", "test": "%s", "result": %s}\n' "$srv" "$label" "$out" >>"$RESULTS"
+}
+
+echo "bench: provisioning $USERS accounts (meerkatctl register-bulk)" >&2
+write_config plain
+"$B/tools/meerkatctl" -c "$DIR/meerkat.conf" register-bulk bench "$USERS" localhost secret
+
+P="--port $PORT"
+start_meerkat plain
+run meerkat sessions $P -n "$SESSIONS" -r "$RATE"
+stop_server
+start_meerkat plain
+run meerkat tls-sessions $P -n "$TLS_SESSIONS" -r "$RATE" --starttls
+stop_server
+start_meerkat scram
+run meerkat scram-logins $P -n "$SCRAM" -r "$RATE" -m SCRAM-SHA-256
+stop_server
+start_meerkat plain
+run meerkat chat $P -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
+run meerkat chat-1 $P -s chat -P 1 -w 1 -D 3 --settle 0.5
+stop_server
+start_meerkat plain
+run meerkat presence $P -s presence -n "$PRESENCE" -R "$ROSTER" -r "$RATE" --toggles "${BENCH_TOGGLES:-500}" -D "$DURATION" --settle 5
+stop_server
+
+P="--port $RELAY_PORT"
+start_relay
+run relay sessions $P -n "$SESSIONS" -r "$RATE"
+stop_server
+start_relay
+run relay chat $P -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
+run relay chat-1 $P -s chat -P 1 -w 1 -D 3 --settle 0.5
+stop_server
+
+python3 "$(dirname "$0")/bench-table.py" "$RESULTS"
