@@ -9,6 +9,20 @@
 
 G_DEFINE_QUARK(mk - auth - error - quark, mk_auth_error)
 
+/* Whether @given equals @stored after SASLprep, comparing SHA-256 digests
+ * in constant time. */
+static gboolean plain_equal(const char *given, const char *stored)
+{
+    g_autofree char *g_prep = mk_scram_saslprep(given);
+    g_autofree char *w_prep = mk_scram_saslprep(stored);
+    const char *g = g_prep ? g_prep : given;
+    const char *w = w_prep ? w_prep : stored;
+    guint8 hg[32], hw[32];
+    gnutls_hash_fast(GNUTLS_DIG_SHA256, g, strlen(g), hg);
+    gnutls_hash_fast(GNUTLS_DIG_SHA256, w, strlen(w), hw);
+    return mk_const_time_equal(hg, hw, sizeof hg);
+}
+
 /* NULL is allowed. Any thread. */
 void mk_credentials_free(MkCredentials *c)
 {
@@ -25,40 +39,39 @@ void mk_credentials_free(MkCredentials *c)
 }
 
 /* Checks @password against @creds; see auth.h. Any thread (blocks for
- * the key derivation: never on a worker). */
+ * the key derivation of SCRAM-only accounts: never on a worker). */
 gboolean mk_auth_check_password(const MkCredentials *creds, const char *password,
                                 guint dummy_iterations)
 {
-    guint8 stored[32], server[32];
     if (!password)
         password = "";
+    if (creds && creds->plain) {
+        /* Plain-format account: the stored password decides (an operator
+         * may have set it by hand), and no key derivation is needed: that
+         * is the point of the format. Compare digests of the SASLprep'd
+         * forms, so the time does not depend on lengths or contents. */
+        return plain_equal(password, creds->plain);
+    }
+    if (!creds && dummy_iterations == MK_AUTH_DUMMY_PLAIN) {
+        /* Unknown account on a plain-format server: the same comparison
+         * as for a plain account, against a dummy. */
+        (void)plain_equal(password, "\x01");
+        return FALSE;
+    }
+    guint8 stored[32], server[32];
     if (!creds) {
         /* Unknown account: the same derivation against a dummy, so that
          * the answer takes as long as for a wrong password. */
         static const guint8 dummy_salt[MK_SALT_LEN] = {0};
         static const guint8 dummy_key[32] = {0};
-        mk_scram_derive(MK_SCRAM_SHA256, password, dummy_salt, sizeof dummy_salt,
-                        dummy_iterations ? dummy_iterations : 4096, stored, server);
+        mk_scram_derive(MK_SCRAM_SHA256, password, dummy_salt, sizeof dummy_salt, dummy_iterations,
+                        stored, server);
         (void)mk_const_time_equal(stored, dummy_key, sizeof stored);
         return FALSE;
     }
     mk_scram_derive(MK_SCRAM_SHA256, password, (const guint8 *)creds->salt, creds->salt_len,
                     creds->iterations, stored, server);
-    gboolean scram_ok = mk_const_time_equal(stored, creds->stored_key_sha256, sizeof stored);
-    if (!creds->plain)
-        return scram_ok;
-
-    /* Plain-format account: the stored password decides (an operator may
-     * have set it by hand). Compare digests of the SASLprep'd forms, so
-     * the comparison's time does not depend on lengths or contents. */
-    g_autofree char *given = mk_scram_saslprep(password);
-    g_autofree char *want = mk_scram_saslprep(creds->plain);
-    const char *g = given ? given : password;
-    const char *w = want ? want : creds->plain;
-    guint8 hg[32], hw[32];
-    gnutls_hash_fast(GNUTLS_DIG_SHA256, g, strlen(g), hg);
-    gnutls_hash_fast(GNUTLS_DIG_SHA256, w, strlen(w), hw);
-    return mk_const_time_equal(hg, hw, sizeof hg);
+    return mk_const_time_equal(stored, creds->stored_key_sha256, sizeof stored);
 }
 
 /* Prepares @username (nodeprep) and @domain (nameprep) through the JID

@@ -40,9 +40,15 @@ char *mk_scram_saslprep(const char *password);
 /* @len random bytes from GnuTLS. Accounts get 16. */
 void mk_scram_new_salt(guint8 *salt, gsize len);
 
-/* Checks @password against @creds in time independent of where it
- * differs; with @creds NULL (unknown user) it does the same work against a
- * dummy and returns FALSE, so a wrong user costs as much as a wrong password. */
+/* Checks @password against @creds. A plain-format account (@creds->plain
+ * set) is checked against its stored password alone, with no key
+ * derivation; any other against its SCRAM-SHA-256 keys (a derivation of
+ * @creds->iterations). With @creds NULL (unknown user) it does the work a
+ * wrong password would cost and returns FALSE, so a wrong user costs as
+ * much as a wrong password: a derivation of @dummy_iterations, or with
+ * MK_AUTH_DUMMY_PLAIN (servers with password_format = plain, where
+ * accounts are plain) a plain comparison. */
+#define MK_AUTH_DUMMY_PLAIN 0u
 gboolean mk_auth_check_password(const MkCredentials *creds, const char *password,
                                 guint dummy_iterations);
 

@@ -13,7 +13,8 @@ struct MkSasl {
     Gsasl *ctx;
     MkDb *db;
     guint iterations;
-    guint8 secret[32]; /* for deterministic fake salts of unknown users */
+    gboolean plain_format; /* [auth] password_format = plain */
+    guint8 secret[32];     /* for deterministic fake salts of unknown users */
 };
 
 struct MkSaslSession {
@@ -26,7 +27,8 @@ struct MkSaslSession {
     MkCredentials *creds; /* loaded on first need */
     gboolean creds_loaded;
     gboolean db_failed;
-    gboolean bad_user; /* authid is not a valid username */
+    gboolean bad_user;        /* authid is not a valid username */
+    gboolean keys_from_plain; /* creds' keys re-derived from creds->plain */
 };
 
 void mk_sasl_result_clear(MkSaslResult *r)
@@ -77,6 +79,36 @@ static void load_creds(MkSaslSession *ss)
     }
 }
 
+/* A plain-format account: its stored password is the truth (an operator
+ * may have set it by hand, leaving the stored keys stale), so SCRAM
+ * derives the keys from it at login, once per exchange and only for the
+ * mechanism's hash. Costs one key derivation, as PLAIN on SCRAM-only
+ * accounts does; on the auth pool. */
+static void keys_from_plain(MkSaslSession *ss, gboolean sha256)
+{
+    MkCredentials *c = ss->creds;
+    if (ss->keys_from_plain)
+        return;
+    ss->keys_from_plain = TRUE;
+    if (!c && ss->sasl->plain_format) {
+        /* Unknown user on a plain-format server: the same derivation, so
+         * that timing does not tell missing accounts from existing ones. */
+        static const guint8 dummy_salt[16] = {0};
+        guint8 st[32], sv[32];
+        mk_scram_derive(sha256 ? MK_SCRAM_SHA256 : MK_SCRAM_SHA1, "", dummy_salt, sizeof dummy_salt,
+                        ss->sasl->iterations, st, sv);
+        return;
+    }
+    if (!c || !c->plain)
+        return;
+    if (sha256)
+        mk_scram_derive(MK_SCRAM_SHA256, c->plain, (const guint8 *)c->salt, c->salt_len,
+                        c->iterations, c->stored_key_sha256, c->server_key_sha256);
+    else
+        mk_scram_derive(MK_SCRAM_SHA1, c->plain, (const guint8 *)c->salt, c->salt_len,
+                        c->iterations, c->stored_key_sha1, c->server_key_sha1);
+}
+
 /* Salt for an account that does not exist: stable per name, so repeated
  * attempts cannot tell missing accounts from existing ones. */
 static void fake_salt(MkSaslSession *ss, guint8 out[16])
@@ -125,6 +157,7 @@ static int scram_property(MkSaslSession *ss, Gsasl_property prop)
         guint8 random_key[32];
         const guint8 *key;
         gsize len = sha256 ? 32 : 20;
+        keys_from_plain(ss, sha256);
         if (c) {
             if (prop == GSASL_SCRAM_STOREDKEY)
                 key = sha256 ? c->stored_key_sha256 : c->stored_key_sha1;
@@ -163,10 +196,12 @@ static int sasl_callback(Gsasl *ctx, Gsasl_session *gs, Gsasl_property prop)
         load_creds(ss);
         if (ss->db_failed)
             return GSASL_NO_CALLBACK;
-        /* Unknown and malformed users cost the same key derivation as a
-         * wrong password (mk_auth_check_password with NULL). */
-        gboolean ok = mk_auth_check_password(ss->bad_user ? NULL : ss->creds,
-                                             password ? password : "", ss->sasl->iterations);
+        /* Unknown and malformed users cost the same work as a wrong
+         * password (mk_auth_check_password with NULL): a key derivation,
+         * or a plain comparison on a plain-format server. */
+        gboolean ok = mk_auth_check_password(
+            ss->bad_user ? NULL : ss->creds, password ? password : "",
+            ss->sasl->plain_format ? MK_AUTH_DUMMY_PLAIN : ss->sasl->iterations);
         return ok ? GSASL_OK : GSASL_AUTHENTICATION_ERROR;
     }
     case GSASL_VALIDATE_ANONYMOUS:
@@ -184,7 +219,7 @@ static int sasl_callback(Gsasl *ctx, Gsasl_session *gs, Gsasl_property prop)
     }
 }
 
-MkSasl *mk_sasl_new(MkDb *db, guint scram_iterations, GError **error)
+MkSasl *mk_sasl_new(MkDb *db, guint scram_iterations, gboolean plain_format, GError **error)
 {
     g_autofree MkSasl *sasl = g_new0(MkSasl, 1);
     int rc = gsasl_init(&sasl->ctx);
@@ -196,6 +231,7 @@ MkSasl *mk_sasl_new(MkDb *db, guint scram_iterations, GError **error)
     gsasl_callback_set(sasl->ctx, sasl_callback);
     sasl->db = db;
     sasl->iterations = scram_iterations ? scram_iterations : 4096;
+    sasl->plain_format = plain_format;
     gnutls_rnd(GNUTLS_RND_KEY, sasl->secret, sizeof sasl->secret);
     return g_steal_pointer(&sasl);
 }

@@ -26,8 +26,10 @@ typedef struct {
 } MkSaslResult;
 void mk_sasl_result_clear(MkSaslResult *r);
 
-/* Returns: (transfer full) or NULL with an error. Main thread. */
-MkSasl *mk_sasl_new(MkDb *db, guint scram_iterations, GError **error);
+/* @plain_format: [auth] password_format = plain (unknown users then cost
+ * what a plain account costs). Returns: (transfer full) or NULL with an
+ * error. Main thread. */
+MkSasl *mk_sasl_new(MkDb *db, guint scram_iterations, gboolean plain_format, GError **error);
 void mk_sasl_free(MkSasl *sasl);
 /* TRUE when GNU SASL implements @mech as a server. */
 gboolean mk_sasl_supports(MkSasl *sasl, const char *mech);

@@ -190,7 +190,8 @@ static int do_check_password(Ctl *ctl, char **args)
     g_autoptr(MkCredentials) c = mk_auth_get(ctl->conn, args[0], args[1], &error);
     if (!c && !g_error_matches(error, MK_AUTH_ERROR, MK_AUTH_ERROR_NO_USER))
         return report(FALSE, error);
-    if (!mk_auth_check_password(c, pw, ctl->cfg->scram_iterations)) {
+    if (!mk_auth_check_password(
+            c, pw, ctl->cfg->password_plain ? MK_AUTH_DUMMY_PLAIN : ctl->cfg->scram_iterations)) {
         fail("wrong user or password");
         return EXIT_FAIL;
     }

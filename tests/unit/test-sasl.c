@@ -32,8 +32,11 @@ static void fixture_setup(Fixture *f, gconstpointer data)
     g_assert_no_error(error);
     g_assert_true(mk_auth_register(conn, "juliet", "localhost", "r0m3o!", FALSE, 4096, &error));
     g_assert_no_error(error);
+    /* A plain-format account (password_format = plain). */
+    g_assert_true(mk_auth_register(conn, "romeo", "localhost", "j4l13t", TRUE, 4096, &error));
+    g_assert_no_error(error);
     mk_db_release(f->db, conn);
-    f->sasl = mk_sasl_new(f->db, 4096, &error);
+    f->sasl = mk_sasl_new(f->db, 4096, data != NULL, &error);
     g_assert_no_error(error);
     g_assert_cmpint(gsasl_init(&f->client), ==, GSASL_OK);
 }
@@ -155,6 +158,49 @@ static void test_anonymous(Fixture *f, gconstpointer data)
                     MK_SASL_SUCCESS);
 }
 
+static const char *all_mechs[] = {"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"};
+
+/* password_format = plain: plain accounts log in with every mechanism
+ * (PLAIN without a key derivation, SCRAM from keys derived at login);
+ * SCRAM-only accounts still work; unknown users are refused. */
+static void test_plain_format(Fixture *f, gconstpointer data)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(all_mechs); i++) {
+        g_test_message("mechanism %s", all_mechs[i]);
+        g_assert_cmpint(run_exchange(f, all_mechs[i], "romeo", "j4l13t", NULL, NULL, NULL, NULL),
+                        ==, MK_SASL_SUCCESS);
+        g_assert_cmpint(run_exchange(f, all_mechs[i], "romeo", "wrong", NULL, NULL, NULL, NULL), ==,
+                        MK_SASL_FAILURE);
+        g_assert_cmpint(run_exchange(f, all_mechs[i], "juliet", "r0m3o!", NULL, NULL, NULL, NULL),
+                        ==, MK_SASL_SUCCESS);
+        g_autofree char *cond = NULL;
+        g_assert_cmpint(run_exchange(f, all_mechs[i], "nobody", "x", NULL, NULL, NULL, &cond), ==,
+                        MK_SASL_FAILURE);
+        g_assert_cmpstr(cond, ==, "not-authorized");
+    }
+}
+
+/* The stored plain password is the truth, also for SCRAM: an operator
+ * who sets it by hand leaves the stored keys stale. */
+static void test_plain_set_by_hand(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    MkDbConn *conn = mk_db_acquire(f->db, &error);
+    g_assert_no_error(error);
+    g_autoptr(MkDbResult) r =
+        mk_db_conn_query(conn, &error, "UPDATE users SET plain_password = ? WHERE username = ?",
+                         MK_DB_STR("h4nd-s3t"), MK_DB_STR("romeo"));
+    g_assert_no_error(error);
+    mk_db_release(f->db, conn);
+    for (guint i = 0; i < G_N_ELEMENTS(all_mechs); i++) {
+        g_test_message("mechanism %s", all_mechs[i]);
+        g_assert_cmpint(run_exchange(f, all_mechs[i], "romeo", "h4nd-s3t", NULL, NULL, NULL, NULL),
+                        ==, MK_SASL_SUCCESS);
+        g_assert_cmpint(run_exchange(f, all_mechs[i], "romeo", "j4l13t", NULL, NULL, NULL, NULL),
+                        ==, MK_SASL_FAILURE);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -164,5 +210,12 @@ int main(int argc, char **argv)
     ADD("/sasl/unknown-user", test_unknown_user);
     ADD("/sasl/channel-binding", test_channel_binding);
     ADD("/sasl/anonymous", test_anonymous);
+    /* The same with a server configured for password_format = plain. */
+#define ADD_PLAIN(path, fn)                                                                        \
+    g_test_add(path, Fixture, GINT_TO_POINTER(1), fixture_setup, fn, fixture_teardown)
+    ADD("/sasl/plain-account/scram-format-server", test_plain_format);
+    ADD_PLAIN("/sasl/plain-account/plain-format-server", test_plain_format);
+    ADD_PLAIN("/sasl/plain-account/set-by-hand", test_plain_set_by_hand);
+    ADD_PLAIN("/sasl/plain-format/mechanisms-succeed", test_mechanisms_succeed);
     return g_test_run();
 }

@@ -155,6 +155,9 @@ static void test_check_password_unknown(void)
 {
     g_assert_false(mk_auth_check_password(NULL, "anything", 4096));
     g_assert_false(mk_auth_check_password(NULL, "", 4096));
+    /* On a plain-format server the dummy is a plain comparison. */
+    g_assert_false(mk_auth_check_password(NULL, "anything", MK_AUTH_DUMMY_PLAIN));
+    g_assert_false(mk_auth_check_password(NULL, "", MK_AUTH_DUMMY_PLAIN));
 
     g_autoptr(MkCredentials) c = make_creds("r0m3o!", NULL, 40000);
     gdouble known = time_check(c, "wrong", 40000);
