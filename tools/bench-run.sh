@@ -44,7 +44,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 USERS=$SESSIONS
-for n in $TLS_SESSIONS $SCRAM $((2 * PAIRS)) $PRESENCE; do
+for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE; do
     [ "$n" -gt "$USERS" ] && USERS=$n
 done
 
@@ -127,6 +127,9 @@ run() {
 echo "bench: provisioning $USERS accounts (meerkatctl register-bulk)" >&2
 write_config plain
 "$B/tools/meerkatctl" -c "$DIR/meerkat.conf" register-bulk bench "$USERS" localhost secret
+# SCRAM logins from stored keys: accounts of the default (scram) format.
+write_config scram
+"$B/tools/meerkatctl" -c "$DIR/meerkat.conf" register-bulk sbench "$SCRAM" localhost secret
 
 P="--port $PORT"
 start_meerkat plain
@@ -136,7 +139,7 @@ start_meerkat plain
 run meerkat tls-sessions $P -n "$TLS_SESSIONS" -r "$RATE" --starttls
 stop_server
 start_meerkat scram
-run meerkat scram-logins $P -n "$SCRAM" -r "$RATE" -m SCRAM-SHA-256
+run meerkat scram-logins $P -n "$SCRAM" -r "$RATE" -m SCRAM-SHA-256 --prefix sbench
 stop_server
 start_meerkat plain
 run meerkat chat $P -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
