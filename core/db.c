@@ -44,6 +44,8 @@ typedef struct {
     int (*column_type)(Sq3Stmt *, int);
     const unsigned char *(*column_text)(Sq3Stmt *, int);
     int (*finalize)(Sq3Stmt *);
+    int (*reset)(Sq3Stmt *);
+    int (*clear_bindings)(Sq3Stmt *);
     int (*changes)(Sq3 *);
     const char *(*errmsg)(Sq3 *);
     int (*stmt_readonly)(Sq3Stmt *);
@@ -78,7 +80,16 @@ struct MkDbConn {
     MkDb *db;
     dbi_conn conn;
     guint tx_depth; /* 0 = autocommit; >0 = inside BEGIN (+ savepoints) */
+    /* sqlite3: SQL text -> prepared Sq3Stmt, kept for the connection's
+     * life. Compiling a statement cost more than running it (a login's
+     * few queries spent most of their time in sqlite3_prepare_v2: see
+     * docs/benchmarks.md). Finalized before the connection closes. */
+    GHashTable *stmts;
 };
+
+/* Statements cached per connection at most; more (generated SQL) are
+ * prepared and finalized each time. */
+#define MK_DB_STMT_CACHE_MAX 128
 
 struct MkDbResult {
     guint rows;
@@ -136,6 +147,22 @@ static void conn_close(MkDb *db, dbi_conn c)
     g_mutex_lock(&db->dbi_lock);
     dbi_conn_close(c);
     g_mutex_unlock(&db->dbi_lock);
+}
+
+static gboolean conn_exec(MkDbConn *conn, const char *sql, GError **error);
+
+/* Finalizes @c's cached statements: sqlite3_close refuses a connection
+ * that still has some. The thread holding @c. */
+static void conn_drop_stmts(MkDbConn *c)
+{
+    if (!c->stmts)
+        return;
+    GHashTableIter it;
+    gpointer st;
+    g_hash_table_iter_init(&it, c->stmts);
+    while (g_hash_table_iter_next(&it, NULL, &st))
+        c->db->sq.finalize(st);
+    g_clear_pointer(&c->stmts, g_hash_table_destroy);
 }
 
 /* dbi_conn_ping, except for sqlite3 (see the COMPAT note above). */
@@ -232,6 +259,8 @@ static gboolean sqlite_api_load(SqliteApi *api, GError **error)
         {"sqlite3_column_type", (gpointer *)&api->column_type},
         {"sqlite3_column_text", (gpointer *)&api->column_text},
         {"sqlite3_finalize", (gpointer *)&api->finalize},
+        {"sqlite3_reset", (gpointer *)&api->reset},
+        {"sqlite3_clear_bindings", (gpointer *)&api->clear_bindings},
         {"sqlite3_changes", (gpointer *)&api->changes},
         {"sqlite3_errmsg", (gpointer *)&api->errmsg},
         {"sqlite3_stmt_readonly", (gpointer *)&api->stmt_readonly},
@@ -325,6 +354,7 @@ void mk_db_close(MkDb *db)
         mk_db_async_free(db->async);
     MkDbConn *c;
     while ((c = g_queue_pop_head(&db->idle))) {
+        conn_drop_stmts(c);
         conn_close(db, c->conn);
         g_free(c);
         db->n_open--;
@@ -385,10 +415,12 @@ MkDbConn *mk_db_acquire(MkDb *db, GError **error)
     g_mutex_unlock(&db->lock);
 
     if (c) {
-        /* A server restart or an idle timeout leaves dead connections. */
-        if (conn_alive(db, c->conn))
+        /* A server restart or an idle timeout leaves dead connections.
+         * (sqlite's check goes through the statement cache.) */
+        if (db->sq.module ? conn_exec(c, "SELECT 1", NULL) : conn_alive(db, c->conn))
             return c;
         g_debug("storage: connection lost, reconnecting");
+        conn_drop_stmts(c);
         conn_close(db, c->conn);
         c->conn = conn_open(db, error);
         if (c->conn) {
@@ -554,23 +586,46 @@ static void set_sqlite_error(MkDbConn *conn, GError **error, const char *sql)
 
 /* One statement through SQLite's prepared statements: `?` are SQLite's
  * own placeholders, so values are bound, never spliced into the text. */
+/* Ends one use of @st: a cached statement is reset (which also ends its
+ * read transaction) and loses its bindings, any other is finalized. */
+static void stmt_done(const SqliteApi *api, Sq3Stmt *st, gboolean cached)
+{
+    if (!cached) {
+        api->finalize(st);
+        return;
+    }
+    api->reset(st);
+    api->clear_bindings(st);
+}
+
 static MkDbResult *sqlite_query(MkDbConn *conn, const char *sql, const MkDbParam *params,
                                 GError **error)
 {
     const SqliteApi *api = &conn->db->sq;
     Sq3 *h = ((dbi_conn_t *)conn->conn)->connection;
-    Sq3Stmt *st = NULL;
-    const char *tail = NULL;
-    if (api->prepare_v2(h, sql, -1, &st, &tail) != SQ3_OK) {
-        set_sqlite_error(conn, error, sql);
-        return NULL;
-    }
-    for (const char *t = tail; t && *t; t++) {
-        if (!g_ascii_isspace(*t) && *t != ';') {
-            api->finalize(st);
-            g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_QUERY,
-                        "one statement per query, not several: %s", sql);
+    Sq3Stmt *st = conn->stmts ? g_hash_table_lookup(conn->stmts, sql) : NULL;
+    gboolean cached = st != NULL;
+    if (!st) {
+        const char *tail = NULL;
+        if (api->prepare_v2(h, sql, -1, &st, &tail) != SQ3_OK) {
+            set_sqlite_error(conn, error, sql);
             return NULL;
+        }
+        for (const char *t = tail; t && *t; t++) {
+            if (!g_ascii_isspace(*t) && *t != ';') {
+                api->finalize(st);
+                g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_QUERY,
+                            "one statement per query, not several: %s", sql);
+                return NULL;
+            }
+        }
+        if (st) {
+            if (!conn->stmts)
+                conn->stmts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+            if (g_hash_table_size(conn->stmts) < MK_DB_STMT_CACHE_MAX) {
+                g_hash_table_insert(conn->stmts, g_strdup(sql), st);
+                cached = TRUE;
+            }
         }
     }
     MkDbResult *r = g_new0(MkDbResult, 1);
@@ -605,10 +660,13 @@ static MkDbResult *sqlite_query(MkDbConn *conn, const char *sql, const MkDbParam
         }
     }
 
-    r->cols = (guint)api->column_count(st);
     GPtrArray *cells = g_ptr_array_new();
     int rc;
     while ((rc = api->step(st)) == SQ3_ROW) {
+        /* Counted after a step: a cached statement re-prepared after a
+         * schema change (SELECT * after ALTER TABLE) may change shape. */
+        if (r->rows == 0)
+            r->cols = (guint)api->column_count(st);
         for (guint c = 0; c < r->cols; c++) {
             const unsigned char *v =
                 api->column_type(st, (int)c) == SQ3_NULL ? NULL : api->column_text(st, (int)c);
@@ -616,6 +674,8 @@ static MkDbResult *sqlite_query(MkDbConn *conn, const char *sql, const MkDbParam
         }
         r->rows++;
     }
+    if (r->rows == 0)
+        r->cols = (guint)api->column_count(st);
     if (rc != SQ3_DONE) {
         set_sqlite_error(conn, error, sql);
         for (guint i = 0; i < cells->len; i++)
@@ -627,11 +687,11 @@ static MkDbResult *sqlite_query(MkDbConn *conn, const char *sql, const MkDbParam
     r->cells = r->cols && r->rows ? (char **)g_ptr_array_free(cells, FALSE)
                                   : (g_ptr_array_free(cells, TRUE), NULL);
     r->affected = api->stmt_readonly(st) ? 0 : (guint64)api->changes(h);
-    api->finalize(st);
+    stmt_done(api, st, cached);
     return r;
 
 fail:
-    api->finalize(st);
+    stmt_done(api, st, cached);
     mk_db_result_free(r);
     return NULL;
 }
@@ -718,6 +778,17 @@ void mk_db_result_free(MkDbResult *res)
 /* ------------------------------------------------------------------ */
 /* Transactions */
 
+/* exec_simple on an acquired connection: on sqlite3 through the
+ * statement cache (BEGIN and COMMIT run on every transaction). */
+static gboolean conn_exec(MkDbConn *conn, const char *sql, GError **error)
+{
+    if (!conn->db->sq.module)
+        return exec_simple(conn->db, conn->conn, sql, error);
+    MkDbResult *r = sqlite_query(conn, sql, NULL, error);
+    mk_db_result_free(r);
+    return r != NULL;
+}
+
 /* Runs @work inside BEGIN/COMMIT on @conn (ROLLBACK when it fails).
  * Nested calls use a savepoint, so a failing inner step undoes only
  * itself. Storage thread. */
@@ -735,7 +806,7 @@ gboolean mk_db_conn_transaction(MkDbConn *conn, MkDbWork work, gpointer user_dat
         begin = g_str_equal(conn->db->driver, "sqlite3") ? "BEGIN IMMEDIATE" : "BEGIN";
     }
     g_autofree char *sp_sql = savepoint ? g_strdup_printf("SAVEPOINT %s", savepoint) : NULL;
-    if (!exec_simple(conn->db, conn->conn, begin ? begin : sp_sql, error))
+    if (!conn_exec(conn, begin ? begin : sp_sql, error))
         return FALSE;
     conn->tx_depth++;
 
@@ -747,17 +818,17 @@ gboolean mk_db_conn_transaction(MkDbConn *conn, MkDbWork work, gpointer user_dat
     if (ok) {
         g_autofree char *end =
             savepoint ? g_strdup_printf("RELEASE SAVEPOINT %s", savepoint) : g_strdup("COMMIT");
-        ok = exec_simple(conn->db, conn->conn, end, &werr);
+        ok = conn_exec(conn, end, &werr);
     }
     if (!ok) {
         g_autofree char *undo = savepoint ? g_strdup_printf("ROLLBACK TO SAVEPOINT %s", savepoint)
                                           : g_strdup("ROLLBACK");
         g_autoptr(GError) rerr = NULL;
-        if (!exec_simple(conn->db, conn->conn, undo, &rerr))
+        if (!conn_exec(conn, undo, &rerr))
             g_debug("storage: %s", rerr->message);
         if (savepoint) {
             g_autofree char *rel = g_strdup_printf("RELEASE SAVEPOINT %s", savepoint);
-            exec_simple(conn->db, conn->conn, rel, NULL);
+            conn_exec(conn, rel, NULL);
         }
     }
     conn->tx_depth--;

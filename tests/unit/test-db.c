@@ -107,6 +107,14 @@ static void fixture_teardown(Fixture *f, gconstpointer data)
 
 /* ------------------------------------------------------------------ */
 
+static gboolean insert_one_work(MkDbConn *conn, gpointer user_data, GError **error)
+{
+    g_autoptr(MkDbResult) r =
+        mk_db_conn_query(conn, error, "INSERT INTO r (id, s) VALUES (?, ?)",
+                         MK_DB_INT(GPOINTER_TO_INT(user_data)), MK_DB_STR("tx"));
+    return r != NULL;
+}
+
 /* Values with quotes, `?` and ';' go in and come out unchanged; a `?`
  * inside a literal of the SQL is not a placeholder. */
 static void test_params(Fixture *f, gconstpointer data)
@@ -162,6 +170,63 @@ static void test_params(Fixture *f, gconstpointer data)
     g_assert_error(error, MK_DB_ERROR, MK_DB_ERROR_QUERY);
     g_clear_error(&error);
     g_assert_cmpint(count_rows(f->conn, "t"), ==, 2);
+}
+
+/* The same SQL again and again (sqlite3 keeps it prepared per
+ * connection): fresh bindings every time, no value left over from the
+ * previous use, a failed run does not spoil the next, and a schema change
+ * shows. */
+static void test_reused_statements(Fixture *f, gconstpointer data)
+{
+    if (!f->db)
+        return;
+    g_autoptr(GError) error = NULL;
+    exec_ok(f->conn, "CREATE TABLE r (id BIGINT PRIMARY KEY, s TEXT)");
+    for (int i = 0; i < 20; i++) {
+        g_autofree char *s = g_strdup_printf("v%d", i);
+        g_autoptr(MkDbResult) ins =
+            mk_db_conn_query(f->conn, &error, "INSERT INTO r (id, s) VALUES (?, ?)", MK_DB_INT(i),
+                             i % 2 ? MK_DB_STR(s) : MK_DB_NULL);
+        g_assert_no_error(error);
+        g_assert_cmpuint(mk_db_result_affected(ins), ==, 1);
+    }
+    for (int i = 19; i >= 0; i--) {
+        g_autoptr(MkDbResult) r =
+            mk_db_conn_query(f->conn, &error, "SELECT s FROM r WHERE id = ?", MK_DB_INT(i));
+        g_assert_no_error(error);
+        g_assert_cmpuint(mk_db_result_rows(r), ==, 1);
+        g_autofree char *want = i % 2 ? g_strdup_printf("v%d", i) : NULL;
+        g_assert_cmpstr(mk_db_result_get_string(r, 0, 0), ==, want);
+    }
+    /* A duplicate key fails; the same statement then works again. */
+    g_autoptr(MkDbResult) dup = mk_db_conn_query(
+        f->conn, &error, "INSERT INTO r (id, s) VALUES (?, ?)", MK_DB_INT(3), MK_DB_STR("x"));
+    g_assert_null(dup);
+    g_assert_error(error, MK_DB_ERROR, MK_DB_ERROR_QUERY);
+    g_clear_error(&error);
+    g_autoptr(MkDbResult) ok = mk_db_conn_query(
+        f->conn, &error, "INSERT INTO r (id, s) VALUES (?, ?)", MK_DB_INT(100), MK_DB_STR("y"));
+    g_assert_no_error(error);
+    g_assert_cmpuint(mk_db_result_affected(ok), ==, 1);
+    /* A row-less run reports the columns too; then the schema changes. */
+    g_autoptr(MkDbResult) none =
+        mk_db_conn_query(f->conn, &error, "SELECT * FROM r WHERE id = ?", MK_DB_INT(-1));
+    g_assert_no_error(error);
+    g_assert_cmpuint(mk_db_result_rows(none), ==, 0);
+    exec_ok(f->conn, "ALTER TABLE r ADD COLUMN extra TEXT");
+    g_autoptr(MkDbResult) wide =
+        mk_db_conn_query(f->conn, &error, "SELECT * FROM r WHERE id = ?", MK_DB_INT(100));
+    g_assert_no_error(error);
+    g_assert_cmpuint(mk_db_result_rows(wide), ==, 1);
+    g_assert_cmpstr(mk_db_result_get_string(wide, 0, 1), ==, "y");
+    g_assert_null(mk_db_result_get_string(wide, 0, 2));
+    /* Transactions (BEGIN/COMMIT kept prepared too) still commit. */
+    for (int i = 0; i < 3; i++)
+        g_assert_true(
+            mk_db_conn_transaction(f->conn, insert_one_work, GINT_TO_POINTER(200 + i), &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(count_rows(f->conn, "r"), ==, 24);
+    exec_ok(f->conn, "DROP TABLE r");
 }
 
 /* Statements that libdbi's own sqlite3 driver mis-parses (an endless loop
@@ -822,6 +887,7 @@ int main(int argc, char **argv)
     g_test_add_func("/db/pgsql/server-started", test_pg_available);
     ADD("params", test_params);
     ADD("hostile-sql", test_hostile_sql);
+    ADD("reused-statements", test_reused_statements);
     ADD("nulls", test_nulls);
     ADD("migrations", test_migrations);
     ADD("transaction", test_transaction);
