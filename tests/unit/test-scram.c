@@ -66,6 +66,18 @@ static void test_saslprep(void)
     g_autofree char *d = mk_scram_saslprep("\x07"); /* prohibited control character */
     g_assert_null(d);
     g_autofree char *e = mk_scram_saslprep("\xff\xfe"); /* not UTF-8 */
+    /* Printable ASCII takes a fast path: unchanged, and the controls at
+     * either end of it (0x1F, DEL) are still refused. */
+    g_autofree char *f = mk_scram_saslprep(" !~Az09 p@ss:w0rd~");
+    g_assert_cmpstr(f, ==, " !~Az09 p@ss:w0rd~");
+    g_autofree char *g = mk_scram_saslprep("");
+    g_assert_cmpstr(g, ==, "");
+    g_autofree char *h = mk_scram_saslprep("abc\x1f");
+    g_assert_null(h);
+    g_autofree char *i = mk_scram_saslprep("abc\x7f");
+    g_assert_null(i);
+    g_autofree char *j = mk_scram_saslprep("abc\xc2\xaa"); /* ASCII then NFKC */
+    g_assert_cmpstr(j, ==, "abca");
     g_assert_null(e);
     /* Derivation prepares the password itself: equivalent forms give the
      * same keys. */
