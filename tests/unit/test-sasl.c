@@ -158,6 +158,61 @@ static void test_anonymous(Fixture *f, gconstpointer data)
                     MK_SASL_SUCCESS);
 }
 
+/* One PLAIN message (RFC 4616) of @len raw bytes through mk_sasl_step. */
+static MkSaslStatus plain_raw(Fixture *f, const char *raw, gsize len, char **condition)
+{
+    MkSaslSession *ss = mk_sasl_session_new(f->sasl, "PLAIN", "localhost", NULL, NULL);
+    g_autofree char *b64 = g_base64_encode((const guchar *)raw, len);
+    MkSaslResult r;
+    mk_sasl_step(ss, b64, &r);
+    MkSaslStatus st = r.status;
+    if (st == MK_SASL_SUCCESS)
+        g_assert_cmpstr(r.username, ==, "juliet");
+    if (condition)
+        *condition = g_strdup(r.condition);
+    mk_sasl_result_clear(&r);
+    mk_sasl_session_free(ss);
+    return st;
+}
+
+#define PLAIN_MSG(s) plain_raw(f, s, sizeof s - 1, &cond)
+
+/* PLAIN's message format and authorization identity (RFC 4616, RFC 6120
+ * 6.3.8): only the account itself may be the authzid. */
+static void test_plain_messages(Fixture *f, gconstpointer data)
+{
+    g_autofree char *cond = NULL;
+    g_assert_cmpint(PLAIN_MSG("\0juliet\0r0m3o!"), ==, MK_SASL_SUCCESS);
+    g_assert_cmpint(PLAIN_MSG("juliet\0juliet\0r0m3o!"), ==, MK_SASL_SUCCESS);
+    g_assert_cmpint(PLAIN_MSG("juliet@localhost\0Juliet\0r0m3o!"), ==, MK_SASL_SUCCESS);
+    g_clear_pointer(&cond, g_free);
+    g_assert_cmpint(PLAIN_MSG("romeo@localhost\0juliet\0r0m3o!"), ==, MK_SASL_FAILURE);
+    g_assert_cmpstr(cond, ==, "invalid-authzid");
+    g_clear_pointer(&cond, g_free);
+    g_assert_cmpint(PLAIN_MSG("\0juliet\0r0m3o"), ==, MK_SASL_FAILURE);
+    g_assert_cmpstr(cond, ==, "not-authorized");
+    /* Malformed: one NUL, three NULs, empty authcid or password, not UTF-8. */
+    const char *bad[] = {"juliet\0r0m3o!", "\0juliet\0r0m3o!\0x", "\0\0r0m3o!", "\0juliet\0",
+                         "\0juliet\0\xff\xfe"};
+    const gsize bad_len[] = {13, 16, 8, 8, 10};
+    for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_clear_pointer(&cond, g_free);
+        g_assert_cmpint(plain_raw(f, bad[i], bad_len[i], &cond), ==, MK_SASL_FAILURE);
+        g_assert_cmpstr(cond, ==, "malformed-request");
+    }
+    /* No initial response: an empty challenge, then the credentials. */
+    MkSaslSession *ss = mk_sasl_session_new(f->sasl, "PLAIN", "localhost", NULL, NULL);
+    MkSaslResult r;
+    mk_sasl_step(ss, NULL, &r);
+    g_assert_cmpint(r.status, ==, MK_SASL_CONTINUE);
+    mk_sasl_result_clear(&r);
+    g_autofree char *b64 = g_base64_encode((const guchar *)"\0juliet\0r0m3o!", 14);
+    mk_sasl_step(ss, b64, &r);
+    g_assert_cmpint(r.status, ==, MK_SASL_SUCCESS);
+    mk_sasl_result_clear(&r);
+    mk_sasl_session_free(ss);
+}
+
 static const char *all_mechs[] = {"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"};
 
 /* password_format = plain: plain accounts log in with every mechanism
@@ -210,6 +265,7 @@ int main(int argc, char **argv)
     ADD("/sasl/unknown-user", test_unknown_user);
     ADD("/sasl/channel-binding", test_channel_binding);
     ADD("/sasl/anonymous", test_anonymous);
+    ADD("/sasl/plain-messages", test_plain_messages);
     /* The same with a server configured for password_format = plain. */
 #define ADD_PLAIN(path, fn)                                                                        \
     g_test_add(path, Fixture, GINT_TO_POINTER(1), fixture_setup, fn, fixture_teardown)
