@@ -25,6 +25,36 @@ static void scenario(const char *label, const char *extra)
                "%s: meerkatctl users lists alice and bob", label);
     }
 
+    /* register-bulk: numbered accounts with one password; a second run
+     * with a larger count keeps the existing ones and adds the rest. */
+    {
+        g_autofree char *ctl = mkt_meerkatctl_path();
+        const char *bulk3[] = {
+            ctl,       "-c", mkt_server_conf_path(srv), "register-bulk", "bulk", "3", "localhost",
+            "bulk pw", NULL};
+        mkt_ok(mkt_run(bulk3, NULL) == 0, "%s: meerkatctl register-bulk bulk 3", label);
+        const char *bulk4[] = {
+            ctl,       "-c", mkt_server_conf_path(srv), "register-bulk", "bulk", "4", "localhost",
+            "bulk pw", NULL};
+        mkt_ok(mkt_run(bulk4, NULL) == 0, "%s: register-bulk again with 4 succeeds", label);
+        const char *bad[] = {
+            ctl,  "-c", mkt_server_conf_path(srv), "register-bulk", "bulk", "0", "localhost",
+            "pw", NULL};
+        mkt_ok(mkt_run(bad, NULL) == 2, "%s: register-bulk with COUNT 0 is a usage error", label);
+        for (int i = 0; i < 4; i++) {
+            g_autofree char *jid = g_strdup_printf("bulk%d@localhost/r", i);
+            MktClient *c = mkt_client_connect(srv, jid, "bulk pw", 0, NULL);
+            mkt_ok(c != NULL, "%s: bulk%d logs in", label, i);
+            mkt_client_disconnect(c);
+        }
+        MktClient *c = mkt_client_connect(srv, "bulk1@localhost/r", "wrong", 0, NULL);
+        mkt_ok(c == NULL, "%s: bulk1 with a wrong password is refused", label);
+        mkt_client_disconnect(c);
+        c = mkt_client_connect(srv, "bulk4@localhost/r", "bulk pw", 0, NULL);
+        mkt_ok(c == NULL, "%s: bulk4 was not created", label);
+        mkt_client_disconnect(c);
+    }
+
     for (int round = 0; round < 2; round++) {
         const char *when = round ? "after restart" : "first run";
         g_autofree char *why = NULL;
