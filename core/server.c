@@ -199,11 +199,15 @@ void mk_server_free(MkServer *srv)
         mk_workers_stop(srv->workers);
     if (srv->auth_pool)
         g_thread_pool_free(srv->auth_pool, FALSE, TRUE);
+    /* Storage jobs still queued run module code (their work functions):
+     * drain the pool while the modules' .so files are still mapped. */
+    if (srv->db) {
+        mk_db_close(srv->db);
+        srv->db = NULL;
+    }
     if (srv->modules)
         mk_modules_free(srv->modules);
     mk_sm_free(srv->sm);
-    if (srv->db)
-        mk_db_close(srv->db);
     if (srv->hosts)
         mk_hosts_free(srv->hosts);
     if (srv->loop)
