@@ -1098,8 +1098,8 @@ MkC2sServer *mk_c2s_server_new(MkServer *srv, GError **error)
 {
     MkC2sServer *cs = g_new0(MkC2sServer, 1);
     cs->srv = srv;
-    cs->sasl = mk_sasl_new(srv->db, srv->config->scram_iterations, srv->config->password_plain,
-                           error);
+    cs->sasl =
+        mk_sasl_new(srv->db, srv->config->scram_iterations, srv->config->password_plain, error);
     if (!cs->sasl) {
         g_free(cs);
         return NULL;

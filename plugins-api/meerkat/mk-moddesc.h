@@ -22,7 +22,7 @@ G_BEGIN_DECLS
 typedef struct {
     guint32 abi_major;
     guint32 abi_minor;
-    const char *name;               /* "mod_roster": matches conf.d/mod_roster.conf */
+    const char *name; /* "mod_roster": matches conf.d/mod_roster.conf */
     const char *version;
     const char *const *depends;     /* NULL-terminated module names, or NULL */
     const MkConfigKey *config_keys; /* ends with MK_CONFIG_KEYS_END, or NULL */
