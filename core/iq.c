@@ -431,6 +431,10 @@ void mk_iq_pending_clear(MkModules *mods)
     for (GList *l = all; l; l = l->next) {
         MkIqPending *p = l->data;
         g_source_destroy(p->timeout);
+        /* As a timeout would: the caller frees what it attached. Its
+         * module has stopped already; its code is still mapped. */
+        if (p->done)
+            p->done(NULL, p->user_data);
         pending_unref(p);
     }
     g_list_free(all);

@@ -209,7 +209,7 @@ void mk_stream_build_computed(MkHostReg *hr, MkModule *mod);
 void mk_timers_remove_all(MkModule *mod);
 
 /* ---- Pending mk_iq_send requests (iq.c) ---- */
-/* Cancels every pending request (their callbacks never run). */
+/* Ends every pending request: callbacks run with NULL, as on a timeout. */
 void mk_iq_pending_clear(MkModules *mods);
 
 /* ---- Metrics (metrics.c) ---- */

@@ -53,7 +53,9 @@ MK_API void mk_iq_reply_error(MkIq *iq, MkStanzaError cond, const char *text);
 
 /* Sends an IQ request from the server (or a module's JID) and calls
  * @done with the response, or with NULL after @timeout_ms. @done runs on
- * the calling thread. (transfer none) of @request. */
+ * the calling thread. When the server shuts down first, @done runs with
+ * NULL on the main thread after the module stopped, so that it can free
+ * @user_data (and must do nothing else). (transfer none) of @request. */
 typedef void (*MkIqResponse)(MkStanza *response, gpointer user_data);
 MK_API void mk_iq_send(MkModule *mod, MkStanza *request, guint timeout_ms, MkIqResponse done,
                        gpointer user_data);
