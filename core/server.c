@@ -197,8 +197,6 @@ void mk_server_free(MkServer *srv)
     }
     if (srv->workers)
         mk_workers_stop(srv->workers);
-    if (srv->auth_pool)
-        g_thread_pool_free(srv->auth_pool, FALSE, TRUE);
     /* Storage jobs still queued run module code (their work functions):
      * drain the pool while the modules' .so files are still mapped. */
     if (srv->db) {
