@@ -21,6 +21,7 @@
 #include <meerkat/mk-metrics.h>
 #include <meerkat/mk-stream.h>
 #include <meerkat/mk-account.h>
+#include <meerkat/mk-userqueue.h>
 
 typedef struct MkServer MkServer;
 typedef struct MkWorker MkWorker;

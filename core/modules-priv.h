@@ -94,6 +94,7 @@ struct MkModule {
     GPtrArray *stream_regs;     /* MkStreamReg* */
     GPtrArray *stream_funcs;    /* MkStreamFeatureReg*: computed features */
     GPtrArray *counters;        /* MkCounter* (not owned) */
+    GPtrArray *queues;          /* MkUserQueue*, owned; closed on stop, freed with the struct */
     /* mk_stream_management_enable */
     MkStreamMgmtConfig stream_mgmt;
 };
@@ -207,6 +208,12 @@ void mk_stream_reg_free(gpointer reg);
 void mk_stream_build_computed(MkHostReg *hr, MkModule *mod);
 /* Removes every timer of @mod. Main thread. */
 void mk_timers_remove_all(MkModule *mod);
+
+/* ---- User queues (userqueue.c) ---- */
+/* Cancels what waits in @mod's queues and refuses later pushes. Main thread. */
+void mk_user_queues_close(MkModule *mod);
+/* Frees an MkUserQueue (the free function of mod->queues). */
+void mk_user_queue_free(gpointer queue);
 
 /* ---- Pending mk_iq_send requests (iq.c) ---- */
 /* Ends every pending request: callbacks run with NULL, as on a timeout. */

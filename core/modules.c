@@ -58,6 +58,7 @@ static MkModule *module_new(MkModules *mods, const MkModuleDesc *desc, const cha
     m->routes = g_ptr_array_new_with_free_func(mk_route_reg_free);
     m->timers = g_ptr_array_new();
     m->counters = g_ptr_array_new();
+    m->queues = g_ptr_array_new_with_free_func(mk_user_queue_free);
     m->stream_features = g_ptr_array_new_with_free_func(g_free);
     m->stream_regs = g_ptr_array_new_with_free_func(mk_stream_reg_free);
     m->stream_funcs = g_ptr_array_new_with_free_func(g_free);
@@ -86,6 +87,7 @@ void mk_module_unref(MkModule *mod)
     g_ptr_array_unref(mod->routes);
     g_ptr_array_unref(mod->timers);
     g_ptr_array_unref(mod->counters);
+    g_ptr_array_unref(mod->queues);
     g_ptr_array_unref(mod->stream_features);
     g_ptr_array_unref(mod->stream_regs);
     g_ptr_array_unref(mod->stream_funcs);
@@ -418,6 +420,7 @@ static void unregister_all(MkModule *m)
                    m->stream_regs->len || m->stream_funcs->len || m->stream_mgmt.on;
     m->live = FALSE;
     mk_timers_remove_all(m);
+    mk_user_queues_close(m);
     mk_metrics_release(m);
     g_ptr_array_set_size(m->hooks, 0);
     g_ptr_array_set_size(m->iqs, 0);

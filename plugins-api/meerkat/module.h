@@ -23,4 +23,5 @@
 #include <meerkat/mk-metrics.h>
 #include <meerkat/mk-stream.h>
 #include <meerkat/mk-account.h>
+#include <meerkat/mk-userqueue.h>
 #undef MK_INSIDE_MODULE_H
