@@ -162,7 +162,7 @@ GPtrArray *blocking_cache_get(Blocking *b, MkJid *user, MkStanza *defer)
         LoadOp *op = g_new0(LoadOp, 1);
         op->b = blocking_ref(b);
         op->user = mk_jid_bare(user);
-        blk_queue_run(b->queue, key, load_work, load_done, op, load_op_free);
+        mk_user_queue_push(b->queue, key, load_work, load_done, op, load_op_free);
     }
     return list;
 }

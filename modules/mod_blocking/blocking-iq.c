@@ -262,7 +262,7 @@ static void queue_op(Blocking *b, MkIq *iq, MkJid *user, OpKind kind, GPtrArray 
     op->user = mk_jid_ref(user);
     op->kind = kind;
     op->jids = jids;
-    blk_queue_run(b->queue, mk_jid_string(user), list_work, list_done, op, list_op_free);
+    mk_user_queue_push(b->queue, mk_jid_string(user), list_work, list_done, op, list_op_free);
 }
 
 /* ---- handlers -------------------------------------------------------------- */

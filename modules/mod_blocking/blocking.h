@@ -2,7 +2,6 @@
  *
  * Files:
  *   blocking-match.c   XEP-0191 section 4 JID matching, pure
- *   blocking-queue.c   per-user serial execution of storage work
  *   blocking-cache.c   the in-memory block lists, shared by all workers
  *   blocking-iq.c      urn:xmpp:blocking get/set, pushes, presence on change
  *   mod_blocking.c     descriptor, start, enforcement hooks */
@@ -30,25 +29,12 @@ gboolean blocking_item_matches(const MkJid *item, const MkJid *jid);
 /* TRUE when an element of @list (MkJid*) matches @jid. */
 gboolean blocking_list_matches(const GPtrArray *list, const MkJid *jid);
 
-/* ---- per-user serial queue (blocking-queue.c) --------------------------- */
-
-typedef struct BlkQueue BlkQueue;
-typedef void (*BlkOpDone)(const GError *error, gpointer data);
-
-BlkQueue *blk_queue_new(MkModule *mod);
-BlkQueue *blk_queue_ref(BlkQueue *q);
-void blk_queue_unref(BlkQueue *q);
-/* Runs @work in a transaction after every earlier operation queued under
- * @key completed, then @done on the calling thread, then @destroy. */
-void blk_queue_run(BlkQueue *q, const char *key, MkDbWork work, BlkOpDone done, gpointer data,
-                   GDestroyNotify destroy);
-
 /* ---- the module instance (mod_blocking.c) ------------------------------- */
 
 typedef struct {
     gint ref;
     MkModule *mod;
-    BlkQueue *queue;
+    MkUserQueue *queue;     /* the core's: per-user order of storage work */
     GMutex lock;            /* guards the two tables */
     GHashTable *cache;      /* bare JID string -> CacheEntry (blocking-cache.c) */
     GHashTable *interested; /* MkSession* that asked for the list (no ref: the slot removes it) */

@@ -25,7 +25,6 @@ void blocking_unref(Blocking *b)
 {
     if (!b || !g_atomic_int_dec_and_test(&b->ref))
         return;
-    blk_queue_unref(b->queue);
     blocking_cache_clear(b);
     g_hash_table_destroy(b->interested);
     g_mutex_clear(&b->lock);
@@ -170,7 +169,7 @@ static gboolean blocking_start(MkModule *mod, GError **error)
     Blocking *b = g_new0(Blocking, 1);
     b->ref = 1;
     b->mod = mod;
-    b->queue = blk_queue_new(mod);
+    b->queue = mk_user_queue_new(mod);
     g_mutex_init(&b->lock);
     blocking_cache_init(b);
     b->interested = g_hash_table_new(g_direct_hash, g_direct_equal);

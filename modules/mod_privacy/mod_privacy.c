@@ -32,7 +32,6 @@ void privacy_unref(Privacy *p)
 {
     if (!p || !g_atomic_int_dec_and_test(&p->ref))
         return;
-    priv_queue_unref(p->queue);
     priv_cache_clear(p);
     g_mutex_clear(&p->lock);
     g_free(p);
@@ -252,7 +251,7 @@ static gboolean privacy_start(MkModule *mod, GError **error)
     Privacy *p = g_new0(Privacy, 1);
     p->ref = 1;
     p->mod = mod;
-    p->queue = priv_queue_new(mod);
+    p->queue = mk_user_queue_new(mod);
     g_mutex_init(&p->lock);
     priv_cache_init(p);
     p->cache_idle_s = mk_config_get_int(mod, "cache_idle");

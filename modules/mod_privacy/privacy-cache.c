@@ -115,7 +115,7 @@ PrivState *priv_cache_get(Privacy *p, MkJid *user, MkStanza *defer)
         LoadOp *op = g_new0(LoadOp, 1);
         op->p = privacy_ref(p);
         op->user = mk_jid_bare(user);
-        priv_queue_run(p->queue, key, load_work, load_done, op, load_op_free);
+        mk_user_queue_push(p->queue, key, load_work, load_done, op, load_op_free);
     }
     return st;
 }

@@ -385,7 +385,7 @@ static MkResult queue_op(Privacy *p, MkIq *iq, MkJid *user, OpKind kind, const c
     op->kind = kind;
     op->name = g_strdup(name);
     op->items = items;
-    priv_queue_run(p->queue, mk_jid_string(user), op_work, op_done, op, op_free);
+    mk_user_queue_push(p->queue, mk_jid_string(user), op_work, op_done, op, op_free);
     return MK_HANDLED;
 }
 

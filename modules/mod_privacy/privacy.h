@@ -2,7 +2,6 @@
  *
  * Files:
  *   privacy-eval.c    list items and their evaluation (XEP-0016 2.1-2.2), pure
- *   privacy-queue.c   per-user serial execution of storage work
  *   privacy-db.c      schema and statements (storage thread)
  *   privacy-cache.c   each user's lists, default list and roster in memory;
  *                     the active list of each session
@@ -77,17 +76,6 @@ const char *priv_sub_name(guint sub);
 gboolean priv_jid_match(const char *inode, const char *idomain, const char *ires, const char *node,
                         const char *domain, const char *res);
 
-/* ---- per-user serial queue (privacy-queue.c) ---------------------------- */
-
-typedef struct PrivQueue PrivQueue;
-typedef void (*PrivOpDone)(const GError *error, gpointer data);
-
-PrivQueue *priv_queue_new(MkModule *mod);
-PrivQueue *priv_queue_ref(PrivQueue *q);
-void priv_queue_unref(PrivQueue *q);
-void priv_queue_run(PrivQueue *q, const char *key, MkDbWork work, PrivOpDone done, gpointer data,
-                    GDestroyNotify destroy);
-
 /* ---- a user's state (privacy-db.c) -------------------------------------- */
 
 typedef struct {
@@ -130,7 +118,7 @@ gboolean priv_db_set_default(MkDbConn *conn, MkJid *user, const char *name, GErr
 typedef struct {
     gint ref;
     MkModule *mod;
-    PrivQueue *queue;
+    MkUserQueue *queue; /* the core's: per-user order of storage work */
     GMutex lock;        /* guards cache and active */
     GHashTable *cache;  /* bare JID string -> CacheEntry (privacy-cache.c) */
     GHashTable *active; /* MkSession* (no ref) -> char* active list name */

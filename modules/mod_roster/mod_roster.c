@@ -16,7 +16,6 @@ void roster_unref(Roster *r)
 {
     if (!r || !g_atomic_int_dec_and_test(&r->ref))
         return;
-    roster_queue_unref(r->queue);
     g_hash_table_destroy(r->interested);
     g_mutex_clear(&r->lock);
     g_free(r);
@@ -146,7 +145,7 @@ static gboolean roster_start(MkModule *mod, GError **error)
     Roster *r = g_new0(Roster, 1);
     r->ref = 1;
     r->mod = mod;
-    r->queue = roster_queue_new(mod);
+    r->queue = mk_user_queue_new(mod);
     g_mutex_init(&r->lock);
     r->interested = g_hash_table_new(g_direct_hash, g_direct_equal);
     r->pushes = mk_metrics_counter(mod, "pushes");

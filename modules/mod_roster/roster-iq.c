@@ -109,7 +109,7 @@ static MkResult roster_get(MkIq *iq, gpointer user_data)
     const char *ver = mk_xml_get_attr(mk_iq_payload(iq), "ver");
     if (ver && *ver)
         op->client_ver = g_strdup(ver);
-    roster_queue_run(r->queue, mk_jid_string(op->user), get_work, get_done, op, get_op_free);
+    mk_user_queue_push(r->queue, mk_jid_string(op->user), get_work, get_done, op, get_op_free);
     return MK_HANDLED;
 }
 
@@ -284,7 +284,7 @@ static MkResult roster_set(MkIq *iq, gpointer user_data)
     op->user = g_steal_pointer(&user);
     op->want = want;
     op->remove = remove;
-    roster_queue_run(r->queue, mk_jid_string(op->user), set_work, set_done, op, set_op_free);
+    mk_user_queue_push(r->queue, mk_jid_string(op->user), set_work, set_done, op, set_op_free);
     return MK_HANDLED;
 }
 

@@ -9,7 +9,7 @@
  *    initial presence probes to every contact the user is subscribed to
  *    and the redelivery of requests that waited for the user.
  *
- * Every change runs through the user's serial queue (roster-queue.c) so
+ * Every change runs through the user's queue (mk_user_queue_push) so
  * that one user's presence and roster changes keep their order. */
 #include "roster.h"
 
@@ -129,7 +129,7 @@ static void queue_subscription(Roster *r, gboolean inbound, RosterPresType type,
     if (inbound && type == ROSTER_SUBSCRIBE)
         op->pending_xml = mk_xml_to_string(mk_stanza_xml(op->stanza), NULL);
     mk_counter_add(r->subscriptions, 1);
-    roster_queue_run(r->queue, mk_jid_string(op->user), sub_work, sub_done, op, sub_op_free);
+    mk_user_queue_push(r->queue, mk_jid_string(op->user), sub_work, sub_done, op, sub_op_free);
 }
 
 /* user_send_packet: a subscription stanza from a local user. */
@@ -224,8 +224,8 @@ static MkResult on_presence_in(MkHookCall *call, gpointer user_data)
         op->r = roster_ref(r);
         op->user = mk_jid_bare(to);
         op->prober = mk_jid_ref(from);
-        roster_queue_run(r->queue, mk_jid_string(op->user), probe_work, probe_done, op,
-                         probe_op_free);
+        mk_user_queue_push(r->queue, mk_jid_string(op->user), probe_work, probe_done, op,
+                           probe_op_free);
         return MK_HANDLED;
     }
     RosterPresType ptype;
@@ -338,8 +338,8 @@ static MkResult on_broadcast(MkHookCall *call, gpointer user_data)
     op->user = mk_jid_bare(mk_session_jid(s));
     op->stanza = mk_stanza_new_addressed(mk_stanza_xml(st), mk_session_jid(s), NULL);
     op->initial = initial;
-    roster_queue_run(r->queue, mk_jid_string(op->user), broadcast_work, broadcast_done, op,
-                     broadcast_op_free);
+    mk_user_queue_push(r->queue, mk_jid_string(op->user), broadcast_work, broadcast_done, op,
+                       broadcast_op_free);
     return MK_PASS;
 }
 

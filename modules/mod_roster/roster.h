@@ -3,7 +3,6 @@
  * Files:
  *   roster-sm.c        the subscription state machine (RFC 6121 App. A), pure
  *   roster-db.c        storage: schema and the statements, storage thread
- *   roster-queue.c     per-user serial execution of storage work
  *   roster-iq.c        jabber:iq:roster get/set
  *   roster-presence.c  subscription presence, probes, broadcast presence
  *   mod_roster.c       descriptor, start/stop, pushes, presence helpers */
@@ -109,27 +108,12 @@ gboolean roster_db_bump_version(MkDbConn *conn, MkJid *user, gint64 *ver, GError
 /* TRUE in *@exists when @user is an account of the internal backend. */
 gboolean roster_db_user_exists(MkDbConn *conn, MkJid *user, gboolean *exists, GError **error);
 
-/* ---- per-user serial queue (roster-queue.c) --------------------------- */
-
-typedef struct RosterQueue RosterQueue;
-typedef void (*RosterOpDone)(const GError *error, gpointer data);
-
-RosterQueue *roster_queue_new(MkModule *mod);
-RosterQueue *roster_queue_ref(RosterQueue *q);
-void roster_queue_unref(RosterQueue *q);
-/* Runs @work in a transaction after every earlier operation queued under
- * @key has completed, then @done on the calling thread, then @destroy on
- * @data. The calling thread must run a thread-default main context
- * (workers and the main thread do). */
-void roster_queue_run(RosterQueue *q, const char *key, MkDbWork work, RosterOpDone done,
-                      gpointer data, GDestroyNotify destroy);
-
 /* ---- the module instance (mod_roster.c) ------------------------------- */
 
 typedef struct {
     gint ref;
     MkModule *mod;
-    RosterQueue *queue;
+    MkUserQueue *queue; /* the core's: per-user order of storage work */
     GMutex lock;
     GHashTable *interested; /* MkSession* (no ref: its slot removes it) */
     MkCounter *pushes;
