@@ -274,6 +274,7 @@ static void resume_here(MkC2s *c, const char *previd, guint32 h)
     c->sm = sm;
     s->transport_data = c;
     s->last_input_us = c->last_input_us;
+    g_atomic_int_set(&s->detached, FALSE);
     g_mutex_lock(&cs->resume_lock);
     r = g_hash_table_lookup(cs->resumable, previd);
     if (r)
@@ -473,6 +474,7 @@ gboolean c2s_sm_detach(MkC2s *c)
     C2S_LOG(c, G_LOG_LEVEL_INFO, "connection lost; resumable for %u s (%u unacknowledged)",
             sm->timeout, sm->q.unacked.length);
     c->state = C2S_DETACHED;
+    g_atomic_int_set(&c->session->detached, TRUE);
     g_clear_pointer(&c->conn, mk_conn_free);
     sm->r_sent = FALSE;
     sm->expiry = g_timeout_source_new((guint)MIN((guint64)sm->timeout * 1000, G_MAXUINT));

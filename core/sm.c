@@ -230,6 +230,13 @@ MkStanza *mk_session_last_presence(MkSession *s)
     return p;
 }
 
+/* Public module API (mk-session.h). Any thread. */
+gboolean mk_session_is_detached(MkSession *s)
+{
+    g_return_val_if_fail(s != NULL, FALSE);
+    return g_atomic_int_get(&s->detached) != 0;
+}
+
 gint64 mk_session_idle_seconds(MkSession *s)
 {
     return (g_get_monotonic_time() - s->last_input_us) / G_USEC_PER_SEC;

@@ -4,7 +4,12 @@
  * ping_interval is set, pings clients that have been silent that long and
  * closes with connection-timeout those that do not answer within
  * ping_timeout. All the sweeping state lives on the main thread: the
- * timer, mk_sm_foreach and the mk_iq_send completions all run there. */
+ * timer, mk_sm_foreach and the mk_iq_send completions all run there.
+ *
+ * Sessions detached by stream management (XEP-0198) are left alone: their
+ * client cannot answer until it resumes, and closing them would end them
+ * before the resumption timeout the operator granted; the core ends them
+ * when that expires. */
 #include <meerkat/module.h>
 
 #define NS_PING "urn:xmpp:ping"
@@ -71,7 +76,9 @@ static void ping_done(MkStanza *response, gpointer user_data)
     if (!p->stopped) {
         if (response) {
             mk_counter_add(p->answered, 1);
-        } else if (session_alive(call->session)) {
+        } else if (session_alive(call->session) && !mk_session_is_detached(call->session)) {
+            /* (Detached: the connection dropped after the ping was sent;
+             * the ping waits in the stream's queue for the resumed one.) */
             mk_counter_add(p->timeouts, 1);
             g_info("mod_ping: %s did not answer a ping within %" G_GINT64_FORMAT
                    " s, closing its stream",
@@ -89,6 +96,8 @@ static void sweep_one(MkSession *s, gpointer user_data)
 {
     Ping *p = user_data;
     if (g_hash_table_contains(p->pending, s))
+        return;
+    if (mk_session_is_detached(s))
         return;
     if (mk_session_idle_seconds(s) < p->interval)
         return;

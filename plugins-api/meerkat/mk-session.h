@@ -41,4 +41,12 @@ MK_API GPtrArray *mk_sm_sessions_of(MkJid *bare);
  * @func with each one (transfer none). Main thread. */
 MK_API void mk_sm_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer user_data);
 
+/* TRUE while @s is detached by stream management (XEP-0198): its
+ * connection dropped and the session waits, up to the resumption timeout,
+ * for the client to resume it. It stays bound and stanzas sent to it are
+ * queued for the resumed stream; the client cannot answer anything until
+ * then, so liveness checks (pings, idle timeouts) must leave it alone: the
+ * core ends it when the timeout expires. Any thread. Since ABI 1.2. */
+MK_API gboolean mk_session_is_detached(MkSession *s);
+
 G_END_DECLS

@@ -1,12 +1,21 @@
 #!/usr/bin/python3
 """mod_ping (XEP-0199) with ping_interval: a silent client that answers
 pings stays connected; a silent client that never answers is closed with
-the stream error connection-timeout. Prints TAP; ignores --tap."""
+the stream error connection-timeout; a session detached by stream
+management (XEP-0198) is neither pinged nor closed while it waits for
+resumption. Prints TAP; ignores --tap."""
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, NS_STREAM, NS_STREAMS_ERR, Client, Server, Tap, q  # noqa: E402
+
+
+NS_SM = "urn:xmpp:sm:3"
+PING_INTERVAL = 1
+PING_TIMEOUT = 2
+RESUME_TIMEOUT = 30  # far longer than any wait below
 
 
 def is_ping(e):
@@ -39,16 +48,61 @@ def test_idle(t, srv):
     good.close()
 
 
+def sm_enable(c):
+    c.send("<enable xmlns='%s' resume='true'/>" % NS_SM)
+    e = c.expect(lambda e: e.tag in (q(NS_SM, "enabled"), q(NS_SM, "failed")),
+                 what="enabled or failed")
+    return e.get("id") if e.tag == q(NS_SM, "enabled") else None
+
+
+def sm_resume(srv, user, previd):
+    c = Client(srv, user, bind=False)
+    c.send("<resume xmlns='%s' previd='%s' h='0'/>" % (NS_SM, previd))
+    res = c.expect(lambda e: e.tag in (q(NS_SM, "resumed"), q(NS_SM, "failed")),
+                   what="resumed or failed")
+    return c, res.tag == q(NS_SM, "resumed")
+
+
+def test_detached(t, srv):
+    srv.register("mona")
+    phone = Client(srv, "mona", resource="phone")
+    previd = sm_enable(phone)
+    t.ok(previd is not None, "stream management enabled with resumption")
+
+    # Detached at once, before any ping: long enough for a sweep to ping
+    # it and for that ping to time out, had it been pinged.
+    phone.drop()
+    time.sleep(2 * PING_INTERVAL + PING_TIMEOUT + 1.5)
+    again, resumed = sm_resume(srv, "mona", previd)
+    t.ok(resumed, "a detached session is not pinged away: resumed after %d s" %
+         (2 * PING_INTERVAL + PING_TIMEOUT + 1.5))
+
+    # Pinged, then the connection drops before the answer: the ping's
+    # timeout while detached does not end the session either.
+    p = again.expect(is_ping, timeout=6, what="a ping on the resumed stream")
+    t.ok(p is not None, "the resumed session is pinged again when silent")
+    again.drop()
+    time.sleep(PING_TIMEOUT + 1.5)
+    last, resumed = sm_resume(srv, "mona", previd)
+    t.ok(resumed, "a ping unanswered because the connection dropped does not end the session")
+    last.auto_pong = True
+    res = last.iq("<ping xmlns='urn:xmpp:ping'/>", to="localhost")
+    t.ok(res.get("type") == "result", "the resumed session works")
+    last.close()
+
+
 def main():
     t = Tap()
     try:
-        srv = Server({"mod_ping": {"ping_interval": 1, "ping_timeout": 2}})
+        srv = Server({"mod_ping": {"ping_interval": PING_INTERVAL, "ping_timeout": PING_TIMEOUT},
+                      "mod_stream_management": {"resume_timeout": RESUME_TIMEOUT}})
     except Exception as e:
         t.ok(False, "meerkatd with mod_ping starts")
         t.diag(e)
         t.done()
     try:
         t.run("idle pings", test_idle, srv)
+        t.run("detached sessions", test_detached, srv)
     finally:
         if t.failed:
             t.diag(srv.log_text())
