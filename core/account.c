@@ -96,6 +96,20 @@ static gboolean job_complete_source(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+/* Sends @job back to its caller's thread, where job_complete runs. */
+static void job_return(AccountJob *job)
+{
+    if (job->worker) {
+        mk_worker_post(job->worker, job_complete, job, job_free);
+        return;
+    }
+    /* An idle source, not g_main_context_invoke: see db-async.c. */
+    GSource *src = g_idle_source_new();
+    g_source_set_callback(src, job_complete_source, job, NULL);
+    g_source_attach(src, job->ctx);
+    g_source_unref(src);
+}
+
 /* On the auth pool. */
 static void job_run(gpointer data)
 {
@@ -120,15 +134,7 @@ static void job_run(gpointer data)
         mk_db_release(srv->db, conn);
     }
     to_account_error(&job->error);
-    if (job->worker) {
-        mk_worker_post(job->worker, job_complete, job, job_free);
-    } else {
-        /* An idle source, not g_main_context_invoke: see db-async.c. */
-        GSource *src = g_idle_source_new();
-        g_source_set_callback(src, job_complete_source, job, NULL);
-        g_source_attach(src, job->ctx);
-        g_source_unref(src);
-    }
+    job_return(job);
 }
 
 static void account_submit(MkModule *mod, AccountOp op, const char *username, const char *domain,
@@ -153,13 +159,15 @@ static void account_submit(MkModule *mod, AccountOp op, const char *username, co
                     "%s is not a domain of host type %s", domain ? domain : "(null)",
                     mk_module_host_type(mod));
         /* Still asynchronous: callers never see @done run inside the call. */
-        if (job->worker)
-            mk_worker_post(job->worker, job_complete, job, job_free);
-        else
-            g_idle_add_full(G_PRIORITY_DEFAULT, job_complete_source, job, NULL);
+        job_return(job);
         return;
     }
-    g_thread_pool_push(srv->auth_pool, job, NULL);
+    if (!mk_server_auth_push(srv, &job->job)) {
+        /* Shutdown began: the pool is drained and takes nothing more. */
+        g_set_error_literal(&job->error, MK_ACCOUNT_ERROR, MK_ACCOUNT_ERROR_FAILED,
+                            "the server is shutting down");
+        job_return(job);
+    }
 }
 
 /* Public module API (mk-account.h). Any thread with a Meerkat main context. */

@@ -352,9 +352,18 @@ static void sasl_step_async(MkC2s *c, const char *input)
     job->c = c2s_ref(c);
     job->ss = c->sasl;
     job->input = g_strdup(input);
+    if (!mk_server_auth_push(c->cs->srv, &job->job)) {
+        /* Shutdown began (the auth pool is drained): this stream is about
+         * to be closed with system-shutdown (RFC 6120 4.9.3.22) anyway;
+         * close it now rather than leave the client waiting. */
+        c2s_close(c, "system-shutdown");
+        sasl_job_free(job);
+        c2s_unref(c); /* the job's */
+        return;
+    }
+    /* Only this worker delivers the result, after this returns. */
     c->sasl_busy = TRUE;
     mk_conn_pause(c->conn, TRUE);
-    g_thread_pool_push(c->cs->srv->auth_pool, job, NULL);
 }
 
 static void handle_auth(MkC2s *c, MkXml *el)

@@ -22,6 +22,9 @@ typedef struct {
     MkServer pub;
     MkC2sServer *c2s;
     GPtrArray *old_configs; /* replaced configs: listeners keep pointing into them */
+    /* Guards pub.auth_pool: pushes hold it shared, the drain exclusively,
+     * so that no job lands in a pool being freed. */
+    GRWLock auth_lock;
 } ServerPriv;
 
 MkServer *mk_server_get(void)
@@ -48,6 +51,31 @@ static void auth_pool_run(gpointer data, gpointer pool_data)
 {
     MkPoolJob *job = data;
     job->run(job);
+}
+
+/* See server.h. Any thread. */
+gboolean mk_server_auth_push(MkServer *srv, MkPoolJob *job)
+{
+    ServerPriv *priv = (ServerPriv *)srv;
+    g_rw_lock_reader_lock(&priv->auth_lock);
+    gboolean open = srv->auth_pool != NULL;
+    if (open)
+        g_thread_pool_push(srv->auth_pool, job, NULL);
+    g_rw_lock_reader_unlock(&priv->auth_lock);
+    return open;
+}
+
+/* See server.h. Main thread. */
+void mk_server_auth_drain(MkServer *srv)
+{
+    ServerPriv *priv = (ServerPriv *)srv;
+    g_rw_lock_writer_lock(&priv->auth_lock);
+    GThreadPool *pool = g_steal_pointer(&srv->auth_pool);
+    g_rw_lock_writer_unlock(&priv->auth_lock);
+    /* Outside the lock: the queued jobs run to the end, and a push that
+     * comes meanwhile must be refused, not wait for them. */
+    if (pool)
+        g_thread_pool_free(pool, FALSE, TRUE);
 }
 
 /* Makes sure every TLS listener has a certificate: the defaults under
@@ -80,6 +108,7 @@ MkServer *mk_server_new(MkConfigData *cfg, GError **error)
     srv->config = cfg;
     srv->started_at = g_get_real_time();
     priv->old_configs = g_ptr_array_new_with_free_func((GDestroyNotify)mk_config_free);
+    g_rw_lock_init(&priv->auth_lock);
     g_atomic_pointer_set(&the_server, srv);
 
     if (g_mkdir_with_parents(cfg->state_dir, 0750) != 0) {
@@ -185,11 +214,9 @@ void mk_server_free(MkServer *srv)
     if (srv->listeners)
         g_ptr_array_unref(srv->listeners);
     /* SASL jobs still queued use the c2s server's SASL context: let them
-     * finish before it goes. Their results land on still-running workers. */
-    if (srv->auth_pool) {
-        g_thread_pool_free(srv->auth_pool, FALSE, TRUE);
-        srv->auth_pool = NULL;
-    }
+     * finish before it goes. Their results land on still-running workers.
+     * From here until the streams are closed, new jobs are refused. */
+    mk_server_auth_drain(srv);
     if (priv->c2s)
         mk_c2s_server_free(priv->c2s);
     if (srv->modules) {
@@ -212,6 +239,7 @@ void mk_server_free(MkServer *srv)
         g_main_loop_unref(srv->loop);
     g_atomic_pointer_set(&the_server, NULL);
     g_ptr_array_unref(priv->old_configs);
+    g_rw_lock_clear(&priv->auth_lock);
     mk_config_free(srv->config);
     g_free(priv);
 }

@@ -17,14 +17,23 @@ struct MkServer {
     MkModules *modules;
     GPtrArray *listeners;                       /* of MkListener* */
     gnutls_certificate_credentials_t tls_creds; /* nullable */
-    GThreadPool *auth_pool;                     /* SASL steps: credential reads + key derivation */
-    gint64 started_at;                          /* g_get_real_time() at start */
+    GThreadPool *auth_pool; /* SASL steps, account changes: through mk_server_auth_push only */
+    gint64 started_at;      /* g_get_real_time() at start */
 };
 
 /* A job for srv->auth_pool: job structs start with this. */
 typedef struct {
     void (*run)(gpointer job);
 } MkPoolJob;
+
+/* Queues @job on the auth pool (credential reads, key derivation): TRUE,
+ * and the pool owns it until job->run. FALSE once shutdown began
+ * (mk_server_auth_drain): the job was not queued and is still the
+ * caller's, who must tell its client. Any thread. */
+gboolean mk_server_auth_push(MkServer *srv, MkPoolJob *job);
+/* Refuses new auth jobs, then runs those queued and waits for them.
+ * Main thread, at shutdown; mk_server_free calls it. */
+void mk_server_auth_drain(MkServer *srv);
 
 /* (transfer none) The process's server, or NULL before mk_server_new. */
 MkServer *mk_server_get(void);
