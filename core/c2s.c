@@ -366,6 +366,17 @@ static void sasl_step_async(MkC2s *c, const char *input)
     mk_conn_pause(c->conn, TRUE);
 }
 
+/* Whether the features of this stream listed a -PLUS mechanism: then a
+ * SCRAM client's 'y' flag (it could bind but believes we cannot) is a
+ * downgrade and refused. */
+static gboolean plus_offered(MkC2s *c)
+{
+    for (char **m = c->cs->srv->config->mechanisms; m && *m; m++)
+        if (g_str_has_suffix(*m, "-PLUS") && mech_allowed(c, *m))
+            return TRUE;
+    return FALSE;
+}
+
 static void handle_auth(MkC2s *c, MkXml *el)
 {
     const char *mech = mk_xml_get_attr(el, "mechanism");
@@ -388,7 +399,7 @@ static void handle_auth(MkC2s *c, MkXml *el)
     }
     g_autoptr(GBytes) cb = NULL;
     const char *cb_type = NULL;
-    if (mk_conn_is_tls(c->conn)) {
+    if (mk_conn_is_tls(c->conn) && plus_offered(c)) {
         cb_type = mk_conn_channel_binding_type(c->conn);
         cb = cb_type ? mk_conn_channel_binding(c->conn, cb_type) : NULL;
     }

@@ -1,16 +1,39 @@
-/* SASL mechanisms through GNU SASL. See sasl.h.
+/* SASL mechanisms: PLAIN, SCRAM-SHA-1, SCRAM-SHA-256, their -PLUS
+ * variants and ANONYMOUS. See sasl.h.
  *
- * GNU SASL asks for what it needs through one callback: credentials for
- * SCRAM (salt, iterations, StoredKey/ServerKey, hex-encoded), validation
- * of PLAIN and ANONYMOUS, and channel-binding data for -PLUS. The callback
- * reads the account from the database on the calling (auth pool) thread. */
+ * This was GNU SASL with a property callback; every mechanism is now
+ * ours (PLAIN here, SCRAM in scram-server.c), because GNU SASL's servers
+ * SASLprepped names and passwords through libidn before asking us and
+ * kept SCRAM's keys as base64 strings: 40% of a SCRAM login's
+ * instructions (docs/benchmarks.md). The outcomes are GNU SASL's, except
+ * where noted. */
 #include "sasl.h"
 #include "auth.h"
+#include "scram-server.h"
 #include <gnutls/crypto.h>
-#include <gsasl.h>
+#include <string.h>
+
+typedef enum {
+    MECH_PLAIN,
+    MECH_ANONYMOUS,
+    MECH_SCRAM,
+} MechKind;
+
+static const struct {
+    const char *name;
+    MechKind kind;
+    MkScramHash hash;
+    gboolean plus;
+} mechanisms[] = {
+    {"PLAIN", MECH_PLAIN, 0, FALSE},
+    {"ANONYMOUS", MECH_ANONYMOUS, 0, FALSE},
+    {"SCRAM-SHA-1", MECH_SCRAM, MK_SCRAM_SHA1, FALSE},
+    {"SCRAM-SHA-1-PLUS", MECH_SCRAM, MK_SCRAM_SHA1, TRUE},
+    {"SCRAM-SHA-256", MECH_SCRAM, MK_SCRAM_SHA256, FALSE},
+    {"SCRAM-SHA-256-PLUS", MECH_SCRAM, MK_SCRAM_SHA256, TRUE},
+};
 
 struct MkSasl {
-    Gsasl *ctx;
     MkDb *db;
     guint iterations;
     gboolean plain_format; /* [auth] password_format = plain */
@@ -19,16 +42,16 @@ struct MkSasl {
 
 struct MkSaslSession {
     MkSasl *sasl;
-    Gsasl_session *gs;
-    char *mech;
+    MechKind kind;
+    MkScramHash hash;
+    MkScramServer *scram;   /* SCRAM only */
+    gboolean scram_started; /* the server-first message went out */
     char *domain;
-    char *cb_type;
-    char *cb_b64;
+    char *authzid;        /* nullable */
     MkCredentials *creds; /* loaded on first need */
     gboolean creds_loaded;
     gboolean db_failed;
-    gboolean bad_user;        /* authid is not a valid username */
-    gboolean keys_from_plain; /* creds' keys re-derived from creds->plain */
+    gboolean bad_user; /* authid is not a valid username */
 };
 
 void mk_sasl_result_clear(MkSaslResult *r)
@@ -46,13 +69,12 @@ static char *hex_of(const guint8 *data, gsize len)
     return g_string_free(s, FALSE);
 }
 
-/* Loads the account named by GSASL_AUTHID once per exchange. */
-static void load_creds(MkSaslSession *ss)
+/* Loads the account @authid once per exchange. Blocks (database). */
+static void load_creds(MkSaslSession *ss, const char *authid)
 {
     if (ss->creds_loaded)
         return;
     ss->creds_loaded = TRUE;
-    const char *authid = gsasl_property_fast(ss->gs, GSASL_AUTHID);
     if (!authid || !*authid) {
         ss->bad_user = TRUE;
         return;
@@ -83,20 +105,17 @@ static void load_creds(MkSaslSession *ss)
  * may have set it by hand, leaving the stored keys stale), so SCRAM
  * derives the keys from it at login, once per exchange and only for the
  * mechanism's hash. Costs one key derivation, as PLAIN on SCRAM-only
- * accounts does; on the auth pool. */
-static void keys_from_plain(MkSaslSession *ss, gboolean sha256)
+ * accounts does: part of the first step, on the auth pool. */
+static void keys_from_plain(MkSaslSession *ss)
 {
     MkCredentials *c = ss->creds;
-    if (ss->keys_from_plain)
-        return;
-    ss->keys_from_plain = TRUE;
+    gboolean sha256 = ss->hash == MK_SCRAM_SHA256;
     if (!c && ss->sasl->plain_format) {
         /* Unknown user on a plain-format server: the same derivation, so
          * that timing does not tell missing accounts from existing ones. */
         static const guint8 dummy_salt[16] = {0};
         guint8 st[32], sv[32];
-        mk_scram_derive(sha256 ? MK_SCRAM_SHA256 : MK_SCRAM_SHA1, "", dummy_salt, sizeof dummy_salt,
-                        ss->sasl->iterations, st, sv);
+        mk_scram_derive(ss->hash, "", dummy_salt, sizeof dummy_salt, ss->sasl->iterations, st, sv);
         return;
     }
     if (!c || !c->plain)
@@ -111,9 +130,8 @@ static void keys_from_plain(MkSaslSession *ss, gboolean sha256)
 
 /* Salt for an account that does not exist: stable per name, so repeated
  * attempts cannot tell missing accounts from existing ones. */
-static void fake_salt(MkSaslSession *ss, guint8 out[16])
+static void fake_salt(MkSaslSession *ss, const char *authid, guint8 out[16])
 {
-    const char *authid = gsasl_property_fast(ss->gs, GSASL_AUTHID);
     guint8 mac[32];
     g_autofree char *msg = g_strdup_printf("%s@%s", authid ? authid : "", ss->domain);
     gnutls_hmac_fast(GNUTLS_MAC_SHA256, ss->sasl->secret, sizeof ss->sasl->secret, msg, strlen(msg),
@@ -121,152 +139,53 @@ static void fake_salt(MkSaslSession *ss, guint8 out[16])
     memcpy(out, mac, 16);
 }
 
-static gboolean mech_is_sha256(const char *mech)
-{
-    return g_str_has_prefix(mech, "SCRAM-SHA-256");
-}
-
-static int scram_property(MkSaslSession *ss, Gsasl_property prop)
-{
-    load_creds(ss);
-    if (ss->db_failed)
-        return GSASL_NO_CALLBACK;
-    const MkCredentials *c = ss->creds;
-    gboolean sha256 = mech_is_sha256(ss->mech);
-
-    switch (prop) {
-    case GSASL_SCRAM_ITER: {
-        g_autofree char *it = g_strdup_printf("%u", c ? c->iterations : ss->sasl->iterations);
-        gsasl_property_set(ss->gs, prop, it);
-        return GSASL_OK;
-    }
-    case GSASL_SCRAM_SALT: {
-        guint8 salt[16];
-        g_autofree char *b64 = NULL;
-        if (c) {
-            b64 = g_base64_encode((const guchar *)c->salt, c->salt_len);
-        } else {
-            fake_salt(ss, salt);
-            b64 = g_base64_encode(salt, sizeof salt);
-        }
-        gsasl_property_set(ss->gs, prop, b64);
-        return GSASL_OK;
-    }
-    case GSASL_SCRAM_STOREDKEY:
-    case GSASL_SCRAM_SERVERKEY: {
-        guint8 random_key[32];
-        const guint8 *key;
-        gsize len = sha256 ? 32 : 20;
-        keys_from_plain(ss, sha256);
-        if (c) {
-            if (prop == GSASL_SCRAM_STOREDKEY)
-                key = sha256 ? c->stored_key_sha256 : c->stored_key_sha1;
-            else
-                key = sha256 ? c->server_key_sha256 : c->server_key_sha1;
-        } else {
-            /* Unknown account: keys nobody can match, so the proof fails
-             * at the same step and cost as a wrong password. */
-            gnutls_rnd(GNUTLS_RND_NONCE, random_key, sizeof random_key);
-            key = random_key;
-        }
-        /* GNU SASL 2 takes the stored and server keys base64-encoded. */
-        g_autofree char *b64 = g_base64_encode(key, len);
-        gsasl_property_set(ss->gs, prop, b64);
-        return GSASL_OK;
-    }
-    default:
-        return GSASL_NO_CALLBACK;
-    }
-}
-
-static int sasl_callback(Gsasl *ctx, Gsasl_session *gs, Gsasl_property prop)
-{
-    MkSaslSession *ss = gsasl_session_hook_get(gs);
-    if (!ss)
-        return GSASL_NO_CALLBACK;
-
-    switch (prop) {
-    case GSASL_SCRAM_ITER:
-    case GSASL_SCRAM_SALT:
-    case GSASL_SCRAM_STOREDKEY:
-    case GSASL_SCRAM_SERVERKEY:
-        return scram_property(ss, prop);
-    case GSASL_VALIDATE_SIMPLE: {
-        const char *password = gsasl_property_fast(gs, GSASL_PASSWORD);
-        load_creds(ss);
-        if (ss->db_failed)
-            return GSASL_NO_CALLBACK;
-        /* Unknown and malformed users cost the same work as a wrong
-         * password (mk_auth_check_password with NULL): a key derivation,
-         * or a plain comparison on a plain-format server. */
-        gboolean ok = mk_auth_check_password(
-            ss->bad_user ? NULL : ss->creds, password ? password : "",
-            ss->sasl->plain_format ? MK_AUTH_DUMMY_PLAIN : ss->sasl->iterations);
-        return ok ? GSASL_OK : GSASL_AUTHENTICATION_ERROR;
-    }
-    case GSASL_VALIDATE_ANONYMOUS:
-        return GSASL_OK;
-    case GSASL_CB_TLS_EXPORTER:
-    case GSASL_CB_TLS_UNIQUE: {
-        const char *want = prop == GSASL_CB_TLS_EXPORTER ? "tls-exporter" : "tls-unique";
-        if (!ss->cb_b64 || g_strcmp0(ss->cb_type, want) != 0)
-            return GSASL_NO_CALLBACK;
-        gsasl_property_set(gs, prop, ss->cb_b64);
-        return GSASL_OK;
-    }
-    default:
-        return GSASL_NO_CALLBACK;
-    }
-}
-
 MkSasl *mk_sasl_new(MkDb *db, guint scram_iterations, gboolean plain_format, GError **error)
 {
-    g_autofree MkSasl *sasl = g_new0(MkSasl, 1);
-    int rc = gsasl_init(&sasl->ctx);
-    if (rc != GSASL_OK) {
-        g_set_error(error, MK_AUTH_ERROR, MK_AUTH_ERROR_INVALID, "GNU SASL: %s",
-                    gsasl_strerror(rc));
-        return NULL;
-    }
-    gsasl_callback_set(sasl->ctx, sasl_callback);
+    MkSasl *sasl = g_new0(MkSasl, 1);
     sasl->db = db;
     sasl->iterations = scram_iterations ? scram_iterations : 4096;
     sasl->plain_format = plain_format;
     gnutls_rnd(GNUTLS_RND_KEY, sasl->secret, sizeof sasl->secret);
-    return g_steal_pointer(&sasl);
+    return sasl;
 }
 
 void mk_sasl_free(MkSasl *sasl)
 {
     if (!sasl)
         return;
-    gsasl_done(sasl->ctx);
+    gnutls_memset(sasl->secret, 0, sizeof sasl->secret);
     g_free(sasl);
+}
+
+static int mech_index(const char *mech)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(mechanisms); i++)
+        if (g_str_equal(mech, mechanisms[i].name))
+            return (int)i;
+    return -1;
 }
 
 gboolean mk_sasl_supports(MkSasl *sasl, const char *mech)
 {
-    return gsasl_server_support_p(sasl->ctx, mech) != 0;
+    return mech_index(mech) >= 0;
 }
 
 MkSaslSession *mk_sasl_session_new(MkSasl *sasl, const char *mech, const char *domain,
                                    const char *cb_type, GBytes *cb_data)
 {
-    Gsasl_session *gs = NULL;
-    if (gsasl_server_start(sasl->ctx, mech, &gs) != GSASL_OK)
+    int i = mech_index(mech);
+    if (i < 0)
         return NULL;
     MkSaslSession *ss = g_new0(MkSaslSession, 1);
     ss->sasl = sasl;
-    ss->gs = gs;
-    ss->mech = g_strdup(mech);
+    ss->kind = mechanisms[i].kind;
+    ss->hash = mechanisms[i].hash;
     ss->domain = g_strdup(domain);
-    if (cb_type && cb_data) {
-        gsize len;
-        const guchar *data = g_bytes_get_data(cb_data, &len);
-        ss->cb_type = g_strdup(cb_type);
-        ss->cb_b64 = g_base64_encode(data, len);
+    if (ss->kind == MECH_SCRAM) {
+        gsize len = 0;
+        const guint8 *data = cb_data ? g_bytes_get_data(cb_data, &len) : NULL;
+        ss->scram = mk_scram_server_new(ss->hash, mechanisms[i].plus, cb_type, data, len);
     }
-    gsasl_session_hook_set(gs, ss);
     return ss;
 }
 
@@ -274,22 +193,33 @@ void mk_sasl_session_free(MkSaslSession *ss)
 {
     if (!ss)
         return;
-    gsasl_finish(ss->gs);
+    mk_scram_server_free(ss->scram);
     if (ss->creds)
         mk_credentials_free(ss->creds);
-    g_free(ss->mech);
     g_free(ss->domain);
-    g_free(ss->cb_type);
-    g_free(ss->cb_b64);
+    g_free(ss->authzid);
     g_free(ss);
 }
 
+gboolean mk_sasl_step_blocks(MkSaslSession *ss)
+{
+    switch (ss->kind) {
+    case MECH_PLAIN:
+        return TRUE; /* the account and, for SCRAM-only accounts, a derivation */
+    case MECH_SCRAM:
+        return !ss->scram_started; /* the account; later steps use what it gave */
+    case MECH_ANONYMOUS:
+    default:
+        return FALSE;
+    }
+}
+
 /* The authorization identity must be the account itself (or absent).
- * GNU SASL's PLAIN reports an empty authzid as the authcid, so a bare
- * localpart equal to the account is accepted as well as its bare JID. */
+ * An authzid that is a bare localpart equal to the account is accepted
+ * (as GNU SASL's PLAIN reported an empty one) as well as its bare JID. */
 static gboolean authzid_ok(MkSaslSession *ss, const char *username)
 {
-    const char *authzid = gsasl_property_fast(ss->gs, GSASL_AUTHZID);
+    const char *authzid = ss->authzid;
     if (!authzid || !*authzid)
         return TRUE;
     if (!strchr(authzid, '@') && !strchr(authzid, '/')) {
@@ -300,6 +230,12 @@ static gboolean authzid_ok(MkSaslSession *ss, const char *username)
     g_autoptr(MkJid) want = mk_jid_new_from_parts(username, ss->domain, NULL, NULL);
     g_autoptr(MkJid) got = mk_jid_new(authzid, NULL);
     return want && got && mk_jid_equal(want, got);
+}
+
+static void fail(MkSaslResult *result, const char *condition)
+{
+    result->status = MK_SASL_FAILURE;
+    result->condition = condition;
 }
 
 /* PLAIN (RFC 4616) without GNU SASL: its server SASLpreps the authcid
@@ -331,19 +267,15 @@ static void plain_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *resu
         plen > 255 || !g_utf8_validate(authzid, (gssize)zlen, NULL) ||
         !g_utf8_validate(authcid, (gssize)clen, NULL) ||
         !g_utf8_validate(passwd, (gssize)plen, NULL)) {
-        result->status = MK_SASL_FAILURE;
-        result->condition = "malformed-request";
+        fail(result, "malformed-request");
         return;
     }
-    g_autofree char *z = g_strndup(authzid, zlen);
     g_autofree char *c = g_strndup(authcid, clen);
     g_autofree char *pw = g_strndup(passwd, plen);
-    gsasl_property_set(ss->gs, GSASL_AUTHZID, zlen ? z : NULL);
-    gsasl_property_set(ss->gs, GSASL_AUTHID, c);
-    load_creds(ss);
+    ss->authzid = zlen ? g_strndup(authzid, zlen) : NULL;
+    load_creds(ss, c);
     if (ss->db_failed) {
-        result->status = MK_SASL_FAILURE;
-        result->condition = "temporary-auth-failure";
+        fail(result, "temporary-auth-failure");
         return;
     }
     /* Unknown and malformed users cost the same work as a wrong password
@@ -353,33 +285,113 @@ static void plain_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *resu
                                ss->sasl->plain_format ? MK_AUTH_DUMMY_PLAIN : ss->sasl->iterations);
     gnutls_memset(pw, 0, plen);
     if (!ok || !ss->creds) {
-        result->status = MK_SASL_FAILURE;
-        result->condition = "not-authorized";
+        fail(result, "not-authorized");
     } else if (!authzid_ok(ss, ss->creds->username)) {
-        result->status = MK_SASL_FAILURE;
-        result->condition = "invalid-authzid";
+        fail(result, "invalid-authzid");
     } else {
         result->status = MK_SASL_SUCCESS;
         result->username = g_strdup(ss->creds->username);
     }
 }
 
+static const char *scram_condition(MkScramStatus st)
+{
+    return st == MK_SCRAM_MALFORMED ? "malformed-request" : "not-authorized";
+}
+
+/* The client-first message: parse, read the account, answer with its salt
+ * and iteration count. Blocks (database; a derivation for plain-format
+ * accounts). An unknown or invalid user gets a challenge like any other
+ * (a salt stable per name, the configured iterations) and keys nobody
+ * can match, so the proof fails at the same step and cost as a wrong
+ * password. */
+static void scram_first(MkSaslSession *ss, const guint8 *msg, gsize len, MkSaslResult *result)
+{
+    MkScramStatus st = mk_scram_server_client_first(ss->scram, (const char *)msg, len);
+    if (st != MK_SCRAM_OK) {
+        fail(result, scram_condition(st));
+        return;
+    }
+    const char *authid = mk_scram_server_username(ss->scram);
+    ss->authzid = g_strdup(mk_scram_server_authzid(ss->scram));
+    load_creds(ss, authid);
+    if (ss->db_failed) {
+        fail(result, "temporary-auth-failure");
+        return;
+    }
+    keys_from_plain(ss);
+    const MkCredentials *c = ss->creds;
+    gboolean sha256 = ss->hash == MK_SCRAM_SHA256;
+    g_autofree char *first = NULL;
+    if (c) {
+        first =
+            mk_scram_server_first(ss->scram, (const guint8 *)c->salt, c->salt_len, c->iterations,
+                                  sha256 ? c->stored_key_sha256 : c->stored_key_sha1,
+                                  sha256 ? c->server_key_sha256 : c->server_key_sha1);
+    } else {
+        guint8 salt[16], keys[64];
+        fake_salt(ss, authid, salt);
+        gnutls_rnd(GNUTLS_RND_NONCE, keys, sizeof keys);
+        first = mk_scram_server_first(ss->scram, salt, sizeof salt, ss->sasl->iterations, keys,
+                                      keys + 32);
+    }
+    ss->scram_started = TRUE;
+    result->status = MK_SASL_CONTINUE;
+    result->out_b64 = g_base64_encode((const guchar *)first, strlen(first));
+}
+
+/* The client-final message: no database, fine on a worker. */
+static void scram_final(MkSaslSession *ss, const guint8 *msg, gsize len, MkSaslResult *result)
+{
+    g_autofree char *server_final = NULL;
+    MkScramStatus st =
+        mk_scram_server_client_final(ss->scram, (const char *)msg, len, &server_final);
+    if (st != MK_SCRAM_OK) {
+        fail(result, scram_condition(st));
+    } else if (!ss->creds) {
+        fail(result, "not-authorized"); /* cannot happen: random keys */
+    } else if (!authzid_ok(ss, ss->creds->username)) {
+        fail(result, "invalid-authzid");
+    } else {
+        result->status = MK_SASL_SUCCESS;
+        result->out_b64 = g_base64_encode((const guchar *)server_final, strlen(server_final));
+        result->username = g_strdup(ss->creds->username);
+    }
+}
+
+static void scram_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result)
+{
+    if (!*in_b64 && !ss->scram_started) {
+        result->status = MK_SASL_CONTINUE; /* no initial response: ask for it */
+        return;
+    }
+    gsize len = 0;
+    g_autofree guint8 *msg = mk_base64_decode_strict(in_b64, strlen(in_b64), &len);
+    if (!msg || len == 0) {
+        fail(result, "malformed-request");
+        return;
+    }
+    if (!ss->scram_started)
+        scram_first(ss, msg, len, result);
+    else
+        scram_final(ss, msg, len, result);
+}
+
 void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result)
 {
-    char *out = NULL;
     memset(result, 0, sizeof *result);
     /* "=" is an empty initial response (RFC 6120 6.4.2). */
     if (!in_b64 || g_str_equal(in_b64, "="))
         in_b64 = "";
-    /* ANONYMOUS (RFC 4505) carries only an optional trace, which may be
-     * empty; GNU SASL asks for another round on an empty message, which
-     * clients sending <auth mechanism='ANONYMOUS'/> never answer. */
-    if (g_str_equal(ss->mech, "ANONYMOUS")) {
+    switch (ss->kind) {
+    case MECH_ANONYMOUS: {
+        /* RFC 4505: an optional trace, which may be empty (GNU SASL asked
+         * for another round on an empty message, which clients sending
+         * <auth mechanism='ANONYMOUS'/> never answer). */
         gsize len = 0;
         g_autofree guchar *trace = *in_b64 ? g_base64_decode(in_b64, &len) : NULL;
         if (*in_b64 && (!trace || len > 1020)) {
-            result->status = MK_SASL_FAILURE;
-            result->condition = "malformed-request";
+            fail(result, "malformed-request");
             return;
         }
         guint8 rnd[8];
@@ -388,43 +400,11 @@ void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result)
         result->username = hex_of(rnd, sizeof rnd);
         return;
     }
-    if (g_str_equal(ss->mech, "PLAIN")) {
+    case MECH_PLAIN:
         plain_step(ss, in_b64, result);
         return;
-    }
-    int rc = gsasl_step64(ss->gs, in_b64, &out);
-
-    if (rc == GSASL_NEEDS_MORE) {
-        result->status = MK_SASL_CONTINUE;
-        result->out_b64 = g_strdup(out);
-        gsasl_free(out);
+    case MECH_SCRAM:
+        scram_step(ss, in_b64, result);
         return;
     }
-    if (rc == GSASL_OK) {
-        g_autofree char *username = NULL;
-        if (ss->creds) {
-            username = g_strdup(ss->creds->username);
-        }
-        if (!username) {
-            result->status = MK_SASL_FAILURE;
-            result->condition = "not-authorized";
-        } else if (!authzid_ok(ss, username)) {
-            result->status = MK_SASL_FAILURE;
-            result->condition = "invalid-authzid";
-        } else {
-            result->status = MK_SASL_SUCCESS;
-            result->out_b64 = out && *out ? g_strdup(out) : NULL;
-            result->username = g_steal_pointer(&username);
-        }
-        gsasl_free(out);
-        return;
-    }
-    gsasl_free(out);
-    result->status = MK_SASL_FAILURE;
-    if (ss->db_failed)
-        result->condition = "temporary-auth-failure";
-    else if (rc == GSASL_MECHANISM_PARSE_ERROR || rc == GSASL_BASE64_ERROR)
-        result->condition = "malformed-request";
-    else
-        result->condition = "not-authorized";
 }

@@ -1,8 +1,9 @@
-/* SASL through GNU SASL: PLAIN, SCRAM-SHA-1, SCRAM-SHA-256, their -PLUS
- * variants (channel binding tls-exporter / tls-unique) and ANONYMOUS.
- * Credentials come from the users table as stored SCRAM keys. A step
- * blocks (database read, key derivation for PLAIN) and so runs on the
- * auth thread pool, never on a worker. */
+/* SASL: PLAIN, SCRAM-SHA-1, SCRAM-SHA-256, their -PLUS variants (channel
+ * binding tls-exporter / tls-unique) and ANONYMOUS, all implemented here
+ * (SCRAM in scram-server.c). Credentials come from the users table as
+ * stored SCRAM keys. A step that reads the account (PLAIN, SCRAM's first
+ * message) blocks and runs on the auth thread pool; mk_sasl_step_blocks
+ * tells which steps may run on the worker instead. */
 #pragma once
 
 #include "mk-core.h"
@@ -27,19 +28,26 @@ typedef struct {
 void mk_sasl_result_clear(MkSaslResult *r);
 
 /* @plain_format: [auth] password_format = plain (unknown users then cost
- * what a plain account costs). Returns: (transfer full) or NULL with an
- * error. Main thread. */
+ * what a plain account costs). Returns: (transfer full); cannot fail at
+ * present (@error is kept for backends that can). Main thread. */
 MkSasl *mk_sasl_new(MkDb *db, guint scram_iterations, gboolean plain_format, GError **error);
 void mk_sasl_free(MkSasl *sasl);
-/* TRUE when GNU SASL implements @mech as a server. */
+/* TRUE when @mech is one of the mechanisms above. */
 gboolean mk_sasl_supports(MkSasl *sasl, const char *mech);
 
 /* A new exchange for @mech on @domain. @cb_type/@cb_data: the TLS channel
- * binding ("tls-exporter"/"tls-unique" and its bytes) or NULL. Any thread.
- * Returns: (transfer full) or NULL when the mechanism cannot start. */
+ * binding ("tls-exporter"/"tls-unique" and its bytes), given when a -PLUS
+ * mechanism was offered on this stream (SCRAM then refuses a client's 'y'
+ * flag as a downgrade), else NULL. Any thread. Returns: (transfer full)
+ * or NULL when the mechanism is unknown. */
 MkSaslSession *mk_sasl_session_new(MkSasl *sasl, const char *mech, const char *domain,
                                    const char *cb_type, GBytes *cb_data);
 /* One step with the client's base64 data (NULL or "" or "=" for none).
- * Blocks: auth pool only. */
+ * Blocks when mk_sasl_step_blocks says so: then on the auth pool only. */
 void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result);
+/* TRUE when the next mk_sasl_step may block (database, key derivation):
+ * PLAIN, and SCRAM until its first challenge went out. FALSE for SCRAM's
+ * client-final message and ANONYMOUS, which a worker may run itself and
+ * so save a thread hand-off. The thread that owns @ss. */
+gboolean mk_sasl_step_blocks(MkSaslSession *ss);
 void mk_sasl_session_free(MkSaslSession *ss);

@@ -1,5 +1,6 @@
 /* SASL exchanges between GNU SASL's client side and Meerkat's server side
- * (core/sasl.c) with accounts stored in a real sqlite database. */
+ * (core/sasl.c, core/scram-server.c) with accounts stored in a real
+ * sqlite database. */
 #include "auth.h"
 #include "conffile.h"
 #include "db.h"
@@ -53,14 +54,17 @@ static void fixture_teardown(Fixture *f, gconstpointer data)
 }
 
 /* Runs a whole exchange; returns the server's final status. */
-static MkSaslStatus run_exchange(Fixture *f, const char *mech, const char *user,
-                                 const char *password, const char *server_cb_type,
-                                 const char *server_cb, const char *client_cb, char **condition)
+static MkSaslStatus run_exchange_authzid(Fixture *f, const char *mech, const char *user,
+                                         const char *authzid, const char *password,
+                                         const char *server_cb_type, const char *server_cb,
+                                         const char *client_cb, char **condition)
 {
     Gsasl_session *cs = NULL;
     g_assert_cmpint(gsasl_client_start(f->client, mech, &cs), ==, GSASL_OK);
     if (user)
         gsasl_property_set(cs, GSASL_AUTHID, user);
+    if (authzid)
+        gsasl_property_set(cs, GSASL_AUTHZID, authzid);
     if (password)
         gsasl_property_set(cs, GSASL_PASSWORD, password);
     if (g_str_equal(mech, "ANONYMOUS"))
@@ -104,6 +108,14 @@ static MkSaslStatus run_exchange(Fixture *f, const char *mech, const char *user,
     mk_sasl_session_free(ss);
     gsasl_finish(cs);
     return status;
+}
+
+static MkSaslStatus run_exchange(Fixture *f, const char *mech, const char *user,
+                                 const char *password, const char *server_cb_type,
+                                 const char *server_cb, const char *client_cb, char **condition)
+{
+    return run_exchange_authzid(f, mech, user, NULL, password, server_cb_type, server_cb, client_cb,
+                                condition);
 }
 
 static void test_mechanisms_succeed(Fixture *f, gconstpointer data)
@@ -150,6 +162,146 @@ static void test_channel_binding(Fixture *f, gconstpointer data)
                                  "binding-bytes-0123456789abcdef", "other-bytes-0123456789abcdefgh",
                                  NULL),
                     ==, MK_SASL_FAILURE);
+}
+
+/* SCRAM's authzid (a=): the account itself, as a bare JID or localpart. */
+static void test_scram_authzid(Fixture *f, gconstpointer data)
+{
+    const char *ok[] = {"juliet@localhost", "juliet"};
+    for (guint i = 0; i < G_N_ELEMENTS(ok); i++)
+        g_assert_cmpint(run_exchange_authzid(f, "SCRAM-SHA-256", "juliet", ok[i], "r0m3o!", NULL,
+                                             NULL, NULL, NULL),
+                        ==, MK_SASL_SUCCESS);
+    g_autofree char *cond = NULL;
+    g_assert_cmpint(run_exchange_authzid(f, "SCRAM-SHA-256", "juliet", "romeo@localhost", "r0m3o!",
+                                         NULL, NULL, NULL, &cond),
+                    ==, MK_SASL_FAILURE);
+    g_assert_cmpstr(cond, ==, "invalid-authzid");
+}
+
+/* One step with the raw (not yet base64) @msg. */
+static MkSaslStatus raw_step(MkSaslSession *ss, const char *msg, MkSaslResult *r)
+{
+    g_autofree char *b64 = g_base64_encode((const guchar *)msg, strlen(msg));
+    mk_sasl_step(ss, b64, r);
+    return r->status;
+}
+
+/* A client that could bind says 'y' with a mechanism without -PLUS: a
+ * downgrade when the stream offered -PLUS (c2s then gives the session
+ * the binding), fine otherwise. */
+static void test_y_flag(Fixture *f, gconstpointer data)
+{
+    const char *mechs[] = {"SCRAM-SHA-1", "SCRAM-SHA-256"};
+    g_autoptr(GBytes) cb = g_bytes_new_static("binding-bytes", 13);
+    for (guint i = 0; i < G_N_ELEMENTS(mechs); i++) {
+        MkSaslSession *ss = mk_sasl_session_new(f->sasl, mechs[i], "localhost", "tls-exporter", cb);
+        MkSaslResult r;
+        g_assert_cmpint(raw_step(ss, "y,,n=juliet,r=abc", &r), ==, MK_SASL_FAILURE);
+        g_assert_cmpstr(r.condition, ==, "not-authorized");
+        mk_sasl_result_clear(&r);
+        mk_sasl_session_free(ss);
+        ss = mk_sasl_session_new(f->sasl, mechs[i], "localhost", NULL, NULL);
+        g_assert_cmpint(raw_step(ss, "y,,n=juliet,r=abc", &r), ==, MK_SASL_CONTINUE);
+        mk_sasl_result_clear(&r);
+        mk_sasl_session_free(ss);
+    }
+}
+
+/* The server-first message for @user, decoded. (transfer full) */
+static char *scram_challenge(Fixture *f, const char *user)
+{
+    MkSaslSession *ss = mk_sasl_session_new(f->sasl, "SCRAM-SHA-256", "localhost", NULL, NULL);
+    g_autofree char *cf = g_strdup_printf("n,,n=%s,r=clientnonce", user);
+    MkSaslResult r;
+    g_assert_cmpint(raw_step(ss, cf, &r), ==, MK_SASL_CONTINUE);
+    gsize len = 0;
+    g_autofree guchar *sf = g_base64_decode(r.out_b64, &len);
+    mk_sasl_result_clear(&r);
+    mk_sasl_session_free(ss);
+    return g_strndup((const char *)sf, len);
+}
+
+/* "r=NONCE,s=SALT,i=N" -> the salt. (transfer full) */
+static char *salt_of(const char *server_first)
+{
+    g_auto(GStrv) parts = g_strsplit(server_first, ",", -1);
+    g_assert_cmpuint(g_strv_length(parts), ==, 3);
+    g_assert_true(g_str_has_prefix(parts[0], "r=clientnonce"));
+    g_assert_cmpuint(strlen(parts[0]), ==, strlen("r=clientnonce") + 24);
+    g_assert_true(g_str_has_prefix(parts[1], "s="));
+    g_assert_cmpstr(parts[2], ==, "i=4096");
+    return g_strdup(parts[1] + 2);
+}
+
+/* An unknown user gets a challenge shaped like a real one (a 16-byte
+ * salt, stable per name, the same iterations), then not-authorized
+ * (/sasl/unknown-user). */
+static void test_unknown_user_challenge(Fixture *f, gconstpointer data)
+{
+    g_autofree char *real = scram_challenge(f, "juliet");
+    g_autofree char *fake = scram_challenge(f, "nobody");
+    g_autofree char *fake2 = scram_challenge(f, "nobody");
+    g_autofree char *other = scram_challenge(f, "somebody");
+    g_autofree char *real_salt = salt_of(real);
+    g_autofree char *fake_salt = salt_of(fake);
+    g_autofree char *fake2_salt = salt_of(fake2);
+    g_autofree char *other_salt = salt_of(other);
+    g_assert_cmpuint(strlen(real_salt), ==, strlen(fake_salt));
+    g_assert_cmpstr(fake_salt, ==, fake2_salt);
+    g_assert_cmpstr(fake_salt, !=, other_salt);
+    g_assert_cmpstr(fake_salt, !=, real_salt);
+    /* A name nodeprep refuses ('@') is answered the same way. */
+    g_autofree char *bad = scram_challenge(f, "no@body");
+    g_free(salt_of(bad));
+}
+
+/* Which steps may run on a worker: SCRAM's after the challenge and
+ * ANONYMOUS; not PLAIN nor SCRAM's first (they read the account). */
+static void test_step_blocks(Fixture *f, gconstpointer data)
+{
+    MkSaslSession *ss = mk_sasl_session_new(f->sasl, "SCRAM-SHA-256", "localhost", NULL, NULL);
+    MkSaslResult r;
+    g_assert_true(mk_sasl_step_blocks(ss));
+    mk_sasl_step(ss, "=", &r); /* no initial response */
+    g_assert_cmpint(r.status, ==, MK_SASL_CONTINUE);
+    mk_sasl_result_clear(&r);
+    g_assert_true(mk_sasl_step_blocks(ss));
+    g_assert_cmpint(raw_step(ss, "n,,n=juliet,r=abc", &r), ==, MK_SASL_CONTINUE);
+    mk_sasl_result_clear(&r);
+    g_assert_false(mk_sasl_step_blocks(ss));
+    mk_sasl_session_free(ss);
+    ss = mk_sasl_session_new(f->sasl, "PLAIN", "localhost", NULL, NULL);
+    g_assert_true(mk_sasl_step_blocks(ss));
+    mk_sasl_session_free(ss);
+    ss = mk_sasl_session_new(f->sasl, "ANONYMOUS", "localhost", NULL, NULL);
+    g_assert_false(mk_sasl_step_blocks(ss));
+    mk_sasl_session_free(ss);
+    g_assert_null(mk_sasl_session_new(f->sasl, "CRAM-MD5", "localhost", NULL, NULL));
+    g_assert_false(mk_sasl_supports(f->sasl, "DIGEST-MD5"));
+    g_assert_true(mk_sasl_supports(f->sasl, "SCRAM-SHA-256-PLUS"));
+}
+
+/* Malformed SCRAM messages: malformed-request, as GNU SASL answered. */
+static void test_scram_malformed(Fixture *f, gconstpointer data)
+{
+    const char *first[] = {"n,,n=juliet", "m=x,n=juliet,r=abc", "n,,n=juliet,r=abc,m=x"};
+    for (guint i = 0; i < G_N_ELEMENTS(first); i++) {
+        MkSaslSession *ss = mk_sasl_session_new(f->sasl, "SCRAM-SHA-256", "localhost", NULL, NULL);
+        MkSaslResult r;
+        g_assert_cmpint(raw_step(ss, first[i], &r), ==, MK_SASL_FAILURE);
+        g_assert_cmpstr(r.condition, ==, "malformed-request");
+        mk_sasl_result_clear(&r);
+        mk_sasl_session_free(ss);
+    }
+    /* Not base64. */
+    MkSaslSession *ss = mk_sasl_session_new(f->sasl, "SCRAM-SHA-1", "localhost", NULL, NULL);
+    MkSaslResult r;
+    mk_sasl_step(ss, "bi!s", &r);
+    g_assert_cmpint(r.status, ==, MK_SASL_FAILURE);
+    g_assert_cmpstr(r.condition, ==, "malformed-request");
+    mk_sasl_result_clear(&r);
+    mk_sasl_session_free(ss);
 }
 
 static void test_anonymous(Fixture *f, gconstpointer data)
@@ -265,6 +417,11 @@ int main(int argc, char **argv)
     ADD("/sasl/unknown-user", test_unknown_user);
     ADD("/sasl/channel-binding", test_channel_binding);
     ADD("/sasl/anonymous", test_anonymous);
+    ADD("/sasl/scram/y-flag", test_y_flag);
+    ADD("/sasl/scram/authzid", test_scram_authzid);
+    ADD("/sasl/scram/unknown-user-challenge", test_unknown_user_challenge);
+    ADD("/sasl/scram/malformed", test_scram_malformed);
+    ADD("/sasl/step-blocks", test_step_blocks);
     ADD("/sasl/plain-messages", test_plain_messages);
     /* The same with a server configured for password_format = plain. */
 #define ADD_PLAIN(path, fn)                                                                        \
