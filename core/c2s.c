@@ -2,9 +2,10 @@
  *
  * States: a stream header is awaited, then features are offered; STARTTLS
  * and SASL each restart the stream; after SASL the client binds a
- * resource and becomes a session. SASL steps run on the auth pool while
- * the connection's input is paused; their results come back through the
- * worker's mailbox. */
+ * resource and becomes a session. SASL steps that read the account run on
+ * the auth pool while the connection's input is paused; their results
+ * come back through the worker's mailbox. The others (SCRAM's final
+ * message) run on the worker. */
 #include "c2s.h"
 #include "c2s-priv.h"
 #include "c2s-sm.h"
@@ -285,6 +286,40 @@ static void sasl_failure(MkC2s *c, const char *condition)
     g_clear_pointer(&c->sasl, mk_sasl_session_free);
 }
 
+/* Answers the client with the outcome of a step. On the worker, after
+ * the auth pool or directly (mk_sasl_step_blocks). */
+static void sasl_deliver(MkC2s *c, MkSaslResult *r)
+{
+    switch (r->status) {
+    case MK_SASL_CONTINUE: {
+        g_autofree char *msg = g_strdup_printf("<challenge xmlns='" NS_SASL "'>%s</challenge>",
+                                               r->out_b64 ? r->out_b64 : "=");
+        c2s_write(c, msg);
+        break;
+    }
+    case MK_SASL_SUCCESS: {
+        g_autofree char *msg =
+            r->out_b64 ? g_strdup_printf("<success xmlns='" NS_SASL "'>%s</success>", r->out_b64)
+                       : g_strdup("<success xmlns='" NS_SASL "'/>");
+        c->username = g_steal_pointer(&r->username);
+        g_clear_pointer(&c->sasl, mk_sasl_session_free);
+        c2s_write(c, msg);
+        C2S_LOG(c, G_LOG_LEVEL_INFO, "authenticated as %s@%s", c->username, c->domain);
+        /* The client restarts the stream now (RFC 6120 6.4.6). From
+         * inside the parser's callback this takes effect once the
+         * current input has been handed over. */
+        mk_xml_stream_reset(c->xs);
+        c->state = C2S_WAIT_STREAM;
+        c->header_sent = FALSE;
+        break;
+    }
+    case MK_SASL_FAILURE:
+        C2S_LOG(c, G_LOG_LEVEL_INFO, "authentication failed: %s", r->condition);
+        sasl_failure(c, r->condition);
+        break;
+    }
+}
+
 static void sasl_job_done(gpointer data)
 {
     SaslJob *job = data;
@@ -292,35 +327,8 @@ static void sasl_job_done(gpointer data)
 
     c->sasl_busy = FALSE;
     if (c->state != C2S_CLOSING) {
-        MkSaslResult *r = &job->result;
         mk_conn_pause(c->conn, FALSE);
-        switch (r->status) {
-        case MK_SASL_CONTINUE: {
-            g_autofree char *msg = g_strdup_printf("<challenge xmlns='" NS_SASL "'>%s</challenge>",
-                                                   r->out_b64 ? r->out_b64 : "=");
-            c2s_write(c, msg);
-            break;
-        }
-        case MK_SASL_SUCCESS: {
-            g_autofree char *msg =
-                r->out_b64
-                    ? g_strdup_printf("<success xmlns='" NS_SASL "'>%s</success>", r->out_b64)
-                    : g_strdup("<success xmlns='" NS_SASL "'/>");
-            c->username = g_steal_pointer(&r->username);
-            g_clear_pointer(&c->sasl, mk_sasl_session_free);
-            c2s_write(c, msg);
-            C2S_LOG(c, G_LOG_LEVEL_INFO, "authenticated as %s@%s", c->username, c->domain);
-            /* The client restarts the stream now (RFC 6120 6.4.6). */
-            mk_xml_stream_reset(c->xs);
-            c->state = C2S_WAIT_STREAM;
-            c->header_sent = FALSE;
-            break;
-        }
-        case MK_SASL_FAILURE:
-            C2S_LOG(c, G_LOG_LEVEL_INFO, "authentication failed: %s", r->condition);
-            sasl_failure(c, r->condition);
-            break;
-        }
+        sasl_deliver(c, &job->result);
     }
     mk_sasl_result_clear(&job->result);
     g_free(job->input);
@@ -345,8 +353,18 @@ static void sasl_job_run(gpointer data)
     mk_worker_post(job->c->worker, sasl_job_done, job, sasl_job_free);
 }
 
-static void sasl_step_async(MkC2s *c, const char *input)
+/* Runs a step: on the auth pool when it may block (reading the
+ * account), otherwise here, which saves SCRAM's client-final message a
+ * thread hand-off. */
+static void sasl_step(MkC2s *c, const char *input)
 {
+    if (!mk_sasl_step_blocks(c->sasl)) {
+        MkSaslResult r;
+        mk_sasl_step(c->sasl, input, &r);
+        sasl_deliver(c, &r);
+        mk_sasl_result_clear(&r);
+        return;
+    }
     SaslJob *job = g_new0(SaslJob, 1);
     job->job.run = sasl_job_run;
     job->c = c2s_ref(c);
@@ -409,7 +427,7 @@ static void handle_auth(MkC2s *c, MkXml *el)
         return;
     }
     g_autofree char *text = mk_xml_text(el);
-    sasl_step_async(c, g_strstrip(text));
+    sasl_step(c, g_strstrip(text));
 }
 
 static void handle_sasl_element(MkC2s *c, MkXml *el)
@@ -419,7 +437,7 @@ static void handle_sasl_element(MkC2s *c, MkXml *el)
         handle_auth(c, el);
     } else if (g_str_equal(name, "response") && c->sasl && !c->sasl_busy) {
         g_autofree char *text = mk_xml_text(el);
-        sasl_step_async(c, g_strstrip(text));
+        sasl_step(c, g_strstrip(text));
     } else if (g_str_equal(name, "abort") && c->sasl && !c->sasl_busy) {
         sasl_failure(c, "aborted");
     } else {
