@@ -257,6 +257,11 @@ MktRaw *mkt_raw_login(guint16 port, const char *user, const char *password, cons
 typedef enum {
     MKT_CB_GOOD,  /* the channel's real binding data */
     MKT_CB_WRONG, /* random bytes instead: the server must refuse */
+    /* No binding: a SCRAM-SHA-256 exchange (computed by hand, GNU SASL's
+     * client does not produce it) with the gs2 flag 'y', "I could bind
+     * but you seem unable to": a downgrade the server must refuse when
+     * it offered -PLUS on the stream, and accept otherwise. */
+    MKT_CB_CLAIM_Y,
 } MktCbMode;
 
 /* Connects to 127.0.0.1:@port, STARTTLS (TLS 1.3, or at most TLS 1.2

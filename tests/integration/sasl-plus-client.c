@@ -5,10 +5,12 @@
  * short, predictable exchanges before authentication. */
 #include "harness.h"
 #include <errno.h>
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gsasl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -156,6 +158,100 @@ static char *channel_binding_b64(gnutls_session_t tls, gnutls_channel_binding_t 
     return b64;
 }
 
+/* "failure: CONDITION" for the <failure/> in pc->in. (transfer full) */
+static char *failure_detail(PlusConn *pc)
+{
+    const char *f = strstr(pc->in->str, "<failure");
+    /* The first child element of <failure> is the condition. */
+    const char *lt = f ? strchr(f + 1, '<') : NULL;
+    g_autofree char *name = lt ? g_strndup(lt + 1, strcspn(lt + 1, " />")) : g_strdup("?");
+    return g_strdup_printf("failure: %s", name);
+}
+
+/* Sends @msg and reads the answer: 0 challenge, 1 success, 2 failure, -1
+ * nothing; *@data gets the element's text. */
+static int scram_round(PlusConn *pc, const char *msg, char **data)
+{
+    static const char *const names[] = {"challenge", "success", "failure", NULL};
+    g_string_truncate(pc->in, 0);
+    if (!pc_write(pc, msg))
+        return -1;
+    int which = pc_read_element(pc, names);
+    if (which == 0 || which == 1)
+        *data = element_text(pc->in->str, which == 0 ? "<challenge" : "<success");
+    return which;
+}
+
+/* SCRAM-SHA-256 (RFC 5802, RFC 7677) computed here, with the gs2 flag
+ * 'y'. TRUE when the server answered <success/> with the right
+ * ServerSignature. */
+static gboolean scram_y_exchange(PlusConn *pc, const char *user, const char *password,
+                                 char **detail)
+{
+    g_autofree char *bare = g_strdup_printf("n=%s,r=yflagnonce0123456789", user);
+    g_autofree char *first = g_strconcat("y,,", bare, NULL);
+    g_autofree char *first_b64 = g_base64_encode((const guchar *)first, strlen(first));
+    g_autofree char *data = NULL;
+    g_autofree char *auth_el = g_strdup_printf(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>%s</auth>",
+        first_b64);
+    int which = scram_round(pc, auth_el, &data);
+    if (which != 0) {
+        *detail = which == 2 ? failure_detail(pc)
+                             : g_strdup_printf("no challenge; read: %s", pc->in->str);
+        return FALSE;
+    }
+    gsize len = 0;
+    g_autofree guchar *sf_raw = g_base64_decode(data, &len);
+    g_autofree char *sf = g_strndup((const char *)sf_raw, len);
+    g_auto(GStrv) parts = g_strsplit(sf, ",", -1);
+    if (g_strv_length(parts) != 3 || !g_str_has_prefix(parts[0], "r=") ||
+        !g_str_has_prefix(parts[1], "s=") || !g_str_has_prefix(parts[2], "i=")) {
+        *detail = g_strdup_printf("bad server-first message: %s", sf);
+        return FALSE;
+    }
+    gsize salt_len = 0;
+    g_autofree guchar *salt = g_base64_decode(parts[1] + 2, &salt_len);
+    guint8 salted[32], client_key[32], stored[32], sig[32], proof[32], server_key[32];
+    gnutls_datum_t key = {(unsigned char *)password, (unsigned)strlen(password)};
+    gnutls_datum_t s = {salt, (unsigned)salt_len};
+    if (gnutls_pbkdf2(GNUTLS_MAC_SHA256, &key, &s, (unsigned)atoi(parts[2] + 2), salted, 32) < 0) {
+        *detail = g_strdup("pbkdf2 failed");
+        return FALSE;
+    }
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, salted, 32, "Client Key", 10, client_key);
+    gnutls_hash_fast(GNUTLS_DIG_SHA256, client_key, 32, stored);
+    /* c= is base64("y,,"). */
+    g_autofree char *without_proof = g_strdup_printf("c=eSws,%s", parts[0]);
+    g_autofree char *auth = g_strdup_printf("%s,%s,%s", bare, sf, without_proof);
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, stored, 32, auth, strlen(auth), sig);
+    for (int i = 0; i < 32; i++)
+        proof[i] = client_key[i] ^ sig[i];
+    g_autofree char *proof_b64 = g_base64_encode(proof, 32);
+    g_autofree char *final = g_strdup_printf("%s,p=%s", without_proof, proof_b64);
+    g_autofree char *final_b64 = g_base64_encode((const guchar *) final, strlen(final));
+    g_clear_pointer(&data, g_free);
+    g_autofree char *resp_el = g_strdup_printf(
+        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>%s</response>", final_b64);
+    which = scram_round(pc, resp_el, &data);
+    if (which != 1) {
+        *detail =
+            which == 2 ? failure_detail(pc) : g_strdup_printf("no success; read: %s", pc->in->str);
+        return FALSE;
+    }
+    /* Mutual authentication: v= must be HMAC(ServerKey, AuthMessage). */
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, salted, 32, "Server Key", 10, server_key);
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, server_key, 32, auth, strlen(auth), sig);
+    g_autofree char *v_b64 = g_base64_encode(sig, 32);
+    g_autofree char *want = g_strdup_printf("v=%s", v_b64);
+    g_autofree guchar *sl_raw = data ? g_base64_decode(data, &len) : NULL;
+    g_autofree char *sl = sl_raw ? g_strndup((const char *)sl_raw, len) : g_strdup("");
+    gboolean ok = g_str_equal(sl, want);
+    *detail =
+        ok ? g_strdup("success") : g_strdup_printf("server final message did not verify: %s", sl);
+    return ok;
+}
+
 static gboolean sasl_exchange(PlusConn *pc, Gsasl *sasl, const char *mechanism, PlusCreds *cr,
                               char **detail)
 {
@@ -192,11 +288,7 @@ static gboolean sasl_exchange(PlusConn *pc, Gsasl *sasl, const char *mechanism, 
             break;
         }
         if (which == 2) {
-            const char *f = strstr(pc->in->str, "<failure");
-            /* The first child element of <failure> is the condition. */
-            const char *lt = strchr(f + 1, '<');
-            g_autofree char *name = lt ? g_strndup(lt + 1, strcspn(lt + 1, " />")) : g_strdup("?");
-            *detail = g_strdup_printf("failure: %s", name);
+            *detail = failure_detail(pc);
             break;
         }
         const char *tag = which == 0 ? "<challenge" : "<success";
@@ -294,6 +386,10 @@ gboolean mkt_sasl_plus_login(guint16 port, const char *user, const char *passwor
     want = g_strdup_printf("<mechanism>%s</mechanism>", mechanism);
     if (!strstr(pc.in->str, want)) {
         why = g_strdup_printf("mechanism not offered; features: %s", pc.in->str);
+        goto out;
+    }
+    if (cb == MKT_CB_CLAIM_Y) {
+        ok = scram_y_exchange(&pc, user, password, &why);
         goto out;
     }
     if (gnutls_protocol_get_version(pc.tls) == GNUTLS_TLS1_3)

@@ -1,6 +1,7 @@
 /* SCRAM-SHA-1-PLUS and SCRAM-SHA-256-PLUS with channel binding
  * (tls-exporter over TLS 1.3, tls-unique over TLS 1.2), through our own
- * GnuTLS + GNU SASL client; and wrong binding data must be refused. */
+ * GnuTLS + GNU SASL client; wrong binding data must be refused, and the
+ * 'y' flag only when -PLUS was offered. */
 #include "harness.h"
 #include <string.h>
 
@@ -40,6 +41,12 @@ int main(void)
         plus(srv, "SCRAM-SHA-1-PLUS", FALSE);
         plus(srv, "SCRAM-SHA-256-PLUS", TRUE);
         plus(srv, "SCRAM-SHA-1-PLUS", TRUE);
+        /* -PLUS offered: 'y' ("you seem unable to bind") is a downgrade. */
+        g_autofree char *detail = NULL;
+        gboolean ok = mkt_sasl_plus_login(mkt_server_port(srv), "alice", "plus pw", "SCRAM-SHA-256",
+                                          FALSE, MKT_CB_CLAIM_Y, &detail);
+        mkt_ok(!ok && detail && strcmp(detail, "failure: not-authorized") == 0,
+               "SCRAM-SHA-256 with the 'y' flag refused when -PLUS is offered (%s)", detail);
         mkt_server_stop(srv);
     }
 
@@ -52,6 +59,12 @@ int main(void)
                                           "SCRAM-SHA-256-PLUS", FALSE, MKT_CB_GOOD, &detail);
         mkt_ok(!ok && detail && g_str_has_prefix(detail, "mechanism not offered"),
                "SCRAM-SHA-256-PLUS not offered when not configured");
+        /* No -PLUS offered: a client that could bind rightly says 'y'. */
+        g_clear_pointer(&detail, g_free);
+        ok = mkt_sasl_plus_login(mkt_server_port(srv), "alice", "plus pw", "SCRAM-SHA-256", FALSE,
+                                 MKT_CB_CLAIM_Y, &detail);
+        mkt_ok(ok, "SCRAM-SHA-256 with the 'y' flag accepted when -PLUS is not offered (%s)",
+               detail);
         mkt_server_stop(srv);
     }
     return mkt_done();
