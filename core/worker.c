@@ -206,6 +206,12 @@ static MkWorker *worker_new(MkWorkers *owner, guint index, GError **error)
     ((EpollSource *)w->source)->w = w;
     g_source_set_name(w->source, "mk-epoll");
     g_source_add_unix_fd(w->source, w->epfd, G_IO_IN);
+    /* GLib blocks a non-recursive source around its dispatch by removing
+     * its fds from the poll set and adding them back, and each of those
+     * signals the context's wake-up eventfd: two writes, a read and a
+     * spurious poll per iteration (GLib 2.74). Our dispatch never runs a
+     * nested loop, so allowing recursion costs nothing and skips that. */
+    g_source_set_can_recurse(w->source, TRUE);
     g_source_attach(w->source, w->ctx);
     w->scratch = g_malloc(MK_WORKER_SCRATCH_SIZE);
     return w;
