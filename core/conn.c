@@ -50,7 +50,8 @@ struct MkConn {
     MkPollWatch *watch;
     const MkConnCallbacks *cb;
     gpointer user_data;
-    WriteQueue *wq; /* NULL while empty */
+    WriteQueue *wq;   /* NULL while empty */
+    MkDeferred flush; /* queued: wq holds writes of this batch, sent at its end */
     gnutls_session_t tls;
     gnutls_certificate_credentials_t creds; /* until the handshake starts */
     char *peer;
@@ -64,6 +65,7 @@ struct MkConn {
     guint8 state;
     guint8 tls_state;
     guint paused : 1;
+    guint paused_in_epoll : 1; /* EPOLLIN dropped: data came while paused */
     guint freed : 1;
     guint loopback : 1;
     guint hs_want_write : 1;
@@ -114,9 +116,15 @@ static void update_events(MkConn *c)
             ev = c->hs_want_write ? EPOLLOUT : EPOLLIN;
             break;
         }
-        if (!c->paused && c->tls_state != TLS_PENDING)
+        /* A pause (a login step on the auth pool, a module's query) is
+         * short and the peer usually waits for its answer, so EPOLLIN
+         * stays registered until data actually comes meanwhile: that
+         * saves two epoll_ctl calls per pause. */
+        if ((!c->paused || !c->paused_in_epoll) && c->tls_state != TLS_PENDING)
             ev |= EPOLLIN;
-        if (has_output(c))
+        /* Writes of this batch go out at its end; only what the socket
+         * refuses then needs EPOLLOUT. */
+        if (has_output(c) && !c->flush.queued)
             ev |= EPOLLOUT;
         break;
     case ST_FLUSHING:
@@ -149,6 +157,8 @@ static void conn_shut(MkConn *c, gboolean notify)
     if (c->state == ST_CLOSED)
         return;
     c->state = ST_CLOSED;
+    if (c->flush.queued)
+        mk_worker_undefer(c->w, &c->flush);
     g_clear_pointer(&c->watch, mk_poll_watch_remove);
     if (c->close_timer) {
         g_source_destroy(c->close_timer);
@@ -231,6 +241,14 @@ static void conn_read(MkConn *c)
         c->last_read_us = g_get_monotonic_time();
         budget -= MIN(budget, (gsize)n);
         c->cb->on_data(c->user_data, buf, (gsize)n);
+        /* The replies to what was just read go out now, in one send(),
+         * before the next read: a peer that answers quickly is then read
+         * in this same wake-up. Writes to other sockets wait for the end
+         * of the batch. */
+        if (c->flush.queued) {
+            mk_worker_undefer(c->w, &c->flush);
+            conn_flush(c);
+        }
     }
     /* Out of budget: the kernel's bytes wake us again (level-triggered),
      * but records GnuTLS holds already would not. */
@@ -401,6 +419,11 @@ static void conn_flush(MkConn *c)
     update_events(c);
 }
 
+static void flush_deferred(MkDeferred *d)
+{
+    conn_flush((MkConn *)((char *)d - G_STRUCT_OFFSET(MkConn, flush)));
+}
+
 static void linger_read(MkConn *c)
 {
     char *buf = mk_worker_scratch(c->w);
@@ -441,6 +464,10 @@ static void on_ready(gpointer user_data, guint32 events)
         conn_read(c);
     else if (events & EPOLLHUP)
         conn_abort(c); /* gone while we were not reading */
+    else if (c->paused && c->state == ST_OPEN && !c->paused_in_epoll) {
+        c->paused_in_epoll = TRUE; /* stop the level-triggered wake-ups */
+        update_events(c);
+    }
 out:
     conn_unref(c);
 }
@@ -502,6 +529,7 @@ MkConn *mk_conn_new(MkWorker *w, int fd, const MkConnCallbacks *cb, gpointer use
     c->peer = describe_peer(fd, &loopback);
     c->loopback = loopback;
     c->last_read_us = g_get_monotonic_time();
+    c->flush.func = flush_deferred;
     c->state = ST_OPEN;
     c->events = EPOLLIN;
     c->watch = mk_poll_watch_add(w, fd, c->events, on_ready, c);
@@ -518,6 +546,12 @@ void mk_conn_free(MkConn *c)
     if (!c)
         return;
     g_return_if_fail(!c->freed);
+    /* What this batch wrote would have gone out at once without the
+     * batching: send it now, as far as the socket takes it. */
+    if (c->flush.queued) {
+        mk_worker_undefer(c->w, &c->flush);
+        conn_flush(c);
+    }
     conn_shut(c, FALSE);
     c->freed = TRUE;
     conn_unref(c);
@@ -556,9 +590,16 @@ void mk_conn_write(MkConn *c, const char *data, gsize len)
     g_return_if_fail(c && !c->freed);
     if (c->state != ST_OPEN || len == 0)
         return;
-    /* The common case (plain, nothing queued): straight from the caller's
-     * buffer, and no queue ever exists. */
-    if (!c->wq && c->tls_state == TLS_OFF) {
+    /* Inside a batch of events (the stanzas of one read, the jobs of one
+     * mailbox drain), replies and deliveries to a socket are gathered and
+     * sent once at the batch's end: a login's stream header and features,
+     * or several messages to one recipient, cost one send() (and with TLS
+     * one record) instead of one each. */
+    gboolean defer = c->w && mk_worker_batching(c->w) &&
+                     (c->tls_state == TLS_OFF || (c->tls_state == TLS_ON && c->tls_ready));
+    /* Outside a batch (timers, idle sources), plain and nothing queued:
+     * straight from the caller's buffer, and no queue ever exists. */
+    if (!defer && !c->wq && c->tls_state == TLS_OFF) {
         gssize n;
         do {
             n = send(c->fd, data, len, MSG_NOSIGNAL);
@@ -576,7 +617,8 @@ void mk_conn_write(MkConn *c, const char *data, gsize len)
             return;
     }
     /* The same with TLS: GnuTLS encrypts from the caller's buffer. */
-    if (!c->wq && c->tls_state == TLS_ON && c->tls && c->tls_ready && !c->tls_send_pending) {
+    if (!defer && !c->wq && c->tls_state == TLS_ON && c->tls && c->tls_ready &&
+        !c->tls_send_pending) {
         while (len > 0) {
             gsize chunk = MIN(len, TLS_CHUNK);
             gssize n = gnutls_record_send(c->tls, data, chunk);
@@ -606,7 +648,10 @@ void mk_conn_write(MkConn *c, const char *data, gsize len)
         return;
     }
     queue_append(c, data, len);
-    conn_flush(c);
+    if (defer)
+        mk_worker_defer(c->w, &c->flush);
+    else
+        conn_flush(c);
 }
 
 /* See conn.h. The conn's worker. */
@@ -615,6 +660,8 @@ void mk_conn_start_tls(MkConn *c, gnutls_certificate_credentials_t creds)
     g_return_if_fail(c && !c->freed && creds);
     if (c->state != ST_OPEN || c->tls_state != TLS_OFF)
         return;
+    if (c->flush.queued)
+        mk_worker_undefer(c->w, &c->flush); /* the clear text goes first, below */
     c->creds = creds;
     c->tls_state = TLS_PENDING;
     c->plain_left = c->wq ? c->wq->len - c->wq->off : 0;
@@ -693,6 +740,8 @@ void mk_conn_close(MkConn *c)
     g_return_if_fail(c && !c->freed);
     if (c->state != ST_OPEN)
         return;
+    if (c->flush.queued)
+        mk_worker_undefer(c->w, &c->flush); /* flushed below */
     if (c->tls_state == TLS_HANDSHAKE) {
         conn_abort(c); /* nothing can be said on a half-made session */
         return;
@@ -718,6 +767,8 @@ void mk_conn_pause(MkConn *c, gboolean paused)
     if (c->paused == !!paused)
         return;
     c->paused = !!paused;
+    if (!paused)
+        c->paused_in_epoll = FALSE;
     if (c->state != ST_OPEN)
         return;
     update_events(c);
@@ -747,6 +798,12 @@ gint64 mk_conn_idle_seconds(MkConn *c)
 gboolean mk_conn_detach(MkConn *c)
 {
     g_return_val_if_fail(c && !c->freed, FALSE);
+    if (c->flush.queued) {
+        /* Send this batch's writes from here: the batch's end belongs to
+         * this worker, the conn to another one soon. */
+        mk_worker_undefer(c->w, &c->flush);
+        conn_flush(c);
+    }
     /* A posted read job or close timer would run on this worker while the
      * conn lives on another: the non-atomic refcount forbids that. */
     if (c->state != ST_OPEN || c->read_job_posted || c->close_timer ||
@@ -766,6 +823,7 @@ void mk_conn_attach(MkConn *c, MkWorker *w, const MkConnCallbacks *cb, gpointer 
     c->cb = cb;
     c->user_data = user_data;
     c->paused = FALSE;
+    c->paused_in_epoll = FALSE;
     c->events = 0;
     c->watch = mk_poll_watch_add(w, c->fd, 0, on_ready, c);
     if (!c->watch) {

@@ -54,6 +54,9 @@ struct MkWorker {
 
     /* Watches removed during a batch, freed once it is done. */
     gboolean dispatching;
+    /* mk_worker_defer: run when the batch is done, in order. */
+    MkDeferred *deferred_head;
+    MkDeferred *deferred_tail;
     MkPollWatch *dead;
     gboolean quitting;
 
@@ -115,6 +118,20 @@ static void drain_mailbox(MkWorker *w)
     }
 }
 
+/* Deferred work may defer more (or undefer); take them one at a time. */
+static void run_deferred(MkWorker *w)
+{
+    while (w->deferred_head) {
+        MkDeferred *d = w->deferred_head;
+        w->deferred_head = d->next;
+        if (!w->deferred_head)
+            w->deferred_tail = NULL;
+        d->next = NULL;
+        d->queued = FALSE;
+        d->func(d);
+    }
+}
+
 static gboolean epoll_source_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
 {
     MkWorker *w = ((EpollSource *)source)->w;
@@ -136,6 +153,7 @@ static gboolean epoll_source_dispatch(GSource *source, GSourceFunc callback, gpo
         if (!watch->dead)
             watch->func(watch->user_data, ev[i].events);
     }
+    run_deferred(w);
     w->dispatching = FALSE;
     free_dead_watches(w);
     return G_SOURCE_CONTINUE;
@@ -338,6 +356,48 @@ void mk_worker_post(MkWorker *w, MkJobFunc func, gpointer data, GDestroyNotify d
         if (write(w->evfd, &one, sizeof one) < 0 && errno != EAGAIN)
             g_warning("worker %u: eventfd write: %s", w->index, g_strerror(errno));
     }
+}
+
+/* See worker.h. @w's thread. */
+gboolean mk_worker_batching(MkWorker *w)
+{
+    return w->dispatching;
+}
+
+/* See worker.h. @w's thread. */
+void mk_worker_defer(MkWorker *w, MkDeferred *d)
+{
+    g_return_if_fail(w->dispatching && d->func);
+    if (d->queued)
+        return;
+    d->queued = TRUE;
+    d->next = NULL;
+    if (w->deferred_tail)
+        w->deferred_tail->next = d;
+    else
+        w->deferred_head = d;
+    w->deferred_tail = d;
+}
+
+/* See worker.h. @w's thread. O(queued): a batch defers few items. */
+void mk_worker_undefer(MkWorker *w, MkDeferred *d)
+{
+    if (!d->queued)
+        return;
+    MkDeferred *prev = NULL;
+    for (MkDeferred *it = w->deferred_head; it; prev = it, it = it->next) {
+        if (it != d)
+            continue;
+        if (prev)
+            prev->next = d->next;
+        else
+            w->deferred_head = d->next;
+        if (w->deferred_tail == d)
+            w->deferred_tail = prev;
+        break;
+    }
+    d->next = NULL;
+    d->queued = FALSE;
 }
 
 /* See worker.h. @w's thread. Returns: (transfer full) */

@@ -14,6 +14,17 @@ typedef void (*MkPollFunc)(gpointer user_data, guint32 epoll_events);
 typedef struct MkPollWatch MkPollWatch;
 typedef void (*MkJobFunc)(gpointer data);
 
+/* Work to finish when the worker's current batch of events is done,
+ * embedded in its owner's struct (no allocation per use). Used to send
+ * what a batch wrote to a socket in one system call instead of one per
+ * stanza. Fields are the worker's; zero-initialise, set @func. */
+typedef struct MkDeferred MkDeferred;
+struct MkDeferred {
+    void (*func)(MkDeferred *d);
+    MkDeferred *next;
+    gboolean queued;
+};
+
 /* Size of the per-worker scratch buffer (mk_worker_scratch). */
 #define MK_WORKER_SCRATCH_SIZE 16384
 
@@ -49,6 +60,18 @@ char *mk_worker_scratch(MkWorker *w);
  * re-enters). @destroy (nullable) frees @data if the worker stops first;
  * it is not called after @func ran (@func owns @data). */
 void mk_worker_post(MkWorker *w, MkJobFunc func, gpointer data, GDestroyNotify destroy);
+
+/* TRUE while @w's thread is handling a batch of epoll events (socket
+ * callbacks and mailbox jobs), after which deferred work runs before the
+ * worker sleeps again. @w's thread only. */
+gboolean mk_worker_batching(MkWorker *w);
+/* Runs @d->func(@d) at the end of the current batch; once, however often
+ * it is deferred before then. Only while mk_worker_batching(@w). @w's
+ * thread only. */
+void mk_worker_defer(MkWorker *w, MkDeferred *d);
+/* Forgets @d if it is queued (its owner goes away or moves to another
+ * worker). @w's thread only. */
+void mk_worker_undefer(MkWorker *w, MkDeferred *d);
 
 /* Watches @fd in @w's epoll set (EPOLLIN/EPOLLOUT/..., edge- or
  * level-triggered as given; @events may be 0). The fd stays owned by the

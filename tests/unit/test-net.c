@@ -84,6 +84,67 @@ static void whoami_job(gpointer data)
     x->ctx_ok = g_main_context_get_thread_default() == mk_worker_context(x->w);
 }
 
+/* mk_worker_defer: runs once per batch, in order, after the batch's jobs. */
+typedef struct {
+    MkDeferred d;
+    GString *log;
+    char name;
+} DeferItem;
+
+typedef struct {
+    MkWorker *w;
+    DeferItem a, b, c;
+    GString *log;
+    gboolean batching_in_job;
+} DeferTest;
+
+static void defer_ran(MkDeferred *d)
+{
+    DeferItem *it = (DeferItem *)d;
+    g_string_append_c(it->log, it->name);
+}
+
+static void defer_job(gpointer data)
+{
+    DeferTest *t = data;
+    t->batching_in_job = mk_worker_batching(t->w);
+    mk_worker_defer(t->w, &t->a.d);
+    mk_worker_defer(t->w, &t->b.d);
+    mk_worker_defer(t->w, &t->a.d); /* already queued: still once */
+    mk_worker_defer(t->w, &t->c.d);
+    mk_worker_undefer(t->w, &t->b.d);
+    mk_worker_undefer(t->w, &t->b.d); /* not queued: no-op */
+    g_string_append_c(t->log, 'j');
+}
+
+static void defer_check_job(gpointer data)
+{
+    DeferTest *t = data;
+    g_string_append_c(t->log, '|');
+}
+
+static void test_workers_defer(void)
+{
+    g_autoptr(GError) error = NULL;
+    MkWorkers *ws = mk_workers_start(1, &error);
+    g_assert_no_error(error);
+    DeferTest t = {.w = mk_workers_get(ws, 0), .log = g_string_new(NULL)};
+    DeferItem *items[] = {&t.a, &t.b, &t.c};
+    for (guint i = 0; i < 3; i++) {
+        items[i]->d.func = defer_ran;
+        items[i]->log = t.log;
+        items[i]->name = (char)('a' + i);
+    }
+    run_on(t.w, defer_job, &t);
+    run_on(t.w, defer_check_job, &t);
+    g_assert_true(t.batching_in_job);
+    /* The job, then a and c (b was taken back) before the next batch. */
+    g_assert_cmpstr(t.log->str, ==, "jac|");
+    g_assert_false(t.a.d.queued || t.b.d.queued || t.c.d.queued);
+    mk_workers_stop(ws);
+    g_string_free(t.log, TRUE);
+}
+
 static void test_workers_start_stop(void)
 {
     g_autoptr(GError) error = NULL;
@@ -1367,6 +1428,7 @@ int main(int argc, char **argv)
     g_test_add_func("/worker/start-stop", test_workers_start_stop);
     g_test_add_func("/worker/post-order", test_workers_post_order);
     g_test_add_func("/worker/post-self", test_workers_post_self);
+    g_test_add_func("/worker/defer", test_workers_defer);
     g_test_add_func("/worker/stop-destroys-queued", test_workers_stop_destroys);
     g_test_add_func("/worker/watch-remove-in-callback", test_workers_watch_remove);
     g_test_add_func("/net/echo", test_net_echo);
