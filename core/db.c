@@ -72,6 +72,8 @@ struct MkDb {
     GMutex dbi_lock;
     GCond cond;
     GQueue idle;      /* of MkDbConn*: open, not in use */
+    guint waiting;    /* threads in mk_db_acquire's wait (GLib's g_cond_signal
+                         is a futex system call even with nobody waiting) */
     guint n_open;     /* idle + in use */
     MkDbAsync *async; /* db-async.c */
 };
@@ -401,7 +403,10 @@ MkDbConn *mk_db_acquire(MkDb *db, GError **error)
 
     g_mutex_lock(&db->lock);
     while (g_queue_is_empty(&db->idle) && db->n_open >= db->pool_size) {
-        if (!g_cond_wait_until(&db->cond, &db->lock, deadline)) {
+        db->waiting++;
+        gboolean signalled = g_cond_wait_until(&db->cond, &db->lock, deadline);
+        db->waiting--;
+        if (!signalled) {
             g_mutex_unlock(&db->lock);
             g_set_error(error, MK_DB_ERROR, MK_DB_ERROR_CONNECT,
                         "no free database connection after %d s (pool_size %u)",
@@ -440,7 +445,8 @@ MkDbConn *mk_db_acquire(MkDb *db, GError **error)
     /* Give the slot back so that a later call tries again. */
     g_mutex_lock(&db->lock);
     db->n_open--;
-    g_cond_signal(&db->cond);
+    if (db->waiting)
+        g_cond_signal(&db->cond);
     g_mutex_unlock(&db->lock);
     return NULL;
 }
@@ -460,7 +466,8 @@ void mk_db_release(MkDb *db, MkDbConn *conn)
     }
     g_mutex_lock(&db->lock);
     g_queue_push_head(&db->idle, conn);
-    g_cond_signal(&db->cond);
+    if (db->waiting)
+        g_cond_signal(&db->cond);
     g_mutex_unlock(&db->lock);
 }
 
