@@ -594,6 +594,11 @@ static void on_accept(MkWorker *w, int fd, const MkListenConfig *lc, gpointer us
     Fixture *fx = user_data;
     g_assert_true(mk_worker_self() == w);
     g_assert_cmpstr(lc->name, ==, "test");
+    /* Inherited from the listening socket (no per-accept setsockopt). */
+    int nodelay = 0;
+    socklen_t optlen = sizeof nodelay;
+    g_assert_cmpint(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &optlen), ==, 0);
+    g_assert_cmpint(nodelay, ==, 1);
     Peer *p = g_new0(Peer, 1);
     p->fx = fx;
     p->w = w;
