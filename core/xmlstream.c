@@ -60,6 +60,7 @@ struct MkXmlStream {
     guint muted : 1; /* priming: the header callback stays silent */
     guint in_feed : 1;
     guint reset_pending : 1;
+    guint handover : 1; /* with reset_pending: keep the carry for the caller */
     guint doc_mode : 1;
 };
 
@@ -452,7 +453,9 @@ static void clear_stream(MkXmlStream *xs)
     g_clear_pointer(&xs->primer, g_free);
     xs->depth = 0;
     xs->fed = xs->mark = 0;
-    xs->failed = xs->ended = xs->reset_pending = FALSE;
+    xs->failed = xs->ended = xs->reset_pending = xs->handover = FALSE;
+    g_clear_pointer(&xs->carry, g_free);
+    xs->carry_len = 0;
 }
 
 /* ---- public API -------------------------------------------------------- */
@@ -510,6 +513,15 @@ void mk_xml_stream_free(MkXmlStream *xs)
     g_free(xs);
 }
 
+static void append_carry(MkXmlStream *xs, const char *data, gsize len)
+{
+    if (len == 0)
+        return;
+    xs->carry = g_realloc(xs->carry, xs->carry_len + len);
+    memcpy(xs->carry + xs->carry_len, data, len);
+    xs->carry_len += len;
+}
+
 /* Feeds @data to the current parser in slices. Returns how many bytes of
  * @data were given to libxml2 (all of them unless a reset was requested
  * from a callback; the caller then handles the rest). */
@@ -548,6 +560,10 @@ gboolean mk_xml_stream_feed(MkXmlStream *xs, const char *data, gsize len)
     g_return_val_if_fail(xs != NULL && !xs->in_feed, FALSE);
     if (xs->failed || xs->ended)
         return FALSE;
+    if (xs->handover) {
+        append_carry(xs, data, len); /* not ours to parse any more */
+        return TRUE;
+    }
     g_autofree char *owned = NULL;
     xs->in_feed = TRUE;
     while (len > 0) {
@@ -557,6 +573,12 @@ gboolean mk_xml_stream_feed(MkXmlStream *xs, const char *data, gsize len)
         /* A callback asked for a new stream: what followed the element
          * is the new stream's first bytes. */
         gsize rest = len - done;
+        if (xs->handover) {
+            /* The caller continues elsewhere: the rest waits with the
+             * carry until mk_xml_stream_take_rest. */
+            append_carry(xs, data + done, rest);
+            break;
+        }
         char *buf = g_malloc(xs->carry_len + rest + 1);
         if (xs->carry_len)
             memcpy(buf, xs->carry, xs->carry_len);
@@ -571,23 +593,16 @@ gboolean mk_xml_stream_feed(MkXmlStream *xs, const char *data, gsize len)
         data = buf;
     }
     xs->in_feed = FALSE;
-    if (xs->reset_pending) /* a reset with nothing left to feed */
+    if (xs->reset_pending && !xs->handover) /* a reset with nothing left to feed */
         clear_stream(xs);
     return !(xs->failed || xs->ended);
 }
 
-/* Thread: the stream's; also from inside its callbacks. */
-void mk_xml_stream_reset(MkXmlStream *xs)
+/* Inside feed: keeps the unparsed bytes that follow the element just
+ * delivered and stops libxml2; feed finishes the job once xmlParseChunk
+ * has returned. */
+static void stop_keeping_rest(MkXmlStream *xs)
 {
-    g_return_if_fail(xs != NULL);
-    if (!xs->in_feed) {
-        clear_stream(xs);
-        return;
-    }
-    if (xs->reset_pending)
-        return;
-    /* Inside feed: keep the unparsed bytes and stop libxml2; feed
-     * finishes the job once xmlParseChunk has returned. */
     g_clear_pointer(&xs->carry, g_free);
     xs->carry_len = 0;
     if (xs->ctxt && !xs->failed && !xs->ended && xs->ctxt->input) {
@@ -600,6 +615,45 @@ void mk_xml_stream_reset(MkXmlStream *xs)
     if (xs->ctxt)
         xmlStopParser(xs->ctxt);
     xs->reset_pending = TRUE;
+}
+
+/* Thread: the stream's; also from inside its callbacks. */
+void mk_xml_stream_reset(MkXmlStream *xs)
+{
+    g_return_if_fail(xs != NULL);
+    if (!xs->in_feed) {
+        clear_stream(xs);
+        return;
+    }
+    if (xs->reset_pending)
+        return;
+    stop_keeping_rest(xs);
+}
+
+/* Thread: the stream's; from inside the stanza callback only. */
+void mk_xml_stream_hand_over(MkXmlStream *xs)
+{
+    g_return_if_fail(xs != NULL && xs->in_feed);
+    if (xs->reset_pending || xs->failed || xs->ended)
+        return;
+    stop_keeping_rest(xs);
+    xs->handover = TRUE;
+}
+
+/* Thread: the stream's; not from inside its callbacks. (transfer full) */
+GBytes *mk_xml_stream_take_rest(MkXmlStream *xs)
+{
+    g_return_val_if_fail(xs != NULL && !xs->in_feed, NULL);
+    if (!xs->handover)
+        return NULL;
+    GBytes *rest = g_bytes_new_take(g_steal_pointer(&xs->carry), xs->carry_len);
+    xs->carry_len = 0;
+    xs->handover = xs->reset_pending = FALSE;
+    /* As after a release: the next feed re-creates a parser primed with
+     * the header, and the stream goes on where the element ended. */
+    free_ctxt(xs);
+    xs->depth = 0;
+    return rest;
 }
 
 /* Thread: the stream's. */

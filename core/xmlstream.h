@@ -82,6 +82,18 @@ char *mk_xml_stream_dup_primer(MkXmlStream *xs);
  * already (no stream_start callback); the next bytes are stanzas. */
 void mk_xml_stream_set_primer(MkXmlStream *xs, const char *primer);
 
+/* Handing a stream over (XEP-0198 resumption moves a connection, and the
+ * bytes a client pipelined after <resume/> must follow it): from inside
+ * the stanza callback, stop parsing after the element just delivered.
+ * No callback follows; the unparsed bytes after the element, those of
+ * this feed and of later feeds, are kept as they are. */
+void mk_xml_stream_hand_over(MkXmlStream *xs);
+/* After a hand-over (not from inside a callback): the bytes kept, and the
+ * stream is usable again, continuing after the element as if released
+ * (the next feed primes a new parser with the header). NULL when no
+ * hand-over is pending. (transfer full) (nullable) */
+GBytes *mk_xml_stream_take_rest(MkXmlStream *xs);
+
 /* ---- core-internal helpers of core/xml.c (not for modules) ---------- */
 
 /* One attribute for mk_xml_set_attrs: @prefix may be NULL, @value need not

@@ -1,4 +1,5 @@
-/* The XMPP stream parser: delivery, restrictions, release/prime, reset. */
+/* The XMPP stream parser: delivery, restrictions, release/prime, reset,
+ * hand-over. */
 #include "xmlstream.h"
 
 #include <malloc.h>
@@ -14,6 +15,7 @@ typedef struct {
     guint errors;
     guint errors_since_reset; /* must never exceed 1 */
     char *reset_after;        /* reset from inside the stanza callback after this element */
+    char *hand_over_after;    /* hand the stream over after this element */
 } Rec;
 
 static void rec_start(gpointer user_data, MkXml *header)
@@ -31,6 +33,8 @@ static void rec_stanza(gpointer user_data, MkXml *el)
     g_ptr_array_add(r->events, mk_xml_to_string(el, "jabber:client"));
     if (r->reset_after && mk_xml_is(el, r->reset_after, NULL))
         mk_xml_stream_reset(r->xs);
+    if (r->hand_over_after && mk_xml_is(el, r->hand_over_after, NULL))
+        mk_xml_stream_hand_over(r->xs);
     mk_xml_unref(el);
 }
 
@@ -294,6 +298,67 @@ static void test_reset_between_feeds(void)
     rec_free(r);
 }
 
+/* XEP-0198 resumption on another worker: the parser stops after
+ * <resume/>; what followed it (a whole stanza, half of one, and a later
+ * feed) is kept unparsed and continues in a new parser primed with the
+ * header, or in the same stream after take_rest. */
+static void test_hand_over(void)
+{
+    const char *in = HDR "<resume xmlns='urn:xmpp:sm:3' h='1' previd='x'/>"
+                         "<message id='a'><body>1</body></message><message id='b'><bo";
+    const char *later = "dy>2</body></message>";
+    const char *rest_want = "<message id='a'><body>1</body></message><message id='b'><body>2</body>"
+                            "</message>";
+    for (int bytewise = 0; bytewise < 2; bytewise++) {
+        for (int same = 0; same < 2; same++) {
+            Rec *r = rec_new(NULL, 65536, 64);
+            r->hand_over_after = "resume";
+            if (bytewise)
+                feed_bytewise(r->xs, in);
+            else
+                g_assert_true(mk_xml_stream_feed(r->xs, in, strlen(in)));
+            g_assert_true(mk_xml_stream_feed(r->xs, later, strlen(later)));
+            g_autofree char *got = rec_joined(r);
+            g_assert_cmpstr(got, ==,
+                            "start to=example.com ns=jabber:client lang=en|"
+                            "<resume xmlns='urn:xmpp:sm:3' h='1' previd='x'/>");
+            g_assert_false(mk_xml_stream_is_idle(r->xs)); /* not released meanwhile */
+            g_autoptr(GBytes) rest = mk_xml_stream_take_rest(r->xs);
+            gsize n;
+            const char *data = g_bytes_get_data(rest, &n);
+            g_assert_cmpmem(data, n, rest_want, strlen(rest_want));
+            g_assert_null(mk_xml_stream_take_rest(r->xs));
+
+            Rec *to = r;
+            if (!same) {
+                /* Another worker's parser, with its own dictionary. */
+                MkXmlShared *sh = mk_xml_shared_new();
+                to = rec_new(sh, 65536, 64);
+                g_autofree char *primer = mk_xml_stream_dup_primer(r->xs);
+                mk_xml_stream_set_primer(to->xs, primer);
+                g_assert_true(mk_xml_stream_feed(to->xs, data, n));
+                g_assert_true(mk_xml_stream_feed(to->xs, "<iq id='c'/>", 12));
+                g_autofree char *moved = rec_joined(to);
+                g_assert_cmpstr(moved, ==,
+                                "<message id='a'><body>1</body></message>|"
+                                "<message id='b'><body>2</body></message>|<iq id='c'/>");
+                rec_free(to);
+                mk_xml_shared_free(sh);
+            } else {
+                g_assert_true(mk_xml_stream_feed(r->xs, data, n));
+                g_autofree char *all = rec_joined(r);
+                g_assert_cmpstr(all, ==,
+                                "start to=example.com ns=jabber:client lang=en|"
+                                "<resume xmlns='urn:xmpp:sm:3' h='1' previd='x'/>|"
+                                "<message id='a'><body>1</body></message>|"
+                                "<message id='b'><body>2</body></message>");
+            }
+            g_assert_cmpuint(r->errors, ==, 0);
+            rec_free(r);
+        }
+    }
+}
+
 /* Memory per idle stream, with and without release (printed; only the
  * ordering is asserted, the figures depend on the allocator). */
 static void test_memory(void)
@@ -405,6 +470,7 @@ int main(int argc, char **argv)
     g_test_add_func("/xmlstream/release", test_release);
     g_test_add_func("/xmlstream/reset-in-callback", test_reset_in_callback);
     g_test_add_func("/xmlstream/reset-between-feeds", test_reset_between_feeds);
+    g_test_add_func("/xmlstream/hand-over", test_hand_over);
     g_test_add_func("/xmlstream/random-chunks", test_random_chunks);
     g_test_add_func("/xmlstream/bad-bytes", test_bad_bytes);
     g_test_add_func("/xmlstream/memory", test_memory);
