@@ -79,6 +79,11 @@ void c2s_close(MkC2s *c, const char *stream_error);
 MkC2s *c2s_stream_new(MkC2sServer *cs, C2sListen *listen, MkWorker *w);
 /* Gives @c the connection @conn moved here from another worker. */
 void c2s_adopt_conn(MkC2s *c, MkConn *conn);
+/* Bytes from the client, as the connection delivers them; also the
+ * bytes a client pipelined after <resume/>, once the stream resumed on
+ * another worker. @c may be gone afterwards if the input ended it and it
+ * left its worker's list meanwhile: hold a reference to use it. */
+void c2s_feed(MkC2s *c, const char *data, gsize len);
 /* Drops @c from its worker's list (and the list's reference). */
 void c2s_stream_remove(MkC2s *c);
 

@@ -21,7 +21,9 @@
  * new rules). Instead the new connection moves: the worker that parsed
  * <resume/> pauses it, detaches the socket from its epoll set and posts
  * it, with the stream's negotiated state, to the session's worker, which
- * adopts it into a new MkC2s and resumes there. See
+ * adopts it into a new MkC2s and resumes there. What the client sent
+ * after <resume/> (XEP-0198 allows stanzas there) goes along as unparsed
+ * bytes and is parsed on the new worker after the resend. See
  * docs/stream-management.md. */
 #include "c2s-sm.h"
 #include "ackqueue.h"
@@ -310,6 +312,7 @@ typedef struct {
     C2sListen *listen;
     MkConn *conn; /* detached: nobody's until adopted */
     char *domain, *username, *stream_id, *primer, *previd;
+    GBytes *rest; /* what the client sent after <resume/>, unparsed */
     guint32 h;
 } MigrateIn;
 
@@ -322,7 +325,20 @@ static void migrate_in_free(gpointer data)
     g_free(m->stream_id);
     g_free(m->primer);
     g_free(m->previd);
+    if (m->rest)
+        g_bytes_unref(m->rest);
     g_free(m);
+}
+
+/* Parses, on @c, the bytes the client sent after <resume/> (XEP-0198
+ * lets it pipeline stanzas there): after the resumption's answer and the
+ * resend, before anything read later from the socket. */
+static void feed_rest(MkC2s *c, GBytes *rest)
+{
+    gsize len = 0;
+    const char *data = rest ? g_bytes_get_data(rest, &len) : NULL;
+    if (len)
+        c2s_feed(c, data, len);
 }
 
 /* On the session's worker. */
@@ -342,7 +358,7 @@ static void migrate_in(gpointer data)
     C2S_LOG(c, G_LOG_LEVEL_DEBUG, "connection moved to worker %u to resume",
             mk_worker_index(c->worker));
     resume_here(c, m->previd, m->h);
-    m->conn = NULL;
+    feed_rest(c, m->rest);
     migrate_in_free(m);
 }
 
@@ -359,6 +375,9 @@ static void migrate_out(gpointer data)
 {
     MigrateOut *m = data;
     MkC2s *c = m->c;
+    /* The parser stopped after <resume/> (handle_resume); the rest goes
+     * where the stream goes on. */
+    g_autoptr(GBytes) rest = mk_xml_stream_take_rest(c->xs);
 
     if (c->state == C2S_MIGRATING && c->conn && mk_conn_detach(c->conn)) {
         MigrateIn *in = g_new0(MigrateIn, 1);
@@ -370,6 +389,7 @@ static void migrate_out(gpointer data)
         in->stream_id = g_strdup(c->stream_id);
         in->primer = mk_xml_stream_dup_primer(c->xs);
         in->previd = g_steal_pointer(&m->previd);
+        in->rest = g_steal_pointer(&rest);
         in->h = m->h;
         c->state = C2S_CLOSING;
         c2s_stream_remove(c);
@@ -380,6 +400,7 @@ static void migrate_out(gpointer data)
         c->state = C2S_OPEN;
         mk_conn_pause(c->conn, FALSE);
         resume_failed(c, "item-not-found", NULL);
+        feed_rest(c, rest);
     }
     c2s_unref(c);
     g_free(m->previd);
@@ -418,10 +439,12 @@ static void handle_resume(MkC2s *c, MkXml *el)
         return;
     }
     /* We are inside this connection's read: stop it, and move it once
-     * the read has returned. Bytes the client pipelined after <resume/>
-     * are dropped (it must wait for <resumed/>). */
+     * the read has returned. What the client pipelined after <resume/>
+     * stays unparsed and moves along (this worker's parser cannot: its
+     * names live in this worker's dictionary). */
     c->state = C2S_MIGRATING;
     mk_conn_pause(c->conn, TRUE);
+    mk_xml_stream_hand_over(c->xs);
     MigrateOut *m = g_new0(MigrateOut, 1);
     m->c = c2s_ref(c);
     m->target = owner;

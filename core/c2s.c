@@ -914,9 +914,8 @@ static const MkXmlStreamCallbacks stream_callbacks = {
 
 /* ---- connection callbacks --------------------------------------------- */
 
-static void on_data(gpointer user_data, const char *data, gsize len)
+void c2s_feed(MkC2s *c, const char *data, gsize len)
 {
-    MkC2s *c = user_data;
     if (c->state == C2S_CLOSING || c->state == C2S_TLS)
         return;
     c->last_input_us = g_get_monotonic_time();
@@ -929,6 +928,11 @@ static void on_data(gpointer user_data, const char *data, gsize len)
         mk_xml_stream_reset(c->xs);
     }
     c2s_unref(c);
+}
+
+static void on_data(gpointer user_data, const char *data, gsize len)
+{
+    c2s_feed(user_data, data, len);
 }
 
 static void on_tls_done(gpointer user_data, gboolean ok)

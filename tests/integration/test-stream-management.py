@@ -4,7 +4,7 @@ after a dropped connection (also onto the other worker, and while the old
 connection is still open), failures (enable before bind or twice, unknown
 resumption id), a graceful close, and what happens to unacknowledged
 stanzas when the resumption timeout expires (another resource, a bounce,
-or mod_offline's storage). Prints TAP; ignores --tap."""
+or mod_offline's storage), and stanzas a client pipelines after <resume/>. Prints TAP; ignores --tap."""
 import os
 import sys
 import time
@@ -196,6 +196,70 @@ def test_other_worker(t, srv):
     eve.close()
 
 
+def arrivals(client, until, timeout=5):
+    """Every element received, in order, up to the first matching @until."""
+    out = []
+    while True:
+        el = client.expect(lambda e: True, timeout, "anything")
+        out.append(el)
+        if until(el):
+            return out
+
+
+def test_pipelined(t, srv):
+    """XEP-0198 lets a client send stanzas right after <resume/>, before
+    <resumed/> arrives. Each round writes <resume/>, a complete message and
+    half of a second one in one send(), and the rest later. Rounds go on
+    until both cases were seen: the resuming connection on the session's
+    worker, and on the other one (it then moves, with those bytes)."""
+    srv.register("lea")
+    srv.register("max")
+    mx = Client(srv, "max")
+    lea = Client(srv, "lea", resource="p")
+    previd = enable(lea).get("id")
+    jid = lea.jid
+    seen = {True: 0, False: 0}
+    ok = True
+    for i in range(24):
+        message(mx, jid, "in%d" % i)
+        lea.expect(is_msg("in%d" % i), what="in%d" % i)
+        lea.drop()
+        time.sleep(0.1)
+        with open(srv.log_path) as f:
+            moves_before = f.read().count("connection moved to worker")
+        lea = Client(srv, "lea", bind=False)
+        # Acknowledges in0..in(i-1): in<i> is sent again.
+        lea.send("<resume xmlns='%s' previd='%s' h='%d'/>"
+                 "<message to='%s' type='chat'><body>p%da</body></message>"
+                 "<message to='%s' type='chat'><bo" % (NS_SM, previd, i, mx.jid, i, mx.jid))
+        lea.expect(sm("resumed"), what="resumed")
+        lea.send("dy>p%db</body></message><r xmlns='%s'/>" % (i, NS_SM))
+        got = arrivals(lea, sm("a"))
+        got_max = [mx.maybe(is_msg("p%da" % i, frm=jid), 3) is not None,
+                   mx.maybe(is_msg("p%db" % i, frm=jid), 3) is not None]
+        with open(srv.log_path) as f:
+            moved = f.read().count("connection moved to worker") > moves_before
+        order = [e.tag.split("}")[1] for e in got]
+        want_h = str(2 * (i + 1))
+        if (order != ["message", "a"] or not is_msg("in%d" % i)(got[0]) or
+                got[1].get("h") != want_h or got_max != [True, True]):
+            ok = False
+            t.diag("round %d (%s): after <resumed/>: %s, h=%s (want %s); max got %s" % (
+                i, "moved" if moved else "same worker", order, got[-1].get("h"), want_h,
+                got_max))
+            break
+        seen[moved] += 1
+        if seen[True] >= 2 and seen[False] >= 2:
+            break
+    t.ok(ok, "stanzas pipelined after <resume/> (a whole one and one split across writes) "
+         "reach their recipient, after <resumed/> and the resend, and are counted")
+    t.ok(seen[True] >= 1, "... also when the connection moved to the session's worker (%d rounds)"
+         % seen[True])
+    t.ok(seen[False] >= 1, "... and when it resumed on its own worker (%d rounds)" % seen[False])
+    lea.close()
+    mx.close()
+
+
 def test_unknown_id(t, srv):
     srv.register("fay")
     c, res = resume(srv, "fay", "bm90LWFuLWlk", 0)
@@ -293,6 +357,7 @@ def main():
         t.run("enable", test_enable, srv)
         t.run("resume", test_resume, srv)
         t.run("resume on the other worker", test_other_worker, srv)
+        t.run("stanzas pipelined after resume", test_pipelined, srv)
         t.run("unknown id", test_unknown_id, srv)
         t.run("timeout", test_timeout, srv)
     finally:
