@@ -297,6 +297,12 @@ static void resume_here(MkC2s *c, const char *previd, guint32 h)
     for (GList *l = sm->q.unacked.head; l; l = l->next)
         write_uncounted(c, l->data);
     C2S_LOG(c, G_LOG_LEVEL_INFO, "session resumed, %u stanzas resent", sm->q.unacked.length);
+
+    /* Stream state of modules (XEP-0352's client state) starts afresh on
+     * the new stream; before anything the client sent after <resume/>. */
+    MkHookCall call = {.domain = c->domain, .session = s, .from = mk_session_jid(s)};
+    mk_hooks_run(c->cs->srv->modules, MK_HOOK_SESSION_RESUMED, &call);
+    mk_hook_call_clear(&call);
 }
 
 /* The new connection's journey to the session's worker. */

@@ -10,8 +10,11 @@
  * Everything is per session, in a slot, on the session's worker: the
  * stream element handler and user_receive_packet both run there. Held
  * stanzas went through user_receive_packet already; they are written with
- * mk_session_write_xml. The state is not kept across a stream resumption
- * (XEP-0352 5.2): a resumed or new stream starts active. */
+ * mk_session_write_xml. The state belongs to the stream, not to the
+ * session: a stream that resumes the session by XEP-0198 starts active
+ * (XEP-0352: the state is not restored on resumption), so the slot, which
+ * survives the resumption with the session, is reset in session_resumed
+ * and what it held is written then. */
 #include "csi.h"
 
 static const MkConfigKey csi_keys[] = {
@@ -86,6 +89,22 @@ static MkResult on_csi_element(MkSession *s, MkXml *el, gpointer user_data)
     return MK_PASS; /* unknown element: the core closes the stream */
 }
 
+/* The session now has a new stream, which begins active (XEP-0352):
+ * what was held while the client was inactive, including what arrived
+ * while the session was detached, goes out after the resent stanzas. */
+static MkResult on_resumed(MkHookCall *call, gpointer user_data)
+{
+    Csi *csi = user_data;
+    MkSession *s = mk_hook_call_session(call);
+    CsiSlot *slot = s ? mk_session_get_slot(s, csi->mod) : NULL;
+    if (slot && slot->inactive) {
+        mk_counter_add(csi->active, 1);
+        slot->inactive = FALSE;
+        flush(csi, s, slot, NULL);
+    }
+    return MK_PASS;
+}
+
 /* Runs last (lowest priority): whatever reaches it is going to the
  * client, filters have spoken. */
 static MkResult on_receive(MkHookCall *call, gpointer user_data)
@@ -137,6 +156,7 @@ static gboolean csi_start(MkModule *mod, GError **error)
         return FALSE;
     mk_stream_feature_add(mod, MK_STREAM_POST_AUTH, "<csi xmlns='" NS_CSI "'/>");
     mk_hook_add(mod, MK_HOOK_USER_RECEIVE_PACKET, -100, on_receive, csi);
+    mk_hook_add(mod, MK_HOOK_SESSION_RESUMED, 50, on_resumed, csi);
     return TRUE;
 }
 

@@ -40,6 +40,13 @@ G_BEGIN_DECLS
 #define MK_HOOK_REMOVE_USER "remove_user"
 /* A domain was added to the host type at run time. From = the domain. */
 #define MK_HOOK_DOMAIN_ADDED "domain_added"
+/* A new stream resumed the session (XEP-0198): <resumed/> and the resent
+ * stanzas went out, nothing the client sent on the new stream was handled
+ * yet. The session, its JID, presence and slots are those it had; state
+ * that belongs to a stream rather than to the session (XEP-0352's client
+ * state) starts afresh here. On the session's worker. Session, from = its
+ * full JID. Since ABI 1.2. */
+#define MK_HOOK_SESSION_RESUMED "session_resumed"
 
 typedef MkResult (*MkHookFunc)(MkHookCall *call, gpointer user_data);
 

@@ -4,7 +4,8 @@ while the client is inactive a contact's presence changes are held and
 only the latest per sender full JID arrives, after <active/>; a message
 with a body arrives at once, and first releases what is held from the
 same sender (order per sender is kept); chat-state notifications wait;
-queue_max releases everything. Prints TAP; ignores --tap."""
+queue_max releases everything; a stream that resumes the session
+(XEP-0198) starts active. Prints TAP; ignores --tap."""
 import os
 import sqlite3
 import sys
@@ -14,6 +15,7 @@ from modtest import NS_CLIENT, Client, Server, Tap, q  # noqa: E402
 
 NS_CSI = "urn:xmpp:csi:0"
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
+NS_SM = "urn:xmpp:sm:3"
 QUEUE_MAX = 4
 
 
@@ -121,19 +123,59 @@ def test_csi(t, srv):
         c.close()
 
 
+def test_resume(t, srv):
+    """The client state belongs to the stream (XEP-0352): a stream that
+    resumes the session by XEP-0198 starts active, and what was held for
+    the inactive one (also while detached) is written after <resumed/>."""
+    d = Client(srv, "dora", resource="phone")
+    d.roster_get()
+    d.send("<enable xmlns='%s' resume='true'/>" % NS_SM)
+    previd = d.expect(lambda e: e.tag == q(NS_SM, "enabled"), what="enabled").get("id")
+    d.presence()
+    e = Client(srv, "eli", resource="desk")
+    e.roster_get()
+    e.presence()
+    d.expect(presence_from("eli@localhost/desk"), what="eli's presence")
+    set_state(d, "inactive")
+    e.presence(extra="<show>away</show><status>before the drop</status>")
+    t.ok(d.maybe(presence_from("eli@localhost/desk", "away"), 1.0) is None,
+         "inactive: eli's presence change is held")
+    d.drop()
+    e.presence(extra="<show>dnd</show><status>while detached</status>")
+    e.iq("<query xmlns='jabber:iq:roster'/>")  # the presence went out
+    r = Client(srv, "dora", bind=False)
+    # Nothing acknowledged: everything written so far comes again, which
+    # is not what this test looks at.
+    r.send("<resume xmlns='%s' previd='%s' h='0'/>" % (NS_SM, previd))
+    r.expect(lambda e: e.tag == q(NS_SM, "resumed"), what="resumed")
+    p = r.maybe(presence_from("eli@localhost/desk", "dnd"), 3)
+    t.ok(p is not None and p.findtext(q(NS_CLIENT, "status")) == "while detached",
+         "after the resume, without <active/>, eli's latest held presence arrives")
+    t.ok(r.maybe(presence_from("eli@localhost/desk", "away"), 0.5) is None,
+         "and only the latest one")
+    e.presence(extra="<show>chat</show><status>after the resume</status>")
+    t.ok(r.maybe(presence_from("eli@localhost/desk", "chat"), 3) is not None,
+         "the resumed stream is active: a presence change arrives at once")
+    for c in (r, e):
+        c.close()
+
+
 def main():
     t = Tap()
     try:
-        srv = Server({"mod_roster": {}, "mod_csi": {"queue_max": QUEUE_MAX}})
+        srv = Server({"mod_roster": {}, "mod_csi": {"queue_max": QUEUE_MAX},
+                      "mod_stream_management": {"resume_timeout": 10}})
     except Exception as e:
         t.ok(False, "meerkatd with mod_csi starts")
         t.diag(e)
         t.done()
     try:
-        for user in ("alice", "bob", "carol"):
+        for user in ("alice", "bob", "carol", "dora", "eli"):
             srv.register(user)
         befriend(srv, "alice", "bob")
+        befriend(srv, "dora", "eli")
         t.run("csi", test_csi, srv)
+        t.run("resume", test_resume, srv)
     finally:
         if t.failed:
             t.diag(srv.log_text())
