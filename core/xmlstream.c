@@ -33,9 +33,20 @@
 #endif
 /* Past this many names the shared dictionary is replaced by a fresh one. */
 #define DICT_MAX_NAMES 20000
+/* Parser contexts a worker keeps for reuse (see take_spare). */
+#define SPARES_MAX 16
 
 struct MkXmlShared {
+    /* The worker's, plus one per stream: a stream freed late (its last
+     * reference dropped after the worker's state went) still gives its
+     * context back to a live struct. */
+    gatomicrefcount ref;
     xmlDictPtr dict;
+    /* Contexts of finished streams, reset, on sh->dict. A new context
+     * costs a fresh dictionary (freed at once for the shared one), its
+     * stacks and a SAX handler copy; a login restarts its stream twice. */
+    xmlParserCtxtPtr spares[SPARES_MAX];
+    guint n_spares;
 };
 
 struct MkXmlStream {
@@ -380,8 +391,44 @@ static void init_libxml(void)
     }
 }
 
-/* Creates the libxml2 context; primes it with the header when one was
- * read before a release. FALSE (and the error reported) on failure. */
+static void free_spares(MkXmlShared *sh)
+{
+    while (sh->n_spares > 0)
+        xmlFreeParserCtxt(sh->spares[--sh->n_spares]);
+}
+
+/* A reset context from the worker's spares, given a new push input for
+ * @xs, or NULL. */
+static xmlParserCtxtPtr take_spare(MkXmlStream *xs)
+{
+    MkXmlShared *sh = xs->shared;
+    if (!sh || sh->n_spares == 0)
+        return NULL;
+    xmlParserCtxtPtr ctxt = sh->spares[--sh->n_spares];
+    if (xmlCtxtResetPush(ctxt, NULL, 0, NULL, NULL) != 0) {
+        xmlFreeParserCtxt(ctxt);
+        return NULL;
+    }
+    ctxt->userData = xs;
+    return ctxt;
+}
+
+/* Keeps @ctxt for another stream of this worker if there is room and it
+ * still uses the current shared dictionary; frees it otherwise. */
+static void give_back(MkXmlShared *sh, xmlParserCtxtPtr ctxt)
+{
+    if (sh && sh->n_spares < SPARES_MAX && ctxt->dict == sh->dict) {
+        xmlCtxtReset(ctxt); /* drops the input buffers now */
+        ctxt->userData = NULL;
+        sh->spares[sh->n_spares++] = ctxt;
+        return;
+    }
+    xmlFreeParserCtxt(ctxt);
+}
+
+/* Creates (or reuses) the libxml2 context; primes it with the header
+ * when one was read before a release. FALSE (and the error reported) on
+ * failure. */
 static gboolean ensure_ctxt(MkXmlStream *xs)
 {
     if (xs->ctxt)
@@ -390,7 +437,12 @@ static gboolean ensure_ctxt(MkXmlStream *xs)
     int saved_size = xmlDefaultBufferSize;
     xmlDefaultBufferSize = INPUT_BUFFER_SIZE;
 #endif
-    xmlParserCtxtPtr ctxt = xmlCreatePushParserCtxt(&sax_handler, xs, NULL, 0, NULL);
+    gboolean reused = FALSE;
+    xmlParserCtxtPtr ctxt = take_spare(xs);
+    if (ctxt)
+        reused = TRUE;
+    else
+        ctxt = xmlCreatePushParserCtxt(&sax_handler, xs, NULL, 0, NULL);
 #if LIBXML_VERSION < 21200
     xmlDefaultBufferSize = saved_size;
 #endif
@@ -400,10 +452,11 @@ static gboolean ensure_ctxt(MkXmlStream *xs)
     }
     xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_IGNORE_ENC | XML_PARSE_NOCDATA);
     xmlSwitchEncoding(ctxt, XML_CHAR_ENCODING_UTF8);
-    if (xs->shared) {
+    if (xs->shared && !reused) {
         MkXmlShared *sh = xs->shared;
         if (xmlDictSize(sh->dict) > DICT_MAX_NAMES) {
             /* Parsers still using the old one hold their own reference. */
+            free_spares(sh);
             xmlDictFree(sh->dict);
             sh->dict = xmlDictCreate();
         }
@@ -435,7 +488,7 @@ static void free_ctxt(MkXmlStream *xs)
 {
     drop_partial(xs);
     if (xs->ctxt) {
-        xmlFreeParserCtxt(xs->ctxt);
+        give_back(xs->shared, xs->ctxt);
         xs->ctxt = NULL;
     }
     g_clear_pointer(&xs->stack, g_free);
@@ -465,6 +518,7 @@ MkXmlShared *mk_xml_shared_new(void)
 {
     init_libxml();
     MkXmlShared *sh = g_new0(MkXmlShared, 1);
+    g_atomic_ref_count_init(&sh->ref);
     sh->dict = xmlDictCreate();
     return sh;
 }
@@ -472,8 +526,9 @@ MkXmlShared *mk_xml_shared_new(void)
 /* @shared may be NULL. Thread: its worker. */
 void mk_xml_shared_free(MkXmlShared *shared)
 {
-    if (!shared)
+    if (!shared || !g_atomic_ref_count_dec(&shared->ref))
         return;
+    free_spares(shared);
     xmlDictFree(shared->dict);
     g_free(shared);
 }
@@ -487,6 +542,8 @@ static MkXmlStream *stream_new(const MkXmlStreamCallbacks *cb, gpointer user_dat
     xs->cb = *cb;
     xs->user_data = user_data;
     xs->shared = shared;
+    if (shared)
+        g_atomic_ref_count_inc(&shared->ref);
     xs->max_stanza = max_stanza;
     xs->max_depth = max_depth;
     xs->doc_mode = doc_mode;
@@ -509,6 +566,7 @@ void mk_xml_stream_free(MkXmlStream *xs)
         return;
     g_return_if_fail(!xs->in_feed);
     clear_stream(xs);
+    mk_xml_shared_free(xs->shared); /* the stream's reference */
     g_free(xs->carry);
     g_free(xs);
 }

@@ -41,9 +41,11 @@ typedef struct {
     void (*error)(gpointer user_data, const char *condition, const char *text);
 } MkXmlStreamCallbacks;
 
-/* Per-worker shared parser state (the libxml2 dictionary of names). One
- * per thread; free it on that thread after its streams (each parser holds
- * its own reference to the dictionary, so the order does not matter). The
+/* Per-worker shared parser state: the libxml2 dictionary of names and a
+ * few reset parser contexts of finished streams, reused by new ones (a
+ * login restarts its stream twice). One per thread, used on that thread;
+ * each stream holds a reference, so mk_xml_shared_free (dropping the
+ * creator's) may come before or after the streams are freed. The
  * dictionary is replaced by a fresh one once it holds many names, so that
  * peers sending random names cannot grow it forever. */
 typedef struct MkXmlShared MkXmlShared;
@@ -51,7 +53,7 @@ MkXmlShared *mk_xml_shared_new(void);
 void mk_xml_shared_free(MkXmlShared *shared);
 
 /* A new stream parser. @shared may be NULL (the parser then has its own
- * dictionary); else it must outlive the stream. max_stanza 0 and
+ * dictionary); the stream keeps a reference to it. max_stanza 0 and
  * max_depth 0 mean no limit. (transfer full) */
 MkXmlStream *mk_xml_stream_new(const MkXmlStreamCallbacks *cb, gpointer user_data,
                                MkXmlShared *shared, gsize max_stanza, guint max_depth);
