@@ -93,6 +93,11 @@ static void test_plain_format(Fixture *f, gconstpointer data)
                     sv);
     g_assert_true(memcmp(st, c->stored_key_sha256, 32) == 0);
     g_assert_true(mk_auth_check_password(c, "pl41n", 4096));
+    /* Same length, prefix, extension, repetition (the comparison walks
+     * the given password against the stored one repeated), empty. */
+    const char *wrong[] = {"pl41m", "pl41", "pl41n!", "pl41npl41n", "Pl41n", ""};
+    for (guint i = 0; i < G_N_ELEMENTS(wrong); i++)
+        g_assert_false(mk_auth_check_password(c, wrong[i], 4096));
 
     /* Back to SCRAM-only: the plain password is gone. */
     g_assert_true(mk_auth_set_password(f->conn, "p", "localhost", "n3w", FALSE, 4096, &error));
