@@ -11,6 +11,7 @@ typedef enum {
     SCEN_LOGIN,
     SCEN_CHAT,
     SCEN_PRESENCE,
+    SCEN_REGISTER, /* in-band registration, then close (register.c) */
 } Scenario;
 
 /* Everything the command line sets; read-only after parsing. */
@@ -77,6 +78,16 @@ const char *scram_client_first(Scram *s);
 /* The client-final message for @server_first (raw bytes), or NULL when
  * it is malformed (transfer full). */
 char *scram_client_final(Scram *s, const char *server_first, gsize len);
+
+/* In-band registration (XEP-0077) of PREFIX<user> (transfer full). */
+char *register_request(const BenchOpts *o, int user);
+typedef enum {
+    REGISTER_DONE,
+    REGISTER_EXISTS, /* <conflict/>: an earlier run made it, counts as done */
+    REGISTER_FAILED,
+} RegisterOutcome;
+/* What the server's answer @el (one complete <iq/>) says. */
+RegisterOutcome register_outcome(const char *el, gsize len);
 
 /* /proc readings of a set of processes (comma-separated pids). */
 typedef struct {

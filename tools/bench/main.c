@@ -116,7 +116,8 @@ int main(int argc, char **argv)
     };
     g_autofree char *scenario = g_strdup("login");
     GOptionEntry entries[] = {
-        {"scenario", 's', 0, G_OPTION_ARG_STRING, &scenario, "login | chat | presence", "NAME"},
+        {"scenario", 's', 0, G_OPTION_ARG_STRING, &scenario, "login | chat | presence | register",
+         "NAME"},
         {"host", 0, 0, G_OPTION_ARG_STRING, &o.host, "server address (IPv4)", "ADDR"},
         {"port", 'p', 0, G_OPTION_ARG_INT, &o.port, "server port", "PORT"},
         {"domain", 'd', 0, G_OPTION_ARG_STRING, &o.domain, "XMPP domain", "DOMAIN"},
@@ -125,7 +126,7 @@ int main(int argc, char **argv)
         {"password", 0, 0, G_OPTION_ARG_STRING, &o.password, "every user's password", "PW"},
         {"mech", 'm', 0, G_OPTION_ARG_STRING, &o.mech, "PLAIN or SCRAM-SHA-256", "MECH"},
         {"starttls", 't', 0, G_OPTION_ARG_NONE, &o.starttls, "negotiate STARTTLS", NULL},
-        {"users", 'n', 0, G_OPTION_ARG_INT, &o.users, "users (login, presence)", "N"},
+        {"users", 'n', 0, G_OPTION_ARG_INT, &o.users, "users (login, presence, register)", "N"},
         {"rate", 'r', 0, G_OPTION_ARG_DOUBLE, &o.rate,
          "connects per second (0: as fast as --inflight allows)", "R"},
         {"inflight", 0, 0, G_OPTION_ARG_INT, &o.inflight, "logins in progress per process", "N"},
@@ -163,6 +164,8 @@ int main(int argc, char **argv)
         o.scenario = SCEN_CHAT;
     else if (g_str_equal(scenario, "presence"))
         o.scenario = SCEN_PRESENCE;
+    else if (g_str_equal(scenario, "register"))
+        o.scenario = SCEN_REGISTER;
     else {
         g_printerr("meerkat-bench: unknown scenario %s\n", scenario);
         return 2;
@@ -239,7 +242,7 @@ int main(int argc, char **argv)
     guint64 sent = 0, received = 0;
     Hist hist = {0};
     double window_s = 0;
-    if (o.scenario != SCEN_LOGIN) {
+    if (o.scenario != SCEN_LOGIN && o.scenario != SCEN_REGISTER) {
         send_all(ch, o.procs, 'G');
         m0 = proc_sample(o.server_pids);
         guint64 w0 = now_us();
@@ -296,7 +299,7 @@ int main(int argc, char **argv)
                                s0.rss_kib, s2.rss_kib,
                                ok ? ((double)s2.rss_kib - (double)s0.rss_kib) / (double)ok : 0);
     }
-    if (o.scenario != SCEN_LOGIN) {
+    if (o.scenario != SCEN_LOGIN && o.scenario != SCEN_REGISTER) {
         double cpu = m1.cpu_s - m0.cpu_s;
         const char *what = o.scenario == SCEN_CHAT ? "messages" : "presences";
         g_string_append_printf(j, "\"window_s\": %.3f, \"sent\": %" G_GUINT64_FORMAT ", ", window_s,

@@ -36,7 +36,9 @@ typedef enum {
     ST_BIND,
     ST_SESSION,
     ST_ONLINE,
-    ST_OFFLINE, /* presence scenario: online stream, unavailable */
+    ST_OFFLINE,  /* presence scenario: online stream, unavailable */
+    ST_REGISTER, /* register scenario: request sent */
+    ST_DONE,     /* register scenario: answered and closed */
     ST_DEAD,
 } State;
 
@@ -223,6 +225,16 @@ static void logged_in(Worker *w, Client *c)
     w->connecting--;
     w->stats.logged_in++;
     g_clear_pointer(&c->scram, scram_free);
+}
+
+/* Register scenario: the server answered; the account exists now. */
+static void registered(Worker *w, Client *c)
+{
+    client_send(w, c, "</stream:stream>", 16);
+    client_close(w, c);
+    c->st = ST_DONE;
+    w->connecting--;
+    w->stats.logged_in++;
 }
 
 static void start_auth(Worker *w, Client *c)
@@ -419,6 +431,10 @@ static void on_element(Worker *w, Client *c, const char *el, gsize len)
         if (w->o->starttls && !c->tls_done) {
             client_send(w, c, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", 51);
             c->st = ST_PROCEED;
+        } else if (w->o->scenario == SCEN_REGISTER) {
+            g_autofree char *req = register_request(w->o, c->user);
+            c->st = ST_REGISTER;
+            client_send(w, c, req, strlen(req));
         } else {
             start_auth(w, c);
         }
@@ -456,6 +472,16 @@ static void on_element(Worker *w, Client *c, const char *el, gsize len)
         } else {
             g_autofree char *txt = g_strndup(el, MIN(len, 300));
             client_fail(w, c, txt);
+        }
+        return;
+    case ST_REGISTER:
+        if (!g_str_equal(local, "iq"))
+            return;
+        if (register_outcome(el, len) == REGISTER_FAILED) {
+            g_autofree char *txt = g_strndup(el, MIN(len, 300));
+            client_fail(w, c, txt);
+        } else {
+            registered(w, c);
         }
         return;
     case ST_FEATURES2:
@@ -526,7 +552,7 @@ static void on_element(Worker *w, Client *c, const char *el, gsize len)
 static void scan_input(Worker *w, Client *c)
 {
     gsize i = c->scan;
-    while (i < c->rx_len && c->st != ST_DEAD) {
+    while (i < c->rx_len && c->fd >= 0) {
         char *lt = memchr(c->rx + i, '<', c->rx_len - i);
         if (!lt) {
             i = c->rx_len;
@@ -551,7 +577,7 @@ static void scan_input(Worker *w, Client *c)
             }
             if (c->depth == 1) {
                 on_element(w, c, c->rx + c->el_start, tag_end - c->el_start);
-                if (c->st == ST_DEAD)
+                if (c->fd < 0)
                     return;
             }
             continue;
@@ -562,7 +588,7 @@ static void scan_input(Worker *w, Client *c)
         if (empty) {
             if (c->depth == 1) {
                 on_element(w, c, c->rx + tag_start, tag_end - tag_start);
-                if (c->st == ST_DEAD)
+                if (c->fd < 0)
                     return;
             }
         } else {
@@ -593,7 +619,7 @@ static void on_readable(Worker *w, Client *c)
         if (c->st != ST_FEATURES)
             return;
     }
-    for (int rounds = 0; rounds < 8 && c->st != ST_DEAD; rounds++) {
+    for (int rounds = 0; rounds < 8 && c->fd >= 0; rounds++) {
         if (c->rx_cap - c->rx_len < 4096) {
             c->rx_cap = MAX(c->rx_cap * 2, c->rx_len + 16384);
             c->rx = g_realloc(c->rx, c->rx_cap);
@@ -622,6 +648,8 @@ static void on_readable(Worker *w, Client *c)
         }
         c->rx_len += (gsize)n;
         scan_input(w, c);
+        if (c->fd < 0) /* failed, or done (register) */
+            return;
         if (c->st == ST_HANDSHAKE)
             break;
         if (c->tls_done && gnutls_record_check_pending(c->tls) > 0)
