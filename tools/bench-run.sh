@@ -17,7 +17,8 @@
 #   BENCH_OUT=FILE        also keep the JSON lines here
 # Quick run: make bench BENCH_SESSIONS=1000 BENCH_PAIRS=100 BENCH_DURATION=3
 set -eu
-# bash for /dev/tcp in wait_port.
+# bash for /dev/tcp in bench_wait_port.
+. "$(dirname "$0")/bench-lib.sh"
 
 B=${MK_TOP_BUILDDIR:-.}
 SESSIONS=${BENCH_SESSIONS:-10000}
@@ -50,47 +51,7 @@ done
 
 # $1: password_format
 write_config() {
-    mkdir -p "$DIR/state" "$DIR/conf.d"
-    for m in roster disco ping; do
-        [ -f "$B/modules/.libs/mod_$m.so" ] && : >"$DIR/conf.d/mod_$m.conf"
-    done
-    cat >"$DIR/meerkat.conf" <<EOF
-[general]
-hosts = localhost
-state_dir = state
-module_dir = $B/modules/.libs
-conf_dir = conf.d
-workers = 2
-log_level = warning
-
-[auth]
-mechanisms = PLAIN;SCRAM-SHA-256
-password_format = $1
-
-[storage]
-driver = sqlite3
-database = meerkat.db
-
-[listen.c2s]
-type = c2s
-address = 127.0.0.1
-port = $PORT
-tls = optional
-backlog = 4096
-idle_timeout = 0
-EOF
-}
-
-wait_port() {
-    i=0
-    while ! (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do
-        i=$((i + 1))
-        if [ $i -gt 100 ]; then
-            echo "bench: nothing listens on port $1" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
+    bench_meerkat_config "$DIR" "$PORT" "$1"
 }
 
 # $1: password_format. A fresh process for each scenario, so RSS starts clean.
@@ -98,13 +59,15 @@ start_meerkat() {
     write_config "$1"
     "$B/core/meerkatd" --config "$DIR/meerkat.conf" >>"$DIR/meerkatd.log" 2>&1 &
     SRV_PID=$!
-    wait_port "$PORT"
+    SRV_PIDS=$SRV_PID
+    bench_wait_port "$PORT"
 }
 
 start_relay() {
     "$B/tools/bare-relay" --port "$RELAY_PORT" >>"$DIR/relay.log" 2>&1 &
     SRV_PID=$!
-    wait_port "$RELAY_PORT"
+    SRV_PIDS=$SRV_PID
+    bench_wait_port "$RELAY_PORT"
 }
 
 stop_server() {
@@ -113,15 +76,8 @@ stop_server() {
     SRV_PID=
 }
 
-# $1: server label, $2: test label, rest: bench options
 run() {
-    srv=$1
-    label=$2
-    shift 2
-    echo "bench: $srv $label: $*" >&2
-    out=$("$BENCH" --server-pid "$SRV_PID" "$@") || true
-    [ -n "$out" ] || out='{}'
-    printf '{"server": "%s", "test": "%s", "result": %s}\n' "$srv" "$label" "$out" >>"$RESULTS"
+    bench_run "$@"
 }
 
 echo "bench: provisioning $USERS accounts (meerkatctl register-bulk)" >&2

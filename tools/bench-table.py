@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Prints the table of a benchmark run (JSON lines written by
 tools/bench-run.sh or tools/bench-peers): one column per server, and the
-ratio of each server to the bare relay where the relay was measured."""
+ratio of each server to a baseline server where it was measured.
+
+Usage: bench-table.py [--baseline SERVER] FILE
+The baseline is the bare relay by default (make bench: Meerkat against
+the machine's limit); tools/bench-peers uses --baseline meerkat, so each
+peer (and the relay) is given as a multiple of Meerkat's figure."""
+import argparse
 import json
-import sys
 
 ROWS = [
     # (label, test, key, scale, higher_is_better)
@@ -44,9 +49,15 @@ def fmt(v):
 
 
 def main():
+    ap = argparse.ArgumentParser(description="Table of a benchmark run.")
+    ap.add_argument("--baseline", default="relay",
+                    help="the server the others are divided by (default: relay)")
+    ap.add_argument("file", help="JSON lines of the run")
+    args = ap.parse_args()
+    base = args.baseline
     results = {}
     servers = []
-    for line in open(sys.argv[1]):
+    for line in open(args.file):
         line = line.strip()
         if not line:
             continue
@@ -54,10 +65,11 @@ def main():
         if r["server"] not in servers:
             servers.append(r["server"])
         results[(r["server"], r["test"])] = r["result"]
+    # The relay last: it is the machine's limit, not a server.
     cols = [s for s in servers if s != "relay"] + (["relay"] if "relay" in servers else [])
     header = ["metric"] + cols
-    if "relay" in servers:
-        header += ["%s / relay" % s for s in cols if s != "relay"]
+    if base in servers:
+        header += ["%s / %s" % (s, base) for s in cols if s != base]
     rows = []
     for label, test, key, scale, _ in ROWS:
         vals = []
@@ -72,12 +84,12 @@ def main():
         if all(v is None for v in vals):
             continue
         row = [label] + [fmt(v) for v in vals]
-        if "relay" in servers:
-            relay = vals[cols.index("relay")]
+        if base in servers:
+            bv = vals[cols.index(base)]
             for s, v in zip(cols, vals):
-                if s == "relay":
+                if s == base:
                     continue
-                row.append("%.2f" % (v / relay) if v is not None and relay else "-")
+                row.append("%.2f" % (v / bv) if v is not None and bv else "-")
         rows.append(row)
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     def line(r):

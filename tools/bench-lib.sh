@@ -1,0 +1,68 @@
+# Shell functions shared by tools/bench-run.sh (make bench) and
+# tools/bench-peers; sourced, not run. They use the caller's variables:
+#   B        the build directory (tools/meerkat-bench, core/meerkatd)
+#   BENCH    the generator, $B/tools/meerkat-bench
+#   RESULTS  the JSON-lines file the runs are appended to
+#   SRV_PIDS the server's process ids, comma-separated (--server-pid)
+
+# $1: port, $2: seconds to wait (default 10). Bash for /dev/tcp.
+bench_wait_port() {
+    local i=0 max=$((${2:-10} * 10))
+    while ! (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt $max ]; then
+            echo "bench: nothing listens on port $1" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# The meerkatd configuration of the benchmark, in directory $1 (state,
+# conf.d and meerkat.conf made there): c2s on 127.0.0.1 port $2, accounts
+# of password_format $3. Two workers, sqlite, STARTTLS optional, modules
+# roster + disco + ping, warnings only, accept queue of 4,096, no idle
+# timeout (idle sessions are what is measured).
+bench_meerkat_config() {
+    mkdir -p "$1/state" "$1/conf.d"
+    for m in roster disco ping; do
+        [ -f "$B/modules/.libs/mod_$m.so" ] && : >"$1/conf.d/mod_$m.conf"
+    done
+    cat >"$1/meerkat.conf" <<EOF2
+[general]
+hosts = localhost
+state_dir = state
+module_dir = $B/modules/.libs
+conf_dir = conf.d
+workers = 2
+log_level = warning
+
+[auth]
+mechanisms = PLAIN;SCRAM-SHA-256
+password_format = $3
+
+[storage]
+driver = sqlite3
+database = meerkat.db
+
+[listen.c2s]
+type = c2s
+address = 127.0.0.1
+port = $2
+tls = optional
+backlog = 4096
+idle_timeout = 0
+EOF2
+}
+
+# $1: server label, $2: test label, rest: generator options. Appends
+# {"server", "test", "result"} to $RESULTS ("result": {} when the
+# generator printed nothing).
+bench_run() {
+    local srv=$1 label=$2 out
+    shift 2
+    echo "bench: $srv $label: $*" >&2
+    out=$("$BENCH" --server-pid "$SRV_PIDS" "$@") || true
+    [ -n "$out" ] || out='{}'
+    printf '{"server": "%s", "test": "%s", "result": %s}\n' "$srv" "$label" "$out" >>"$RESULTS"
+}
