@@ -7,13 +7,14 @@
 # Sizes (environment or make variables):
 #   BENCH_SESSIONS=10000  idle sessions held (plain TCP)
 #   BENCH_TLS_SESSIONS=2000  idle sessions held over STARTTLS
-#   BENCH_SCRAM=2000      SCRAM-SHA-256 logins
+#   BENCH_SCRAM=5000      SCRAM-SHA-256 logins
 #   BENCH_PAIRS=1000      chatting pairs
 #   BENCH_WINDOW=4        messages in flight per direction
 #   BENCH_DURATION=10     measured seconds per traffic scenario
 #   BENCH_PRESENCE=1100   presence users (rosters of BENCH_ROSTER=10)
 #   BENCH_TOGGLES=500     presence changes per second
-#   BENCH_RATE=1000       connects per second
+#   BENCH_RATE=1000       connects per second (paced logins)
+#   BENCH_INFLIGHT=100    logins in flight per generator process (unpaced)
 #   BENCH_OUT=FILE        also keep the JSON lines here
 # Quick run: make bench BENCH_SESSIONS=1000 BENCH_PAIRS=100 BENCH_DURATION=3
 set -eu
@@ -23,7 +24,8 @@ set -eu
 B=${MK_TOP_BUILDDIR:-.}
 SESSIONS=${BENCH_SESSIONS:-10000}
 TLS_SESSIONS=${BENCH_TLS_SESSIONS:-2000}
-SCRAM=${BENCH_SCRAM:-2000}
+SCRAM=${BENCH_SCRAM:-5000}
+INFLIGHT=${BENCH_INFLIGHT:-100}
 PAIRS=${BENCH_PAIRS:-1000}
 WINDOW=${BENCH_WINDOW:-4}
 DURATION=${BENCH_DURATION:-10}
@@ -94,8 +96,17 @@ stop_server
 start_meerkat plain
 run meerkat tls-sessions $P -n "$TLS_SESSIONS" -r "$RATE" --starttls
 stop_server
+# Unpaced: logins as fast as the server takes them (INFLIGHT per
+# generator process), so the figure is the work of a login rather than
+# the cost of waking up for each one.
+start_meerkat plain
+run meerkat logins-max $P -n "$SESSIONS" -r 0 --inflight "$INFLIGHT" -j 2
+stop_server
 start_meerkat scram
 run meerkat scram-logins $P -n "$SCRAM" -r "$RATE" -m SCRAM-SHA-256 --prefix sbench
+stop_server
+start_meerkat scram
+run meerkat scram-logins-max $P -n "$SCRAM" -r 0 --inflight "$INFLIGHT" -j 2 -m SCRAM-SHA-256 --prefix sbench
 stop_server
 start_meerkat plain
 run meerkat chat $P -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
@@ -108,6 +119,9 @@ stop_server
 P="--port $RELAY_PORT"
 start_relay
 run relay sessions $P -n "$SESSIONS" -r "$RATE"
+stop_server
+start_relay
+run relay logins-max $P -n "$SESSIONS" -r 0 --inflight "$INFLIGHT" -j 2
 stop_server
 start_relay
 run relay chat $P -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
