@@ -61,6 +61,12 @@ struct MkWorker {
     gboolean quitting;
 
     char *scratch;
+
+    /* worker_poll: the events its epoll_wait returned, handed to the
+     * next dispatch instead of a second epoll_wait. */
+    struct epoll_event ready[BATCH_SIZE];
+    int n_ready;
+    int glib_wakeup_fd; /* GLib's wake-up eventfd, in our epoll set; -1 */
 };
 
 struct MkWorkers {
@@ -73,6 +79,8 @@ static __thread MkWorker *current_worker;
 /* The mailbox eventfd is registered with this address as its epoll data,
  * which no watch can have. */
 static const char mailbox_tag;
+/* And GLib's own wake-up fd with this one (see worker_poll). */
+static const char glib_wakeup_tag;
 
 static void free_dead_watches(MkWorker *w)
 {
@@ -135,9 +143,18 @@ static void run_deferred(MkWorker *w)
 static gboolean epoll_source_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
 {
     MkWorker *w = ((EpollSource *)source)->w;
-    struct epoll_event ev[BATCH_SIZE];
+    struct epoll_event own[BATCH_SIZE];
+    struct epoll_event *ev = own;
+    int n;
 
-    int n = epoll_wait(w->epfd, ev, BATCH_SIZE, 0);
+    if (w->n_ready > 0) {
+        /* worker_poll waited already: use what it got. */
+        ev = w->ready;
+        n = w->n_ready;
+        w->n_ready = 0;
+    } else {
+        n = epoll_wait(w->epfd, own, BATCH_SIZE, 0);
+    }
     if (n < 0) {
         if (errno != EINTR)
             g_warning("worker %u: epoll_wait: %s", w->index, g_strerror(errno));
@@ -149,6 +166,8 @@ static gboolean epoll_source_dispatch(GSource *source, GSourceFunc callback, gpo
             drain_mailbox(w);
             continue;
         }
+        if (ev[i].data.ptr == &glib_wakeup_tag)
+            continue; /* GLib acknowledges it itself */
         MkPollWatch *watch = ev[i].data.ptr;
         if (!watch->dead)
             watch->func(watch->user_data, ev[i].events);
@@ -163,6 +182,53 @@ static GSourceFuncs epoll_source_funcs = {
     .dispatch = epoll_source_dispatch,
 };
 
+/* GLib's poll step for a worker's context. GLib would poll() our epoll
+ * fd and its own wake-up eventfd, and our dispatch would then call
+ * epoll_wait(0) to learn which sockets are ready: two system calls per
+ * wake-up. With GLib's eventfd in our epoll set, one epoll_wait with
+ * GLib's timeout does both, and its events go to the dispatch. Any
+ * other fd in the set (a module's own GSource with fds on a worker)
+ * falls back to poll(). Called on the worker's thread, context unlocked. */
+static gint worker_poll(GPollFD *fds, guint nfds, gint timeout)
+{
+    MkWorker *w = current_worker;
+    GPollFD *ep = NULL, *wake = NULL;
+
+    if (w)
+        w->n_ready = 0;
+    if (w && nfds == 2) {
+        for (guint i = 0; i < 2; i++) {
+            if (fds[i].fd == w->epfd)
+                ep = &fds[i];
+            else
+                wake = &fds[i];
+        }
+    }
+    if (ep && wake && wake->fd != w->glib_wakeup_fd) {
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = (gpointer)&glib_wakeup_tag};
+        if (w->glib_wakeup_fd < 0 && epoll_ctl(w->epfd, EPOLL_CTL_ADD, wake->fd, &e) == 0)
+            w->glib_wakeup_fd = wake->fd;
+    }
+    if (!ep || !wake || wake->fd != w->glib_wakeup_fd)
+        return g_poll(fds, nfds, timeout);
+
+    ep->revents = wake->revents = 0;
+    int n = epoll_wait(w->epfd, w->ready, BATCH_SIZE, timeout);
+    if (n < 0)
+        return -1; /* errno as poll() would leave it (EINTR) */
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (w->ready[i].data.ptr == &glib_wakeup_tag)
+            wake->revents = G_IO_IN;
+        else
+            w->ready[kept++] = w->ready[i];
+    }
+    w->n_ready = kept;
+    if (kept > 0)
+        ep->revents = G_IO_IN;
+    return (ep->revents != 0) + (wake->revents != 0);
+}
+
 static gpointer worker_thread(gpointer data)
 {
     MkWorker *w = data;
@@ -176,6 +242,7 @@ static gpointer worker_thread(gpointer data)
 
 static void worker_free(MkWorker *w)
 {
+    free_dead_watches(w); /* removed after worker_poll, no dispatch since */
     Job *job = w->head;
     while (job) {
         Job *next = job->next;
@@ -207,6 +274,7 @@ static MkWorker *worker_new(MkWorkers *owner, guint index, GError **error)
     w->owner = owner;
     w->index = index;
     w->evfd = -1;
+    w->glib_wakeup_fd = -1;
     g_mutex_init(&w->lock);
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (w->epfd < 0)
@@ -219,6 +287,7 @@ static MkWorker *worker_new(MkWorkers *owner, guint index, GError **error)
         goto fail;
 
     w->ctx = g_main_context_new();
+    g_main_context_set_poll_func(w->ctx, worker_poll);
     w->loop = g_main_loop_new(w->ctx, FALSE);
     w->source = g_source_new(&epoll_source_funcs, sizeof(EpollSource));
     ((EpollSource *)w->source)->w = w;
@@ -439,7 +508,9 @@ void mk_poll_watch_remove(MkPollWatch *watch)
     /* EBADF/ENOENT: the fd was closed already, which removed it. */
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, watch->fd, NULL);
     watch->dead = TRUE;
-    if (w->dispatching) {
+    /* Events of this batch, or those worker_poll got for the coming
+     * dispatch (a timer may run in between), may still point at it. */
+    if (w->dispatching || w->n_ready > 0) {
         /* Events of this batch may still point at it. */
         watch->next_dead = w->dead;
         w->dead = watch;
