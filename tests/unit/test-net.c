@@ -145,6 +145,37 @@ static void test_workers_defer(void)
     g_string_free(t.log, TRUE);
 }
 
+/* The worker's poll function: GLib's own wake-ups (a source attached
+ * from another thread) and timeouts still work through our epoll set. */
+static gboolean count_source(gpointer data)
+{
+    g_atomic_int_inc((gint *)data);
+    return G_SOURCE_REMOVE;
+}
+
+static void test_workers_glib_sources(void)
+{
+    g_autoptr(GError) error = NULL;
+    MkWorkers *ws = mk_workers_start(1, &error);
+    g_assert_no_error(error);
+    GMainContext *ctx = mk_worker_context(mk_workers_get(ws, 0));
+    gint fired = 0;
+    g_usleep(20 * 1000); /* the worker sleeps in its poll with no timeout */
+    for (int i = 0; i < 3; i++) {
+        GSource *idle = g_idle_source_new();
+        g_source_set_callback(idle, count_source, &fired, NULL);
+        g_source_attach(idle, ctx); /* wakes it through GLib's eventfd */
+        g_source_unref(idle);
+        g_assert_true(wait_for(&fired, 2 * i + 1));
+        GSource *timer = g_timeout_source_new(30);
+        g_source_set_callback(timer, count_source, &fired, NULL);
+        g_source_attach(timer, ctx);
+        g_source_unref(timer);
+        g_assert_true(wait_for(&fired, 2 * i + 2));
+    }
+    mk_workers_stop(ws);
+}
+
 static void test_workers_start_stop(void)
 {
     g_autoptr(GError) error = NULL;
@@ -1434,6 +1465,7 @@ int main(int argc, char **argv)
     g_test_add_func("/worker/post-order", test_workers_post_order);
     g_test_add_func("/worker/post-self", test_workers_post_self);
     g_test_add_func("/worker/defer", test_workers_defer);
+    g_test_add_func("/worker/glib-sources", test_workers_glib_sources);
     g_test_add_func("/worker/stop-destroys-queued", test_workers_stop_destroys);
     g_test_add_func("/worker/watch-remove-in-callback", test_workers_watch_remove);
     g_test_add_func("/net/echo", test_net_echo);
