@@ -88,17 +88,31 @@ static void sleep_s(double s)
         g_usleep((gulong)(s * 1e6));
 }
 
+static void opts_clear(BenchOpts *o)
+{
+    g_free(o->host);
+    g_free(o->domain);
+    g_free(o->prefix);
+    g_free(o->password);
+    g_free(o->mech);
+    g_free(o->resource);
+    g_free(o->server_pids);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(BenchOpts, opts_clear)
+
+/* GOption keeps (and does not free) the value a string option replaces:
+ * defaults are set after parsing, where none was given. */
+static void set_default(char **field, const char *value)
+{
+    if (!*field)
+        *field = g_strdup(value);
+}
+
 int main(int argc, char **argv)
 {
     setlocale(LC_ALL, "C");
-    BenchOpts o = {
-        .host = g_strdup("127.0.0.1"),
+    g_auto(BenchOpts) o = {
         .port = 5222,
-        .domain = g_strdup("localhost"),
-        .prefix = g_strdup("bench"),
-        .password = g_strdup("secret"),
-        .mech = g_strdup("PLAIN"),
-        .resource = g_strdup("r"),
         .users = 100,
         .rate = 0,
         .inflight = 200,
@@ -114,7 +128,7 @@ int main(int argc, char **argv)
         .src_addrs = 4,
         .body_size = 0,
     };
-    g_autofree char *scenario = g_strdup("login");
+    g_autofree char *scenario = NULL;
     GOptionEntry entries[] = {
         {"scenario", 's', 0, G_OPTION_ARG_STRING, &scenario, "login | chat | presence | register",
          "NAME"},
@@ -158,6 +172,13 @@ int main(int argc, char **argv)
         g_printerr("meerkat-bench: %s\n", error->message);
         return 2;
     }
+    set_default(&scenario, "login");
+    set_default(&o.host, "127.0.0.1");
+    set_default(&o.domain, "localhost");
+    set_default(&o.prefix, "bench");
+    set_default(&o.password, "secret");
+    set_default(&o.mech, "PLAIN");
+    set_default(&o.resource, "r");
     if (g_str_equal(scenario, "login"))
         o.scenario = SCEN_LOGIN;
     else if (g_str_equal(scenario, "chat"))
