@@ -2,11 +2,12 @@
  * the connection pool has connections) and its completion comes back to
  * the main context of the thread that asked. See db.h and mk-db.h. */
 #include "db.h"
+#include "jobpool.h"
 #include "server.h"
 
 struct MkDbAsync {
     MkDb *db;
-    GThreadPool *pool;
+    MkJobPool *pool;
 };
 
 typedef struct {
@@ -95,8 +96,8 @@ MkDbAsync *mk_db_async_new(MkDb *db, guint threads)
 {
     MkDbAsync *a = g_new0(MkDbAsync, 1);
     a->db = db;
-    /* Not exclusive: threads start on demand, so meerkatctl pays nothing. */
-    a->pool = g_thread_pool_new(pool_run, a, (gint)MAX(threads, 1), FALSE, NULL);
+    /* Threads start on demand, so meerkatctl pays nothing. */
+    a->pool = mk_job_pool_new("mk-storage", MAX(threads, 1), pool_run, a);
     return a;
 }
 
@@ -105,7 +106,7 @@ void mk_db_async_free(MkDbAsync *async)
 {
     if (!async)
         return;
-    g_thread_pool_free(async->pool, FALSE, TRUE);
+    mk_job_pool_free(async->pool);
     g_free(async);
 }
 
@@ -127,7 +128,7 @@ static void job_push(DbJob *job)
         job_return(job);
         return;
     }
-    g_thread_pool_push(a->pool, job, NULL);
+    mk_job_pool_push(a->pool, job);
 }
 
 /* Asynchronous: runs @work in a transaction on the storage pool, then

@@ -60,7 +60,7 @@ gboolean mk_server_auth_push(MkServer *srv, MkPoolJob *job)
     g_rw_lock_reader_lock(&priv->auth_lock);
     gboolean open = srv->auth_pool != NULL;
     if (open)
-        g_thread_pool_push(srv->auth_pool, job, NULL);
+        mk_job_pool_push(srv->auth_pool, job);
     g_rw_lock_reader_unlock(&priv->auth_lock);
     return open;
 }
@@ -70,12 +70,11 @@ void mk_server_auth_drain(MkServer *srv)
 {
     ServerPriv *priv = (ServerPriv *)srv;
     g_rw_lock_writer_lock(&priv->auth_lock);
-    GThreadPool *pool = g_steal_pointer(&srv->auth_pool);
+    MkJobPool *pool = g_steal_pointer(&srv->auth_pool);
     g_rw_lock_writer_unlock(&priv->auth_lock);
     /* Outside the lock: the queued jobs run to the end, and a push that
      * comes meanwhile must be refused, not wait for them. */
-    if (pool)
-        g_thread_pool_free(pool, FALSE, TRUE);
+    mk_job_pool_free(pool);
 }
 
 /* Makes sure every TLS listener has a certificate: the defaults under
@@ -125,7 +124,7 @@ MkServer *mk_server_new(MkConfigData *cfg, GError **error)
     if (!prepare_certificates(cfg, error))
         goto fail;
     srv->sm = mk_sm_new();
-    srv->auth_pool = g_thread_pool_new(auth_pool_run, srv, MAX(2, (gint)cfg->workers), FALSE, NULL);
+    srv->auth_pool = mk_job_pool_new("mk-auth", MAX(2, cfg->workers), auth_pool_run, srv);
     srv->workers = mk_workers_start(cfg->workers, error);
     if (!srv->workers)
         goto fail;

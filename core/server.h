@@ -5,6 +5,7 @@
 
 #include "mk-core.h"
 #include "conffile.h"
+#include "jobpool.h"
 #include <gnutls/gnutls.h>
 
 struct MkServer {
@@ -17,8 +18,8 @@ struct MkServer {
     MkModules *modules;
     GPtrArray *listeners;                       /* of MkListener* */
     gnutls_certificate_credentials_t tls_creds; /* nullable */
-    GThreadPool *auth_pool; /* SASL steps, account changes: through mk_server_auth_push only */
-    gint64 started_at;      /* g_get_real_time() at start */
+    MkJobPool *auth_pool; /* SASL steps, account changes: through mk_server_auth_push only */
+    gint64 started_at;    /* g_get_real_time() at start */
 };
 
 /* A job for srv->auth_pool: job structs start with this. */

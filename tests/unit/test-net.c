@@ -4,6 +4,7 @@
  * line protocol lets the client (this thread, blocking sockets, GnuTLS as
  * client) make the server write, close, pause or start TLS. */
 #include "conn.h"
+#include "jobpool.h"
 #include "listener.h"
 #include "tls.h"
 #include "worker.h"
@@ -174,6 +175,111 @@ static void test_workers_glib_sources(void)
         g_assert_true(wait_for(&fired, 2 * i + 2));
     }
     mk_workers_stop(ws);
+}
+
+/* ---- job pools ---------------------------------------------------------- */
+
+typedef struct {
+    GMutex lock;
+    GArray *order; /* job numbers in the order they ran */
+    gint running;  /* at the same time */
+    gint max_running;
+    gint done;
+    GHashTable *threads;
+    MkJobPool *pool; /* for jobs that push jobs */
+} PoolTest;
+
+typedef struct {
+    PoolTest *t;
+    guint n;
+    guint sleep_ms;
+    gboolean push_child;
+} PoolJob;
+
+static void pool_job_run(gpointer data, gpointer pool_data)
+{
+    PoolJob *job = data;
+    PoolTest *t = pool_data;
+    g_assert_true(job->t == t);
+    gint now = g_atomic_int_add(&t->running, 1) + 1;
+    g_mutex_lock(&t->lock);
+    t->max_running = MAX(t->max_running, now);
+    g_array_append_val(t->order, job->n);
+    g_hash_table_add(t->threads, g_thread_self());
+    g_mutex_unlock(&t->lock);
+    if (job->sleep_ms)
+        g_usleep(job->sleep_ms * 1000);
+    if (job->push_child) {
+        PoolJob *child = g_new0(PoolJob, 1);
+        child->t = t;
+        child->n = 1000 + job->n;
+        mk_job_pool_push(t->pool, child);
+    }
+    g_atomic_int_add(&t->running, -1);
+    g_atomic_int_inc(&t->done);
+    g_free(job);
+}
+
+static void pool_test_init(PoolTest *t, guint threads)
+{
+    memset(t, 0, sizeof *t);
+    g_mutex_init(&t->lock);
+    t->order = g_array_new(FALSE, FALSE, sizeof(guint));
+    t->threads = g_hash_table_new(NULL, NULL);
+    t->pool = mk_job_pool_new("test-pool", threads, pool_job_run, t);
+}
+
+static void pool_test_clear(PoolTest *t)
+{
+    g_array_free(t->order, TRUE);
+    g_hash_table_destroy(t->threads);
+    g_mutex_clear(&t->lock);
+}
+
+static void pool_push(PoolTest *t, guint n, guint sleep_ms, gboolean push_child)
+{
+    PoolJob *job = g_new0(PoolJob, 1);
+    job->t = t;
+    job->n = n;
+    job->sleep_ms = sleep_ms;
+    job->push_child = push_child;
+    mk_job_pool_push(t->pool, job);
+}
+
+static void test_job_pool(void)
+{
+    PoolTest t;
+    /* One thread: FIFO. */
+    pool_test_init(&t, 1);
+    for (guint i = 0; i < 200; i++)
+        pool_push(&t, i, 0, FALSE);
+    g_assert_true(wait_for(&t.done, 200));
+    mk_job_pool_free(t.pool);
+    for (guint i = 0; i < 200; i++)
+        g_assert_cmpuint(g_array_index(t.order, guint, i), ==, i);
+    g_assert_cmpuint(g_hash_table_size(t.threads), ==, 1);
+    pool_test_clear(&t);
+
+    /* Four threads: slow jobs run four at a time, never more. */
+    pool_test_init(&t, 4);
+    for (guint i = 0; i < 12; i++)
+        pool_push(&t, i, 30, FALSE);
+    g_assert_true(wait_for(&t.done, 12));
+    g_assert_cmpint(t.max_running, ==, 4);
+    g_assert_cmpuint(g_hash_table_size(t.threads), ==, 4);
+    mk_job_pool_free(t.pool);
+    pool_test_clear(&t);
+
+    /* Free runs what is queued, including jobs pushed by jobs. */
+    pool_test_init(&t, 2);
+    for (guint i = 0; i < 20; i++)
+        pool_push(&t, i, 2, TRUE);
+    mk_job_pool_free(t.pool);
+    g_assert_cmpint(g_atomic_int_get(&t.done), ==, 40);
+    pool_test_clear(&t);
+
+    /* A pool that never got a job starts no thread. */
+    mk_job_pool_free(mk_job_pool_new("idle", 8, pool_job_run, NULL));
 }
 
 static void test_workers_start_stop(void)
@@ -1466,6 +1572,7 @@ int main(int argc, char **argv)
     g_test_add_func("/worker/post-self", test_workers_post_self);
     g_test_add_func("/worker/defer", test_workers_defer);
     g_test_add_func("/worker/glib-sources", test_workers_glib_sources);
+    g_test_add_func("/worker/job-pool", test_job_pool);
     g_test_add_func("/worker/stop-destroys-queued", test_workers_stop_destroys);
     g_test_add_func("/worker/watch-remove-in-callback", test_workers_watch_remove);
     g_test_add_func("/net/echo", test_net_echo);
