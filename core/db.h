@@ -1,4 +1,4 @@
-/* The storage layer: a pool of libdbi connections used from a GThreadPool.
+/* The storage layer: a pool of libdbi connections used from a job pool.
  * Each connection is used by one thread at a time, with libdbi's
  * thread-safe _r API; connections are pinged before reuse and reopened
  * when dead. The public API (mk_db_queryv etc.) is implemented on top. */
