@@ -76,6 +76,7 @@ struct MkConn {
 };
 
 static void conn_flush(MkConn *c);
+static void flush_gathered(MkConn *c);
 static void conn_abort(MkConn *c);
 
 static MkConn *conn_ref(MkConn *c)
@@ -245,10 +246,7 @@ static void conn_read(MkConn *c)
          * before the next read: a peer that answers quickly is then read
          * in this same wake-up. Writes to other sockets wait for the end
          * of the batch. */
-        if (c->flush.queued) {
-            mk_worker_undefer(c->w, &c->flush);
-            conn_flush(c);
-        }
+        flush_gathered(c);
     }
     /* Out of budget: the kernel's bytes wake us again (level-triggered),
      * but records GnuTLS holds already would not. */
@@ -424,6 +422,16 @@ static void flush_deferred(MkDeferred *d)
     conn_flush((MkConn *)((char *)d - G_STRUCT_OFFSET(MkConn, flush)));
 }
 
+/* Sends now what this batch gathered for @c instead of at the batch's
+ * end. */
+static void flush_gathered(MkConn *c)
+{
+    if (c->flush.queued) {
+        mk_worker_undefer(c->w, &c->flush);
+        conn_flush(c);
+    }
+}
+
 static void linger_read(MkConn *c)
 {
     char *buf = mk_worker_scratch(c->w);
@@ -548,10 +556,7 @@ void mk_conn_free(MkConn *c)
     g_return_if_fail(!c->freed);
     /* What this batch wrote would have gone out at once without the
      * batching: send it now, as far as the socket takes it. */
-    if (c->flush.queued) {
-        mk_worker_undefer(c->w, &c->flush);
-        conn_flush(c);
-    }
+    flush_gathered(c);
     conn_shut(c, FALSE);
     c->freed = TRUE;
     conn_unref(c);
@@ -798,12 +803,9 @@ gint64 mk_conn_idle_seconds(MkConn *c)
 gboolean mk_conn_detach(MkConn *c)
 {
     g_return_val_if_fail(c && !c->freed, FALSE);
-    if (c->flush.queued) {
-        /* Send this batch's writes from here: the batch's end belongs to
-         * this worker, the conn to another one soon. */
-        mk_worker_undefer(c->w, &c->flush);
-        conn_flush(c);
-    }
+    /* Send this batch's writes from here: the batch's end belongs to this
+     * worker, the conn to another one soon. */
+    flush_gathered(c);
     /* A posted read job or close timer would run on this worker while the
      * conn lives on another: the non-atomic refcount forbids that. */
     if (c->state != ST_OPEN || c->read_job_posted || c->close_timer ||

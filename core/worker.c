@@ -511,7 +511,6 @@ void mk_poll_watch_remove(MkPollWatch *watch)
     /* Events of this batch, or those worker_poll got for the coming
      * dispatch (a timer may run in between), may still point at it. */
     if (w->dispatching || w->n_ready > 0) {
-        /* Events of this batch may still point at it. */
         watch->next_dead = w->dead;
         w->dead = watch;
     } else {

@@ -437,11 +437,9 @@ static gboolean ensure_ctxt(MkXmlStream *xs)
     int saved_size = xmlDefaultBufferSize;
     xmlDefaultBufferSize = INPUT_BUFFER_SIZE;
 #endif
-    gboolean reused = FALSE;
     xmlParserCtxtPtr ctxt = take_spare(xs);
-    if (ctxt)
-        reused = TRUE;
-    else
+    gboolean reused = ctxt != NULL;
+    if (!reused)
         ctxt = xmlCreatePushParserCtxt(&sax_handler, xs, NULL, 0, NULL);
 #if LIBXML_VERSION < 21200
     xmlDefaultBufferSize = saved_size;
