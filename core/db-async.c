@@ -4,6 +4,7 @@
 #include "db.h"
 #include "jobpool.h"
 #include "server.h"
+#include "worker.h"
 
 struct MkDbAsync {
     MkDb *db;
@@ -55,19 +56,10 @@ static gboolean job_complete(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* Sends @job back to its caller's context. An idle source rather than
- * g_main_context_invoke_full: invoke runs the callback right here when
- * the target is the global default context and nobody holds it (a main
- * loop not yet running), which would put the callback on a storage
- * thread. */
+/* Sends @job back to its caller's context. */
 static void job_return(DbJob *job)
 {
-    GSource *src = g_idle_source_new();
-    g_source_set_priority(src, G_PRIORITY_DEFAULT);
-    g_source_set_callback(src, job_complete, job, job_free);
-    g_source_set_name(src, "mk-db-completion");
-    g_source_attach(src, job->ctx);
-    g_source_unref(src);
+    mk_context_post(job->ctx, job_complete, job, job_free, "mk-db-completion");
 }
 
 static gboolean query_work(MkDbConn *conn, gpointer user_data, GError **error)

@@ -11,6 +11,7 @@
  * operation holds a reference to the module. The module's stop closes
  * the queue (mk_user_queues_close): what waits is cancelled, not run. */
 #include "modules-priv.h"
+#include "worker.h"
 
 G_DEFINE_QUARK(mk - user - queue - error - quark, mk_user_queue_error)
 
@@ -96,12 +97,7 @@ static void op_cancel(Op *op)
 {
     /* Taken before the attach: from then on @op may be freed over there. */
     GMainContext *ctx = g_steal_pointer(&op->ctx);
-    GSource *src = g_idle_source_new();
-    g_source_set_priority(src, G_PRIORITY_DEFAULT);
-    g_source_set_callback(src, op_cancelled, op, op_free);
-    g_source_set_name(src, "mk-user-queue-cancel");
-    g_source_attach(src, ctx);
-    g_source_unref(src);
+    mk_context_post(ctx, op_cancelled, op, op_free, "mk-user-queue-cancel");
     g_main_context_unref(ctx);
 }
 
@@ -127,12 +123,7 @@ static void op_start_on_its_thread(Op *op)
         op_start(op);
         return;
     }
-    GSource *src = g_idle_source_new();
-    g_source_set_priority(src, G_PRIORITY_DEFAULT);
-    g_source_set_callback(src, op_start_idle, op, NULL);
-    g_source_set_name(src, "mk-user-queue-next");
-    g_source_attach(src, op->ctx);
-    g_source_unref(src);
+    mk_context_post(op->ctx, op_start_idle, op, NULL, "mk-user-queue-next");
 }
 
 /* The storage job of @op completed: on the thread that pushed it. */

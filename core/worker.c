@@ -427,6 +427,18 @@ void mk_worker_post(MkWorker *w, MkJobFunc func, gpointer data, GDestroyNotify d
     }
 }
 
+/* See worker.h. Any thread. */
+void mk_context_post(GMainContext *ctx, GSourceFunc func, gpointer data, GDestroyNotify destroy,
+                     const char *name)
+{
+    GSource *src = g_idle_source_new();
+    g_source_set_priority(src, G_PRIORITY_DEFAULT);
+    g_source_set_callback(src, func, data, destroy);
+    g_source_set_name(src, name);
+    g_source_attach(src, ctx);
+    g_source_unref(src);
+}
+
 /* See worker.h. @w's thread. */
 gboolean mk_worker_batching(MkWorker *w)
 {

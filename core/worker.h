@@ -73,6 +73,15 @@ void mk_worker_defer(MkWorker *w, MkDeferred *d);
  * worker). @w's thread only. */
 void mk_worker_undefer(MkWorker *w, MkDeferred *d);
 
+/* Runs @func(@data) on @ctx's thread from an idle source of default
+ * priority named @name, then @destroy (nullable) on @data (also if the
+ * context goes away first). Any thread. Not g_main_context_invoke: that
+ * runs @func right here when @ctx is the global default context and
+ * nobody holds it (a main loop not running yet), which would put a
+ * completion on a pool thread. */
+void mk_context_post(GMainContext *ctx, GSourceFunc func, gpointer data, GDestroyNotify destroy,
+                     const char *name);
+
 /* Watches @fd in @w's epoll set (EPOLLIN/EPOLLOUT/..., edge- or
  * level-triggered as given; @events may be 0). The fd stays owned by the
  * caller; remove the watch before closing it. @w's thread only.
