@@ -89,12 +89,16 @@ struct MkDbConn {
     GHashTable *stmts;
     /* The last statements by the address of their SQL text (most is a
      * string constant): a hit costs a strcmp instead of hashing the whole
-     * text, ~2% of a login. Keys point into stmts' own keys. */
+     * text, ~2% of a login. Scanned in full (comparing a few pointers is
+     * cheaper than one hash), so that two statements used in turn never
+     * evict each other as with one slot per address. Replaced round-robin
+     * from next_recent. Keys point into stmts' own keys. */
     struct {
         const char *sql_ptr;
         const char *key;
         Sq3Stmt *st;
-    } recent[8];
+    } recent[16];
+    guint next_recent;
 };
 
 /* Statements cached per connection at most; more (generated SQL) are
@@ -174,13 +178,17 @@ static void conn_drop_stmts(MkDbConn *c)
         c->db->sq.finalize(st);
     g_clear_pointer(&c->stmts, g_hash_table_destroy);
     memset(c->recent, 0, sizeof c->recent);
+    c->next_recent = 0;
 }
 
-/* dbi_conn_ping, except for sqlite3 (see the COMPAT note above). */
+/* dbi_conn_ping, except for sqlite3: its database is a file this
+ * process has open, which no server restart or idle timeout takes away.
+ * (The check it had, a SELECT 1 that never reads the file, could not
+ * fail and cost ~3k instructions per acquire, three per login.) */
 static gboolean conn_alive(MkDb *db, dbi_conn c)
 {
     if (db->sq.module)
-        return exec_simple(db, c, "SELECT 1", NULL);
+        return TRUE;
     return dbi_conn_ping(c) == 1;
 }
 
@@ -429,9 +437,8 @@ MkDbConn *mk_db_acquire(MkDb *db, GError **error)
     g_mutex_unlock(&db->lock);
 
     if (c) {
-        /* A server restart or an idle timeout leaves dead connections.
-         * (sqlite's check goes through the statement cache.) */
-        if (db->sq.module ? conn_exec(c, "SELECT 1", NULL) : conn_alive(db, c->conn))
+        /* A server restart or an idle timeout leaves dead connections. */
+        if (conn_alive(db, c->conn))
             return c;
         g_debug("storage: connection lost, reconnecting");
         conn_drop_stmts(c);
@@ -603,15 +610,42 @@ static void set_sqlite_error(MkDbConn *conn, GError **error, const char *sql)
 /* One statement through SQLite's prepared statements: `?` are SQLite's
  * own placeholders, so values are bound, never spliced into the text. */
 /* Ends one use of @st: a cached statement is reset (which also ends its
- * read transaction) and loses its bindings, any other is finalized. */
-static void stmt_done(const SqliteApi *api, Sq3Stmt *st, gboolean cached)
+ * read transaction) and loses its bindings, if it had any (BEGIN, COMMIT
+ * and the like have none: clearing costs more than resetting), any other
+ * is finalized. */
+static void stmt_done(const SqliteApi *api, Sq3Stmt *st, gboolean cached, gboolean bound)
 {
     if (!cached) {
         api->finalize(st);
         return;
     }
     api->reset(st);
-    api->clear_bindings(st);
+    if (bound)
+        api->clear_bindings(st);
+}
+
+/* The cached statement for @sql, or NULL. */
+static Sq3Stmt *stmt_lookup(MkDbConn *conn, const char *sql)
+{
+    guint n = G_N_ELEMENTS(conn->recent);
+    guint slot = conn->next_recent;
+    for (guint i = 0; i < n; i++) {
+        if (conn->recent[i].sql_ptr != sql)
+            continue;
+        if (strcmp(conn->recent[i].key, sql) == 0)
+            return conn->recent[i].st;
+        slot = i; /* the address holds other text now: reuse its entry */
+        break;
+    }
+    gpointer key = NULL, value = NULL;
+    if (!conn->stmts || !g_hash_table_lookup_extended(conn->stmts, sql, &key, &value))
+        return NULL;
+    if (slot == conn->next_recent)
+        conn->next_recent = (slot + 1) % n;
+    conn->recent[slot].sql_ptr = sql;
+    conn->recent[slot].key = key;
+    conn->recent[slot].st = value;
+    return value;
 }
 
 static MkDbResult *sqlite_query(MkDbConn *conn, const char *sql, const MkDbParam *params,
@@ -619,19 +653,7 @@ static MkDbResult *sqlite_query(MkDbConn *conn, const char *sql, const MkDbParam
 {
     const SqliteApi *api = &conn->db->sq;
     Sq3 *h = ((dbi_conn_t *)conn->conn)->connection;
-    guint slot = (guint)(((guintptr)sql >> 3) % G_N_ELEMENTS(conn->recent));
-    Sq3Stmt *st = NULL;
-    if (conn->recent[slot].sql_ptr == sql && strcmp(conn->recent[slot].key, sql) == 0) {
-        st = conn->recent[slot].st;
-    } else if (conn->stmts) {
-        gpointer key = NULL, value = NULL;
-        if (g_hash_table_lookup_extended(conn->stmts, sql, &key, &value)) {
-            st = value;
-            conn->recent[slot].sql_ptr = sql;
-            conn->recent[slot].key = key;
-            conn->recent[slot].st = st;
-        }
-    }
+    Sq3Stmt *st = stmt_lookup(conn, sql);
     gboolean cached = st != NULL;
     if (!st) {
         const char *tail = NULL;
@@ -688,13 +710,15 @@ static MkDbResult *sqlite_query(MkDbConn *conn, const char *sql, const MkDbParam
         }
     }
 
-    GPtrArray *cells = g_ptr_array_new();
+    GPtrArray *cells = NULL; /* with the first row: most statements have none */
     int rc;
     while ((rc = api->step(st)) == SQ3_ROW) {
         /* Counted after a step: a cached statement re-prepared after a
          * schema change (SELECT * after ALTER TABLE) may change shape. */
-        if (r->rows == 0)
+        if (r->rows == 0) {
             r->cols = (guint)api->column_count(st);
+            cells = g_ptr_array_sized_new(r->cols);
+        }
         for (guint c = 0; c < r->cols; c++) {
             const unsigned char *v =
                 api->column_type(st, (int)c) == SQ3_NULL ? NULL : api->column_text(st, (int)c);
@@ -706,20 +730,23 @@ static MkDbResult *sqlite_query(MkDbConn *conn, const char *sql, const MkDbParam
         r->cols = (guint)api->column_count(st);
     if (rc != SQ3_DONE) {
         set_sqlite_error(conn, error, sql);
-        for (guint i = 0; i < cells->len; i++)
-            g_free(cells->pdata[i]);
-        g_ptr_array_free(cells, TRUE);
+        if (cells) {
+            for (guint i = 0; i < cells->len; i++)
+                g_free(cells->pdata[i]);
+            g_ptr_array_free(cells, TRUE);
+        }
         r->rows = 0;
         goto fail;
     }
-    r->cells = r->cols && r->rows ? (char **)g_ptr_array_free(cells, FALSE)
-                                  : (g_ptr_array_free(cells, TRUE), NULL);
+    if (cells)
+        r->cells = r->cols ? (char **)g_ptr_array_free(cells, FALSE)
+                           : (g_ptr_array_free(cells, TRUE), NULL);
     r->affected = api->stmt_readonly(st) ? 0 : (guint64)api->changes(h);
-    stmt_done(api, st, cached);
+    stmt_done(api, st, cached, n_params > 0);
     return r;
 
 fail:
-    stmt_done(api, st, cached);
+    stmt_done(api, st, cached, n_params > 0);
     mk_db_result_free(r);
     return NULL;
 }
@@ -843,16 +870,18 @@ gboolean mk_db_conn_transaction(MkDbConn *conn, MkDbWork work, gpointer user_dat
     if (!ok && !werr)
         g_set_error_literal(&werr, MK_DB_ERROR, MK_DB_ERROR_QUERY,
                             "the transaction's work failed without saying why");
+    /* COMMIT and ROLLBACK as string constants: the statement cache finds
+     * those by their address, without hashing (see MkDbConn). */
     if (ok) {
         g_autofree char *end =
-            savepoint ? g_strdup_printf("RELEASE SAVEPOINT %s", savepoint) : g_strdup("COMMIT");
-        ok = conn_exec(conn, end, &werr);
+            savepoint ? g_strdup_printf("RELEASE SAVEPOINT %s", savepoint) : NULL;
+        ok = conn_exec(conn, end ? end : "COMMIT", &werr);
     }
     if (!ok) {
-        g_autofree char *undo = savepoint ? g_strdup_printf("ROLLBACK TO SAVEPOINT %s", savepoint)
-                                          : g_strdup("ROLLBACK");
+        g_autofree char *undo =
+            savepoint ? g_strdup_printf("ROLLBACK TO SAVEPOINT %s", savepoint) : NULL;
         g_autoptr(GError) rerr = NULL;
-        if (!conn_exec(conn, undo, &rerr))
+        if (!conn_exec(conn, undo ? undo : "ROLLBACK", &rerr))
             g_debug("storage: %s", rerr->message);
         if (savepoint) {
             g_autofree char *rel = g_strdup_printf("RELEASE SAVEPOINT %s", savepoint);

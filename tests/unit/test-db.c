@@ -226,6 +226,18 @@ static void test_reused_statements(Fixture *f, gconstpointer data)
             mk_db_conn_transaction(f->conn, insert_one_work, GINT_TO_POINTER(200 + i), &error));
     g_assert_no_error(error);
     g_assert_cmpint(count_rows(f->conn, "r"), ==, 24);
+    /* The statement cache finds recent SQL by its address: the same
+     * buffer holding other text must not find the old statement, and
+     * more statements in turn than it remembers still run right. */
+    char buf[64];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 40; i++) {
+            g_snprintf(buf, sizeof buf, "SELECT %d + ?", i);
+            g_autoptr(MkDbResult) r = mk_db_conn_query(f->conn, &error, buf, MK_DB_INT(round));
+            g_assert_no_error(error);
+            g_assert_cmpint(mk_db_result_get_int(r, 0, 0), ==, i + round);
+        }
+    }
     exec_ok(f->conn, "DROP TABLE r");
 }
 
