@@ -79,9 +79,9 @@ MkStanza *mk_stanza_new_addressed(MkXml *xml, MkJid *from, MkJid *to)
     if (attr_matches(xml, "from", from) && attr_matches(xml, "to", to)) {
         x = mk_xml_ref(xml);
     } else {
-        x = mk_xml_copy_shallow(xml);
-        mk_xml_set_attr(x, "from", from ? mk_jid_string(from) : NULL);
-        mk_xml_set_attr(x, "to", to ? mk_jid_string(to) : NULL);
+        static const char *const names[] = {"from", "to"};
+        const char *values[] = {from ? mk_jid_string(from) : NULL, to ? mk_jid_string(to) : NULL};
+        x = mk_xml_copy_shallow_set(xml, names, values, 2);
     }
     return wrap(x, from ? mk_jid_ref(from) : NULL, to ? mk_jid_ref(to) : NULL);
 }

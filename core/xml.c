@@ -359,12 +359,12 @@ char *mk_xml_child_text(const MkXml *el, const char *name, const char *xmlns)
 
 /* ---- copies ------------------------------------------------------------ */
 
-static MkXml *copy_node(const MkXml *el, gboolean deep)
+static MkXml *copy_node(const MkXml *el, gboolean deep, gboolean with_attrs)
 {
     if (el->flags & NODE_TEXT)
         return mk_xml_new_text(el->text, el->text_len);
     MkXml *c = element_alloc(el->name, strlen(el->name), el->ns);
-    if (el->n_attrs) {
+    if (el->n_attrs && with_attrs) {
         /* The block's pointers are relative to itself: copy and rebase. */
         const char *last = el->attrs[2 * el->n_attrs - 1];
         gsize bytes = (last + strlen(last) + 1) - (const char *)el->attrs;
@@ -377,7 +377,8 @@ static MkXml *copy_node(const MkXml *el, gboolean deep)
         c->children = g_new(MkXml *, el->n_children);
         c->cap_children = c->n_children = el->n_children;
         for (guint i = 0; i < el->n_children; i++)
-            c->children[i] = deep ? copy_node(el->children[i], TRUE) : mk_xml_ref(el->children[i]);
+            c->children[i] =
+                deep ? copy_node(el->children[i], TRUE, TRUE) : mk_xml_ref(el->children[i]);
     }
     return c;
 }
@@ -386,7 +387,7 @@ static MkXml *copy_node(const MkXml *el, gboolean deep)
 MkXml *mk_xml_copy(const MkXml *el)
 {
     g_return_val_if_fail(el != NULL, NULL);
-    return copy_node(el, TRUE);
+    return copy_node(el, TRUE, TRUE);
 }
 
 /* A copy of the top element only, sharing its children by reference (they
@@ -394,7 +395,45 @@ MkXml *mk_xml_copy(const MkXml *el)
 MkXml *mk_xml_copy_shallow(const MkXml *el)
 {
     g_return_val_if_fail(el != NULL, NULL);
-    return copy_node(el, FALSE);
+    return copy_node(el, FALSE, TRUE);
+}
+
+/* mk_xml_copy_shallow, then mk_xml_set_attr(copy, @names[i], @values[i])
+ * for each of the @n (at most 8) pairs, with the same result (an existing
+ * attribute changes in place, a new one is appended, NULL removes), but
+ * one attribute block instead of one per step. Core only (re-addressed
+ * stanzas). Returns: (transfer full). Any thread. */
+MkXml *mk_xml_copy_shallow_set(const MkXml *el, const char *const *names, const char *const *values,
+                               guint n)
+{
+    g_return_val_if_fail(el != NULL && !(el->flags & NODE_TEXT) && n <= 8, NULL);
+    MkXml *c = copy_node(el, FALSE, FALSE);
+    MkXmlAttrSpec stack_specs[16];
+    guint cap = el->n_attrs + n;
+    MkXmlAttrSpec *specs =
+        cap <= G_N_ELEMENTS(stack_specs) ? stack_specs : g_new(MkXmlAttrSpec, cap);
+    gboolean seen[8] = {FALSE};
+    guint k = 0;
+    for (guint i = 0; i < el->n_attrs; i++) {
+        const char *an = el->attrs[2 * i], *av = el->attrs[2 * i + 1];
+        for (guint j = 0; j < n; j++) {
+            if (strcmp(an, names[j]) == 0) {
+                seen[j] = TRUE;
+                av = values[j];
+                break;
+            }
+        }
+        if (av)
+            specs[k++] = (MkXmlAttrSpec){NULL, an, av, strlen(av)};
+    }
+    for (guint j = 0; j < n; j++)
+        if (!seen[j] && values[j])
+            specs[k++] = (MkXmlAttrSpec){NULL, names[j], values[j], strlen(values[j])};
+    if (k)
+        mk_xml_set_attrs(c, specs, k, FALSE);
+    if (specs != stack_specs)
+        g_free(specs);
+    return c;
 }
 
 /* ---- serialiser -------------------------------------------------------- */

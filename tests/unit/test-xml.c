@@ -87,6 +87,28 @@ static void test_children(void)
     mk_xml_set_attr(sh, "k", "w");
     g_assert_cmpstr(mk_xml_get_attr(el, "k"), ==, "v");
     g_assert_true(mk_xml_child_at(sh, 1) == mk_xml_child_at(el, 1));
+
+    /* Setting several attributes on a shallow copy in one go gives what
+     * mk_xml_set_attr step by step gives: changed in place, removed,
+     * appended in order. */
+    mk_xml_set_attr(el, "to", "t");
+    mk_xml_set_attr(el, "id", "1");
+    static const char *const names[] = {"from", "to", "k", "x"};
+    const char *values[] = {"f", "u", NULL, "y"};
+    g_autoptr(MkXml) stepwise = mk_xml_copy_shallow(el);
+    for (guint i = 0; i < G_N_ELEMENTS(names); i++)
+        mk_xml_set_attr(stepwise, names[i], values[i]);
+    g_autoptr(MkXml) at_once = mk_xml_copy_shallow_set(el, names, values, G_N_ELEMENTS(names));
+    g_autofree char *sw = mk_xml_to_string(stepwise, NULL);
+    g_autofree char *ao = mk_xml_to_string(at_once, NULL);
+    g_assert_cmpstr(ao, ==, sw);
+    g_assert_cmpuint(mk_xml_attr_count(at_once), ==, 4);
+    g_assert_cmpstr(mk_xml_get_attr(el, "to"), ==, "t");
+    g_assert_true(mk_xml_child_at(at_once, 1) == mk_xml_child_at(el, 1));
+    g_autoptr(MkXml) bare =
+        mk_xml_copy_shallow_set(el, names, (const char *const[]){NULL, NULL, NULL, NULL}, 4);
+    g_assert_cmpuint(mk_xml_attr_count(bare), ==, 1);
+    g_assert_cmpstr(mk_xml_get_attr(bare, "id"), ==, "1");
 }
 
 static void test_parse_errors(void)
