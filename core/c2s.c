@@ -222,9 +222,13 @@ static void on_stream_start(gpointer user_data, MkXml *header)
         c2s_close(c, "invalid-namespace");
         return;
     }
-    g_autoptr(MkJid) to_jid = to ? mk_jid_new(to, NULL) : NULL;
-    const char *domain = to_jid ? mk_jid_domain(to_jid) : NULL;
-    if (!domain || mk_jid_node(to_jid) || !mk_hosts_lookup(srv->hosts, domain)) {
+    g_autoptr(MkJid) to_jid = NULL;
+    const char *domain = NULL;
+    if (to && c->domain && g_str_equal(to, c->domain))
+        domain = c->domain; /* a restart naming the prepared domain: prepared already */
+    else if (to && (to_jid = mk_jid_new(to, NULL)) && !mk_jid_node(to_jid))
+        domain = mk_jid_domain(to_jid);
+    if (!domain || !mk_hosts_lookup(srv->hosts, domain)) {
         g_free(c->domain);
         c->domain =
             g_strdup(srv->config->host_types->len
