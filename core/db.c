@@ -27,11 +27,11 @@
 /* The part of SQLite's C API we use; the ABI of these is stable. */
 typedef struct sqlite3 Sq3;
 typedef struct sqlite3_stmt Sq3Stmt;
-#define SQ3_OK        0
-#define SQ3_ROW       100
-#define SQ3_DONE      101
-#define SQ3_NULL      5
-#define SQ3_TRANSIENT ((void (*)(void *)) - 1)
+#define SQ3_OK     0
+#define SQ3_ROW    100
+#define SQ3_DONE   101
+#define SQ3_NULL   5
+#define SQ3_STATIC ((void (*)(void *))0)
 typedef struct {
     GModule *module;
     int (*prepare_v2)(Sq3 *, const char *, int, Sq3Stmt **, const char **);
@@ -691,11 +691,14 @@ static MkDbResult *sqlite_query(MkDbConn *conn, const char *sql, const MkDbParam
                     "%u parameters given for %d placeholders: %s", n_params, want, sql);
         goto fail;
     }
+    /* Strings are bound without a copy (SQLITE_STATIC): the caller's
+     * values outlive this call, and stmt_done clears the bindings before
+     * it returns. */
     for (guint i = 0; i < n_params; i++) {
         const MkDbParam *p = &params[i];
         int rc;
         if (p->type == MK_DB_PARAM_STR && p->s)
-            rc = api->bind_text(st, (int)i + 1, p->s, -1, SQ3_TRANSIENT);
+            rc = api->bind_text(st, (int)i + 1, p->s, -1, SQ3_STATIC);
         else if (p->type == MK_DB_PARAM_INT)
             rc = api->bind_int64(st, (int)i + 1, p->i);
         else if (p->type == MK_DB_PARAM_STR || p->type == MK_DB_PARAM_NULL)
