@@ -62,6 +62,7 @@ struct MkC2s {
     char *stream_id;
     char *username; /* after SASL */
     MkSaslSession *sasl;
+    struct MkPreloads *preloads; /* auth_preload's results, from SASL to bind */
     MkSession *session; /* after bind */
     C2sSm *sm;          /* XEP-0198 state once enabled (moves with the session) */
 };

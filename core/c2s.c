@@ -14,6 +14,7 @@
 #include "log.h"
 #include "modules.h"
 #include "router.h"
+#include "preload.h"
 #include "sasl.h"
 #include "server.h"
 #include "sm.h"
@@ -288,6 +289,7 @@ typedef struct {
     MkSaslSession *ss;
     char *input;
     MkSaslResult result;
+    MkPreloads *preloads; /* auth_preload's, when the account is known */
 } SaslJob;
 
 static void sasl_failure(MkC2s *c, const char *condition)
@@ -296,6 +298,7 @@ static void sasl_failure(MkC2s *c, const char *condition)
         g_strdup_printf("<failure xmlns='" NS_SASL "'><%s/></failure>", condition);
     c2s_write(c, msg);
     g_clear_pointer(&c->sasl, mk_sasl_session_free);
+    g_clear_pointer(&c->preloads, mk_preloads_free);
 }
 
 /* Answers the client with the outcome of a step. On the worker, after
@@ -339,9 +342,14 @@ static void sasl_job_done(gpointer data)
 
     c->sasl_busy = FALSE;
     if (c->state != C2S_CLOSING) {
+        if (job->preloads) {
+            mk_preloads_free(c->preloads);
+            c->preloads = g_steal_pointer(&job->preloads);
+        }
         mk_conn_pause(c->conn, FALSE);
         sasl_deliver(c, &job->result);
     }
+    mk_preloads_free(job->preloads);
     mk_sasl_result_clear(&job->result);
     g_free(job->input);
     c2s_unref(c);
@@ -352,6 +360,7 @@ static void sasl_job_free(gpointer data)
 {
     /* The worker stopped before the result could be delivered. */
     SaslJob *job = data;
+    mk_preloads_free(job->preloads);
     mk_sasl_result_clear(&job->result);
     g_free(job->input);
     g_free(job);
@@ -362,6 +371,12 @@ static void sasl_job_run(gpointer data)
 {
     SaslJob *job = data;
     mk_sasl_step(job->ss, job->input, &job->result);
+    /* Modules read what the session will need at once in this job, not in
+     * one more hand-off to the storage pool after bind (auth_preload). */
+    const char *account =
+        job->result.status != MK_SASL_FAILURE ? mk_sasl_session_account(job->ss) : NULL;
+    if (account)
+        job->preloads = mk_preloads_run(job->c->cs->srv, account, job->c->domain);
     mk_worker_post(job->c->worker, sasl_job_done, job, sasl_job_free);
 }
 
@@ -507,6 +522,7 @@ static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
         return;
     }
     c->session = mk_session_new(jid, c->worker, &c2s_transport, c);
+    mk_session_set_preloads(c->session, g_steal_pointer(&c->preloads));
     c->session->last_input_us = c->last_input_us;
     g_autoptr(MkSession) old = mk_sm_register(srv->sm, c->session);
     if (old) {
@@ -1013,6 +1029,7 @@ static void c2s_end_session(MkC2s *c)
 
     g_clear_pointer(&s->slots, g_hash_table_destroy);
     g_clear_pointer(&s->directed, g_hash_table_destroy);
+    mk_session_set_preloads(s, NULL);
     mk_session_unref(s);
 }
 
@@ -1072,6 +1089,7 @@ static void c2s_free(MkC2s *c)
     if (c->sm)
         c2s_sm_free(c);
     g_clear_pointer(&c->sasl, mk_sasl_session_free);
+    mk_preloads_free(c->preloads);
     if (c->conn)
         mk_conn_free(c->conn);
     mk_xml_stream_free(c->xs);

@@ -79,6 +79,28 @@ MkResult mk_hooks_run(MkModules *mods, const char *hook, MkHookCall *call)
     return MK_PASS;
 }
 
+static void entry_unref_module(gpointer p)
+{
+    mk_module_unref(((MkHookEntry *)p)->mod);
+}
+
+/* See modules.h. Any thread. */
+GArray *mk_hooks_copy(MkModules *mods, const char *domain, const char *hook)
+{
+    MkHostReg *hr = mk_modules_host_reg(mods, domain);
+    GArray *list = hr ? g_hash_table_lookup(hr->hooks, hook) : NULL;
+    if (!list || list->len == 0)
+        return NULL;
+    GArray *copy = g_array_sized_new(FALSE, FALSE, sizeof(MkHookEntry), list->len);
+    g_array_set_clear_func(copy, entry_unref_module);
+    for (guint i = 0; i < list->len; i++) {
+        MkHookEntry e = g_array_index(list, MkHookEntry, i);
+        mk_module_ref(e.mod);
+        g_array_append_val(copy, e);
+    }
+    return copy;
+}
+
 /* See modules.h. Any thread. */
 void mk_hook_call_clear(MkHookCall *call)
 {

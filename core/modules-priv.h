@@ -81,7 +81,8 @@ struct MkModule {
     GHashTable *values;    /* key -> MkConfValue*, immutable while running */
     gpointer data;
     GDestroyNotify data_destroy;
-    gboolean live; /* registrations allowed (start() .. stop) */
+    gboolean live; /* registrations allowed (start() .. stop); atomic */
+    gint offworker; /* atomic: calls in progress off the workers (mk_module_enter) */
     /* Registrations (main thread only), removed by the core on stop. */
     GPtrArray *hooks;           /* MkHookReg* */
     GPtrArray *iqs;             /* MkIqReg* */
@@ -101,6 +102,12 @@ struct MkModule {
 
 MkModule *mk_module_ref(MkModule *mod);
 void mk_module_unref(MkModule *mod);
+/* Fences a call into @mod's handlers from a thread other than a worker
+ * (the auth pool), which the snapshot's grace period does not cover:
+ * returns FALSE when the instance stopped (do not call), else TRUE and
+ * its stop waits for mk_module_leave before the module's data goes. */
+gboolean mk_module_enter(MkModule *mod);
+void mk_module_leave(MkModule *mod);
 
 /* ---- The published snapshot ---- */
 typedef struct {

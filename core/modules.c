@@ -72,6 +72,22 @@ MkModule *mk_module_ref(MkModule *mod)
     return mod;
 }
 
+/* See modules-priv.h. Any thread. Sequentially consistent atomics: either
+ * the caller sees live = FALSE, or the stopping thread sees the count. */
+gboolean mk_module_enter(MkModule *mod)
+{
+    g_atomic_int_inc(&mod->offworker);
+    if (g_atomic_int_get(&mod->live))
+        return TRUE;
+    mk_module_leave(mod);
+    return FALSE;
+}
+
+void mk_module_leave(MkModule *mod)
+{
+    g_atomic_int_add(&mod->offworker, -1);
+}
+
 /* Any thread. The struct outlives stop() while snapshots or MkIqs still
  * point at it; its data was destroyed at stop. */
 void mk_module_unref(MkModule *mod)
@@ -418,7 +434,11 @@ static void unregister_all(MkModule *m)
     gboolean had = m->hooks->len || m->iqs->len || m->features->len || m->identities->len ||
                    m->items->len || m->routes->len || m->stream_features->len ||
                    m->stream_regs->len || m->stream_funcs->len || m->stream_mgmt.on;
-    m->live = FALSE;
+    g_atomic_int_set(&m->live, FALSE);
+    /* An auth_preload handler may be running on the auth pool (it reads
+     * the database): stop() must not free what it uses. */
+    while (g_atomic_int_get(&m->offworker) > 0)
+        g_usleep(1000);
     mk_timers_remove_all(m);
     mk_user_queues_close(m);
     mk_metrics_release(m);

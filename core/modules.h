@@ -30,12 +30,22 @@ struct MkHookCall {
     gboolean has_error;
     MkStanzaError error;
     char *error_text; /* freed by mk_hook_call_clear */
+    /* auth_preload only (preload.c): its connection, where handlers keep
+     * their data, and the module whose handler is running. */
+    MkDbConn *db;
+    struct MkPreloads *preloads;
+    MkModule *running;
 };
 /* Runs @hook's handlers for the host type of call->domain. Returns the
  * result of the handler that stopped, or MK_PASS. Any worker thread. */
 MkResult mk_hooks_run(MkModules *mods, const char *hook, MkHookCall *call);
 /* Frees the error text and the stanza reference held by @call. */
 void mk_hook_call_clear(MkHookCall *call);
+/* @hook's handlers for the host type of @domain, copied out of the
+ * published snapshot (entries MkHookEntry, each holding a reference on
+ * its module), for a caller that may outlast the snapshot's grace period.
+ * Returns: (transfer full) (nullable) NULL when there are none. Any thread. */
+GArray *mk_hooks_copy(MkModules *mods, const char *domain, const char *hook);
 
 /* Dispatches an IQ request (type get/set) to the handler of its payload's
  * namespace for @scope on the host type of @domain; answers

@@ -201,6 +201,11 @@ void mk_sasl_session_free(MkSaslSession *ss)
     g_free(ss);
 }
 
+const char *mk_sasl_session_account(MkSaslSession *ss)
+{
+    return ss->creds ? ss->creds->username : NULL;
+}
+
 gboolean mk_sasl_step_blocks(MkSaslSession *ss)
 {
     switch (ss->kind) {

@@ -51,3 +51,7 @@ void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result);
  * so save a thread hand-off. The thread that owns @ss. */
 gboolean mk_sasl_step_blocks(MkSaslSession *ss);
 void mk_sasl_session_free(MkSaslSession *ss);
+/* The prepared username of the account the exchange found, once a step
+ * read it (PLAIN, SCRAM's first message), else NULL; for SCRAM the proof
+ * may still fail. (transfer none) The thread that owns @ss. */
+const char *mk_sasl_session_account(MkSaslSession *ss);

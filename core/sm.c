@@ -1,6 +1,7 @@
 /* The in-process session table. See sm.h. */
 #include "sm.h"
 #include "modules.h"
+#include "preload.h"
 #include "server.h"
 
 #define SM_SHARDS 64
@@ -89,6 +90,7 @@ void mk_session_unref(MkSession *s)
         g_hash_table_destroy(s->slots);
     if (s->directed)
         g_hash_table_destroy(s->directed);
+    mk_preloads_free(s->preloads);
     if (s->last_presence)
         mk_stanza_unref(s->last_presence);
     mk_jid_unref(s->jid);
@@ -258,6 +260,19 @@ gpointer mk_session_get_slot(MkSession *s, MkModule *mod)
     g_return_val_if_fail(mk_worker_self() == s->worker, NULL);
     SessionSlot *slot = s->slots ? g_hash_table_lookup(s->slots, mod) : NULL;
     return slot ? slot->data : NULL;
+}
+
+void mk_session_set_preloads(MkSession *s, MkPreloads *preloads)
+{
+    mk_preloads_free(s->preloads);
+    s->preloads = preloads;
+}
+
+/* Public module API (mk-session.h). */
+gpointer mk_session_take_preload(MkSession *s, MkModule *mod)
+{
+    g_return_val_if_fail(mk_worker_self() == s->worker, NULL);
+    return mk_preloads_take(s->preloads, mod);
 }
 
 GPtrArray *mk_sm_sessions_of(MkJid *bare)

@@ -38,6 +38,7 @@ struct MkSession {
     /* Owner worker only. */
     GHashTable *slots;    /* MkModule* -> SessionSlot* */
     GHashTable *directed; /* full JID string -> MkJid*: directed presence sent */
+    struct MkPreloads *preloads; /* auth_preload's results, until taken */
 };
 
 MkSm *mk_sm_new(void);
@@ -47,6 +48,9 @@ void mk_sm_free(MkSm *sm);
  * @data (the transport's own object). Returns: (transfer full). */
 MkSession *mk_session_new(MkJid *jid, MkWorker *w, const MkSessionTransport *transport,
                           gpointer data);
+/* Gives @s what auth_preload read for its account. (transfer full) of
+ * @preloads (nullable). Owner worker, before the session is used. */
+void mk_session_set_preloads(MkSession *s, struct MkPreloads *preloads);
 /* Runs user_receive_packet and hands @st to the transport. Owner worker. */
 void mk_session_deliver_local(MkSession *s, MkStanza *st);
 

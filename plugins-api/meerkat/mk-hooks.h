@@ -47,6 +47,20 @@ G_BEGIN_DECLS
  * state) starts afresh here. On the session's worker. Session, from = its
  * full JID. Since ABI 1.2. */
 #define MK_HOOK_SESSION_RESUMED "session_resumed"
+/* The one hook that runs off the workers: on the auth pool, in the job
+ * that read an account's credentials, once the account is known (PLAIN:
+ * authenticated; SCRAM: found at the first message, the proof comes
+ * later and may still fail). A handler may read, through
+ * mk_hook_call_db(), what the session will need as soon as it is bound
+ * (mod_roster: the roster, for initial presence) and keep it with
+ * mk_hook_call_set_preload(); the session hands it over once with
+ * mk_session_take_preload(). This saves the thread hand-off a read on
+ * the storage pool would cost at that moment. Handlers may block on the
+ * connection, must touch no session, and must make sure by themselves
+ * that what they read is still current when it is used (a write may
+ * come in between). The return value is ignored. From = the account's
+ * bare JID. Since ABI 1.3. */
+#define MK_HOOK_AUTH_PRELOAD "auth_preload"
 
 typedef MkResult (*MkHookFunc)(MkHookCall *call, gpointer user_data);
 
@@ -67,5 +81,14 @@ MK_API void mk_hook_call_set_stanza(MkHookCall *call, MkStanza *stanza);
 MK_API void mk_hook_call_set_error(MkHookCall *call, MkStanzaError cond, const char *text);
 /* The domain the hook runs for. (transfer none) */
 MK_API const char *mk_hook_call_domain(MkHookCall *call);
+/* auth_preload only: the database connection of the running job, NULL in
+ * any other hook. (transfer none) Since ABI 1.3. */
+MK_API MkDbConn *mk_hook_call_db(MkHookCall *call);
+/* auth_preload only: keeps @data for the running module's instance until
+ * the session takes it (mk_session_take_preload); @destroy frees it when
+ * nobody does (authentication failed, the stream closed, the session
+ * ended), on any thread. A second call replaces the first. Ignored, and
+ * @data destroyed, outside auth_preload. (transfer full) Since ABI 1.3. */
+MK_API void mk_hook_call_set_preload(MkHookCall *call, gpointer data, GDestroyNotify destroy);
 
 G_END_DECLS

@@ -34,6 +34,12 @@ MK_API void mk_session_close(MkSession *s, const char *stream_error);
 MK_API void mk_session_set_slot(MkSession *s, MkModule *mod, gpointer data, GDestroyNotify destroy);
 MK_API gpointer mk_session_get_slot(MkSession *s, MkModule *mod);
 
+/* What @mod's auth_preload handler kept for this session's account
+ * (mk_hook_call_set_preload), once: later calls return NULL. The caller
+ * owns it and frees it as its handler's destroy would. The session's
+ * worker. Returns: (transfer full) (nullable). Since ABI 1.3. */
+MK_API gpointer mk_session_take_preload(MkSession *s, MkModule *mod);
+
 /* The sessions of @bare (a bare JID) on this node. Returns: (transfer full)
  * array of referenced sessions (free with g_ptr_array_unref). Any thread. */
 MK_API GPtrArray *mk_sm_sessions_of(MkJid *bare);
