@@ -27,6 +27,7 @@ static void slot_free(gpointer data)
     g_mutex_lock(&slot->r->lock);
     g_hash_table_remove(slot->r->interested, slot->s);
     g_mutex_unlock(&slot->r->lock);
+    roster_preload_free(slot->preload);
     roster_unref(slot->r);
     g_free(slot);
 }
@@ -150,11 +151,14 @@ static gboolean roster_start(MkModule *mod, GError **error)
     r->interested = g_hash_table_new(g_direct_hash, g_direct_equal);
     r->pushes = mk_metrics_counter(mod, "pushes");
     r->subscriptions = mk_metrics_counter(mod, "subscription_stanzas");
+    r->preloads_used = mk_metrics_counter(mod, "preloads_used");
+    r->preloads_stale = mk_metrics_counter(mod, "preloads_stale");
     mk_module_set_data(mod, r, (GDestroyNotify)roster_unref);
 
     if (!roster_iq_start(r, error))
         return FALSE;
     roster_presence_start(r);
+    roster_preload_start(r);
     /* XEP-0237 versioning and RFC 6121 3.4 pre-approval, after SASL. */
     mk_stream_feature_add(mod, MK_STREAM_POST_AUTH, "<ver xmlns='urn:xmpp:features:rosterver'/>");
     mk_stream_feature_add(mod, MK_STREAM_POST_AUTH,

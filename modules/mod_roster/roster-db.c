@@ -121,6 +121,13 @@ gboolean roster_db_load_all(MkDbConn *conn, MkJid *user, GPtrArray **out, GError
         MK_DB_STR(mk_jid_node(user)), MK_DB_STR(mk_jid_domain(user)));
     if (!res)
         return FALSE;
+    g_autoptr(GPtrArray) items = g_ptr_array_new_with_free_func((GDestroyNotify)roster_item_free);
+    if (mk_db_result_rows(res) == 0) {
+        /* Groups belong to items (they are deleted with them): none to
+         * read. Saves a query at most logins (roster-preload.c). */
+        *out = g_steal_pointer(&items);
+        return TRUE;
+    }
     g_autoptr(MkDbResult) groups =
         mk_db_conn_query(conn, error,
                          "SELECT contact, grp FROM roster_groups WHERE username = ? AND domain = ?"
@@ -129,7 +136,6 @@ gboolean roster_db_load_all(MkDbConn *conn, MkJid *user, GPtrArray **out, GError
     if (!groups)
         return FALSE;
 
-    g_autoptr(GPtrArray) items = g_ptr_array_new_with_free_func((GDestroyNotify)roster_item_free);
     g_autoptr(GHashTable) by_contact = g_hash_table_new(g_str_hash, g_str_equal);
     for (guint i = 0; i < mk_db_result_rows(res); i++) {
         RosterItem *item = item_from_row(res, i);

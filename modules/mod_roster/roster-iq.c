@@ -64,6 +64,26 @@ static gboolean get_work(MkDbConn *conn, gpointer data, GError **error)
     return roster_db_load_all(conn, op->user, &op->items, error);
 }
 
+/* The result for a client at version @client_ver (nullable) when the
+ * roster is at @ver with @items. */
+static void reply_roster(MkIq *iq, const char *client_ver, gint64 ver, GPtrArray *items)
+{
+    g_autofree char *ver_s = g_strdup_printf("%" G_GINT64_FORMAT, ver);
+    if (client_ver && g_str_equal(client_ver, ver_s)) {
+        /* RFC 6121 2.6.3: nothing changed since the client's version. */
+        mk_iq_reply(iq, NULL);
+        return;
+    }
+    g_autoptr(MkXml) query = mk_xml_new("query", NS_ROSTER);
+    mk_xml_set_attr(query, "ver", ver_s);
+    for (guint i = 0; i < items->len; i++) {
+        RosterItem *item = g_ptr_array_index(items, i);
+        if (item->st.in_roster)
+            mk_xml_append(query, roster_item_xml(item, FALSE));
+    }
+    mk_iq_reply(iq, g_steal_pointer(&query));
+}
+
 static void get_done(const GError *error, gpointer data)
 {
     GetOp *op = data;
@@ -74,19 +94,10 @@ static void get_done(const GError *error, gpointer data)
         return;
     }
     if (op->unchanged) {
-        /* RFC 6121 2.6.3: nothing changed since the client's version. */
         mk_iq_reply(op->iq, NULL);
         return;
     }
-    g_autoptr(MkXml) query = mk_xml_new("query", NS_ROSTER);
-    g_autofree char *ver = g_strdup_printf("%" G_GINT64_FORMAT, op->ver);
-    mk_xml_set_attr(query, "ver", ver);
-    for (guint i = 0; i < op->items->len; i++) {
-        RosterItem *item = g_ptr_array_index(op->items, i);
-        if (item->st.in_roster)
-            mk_xml_append(query, roster_item_xml(item, FALSE));
-    }
-    mk_iq_reply(op->iq, g_steal_pointer(&query));
+    reply_roster(op->iq, NULL, op->ver, op->items);
 }
 
 static MkResult roster_get(MkIq *iq, gpointer user_data)
@@ -101,14 +112,19 @@ static MkResult roster_get(MkIq *iq, gpointer user_data)
     MkSession *s = mk_iq_session(iq);
     if (s)
         roster_set_interested(r, s);
+    const char *client_ver = mk_xml_get_attr(mk_iq_payload(iq), "ver");
+    const RosterPreload *p = s ? roster_preload_get(r, s, "roster get") : NULL;
+    if (p) {
+        reply_roster(iq, client_ver, roster_preload_version(p), roster_preload_items(p));
+        return MK_HANDLED;
+    }
 
     GetOp *op = g_new0(GetOp, 1);
     op->r = roster_ref(r);
     op->iq = mk_iq_ref(iq);
     op->user = g_steal_pointer(&user);
-    const char *ver = mk_xml_get_attr(mk_iq_payload(iq), "ver");
-    if (ver && *ver)
-        op->client_ver = g_strdup(ver);
+    if (client_ver && *client_ver)
+        op->client_ver = g_strdup(client_ver);
     mk_user_queue_push(r->queue, mk_jid_string(op->user), get_work, get_done, op, get_op_free);
     return MK_HANDLED;
 }
@@ -130,6 +146,7 @@ typedef struct {
 static void set_op_free(gpointer data)
 {
     SetOp *op = data;
+    roster_write_end(op->r, op->user); /* its transaction is over */
     roster_unref(op->r);
     mk_iq_unref(op->iq);
     mk_jid_unref(op->user);
@@ -284,6 +301,7 @@ static MkResult roster_set(MkIq *iq, gpointer user_data)
     op->user = g_steal_pointer(&user);
     op->want = want;
     op->remove = remove;
+    roster_write_begin(r, op->user);
     mk_user_queue_push(r->queue, mk_jid_string(op->user), set_work, set_done, op, set_op_free);
     return MK_HANDLED;
 }

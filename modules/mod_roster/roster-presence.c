@@ -36,6 +36,7 @@ typedef struct {
 static void sub_op_free(gpointer data)
 {
     SubOp *op = data;
+    roster_write_end(op->r, op->user); /* its transaction is over */
     roster_unref(op->r);
     mk_jid_unref(op->user);
     mk_jid_unref(op->contact);
@@ -129,6 +130,7 @@ static void queue_subscription(Roster *r, gboolean inbound, RosterPresType type,
     if (inbound && type == ROSTER_SUBSCRIBE)
         op->pending_xml = mk_xml_to_string(mk_stanza_xml(op->stanza), NULL);
     mk_counter_add(r->subscriptions, 1);
+    roster_write_begin(r, op->user);
     mk_user_queue_push(r->queue, mk_jid_string(op->user), sub_work, sub_done, op, sub_op_free);
 }
 
@@ -279,6 +281,31 @@ static void redeliver(MkSession *s, const char *xml_text)
     mk_session_send(s, st);
 }
 
+/* Sends @stanza (broadcast presence of @session, from its full JID) to
+ * every subscriber among @items; on initial presence also the probes and
+ * the requests that waited (RFC 6121 4.2.2, 3.1.3). */
+static void broadcast_to(MkSession *session, MkJid *user, MkStanza *stanza, gboolean initial,
+                         GPtrArray *items)
+{
+    MkJid *full = mk_session_jid(session);
+    for (guint i = 0; i < items->len; i++) {
+        RosterItem *item = g_ptr_array_index(items, i);
+        g_autoptr(MkJid) contact = mk_jid_new(item->contact, NULL);
+        if (!contact)
+            continue;
+        if (item->st.sub & ROSTER_SUB_FROM) {
+            g_autoptr(MkStanza) st = mk_stanza_new_addressed(mk_stanza_xml(stanza), full, contact);
+            mk_route(st);
+        }
+        if (!initial)
+            continue;
+        if (item->st.sub & ROSTER_SUB_TO)
+            roster_route_presence("probe", user, contact);
+        if (item->st.pending_in && item->pending_xml)
+            redeliver(session, item->pending_xml);
+    }
+}
+
 static void broadcast_done(const GError *error, gpointer data)
 {
     BroadcastOp *op = data;
@@ -287,26 +314,7 @@ static void broadcast_done(const GError *error, gpointer data)
                   mk_jid_string(mk_stanza_from(op->stanza)), error->message);
         return;
     }
-    MkJid *full = mk_session_jid(op->session);
-    for (guint i = 0; i < op->items->len; i++) {
-        RosterItem *item = g_ptr_array_index(op->items, i);
-        g_autoptr(MkJid) contact = mk_jid_new(item->contact, NULL);
-        if (!contact)
-            continue;
-        if (item->st.sub & ROSTER_SUB_FROM) {
-            g_autoptr(MkStanza) st =
-                mk_stanza_new_addressed(mk_stanza_xml(op->stanza), full, contact);
-            mk_route(st);
-        }
-        if (!op->initial)
-            continue;
-        /* RFC 6121 4.2.2: initial presence probes the contacts the user
-         * is subscribed to; 3.1.3: requests that waited are shown now. */
-        if (item->st.sub & ROSTER_SUB_TO)
-            roster_route_presence("probe", op->user, contact);
-        if (item->st.pending_in && item->pending_xml)
-            redeliver(op->session, item->pending_xml);
-    }
+    broadcast_to(op->session, op->user, op->stanza, op->initial, op->items);
 }
 
 /* presence_broadcast: the session's state is updated already. */
@@ -330,6 +338,20 @@ static MkResult on_broadcast(MkHookCall *call, gpointer user_data)
         slot->announced = TRUE;
     } else {
         slot->announced = FALSE;
+    }
+    if (initial) {
+        /* Usually the roster read at authentication is still current: no
+         * storage round trip then. Nothing else needs it afterwards. */
+        const RosterPreload *p = roster_preload_get(r, s, "initial presence");
+        if (p) {
+            g_autoptr(MkJid) user = mk_jid_bare(mk_session_jid(s));
+            g_autoptr(MkStanza) out =
+                mk_stanza_new_addressed(mk_stanza_xml(st), mk_session_jid(s), NULL);
+            broadcast_to(s, user, out, TRUE, roster_preload_items(p));
+        }
+        roster_preload_drop(r, s);
+        if (p)
+            return MK_PASS;
     }
 
     BroadcastOp *op = g_new0(BroadcastOp, 1);

@@ -5,6 +5,7 @@
  *   roster-db.c        storage: schema and the statements, storage thread
  *   roster-iq.c        jabber:iq:roster get/set
  *   roster-presence.c  subscription presence, probes, broadcast presence
+ *   roster-preload.c   the roster read at authentication, and when it is stale
  *   mod_roster.c       descriptor, start/stop, pushes, presence helpers */
 #pragma once
 
@@ -110,6 +111,11 @@ gboolean roster_db_user_exists(MkDbConn *conn, MkJid *user, gboolean *exists, GE
 
 /* ---- the module instance (mod_roster.c) ------------------------------- */
 
+/* Write counters for the roster read at authentication (roster-preload.c). */
+#define ROSTER_STRIPES 64
+
+typedef struct RosterPreload RosterPreload;
+
 typedef struct {
     gint ref;
     MkModule *mod;
@@ -118,7 +124,11 @@ typedef struct {
     GHashTable *interested; /* MkSession* (no ref: its slot removes it) */
     MkCounter *pushes;
     MkCounter *subscriptions;
-    gint push_id; /* atomic */
+    MkCounter *preloads_used;
+    MkCounter *preloads_stale;
+    gint push_id;                        /* atomic */
+    gint writes_queued[ROSTER_STRIPES];  /* atomic */
+    gint writes_running[ROSTER_STRIPES]; /* atomic */
 } Roster;
 
 Roster *roster_ref(Roster *r);
@@ -128,8 +138,10 @@ void roster_unref(Roster *r);
 typedef struct {
     Roster *r;
     MkSession *s;
-    gboolean interested; /* asked for the roster in this session */
-    gboolean announced;  /* sent initial presence (and got probes sent) */
+    gboolean interested;    /* asked for the roster in this session */
+    gboolean announced;     /* sent initial presence (and got probes sent) */
+    gboolean preload_taken; /* the session's preload was taken into @preload */
+    RosterPreload *preload; /* until initial presence; nullable */
 } RosterSlot;
 
 /* The slot of @s, created on first use. Session worker. (transfer none) */
@@ -149,8 +161,29 @@ void roster_send_unavailable_to(MkJid *user, MkJid *to);
 /* A presence of @type from @from to @to, routed. Any thread. */
 void roster_route_presence(const char *type, MkJid *from, MkJid *to);
 
-/* roster-iq.c, roster-presence.c: registration in start(). */
+/* roster-iq.c, roster-presence.c, roster-preload.c: registration in start(). */
 gboolean roster_iq_start(Roster *r, GError **error);
 void roster_presence_start(Roster *r);
+void roster_preload_start(Roster *r);
+
+/* ---- the roster read at authentication (roster-preload.c) -------------- */
+
+/* Every op that writes @user's roster rows calls begin when it is pushed
+ * to the user's queue and end when it is freed (after its transaction).
+ * Any thread. */
+void roster_write_begin(Roster *r, MkJid *user);
+void roster_write_end(Roster *r, MkJid *user);
+/* The roster read for @s's account at authentication, when no write came
+ * after it; NULL otherwise (read on the storage pool then). @purpose
+ * names the user for the debug log. Session worker. (transfer none):
+ * valid until roster_preload_drop or the session's end. */
+const RosterPreload *roster_preload_get(Roster *r, MkSession *s, const char *purpose);
+/* Frees it: after initial presence nothing else needs it. Session worker. */
+void roster_preload_drop(Roster *r, MkSession *s);
+void roster_preload_free(RosterPreload *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(RosterPreload, roster_preload_free)
+gint64 roster_preload_version(const RosterPreload *p);
+/* (transfer none) every row, as roster_db_load_all. */
+GPtrArray *roster_preload_items(const RosterPreload *p);
 
 G_END_DECLS
