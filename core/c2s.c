@@ -366,17 +366,43 @@ static void sasl_job_free(gpointer data)
     g_free(job);
 }
 
-/* Runs on the auth pool. */
-static void sasl_job_run(gpointer data)
+/* The step, then auth_preload, on one connection. */
+static gboolean sasl_job_reads(MkDbConn *conn, gpointer data, GError **error)
 {
     SaslJob *job = data;
+    mk_sasl_session_set_conn(job->ss, conn);
     mk_sasl_step(job->ss, job->input, &job->result);
+    mk_sasl_session_set_conn(job->ss, NULL);
     /* Modules read what the session will need at once in this job, not in
      * one more hand-off to the storage pool after bind (auth_preload). */
     const char *account =
         job->result.status != MK_SASL_FAILURE ? mk_sasl_session_account(job->ss) : NULL;
     if (account)
-        job->preloads = mk_preloads_run(job->c->cs->srv, account, job->c->domain);
+        job->preloads = mk_preloads_run(job->c->cs->srv, conn, account, job->c->domain);
+    return TRUE;
+}
+
+/* Runs on the auth pool. */
+static void sasl_job_run(gpointer data)
+{
+    SaslJob *job = data;
+    MkServer *srv = job->c->cs->srv;
+    MkDb *db = mk_sasl_db(job->c->cs->sasl);
+    g_autoptr(GError) error = NULL;
+    MkDbConn *conn;
+    /* With preloads, the credentials and the modules' reads share one
+     * connection and (sqlite) one set of file locks. */
+    if (!mk_preloads_wanted(srv, job->c->domain)) {
+        /* The step takes a connection itself. */
+        mk_sasl_step(job->ss, job->input, &job->result);
+    } else if (!(conn = mk_db_acquire(db, &error))) {
+        g_warning("SASL: cannot reach the database: %s", error->message);
+        job->result.status = MK_SASL_FAILURE;
+        job->result.condition = "temporary-auth-failure";
+    } else {
+        mk_db_conn_reads(conn, sasl_job_reads, job, NULL);
+        mk_db_release(db, conn);
+    }
     mk_worker_post(job->c->worker, sasl_job_done, job, sasl_job_free);
 }
 

@@ -897,6 +897,29 @@ gboolean mk_db_conn_transaction(MkDbConn *conn, MkDbWork work, gpointer user_dat
     return ok;
 }
 
+/* See db.h. */
+gboolean mk_db_conn_reads(MkDbConn *conn, MkDbWork work, gpointer user_data, GError **error)
+{
+    g_return_val_if_fail(conn != NULL && work != NULL, FALSE);
+    if (!conn->db->sq.module || conn->tx_depth > 0)
+        return work(conn, user_data, error);
+    g_autoptr(GError) berr = NULL;
+    if (!conn_exec(conn, "BEGIN", &berr)) {
+        /* Not worth failing the reads for. */
+        g_debug("storage: %s", berr->message);
+        return work(conn, user_data, error);
+    }
+    conn->tx_depth++;
+    gboolean ok = work(conn, user_data, error);
+    conn->tx_depth--;
+    g_autoptr(GError) cerr = NULL;
+    if (!conn_exec(conn, "COMMIT", &cerr)) {
+        g_debug("storage: %s", cerr->message);
+        conn_exec(conn, "ROLLBACK", NULL);
+    }
+    return ok;
+}
+
 /* ------------------------------------------------------------------ */
 /* Migrations */
 

@@ -36,6 +36,14 @@ void mk_db_release(MkDb *db, MkDbConn *conn);
 /* Runs @work inside BEGIN/COMMIT on @conn (ROLLBACK when it fails);
  * nested calls use a SAVEPOINT. */
 gboolean mk_db_conn_transaction(MkDbConn *conn, MkDbWork work, gpointer user_data, GError **error);
+/* Runs @work, which only reads, the cheapest way for the driver: on
+ * sqlite3 inside one deferred transaction, so that the file locks are
+ * taken once for all its statements rather than once per statement
+ * (each costs a few system calls); elsewhere as it is (a BEGIN/COMMIT
+ * would be two more round trips to the server). So it is no snapshot:
+ * @work must not rely on its reads agreeing with each other. Returns
+ * what @work returns. Storage or auth thread. */
+gboolean mk_db_conn_reads(MkDbConn *conn, MkDbWork work, gpointer user_data, GError **error);
 
 /* Asynchronous: runs @work in a transaction on the storage pool, then
  * @done on the calling thread's main context. Any thread with a

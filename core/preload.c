@@ -62,7 +62,13 @@ gpointer mk_preloads_take(MkPreloads *p, MkModule *mod)
     return NULL;
 }
 
-MkPreloads *mk_preloads_run(MkServer *srv, const char *username, const char *domain)
+gboolean mk_preloads_wanted(MkServer *srv, const char *domain)
+{
+    g_autoptr(GArray) handlers = mk_hooks_copy(srv->modules, domain, MK_HOOK_AUTH_PRELOAD);
+    return handlers != NULL;
+}
+
+MkPreloads *mk_preloads_run(MkServer *srv, MkDbConn *conn, const char *username, const char *domain)
 {
     g_autoptr(GArray) handlers = mk_hooks_copy(srv->modules, domain, MK_HOOK_AUTH_PRELOAD);
     if (!handlers)
@@ -70,13 +76,6 @@ MkPreloads *mk_preloads_run(MkServer *srv, const char *username, const char *dom
     g_autoptr(MkJid) user = mk_jid_new_from_parts(username, domain, NULL, NULL);
     if (!user)
         return NULL;
-    g_autoptr(GError) error = NULL;
-    MkDbConn *conn = mk_db_acquire(srv->db, &error);
-    if (!conn) {
-        /* The modules read later, on the storage pool, and report. */
-        g_debug("auth_preload for %s skipped: %s", mk_jid_string(user), error->message);
-        return NULL;
-    }
     MkPreloads *p = preloads_new();
     MkHookCall call = {.domain = domain, .from = user, .db = conn, .preloads = p};
     for (guint i = 0; i < handlers->len; i++) {
@@ -89,7 +88,6 @@ MkPreloads *mk_preloads_run(MkServer *srv, const char *username, const char *dom
     }
     call.running = NULL;
     mk_hook_call_clear(&call);
-    mk_db_release(srv->db, conn);
     if (p->items->len == 0)
         g_clear_pointer(&p, mk_preloads_free);
     return p;

@@ -52,6 +52,7 @@ struct MkSaslSession {
     gboolean creds_loaded;
     gboolean db_failed;
     gboolean bad_user; /* authid is not a valid username */
+    MkDbConn *conn;    /* borrowed for a step (mk_sasl_session_set_conn) */
 };
 
 void mk_sasl_result_clear(MkSaslResult *r)
@@ -80,14 +81,15 @@ static void load_creds(MkSaslSession *ss, const char *authid)
         return;
     }
     g_autoptr(GError) error = NULL;
-    MkDbConn *conn = mk_db_acquire(ss->sasl->db, &error);
+    MkDbConn *conn = ss->conn ? ss->conn : mk_db_acquire(ss->sasl->db, &error);
     if (!conn) {
         g_warning("SASL: cannot reach the database: %s", error->message);
         ss->db_failed = TRUE;
         return;
     }
     ss->creds = mk_auth_get(conn, authid, ss->domain, &error);
-    mk_db_release(ss->sasl->db, conn);
+    if (conn != ss->conn)
+        mk_db_release(ss->sasl->db, conn);
     if (!ss->creds) {
         if (g_error_matches(error, MK_AUTH_ERROR, MK_AUTH_ERROR_NO_USER))
             return;
@@ -199,6 +201,16 @@ void mk_sasl_session_free(MkSaslSession *ss)
     g_free(ss->domain);
     g_free(ss->authzid);
     g_free(ss);
+}
+
+void mk_sasl_session_set_conn(MkSaslSession *ss, MkDbConn *conn)
+{
+    ss->conn = conn;
+}
+
+MkDb *mk_sasl_db(MkSasl *sasl)
+{
+    return sasl->db;
 }
 
 const char *mk_sasl_session_account(MkSaslSession *ss)
