@@ -475,6 +475,70 @@ static void test_transaction(Fixture *f, gconstpointer data)
     g_assert_cmpint(count_rows(f->conn, "tx"), ==, 2);
 }
 
+static gboolean count_work(MkDbConn *conn, gpointer user_data, GError **error)
+{
+    *(gint64 *)user_data = count_rows(conn, "rd");
+    return TRUE;
+}
+
+/* mk_db_conn_reads: on sqlite the reads share one transaction (a write
+ * committed by another connection in between is not seen), elsewhere
+ * each read stands alone; a failing work leaves no transaction open. */
+typedef struct {
+    MkDb *db;
+    gint64 before, after;
+    gboolean fail;
+} ReadsWork;
+
+static gboolean reads_work(MkDbConn *conn, gpointer user_data, GError **error)
+{
+    ReadsWork *w = user_data;
+    w->before = count_rows(conn, "rd");
+    g_autoptr(GError) aerr = NULL;
+    MkDbConn *other = mk_db_acquire(w->db, &aerr);
+    g_assert_no_error(aerr);
+    exec_ok(other, "INSERT INTO rd VALUES ('meanwhile')");
+    mk_db_release(w->db, other);
+    w->after = count_rows(conn, "rd");
+    if (w->fail) {
+        g_set_error_literal(error, G_IO_ERROR, G_IO_ERROR_FAILED, "reads failed");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean reads_in_transaction(MkDbConn *conn, gpointer user_data, GError **error)
+{
+    exec_ok(conn, "INSERT INTO rd VALUES ('in-tx')");
+    return mk_db_conn_reads(conn, count_work, user_data, error);
+}
+
+static void test_reads(Fixture *f, gconstpointer data)
+{
+    if (!f->db)
+        return;
+    g_autoptr(GError) error = NULL;
+    exec_ok(f->conn, "CREATE TABLE rd (v TEXT)");
+    exec_ok(f->conn, "INSERT INTO rd VALUES ('first')");
+    ReadsWork w = {f->db, 0, 0, FALSE};
+    g_assert_true(mk_db_conn_reads(f->conn, reads_work, &w, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(w.before, ==, 1);
+    /* sqlite: one snapshot; PostgreSQL (autocommit): each read its own. */
+    g_assert_cmpint(w.after, ==, g_str_equal(f->driver, "sqlite3") ? 1 : 2);
+    g_assert_cmpint(count_rows(f->conn, "rd"), ==, 2);
+
+    ReadsWork bad = {f->db, 0, 0, TRUE};
+    g_assert_false(mk_db_conn_reads(f->conn, reads_work, &bad, &error));
+    g_assert_error(error, G_IO_ERROR, G_IO_ERROR_FAILED);
+    g_clear_error(&error);
+    /* Nothing left open: a transaction starts, and sees everything. */
+    gint64 n = 0;
+    g_assert_true(mk_db_conn_transaction(f->conn, reads_in_transaction, &n, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(n, ==, 4);
+}
+
 /* ------------------------------------------------------------------ */
 /* Asynchronous use: the completion runs on the thread that asked. */
 
@@ -903,6 +967,7 @@ int main(int argc, char **argv)
     ADD("nulls", test_nulls);
     ADD("migrations", test_migrations);
     ADD("transaction", test_transaction);
+    ADD("reads", test_reads);
     ADD("async", test_async);
     ADD("users", test_users);
     g_test_add_func("/db/sqlite3/connect-fail", test_connect_fail_sqlite);
