@@ -28,6 +28,7 @@ static void slot_free(gpointer data)
     g_hash_table_remove(slot->r->interested, slot->s);
     g_mutex_unlock(&slot->r->lock);
     roster_preload_free(slot->preload);
+    g_free(slot->subs);
     roster_unref(slot->r);
     g_free(slot);
 }
@@ -153,6 +154,8 @@ static gboolean roster_start(MkModule *mod, GError **error)
     r->subscriptions = mk_metrics_counter(mod, "subscription_stanzas");
     r->preloads_used = mk_metrics_counter(mod, "preloads_used");
     r->preloads_stale = mk_metrics_counter(mod, "preloads_stale");
+    r->subs_used = mk_metrics_counter(mod, "presence_subscribers_cached");
+    r->subs_stale = mk_metrics_counter(mod, "presence_subscribers_stale");
     mk_module_set_data(mod, r, (GDestroyNotify)roster_unref);
 
     if (!roster_iq_start(r, error))

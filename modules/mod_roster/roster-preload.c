@@ -39,6 +39,16 @@ void roster_write_end(Roster *r, MkJid *user)
     g_atomic_int_add(&r->writes_running[stripe_of(user)], -1);
 }
 
+gint roster_writes_queued(Roster *r, MkJid *user)
+{
+    return g_atomic_int_get(&r->writes_queued[stripe_of(user)]);
+}
+
+gboolean roster_writes_running(Roster *r, MkJid *user)
+{
+    return g_atomic_int_get(&r->writes_running[stripe_of(user)]) > 0;
+}
+
 void roster_preload_free(RosterPreload *p)
 {
     if (!p)
@@ -103,6 +113,11 @@ void roster_preload_drop(Roster *r, MkSession *s)
 gint64 roster_preload_version(const RosterPreload *p)
 {
     return p->ver;
+}
+
+gint roster_preload_queued(const RosterPreload *p)
+{
+    return p->queued;
 }
 
 GPtrArray *roster_preload_items(const RosterPreload *p)

@@ -247,6 +247,8 @@ typedef struct {
     MkJid *user;        /* bare */
     MkStanza *stanza;   /* as broadcast, from the full JID */
     gboolean initial;
+    gint queued;      /* the stripe's writes_queued when pushed */
+    gboolean settled; /* storage thread: no write of the stripe was running at the read */
     GPtrArray *items;
 } BroadcastOp;
 
@@ -265,6 +267,10 @@ static void broadcast_op_free(gpointer data)
 static gboolean broadcast_work(MkDbConn *conn, gpointer data, GError **error)
 {
     BroadcastOp *op = data;
+    /* Whether this read may stand for op->queued (see on_broadcast):
+     * checked before the read, so a write that ended here committed
+     * before it. */
+    op->settled = !roster_writes_running(op->r, op->user);
     return roster_db_load_all(conn, op->user, &op->items, error);
 }
 
@@ -309,15 +315,22 @@ static void broadcast_to(MkSession *session, MkJid *user, MkStanza *stanza, gboo
 static void broadcast_done(const GError *error, gpointer data)
 {
     BroadcastOp *op = data;
+    /* NULL once the session ended (the unavailable at logout). */
+    RosterSlot *slot = mk_session_get_slot(op->session, op->r->mod);
+    if (slot)
+        slot->broadcasts--;
     if (error) {
         g_warning("mod_roster: presence of %s not sent to contacts: %s",
                   mk_jid_string(mk_stanza_from(op->stanza)), error->message);
         return;
     }
+    if (slot && op->settled)
+        roster_subs_store(slot, op->items, op->queued);
     broadcast_to(op->session, op->user, op->stanza, op->initial, op->items);
 }
 
-/* presence_broadcast: the session's state is updated already. */
+/* presence_broadcast: the session's state is updated already. Directed
+ * presence does not come here (the core routes it to its addressee). */
 static MkResult on_broadcast(MkHookCall *call, gpointer user_data)
 {
     Roster *r = user_data;
@@ -339,19 +352,31 @@ static MkResult on_broadcast(MkHookCall *call, gpointer user_data)
     } else {
         slot->announced = FALSE;
     }
+    /* A broadcast of this session still in the user queue must be sent
+     * before this one: then this one waits its turn there too. */
+    gboolean behind = slot->broadcasts > 0;
     if (initial) {
         /* Usually the roster read at authentication is still current: no
-         * storage round trip then. Nothing else needs it afterwards. */
-        const RosterPreload *p = roster_preload_get(r, s, "initial presence");
+         * storage round trip then. Only its subscribers are kept. */
+        const RosterPreload *p = behind ? NULL : roster_preload_get(r, s, "initial presence");
         if (p) {
             g_autoptr(MkJid) user = mk_jid_bare(mk_session_jid(s));
             g_autoptr(MkStanza) out =
                 mk_stanza_new_addressed(mk_stanza_xml(st), mk_session_jid(s), NULL);
             broadcast_to(s, user, out, TRUE, roster_preload_items(p));
+            roster_subs_store(slot, roster_preload_items(p), roster_preload_queued(p));
         }
         roster_preload_drop(r, s);
         if (p)
             return MK_PASS;
+    } else if (!behind && roster_subs_current(r, slot, s)) {
+        /* A later change: only the subscribers matter (probes and waiting
+         * requests are for initial presence), and no write came since
+         * the list was read. */
+        g_autoptr(MkStanza) out =
+            mk_stanza_new_addressed(mk_stanza_xml(st), mk_session_jid(s), NULL);
+        roster_subs_send(slot->subs, mk_session_jid(s), out);
+        return MK_PASS;
     }
 
     BroadcastOp *op = g_new0(BroadcastOp, 1);
@@ -360,6 +385,20 @@ static MkResult on_broadcast(MkHookCall *call, gpointer user_data)
     op->user = mk_jid_bare(mk_session_jid(s));
     op->stanza = mk_stanza_new_addressed(mk_stanza_xml(st), mk_session_jid(s), NULL);
     op->initial = initial;
+    /* The read of this op refreshes the session's list, valid for the
+     * count of writes pushed so far. The user queue runs the user's ops
+     * one at a time in the order they were pushed, so every write of
+     * the user pushed before this op has committed when its read runs,
+     * and one pushed later changes the count: the list is then stale.
+     * One window remains: a write pushed from another thread (a
+     * contact's subscription stanza, another resource's roster set)
+     * counts itself just before its push, so it may be counted here and
+     * still land behind this op in the queue. It is running then (its
+     * op ends after its transaction, and begin counts running first),
+     * which broadcast_work notices: such a read is used for this
+     * broadcast, as before, but not kept. */
+    op->queued = roster_writes_queued(r, op->user);
+    slot->broadcasts++;
     mk_user_queue_push(r->queue, mk_jid_string(op->user), broadcast_work, broadcast_done, op,
                        broadcast_op_free);
     return MK_PASS;

@@ -6,6 +6,7 @@
  *   roster-iq.c        jabber:iq:roster get/set
  *   roster-presence.c  subscription presence, probes, broadcast presence
  *   roster-preload.c   the roster read at authentication, and when it is stale
+ *   roster-subs.c      the session's list of subscribers for later presence
  *   mod_roster.c       descriptor, start/stop, pushes, presence helpers */
 #pragma once
 
@@ -126,6 +127,8 @@ typedef struct {
     MkCounter *subscriptions;
     MkCounter *preloads_used;
     MkCounter *preloads_stale;
+    MkCounter *subs_used;                /* broadcasts sent from the session's list */
+    MkCounter *subs_stale;               /* broadcasts that read the roster again */
     gint push_id;                        /* atomic */
     gint writes_queued[ROSTER_STRIPES];  /* atomic */
     gint writes_running[ROSTER_STRIPES]; /* atomic */
@@ -134,14 +137,20 @@ typedef struct {
 Roster *roster_ref(Roster *r);
 void roster_unref(Roster *r);
 
-/* Per-session state, in the session's slot. Session worker only. */
+/* Per-session state, in the session's slot. Session worker only. Kept
+ * small: every idle session has one (flags in bits, the list of
+ * subscribers NULL when there is none). */
 typedef struct {
     Roster *r;
     MkSession *s;
-    gboolean interested;    /* asked for the roster in this session */
-    gboolean announced;     /* sent initial presence (and got probes sent) */
-    gboolean preload_taken; /* the session's preload was taken into @preload */
-    RosterPreload *preload; /* until initial presence; nullable */
+    guint interested : 1;    /* asked for the roster in this session */
+    guint announced : 1;     /* sent initial presence (and got probes sent) */
+    guint preload_taken : 1; /* the session's preload was taken into @preload */
+    guint subs_valid : 1;    /* @subs is the list of subscribers as of @subs_queued */
+    guint broadcasts : 28;   /* broadcast ops of this session still in the user queue */
+    gint subs_queued;        /* the stripe's writes_queued @subs is valid for */
+    RosterPreload *preload;  /* until initial presence; nullable */
+    char *subs;              /* roster-subs.c; nullable: no subscriber */
 } RosterSlot;
 
 /* The slot of @s, created on first use. Session worker. (transfer none) */
@@ -173,6 +182,10 @@ void roster_preload_start(Roster *r);
  * Any thread. */
 void roster_write_begin(Roster *r, MkJid *user);
 void roster_write_end(Roster *r, MkJid *user);
+/* The count of writes pushed for @user's stripe so far / TRUE while one
+ * of them has not ended. Any thread. */
+gint roster_writes_queued(Roster *r, MkJid *user);
+gboolean roster_writes_running(Roster *r, MkJid *user);
 /* The roster read for @s's account at authentication, when no write came
  * after it; NULL otherwise (read on the storage pool then). @purpose
  * names the user for the debug log. Session worker. (transfer none):
@@ -183,7 +196,22 @@ void roster_preload_drop(Roster *r, MkSession *s);
 void roster_preload_free(RosterPreload *p);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(RosterPreload, roster_preload_free)
 gint64 roster_preload_version(const RosterPreload *p);
+/* The stripe's writes_queued the preload is valid for. */
+gint roster_preload_queued(const RosterPreload *p);
 /* (transfer none) every row, as roster_db_load_all. */
 GPtrArray *roster_preload_items(const RosterPreload *p);
+
+/* ---- the session's list of subscribers (roster-subs.c) ------------------ */
+
+/* Remembers the subscribers (items with ROSTER_SUB_FROM) among @items, a
+ * roster read that saw every write of the user counted in @queued.
+ * Session worker. */
+void roster_subs_store(RosterSlot *slot, GPtrArray *items, gint queued);
+/* TRUE when the slot's list is current (no roster write of the stripe
+ * pushed since): then the slot's subs are the subscribers. Logs and
+ * counts the outcome for @s. Session worker. */
+gboolean roster_subs_current(Roster *r, RosterSlot *slot, MkSession *s);
+/* Routes @stanza, from @from, to every subscriber in @subs. Any thread. */
+void roster_subs_send(const char *subs, MkJid *from, MkStanza *stanza);
 
 G_END_DECLS
