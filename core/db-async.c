@@ -13,8 +13,9 @@ struct MkDbAsync {
 
 typedef struct {
     MkDb *db;
-    /* Transaction work (mk_db_run) ... */
+    /* Transaction work (mk_db_run), or reads (mk_db_reads_async) ... */
     MkDbWork work;
+    gboolean reads;
     MkDbWorkDone done;
     GDestroyNotify destroy;
     /* ... or a single query (mk_db_query_async). */
@@ -77,6 +78,8 @@ static void pool_run(gpointer data, gpointer pool_data)
     if (conn) {
         if (job->sql)
             query_work(conn, job, &job->error); /* one statement: autocommit */
+        else if (job->reads)
+            mk_db_conn_reads(conn, job->work, job->user_data, &job->error);
         else
             mk_db_conn_transaction(conn, job->work, job->user_data, &job->error);
         mk_db_release(job->db, conn);
@@ -126,15 +129,22 @@ static void job_push(DbJob *job)
 /* Asynchronous: runs @work in a transaction on the storage pool, then
  * @done (nullable) on the calling thread's thread-default main context,
  * then @destroy (nullable) on @user_data. Any thread. */
-void mk_db_run(MkDb *db, MkDbWork work, MkDbWorkDone done, gpointer user_data,
-               GDestroyNotify destroy)
+static void run(MkDb *db, gboolean reads, MkDbWork work, MkDbWorkDone done, gpointer user_data,
+                GDestroyNotify destroy)
 {
     g_return_if_fail(work != NULL);
     DbJob *job = job_new(db, user_data);
     job->work = work;
+    job->reads = reads;
     job->done = done;
     job->destroy = destroy;
     job_push(job);
+}
+
+void mk_db_run(MkDb *db, MkDbWork work, MkDbWorkDone done, gpointer user_data,
+               GDestroyNotify destroy)
+{
+    run(db, FALSE, work, done, user_data, destroy);
 }
 
 /* Asynchronous single query: @params are copied; @done (nullable) gets
@@ -169,6 +179,12 @@ void mk_db_queryv(MkModule *mod, const char *sql, const MkDbParam *params, MkDbQ
                   gpointer user_data)
 {
     mk_db_query_async(server_db(), sql, params, done, user_data);
+}
+
+/* See db.h. */
+void mk_db_reads_async(MkDbWork work, MkDbWorkDone done, gpointer user_data, GDestroyNotify destroy)
+{
+    run(server_db(), TRUE, work, done, user_data, destroy);
 }
 
 /* Public module API: see mk-db.h. Any thread that runs a main context. */

@@ -50,6 +50,11 @@ gboolean mk_db_conn_reads(MkDbConn *conn, MkDbWork work, gpointer user_data, GEr
  * thread-default main context (workers and the main thread have one). */
 void mk_db_run(MkDb *db, MkDbWork work, MkDbWorkDone done, gpointer user_data,
                GDestroyNotify destroy);
+/* As mk_db_run, for @work that only reads: through mk_db_conn_reads (on
+ * sqlite3 a deferred transaction, no write lock), on the server's
+ * storage. The user queue's mk_user_queue_push_reads. Any such thread. */
+void mk_db_reads_async(MkDbWork work, MkDbWorkDone done, gpointer user_data,
+                       GDestroyNotify destroy);
 /* Asynchronous single query, as mk_db_queryv but without a module. */
 void mk_db_query_async(MkDb *db, const char *sql, const MkDbParam *params, MkDbQueryDone done,
                        gpointer user_data);

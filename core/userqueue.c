@@ -10,6 +10,7 @@
  * the handle is valid as long as the module's pointer is), and every
  * operation holds a reference to the module. The module's stop closes
  * the queue (mk_user_queues_close): what waits is cancelled, not run. */
+#include "db.h"
 #include "modules-priv.h"
 #include "worker.h"
 
@@ -27,6 +28,7 @@ typedef struct {
     char *key;
     GMainContext *ctx; /* (nullable) the context of the thread that pushed it */
     MkDbWork work;
+    gboolean reads; /* mk_user_queue_push_reads: no write transaction */
     MkDbWorkDone done;
     gpointer data;
     GDestroyNotify destroy;
@@ -153,16 +155,18 @@ static void op_start(Op *op)
 {
     /* Not through mk_db_transaction's destroy: op_done frees @op itself,
      * after it found the next operation. */
-    mk_db_transaction(op->q->mod, op_work, op_done, op, NULL);
+    if (op->reads)
+        mk_db_reads_async(op_work, op_done, op, NULL);
+    else
+        mk_db_transaction(op->q->mod, op_work, op_done, op, NULL);
 }
 
-/* Public module API (mk-userqueue.h). Any thread with a thread-default
- * main context. */
-void mk_user_queue_push(MkUserQueue *q, const char *key, MkDbWork work, MkDbWorkDone done,
-                        gpointer user_data, GDestroyNotify destroy)
+static void push(MkUserQueue *q, const char *key, gboolean reads, MkDbWork work, MkDbWorkDone done,
+                 gpointer user_data, GDestroyNotify destroy)
 {
     g_return_if_fail(q != NULL && key != NULL && work != NULL);
     Op *op = g_new0(Op, 1);
+    op->reads = reads;
     op->q = q;
     mk_module_ref(q->mod);
     op->key = g_strdup(key);
@@ -190,6 +194,20 @@ void mk_user_queue_push(MkUserQueue *q, const char *key, MkDbWork work, MkDbWork
         op_cancel(op);
     else if (run)
         op_start(op);
+}
+
+/* Public module API (mk-userqueue.h). Any thread with a thread-default
+ * main context. */
+void mk_user_queue_push(MkUserQueue *q, const char *key, MkDbWork work, MkDbWorkDone done,
+                        gpointer user_data, GDestroyNotify destroy)
+{
+    push(q, key, FALSE, work, done, user_data, destroy);
+}
+
+void mk_user_queue_push_reads(MkUserQueue *q, const char *key, MkDbWork work, MkDbWorkDone done,
+                              gpointer user_data, GDestroyNotify destroy)
+{
+    push(q, key, TRUE, work, done, user_data, destroy);
 }
 
 /* See modules-priv.h. Main thread. */

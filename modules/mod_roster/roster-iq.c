@@ -125,7 +125,8 @@ static MkResult roster_get(MkIq *iq, gpointer user_data)
     op->user = g_steal_pointer(&user);
     if (client_ver && *client_ver)
         op->client_ver = g_strdup(client_ver);
-    mk_user_queue_push(r->queue, mk_jid_string(op->user), get_work, get_done, op, get_op_free);
+    mk_user_queue_push_reads(r->queue, mk_jid_string(op->user), get_work, get_done, op,
+                             get_op_free);
     return MK_HANDLED;
 }
 

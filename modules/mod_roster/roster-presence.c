@@ -10,7 +10,9 @@
  *    and the redelivery of requests that waited for the user.
  *
  * Every change runs through the user's queue (mk_user_queue_push) so
- * that one user's presence and roster changes keep their order. */
+ * that one user's presence and roster changes keep their order; what
+ * only reads (probes, broadcasts) without the write lock
+ * (mk_user_queue_push_reads). */
 #include "roster.h"
 
 #define HOOK_PRIORITY 50
@@ -226,8 +228,8 @@ static MkResult on_presence_in(MkHookCall *call, gpointer user_data)
         op->r = roster_ref(r);
         op->user = mk_jid_bare(to);
         op->prober = mk_jid_ref(from);
-        mk_user_queue_push(r->queue, mk_jid_string(op->user), probe_work, probe_done, op,
-                           probe_op_free);
+        mk_user_queue_push_reads(r->queue, mk_jid_string(op->user), probe_work, probe_done, op,
+                                 probe_op_free);
         return MK_HANDLED;
     }
     RosterPresType ptype;
@@ -399,8 +401,8 @@ static MkResult on_broadcast(MkHookCall *call, gpointer user_data)
      * broadcast, as before, but not kept. */
     op->queued = roster_writes_queued(r, op->user);
     slot->broadcasts++;
-    mk_user_queue_push(r->queue, mk_jid_string(op->user), broadcast_work, broadcast_done, op,
-                       broadcast_op_free);
+    mk_user_queue_push_reads(r->queue, mk_jid_string(op->user), broadcast_work, broadcast_done, op,
+                             broadcast_op_free);
     return MK_PASS;
 }
 

@@ -77,6 +77,7 @@ typedef struct {
     guint index;
     gboolean gated;      /* its work waits until Shared.open */
     gboolean gated_done; /* its done waits until Shared.open */
+    gboolean reads;      /* pushed with mk_user_queue_push_reads */
     gint work_seq;       /* sequence number when its work started; 0: never */
     gint done_seq;       /* ... when its done ran */
     GThread *done_thread;
@@ -186,7 +187,10 @@ static void push(Op *op, Shared *sh, guint index, const char *key)
 {
     op->sh = sh;
     op->index = index;
-    mk_user_queue_push(queue, key, op_work, op_done, op, op_destroy);
+    if (op->reads)
+        mk_user_queue_push_reads(queue, key, op_work, op_done, op, op_destroy);
+    else
+        mk_user_queue_push(queue, key, op_work, op_done, op, op_destroy);
 }
 
 /* Iterates @ctx until *@flag; the deadline only keeps a broken queue from
@@ -349,6 +353,31 @@ static void test_parallel(void)
     teardown();
 }
 
+/* Reads (no write transaction) keep their place among the key's writes. */
+static void test_reads(void)
+{
+    setup();
+    Shared sh;
+    shared_init(&sh);
+    enum { N = 8 };
+    Op ops[N] = {0};
+    for (guint i = 0; i < N; i++) {
+        ops[i].reads = i % 2 == 1;
+        push(&ops[i], &sh, i, "alice@localhost");
+    }
+    iterate_until(NULL, &ops[N - 1].destroyed);
+    g_assert_cmpint(sh.max_running, ==, 1);
+    g_assert_cmpuint(sh.work_order->len, ==, N);
+    for (guint i = 0; i < N; i++) {
+        g_assert_cmpuint(g_array_index(sh.work_order, guint, i), ==, i);
+        g_assert_true(ops[i].done && ops[i].destroyed && !ops[i].failed);
+        if (i > 0)
+            g_assert_cmpint(ops[i - 1].done_seq, <, ops[i].work_seq);
+    }
+    shared_clear(&sh);
+    teardown();
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -356,5 +385,6 @@ int main(int argc, char **argv)
     g_test_add_func("/userqueue/parallel", test_parallel);
     g_test_add_func("/userqueue/threads", test_threads);
     g_test_add_func("/userqueue/stop", test_stop);
+    g_test_add_func("/userqueue/reads", test_reads);
     return g_test_run();
 }
