@@ -1061,7 +1061,8 @@ static void c2s_end_session(MkC2s *c)
 
 static C2sWorker *worker_state(MkC2sServer *cs, MkWorker *w);
 
-void mk_c2s_accept(MkWorker *w, int fd, const MkListenConfig *lc, gpointer user_data)
+void mk_c2s_accept(MkWorker *w, int fd, const struct sockaddr_storage *peer,
+                   const MkListenConfig *lc, gpointer user_data)
 {
     MkC2sServer *cs = user_data;
     C2sListen *listen = NULL;
@@ -1075,7 +1076,7 @@ void mk_c2s_accept(MkWorker *w, int fd, const MkListenConfig *lc, gpointer user_
         return;
     }
     MkC2s *c = c2s_stream_new(cs, listen, w);
-    c->conn = mk_conn_new(w, fd, &conn_callbacks, c);
+    c->conn = mk_conn_new(w, fd, peer, &conn_callbacks, c);
     if (listen->lc.tls == MK_TLS_DIRECT && listen->creds) {
         c->state = C2S_TLS;
         mk_conn_start_tls(c->conn, listen->creds);

@@ -7,6 +7,7 @@
 #include "conffile.h"
 #include "worker.h"
 #include <gnutls/gnutls.h>
+#include <sys/socket.h>
 
 typedef struct MkC2sServer MkC2sServer;
 
@@ -18,4 +19,5 @@ void mk_c2s_server_free(MkC2sServer *cs);
 /* Prepares a listener's settings (TLS credentials etc.). Main thread. */
 gboolean mk_c2s_server_add_listener(MkC2sServer *cs, const MkListenConfig *lc, GError **error);
 /* The MkAcceptFunc for c2s listeners; @user_data is the MkC2sServer. */
-void mk_c2s_accept(MkWorker *w, int fd, const MkListenConfig *lc, gpointer user_data);
+void mk_c2s_accept(MkWorker *w, int fd, const struct sockaddr_storage *peer,
+                   const MkListenConfig *lc, gpointer user_data);

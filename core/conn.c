@@ -521,22 +521,27 @@ static char *format_ipv4(const guint8 addr[4], guint port)
     return g_strdup(buf);
 }
 
-static char *describe_peer(int fd, gboolean *loopback)
+/* @peer: the address accept() returned, or NULL to ask the socket (a
+ * system call per connection that listeners spare us). */
+static char *describe_peer(int fd, const struct sockaddr_storage *peer, gboolean *loopback)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
+    struct sockaddr_storage own;
     char host[INET6_ADDRSTRLEN];
 
     *loopback = FALSE;
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
-        return g_strdup("unknown");
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    if (!peer) {
+        socklen_t len = sizeof own;
+        if (getpeername(fd, (struct sockaddr *)&own, &len) < 0)
+            return g_strdup("unknown");
+        peer = &own;
+    }
+    if (peer->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)peer;
         *loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
         return format_ipv4((const guint8 *)&sin->sin_addr, ntohs(sin->sin_port));
     }
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    if (peer->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)peer;
         if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
             const guint8 *v4 = sin6->sin6_addr.s6_addr + 12;
             *loopback = v4[0] == 127;
@@ -546,7 +551,7 @@ static char *describe_peer(int fd, gboolean *loopback)
         *loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
         return g_strdup_printf("[%s]:%u", host, ntohs(sin6->sin6_port));
     }
-    if (ss.ss_family == AF_UNIX) {
+    if (peer->ss_family == AF_UNIX) {
         *loopback = TRUE;
         return g_strdup("unix");
     }
@@ -554,7 +559,8 @@ static char *describe_peer(int fd, gboolean *loopback)
 }
 
 /* See conn.h. @w's thread. Returns: (transfer full); takes @fd. */
-MkConn *mk_conn_new(MkWorker *w, int fd, const MkConnCallbacks *cb, gpointer user_data)
+MkConn *mk_conn_new(MkWorker *w, int fd, const struct sockaddr_storage *peer,
+                    const MkConnCallbacks *cb, gpointer user_data)
 {
     g_return_val_if_fail(w && fd >= 0 && cb && cb->on_data, NULL);
     MkConn *c = g_new0(MkConn, 1);
@@ -564,7 +570,7 @@ MkConn *mk_conn_new(MkWorker *w, int fd, const MkConnCallbacks *cb, gpointer use
     c->fd = fd;
     c->cb = cb;
     c->user_data = user_data;
-    c->peer = describe_peer(fd, &loopback);
+    c->peer = describe_peer(fd, peer, &loopback);
     c->loopback = loopback;
     c->last_read_us = g_get_monotonic_time();
     c->flush.func = flush_deferred;

@@ -13,6 +13,7 @@
 #include "mk-core.h"
 #include "worker.h"
 #include <gnutls/gnutls.h>
+#include <sys/socket.h>
 
 /* A write queue above this many bytes means the peer does not read: the
  * connection is dropped (on_closed follows). */
@@ -38,9 +39,11 @@ typedef struct {
 } MkConnCallbacks;
 
 /* Takes ownership of the connected non-blocking socket @fd and starts
- * reading. @cb must outlive the conn. @w's thread only.
- * Returns: (transfer full) */
-MkConn *mk_conn_new(MkWorker *w, int fd, const MkConnCallbacks *cb, gpointer user_data);
+ * reading. @peer (transfer none, nullable) is the peer's address as
+ * accept() returned it; NULL: asked of the socket. @cb must outlive the
+ * conn. @w's thread only. Returns: (transfer full) */
+MkConn *mk_conn_new(MkWorker *w, int fd, const struct sockaddr_storage *peer,
+                    const MkConnCallbacks *cb, gpointer user_data);
 /* Closes the socket at once if still open (queued bytes are dropped) and
  * frees the conn; no callback follows. Callable at any time, also from
  * inside the conn's own callbacks. (nullable) */

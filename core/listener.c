@@ -26,6 +26,7 @@ typedef struct {
     MkPollWatch *watch;
     GSource *resume;
     gint64 last_log_us;
+    guint64 took_one_in; /* the batch whose wake-up took a single connection */
 } ListenSock;
 
 struct MkListener {
@@ -68,9 +69,20 @@ static void on_acceptable(gpointer data, guint32 events)
 {
     ListenSock *ls = data;
     MkListener *l = ls->l;
+    /* Accepting until EAGAIN costs a failed accept4 per wake-up: at a
+     * steady rate, with one connection per wake-up, a second system call
+     * per connection. So a wake-up takes one connection, unless the one
+     * of the batch just before did so too: then connections queue up and
+     * this one takes all of them. The socket is level-triggered: one
+     * that still has connections waiting is in the next batch again. */
+    guint64 batch = mk_worker_batch_serial(ls->w);
+    gboolean drain = batch == ls->took_one_in + 1;
 
     for (guint i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        /* The peer's address comes with the connection: no getpeername. */
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
+        int fd = accept4(ls->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             switch (errno) {
             case EAGAIN:
@@ -94,7 +106,11 @@ static void on_acceptable(gpointer data, guint32 events)
                 return;
             }
         }
-        l->func(ls->w, fd, &l->lc, l->user_data);
+        l->func(ls->w, fd, &peer, &l->lc, l->user_data);
+        if (!drain) {
+            ls->took_one_in = batch;
+            return;
+        }
     }
 }
 

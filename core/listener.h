@@ -6,12 +6,16 @@
 #include "mk-core.h"
 #include "conffile.h"
 #include "worker.h"
+#include <sys/socket.h>
 
 typedef struct MkListener MkListener;
 /* Called on @w's thread with a new connected non-blocking, CLOEXEC socket
- * (TCP_NODELAY set) that the callee now owns. @lc (transfer none) is the
- * listener's own copy of its configuration, valid until mk_listener_stop. */
-typedef void (*MkAcceptFunc)(MkWorker *w, int fd, const MkListenConfig *lc, gpointer user_data);
+ * (TCP_NODELAY set) that the callee now owns, and its peer's address as
+ * accept() gave it (transfer none; only for the call). @lc (transfer none)
+ * is the listener's own copy of its configuration, valid until
+ * mk_listener_stop. */
+typedef void (*MkAcceptFunc)(MkWorker *w, int fd, const struct sockaddr_storage *peer,
+                             const MkListenConfig *lc, gpointer user_data);
 
 /* Binds @lc (copied) on every worker: every address @lc->address resolves
  * to ("localhost" may give ::1 and 127.0.0.1; "*" or empty: all

@@ -54,6 +54,7 @@ struct MkWorker {
 
     /* Watches removed during a batch, freed once it is done. */
     gboolean dispatching;
+    guint64 batch_serial; /* mk_worker_batch_serial */
     /* mk_worker_defer: run when the batch is done, in order. */
     MkDeferred *deferred_head;
     MkDeferred *deferred_tail;
@@ -161,6 +162,7 @@ static gboolean epoll_source_dispatch(GSource *source, GSourceFunc callback, gpo
         return G_SOURCE_CONTINUE;
     }
     w->dispatching = TRUE;
+    w->batch_serial++;
     for (int i = 0; i < n; i++) {
         if (ev[i].data.ptr == &mailbox_tag) {
             drain_mailbox(w);
@@ -443,6 +445,12 @@ void mk_context_post(GMainContext *ctx, GSourceFunc func, gpointer data, GDestro
 gboolean mk_worker_batching(MkWorker *w)
 {
     return w->dispatching;
+}
+
+/* See worker.h. @w's thread. */
+guint64 mk_worker_batch_serial(MkWorker *w)
+{
+    return w->batch_serial;
 }
 
 /* See worker.h. @w's thread. */

@@ -65,6 +65,10 @@ void mk_worker_post(MkWorker *w, MkJobFunc func, gpointer data, GDestroyNotify d
  * callbacks and mailbox jobs), after which deferred work runs before the
  * worker sleeps again. @w's thread only. */
 gboolean mk_worker_batching(MkWorker *w);
+/* The serial number of @w's current (or last) batch: consecutive batches
+ * have consecutive numbers, so a callback can tell whether its socket was
+ * ready again right in the next one. @w's thread only. */
+guint64 mk_worker_batch_serial(MkWorker *w);
 /* Runs @d->func(@d) at the end of the current batch; once, however often
  * it is deferred before then. Only while mk_worker_batching(@w). @w's
  * thread only. */

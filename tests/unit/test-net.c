@@ -726,7 +726,8 @@ static const MkConnCallbacks peer_callbacks = {
     .on_closed = on_closed,
 };
 
-static void on_accept(MkWorker *w, int fd, const MkListenConfig *lc, gpointer user_data)
+static void on_accept(MkWorker *w, int fd, const struct sockaddr_storage *peer,
+                      const MkListenConfig *lc, gpointer user_data)
 {
     Fixture *fx = user_data;
     g_assert_true(mk_worker_self() == w);
@@ -740,7 +741,7 @@ static void on_accept(MkWorker *w, int fd, const MkListenConfig *lc, gpointer us
     p->fx = fx;
     p->w = w;
     p->in = g_string_new(NULL);
-    p->conn = mk_conn_new(w, fd, &peer_callbacks, p);
+    p->conn = mk_conn_new(w, fd, peer, &peer_callbacks, p);
     g_assert_true(mk_conn_worker(p->conn) == w);
     g_assert_false(mk_conn_is_tls(p->conn));
     g_assert_cmpint(mk_conn_idle_seconds(p->conn), ==, 0);
