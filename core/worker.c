@@ -92,14 +92,18 @@ static void free_dead_watches(MkWorker *w)
     }
 }
 
+static void mailbox_signal(MkWorker *w)
+{
+    guint64 one = 1;
+    if (write(w->evfd, &one, sizeof one) < 0 && errno != EAGAIN)
+        g_warning("worker %u: eventfd write: %s", w->index, g_strerror(errno));
+}
+
+/* The mailbox eventfd is edge-triggered (see worker_new) and never read:
+ * each write of a post that found the queue empty wakes us once. A post
+ * after the queue was taken below finds it empty and writes again. */
 static void drain_mailbox(MkWorker *w)
 {
-    guint64 count;
-    /* Reset the eventfd first: a post after this either finds a queue we
-     * have not taken yet or an empty one, in which case it writes again. */
-    if (read(w->evfd, &count, sizeof count) < 0 && errno != EAGAIN)
-        g_warning("worker %u: eventfd read: %s", w->index, g_strerror(errno));
-
     g_mutex_lock(&w->lock);
     Job *job = w->head;
     w->head = w->tail = NULL;
@@ -196,8 +200,16 @@ static gint worker_poll(GPollFD *fds, guint nfds, gint timeout)
     MkWorker *w = current_worker;
     GPollFD *ep = NULL, *wake = NULL;
 
-    if (w)
+    if (w) {
+        /* Events no dispatch took (a source of higher priority ran
+         * instead) are dropped: level-triggered sockets are reported
+         * again, the edge-triggered mailbox would not be, so it is
+         * signalled anew. */
+        for (int i = 0; i < w->n_ready; i++)
+            if (w->ready[i].data.ptr == &mailbox_tag)
+                mailbox_signal(w);
         w->n_ready = 0;
+    }
     if (w && nfds == 2) {
         for (guint i = 0; i < 2; i++) {
             if (fds[i].fd == w->epfd)
@@ -284,7 +296,12 @@ static MkWorker *worker_new(MkWorkers *owner, guint index, GError **error)
     w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->evfd < 0)
         goto fail;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = (gpointer)&mailbox_tag};
+    /* Edge-triggered: every write to an eventfd wakes its waiters, so each
+     * post that writes (the one that finds the queue empty) is reported
+     * once, and the counter need not be read back to zero, which was a
+     * read() per wake-up. It grows by one per such post: 2^64 - 2 of them
+     * before a write would block. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = (gpointer)&mailbox_tag};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
         goto fail;
 
@@ -422,11 +439,8 @@ void mk_worker_post(MkWorker *w, MkJobFunc func, gpointer data, GDestroyNotify d
 
     /* Only the post that finds the queue empty wakes the worker; the
      * drain takes everything queued up to then. */
-    if (was_empty) {
-        guint64 one = 1;
-        if (write(w->evfd, &one, sizeof one) < 0 && errno != EAGAIN)
-            g_warning("worker %u: eventfd write: %s", w->index, g_strerror(errno));
-    }
+    if (was_empty)
+        mailbox_signal(w);
 }
 
 /* See worker.h. Any thread. */
