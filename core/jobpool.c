@@ -1,6 +1,8 @@
 /* See jobpool.h. */
 #include "jobpool.h"
 
+#include "arena.h"
+
 struct MkJobPool {
     GMutex lock;
     GCond cond;
@@ -17,6 +19,9 @@ struct MkJobPool {
 static gpointer pool_thread(gpointer data)
 {
     MkJobPool *p = data;
+    /* What jobs allocate may outlive them (an auth job's results go to
+     * the session), so pool threads' heaps grow with sessions too. */
+    mk_arena_reserve();
     g_mutex_lock(&p->lock);
     for (;;) {
         gpointer job = g_queue_pop_head(&p->jobs);

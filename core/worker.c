@@ -5,6 +5,8 @@
  * wake-up costs O(ready sockets) however many connections sit idle. */
 #include "worker.h"
 
+#include "arena.h"
+
 #include <errno.h>
 #include <gio/gio.h>
 #include <string.h>
@@ -247,6 +249,7 @@ static gpointer worker_thread(gpointer data)
 {
     MkWorker *w = data;
     current_worker = w;
+    mk_arena_reserve(); /* a worker's heap grows with its sessions */
     g_main_context_push_thread_default(w->ctx);
     g_main_loop_run(w->loop);
     g_main_context_pop_thread_default(w->ctx);
