@@ -63,8 +63,8 @@ struct MkC2s {
     char *username; /* after SASL */
     MkSaslSession *sasl;
     struct MkPreloads *preloads; /* auth_preload's results, from SASL to bind */
-    MkSession *session; /* after bind */
-    C2sSm *sm;          /* XEP-0198 state once enabled (moves with the session) */
+    MkSession *session;          /* after bind */
+    C2sSm *sm;                   /* XEP-0198 state once enabled (moves with the session) */
 };
 
 #define NS_CLIENT "jabber:client"

@@ -81,7 +81,7 @@ struct MkModule {
     GHashTable *values;    /* key -> MkConfValue*, immutable while running */
     gpointer data;
     GDestroyNotify data_destroy;
-    gboolean live; /* registrations allowed (start() .. stop); atomic */
+    gboolean live;  /* registrations allowed (start() .. stop); atomic */
     gint offworker; /* atomic: calls in progress off the workers (mk_module_enter) */
     /* Registrations (main thread only), removed by the core on stop. */
     GPtrArray *hooks;           /* MkHookReg* */

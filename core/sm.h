@@ -36,8 +36,8 @@ struct MkSession {
     gint64 last_input_us; /* monotonic; atomic-ish (gint64 store on x86-64) */
     gint detached;        /* atomic: XEP-0198, the connection is gone, resumption awaited */
     /* Owner worker only. */
-    GHashTable *slots;    /* MkModule* -> SessionSlot* */
-    GHashTable *directed; /* full JID string -> MkJid*: directed presence sent */
+    GHashTable *slots;           /* MkModule* -> SessionSlot* */
+    GHashTable *directed;        /* full JID string -> MkJid*: directed presence sent */
     struct MkPreloads *preloads; /* auth_preload's results, until taken */
 };
 
