@@ -475,6 +475,25 @@ class Client:
             pass
 
 
+def online(srv, user, resource="r"):
+    """Logs in, asks for the roster (so pushes come), sends initial presence."""
+    c = Client(srv, user, resource=resource)
+    c.roster_get()
+    c.presence()
+    return c
+
+
+def subscribe(contact, user):
+    """@contact subscribes to @user's presence and @user approves; both
+    online and interested in roster pushes (online())."""
+    contact.presence("subscribe", user.bare)
+    contact.expect_push(user.bare)
+    user.expect(is_presence("subscribe", contact.bare))
+    user.presence("subscribed", contact.bare)
+    user.expect_push(contact.bare)
+    contact.expect_push(user.bare)
+
+
 def dump(el):
     return ET.tostring(el).decode() if el is not None else "None"
 

@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import Client, Server, Tap, is_presence  # noqa: E402
+from modtest import Client, Server, Tap, is_presence, online, subscribe  # noqa: E402
 
 CACHED = "presence of alice@localhost/one from the session's list of subscribers"
 STALE = "presence of alice@localhost/one: the session's list of subscribers is stale"
@@ -19,23 +19,6 @@ STALE = "presence of alice@localhost/one: the session's list of subscribers is s
 
 def log_count(srv, text):
     return srv.log_text(tail=1000000).count(text)
-
-
-def online(srv, user, resource):
-    c = Client(srv, user, resource=resource)
-    c.roster_get()
-    c.presence()
-    return c
-
-
-def subscribe(contact, c_bare, user, u_bare):
-    """@contact subscribes to @user's presence, @user approves."""
-    contact.presence("subscribe", u_bare)
-    contact.expect_push(u_bare)
-    user.expect(is_presence("subscribe", c_bare))
-    user.presence("subscribed", c_bare)
-    user.expect_push(c_bare)
-    contact.expect_push(u_bare)
 
 
 def show(c, what):
@@ -74,7 +57,7 @@ def test_subscribers(t, srv):
         srv.register(u)
     a = online(srv, "alice", "one")
     b = online(srv, "bob", "desk")
-    subscribe(b, "bob@localhost", a, "alice@localhost")
+    subscribe(b, a)
     a.drain(0.2)
     b.drain(0.2)
 

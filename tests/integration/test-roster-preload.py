@@ -8,34 +8,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import Client, Server, Tap, is_presence, roster_item  # noqa: E402
+from modtest import Client, Server, Tap, is_presence, online, roster_item, subscribe  # noqa: E402,E501
 
 
 def log_has(srv, text):
     return text in srv.log_text(tail=1000000)
-
-
-def befriend(a, b, a_bare, b_bare):
-    """Mutual subscription between two online, interested clients."""
-    a.presence("subscribe", b_bare)
-    a.expect_push(b_bare)
-    b.expect(is_presence("subscribe", a_bare))
-    b.presence("subscribed", a_bare)
-    b.expect_push(a_bare)
-    a.expect_push(b_bare)
-    b.presence("subscribe", a_bare)
-    b.expect_push(a_bare)
-    a.expect(is_presence("subscribe", b_bare))
-    a.presence("subscribed", b_bare)
-    a.expect_push(b_bare)
-    b.expect_push(a_bare)
-
-
-def online(srv, user, resource):
-    c = Client(srv, user, resource=resource)
-    c.roster_get()
-    c.presence()
-    return c
 
 
 def test_fresh(t, srv):
@@ -43,7 +20,8 @@ def test_fresh(t, srv):
     srv.register("bob")
     a = online(srv, "alice", "one")
     b = online(srv, "bob", "desk")
-    befriend(a, b, "alice@localhost", "bob@localhost")
+    subscribe(a, b)
+    subscribe(b, a)
     a.close()
     b.expect(is_presence("unavailable", "alice@localhost"))
     b.drain(0.2)
@@ -81,7 +59,8 @@ def test_stale(t, srv):
     srv.register("dave")
     c1 = online(srv, "carol", "one")
     d = online(srv, "dave", "desk")
-    befriend(c1, d, "carol@localhost", "dave@localhost")
+    subscribe(c1, d)
+    subscribe(d, c1)
     c1.drain(0.2)
     d.drain(0.2)
 
@@ -117,7 +96,8 @@ def test_presence_without_get(t, srv):
     srv.register("frank")
     e1 = online(srv, "erin", "one")
     f = online(srv, "frank", "desk")
-    befriend(e1, f, "erin@localhost", "frank@localhost")
+    subscribe(e1, f)
+    subscribe(f, e1)
     e1.drain(0.2)
     f.drain(0.2)
     e2 = Client(srv, "erin", resource="two")

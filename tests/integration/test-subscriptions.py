@@ -9,16 +9,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import (NS_CLIENT, NS_ROSTER, Client, Server, Tap, is_presence, q,  # noqa: E402
-                     roster_item)
-
-
-def online(srv, user, resource="r"):
-    """Logs in, asks for the roster (so pushes come), sends initial presence."""
-    c = Client(srv, user, resource=resource)
-    c.roster_get()
-    c.presence()
-    return c
+from modtest import (NS_CLIENT, NS_ROSTER, Client, Server, Tap, is_presence, online,  # noqa: E402,E501
+                     q, roster_item)
 
 
 def test_handshake(t, srv):
