@@ -387,7 +387,6 @@ static void sasl_job_run(gpointer data)
 {
     SaslJob *job = data;
     MkServer *srv = job->c->cs->srv;
-    MkDb *db = mk_sasl_db(job->c->cs->sasl);
     g_autoptr(GError) error = NULL;
     MkDbConn *conn;
     /* With preloads, the credentials and the modules' reads share one
@@ -395,13 +394,13 @@ static void sasl_job_run(gpointer data)
     if (!mk_preloads_wanted(srv, job->c->domain)) {
         /* The step takes a connection itself. */
         mk_sasl_step(job->ss, job->input, &job->result);
-    } else if (!(conn = mk_db_acquire(db, &error))) {
+    } else if (!(conn = mk_db_acquire(srv->db, &error))) {
         g_warning("SASL: cannot reach the database: %s", error->message);
         job->result.status = MK_SASL_FAILURE;
         job->result.condition = "temporary-auth-failure";
     } else {
         mk_db_conn_reads(conn, sasl_job_reads, job, NULL);
-        mk_db_release(db, conn);
+        mk_db_release(srv->db, conn);
     }
     mk_worker_post(job->c->worker, sasl_job_done, job, sasl_job_free);
 }

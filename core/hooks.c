@@ -85,6 +85,14 @@ static void entry_unref_module(gpointer p)
 }
 
 /* See modules.h. Any thread. */
+gboolean mk_hooks_any(MkModules *mods, const char *domain, const char *hook)
+{
+    MkHostReg *hr = mk_modules_host_reg(mods, domain);
+    GArray *list = hr ? g_hash_table_lookup(hr->hooks, hook) : NULL;
+    return list && list->len > 0;
+}
+
+/* See modules.h. Any thread. */
 GArray *mk_hooks_copy(MkModules *mods, const char *domain, const char *hook)
 {
     MkHostReg *hr = mk_modules_host_reg(mods, domain);

@@ -46,6 +46,9 @@ void mk_hook_call_clear(MkHookCall *call);
  * its module), for a caller that may outlast the snapshot's grace period.
  * Returns: (transfer full) (nullable) NULL when there are none. Any thread. */
 GArray *mk_hooks_copy(MkModules *mods, const char *domain, const char *hook);
+/* TRUE when @hook has handlers for the host type of @domain: a lookup,
+ * without mk_hooks_copy's copy and references. Any thread. */
+gboolean mk_hooks_any(MkModules *mods, const char *domain, const char *hook);
 
 /* Dispatches an IQ request (type get/set) to the handler of its payload's
  * namespace for @scope on the host type of @domain; answers

@@ -46,26 +46,30 @@ void mk_preloads_free(MkPreloads *p)
     g_free(p);
 }
 
+/* The index of @mod's entry in @p, or -1. */
+static gint find(MkPreloads *p, MkModule *mod)
+{
+    for (guint i = 0; i < p->items->len; i++)
+        if (g_array_index(p->items, Preload, i).mod == mod)
+            return (gint)i;
+    return -1;
+}
+
 gpointer mk_preloads_take(MkPreloads *p, MkModule *mod)
 {
-    if (!p)
+    gint i = p ? find(p, mod) : -1;
+    if (i < 0)
         return NULL;
-    for (guint i = 0; i < p->items->len; i++) {
-        Preload *item = &g_array_index(p->items, Preload, i);
-        if (item->mod == mod) {
-            gpointer data = item->data;
-            item->data = NULL; /* the clear func skips it */
-            g_array_remove_index_fast(p->items, i);
-            return data;
-        }
-    }
-    return NULL;
+    Preload *item = &g_array_index(p->items, Preload, i);
+    gpointer data = item->data;
+    item->data = NULL; /* the clear func skips it */
+    g_array_remove_index_fast(p->items, (guint)i);
+    return data;
 }
 
 gboolean mk_preloads_wanted(MkServer *srv, const char *domain)
 {
-    g_autoptr(GArray) handlers = mk_hooks_copy(srv->modules, domain, MK_HOOK_AUTH_PRELOAD);
-    return handlers != NULL;
+    return mk_hooks_any(srv->modules, domain, MK_HOOK_AUTH_PRELOAD);
 }
 
 MkPreloads *mk_preloads_run(MkServer *srv, MkDbConn *conn, const char *username, const char *domain)
@@ -110,14 +114,13 @@ void mk_hook_call_set_preload(MkHookCall *call, gpointer data, GDestroyNotify de
             destroy(data);
         return;
     }
-    for (guint i = 0; i < call->preloads->items->len; i++) {
+    gint i = find(call->preloads, call->running);
+    if (i >= 0) {
         Preload *item = &g_array_index(call->preloads->items, Preload, i);
-        if (item->mod == call->running) {
-            preload_clear(item);
-            item->data = data;
-            item->destroy = destroy;
-            return;
-        }
+        preload_clear(item);
+        item->data = data;
+        item->destroy = destroy;
+        return;
     }
     Preload item = {call->running, data, destroy};
     g_array_append_val(call->preloads->items, item);

@@ -208,11 +208,6 @@ void mk_sasl_session_set_conn(MkSaslSession *ss, MkDbConn *conn)
     ss->conn = conn;
 }
 
-MkDb *mk_sasl_db(MkSasl *sasl)
-{
-    return sasl->db;
-}
-
 const char *mk_sasl_session_account(MkSaslSession *ss)
 {
     return ss->creds ? ss->creds->username : NULL;

@@ -51,8 +51,6 @@ void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result);
  * so save a thread hand-off. The thread that owns @ss. */
 gboolean mk_sasl_step_blocks(MkSaslSession *ss);
 void mk_sasl_session_free(MkSaslSession *ss);
-/* The database of @sasl. (transfer none) */
-MkDb *mk_sasl_db(MkSasl *sasl);
 /* A connection the next blocking steps use instead of taking one of
  * their own (NULL: take one); borrowed, so the caller can read more on
  * it in the same job (auth_preload). The thread that owns @ss. */
