@@ -1,6 +1,7 @@
 /* The c2s stream object, shared by the files that implement client
- * streams: c2s.c (negotiation, stanzas) and c2s-sm.c (XEP-0198). Nothing
- * else includes this. Everything in an MkC2s belongs to its worker. */
+ * streams: c2s.c (stream states, bind, stanzas), c2s-sasl.c (STARTTLS and
+ * SASL), c2s-preauth.c (IQs before authentication) and c2s-sm.c
+ * (XEP-0198). Nothing else includes this. Everything in an MkC2s belongs to its worker. */
 #pragma once
 
 #include "c2s.h"
@@ -67,12 +68,23 @@ struct MkC2s {
     C2sSm *sm;                   /* XEP-0198 state once enabled (moves with the session) */
 };
 
-#define NS_CLIENT "jabber:client"
+#define NS_CLIENT      "jabber:client"
+#define NS_STREAM      "http://etherx.jabber.org/streams"
+#define NS_TLS         "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL        "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_BIND        "urn:ietf:params:xml:ns:xmpp-bind"
+#define NS_SESSION     "urn:ietf:params:xml:ns:xmpp-session"
+#define NS_STREAMS_ERR "urn:ietf:params:xml:ns:xmpp-streams"
+#define NS_SASL_CB     "urn:xmpp:sasl-cb:0"
 
 MkC2s *c2s_ref(MkC2s *c);
 void c2s_unref(MkC2s *c);
 /* Raw bytes to the client (stream-level: not counted). */
 void c2s_write(MkC2s *c, const char *data);
+/* Every element for the client goes through here, so that XEP-0198 sees
+ * every stanza (c2s_sm_sent): deliveries, module writes and the core's
+ * own replies alike. */
+void c2s_write_xml(MkC2s *c, MkXml *xml);
 /* Sends a stream error (or a clean end when NULL) and ends the session. */
 void c2s_close(MkC2s *c, const char *stream_error);
 /* A stream on @w for @listen, in its list, without a connection yet.
@@ -87,6 +99,17 @@ void c2s_adopt_conn(MkC2s *c, MkConn *conn);
 void c2s_feed(MkC2s *c, const char *data, gsize len);
 /* Drops @c from its worker's list (and the list's reference). */
 void c2s_stream_remove(MkC2s *c);
+
+/* c2s-sasl.c: whether this stream may offer and use @mech. */
+gboolean c2s_mech_allowed(MkC2s *c, const char *mech);
+/* c2s-sasl.c: <starttls/>, and an element of the SASL namespace, before
+ * authentication. */
+void c2s_starttls(MkC2s *c);
+void c2s_sasl_element(MkC2s *c, MkXml *el);
+/* c2s-preauth.c: offers a pre-authentication <iq/> to the module that
+ * claimed its payload's namespace; FALSE when nobody did (the caller
+ * closes the stream). */
+gboolean c2s_preauth_iq_dispatch(MkC2s *c, MkXml *el);
 
 #define C2S_LOG(c, level, ...)                                                                     \
     mk_log_conn((level), (c)->conn ? mk_conn_peer((c)->conn) : "detached",                         \

@@ -2,10 +2,8 @@
  *
  * States: a stream header is awaited, then features are offered; STARTTLS
  * and SASL each restart the stream; after SASL the client binds a
- * resource and becomes a session. SASL steps that read the account run on
- * the auth pool while the connection's input is paused; their results
- * come back through the worker's mailbox. The others (SCRAM's final
- * message) run on the worker. */
+ * resource and becomes a session. STARTTLS and SASL are in c2s-sasl.c,
+ * IQs before authentication in c2s-preauth.c, XEP-0198 in c2s-sm.c. */
 #include "c2s.h"
 #include "c2s-priv.h"
 #include "c2s-sm.h"
@@ -22,14 +20,6 @@
 #include "xmlstream.h"
 #include <gnutls/crypto.h>
 #include <unistd.h>
-
-#define NS_STREAM      "http://etherx.jabber.org/streams"
-#define NS_TLS         "urn:ietf:params:xml:ns:xmpp-tls"
-#define NS_SASL        "urn:ietf:params:xml:ns:xmpp-sasl"
-#define NS_BIND        "urn:ietf:params:xml:ns:xmpp-bind"
-#define NS_SESSION     "urn:ietf:params:xml:ns:xmpp-session"
-#define NS_STREAMS_ERR "urn:ietf:params:xml:ns:xmpp-streams"
-#define NS_SASL_CB     "urn:xmpp:sasl-cb:0"
 
 /* How often each worker sweeps its streams for idle timeouts and for
  * parsers to release; and after how long an idle stream drops its parser. */
@@ -58,10 +48,7 @@ void c2s_write(MkC2s *c, const char *data)
         mk_conn_write(c->conn, data, strlen(data));
 }
 
-/* Every element for the client goes through here, so that XEP-0198 sees
- * every stanza (c2s_sm_sent): deliveries, module writes and the core's
- * own replies alike. */
-static void c2s_write_xml(MkC2s *c, MkXml *xml)
+void c2s_write_xml(MkC2s *c, MkXml *xml)
 {
     if (c->state == C2S_CLOSING)
         return;
@@ -131,21 +118,6 @@ void c2s_close(MkC2s *c, const char *stream_error)
     c2s_end_session(c);
 }
 
-static gboolean mech_allowed(MkC2s *c, const char *mech)
-{
-    MkConfigData *cfg = c->cs->srv->config;
-    gboolean tls = mk_conn_is_tls(c->conn);
-
-    if (g_str_equal(mech, "ANONYMOUS"))
-        return cfg->anonymous_hosts &&
-               g_strv_contains((const char *const *)cfg->anonymous_hosts, c->domain);
-    if (!g_strv_contains((const char *const *)cfg->mechanisms, mech))
-        return FALSE;
-    if (g_str_has_suffix(mech, "-PLUS"))
-        return tls && mk_conn_channel_binding_type(c->conn) != NULL;
-    return mk_sasl_supports(c->cs->sasl, mech);
-}
-
 /* Plain appends rather than printf-family calls: this runs at every
  * stream start of every login. */
 static void send_features(MkC2s *c)
@@ -167,14 +139,14 @@ static void send_features(MkC2s *c)
             g_string_append(f, "<mechanisms xmlns='" NS_SASL "'>");
             for (char **m = cfg->mechanisms; m && *m; m++) {
                 /* ANONYMOUS is offered per host below, once. */
-                if (g_str_equal(*m, "ANONYMOUS") || !mech_allowed(c, *m))
+                if (g_str_equal(*m, "ANONYMOUS") || !c2s_mech_allowed(c, *m))
                     continue;
                 g_string_append(f, "<mechanism>");
                 g_string_append(f, *m);
                 g_string_append(f, "</mechanism>");
                 any_plus |= g_str_has_suffix(*m, "-PLUS");
             }
-            if (mech_allowed(c, "ANONYMOUS"))
+            if (c2s_mech_allowed(c, "ANONYMOUS"))
                 g_string_append(f, "<mechanism>ANONYMOUS</mechanism>");
             g_string_append(f, "</mechanisms>");
             /* XEP-0440: which channel-binding types we can check. */
@@ -265,236 +237,6 @@ static void on_stream_error(gpointer user_data, const char *condition, const cha
     MkC2s *c = user_data;
     C2S_LOG(c, G_LOG_LEVEL_INFO, "bad XML (%s): %s", condition, text ? text : "");
     c2s_close(c, condition);
-}
-
-/* ---- STARTTLS and SASL ------------------------------------------------ */
-
-static void handle_starttls(MkC2s *c)
-{
-    if (mk_conn_is_tls(c->conn) || !c->listen->creds || c->listen->lc.tls == MK_TLS_NONE ||
-        c->username) {
-        c2s_write(c, "<failure xmlns='" NS_TLS "'/>");
-        c2s_close(c, NULL);
-        return;
-    }
-    c2s_write(c, "<proceed xmlns='" NS_TLS "'/>");
-    c->state = C2S_TLS;
-    c->restart = TRUE;
-    mk_conn_start_tls(c->conn, c->listen->creds);
-}
-
-typedef struct {
-    MkPoolJob job;
-    MkC2s *c; /* ref held; touched only on its worker */
-    MkSaslSession *ss;
-    char *input;
-    MkSaslResult result;
-    MkPreloads *preloads; /* auth_preload's, when the account is known */
-} SaslJob;
-
-static void sasl_failure(MkC2s *c, const char *condition)
-{
-    g_autofree char *msg =
-        g_strdup_printf("<failure xmlns='" NS_SASL "'><%s/></failure>", condition);
-    c2s_write(c, msg);
-    g_clear_pointer(&c->sasl, mk_sasl_session_free);
-    g_clear_pointer(&c->preloads, mk_preloads_free);
-}
-
-/* Answers the client with the outcome of a step. On the worker, after
- * the auth pool or directly (mk_sasl_step_blocks). */
-static void sasl_deliver(MkC2s *c, MkSaslResult *r)
-{
-    switch (r->status) {
-    case MK_SASL_CONTINUE: {
-        g_autofree char *msg = g_strdup_printf("<challenge xmlns='" NS_SASL "'>%s</challenge>",
-                                               r->out_b64 ? r->out_b64 : "=");
-        c2s_write(c, msg);
-        break;
-    }
-    case MK_SASL_SUCCESS: {
-        g_autofree char *msg =
-            r->out_b64 ? g_strdup_printf("<success xmlns='" NS_SASL "'>%s</success>", r->out_b64)
-                       : g_strdup("<success xmlns='" NS_SASL "'/>");
-        c->username = g_steal_pointer(&r->username);
-        g_clear_pointer(&c->sasl, mk_sasl_session_free);
-        c2s_write(c, msg);
-        C2S_LOG(c, G_LOG_LEVEL_INFO, "authenticated as %s@%s", c->username, c->domain);
-        /* The client restarts the stream now (RFC 6120 6.4.6). From
-         * inside the parser's callback this takes effect once the
-         * current input has been handed over. */
-        mk_xml_stream_reset(c->xs);
-        c->state = C2S_WAIT_STREAM;
-        c->header_sent = FALSE;
-        break;
-    }
-    case MK_SASL_FAILURE:
-        C2S_LOG(c, G_LOG_LEVEL_INFO, "authentication failed: %s", r->condition);
-        sasl_failure(c, r->condition);
-        break;
-    }
-}
-
-static void sasl_job_done(gpointer data)
-{
-    SaslJob *job = data;
-    MkC2s *c = job->c;
-
-    c->sasl_busy = FALSE;
-    if (c->state != C2S_CLOSING) {
-        if (job->preloads) {
-            mk_preloads_free(c->preloads);
-            c->preloads = g_steal_pointer(&job->preloads);
-        }
-        mk_conn_pause(c->conn, FALSE);
-        sasl_deliver(c, &job->result);
-    }
-    mk_preloads_free(job->preloads);
-    mk_sasl_result_clear(&job->result);
-    g_free(job->input);
-    c2s_unref(c);
-    g_free(job);
-}
-
-static void sasl_job_free(gpointer data)
-{
-    /* The worker stopped before the result could be delivered. */
-    SaslJob *job = data;
-    mk_preloads_free(job->preloads);
-    mk_sasl_result_clear(&job->result);
-    g_free(job->input);
-    g_free(job);
-}
-
-/* The step, then auth_preload, on one connection. */
-static gboolean sasl_job_reads(MkDbConn *conn, gpointer data, GError **error)
-{
-    SaslJob *job = data;
-    mk_sasl_session_set_conn(job->ss, conn);
-    mk_sasl_step(job->ss, job->input, &job->result);
-    mk_sasl_session_set_conn(job->ss, NULL);
-    /* Modules read what the session will need at once in this job, not in
-     * one more hand-off to the storage pool after bind (auth_preload). */
-    const char *account =
-        job->result.status != MK_SASL_FAILURE ? mk_sasl_session_account(job->ss) : NULL;
-    if (account)
-        job->preloads = mk_preloads_run(job->c->cs->srv, conn, account, job->c->domain);
-    return TRUE;
-}
-
-/* Runs on the auth pool. */
-static void sasl_job_run(gpointer data)
-{
-    SaslJob *job = data;
-    MkServer *srv = job->c->cs->srv;
-    g_autoptr(GError) error = NULL;
-    MkDbConn *conn;
-    /* With preloads, the credentials and the modules' reads share one
-     * connection and (sqlite) one set of file locks. */
-    if (!mk_preloads_wanted(srv, job->c->domain)) {
-        /* The step takes a connection itself. */
-        mk_sasl_step(job->ss, job->input, &job->result);
-    } else if (!(conn = mk_db_acquire(srv->db, &error))) {
-        g_warning("SASL: cannot reach the database: %s", error->message);
-        job->result.status = MK_SASL_FAILURE;
-        job->result.condition = "temporary-auth-failure";
-    } else {
-        mk_db_conn_reads(conn, sasl_job_reads, job, NULL);
-        mk_db_release(srv->db, conn);
-    }
-    mk_worker_post(job->c->worker, sasl_job_done, job, sasl_job_free);
-}
-
-/* Runs a step: on the auth pool when it may block (reading the
- * account), otherwise here, which saves SCRAM's client-final message a
- * thread hand-off. */
-static void sasl_step(MkC2s *c, const char *input)
-{
-    if (!mk_sasl_step_blocks(c->sasl)) {
-        MkSaslResult r;
-        mk_sasl_step(c->sasl, input, &r);
-        sasl_deliver(c, &r);
-        mk_sasl_result_clear(&r);
-        return;
-    }
-    SaslJob *job = g_new0(SaslJob, 1);
-    job->job.run = sasl_job_run;
-    job->c = c2s_ref(c);
-    job->ss = c->sasl;
-    job->input = g_strdup(input);
-    if (!mk_server_auth_push(c->cs->srv, &job->job)) {
-        /* Shutdown began (the auth pool is drained): this stream is about
-         * to be closed with system-shutdown (RFC 6120 4.9.3.22) anyway;
-         * close it now rather than leave the client waiting. */
-        c2s_close(c, "system-shutdown");
-        sasl_job_free(job);
-        c2s_unref(c); /* the job's */
-        return;
-    }
-    /* Only this worker delivers the result, after this returns. */
-    c->sasl_busy = TRUE;
-    mk_conn_pause(c->conn, TRUE);
-}
-
-/* Whether the features of this stream listed a -PLUS mechanism: then a
- * SCRAM client's 'y' flag (it could bind but believes we cannot) is a
- * downgrade and refused. */
-static gboolean plus_offered(MkC2s *c)
-{
-    for (char **m = c->cs->srv->config->mechanisms; m && *m; m++)
-        if (g_str_has_suffix(*m, "-PLUS") && mech_allowed(c, *m))
-            return TRUE;
-    return FALSE;
-}
-
-static void handle_auth(MkC2s *c, MkXml *el)
-{
-    const char *mech = mk_xml_get_attr(el, "mechanism");
-
-    if (c->username) {
-        c2s_close(c, "policy-violation");
-        return;
-    }
-    if (!mk_conn_is_tls(c->conn) && c->listen->lc.tls == MK_TLS_REQUIRED) {
-        sasl_failure(c, "encryption-required");
-        return;
-    }
-    if (c->sasl || c->sasl_busy) {
-        c2s_close(c, "policy-violation");
-        return;
-    }
-    if (!mech || !mech_allowed(c, mech)) {
-        sasl_failure(c, "invalid-mechanism");
-        return;
-    }
-    g_autoptr(GBytes) cb = NULL;
-    const char *cb_type = NULL;
-    if (mk_conn_is_tls(c->conn) && plus_offered(c)) {
-        cb_type = mk_conn_channel_binding_type(c->conn);
-        cb = cb_type ? mk_conn_channel_binding(c->conn, cb_type) : NULL;
-    }
-    c->sasl = mk_sasl_session_new(c->cs->sasl, mech, c->domain, cb_type, cb);
-    if (!c->sasl) {
-        sasl_failure(c, "invalid-mechanism");
-        return;
-    }
-    g_autofree char *text = mk_xml_text(el);
-    sasl_step(c, g_strstrip(text));
-}
-
-static void handle_sasl_element(MkC2s *c, MkXml *el)
-{
-    const char *name = mk_xml_name(el);
-    if (g_str_equal(name, "auth")) {
-        handle_auth(c, el);
-    } else if (g_str_equal(name, "response") && c->sasl && !c->sasl_busy) {
-        g_autofree char *text = mk_xml_text(el);
-        sasl_step(c, g_strstrip(text));
-    } else if (g_str_equal(name, "abort") && c->sasl && !c->sasl_busy) {
-        sasl_failure(c, "aborted");
-    } else {
-        c2s_close(c, "policy-violation");
-    }
 }
 
 /* ---- binding ---------------------------------------------------------- */
@@ -737,164 +479,6 @@ static void handle_stanza(MkC2s *c, MkXml *el)
     }
 }
 
-/* ---- IQs before authentication (mk-stream.h) ------------------------ */
-
-struct MkPreauthIq {
-    gint ref; /* the stream's worker only, like the stream's own count */
-    MkC2s *c; /* ref held */
-    MkXml *iq;
-    MkXml *payload; /* a child of iq */
-    char *peer;     /* the address without the port */
-    gboolean replied;
-};
-
-/* "192.0.2.1:5222" -> "192.0.2.1", "[2001:db8::1]:5222" -> "2001:db8::1".
- * Returns: (transfer full) */
-static char *peer_address(const char *peer)
-{
-    if (peer[0] == '[') {
-        const char *end = strchr(peer, ']');
-        return end ? g_strndup(peer + 1, (gsize)(end - peer - 1)) : g_strdup(peer);
-    }
-    const char *colon = strrchr(peer, ':');
-    return colon ? g_strndup(peer, (gsize)(colon - peer)) : g_strdup(peer);
-}
-
-MkPreauthIq *mk_preauth_iq_ref(MkPreauthIq *iq)
-{
-    g_return_val_if_fail(iq != NULL, NULL);
-    g_return_val_if_fail(mk_worker_self() == iq->c->worker, iq);
-    iq->ref++;
-    return iq;
-}
-
-void mk_preauth_iq_unref(MkPreauthIq *iq)
-{
-    if (!iq)
-        return;
-    g_return_if_fail(mk_worker_self() == iq->c->worker);
-    if (--iq->ref > 0)
-        return;
-    c2s_unref(iq->c);
-    mk_xml_unref(iq->iq);
-    g_free(iq->peer);
-    g_free(iq);
-}
-
-MkXml *mk_preauth_iq_xml(MkPreauthIq *iq)
-{
-    return iq->iq;
-}
-
-MkXml *mk_preauth_iq_payload(MkPreauthIq *iq)
-{
-    return iq->payload;
-}
-
-MkIqType mk_preauth_iq_type(MkPreauthIq *iq)
-{
-    return g_strcmp0(mk_xml_get_attr(iq->iq, "type"), "set") == 0 ? MK_IQ_SET : MK_IQ_GET;
-}
-
-const char *mk_preauth_iq_domain(MkPreauthIq *iq)
-{
-    return iq->c->domain;
-}
-
-const char *mk_preauth_iq_peer(MkPreauthIq *iq)
-{
-    return iq->peer;
-}
-
-gboolean mk_preauth_iq_is_secure(MkPreauthIq *iq)
-{
-    return iq->c->conn && mk_conn_is_tls(iq->c->conn);
-}
-
-/* Writes the answer unless the stream closed meanwhile (c2s_write_xml
- * checks). The client has no address yet: the reply carries none. */
-static gboolean preauth_claim(MkPreauthIq *iq)
-{
-    g_return_val_if_fail(iq != NULL, FALSE);
-    g_return_val_if_fail(mk_worker_self() == iq->c->worker, FALSE);
-    if (iq->replied) {
-        g_warning("pre-auth IQ answered twice; the second answer is dropped");
-        return FALSE;
-    }
-    iq->replied = TRUE;
-    return TRUE;
-}
-
-void mk_preauth_iq_reply(MkPreauthIq *iq, MkXml *payload)
-{
-    g_autoptr(MkXml) owned = payload;
-    if (!preauth_claim(iq))
-        return;
-    g_autoptr(MkXml) res = mk_xml_new("iq", NS_CLIENT);
-    mk_xml_set_attr(res, "type", "result");
-    if (mk_xml_get_attr(iq->iq, "id"))
-        mk_xml_set_attr(res, "id", mk_xml_get_attr(iq->iq, "id"));
-    if (owned)
-        mk_xml_append(res, g_steal_pointer(&owned));
-    c2s_write_xml(iq->c, res);
-}
-
-void mk_preauth_iq_reply_error(MkPreauthIq *iq, MkStanzaError cond, const char *text)
-{
-    if (!preauth_claim(iq))
-        return;
-    g_autoptr(MkStanza) st = mk_stanza_new(iq->iq, NULL);
-    g_autoptr(MkStanza) err = st ? mk_stanza_error_reply(st, cond, text) : NULL;
-    if (err)
-        c2s_write_xml(iq->c, mk_stanza_xml(err));
-}
-
-/* Offers a pre-authentication <iq/> to the module that claimed its
- * payload's namespace. FALSE when nobody did (the caller closes the
- * stream as before). */
-static gboolean preauth_iq_dispatch(MkC2s *c, MkXml *el)
-{
-    const char *type = mk_xml_get_attr(el, "type");
-    const char *to = mk_xml_get_attr(el, "to");
-    MkPreauthIqFunc func;
-    gpointer data;
-
-    if (g_strcmp0(type, "get") != 0 && g_strcmp0(type, "set") != 0)
-        return FALSE;
-    MkXml *payload = NULL;
-    for (guint i = 0; i < mk_xml_child_count(el); i++) {
-        MkXml *child = mk_xml_child_at(el, i);
-        if (mk_xml_is_text(child))
-            continue;
-        if (payload)
-            return FALSE; /* exactly one payload (RFC 6120 8.2.3) */
-        payload = child;
-    }
-    if (!payload)
-        return FALSE;
-    if (to) {
-        /* Only the server of this stream may be asked. */
-        g_autoptr(MkJid) to_jid = mk_jid_new(to, NULL);
-        if (!to_jid || !mk_jid_is_bare(to_jid) || mk_jid_node(to_jid) ||
-            g_strcmp0(mk_jid_domain(to_jid), c->domain) != 0)
-            return FALSE;
-    }
-    if (!mk_stream_preauth_iq_lookup(c->domain, mk_xml_ns(payload), &func, &data))
-        return FALSE;
-
-    MkPreauthIq *iq = g_new0(MkPreauthIq, 1);
-    iq->ref = 1;
-    iq->c = c2s_ref(c);
-    iq->iq = mk_xml_ref(el);
-    iq->payload = payload;
-    iq->peer = peer_address(mk_conn_peer(c->conn));
-    MkResult r = func(iq, data);
-    if (r == MK_PASS && !iq->replied)
-        mk_preauth_iq_reply_error(iq, MK_ERR_SERVICE_UNAVAILABLE, NULL);
-    mk_preauth_iq_unref(iq);
-    return TRUE;
-}
-
 static void on_element(gpointer user_data, MkXml *el)
 {
     MkC2s *c = user_data;
@@ -911,13 +495,13 @@ static void on_element(gpointer user_data, MkXml *el)
     }
     if (!c->username) {
         if (mk_xml_is(el, "starttls", NS_TLS))
-            handle_starttls(c);
+            c2s_starttls(c);
         else if (g_strcmp0(ns, NS_SASL) == 0)
-            handle_sasl_element(c, el);
+            c2s_sasl_element(c, el);
         else if (!mk_conn_is_tls(c->conn) && c->listen->lc.tls == MK_TLS_REQUIRED &&
                  c->listen->creds)
             c2s_close(c, "policy-violation");
-        else if (mk_xml_is(el, "iq", NS_CLIENT) && preauth_iq_dispatch(c, el))
+        else if (mk_xml_is(el, "iq", NS_CLIENT) && c2s_preauth_iq_dispatch(c, el))
             return; /* a module's pre-auth IQ (in-band registration) */
         else
             c2s_close(c, "not-authorized");
