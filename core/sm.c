@@ -19,6 +19,7 @@ struct MkSm {
 typedef struct {
     gpointer data;
     GDestroyNotify destroy;
+    MkModule *mod; /* reference: @destroy may use the module's data */
 } SessionSlot;
 
 static void slot_free(gpointer p)
@@ -26,6 +27,7 @@ static void slot_free(gpointer p)
     SessionSlot *slot = p;
     if (slot->destroy)
         slot->destroy(slot->data);
+    mk_module_unref(slot->mod);
     g_free(slot);
 }
 
@@ -252,6 +254,7 @@ void mk_session_set_slot(MkSession *s, MkModule *mod, gpointer data, GDestroyNot
     SessionSlot *slot = g_new0(SessionSlot, 1);
     slot->data = data;
     slot->destroy = destroy;
+    slot->mod = mk_module_ref(mod);
     g_hash_table_replace(s->slots, mod, slot);
 }
 

@@ -118,7 +118,7 @@ static void sweep_one(MkSession *s, gpointer user_data)
     call->session = mk_session_ref(s);
     g_hash_table_add(p->pending, mk_session_ref(s));
     mk_counter_add(p->sent, 1);
-    mk_iq_send(p->mod, request, (guint)(p->timeout * 1000), ping_done, call);
+    mk_iq_send(p->mod, request, (guint)(p->timeout * 1000), ping_done, call, NULL);
 }
 
 static gboolean sweep(gpointer user_data)

@@ -30,7 +30,9 @@ MK_API void mk_session_send(MkSession *s, MkStanza *stanza);
 MK_API void mk_session_close(MkSession *s, const char *stream_error);
 
 /* Per-session module data, one slot per module instance. The session's
- * worker only. @destroy runs when the session ends or the slot is replaced. */
+ * worker only. @destroy runs when the session ends or the slot is
+ * replaced; the slot keeps @mod's instance (and its data) alive until
+ * then. */
 MK_API void mk_session_set_slot(MkSession *s, MkModule *mod, gpointer data, GDestroyNotify destroy);
 MK_API gpointer mk_session_get_slot(MkSession *s, MkModule *mod);
 
