@@ -27,6 +27,7 @@ typedef struct {
     MkAccountDone done;
     gpointer user_data;
     GDestroyNotify destroy;
+    MkModule *mod; /* reference: keeps the module's data alive */
     GError *error;
 } AccountJob;
 
@@ -44,6 +45,7 @@ static void job_free(gpointer data)
     g_clear_error(&job->error);
     if (job->ctx)
         g_main_context_unref(job->ctx);
+    mk_module_unref(job->mod); /* last: may free the data @destroy used */
     g_free(job);
 }
 
@@ -151,6 +153,7 @@ static void account_submit(MkModule *mod, AccountOp op, const char *username, co
     job->done = done;
     job->user_data = user_data;
     job->destroy = destroy;
+    job->mod = mk_module_ref(mod);
     job->worker = mk_worker_self();
     if (!job->worker)
         job->ctx = g_main_context_ref_thread_default();

@@ -3,6 +3,7 @@
  * the main context of the thread that asked. See db.h and mk-db.h. */
 #include "db.h"
 #include "jobpool.h"
+#include "modules.h"
 #include "server.h"
 #include "worker.h"
 
@@ -26,6 +27,7 @@ typedef struct {
 
     gpointer user_data;
     GMainContext *ctx; /* the caller's thread-default context */
+    MkModule *mod;     /* (nullable) reference: keeps the module's data alive */
     GError *error;
 } DbJob;
 
@@ -43,6 +45,7 @@ static void job_free(gpointer data)
     mk_db_result_free(job->result);
     g_clear_error(&job->error);
     g_main_context_unref(job->ctx);
+    mk_module_unref(job->mod); /* last: may free the data @destroy used */
     g_free(job);
 }
 
@@ -129,11 +132,12 @@ static void job_push(DbJob *job)
 /* Asynchronous: runs @work in a transaction on the storage pool, then
  * @done (nullable) on the calling thread's thread-default main context,
  * then @destroy (nullable) on @user_data. Any thread. */
-static void run(MkDb *db, gboolean reads, MkDbWork work, MkDbWorkDone done, gpointer user_data,
-                GDestroyNotify destroy)
+static void run(MkDb *db, MkModule *mod, gboolean reads, MkDbWork work, MkDbWorkDone done,
+                gpointer user_data, GDestroyNotify destroy)
 {
     g_return_if_fail(work != NULL);
     DbJob *job = job_new(db, user_data);
+    job->mod = mod ? mk_module_ref(mod) : NULL;
     job->work = work;
     job->reads = reads;
     job->done = done;
@@ -144,16 +148,17 @@ static void run(MkDb *db, gboolean reads, MkDbWork work, MkDbWorkDone done, gpoi
 void mk_db_run(MkDb *db, MkDbWork work, MkDbWorkDone done, gpointer user_data,
                GDestroyNotify destroy)
 {
-    run(db, FALSE, work, done, user_data, destroy);
+    run(db, NULL, FALSE, work, done, user_data, destroy);
 }
 
 /* Asynchronous single query: @params are copied; @done (nullable) gets
  * the rows (transfer none) on the calling thread. Any thread. */
-void mk_db_query_async(MkDb *db, const char *sql, const MkDbParam *params, MkDbQueryDone done,
-                       gpointer user_data)
+static void query_async(MkDb *db, MkModule *mod, const char *sql, const MkDbParam *params,
+                        MkDbQueryDone done, gpointer user_data)
 {
     g_return_if_fail(sql != NULL);
     DbJob *job = job_new(db, user_data);
+    job->mod = mod ? mk_module_ref(mod) : NULL;
     job->sql = g_strdup(sql);
     guint n = 0;
     while (params && params[n].type != MK_DB_PARAM_END)
@@ -168,6 +173,12 @@ void mk_db_query_async(MkDb *db, const char *sql, const MkDbParam *params, MkDbQ
     job_push(job);
 }
 
+void mk_db_query_async(MkDb *db, const char *sql, const MkDbParam *params, MkDbQueryDone done,
+                       gpointer user_data)
+{
+    query_async(db, NULL, sql, params, done, user_data);
+}
+
 static MkDb *server_db(void)
 {
     MkServer *srv = mk_server_get();
@@ -178,18 +189,20 @@ static MkDb *server_db(void)
 void mk_db_queryv(MkModule *mod, const char *sql, const MkDbParam *params, MkDbQueryDone done,
                   gpointer user_data)
 {
-    mk_db_query_async(server_db(), sql, params, done, user_data);
+    g_return_if_fail(mod != NULL);
+    query_async(server_db(), mod, sql, params, done, user_data);
 }
 
 /* See db.h. */
 void mk_db_reads_async(MkDbWork work, MkDbWorkDone done, gpointer user_data, GDestroyNotify destroy)
 {
-    run(server_db(), TRUE, work, done, user_data, destroy);
+    run(server_db(), NULL, TRUE, work, done, user_data, destroy);
 }
 
 /* Public module API: see mk-db.h. Any thread that runs a main context. */
 void mk_db_transaction(MkModule *mod, MkDbWork work, MkDbWorkDone done, gpointer user_data,
                        GDestroyNotify destroy)
 {
-    mk_db_run(server_db(), work, done, user_data, destroy);
+    g_return_if_fail(mod != NULL);
+    run(server_db(), mod, FALSE, work, done, user_data, destroy);
 }

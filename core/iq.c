@@ -278,9 +278,11 @@ struct MkIqPending {
     char *key; /* "id\x1fpeer" */
     MkIqResponse done;
     gpointer user_data;
+    GDestroyNotify destroy;
     GMainContext *ctx;
     GSource *timeout;
     MkModules *mods;
+    MkModule *mod; /* reference: keeps the module's data alive */
 };
 
 static void pending_unref(gpointer data)
@@ -288,10 +290,13 @@ static void pending_unref(gpointer data)
     MkIqPending *p = data;
     if (!g_atomic_int_dec_and_test(&p->ref))
         return;
+    if (p->destroy)
+        p->destroy(p->user_data);
     g_free(p->key);
     g_main_context_unref(p->ctx);
     if (p->timeout)
         g_source_unref(p->timeout);
+    mk_module_unref(p->mod);
     g_free(p);
 }
 
@@ -359,9 +364,10 @@ static void complete(MkIqPending *p, MkStanza *response)
 }
 
 /* Public module API. (transfer none) of @request. Any thread that runs
- * its thread-default main context: @done runs there, exactly once. */
+ * its thread-default main context: @done runs there, exactly once, then
+ * @destroy (nullable). */
 void mk_iq_send(MkModule *mod, MkStanza *request, guint timeout_ms, MkIqResponse done,
-                gpointer user_data)
+                gpointer user_data, GDestroyNotify destroy)
 {
     g_return_if_fail(mod != NULL && request != NULL && done != NULL);
     MkModules *mods = mod->mods;
@@ -382,6 +388,8 @@ void mk_iq_send(MkModule *mod, MkStanza *request, guint timeout_ms, MkIqResponse
     p->key = pending_key(id, mk_stanza_to(st));
     p->done = done;
     p->user_data = user_data;
+    p->destroy = destroy;
+    p->mod = mk_module_ref(mod);
     p->ctx = g_main_context_ref_thread_default();
     p->mods = mods;
     p->timeout = g_timeout_source_new(timeout_ms);

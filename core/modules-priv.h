@@ -79,7 +79,7 @@ struct MkModule {
     const char *name;      /* interned */
     const char *host_type; /* interned */
     GHashTable *values;    /* key -> MkConfValue*, immutable while running */
-    gpointer data;
+    gpointer data;         /* freed with data_destroy by the last mk_module_unref */
     GDestroyNotify data_destroy;
     gboolean live;  /* registrations allowed (start() .. stop); atomic */
     gint offworker; /* atomic: calls in progress off the workers (mk_module_enter) */
@@ -90,7 +90,8 @@ struct MkModule {
     GPtrArray *identities;      /* char*, groups of 3 */
     GPtrArray *items;           /* char*, groups of 2 */
     GPtrArray *routes;          /* MkRouteReg* */
-    GPtrArray *timers;          /* MkTimer* */
+    GMutex timers_lock;         /* timers end on the thread they run on */
+    GPtrArray *timers;          /* MkTimer*, under timers_lock */
     GPtrArray *stream_features; /* char*: stage mask digit, then the XML */
     GPtrArray *stream_regs;     /* MkStreamReg* */
     GPtrArray *stream_funcs;    /* MkStreamFeatureReg*: computed features */
@@ -100,8 +101,6 @@ struct MkModule {
     MkStreamMgmtConfig stream_mgmt;
 };
 
-MkModule *mk_module_ref(MkModule *mod);
-void mk_module_unref(MkModule *mod);
 /* Fences a call into @mod's handlers from a thread other than a worker
  * (the auth pool), which the snapshot's grace period does not cover:
  * returns FALSE when the instance stopped (do not call), else TRUE and

@@ -56,6 +56,7 @@ static MkModule *module_new(MkModules *mods, const MkModuleDesc *desc, const cha
     m->identities = g_ptr_array_new_with_free_func(g_free);
     m->items = g_ptr_array_new_with_free_func(g_free);
     m->routes = g_ptr_array_new_with_free_func(mk_route_reg_free);
+    g_mutex_init(&m->timers_lock);
     m->timers = g_ptr_array_new();
     m->counters = g_ptr_array_new();
     m->queues = g_ptr_array_new_with_free_func(mk_user_queue_free);
@@ -88,12 +89,22 @@ void mk_module_leave(MkModule *mod)
     g_atomic_int_add(&mod->offworker, -1);
 }
 
-/* Any thread. The struct outlives stop() while snapshots or MkIqs still
- * point at it; its data was destroyed at stop. */
+static void run_data_destroy(MkModule *m)
+{
+    GDestroyNotify destroy = g_steal_pointer(&m->data_destroy);
+    gpointer data = g_steal_pointer(&m->data);
+    if (data && destroy)
+        destroy(data);
+}
+
+/* Any thread. The struct, and the module's data, outlive stop() while
+ * snapshots, MkIqs or the core's jobs still hold references: the data's
+ * destroy notify runs here, after the last callback returned. */
 void mk_module_unref(MkModule *mod)
 {
     if (!mod || !g_atomic_int_dec_and_test(&mod->ref))
         return;
+    run_data_destroy(mod);
     g_hash_table_unref(mod->values);
     g_ptr_array_unref(mod->hooks);
     g_ptr_array_unref(mod->iqs);
@@ -102,12 +113,20 @@ void mk_module_unref(MkModule *mod)
     g_ptr_array_unref(mod->items);
     g_ptr_array_unref(mod->routes);
     g_ptr_array_unref(mod->timers);
+    g_mutex_clear(&mod->timers_lock);
     g_ptr_array_unref(mod->counters);
     g_ptr_array_unref(mod->queues);
     g_ptr_array_unref(mod->stream_features);
     g_ptr_array_unref(mod->stream_regs);
     g_ptr_array_unref(mod->stream_funcs);
     g_free(mod);
+}
+
+/* Public module API (mk-moddesc.h). Any thread. */
+gboolean mk_module_is_running(MkModule *mod)
+{
+    g_return_val_if_fail(mod != NULL, FALSE);
+    return g_atomic_int_get(&mod->live);
 }
 
 /* Public module API (mk-moddesc.h). (transfer none) Any thread. */
@@ -457,20 +476,13 @@ static void unregister_all(MkModule *m)
         mk_modules_publish(mods);
 }
 
-static void run_data_destroy(MkModule *m)
-{
-    if (m->data && m->data_destroy)
-        m->data_destroy(m->data);
-    m->data = NULL;
-    m->data_destroy = NULL;
-}
-
+/* The data goes with the last reference, once work still in flight for
+ * the instance has completed. */
 static void stop_instance(MkModule *m)
 {
     unregister_all(m);
     if (m->desc->stop)
         m->desc->stop(m);
-    run_data_destroy(m);
     mk_module_unref(m);
 }
 
@@ -497,9 +509,8 @@ static MkModule *start_instance(MkModules *mods, const MkModuleDesc *desc, const
     mods->batch--;
     if (!ok) {
         /* Whatever it registered goes; start() failing means stop() is
-         * not called, but its data is freed. */
+         * not called, but its data is freed (with the last reference). */
         unregister_all(m);
-        run_data_destroy(m);
         mk_module_unref(m);
         g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
                     "module %s failed to start on host type %s: %s", desc->name, ht,

@@ -7,6 +7,15 @@
 #include "mk-core.h"
 
 MkModules *mk_modules_new(MkServer *server);
+
+/* A module instance stays allocated, and its data (mk_module_set_data)
+ * alive, while anything holds a reference: the published registrations,
+ * and every piece of work the core runs for it (IQ calls, storage and
+ * account jobs, user-queue operations, mk_iq_send requests, timers,
+ * session slots). The last unref runs the data's destroy notify, on
+ * whichever thread drops it. Any thread. */
+MkModule *mk_module_ref(MkModule *mod);
+void mk_module_unref(MkModule *mod);
 void mk_modules_free(MkModules *mods);
 
 /* Makes the running modules match @cfg: stops (in reverse dependency

@@ -19,6 +19,7 @@ struct MkSm {
 typedef struct {
     gpointer data;
     GDestroyNotify destroy;
+    MkModule *mod; /* reference: @destroy may use the module's data */
 } SessionSlot;
 
 static void slot_free(gpointer p)
@@ -26,6 +27,7 @@ static void slot_free(gpointer p)
     SessionSlot *slot = p;
     if (slot->destroy)
         slot->destroy(slot->data);
+    mk_module_unref(slot->mod);
     g_free(slot);
 }
 
@@ -113,11 +115,13 @@ MkSession *mk_sm_register(MkSm *sm, MkSession *s)
         MkSession *o = g_ptr_array_index(list, i);
         if (g_strcmp0(mk_jid_resource(o->jid), mk_jid_resource(s->jid)) == 0) {
             old = g_ptr_array_steal_index(list, i);
+            g_atomic_int_set(&old->bound, 0);
             g_atomic_int_add(&sm->count, -1);
             break;
         }
     }
     g_ptr_array_add(list, mk_session_ref(s));
+    g_atomic_int_set(&s->bound, 1);
     g_atomic_int_inc(&sm->count);
     g_mutex_unlock(&sh->lock);
     return old;
@@ -131,6 +135,7 @@ void mk_sm_unregister(MkSm *sm, MkSession *s)
     g_mutex_lock(&sh->lock);
     GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
     if (list && g_ptr_array_remove_fast(list, s)) {
+        g_atomic_int_set(&s->bound, 0);
         g_atomic_int_add(&sm->count, -1);
         if (list->len == 0)
             g_hash_table_remove(sh->by_bare, bare);
@@ -239,6 +244,13 @@ gboolean mk_session_is_detached(MkSession *s)
     return g_atomic_int_get(&s->detached) != 0;
 }
 
+/* Public module API (mk-session.h). Any thread. */
+gboolean mk_session_is_bound(MkSession *s)
+{
+    g_return_val_if_fail(s != NULL, FALSE);
+    return g_atomic_int_get(&s->bound) != 0;
+}
+
 gint64 mk_session_idle_seconds(MkSession *s)
 {
     return (g_get_monotonic_time() - s->last_input_us) / G_USEC_PER_SEC;
@@ -252,6 +264,7 @@ void mk_session_set_slot(MkSession *s, MkModule *mod, gpointer data, GDestroyNot
     SessionSlot *slot = g_new0(SessionSlot, 1);
     slot->data = data;
     slot->destroy = destroy;
+    slot->mod = mk_module_ref(mod);
     g_hash_table_replace(s->slots, mod, slot);
 }
 

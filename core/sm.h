@@ -35,6 +35,7 @@ struct MkSession {
     MkStanza *last_presence;
     gint64 last_input_us; /* monotonic; atomic-ish (gint64 store on x86-64) */
     gint detached;        /* atomic: XEP-0198, the connection is gone, resumption awaited */
+    gint bound;           /* atomic: in the session table (mk_sm_register .. unregister) */
     /* Owner worker only. */
     GHashTable *slots;           /* MkModule* -> SessionSlot* */
     GHashTable *directed;        /* full JID string -> MkJid*: directed presence sent */

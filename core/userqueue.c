@@ -12,6 +12,7 @@
  * the queue (mk_user_queues_close): what waits is cancelled, not run. */
 #include "db.h"
 #include "modules-priv.h"
+#include "modules.h"
 #include "worker.h"
 
 G_DEFINE_QUARK(mk - user - queue - error - quark, mk_user_queue_error)

@@ -12,7 +12,6 @@
 #include "carbons.h"
 
 typedef struct {
-    gint ref;
     MkModule *mod;
     GMutex lock;
     GHashTable *enabled; /* MkSession* (no ref: its slot removes it) */
@@ -20,23 +19,17 @@ typedef struct {
     MkCounter *received;
 } Carbons;
 
-/* Per-session state. Session worker only. */
+/* Per-session state. Session worker only. The slot keeps the module's
+ * data alive until it is freed. */
 typedef struct {
     Carbons *c;
     MkSession *s;
     gboolean enabled;
 } CarbonsSlot;
 
-static Carbons *carbons_ref(Carbons *c)
+static void carbons_free(gpointer data)
 {
-    g_atomic_int_inc(&c->ref);
-    return c;
-}
-
-static void carbons_unref(Carbons *c)
-{
-    if (!c || !g_atomic_int_dec_and_test(&c->ref))
-        return;
+    Carbons *c = data;
     g_hash_table_destroy(c->enabled);
     g_mutex_clear(&c->lock);
     g_free(c);
@@ -48,7 +41,6 @@ static void slot_free(gpointer data)
     g_mutex_lock(&slot->c->lock);
     g_hash_table_remove(slot->c->enabled, slot->s);
     g_mutex_unlock(&slot->c->lock);
-    carbons_unref(slot->c);
     g_free(slot);
 }
 
@@ -85,7 +77,7 @@ static MkResult on_iq(MkIq *iq, gpointer user_data)
     CarbonsSlot *slot = mk_session_get_slot(s, c->mod);
     if (!slot) {
         slot = g_new0(CarbonsSlot, 1);
-        slot->c = carbons_ref(c);
+        slot->c = c;
         slot->s = s;
         mk_session_set_slot(s, c->mod, slot, slot_free);
     }
@@ -206,13 +198,12 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
 static gboolean carbons_start(MkModule *mod, GError **error)
 {
     Carbons *c = g_new0(Carbons, 1);
-    c->ref = 1;
     c->mod = mod;
     g_mutex_init(&c->lock);
     c->enabled = g_hash_table_new(g_direct_hash, g_direct_equal);
     c->sent = mk_metrics_counter(mod, "sent_carbons");
     c->received = mk_metrics_counter(mod, "received_carbons");
-    mk_module_set_data(mod, c, (GDestroyNotify)carbons_unref);
+    mk_module_set_data(mod, c, carbons_free);
 
     if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER | MK_IQ_SCOPE_ACCOUNT, MK_IQ_SET, NS_CARBONS, on_iq,
                         c, error))

@@ -1,51 +1,24 @@
-/* mod_ping: XMPP Ping (XEP-0199).
- *
- * Answers urn:xmpp:ping requests addressed to the server and, when
- * ping_interval is set, pings clients that have been silent that long and
+/* mod_ping: XMPP Ping (XEP-0199), see docs/mod_ping.md. Answers pings to
+ * the server; with ping_interval set, pings clients silent that long and
  * closes with connection-timeout those that do not answer within
- * ping_timeout. All the sweeping state lives on the main thread: the
- * timer, mk_sm_foreach and the mk_iq_send completions all run there.
- *
- * Sessions detached by stream management (XEP-0198) are left alone: their
- * client cannot answer until it resumes, and closing them would end them
- * before the resumption timeout the operator granted; the core ends them
- * when that expires. */
+ * ping_timeout. The sweep and the completions run on the main thread.
+ * Sessions detached by stream management are left alone: their client
+ * cannot answer until it resumes, and the core ends them on its own. */
 #include <meerkat/module.h>
 
 #define NS_PING "urn:xmpp:ping"
 
 typedef struct {
-    gint ref;
     MkModule *mod;
-    gboolean stopped;    /* set by stop(); late completions then do nothing */
-    gint64 interval;     /* seconds; 0 = no idle pings */
-    gint64 timeout;      /* seconds */
-    GHashTable *pending; /* MkSession* (ref) -> itself: a ping is in flight */
-    MkCounter *sent;
-    MkCounter *timeouts;
-    MkCounter *answered;
-    guint64 next_id;
+    gint64 interval, timeout; /* seconds */
+    GHashTable *pending;      /* MkSession* (ref): a ping is in flight */
+    MkCounter *sent, *answered, *timeouts;
 } Ping;
 
 typedef struct {
-    Ping *ping;
-    MkSession *session; /* ref */
-} PingCall;
-
-static Ping *ping_ref(Ping *p)
-{
-    g_atomic_int_inc(&p->ref);
-    return p;
-}
-
-static void ping_unref(gpointer data)
-{
-    Ping *p = data;
-    if (!g_atomic_int_dec_and_test(&p->ref))
-        return;
-    g_hash_table_destroy(p->pending);
-    g_free(p);
-}
+    Ping *p;
+    MkSession *s; /* the reference in p->pending */
+} Call;
 
 /* The server answers a ping with an empty result. */
 static MkResult ping_iq(MkIq *iq, gpointer user_data)
@@ -54,115 +27,82 @@ static MkResult ping_iq(MkIq *iq, gpointer user_data)
     return MK_HANDLED;
 }
 
-/* TRUE while @s is still bound: a session that ended meanwhile must not
- * count as a timeout. */
-static gboolean session_alive(MkSession *s)
-{
-    g_autoptr(MkJid) bare = mk_jid_bare(mk_session_jid(s));
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
-    for (guint i = 0; i < sessions->len; i++)
-        if (g_ptr_array_index(sessions, i) == s)
-            return TRUE;
-    return FALSE;
-}
-
-/* Main thread: the answer (any result or error proves the client is
- * there) or NULL after ping_timeout. */
+/* Any answer, even an error, proves the client is there. A session that
+ * ended or lost its connection meanwhile is no timeout. */
 static void ping_done(MkStanza *response, gpointer user_data)
 {
-    PingCall *call = user_data;
-    Ping *p = call->ping;
-
-    if (!p->stopped) {
-        if (response) {
-            mk_counter_add(p->answered, 1);
-        } else if (session_alive(call->session) && !mk_session_is_detached(call->session)) {
-            /* (Detached: the connection dropped after the ping was sent;
-             * the ping waits in the stream's queue for the resumed one.) */
-            mk_counter_add(p->timeouts, 1);
-            g_info("mod_ping: %s did not answer a ping within %" G_GINT64_FORMAT
-                   " s, closing its stream",
-                   mk_jid_string(mk_session_jid(call->session)), p->timeout);
-            mk_session_close(call->session, "connection-timeout");
-        }
-        g_hash_table_remove(p->pending, call->session);
+    Call *c = user_data;
+    if (!mk_module_is_running(c->p->mod)) {
+        g_debug("mod_ping: the ping of %s ended after the module stopped",
+                mk_jid_string(mk_session_jid(c->s)));
+    } else if (response) {
+        mk_counter_add(c->p->answered, 1);
+    } else if (mk_session_is_bound(c->s) && !mk_session_is_detached(c->s)) {
+        mk_counter_add(c->p->timeouts, 1);
+        g_info("mod_ping: %s did not answer a ping within %" G_GINT64_FORMAT " s, closing it",
+               mk_jid_string(mk_session_jid(c->s)), c->p->timeout);
+        mk_session_close(c->s, "connection-timeout");
     }
-    mk_session_unref(call->session);
-    ping_unref(p);
-    g_free(call);
+}
+
+static void call_free(gpointer data)
+{
+    Call *c = data;
+    g_hash_table_remove(c->p->pending, c->s);
+    g_free(c);
 }
 
 static void sweep_one(MkSession *s, gpointer user_data)
 {
     Ping *p = user_data;
-    if (g_hash_table_contains(p->pending, s))
+    if (g_hash_table_contains(p->pending, s) || mk_session_is_detached(s) ||
+        mk_session_idle_seconds(s) < p->interval)
         return;
-    if (mk_session_is_detached(s))
-        return;
-    if (mk_session_idle_seconds(s) < p->interval)
-        return;
-
-    MkJid *to = mk_session_jid(s);
-    g_autoptr(MkJid) from = mk_jid_new(mk_jid_domain(to), NULL);
-    if (!from)
-        return;
-    g_autofree char *id = g_strdup_printf("mk-ping-%" G_GUINT64_FORMAT, ++p->next_id);
+    g_autoptr(MkJid) server = mk_jid_new(mk_jid_domain(mk_session_jid(s)), NULL);
     g_autoptr(MkXml) xml = mk_xml_new("iq", "jabber:client");
     mk_xml_set_attr(xml, "type", "get");
-    mk_xml_set_attr(xml, "id", id);
     mk_xml_add_child(xml, "ping", NS_PING);
-    g_autoptr(MkStanza) request = mk_stanza_new_addressed(xml, from, to);
-
-    PingCall *call = g_new0(PingCall, 1);
-    call->ping = ping_ref(p);
-    call->session = mk_session_ref(s);
-    g_hash_table_add(p->pending, mk_session_ref(s));
+    g_autoptr(MkStanza) request = mk_stanza_new_addressed(xml, server, mk_session_jid(s));
+    Call *c = g_new0(Call, 1);
+    c->p = p;
+    c->s = mk_session_ref(s);
+    g_hash_table_add(p->pending, c->s);
     mk_counter_add(p->sent, 1);
-    mk_iq_send(p->mod, request, (guint)(p->timeout * 1000), ping_done, call);
+    mk_iq_send(p->mod, request, (guint)(p->timeout * 1000), ping_done, c, call_free);
 }
 
 static gboolean sweep(gpointer user_data)
 {
-    Ping *p = user_data;
-    mk_sm_foreach(sweep_one, p);
+    mk_sm_foreach(sweep_one, user_data);
     return G_SOURCE_CONTINUE;
+}
+
+static void ping_free(gpointer data)
+{
+    Ping *p = data;
+    g_hash_table_destroy(p->pending);
+    g_free(p);
 }
 
 static gboolean ping_start(MkModule *mod, GError **error)
 {
     Ping *p = g_new0(Ping, 1);
-    p->ref = 1;
     p->mod = mod;
     p->interval = mk_config_get_int(mod, "ping_interval");
     p->timeout = mk_config_get_int(mod, "ping_timeout");
-    p->pending = g_hash_table_new_full(g_direct_hash, g_direct_equal,
-                                       (GDestroyNotify)mk_session_unref, NULL);
+    p->pending = g_hash_table_new_full(NULL, NULL, (GDestroyNotify)mk_session_unref, NULL);
     p->sent = mk_metrics_counter(mod, "pings_sent");
     p->answered = mk_metrics_counter(mod, "pings_answered");
     p->timeouts = mk_metrics_counter(mod, "ping_timeouts");
-    mk_module_set_data(mod, p, ping_unref);
-
+    mk_module_set_data(mod, p, ping_free);
     if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER, MK_IQ_GET, NS_PING, ping_iq, p, error))
         return FALSE;
     mk_disco_add_feature(mod, NS_PING);
-
-    if (p->interval > 0) {
-        /* Sweeping at half the interval finds a client at most 1.5
-         * intervals after it fell silent; never more often than once a
-         * second, never less often than once a minute. */
-        gint64 period_ms = CLAMP(p->interval * 1000 / 2, 1000, 60000);
-        mk_timer_add(mod, (guint)period_ms, sweep, p);
-    }
+    /* Half the interval finds a client at most 1.5 intervals after it
+     * fell silent; between once a second and once a minute. */
+    if (p->interval > 0)
+        mk_timer_add(mod, (guint)CLAMP(p->interval * 1000 / 2, 1000, 60000), sweep, p);
     return TRUE;
-}
-
-static void ping_stop(MkModule *mod)
-{
-    Ping *p = mk_module_get_data(mod);
-    /* Pings still in flight hold their own references; they only tidy up
-     * from now on. */
-    if (p)
-        p->stopped = TRUE;
 }
 
 static const MkConfigKey ping_keys[] = {
@@ -174,6 +114,6 @@ static const MkConfigKey ping_keys[] = {
 };
 
 MK_MODULE_EXPORT const MkModuleDesc mk_module_desc = {
-    MK_MODULE_DESC_HEADER,    .name = "mod_ping",  .version = "1.0",
-    .config_keys = ping_keys, .start = ping_start, .stop = ping_stop,
+    MK_MODULE_DESC_HEADER,    .name = "mod_ping",  .version = "2.0",
+    .config_keys = ping_keys, .start = ping_start,
 };

@@ -19,17 +19,9 @@ static const MkConfigKey register_keys[] = {
     MK_CONFIG_KEYS_END,
 };
 
-Reg *reg_ref(Reg *r)
-{
-    g_atomic_int_inc(&r->ref);
-    return r;
-}
-
-void reg_unref(gpointer data)
+static void reg_free(gpointer data)
 {
     Reg *r = data;
-    if (!g_atomic_int_dec_and_test(&r->ref))
-        return;
     reg_limiter_free(r->limiter);
     g_free(r);
 }
@@ -55,7 +47,6 @@ static gboolean sweep(gpointer data)
 static gboolean register_start(MkModule *mod, GError **error)
 {
     Reg *r = g_new0(Reg, 1);
-    r->ref = 1;
     r->mod = mod;
     r->allow_registration = mk_config_get_bool(mod, "allow_registration");
     r->min_password_length = mk_config_get_int(mod, "min_password_length");
@@ -67,7 +58,7 @@ static gboolean register_start(MkModule *mod, GError **error)
     r->rate_limited = mk_metrics_counter(mod, "rate_limited");
     r->password_changed = mk_metrics_counter(mod, "password_changed");
     r->removed = mk_metrics_counter(mod, "removed");
-    mk_module_set_data(mod, r, reg_unref);
+    mk_module_set_data(mod, r, reg_free);
 
     /* The handler is claimed even with registration off, so that the
      * answer is service-unavailable (XEP-0077 3.1) rather than a closed
@@ -86,14 +77,7 @@ static gboolean register_start(MkModule *mod, GError **error)
     return TRUE;
 }
 
-static void register_stop(MkModule *mod)
-{
-    Reg *r = mk_module_get_data(mod);
-    if (r)
-        r->stopped = TRUE;
-}
-
 MK_MODULE_EXPORT const MkModuleDesc mk_module_desc = {
     MK_MODULE_DESC_HEADER,        .name = "mod_register",  .version = "1.0",
-    .config_keys = register_keys, .start = register_start, .stop = register_stop,
+    .config_keys = register_keys, .start = register_start,
 };

@@ -4,7 +4,7 @@
 #include "register.h"
 
 typedef struct {
-    Reg *reg;    /* ref */
+    Reg *reg;
     MkIq *iq;    /* ref */
     MkJid *bare; /* ref: the account */
 } Pending;
@@ -13,7 +13,6 @@ static void pending_free(gpointer data)
 {
     Pending *p = data;
     mk_iq_unref(p->iq);
-    reg_unref(p->reg);
     mk_jid_unref(p->bare);
     g_free(p);
 }
@@ -56,7 +55,7 @@ static void removed(const GError *error, gpointer data)
 static Pending *pending_new(Reg *r, MkIq *iq, MkJid *bare)
 {
     Pending *p = g_new0(Pending, 1);
-    p->reg = reg_ref(r);
+    p->reg = r;
     p->iq = mk_iq_ref(iq);
     p->bare = mk_jid_ref(bare);
     return p;
@@ -109,7 +108,7 @@ MkResult reg_account_iq(MkIq *iq, gpointer user_data)
         mk_iq_reply(iq, g_steal_pointer(&q));
         return MK_HANDLED;
     }
-    if (r->stopped) {
+    if (!mk_module_is_running(r->mod)) {
         mk_iq_reply_error(iq, MK_ERR_SERVICE_UNAVAILABLE, NULL);
         return MK_HANDLED;
     }

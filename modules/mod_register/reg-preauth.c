@@ -4,7 +4,7 @@
 #define INSTRUCTIONS "Choose a username and password to register with this server."
 
 typedef struct {
-    Reg *reg;        /* ref */
+    Reg *reg;
     MkPreauthIq *iq; /* ref; the stream's worker, where the completion runs */
     char *addr;      /* the client's address, for the limiter */
     char *node;      /* the prepared username */
@@ -15,7 +15,6 @@ static void pending_free(gpointer data)
 {
     Pending *p = data;
     mk_preauth_iq_unref(p->iq);
-    reg_unref(p->reg);
     g_free(p->addr);
     g_free(p->node);
     g_free(p->domain);
@@ -61,7 +60,8 @@ MkResult reg_preauth_iq(MkPreauthIq *iq, gpointer user_data)
     Reg *r = user_data;
     MkXml *query = mk_preauth_iq_payload(iq);
 
-    if (!r->allow_registration || r->stopped || !mk_xml_is(query, "query", NS_REGISTER)) {
+    if (!r->allow_registration || !mk_module_is_running(r->mod) ||
+        !mk_xml_is(query, "query", NS_REGISTER)) {
         mk_preauth_iq_reply_error(iq, MK_ERR_SERVICE_UNAVAILABLE, NULL);
         return MK_HANDLED;
     }
@@ -105,7 +105,7 @@ MkResult reg_preauth_iq(MkPreauthIq *iq, gpointer user_data)
         return MK_HANDLED;
     }
     Pending *p = g_new0(Pending, 1);
-    p->reg = reg_ref(r);
+    p->reg = r;
     p->iq = mk_preauth_iq_ref(iq);
     p->addr = g_strdup(addr);
     p->node = g_strdup(mk_jid_node(jid));

@@ -8,10 +8,10 @@
 
 typedef struct RegLimiter RegLimiter;
 
+/* Module state. Account jobs that complete after stop() still find it:
+ * the core frees it once they returned. */
 typedef struct {
-    gint ref;
     MkModule *mod;
-    gboolean stopped; /* set by stop(); late completions only answer */
     gboolean allow_registration;
     gint64 min_password_length;
     RegLimiter *limiter;
@@ -21,9 +21,6 @@ typedef struct {
     MkCounter *password_changed;
     MkCounter *removed;
 } Reg;
-
-Reg *reg_ref(Reg *r);
-void reg_unref(gpointer r);
 
 /* The password policy: NULL when @password is acceptable, else the
  * reason (transfer none) for a not-acceptable error. */

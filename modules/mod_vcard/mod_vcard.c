@@ -38,7 +38,8 @@ static const MkMigration vcard_migrations[] = {
     MK_MIGRATIONS_END,
 };
 
-/* Module state, shared with storage callbacks that may outlive stop(). */
+/* Module state. Storage callbacks that complete after stop() still find
+ * it: the core frees it once they returned. */
 typedef struct {
     gint64 max_size;
     MkCounter *sets;
@@ -47,21 +48,12 @@ typedef struct {
     GHashTable *hashes; /* bare JID -> photo hash ("" = no photo); under lock */
 } Vcard;
 
-static void vcard_clear(gpointer data)
+static void vcard_free(gpointer data)
 {
     Vcard *v = data;
     g_hash_table_unref(v->hashes);
     g_mutex_clear(&v->lock);
-}
-
-static Vcard *vcard_ref(Vcard *v)
-{
-    return g_atomic_rc_box_acquire(v);
-}
-
-static void vcard_unref(gpointer v)
-{
-    g_atomic_rc_box_release_full(v, vcard_clear);
+    g_free(v);
 }
 
 /* Sets the cached hash of @bare; with @only_if_missing, keeps a value
@@ -132,7 +124,6 @@ static void got(MkDbResult *res, const GError *error, gpointer data)
                       xml ? mk_db_result_get_string(res, 0, 1) : "", FALSE);
         mk_iq_reply(op->iq, vcard ? g_steal_pointer(&vcard) : mk_xml_new("vCard", NS_VCARD));
     }
-    vcard_unref(op->v);
     mk_iq_unref(op->iq);
     mk_jid_unref(op->account);
     g_free(op);
@@ -145,7 +136,7 @@ static MkResult on_get(MkIq *iq, gpointer user_data)
     MkJid *to = mk_iq_to(iq);
     mk_counter_add(v->gets, 1);
     GetOp *op = g_new0(GetOp, 1);
-    op->v = vcard_ref(v);
+    op->v = v;
     op->iq = mk_iq_ref(iq);
     op->account = mk_jid_bare(to && mk_jid_node(to) ? to : from);
     op->own = mk_jid_bare_equal(op->account, from);
@@ -171,7 +162,6 @@ typedef struct {
 static void set_op_free(gpointer data)
 {
     SetOp *op = data;
-    vcard_unref(op->v);
     mk_iq_unref(op->iq);
     mk_jid_unref(op->account);
     g_free(op->xml);
@@ -228,7 +218,7 @@ static MkResult on_set(MkIq *iq, gpointer user_data)
     }
     mk_counter_add(v->sets, 1);
     SetOp *op = g_new0(SetOp, 1);
-    op->v = vcard_ref(v);
+    op->v = v;
     op->iq = mk_iq_ref(iq);
     op->account = mk_jid_bare(from);
     op->xml = g_steal_pointer(&xml);
@@ -252,7 +242,6 @@ static void loaded(MkDbResult *res, const GError *error, gpointer data)
     else
         cache_put(op->v, op->bare,
                   mk_db_result_rows(res) > 0 ? mk_db_result_get_string(res, 0, 0) : "", TRUE);
-    vcard_unref(op->v);
     g_free(op->bare);
     g_free(op);
 }
@@ -268,7 +257,7 @@ static MkResult on_session_opened(MkHookCall *call, gpointer user_data)
     if (have)
         return MK_PASS;
     LoadOp *op = g_new0(LoadOp, 1);
-    op->v = vcard_ref(v);
+    op->v = v;
     op->bare = g_strdup(mk_jid_bare_string(jid));
     mk_db_query(user_data, "SELECT photo_hash FROM vcards WHERE username = ? AND domain = ?",
                 loaded, op, MK_DB_STR(mk_jid_node(jid)), MK_DB_STR(mk_jid_domain(jid)));
@@ -331,13 +320,13 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
 
 static gboolean vcard_start(MkModule *mod, GError **error)
 {
-    Vcard *v = g_atomic_rc_box_new0(Vcard);
+    Vcard *v = g_new0(Vcard, 1);
     v->max_size = mk_config_get_int(mod, "max_size");
     v->sets = mk_metrics_counter(mod, "sets");
     v->gets = mk_metrics_counter(mod, "gets");
     g_mutex_init(&v->lock);
     v->hashes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    mk_module_set_data(mod, v, vcard_unref);
+    mk_module_set_data(mod, v, vcard_free);
     if (!mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_VCARD, on_get, v, error) ||
         !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_SET, NS_VCARD, on_set, v, error))
         return FALSE;

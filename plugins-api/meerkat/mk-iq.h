@@ -52,12 +52,13 @@ MK_API void mk_iq_reply(MkIq *iq, MkXml *payload);
 MK_API void mk_iq_reply_error(MkIq *iq, MkStanzaError cond, const char *text);
 
 /* Sends an IQ request from the server (or a module's JID) and calls
- * @done with the response, or with NULL after @timeout_ms. @done runs on
- * the calling thread. When the server shuts down first, @done runs with
- * NULL on the main thread after the module stopped, so that it can free
- * @user_data (and must do nothing else). (transfer none) of @request. */
+ * @done with the response, or with NULL after @timeout_ms, on the calling
+ * thread; then @destroy (nullable) on @user_data. Both run exactly once,
+ * also after the module stopped (mk_module_is_running tells; the
+ * module's data is still there). When the server shuts down first, @done
+ * runs with NULL on the main thread. (transfer none) of @request. */
 typedef void (*MkIqResponse)(MkStanza *response, gpointer user_data);
 MK_API void mk_iq_send(MkModule *mod, MkStanza *request, guint timeout_ms, MkIqResponse done,
-                       gpointer user_data);
+                       gpointer user_data, GDestroyNotify destroy);
 
 G_END_DECLS

@@ -32,7 +32,10 @@ typedef struct {
      * hooks, IQ handlers, features, routes and timers here: the core
      * records them and removes them on stop or when start fails. */
     gboolean (*start)(MkModule *mod, GError **error);
-    /* Frees the module's own data (mk_module_get_data); may be NULL. */
+    /* Called on the main thread after the core removed everything the
+     * instance registered; may be NULL. Work still in flight (storage,
+     * IQs, user-queue operations) completes afterwards as usual: do not
+     * free the module's data here, mk_module_set_data's destroy does. */
     void (*stop)(MkModule *mod);
 } MkModuleDesc;
 
@@ -46,9 +49,19 @@ MK_API const char *mk_module_host_type(MkModule *mod);
 MK_API char **mk_module_domains(MkModule *mod);
 /* TRUE when @domain is served by this instance's host type. Any thread. */
 MK_API gboolean mk_module_serves_domain(MkModule *mod, const char *domain);
-/* The instance's private data; @destroy runs after stop(). */
+/* The instance's private data. The core keeps it alive while anything of
+ * the instance is in flight (hook and IQ calls, storage and account jobs,
+ * user-queue operations, mk_iq_send requests, timers, session slots) and
+ * runs @destroy once, after stop() and after the last of those returned,
+ * on whichever thread that was: @destroy must only free. Main thread (in
+ * start()); get: any thread, (transfer none). */
 MK_API void mk_module_set_data(MkModule *mod, gpointer data, GDestroyNotify destroy);
 MK_API gpointer mk_module_get_data(MkModule *mod);
+/* TRUE from start() until the instance stops. A completion that arrives
+ * after the stop (a storage job, an IQ response) still runs, with the
+ * module's data intact, and asks this to skip what only a running module
+ * should do (sending, closing sessions). Any thread. */
+MK_API gboolean mk_module_is_running(MkModule *mod);
 
 /* Seconds since the server process started (not since this instance
  * started: a module may restart on SIGHUP). Any thread. Since ABI 1.1. */

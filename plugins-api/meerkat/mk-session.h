@@ -30,7 +30,9 @@ MK_API void mk_session_send(MkSession *s, MkStanza *stanza);
 MK_API void mk_session_close(MkSession *s, const char *stream_error);
 
 /* Per-session module data, one slot per module instance. The session's
- * worker only. @destroy runs when the session ends or the slot is replaced. */
+ * worker only. @destroy runs when the session ends or the slot is
+ * replaced; the slot keeps @mod's instance (and its data) alive until
+ * then. */
 MK_API void mk_session_set_slot(MkSession *s, MkModule *mod, gpointer data, GDestroyNotify destroy);
 MK_API gpointer mk_session_get_slot(MkSession *s, MkModule *mod);
 
@@ -54,5 +56,10 @@ MK_API void mk_sm_foreach(void (*func)(MkSession *s, gpointer user_data), gpoint
  * then, so liveness checks (pings, idle timeouts) must leave it alone: the
  * core ends it when the timeout expires. Any thread. Since ABI 1.2. */
 MK_API gboolean mk_session_is_detached(MkSession *s);
+/* TRUE while @s is in the session table: from resource binding until the
+ * session ended or another session took its full JID. A detached session
+ * (above) is still bound. Use it in a late completion holding a session
+ * reference, to tell a session that ended meanwhile. Any thread. */
+MK_API gboolean mk_session_is_bound(MkSession *s);
 
 G_END_DECLS

@@ -5,11 +5,13 @@ the stream error connection-timeout; a session detached by stream
 management (XEP-0198) is neither pinged nor closed while it waits for
 resumption. Prints TAP; ignores --tap."""
 import os
+import signal
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import NS_CLIENT, NS_STREAM, NS_STREAMS_ERR, Client, Server, Tap, q  # noqa: E402
+from modtest import (NS_CLIENT, NS_STREAM, NS_STREAMS_ERR, Client, Server, Tap,  # noqa: E402
+                     error_condition, q)
 
 
 NS_SM = "urn:xmpp:sm:3"
@@ -91,6 +93,43 @@ def test_detached(t, srv):
     last.close()
 
 
+def wait_log(srv, text, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(srv.log_path, errors="replace") as f:
+            if text in f.read():
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def test_stopped(t, srv):
+    """mod_ping stops (SIGHUP without its conf.d file) with two pings in
+    flight: one answered after the stop, one never. Their completions
+    still run with the module's data (the core keeps it until they
+    ended; an AddressSanitizer build would report a use after free
+    otherwise) and close nobody."""
+    srv.register("nora")
+    srv.register("otto")
+    late = Client(srv, "nora")
+    mute = Client(srv, "otto")
+    p1 = late.expect(is_ping, timeout=6, what="a ping")
+    mute.expect(is_ping, timeout=6, what="a ping")
+    os.unlink(os.path.join(srv.dir, "conf.d", "mod_ping.conf"))
+    srv.proc.send_signal(signal.SIGHUP)
+    t.ok(wait_log(srv, "stopping module mod_ping"), "mod_ping stops with two pings in flight")
+    late.send("<iq type='result' id='%s' to='localhost'/>" % p1.get("id"))
+    t.ok(wait_log(srv, "the ping of %s ended after the module stopped" % late.jid),
+         "the ping answered after the stop completes")
+    t.ok(wait_log(srv, "the ping of %s ended after the module stopped" % mute.jid),
+         "the ping never answered times out after the stop")
+    res = mute.iq("<ping xmlns='urn:xmpp:ping'/>", to="localhost")
+    t.ok(error_condition(res) == "service-unavailable" and not mute.closed.is_set(),
+         "the silent client was not closed by the stopped module (and pings are gone)")
+    late.close()
+    mute.close()
+
+
 def main():
     t = Tap()
     try:
@@ -103,6 +142,7 @@ def main():
     try:
         t.run("idle pings", test_idle, srv)
         t.run("detached sessions", test_detached, srv)
+        t.run("stopped with pings in flight", test_stopped, srv)  # last: mod_ping stops
     finally:
         if t.failed:
             t.diag(srv.log_text())

@@ -593,7 +593,7 @@ static void test_iq_send(void)
     responses = g_ptr_array_new_with_free_func(g_free);
     g_autoptr(MkStanza) req = parse("<iq xmlns='jabber:client' type='get' from='localhost' "
                                     "to='peer@probe.test/x'><ping xmlns='urn:xmpp:ping'/></iq>");
-    mk_iq_send(probe, req, 10000, on_response, responses);
+    mk_iq_send(probe, req, 10000, on_response, responses, NULL);
     g_assert_cmpuint(captured->len, ==, 1);
     /* An id was assigned to the copy that went out. */
     g_autoptr(MkXml) sent = mk_xml_parse(captured->pdata[0], -1, NULL);
@@ -622,7 +622,7 @@ static void test_iq_send(void)
     g_autoptr(MkStanza) req2 =
         parse("<iq xmlns='jabber:client' type='get' id='fixed' "
               "from='localhost' to='peer@probe.test/x'><q xmlns='urn:q'/></iq>");
-    mk_iq_send(probe, req2, 20, on_response, responses);
+    mk_iq_send(probe, req2, 20, on_response, responses, NULL);
     while (responses->len < 2)
         g_main_context_iteration(NULL, TRUE);
     g_assert_cmpstr(responses->pdata[1], ==, "NULL");
@@ -633,7 +633,7 @@ static void test_iq_send(void)
     g_assert_cmpuint(responses->len, ==, 2);
 
     /* Answered from another thread: the callback still runs here. */
-    mk_iq_send(probe, req2, 10000, on_response, responses);
+    mk_iq_send(probe, req2, 10000, on_response, responses, NULL);
     GThread *t = g_thread_new("answer", (GThreadFunc)answer_thread, late);
     g_assert_true(GPOINTER_TO_INT(g_thread_join(t)));
     while (responses->len < 3)
@@ -642,11 +642,157 @@ static void test_iq_send(void)
 
     /* Pending at shutdown: ended with NULL, once, so the caller can free
      * what it attached. */
-    mk_iq_send(probe, req2, 10000, on_response, responses);
+    mk_iq_send(probe, req2, 10000, on_response, responses, NULL);
     teardown();
     g_assert_cmpuint(responses->len, ==, 4);
     g_assert_cmpstr(responses->pdata[3], ==, "NULL");
     g_ptr_array_unref(responses);
+}
+
+/* ---- Module lifetime ---- */
+
+/* The module data of mod_life: every field is checked after the module
+ * stopped, which is only legal while the core keeps the data alive. */
+typedef struct {
+    gint freed;      /* atomic: the destroy notify ran (set on a copy) */
+    GThread *thread; /* where the worker timer must run */
+    gint ticks;      /* atomic: worker timer calls */
+    gint posted;     /* atomic: mk_timer_post calls */
+    gint destroyed;  /* atomic: timer/post/iq_send destroy notifies */
+    gint responses;  /* mk_iq_send completions (main thread) */
+    gboolean running_at_response;
+} Life;
+
+static gint life_freed;
+static MkIq *held_iq;
+static MkModule *life_mod;
+
+static void life_free(gpointer data)
+{
+    Life *l = data;
+    g_atomic_int_inc(&life_freed);
+    g_atomic_int_set(&l->freed, 1);
+    g_free(l);
+}
+
+static MkResult life_iq(MkIq *iq, gpointer user_data)
+{
+    held_iq = mk_iq_ref(iq); /* answered later, after the module stopped */
+    return MK_HANDLED;
+}
+
+static gboolean life_start(MkModule *mod, GError **error)
+{
+    mk_module_set_data(mod, g_new0(Life, 1), life_free);
+    return mk_iq_register(mod, MK_IQ_SCOPE_SERVER, MK_IQ_GET, "urn:life", life_iq, NULL, error);
+}
+
+static void life_destroyed(gpointer data)
+{
+    Life *l = data;
+    g_assert_false(g_atomic_int_get(&l->freed));
+    g_atomic_int_inc(&l->destroyed);
+}
+
+static void life_response(MkStanza *response, gpointer data)
+{
+    Life *l = data;
+    g_assert_false(g_atomic_int_get(&l->freed));
+    l->responses++;
+    l->running_at_response = mk_module_is_running(life_mod);
+}
+
+static gboolean life_tick(gpointer data)
+{
+    Life *l = data;
+    g_assert_true(g_thread_self() == l->thread);
+    g_atomic_int_inc(&l->ticks);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean life_posted(gpointer data)
+{
+    Life *l = data;
+    g_assert_true(g_thread_self() == l->thread);
+    g_atomic_int_inc(&l->posted);
+    return G_SOURCE_CONTINUE; /* ignored: runs once */
+}
+
+/* A worker stand-in: its own main context, where the module creates a
+ * repeating timer and a deferred call; runs until the timer was removed
+ * by the module's stop (its destroy ran). */
+static gpointer life_worker(gpointer data)
+{
+    Life *l = data;
+    GMainContext *ctx = g_main_context_new();
+    g_main_context_push_thread_default(ctx);
+    l->thread = g_thread_self();
+    g_assert_nonnull(mk_timer_add_full(life_mod, 1, life_tick, l, life_destroyed));
+    mk_timer_post(life_mod, life_posted, l, life_destroyed);
+    while (g_atomic_int_get(&l->destroyed) < 2)
+        g_main_context_iteration(ctx, TRUE);
+    g_main_context_pop_thread_default(ctx);
+    g_main_context_unref(ctx);
+    return NULL;
+}
+
+static void test_lifetime(void)
+{
+    setup();
+    g_autoptr(GError) error = NULL;
+    life_freed = 0;
+    life_mod = start_module("mod_life", "default", life_start, &error);
+    g_assert_no_error(error);
+    Life *l = mk_module_get_data(life_mod);
+    g_assert_true(mk_module_is_running(life_mod));
+
+    /* Work in flight: an IQ the module keeps, a request waiting for its
+     * response, timers on another thread. */
+    g_autoptr(MkStanza) st =
+        parse("<iq xmlns='jabber:client' type='get' id='l1' "
+              "from='a@probe.test/x' to='localhost'><q xmlns='urn:life'/></iq>");
+    mk_iq_dispatch(srv.modules, "localhost", MK_IQ_SCOPE_SERVER, st, NULL);
+    g_assert_nonnull(held_iq);
+    g_autoptr(MkStanza) req =
+        parse("<iq xmlns='jabber:client' type='get' id='life' "
+              "from='localhost' to='peer@probe.test/x'><q xmlns='urn:q'/></iq>");
+    mk_iq_send(life_mod, req, 60000, life_response, l, life_destroyed);
+    GThread *worker = g_thread_new("life-worker", life_worker, l);
+    while (g_atomic_int_get(&l->ticks) < 3 || g_atomic_int_get(&l->posted) < 1)
+        g_usleep(1000);
+
+    /* Stop: the worker's timer ends (its destroy runs once), nothing of
+     * the module's data goes while any of that is in flight. */
+    mk_module_stop_adhoc(life_mod);
+    g_assert_false(mk_module_is_running(life_mod));
+    g_thread_join(worker);
+    g_assert_cmpint(g_atomic_int_get(&l->posted), ==, 1);
+    g_assert_cmpint(g_atomic_int_get(&l->destroyed), ==, 2);
+    g_assert_cmpint(life_freed, ==, 0);
+
+    /* A late completion still finds the data, and can tell the stop. */
+    g_autoptr(MkStanza) answer = parse("<iq xmlns='jabber:client' type='result' id='life' "
+                                       "from='peer@probe.test/x'/>");
+    g_assert_true(mk_iq_take_response(srv.modules, answer));
+    while (l->responses < 1)
+        g_main_context_iteration(NULL, TRUE);
+    g_assert_false(l->running_at_response);
+    g_assert_cmpint(g_atomic_int_get(&l->destroyed), ==, 3);
+    mk_iq_reply(held_iq, NULL);
+    g_clear_pointer(&held_iq, mk_iq_unref);
+    g_assert_cmpint(life_freed, ==, 0); /* the retired snapshot still refers to it */
+
+    /* A timer asked for after the stop is refused (with a warning), its
+     * destroy still runs. */
+    Life *late = g_new0(Life, 1);
+    g_assert_null(mk_timer_add_full(life_mod, 1, life_tick, late, life_destroyed));
+    mk_timer_post(life_mod, life_posted, late, life_destroyed);
+    g_assert_cmpint(late->destroyed, ==, 2);
+    g_assert_cmpint(late->ticks + late->posted, ==, 0);
+    g_free(late);
+
+    teardown(); /* frees the retired snapshots: the last references */
+    g_assert_cmpint(life_freed, ==, 1);
 }
 
 /* ---- Lock-free readers while registrations change ---- */
@@ -782,6 +928,7 @@ int main(int argc, char **argv)
     g_test_add_func("/registry/stream", test_stream);
     g_test_add_func("/registry/timers-metrics", test_timers_metrics);
     g_test_add_func("/registry/iq-send", test_iq_send);
+    g_test_add_func("/registry/lifetime", test_lifetime);
     g_test_add_func("/registry/concurrent-readers", test_concurrent_readers);
     g_test_add_func("/registry/domains", test_domains);
     return g_test_run();

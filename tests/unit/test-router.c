@@ -156,6 +156,26 @@ static void teardown(void)
     g_clear_pointer(&fx, g_free);
 }
 
+/* mk_session_is_bound follows the session table: a session replaced by
+ * another with its full JID, or removed, is no longer bound. */
+static void test_session_bound(void)
+{
+    setup();
+    MkSession *a = g_hash_table_lookup(fx->sessions, "juliet@localhost/a");
+    g_assert_true(mk_session_is_bound(a));
+    g_autoptr(MkJid) jid = mk_jid_new("juliet@localhost/a", NULL);
+    g_autoptr(MkSession) again =
+        mk_session_new(jid, mk_workers_get(fx->srv.workers, 0), &recorder, fx);
+    g_assert_false(mk_session_is_bound(again));
+    g_autoptr(MkSession) old = mk_sm_register(fx->srv.sm, again);
+    g_assert_true(old == a);
+    g_assert_false(mk_session_is_bound(a));
+    g_assert_true(mk_session_is_bound(again));
+    mk_sm_unregister(fx->srv.sm, again);
+    g_assert_false(mk_session_is_bound(again));
+    teardown();
+}
+
 static void test_chat_to_bare_highest_priority(void)
 {
     setup();
@@ -291,5 +311,6 @@ int main(int argc, char **argv)
     g_test_add_func("/router/iq/unclaimed-server", test_unclaimed_iq_to_server);
     g_test_add_func("/router/presence/bare", test_presence_to_bare_reaches_available);
     g_test_add_func("/router/remote-domain", test_remote_domain_bounces);
+    g_test_add_func("/router/session-bound", test_session_bound);
     return g_test_run();
 }
