@@ -305,7 +305,8 @@ void mk_auth_guard_failed(MkAuthGuard *g, const MkAddrKey *addr, const char *acc
     if (!limited(g, addr))
         return;
     gint64 now = g_get_monotonic_time();
-    if (g->cfg.address_failures) {
+    /* Addresses' failures are on record for the account rule too. */
+    if (g->cfg.address_failures || g->cfg.account_failures) {
         AddrShard *sh = shard_of(g, addr);
         g_mutex_lock(&sh->lock);
         AddrEntry *e = addr_get(g, sh, addr, now);
@@ -317,7 +318,8 @@ void mk_auth_guard_failed(MkAuthGuard *g, const MkAddrKey *addr, const char *acc
             if (e->failures++ == 0)
                 g_atomic_int_inc(&g->failing_addrs);
             e->last_us = now;
-            e->blocked_us = now + backoff_us(g, e->failures, g->cfg.address_failures);
+            if (g->cfg.address_failures)
+                e->blocked_us = now + backoff_us(g, e->failures, g->cfg.address_failures);
         } else {
             stat_add(&g->stats.table_full);
         }

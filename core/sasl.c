@@ -43,6 +43,7 @@ struct MkSasl {
 
 struct MkSaslSession {
     MkSasl *sasl;
+    const char *mech; /* static */
     MechKind kind;
     MkScramHash hash;
     MkScramServer *scram;   /* SCRAM only */
@@ -190,6 +191,7 @@ MkSaslSession *mk_sasl_session_new(MkSasl *sasl, const char *mech, const char *d
         return NULL;
     MkSaslSession *ss = g_new0(MkSaslSession, 1);
     ss->sasl = sasl;
+    ss->mech = mechanisms[i].name;
     ss->kind = mechanisms[i].kind;
     ss->hash = mechanisms[i].hash;
     ss->domain = g_strdup(domain);
@@ -309,6 +311,7 @@ static gboolean account_throttled(MkSaslSession *ss, MkSaslResult *result)
 static void succeeded(MkSaslSession *ss, MkSaslResult *result)
 {
     result->status = MK_SASL_SUCCESS;
+    result->mechanism = ss->mech;
     result->username = g_strdup(ss->creds->username);
     mk_auth_guard_succeeded(ss->sasl->guard, &ss->peer, ss->creds->username, ss->domain);
 }
@@ -498,6 +501,7 @@ void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result)
         guint8 rnd[8];
         gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd);
         result->status = MK_SASL_SUCCESS;
+        result->mechanism = ss->mech;
         result->username = hex_of(rnd, sizeof rnd);
         return;
     }

@@ -25,6 +25,7 @@ typedef struct {
     const char *condition; /* on failure: "not-authorized", "malformed-request",
                               "invalid-authzid", "temporary-auth-failure" */
     char *username;        /* on success: the prepared node of the account */
+    const char *mechanism; /* on success: its name (static) */
     char *reason;          /* on failure: why, for the log (never a secret) */
     gboolean counted;      /* on failure: a wrong password or unknown user,
                               recorded by the guard */
