@@ -102,6 +102,9 @@ static gboolean drop_one(int listen_fd)
 {
     gboolean dropped = FALSE;
     g_mutex_lock(&spare_lock);
+    /* Another thread may have taken the descriptor freed last time. */
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (spare_fd >= 0) {
         close(spare_fd);
         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -171,11 +174,16 @@ static void on_acceptable(gpointer data, guint32 events)
             case EPERM: /* firewall */
                 continue;
             case EMFILE:
-            case ENFILE:
+            case ENFILE: {
+                int err = errno;
+                /* The limit may have been lowered (prlimit): the reserve
+                 * follows it from now on. */
+                g_atomic_int_set(&fd_threshold, compute_threshold());
                 if (drop_one(ls->fd))
                     continue;
-                pause_accepting(ls, errno);
+                pause_accepting(ls, err);
                 return;
+            }
             case ENOBUFS:
             case ENOMEM:
                 pause_accepting(ls, errno);

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import os
 import queue
+import resource
 import shutil
 import signal
 import socket
@@ -112,9 +113,10 @@ def _scram_keys(password, salt, iterations, algo):
 class Server:
     """A private meerkatd with the given modules ({"mod_ping": {"ping_interval": 1}, ...})."""
 
-    def __init__(self, modules, workers=2, auth=None, listen=None):
+    def __init__(self, modules, workers=2, auth=None, listen=None, nofile=None):
         """auth, listen: keys of [auth] and [listen.c2s] that replace the
-        defaults below (a value None drops the key: the server's default)."""
+        defaults below (a value None drops the key: the server's default).
+        nofile: the server's RLIMIT_NOFILE."""
         self.dir = tempfile.mkdtemp(prefix="mk-modtest.")
         self.port = free_port()
         self.state = os.path.join(self.dir, "state")
@@ -155,7 +157,9 @@ database = meerkat.db
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", self.conf],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+            if nofile else None)
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:
