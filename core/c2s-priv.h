@@ -44,6 +44,12 @@ struct MkC2sServer {
     /* Login and connection limits (c2s-sasl.c, docs/security.md). */
     MkAuthGuard *guard;
     gint64 preauth_timeouts, tls_timeouts, stream_failure_closes; /* atomic */
+    /* XEP-0474's h= values by binding type (none, tls-unique,
+     * tls-exporter), ANONYMOUS offered or not, and hash: they change only
+     * with the configuration. Any worker, under the lock. */
+    GMutex ssdp_lock;
+    const MkConfigData *ssdp_config;
+    char *ssdp[3][2][2];
 };
 
 typedef struct C2sSm C2sSm;

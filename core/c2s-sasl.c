@@ -8,6 +8,7 @@
 #include "log.h"
 #include "modules.h"
 #include "preload.h"
+#include "scram-server.h"
 #include "server.h"
 #include "tls.h"
 #include <string.h>
@@ -227,7 +228,10 @@ static void sasl_step(MkC2s *c, const char *input)
     /* Only this worker delivers the result, after this returns. Bytes
      * after this element wait for it (sasl_job_done). */
     c->sasl_busy = TRUE;
-    mk_xml_stream_hand_over(c->xs);
+    /* Only when the client did pipeline: a hand-over costs a parser
+     * primed anew for the next bytes (~11k instructions). */
+    if (mk_xml_stream_has_more_input(c->xs))
+        mk_xml_stream_hand_over(c->xs);
     mk_conn_pause(c->conn, TRUE);
 }
 
@@ -270,6 +274,33 @@ static GString *advertised(MkC2s *c, const char *cb_type)
         g_string_append(s, cb_type);
     }
     return s;
+}
+
+/* The h= value for @mech on this stream, computed once per
+ * configuration and kind of stream. Returns: (transfer full) (nullable) */
+static char *ssdp(MkC2s *c, const char *mech)
+{
+    MkC2sServer *cs = c->cs;
+    const char *cb_type = mk_conn_channel_binding_type(c->conn);
+    guint cb = !cb_type ? 0 : g_str_equal(cb_type, "tls-unique") ? 1 : 2;
+    guint anon = c2s_mech_allowed(c, "ANONYMOUS");
+    guint sha1 = g_str_has_prefix(mech, "SCRAM-SHA-1");
+    g_mutex_lock(&cs->ssdp_lock);
+    if (cs->ssdp_config != cs->srv->config) {
+        for (guint i = 0; i < G_N_ELEMENTS(cs->ssdp); i++)
+            for (guint j = 0; j < 2; j++)
+                for (guint k = 0; k < 2; k++)
+                    g_clear_pointer(&cs->ssdp[i][j][k], g_free);
+        cs->ssdp_config = cs->srv->config;
+    }
+    char **slot = &cs->ssdp[cb][anon][sha1];
+    if (!*slot) {
+        g_autoptr(GString) adv = advertised(c, cb_type);
+        *slot = mk_scram_ssdp_hash(sha1 ? MK_SCRAM_SHA1 : MK_SCRAM_SHA256, adv->str, adv->len);
+    }
+    char *value = g_strdup(*slot); /* another worker may replace it after a reload */
+    g_mutex_unlock(&cs->ssdp_lock);
+    return value;
 }
 
 /* The listener's scram_y_flag for this stream's binding type. */
@@ -319,8 +350,8 @@ static void handle_auth(MkC2s *c, MkXml *el)
     }
     mk_sasl_session_set_peer(c->sasl, &c->addr);
     if (g_str_has_prefix(mech, "SCRAM-")) {
-        g_autoptr(GString) adv = advertised(c, mk_conn_channel_binding_type(c->conn));
-        mk_sasl_session_set_scram_policy(c->sasl, accept_y(c, cb_type), adv->str, adv->len);
+        g_autofree char *h = ssdp(c, mech);
+        mk_sasl_session_set_scram_policy(c->sasl, accept_y(c, cb_type), h);
     }
     g_autofree char *text = mk_xml_text(el);
     sasl_step(c, g_strstrip(text));
@@ -383,6 +414,7 @@ void c2s_limits_init(MkC2sServer *cs)
         .exempt_loopback = !cfg->auth_throttle_loopback,
     };
     cs->guard = mk_auth_guard_new(&gc);
+    g_mutex_init(&cs->ssdp_lock);
     mk_sasl_set_guard(cs->sasl, cs->guard);
     if (cs->srv->modules)
         mk_metrics_set_core_source(cs->srv->modules, limits_metrics, cs);
@@ -390,6 +422,11 @@ void c2s_limits_init(MkC2sServer *cs)
 
 void c2s_limits_free(MkC2sServer *cs)
 {
+    for (guint i = 0; i < G_N_ELEMENTS(cs->ssdp); i++)
+        for (guint j = 0; j < 2; j++)
+            for (guint k = 0; k < 2; k++)
+                g_free(cs->ssdp[i][j][k]);
+    g_mutex_clear(&cs->ssdp_lock);
     mk_sasl_set_guard(cs->sasl, NULL);
     g_clear_pointer(&cs->guard, mk_auth_guard_free);
 }

@@ -223,11 +223,10 @@ gboolean mk_sasl_session_set_peer(MkSaslSession *ss, const MkAddrKey *addr)
     return !ss->throttled;
 }
 
-void mk_sasl_session_set_scram_policy(MkSaslSession *ss, gboolean accept_y, const char *advertised,
-                                      gsize len)
+void mk_sasl_session_set_scram_policy(MkSaslSession *ss, gboolean accept_y, const char *ssdp_b64)
 {
     if (ss->scram)
-        mk_scram_server_set_policy(ss->scram, accept_y, advertised, len);
+        mk_scram_server_set_policy(ss->scram, accept_y, ssdp_b64);
 }
 
 void mk_sasl_session_set_conn(MkSaslSession *ss, MkDbConn *conn)

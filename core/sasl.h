@@ -65,8 +65,7 @@ void mk_sasl_session_free(MkSaslSession *ss);
 gboolean mk_sasl_session_set_peer(MkSaslSession *ss, const MkAddrKey *addr);
 /* SCRAM, before the first step: see mk_scram_server_set_policy (the 'y'
  * flag, XEP-0474's h=). No-op for other mechanisms. */
-void mk_sasl_session_set_scram_policy(MkSaslSession *ss, gboolean accept_y, const char *advertised,
-                                      gsize len);
+void mk_sasl_session_set_scram_policy(MkSaslSession *ss, gboolean accept_y, const char *ssdp_b64);
 /* A connection the next blocking steps use instead of taking one of
  * their own (NULL: take one); borrowed, so the caller can read more on
  * it in the same job (auth_preload). The thread that owns @ss. */

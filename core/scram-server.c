@@ -84,18 +84,21 @@ void mk_scram_server_free(MkScramServer *s)
     g_free(s);
 }
 
-void mk_scram_server_set_policy(MkScramServer *s, gboolean accept_y, const char *advertised,
-                                gsize len)
+char *mk_scram_ssdp_hash(MkScramHash hash, const char *advertised, gsize len)
+{
+    guint8 digest[32];
+    gnutls_digest_algorithm_t dig = hash == MK_SCRAM_SHA1 ? GNUTLS_DIG_SHA1 : GNUTLS_DIG_SHA256;
+    if (gnutls_hash_fast(dig, advertised, len, digest) != 0)
+        return NULL;
+    return g_base64_encode(digest, hash_len(hash));
+}
+
+void mk_scram_server_set_policy(MkScramServer *s, gboolean accept_y, const char *ssdp_b64)
 {
     g_return_if_fail(s->step == WAIT_CLIENT_FIRST);
     s->accept_y = accept_y;
-    g_clear_pointer(&s->ssdp, g_free);
-    if (!advertised)
-        return;
-    guint8 digest[32];
-    gnutls_digest_algorithm_t dig = s->hash == MK_SCRAM_SHA1 ? GNUTLS_DIG_SHA1 : GNUTLS_DIG_SHA256;
-    if (gnutls_hash_fast(dig, advertised, len, digest) == 0)
-        s->ssdp = g_base64_encode(digest, hash_len(s->hash));
+    g_free(s->ssdp);
+    s->ssdp = g_strdup(ssdp_b64);
 }
 
 gboolean mk_scram_server_bad_proof(MkScramServer *s)

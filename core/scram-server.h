@@ -31,12 +31,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(MkScramServer, mk_scram_server_free)
 /* Before the client-first message. @accept_y: a client's 'y' flag is
  * accepted although a -PLUS mechanism was offered (the binding type of
  * this stream is one that clients may lack: see the listener's
- * scram_y_flag in docs/configuration.md). @advertised/@len (nullable):
- * XEP-0474's input, the sorted mechanisms offered joined by 0x1E, then
- * 0x1F and the sorted binding types likewise; its hash goes out as the
- * server-first message's h= attribute. */
-void mk_scram_server_set_policy(MkScramServer *s, gboolean accept_y, const char *advertised,
-                                gsize len);
+ * scram_y_flag in docs/configuration.md). @ssdp_b64 (nullable): the
+ * server-first message's h= attribute (XEP-0474), from
+ * mk_scram_ssdp_hash. */
+void mk_scram_server_set_policy(MkScramServer *s, gboolean accept_y, const char *ssdp_b64);
+/* XEP-0474's h= value for @advertised (@len bytes: the sorted
+ * mechanisms offered joined by 0x1E, then 0x1F and the sorted binding
+ * types likewise), hashed with @hash. Returns: (transfer full). */
+char *mk_scram_ssdp_hash(MkScramHash hash, const char *advertised, gsize len);
 /* Why the last step failed, for the log: never a secret. (transfer none) */
 const char *mk_scram_server_failure(MkScramServer *s);
 /* TRUE when the final step failed on the proof (a wrong password, or
