@@ -931,7 +931,7 @@ void mk_c2s_server_free(MkC2sServer *cs)
     g_free(cs->workers);
     g_hash_table_destroy(cs->resumable);
     g_mutex_clear(&cs->resume_lock);
-    mk_sasl_free(cs->sasl);
     c2s_limits_free(cs);
+    mk_sasl_free(cs->sasl);
     g_free(cs);
 }
