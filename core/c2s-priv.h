@@ -4,6 +4,7 @@
  * (XEP-0198). Nothing else includes this. Everything in an MkC2s belongs to its worker. */
 #pragma once
 
+#include "authguard.h"
 #include "c2s.h"
 #include "conn.h"
 #include "sasl.h"
@@ -40,6 +41,15 @@ struct MkC2sServer {
     /* XEP-0198 resumption ids of this node (c2s-sm.c), any thread. */
     GMutex resume_lock;
     GHashTable *resumable; /* id -> C2sResumable* */
+    /* Login and connection limits (c2s-sasl.c, docs/security.md). */
+    MkAuthGuard *guard;
+    gint64 preauth_timeouts, tls_timeouts, stream_failure_closes; /* atomic */
+    /* XEP-0474's h= values by binding type (none, tls-unique,
+     * tls-exporter), ANONYMOUS offered or not, and hash: they change only
+     * with the configuration. Any worker, under the lock. */
+    GMutex ssdp_lock;
+    const MkConfigData *ssdp_config;
+    char *ssdp[3][2][2];
 };
 
 typedef struct C2sSm C2sSm;
@@ -59,7 +69,12 @@ struct MkC2s {
     gboolean sasl_busy;
     gboolean freed_conn;
     gint64 last_input_us;
-    char *domain; /* the stream's 'to', prepared */
+    gint64 created_us;        /* for preauth_timeout */
+    gint64 tls_started_us;    /* while a TLS handshake runs, for tls_handshake_timeout */
+    MkAddrKey addr;           /* the peer, as the limits count it */
+    gboolean preauth_counted; /* counted in the guard's unauthenticated connections */
+    guint sasl_failures;      /* on this stream (failures_per_stream) */
+    char *domain;             /* the stream's 'to', prepared */
     char *stream_id;
     char *username; /* after SASL */
     MkSaslSession *sasl;
@@ -106,6 +121,18 @@ gboolean c2s_mech_allowed(MkC2s *c, const char *mech);
  * authentication. */
 void c2s_starttls(MkC2s *c);
 void c2s_sasl_element(MkC2s *c, MkXml *el);
+/* c2s-sasl.c: the limits (docs/security.md). Server creation and
+ * shutdown, main thread: */
+void c2s_limits_init(MkC2sServer *cs);
+void c2s_limits_free(MkC2sServer *cs);
+/* A new connection from @peer: FALSE when its address has too many
+ * unauthenticated connections (the caller closes it). Its worker. */
+gboolean c2s_limits_accept(MkC2s *c, const struct sockaddr_storage *peer);
+/* The stream is no longer unauthenticated (authenticated, or gone). */
+void c2s_limits_leave(MkC2s *c);
+/* From the sweep: closes @c when it took too long to authenticate or
+ * to finish a TLS handshake; TRUE when it did. */
+gboolean c2s_limits_sweep(MkC2s *c, gint64 now);
 /* c2s-preauth.c: offers a pre-authentication <iq/> to the module that
  * claimed its payload's namespace; FALSE when nobody did (the caller
  * closes the stream). */

@@ -575,6 +575,7 @@ static void on_data(gpointer user_data, const char *data, gsize len)
 static void on_tls_done(gpointer user_data, gboolean ok)
 {
     MkC2s *c = user_data;
+    c->tls_started_us = 0;
     if (!ok) {
         C2S_LOG(c, G_LOG_LEVEL_INFO, "TLS handshake failed");
         c->state = C2S_CLOSING;
@@ -659,9 +660,15 @@ void mk_c2s_accept(MkWorker *w, int fd, const struct sockaddr_storage *peer,
         return;
     }
     MkC2s *c = c2s_stream_new(cs, listen, w);
+    if (!c2s_limits_accept(c, peer)) {
+        close(fd);
+        c2s_stream_remove(c);
+        return;
+    }
     c->conn = mk_conn_new(w, fd, peer, &conn_callbacks, c);
     if (listen->lc.tls == MK_TLS_DIRECT && listen->creds) {
         c->state = C2S_TLS;
+        c->tls_started_us = c->created_us;
         mk_conn_start_tls(c->conn, listen->creds);
     }
 }
@@ -676,6 +683,7 @@ MkC2s *c2s_stream_new(MkC2sServer *cs, C2sListen *listen, MkWorker *w)
     c->cw = worker_state(cs, w);
     c->link.data = c;
     c->last_input_us = g_get_monotonic_time();
+    c->created_us = c->last_input_us;
     c->xs = mk_xml_stream_new(&stream_callbacks, c, c->cw->xml, listen->lc.max_stanza_size,
                               listen->lc.max_depth);
     g_queue_push_tail_link(&c->cw->streams, &c->link);
@@ -696,6 +704,7 @@ void c2s_stream_remove(MkC2s *c)
 
 static void c2s_free(MkC2s *c)
 {
+    c2s_limits_leave(c);
     if (c->sm)
         c2s_sm_free(c);
     g_clear_pointer(&c->sasl, mk_sasl_session_free);
@@ -750,6 +759,8 @@ static gboolean sweep(gpointer user_data)
         guint timeout = c->listen->lc.idle_timeout;
         if (c->state == C2S_CLOSING || c->state == C2S_DETACHED || c->state == C2S_MIGRATING)
             continue;
+        if (c2s_limits_sweep(c, now))
+            continue;
         if (timeout && idle > (gint64)timeout * G_USEC_PER_SEC) {
             c2s_close(c, "connection-timeout");
             continue;
@@ -791,6 +802,7 @@ MkC2sServer *mk_c2s_server_new(MkServer *srv, GError **error)
     cs->workers = g_new0(C2sWorker *, cs->n_workers);
     g_mutex_init(&cs->resume_lock);
     cs->resumable = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, c2s_sm_resumable_free);
+    c2s_limits_init(cs);
     return cs;
 }
 
@@ -919,6 +931,7 @@ void mk_c2s_server_free(MkC2sServer *cs)
     g_free(cs->workers);
     g_hash_table_destroy(cs->resumable);
     g_mutex_clear(&cs->resume_lock);
+    c2s_limits_free(cs);
     mk_sasl_free(cs->sasl);
     g_free(cs);
 }

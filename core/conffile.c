@@ -20,18 +20,42 @@ static const char *const known_mechanisms[] = {
 };
 
 static const char *const general_keys[] = {
-    "hosts", "state_dir", "module_dir", "conf_dir", "workers", "log_level", "node", NULL,
+    "hosts",     "state_dir", "module_dir", "conf_dir", "workers",
+    "log_level", "node",      "fd_reserve", NULL,
 };
 static const char *const host_type_keys[] = {"domains", NULL};
 static const char *const auth_keys[] = {
-    "password_format", "scram_iterations", "mechanisms", "anonymous_hosts", NULL,
+    "password_format",
+    "scram_iterations",
+    "mechanisms",
+    "anonymous_hosts",
+    "failures_per_stream",
+    "address_failures",
+    "account_failures",
+    "backoff_max",
+    "forget_after",
+    "throttle_loopback",
+    NULL,
 };
 static const char *const storage_keys[] = {
     "driver", "database", "host", "port", "user", "password", "pool_size", NULL,
 };
 static const char *const listen_keys[] = {
-    "type",      "address",      "port",    "tls", "certfile", "keyfile", "max_stanza_size",
-    "max_depth", "idle_timeout", "backlog", NULL,
+    "type",
+    "address",
+    "port",
+    "tls",
+    "certfile",
+    "keyfile",
+    "max_stanza_size",
+    "max_depth",
+    "idle_timeout",
+    "backlog",
+    "preauth_timeout",
+    "tls_handshake_timeout",
+    "max_preauth_per_address",
+    "scram_y_flag",
+    NULL,
 };
 
 /* "FILE: [section] key: reason"; @key may be NULL. */
@@ -320,6 +344,10 @@ static gboolean load_general(MkConfigData *cfg, GKeyFile *kf, const char *dir, G
     if (!get_int(f, kf, g, "workers", 0, 0, 1024, &workers, error))
         return FALSE;
     cfg->workers = workers ? (guint)workers : g_get_num_processors();
+    gint64 reserve;
+    if (!get_int(f, kf, g, "fd_reserve", 0, 0, 1000000, &reserve, error))
+        return FALSE;
+    cfg->fd_reserve = (guint)reserve;
 
     g_autofree char *level = get_string(kf, g, "log_level", "info");
     if (!mk_config_parse_log_level(level, &cfg->log_level)) {
@@ -379,6 +407,24 @@ static gboolean load_auth(MkConfigData *cfg, GKeyFile *kf, GHashTable *seen, GEr
             return FALSE;
         }
     }
+    /* Limits on guessing (docs/security.md). */
+    gint64 per_stream, addr_fail, acct_fail, backoff, forget;
+    static const char *const bools[] = {"false", "true", NULL};
+    int loopback;
+    if (!get_int(f, kf, g, "failures_per_stream", 5, 1, 100, &per_stream, error) ||
+        !get_int(f, kf, g, "address_failures", 10, 0, 1000000, &addr_fail, error) ||
+        !get_int(f, kf, g, "account_failures", 5, 0, 1000000, &acct_fail, error) ||
+        !get_int(f, kf, g, "backoff_max", 300, 1, 86400, &backoff, error) ||
+        !get_int(f, kf, g, "forget_after", 900, 60, 7 * 86400, &forget, error) ||
+        !get_choice(f, kf, g, "throttle_loopback", bools, 0, &loopback, error))
+        return FALSE;
+    cfg->auth_failures_per_stream = (guint)per_stream;
+    cfg->auth_address_failures = (guint)addr_fail;
+    cfg->auth_account_failures = (guint)acct_fail;
+    cfg->auth_backoff_max = (guint)backoff;
+    cfg->auth_forget_after = (guint)forget;
+    cfg->auth_throttle_loopback = loopback == 1;
+
     cfg->anonymous_hosts = get_list(kf, g, "anonymous_hosts", "");
     for (char **d = cfg->anonymous_hosts; *d; d++) {
         char *p = prepare_domain(f, g, "anonymous_hosts", *d, error);
@@ -473,14 +519,26 @@ static gboolean load_listener(MkConfigData *cfg, GKeyFile *kf, const char *group
         return FALSE;
     lc->tls = (MkTlsMode)tls;
 
-    gint64 port, stanza, depth, idle, backlog;
+    gint64 port, stanza, depth, idle, backlog, preauth, handshake, per_addr;
     if (!get_int(f, kf, group, "port", lc->tls == MK_TLS_DIRECT ? 5223 : 5222, 0, 65535, &port,
                  error) ||
         !get_int(f, kf, group, "max_stanza_size", 65536, 1024, 64 * 1024 * 1024, &stanza, error) ||
         !get_int(f, kf, group, "max_depth", 64, 4, 1024, &depth, error) ||
         !get_int(f, kf, group, "idle_timeout", 600, 0, 7 * 24 * 3600, &idle, error) ||
-        !get_int(f, kf, group, "backlog", 1024, 1, 65535, &backlog, error))
+        !get_int(f, kf, group, "backlog", 1024, 1, 65535, &backlog, error) ||
+        !get_int(f, kf, group, "preauth_timeout", 30, 0, 3600, &preauth, error) ||
+        !get_int(f, kf, group, "tls_handshake_timeout", 10, 0, 600, &handshake, error) ||
+        !get_int(f, kf, group, "max_preauth_per_address", 20, 0, 1000000, &per_addr, error))
         return FALSE;
+    lc->preauth_timeout = (guint)preauth;
+    lc->tls_handshake_timeout = (guint)handshake;
+    lc->max_preauth_per_address = (guint)per_addr;
+    static const char *const y_flags[] = {"refuse", "tls13", "accept", NULL};
+    G_STATIC_ASSERT(MK_SCRAM_Y_REFUSE == 0 && MK_SCRAM_Y_TLS13 == 1 && MK_SCRAM_Y_ACCEPT == 2);
+    int y_flag;
+    if (!get_choice(f, kf, group, "scram_y_flag", y_flags, MK_SCRAM_Y_TLS13, &y_flag, error))
+        return FALSE;
+    lc->scram_y_flag = (MkScramYFlag)y_flag;
     lc->port = (guint16)port;
     lc->max_stanza_size = (gsize)stanza;
     lc->max_depth = (guint)depth;

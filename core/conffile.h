@@ -10,6 +10,7 @@
  *   workers = 0                       # 0 = number of cores
  *   log_level = info                  # error|warning|message|info|debug
  *   node = meerkat@localhost
+ *   fd_reserve = 0                    # descriptors kept from new connections; 0 = auto
  *
  *   [host_type.NAME]                  # optional, for multi-tenant setups
  *   domains = a.example;b.example
@@ -19,6 +20,12 @@
  *   scram_iterations = 4096           # 4096..1000000
  *   mechanisms = PLAIN;SCRAM-SHA-1;SCRAM-SHA-256;SCRAM-SHA-1-PLUS;SCRAM-SHA-256-PLUS
  *   anonymous_hosts =                 # domains where ANONYMOUS is offered
+ *   failures_per_stream = 5           # then policy-violation (RFC 6120 6.4.5)
+ *   address_failures = 10             # failed logins per address before backoff; 0 = off
+ *   account_failures = 5              # per account (see docs/security.md); 0 = off
+ *   backoff_max = 300                 # seconds
+ *   forget_after = 900                # seconds after the last failure
+ *   throttle_loopback = false         # limit 127.0.0.0/8 and ::1 too
  *
  *   [storage]
  *   driver = sqlite3                  # sqlite3 | pgsql
@@ -41,6 +48,10 @@
  *   max_depth = 64
  *   idle_timeout = 600                # seconds without any input; 0 = never
  *   backlog = 1024
+ *   preauth_timeout = 30              # seconds to authenticate after connecting; 0 = never
+ *   tls_handshake_timeout = 10        # seconds; 0 = never
+ *   max_preauth_per_address = 20      # unauthenticated connections; 0 = no cap
+ *   scram_y_flag = tls13              # refuse | tls13 | accept (docs/configuration.md)
  *
  * conf.d/NAME.conf: each file NAME.conf enables module NAME and holds its
  * [NAME] section (and [NAME@HOSTTYPE] overrides). Files are read in sorted
@@ -56,6 +67,13 @@ typedef enum {
     MK_TLS_DIRECT,
 } MkTlsMode;
 
+/* When a SCRAM client's 'y' flag is accepted although -PLUS was offered. */
+typedef enum {
+    MK_SCRAM_Y_REFUSE, /* never (RFC 5802 section 6) */
+    MK_SCRAM_Y_TLS13,  /* over TLS 1.3, whose only binding is tls-exporter */
+    MK_SCRAM_Y_ACCEPT, /* always */
+} MkScramYFlag;
+
 typedef struct {
     char *name; /* "c2s" of [listen.c2s] */
     char *type; /* "c2s" */
@@ -68,6 +86,10 @@ typedef struct {
     guint max_depth;
     guint idle_timeout; /* seconds; 0 = never */
     int backlog;
+    guint preauth_timeout;         /* seconds; 0 = never */
+    guint tls_handshake_timeout;   /* seconds; 0 = never */
+    guint max_preauth_per_address; /* 0 = no cap */
+    MkScramYFlag scram_y_flag;
 } MkListenConfig;
 
 typedef struct {
@@ -91,6 +113,7 @@ struct MkConfigData {
     char *node;
     guint workers; /* resolved: never 0 */
     GLogLevelFlags log_level;
+    guint fd_reserve; /* 0 = auto */
 
     GPtrArray *host_types; /* of MkHostTypeConfig*; at least "default" */
 
@@ -99,6 +122,12 @@ struct MkConfigData {
     guint scram_iterations;
     char **mechanisms;
     char **anonymous_hosts;
+    guint auth_failures_per_stream;
+    guint auth_address_failures; /* 0 = no limit */
+    guint auth_account_failures; /* 0 = no limit */
+    guint auth_backoff_max;      /* seconds */
+    guint auth_forget_after;     /* seconds */
+    gboolean auth_throttle_loopback;
 
     /* [storage] */
     char *db_driver; /* "sqlite3" | "pgsql" */

@@ -5,11 +5,13 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <gio/gio.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,6 +42,82 @@ struct MkListener {
     GCond cond;
     guint live; /* sockets not yet dropped by their worker */
 };
+
+/* Descriptors (docs/security.md): new connections are refused while the
+ * accepted descriptor's number is within the reserve of RLIMIT_NOFILE
+ * (the kernel hands out the lowest free number, so all below it are in
+ * use), which keeps descriptors for the database, TLS and the sessions
+ * already open. At the limit itself, a spare descriptor is given up to
+ * accept and close one waiting connection at a time, so that clients
+ * hear "no" at once instead of hanging in the backlog. Process-wide. */
+static GMutex spare_lock;
+static int spare_fd = -1;
+static guint fd_reserve_conf; /* 0 = auto */
+static gint fd_threshold;     /* atomic; 0 = not computed yet */
+static gint64 refused_reserve, dropped_at_limit;
+
+static int compute_threshold(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur > G_MAXINT)
+        return G_MAXINT;
+    int limit = (int)rl.rlim_cur;
+    int reserve = fd_reserve_conf ? (int)fd_reserve_conf : MAX(32, limit / 20);
+    return MAX(limit - reserve, 16);
+}
+
+void mk_listener_set_fd_reserve(guint reserve)
+{
+    fd_reserve_conf = reserve;
+    g_atomic_int_set(&fd_threshold, compute_threshold());
+    g_mutex_lock(&spare_lock);
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    g_mutex_unlock(&spare_lock);
+}
+
+void mk_listener_fd_stats(gint64 *refused, gint64 *dropped)
+{
+    *refused = __atomic_load_n(&refused_reserve, __ATOMIC_RELAXED);
+    *dropped = __atomic_load_n(&dropped_at_limit, __ATOMIC_RELAXED);
+}
+
+/* Whether @fd is within the reserve. The limit is read again before
+ * refusing: an operator may have raised it (prlimit). */
+static gboolean in_reserve(int fd)
+{
+    int t = g_atomic_int_get(&fd_threshold);
+    if (t == 0 || fd < t)
+        return FALSE;
+    t = compute_threshold();
+    g_atomic_int_set(&fd_threshold, t);
+    return fd >= t;
+}
+
+/* Out of descriptors: the spare one makes room to take one waiting
+ * connection and close it. FALSE when there is no spare (another
+ * thread has it, or it could not be re-opened). */
+static gboolean drop_one(int listen_fd)
+{
+    gboolean dropped = FALSE;
+    g_mutex_lock(&spare_lock);
+    /* Another thread may have taken the descriptor freed last time. */
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (spare_fd >= 0) {
+        close(spare_fd);
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            close(fd);
+            dropped = TRUE;
+            __atomic_add_fetch(&dropped_at_limit, 1, __ATOMIC_RELAXED);
+        }
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    g_mutex_unlock(&spare_lock);
+    return dropped;
+}
 
 static gboolean resume_accepting(gpointer data)
 {
@@ -96,7 +174,16 @@ static void on_acceptable(gpointer data, guint32 events)
             case EPERM: /* firewall */
                 continue;
             case EMFILE:
-            case ENFILE:
+            case ENFILE: {
+                int err = errno;
+                /* The limit may have been lowered (prlimit): the reserve
+                 * follows it from now on. */
+                g_atomic_int_set(&fd_threshold, compute_threshold());
+                if (drop_one(ls->fd))
+                    continue;
+                pause_accepting(ls, err);
+                return;
+            }
             case ENOBUFS:
             case ENOMEM:
                 pause_accepting(ls, errno);
@@ -105,6 +192,11 @@ static void on_acceptable(gpointer data, guint32 events)
                 g_warning("listener %s: accept: %s", l->lc.name, g_strerror(errno));
                 return;
             }
+        }
+        if (G_UNLIKELY(in_reserve(fd))) {
+            close(fd);
+            __atomic_add_fetch(&refused_reserve, 1, __ATOMIC_RELAXED);
+            continue;
         }
         l->func(ls->w, fd, &peer, &l->lc, l->user_data);
         if (!drain) {

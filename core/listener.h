@@ -28,5 +28,12 @@ MkListener *mk_listener_start(MkWorkers *workers, const MkListenConfig *lc, MkAc
  * dropped its socket, so @func is not called after this returns and the
  * port is free. Main thread, before mk_workers_stop. (nullable) */
 void mk_listener_stop(MkListener *l);
+/* Descriptors kept from new connections (0: 5% of RLIMIT_NOFILE, at
+ * least 32), and a spare one for closing connections at the limit (see
+ * listener.c). Main thread, before listeners start. */
+void mk_listener_set_fd_reserve(guint reserve);
+/* Connections refused within the reserve, and dropped at the limit. Any
+ * thread. */
+void mk_listener_fd_stats(gint64 *refused, gint64 *dropped);
 /* The port actually bound (useful when the config says 0). Any thread. */
 guint16 mk_listener_port(MkListener *l);

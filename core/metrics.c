@@ -15,7 +15,9 @@ struct MkCounter {
 
 struct MkMetrics {
     GMutex lock;
-    GHashTable *counters; /* name -> MkCounter* */
+    GHashTable *counters;        /* name -> MkCounter* */
+    MkMetricsCoreFunc core_func; /* nullable: the core's own counters */
+    gpointer core_data;
 };
 
 static void counter_free(gpointer data)
@@ -97,6 +99,16 @@ static int cmp_counter(gconstpointer a, gconstpointer b)
     return strcmp(x->name, y->name);
 }
 
+/* See modules.h. Main thread. */
+void mk_metrics_set_core_source(MkModules *mods, MkMetricsCoreFunc func, gpointer data)
+{
+    MkMetrics *m = mods->metrics;
+    g_mutex_lock(&m->lock);
+    m->core_func = func;
+    m->core_data = data;
+    g_mutex_unlock(&m->lock);
+}
+
 /* See modules.h. (transfer full) Sorted lines "name value\n". Any
  * thread. */
 char *mk_metrics_dump(MkModules *mods)
@@ -118,6 +130,8 @@ char *mk_metrics_dump(MkModules *mods)
         MkCounter *c = g_ptr_array_index(list, i);
         g_string_append_printf(out, "%s %" G_GINT64_FORMAT "\n", c->name, mk_counter_get(c));
     }
+    if (m->core_func)
+        m->core_func(out, m->core_data);
     g_mutex_unlock(&m->lock);
     return g_string_free(out, FALSE);
 }

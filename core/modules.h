@@ -87,5 +87,11 @@ MkResult mk_stream_element_dispatch(MkSession *s, MkXml *el);
 gboolean mk_stream_preauth_iq_lookup(const char *domain, const char *xmlns, MkPreauthIqFunc *func,
                                      gpointer *user_data);
 
-/* Every counter as "host_type.module.name value" lines. (transfer full) */
+/* Every counter as "host_type.module.name value" lines, then the core's
+ * own as "core.NAME value" lines. (transfer full) */
 char *mk_metrics_dump(MkModules *mods);
+/* The core's counters: @func appends "core.NAME value\n" lines to @out
+ * (any thread, under the registry's lock: it must not call back). NULL
+ * to remove. Main thread. */
+typedef void (*MkMetricsCoreFunc)(GString *out, gpointer data);
+void mk_metrics_set_core_source(MkModules *mods, MkMetricsCoreFunc func, gpointer data);

@@ -35,6 +35,7 @@ static const struct {
 
 struct MkSasl {
     MkDb *db;
+    MkAuthGuard *guard; /* nullable, borrowed */
     guint iterations;
     gboolean plain_format; /* [auth] password_format = plain */
     guint8 secret[32];     /* for deterministic fake salts of unknown users */
@@ -42,6 +43,7 @@ struct MkSasl {
 
 struct MkSaslSession {
     MkSasl *sasl;
+    const char *mech; /* static */
     MechKind kind;
     MkScramHash hash;
     MkScramServer *scram;   /* SCRAM only */
@@ -53,12 +55,16 @@ struct MkSaslSession {
     gboolean db_failed;
     gboolean bad_user; /* authid is not a valid username */
     MkDbConn *conn;    /* borrowed for a step (mk_sasl_session_set_conn) */
+    MkAddrKey peer;
+    gboolean throttled; /* the address was in backoff at the start */
+    char *authcid;      /* the name tried, as given (for the guard and the log) */
 };
 
 void mk_sasl_result_clear(MkSaslResult *r)
 {
     g_clear_pointer(&r->out_b64, g_free);
     g_clear_pointer(&r->username, g_free);
+    g_clear_pointer(&r->reason, g_free);
     r->condition = NULL;
 }
 
@@ -151,6 +157,11 @@ MkSasl *mk_sasl_new(MkDb *db, guint scram_iterations, gboolean plain_format, GEr
     return sasl;
 }
 
+void mk_sasl_set_guard(MkSasl *sasl, MkAuthGuard *guard)
+{
+    sasl->guard = guard;
+}
+
 void mk_sasl_free(MkSasl *sasl)
 {
     if (!sasl)
@@ -180,6 +191,7 @@ MkSaslSession *mk_sasl_session_new(MkSasl *sasl, const char *mech, const char *d
         return NULL;
     MkSaslSession *ss = g_new0(MkSaslSession, 1);
     ss->sasl = sasl;
+    ss->mech = mechanisms[i].name;
     ss->kind = mechanisms[i].kind;
     ss->hash = mechanisms[i].hash;
     ss->domain = g_strdup(domain);
@@ -200,7 +212,21 @@ void mk_sasl_session_free(MkSaslSession *ss)
         mk_credentials_free(ss->creds);
     g_free(ss->domain);
     g_free(ss->authzid);
+    g_free(ss->authcid);
     g_free(ss);
+}
+
+gboolean mk_sasl_session_set_peer(MkSaslSession *ss, const MkAddrKey *addr)
+{
+    ss->peer = *addr;
+    ss->throttled = ss->kind != MECH_ANONYMOUS && !mk_auth_guard_address_ok(ss->sasl->guard, addr);
+    return !ss->throttled;
+}
+
+void mk_sasl_session_set_scram_policy(MkSaslSession *ss, gboolean accept_y, const char *ssdp_b64)
+{
+    if (ss->scram)
+        mk_scram_server_set_policy(ss->scram, accept_y, ssdp_b64);
 }
 
 void mk_sasl_session_set_conn(MkSaslSession *ss, MkDbConn *conn)
@@ -215,6 +241,8 @@ const char *mk_sasl_session_account(MkSaslSession *ss)
 
 gboolean mk_sasl_step_blocks(MkSaslSession *ss)
 {
+    if (ss->throttled)
+        return FALSE; /* fails at once */
     switch (ss->kind) {
     case MECH_PLAIN:
         return TRUE; /* the account and, for SCRAM-only accounts, a derivation */
@@ -250,6 +278,43 @@ static void fail(MkSaslResult *result, const char *condition)
     result->condition = condition;
 }
 
+/* A failure with its reason for the log (@reason: transfer full). */
+static void fail_why(MkSaslResult *result, const char *condition, char *reason)
+{
+    fail(result, condition);
+    g_free(result->reason);
+    result->reason = reason;
+}
+
+/* A wrong password or an unknown user: the guard records it. */
+static void fail_credentials(MkSaslSession *ss, MkSaslResult *result, char *reason)
+{
+    fail_why(result, "not-authorized", reason);
+    result->counted = TRUE;
+    mk_auth_guard_failed(ss->sasl->guard, &ss->peer, ss->creds ? ss->creds->username : ss->authcid,
+                         ss->domain);
+}
+
+/* The account is in backoff for this address: refused before any hash
+ * (and, for SCRAM, before the challenge). */
+static gboolean account_throttled(MkSaslSession *ss, MkSaslResult *result)
+{
+    const char *account = ss->creds ? ss->creds->username : ss->authcid;
+    if (mk_auth_guard_account_ok(ss->sasl->guard, &ss->peer, account, ss->domain))
+        return FALSE;
+    fail_why(result, "temporary-auth-failure",
+             g_strdup_printf("account %s in backoff after failed logins", account));
+    return TRUE;
+}
+
+static void succeeded(MkSaslSession *ss, MkSaslResult *result)
+{
+    result->status = MK_SASL_SUCCESS;
+    result->mechanism = ss->mech;
+    result->username = g_strdup(ss->creds->username);
+    mk_auth_guard_succeeded(ss->sasl->guard, &ss->peer, ss->creds->username, ss->domain);
+}
+
 /* PLAIN (RFC 4616) without GNU SASL: its server SASLpreps the authcid
  * and the password through libidn before asking us, which was a fifth of
  * a login's instructions (docs/benchmarks.md), and both are prepared
@@ -279,15 +344,20 @@ static void plain_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *resu
         plen > 255 || !g_utf8_validate(authzid, (gssize)zlen, NULL) ||
         !g_utf8_validate(authcid, (gssize)clen, NULL) ||
         !g_utf8_validate(passwd, (gssize)plen, NULL)) {
-        fail(result, "malformed-request");
+        fail_why(result, "malformed-request", g_strdup("malformed PLAIN message"));
         return;
     }
     g_autofree char *c = g_strndup(authcid, clen);
+    ss->authcid = g_strdup(c);
     g_autofree char *pw = g_strndup(passwd, plen);
     ss->authzid = zlen ? g_strndup(authzid, zlen) : NULL;
     load_creds(ss, c);
     if (ss->db_failed) {
-        fail(result, "temporary-auth-failure");
+        fail_why(result, "temporary-auth-failure", g_strdup("database unavailable"));
+        return;
+    }
+    if (account_throttled(ss, result)) {
+        gnutls_memset(pw, 0, plen);
         return;
     }
     /* Unknown and malformed users cost the same work as a wrong password
@@ -296,13 +366,17 @@ static void plain_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *resu
         mk_auth_check_password(ss->bad_user ? NULL : ss->creds, pw,
                                ss->sasl->plain_format ? MK_AUTH_DUMMY_PLAIN : ss->sasl->iterations);
     gnutls_memset(pw, 0, plen);
-    if (!ok || !ss->creds) {
-        fail(result, "not-authorized");
+    if (!ss->creds) {
+        fail_credentials(
+            ss, result,
+            g_strdup_printf(ss->bad_user ? "invalid username %s" : "unknown user %s", c));
+    } else if (!ok) {
+        fail_credentials(ss, result, g_strdup_printf("wrong password for %s", c));
     } else if (!authzid_ok(ss, ss->creds->username)) {
-        fail(result, "invalid-authzid");
+        fail_why(result, "invalid-authzid",
+                 g_strdup_printf("%s may not act as %s", ss->creds->username, ss->authzid));
     } else {
-        result->status = MK_SASL_SUCCESS;
-        result->username = g_strdup(ss->creds->username);
+        succeeded(ss, result);
     }
 }
 
@@ -321,16 +395,19 @@ static void scram_first(MkSaslSession *ss, const guint8 *msg, gsize len, MkSaslR
 {
     MkScramStatus st = mk_scram_server_client_first(ss->scram, (const char *)msg, len);
     if (st != MK_SCRAM_OK) {
-        fail(result, scram_condition(st));
+        fail_why(result, scram_condition(st), g_strdup(mk_scram_server_failure(ss->scram)));
         return;
     }
     const char *authid = mk_scram_server_username(ss->scram);
     ss->authzid = g_strdup(mk_scram_server_authzid(ss->scram));
+    ss->authcid = g_strdup(authid);
     load_creds(ss, authid);
     if (ss->db_failed) {
-        fail(result, "temporary-auth-failure");
+        fail_why(result, "temporary-auth-failure", g_strdup("database unavailable"));
         return;
     }
+    if (account_throttled(ss, result))
+        return;
     keys_from_plain(ss);
     const MkCredentials *c = ss->creds;
     gboolean sha256 = ss->hash == MK_SCRAM_SHA256;
@@ -358,16 +435,25 @@ static void scram_final(MkSaslSession *ss, const guint8 *msg, gsize len, MkSaslR
     g_autofree char *server_final = NULL;
     MkScramStatus st =
         mk_scram_server_client_final(ss->scram, (const char *)msg, len, &server_final);
-    if (st != MK_SCRAM_OK) {
-        fail(result, scram_condition(st));
+    const char *why = st != MK_SCRAM_OK ? mk_scram_server_failure(ss->scram) : NULL;
+    gboolean bad_proof = why && mk_scram_server_bad_proof(ss->scram);
+    if (bad_proof && !ss->creds) {
+        /* An unknown user's random keys fail the proof. */
+        fail_credentials(
+            ss, result,
+            g_strdup_printf(ss->bad_user ? "invalid username %s" : "unknown user %s", ss->authcid));
+    } else if (bad_proof) {
+        fail_credentials(ss, result, g_strdup_printf("%s for %s", why, ss->creds->username));
+    } else if (why) {
+        fail_why(result, scram_condition(st), g_strdup(why));
     } else if (!ss->creds) {
         fail(result, "not-authorized"); /* cannot happen: random keys */
     } else if (!authzid_ok(ss, ss->creds->username)) {
-        fail(result, "invalid-authzid");
+        fail_why(result, "invalid-authzid",
+                 g_strdup_printf("%s may not act as %s", ss->creds->username, ss->authzid));
     } else {
-        result->status = MK_SASL_SUCCESS;
         result->out_b64 = g_base64_encode((const guchar *)server_final, strlen(server_final));
-        result->username = g_strdup(ss->creds->username);
+        succeeded(ss, result);
     }
 }
 
@@ -380,7 +466,7 @@ static void scram_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *resu
     gsize len = 0;
     g_autofree guint8 *msg = mk_base64_decode_strict(in_b64, strlen(in_b64), &len);
     if (!msg || len == 0) {
-        fail(result, "malformed-request");
+        fail_why(result, "malformed-request", g_strdup("SCRAM message is not base64"));
         return;
     }
     if (!ss->scram_started)
@@ -395,6 +481,11 @@ void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result)
     /* "=" is an empty initial response (RFC 6120 6.4.2). */
     if (!in_b64 || g_str_equal(in_b64, "="))
         in_b64 = "";
+    if (ss->throttled) {
+        fail_why(result, "temporary-auth-failure",
+                 g_strdup("address in backoff after failed logins"));
+        return;
+    }
     switch (ss->kind) {
     case MECH_ANONYMOUS: {
         /* RFC 4505: an optional trace, which may be empty (GNU SASL asked
@@ -403,12 +494,13 @@ void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result)
         gsize len = 0;
         g_autofree guchar *trace = *in_b64 ? g_base64_decode(in_b64, &len) : NULL;
         if (*in_b64 && (!trace || len > 1020)) {
-            fail(result, "malformed-request");
+            fail_why(result, "malformed-request", g_strdup("malformed ANONYMOUS trace"));
             return;
         }
         guint8 rnd[8];
         gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd);
         result->status = MK_SASL_SUCCESS;
+        result->mechanism = ss->mech;
         result->username = hex_of(rnd, sizeof rnd);
         return;
     }

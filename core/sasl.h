@@ -7,6 +7,7 @@
 #pragma once
 
 #include "mk-core.h"
+#include "authguard.h"
 #include "db.h"
 
 typedef struct MkSasl MkSasl;
@@ -24,6 +25,10 @@ typedef struct {
     const char *condition; /* on failure: "not-authorized", "malformed-request",
                               "invalid-authzid", "temporary-auth-failure" */
     char *username;        /* on success: the prepared node of the account */
+    const char *mechanism; /* on success: its name (static) */
+    char *reason;          /* on failure: why, for the log (never a secret) */
+    gboolean counted;      /* on failure: a wrong password or unknown user,
+                              recorded by the guard */
 } MkSaslResult;
 void mk_sasl_result_clear(MkSaslResult *r);
 
@@ -32,6 +37,9 @@ void mk_sasl_result_clear(MkSaslResult *r);
  * present (@error is kept for backends that can). Main thread. */
 MkSasl *mk_sasl_new(MkDb *db, guint scram_iterations, gboolean plain_format, GError **error);
 void mk_sasl_free(MkSasl *sasl);
+/* The limits on guessing (borrowed; NULL: none) that exchanges consult
+ * and feed. Main thread, before any exchange. */
+void mk_sasl_set_guard(MkSasl *sasl, MkAuthGuard *guard);
 /* TRUE when @mech is one of the mechanisms above. */
 gboolean mk_sasl_supports(MkSasl *sasl, const char *mech);
 
@@ -51,6 +59,13 @@ void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result);
  * so save a thread hand-off. The thread that owns @ss. */
 gboolean mk_sasl_step_blocks(MkSaslSession *ss);
 void mk_sasl_session_free(MkSaslSession *ss);
+/* The client's address (copied), for the guard: FALSE when the address
+ * is in backoff, and the first step then fails at once, without blocking
+ * (temporary-auth-failure). Before the first step. */
+gboolean mk_sasl_session_set_peer(MkSaslSession *ss, const MkAddrKey *addr);
+/* SCRAM, before the first step: see mk_scram_server_set_policy (the 'y'
+ * flag, XEP-0474's h=). No-op for other mechanisms. */
+void mk_sasl_session_set_scram_policy(MkSaslSession *ss, gboolean accept_y, const char *ssdp_b64);
 /* A connection the next blocking steps use instead of taking one of
  * their own (NULL: take one); borrowed, so the caller can read more on
  * it in the same job (auth_preload). The thread that owns @ss. */

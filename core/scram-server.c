@@ -37,6 +37,10 @@ struct MkScramServer {
     char *nonce; /* client's + server's */
     char *server_first;
     guint8 stored_key[32], server_key[32];
+    gboolean accept_y;  /* 'y' is no downgrade here (mk_scram_server_set_policy) */
+    char *ssdp;         /* nullable: XEP-0474's h= value */
+    char *why;          /* nullable: why the last step failed, for the log */
+    gboolean bad_proof; /* the final step failed on the proof itself */
 };
 
 static gsize hash_len(MkScramHash hash)
@@ -75,7 +79,45 @@ void mk_scram_server_free(MkScramServer *s)
     g_free(s->server_nonce);
     g_free(s->nonce);
     g_free(s->server_first);
+    g_free(s->ssdp);
+    g_free(s->why);
     g_free(s);
+}
+
+char *mk_scram_ssdp_hash(MkScramHash hash, const char *advertised, gsize len)
+{
+    guint8 digest[32];
+    gnutls_digest_algorithm_t dig = hash == MK_SCRAM_SHA1 ? GNUTLS_DIG_SHA1 : GNUTLS_DIG_SHA256;
+    if (gnutls_hash_fast(dig, advertised, len, digest) != 0)
+        return NULL;
+    return g_base64_encode(digest, hash_len(hash));
+}
+
+void mk_scram_server_set_policy(MkScramServer *s, gboolean accept_y, const char *ssdp_b64)
+{
+    g_return_if_fail(s->step == WAIT_CLIENT_FIRST);
+    s->accept_y = accept_y;
+    g_free(s->ssdp);
+    s->ssdp = g_strdup(ssdp_b64);
+}
+
+gboolean mk_scram_server_bad_proof(MkScramServer *s)
+{
+    return s->bad_proof;
+}
+
+const char *mk_scram_server_failure(MkScramServer *s)
+{
+    return s->why ? s->why : "authentication failed";
+}
+
+/* Records why the exchange fails (for the log; never secrets) and
+ * returns @st. */
+static MkScramStatus refuse(MkScramServer *s, MkScramStatus st, char *why)
+{
+    g_free(s->why);
+    s->why = why;
+    return st;
 }
 
 void mk_scram_server_set_nonce(MkScramServer *s, const char *server_nonce)
@@ -220,7 +262,7 @@ MkScramStatus mk_scram_server_client_first(MkScramServer *s, const char *msg, gs
     char flag;
 
     if (memchr(msg, 0, len))
-        return MK_SCRAM_MALFORMED;
+        return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-first message (NUL)"));
     /* gs2-header = gs2-cbind-flag "," [ authzid ] "," */
     if (p < end && (*p == 'n' || *p == 'y')) {
         flag = *p++;
@@ -228,45 +270,57 @@ MkScramStatus mk_scram_server_client_first(MkScramServer *s, const char *msg, gs
         flag = 'p';
         cb_name = g_strndup(v, vlen);
     } else {
-        return MK_SCRAM_MALFORMED;
+        return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-first message"));
     }
     if (!take_comma(&p, end))
-        return MK_SCRAM_MALFORMED;
+        return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-first message"));
     if (p < end && *p != ',') {
         if (!take_attr(&p, end, 'a', &v, &vlen) || !(authzid = decode_saslname(v, vlen)))
-            return MK_SCRAM_MALFORMED;
+            return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-first message"));
     }
     if (!take_comma(&p, end))
-        return MK_SCRAM_MALFORMED;
+        return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-first message"));
     const char *bare = p;
     /* client-first-message-bare = [reserved-mext ","] username "," nonce
      * ["," extensions]: an m= in front fails here too. */
     if (!take_attr(&p, end, 'n', &v, &vlen) || !(username = decode_saslname(v, vlen)))
-        return MK_SCRAM_MALFORMED;
+        return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-first message"));
     if (!take_comma(&p, end) || !take_attr(&p, end, 'r', &v, &vlen) || !valid_nonce(v, vlen))
-        return MK_SCRAM_MALFORMED;
+        return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-first message"));
     const char *cnonce = v;
     gsize cnonce_len = vlen;
     while (p < end)
         if (!take_comma(&p, end) || !skip_extension(&p, end))
-            return MK_SCRAM_MALFORMED;
+            return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-first message"));
 
     /* Channel binding (RFC 5802 section 6). A -PLUS mechanism requires
      * 'p' with the binding type this stream has. 'p' without -PLUS is a
      * client contradicting itself (GNU SASL let it through with empty
      * binding data). 'y' says "I could bind but you do not seem to": a
      * downgrade when we did offer -PLUS on this stream. */
-    if (s->plus) {
-        if (flag != 'p' || !s->cb_type || strcmp(cb_name, s->cb_type) != 0)
-            return MK_SCRAM_REFUSED;
-    } else if (flag == 'p' || (flag == 'y' && s->cb_type)) {
-        return MK_SCRAM_REFUSED;
-    }
+    if (s->plus && flag != 'p')
+        return refuse(s, MK_SCRAM_REFUSED,
+                      g_strdup_printf("-PLUS mechanism without channel binding (flag '%c')", flag));
+    if (s->plus && (!s->cb_type || strcmp(cb_name, s->cb_type) != 0))
+        return refuse(s, MK_SCRAM_REFUSED,
+                      g_strdup_printf("unsupported channel binding type %s (this stream has %s)",
+                                      cb_name, s->cb_type ? s->cb_type : "none"));
+    if (!s->plus && flag == 'p')
+        return refuse(s, MK_SCRAM_REFUSED,
+                      g_strdup("channel binding requested on a mechanism without -PLUS"));
+    /* 'y' says "I could bind but you do not seem to": a downgrade when
+     * -PLUS was offered, unless the policy says that this stream's binding
+     * type is one such a client may well lack (docs/configuration.md). */
+    if (flag == 'y' && s->cb_type && !s->accept_y)
+        return refuse(
+            s, MK_SCRAM_REFUSED,
+            g_strdup_printf("flag 'y' while -PLUS with %s was offered (downgrade refused)",
+                            s->cb_type));
     /* As GNU SASL: a name SASLprep refuses, or that it maps to nothing,
      * fails (printable ASCII takes mk_scram_saslprep's fast path). */
     g_autofree char *prepped = mk_scram_saslprep(username);
     if (!prepped || !*prepped)
-        return MK_SCRAM_REFUSED;
+        return refuse(s, MK_SCRAM_REFUSED, g_strdup("username fails SASLprep"));
 
     s->cbflag = flag;
     s->gs2_header = g_strndup(msg, (gsize)(bare - msg));
@@ -290,7 +344,11 @@ char *mk_scram_server_first(MkScramServer *s, const guint8 *salt, gsize salt_len
     }
     s->nonce = g_strconcat(s->client_nonce, s->server_nonce, NULL);
     g_autofree char *salt_b64 = g_base64_encode(salt, salt_len);
-    s->server_first = g_strdup_printf("r=%s,s=%s,i=%u", s->nonce, salt_b64, iterations);
+    /* XEP-0474: h= signs what we advertised, so that a client checking
+     * it sees a stripped mechanism or binding type. */
+    s->server_first =
+        s->ssdp ? g_strdup_printf("r=%s,s=%s,i=%u,h=%s", s->nonce, salt_b64, iterations, s->ssdp)
+                : g_strdup_printf("r=%s,s=%s,i=%u", s->nonce, salt_b64, iterations);
     memcpy(s->stored_key, stored_key, hlen);
     memcpy(s->server_key, server_key, hlen);
     s->step = WAIT_CLIENT_FINAL;
@@ -313,12 +371,12 @@ MkScramStatus mk_scram_server_client_final(MkScramServer *s, const char *msg, gs
     /* client-final-message = channel-binding "," nonce ["," extensions]
      * "," proof */
     if (memchr(msg, 0, len) || !take_attr(&p, end, 'c', &v, &vlen))
-        return MK_SCRAM_MALFORMED;
+        return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-final message"));
     gsize cbind_len = 0;
     g_autofree guint8 *cbind = mk_base64_decode_strict(v, vlen, &cbind_len);
     if (!cbind || !take_comma(&p, end) || !take_attr(&p, end, 'r', &v, &vlen) ||
         !valid_nonce(v, vlen))
-        return MK_SCRAM_MALFORMED;
+        return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-final message"));
     const char *nonce = v;
     gsize nonce_len = vlen;
     const char *without_proof_end = NULL, *proof_b64 = NULL;
@@ -326,30 +384,32 @@ MkScramStatus mk_scram_server_client_final(MkScramServer *s, const char *msg, gs
     while (p < end && !proof_b64) {
         const char *field = p;
         if (!take_comma(&p, end))
-            return MK_SCRAM_MALFORMED;
+            return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-final message"));
         if (take_attr(&p, end, 'p', &v, &vlen)) {
             without_proof_end = field;
             proof_b64 = v;
             proof_b64_len = vlen;
         } else if (!skip_extension(&p, end)) {
-            return MK_SCRAM_MALFORMED;
+            return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-final message"));
         }
     }
     if (!proof_b64 || p != end)
-        return MK_SCRAM_MALFORMED;
+        return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-final message"));
     gsize proof_len = 0;
     g_autofree guint8 *proof = mk_base64_decode_strict(proof_b64, proof_b64_len, &proof_len);
     if (!proof || proof_len != hlen)
-        return MK_SCRAM_MALFORMED;
+        return refuse(s, MK_SCRAM_MALFORMED, g_strdup("malformed client-final message"));
 
     if (nonce_len != strlen(s->nonce) || memcmp(nonce, s->nonce, nonce_len) != 0)
-        return MK_SCRAM_REFUSED;
+        return refuse(s, MK_SCRAM_REFUSED, g_strdup("nonce mismatch"));
     /* c= is the gs2-header again, followed by the binding data for 'p'. */
     gsize hdr_len = strlen(s->gs2_header);
     gsize want_len = hdr_len + (s->cbflag == 'p' ? s->cb_len : 0);
     if (cbind_len != want_len || memcmp(cbind, s->gs2_header, hdr_len) != 0 ||
         (s->cbflag == 'p' && !mk_const_time_equal(cbind + hdr_len, s->cb_data, s->cb_len)))
-        return MK_SCRAM_REFUSED;
+        return refuse(s, MK_SCRAM_REFUSED,
+                      g_strdup(s->cbflag == 'p' ? "channel binding data mismatch"
+                                                : "gs2 header differs from the first message"));
 
     /* AuthMessage = client-first-message-bare "," server-first-message ","
      * client-final-message-without-proof */
@@ -360,18 +420,20 @@ MkScramStatus mk_scram_server_client_final(MkScramServer *s, const char *msg, gs
     /* ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage); the proof
      * holds when H(ClientKey) is the StoredKey. */
     if (gnutls_hmac_fast(mac, s->stored_key, hlen, auth, auth_len, signature) < 0)
-        return MK_SCRAM_REFUSED;
+        return refuse(s, MK_SCRAM_REFUSED, g_strdup("HMAC failed"));
     for (gsize i = 0; i < hlen; i++)
         client_key[i] = proof[i] ^ signature[i];
     if (gnutls_hash_fast(dig, client_key, hlen, stored) < 0)
-        return MK_SCRAM_REFUSED;
+        return refuse(s, MK_SCRAM_REFUSED, g_strdup("hash failed"));
     gboolean ok = mk_const_time_equal(stored, s->stored_key, hlen);
     gnutls_memset(client_key, 0, sizeof client_key);
-    if (!ok)
-        return MK_SCRAM_REFUSED;
+    if (!ok) {
+        s->bad_proof = TRUE;
+        return refuse(s, MK_SCRAM_REFUSED, g_strdup("wrong password (client proof)"));
+    }
     /* ServerSignature = HMAC(ServerKey, AuthMessage) */
     if (gnutls_hmac_fast(mac, s->server_key, hlen, auth, auth_len, signature) < 0)
-        return MK_SCRAM_REFUSED;
+        return refuse(s, MK_SCRAM_REFUSED, g_strdup("HMAC failed"));
     g_autofree char *b64 = g_base64_encode(signature, hlen);
     *server_final = g_strconcat("v=", b64, NULL);
     return MK_SCRAM_OK;

@@ -20,12 +20,30 @@ typedef enum {
 /* A new exchange. @plus: a -PLUS mechanism. @cb_type/@cb_data/@cb_len:
  * the channel binding of this TLS stream, given only when a -PLUS
  * mechanism was offered on it (a client then may not claim 'y', RFC 5802
- * section 6); NULL otherwise. Returns: (transfer full). */
+ * section 6, unless mk_scram_server_set_policy allows it); NULL otherwise. Returns: (transfer
+ * full). */
 MkScramServer *mk_scram_server_new(MkScramHash hash, gboolean plus, const char *cb_type,
                                    const guint8 *cb_data, gsize cb_len);
 /* @s may be NULL. Clears the keys. */
 void mk_scram_server_free(MkScramServer *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MkScramServer, mk_scram_server_free)
+
+/* Before the client-first message. @accept_y: a client's 'y' flag is
+ * accepted although a -PLUS mechanism was offered (the binding type of
+ * this stream is one that clients may lack: see the listener's
+ * scram_y_flag in docs/configuration.md). @ssdp_b64 (nullable): the
+ * server-first message's h= attribute (XEP-0474), from
+ * mk_scram_ssdp_hash. */
+void mk_scram_server_set_policy(MkScramServer *s, gboolean accept_y, const char *ssdp_b64);
+/* XEP-0474's h= value for @advertised (@len bytes: the sorted
+ * mechanisms offered joined by 0x1E, then 0x1F and the sorted binding
+ * types likewise), hashed with @hash. Returns: (transfer full). */
+char *mk_scram_ssdp_hash(MkScramHash hash, const char *advertised, gsize len);
+/* Why the last step failed, for the log: never a secret. (transfer none) */
+const char *mk_scram_server_failure(MkScramServer *s);
+/* TRUE when the final step failed on the proof (a wrong password, or
+ * an unknown user's keys), not on the grammar, nonce or binding. */
+gboolean mk_scram_server_bad_proof(MkScramServer *s);
 
 /* Tests: the server's part of the nonce, instead of 18 random bytes in
  * base64 (lets the RFCs' example exchanges be replayed). Before

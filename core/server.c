@@ -141,6 +141,8 @@ MkServer *mk_server_new(MkConfigData *cfg, GError **error)
             continue;
         if (!mk_c2s_server_add_listener(priv->c2s, lc, error))
             goto fail;
+        if (srv->listeners->len == 0)
+            mk_listener_set_fd_reserve(cfg->fd_reserve);
         MkListener *l = mk_listener_start(srv->workers, lc, mk_c2s_accept, priv->c2s, error);
         if (!l)
             goto fail;
@@ -216,6 +218,15 @@ void mk_server_free(MkServer *srv)
      * finish before it goes. Their results land on still-running workers.
      * From here until the streams are closed, new jobs are refused. */
     mk_server_auth_drain(srv);
+    if (srv->modules) {
+        /* docs/modules.md promises the counters in the log at shutdown. */
+        g_autofree char *metrics = mk_metrics_dump(srv->modules);
+        g_auto(GStrv) lines = g_strsplit(metrics, "\n", -1);
+        for (char **l = lines; *l; l++)
+            if (**l)
+                g_info("metric %s", *l);
+        mk_metrics_set_core_source(srv->modules, NULL, NULL);
+    }
     if (priv->c2s)
         mk_c2s_server_free(priv->c2s);
     if (srv->modules) {

@@ -66,6 +66,7 @@ struct MkXmlStream {
     gsize mark;    /* ctxt position where the current stanza began */
     char *carry;   /* bytes after a reset from inside a callback */
     gsize carry_len;
+    gsize feed_left; /* in a feed: its bytes not yet given to ctxt */
     guint failed : 1;
     guint ended : 1;
     guint muted : 1; /* priming: the header callback stays silent */
@@ -588,6 +589,7 @@ static gsize feed_slices(MkXmlStream *xs, const char *data, gsize len)
         return len;
     while (done < len) {
         gsize n = MIN(len - done, FEED_SLICE);
+        xs->feed_left = len - done - n;
         int rc = xmlParseChunk(xs->ctxt, data + done, (int)n, 0);
         xs->fed += n;
         done += n;
@@ -694,6 +696,16 @@ void mk_xml_stream_hand_over(MkXmlStream *xs)
         return;
     stop_keeping_rest(xs);
     xs->handover = TRUE;
+}
+
+/* Thread: the stream's; from inside the stanza callback. */
+gboolean mk_xml_stream_has_more_input(MkXmlStream *xs)
+{
+    g_return_val_if_fail(xs != NULL, FALSE);
+    if (!xs->in_feed || !xs->ctxt || !xs->ctxt->input)
+        return FALSE;
+    const xmlChar *cur = xs->ctxt->input->cur, *end = xs->ctxt->input->end;
+    return (cur && end > cur) || xs->feed_left > 0;
 }
 
 /* Thread: the stream's; not from inside its callbacks. (transfer full) */

@@ -90,6 +90,11 @@ void mk_xml_stream_set_primer(MkXmlStream *xs, const char *primer);
  * No callback follows; the unparsed bytes after the element, those of
  * this feed and of later feeds, are kept as they are. */
 void mk_xml_stream_hand_over(MkXmlStream *xs);
+/* From inside the stanza callback: TRUE when bytes of the current feed
+ * follow the element just delivered (a client pipelining), which a
+ * hand-over would have to keep; FALSE when the element ended the input
+ * so far. */
+gboolean mk_xml_stream_has_more_input(MkXmlStream *xs);
 /* After a hand-over (not from inside a callback): the bytes kept, and the
  * stream is usable again, continuing after the element as if released
  * (the next feed primes a new parser with the header). NULL when no

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import os
 import queue
+import resource
 import shutil
 import signal
 import socket
@@ -112,7 +113,10 @@ def _scram_keys(password, salt, iterations, algo):
 class Server:
     """A private meerkatd with the given modules ({"mod_ping": {"ping_interval": 1}, ...})."""
 
-    def __init__(self, modules, workers=2):
+    def __init__(self, modules, workers=2, auth=None, listen=None, nofile=None):
+        """auth, listen: keys of [auth] and [listen.c2s] that replace the
+        defaults below (a value None drops the key: the server's default).
+        nofile: the server's RLIMIT_NOFILE."""
         self.dir = tempfile.mkdtemp(prefix="mk-modtest.")
         self.port = free_port()
         self.state = os.path.join(self.dir, "state")
@@ -124,6 +128,11 @@ class Server:
                 f.write("[%s]\n" % name)
                 for k, v in (keys or {}).items():
                     f.write("%s = %s\n" % (k, v))
+        auth_keys = {"mechanisms": "PLAIN;SCRAM-SHA-1;SCRAM-SHA-256"}
+        auth_keys.update(auth or {})
+        listen_keys = {"type": "c2s", "address": "127.0.0.1", "port": self.port, "tls": "none"}
+        listen_keys.update(listen or {})
+        section = lambda keys: "".join("%s = %s\n" % kv for kv in keys.items() if kv[1] is not None)
         self.conf = os.path.join(self.dir, "meerkat.conf")
         with open(self.conf, "w") as f:
             f.write("""[general]
@@ -135,24 +144,22 @@ workers = %(workers)d
 log_level = debug
 
 [auth]
-mechanisms = PLAIN;SCRAM-SHA-1;SCRAM-SHA-256
-
+%(auth)s
 [storage]
 driver = sqlite3
 database = meerkat.db
 
 [listen.c2s]
-type = c2s
-address = 127.0.0.1
-port = %(port)d
-tls = none
-""" % {"domain": DOMAIN, "state": self.state, "workers": workers, "port": self.port,
-       "moddir": os.path.join(TOP_BUILDDIR, "modules", ".libs")})
+%(listen)s""" % {"domain": DOMAIN, "state": self.state, "workers": workers,
+                 "moddir": os.path.join(TOP_BUILDDIR, "modules", ".libs"),
+                 "auth": section(auth_keys), "listen": section(listen_keys)})
         self.log_path = os.path.join(self.dir, "meerkatd.log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", self.conf],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+            if nofile else None)
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -205,7 +205,8 @@ static gboolean scram_y_exchange(PlusConn *pc, const char *user, const char *pas
     g_autofree guchar *sf_raw = g_base64_decode(data, &len);
     g_autofree char *sf = g_strndup((const char *)sf_raw, len);
     g_auto(GStrv) parts = g_strsplit(sf, ",", -1);
-    if (g_strv_length(parts) != 3 || !g_str_has_prefix(parts[0], "r=") ||
+    /* Extensions may follow (RFC 5802 7; XEP-0474's h=). */
+    if (g_strv_length(parts) < 3 || !g_str_has_prefix(parts[0], "r=") ||
         !g_str_has_prefix(parts[1], "s=") || !g_str_has_prefix(parts[2], "i=")) {
         *detail = g_strdup_printf("bad server-first message: %s", sf);
         return FALSE;

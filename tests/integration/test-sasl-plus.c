@@ -5,6 +5,13 @@
 #include "harness.h"
 #include <string.h>
 
+/* The server logs a failure's reason before the <failure/> goes out. */
+static gboolean log_has(MktServer *srv, const char *text)
+{
+    g_autofree char *log = mkt_server_log(srv);
+    return log && strstr(log, text) != NULL;
+}
+
 static void plus(MktServer *srv, const char *mech, gboolean tls12)
 {
     const char *ver = tls12 ? "TLS 1.2 tls-unique" : "TLS 1.3 tls-exporter";
@@ -41,12 +48,41 @@ int main(void)
         plus(srv, "SCRAM-SHA-1-PLUS", FALSE);
         plus(srv, "SCRAM-SHA-256-PLUS", TRUE);
         plus(srv, "SCRAM-SHA-1-PLUS", TRUE);
-        /* -PLUS offered: 'y' ("you seem unable to bind") is a downgrade. */
+        /* -PLUS offered over TLS 1.2 (tls-unique, which every client
+         * that binds knows): 'y' ("you seem unable to bind") is a
+         * downgrade. Over TLS 1.3 the default scram_y_flag = tls13 lets
+         * it through: a client may well know tls-unique only. */
+        g_autofree char *detail = NULL;
+        gboolean ok = mkt_sasl_plus_login(mkt_server_port(srv), "alice", "plus pw", "SCRAM-SHA-256",
+                                          TRUE, MKT_CB_CLAIM_Y, &detail);
+        mkt_ok(!ok && detail && strcmp(detail, "failure: not-authorized") == 0,
+               "SCRAM-SHA-256 with 'y' refused when -PLUS is offered over TLS 1.2 (%s)", detail);
+        mkt_ok(log_has(srv, "flag 'y' while -PLUS with tls-unique was offered"),
+               "the log says why");
+        g_clear_pointer(&detail, g_free);
+        ok = mkt_sasl_plus_login(mkt_server_port(srv), "alice", "plus pw", "SCRAM-SHA-256", FALSE,
+                                 MKT_CB_CLAIM_Y, &detail);
+        mkt_ok(ok, "SCRAM-SHA-256 with 'y' accepted over TLS 1.3 by default (%s)", detail);
+        mkt_server_stop(srv);
+    }
+
+    /* scram_y_flag = refuse: RFC 5802 to the letter, over TLS 1.3 too. */
+    srv = mkt_server_start("[auth]\nmechanisms = SCRAM-SHA-256;SCRAM-SHA-256-PLUS\n"
+                           "[listen.c2s]\nscram_y_flag = refuse\n",
+                           NULL);
+    if (mkt_ok(srv != NULL, "server with scram_y_flag = refuse starts")) {
+        mkt_server_register(srv, "alice", "plus pw");
         g_autofree char *detail = NULL;
         gboolean ok = mkt_sasl_plus_login(mkt_server_port(srv), "alice", "plus pw", "SCRAM-SHA-256",
                                           FALSE, MKT_CB_CLAIM_Y, &detail);
         mkt_ok(!ok && detail && strcmp(detail, "failure: not-authorized") == 0,
-               "SCRAM-SHA-256 with the 'y' flag refused when -PLUS is offered (%s)", detail);
+               "scram_y_flag = refuse: 'y' refused over TLS 1.3 (%s)", detail);
+        mkt_ok(log_has(srv, "flag 'y' while -PLUS with tls-exporter was offered"),
+               "the log says why");
+        g_clear_pointer(&detail, g_free);
+        ok = mkt_sasl_plus_login(mkt_server_port(srv), "alice", "plus pw", "SCRAM-SHA-256-PLUS",
+                                 FALSE, MKT_CB_GOOD, &detail);
+        mkt_ok(ok, "scram_y_flag = refuse: -PLUS still works (%s)", detail);
         mkt_server_stop(srv);
     }
 

@@ -254,6 +254,43 @@ static void test_y_flag(void)
     g_assert_cmpint(run(&e, NULL), ==, MK_SCRAM_REFUSED);
 }
 
+/* The listener's scram_y_flag policy lets 'y' through although -PLUS was
+ * offered; the reasons name what failed. */
+static void test_y_policy(void)
+{
+    g_autoptr(MkScramServer) s = mk_scram_server_new(MK_SCRAM_SHA256, FALSE, "tls-exporter",
+                                                     (const guint8 *)CB_DATA, strlen(CB_DATA));
+    mk_scram_server_set_policy(s, TRUE, NULL);
+    g_assert_cmpint(first(s, "y,,n=user,r=abc"), ==, MK_SCRAM_OK);
+    g_autoptr(MkScramServer) r = mk_scram_server_new(MK_SCRAM_SHA256, FALSE, "tls-exporter",
+                                                     (const guint8 *)CB_DATA, strlen(CB_DATA));
+    mk_scram_server_set_policy(r, FALSE, NULL);
+    g_assert_cmpint(first(r, "y,,n=user,r=abc"), ==, MK_SCRAM_REFUSED);
+    g_assert_nonnull(strstr(mk_scram_server_failure(r), "flag 'y'"));
+    g_autoptr(MkScramServer) u = mk_scram_server_new(MK_SCRAM_SHA256, TRUE, "tls-exporter",
+                                                     (const guint8 *)CB_DATA, strlen(CB_DATA));
+    g_assert_cmpint(first(u, "p=tls-unique,,n=user,r=abc"), ==, MK_SCRAM_REFUSED);
+    g_assert_cmpstr(mk_scram_server_failure(u), ==,
+                    "unsupported channel binding type tls-unique (this stream has tls-exporter)");
+}
+
+/* XEP-0474: h= in the server-first message is the hash of what was
+ * advertised; the XEP's example list and SHA-1 value. */
+static void test_ssdp(void)
+{
+    static const char adv[] =
+        "SCRAM-SHA-1\x1eSCRAM-SHA-1-PLUS\x1ftls-exporter\x1etls-server-end-point";
+    g_autoptr(MkScramServer) s = mk_scram_server_new(MK_SCRAM_SHA1, FALSE, NULL, NULL, 0);
+    g_autofree char *h = mk_scram_ssdp_hash(MK_SCRAM_SHA1, adv, strlen(adv));
+    mk_scram_server_set_policy(s, FALSE, h);
+    mk_scram_server_set_nonce(s, "srv");
+    g_assert_cmpint(first(s, "n,,n=user,r=abc"), ==, MK_SCRAM_OK);
+    guint8 keys[64] = {0};
+    g_autofree char *sf =
+        mk_scram_server_first(s, (const guint8 *)"salt", 4, 4096, keys, keys + 32);
+    g_assert_cmpstr(sf, ==, "r=abcsrv,s=c2FsdA==,i=4096,h=G6k/rBLDqgOhRRaCuuatSDFkJ08=");
+}
+
 /* Names: =2C and =3D decoded, other '=' refused; the authzid likewise. */
 static void test_names(void)
 {
@@ -392,6 +429,8 @@ int main(int argc, char **argv)
     g_test_add_func("/scram-server/wrong-proof", test_wrong_proof);
     g_test_add_func("/scram-server/channel-binding", test_channel_binding);
     g_test_add_func("/scram-server/y-flag", test_y_flag);
+    g_test_add_func("/scram-server/y-policy", test_y_policy);
+    g_test_add_func("/scram-server/ssdp", test_ssdp);
     g_test_add_func("/scram-server/names", test_names);
     g_test_add_func("/scram-server/malformed-first", test_malformed_first);
     g_test_add_func("/scram-server/malformed-final", test_malformed_final);

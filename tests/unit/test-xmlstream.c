@@ -16,6 +16,7 @@ typedef struct {
     guint errors_since_reset; /* must never exceed 1 */
     char *reset_after;        /* reset from inside the stanza callback after this element */
     char *hand_over_after;    /* hand the stream over after this element */
+    GString *more;            /* mk_xml_stream_has_more_input after each stanza: '1'/'0' */
 } Rec;
 
 static void rec_start(gpointer user_data, MkXml *header)
@@ -31,6 +32,8 @@ static void rec_stanza(gpointer user_data, MkXml *el)
 {
     Rec *r = user_data;
     g_ptr_array_add(r->events, mk_xml_to_string(el, "jabber:client"));
+    if (r->more)
+        g_string_append_c(r->more, mk_xml_stream_has_more_input(r->xs) ? '1' : '0');
     if (r->reset_after && mk_xml_is(el, r->reset_after, NULL))
         mk_xml_stream_reset(r->xs);
     if (r->hand_over_after && mk_xml_is(el, r->hand_over_after, NULL))
@@ -359,6 +362,33 @@ static void test_hand_over(void)
     }
 }
 
+/* Whether bytes follow an element in the same feed (c2s hands the
+ * stream over only then): in one chunk, yes after each element but the
+ * last; fed byte by byte, never; after a feed that ends with an element,
+ * no; with more than a feed slice of input, yes. */
+static void test_has_more_input(void)
+{
+    const char *in = HDR "<a/><b/><c/>";
+    Rec *r = rec_new(NULL, 65536, 64);
+    r->more = g_string_new(NULL);
+    g_assert_true(mk_xml_stream_feed(r->xs, in, strlen(in)));
+    g_assert_cmpstr(r->more->str, ==, "110");
+    g_assert_false(mk_xml_stream_has_more_input(r->xs)); /* outside a feed */
+    g_string_truncate(r->more, 0);
+    feed_bytewise(r->xs, "<d/><e/>");
+    g_assert_cmpstr(r->more->str, ==, "00");
+    g_string_truncate(r->more, 0);
+    GString *big = g_string_new("<f/>");
+    while (big->len < 20000)
+        g_string_append(big, "<g/>");
+    g_assert_true(mk_xml_stream_feed(r->xs, big->str, big->len));
+    g_assert_cmpint(r->more->str[0], ==, '1');
+    g_assert_cmpint(r->more->str[r->more->len - 1], ==, '0');
+    g_string_free(big, TRUE);
+    g_string_free(r->more, TRUE);
+    rec_free(r);
+}
+
 /* Memory per idle stream, with and without release (printed; only the
  * ordering is asserted, the figures depend on the allocator). */
 static void test_memory(void)
@@ -471,6 +501,7 @@ int main(int argc, char **argv)
     g_test_add_func("/xmlstream/reset-in-callback", test_reset_in_callback);
     g_test_add_func("/xmlstream/reset-between-feeds", test_reset_between_feeds);
     g_test_add_func("/xmlstream/hand-over", test_hand_over);
+    g_test_add_func("/xmlstream/has-more-input", test_has_more_input);
     g_test_add_func("/xmlstream/random-chunks", test_random_chunks);
     g_test_add_func("/xmlstream/bad-bytes", test_bad_bytes);
     g_test_add_func("/xmlstream/memory", test_memory);
