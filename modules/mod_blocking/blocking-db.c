@@ -1,32 +1,13 @@
-/* The block lists in memory, and their storage.
+/* The block lists: their table, and how the core's cache loads them.
  *
  * filter_local_packet runs on every worker for every stanza to a local
  * account, so it must not touch the database: each user's list is kept
- * here, loaded once (at session start or when a stanza first needs it)
- * through the user's storage queue. A list is an immutable array of
- * MkJid, replaced as a whole on change, so readers only take the lock
- * for the hash lookup and a reference.
- *
- * A stanza that needs a list still being loaded waits in the entry and is
- * routed again when the list arrives: nothing slips through unfiltered. */
+ * in the core's per-user cache (mk-usercache.h), loaded once (at session
+ * start or when a stanza first needs it) through the user's storage
+ * queue. A list is an immutable array of MkJid, replaced as a whole on
+ * change; a stanza that needs a list still being loaded is held and
+ * routed again when the list arrives. */
 #include "blocking.h"
-
-typedef struct {
-    GPtrArray *list;    /* MkJid*, NULL while the first load runs */
-    GPtrArray *waiting; /* MkStanza* to route again once the list is there */
-    gint64 used_us;     /* monotonic time of the last lookup */
-    gboolean stale;     /* the last load failed: load again on next use */
-} CacheEntry;
-
-static void entry_free(gpointer data)
-{
-    CacheEntry *e = data;
-    if (e->list)
-        g_ptr_array_unref(e->list);
-    if (e->waiting)
-        g_ptr_array_unref(e->waiting);
-    g_free(e);
-}
 
 const MkMigration blocking_migrations[] = {
     /* One step serves sqlite3 and PostgreSQL (the common subset); rows go
@@ -75,154 +56,39 @@ gboolean blocking_db_load(MkDbConn *conn, MkJid *user, GPtrArray **out, GError *
     return TRUE;
 }
 
-void blocking_cache_init(Blocking *b)
+/* ---- the cache's class ------------------------------------------------ */
+
+static GPtrArray *empty_list(void)
 {
-    b->cache = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, entry_free);
+    return g_ptr_array_new_with_free_func((GDestroyNotify)mk_jid_unref);
 }
 
-void blocking_cache_clear(Blocking *b)
+/* Storage thread. */
+static gboolean list_load(MkDbConn *conn, const char *key, gpointer *value, gpointer user_data,
+                          GError **error)
 {
-    g_clear_pointer(&b->cache, g_hash_table_destroy);
-}
-
-/* ---- loading ------------------------------------------------------------ */
-
-typedef struct {
-    Blocking *b;
-    MkJid *user;
-    GPtrArray *list;
-} LoadOp;
-
-static void load_op_free(gpointer data)
-{
-    LoadOp *op = data;
-    blocking_unref(op->b);
-    mk_jid_unref(op->user);
-    if (op->list)
-        g_ptr_array_unref(op->list);
-    g_free(op);
-}
-
-static gboolean load_work(MkDbConn *conn, gpointer data, GError **error)
-{
-    LoadOp *op = data;
-    return blocking_db_load(conn, op->user, &op->list, error);
-}
-
-static void load_done(const GError *error, gpointer data)
-{
-    LoadOp *op = data;
-    if (error) {
-        /* Failing open beats holding the user's traffic forever: an empty
-         * list lets the waiting stanzas through, and the next lookup
-         * tries the database again. */
-        g_warning("mod_blocking: loading the block list of %s: %s", mk_jid_string(op->user),
-                  error->message);
-        blocking_cache_publish(op->b, op->user,
-                               g_ptr_array_new_with_free_func((GDestroyNotify)mk_jid_unref));
-        g_mutex_lock(&op->b->lock);
-        CacheEntry *e = g_hash_table_lookup(op->b->cache, mk_jid_string(op->user));
-        if (e)
-            e->stale = TRUE;
-        g_mutex_unlock(&op->b->lock);
-        return;
-    }
-    mk_counter_add(op->b->loads, 1);
-    blocking_cache_publish(op->b, op->user, g_steal_pointer(&op->list));
-}
-
-GPtrArray *blocking_cache_get(Blocking *b, MkJid *user, MkStanza *defer)
-{
-    const char *key = mk_jid_bare_string(user);
-    gboolean start = FALSE;
+    MkCounter *loads = user_data;
+    g_autoptr(MkJid) user = mk_jid_new(key, NULL);
     GPtrArray *list = NULL;
-
-    g_mutex_lock(&b->lock);
-    CacheEntry *e = g_hash_table_lookup(b->cache, key);
-    if (!e) {
-        e = g_new0(CacheEntry, 1);
-        g_hash_table_insert(b->cache, g_strdup(key), e);
-        start = TRUE;
-    }
-    e->used_us = g_get_monotonic_time();
-    if (e->stale) {
-        e->stale = FALSE;
-        start = TRUE;
-    }
-    if (e->list) {
-        list = g_ptr_array_ref(e->list);
-    } else if (defer) {
-        if (!e->waiting)
-            e->waiting = g_ptr_array_new_with_free_func((GDestroyNotify)mk_stanza_unref);
-        g_ptr_array_add(e->waiting, mk_stanza_ref(defer));
-    }
-    g_mutex_unlock(&b->lock);
-
-    if (start) {
-        LoadOp *op = g_new0(LoadOp, 1);
-        op->b = blocking_ref(b);
-        op->user = mk_jid_bare(user);
-        mk_user_queue_push(b->queue, key, load_work, load_done, op, load_op_free);
-    }
-    return list;
+    if (user && !blocking_db_load(conn, user, &list, error))
+        return FALSE;
+    mk_counter_add(loads, 1);
+    *value = list ? list : empty_list();
+    return TRUE;
 }
 
-void blocking_cache_publish(Blocking *b, MkJid *user, GPtrArray *list)
+/* A load failed: an empty list lets held stanzas through (failing open
+ * beats holding the user's traffic forever) until the next lookup loads
+ * again. */
+static gpointer list_fallback(const char *key, gpointer user_data)
 {
-    const char *key = mk_jid_bare_string(user);
-    g_mutex_lock(&b->lock);
-    CacheEntry *e = g_hash_table_lookup(b->cache, key);
-    if (!e) {
-        e = g_new0(CacheEntry, 1);
-        e->used_us = g_get_monotonic_time();
-        g_hash_table_insert(b->cache, g_strdup(key), e);
-    }
-    if (e->list)
-        g_ptr_array_unref(e->list);
-    e->list = list;
-    e->stale = FALSE;
-    GPtrArray *waiting = g_steal_pointer(&e->waiting);
-    g_mutex_unlock(&b->lock);
-
-    /* Routed again from the top: this time the filter finds the list. */
-    for (guint i = 0; waiting && i < waiting->len; i++)
-        mk_route(g_ptr_array_index(waiting, i));
-    if (waiting)
-        g_ptr_array_unref(waiting);
+    return empty_list();
 }
 
-void blocking_cache_forget(Blocking *b, MkJid *user)
-{
-    g_mutex_lock(&b->lock);
-    CacheEntry *e = g_hash_table_lookup(b->cache, mk_jid_bare_string(user));
-    if (e && e->list && !e->waiting)
-        g_hash_table_remove(b->cache, mk_jid_bare_string(user));
-    g_mutex_unlock(&b->lock);
-}
-
-void blocking_cache_sweep(Blocking *b)
-{
-    gint64 limit = g_get_monotonic_time() - b->cache_idle_s * G_USEC_PER_SEC;
-    g_autoptr(GPtrArray) old = g_ptr_array_new_with_free_func(g_free);
-
-    g_mutex_lock(&b->lock);
-    GHashTableIter it;
-    gpointer k, v;
-    g_hash_table_iter_init(&it, b->cache);
-    while (g_hash_table_iter_next(&it, &k, &v)) {
-        CacheEntry *e = v;
-        if (e->list && !e->waiting && e->used_us < limit)
-            g_ptr_array_add(old, g_strdup(k));
-    }
-    g_mutex_unlock(&b->lock);
-
-    /* Users with a session keep their list: it is needed on every stanza. */
-    for (guint i = 0; i < old->len; i++) {
-        g_autoptr(MkJid) user = mk_jid_new(g_ptr_array_index(old, i), NULL);
-        if (!user)
-            continue;
-        g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(user);
-        if (sessions->len == 0)
-            blocking_cache_forget(b, user);
-    }
-}
+const MkUserCacheClass blocking_cache_class = {
+    .load = list_load,
+    .ref = (gpointer(*)(gpointer))g_ptr_array_ref,
+    .unref = (GDestroyNotify)g_ptr_array_unref,
+    .fallback = list_fallback,
+    .flags = MK_USER_CACHE_SESSIONS,
+};

@@ -7,19 +7,6 @@
  * the table never disagree and changes apply in the order they came. */
 #include "blocking.h"
 
-/* The account the request is about, or NULL (forbidden) when the sender
- * is not that account: only the user reads or changes its own list. */
-static MkJid *request_account(MkIq *iq)
-{
-    MkJid *from = mk_iq_from(iq);
-    MkJid *to = mk_iq_to(iq);
-    if (!from || !mk_jid_node(from))
-        return NULL;
-    if (to && !mk_jid_bare_equal(to, from))
-        return NULL;
-    return mk_jid_bare(from);
-}
-
 /* ---- who gets pushes --------------------------------------------------- */
 
 typedef struct {
@@ -225,7 +212,7 @@ static void list_done(const GError *error, gpointer data)
         for (guint i = 0; i < op->after->len; i++)
             mk_xml_set_attr(mk_xml_add_child(list, "item", NULL), "jid",
                             mk_jid_string(g_ptr_array_index(op->after, i)));
-        blocking_cache_publish(b, op->user, g_steal_pointer(&op->after));
+        mk_user_cache_set(b->cache, mk_jid_string(op->user), g_steal_pointer(&op->after));
         mk_iq_reply(op->iq, g_steal_pointer(&list));
         return;
     }
@@ -239,10 +226,10 @@ static void list_done(const GError *error, gpointer data)
             if (blocking_list_matches(after, c) && !blocking_list_matches(before, c))
                 send_presence(op->user, c, FALSE);
         }
-        blocking_cache_publish(b, op->user, g_ptr_array_ref(after));
+        mk_user_cache_set(b->cache, mk_jid_string(op->user), g_ptr_array_ref(after));
     } else {
         /* XEP-0191 3.4: and its current presence when unblocked. */
-        blocking_cache_publish(b, op->user, g_ptr_array_ref(after));
+        mk_user_cache_set(b->cache, mk_jid_string(op->user), g_ptr_array_ref(after));
         for (guint i = 0; i < subs->len; i++) {
             MkJid *c = g_ptr_array_index(subs, i);
             if (blocking_list_matches(before, c) && !blocking_list_matches(after, c))
@@ -270,7 +257,7 @@ static void queue_op(Blocking *b, MkIq *iq, MkJid *user, OpKind kind, GPtrArray 
 static MkResult on_get(MkIq *iq, gpointer user_data)
 {
     Blocking *b = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
     if (!user) {
         mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
         return MK_HANDLED;
@@ -320,7 +307,7 @@ static GPtrArray *parse_items(MkXml *el, MkStanzaError *cond)
 static MkResult on_set(MkIq *iq, gpointer user_data)
 {
     Blocking *b = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
     if (!user) {
         mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
         return MK_HANDLED;

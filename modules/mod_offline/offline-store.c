@@ -194,7 +194,7 @@ void offline_store(Offline *o, MkStanza *st, MkJid *to)
     MkJid *from = mk_stanza_from(st);
     op->sender = g_strdup(from ? mk_jid_string(from) : "");
     g_autoptr(GDateTime) now = g_date_time_new_now_utc();
-    op->stamp = offline_stamp(now);
+    op->stamp = mk_xep82_format(now);
     op->xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
     /* The queue's reference is dropped when the job finishes. */
     offline_queue_run(o->queue, mk_jid_string(op->user), store_start, op, store_op_unref);

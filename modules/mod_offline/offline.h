@@ -47,9 +47,6 @@ OfflineRetry offline_retry_next(guint attempt, guint retries);
  * at most 30 s. */
 guint offline_retry_delay_ms(guint attempt, guint base_ms);
 
-/* An XEP-0082 UTC timestamp, "2026-12-02T03:04:05.678Z". (transfer full) */
-char *offline_stamp(GDateTime *when);
-
 /* ---- the rest needs the server API ------------------------------------- */
 
 #ifndef OFFLINE_PURE

@@ -10,17 +10,6 @@
 
 #include <stdlib.h>
 
-static MkJid *request_account(MkIq *iq)
-{
-    MkJid *from = mk_iq_from(iq);
-    MkJid *to = mk_iq_to(iq);
-    if (!from || !mk_jid_node(from))
-        return NULL;
-    if (to && !mk_jid_bare_equal(to, from))
-        return NULL;
-    return mk_jid_bare(from);
-}
-
 /* Child elements of @el, text skipped. */
 static guint element_count(MkXml *el, MkXml **first)
 {
@@ -324,7 +313,7 @@ static void op_done(const GError *error, gpointer data)
         applies = lists_around(p, op, old, st, sessions);
         presence_transitions(applies, st, TRUE);
     }
-    priv_cache_publish(p, op->user, priv_state_ref(st));
+    mk_user_cache_set(p->cache, mk_jid_string(op->user), priv_state_ref(st));
     if (op->kind == OP_ACTIVE && still_bound(sessions, op->session))
         priv_active_set(p, op->session, op->name); /* 2.4: before the result */
     if (op->kind == OP_REMOVE && op->session) {
@@ -492,7 +481,7 @@ static GPtrArray *parse_items(MkXml *list, guint max)
 static MkResult on_get(MkIq *iq, gpointer user_data)
 {
     Privacy *p = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
     if (!user) {
         mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
         return MK_HANDLED;
@@ -517,7 +506,7 @@ static MkResult on_get(MkIq *iq, gpointer user_data)
 static MkResult on_set(MkIq *iq, gpointer user_data)
 {
     Privacy *p = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
     if (!user) {
         mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
         return MK_HANDLED;

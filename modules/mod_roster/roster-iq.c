@@ -12,19 +12,6 @@
  * server set a limit and answer not-acceptable beyond it). */
 #define MAX_TEXT 1023
 
-/* The account the request is about, or NULL (forbidden) when the sender
- * is not that account: only the user itself reads or writes its roster. */
-static MkJid *request_account(MkIq *iq)
-{
-    MkJid *from = mk_iq_from(iq);
-    MkJid *to = mk_iq_to(iq);
-    if (!from || !mk_jid_node(from))
-        return NULL;
-    if (to && !mk_jid_bare_equal(to, from))
-        return NULL;
-    return mk_jid_bare(from);
-}
-
 /* ---- get ----------------------------------------------------------------- */
 
 typedef struct {
@@ -103,7 +90,7 @@ static void get_done(const GError *error, gpointer data)
 static MkResult roster_get(MkIq *iq, gpointer user_data)
 {
     Roster *r = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
     if (!user) {
         mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
         return MK_HANDLED;
@@ -286,7 +273,7 @@ static gboolean parse_set(MkIq *iq, RosterItem **want, gboolean *remove)
 static MkResult roster_set(MkIq *iq, gpointer user_data)
 {
     Roster *r = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
     if (!user) {
         mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
         return MK_HANDLED;
