@@ -24,7 +24,6 @@ void offline_unref(Offline *o)
 {
     if (!o || !g_atomic_int_dec_and_test(&o->ref))
         return;
-    offline_queue_unref(o->queue);
     g_hash_table_destroy(o->timers);
     g_mutex_clear(&o->lock);
     g_free(o);
@@ -111,9 +110,6 @@ static void offline_stop(MkModule *mod)
         g_source_destroy(t->src);
         timer_unref(t);
     }
-    /* Waiting stores hold the module instance, which holds the queue:
-     * drop them now (each logs its message) to end that cycle. */
-    offline_queue_drop_waiting(o->queue);
 }
 
 /* Anything a user would want later: not only chat states (XEP-0085) or
@@ -188,7 +184,7 @@ static gboolean offline_start(MkModule *mod, GError **error)
     Offline *o = g_new0(Offline, 1);
     o->ref = 1;
     o->mod = mod;
-    o->queue = offline_queue_new();
+    o->queue = mk_user_queue_new(mod);
     g_mutex_init(&o->lock);
     o->timers = g_hash_table_new(g_direct_hash, g_direct_equal);
     o->max_messages = mk_config_get_int(mod, "max_messages");

@@ -17,8 +17,8 @@ typedef struct {
 typedef struct {
     gint ref;
     Offline *o;
-    OfflineJob *job; /* while the job runs */
-    MkJid *user;     /* bare */
+    MkUserJob *job; /* while the job runs */
+    MkJid *user;    /* bare */
     MkSession *target;
     GPtrArray *rows; /* Row*, filled by the fetch */
     GArray *ids;     /* gint64 rows handed out, to delete */
@@ -80,7 +80,7 @@ static void pending_release(gpointer data)
     Pending *p = data;
     DeliverOp *op = p->op;
     if (!p->called && op->job)
-        offline_job_abandon(g_steal_pointer(&op->job));
+        mk_user_job_finish(g_steal_pointer(&op->job));
     deliver_op_unref(op);
     g_free(p);
 }
@@ -107,7 +107,7 @@ static MkSession *pick_target(MkJid *user, MkSession *preferred)
 
 static void deliver_finish(DeliverOp *op)
 {
-    offline_job_finish(g_steal_pointer(&op->job));
+    mk_user_job_finish(g_steal_pointer(&op->job));
 }
 
 static gboolean fetch_work(MkDbConn *conn, gpointer user_data, GError **error)
@@ -200,7 +200,7 @@ static void step_done(const GError *error, gpointer user_data)
             g_message("mod_offline: %s the messages of %s failed (%s); retry %u in %u ms",
                       op->deleting ? "deleting" : "fetching", mk_jid_string(op->user),
                       error->message, op->attempt, delay);
-            offline_call_later(o, offline_job_context(op->job), delay, step_retry, NULL,
+            offline_call_later(o, g_main_context_get_thread_default(), delay, step_retry, NULL,
                                pending_new(op), pending_release);
             return;
         }
@@ -224,7 +224,7 @@ static void step_done(const GError *error, gpointer user_data)
     deliver_finish(op);
 }
 
-static void deliver_start(OfflineJob *job, gpointer data)
+static void deliver_start(MkUserJob *job, gpointer data)
 {
     DeliverOp *op = data;
     op->job = job;
@@ -256,5 +256,5 @@ void offline_deliver(Offline *o, MkJid *user, MkSession *target)
     op->target = target ? mk_session_ref(target) : NULL;
     op->rows = g_ptr_array_new_with_free_func(row_free);
     op->ids = g_array_new(FALSE, FALSE, sizeof(gint64));
-    offline_queue_run(o->queue, mk_jid_string(op->user), deliver_start, op, deliver_op_unref);
+    mk_user_queue_run(o->queue, mk_jid_string(op->user), deliver_start, op, deliver_op_unref);
 }

@@ -13,7 +13,7 @@
 typedef struct {
     gint ref;
     Offline *o;
-    OfflineJob *job; /* while the job runs */
+    MkUserJob *job; /* while the job runs */
     MkStanza *st;
     MkJid *user; /* bare */
     char *sender;
@@ -77,8 +77,8 @@ static void pending_release(gpointer data)
     Pending *p = data;
     StoreOp *op = p->op;
     if (!p->called && op->job) {
-        /* Drops the queue's reference. */
-        offline_job_abandon(g_steal_pointer(&op->job));
+        /* Ends the job; the queue drops its reference. */
+        mk_user_job_finish(g_steal_pointer(&op->job));
     }
     store_op_unref(op);
     g_free(p);
@@ -86,7 +86,7 @@ static void pending_release(gpointer data)
 
 static void store_finish(StoreOp *op)
 {
-    offline_job_finish(g_steal_pointer(&op->job));
+    mk_user_job_finish(g_steal_pointer(&op->job));
 }
 
 static void store_bounce(StoreOp *op, MkStanzaError cond, const char *text)
@@ -144,8 +144,8 @@ static void store_done(const GError *error, gpointer user_data)
             op->attempt++;
             g_message("mod_offline: storing a message for %s failed (%s); retry %u in %u ms",
                       mk_jid_string(op->user), error->message, op->attempt, delay);
-            offline_call_later(o, offline_job_context(op->job), delay, store_retry, store_cancel,
-                               pending_new(op), pending_release);
+            offline_call_later(o, g_main_context_get_thread_default(), delay, store_retry,
+                               store_cancel, pending_new(op), pending_release);
             return;
         }
         g_warning("mod_offline: could not store a message from %s to %s after %u attempts (%s);"
@@ -177,7 +177,7 @@ static void store_done(const GError *error, gpointer user_data)
         offline_deliver(o, user, NULL);
 }
 
-static void store_start(OfflineJob *job, gpointer data)
+static void store_start(MkUserJob *job, gpointer data)
 {
     StoreOp *op = data;
     op->job = job;
@@ -197,5 +197,5 @@ void offline_store(Offline *o, MkStanza *st, MkJid *to)
     op->stamp = mk_xep82_format(now);
     op->xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
     /* The queue's reference is dropped when the job finishes. */
-    offline_queue_run(o->queue, mk_jid_string(op->user), store_start, op, store_op_unref);
+    mk_user_queue_run(o->queue, mk_jid_string(op->user), store_start, op, store_op_unref);
 }
