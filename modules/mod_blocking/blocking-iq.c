@@ -20,7 +20,6 @@ static void slot_free(gpointer data)
     g_mutex_lock(&slot->b->lock);
     g_hash_table_remove(slot->b->interested, slot->s);
     g_mutex_unlock(&slot->b->lock);
-    blocking_unref(slot->b);
     g_free(slot);
 }
 
@@ -30,7 +29,7 @@ static void set_interested(Blocking *b, MkSession *s)
     if (mk_session_get_slot(s, b->mod))
         return;
     Slot *slot = g_new0(Slot, 1);
-    slot->b = blocking_ref(b);
+    slot->b = b;
     slot->s = s;
     mk_session_set_slot(s, b->mod, slot, slot_free);
     /* Pushes go out from whatever thread completes a change. */
@@ -114,7 +113,6 @@ typedef struct {
 static void list_op_free(gpointer data)
 {
     ListOp *op = data;
-    blocking_unref(op->b);
     mk_iq_unref(op->iq);
     mk_jid_unref(op->user);
     g_clear_pointer(&op->jids, g_ptr_array_unref);
@@ -244,7 +242,7 @@ static void list_done(const GError *error, gpointer data)
 static void queue_op(Blocking *b, MkIq *iq, MkJid *user, OpKind kind, GPtrArray *jids)
 {
     ListOp *op = g_new0(ListOp, 1);
-    op->b = blocking_ref(b);
+    op->b = b;
     op->iq = mk_iq_ref(iq);
     op->user = mk_jid_ref(user);
     op->kind = kind;

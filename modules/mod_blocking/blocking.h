@@ -32,7 +32,6 @@ gboolean blocking_list_matches(const GPtrArray *list, const MkJid *jid);
 /* ---- the module instance (mod_blocking.c) ------------------------------- */
 
 typedef struct {
-    gint ref;
     MkModule *mod;
     MkUserQueue *queue;     /* the core's: per-user order of storage work */
     MkUserCache *cache;     /* the core's: bare JID -> GPtrArray of MkJid* (blocking-db.c) */
@@ -45,9 +44,6 @@ typedef struct {
     MkCounter *pushes;
     MkCounter *loads;
 } Blocking;
-
-Blocking *blocking_ref(Blocking *b);
-void blocking_unref(Blocking *b);
 
 /* ---- storage and the cache (blocking-db.c) ------------------------------- */
 

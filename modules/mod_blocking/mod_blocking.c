@@ -15,16 +15,11 @@
 
 #define HOOK_PRIORITY 100 /* filters see stanzas before feature handlers */
 
-Blocking *blocking_ref(Blocking *b)
+/* The module's data: freed by the core with the module's last reference,
+ * after stop() and after every callback in flight returned. */
+static void blocking_free(gpointer data)
 {
-    g_atomic_int_inc(&b->ref);
-    return b;
-}
-
-void blocking_unref(Blocking *b)
-{
-    if (!b || !g_atomic_int_dec_and_test(&b->ref))
-        return;
+    Blocking *b = data;
     g_hash_table_destroy(b->interested);
     g_mutex_clear(&b->lock);
     g_free(b);
@@ -130,7 +125,6 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
 static gboolean blocking_start(MkModule *mod, GError **error)
 {
     Blocking *b = g_new0(Blocking, 1);
-    b->ref = 1;
     b->mod = mod;
     b->queue = mk_user_queue_new(mod);
     g_mutex_init(&b->lock);
@@ -142,7 +136,7 @@ static gboolean blocking_start(MkModule *mod, GError **error)
     b->loads = mk_metrics_counter(mod, "loads");
     b->cache = mk_user_cache_new(mod, b->queue, &blocking_cache_class,
                                  (guint)mk_config_get_int(mod, "cache_idle"), b->loads);
-    mk_module_set_data(mod, b, (GDestroyNotify)blocking_unref);
+    mk_module_set_data(mod, b, blocking_free);
 
     if (!blocking_iq_start(b, error))
         return FALSE;

@@ -22,16 +22,11 @@
 
 #define HOOK_PRIORITY 100
 
-Privacy *privacy_ref(Privacy *p)
+/* The module's data: freed by the core with the module's last reference,
+ * after stop() and after every callback in flight returned. */
+static void privacy_free(gpointer data)
 {
-    g_atomic_int_inc(&p->ref);
-    return p;
-}
-
-void privacy_unref(Privacy *p)
-{
-    if (!p || !g_atomic_int_dec_and_test(&p->ref))
-        return;
+    Privacy *p = data;
     g_hash_table_destroy(p->active);
     g_mutex_clear(&p->lock);
     g_free(p);
@@ -217,7 +212,6 @@ static MkResult on_session_closed(MkHookCall *call, gpointer user_data)
 static gboolean privacy_start(MkModule *mod, GError **error)
 {
     Privacy *p = g_new0(Privacy, 1);
-    p->ref = 1;
     p->mod = mod;
     p->queue = mk_user_queue_new(mod);
     p->cache = mk_user_cache_new(mod, p->queue, &priv_cache_class,
@@ -229,7 +223,7 @@ static gboolean privacy_start(MkModule *mod, GError **error)
     p->denied_in = mk_metrics_counter(mod, "denied_in");
     p->denied_out = mk_metrics_counter(mod, "denied_out");
     p->pushes = mk_metrics_counter(mod, "pushes");
-    mk_module_set_data(mod, p, (GDestroyNotify)privacy_unref);
+    mk_module_set_data(mod, p, privacy_free);
 
     if (!priv_iq_start(p, error))
         return FALSE;

@@ -92,7 +92,6 @@ typedef struct {
 static void op_free(gpointer data)
 {
     Op *op = data;
-    privacy_unref(op->p);
     mk_iq_unref(op->iq);
     mk_jid_unref(op->user);
     if (op->session)
@@ -366,7 +365,7 @@ static MkResult queue_op(Privacy *p, MkIq *iq, MkJid *user, OpKind kind, const c
                          GPtrArray *items)
 {
     Op *op = g_new0(Op, 1);
-    op->p = privacy_ref(p);
+    op->p = p;
     op->iq = mk_iq_ref(iq);
     op->user = mk_jid_ref(user);
     MkSession *s = mk_iq_session(iq);

@@ -118,7 +118,6 @@ gboolean priv_db_set_default(MkDbConn *conn, MkJid *user, const char *name, GErr
 /* ---- the module instance (mod_privacy.c) --------------------------------- */
 
 typedef struct {
-    gint ref;
     MkModule *mod;
     MkUserQueue *queue; /* the core's: per-user order of storage work */
     MkUserCache *cache; /* the core's: bare JID -> PrivState* (privacy-cache.c) */
@@ -131,9 +130,6 @@ typedef struct {
     MkCounter *denied_out;
     MkCounter *pushes;
 } Privacy;
-
-Privacy *privacy_ref(Privacy *p);
-void privacy_unref(Privacy *p);
 
 /* ---- the cache (privacy-cache.c) ----------------------------------------- */
 

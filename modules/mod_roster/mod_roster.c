@@ -6,16 +6,11 @@
  * in roster-iq.c and roster-presence.c, storage in roster-db.c. */
 #include "roster.h"
 
-Roster *roster_ref(Roster *r)
+/* The module's data: freed by the core with the module's last reference,
+ * after stop() and after every callback in flight returned. */
+static void roster_free(gpointer data)
 {
-    g_atomic_int_inc(&r->ref);
-    return r;
-}
-
-void roster_unref(Roster *r)
-{
-    if (!r || !g_atomic_int_dec_and_test(&r->ref))
-        return;
+    Roster *r = data;
     g_hash_table_destroy(r->interested);
     g_mutex_clear(&r->lock);
     g_free(r);
@@ -29,7 +24,6 @@ static void slot_free(gpointer data)
     g_mutex_unlock(&slot->r->lock);
     roster_preload_free(slot->preload);
     g_free(slot->subs);
-    roster_unref(slot->r);
     g_free(slot);
 }
 
@@ -39,7 +33,7 @@ RosterSlot *roster_slot(Roster *r, MkSession *s)
     if (slot)
         return slot;
     slot = g_new0(RosterSlot, 1);
-    slot->r = roster_ref(r);
+    slot->r = r;
     slot->s = s;
     mk_session_set_slot(s, r->mod, slot, slot_free);
     return slot;
@@ -145,7 +139,6 @@ void roster_route_presence(const char *type, MkJid *from, MkJid *to)
 static gboolean roster_start(MkModule *mod, GError **error)
 {
     Roster *r = g_new0(Roster, 1);
-    r->ref = 1;
     r->mod = mod;
     r->queue = mk_user_queue_new(mod);
     g_mutex_init(&r->lock);
@@ -156,7 +149,7 @@ static gboolean roster_start(MkModule *mod, GError **error)
     r->preloads_stale = mk_metrics_counter(mod, "preloads_stale");
     r->subs_used = mk_metrics_counter(mod, "presence_subscribers_cached");
     r->subs_stale = mk_metrics_counter(mod, "presence_subscribers_stale");
-    mk_module_set_data(mod, r, (GDestroyNotify)roster_unref);
+    mk_module_set_data(mod, r, roster_free);
 
     if (!roster_iq_start(r, error))
         return FALSE;

@@ -27,7 +27,6 @@ typedef struct {
 static void get_op_free(gpointer data)
 {
     GetOp *op = data;
-    roster_unref(op->r);
     mk_iq_unref(op->iq);
     mk_jid_unref(op->user);
     g_free(op->client_ver);
@@ -107,7 +106,7 @@ static MkResult roster_get(MkIq *iq, gpointer user_data)
     }
 
     GetOp *op = g_new0(GetOp, 1);
-    op->r = roster_ref(r);
+    op->r = r;
     op->iq = mk_iq_ref(iq);
     op->user = g_steal_pointer(&user);
     if (client_ver && *client_ver)
@@ -135,7 +134,6 @@ static void set_op_free(gpointer data)
 {
     SetOp *op = data;
     roster_write_end(op->r, op->user); /* its transaction is over */
-    roster_unref(op->r);
     mk_iq_unref(op->iq);
     mk_jid_unref(op->user);
     roster_item_free(op->want);
@@ -284,7 +282,7 @@ static MkResult roster_set(MkIq *iq, gpointer user_data)
         return MK_HANDLED;
 
     SetOp *op = g_new0(SetOp, 1);
-    op->r = roster_ref(r);
+    op->r = r;
     op->iq = mk_iq_ref(iq);
     op->user = g_steal_pointer(&user);
     op->want = want;

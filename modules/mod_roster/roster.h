@@ -118,7 +118,6 @@ gboolean roster_db_user_exists(MkDbConn *conn, MkJid *user, gboolean *exists, GE
 typedef struct RosterPreload RosterPreload;
 
 typedef struct {
-    gint ref;
     MkModule *mod;
     MkUserQueue *queue; /* the core's: per-user order of storage work */
     GMutex lock;
@@ -133,9 +132,6 @@ typedef struct {
     gint writes_queued[ROSTER_STRIPES];  /* atomic */
     gint writes_running[ROSTER_STRIPES]; /* atomic */
 } Roster;
-
-Roster *roster_ref(Roster *r);
-void roster_unref(Roster *r);
 
 /* Per-session state, in the session's slot. Session worker only. Kept
  * small: every idle session has one (flags in bits, the list of
