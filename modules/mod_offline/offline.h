@@ -54,7 +54,6 @@ guint offline_retry_delay_ms(guint attempt, guint base_ms);
 
 /* The module instance. */
 typedef struct {
-    gint ref;
     MkModule *mod;
     /* The core's: one user's stores and deliveries run one at a time, as
      * jobs of several steps (retries, fetch then delete), so messages are
@@ -68,19 +67,7 @@ typedef struct {
     MkCounter *bounced;
     MkCounter *dropped;
     MkCounter *store_failures;
-    GMutex lock;
-    GHashTable *timers; /* pending retry timers (OfflineTimer*), cancelled at stop */
 } Offline;
-
-Offline *offline_ref(Offline *o);
-void offline_unref(Offline *o);
-
-/* Runs @func(@data) on @ctx after @delay_ms, once. When the module
- * stops first, @cancel(@data) runs instead (on the main thread). @destroy
- * frees @data in either case, or when the context goes away. */
-typedef void (*OfflineCancelFunc)(gpointer data);
-void offline_call_later(Offline *o, GMainContext *ctx, guint delay_ms, GSourceFunc func,
-                        OfflineCancelFunc cancel, gpointer data, GDestroyNotify destroy);
 
 /* ---- storage (offline-db.c): inside MkDbWork, storage thread ---------- */
 
