@@ -256,10 +256,8 @@ static MkResult on_get(MkIq *iq, gpointer user_data)
 {
     Blocking *b = user_data;
     g_autoptr(MkJid) user = mk_iq_own_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     if (!mk_xml_is(mk_iq_payload(iq), "blocklist", NS_BLOCKING)) {
         mk_iq_reply_error(iq, MK_ERR_BAD_REQUEST, NULL);
         return MK_HANDLED;
@@ -306,10 +304,8 @@ static MkResult on_set(MkIq *iq, gpointer user_data)
 {
     Blocking *b = user_data;
     g_autoptr(MkJid) user = mk_iq_own_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     MkXml *el = mk_iq_payload(iq);
     gboolean block = mk_xml_is(el, "block", NS_BLOCKING);
     if (!block && !mk_xml_is(el, "unblock", NS_BLOCKING)) {

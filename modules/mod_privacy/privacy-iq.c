@@ -481,10 +481,8 @@ static MkResult on_get(MkIq *iq, gpointer user_data)
 {
     Privacy *p = user_data;
     g_autoptr(MkJid) user = mk_iq_own_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     MkXml *query = mk_iq_payload(iq), *first = NULL;
     if (!mk_xml_is(query, "query", NS_PRIVACY)) {
         mk_iq_reply_error(iq, MK_ERR_BAD_REQUEST, NULL);
@@ -506,10 +504,8 @@ static MkResult on_set(MkIq *iq, gpointer user_data)
 {
     Privacy *p = user_data;
     g_autoptr(MkJid) user = mk_iq_own_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     MkXml *query = mk_iq_payload(iq), *el = NULL;
     /* 2.1: exactly one of <active/>, <default/>, <list/>. */
     if (!mk_xml_is(query, "query", NS_PRIVACY) || element_count(query, &el) != 1) {

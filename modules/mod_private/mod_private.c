@@ -94,10 +94,8 @@ static MkResult on_get(MkIq *iq, gpointer user_data)
 {
     Private *p = user_data;
     g_autoptr(MkJid) account = mk_iq_own_account(iq);
-    if (!account) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    if (!account)
+        return MK_HANDLED; /* answered forbidden */
     g_autoptr(GPtrArray) children = query_children(mk_iq_payload(iq));
     if (children->len == 0) {
         mk_iq_reply_error(iq, MK_ERR_NOT_ACCEPTABLE, "name the namespace to read");
@@ -176,10 +174,8 @@ static MkResult on_set(MkIq *iq, gpointer user_data)
 {
     Private *p = user_data;
     g_autoptr(MkJid) account = mk_iq_own_account(iq);
-    if (!account) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    if (!account)
+        return MK_HANDLED; /* answered forbidden */
     g_autoptr(GPtrArray) children = query_children(mk_iq_payload(iq));
     if (children->len == 0) {
         mk_iq_reply_error(iq, MK_ERR_NOT_ACCEPTABLE, "nothing to store");

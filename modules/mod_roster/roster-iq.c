@@ -90,10 +90,8 @@ static MkResult roster_get(MkIq *iq, gpointer user_data)
 {
     Roster *r = user_data;
     g_autoptr(MkJid) user = mk_iq_own_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     /* From now on this resource gets pushes (RFC 6121 2.1.6). */
     MkSession *s = mk_iq_session(iq);
     if (s)
@@ -272,10 +270,8 @@ static MkResult roster_set(MkIq *iq, gpointer user_data)
 {
     Roster *r = user_data;
     g_autoptr(MkJid) user = mk_iq_own_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     RosterItem *want = NULL;
     gboolean remove = FALSE;
     if (!parse_set(iq, &want, &remove))
