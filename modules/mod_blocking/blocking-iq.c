@@ -9,34 +9,9 @@
 
 /* ---- who gets pushes --------------------------------------------------- */
 
-typedef struct {
-    Blocking *b;
-    MkSession *s;
-} Slot;
-
-static void slot_free(gpointer data)
-{
-    Slot *slot = data;
-    g_mutex_lock(&slot->b->lock);
-    g_hash_table_remove(slot->b->interested, slot->s);
-    g_mutex_unlock(&slot->b->lock);
-    g_free(slot);
-}
-
-/* Session worker (an IQ handler of @s). */
-static void set_interested(Blocking *b, MkSession *s)
-{
-    if (mk_session_get_slot(s, b->mod))
-        return;
-    Slot *slot = g_new0(Slot, 1);
-    slot->b = b;
-    slot->s = s;
-    mk_session_set_slot(s, b->mod, slot, slot_free);
-    /* Pushes go out from whatever thread completes a change. */
-    g_mutex_lock(&b->lock);
-    g_hash_table_add(b->interested, s);
-    g_mutex_unlock(&b->lock);
-}
+/* Session flag: the session asked for the list, so it gets pushes from
+ * whatever thread completes a change (XEP-0191 3.3). */
+#define BLOCKING_INTERESTED (1u << 0)
 
 /* <block/> or <unblock/> with @jids (MkJid*; none = unblock all) to every
  * resource of @user that asked for the list. Any thread. */
@@ -45,10 +20,7 @@ static void push(Blocking *b, MkJid *user, const char *what, GPtrArray *jids)
     g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(user);
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
-        g_mutex_lock(&b->lock);
-        gboolean interested = g_hash_table_contains(b->interested, s);
-        g_mutex_unlock(&b->lock);
-        if (!interested)
+        if (!(mk_session_get_flags(s, b->mod) & BLOCKING_INTERESTED))
             continue;
         g_autofree char *id =
             g_strdup_printf("blockpush%u", (guint)g_atomic_int_add(&b->push_id, 1));
@@ -265,7 +237,7 @@ static MkResult on_get(MkIq *iq, gpointer user_data)
     /* XEP-0191 3.3: pushes go to the resources that asked for the list. */
     MkSession *s = mk_iq_session(iq);
     if (s)
-        set_interested(b, s);
+        mk_session_set_flags(s, b->mod, BLOCKING_INTERESTED, BLOCKING_INTERESTED);
     queue_op(b, iq, user, OP_GET, NULL);
     return MK_HANDLED;
 }

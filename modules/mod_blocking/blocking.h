@@ -33,12 +33,10 @@ gboolean blocking_list_matches(const GPtrArray *list, const MkJid *jid);
 
 typedef struct {
     MkModule *mod;
-    MkUserQueue *queue;     /* the core's: per-user order of storage work */
-    MkUserCache *cache;     /* the core's: bare JID -> GPtrArray of MkJid* (blocking-db.c) */
-    GMutex lock;            /* guards interested */
-    GHashTable *interested; /* MkSession* that asked for the list (no ref: the slot removes it) */
-    gint64 max_items;       /* longest block list; 0 = no limit */
-    gint push_id;           /* atomic */
+    MkUserQueue *queue; /* the core's: per-user order of storage work */
+    MkUserCache *cache; /* the core's: bare JID -> GPtrArray of MkJid* (blocking-db.c) */
+    gint64 max_items;   /* longest block list; 0 = no limit */
+    gint push_id;       /* atomic */
     MkCounter *blocked_in;
     MkCounter *blocked_out;
     MkCounter *pushes;

@@ -15,16 +15,6 @@
 
 #define HOOK_PRIORITY 100 /* filters see stanzas before feature handlers */
 
-/* The module's data: freed by the core with the module's last reference,
- * after stop() and after every callback in flight returned. */
-static void blocking_free(gpointer data)
-{
-    Blocking *b = data;
-    g_hash_table_destroy(b->interested);
-    g_mutex_clear(&b->lock);
-    g_free(b);
-}
-
 /* The block list of @user (transfer full), or NULL while it loads: then
  * @hold (nullable) is routed again once it is there. Any thread. */
 static GPtrArray *list_of(Blocking *b, MkJid *user, MkStanza *hold)
@@ -127,8 +117,6 @@ static gboolean blocking_start(MkModule *mod, GError **error)
     Blocking *b = g_new0(Blocking, 1);
     b->mod = mod;
     b->queue = mk_user_queue_new(mod);
-    g_mutex_init(&b->lock);
-    b->interested = g_hash_table_new(g_direct_hash, g_direct_equal);
     b->max_items = mk_config_get_int(mod, "max_items");
     b->blocked_in = mk_metrics_counter(mod, "blocked_in");
     b->blocked_out = mk_metrics_counter(mod, "blocked_out");
@@ -136,7 +124,7 @@ static gboolean blocking_start(MkModule *mod, GError **error)
     b->loads = mk_metrics_counter(mod, "loads");
     b->cache = mk_user_cache_new(mod, b->queue, &blocking_cache_class,
                                  (guint)mk_config_get_int(mod, "cache_idle"), b->loads);
-    mk_module_set_data(mod, b, blocking_free);
+    mk_module_set_data(mod, b, g_free); /* freed with the last reference */
 
     if (!blocking_iq_start(b, error))
         return FALSE;

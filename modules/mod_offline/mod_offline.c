@@ -14,13 +14,6 @@ typedef struct {
     gboolean delivered;
 } OfflineSlot;
 
-/* The module's data: freed by the core with the module's last reference
- * (running jobs and retry timers hold one). */
-static void offline_free(gpointer data)
-{
-    g_free(data);
-}
-
 /* Anything a user would want later: not only chat states (XEP-0085) or
  * processing hints (XEP-0334) other than <store/>. */
 static gboolean has_content(MkXml *msg)
@@ -101,7 +94,7 @@ static gboolean offline_start(MkModule *mod, GError **error)
     o->bounced = mk_metrics_counter(mod, "bounced");
     o->dropped = mk_metrics_counter(mod, "dropped");
     o->store_failures = mk_metrics_counter(mod, "storage_failures");
-    mk_module_set_data(mod, o, offline_free);
+    mk_module_set_data(mod, o, g_free); /* freed with the last reference */
 
     mk_hook_add(mod, MK_HOOK_OFFLINE_MESSAGE, 50, on_offline_message, o);
     mk_hook_add(mod, MK_HOOK_PRESENCE_BROADCAST, 50, on_presence_broadcast, o);

@@ -22,16 +22,6 @@
 
 #define HOOK_PRIORITY 100
 
-/* The module's data: freed by the core with the module's last reference,
- * after stop() and after every callback in flight returned. */
-static void privacy_free(gpointer data)
-{
-    Privacy *p = data;
-    g_hash_table_destroy(p->active);
-    g_mutex_clear(&p->lock);
-    g_free(p);
-}
-
 static gboolean is_notification(MkStanza *st)
 {
     const char *type = mk_stanza_type(st);
@@ -198,17 +188,6 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
     return MK_HANDLED;
 }
 
-/* session_closed: an active list lasts as long as its session. */
-static MkResult on_session_closed(MkHookCall *call, gpointer user_data)
-{
-    Privacy *p = user_data;
-    MkSession *s = mk_hook_call_session(call);
-    if (!s)
-        return MK_PASS;
-    priv_active_set(p, s, NULL);
-    return MK_PASS;
-}
-
 static gboolean privacy_start(MkModule *mod, GError **error)
 {
     Privacy *p = g_new0(Privacy, 1);
@@ -216,21 +195,18 @@ static gboolean privacy_start(MkModule *mod, GError **error)
     p->queue = mk_user_queue_new(mod);
     p->cache = mk_user_cache_new(mod, p->queue, &priv_cache_class,
                                  (guint)mk_config_get_int(mod, "cache_idle"), NULL);
-    g_mutex_init(&p->lock);
-    p->active = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
     p->max_items = mk_config_get_int(mod, "max_items");
     p->max_lists = mk_config_get_int(mod, "max_lists");
     p->denied_in = mk_metrics_counter(mod, "denied_in");
     p->denied_out = mk_metrics_counter(mod, "denied_out");
     p->pushes = mk_metrics_counter(mod, "pushes");
-    mk_module_set_data(mod, p, privacy_free);
+    mk_module_set_data(mod, p, g_free); /* freed with the last reference */
 
     if (!priv_iq_start(p, error))
         return FALSE;
     mk_hook_add(mod, MK_HOOK_FILTER_LOCAL_PACKET, HOOK_PRIORITY, on_filter, p);
     mk_hook_add(mod, MK_HOOK_USER_RECEIVE_PACKET, HOOK_PRIORITY, on_receive, p);
     mk_hook_add(mod, MK_HOOK_USER_SEND_PACKET, HOOK_PRIORITY, on_send, p);
-    mk_hook_add(mod, MK_HOOK_SESSION_CLOSED, HOOK_PRIORITY, on_session_closed, p);
     mk_disco_add_feature(mod, NS_PRIVACY);
     return TRUE;
 }

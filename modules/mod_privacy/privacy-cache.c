@@ -47,33 +47,27 @@ PrivState *priv_cache_get(Privacy *p, MkJid *user, MkStanza *hold)
 
 /* ---- active lists ---------------------------------------------------------- */
 
+/* A session string (mk_session_set_string): the filters on other workers
+ * read it, and it lasts as long as the session. */
 char *priv_active_get(Privacy *p, MkSession *s)
 {
-    g_mutex_lock(&p->lock);
-    char *name = g_strdup(g_hash_table_lookup(p->active, s));
-    g_mutex_unlock(&p->lock);
-    return name;
+    return mk_session_dup_string(s, p->mod);
 }
 
 void priv_active_set(Privacy *p, MkSession *s, const char *name)
 {
-    g_mutex_lock(&p->lock);
-    if (name)
-        g_hash_table_replace(p->active, s, g_strdup(name));
-    else
-        g_hash_table_remove(p->active, s);
-    g_mutex_unlock(&p->lock);
+    mk_session_set_string(s, p->mod, name);
 }
 
 gboolean priv_user_has_active(Privacy *p, MkJid *user)
 {
     g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(user);
-    gboolean any = FALSE;
-    g_mutex_lock(&p->lock);
-    for (guint i = 0; i < sessions->len && !any; i++)
-        any = g_hash_table_contains(p->active, g_ptr_array_index(sessions, i));
-    g_mutex_unlock(&p->lock);
-    return any;
+    for (guint i = 0; i < sessions->len; i++) {
+        g_autofree char *name = mk_session_dup_string(g_ptr_array_index(sessions, i), p->mod);
+        if (name)
+            return TRUE;
+    }
+    return FALSE;
 }
 
 const PrivList *priv_effective_list(Privacy *p, PrivState *st, MkSession *s)

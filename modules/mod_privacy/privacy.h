@@ -121,8 +121,6 @@ typedef struct {
     MkModule *mod;
     MkUserQueue *queue; /* the core's: per-user order of storage work */
     MkUserCache *cache; /* the core's: bare JID -> PrivState* (privacy-cache.c) */
-    GMutex lock;        /* guards active */
-    GHashTable *active; /* MkSession* (no ref) -> char* active list name */
     gint64 max_items;
     gint64 max_lists;
     gint push_id; /* atomic */
