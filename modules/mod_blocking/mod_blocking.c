@@ -38,22 +38,7 @@ static MkResult on_filter(MkHookCall *call, gpointer user_data)
         return MK_HANDLED; /* kept, and routed again once the list is loaded */
     if (blocking_list_matches(list, from)) {
         mk_counter_add(b->blocked_in, 1);
-        const char *type = mk_stanza_type(st);
-        gboolean bounce = FALSE;
-        switch (mk_stanza_kind(st)) {
-        case MK_STANZA_MESSAGE:
-            bounce = !mk_stanza_is_error(st);
-            break;
-        case MK_STANZA_IQ:
-            bounce = g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0;
-            break;
-        default:
-            break; /* presence of any kind: no answer at all */
-        }
-        if (!bounce)
-            return MK_HANDLED;
-        mk_hook_call_set_error(call, MK_ERR_SERVICE_UNAVAILABLE, NULL);
-        return MK_ERROR;
+        return mk_hook_call_refuse(call, MK_ERR_SERVICE_UNAVAILABLE);
     }
 
     /* Outbound, sent by the server for a user of ours (presence broadcast,

@@ -104,16 +104,7 @@ static MkResult on_filter(MkHookCall *call, gpointer user_data)
     }
     if (decide && !allows(list, st, kind_of(stanza, TRUE), from)) {
         mk_counter_add(p->denied_in, 1);
-        const char *type = mk_stanza_type(stanza);
-        gboolean bounce = FALSE;
-        if (mk_stanza_kind(stanza) == MK_STANZA_MESSAGE)
-            bounce = !mk_stanza_is_error(stanza);
-        else if (mk_stanza_kind(stanza) == MK_STANZA_IQ)
-            bounce = g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0;
-        if (!bounce)
-            return MK_HANDLED;
-        mk_hook_call_set_error(call, MK_ERR_SERVICE_UNAVAILABLE, NULL);
-        return MK_ERROR;
+        return mk_hook_call_refuse(call, MK_ERR_SERVICE_UNAVAILABLE);
     }
 
     /* Outbound, sent by the server for a user of ours: the sender's list. */
