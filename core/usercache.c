@@ -67,6 +67,7 @@ guint mk_user_cache_count(MkUserCache *c)
 typedef struct {
     MkUserCache *c;
     char *key;
+    MkJid *user;    /* MK_USER_CACHE_SESSIONS: @key as a JID */
     guint gen;      /* the entry's gen when the load was asked for */
     gpointer value; /* the load's result */
 } Load;
@@ -77,13 +78,20 @@ static void load_free(gpointer data)
     if (l->value)
         l->c->klass->unref(l->value);
     g_free(l->key);
+    if (l->user)
+        mk_jid_unref(l->user);
     g_free(l);
 }
 
 static gboolean load_work(MkDbConn *conn, gpointer data, GError **error)
 {
     Load *l = data;
-    return l->c->klass->load(conn, l->key, &l->value, l->c->user_data, error);
+    if ((l->c->klass->flags & MK_USER_CACHE_SESSIONS) && !l->user) {
+        l->user = mk_jid_new(l->key, error);
+        if (!l->user)
+            return FALSE;
+    }
+    return l->c->klass->load(conn, l->key, l->user, &l->value, l->c->user_data, error);
 }
 
 static void install(MkUserCache *c, const char *key, gpointer value, const Load *load);
@@ -121,21 +129,22 @@ static void load_done(const GError *error, gpointer data)
     g_mutex_unlock(&c->lock);
 }
 
-static void load_start(MkUserCache *c, const char *key, guint gen)
+static void load_start(MkUserCache *c, const char *key, MkJid *user, guint gen)
 {
     Load *l = g_new0(Load, 1);
     l->c = c;
     l->key = g_strdup(key);
+    l->user = user ? mk_jid_bare(user) : NULL;
     l->gen = gen;
     mk_user_queue_push_reads(c->queue, key, load_work, load_done, l, load_free);
 }
 
 /* ---- public API --------------------------------------------------------- */
 
-/* Public module API (mk-usercache.h). (transfer full) (nullable) Any thread. */
-gpointer mk_user_cache_get(MkUserCache *c, const char *key, MkStanza *hold)
+/* mk_user_cache_get; @user (nullable) is @key as a JID, which saves the
+ * load parsing it. */
+static gpointer get(MkUserCache *c, const char *key, MkJid *user, MkStanza *hold)
 {
-    g_return_val_if_fail(c != NULL && key != NULL, NULL);
     gboolean start = FALSE;
     guint gen = 0;
     gpointer value = NULL;
@@ -164,8 +173,15 @@ gpointer mk_user_cache_get(MkUserCache *c, const char *key, MkStanza *hold)
     g_mutex_unlock(&c->lock);
 
     if (start)
-        load_start(c, key, gen);
+        load_start(c, key, user, gen);
     return value;
+}
+
+/* Public module API (mk-usercache.h). (transfer full) (nullable) Any thread. */
+gpointer mk_user_cache_get(MkUserCache *c, const char *key, MkStanza *hold)
+{
+    g_return_val_if_fail(c != NULL && key != NULL, NULL);
+    return get(c, key, NULL, hold);
 }
 
 /* Installs @value (transfer full) for @key, from a write or from @load. */
@@ -236,13 +252,17 @@ void mk_user_cache_forget(MkUserCache *c, const char *key)
 
 /* ---- sweep and the session hooks ------------------------------------- */
 
+static gboolean has_session(MkJid *user)
+{
+    g_autoptr(MkJid) bare = mk_jid_bare(user);
+    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
+    return sessions->len > 0;
+}
+
 static gboolean user_has_session(const char *key)
 {
     g_autoptr(MkJid) user = mk_jid_new(key, NULL);
-    if (!user)
-        return FALSE;
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(user);
-    return sessions->len > 0;
+    return user && has_session(user);
 }
 
 /* Main thread: forgets the entries unused for idle_s that nobody keeps. */
@@ -282,7 +302,8 @@ static MkResult on_session_opened(MkHookCall *call, gpointer data)
     MkSession *s = mk_hook_call_session(call);
     if (s) {
         MkUserCache *c = data;
-        gpointer value = mk_user_cache_get(c, mk_jid_bare_string(mk_session_jid(s)), NULL);
+        MkJid *jid = mk_session_jid(s);
+        gpointer value = get(c, mk_jid_bare_string(jid), jid, NULL);
         if (value)
             c->klass->unref(value);
     }
@@ -293,11 +314,8 @@ static MkResult on_session_opened(MkHookCall *call, gpointer data)
 static MkResult on_session_closed(MkHookCall *call, gpointer data)
 {
     MkSession *s = mk_hook_call_session(call);
-    if (s) {
-        const char *key = mk_jid_bare_string(mk_session_jid(s));
-        if (!user_has_session(key))
-            mk_user_cache_forget(data, key);
-    }
+    if (s && !has_session(mk_session_jid(s)))
+        mk_user_cache_forget(data, mk_jid_bare_string(mk_session_jid(s)));
     return MK_PASS;
 }
 

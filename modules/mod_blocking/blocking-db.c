@@ -64,16 +64,15 @@ static GPtrArray *empty_list(void)
 }
 
 /* Storage thread. */
-static gboolean list_load(MkDbConn *conn, const char *key, gpointer *value, gpointer user_data,
-                          GError **error)
+static gboolean list_load(MkDbConn *conn, const char *key, MkJid *user, gpointer *value,
+                          gpointer user_data, GError **error)
 {
     MkCounter *loads = user_data;
-    g_autoptr(MkJid) user = mk_jid_new(key, NULL);
     GPtrArray *list = NULL;
-    if (user && !blocking_db_load(conn, user, &list, error))
+    if (!blocking_db_load(conn, user, &list, error))
         return FALSE;
     mk_counter_add(loads, 1);
-    *value = list ? list : empty_list();
+    *value = list;
     return TRUE;
 }
 

@@ -10,14 +10,9 @@
 #include "privacy.h"
 
 /* Storage thread. */
-static gboolean state_load(MkDbConn *conn, const char *key, gpointer *value, gpointer user_data,
-                           GError **error)
+static gboolean state_load(MkDbConn *conn, const char *key, MkJid *user, gpointer *value,
+                           gpointer user_data, GError **error)
 {
-    g_autoptr(MkJid) user = mk_jid_new(key, NULL);
-    if (!user) {
-        *value = priv_state_new();
-        return TRUE;
-    }
     PrivState *st = NULL;
     if (!priv_db_load(conn, user, &st, error))
         return FALSE;

@@ -49,9 +49,10 @@ typedef enum {
 } MkUserCacheFlags;
 
 /* Storage thread, inside a user-queue operation of @key: reads @key's
- * value into @value (transfer full). Return FALSE with @error set when
- * storage failed. */
-typedef gboolean (*MkUserCacheLoad)(MkDbConn *conn, const char *key, gpointer *value,
+ * value into @value (transfer full). @user (transfer none) is @key as a
+ * bare JID in a cache with MK_USER_CACHE_SESSIONS, else NULL. Return
+ * FALSE with @error set when storage failed. */
+typedef gboolean (*MkUserCacheLoad)(MkDbConn *conn, const char *key, MkJid *user, gpointer *value,
                                     gpointer user_data, GError **error);
 
 typedef struct {

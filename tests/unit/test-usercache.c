@@ -36,9 +36,10 @@ static char *tmp_dir;
 static MkModule *mod;
 static MkUserCache *cache;
 
-static gboolean test_load(MkDbConn *conn, const char *key, gpointer *value, gpointer user_data,
-                          GError **error)
+static gboolean test_load(MkDbConn *conn, const char *key, MkJid *user, gpointer *value,
+                          gpointer user_data, GError **error)
 {
+    g_assert_null(user); /* not a MK_USER_CACHE_SESSIONS cache */
     g_atomic_int_inc(&t.loads);
     int version = g_atomic_int_get(&t.version);
     g_mutex_lock(&t.lock);
