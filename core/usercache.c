@@ -107,26 +107,29 @@ static void load_done(const GError *error, gpointer data)
     }
     if (!g_error_matches(error, MK_USER_QUEUE_ERROR, MK_USER_QUEUE_ERROR_STOPPED))
         g_warning("%s: loading %s: %s", c->mod->name, l->key, error->message);
-    if (c->klass->fallback) {
-        /* Failing open beats holding the key's traffic forever; the next
-         * get tries storage again. */
-        install(c, l->key, c->klass->fallback(l->key, c->user_data), l);
-        mk_user_cache_invalidate(c, l->key);
-        return;
-    }
     g_autoptr(GPtrArray) held = NULL;
+    gboolean fallback = FALSE;
     g_mutex_lock(&c->lock);
     Entry *e = g_hash_table_lookup(c->entries, l->key);
     if (e) {
         e->loading = FALSE;
         e->stale = TRUE; /* the next get tries again */
-        held = g_steal_pointer(&e->held);
-        if (!e->value) {
+        if (e->value) {
+            /* A reload failed: the value it had keeps serving. */
+        } else if (c->klass->fallback) {
+            fallback = TRUE;
+        } else {
+            held = g_steal_pointer(&e->held); /* dropped */
             g_hash_table_remove(c->entries, l->key);
             entry_free(e, c->klass->unref);
         }
     }
     g_mutex_unlock(&c->lock);
+    if (fallback) {
+        /* Failing open beats holding the key's traffic forever: the
+         * held stanzas go on, and the next get tries storage again. */
+        install(c, l->key, c->klass->fallback(l->key, c->user_data), NULL);
+    }
 }
 
 static void load_start(MkUserCache *c, const char *key, MkJid *user, guint gen)

@@ -30,9 +30,10 @@ G_BEGIN_DECLS
  *  - Entries unused for @idle_s seconds leave memory (a sweep on the main
  *    thread), except those the class keeps (@keep, and with
  *    MK_USER_CACHE_SESSIONS the keys of users with a session).
- *  - A load that fails installs the class's @fallback value (fail open:
- *    held stanzas go on rather than wait forever) marked invalid, so the
- *    next get tries again; without @fallback the held stanzas are dropped.
+ *  - A first load that fails installs the class's @fallback value (fail
+ *    open: held stanzas go on rather than wait forever), and the next get
+ *    tries again; without @fallback the held stanzas are dropped. A
+ *    reload that fails keeps the value the key had.
  *
  * The cache belongs to the module instance: the core removes its hooks
  * and timer with the module's and frees it, its values and any stanza

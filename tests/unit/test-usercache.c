@@ -21,6 +21,7 @@ static struct {
     gint loads;       /* atomic: loads that ran */
     gint version;     /* atomic: what the next load reads */
     gint fail;        /* atomic: the next loads fail */
+    gint failed;      /* atomic: loads that failed */
     gboolean gated;   /* loads wait until open */
     gboolean waiting; /* a gated load is waiting */
     gboolean open;
@@ -51,6 +52,7 @@ static gboolean test_load(MkDbConn *conn, const char *key, MkJid *user, gpointer
     }
     g_mutex_unlock(&t.lock);
     if (g_atomic_int_get(&t.fail)) {
+        g_atomic_int_inc(&t.failed);
         g_set_error_literal(error, g_quark_from_static_string("test"), 1, "storage is down");
         return FALSE;
     }
@@ -269,16 +271,29 @@ static void test_fallback(void)
 {
     setup();
     g_atomic_int_set(&t.fail, 1);
-    /* The failure is logged as a warning: not fatal here. */
+    /* Failures are logged as warnings: not fatal here. */
     GLogLevelFlags fatal = g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
     g_autoptr(MkStanza) a = held_stanza();
     g_assert_null(mk_user_cache_get(cache, "u@localhost", a));
     ITERATE_UNTIL(g_atomic_int_get(&t.routed) == 1);
-    g_log_set_always_fatal(fatal);
     g_autoptr(RefStr) f = wait_value("u@localhost");
     g_assert_cmpstr(f, ==, "fallback");
     g_atomic_int_set(&t.fail, 0);
     wait_for("u@localhost", "u@localhost#1");
+
+    /* A reload that fails keeps the value; the one after succeeds. */
+    g_atomic_int_set(&t.fail, 1);
+    g_atomic_int_set(&t.version, 2);
+    mk_user_cache_invalidate(cache, "u@localhost");
+    gint failed = g_atomic_int_get(&t.failed);
+    g_autoptr(RefStr) v1 = mk_user_cache_get(cache, "u@localhost", NULL);
+    g_assert_cmpstr(v1, ==, "u@localhost#1");
+    ITERATE_UNTIL(g_atomic_int_get(&t.failed) == failed + 1);
+    g_atomic_int_set(&t.fail, 0);
+    g_autoptr(RefStr) still = mk_user_cache_get(cache, "u@localhost", NULL);
+    g_assert_cmpstr(still, ==, "u@localhost#1");
+    wait_for("u@localhost", "u@localhost#2");
+    g_log_set_always_fatal(fatal);
     teardown();
 }
 
