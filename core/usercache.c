@@ -245,7 +245,7 @@ void mk_user_cache_forget(MkUserCache *c, const char *key)
     g_mutex_lock(&c->lock);
     Entry *e = g_hash_table_lookup(c->entries, key);
     if (e && e->value && !e->held) {
-        g_hash_table_steal(c->entries, key);
+        g_hash_table_remove(c->entries, key); /* frees the key, not the entry */
         gone = e;
     }
     g_mutex_unlock(&c->lock);

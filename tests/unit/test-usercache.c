@@ -158,8 +158,12 @@ static void teardown(void)
 /* Waits (iterating) until @key has a value; returns it. (transfer full) */
 static char *wait_value(const char *key)
 {
-    char *v = NULL;
-    ITERATE_UNTIL((v = mk_user_cache_get(cache, key, NULL)) != NULL);
+    gint64 deadline = g_get_monotonic_time() + 30 * G_TIME_SPAN_SECOND;
+    char *v;
+    while (!(v = mk_user_cache_get(cache, key, NULL))) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_main_context_iteration(NULL, TRUE);
+    }
     return v;
 }
 
