@@ -2,15 +2,9 @@
  * pool (sqlite3): one load for many lookups, held stanzas routed again
  * once the value is there, invalidation (also while a load runs), the
  * fallback of a failed load, direct installs, and the idle sweep. */
-#include "conffile.h"
+#include "module-fixture.h"
 #include "db.h"
-#include "modules-priv.h"
 #include "modules.h"
-#include "server.h"
-#include <glib/gstdio.h>
-#include <string.h>
-
-void mk_server_set_for_tests(MkServer *srv);
 
 #define ROOMS "rooms.test" /* held stanzas are addressed here */
 
@@ -32,8 +26,7 @@ static struct {
 typedef char RefStr;
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(RefStr, g_ref_string_release)
 
-static MkServer srv;
-static char *tmp_dir;
+static ModuleFixture fx;
 static MkModule *mod;
 static MkUserCache *cache;
 
@@ -100,45 +93,15 @@ static void setup(void)
     g_mutex_init(&t.lock);
     g_cond_init(&t.cond);
     t.version = 1;
-    g_autoptr(GError) error = NULL;
-    tmp_dir = g_dir_make_tmp("mk-usercache-XXXXXX", &error);
-    g_assert_no_error(error);
-    g_autofree char *conf = g_build_filename(tmp_dir, "meerkat.conf", NULL);
-    g_autofree char *text = g_strdup_printf("[general]\nhosts = localhost\nstate_dir = %s\n"
-                                            "[storage]\ndriver = sqlite3\npool_size = 2\n",
-                                            tmp_dir);
-    g_assert_true(g_file_set_contents(conf, text, -1, NULL));
-    srv.config = mk_config_load(conf, &error);
-    g_assert_no_error(error);
-    srv.db = mk_db_open(srv.config, &error);
-    g_assert_no_error(error);
-    srv.modules = mk_modules_new(&srv);
-    mk_server_set_for_tests(&srv);
-    mod = mk_module_start_adhoc(srv.modules, &cache_desc, "default", &error);
-    g_assert_no_error(error);
+    module_fixture_start(&fx, &cache_desc);
+    mod = fx.mod;
     g_assert_nonnull(cache);
 }
 
 static void teardown(void)
 {
-    if (mod)
-        mk_module_stop_adhoc(mod);
-    if (srv.db)
-        mk_db_close(srv.db);
-    while (g_main_context_iteration(NULL, FALSE))
-        ;
-    mk_modules_free(srv.modules);
-    mk_config_free(srv.config);
-    mk_server_set_for_tests(NULL);
-    memset(&srv, 0, sizeof srv);
-    g_autoptr(GDir) dir = g_dir_open(tmp_dir, 0, NULL);
-    const char *name;
-    while (dir && (name = g_dir_read_name(dir))) {
-        g_autofree char *path = g_build_filename(tmp_dir, name, NULL);
-        g_unlink(path);
-    }
-    g_rmdir(tmp_dir);
-    g_clear_pointer(&tmp_dir, g_free);
+    fx.mod = mod; /* NULL when the test stopped it */
+    module_fixture_stop(&fx);
     mod = NULL;
     cache = NULL;
     g_cond_clear(&t.cond);
@@ -343,8 +306,8 @@ static void test_stop(void)
     set_gate(FALSE);
     /* The running load completes (its value goes with the module). */
     ITERATE_UNTIL(g_atomic_int_get(&t.loads) == 2);
-    mk_db_close(srv.db);
-    srv.db = NULL;
+    mk_db_close(fx.srv.db);
+    fx.srv.db = NULL;
     while (g_main_context_iteration(NULL, FALSE))
         ;
     teardown();

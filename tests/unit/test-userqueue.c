@@ -2,18 +2,11 @@
  * storage pool (sqlite3, two connections): one key runs in order and one
  * at a time, different keys run in parallel, each completion comes back
  * on the thread that pushed, and a module stop cancels what waits. */
-#include "conffile.h"
+#include "module-fixture.h"
 #include "db.h"
-#include "modules-priv.h"
 #include "modules.h"
-#include "server.h"
-#include <glib/gstdio.h>
-#include <string.h>
 
-void mk_server_set_for_tests(MkServer *srv);
-
-static MkServer srv;
-static char *tmp_dir;
+static ModuleFixture fx;
 static MkModule *mod;
 static MkUserQueue *queue;
 
@@ -28,42 +21,15 @@ static const MkModuleDesc queue_desc = {MK_MODULE_DESC_HEADER, .name = "mod_queu
 
 static void setup(void)
 {
-    g_autoptr(GError) error = NULL;
-    tmp_dir = g_dir_make_tmp("mk-userqueue-XXXXXX", &error);
-    g_assert_no_error(error);
-    g_autofree char *conf = g_build_filename(tmp_dir, "meerkat.conf", NULL);
-    g_autofree char *text = g_strdup_printf("[general]\nhosts = localhost\nstate_dir = %s\n"
-                                            "[storage]\ndriver = sqlite3\npool_size = 2\n",
-                                            tmp_dir);
-    g_assert_true(g_file_set_contents(conf, text, -1, NULL));
-    srv.config = mk_config_load(conf, &error);
-    g_assert_no_error(error);
-    srv.db = mk_db_open(srv.config, &error);
-    g_assert_no_error(error);
-    srv.modules = mk_modules_new(&srv);
-    mk_server_set_for_tests(&srv);
-    mod = mk_module_start_adhoc(srv.modules, &queue_desc, "default", &error);
-    g_assert_no_error(error);
+    module_fixture_start(&fx, &queue_desc);
+    mod = fx.mod;
     g_assert_nonnull(queue);
 }
 
 static void teardown(void)
 {
-    if (mod)
-        mk_module_stop_adhoc(mod);
-    mk_db_close(srv.db);
-    mk_modules_free(srv.modules);
-    mk_config_free(srv.config);
-    mk_server_set_for_tests(NULL);
-    memset(&srv, 0, sizeof srv);
-    g_autoptr(GDir) dir = g_dir_open(tmp_dir, 0, NULL);
-    const char *name;
-    while (dir && (name = g_dir_read_name(dir))) {
-        g_autofree char *path = g_build_filename(tmp_dir, name, NULL);
-        g_unlink(path);
-    }
-    g_rmdir(tmp_dir);
-    g_clear_pointer(&tmp_dir, g_free);
+    fx.mod = mod; /* NULL when the test stopped it */
+    module_fixture_stop(&fx);
     mod = NULL;
     queue = NULL;
 }
