@@ -153,6 +153,23 @@ void mk_hook_call_set_stanza(MkHookCall *call, MkStanza *stanza)
 }
 
 /* Public module API. */
+/* Public module API (mk-hooks.h). */
+MkResult mk_hook_call_refuse(MkHookCall *call, MkStanzaError cond)
+{
+    g_return_val_if_fail(call != NULL, MK_HANDLED);
+    MkStanza *st = mk_hook_call_stanza(call);
+    if (!st || mk_stanza_is_error(st))
+        return MK_HANDLED;
+    const char *type = mk_stanza_type(st);
+    gboolean answer = mk_stanza_kind(st) == MK_STANZA_MESSAGE ||
+                      (mk_stanza_kind(st) == MK_STANZA_IQ &&
+                       (g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0));
+    if (!answer)
+        return MK_HANDLED;
+    mk_hook_call_set_error(call, cond, NULL);
+    return MK_ERROR;
+}
+
 void mk_hook_call_set_error(MkHookCall *call, MkStanzaError cond, const char *text)
 {
     g_return_if_fail(call != NULL);

@@ -150,6 +150,19 @@ MkJid *mk_iq_to(MkIq *iq)
     return mk_stanza_to(iq->stanza);
 }
 
+/* Public module API (mk-iq.h). (transfer full) (nullable) Any thread. */
+MkJid *mk_iq_own_account(MkIq *iq)
+{
+    g_return_val_if_fail(iq != NULL, NULL);
+    MkJid *from = mk_stanza_from(iq->stanza);
+    MkJid *to = mk_stanza_to(iq->stanza);
+    if (!from || !mk_jid_node(from) || (to && !mk_jid_bare_equal(to, from))) {
+        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
+        return NULL;
+    }
+    return mk_jid_bare(from);
+}
+
 MkIqType mk_iq_type(MkIq *iq)
 {
     return iq->type;

@@ -22,6 +22,8 @@
 #include <meerkat/mk-stream.h>
 #include <meerkat/mk-account.h>
 #include <meerkat/mk-userqueue.h>
+#include <meerkat/mk-usercache.h>
+#include <meerkat/mk-xep82.h>
 
 typedef struct MkServer MkServer;
 typedef struct MkWorker MkWorker;

@@ -97,6 +97,7 @@ struct MkModule {
     GPtrArray *stream_funcs;    /* MkStreamFeatureReg*: computed features */
     GPtrArray *counters;        /* MkCounter* (not owned) */
     GPtrArray *queues;          /* MkUserQueue*, owned; closed on stop, freed with the struct */
+    GPtrArray *caches;          /* MkUserCache*, owned; freed with the struct */
     /* mk_stream_management_enable */
     MkStreamMgmtConfig stream_mgmt;
 };
@@ -220,6 +221,10 @@ void mk_timers_remove_all(MkModule *mod);
 void mk_user_queues_close(MkModule *mod);
 /* Frees an MkUserQueue (the free function of mod->queues). */
 void mk_user_queue_free(gpointer queue);
+/* Frees an MkUserCache of a module being freed (usercache.c). */
+void mk_user_cache_free(gpointer cache);
+/* Entries of @cache, loaded or loading (for tests). Any thread. */
+guint mk_user_cache_count(MkUserCache *cache);
 
 /* ---- Pending mk_iq_send requests (iq.c) ---- */
 /* Ends every pending request: callbacks run with NULL, as on a timeout. */

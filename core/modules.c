@@ -60,6 +60,7 @@ static MkModule *module_new(MkModules *mods, const MkModuleDesc *desc, const cha
     m->timers = g_ptr_array_new();
     m->counters = g_ptr_array_new();
     m->queues = g_ptr_array_new_with_free_func(mk_user_queue_free);
+    m->caches = g_ptr_array_new_with_free_func(mk_user_cache_free);
     m->stream_features = g_ptr_array_new_with_free_func(g_free);
     m->stream_regs = g_ptr_array_new_with_free_func(mk_stream_reg_free);
     m->stream_funcs = g_ptr_array_new_with_free_func(g_free);
@@ -115,6 +116,7 @@ void mk_module_unref(MkModule *mod)
     g_ptr_array_unref(mod->timers);
     g_mutex_clear(&mod->timers_lock);
     g_ptr_array_unref(mod->counters);
+    g_ptr_array_unref(mod->caches);
     g_ptr_array_unref(mod->queues);
     g_ptr_array_unref(mod->stream_features);
     g_ptr_array_unref(mod->stream_regs);

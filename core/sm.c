@@ -22,6 +22,20 @@ typedef struct {
     MkModule *mod; /* reference: @destroy may use the module's data */
 } SessionSlot;
 
+/* Per-module state of a session that any thread reads. */
+typedef struct {
+    MkModule *mod; /* reference, as a slot's */
+    guint flags;
+    char *string;
+} SessionShared;
+
+static void shared_clear(gpointer p)
+{
+    SessionShared *sh = p;
+    g_free(sh->string);
+    mk_module_unref(sh->mod);
+}
+
 static void slot_free(gpointer p)
 {
     SessionSlot *slot = p;
@@ -92,6 +106,8 @@ void mk_session_unref(MkSession *s)
         g_hash_table_destroy(s->slots);
     if (s->directed)
         g_hash_table_destroy(s->directed);
+    if (s->shared)
+        g_array_unref(s->shared);
     mk_preloads_free(s->preloads);
     if (s->last_presence)
         mk_stanza_unref(s->last_presence);
@@ -226,6 +242,76 @@ gboolean mk_session_is_available(MkSession *s)
     gboolean a = s->available;
     g_mutex_unlock(&sh->lock);
     return a;
+}
+
+/* @mod's entry in @s->shared, created when @create. Under the shard lock. */
+static SessionShared *shared_of(MkSession *s, MkModule *mod, gboolean create)
+{
+    for (guint i = 0; s->shared && i < s->shared->len; i++) {
+        SessionShared *e = &g_array_index(s->shared, SessionShared, i);
+        if (e->mod == mod)
+            return e;
+    }
+    if (!create)
+        return NULL;
+    if (!s->shared) {
+        GArray *a = g_array_new(FALSE, TRUE, sizeof(SessionShared));
+        g_array_set_clear_func(a, shared_clear);
+        g_atomic_pointer_set(&s->shared, a); /* read without the lock first */
+    }
+    SessionShared e = {mk_module_ref(mod), 0, NULL};
+    g_array_append_val(s->shared, e);
+    return &g_array_index(s->shared, SessionShared, s->shared->len - 1);
+}
+
+/* Public module API (mk-session.h). Any thread. */
+void mk_session_set_flags(MkSession *s, MkModule *mod, guint flags, guint mask)
+{
+    g_return_if_fail(s != NULL && mod != NULL);
+    SmShard *sh = session_shard(s);
+    g_mutex_lock(&sh->lock);
+    SessionShared *e = shared_of(s, mod, TRUE);
+    e->flags = (e->flags & ~mask) | (flags & mask);
+    g_mutex_unlock(&sh->lock);
+}
+
+guint mk_session_get_flags(MkSession *s, MkModule *mod)
+{
+    g_return_val_if_fail(s != NULL && mod != NULL, 0);
+    if (!g_atomic_pointer_get(&s->shared))
+        return 0; /* most sessions of most modules: no lock */
+    SmShard *sh = session_shard(s);
+    g_mutex_lock(&sh->lock);
+    SessionShared *e = shared_of(s, mod, FALSE);
+    guint flags = e ? e->flags : 0;
+    g_mutex_unlock(&sh->lock);
+    return flags;
+}
+
+void mk_session_set_string(MkSession *s, MkModule *mod, const char *value)
+{
+    g_return_if_fail(s != NULL && mod != NULL);
+    SmShard *sh = session_shard(s);
+    g_mutex_lock(&sh->lock);
+    SessionShared *e = shared_of(s, mod, value != NULL);
+    if (e) {
+        g_free(e->string);
+        e->string = g_strdup(value);
+    }
+    g_mutex_unlock(&sh->lock);
+}
+
+char *mk_session_dup_string(MkSession *s, MkModule *mod)
+{
+    g_return_val_if_fail(s != NULL && mod != NULL, NULL);
+    if (!g_atomic_pointer_get(&s->shared))
+        return NULL;
+    SmShard *sh = session_shard(s);
+    g_mutex_lock(&sh->lock);
+    SessionShared *e = shared_of(s, mod, FALSE);
+    char *value = e ? g_strdup(e->string) : NULL;
+    g_mutex_unlock(&sh->lock);
+    return value;
 }
 
 MkStanza *mk_session_last_presence(MkSession *s)

@@ -40,6 +40,8 @@ struct MkSession {
     GHashTable *slots;           /* MkModule* -> SessionSlot* */
     GHashTable *directed;        /* full JID string -> MkJid*: directed presence sent */
     struct MkPreloads *preloads; /* auth_preload's results, until taken */
+    /* Any thread, under the session's shard lock. */
+    GArray *shared; /* SessionShared: mk_session_set_flags/_string */
 };
 
 MkSm *mk_sm_new(void);

@@ -130,6 +130,13 @@ const char *mk_stanza_type(const MkStanza *st)
     return mk_xml_get_attr(st->xml, "type");
 }
 
+/* Public module API (mk-stanza.h). Any thread. */
+gboolean mk_stanza_is_error(const MkStanza *st)
+{
+    g_return_val_if_fail(st != NULL, FALSE);
+    return g_strcmp0(mk_xml_get_attr(st->xml, "type"), "error") == 0;
+}
+
 const char *mk_stanza_id(const MkStanza *st)
 {
     return mk_xml_get_attr(st->xml, "id");

@@ -24,16 +24,18 @@ struct MkUserQueue {
     gboolean closed;  /* the module stopped */
 };
 
-typedef struct {
+struct MkUserJob {
     MkUserQueue *q;
     char *key;
     GMainContext *ctx; /* (nullable) the context of the thread that pushed it */
     MkDbWork work;
-    gboolean reads; /* mk_user_queue_push_reads: no write transaction */
+    MkUserJobFunc start; /* mk_user_queue_run: a job, @work is NULL */
+    gboolean reads;      /* mk_user_queue_push_reads: no write transaction */
     MkDbWorkDone done;
     gpointer data;
     GDestroyNotify destroy;
-} Op;
+};
+typedef struct MkUserJob Op; /* an operation; with @start, a job */
 
 static void op_start(Op *op);
 
@@ -129,15 +131,10 @@ static void op_start_on_its_thread(Op *op)
     mk_context_post(op->ctx, op_start_idle, op, NULL, "mk-user-queue-next");
 }
 
-/* The storage job of @op completed: on the thread that pushed it. */
-static void op_done(const GError *error, gpointer user_data)
+/* @op is over: frees it and starts the key's next operation. */
+static void op_next(Op *op)
 {
-    Op *op = user_data;
     MkUserQueue *q = op->q;
-
-    if (op->done)
-        op->done(error, op->data);
-
     Op *next = NULL;
     g_mutex_lock(&q->lock);
     GQueue *waiting = g_hash_table_lookup(q->busy, op->key);
@@ -152,8 +149,29 @@ static void op_done(const GError *error, gpointer user_data)
         op_start_on_its_thread(next);
 }
 
+/* The storage job of @op completed: on the thread that pushed it. */
+static void op_done(const GError *error, gpointer user_data)
+{
+    Op *op = user_data;
+    if (op->done)
+        op->done(error, op->data);
+    op_next(op);
+}
+
+/* Public module API (mk-userqueue.h). Any thread, once per job. */
+void mk_user_job_finish(MkUserJob *job)
+{
+    g_return_if_fail(job != NULL);
+    op_next((Op *)job);
+}
+
 static void op_start(Op *op)
 {
+    if (op->start) {
+        /* The job is the operation: it ends in mk_user_job_finish. */
+        op->start((MkUserJob *)op, op->data);
+        return;
+    }
     /* Not through mk_db_transaction's destroy: op_done frees @op itself,
      * after it found the next operation. */
     if (op->reads)
@@ -162,12 +180,13 @@ static void op_start(Op *op)
         mk_db_transaction(op->q->mod, op_work, op_done, op, NULL);
 }
 
-static void push(MkUserQueue *q, const char *key, gboolean reads, MkDbWork work, MkDbWorkDone done,
-                 gpointer user_data, GDestroyNotify destroy)
+static void push(MkUserQueue *q, const char *key, gboolean reads, MkDbWork work,
+                 MkUserJobFunc start, MkDbWorkDone done, gpointer user_data, GDestroyNotify destroy)
 {
-    g_return_if_fail(q != NULL && key != NULL && work != NULL);
+    g_return_if_fail(q != NULL && key != NULL && (work != NULL) != (start != NULL));
     Op *op = g_new0(Op, 1);
     op->reads = reads;
+    op->start = start;
     op->q = q;
     mk_module_ref(q->mod);
     op->key = g_strdup(key);
@@ -202,13 +221,21 @@ static void push(MkUserQueue *q, const char *key, gboolean reads, MkDbWork work,
 void mk_user_queue_push(MkUserQueue *q, const char *key, MkDbWork work, MkDbWorkDone done,
                         gpointer user_data, GDestroyNotify destroy)
 {
-    push(q, key, FALSE, work, done, user_data, destroy);
+    push(q, key, FALSE, work, NULL, done, user_data, destroy);
 }
 
 void mk_user_queue_push_reads(MkUserQueue *q, const char *key, MkDbWork work, MkDbWorkDone done,
                               gpointer user_data, GDestroyNotify destroy)
 {
-    push(q, key, TRUE, work, done, user_data, destroy);
+    push(q, key, TRUE, work, NULL, done, user_data, destroy);
+}
+
+/* Public module API (mk-userqueue.h). Any thread with a thread-default
+ * main context. */
+void mk_user_queue_run(MkUserQueue *q, const char *key, MkUserJobFunc start, gpointer user_data,
+                       GDestroyNotify destroy)
+{
+    push(q, key, FALSE, NULL, start, NULL, user_data, destroy);
 }
 
 /* See modules-priv.h. Main thread. */

@@ -7,50 +7,11 @@
  * the table never disagree and changes apply in the order they came. */
 #include "blocking.h"
 
-/* The account the request is about, or NULL (forbidden) when the sender
- * is not that account: only the user reads or changes its own list. */
-static MkJid *request_account(MkIq *iq)
-{
-    MkJid *from = mk_iq_from(iq);
-    MkJid *to = mk_iq_to(iq);
-    if (!from || !mk_jid_node(from))
-        return NULL;
-    if (to && !mk_jid_bare_equal(to, from))
-        return NULL;
-    return mk_jid_bare(from);
-}
-
 /* ---- who gets pushes --------------------------------------------------- */
 
-typedef struct {
-    Blocking *b;
-    MkSession *s;
-} Slot;
-
-static void slot_free(gpointer data)
-{
-    Slot *slot = data;
-    g_mutex_lock(&slot->b->lock);
-    g_hash_table_remove(slot->b->interested, slot->s);
-    g_mutex_unlock(&slot->b->lock);
-    blocking_unref(slot->b);
-    g_free(slot);
-}
-
-/* Session worker (an IQ handler of @s). */
-static void set_interested(Blocking *b, MkSession *s)
-{
-    if (mk_session_get_slot(s, b->mod))
-        return;
-    Slot *slot = g_new0(Slot, 1);
-    slot->b = blocking_ref(b);
-    slot->s = s;
-    mk_session_set_slot(s, b->mod, slot, slot_free);
-    /* Pushes go out from whatever thread completes a change. */
-    g_mutex_lock(&b->lock);
-    g_hash_table_add(b->interested, s);
-    g_mutex_unlock(&b->lock);
-}
+/* Session flag: the session asked for the list, so it gets pushes from
+ * whatever thread completes a change (XEP-0191 3.3). */
+#define BLOCKING_INTERESTED (1u << 0)
 
 /* <block/> or <unblock/> with @jids (MkJid*; none = unblock all) to every
  * resource of @user that asked for the list. Any thread. */
@@ -59,10 +20,7 @@ static void push(Blocking *b, MkJid *user, const char *what, GPtrArray *jids)
     g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(user);
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
-        g_mutex_lock(&b->lock);
-        gboolean interested = g_hash_table_contains(b->interested, s);
-        g_mutex_unlock(&b->lock);
-        if (!interested)
+        if (!(mk_session_get_flags(s, b->mod) & BLOCKING_INTERESTED))
             continue;
         g_autofree char *id =
             g_strdup_printf("blockpush%u", (guint)g_atomic_int_add(&b->push_id, 1));
@@ -127,7 +85,6 @@ typedef struct {
 static void list_op_free(gpointer data)
 {
     ListOp *op = data;
-    blocking_unref(op->b);
     mk_iq_unref(op->iq);
     mk_jid_unref(op->user);
     g_clear_pointer(&op->jids, g_ptr_array_unref);
@@ -225,7 +182,7 @@ static void list_done(const GError *error, gpointer data)
         for (guint i = 0; i < op->after->len; i++)
             mk_xml_set_attr(mk_xml_add_child(list, "item", NULL), "jid",
                             mk_jid_string(g_ptr_array_index(op->after, i)));
-        blocking_cache_publish(b, op->user, g_steal_pointer(&op->after));
+        mk_user_cache_set(b->cache, mk_jid_string(op->user), g_steal_pointer(&op->after));
         mk_iq_reply(op->iq, g_steal_pointer(&list));
         return;
     }
@@ -239,10 +196,10 @@ static void list_done(const GError *error, gpointer data)
             if (blocking_list_matches(after, c) && !blocking_list_matches(before, c))
                 send_presence(op->user, c, FALSE);
         }
-        blocking_cache_publish(b, op->user, g_ptr_array_ref(after));
+        mk_user_cache_set(b->cache, mk_jid_string(op->user), g_ptr_array_ref(after));
     } else {
         /* XEP-0191 3.4: and its current presence when unblocked. */
-        blocking_cache_publish(b, op->user, g_ptr_array_ref(after));
+        mk_user_cache_set(b->cache, mk_jid_string(op->user), g_ptr_array_ref(after));
         for (guint i = 0; i < subs->len; i++) {
             MkJid *c = g_ptr_array_index(subs, i);
             if (blocking_list_matches(before, c) && !blocking_list_matches(after, c))
@@ -257,7 +214,7 @@ static void list_done(const GError *error, gpointer data)
 static void queue_op(Blocking *b, MkIq *iq, MkJid *user, OpKind kind, GPtrArray *jids)
 {
     ListOp *op = g_new0(ListOp, 1);
-    op->b = blocking_ref(b);
+    op->b = b;
     op->iq = mk_iq_ref(iq);
     op->user = mk_jid_ref(user);
     op->kind = kind;
@@ -270,11 +227,9 @@ static void queue_op(Blocking *b, MkIq *iq, MkJid *user, OpKind kind, GPtrArray 
 static MkResult on_get(MkIq *iq, gpointer user_data)
 {
     Blocking *b = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     if (!mk_xml_is(mk_iq_payload(iq), "blocklist", NS_BLOCKING)) {
         mk_iq_reply_error(iq, MK_ERR_BAD_REQUEST, NULL);
         return MK_HANDLED;
@@ -282,7 +237,7 @@ static MkResult on_get(MkIq *iq, gpointer user_data)
     /* XEP-0191 3.3: pushes go to the resources that asked for the list. */
     MkSession *s = mk_iq_session(iq);
     if (s)
-        set_interested(b, s);
+        mk_session_set_flags(s, b->mod, BLOCKING_INTERESTED, BLOCKING_INTERESTED);
     queue_op(b, iq, user, OP_GET, NULL);
     return MK_HANDLED;
 }
@@ -320,11 +275,9 @@ static GPtrArray *parse_items(MkXml *el, MkStanzaError *cond)
 static MkResult on_set(MkIq *iq, gpointer user_data)
 {
     Blocking *b = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     MkXml *el = mk_iq_payload(iq);
     gboolean block = mk_xml_is(el, "block", NS_BLOCKING);
     if (!block && !mk_xml_is(el, "unblock", NS_BLOCKING)) {

@@ -2,7 +2,7 @@
  *
  * Files:
  *   blocking-match.c   XEP-0191 section 4 JID matching, pure
- *   blocking-cache.c   the in-memory block lists, shared by all workers
+ *   blocking-db.c      the table, and the class of the core's cache of lists
  *   blocking-iq.c      urn:xmpp:blocking get/set, pushes, presence on change
  *   mod_blocking.c     descriptor, start, enforcement hooks */
 #pragma once
@@ -32,41 +32,22 @@ gboolean blocking_list_matches(const GPtrArray *list, const MkJid *jid);
 /* ---- the module instance (mod_blocking.c) ------------------------------- */
 
 typedef struct {
-    gint ref;
     MkModule *mod;
-    MkUserQueue *queue;     /* the core's: per-user order of storage work */
-    GMutex lock;            /* guards the two tables */
-    GHashTable *cache;      /* bare JID string -> CacheEntry (blocking-cache.c) */
-    GHashTable *interested; /* MkSession* that asked for the list (no ref: the slot removes it) */
-    gint64 cache_idle_s;    /* evict lists of absent users unused this long */
-    gint64 max_items;       /* longest block list; 0 = no limit */
-    gint push_id;           /* atomic */
+    MkUserQueue *queue; /* the core's: per-user order of storage work */
+    MkUserCache *cache; /* the core's: bare JID -> GPtrArray of MkJid* (blocking-db.c) */
+    gint64 max_items;   /* longest block list; 0 = no limit */
+    gint push_id;       /* atomic */
     MkCounter *blocked_in;
     MkCounter *blocked_out;
     MkCounter *pushes;
     MkCounter *loads;
 } Blocking;
 
-Blocking *blocking_ref(Blocking *b);
-void blocking_unref(Blocking *b);
+/* ---- storage and the cache (blocking-db.c) ------------------------------- */
 
-/* ---- the cache (blocking-cache.c) ---------------------------------------- */
-
-void blocking_cache_init(Blocking *b);
-void blocking_cache_clear(Blocking *b);
-/* The block list of @user (a bare JID): (transfer full) array of MkJid*
- * (immutable, never changed after it was published), or NULL when it is
- * not in memory yet. Then a load is started (once), and @defer, when not
- * NULL, is kept and routed again once the list is there. Any thread. */
-GPtrArray *blocking_cache_get(Blocking *b, MkJid *user, MkStanza *defer);
-/* Installs @list (transfer full) as @user's list and routes the stanzas
- * that waited for it. Only from a queued operation's completion, so that
- * lists are installed in the order they were written. Any thread. */
-void blocking_cache_publish(Blocking *b, MkJid *user, GPtrArray *list);
-/* Forgets @user's list unless a load is pending. */
-void blocking_cache_forget(Blocking *b, MkJid *user);
-/* Forgets the lists of users without sessions unused for cache_idle_s. */
-void blocking_cache_sweep(Blocking *b);
+/* The core's cache of block lists: values are (transfer full) arrays of
+ * MkJid*, immutable once installed; user_data is the loads counter. */
+extern const MkUserCacheClass blocking_cache_class;
 
 /* Storage thread, inside an MkDbWork: @user's list, sorted.
  * (transfer full) array of MkJid*. */

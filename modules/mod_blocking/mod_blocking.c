@@ -10,30 +10,16 @@
  *  - user_send_packet (the sender's worker): a stanza a user sends to a
  *    JID it blocked is refused with not-acceptable + <blocked/>.
  *
- * The lists come from the in-memory cache (blocking-cache.c). */
+ * The lists come from the core's per-user cache (blocking-db.c). */
 #include "blocking.h"
 
 #define HOOK_PRIORITY 100 /* filters see stanzas before feature handlers */
 
-Blocking *blocking_ref(Blocking *b)
+/* The block list of @user (transfer full), or NULL while it loads: then
+ * @hold (nullable) is routed again once it is there. Any thread. */
+static GPtrArray *list_of(Blocking *b, MkJid *user, MkStanza *hold)
 {
-    g_atomic_int_inc(&b->ref);
-    return b;
-}
-
-void blocking_unref(Blocking *b)
-{
-    if (!b || !g_atomic_int_dec_and_test(&b->ref))
-        return;
-    blocking_cache_clear(b);
-    g_hash_table_destroy(b->interested);
-    g_mutex_clear(&b->lock);
-    g_free(b);
-}
-
-static gboolean is_error(MkStanza *st)
-{
-    return g_strcmp0(mk_stanza_type(st), "error") == 0;
+    return mk_user_cache_get(b->cache, mk_jid_bare_string(user), hold);
 }
 
 /* filter_local_packet: Stanza, from, to. */
@@ -47,27 +33,12 @@ static MkResult on_filter(MkHookCall *call, gpointer user_data)
         return MK_PASS; /* a user's own resources are never blocked */
 
     /* Inbound: did the recipient block the sender? */
-    g_autoptr(GPtrArray) list = blocking_cache_get(b, to, st);
+    g_autoptr(GPtrArray) list = list_of(b, to, st);
     if (!list)
         return MK_HANDLED; /* kept, and routed again once the list is loaded */
     if (blocking_list_matches(list, from)) {
         mk_counter_add(b->blocked_in, 1);
-        const char *type = mk_stanza_type(st);
-        gboolean bounce = FALSE;
-        switch (mk_stanza_kind(st)) {
-        case MK_STANZA_MESSAGE:
-            bounce = !is_error(st);
-            break;
-        case MK_STANZA_IQ:
-            bounce = g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0;
-            break;
-        default:
-            break; /* presence of any kind: no answer at all */
-        }
-        if (!bounce)
-            return MK_HANDLED;
-        mk_hook_call_set_error(call, MK_ERR_SERVICE_UNAVAILABLE, NULL);
-        return MK_ERROR;
+        return mk_hook_call_refuse(call, MK_ERR_SERVICE_UNAVAILABLE);
     }
 
     /* Outbound, sent by the server for a user of ours (presence broadcast,
@@ -75,9 +46,10 @@ static MkResult on_filter(MkHookCall *call, gpointer user_data)
      * the user sends itself was refused in user_send_packet already;
      * errors still go out, so that a blocked contact sees the user as
      * offline rather than a silent black hole. */
-    if (!mk_jid_node(from) || is_error(st) || !mk_module_serves_domain(b->mod, mk_jid_domain(from)))
+    if (!mk_jid_node(from) || mk_stanza_is_error(st) ||
+        !mk_module_serves_domain(b->mod, mk_jid_domain(from)))
         return MK_PASS;
-    g_autoptr(GPtrArray) own = blocking_cache_get(b, from, st);
+    g_autoptr(GPtrArray) own = list_of(b, from, st);
     if (!own)
         return MK_HANDLED;
     if (blocking_list_matches(own, to)) {
@@ -113,82 +85,36 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
         return MK_PASS;
     /* Loaded at session start; if a client is faster than that, the
      * filter still drops what reaches a local account. */
-    g_autoptr(GPtrArray) list = blocking_cache_get(b, from, NULL);
+    g_autoptr(GPtrArray) list = list_of(b, from, NULL);
     if (!list || !blocking_list_matches(list, to))
         return MK_PASS;
     mk_counter_add(b->blocked_out, 1);
     /* Answered to the session directly: routed, the error would come from
      * the blocked JID and be dropped by the filter above. */
-    g_autoptr(MkStanza) reply = is_error(st) ? NULL : blocked_error(st);
+    g_autoptr(MkStanza) reply = mk_stanza_is_error(st) ? NULL : blocked_error(st);
     if (reply)
         mk_session_send(s, reply);
     return MK_HANDLED;
 }
 
-/* session_opened: load the list before the first stanza needs it. */
-static MkResult on_session_opened(MkHookCall *call, gpointer user_data)
-{
-    Blocking *b = user_data;
-    MkSession *s = mk_hook_call_session(call);
-    if (s) {
-        g_autoptr(GPtrArray) list = blocking_cache_get(b, mk_session_jid(s), NULL);
-    }
-    return MK_PASS;
-}
-
-/* session_closed: the last session of a user takes the list along. */
-static MkResult on_session_closed(MkHookCall *call, gpointer user_data)
-{
-    Blocking *b = user_data;
-    MkSession *s = mk_hook_call_session(call);
-    if (!s)
-        return MK_PASS;
-    g_autoptr(MkJid) bare = mk_jid_bare(mk_session_jid(s));
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
-    if (sessions->len == 0)
-        blocking_cache_forget(b, bare);
-    return MK_PASS;
-}
-
-static MkResult on_remove_user(MkHookCall *call, gpointer user_data)
-{
-    Blocking *b = user_data;
-    if (mk_hook_call_from(call))
-        blocking_cache_forget(b, mk_hook_call_from(call));
-    return MK_PASS;
-}
-
-static gboolean on_sweep(gpointer user_data)
-{
-    blocking_cache_sweep(user_data);
-    return G_SOURCE_CONTINUE;
-}
-
 static gboolean blocking_start(MkModule *mod, GError **error)
 {
     Blocking *b = g_new0(Blocking, 1);
-    b->ref = 1;
     b->mod = mod;
     b->queue = mk_user_queue_new(mod);
-    g_mutex_init(&b->lock);
-    blocking_cache_init(b);
-    b->interested = g_hash_table_new(g_direct_hash, g_direct_equal);
-    b->cache_idle_s = mk_config_get_int(mod, "cache_idle");
     b->max_items = mk_config_get_int(mod, "max_items");
     b->blocked_in = mk_metrics_counter(mod, "blocked_in");
     b->blocked_out = mk_metrics_counter(mod, "blocked_out");
     b->pushes = mk_metrics_counter(mod, "pushes");
     b->loads = mk_metrics_counter(mod, "loads");
-    mk_module_set_data(mod, b, (GDestroyNotify)blocking_unref);
+    b->cache = mk_user_cache_new(mod, b->queue, &blocking_cache_class,
+                                 (guint)mk_config_get_int(mod, "cache_idle"), b->loads);
+    mk_module_set_data(mod, b, g_free); /* freed with the last reference */
 
     if (!blocking_iq_start(b, error))
         return FALSE;
     mk_hook_add(mod, MK_HOOK_FILTER_LOCAL_PACKET, HOOK_PRIORITY, on_filter, b);
     mk_hook_add(mod, MK_HOOK_USER_SEND_PACKET, HOOK_PRIORITY, on_send, b);
-    mk_hook_add(mod, MK_HOOK_SESSION_OPENED, HOOK_PRIORITY, on_session_opened, b);
-    mk_hook_add(mod, MK_HOOK_SESSION_CLOSED, HOOK_PRIORITY, on_session_closed, b);
-    mk_hook_add(mod, MK_HOOK_REMOVE_USER, HOOK_PRIORITY, on_remove_user, b);
-    mk_timer_add(mod, (guint)MAX(b->cache_idle_s, 1) * 1000, on_sweep, b);
     mk_disco_add_feature(mod, NS_BLOCKING);
     return TRUE;
 }

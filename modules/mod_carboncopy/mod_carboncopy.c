@@ -13,46 +13,19 @@
 
 typedef struct {
     MkModule *mod;
-    GMutex lock;
-    GHashTable *enabled; /* MkSession* (no ref: its slot removes it) */
     MkCounter *sent;
     MkCounter *received;
 } Carbons;
 
-/* Per-session state. Session worker only. The slot keeps the module's
- * data alive until it is freed. */
-typedef struct {
-    Carbons *c;
-    MkSession *s;
-    gboolean enabled;
-} CarbonsSlot;
-
-static void carbons_free(gpointer data)
-{
-    Carbons *c = data;
-    g_hash_table_destroy(c->enabled);
-    g_mutex_clear(&c->lock);
-    g_free(c);
-}
-
-static void slot_free(gpointer data)
-{
-    CarbonsSlot *slot = data;
-    g_mutex_lock(&slot->c->lock);
-    g_hash_table_remove(slot->c->enabled, slot->s);
-    g_mutex_unlock(&slot->c->lock);
-    g_free(slot);
-}
+/* Session flag (mk_session_set_flags): the session enabled carbons. */
+#define CARBONS_ENABLED (1u << 0)
 
 /* Copies go to the sessions that enabled carbons and are available (an
  * unavailable one takes no messages to the bare JID either, and would get
  * the same message again from offline storage). Any thread. */
 static gboolean wants_copies(Carbons *c, MkSession *s)
 {
-    g_mutex_lock(&c->lock);
-    gboolean enabled = g_hash_table_contains(c->enabled, s);
-    g_mutex_unlock(&c->lock);
-    return enabled && mk_session_is_available(s);
+    return (mk_session_get_flags(s, c->mod) & CARBONS_ENABLED) && mk_session_is_available(s);
 }
 
 /* ---- enable / disable (XEP-0280 sections 4 and 5) ---------------------- */
@@ -74,23 +47,8 @@ static MkResult on_iq(MkIq *iq, gpointer user_data)
         mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
         return MK_HANDLED;
     }
-    CarbonsSlot *slot = mk_session_get_slot(s, c->mod);
-    if (!slot) {
-        slot = g_new0(CarbonsSlot, 1);
-        slot->c = c;
-        slot->s = s;
-        mk_session_set_slot(s, c->mod, slot, slot_free);
-    }
     /* Repeated enables or disables are no-ops (section 10.1). */
-    if (slot->enabled != enable) {
-        slot->enabled = enable;
-        g_mutex_lock(&c->lock);
-        if (enable)
-            g_hash_table_add(c->enabled, s);
-        else
-            g_hash_table_remove(c->enabled, s);
-        g_mutex_unlock(&c->lock);
-    }
+    mk_session_set_flags(s, c->mod, enable ? CARBONS_ENABLED : 0, CARBONS_ENABLED);
     mk_iq_reply(iq, NULL);
     return MK_HANDLED;
 }
@@ -199,11 +157,9 @@ static gboolean carbons_start(MkModule *mod, GError **error)
 {
     Carbons *c = g_new0(Carbons, 1);
     c->mod = mod;
-    g_mutex_init(&c->lock);
-    c->enabled = g_hash_table_new(g_direct_hash, g_direct_equal);
     c->sent = mk_metrics_counter(mod, "sent_carbons");
     c->received = mk_metrics_counter(mod, "received_carbons");
-    mk_module_set_data(mod, c, carbons_free);
+    mk_module_set_data(mod, c, g_free); /* freed with the last reference */
 
     if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER | MK_IQ_SCOPE_ACCOUNT, MK_IQ_SET, NS_CARBONS, on_iq,
                         c, error))

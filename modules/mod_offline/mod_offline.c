@@ -14,108 +14,6 @@ typedef struct {
     gboolean delivered;
 } OfflineSlot;
 
-Offline *offline_ref(Offline *o)
-{
-    g_atomic_int_inc(&o->ref);
-    return o;
-}
-
-void offline_unref(Offline *o)
-{
-    if (!o || !g_atomic_int_dec_and_test(&o->ref))
-        return;
-    offline_queue_unref(o->queue);
-    g_hash_table_destroy(o->timers);
-    g_mutex_clear(&o->lock);
-    g_free(o);
-}
-
-/* A retry timer. Referenced by its source and, while pending, by the
- * module's table; exactly one of func (it fired) and cancel (the module
- * stopped first) runs, decided under the module's lock. */
-typedef struct {
-    gint ref;
-    Offline *o;
-    GSource *src;
-    GSourceFunc func;
-    OfflineCancelFunc cancel;
-    gpointer data;
-    GDestroyNotify destroy;
-} OfflineTimer;
-
-static void timer_unref(gpointer user_data)
-{
-    OfflineTimer *t = user_data;
-    if (!g_atomic_int_dec_and_test(&t->ref))
-        return;
-    if (t->destroy)
-        t->destroy(t->data);
-    g_source_unref(t->src);
-    offline_unref(t->o);
-    g_free(t);
-}
-
-static gboolean timer_fire(gpointer user_data)
-{
-    OfflineTimer *t = user_data;
-    g_mutex_lock(&t->o->lock);
-    gboolean mine = g_hash_table_steal(t->o->timers, t);
-    g_mutex_unlock(&t->o->lock);
-    if (mine) {
-        t->func(t->data);
-        timer_unref(t); /* the table's reference */
-    }
-    return G_SOURCE_REMOVE;
-}
-
-void offline_call_later(Offline *o, GMainContext *ctx, guint delay_ms, GSourceFunc func,
-                        OfflineCancelFunc cancel, gpointer data, GDestroyNotify destroy)
-{
-    OfflineTimer *t = g_new0(OfflineTimer, 1);
-    t->ref = 2; /* the table and the source */
-    t->o = offline_ref(o);
-    t->func = func;
-    t->cancel = cancel;
-    t->data = data;
-    t->destroy = destroy;
-    t->src = g_timeout_source_new(delay_ms);
-    g_source_set_callback(t->src, timer_fire, t, timer_unref);
-    g_source_set_name(t->src, "mod_offline-retry");
-    g_mutex_lock(&o->lock);
-    g_hash_table_add(o->timers, t);
-    g_mutex_unlock(&o->lock);
-    g_source_attach(t->src, ctx);
-}
-
-/* Main thread; the workers still run. A retry that was waiting is
- * cancelled now (a store bounces its message to the sender; at shutdown
- * the client streams are usually gone already, so mostly this logs)
- * rather than left to a context that will never run it. */
-static void offline_stop(MkModule *mod)
-{
-    Offline *o = mk_module_get_data(mod);
-    g_autoptr(GPtrArray) timers = g_ptr_array_new();
-    g_mutex_lock(&o->lock);
-    GHashTableIter it;
-    gpointer key;
-    g_hash_table_iter_init(&it, o->timers);
-    while (g_hash_table_iter_next(&it, &key, NULL)) {
-        g_ptr_array_add(timers, key); /* takes the table's reference */
-        g_hash_table_iter_steal(&it);
-    }
-    g_mutex_unlock(&o->lock);
-    for (guint i = 0; i < timers->len; i++) {
-        OfflineTimer *t = g_ptr_array_index(timers, i);
-        if (t->cancel)
-            t->cancel(t->data);
-        g_source_destroy(t->src);
-        timer_unref(t);
-    }
-    /* Waiting stores hold the module instance, which holds the queue:
-     * drop them now (each logs its message) to end that cycle. */
-    offline_queue_drop_waiting(o->queue);
-}
-
 /* Anything a user would want later: not only chat states (XEP-0085) or
  * processing hints (XEP-0334) other than <store/>. */
 static gboolean has_content(MkXml *msg)
@@ -186,11 +84,8 @@ static MkResult on_presence_broadcast(MkHookCall *call, gpointer user_data)
 static gboolean offline_start(MkModule *mod, GError **error)
 {
     Offline *o = g_new0(Offline, 1);
-    o->ref = 1;
     o->mod = mod;
-    o->queue = offline_queue_new();
-    g_mutex_init(&o->lock);
-    o->timers = g_hash_table_new(g_direct_hash, g_direct_equal);
+    o->queue = mk_user_queue_new(mod);
     o->max_messages = mk_config_get_int(mod, "max_messages");
     o->retries = (guint)mk_config_get_int(mod, "store_retries");
     o->retry_ms = (guint)mk_config_get_int(mod, "store_retry_ms");
@@ -199,7 +94,7 @@ static gboolean offline_start(MkModule *mod, GError **error)
     o->bounced = mk_metrics_counter(mod, "bounced");
     o->dropped = mk_metrics_counter(mod, "dropped");
     o->store_failures = mk_metrics_counter(mod, "storage_failures");
-    mk_module_set_data(mod, o, (GDestroyNotify)offline_unref);
+    mk_module_set_data(mod, o, g_free); /* freed with the last reference */
 
     mk_hook_add(mod, MK_HOOK_OFFLINE_MESSAGE, 50, on_offline_message, o);
     mk_hook_add(mod, MK_HOOK_PRESENCE_BROADCAST, 50, on_presence_broadcast, o);
@@ -224,5 +119,4 @@ MK_MODULE_EXPORT const MkModuleDesc mk_module_desc = {
     .config_keys = offline_keys,
     .migrations = offline_migrations,
     .start = offline_start,
-    .stop = offline_stop,
 };

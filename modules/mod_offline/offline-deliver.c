@@ -15,21 +15,16 @@ typedef struct {
 } Row;
 
 typedef struct {
-    gint ref;
     Offline *o;
-    OfflineJob *job; /* while the job runs */
-    MkJid *user;     /* bare */
+    MkUserJob *job;
+    MkJid *user; /* bare */
     MkSession *target;
     GPtrArray *rows; /* Row*, filled by the fetch */
     GArray *ids;     /* gint64 rows handed out, to delete */
     gboolean deleting;
     guint attempt;
+    gboolean retry_waiting; /* a retry timer is pending */
 } DeliverOp;
-
-typedef struct {
-    DeliverOp *op;
-    gboolean called;
-} Pending;
 
 static void row_free(gpointer data)
 {
@@ -39,50 +34,17 @@ static void row_free(gpointer data)
     g_free(row);
 }
 
-static DeliverOp *deliver_op_ref(DeliverOp *op)
-{
-    g_atomic_int_inc(&op->ref);
-    return op;
-}
-
-static void deliver_op_unref(gpointer data)
+/* The job's data: freed when the job finished, or when the module
+ * stopped before it started. */
+static void deliver_op_free(gpointer data)
 {
     DeliverOp *op = data;
-    if (!op || !g_atomic_int_dec_and_test(&op->ref))
-        return;
-    offline_unref(op->o);
     mk_jid_unref(op->user);
     if (op->target)
         mk_session_unref(op->target);
     g_ptr_array_unref(op->rows);
     g_array_unref(op->ids);
     g_free(op);
-}
-
-static Pending *pending_new(DeliverOp *op)
-{
-    Pending *p = g_new0(Pending, 1);
-    p->op = deliver_op_ref(op);
-    return p;
-}
-
-static DeliverOp *pending_call(gpointer data)
-{
-    Pending *p = data;
-    p->called = TRUE;
-    return p->op;
-}
-
-/* Released without being called: its thread ended (shutdown). The rows
- * stay stored (or, when they were being deleted, are delivered again). */
-static void pending_release(gpointer data)
-{
-    Pending *p = data;
-    DeliverOp *op = p->op;
-    if (!p->called && op->job)
-        offline_job_abandon(g_steal_pointer(&op->job));
-    deliver_op_unref(op);
-    g_free(p);
 }
 
 /* A resource that may take the user's messages now: available with a
@@ -105,14 +67,15 @@ static MkSession *pick_target(MkJid *user, MkSession *preferred)
     return any ? mk_session_ref(any) : NULL;
 }
 
+/* Ends the job: @op is freed. */
 static void deliver_finish(DeliverOp *op)
 {
-    offline_job_finish(g_steal_pointer(&op->job));
+    mk_user_job_finish(op->job);
 }
 
 static gboolean fetch_work(MkDbConn *conn, gpointer user_data, GError **error)
 {
-    DeliverOp *op = ((Pending *)user_data)->op;
+    DeliverOp *op = user_data;
     g_autoptr(MkDbResult) r =
         mk_db_conn_query(conn, error, OFFLINE_SQL_FETCH, MK_DB_STR(mk_jid_node(op->user)),
                          MK_DB_STR(mk_jid_domain(op->user)));
@@ -131,7 +94,7 @@ static gboolean fetch_work(MkDbConn *conn, gpointer user_data, GError **error)
 
 static gboolean delete_work(MkDbConn *conn, gpointer user_data, GError **error)
 {
-    DeliverOp *op = ((Pending *)user_data)->op;
+    DeliverOp *op = user_data;
     return offline_db_delete(conn, op->ids, error);
 }
 
@@ -139,14 +102,25 @@ static void step_done(const GError *error, gpointer user_data);
 
 static void step_submit(DeliverOp *op)
 {
-    mk_db_transaction(op->o->mod, op->deleting ? delete_work : fetch_work, step_done,
-                      pending_new(op), pending_release);
+    mk_db_transaction(op->o->mod, op->deleting ? delete_work : fetch_work, step_done, op, NULL);
 }
 
 static gboolean step_retry(gpointer user_data)
 {
-    step_submit(pending_call(user_data));
+    DeliverOp *op = user_data;
+    op->retry_waiting = FALSE;
+    step_submit(op);
     return G_SOURCE_REMOVE;
+}
+
+/* The retry timer ended: after step_retry, or because the module stopped
+ * first; then the rows stay stored (or, when they were being deleted,
+ * are delivered again). */
+static void step_retry_ended(gpointer user_data)
+{
+    DeliverOp *op = user_data;
+    if (op->retry_waiting)
+        deliver_finish(op);
 }
 
 /* The stored stanza with the XEP-0203 delay. (transfer full) (nullable) */
@@ -190,7 +164,7 @@ static void hand_out(DeliverOp *op)
 /* On the job's thread. */
 static void step_done(const GError *error, gpointer user_data)
 {
-    DeliverOp *op = pending_call(user_data);
+    DeliverOp *op = user_data;
     Offline *o = op->o;
 
     if (error) {
@@ -200,8 +174,8 @@ static void step_done(const GError *error, gpointer user_data)
             g_message("mod_offline: %s the messages of %s failed (%s); retry %u in %u ms",
                       op->deleting ? "deleting" : "fetching", mk_jid_string(op->user),
                       error->message, op->attempt, delay);
-            offline_call_later(o, offline_job_context(op->job), delay, step_retry, NULL,
-                               pending_new(op), pending_release);
+            op->retry_waiting = TRUE;
+            mk_timer_add_full(o->mod, delay, step_retry, op, step_retry_ended);
             return;
         }
         g_warning("mod_offline: gave up %s the messages of %s: %s%s",
@@ -224,7 +198,7 @@ static void step_done(const GError *error, gpointer user_data)
     deliver_finish(op);
 }
 
-static void deliver_start(OfflineJob *job, gpointer data)
+static void deliver_start(MkUserJob *job, gpointer data)
 {
     DeliverOp *op = data;
     op->job = job;
@@ -250,11 +224,10 @@ void offline_deliver(Offline *o, MkJid *user, MkSession *target)
             return;
     }
     DeliverOp *op = g_new0(DeliverOp, 1);
-    op->ref = 1;
-    op->o = offline_ref(o);
+    op->o = o;
     op->user = g_steal_pointer(&bare);
     op->target = target ? mk_session_ref(target) : NULL;
     op->rows = g_ptr_array_new_with_free_func(row_free);
     op->ids = g_array_new(FALSE, FALSE, sizeof(gint64));
-    offline_queue_run(o->queue, mk_jid_string(op->user), deliver_start, op, deliver_op_unref);
+    mk_user_queue_run(o->queue, mk_jid_string(op->user), deliver_start, op, deliver_op_free);
 }

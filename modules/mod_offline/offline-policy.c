@@ -32,10 +32,3 @@ guint offline_retry_delay_ms(guint attempt, guint base_ms)
         d *= 2;
     return (guint)MIN(d, cap);
 }
-
-char *offline_stamp(GDateTime *when)
-{
-    g_autoptr(GDateTime) utc = g_date_time_to_utc(when);
-    g_autofree char *base = g_date_time_format(utc, "%Y-%m-%dT%H:%M:%S");
-    return g_strdup_printf("%s.%03dZ", base, g_date_time_get_microsecond(utc) / 1000);
-}

@@ -11,9 +11,8 @@
 #include "offline.h"
 
 typedef struct {
-    gint ref;
     Offline *o;
-    OfflineJob *job; /* while the job runs */
+    MkUserJob *job;
     MkStanza *st;
     MkJid *user; /* bare */
     char *sender;
@@ -21,35 +20,20 @@ typedef struct {
     char *xml;
     guint attempt;
     OfflineStoreResult result;
-    gboolean settled; /* stored or bounced */
+    gboolean settled;       /* stored or bounced */
+    gboolean retry_waiting; /* a retry timer is pending */
 } StoreOp;
 
-/* One pending callback of an op (a storage completion or a retry timer):
- * the callback marks it called; when it is released without having been
- * called, its thread ended (shutdown) and the job is abandoned. */
-typedef struct {
-    StoreOp *op;
-    gboolean called;
-    gboolean cancelled; /* the module stopped; the message was bounced */
-} Pending;
-
-static StoreOp *store_op_ref(StoreOp *op)
-{
-    g_atomic_int_inc(&op->ref);
-    return op;
-}
-
-static void store_op_unref(gpointer data)
+/* The job's data: freed when the job finished, or when the module
+ * stopped before it started. */
+static void store_op_free(gpointer data)
 {
     StoreOp *op = data;
-    if (!op || !g_atomic_int_dec_and_test(&op->ref))
-        return;
-    /* Only a shutdown frees an op that is neither stored nor bounced
-     * (waiting in the queue, or its storage call never came back). */
+    /* Only a stop frees an op that is neither stored nor bounced (it
+     * waited in the queue). */
     if (!op->settled)
-        g_warning("mod_offline: shutting down before the message from %s to %s could be stored",
+        g_warning("mod_offline: stopping before the message from %s to %s could be stored",
                   op->sender, mk_jid_string(op->user));
-    offline_unref(op->o);
     mk_stanza_unref(op->st);
     mk_jid_unref(op->user);
     g_free(op->sender);
@@ -58,35 +42,10 @@ static void store_op_unref(gpointer data)
     g_free(op);
 }
 
-static Pending *pending_new(StoreOp *op)
-{
-    Pending *p = g_new0(Pending, 1);
-    p->op = store_op_ref(op);
-    return p;
-}
-
-static StoreOp *pending_call(gpointer data)
-{
-    Pending *p = data;
-    p->called = TRUE;
-    return p->op;
-}
-
-static void pending_release(gpointer data)
-{
-    Pending *p = data;
-    StoreOp *op = p->op;
-    if (!p->called && op->job) {
-        /* Drops the queue's reference. */
-        offline_job_abandon(g_steal_pointer(&op->job));
-    }
-    store_op_unref(op);
-    g_free(p);
-}
-
+/* Ends the job: @op is freed. */
 static void store_finish(StoreOp *op)
 {
-    offline_job_finish(g_steal_pointer(&op->job));
+    mk_user_job_finish(op->job);
 }
 
 static void store_bounce(StoreOp *op, MkStanzaError cond, const char *text)
@@ -100,7 +59,7 @@ static void store_bounce(StoreOp *op, MkStanzaError cond, const char *text)
 
 static gboolean store_work(MkDbConn *conn, gpointer user_data, GError **error)
 {
-    StoreOp *op = ((Pending *)user_data)->op;
+    StoreOp *op = user_data;
     return offline_db_store(conn, mk_jid_node(op->user), mk_jid_domain(op->user),
                             op->o->max_messages, op->sender, op->stamp, op->xml, &op->result,
                             error);
@@ -110,31 +69,36 @@ static void store_done(const GError *error, gpointer user_data);
 
 static void store_submit(StoreOp *op)
 {
-    mk_db_transaction(op->o->mod, store_work, store_done, pending_new(op), pending_release);
-}
-
-/* The module stops while a retry waits: the sender hears of it. */
-static void store_cancel(gpointer user_data)
-{
-    Pending *p = user_data;
-    p->cancelled = TRUE;
-    p->op->settled = TRUE;
-    g_warning("mod_offline: stopping before the message from %s to %s could be stored;"
-              " bounced to the sender",
-              p->op->sender, mk_jid_string(p->op->user));
-    store_bounce(p->op, MK_ERR_RESOURCE_CONSTRAINT, "Offline storage is unavailable");
+    mk_db_transaction(op->o->mod, store_work, store_done, op, NULL);
 }
 
 static gboolean store_retry(gpointer user_data)
 {
-    store_submit(pending_call(user_data));
+    StoreOp *op = user_data;
+    op->retry_waiting = FALSE;
+    store_submit(op);
     return G_SOURCE_REMOVE;
+}
+
+/* The retry timer ended: after store_retry, or because the module stopped
+ * first (then on the main thread; the job waits for nothing else), and
+ * the sender hears of it. */
+static void store_retry_ended(gpointer user_data)
+{
+    StoreOp *op = user_data;
+    if (!op->retry_waiting)
+        return;
+    g_warning("mod_offline: stopping before the message from %s to %s could be stored;"
+              " bounced to the sender",
+              op->sender, mk_jid_string(op->user));
+    store_bounce(op, MK_ERR_RESOURCE_CONSTRAINT, "Offline storage is unavailable");
+    store_finish(op);
 }
 
 /* On the job's thread. */
 static void store_done(const GError *error, gpointer user_data)
 {
-    StoreOp *op = pending_call(user_data);
+    StoreOp *op = user_data;
     Offline *o = op->o;
 
     if (error) {
@@ -144,8 +108,8 @@ static void store_done(const GError *error, gpointer user_data)
             op->attempt++;
             g_message("mod_offline: storing a message for %s failed (%s); retry %u in %u ms",
                       mk_jid_string(op->user), error->message, op->attempt, delay);
-            offline_call_later(o, offline_job_context(op->job), delay, store_retry, store_cancel,
-                               pending_new(op), pending_release);
+            op->retry_waiting = TRUE;
+            mk_timer_add_full(o->mod, delay, store_retry, op, store_retry_ended);
             return;
         }
         g_warning("mod_offline: could not store a message from %s to %s after %u attempts (%s);"
@@ -169,15 +133,16 @@ static void store_done(const GError *error, gpointer user_data)
         break;
     }
     g_autoptr(MkJid) user = mk_jid_ref(op->user);
+    gboolean stored = op->result == OFFLINE_STORED;
     store_finish(op);
     /* The user may have come online while this was being stored, after
      * the delivery at its initial presence looked: deliver now. Queued
      * after this job, so it sees the new row. */
-    if (op->result == OFFLINE_STORED)
+    if (stored)
         offline_deliver(o, user, NULL);
 }
 
-static void store_start(OfflineJob *job, gpointer data)
+static void store_start(MkUserJob *job, gpointer data)
 {
     StoreOp *op = data;
     op->job = job;
@@ -187,15 +152,13 @@ static void store_start(OfflineJob *job, gpointer data)
 void offline_store(Offline *o, MkStanza *st, MkJid *to)
 {
     StoreOp *op = g_new0(StoreOp, 1);
-    op->ref = 1;
-    op->o = offline_ref(o);
+    op->o = o;
     op->st = mk_stanza_ref(st);
     op->user = mk_jid_bare(to);
     MkJid *from = mk_stanza_from(st);
     op->sender = g_strdup(from ? mk_jid_string(from) : "");
     g_autoptr(GDateTime) now = g_date_time_new_now_utc();
-    op->stamp = offline_stamp(now);
+    op->stamp = mk_xep82_format(now);
     op->xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
-    /* The queue's reference is dropped when the job finishes. */
-    offline_queue_run(o->queue, mk_jid_string(op->user), store_start, op, store_op_unref);
+    mk_user_queue_run(o->queue, mk_jid_string(op->user), store_start, op, store_op_free);
 }

@@ -2,7 +2,6 @@
  *
  * Files:
  *   offline-policy.c   what is stored, retry back-off, timestamps; pure
- *   offline-queue.c    per-user serial execution of multi-step jobs
  *   offline-db.c       the schema and the statements (storage thread)
  *   offline-store.c    the store job: quota, retries, bounces
  *   offline-deliver.c  the delivery job: fetch, hand to the session, delete
@@ -47,51 +46,19 @@ OfflineRetry offline_retry_next(guint attempt, guint retries);
  * at most 30 s. */
 guint offline_retry_delay_ms(guint attempt, guint base_ms);
 
-/* An XEP-0082 UTC timestamp, "2026-12-02T03:04:05.678Z". (transfer full) */
-char *offline_stamp(GDateTime *when);
-
 /* ---- the rest needs the server API ------------------------------------- */
 
 #ifndef OFFLINE_PURE
 
 #include <meerkat/module.h>
 
-/* Per-user serial jobs (offline-queue.c). A job may take several storage
- * round trips (retries, fetch then delete); the next job of the same key
- * starts only when the running one calls offline_job_finish(). Stores and
- * deliveries of one user therefore never interleave, and messages are
- * stored in the order they arrived. */
-typedef struct OfflineQueue OfflineQueue;
-typedef struct OfflineJob OfflineJob;
-typedef void (*OfflineJobFunc)(OfflineJob *job, gpointer data);
-
-OfflineQueue *offline_queue_new(void);
-OfflineQueue *offline_queue_ref(OfflineQueue *q);
-void offline_queue_unref(OfflineQueue *q);
-/* Runs @start(job, @data) on the calling thread once every earlier job of
- * @key finished; @destroy frees @data when the job finishes (or, at
- * shutdown, when it never ran). The calling thread must run a
- * thread-default main context (workers and the main thread do). */
-void offline_queue_run(OfflineQueue *q, const char *key, OfflineJobFunc start, gpointer data,
-                       GDestroyNotify destroy);
-/* Ends @job and starts the next one of its key on that job's thread. Any
- * thread; once per job. */
-void offline_job_finish(OfflineJob *job);
-/* Frees every job still waiting (their @destroy runs), for stop: the
- * running ones finish or are abandoned as usual. Any thread. */
-void offline_queue_drop_waiting(OfflineQueue *q);
-/* Frees @job without starting the next one: for a job whose work can no
- * longer complete (its storage completion was dropped at shutdown). */
-void offline_job_abandon(OfflineJob *job);
-/* (transfer none) The context of the thread that queued @job: where its
- * storage completions and timers run. */
-GMainContext *offline_job_context(OfflineJob *job);
-
 /* The module instance. */
 typedef struct {
-    gint ref;
     MkModule *mod;
-    OfflineQueue *queue;
+    /* The core's: one user's stores and deliveries run one at a time, as
+     * jobs of several steps (retries, fetch then delete), so messages are
+     * stored in the order they came and never handed out twice. */
+    MkUserQueue *queue;
     gint64 max_messages;
     guint retries;
     guint retry_ms;
@@ -100,19 +67,7 @@ typedef struct {
     MkCounter *bounced;
     MkCounter *dropped;
     MkCounter *store_failures;
-    GMutex lock;
-    GHashTable *timers; /* pending retry timers (OfflineTimer*), cancelled at stop */
 } Offline;
-
-Offline *offline_ref(Offline *o);
-void offline_unref(Offline *o);
-
-/* Runs @func(@data) on @ctx after @delay_ms, once. When the module
- * stops first, @cancel(@data) runs instead (on the main thread). @destroy
- * frees @data in either case, or when the context goes away. */
-typedef void (*OfflineCancelFunc)(gpointer data);
-void offline_call_later(Offline *o, GMainContext *ctx, guint delay_ms, GSourceFunc func,
-                        OfflineCancelFunc cancel, gpointer data, GDestroyNotify destroy);
 
 /* ---- storage (offline-db.c): inside MkDbWork, storage thread ---------- */
 

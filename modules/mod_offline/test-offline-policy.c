@@ -33,19 +33,10 @@ static void test_retry(void)
     g_assert_cmpuint(offline_retry_delay_ms(1000, 1000), ==, 30000);
 }
 
-static void test_stamp(void)
-{
-    g_autoptr(GTimeZone) tz = g_time_zone_new_offset(2 * 3600);
-    g_autoptr(GDateTime) t = g_date_time_new(tz, 2026, 12, 2, 5, 4, 5.6785);
-    g_autofree char *s = offline_stamp(t);
-    g_assert_cmpstr(s, ==, "2026-12-02T03:04:05.678Z");
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/offline/classify", test_classify);
     g_test_add_func("/offline/retry", test_retry);
-    g_test_add_func("/offline/stamp", test_stamp);
     return g_test_run();
 }

@@ -22,26 +22,6 @@
 
 #define HOOK_PRIORITY 100
 
-Privacy *privacy_ref(Privacy *p)
-{
-    g_atomic_int_inc(&p->ref);
-    return p;
-}
-
-void privacy_unref(Privacy *p)
-{
-    if (!p || !g_atomic_int_dec_and_test(&p->ref))
-        return;
-    priv_cache_clear(p);
-    g_mutex_clear(&p->lock);
-    g_free(p);
-}
-
-static gboolean is_error(MkStanza *st)
-{
-    return g_strcmp0(mk_stanza_type(st), "error") == 0;
-}
-
 static gboolean is_notification(MkStanza *st)
 {
     const char *type = mk_stanza_type(st);
@@ -124,20 +104,11 @@ static MkResult on_filter(MkHookCall *call, gpointer user_data)
     }
     if (decide && !allows(list, st, kind_of(stanza, TRUE), from)) {
         mk_counter_add(p->denied_in, 1);
-        const char *type = mk_stanza_type(stanza);
-        gboolean bounce = FALSE;
-        if (mk_stanza_kind(stanza) == MK_STANZA_MESSAGE)
-            bounce = !is_error(stanza);
-        else if (mk_stanza_kind(stanza) == MK_STANZA_IQ)
-            bounce = g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0;
-        if (!bounce)
-            return MK_HANDLED;
-        mk_hook_call_set_error(call, MK_ERR_SERVICE_UNAVAILABLE, NULL);
-        return MK_ERROR;
+        return mk_hook_call_refuse(call, MK_ERR_SERVICE_UNAVAILABLE);
     }
 
     /* Outbound, sent by the server for a user of ours: the sender's list. */
-    if (!mk_jid_node(from) || is_error(stanza) ||
+    if (!mk_jid_node(from) || mk_stanza_is_error(stanza) ||
         !mk_module_serves_domain(p->mod, mk_jid_domain(from)))
         return MK_PASS;
     g_autoptr(PrivState) own = priv_cache_get(p, from, stanza);
@@ -167,7 +138,7 @@ static MkResult on_receive(MkHookCall *call, gpointer user_data)
     if (mk_stanza_kind(stanza) == MK_STANZA_IQ && g_strcmp0(mk_stanza_type(stanza), "set") == 0 &&
         mk_xml_child(mk_stanza_xml(stanza), "query", "jabber:iq:roster") &&
         (!from || mk_jid_bare_equal(from, me))) {
-        priv_cache_invalidate(p, me);
+        mk_user_cache_invalidate(p->cache, mk_jid_bare_string(me));
         return MK_PASS;
     }
     /* Only stanzas to the bare JID: the rest was decided in the filter. */
@@ -198,7 +169,7 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
     if (!st || allows(priv_effective_list(p, st, s), st, kind_of(stanza, FALSE), to))
         return MK_PASS;
     mk_counter_add(p->denied_out, 1);
-    if (!is_error(stanza)) {
+    if (!mk_stanza_is_error(stanza)) {
         /* Straight to the session: routed, the error would be filtered as
          * coming from the denied JID. */
         g_autoptr(MkStanza) reply = mk_stanza_error_reply(stanza, MK_ERR_NOT_ACCEPTABLE, NULL);
@@ -208,69 +179,25 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
     return MK_HANDLED;
 }
 
-static MkResult on_session_opened(MkHookCall *call, gpointer user_data)
-{
-    Privacy *p = user_data;
-    MkSession *s = mk_hook_call_session(call);
-    if (s) {
-        g_autoptr(PrivState) st = priv_cache_get(p, mk_session_jid(s), NULL);
-    }
-    return MK_PASS;
-}
-
-static MkResult on_session_closed(MkHookCall *call, gpointer user_data)
-{
-    Privacy *p = user_data;
-    MkSession *s = mk_hook_call_session(call);
-    if (!s)
-        return MK_PASS;
-    priv_active_set(p, s, NULL); /* an active list lasts as long as its session */
-    g_autoptr(MkJid) bare = mk_jid_bare(mk_session_jid(s));
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
-    if (sessions->len == 0)
-        priv_cache_forget(p, bare);
-    return MK_PASS;
-}
-
-static MkResult on_remove_user(MkHookCall *call, gpointer user_data)
-{
-    Privacy *p = user_data;
-    if (mk_hook_call_from(call))
-        priv_cache_forget(p, mk_hook_call_from(call));
-    return MK_PASS;
-}
-
-static gboolean on_sweep(gpointer user_data)
-{
-    priv_cache_sweep(user_data);
-    return G_SOURCE_CONTINUE;
-}
-
 static gboolean privacy_start(MkModule *mod, GError **error)
 {
     Privacy *p = g_new0(Privacy, 1);
-    p->ref = 1;
     p->mod = mod;
     p->queue = mk_user_queue_new(mod);
-    g_mutex_init(&p->lock);
-    priv_cache_init(p);
-    p->cache_idle_s = mk_config_get_int(mod, "cache_idle");
+    p->cache = mk_user_cache_new(mod, p->queue, &priv_cache_class,
+                                 (guint)mk_config_get_int(mod, "cache_idle"), NULL);
     p->max_items = mk_config_get_int(mod, "max_items");
     p->max_lists = mk_config_get_int(mod, "max_lists");
     p->denied_in = mk_metrics_counter(mod, "denied_in");
     p->denied_out = mk_metrics_counter(mod, "denied_out");
     p->pushes = mk_metrics_counter(mod, "pushes");
-    mk_module_set_data(mod, p, (GDestroyNotify)privacy_unref);
+    mk_module_set_data(mod, p, g_free); /* freed with the last reference */
 
     if (!priv_iq_start(p, error))
         return FALSE;
     mk_hook_add(mod, MK_HOOK_FILTER_LOCAL_PACKET, HOOK_PRIORITY, on_filter, p);
     mk_hook_add(mod, MK_HOOK_USER_RECEIVE_PACKET, HOOK_PRIORITY, on_receive, p);
     mk_hook_add(mod, MK_HOOK_USER_SEND_PACKET, HOOK_PRIORITY, on_send, p);
-    mk_hook_add(mod, MK_HOOK_SESSION_OPENED, HOOK_PRIORITY, on_session_opened, p);
-    mk_hook_add(mod, MK_HOOK_SESSION_CLOSED, HOOK_PRIORITY, on_session_closed, p);
-    mk_hook_add(mod, MK_HOOK_REMOVE_USER, HOOK_PRIORITY, on_remove_user, p);
-    mk_timer_add(mod, (guint)MAX(p->cache_idle_s, 1) * 1000, on_sweep, p);
     mk_disco_add_feature(mod, NS_PRIVACY);
     return TRUE;
 }

@@ -54,6 +54,17 @@ static void contact_free(gpointer data)
     g_free(c);
 }
 
+PrivState *priv_state_new(void)
+{
+    PrivState *st = g_new0(PrivState, 1);
+    st->ref = 1;
+    st->lists =
+        g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)priv_list_free);
+    st->roster = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, contact_free);
+    st->groups = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    return st;
+}
+
 PrivState *priv_state_ref(PrivState *st)
 {
     g_atomic_int_inc(&st->ref);
@@ -175,12 +186,7 @@ gboolean priv_db_load(MkDbConn *conn, MkJid *user, PrivState **out, GError **err
 {
     *out = NULL;
     const char *node = mk_jid_node(user), *domain = mk_jid_domain(user);
-    g_autoptr(PrivState) st = g_new0(PrivState, 1);
-    st->ref = 1;
-    st->lists =
-        g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)priv_list_free);
-    st->roster = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, contact_free);
-    st->groups = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autoptr(PrivState) st = priv_state_new();
 
     g_autoptr(MkDbResult) lists = mk_db_conn_query(
         conn, error, "SELECT name FROM privacy_lists WHERE username = ? AND domain = ?",

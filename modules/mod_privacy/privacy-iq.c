@@ -10,17 +10,6 @@
 
 #include <stdlib.h>
 
-static MkJid *request_account(MkIq *iq)
-{
-    MkJid *from = mk_iq_from(iq);
-    MkJid *to = mk_iq_to(iq);
-    if (!from || !mk_jid_node(from))
-        return NULL;
-    if (to && !mk_jid_bare_equal(to, from))
-        return NULL;
-    return mk_jid_bare(from);
-}
-
 /* Child elements of @el, text skipped. */
 static guint element_count(MkXml *el, MkXml **first)
 {
@@ -103,7 +92,6 @@ typedef struct {
 static void op_free(gpointer data)
 {
     Op *op = data;
-    privacy_unref(op->p);
     mk_iq_unref(op->iq);
     mk_jid_unref(op->user);
     if (op->session)
@@ -324,7 +312,7 @@ static void op_done(const GError *error, gpointer data)
         applies = lists_around(p, op, old, st, sessions);
         presence_transitions(applies, st, TRUE);
     }
-    priv_cache_publish(p, op->user, priv_state_ref(st));
+    mk_user_cache_set(p->cache, mk_jid_string(op->user), priv_state_ref(st));
     if (op->kind == OP_ACTIVE && still_bound(sessions, op->session))
         priv_active_set(p, op->session, op->name); /* 2.4: before the result */
     if (op->kind == OP_REMOVE && op->session) {
@@ -377,7 +365,7 @@ static MkResult queue_op(Privacy *p, MkIq *iq, MkJid *user, OpKind kind, const c
                          GPtrArray *items)
 {
     Op *op = g_new0(Op, 1);
-    op->p = privacy_ref(p);
+    op->p = p;
     op->iq = mk_iq_ref(iq);
     op->user = mk_jid_ref(user);
     MkSession *s = mk_iq_session(iq);
@@ -492,11 +480,9 @@ static GPtrArray *parse_items(MkXml *list, guint max)
 static MkResult on_get(MkIq *iq, gpointer user_data)
 {
     Privacy *p = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     MkXml *query = mk_iq_payload(iq), *first = NULL;
     if (!mk_xml_is(query, "query", NS_PRIVACY)) {
         mk_iq_reply_error(iq, MK_ERR_BAD_REQUEST, NULL);
@@ -517,11 +503,9 @@ static MkResult on_get(MkIq *iq, gpointer user_data)
 static MkResult on_set(MkIq *iq, gpointer user_data)
 {
     Privacy *p = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     MkXml *query = mk_iq_payload(iq), *el = NULL;
     /* 2.1: exactly one of <active/>, <default/>, <list/>. */
     if (!mk_xml_is(query, "query", NS_PRIVACY) || element_count(query, &el) != 1) {

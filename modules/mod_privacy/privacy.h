@@ -3,8 +3,8 @@
  * Files:
  *   privacy-eval.c    list items and their evaluation (XEP-0016 2.1-2.2), pure
  *   privacy-db.c      schema and statements (storage thread)
- *   privacy-cache.c   each user's lists, default list and roster in memory;
- *                     the active list of each session
+ *   privacy-cache.c   the class of the core's cache of each user's lists,
+ *                     default list and roster; the active list of each session
  *   privacy-iq.c      jabber:iq:privacy get/set, pushes
  *   mod_privacy.c     descriptor, start, enforcement hooks */
 #pragma once
@@ -97,6 +97,8 @@ typedef struct {
     GHashTable *groups; /* group names of the roster (set) */
 } PrivState;
 
+/* An empty state: no lists, no roster. (transfer full) */
+PrivState *priv_state_new(void);
 PrivState *priv_state_ref(PrivState *st);
 void priv_state_unref(PrivState *st);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PrivState, priv_state_unref)
@@ -116,13 +118,9 @@ gboolean priv_db_set_default(MkDbConn *conn, MkJid *user, const char *name, GErr
 /* ---- the module instance (mod_privacy.c) --------------------------------- */
 
 typedef struct {
-    gint ref;
     MkModule *mod;
     MkUserQueue *queue; /* the core's: per-user order of storage work */
-    GMutex lock;        /* guards cache and active */
-    GHashTable *cache;  /* bare JID string -> CacheEntry (privacy-cache.c) */
-    GHashTable *active; /* MkSession* (no ref) -> char* active list name */
-    gint64 cache_idle_s;
+    MkUserCache *cache; /* the core's: bare JID -> PrivState* (privacy-cache.c) */
     gint64 max_items;
     gint64 max_lists;
     gint push_id; /* atomic */
@@ -131,22 +129,13 @@ typedef struct {
     MkCounter *pushes;
 } Privacy;
 
-Privacy *privacy_ref(Privacy *p);
-void privacy_unref(Privacy *p);
-
 /* ---- the cache (privacy-cache.c) ----------------------------------------- */
 
-void priv_cache_init(Privacy *p);
-void priv_cache_clear(Privacy *p);
-/* @user's state (transfer full), or NULL while it loads: then @defer (when
+/* The core's cache of user states (PrivState*); user_data unused. */
+extern const MkUserCacheClass priv_cache_class;
+/* @user's state (transfer full), or NULL while it loads: then @hold (when
  * not NULL) is routed again once it is there. Any thread. */
-PrivState *priv_cache_get(Privacy *p, MkJid *user, MkStanza *defer);
-/* Installs @st (transfer full); from queued completions only. */
-void priv_cache_publish(Privacy *p, MkJid *user, PrivState *st);
-/* The roster changed: the next lookup loads the state again. */
-void priv_cache_invalidate(Privacy *p, MkJid *user);
-void priv_cache_forget(Privacy *p, MkJid *user);
-void priv_cache_sweep(Privacy *p);
+PrivState *priv_cache_get(Privacy *p, MkJid *user, MkStanza *hold);
 
 /* The active list of @s (transfer full) (nullable). Any thread. */
 char *priv_active_get(Privacy *p, MkSession *s);

@@ -34,19 +34,6 @@ typedef struct {
     MkCounter *gets;
 } Private;
 
-/* The account the request is about, or NULL when the sender is not that
- * account. Returns: (transfer full) (nullable). */
-static MkJid *request_account(MkIq *iq)
-{
-    MkJid *from = mk_iq_from(iq);
-    MkJid *to = mk_iq_to(iq);
-    if (!from || !mk_jid_node(from))
-        return NULL;
-    if (to && !mk_jid_bare_equal(to, from))
-        return NULL;
-    return mk_jid_bare(from);
-}
-
 /* XEP-0049 section 2.3: namespaces reserved for the protocol itself. */
 static gboolean reserved_ns(const char *ns)
 {
@@ -106,11 +93,9 @@ out:
 static MkResult on_get(MkIq *iq, gpointer user_data)
 {
     Private *p = user_data;
-    g_autoptr(MkJid) account = request_account(iq);
-    if (!account) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    g_autoptr(MkJid) account = mk_iq_own_account(iq);
+    if (!account)
+        return MK_HANDLED; /* answered forbidden */
     g_autoptr(GPtrArray) children = query_children(mk_iq_payload(iq));
     if (children->len == 0) {
         mk_iq_reply_error(iq, MK_ERR_NOT_ACCEPTABLE, "name the namespace to read");
@@ -188,11 +173,9 @@ static void set_done(const GError *error, gpointer data)
 static MkResult on_set(MkIq *iq, gpointer user_data)
 {
     Private *p = user_data;
-    g_autoptr(MkJid) account = request_account(iq);
-    if (!account) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    g_autoptr(MkJid) account = mk_iq_own_account(iq);
+    if (!account)
+        return MK_HANDLED; /* answered forbidden */
     g_autoptr(GPtrArray) children = query_children(mk_iq_payload(iq));
     if (children->len == 0) {
         mk_iq_reply_error(iq, MK_ERR_NOT_ACCEPTABLE, "nothing to store");

@@ -6,30 +6,19 @@
  * in roster-iq.c and roster-presence.c, storage in roster-db.c. */
 #include "roster.h"
 
-Roster *roster_ref(Roster *r)
+/* The module's data: freed by the core with the module's last reference,
+ * after stop() and after every callback in flight returned. */
+static void roster_free(gpointer data)
 {
-    g_atomic_int_inc(&r->ref);
-    return r;
-}
-
-void roster_unref(Roster *r)
-{
-    if (!r || !g_atomic_int_dec_and_test(&r->ref))
-        return;
-    g_hash_table_destroy(r->interested);
-    g_mutex_clear(&r->lock);
+    Roster *r = data;
     g_free(r);
 }
 
 static void slot_free(gpointer data)
 {
     RosterSlot *slot = data;
-    g_mutex_lock(&slot->r->lock);
-    g_hash_table_remove(slot->r->interested, slot->s);
-    g_mutex_unlock(&slot->r->lock);
     roster_preload_free(slot->preload);
     g_free(slot->subs);
-    roster_unref(slot->r);
     g_free(slot);
 }
 
@@ -39,23 +28,15 @@ RosterSlot *roster_slot(Roster *r, MkSession *s)
     if (slot)
         return slot;
     slot = g_new0(RosterSlot, 1);
-    slot->r = roster_ref(r);
-    slot->s = s;
     mk_session_set_slot(s, r->mod, slot, slot_free);
     return slot;
 }
 
 void roster_set_interested(Roster *r, MkSession *s)
 {
-    RosterSlot *slot = roster_slot(r, s);
-    if (slot->interested)
-        return;
-    slot->interested = TRUE;
     /* Pushes are sent from whatever thread completes a change, which may
-     * not read the slot: the set of interested sessions is shared. */
-    g_mutex_lock(&r->lock);
-    g_hash_table_add(r->interested, s);
-    g_mutex_unlock(&r->lock);
+     * not read the slot: a session flag. */
+    mk_session_set_flags(s, r->mod, ROSTER_INTERESTED, ROSTER_INTERESTED);
 }
 
 MkXml *roster_item_xml(const RosterItem *item, gboolean removed)
@@ -88,10 +69,7 @@ void roster_push(Roster *r, MkJid *user, const RosterItem *item, gboolean remove
 
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
-        g_mutex_lock(&r->lock);
-        gboolean interested = g_hash_table_contains(r->interested, s);
-        g_mutex_unlock(&r->lock);
-        if (!interested)
+        if (!(mk_session_get_flags(s, r->mod) & ROSTER_INTERESTED))
             continue;
 
         g_autofree char *id = g_strdup_printf("push%u", (guint)g_atomic_int_add(&r->push_id, 1));
@@ -145,18 +123,15 @@ void roster_route_presence(const char *type, MkJid *from, MkJid *to)
 static gboolean roster_start(MkModule *mod, GError **error)
 {
     Roster *r = g_new0(Roster, 1);
-    r->ref = 1;
     r->mod = mod;
     r->queue = mk_user_queue_new(mod);
-    g_mutex_init(&r->lock);
-    r->interested = g_hash_table_new(g_direct_hash, g_direct_equal);
     r->pushes = mk_metrics_counter(mod, "pushes");
     r->subscriptions = mk_metrics_counter(mod, "subscription_stanzas");
     r->preloads_used = mk_metrics_counter(mod, "preloads_used");
     r->preloads_stale = mk_metrics_counter(mod, "preloads_stale");
     r->subs_used = mk_metrics_counter(mod, "presence_subscribers_cached");
     r->subs_stale = mk_metrics_counter(mod, "presence_subscribers_stale");
-    mk_module_set_data(mod, r, (GDestroyNotify)roster_unref);
+    mk_module_set_data(mod, r, roster_free);
 
     if (!roster_iq_start(r, error))
         return FALSE;

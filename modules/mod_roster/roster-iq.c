@@ -12,19 +12,6 @@
  * server set a limit and answer not-acceptable beyond it). */
 #define MAX_TEXT 1023
 
-/* The account the request is about, or NULL (forbidden) when the sender
- * is not that account: only the user itself reads or writes its roster. */
-static MkJid *request_account(MkIq *iq)
-{
-    MkJid *from = mk_iq_from(iq);
-    MkJid *to = mk_iq_to(iq);
-    if (!from || !mk_jid_node(from))
-        return NULL;
-    if (to && !mk_jid_bare_equal(to, from))
-        return NULL;
-    return mk_jid_bare(from);
-}
-
 /* ---- get ----------------------------------------------------------------- */
 
 typedef struct {
@@ -40,7 +27,6 @@ typedef struct {
 static void get_op_free(gpointer data)
 {
     GetOp *op = data;
-    roster_unref(op->r);
     mk_iq_unref(op->iq);
     mk_jid_unref(op->user);
     g_free(op->client_ver);
@@ -103,11 +89,9 @@ static void get_done(const GError *error, gpointer data)
 static MkResult roster_get(MkIq *iq, gpointer user_data)
 {
     Roster *r = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     /* From now on this resource gets pushes (RFC 6121 2.1.6). */
     MkSession *s = mk_iq_session(iq);
     if (s)
@@ -120,7 +104,7 @@ static MkResult roster_get(MkIq *iq, gpointer user_data)
     }
 
     GetOp *op = g_new0(GetOp, 1);
-    op->r = roster_ref(r);
+    op->r = r;
     op->iq = mk_iq_ref(iq);
     op->user = g_steal_pointer(&user);
     if (client_ver && *client_ver)
@@ -148,7 +132,6 @@ static void set_op_free(gpointer data)
 {
     SetOp *op = data;
     roster_write_end(op->r, op->user); /* its transaction is over */
-    roster_unref(op->r);
     mk_iq_unref(op->iq);
     mk_jid_unref(op->user);
     roster_item_free(op->want);
@@ -286,18 +269,16 @@ static gboolean parse_set(MkIq *iq, RosterItem **want, gboolean *remove)
 static MkResult roster_set(MkIq *iq, gpointer user_data)
 {
     Roster *r = user_data;
-    g_autoptr(MkJid) user = request_account(iq);
-    if (!user) {
-        mk_iq_reply_error(iq, MK_ERR_FORBIDDEN, NULL);
-        return MK_HANDLED;
-    }
+    g_autoptr(MkJid) user = mk_iq_own_account(iq);
+    if (!user)
+        return MK_HANDLED; /* answered forbidden */
     RosterItem *want = NULL;
     gboolean remove = FALSE;
     if (!parse_set(iq, &want, &remove))
         return MK_HANDLED;
 
     SetOp *op = g_new0(SetOp, 1);
-    op->r = roster_ref(r);
+    op->r = r;
     op->iq = mk_iq_ref(iq);
     op->user = g_steal_pointer(&user);
     op->want = want;

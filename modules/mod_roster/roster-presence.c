@@ -39,7 +39,6 @@ static void sub_op_free(gpointer data)
 {
     SubOp *op = data;
     roster_write_end(op->r, op->user); /* its transaction is over */
-    roster_unref(op->r);
     mk_jid_unref(op->user);
     mk_jid_unref(op->contact);
     mk_stanza_unref(op->stanza);
@@ -120,7 +119,7 @@ static void queue_subscription(Roster *r, gboolean inbound, RosterPresType type,
                                MkJid *contact, MkStanza *st)
 {
     SubOp *op = g_new0(SubOp, 1);
-    op->r = roster_ref(r);
+    op->r = r;
     op->inbound = inbound;
     op->type = type;
     op->user = mk_jid_bare(user);
@@ -167,7 +166,6 @@ typedef struct {
 static void probe_op_free(gpointer data)
 {
     ProbeOp *op = data;
-    roster_unref(op->r);
     mk_jid_unref(op->user);
     mk_jid_unref(op->prober);
     roster_item_free(op->item);
@@ -225,7 +223,7 @@ static MkResult on_presence_in(MkHookCall *call, gpointer user_data)
         if (mk_jid_bare_equal(from, to))
             return MK_HANDLED; /* the core shows a user's resources to each other */
         ProbeOp *op = g_new0(ProbeOp, 1);
-        op->r = roster_ref(r);
+        op->r = r;
         op->user = mk_jid_bare(to);
         op->prober = mk_jid_ref(from);
         mk_user_queue_push_reads(r->queue, mk_jid_string(op->user), probe_work, probe_done, op,
@@ -257,7 +255,6 @@ typedef struct {
 static void broadcast_op_free(gpointer data)
 {
     BroadcastOp *op = data;
-    roster_unref(op->r);
     mk_session_unref(op->session);
     mk_jid_unref(op->user);
     mk_stanza_unref(op->stanza);
@@ -382,7 +379,7 @@ static MkResult on_broadcast(MkHookCall *call, gpointer user_data)
     }
 
     BroadcastOp *op = g_new0(BroadcastOp, 1);
-    op->r = roster_ref(r);
+    op->r = r;
     op->session = mk_session_ref(s);
     op->user = mk_jid_bare(mk_session_jid(s));
     op->stanza = mk_stanza_new_addressed(mk_stanza_xml(st), mk_session_jid(s), NULL);

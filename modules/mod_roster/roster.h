@@ -118,11 +118,8 @@ gboolean roster_db_user_exists(MkDbConn *conn, MkJid *user, gboolean *exists, GE
 typedef struct RosterPreload RosterPreload;
 
 typedef struct {
-    gint ref;
     MkModule *mod;
     MkUserQueue *queue; /* the core's: per-user order of storage work */
-    GMutex lock;
-    GHashTable *interested; /* MkSession* (no ref: its slot removes it) */
     MkCounter *pushes;
     MkCounter *subscriptions;
     MkCounter *preloads_used;
@@ -134,20 +131,14 @@ typedef struct {
     gint writes_running[ROSTER_STRIPES]; /* atomic */
 } Roster;
 
-Roster *roster_ref(Roster *r);
-void roster_unref(Roster *r);
-
 /* Per-session state, in the session's slot. Session worker only. Kept
  * small: every idle session has one (flags in bits, the list of
  * subscribers NULL when there is none). */
 typedef struct {
-    Roster *r;
-    MkSession *s;
-    guint interested : 1;    /* asked for the roster in this session */
     guint announced : 1;     /* sent initial presence (and got probes sent) */
     guint preload_taken : 1; /* the session's preload was taken into @preload */
     guint subs_valid : 1;    /* @subs is the list of subscribers as of @subs_queued */
-    guint broadcasts : 28;   /* broadcast ops of this session still in the user queue */
+    guint broadcasts : 29;   /* broadcast ops of this session still in the user queue */
     gint subs_queued;        /* the stripe's writes_queued @subs is valid for */
     RosterPreload *preload;  /* until initial presence; nullable */
     char *subs;              /* roster-subs.c; nullable: no subscriber */
@@ -155,7 +146,10 @@ typedef struct {
 
 /* The slot of @s, created on first use. Session worker. (transfer none) */
 RosterSlot *roster_slot(Roster *r, MkSession *s);
-/* Marks @s as interested in roster pushes. Session worker. */
+/* Session flag (mk_session_set_flags): asked for the roster, so it gets
+ * pushes. */
+#define ROSTER_INTERESTED (1u << 0)
+/* Marks @s as interested in roster pushes. Any thread. */
 void roster_set_interested(Roster *r, MkSession *s);
 
 /* Sends a push of @item (or of its removal) with version @ver to every

@@ -18,12 +18,8 @@ static char *zone_offset(GDateTime *now)
 static MkResult on_time(MkIq *iq, gpointer user_data)
 {
     g_autoptr(GDateTime) now = g_date_time_new_now_local();
-    g_autoptr(GDateTime) utc = g_date_time_to_utc(now);
     g_autofree char *tzo = zone_offset(now);
-    /* XEP-0082 DateTime in UTC with milliseconds. */
-    g_autofree char *stamp = g_date_time_format(utc, "%Y-%m-%dT%H:%M:%S");
-    g_autofree char *utc_text =
-        g_strdup_printf("%s.%03dZ", stamp, g_date_time_get_microsecond(utc) / 1000);
+    g_autofree char *utc_text = mk_xep82_format(now);
 
     g_autoptr(MkXml) time = mk_xml_new("time", NS_TIME);
     mk_xml_add_text(mk_xml_add_child(time, "tzo", NULL), tzo, -1);

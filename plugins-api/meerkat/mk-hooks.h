@@ -79,6 +79,12 @@ MK_API MkJid *mk_hook_call_to(MkHookCall *call);
 MK_API void mk_hook_call_set_stanza(MkHookCall *call, MkStanza *stanza);
 /* Sets the error bounced when the handler returns MK_ERROR. */
 MK_API void mk_hook_call_set_error(MkHookCall *call, MkStanzaError cond, const char *text);
+/* For a filter that refuses the stanza of @call (privacy lists, block
+ * lists, a room's bans): a message that is not an error, or an IQ get or
+ * set, bounces with @cond; anything else (presence, errors, IQ results) is
+ * dropped without an answer (XEP-0016 2.13, XEP-0191 3.3). Returns what
+ * the handler returns then: MK_ERROR or MK_HANDLED. Since ABI 2. */
+MK_API MkResult mk_hook_call_refuse(MkHookCall *call, MkStanzaError cond);
 /* The domain the hook runs for. (transfer none) */
 MK_API const char *mk_hook_call_domain(MkHookCall *call);
 /* auth_preload only: the database connection of the running job, NULL in

@@ -43,6 +43,12 @@ MK_API MkIqType mk_iq_type(MkIq *iq);
 /* (transfer none) (nullable) The sender's session when it is local. Only
  * valid while the handler runs on the session's own worker. */
 MK_API MkSession *mk_iq_session(MkIq *iq);
+/* For an IQ about an account's own data (roster, privacy lists, private
+ * XML, blocking): the bare JID of the account when the sender is that
+ * account (no 'to', or 'to' its own bare JID). Otherwise the IQ is
+ * answered forbidden and the result is NULL: the handler returns
+ * MK_HANDLED. (transfer full) (nullable) Any thread. Since ABI 2. */
+MK_API MkJid *mk_iq_own_account(MkIq *iq);
 /* The MkModule of the handler, for storage calls. (transfer none) */
 MK_API MkModule *mk_iq_module(MkIq *iq);
 

@@ -36,6 +36,22 @@ MK_API void mk_session_close(MkSession *s, const char *stream_error);
 MK_API void mk_session_set_slot(MkSession *s, MkModule *mod, gpointer data, GDestroyNotify destroy);
 MK_API gpointer mk_session_get_slot(MkSession *s, MkModule *mod);
 
+/* Per-session module state that other threads read: flags (the session
+ * asked for the roster, so pushes from any worker go to it; carbons are
+ * enabled) and a string (the name of its active privacy list). One set
+ * per module instance and session, kept with the session object (and
+ * keeping @mod's instance alive as a slot does). Cheaper and simpler
+ * than a module-wide table of sessions under a lock. Any thread. Since
+ * ABI 2. */
+/* Sets the bits of @mask to those of @flags. */
+MK_API void mk_session_set_flags(MkSession *s, MkModule *mod, guint flags, guint mask);
+/* The flags @mod set on @s; 0 when none. */
+MK_API guint mk_session_get_flags(MkSession *s, MkModule *mod);
+/* Sets (a copy of) @value (nullable: unsets it). */
+MK_API void mk_session_set_string(MkSession *s, MkModule *mod, const char *value);
+/* Returns: (transfer full) (nullable) a copy of what @mod set on @s. */
+MK_API char *mk_session_dup_string(MkSession *s, MkModule *mod);
+
 /* What @mod's auth_preload handler kept for this session's account
  * (mk_hook_call_set_preload), once: later calls return NULL. The caller
  * owns it and frees it as its handler's destroy would. The session's

@@ -61,6 +61,9 @@ MK_API MkJid *mk_stanza_from(const MkStanza *st);
 MK_API MkJid *mk_stanza_to(const MkStanza *st);
 MK_API const char *mk_stanza_type(const MkStanza *st);
 MK_API const char *mk_stanza_id(const MkStanza *st);
+/* TRUE when @st is type="error": nothing answers it, and filters let it
+ * through where a request would bounce. Any thread. Since ABI 2. */
+MK_API gboolean mk_stanza_is_error(const MkStanza *st);
 
 /* The error reply to @st: from/to swapped, type="error", original payload
  * kept, <error/> with @cond and optional @text. (transfer full) (nullable):

@@ -61,4 +61,32 @@ MK_API void mk_user_queue_push(MkUserQueue *queue, const char *key, MkDbWork wor
 MK_API void mk_user_queue_push_reads(MkUserQueue *queue, const char *key, MkDbWork work,
                                      MkDbWorkDone done, gpointer user_data, GDestroyNotify destroy);
 
+/* Jobs of several steps. Since ABI 2.
+ *
+ * Some work of a key takes several storage round trips before the key's
+ * next operation may start: a store retried with back-off, a fetch then
+ * a delete (mod_offline), an archive batch written then acknowledged
+ * (MAM), a room's state read then changed (MUC). Such a job holds the key
+ * from its start until it calls mk_user_job_finish(); in between it makes
+ * its own calls (mk_db_transaction, timers) and they complete on the
+ * job's thread as usual. Jobs and operations of one key run in the order
+ * they were pushed. */
+typedef struct MkUserJob MkUserJob;
+typedef void (*MkUserJobFunc)(MkUserJob *job, gpointer user_data);
+
+/* Runs @start(job, @user_data) on the calling thread once every earlier
+ * operation and job of @key completed (directly from this call when none
+ * is running). The key's next operation waits until the job calls
+ * mk_user_job_finish(); then @destroy (nullable) frees @user_data. When
+ * the module stops before the job started, @start is not called and
+ * @destroy runs on the calling thread (or the main thread at shutdown).
+ * Any thread that runs a thread-default main context. */
+MK_API void mk_user_queue_run(MkUserQueue *queue, const char *key, MkUserJobFunc start,
+                              gpointer user_data, GDestroyNotify destroy);
+
+/* Ends @job: its @destroy runs and the key's next operation starts (on its
+ * own thread). Exactly once per job, also when the job's work could not
+ * complete. Any thread. */
+MK_API void mk_user_job_finish(MkUserJob *job);
+
 G_END_DECLS

@@ -24,4 +24,6 @@
 #include <meerkat/mk-stream.h>
 #include <meerkat/mk-account.h>
 #include <meerkat/mk-userqueue.h>
+#include <meerkat/mk-usercache.h>
+#include <meerkat/mk-xep82.h>
 #undef MK_INSIDE_MODULE_H

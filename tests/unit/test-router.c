@@ -3,6 +3,7 @@
  * records what would be written to each client. */
 #include "conffile.h"
 #include "hosts.h"
+#include "modules-priv.h"
 #include "modules.h"
 #include "router.h"
 #include "server.h"
@@ -299,6 +300,51 @@ static void test_unclaimed_iq_to_server(void)
     teardown();
 }
 
+static const MkModuleDesc shared_a_desc = {MK_MODULE_DESC_HEADER, .name = "mod_shared_a"};
+static const MkModuleDesc shared_b_desc = {MK_MODULE_DESC_HEADER, .name = "mod_shared_b"};
+
+/* Per-session flags and strings: per module, any thread, and the session
+ * keeps a stopped module's instance until it goes. */
+static void test_session_shared(void)
+{
+    setup();
+    g_autoptr(GError) error = NULL;
+    MkModule *a = mk_module_start_adhoc(fx->srv.modules, &shared_a_desc, "default", &error);
+    g_assert_no_error(error);
+    MkModule *b = mk_module_start_adhoc(fx->srv.modules, &shared_b_desc, "default", &error);
+    g_assert_no_error(error);
+    MkSession *s = g_hash_table_lookup(fx->sessions, "juliet@localhost/a");
+    MkSession *t = g_hash_table_lookup(fx->sessions, "juliet@localhost/b");
+
+    g_assert_cmpuint(mk_session_get_flags(s, a), ==, 0);
+    g_assert_null(mk_session_dup_string(s, a));
+    mk_session_set_flags(s, a, 0x5, 0x7);
+    mk_session_set_flags(s, b, 0x2, 0x2);
+    mk_session_set_flags(s, a, 0x8, 0x8); /* other bits stay */
+    g_assert_cmpuint(mk_session_get_flags(s, a), ==, 0xd);
+    mk_session_set_flags(s, a, 0, 0x1);
+    g_assert_cmpuint(mk_session_get_flags(s, a), ==, 0xc);
+    g_assert_cmpuint(mk_session_get_flags(s, b), ==, 0x2);
+    g_assert_cmpuint(mk_session_get_flags(t, a), ==, 0);
+
+    mk_session_set_string(s, a, "work");
+    mk_session_set_string(t, a, "home");
+    g_autofree char *sa = mk_session_dup_string(s, a);
+    g_autofree char *ta = mk_session_dup_string(t, a);
+    g_assert_cmpstr(sa, ==, "work");
+    g_assert_cmpstr(ta, ==, "home");
+    g_assert_null(mk_session_dup_string(s, b));
+    mk_session_set_string(t, a, NULL);
+    g_assert_null(mk_session_dup_string(t, a));
+
+    /* The session keeps @a's instance: stopping it frees nothing the
+     * session points at (ASan checks the rest in teardown). */
+    mk_module_stop_adhoc(a);
+    mk_module_stop_adhoc(b);
+    g_assert_cmpuint(mk_session_get_flags(s, a), ==, 0xc);
+    teardown();
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -312,5 +358,6 @@ int main(int argc, char **argv)
     g_test_add_func("/router/presence/bare", test_presence_to_bare_reaches_available);
     g_test_add_func("/router/remote-domain", test_remote_domain_bounces);
     g_test_add_func("/router/session-bound", test_session_bound);
+    g_test_add_func("/router/session-shared", test_session_shared);
     return g_test_run();
 }

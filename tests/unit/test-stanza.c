@@ -1,4 +1,5 @@
-/* Stanzas: addresses, kinds, re-addressing, error replies. */
+/* Stanzas: addresses, kinds, re-addressing, error replies; XEP-0082
+ * stamps. */
 #include "xmlstream.h"
 
 static MkXml *parse(const char *s)
@@ -146,6 +147,69 @@ static void test_condition_table(void)
     }
 }
 
+static void test_is_error(void)
+{
+    g_autoptr(MkXml) e = parse("<message xmlns='jabber:client' type='error'/>");
+    g_autoptr(MkXml) c = parse("<message xmlns='jabber:client' type='chat'/>");
+    g_autoptr(MkXml) n = parse("<presence xmlns='jabber:client'/>");
+    g_autoptr(MkStanza) se = mk_stanza_new(e, NULL);
+    g_autoptr(MkStanza) sc = mk_stanza_new(c, NULL);
+    g_autoptr(MkStanza) sn = mk_stanza_new(n, NULL);
+    g_assert_true(mk_stanza_is_error(se));
+    g_assert_false(mk_stanza_is_error(sc));
+    g_assert_false(mk_stanza_is_error(sn));
+}
+
+static void test_xep82_format(void)
+{
+    g_autoptr(GTimeZone) tz = g_time_zone_new_offset(2 * 3600);
+    g_autoptr(GDateTime) t = g_date_time_new(tz, 2026, 12, 2, 5, 4, 5.6785);
+    g_autofree char *s = mk_xep82_format(t);
+    g_assert_cmpstr(s, ==, "2026-12-02T03:04:05.678Z");
+}
+
+static void test_xep82_parse(void)
+{
+    /* XEP-0082 section 3.2 examples and the forms in between. */
+    static const struct {
+        const char *text;
+        gint64 unix_s; /* -1: refused */
+        int usec;
+    } cases[] = {
+        {"1969-07-21T02:56:15Z", -14159025, 0},
+        {"1969-07-20T21:56:15-05:00", -14159025, 0},
+        {"2026-12-02T03:04:05.678Z", 1796180645, 678000},
+        {"2026-12-02T05:04:05.678+02:00", 1796180645, 678000},
+        {"2026-12-02T03:04:05.1Z", 1796180645, 100000},
+        {"2026-12-02T03:04:05", -1, 0},      /* no zone */
+        {"2026-12-02", -1, 0},               /* a date is not a DateTime */
+        {"20261202T030405Z", -1, 0},         /* ISO 8601 basic format */
+        {"2026-W49-3T03:04:05Z", -1, 0},     /* week date */
+        {"2026-12-02T03:04:05.Z", -1, 0},    /* empty fraction */
+        {"2026-12-02T03:04:05+0200", -1, 0}, /* zone without colon */
+        {"2026-13-02T03:04:05Z", -1, 0},     /* no 13th month */
+        {"2026-12-02T03:04:05Zjunk", -1, 0},
+        {"", -1, 0},
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(GDateTime) t = mk_xep82_parse(cases[i].text);
+        if (cases[i].unix_s == -1) {
+            g_assert_null(t);
+            continue;
+        }
+        g_assert_nonnull(t);
+        g_assert_cmpint(g_date_time_to_unix(t), ==, cases[i].unix_s);
+        g_assert_cmpint(g_date_time_get_microsecond(t), ==, cases[i].usec);
+    }
+    g_assert_null(mk_xep82_parse(NULL));
+    /* What we write, we read. */
+    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+    g_autofree char *text = mk_xep82_format(now);
+    g_autoptr(GDateTime) back = mk_xep82_parse(text);
+    g_assert_nonnull(back);
+    g_assert_cmpint(g_date_time_to_unix(back), ==, g_date_time_to_unix(now));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -153,5 +217,8 @@ int main(int argc, char **argv)
     g_test_add_func("/stanza/addressed", test_addressed);
     g_test_add_func("/stanza/error-reply", test_error_reply);
     g_test_add_func("/stanza/condition-table", test_condition_table);
+    g_test_add_func("/stanza/is-error", test_is_error);
+    g_test_add_func("/xep82/format", test_xep82_format);
+    g_test_add_func("/xep82/parse", test_xep82_parse);
     return g_test_run();
 }

@@ -2,18 +2,11 @@
  * storage pool (sqlite3, two connections): one key runs in order and one
  * at a time, different keys run in parallel, each completion comes back
  * on the thread that pushed, and a module stop cancels what waits. */
-#include "conffile.h"
+#include "module-fixture.h"
 #include "db.h"
-#include "modules-priv.h"
 #include "modules.h"
-#include "server.h"
-#include <glib/gstdio.h>
-#include <string.h>
 
-void mk_server_set_for_tests(MkServer *srv);
-
-static MkServer srv;
-static char *tmp_dir;
+static ModuleFixture fx;
 static MkModule *mod;
 static MkUserQueue *queue;
 
@@ -28,42 +21,15 @@ static const MkModuleDesc queue_desc = {MK_MODULE_DESC_HEADER, .name = "mod_queu
 
 static void setup(void)
 {
-    g_autoptr(GError) error = NULL;
-    tmp_dir = g_dir_make_tmp("mk-userqueue-XXXXXX", &error);
-    g_assert_no_error(error);
-    g_autofree char *conf = g_build_filename(tmp_dir, "meerkat.conf", NULL);
-    g_autofree char *text = g_strdup_printf("[general]\nhosts = localhost\nstate_dir = %s\n"
-                                            "[storage]\ndriver = sqlite3\npool_size = 2\n",
-                                            tmp_dir);
-    g_assert_true(g_file_set_contents(conf, text, -1, NULL));
-    srv.config = mk_config_load(conf, &error);
-    g_assert_no_error(error);
-    srv.db = mk_db_open(srv.config, &error);
-    g_assert_no_error(error);
-    srv.modules = mk_modules_new(&srv);
-    mk_server_set_for_tests(&srv);
-    mod = mk_module_start_adhoc(srv.modules, &queue_desc, "default", &error);
-    g_assert_no_error(error);
+    module_fixture_start(&fx, &queue_desc);
+    mod = fx.mod;
     g_assert_nonnull(queue);
 }
 
 static void teardown(void)
 {
-    if (mod)
-        mk_module_stop_adhoc(mod);
-    mk_db_close(srv.db);
-    mk_modules_free(srv.modules);
-    mk_config_free(srv.config);
-    mk_server_set_for_tests(NULL);
-    memset(&srv, 0, sizeof srv);
-    g_autoptr(GDir) dir = g_dir_open(tmp_dir, 0, NULL);
-    const char *name;
-    while (dir && (name = g_dir_read_name(dir))) {
-        g_autofree char *path = g_build_filename(tmp_dir, name, NULL);
-        g_unlink(path);
-    }
-    g_rmdir(tmp_dir);
-    g_clear_pointer(&tmp_dir, g_free);
+    fx.mod = mod; /* NULL when the test stopped it */
+    module_fixture_stop(&fx);
     mod = NULL;
     queue = NULL;
 }
@@ -378,6 +344,112 @@ static void test_reads(void)
     teardown();
 }
 
+/* ---- jobs of several steps ---- */
+
+typedef struct {
+    Shared *sh;
+    MkUserJob *job;
+    guint steps;     /* storage steps to make before finishing */
+    guint made;      /* steps completed */
+    gint start_seq;  /* when it started; 0: never */
+    gint finish_seq; /* when it finished */
+    gboolean started, destroyed;
+    GThread *thread; /* where it started */
+} Job;
+
+static gboolean job_step_work(MkDbConn *conn, gpointer data, GError **error)
+{
+    g_autoptr(MkDbResult) r = mk_db_conn_query(conn, error, "SELECT 1");
+    return r != NULL;
+}
+
+static void job_step_done(const GError *error, gpointer data)
+{
+    Job *j = data;
+    g_assert_no_error(error);
+    j->made++;
+    if (j->made < j->steps) {
+        mk_db_transaction(mod, job_step_work, job_step_done, j, NULL);
+        return;
+    }
+    j->finish_seq = g_atomic_int_add(&j->sh->seq, 1) + 1;
+    mk_user_job_finish(j->job);
+}
+
+static void job_start(MkUserJob *job, gpointer data)
+{
+    Job *j = data;
+    j->job = job;
+    j->started = TRUE;
+    j->thread = g_thread_self();
+    j->start_seq = g_atomic_int_add(&j->sh->seq, 1) + 1;
+    if (j->steps == 0) {
+        j->finish_seq = j->start_seq;
+        mk_user_job_finish(job); /* at once, from inside start */
+        return;
+    }
+    mk_db_transaction(mod, job_step_work, job_step_done, j, NULL);
+}
+
+static void job_destroy(gpointer data)
+{
+    Job *j = data;
+    g_assert_false(j->destroyed);
+    j->destroyed = TRUE;
+}
+
+/* A job holds its key over several storage round trips: an operation and
+ * a job pushed after it start only when it finished, in push order; a
+ * job that finishes inside its start lets the next one go at once. */
+static void test_jobs(void)
+{
+    setup();
+    Shared sh;
+    shared_init(&sh);
+    Job j1 = {.sh = &sh, .steps = 3}, j2 = {.sh = &sh, .steps = 0}, j3 = {.sh = &sh, .steps = 2};
+    Op op = {0};
+    mk_user_queue_run(queue, "alice@localhost", job_start, &j1, job_destroy);
+    g_assert_true(j1.started); /* nothing ran on the key: started from the call */
+    push(&op, &sh, 1, "alice@localhost");
+    mk_user_queue_run(queue, "alice@localhost", job_start, &j2, job_destroy);
+    mk_user_queue_run(queue, "alice@localhost", job_start, &j3, job_destroy);
+    g_assert_false(j2.started);
+    iterate_until(NULL, &j3.destroyed);
+
+    g_assert_cmpuint(j1.made, ==, 3);
+    g_assert_true(j1.destroyed && j2.destroyed && op.destroyed);
+    g_assert_cmpint(j1.finish_seq, <, op.work_seq);
+    g_assert_cmpint(op.done_seq, <, j2.start_seq);
+    g_assert_cmpint(j2.finish_seq, <, j3.start_seq);
+    g_assert_true(j3.thread == g_thread_self());
+    shared_clear(&sh);
+    teardown();
+}
+
+/* Stop: a running job goes on until it finishes; a waiting one is never
+ * started, and its destroy runs. */
+static void test_jobs_stop(void)
+{
+    setup();
+    Shared sh;
+    shared_init(&sh);
+    Job running = {.sh = &sh, .steps = 2}, waiting = {.sh = &sh, .steps = 1};
+    mk_user_queue_run(queue, "alice@localhost", job_start, &running, job_destroy);
+    mk_user_queue_run(queue, "alice@localhost", job_start, &waiting, job_destroy);
+    MkModule *keep = mk_module_ref(mod);
+    mk_module_stop_adhoc(g_steal_pointer(&mod));
+    mod = keep; /* its storage calls still name it */
+    iterate_until(NULL, &waiting.destroyed);
+    g_assert_false(waiting.started);
+    iterate_until(NULL, &running.destroyed);
+    g_assert_cmpuint(running.made, ==, 2);
+    g_assert_cmpint(g_atomic_int_get(&keep->ref), ==, 1);
+    mk_module_unref(keep);
+    mod = NULL;
+    shared_clear(&sh);
+    teardown();
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -386,5 +458,7 @@ int main(int argc, char **argv)
     g_test_add_func("/userqueue/threads", test_threads);
     g_test_add_func("/userqueue/stop", test_stop);
     g_test_add_func("/userqueue/reads", test_reads);
+    g_test_add_func("/userqueue/jobs", test_jobs);
+    g_test_add_func("/userqueue/jobs-stop", test_jobs_stop);
     return g_test_run();
 }
