@@ -6,12 +6,12 @@
 #
 #   - builds the .deb packages (dpkg-buildpackage -us -uc -b) and runs
 #     lintian on them (no errors allowed);
-#   - builds the RPM packages (rpmbuild -bb, without dependency checks:
+#   - builds the RPM packages (rpmbuild -tb, without dependency checks:
 #     the build machine is Debian) and compares their file lists with the
-#     .debs';
+#     .debs'; renders the man pages with man -l;
 #   - installs the .debs into this machine (apt-get install ./...), checks
 #     what the maintainer scripts made, edits the configuration and
-#     reinstalls (the edit must stay), starts meerkatd the way the systemd
+#     upgrades (the edits must stay), starts meerkatd the way the systemd
 #     unit does (its User, ExecStartPre, ExecStart, LimitNOFILE, UMask;
 #     there is no systemd here), registers two users with the installed
 #     meerkatctl, reloads through the unit's ExecReload, logs both in over
@@ -119,13 +119,10 @@ else
 fi
 
 build_rpm() {
-    mkdir -p "$work/rpm/SOURCES" &&
-        cp "$tarball" "$work/rpm/SOURCES/" &&
-        rpmbuild -bb --nodeps --define "_topdir $work/rpm" \
-            --define "_smp_mflags -j$jobs" "$src/rpm/meerkat.spec"
+    rpmbuild -tb --nodeps --define "_topdir $work/rpm" --define "_smp_mflags -j$jobs" "$tarball"
 }
 s=$(date +%s)
-if check "rpmbuild -bb rpm/meerkat.spec builds the tarball" build_rpm; then
+if check "rpmbuild -tb builds the tarball (rpm/meerkat.spec)" build_rpm; then
     have_rpm=1
 else
     have_rpm=0
@@ -193,12 +190,20 @@ fi
 
 # ---- install, run, purge ----------------------------------------------------
 
-install_cases="install conffiles setup reinstall check-config start users reload client stop unit pkg-config purge leftovers"
+install_cases="install conffiles setup upgrade check-config start users reload client stop unit unit-verify pkg-config purge leftovers"
 # skip_rest REASON: every install case, skipped.
 skip_rest() {
     for c in $install_cases; do
         skip "$c" "$1"
     done
+}
+
+# The meerkat packages dpkg knows in any state (installed, half
+# installed, configuration left): what a purge must name. Naming one it
+# does not know makes apt-get refuse the whole purge.
+present_packages() {
+    dpkg-query -W -f='${Package} ${Status}\n' meerkat meerkat-dev 2>/dev/null |
+        awk '$NF != "not-installed" { print $1 }'
 }
 
 pid=
@@ -211,7 +216,8 @@ cleanup() {
     pid=
     if [ $installed = 1 ]; then
         echo "==== cleanup: purge" >>"$log"
-        $apt purge meerkat meerkat-dev >>"$log" 2>&1 </dev/null
+        # shellcheck disable=SC2046
+        $apt purge $(present_packages) >>"$log" 2>&1 </dev/null
         installed=0
     fi
 }
@@ -223,8 +229,7 @@ if [ $have_deb = 0 ]; then
     echo "1..$n"
     exit 0
 fi
-if dpkg-query -W -f='${Status}\n' meerkat meerkat-dev 2>/dev/null | grep -qv 'not-installed' ||
-    [ -e /etc/meerkat ] || [ -e /var/lib/meerkat ]; then
+if [ -n "$(present_packages)" ] || [ -e /etc/meerkat ] || [ -e /var/lib/meerkat ]; then
     skip_rest "meerkat is installed on this machine; not touching it"
     echo "1..$n"
     exit 0
@@ -278,19 +283,35 @@ after_setup() {
 check "postinst: system user, state dir, certificate, default modules" after_setup
 
 # An administrator's edits: the port (a free one, so that nothing else on
-# this machine is disturbed), the address, and a module disabled. A
-# reinstall must keep all three.
+# this machine is disturbed), the address, and a module disabled. An
+# upgrade (to the same package repacked with a higher version) must keep
+# all three.
 port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 sed -i -e "s/^port = 5222$/port = $port/" -e 's/^address = 0\.0\.0\.0$/address = 127.0.0.1/' \
     /etc/meerkat/meerkat.conf
 rm -f /etc/meerkat/conf.d/mod_time.conf
-reinstall_keeps_edits() {
-    $apt install --reinstall "$deb" </dev/null || return 1
-    grep -x "port = $port" /etc/meerkat/meerkat.conf &&
+# repack DEB VERSION OUT: DEB with its version changed (meerkat-dev
+# depends on meerkat of its own version, so both are repacked).
+repack() {
+    rm -rf "$work/repack" &&
+        dpkg-deb -R "$1" "$work/repack" &&
+        sed -i -e "s/^Version: .*/Version: $2/" \
+            -e "s/(= $version)/(= $2)/" "$work/repack/DEBIAN/control" &&
+        dpkg-deb -b "$work/repack" "$3"
+}
+upgrade_keeps_edits() {
+    new=$version+upgrade1
+    repack "$deb" "$new" "$work/up/meerkat.deb" &&
+        repack "$devdeb" "$new" "$work/up/meerkat-dev.deb" &&
+        $apt install "$work/up/meerkat.deb" "$work/up/meerkat-dev.deb" </dev/null || return 1
+    dpkg-query -W -f='${Package} ${Version}\n' meerkat meerkat-dev
+    [ "$(dpkg-query -W -f='${Version} ' meerkat meerkat-dev)" = "$new $new " ] &&
+        grep -x "port = $port" /etc/meerkat/meerkat.conf &&
         [ ! -e /etc/meerkat/conf.d/mod_time.conf ] &&
         [ -e /etc/meerkat/conf.d/mod_ping.conf ]
 }
-check "a reinstall keeps an edited meerkat.conf and a disabled module" reinstall_keeps_edits
+mkdir -p "$work/up"
+check "an upgrade keeps an edited meerkat.conf and a disabled module" upgrade_keeps_edits
 
 # The unit's settings (User=, ExecStart=, ...): the first value of KEY.
 unit=$(ls /lib/systemd/system/meerkat.service /usr/lib/systemd/system/meerkat.service 2>/dev/null | head -n 1)
@@ -376,6 +397,13 @@ stop() {
 }
 check "meerkatd stops cleanly on SIGTERM" stop
 
+unit_settings() {
+    grep -E '^(User|ExecReload|LimitNOFILE|ProtectSystem|NoNewPrivileges|StateDirectory)=' "$unit"
+    [ "$(unit_get User)" = meerkat ] && [ -n "$(unit_get LimitNOFILE)" ] &&
+        [ "$(unit_get ProtectSystem)" = strict ] && [ "$(unit_get NoNewPrivileges)" = yes ] &&
+        [ "$(unit_get StateDirectory)" = meerkat ] && unit_get ExecReload | grep -q -- '-HUP'
+}
+check "the unit: user meerkat, LimitNOFILE, hardening, reload by SIGHUP" unit_settings
 if command -v systemd-analyze >/dev/null 2>&1; then
     check "systemd-analyze verify accepts the installed unit" systemd-analyze verify "$unit"
 else
@@ -390,10 +418,10 @@ pkgconfig() {
 check "meerkat-dev: pkg-config names the installed module directory" pkgconfig
 
 purge() {
-    $apt purge meerkat meerkat-dev </dev/null || return 1
+    # shellcheck disable=SC2046
+    $apt purge $(present_packages) </dev/null || return 1
     installed=0
-    ! dpkg-query -W -f='${Status}\n' meerkat meerkat-dev 2>/dev/null | grep -qv 'not-installed' &&
-        [ ! -e /etc/meerkat ] && [ ! -e /var/lib/meerkat ]
+    [ -z "$(present_packages)" ] && [ ! -e /etc/meerkat ] && [ ! -e /var/lib/meerkat ]
 }
 check "apt-get purge removes meerkat, /etc/meerkat and /var/lib/meerkat" purge
 
