@@ -14,8 +14,13 @@
 # exiting non-zero when anything failed (a build that does not compile
 # counts as one failure). The logs of failing tests are printed above it.
 #
+# Then the packages (packaging/test-packages.sh, as root only): the .deb
+# and .rpm built from the release tarball in _build-pkg/, the .deb
+# installed into this machine, run as its systemd unit would, and purged;
+# its TAP cases are counted with the others.
+#
 # Environment: JOBS (default 2) for make -j; MK_SKIP_ASAN=1 runs the
-# plain build only.
+# plain build only; MK_SKIP_PACKAGES=1 leaves the packages out.
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +32,10 @@ jobs=${JOBS:-2}
 packages="autoconf automake libtool pkg-config gcc make
 libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libdbd-sqlite3 libdbd-pgsql
 libgsasl-dev libidn-dev libstrophe-dev postgresql sqlite3 python3 python3-slixmpp"
+# The package test's own tools; it runs (and so needs them) only as root.
+if [ "$(id -u)" -eq 0 ] && [ "${MK_SKIP_PACKAGES:-0}" != 1 ]; then
+    packages="$packages debhelper dpkg-dev fakeroot lintian rpm openssl adduser man-db"
+fi
 
 missing=
 for p in $packages; do
@@ -126,6 +135,27 @@ if [ -f "$top/_build/Makefile" ]; then
     fi
 fi
 
+# The packages, end to end (skipped as one case when not root). Their TAP
+# goes to _build/packages.tap, outside the folder the test empties.
+pkg_passed=0
+pkg_failed=0
+pkg_skipped=0
+pkg_tap=$top/_build/packages.tap
+if [ "${MK_SKIP_PACKAGES:-0}" != 1 ] && [ -f "$top/_build/Makefile" ]; then
+    echo "run-tests: === _build-pkg: packages (.deb, .rpm, install, run, purge) ==="
+    JOBS=$jobs sh "$top/packaging/test-packages.sh" "$top/_build" "$top/_build-pkg" \
+        >"$pkg_tap" 2>&1 </dev/null
+    grep -E '^(not ok|# .* s$|# LimitNOFILE)|# SKIP' "$pkg_tap" | head -n 40
+    pkg_passed=$(grep -E '^ok ' "$pkg_tap" | grep -cv '# SKIP')
+    pkg_skipped=$(grep -cE '^ok .*# SKIP|^1\.\.0 # SKIP' "$pkg_tap")
+    pkg_failed=$(grep -cE '^not ok ' "$pkg_tap")
+    if ! grep -qE '^1\.\.[0-9]+' "$pkg_tap"; then
+        tail -n 40 "$pkg_tap"
+        echo "run-tests: the package test ended early"
+        pkg_failed=$((pkg_failed + 1))
+    fi
+fi
+
 # ---- results ------------------------------------------------------------
 
 passed=0
@@ -146,14 +176,20 @@ for dir in _build _build-asan; do
         fi
     done
 done
-failed=$((failed + build_failures))
-passed=$((passed + dist_passed))
+failed=$((failed + build_failures + pkg_failed))
+passed=$((passed + dist_passed + pkg_passed))
+skipped=$((skipped + pkg_skipped))
 
 for log in $failing_logs; do
     echo
     echo "run-tests: ==== failing: $log (last 80 lines) ===="
     tail -n 80 "$log"
 done
+if [ "$pkg_failed" -gt 0 ]; then
+    echo
+    echo "run-tests: ==== failing: $pkg_tap (last 80 lines) ===="
+    tail -n 80 "$pkg_tap"
+fi
 if [ -n "$failing_logs" ]; then
     echo
     echo "run-tests: failing test cases:"
