@@ -198,7 +198,9 @@ def flood_until_refused(srv, t, what):
     for _ in range(400):
         r = Raw(srv)
         flood.append(r)
-        if not r.open(5):
+        # A refused stream ends at once (EOF); the long wait is for a
+        # server slowed by a sanitizer and a busy machine to answer.
+        if not r.open(30):
             refused += 1
             prompt = prompt and r.eof
             if refused >= 3:
