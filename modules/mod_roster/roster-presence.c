@@ -84,6 +84,51 @@ static gboolean sub_work(MkDbConn *conn, gpointer data, GError **error)
     return !op->changed || roster_db_bump_version(conn, op->user, &op->ver, error);
 }
 
+/* The available presence an approval owes the new subscriber goes out
+ * after the subscribed stanza, which RFC 6121 3.1.5/3.1.6 has the
+ * subscriber's server deliver, with a roster push, first. When the
+ * subscriber is an account of this instance, the stanza just routed
+ * queued its op under the subscriber's key (presence_in), so the
+ * presence waits behind that op in the same queue. */
+typedef struct {
+    Roster *r;
+    MkJid *user;    /* bare: whose presence */
+    MkJid *contact; /* bare: the new subscriber */
+} FollowOp;
+
+static void follow_op_free(gpointer data)
+{
+    FollowOp *op = data;
+    mk_jid_unref(op->user);
+    mk_jid_unref(op->contact);
+    g_free(op);
+}
+
+static gboolean follow_work(MkDbConn *conn, gpointer data, GError **error)
+{
+    return TRUE; /* only the place in the contact's queue matters */
+}
+
+static void follow_done(const GError *error, gpointer data)
+{
+    FollowOp *op = data;
+    roster_send_presence_to(op->user, op->contact);
+}
+
+static void send_presence_after(SubOp *op)
+{
+    if (!mk_module_serves_domain(op->r->mod, mk_jid_domain(op->contact))) {
+        roster_send_presence_to(op->user, op->contact);
+        return;
+    }
+    FollowOp *f = g_new0(FollowOp, 1);
+    f->r = op->r;
+    f->user = mk_jid_ref(op->user);
+    f->contact = mk_jid_ref(op->contact);
+    mk_user_queue_push_reads(op->r->queue, mk_jid_string(op->contact), follow_work, follow_done, f,
+                             follow_op_free);
+}
+
 static void sub_done(const GError *error, gpointer data)
 {
     SubOp *op = data;
@@ -99,6 +144,10 @@ static void sub_done(const GError *error, gpointer data)
             roster_route_presence("unsubscribed", op->user, op->contact);
         return;
     }
+    /* RFC 6121 3.2.2: unavailable while the contact is still subscribed,
+     * before the unsubscribed that its op delivers later. */
+    if (op->actions & ROSTER_ACT_SEND_UNAVAILABLE)
+        roster_send_unavailable_to(op->user, op->contact);
     if (op->actions & ROSTER_ACT_FORWARD) {
         if (op->inbound)
             mk_route_to_account(op->stanza);
@@ -110,9 +159,7 @@ static void sub_done(const GError *error, gpointer data)
     if (op->changed)
         roster_push(op->r, op->user, op->item, FALSE, op->ver);
     if (op->actions & ROSTER_ACT_SEND_PRESENCE)
-        roster_send_presence_to(op->user, op->contact);
-    if (op->actions & ROSTER_ACT_SEND_UNAVAILABLE)
-        roster_send_unavailable_to(op->user, op->contact);
+        send_presence_after(op);
 }
 
 static void queue_subscription(Roster *r, gboolean inbound, RosterPresType type, MkJid *user,
