@@ -271,6 +271,17 @@ static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
         send_iq_error(c, iq, MK_ERR_NOT_ALLOWED);
         return;
     }
+    guint resources = 0;
+    for (guint i = 0; i < mk_xml_child_count(bind); i++) {
+        MkXml *ch = mk_xml_child_at(bind, i);
+        if (!mk_xml_is_text(ch) && mk_xml_is(ch, "resource", NS_BIND))
+            resources++;
+    }
+    if (resources > 1) {
+        /* RFC 6120 7.7.2.1: one resource, or none for the server to pick. */
+        send_iq_error(c, iq, MK_ERR_BAD_REQUEST);
+        return;
+    }
     if (wanted)
         g_strstrip(wanted);
     if (wanted && *wanted) {
@@ -388,6 +399,47 @@ static void track_directed(MkC2s *c, MkStanza *st)
 
 /* ---- stanzas from the client ------------------------------------------ */
 
+static gboolean known_message_type(const char *type)
+{
+    return g_str_equal(type, "normal") || g_str_equal(type, "chat") ||
+           g_str_equal(type, "groupchat") || g_str_equal(type, "headline") ||
+           g_str_equal(type, "error");
+}
+
+/* TRUE when the <priority/> children of @presence are as RFC 6121 4.7.2.3
+ * requires: at most one, an integer from -128 to 127. */
+static gboolean priority_valid(MkXml *presence)
+{
+    guint seen = 0;
+    for (guint i = 0; i < mk_xml_child_count(presence); i++) {
+        MkXml *ch = mk_xml_child_at(presence, i);
+        if (mk_xml_is_text(ch) || !g_str_equal(mk_xml_name(ch), "priority"))
+            continue;
+        g_autofree char *text = mk_xml_text(ch);
+        char *end = NULL;
+        gint64 v = text ? g_ascii_strtoll(g_strstrip(text), &end, 10) : 0;
+        if (++seen > 1 || !text || !*text || *end || v < -128 || v > 127)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* What the RFCs require of a client's stanza beyond well-formed XML.
+ * Returns the text of the bad-request to answer, or NULL. A message of a
+ * type nobody defined is normal (RFC 6121 5.2.2): its 'type' goes, so
+ * that the recipient sees what the server routed. Stream worker. */
+static const char *check_stanza(MkXml *el, MkStanzaKind kind)
+{
+    if (kind == MK_STANZA_MESSAGE) {
+        const char *type = mk_xml_get_attr(el, "type");
+        if (type && !known_message_type(type))
+            mk_xml_set_attr(el, "type", NULL);
+    } else if (kind == MK_STANZA_PRESENCE && !priority_valid(el)) {
+        return "a presence carries at most one priority, an integer from -128 to 127";
+    }
+    return NULL;
+}
+
 static void handle_stanza(MkC2s *c, MkXml *el)
 {
     MkServer *srv = c->cs->srv;
@@ -432,8 +484,13 @@ static void handle_stanza(MkC2s *c, MkXml *el)
          * 10.3.1). */
         to = mk_jid_bare(s->jid);
     }
+    const char *bad = check_stanza(el, kind);
     /* The server stamps the sender's full JID: a client cannot spoof. */
     g_autoptr(MkStanza) st = mk_stanza_new_addressed(el, s->jid, to);
+    if (G_UNLIKELY(bad)) {
+        mk_router_bounce(st, MK_ERR_BAD_REQUEST, bad);
+        return;
+    }
 
     MkHookCall call = {
         .domain = c->domain, .session = s, .stanza = mk_stanza_ref(st), .from = s->jid, .to = to};
@@ -526,6 +583,12 @@ static void on_element(gpointer user_data, MkXml *el)
     }
     if (G_UNLIKELY(c->sm))
         c2s_sm_received(c, el); /* h counts what the core answers itself too */
+    if (mk_xml_is(el, "iq", NS_CLIENT) && !mk_xml_get_attr(el, "id")) {
+        /* RFC 6120 8.1.3: 'id' is required on IQs; without one no answer
+         * could be matched. An error without one is dropped. */
+        send_iq_error(c, el, MK_ERR_BAD_REQUEST);
+        return;
+    }
     /* The legacy session IQ (RFC 3921) is a no-op that clients still send. */
     if (mk_xml_is(el, "iq", NS_CLIENT) && mk_xml_child(el, "session", NS_SESSION) &&
         !mk_xml_get_attr(el, "to")) {
