@@ -33,6 +33,7 @@ typedef struct {
     gboolean changed;
     RosterItem *item;
     gint64 ver;
+    const char *refusal; /* a cap refused the row (roster-limits.c) */
 } SubOp;
 
 static void sub_op_free(gpointer data)
@@ -61,6 +62,7 @@ static gboolean sub_work(MkDbConn *conn, gpointer data, GError **error)
     }
     if (!roster_db_load_item(conn, op->user, mk_jid_string(op->contact), &op->item, error))
         return FALSE;
+    gint64 before_cost = op->item ? roster_item_cost(op->item) : -1;
     if (!op->item)
         op->item = roster_item_new(mk_jid_string(op->contact));
 
@@ -75,6 +77,16 @@ static gboolean sub_work(MkDbConn *conn, gpointer data, GError **error)
     if (!op->item->st.pending_in)
         g_clear_pointer(&op->item->pending_xml, g_free);
 
+    /* A new row, or a request kept with the row: within the caps? */
+    if ((before_cost < 0 || (op->actions & ROSTER_ACT_STORE_PENDING)) &&
+        (op->item->st.in_roster || op->item->st.pending_in)) {
+        if (!roster_limits_allow(op->r, conn, op->user, before_cost, op->item, &op->refusal, error))
+            return FALSE;
+        if (op->refusal) {
+            op->actions = 0;
+            return TRUE;
+        }
+    }
     op->changed = !roster_state_visible_equal(&before, &op->item->st);
     if (!op->changed && had_pending == op->item->st.pending_in &&
         !(op->actions & ROSTER_ACT_STORE_PENDING))
@@ -129,6 +141,28 @@ static void send_presence_after(SubOp *op)
                              follow_op_free);
 }
 
+/* A cap kept the row from being stored: the sender of the stanza learns
+ * why (policy-violation). The user's own request is answered to each of
+ * its resources, since a presence error to a bare JID is not delivered. */
+static void refuse_subscription(SubOp *op)
+{
+    g_autoptr(MkStanza) err =
+        mk_stanza_error_reply(op->stanza, MK_ERR_POLICY_VIOLATION, op->refusal);
+    if (!err)
+        return;
+    if (op->inbound) {
+        mk_route(err);
+        return;
+    }
+    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(op->user);
+    for (guint i = 0; i < sessions->len; i++) {
+        MkSession *s = g_ptr_array_index(sessions, i);
+        g_autoptr(MkStanza) st =
+            mk_stanza_new_addressed(mk_stanza_xml(err), op->contact, mk_session_jid(s));
+        mk_session_send(s, st);
+    }
+}
+
 static void sub_done(const GError *error, gpointer data)
 {
     SubOp *op = data;
@@ -142,6 +176,10 @@ static void sub_done(const GError *error, gpointer data)
          * declined. */
         if (op->type == ROSTER_SUBSCRIBE)
             roster_route_presence("unsubscribed", op->user, op->contact);
+        return;
+    }
+    if (op->refusal) {
+        refuse_subscription(op);
         return;
     }
     /* RFC 6121 3.2.2: unavailable while the contact is still subscribed,
