@@ -10,6 +10,8 @@ storage"), driven by a raw-XML client as a hostile user would:
   is refused at start.
 - mod_private: max_total_size over every namespace (policy-violation);
   a replaced fragment is not counted twice.
+- mod_privacy: a list set reuses the roster the user's cached state holds
+  instead of reading it again; a roster change in between still counts.
 
 Prints TAP; ignores --tap."""
 import os
@@ -131,6 +133,31 @@ def test_private(t, srv):
     c.close()
 
 
+def test_privacy_roster(t, srv):
+    srv.register("jo")
+    srv.register("kim")
+    j = Client(srv, "jo")
+    j.presence()
+    k = Client(srv, "kim")
+    roster_set(j, "kim@localhost", groups=["A"])
+    roster_set(j, "other@localhost", groups=["B"])
+    deny_b = ("<query xmlns='jabber:iq:privacy'><list name='l'><item type='group' value='B'"
+              " action='deny' order='%d'><message/></item></list></query>")
+    t.ok(outcome(j.iq(deny_b % 1, "set")) == "result", "a list denying messages from group B")
+    j.iq("<query xmlns='jabber:iq:privacy'><active name='l'/></query>", "set")
+    k.send("<message to='jo@localhost/r' type='chat' id='k1'><body>1</body></message>")
+    t.ok(j.maybe(lambda e: e.get("id") == "k1", 3) is not None, "kim (group A) gets through")
+    # kim moves to B, and at once the list is set again: the new state must
+    # carry the new roster, not the one the previous state shared.
+    roster_set(j, "kim@localhost", groups=["B"])
+    t.ok(outcome(j.iq(deny_b % 2, "set")) == "result", "the list set again")
+    k.send("<message to='jo@localhost/r' type='chat' id='k2'><body>2</body></message>")
+    t.ok(j.maybe(lambda e: e.get("id") == "k2", 1.5) is None,
+         "kim, now in group B, is denied")
+    j.close()
+    k.close()
+
+
 def test_startup_bound(t):
     try:
         srv = Server({"mod_roster": {"max_bytes": 2000000}})
@@ -144,7 +171,8 @@ def test_startup_bound(t):
 def main():
     t = Tap()
     try:
-        srv = Server({"mod_roster": ROSTER, "mod_private": {"max_total_size": 1024}})
+        srv = Server({"mod_roster": ROSTER, "mod_private": {"max_total_size": 1024},
+                      "mod_privacy": {}})
     except Exception as e:
         t.ok(False, "meerkatd with mod_roster and mod_private starts")
         t.diag(e)
@@ -154,6 +182,7 @@ def main():
         t.run("roster items", test_items, srv)
         t.run("roster bytes", test_bytes, srv)
         t.run("private storage total", test_private, srv)
+        t.run("privacy lists and the roster", test_privacy_roster, srv)
     finally:
         if t.failed:
             t.diag(srv.log_text())
