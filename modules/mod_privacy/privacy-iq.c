@@ -161,8 +161,10 @@ static gboolean op_work(MkDbConn *conn, gpointer data, GError **error)
                 return refuse(op, MK_ERR_ITEM_NOT_FOUND);
         }
         if (p->max_lists > 0 && !g_hash_table_contains(before->lists, op->name) &&
-            g_hash_table_size(before->lists) >= (guint)p->max_lists)
+            g_hash_table_size(before->lists) >= (guint)p->max_lists) {
+            mk_counter_add(p->limit_refusals, 1);
             return refuse(op, MK_ERR_RESOURCE_CONSTRAINT);
+        }
         if (!priv_db_save_list(conn, op->user, op->name, op->items, error))
             return FALSE;
         break;
@@ -561,6 +563,8 @@ static MkResult on_set(MkIq *iq, gpointer user_data)
     }
     if (element_count(el, NULL) == 0)
         return queue_op(p, iq, user, OP_REMOVE, name, NULL);
+    if (p->max_items > 0 && element_count(el, NULL) > (guint)p->max_items)
+        mk_counter_add(p->limit_refusals, 1); /* parse_items refuses it */
     GPtrArray *items = parse_items(el, (guint)p->max_items);
     if (!items) {
         mk_iq_reply_error(iq, MK_ERR_BAD_REQUEST, NULL);

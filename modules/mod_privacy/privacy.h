@@ -133,6 +133,7 @@ typedef struct {
     MkCounter *denied_in;
     MkCounter *denied_out;
     MkCounter *pushes;
+    MkCounter *limit_refusals; /* sets refused by max_lists or max_items */
 } Privacy;
 
 /* ---- the cache (privacy-cache.c) ----------------------------------------- */

@@ -10,7 +10,8 @@ storage"), driven by a raw-XML client as a hostile user would:
   is refused at start.
 - mod_private: max_total_size over every namespace (policy-violation);
   a replaced fragment is not counted twice.
-- mod_privacy: a list set reuses the roster the user's cached state holds
+- mod_privacy: max_items per list (bad-request) and max_lists per user
+  (resource-constraint); a list set reuses the roster the user's cached state holds
   instead of reading it again; a roster change in between still counts.
 
 Prints TAP; ignores --tap."""
@@ -158,6 +159,23 @@ def test_privacy_roster(t, srv):
     k.close()
 
 
+def test_privacy_caps(t, srv):
+    srv.register("pat")
+    c = Client(srv, "pat")
+
+    def put(name, n):
+        items = "".join("<item type='jid' value='x%d@localhost' action='deny' order='%d'/>"
+                        % (i, i + 1) for i in range(n))
+        return outcome(c.iq("<query xmlns='jabber:iq:privacy'><list name='%s'>%s</list></query>"
+                            % (name, items), "set"))
+
+    t.ok(put("a", 4) == "bad-request", "a list of 4 items (max_items 3): bad-request")
+    t.ok(put("a", 3) == "result" and put("b", 1) == "result", "two lists (max_lists 2)")
+    t.ok(put("c", 1) == "resource-constraint", "a third list: resource-constraint")
+    t.ok(put("b", 3) == "result", "editing a list when at the cap: result")
+    c.close()
+
+
 def test_startup_bound(t):
     try:
         srv = Server({"mod_roster": {"max_bytes": 2000000}})
@@ -172,7 +190,7 @@ def main():
     t = Tap()
     try:
         srv = Server({"mod_roster": ROSTER, "mod_private": {"max_total_size": 1024},
-                      "mod_privacy": {}})
+                      "mod_privacy": {"max_lists": 2, "max_items": 3}})
     except Exception as e:
         t.ok(False, "meerkatd with mod_roster and mod_private starts")
         t.diag(e)
@@ -183,6 +201,7 @@ def main():
         t.run("roster bytes", test_bytes, srv)
         t.run("private storage total", test_private, srv)
         t.run("privacy lists and the roster", test_privacy_roster, srv)
+        t.run("privacy caps", test_privacy_caps, srv)
     finally:
         if t.failed:
             t.diag(srv.log_text())
