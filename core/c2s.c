@@ -271,6 +271,17 @@ static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
         send_iq_error(c, iq, MK_ERR_NOT_ALLOWED);
         return;
     }
+    guint resources = 0;
+    for (guint i = 0; i < mk_xml_child_count(bind); i++) {
+        MkXml *ch = mk_xml_child_at(bind, i);
+        if (!mk_xml_is_text(ch) && mk_xml_is(ch, "resource", NS_BIND))
+            resources++;
+    }
+    if (resources > 1) {
+        /* RFC 6120 7.7.2.1: one resource, or none for the server to pick. */
+        send_iq_error(c, iq, MK_ERR_BAD_REQUEST);
+        return;
+    }
     if (wanted)
         g_strstrip(wanted);
     if (wanted && *wanted) {
@@ -311,16 +322,27 @@ static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
 
 /* ---- presence --------------------------------------------------------- */
 
-static int presence_priority(MkXml *presence)
+/* The priority of @presence in *@prio (0 without one). FALSE when its
+ * <priority/> children are not as RFC 6121 4.7.2.3 requires: at most one,
+ * an integer from -128 to 127. */
+static gboolean parse_priority(MkXml *presence, int *prio)
 {
-    g_autofree char *text = mk_xml_child_text(presence, "priority", NULL);
-    if (!text)
-        return 0;
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (*end || v < -128 || v > 127)
-        return 0;
-    return (int)v;
+    guint seen = 0;
+    *prio = 0;
+    for (guint i = 0; i < mk_xml_child_count(presence); i++) {
+        MkXml *ch = mk_xml_child_at(presence, i);
+        if (mk_xml_is_text(ch) || !g_str_equal(mk_xml_name(ch), "priority"))
+            continue;
+        g_autofree char *text = mk_xml_text(ch);
+        char *end = NULL;
+        long long v = strtoll(text, &end, 10); /* skips leading blanks */
+        while (end != text && g_ascii_isspace(*end))
+            end++;
+        if (++seen > 1 || end == text || *end || v < -128 || v > 127)
+            return FALSE;
+        *prio = (int)v;
+    }
+    return TRUE;
 }
 
 static void send_directed_unavailable(MkSession *s)
@@ -341,7 +363,8 @@ static void send_directed_unavailable(MkSession *s)
 
 /* Broadcast presence (no 'to', RFC 6121 4.2 and 4.5): record it, let
  * modules tell the subscribers, and show it to the user's own resources. */
-static void presence_broadcast(MkServer *srv, MkSession *s, const char *domain, MkStanza *st)
+static void presence_broadcast(MkServer *srv, MkSession *s, const char *domain, MkStanza *st,
+                               int priority)
 {
     const char *type = mk_stanza_type(st);
     gboolean available = type == NULL;
@@ -351,7 +374,7 @@ static void presence_broadcast(MkServer *srv, MkSession *s, const char *domain, 
     if (!available && !s->available)
         return;
 
-    mk_sm_set_presence(srv->sm, s, st, available, presence_priority(mk_stanza_xml(st)));
+    mk_sm_set_presence(srv->sm, s, st, available, priority);
 
     MkHookCall call = {.domain = domain, .session = s, .stanza = mk_stanza_ref(st), .from = s->jid};
     mk_hooks_run(srv->modules, MK_HOOK_PRESENCE_BROADCAST, &call);
@@ -387,6 +410,44 @@ static void track_directed(MkC2s *c, MkStanza *st)
 }
 
 /* ---- stanzas from the client ------------------------------------------ */
+
+static gboolean known_message_type(const char *type)
+{
+    switch (type[0]) { /* one comparison on every message */
+    case 'c':
+        return strcmp(type, "chat") == 0;
+    case 'n':
+        return strcmp(type, "normal") == 0;
+    case 'g':
+        return strcmp(type, "groupchat") == 0;
+    case 'h':
+        return strcmp(type, "headline") == 0;
+    case 'e':
+        return strcmp(type, "error") == 0;
+    default:
+        return FALSE;
+    }
+}
+
+/* What the RFCs require of a client's stanza beyond well-formed XML.
+ * Returns the text of the bad-request to answer, or NULL; a presence's
+ * priority goes to *@prio. A message of a type nobody defined is normal
+ * (RFC 6121 5.2.2): its 'type' goes, so that the recipient sees what the
+ * server routed. Stream worker. */
+static const char *check_stanza(MkXml *el, MkStanzaKind kind, int *prio)
+{
+    if (kind == MK_STANZA_MESSAGE) {
+        const char *type = mk_xml_get_attr(el, "type");
+        if (type && !known_message_type(type))
+            mk_xml_set_attr(el, "type", NULL);
+    } else if (kind == MK_STANZA_PRESENCE && !parse_priority(el, prio)) {
+        return "a presence carries at most one priority, an integer from -128 to 127";
+    } else if (kind == MK_STANZA_IQ && !mk_xml_get_attr(el, "id")) {
+        /* RFC 6120 8.1.3: no answer could be matched without one. */
+        return "an IQ needs an 'id'";
+    }
+    return NULL;
+}
 
 static void handle_stanza(MkC2s *c, MkXml *el)
 {
@@ -432,8 +493,14 @@ static void handle_stanza(MkC2s *c, MkXml *el)
          * 10.3.1). */
         to = mk_jid_bare(s->jid);
     }
+    int prio = 0;
+    const char *bad = check_stanza(el, kind, &prio);
     /* The server stamps the sender's full JID: a client cannot spoof. */
     g_autoptr(MkStanza) st = mk_stanza_new_addressed(el, s->jid, to);
+    if (G_UNLIKELY(bad)) {
+        mk_router_bounce(st, MK_ERR_BAD_REQUEST, bad);
+        return;
+    }
 
     MkHookCall call = {
         .domain = c->domain, .session = s, .stanza = mk_stanza_ref(st), .from = s->jid, .to = to};
@@ -441,6 +508,8 @@ static void handle_stanza(MkC2s *c, MkXml *el)
     if (call.stanza != st) {
         mk_stanza_unref(st);
         st = mk_stanza_ref(call.stanza);
+        if (kind == MK_STANZA_PRESENCE && !parse_priority(mk_stanza_xml(st), &prio))
+            prio = 0; /* a module's own presence */
     }
     if (r == MK_ERROR && call.has_error)
         mk_router_bounce(st, call.error, call.error_text);
@@ -451,7 +520,7 @@ static void handle_stanza(MkC2s *c, MkXml *el)
     switch (kind) {
     case MK_STANZA_PRESENCE:
         if (!to) {
-            presence_broadcast(srv, s, c->domain, st);
+            presence_broadcast(srv, s, c->domain, st, prio);
             return;
         }
         track_directed(c, st);
@@ -622,7 +691,7 @@ static void c2s_end_session(MkC2s *c)
         g_autoptr(MkXml) xml = mk_xml_new("presence", NS_CLIENT);
         mk_xml_set_attr(xml, "type", "unavailable");
         g_autoptr(MkStanza) st = mk_stanza_new_addressed(xml, s->jid, NULL);
-        presence_broadcast(srv, s, c->domain, st);
+        presence_broadcast(srv, s, c->domain, st, 0);
     } else {
         send_directed_unavailable(s);
     }

@@ -221,6 +221,14 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
         return;
     }
     guint level = xs->depth - xs->top + 1; /* 1 = the stanza element */
+    if (level == 1 && localname[0] == 's' && !xs->doc_mode &&
+        strcmp((const char *)localname, "stream") == 0 && uri &&
+        strcmp((const char *)uri, NS_STREAMS) == 0) {
+        /* A stream header inside the open stream (not after a reset):
+         * it would swallow every stanza until the size limit. */
+        fail(xs, "unsupported-stanza-type", "a stream header inside the stream", TRUE);
+        return;
+    }
     if (xs->max_depth && level > xs->max_depth) {
         fail(xs, "policy-violation", "elements nested too deeply", TRUE);
         return;

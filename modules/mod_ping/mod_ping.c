@@ -1,5 +1,6 @@
 /* mod_ping: XMPP Ping (XEP-0199), see docs/mod_ping.md. Answers pings to
- * the server; with ping_interval set, pings clients silent that long and
+ * the server (and a client's ping without 'to', RFC 6120 10.3.3); with
+ * ping_interval set, pings clients silent that long and
  * closes with connection-timeout those that do not answer within
  * ping_timeout. The sweep and the completions run on the main thread.
  * Sessions detached by stream management are left alone: their client
@@ -20,9 +21,14 @@ typedef struct {
     MkSession *s; /* the reference in p->pending */
 } Call;
 
-/* The server answers a ping with an empty result. */
+/* The server answers a ping with an empty result: to itself, and (RFC
+ * 6120 10.3.3) one a client sends without 'to' or to its own bare JID.
+ * Another entity's ping of an account is not answered for it. */
 static MkResult ping_iq(MkIq *iq, gpointer user_data)
 {
+    MkJid *to = mk_iq_to(iq);
+    if (to && mk_jid_node(to) && !mk_jid_bare_equal(to, mk_iq_from(iq)))
+        return MK_PASS;
     mk_iq_reply(iq, NULL);
     return MK_HANDLED;
 }
@@ -95,7 +101,8 @@ static gboolean ping_start(MkModule *mod, GError **error)
     p->answered = mk_metrics_counter(mod, "pings_answered");
     p->timeouts = mk_metrics_counter(mod, "ping_timeouts");
     mk_module_set_data(mod, p, ping_free);
-    if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER, MK_IQ_GET, NS_PING, ping_iq, p, error))
+    if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER | MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_PING, ping_iq,
+                        p, error))
         return FALSE;
     mk_disco_add_feature(mod, NS_PING);
     /* Half the interval finds a client at most 1.5 intervals after it

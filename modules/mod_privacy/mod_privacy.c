@@ -191,6 +191,7 @@ static gboolean privacy_start(MkModule *mod, GError **error)
     p->denied_in = mk_metrics_counter(mod, "denied_in");
     p->denied_out = mk_metrics_counter(mod, "denied_out");
     p->pushes = mk_metrics_counter(mod, "pushes");
+    p->limit_refusals = mk_metrics_counter(mod, "limit_refusals");
     mk_module_set_data(mod, p, g_free); /* freed with the last reference */
 
     if (!priv_iq_start(p, error))

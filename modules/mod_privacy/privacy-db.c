@@ -62,6 +62,7 @@ PrivState *priv_state_new(void)
         g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)priv_list_free);
     st->roster = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, contact_free);
     st->groups = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    st->roster_ver = -1;
     return st;
 }
 
@@ -77,8 +78,9 @@ void priv_state_unref(PrivState *st)
         return;
     g_free(st->default_name);
     g_hash_table_destroy(st->lists);
-    g_hash_table_destroy(st->roster);
-    g_hash_table_destroy(st->groups);
+    /* The roster tables may be shared with other states (priv_db_load_lists). */
+    g_hash_table_unref(st->roster);
+    g_hash_table_unref(st->groups);
     g_free(st);
 }
 
@@ -137,14 +139,31 @@ static PrivItem *item_from_row(MkDbResult *res, guint row)
     return g_steal_pointer(&item);
 }
 
-/* The roster as the lists see it, when mod_roster's schema is there. */
-static gboolean load_roster(MkDbConn *conn, MkJid *user, PrivState *st, GError **error)
+/* mod_roster's version of @user's roster (it changes with every change
+ * a roster push shows), or -1 without mod_roster's schema. */
+static gboolean roster_version(MkDbConn *conn, MkJid *user, gint64 *ver, GError **error)
 {
+    *ver = -1;
     g_autoptr(MkDbResult) have = mk_db_conn_query(
         conn, error, "SELECT 1 FROM meerkat_schema WHERE component = ?", MK_DB_STR("mod_roster"));
     if (!have)
         return FALSE;
     if (mk_db_result_rows(have) == 0)
+        return TRUE;
+    g_autoptr(MkDbResult) v = mk_db_conn_query(
+        conn, error, "SELECT version FROM roster_versions WHERE username = ? AND domain = ?",
+        MK_DB_STR(mk_jid_node(user)), MK_DB_STR(mk_jid_domain(user)));
+    if (!v)
+        return FALSE;
+    *ver = mk_db_result_rows(v) ? mk_db_result_get_int(v, 0, 0) : 0;
+    return TRUE;
+}
+
+/* The roster as the lists see it, when mod_roster's schema is there
+ * (st->roster_ver >= 0). */
+static gboolean load_roster(MkDbConn *conn, MkJid *user, PrivState *st, GError **error)
+{
+    if (st->roster_ver < 0)
         return TRUE;
     const char *node = mk_jid_node(user), *domain = mk_jid_domain(user);
     g_autoptr(MkDbResult) items =
@@ -184,9 +203,26 @@ static gboolean load_roster(MkDbConn *conn, MkJid *user, PrivState *st, GError *
 
 gboolean priv_db_load(MkDbConn *conn, MkJid *user, PrivState **out, GError **error)
 {
+    return priv_db_load_lists(conn, user, NULL, out, error);
+}
+
+gboolean priv_db_load_lists(MkDbConn *conn, MkJid *user, PrivState *roster_from, PrivState **out,
+                            GError **error)
+{
     *out = NULL;
     const char *node = mk_jid_node(user), *domain = mk_jid_domain(user);
     g_autoptr(PrivState) st = priv_state_new();
+    if (!roster_version(conn, user, &st->roster_ver, error))
+        return FALSE;
+    gboolean share =
+        roster_from && roster_from->roster_ver >= 0 && roster_from->roster_ver == st->roster_ver;
+    if (share) {
+        /* Immutable once published: shared, not read again. */
+        g_hash_table_unref(st->roster);
+        g_hash_table_unref(st->groups);
+        st->roster = g_hash_table_ref(roster_from->roster);
+        st->groups = g_hash_table_ref(roster_from->groups);
+    }
 
     g_autoptr(MkDbResult) lists = mk_db_conn_query(
         conn, error, "SELECT name FROM privacy_lists WHERE username = ? AND domain = ?",
@@ -219,7 +255,7 @@ gboolean priv_db_load(MkDbConn *conn, MkJid *user, PrivState **out, GError **err
         return FALSE;
     if (mk_db_result_rows(def))
         st->default_name = g_strdup(mk_db_result_get_string(def, 0, 0));
-    if (!load_roster(conn, user, st, error))
+    if (!share && !load_roster(conn, user, st, error))
         return FALSE;
     *out = g_steal_pointer(&st);
     return TRUE;

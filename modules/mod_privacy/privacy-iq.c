@@ -9,6 +9,7 @@
 #include "privacy.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* Child elements of @el, text skipped. */
 static guint element_count(MkXml *el, MkXml **first)
@@ -81,8 +82,9 @@ typedef struct {
     MkJid *user;
     MkSession *session; /* nullable, ref: the sender */
     OpKind kind;
-    char *name;       /* nullable: declining active/default */
-    GPtrArray *items; /* OP_EDIT: PrivItem* sorted by order */
+    char *name;        /* nullable: declining active/default */
+    GPtrArray *items;  /* OP_EDIT: PrivItem* sorted by order */
+    PrivState *cached; /* nullable, ref: the cached state when queued */
     /* Results. */
     PrivState *st; /* after the change */
     MkStanzaError fail;
@@ -100,6 +102,7 @@ static void op_free(gpointer data)
     if (op->items)
         g_ptr_array_unref(op->items);
     priv_state_unref(op->st);
+    priv_state_unref(op->cached);
     g_free(op);
 }
 
@@ -115,8 +118,10 @@ static gboolean op_work(MkDbConn *conn, gpointer data, GError **error)
 {
     Op *op = data;
     Privacy *p = op->p;
+    /* The roster of the cached state is shared while mod_roster's
+     * version of it is unchanged; otherwise it is read here. */
     g_autoptr(PrivState) before = NULL;
-    if (!priv_db_load(conn, op->user, &before, error))
+    if (!priv_db_load_lists(conn, op->user, op->cached, &before, error))
         return FALSE;
 
     switch (op->kind) {
@@ -156,13 +161,16 @@ static gboolean op_work(MkDbConn *conn, gpointer data, GError **error)
                 return refuse(op, MK_ERR_ITEM_NOT_FOUND);
         }
         if (p->max_lists > 0 && !g_hash_table_contains(before->lists, op->name) &&
-            g_hash_table_size(before->lists) >= (guint)p->max_lists)
+            g_hash_table_size(before->lists) >= (guint)p->max_lists) {
+            mk_counter_add(p->limit_refusals, 1);
             return refuse(op, MK_ERR_RESOURCE_CONSTRAINT);
+        }
         if (!priv_db_save_list(conn, op->user, op->name, op->items, error))
             return FALSE;
         break;
     }
-    return priv_db_load(conn, op->user, &op->st, error);
+    /* Only the lists changed: the roster read (or shared) above stands. */
+    return priv_db_load_lists(conn, op->user, before, &op->st, error);
 }
 
 static MkXml *list_xml(const PrivList *l)
@@ -225,14 +233,34 @@ static GArray *lists_around(Privacy *p, Op *op, PrivState *old, PrivState *new, 
     return out;
 }
 
+/* TRUE when an item of @l can deny presence-out: otherwise the list
+ * changes nothing a subscriber sees, and its roster need not be walked. */
+static gboolean covers_presence_out(const PrivList *l)
+{
+    for (guint i = 0; l && i < l->items->len; i++) {
+        const PrivItem *it = g_ptr_array_index(l->items, i);
+        if (it->kinds == 0 || (it->kinds & PRIV_PRESENCE_OUT))
+            return TRUE;
+    }
+    return FALSE;
+}
+
 static gboolean presence_out_allowed(const PrivList *l, const char *contact, PrivContact *c)
 {
     if (!l)
         return TRUE;
-    g_autoptr(MkJid) jid = mk_jid_new(contact, NULL);
-    if (!jid)
+    /* Roster contacts are prepared bare JIDs already: split, do not
+     * prepare again (stringprep per contact was most of the worker's
+     * time on a large roster). A node is at most 1023 bytes. */
+    char node[1024];
+    const char *at = strchr(contact, '@');
+    if (at && (gsize)(at - contact) >= sizeof node)
         return TRUE;
-    PrivPeer peer = {mk_jid_node(jid), mk_jid_domain(jid), NULL, c->sub,
+    if (at) {
+        memcpy(node, contact, (gsize)(at - contact));
+        node[at - contact] = '\0';
+    }
+    PrivPeer peer = {at ? node : NULL, at ? at + 1 : contact, NULL, c->sub,
                      (const char *const *)c->groups};
     return priv_items_allow(l->items, PRIV_PRESENCE_OUT, &peer);
 }
@@ -247,7 +275,8 @@ static void presence_transitions(GArray *applies, PrivState *new, gboolean hide)
     gpointer k, v;
     for (guint i = 0; i < applies->len; i++) {
         Applies *a = &g_array_index(applies, Applies, i);
-        if (a->before == a->after)
+        if (a->before == a->after ||
+            (!covers_presence_out(a->before) && !covers_presence_out(a->after)))
             continue;
         g_hash_table_iter_init(&it, new->roster);
         while (g_hash_table_iter_next(&it, &k, &v)) {
@@ -373,7 +402,11 @@ static MkResult queue_op(Privacy *p, MkIq *iq, MkJid *user, OpKind kind, const c
     op->kind = kind;
     op->name = g_strdup(name);
     op->items = items;
-    mk_user_queue_push(p->queue, mk_jid_string(user), op_work, op_done, op, op_free);
+    op->cached = priv_cache_get(p, user, NULL); /* (nullable) its roster may serve */
+    if (kind == OP_GET_NAMES || kind == OP_GET_LIST || kind == OP_ACTIVE)
+        mk_user_queue_push_reads(p->queue, mk_jid_string(user), op_work, op_done, op, op_free);
+    else
+        mk_user_queue_push(p->queue, mk_jid_string(user), op_work, op_done, op, op_free);
     return MK_HANDLED;
 }
 
@@ -530,6 +563,8 @@ static MkResult on_set(MkIq *iq, gpointer user_data)
     }
     if (element_count(el, NULL) == 0)
         return queue_op(p, iq, user, OP_REMOVE, name, NULL);
+    if (p->max_items > 0 && element_count(el, NULL) > (guint)p->max_items)
+        mk_counter_add(p->limit_refusals, 1); /* parse_items refuses it */
     GPtrArray *items = parse_items(el, (guint)p->max_items);
     if (!items) {
         mk_iq_reply_error(iq, MK_ERR_BAD_REQUEST, NULL);

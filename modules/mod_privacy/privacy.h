@@ -95,6 +95,7 @@ typedef struct {
     GHashTable *lists;  /* name -> PrivList* */
     GHashTable *roster; /* contact bare JID -> PrivContact* */
     GHashTable *groups; /* group names of the roster (set) */
+    gint64 roster_ver;  /* mod_roster's version of that roster; -1: unknown */
 } PrivState;
 
 /* An empty state: no lists, no roster. (transfer full) */
@@ -108,6 +109,11 @@ extern const MkMigration privacy_migrations[];
 
 /* Storage thread, inside an MkDbWork. */
 gboolean priv_db_load(MkDbConn *conn, MkJid *user, PrivState **out, GError **error);
+/* As priv_db_load, but the roster of @roster_from (nullable) is shared
+ * rather than read again when mod_roster's version of it is still the
+ * same: on a 10k-item roster the read was most of a privacy set's cost. */
+gboolean priv_db_load_lists(MkDbConn *conn, MkJid *user, PrivState *roster_from, PrivState **out,
+                            GError **error);
 /* Replaces (or creates) list @name with @items (PrivItem*). */
 gboolean priv_db_save_list(MkDbConn *conn, MkJid *user, const char *name, GPtrArray *items,
                            GError **error);
@@ -127,6 +133,7 @@ typedef struct {
     MkCounter *denied_in;
     MkCounter *denied_out;
     MkCounter *pushes;
+    MkCounter *limit_refusals; /* sets refused by max_lists or max_items */
 } Privacy;
 
 /* ---- the cache (privacy-cache.c) ----------------------------------------- */

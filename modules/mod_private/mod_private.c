@@ -7,7 +7,11 @@
  * anyone else). Reserved namespaces (jabber:..., http://jabber.org/...,
  * vcard-temp) get not-acceptable, the optional behaviour of the XEP, so
  * the store is never mistaken for the real protocols. Rows reference the
- * account and go with it. */
+ * account and go with it.
+ *
+ * Caps: max_size bytes per set (not-acceptable, the value is beyond what
+ * the server takes) and max_total_size bytes per user over every
+ * namespace (policy-violation, a per-user quota); docs/security.md. */
 #include <meerkat/module.h>
 
 #include <string.h>
@@ -30,6 +34,8 @@ static const MkMigration private_migrations[] = {
 
 typedef struct {
     gint64 max_size;
+    gint64 max_total;
+    MkCounter *refusals;
     MkCounter *sets;
     MkCounter *gets;
 } Private;
@@ -126,10 +132,13 @@ static MkResult on_get(MkIq *iq, gpointer user_data)
 /* ---- set ------------------------------------------------------------------ */
 
 typedef struct {
+    gint64 max_total;    /* copied: the module's data may go before the op */
+    MkCounter *refusals; /* counters outlive the module */
     MkIq *iq;
     MkJid *account;
     GPtrArray *ns;  /* char*, in the order first seen */
     GPtrArray *xml; /* char*, the serialized children per namespace */
+    gboolean over;  /* the user's total would exceed max_total_size */
 } SetOp;
 
 static void set_op_free(gpointer data)
@@ -142,10 +151,45 @@ static void set_op_free(gpointer data)
     g_free(op);
 }
 
+/* The bytes @op->account would store after @op: what the other
+ * namespaces hold plus the new fragments. Storage thread. */
+static gboolean total_after(MkDbConn *conn, SetOp *op, gint64 *total, GError **error)
+{
+    gboolean pg = g_strcmp0(mk_db_conn_driver(conn), "pgsql") == 0;
+    g_autoptr(MkDbResult) r = mk_db_conn_query(
+        conn, error,
+        pg ? "SELECT namespace, octet_length(namespace) + octet_length(xml) FROM private_storage"
+             " WHERE username = ? AND domain = ?"
+           : "SELECT namespace, length(CAST(namespace AS BLOB)) + length(CAST(xml AS BLOB))"
+             " FROM private_storage WHERE username = ? AND domain = ?",
+        MK_DB_STR(mk_jid_node(op->account)), MK_DB_STR(mk_jid_domain(op->account)));
+    if (!r)
+        return FALSE;
+    *total = 0;
+    for (guint i = 0; i < mk_db_result_rows(r); i++) {
+        const char *ns = mk_db_result_get_string(r, i, 0);
+        gboolean replaced = FALSE;
+        for (guint j = 0; j < op->ns->len && !replaced; j++)
+            replaced = g_str_equal(op->ns->pdata[j], ns);
+        if (!replaced)
+            *total += mk_db_result_get_int(r, i, 1);
+    }
+    for (guint j = 0; j < op->ns->len; j++)
+        *total += strlen(op->ns->pdata[j]) + strlen(op->xml->pdata[j]);
+    return TRUE;
+}
+
 /* Storage thread, inside BEGIN. */
 static gboolean set_work(MkDbConn *conn, gpointer data, GError **error)
 {
     SetOp *op = data;
+    gint64 total = 0;
+    if (!total_after(conn, op, &total, error))
+        return FALSE;
+    if (total > op->max_total) {
+        op->over = TRUE;
+        return TRUE;
+    }
     for (guint i = 0; i < op->ns->len; i++) {
         g_autoptr(MkDbResult) r = mk_db_conn_query(
             conn, error,
@@ -165,6 +209,13 @@ static void set_done(const GError *error, gpointer data)
     if (error) {
         g_warning("mod_private: storing for %s: %s", mk_jid_string(op->account), error->message);
         mk_iq_reply_error(op->iq, MK_ERR_INTERNAL_SERVER_ERROR, NULL);
+        return;
+    }
+    if (op->over) {
+        mk_counter_add(op->refusals, 1);
+        g_info("mod_private: %s: over max_total_size (%" G_GINT64_FORMAT " bytes)",
+               mk_jid_string(op->account), op->max_total);
+        mk_iq_reply_error(op->iq, MK_ERR_POLICY_VIOLATION, "private storage quota exceeded");
         return;
     }
     mk_iq_reply(op->iq, NULL);
@@ -209,11 +260,14 @@ static MkResult on_set(MkIq *iq, gpointer user_data)
         }
     }
     if (p->max_size > 0 && total > (gsize)p->max_size) {
+        mk_counter_add(p->refusals, 1);
         set_op_free(op);
         mk_iq_reply_error(iq, MK_ERR_NOT_ACCEPTABLE, "private data too large");
         return MK_HANDLED;
     }
     mk_counter_add(p->sets, 1);
+    op->max_total = p->max_total;
+    op->refusals = p->refusals;
     op->iq = mk_iq_ref(iq);
     op->account = g_steal_pointer(&account);
     mk_db_transaction(mk_iq_module(iq), set_work, set_done, op, set_op_free);
@@ -224,6 +278,8 @@ static gboolean private_start(MkModule *mod, GError **error)
 {
     Private *p = g_new0(Private, 1);
     p->max_size = mk_config_get_int(mod, "max_size");
+    p->max_total = mk_config_get_int(mod, "max_total_size");
+    p->refusals = mk_metrics_counter(mod, "limit_refusals");
     p->sets = mk_metrics_counter(mod, "sets");
     p->gets = mk_metrics_counter(mod, "gets");
     mk_module_set_data(mod, p, g_free);
@@ -236,6 +292,8 @@ static gboolean private_start(MkModule *mod, GError **error)
 static const MkConfigKey private_keys[] = {
     {"max_size", MK_CONFIG_INT, "65536", 0, 16777216,
      "largest set accepted, in bytes of XML (0 = only the stanza size limit)"},
+    {"max_total_size", MK_CONFIG_INT, "1048576", 1024, 1073741824,
+     "bytes a user may store over all namespaces"},
     MK_CONFIG_KEYS_END,
 };
 

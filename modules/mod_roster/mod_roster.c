@@ -131,6 +131,11 @@ static gboolean roster_start(MkModule *mod, GError **error)
     r->preloads_stale = mk_metrics_counter(mod, "preloads_stale");
     r->subs_used = mk_metrics_counter(mod, "presence_subscribers_cached");
     r->subs_stale = mk_metrics_counter(mod, "presence_subscribers_stale");
+    r->limit_refusals = mk_metrics_counter(mod, "limit_refusals");
+    r->max_items = mk_config_get_int(mod, "max_items");
+    r->max_groups = mk_config_get_int(mod, "max_groups");
+    r->max_text = mk_config_get_int(mod, "max_text_length");
+    r->max_bytes = mk_config_get_int(mod, "max_bytes");
     mk_module_set_data(mod, r, roster_free);
 
     if (!roster_iq_start(r, error))
@@ -144,7 +149,25 @@ static gboolean roster_start(MkModule *mod, GError **error)
     return TRUE;
 }
 
+/* Per-user caps (docs/security.md). max_bytes stays at most 1.25 Mi so
+ * that a roster result, at most 6 bytes a character, fits the 8 MiB a
+ * connection may queue. */
+static const MkConfigKey roster_keys[] = {
+    {"max_items", MK_CONFIG_INT, "1000", 1, 100000,
+     "roster rows of a user (items and requests waiting for an answer)"},
+    {"max_groups", MK_CONFIG_INT, "32", 1, 1000, "groups of one roster item"},
+    {"max_text_length", MK_CONFIG_INT, "1023", 1, 1023,
+     "bytes of an item's name or of a group's name"},
+    {"max_bytes", MK_CONFIG_INT, "1048576", 1024, 1310720,
+     "size of a user's roster (characters plus the markup of each item and group)"},
+    MK_CONFIG_KEYS_END,
+};
+
 MK_MODULE_EXPORT const MkModuleDesc mk_module_desc = {
-    MK_MODULE_DESC_HEADER,           .name = "mod_roster",  .version = "1.0",
-    .migrations = roster_migrations, .start = roster_start,
+    MK_MODULE_DESC_HEADER,
+    .name = "mod_roster",
+    .version = "1.0",
+    .config_keys = roster_keys,
+    .migrations = roster_migrations,
+    .start = roster_start,
 };

@@ -8,9 +8,6 @@
 
 #include <string.h>
 
-/* Longest name or group accepted, in bytes (RFC 6121 2.3.3 lets the
- * server set a limit and answer not-acceptable beyond it). */
-#define MAX_TEXT 1023
 
 /* ---- get ----------------------------------------------------------------- */
 
@@ -125,6 +122,7 @@ typedef struct {
     /* Results. */
     RosterItem *cur; /* before a removal, after an update */
     gboolean not_found;
+    const char *refusal; /* a cap refused it (roster-limits.c) */
     gint64 ver;
 } SetOp;
 
@@ -154,13 +152,23 @@ static gboolean set_work(MkDbConn *conn, gpointer data, GError **error)
                roster_db_bump_version(conn, op->user, &op->ver, error);
     }
 
-    if (!op->cur)
-        op->cur = roster_item_new(op->want->contact);
-    g_free(op->cur->name);
+    /* The item as it will be, beside the row it replaces: the caps
+     * compare the two. */
+    g_autoptr(RosterItem) old = g_steal_pointer(&op->cur);
+    op->cur = roster_item_new(op->want->contact);
+    if (old) {
+        op->cur->st = old->st;
+        op->cur->pending_xml = g_strdup(old->pending_xml);
+    }
     op->cur->name = g_strdup(op->want->name);
     g_strfreev(op->cur->groups);
     op->cur->groups = g_strdupv(op->want->groups);
     op->cur->st.in_roster = TRUE;
+    if (!roster_limits_allow(op->r, conn, op->user, old ? roster_item_cost(old) : -1, op->cur,
+                             &op->refusal, error))
+        return FALSE;
+    if (op->refusal)
+        return TRUE;
     return roster_db_save_item(conn, op->user, op->cur, TRUE, error) &&
            roster_db_bump_version(conn, op->user, &op->ver, error);
 }
@@ -176,6 +184,11 @@ static void set_done(const GError *error, gpointer data)
     }
     if (op->not_found) {
         mk_iq_reply_error(op->iq, MK_ERR_ITEM_NOT_FOUND, NULL);
+        return;
+    }
+    if (op->refusal) {
+        /* A local policy, not a shortage that waiting would cure. */
+        mk_iq_reply_error(op->iq, MK_ERR_POLICY_VIOLATION, op->refusal);
         return;
     }
     roster_push(op->r, op->user, op->cur, op->remove, op->ver);
@@ -204,7 +217,7 @@ static int compare_strings(gconstpointer a, gconstpointer b)
 
 /* Checks the request as RFC 6121 2.3.3 requires and fills @want.
  * FALSE after answering the error. */
-static gboolean parse_set(MkIq *iq, RosterItem **want, gboolean *remove)
+static gboolean parse_set(Roster *r, MkIq *iq, RosterItem **want, gboolean *remove)
 {
     MkXml *query = mk_iq_payload(iq);
     MkXml *item = NULL;
@@ -229,7 +242,8 @@ static gboolean parse_set(MkIq *iq, RosterItem **want, gboolean *remove)
     *remove = g_strcmp0(mk_xml_get_attr(item, "subscription"), "remove") == 0;
 
     const char *name = mk_xml_get_attr(item, "name");
-    if (name && strlen(name) > MAX_TEXT) {
+    if (name && strlen(name) > (gsize)r->max_text) {
+        mk_counter_add(r->limit_refusals, 1);
         mk_iq_reply_error(iq, MK_ERR_NOT_ACCEPTABLE, "the name is too long");
         return FALSE;
     }
@@ -244,8 +258,16 @@ static gboolean parse_set(MkIq *iq, RosterItem **want, gboolean *remove)
             mk_iq_reply_error(iq, MK_ERR_NOT_ACCEPTABLE, "a group name is empty");
             return FALSE;
         }
-        if (strlen(g) > MAX_TEXT) {
+        if (strlen(g) > (gsize)r->max_text) {
+            mk_counter_add(r->limit_refusals, 1);
             mk_iq_reply_error(iq, MK_ERR_NOT_ACCEPTABLE, "a group name is too long");
+            return FALSE;
+        }
+        if (groups->len >= (guint)r->max_groups) {
+            /* RFC 6121 2.3.3 names not-acceptable for values beyond a
+             * server's limits. */
+            mk_counter_add(r->limit_refusals, 1);
+            mk_iq_reply_error(iq, MK_ERR_NOT_ACCEPTABLE, "too many groups");
             return FALSE;
         }
         if (g_hash_table_contains(seen, g)) {
@@ -274,7 +296,7 @@ static MkResult roster_set(MkIq *iq, gpointer user_data)
         return MK_HANDLED; /* answered forbidden */
     RosterItem *want = NULL;
     gboolean remove = FALSE;
-    if (!parse_set(iq, &want, &remove))
+    if (!parse_set(r, iq, &want, &remove))
         return MK_HANDLED;
 
     SetOp *op = g_new0(SetOp, 1);

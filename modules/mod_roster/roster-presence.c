@@ -33,6 +33,7 @@ typedef struct {
     gboolean changed;
     RosterItem *item;
     gint64 ver;
+    const char *refusal; /* a cap refused the row (roster-limits.c) */
 } SubOp;
 
 static void sub_op_free(gpointer data)
@@ -61,6 +62,7 @@ static gboolean sub_work(MkDbConn *conn, gpointer data, GError **error)
     }
     if (!roster_db_load_item(conn, op->user, mk_jid_string(op->contact), &op->item, error))
         return FALSE;
+    gint64 before_cost = op->item ? roster_item_cost(op->item) : -1;
     if (!op->item)
         op->item = roster_item_new(mk_jid_string(op->contact));
 
@@ -75,6 +77,16 @@ static gboolean sub_work(MkDbConn *conn, gpointer data, GError **error)
     if (!op->item->st.pending_in)
         g_clear_pointer(&op->item->pending_xml, g_free);
 
+    /* A new row, or a request kept with the row: within the caps? */
+    if ((before_cost < 0 || (op->actions & ROSTER_ACT_STORE_PENDING)) &&
+        (op->item->st.in_roster || op->item->st.pending_in)) {
+        if (!roster_limits_allow(op->r, conn, op->user, before_cost, op->item, &op->refusal, error))
+            return FALSE;
+        if (op->refusal) {
+            op->actions = 0;
+            return TRUE;
+        }
+    }
     op->changed = !roster_state_visible_equal(&before, &op->item->st);
     if (!op->changed && had_pending == op->item->st.pending_in &&
         !(op->actions & ROSTER_ACT_STORE_PENDING))
@@ -82,6 +94,73 @@ static gboolean sub_work(MkDbConn *conn, gpointer data, GError **error)
     if (!roster_db_save_item(conn, op->user, op->item, FALSE, error))
         return FALSE;
     return !op->changed || roster_db_bump_version(conn, op->user, &op->ver, error);
+}
+
+/* The available presence an approval owes the new subscriber goes out
+ * after the subscribed stanza, which RFC 6121 3.1.5/3.1.6 has the
+ * subscriber's server deliver, with a roster push, first. When the
+ * subscriber is an account of this instance, the stanza just routed
+ * queued its op under the subscriber's key (presence_in), so the
+ * presence waits behind that op in the same queue. */
+typedef struct {
+    Roster *r;
+    MkJid *user;    /* bare: whose presence */
+    MkJid *contact; /* bare: the new subscriber */
+} FollowOp;
+
+static void follow_op_free(gpointer data)
+{
+    FollowOp *op = data;
+    mk_jid_unref(op->user);
+    mk_jid_unref(op->contact);
+    g_free(op);
+}
+
+static gboolean follow_work(MkDbConn *conn, gpointer data, GError **error)
+{
+    return TRUE; /* only the place in the contact's queue matters */
+}
+
+static void follow_done(const GError *error, gpointer data)
+{
+    FollowOp *op = data;
+    roster_send_presence_to(op->user, op->contact);
+}
+
+static void send_presence_after(SubOp *op)
+{
+    if (!mk_module_serves_domain(op->r->mod, mk_jid_domain(op->contact))) {
+        roster_send_presence_to(op->user, op->contact);
+        return;
+    }
+    FollowOp *f = g_new0(FollowOp, 1);
+    f->r = op->r;
+    f->user = mk_jid_ref(op->user);
+    f->contact = mk_jid_ref(op->contact);
+    mk_user_queue_push_reads(op->r->queue, mk_jid_string(op->contact), follow_work, follow_done, f,
+                             follow_op_free);
+}
+
+/* A cap kept the row from being stored: the sender of the stanza learns
+ * why (policy-violation). The user's own request is answered to each of
+ * its resources, since a presence error to a bare JID is not delivered. */
+static void refuse_subscription(SubOp *op)
+{
+    g_autoptr(MkStanza) err =
+        mk_stanza_error_reply(op->stanza, MK_ERR_POLICY_VIOLATION, op->refusal);
+    if (!err)
+        return;
+    if (op->inbound) {
+        mk_route(err);
+        return;
+    }
+    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(op->user);
+    for (guint i = 0; i < sessions->len; i++) {
+        MkSession *s = g_ptr_array_index(sessions, i);
+        g_autoptr(MkStanza) st =
+            mk_stanza_new_addressed(mk_stanza_xml(err), op->contact, mk_session_jid(s));
+        mk_session_send(s, st);
+    }
 }
 
 static void sub_done(const GError *error, gpointer data)
@@ -99,6 +178,14 @@ static void sub_done(const GError *error, gpointer data)
             roster_route_presence("unsubscribed", op->user, op->contact);
         return;
     }
+    if (op->refusal) {
+        refuse_subscription(op);
+        return;
+    }
+    /* RFC 6121 3.2.2: unavailable while the contact is still subscribed,
+     * before the unsubscribed that its op delivers later. */
+    if (op->actions & ROSTER_ACT_SEND_UNAVAILABLE)
+        roster_send_unavailable_to(op->user, op->contact);
     if (op->actions & ROSTER_ACT_FORWARD) {
         if (op->inbound)
             mk_route_to_account(op->stanza);
@@ -110,9 +197,7 @@ static void sub_done(const GError *error, gpointer data)
     if (op->changed)
         roster_push(op->r, op->user, op->item, FALSE, op->ver);
     if (op->actions & ROSTER_ACT_SEND_PRESENCE)
-        roster_send_presence_to(op->user, op->contact);
-    if (op->actions & ROSTER_ACT_SEND_UNAVAILABLE)
-        roster_send_unavailable_to(op->user, op->contact);
+        send_presence_after(op);
 }
 
 static void queue_subscription(Roster *r, gboolean inbound, RosterPresType type, MkJid *user,

@@ -7,6 +7,7 @@
  *   roster-presence.c  subscription presence, probes, broadcast presence
  *   roster-preload.c   the roster read at authentication, and when it is stale
  *   roster-subs.c      the session's list of subscribers for later presence
+ *   roster-limits.c    per-user caps: items, groups, lengths, size
  *   mod_roster.c       descriptor, start/stop, pushes, presence helpers */
 #pragma once
 
@@ -129,6 +130,10 @@ typedef struct {
     gint push_id;                        /* atomic */
     gint writes_queued[ROSTER_STRIPES];  /* atomic */
     gint writes_running[ROSTER_STRIPES]; /* atomic */
+
+    /* Per-user caps (roster-limits.c) and the requests they refused. */
+    gint64 max_items, max_groups, max_text, max_bytes;
+    MkCounter *limit_refusals;
 } Roster;
 
 /* Per-session state, in the session's slot. Session worker only. Kept
@@ -194,6 +199,18 @@ gint64 roster_preload_version(const RosterPreload *p);
 gint roster_preload_queued(const RosterPreload *p);
 /* (transfer none) every row, as roster_db_load_all. */
 GPtrArray *roster_preload_items(const RosterPreload *p);
+
+/* ---- per-user caps (roster-limits.c) ------------------------------------ */
+
+/* What @item costs against max_bytes: its characters plus the markup of
+ * a roster result. Pure, any thread. */
+gint64 roster_item_cost(const RosterItem *item);
+/* Whether @user may store @after in place of a row that cost
+ * @before_cost (-1: a new row) under max_items and max_bytes. Storage
+ * thread, inside the op's work. FALSE on a storage error; otherwise
+ * *@refusal is NULL or the reason (static) to refuse with. */
+gboolean roster_limits_allow(Roster *r, MkDbConn *conn, MkJid *user, gint64 before_cost,
+                             const RosterItem *after, const char **refusal, GError **error);
 
 /* ---- the session's list of subscribers (roster-subs.c) ------------------ */
 
