@@ -112,7 +112,10 @@ struct MkDbResult {
     char **cells; /* rows * cols; NULL for SQL NULL */
 };
 
-G_DEFINE_QUARK(mk - db - error - quark, mk_db_error)
+/* Unformatted: clang-format would put spaces into the quark's name. */
+/* clang-format off */
+G_DEFINE_QUARK(mk-db-error-quark, mk_db_error)
+/* clang-format on */
 
 /* ------------------------------------------------------------------ */
 /* Connections */

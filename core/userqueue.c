@@ -15,7 +15,10 @@
 #include "modules.h"
 #include "worker.h"
 
-G_DEFINE_QUARK(mk - user - queue - error - quark, mk_user_queue_error)
+/* Unformatted: clang-format would put spaces into the quark's name. */
+/* clang-format off */
+G_DEFINE_QUARK(mk-user-queue-error-quark, mk_user_queue_error)
+/* clang-format on */
 
 struct MkUserQueue {
     MkModule *mod; /* no reference: the module owns the queue */
