@@ -30,8 +30,8 @@ typedef struct {
 
 #define MK_DB_STR(x) ((MkDbParam){MK_DB_PARAM_STR, (x), 0})
 #define MK_DB_INT(x) ((MkDbParam){MK_DB_PARAM_INT, NULL, (x)})
-#define MK_DB_NULL ((MkDbParam){MK_DB_PARAM_NULL, NULL, 0})
-#define MK_DB_END ((MkDbParam){MK_DB_PARAM_END, NULL, 0})
+#define MK_DB_NULL   ((MkDbParam){MK_DB_PARAM_NULL, NULL, 0})
+#define MK_DB_END    ((MkDbParam){MK_DB_PARAM_END, NULL, 0})
 
 /* Called with the rows (transfer none, valid during the call; NULL when
  * @error is set). */
@@ -51,8 +51,8 @@ MK_API void mk_db_queryv(MkModule *mod, const char *sql, const MkDbParam *params
  * @user_data after @done. */
 typedef gboolean (*MkDbWork)(MkDbConn *conn, gpointer user_data, GError **error);
 typedef void (*MkDbWorkDone)(const GError *error, gpointer user_data);
-MK_API void mk_db_transaction(MkModule *mod, MkDbWork work, MkDbWorkDone done,
-                              gpointer user_data, GDestroyNotify destroy);
+MK_API void mk_db_transaction(MkModule *mod, MkDbWork work, MkDbWorkDone done, gpointer user_data,
+                              GDestroyNotify destroy);
 
 /* On a storage thread, inside MkDbWork only. Returns: (transfer full)
  * (nullable) rows, or NULL with @error set. */
@@ -81,6 +81,8 @@ typedef struct {
     int version;
     const char *sql; /* may hold several statements separated by ';' */
 } MkMigration;
+/* clang-format off */
 #define MK_MIGRATIONS_END {NULL, 0, NULL}
+/* clang-format on */
 
 G_END_DECLS
