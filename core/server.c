@@ -160,10 +160,28 @@ fail:
     return NULL;
 }
 
+/* Logs every counter as "metric NAME VALUE" (docs/operations.md, Metrics).
+ * Main thread. */
+static void log_metrics(MkServer *srv)
+{
+    g_autofree char *dump = mk_metrics_dump(srv->modules);
+    g_auto(GStrv) lines = g_strsplit(dump, "\n", -1);
+    for (guint i = 0; lines[i]; i++)
+        if (lines[i][0])
+            g_message("metric %s", lines[i]);
+}
+
+static gboolean on_metrics_signal(gpointer user_data)
+{
+    log_metrics(user_data);
+    return G_SOURCE_CONTINUE;
+}
+
 static gboolean on_quit_signal(gpointer user_data)
 {
     MkServer *srv = user_data;
     g_message("shutting down");
+    log_metrics(srv); /* while the modules still own their counters */
     g_main_loop_quit(srv->loop);
     return G_SOURCE_CONTINUE;
 }
@@ -201,10 +219,12 @@ void mk_server_run(MkServer *srv)
     guint s1 = g_unix_signal_add(SIGINT, on_quit_signal, srv);
     guint s2 = g_unix_signal_add(SIGTERM, on_quit_signal, srv);
     guint s3 = g_unix_signal_add(SIGHUP, on_hup, srv);
+    guint s4 = g_unix_signal_add(SIGUSR1, on_metrics_signal, srv);
     g_main_loop_run(srv->loop);
     g_source_remove(s1);
     g_source_remove(s2);
     g_source_remove(s3);
+    g_source_remove(s4);
 }
 
 void mk_server_free(MkServer *srv)
