@@ -6,14 +6,25 @@
 #include <meerkat/mk-types.h>
 
 G_BEGIN_DECLS
-/* Asynchronous storage over libdbi.
+/* Asynchronous storage.
  *
- * Queries run on the storage thread pool, never on a worker; the callback
- * runs on the thread that made the call (its worker, or the main thread).
- * Values are always bound: write `?` in SQL and pass MkDbParam values; the
- * core quotes them for the driver. SQL that works on both sqlite3 and
- * PostgreSQL is preferred (INSERT ... ON CONFLICT works on both); where it
- * cannot, branch on mk_db_conn_driver(). */
+ * Queries run on a storage thread, never on a worker; the callback runs
+ * on the thread that made the call (its worker, or the main thread).
+ * Values are always bound: write `?` in SQL and pass MkDbParam values.
+ * SQL that works on both sqlite3 and PostgreSQL is preferred (INSERT ...
+ * ON CONFLICT works on both); where it cannot, branch on
+ * mk_db_conn_driver(). */
+
+/* The domain of the errors storage calls report (to MkDbQueryDone,
+ * MkDbWorkDone, mk_db_conn_queryv). New codes may be appended. */
+#define MK_DB_ERROR (mk_db_error_quark())
+MK_API GQuark mk_db_error_quark(void);
+
+typedef enum {
+    MK_DB_ERROR_CONNECT,   /* no connection to the database */
+    MK_DB_ERROR_QUERY,     /* a statement failed (syntax, constraint, ...) */
+    MK_DB_ERROR_MIGRATION, /* a schema step failed at start */
+} MkDbErrorCode;
 
 typedef enum {
     MK_DB_PARAM_END = 0,

@@ -25,6 +25,10 @@ MK_API gint64 mk_session_idle_seconds(MkSession *s);
 /* Writes @stanza to the client (after user_receive_packet). Any thread:
  * from another worker it travels through the owner's mailbox. (transfer none) */
 MK_API void mk_session_send(MkSession *s, MkStanza *stanza);
+/* Writes @el to the session's stream as it is: no hooks, no addressing.
+ * For stream-level replies such as <a/> (mk-stream.h). The session's
+ * worker only. (transfer none) Since ABI 1.1. */
+MK_API void mk_session_write_xml(MkSession *s, MkXml *el);
 /* Closes the stream with a stream error condition ("conflict",
  * "connection-timeout", ...), or a clean </stream:stream> when NULL. Any thread. */
 MK_API void mk_session_close(MkSession *s, const char *stream_error);
