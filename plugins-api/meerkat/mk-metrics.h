@@ -6,8 +6,8 @@
 #include <meerkat/mk-types.h>
 
 G_BEGIN_DECLS
-/* Per-module counters, shown by `meerkatctl metrics` and in the log at
- * shutdown. Counting is atomic and lock-free from any thread. */
+/* Per-module counters, logged on SIGUSR1 and at shutdown
+ * (docs/operations.md, Metrics). Counting is atomic and lock-free from any thread. */
 
 /* Returns: (transfer none) the counter "MODULE.NAME" of @mod's host type,
  * created on first use. Main thread, in start(). */

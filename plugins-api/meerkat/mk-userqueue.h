@@ -51,13 +51,10 @@ MK_API void mk_user_queue_push(MkUserQueue *queue, const char *key, MkDbWork wor
                                MkDbWorkDone done, gpointer user_data, GDestroyNotify destroy);
 
 /* As mk_user_queue_push, in the same order with the key's other
- * operations, for @work that only reads. It runs without a write
- * transaction: on sqlite3 in one deferred transaction (the reads share
- * one snapshot and take the file locks once, and the operation neither
- * waits for the write lock nor holds it up for other users' writes),
- * on PostgreSQL statement by statement (the statements need not see the
- * same snapshot). The key's own writes pushed earlier have committed
- * when it runs, as with mk_user_queue_push. Since ABI 1.3. */
+ * operations, for @work that only reads: the key's own writes pushed
+ * earlier have committed when it runs, and it neither waits for other
+ * users' writes nor holds them up. Its statements may see different
+ * snapshots of other users' data. Since ABI 1.3. */
 MK_API void mk_user_queue_push_reads(MkUserQueue *queue, const char *key, MkDbWork work,
                                      MkDbWorkDone done, gpointer user_data, GDestroyNotify destroy);
 
