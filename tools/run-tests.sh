@@ -25,7 +25,8 @@ jobs=${JOBS:-2}
 # ---- packages -----------------------------------------------------------
 
 packages="autoconf automake libtool pkg-config gcc make
-libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libdbd-sqlite3 libdbd-pgsql
+libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libdbd-pgsql
+libsqlite3-dev
 libgsasl-dev libidn-dev libstrophe-dev postgresql sqlite3 python3 python3-slixmpp
 clang-format"
 
