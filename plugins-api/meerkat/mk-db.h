@@ -62,8 +62,8 @@ MK_API void mk_db_queryv(MkModule *mod, const char *sql, const MkDbParam *params
  * @user_data after @done. */
 typedef gboolean (*MkDbWork)(MkDbConn *conn, gpointer user_data, GError **error);
 typedef void (*MkDbWorkDone)(const GError *error, gpointer user_data);
-MK_API void mk_db_transaction(MkModule *mod, MkDbWork work, MkDbWorkDone done, gpointer user_data,
-                              GDestroyNotify destroy);
+MK_API void mk_db_transaction_run(MkModule *mod, MkDbWork work, MkDbWorkDone done,
+                                  gpointer user_data, GDestroyNotify destroy);
 
 /* On a storage thread, inside MkDbWork only. Returns: (transfer full)
  * (nullable) rows, or NULL with @error set. */

@@ -30,7 +30,7 @@ G_BEGIN_DECLS
 #define MK_HOOK_PRESENCE_IN "presence_in"
 /* Any stanza addressed to a local account (bare or full JID), before
  * presence_in, session delivery or offline storage; also for presence a
- * module hands to mk_route_to_account. For privacy and blocking (since
+ * module hands to mk_router_send_to_account. For privacy and blocking (since
  * ABI 1.1). HANDLED drops it silently, ERROR bounces it. Stanza, from, to. */
 #define MK_HOOK_FILTER_LOCAL_PACKET "filter_local_packet"
 /* A message for a local account found no resource to take it. HANDLED

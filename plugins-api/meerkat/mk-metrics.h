@@ -11,7 +11,7 @@ G_BEGIN_DECLS
 
 /* Returns: (transfer none) the counter "MODULE.NAME" of @mod's host type,
  * created on first use. Main thread, in start(). */
-MK_API MkCounter *mk_metrics_counter(MkModule *mod, const char *name);
+MK_API MkCounter *mk_counter_new(MkModule *mod, const char *name);
 MK_API void mk_counter_add(MkCounter *counter, gint64 n);
 MK_API gint64 mk_counter_get(MkCounter *counter);
 

@@ -42,7 +42,7 @@ typedef struct {
 #define MK_MODULE_DESC_HEADER .abi_major = MK_ABI_MAJOR, .abi_minor = MK_ABI_MINOR
 
 /* The domain of the errors the core reports to a module: a registration
- * that is already taken (mk_iq_register, mk_route_add, ...); and of the
+ * that is already taken (mk_iq_register, mk_route_register, ...); and of the
  * loader's own errors. New codes may be appended. */
 #define MK_MODULE_ERROR (mk_module_error_quark())
 MK_API GQuark mk_module_error_quark(void);
