@@ -181,7 +181,6 @@ static gboolean on_quit_signal(gpointer user_data)
 {
     MkServer *srv = user_data;
     g_message("shutting down");
-    log_metrics(srv); /* while the modules still own their counters */
     g_main_loop_quit(srv->loop);
     return G_SOURCE_CONTINUE;
 }
@@ -239,12 +238,8 @@ void mk_server_free(MkServer *srv)
      * From here until the streams are closed, new jobs are refused. */
     mk_server_auth_drain(srv);
     if (srv->modules) {
-        /* docs/modules.md promises the counters in the log at shutdown. */
-        g_autofree char *metrics = mk_metrics_dump(srv->modules);
-        g_auto(GStrv) lines = g_strsplit(metrics, "\n", -1);
-        for (char **l = lines; *l; l++)
-            if (**l)
-                g_info("metric %s", *l);
+        /* docs/operations.md promises the counters in the log at shutdown. */
+        log_metrics(srv);
         mk_metrics_set_core_source(srv->modules, NULL, NULL);
     }
     if (priv->c2s)
