@@ -10,7 +10,10 @@
 #include <gnutls/gnutls.h>
 #include <string.h>
 
-G_DEFINE_QUARK(mk - account - error - quark, mk_account_error)
+/* Unformatted: clang-format would put spaces into the quark's name. */
+/* clang-format off */
+G_DEFINE_QUARK(mk-account-error-quark, mk_account_error)
+/* clang-format on */
 
 typedef enum {
     ACCOUNT_REGISTER,

@@ -7,7 +7,10 @@
 
 #define MK_SALT_LEN 16
 
-G_DEFINE_QUARK(mk - auth - error - quark, mk_auth_error)
+/* Unformatted: clang-format would put spaces into the quark's name. */
+/* clang-format off */
+G_DEFINE_QUARK(mk-auth-error-quark, mk_auth_error)
+/* clang-format on */
 
 /* Whether @given equals @stored after SASLprep, in time that depends on
  * the length of @given only (the client's own input): every byte of it

@@ -109,7 +109,7 @@ void mk_preauth_iq_reply_error(MkPreauthIq *iq, MkStanzaError cond, const char *
     if (!preauth_claim(iq))
         return;
     g_autoptr(MkStanza) st = mk_stanza_new(iq->iq, NULL);
-    g_autoptr(MkStanza) err = st ? mk_stanza_error_reply(st, cond, text) : NULL;
+    g_autoptr(MkStanza) err = st ? mk_stanza_new_error_reply(st, cond, text) : NULL;
     if (err)
         c2s_write_xml(iq->c, mk_stanza_xml(err));
 }

@@ -244,7 +244,7 @@ static void on_stream_error(gpointer user_data, const char *condition, const cha
 static void send_iq_error(MkC2s *c, MkXml *iq, MkStanzaError cond)
 {
     g_autoptr(MkStanza) st = mk_stanza_new(iq, NULL);
-    g_autoptr(MkStanza) err = st ? mk_stanza_error_reply(st, cond, NULL) : NULL;
+    g_autoptr(MkStanza) err = st ? mk_stanza_new_error_reply(st, cond, NULL) : NULL;
     if (err)
         c2s_write_xml(c, mk_stanza_xml(err));
 }
@@ -481,7 +481,7 @@ static void handle_stanza(MkC2s *c, MkXml *el)
             mk_xml_set_attr(copy, "from", NULL);
             g_autoptr(MkStanza) st = mk_stanza_new(copy, NULL);
             g_autoptr(MkStanza) err =
-                st ? mk_stanza_error_reply(st, MK_ERR_JID_MALFORMED, NULL) : NULL;
+                st ? mk_stanza_new_error_reply(st, MK_ERR_JID_MALFORMED, NULL) : NULL;
             if (err) {
                 g_autoptr(MkStanza) out = mk_stanza_new_addressed(mk_stanza_xml(err), NULL, s->jid);
                 c2s_write_xml(c, mk_stanza_xml(out));

@@ -9,7 +9,10 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
-G_DEFINE_QUARK(mk - config - error - quark, mk_config_error)
+/* Unformatted: clang-format would put spaces into the quark's name. */
+/* clang-format off */
+G_DEFINE_QUARK(mk-config-error-quark, mk_config_error)
+/* clang-format on */
 
 #define DEFAULT_STATE_DIR  "/var/lib/meerkat"
 #define DEFAULT_MECHANISMS "PLAIN;SCRAM-SHA-1;SCRAM-SHA-256;SCRAM-SHA-1-PLUS;SCRAM-SHA-256-PLUS"

@@ -200,8 +200,8 @@ void mk_db_reads_async(MkDbWork work, MkDbWorkDone done, gpointer user_data, GDe
 }
 
 /* Public module API: see mk-db.h. Any thread that runs a main context. */
-void mk_db_transaction(MkModule *mod, MkDbWork work, MkDbWorkDone done, gpointer user_data,
-                       GDestroyNotify destroy)
+void mk_db_transaction_run(MkModule *mod, MkDbWork work, MkDbWorkDone done, gpointer user_data,
+                           GDestroyNotify destroy)
 {
     g_return_if_fail(mod != NULL);
     run(server_db(), mod, FALSE, work, done, user_data, destroy);

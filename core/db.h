@@ -1,7 +1,8 @@
-/* The storage layer: a pool of libdbi connections used from a job pool.
- * Each connection is used by one thread at a time, with libdbi's
- * thread-safe _r API; connections are pinged before reuse and reopened
- * when dead. The public API (mk_db_queryv etc.) is implemented on top. */
+/* The storage layer: a pool of connections to sqlite3 (SQLite's own API)
+ * or PostgreSQL (libdbi), used from a job pool. Each connection is used
+ * by one thread at a time; connections are checked before reuse and
+ * reopened when dead. The public API (mk_db_queryv etc.) is implemented
+ * on top. db-priv.h lists the files. */
 #pragma once
 
 #include "mk-core.h"
@@ -59,7 +60,7 @@ void mk_db_reads_async(MkDbWork work, MkDbWorkDone done, gpointer user_data,
 void mk_db_query_async(MkDb *db, const char *sql, const MkDbParam *params, MkDbQueryDone done,
                        gpointer user_data);
 
-/* Internal between db.c and db-async.c: the storage thread pool. */
+/* Internal between the db*.c files: the storage thread pool. */
 typedef struct MkDbAsync MkDbAsync;
 MkDbAsync *mk_db_async_new(MkDb *db, guint threads);
 void mk_db_async_free(MkDbAsync *async);

@@ -16,20 +16,20 @@ static gboolean add_check(MkModule *mod, const char *what)
 }
 
 /* Public module API (mk-disco.h). Main thread, in start(). */
-void mk_disco_add_feature(MkModule *mod, const char *var)
+void mk_disco_feature_add(MkModule *mod, const char *var)
 {
     g_return_if_fail(mod != NULL && var != NULL);
-    if (!add_check(mod, "mk_disco_add_feature"))
+    if (!add_check(mod, "mk_disco_feature_add"))
         return;
     g_ptr_array_add(mod->features, g_strdup(var));
     mk_modules_publish(mod->mods);
 }
 
 /* Public module API. @name may be NULL (stored as ""). Main thread. */
-void mk_disco_add_identity(MkModule *mod, const char *category, const char *type, const char *name)
+void mk_disco_identity_add(MkModule *mod, const char *category, const char *type, const char *name)
 {
     g_return_if_fail(mod != NULL && category != NULL && type != NULL);
-    if (!add_check(mod, "mk_disco_add_identity"))
+    if (!add_check(mod, "mk_disco_identity_add"))
         return;
     g_ptr_array_add(mod->identities, g_strdup(category));
     g_ptr_array_add(mod->identities, g_strdup(type));
@@ -38,10 +38,10 @@ void mk_disco_add_identity(MkModule *mod, const char *category, const char *type
 }
 
 /* Public module API. @name may be NULL (stored as ""). Main thread. */
-void mk_disco_add_item(MkModule *mod, const char *jid, const char *name)
+void mk_disco_item_add(MkModule *mod, const char *jid, const char *name)
 {
     g_return_if_fail(mod != NULL && jid != NULL);
-    if (!add_check(mod, "mk_disco_add_item"))
+    if (!add_check(mod, "mk_disco_item_add"))
         return;
     g_ptr_array_add(mod->items, g_strdup(jid));
     g_ptr_array_add(mod->items, g_strdup(name ? name : ""));

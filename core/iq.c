@@ -97,9 +97,9 @@ gboolean mk_iq_register(MkModule *mod, MkIqScope scopes, MkIqType type, const ch
 
 static void route_error(MkStanza *st, MkStanzaError cond, const char *text)
 {
-    g_autoptr(MkStanza) reply = mk_stanza_error_reply(st, cond, text);
+    g_autoptr(MkStanza) reply = mk_stanza_new_error_reply(st, cond, text);
     if (reply)
-        mk_route(reply);
+        mk_router_send(reply);
 }
 
 /* Public module API. (transfer full) Any thread. */
@@ -204,7 +204,7 @@ void mk_iq_reply(MkIq *iq, MkXml *payload)
         mk_xml_append(xml, g_steal_pointer(&owned));
     g_autoptr(MkStanza) reply =
         mk_stanza_new_addressed(xml, mk_stanza_to(iq->stanza), mk_stanza_from(iq->stanza));
-    mk_route(reply);
+    mk_router_send(reply);
 }
 
 /* Public module API. Any thread. */
@@ -421,7 +421,7 @@ void mk_iq_send(MkModule *mod, MkStanza *request, guint timeout_ms, MkIqResponse
         g_warning("module %s reuses IQ id %s while a request with it is pending", mod->name, id);
         complete(old, NULL);
     }
-    mk_route(st);
+    mk_router_send(st);
 }
 
 /* See modules.h. Any thread. */

@@ -26,7 +26,10 @@ struct MkJid {
     char data[];
 };
 
-G_DEFINE_QUARK(mk - jid - error - quark, mk_jid_error)
+/* Unformatted: clang-format would put spaces into the quark's name. */
+/* clang-format off */
+G_DEFINE_QUARK(mk-jid-error-quark, mk_jid_error)
+/* clang-format on */
 
 static gboolean is_ascii(const char *s, gsize len)
 {

@@ -46,7 +46,7 @@ void mk_metrics_free(MkMetrics *m)
 
 /* Public module API (mk-metrics.h). (transfer none) Main thread, in
  * start(). */
-MkCounter *mk_metrics_counter(MkModule *mod, const char *name)
+MkCounter *mk_counter_new(MkModule *mod, const char *name)
 {
     g_return_val_if_fail(mod != NULL && name != NULL, NULL);
     MkMetrics *m = mod->mods->metrics;

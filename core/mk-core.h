@@ -24,6 +24,7 @@
 #include <meerkat/mk-userqueue.h>
 #include <meerkat/mk-usercache.h>
 #include <meerkat/mk-xep82.h>
+#include <meerkat/mk-server.h>
 
 typedef struct MkServer MkServer;
 typedef struct MkWorker MkWorker;
@@ -35,14 +36,11 @@ typedef struct MkConfigData MkConfigData;
 typedef struct MkHosts MkHosts;
 typedef struct MkSm MkSm;
 
-/* Error domains of core subsystems. */
+/* Error domains of core subsystems that modules never see (MK_DB_ERROR
+ * and MK_MODULE_ERROR are public: mk-db.h, mk-moddesc.h). */
 #define MK_CONFIG_ERROR (mk_config_error_quark())
-#define MK_DB_ERROR     (mk_db_error_quark())
-#define MK_MODULE_ERROR (mk_module_error_quark())
 #define MK_AUTH_ERROR   (mk_auth_error_quark())
 GQuark mk_config_error_quark(void);
-GQuark mk_db_error_quark(void);
-GQuark mk_module_error_quark(void);
 GQuark mk_auth_error_quark(void);
 
 typedef enum {
@@ -51,20 +49,6 @@ typedef enum {
     MK_CONFIG_ERROR_VALUE, /* wrong type or out of bounds */
     MK_CONFIG_ERROR_FILE,  /* cannot read */
 } MkConfigErrorCode;
-
-typedef enum {
-    MK_DB_ERROR_CONNECT,
-    MK_DB_ERROR_QUERY,
-    MK_DB_ERROR_MIGRATION,
-} MkDbErrorCode;
-
-typedef enum {
-    MK_MODULE_ERROR_LOAD, /* dlopen / missing descriptor */
-    MK_MODULE_ERROR_ABI,  /* ABI mismatch */
-    MK_MODULE_ERROR_DEPENDENCY,
-    MK_MODULE_ERROR_START,
-    MK_MODULE_ERROR_DUPLICATE, /* IQ key or route already taken */
-} MkModuleErrorCode;
 
 typedef enum {
     MK_AUTH_ERROR_NO_USER,

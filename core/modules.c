@@ -16,7 +16,10 @@
 #include "server.h"
 #include <string.h>
 
-G_DEFINE_QUARK(mk - module - error - quark, mk_module_error)
+/* Unformatted: clang-format would put spaces into the quark's name. */
+/* clang-format off */
+G_DEFINE_QUARK(mk-module-error-quark, mk_module_error)
+/* clang-format on */
 
 /* One enabled module: its descriptor and its instances. */
 typedef struct {

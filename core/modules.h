@@ -61,7 +61,7 @@ gboolean mk_hooks_any(MkModules *mods, const char *domain, const char *hook);
 
 /* Dispatches an IQ request (type get/set) to the handler of its payload's
  * namespace for @scope on the host type of @domain; answers
- * service-unavailable through mk_route() when none claims it, and
+ * service-unavailable through mk_router_send() when none claims it, and
  * bad-request when the IQ has not exactly one payload. @session is the
  * local sender's session or NULL. Any worker thread. */
 void mk_iq_dispatch(MkModules *mods, const char *domain, MkIqScope scope, MkStanza *iq,

@@ -8,9 +8,9 @@
 
 void mk_router_bounce(MkStanza *st, MkStanzaError cond, const char *text)
 {
-    /* mk_stanza_error_reply gives NULL for type="error": errors are never
+    /* mk_stanza_new_error_reply gives NULL for type="error": errors are never
      * answered with errors, which also stops bounce loops. */
-    g_autoptr(MkStanza) reply = mk_stanza_error_reply(st, cond, text);
+    g_autoptr(MkStanza) reply = mk_stanza_new_error_reply(st, cond, text);
     if (reply && mk_stanza_to(reply))
         mk_router_route(reply, NULL);
 }
@@ -222,12 +222,12 @@ void mk_router_to_account(MkStanza *st, MkSession *sender)
 
 /* Public API (mk-router.h). */
 
-void mk_route(MkStanza *stanza)
+void mk_router_send(MkStanza *stanza)
 {
     mk_router_route(stanza, NULL);
 }
 
-void mk_route_to_account(MkStanza *stanza)
+void mk_router_send_to_account(MkStanza *stanza)
 {
     mk_router_to_account(stanza, NULL);
 }

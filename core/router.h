@@ -1,4 +1,4 @@
-/* The router: where a stanza goes, by its 'to' (see DESIGN.md, Routing).
+/* The router: where a stanza goes, by its 'to' (docs/architecture.md, Routing).
  * Local accounts follow RFC 6121 section 8; served domains answer IQs
  * through the IQ handlers; module routes claim subdomains; anything else
  * would go to s2s, which does not exist yet, so it bounces with

@@ -28,8 +28,8 @@ void mk_routes_build(GHashTable *routes, MkModule *mod)
 
 /* Public module API (mk-router.h). Main thread, in start(). FALSE with
  * MK_MODULE_ERROR_DUPLICATE when the domain is routed or served already. */
-gboolean mk_route_add(MkModule *mod, const char *domain, MkRouteFunc func, gpointer user_data,
-                      GError **error)
+gboolean mk_route_register(MkModule *mod, const char *domain, MkRouteFunc func, gpointer user_data,
+                           GError **error)
 {
     g_return_val_if_fail(mod != NULL && domain != NULL && func != NULL, FALSE);
     if (!mod->live) {

@@ -160,6 +160,23 @@ fail:
     return NULL;
 }
 
+/* Logs every counter as "metric NAME VALUE" (docs/operations.md, Metrics).
+ * Main thread. */
+static void log_metrics(MkServer *srv)
+{
+    g_autofree char *dump = mk_metrics_dump(srv->modules);
+    g_auto(GStrv) lines = g_strsplit(dump, "\n", -1);
+    for (guint i = 0; lines[i]; i++)
+        if (lines[i][0])
+            g_message("metric %s", lines[i]);
+}
+
+static gboolean on_metrics_signal(gpointer user_data)
+{
+    log_metrics(user_data);
+    return G_SOURCE_CONTINUE;
+}
+
 static gboolean on_quit_signal(gpointer user_data)
 {
     MkServer *srv = user_data;
@@ -201,10 +218,12 @@ void mk_server_run(MkServer *srv)
     guint s1 = g_unix_signal_add(SIGINT, on_quit_signal, srv);
     guint s2 = g_unix_signal_add(SIGTERM, on_quit_signal, srv);
     guint s3 = g_unix_signal_add(SIGHUP, on_hup, srv);
+    guint s4 = g_unix_signal_add(SIGUSR1, on_metrics_signal, srv);
     g_main_loop_run(srv->loop);
     g_source_remove(s1);
     g_source_remove(s2);
     g_source_remove(s3);
+    g_source_remove(s4);
 }
 
 void mk_server_free(MkServer *srv)
@@ -219,12 +238,8 @@ void mk_server_free(MkServer *srv)
      * From here until the streams are closed, new jobs are refused. */
     mk_server_auth_drain(srv);
     if (srv->modules) {
-        /* docs/modules.md promises the counters in the log at shutdown. */
-        g_autofree char *metrics = mk_metrics_dump(srv->modules);
-        g_auto(GStrv) lines = g_strsplit(metrics, "\n", -1);
-        for (char **l = lines; *l; l++)
-            if (**l)
-                g_info("metric %s", *l);
+        /* docs/operations.md promises the counters in the log at shutdown. */
+        log_metrics(srv);
         mk_metrics_set_core_source(srv->modules, NULL, NULL);
     }
     if (priv->c2s)

@@ -374,12 +374,12 @@ gpointer mk_session_take_preload(MkSession *s, MkModule *mod)
     return mk_preloads_take(s->preloads, mod);
 }
 
-GPtrArray *mk_sm_sessions_of(MkJid *bare)
+GPtrArray *mk_session_list(MkJid *bare)
 {
     return mk_sm_sessions(mk_server_get()->sm, bare);
 }
 
-void mk_sm_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer user_data)
+void mk_session_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer user_data)
 {
     MkSm *sm = mk_server_get()->sm;
     g_autoptr(GPtrArray) all = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);

@@ -187,7 +187,7 @@ const char *mk_stanza_error_type(MkStanzaError cond)
 
 /* The error reply to @st (see mk-stanza.h). Returns: (transfer full)
  * (nullable) NULL when @st is itself an error. Any thread. */
-MkStanza *mk_stanza_error_reply(const MkStanza *st, MkStanzaError cond, const char *text)
+MkStanza *mk_stanza_new_error_reply(const MkStanza *st, MkStanzaError cond, const char *text)
 {
     g_return_val_if_fail(st != NULL, NULL);
     if (g_strcmp0(mk_stanza_type(st), "error") == 0)

@@ -104,11 +104,11 @@ void mk_stream_management_enable(MkModule *mod, guint resume_timeout, guint max_
     mod->stream_mgmt.on = TRUE;
     mod->stream_mgmt.resume_timeout = resume_timeout;
     mod->stream_mgmt.max_unacked = MAX(max_unacked, 2);
-    mod->stream_mgmt.enabled = mk_metrics_counter(mod, "enabled");
-    mod->stream_mgmt.resumed = mk_metrics_counter(mod, "resumed");
-    mod->stream_mgmt.resume_failed = mk_metrics_counter(mod, "resume_failed");
-    mod->stream_mgmt.expired = mk_metrics_counter(mod, "expired");
-    mod->stream_mgmt.rerouted = mk_metrics_counter(mod, "rerouted");
+    mod->stream_mgmt.enabled = mk_counter_new(mod, "enabled");
+    mod->stream_mgmt.resumed = mk_counter_new(mod, "resumed");
+    mod->stream_mgmt.resume_failed = mk_counter_new(mod, "resume_failed");
+    mod->stream_mgmt.expired = mk_counter_new(mod, "expired");
+    mod->stream_mgmt.rerouted = mk_counter_new(mod, "rerouted");
     mk_modules_publish(mod->mods);
 }
 

@@ -212,7 +212,7 @@ static void install(MkUserCache *c, const char *key, gpointer value, const Load 
         c->klass->unref(old);
     /* Routed again from the top: this time the module finds the value. */
     for (guint i = 0; held && i < held->len; i++)
-        mk_route(g_ptr_array_index(held, i));
+        mk_router_send(g_ptr_array_index(held, i));
     if (held)
         g_ptr_array_unref(held);
 }
@@ -258,7 +258,7 @@ void mk_user_cache_forget(MkUserCache *c, const char *key)
 static gboolean has_session(MkJid *user)
 {
     g_autoptr(MkJid) bare = mk_jid_bare(user);
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
+    g_autoptr(GPtrArray) sessions = mk_session_list(bare);
     return sessions->len > 0;
 }
 

@@ -3,7 +3,7 @@
  * A queue keeps, per key, the operations waiting behind the running one;
  * the running one starts the next from its completion. Each operation's
  * completion runs on the thread that pushed it, as a plain
- * mk_db_transaction's would: when the next operation belongs to another
+ * mk_db_transaction_run's would: when the next operation belongs to another
  * thread, it is started from that thread's main context.
  *
  * The queue's memory belongs to its MkModule (freed with the struct, so
@@ -15,7 +15,10 @@
 #include "modules.h"
 #include "worker.h"
 
-G_DEFINE_QUARK(mk - user - queue - error - quark, mk_user_queue_error)
+/* Unformatted: clang-format would put spaces into the quark's name. */
+/* clang-format off */
+G_DEFINE_QUARK(mk-user-queue-error-quark, mk_user_queue_error)
+/* clang-format on */
 
 struct MkUserQueue {
     MkModule *mod; /* no reference: the module owns the queue */
@@ -172,12 +175,12 @@ static void op_start(Op *op)
         op->start((MkUserJob *)op, op->data);
         return;
     }
-    /* Not through mk_db_transaction's destroy: op_done frees @op itself,
+    /* Not through mk_db_transaction_run's destroy: op_done frees @op itself,
      * after it found the next operation. */
     if (op->reads)
         mk_db_reads_async(op_work, op_done, op, NULL);
     else
-        mk_db_transaction(op->q->mod, op_work, op_done, op, NULL);
+        mk_db_transaction_run(op->q->mod, op_work, op_done, op, NULL);
 }
 
 static void push(MkUserQueue *q, const char *key, gboolean reads, MkDbWork work,

@@ -17,7 +17,7 @@
  * resource of @user that asked for the list. Any thread. */
 static void push(Blocking *b, MkJid *user, const char *what, GPtrArray *jids)
 {
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(user);
+    g_autoptr(GPtrArray) sessions = mk_session_list(user);
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
         if (!(mk_session_get_flags(s, b->mod) & BLOCKING_INTERESTED))
@@ -41,7 +41,7 @@ static void push(Blocking *b, MkJid *user, const char *what, GPtrArray *jids)
  * or unavailable. Any thread. */
 static void send_presence(MkJid *user, MkJid *contact, gboolean available)
 {
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(user);
+    g_autoptr(GPtrArray) sessions = mk_session_list(user);
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
         if (!mk_session_is_available(s))
@@ -56,7 +56,7 @@ static void send_presence(MkJid *user, MkJid *contact, gboolean available)
         }
         g_autoptr(MkStanza) st = mk_stanza_new_addressed(
             available ? mk_stanza_xml(last) : unavailable, mk_session_jid(s), contact);
-        mk_route(st);
+        mk_router_send(st);
     }
 }
 

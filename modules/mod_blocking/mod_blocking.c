@@ -63,7 +63,7 @@ static MkResult on_filter(MkHookCall *call, gpointer user_data)
  * for @st the user sent to a blocked JID. (transfer full) (nullable) */
 static MkStanza *blocked_error(MkStanza *st)
 {
-    g_autoptr(MkStanza) plain = mk_stanza_error_reply(st, MK_ERR_NOT_ACCEPTABLE, NULL);
+    g_autoptr(MkStanza) plain = mk_stanza_new_error_reply(st, MK_ERR_NOT_ACCEPTABLE, NULL);
     if (!plain)
         return NULL;
     g_autoptr(MkXml) xml = mk_xml_copy(mk_stanza_xml(plain));
@@ -103,10 +103,10 @@ static gboolean blocking_start(MkModule *mod, GError **error)
     b->mod = mod;
     b->queue = mk_user_queue_new(mod);
     b->max_items = mk_config_get_int(mod, "max_items");
-    b->blocked_in = mk_metrics_counter(mod, "blocked_in");
-    b->blocked_out = mk_metrics_counter(mod, "blocked_out");
-    b->pushes = mk_metrics_counter(mod, "pushes");
-    b->loads = mk_metrics_counter(mod, "loads");
+    b->blocked_in = mk_counter_new(mod, "blocked_in");
+    b->blocked_out = mk_counter_new(mod, "blocked_out");
+    b->pushes = mk_counter_new(mod, "pushes");
+    b->loads = mk_counter_new(mod, "loads");
     b->cache = mk_user_cache_new(mod, b->queue, &blocking_cache_class,
                                  (guint)mk_config_get_int(mod, "cache_idle"), b->loads);
     mk_module_set_data(mod, b, g_free); /* freed with the last reference */
@@ -115,7 +115,7 @@ static gboolean blocking_start(MkModule *mod, GError **error)
         return FALSE;
     mk_hook_add(mod, MK_HOOK_FILTER_LOCAL_PACKET, HOOK_PRIORITY, on_filter, b);
     mk_hook_add(mod, MK_HOOK_USER_SEND_PACKET, HOOK_PRIORITY, on_send, b);
-    mk_disco_add_feature(mod, NS_BLOCKING);
+    mk_disco_feature_add(mod, NS_BLOCKING);
     return TRUE;
 }
 

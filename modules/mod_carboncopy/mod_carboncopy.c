@@ -118,7 +118,7 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
         return MK_PASS;
 
     g_autoptr(MkJid) bare = mk_jid_bare(mk_session_jid(s));
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
+    g_autoptr(GPtrArray) sessions = mk_session_list(bare);
     g_autofree gboolean *skip = g_new0(gboolean, sessions->len + 1);
     for (guint i = 0; i < sessions->len; i++)
         skip[i] = g_ptr_array_index(sessions, i) == s;
@@ -139,7 +139,7 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
         return MK_PASS;
 
     g_autoptr(MkJid) bare = mk_jid_bare(to);
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
+    g_autoptr(GPtrArray) sessions = mk_session_list(bare);
     g_autofree CarbonsResource *res = g_new0(CarbonsResource, sessions->len + 1);
     g_autofree gboolean *direct = g_new0(gboolean, sessions->len + 1);
     for (guint i = 0; i < sessions->len; i++) {
@@ -157,8 +157,8 @@ static gboolean carbons_start(MkModule *mod, GError **error)
 {
     Carbons *c = g_new0(Carbons, 1);
     c->mod = mod;
-    c->sent = mk_metrics_counter(mod, "sent_carbons");
-    c->received = mk_metrics_counter(mod, "received_carbons");
+    c->sent = mk_counter_new(mod, "sent_carbons");
+    c->received = mk_counter_new(mod, "received_carbons");
     mk_module_set_data(mod, c, g_free); /* freed with the last reference */
 
     if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER | MK_IQ_SCOPE_ACCOUNT, MK_IQ_SET, NS_CARBONS, on_iq,
@@ -166,7 +166,7 @@ static gboolean carbons_start(MkModule *mod, GError **error)
         return FALSE;
     mk_hook_add(mod, MK_HOOK_USER_SEND_PACKET, 50, on_send, c);
     mk_hook_add(mod, MK_HOOK_FILTER_LOCAL_PACKET, 10, on_local, c);
-    mk_disco_add_feature(mod, NS_CARBONS);
+    mk_disco_feature_add(mod, NS_CARBONS);
     return TRUE;
 }
 

@@ -143,12 +143,12 @@ static gboolean csi_start(MkModule *mod, GError **error)
     Csi *csi = g_new0(Csi, 1);
     csi->mod = mod;
     csi->queue_max = (guint)mk_config_get_int(mod, "queue_max");
-    csi->inactive = mk_metrics_counter(mod, "inactive");
-    csi->active = mk_metrics_counter(mod, "active");
-    csi->held = mk_metrics_counter(mod, "held");
-    csi->superseded = mk_metrics_counter(mod, "superseded");
-    csi->flushed = mk_metrics_counter(mod, "flushed");
-    csi->overflows = mk_metrics_counter(mod, "overflows");
+    csi->inactive = mk_counter_new(mod, "inactive");
+    csi->active = mk_counter_new(mod, "active");
+    csi->held = mk_counter_new(mod, "held");
+    csi->superseded = mk_counter_new(mod, "superseded");
+    csi->flushed = mk_counter_new(mod, "flushed");
+    csi->overflows = mk_counter_new(mod, "overflows");
     /* Sessions may outlive a stop (their slots then hold this module's
      * free function, not its state): freed with the module's data. */
     mk_module_set_data(mod, csi, g_free);

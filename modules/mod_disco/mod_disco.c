@@ -1,7 +1,7 @@
 /* mod_disco: Service Discovery (XEP-0030).
  *
  * The server's disco#info lists the identity server/im plus what every
- * running module registered with mk_disco_add_feature/_identity, and its
+ * running module registered with mk_disco_feature_add/_identity, and its
  * disco#items the registered items (module subdomains). A local account's
  * bare JID answers with the identity account/registered and no items.
  *
@@ -214,8 +214,8 @@ static gboolean disco_start(MkModule *mod, GError **error)
         !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_INFO, account_info, NULL, error) ||
         !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_ITEMS, account_items, NULL, error))
         return FALSE;
-    mk_disco_add_feature(mod, NS_INFO);
-    mk_disco_add_feature(mod, NS_ITEMS);
+    mk_disco_feature_add(mod, NS_INFO);
+    mk_disco_feature_add(mod, NS_ITEMS);
     if (*d->caps_node)
         mk_stream_feature_add_func(mod, MK_STREAM_PRE_AUTH | MK_STREAM_POST_AUTH, caps_feature, d);
     return TRUE;

@@ -117,7 +117,7 @@ static MkResult server_last(MkIq *iq, gpointer user_data)
 
 static gboolean has_available(MkJid *account)
 {
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(account);
+    g_autoptr(GPtrArray) sessions = mk_session_list(account);
     for (guint i = 0; i < sessions->len; i++) {
         if (mk_session_is_available(sessions->pdata[i]))
             return TRUE;
@@ -218,7 +218,7 @@ static MkResult account_last(MkIq *iq, gpointer user_data)
 static gboolean last_start(MkModule *mod, GError **error)
 {
     Last *l = g_new0(Last, 1);
-    l->queries = mk_metrics_counter(mod, "queries");
+    l->queries = mk_counter_new(mod, "queries");
     mk_module_set_data(mod, l, g_free);
     if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER, MK_IQ_GET, NS_LAST, server_last, l, error) ||
         !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_LAST, account_last, l, error))
@@ -226,7 +226,7 @@ static gboolean last_start(MkModule *mod, GError **error)
     /* Low priority: an observer of what the roster module let through. */
     mk_hook_add(mod, MK_HOOK_PRESENCE_BROADCAST, 10, on_broadcast, mod);
     mk_hook_add(mod, MK_HOOK_SESSION_CLOSED, 10, on_closed, mod);
-    mk_disco_add_feature(mod, NS_LAST);
+    mk_disco_feature_add(mod, NS_LAST);
     return TRUE;
 }
 

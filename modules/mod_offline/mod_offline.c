@@ -89,16 +89,16 @@ static gboolean offline_start(MkModule *mod, GError **error)
     o->max_messages = mk_config_get_int(mod, "max_messages");
     o->retries = (guint)mk_config_get_int(mod, "store_retries");
     o->retry_ms = (guint)mk_config_get_int(mod, "store_retry_ms");
-    o->stored = mk_metrics_counter(mod, "stored");
-    o->delivered = mk_metrics_counter(mod, "delivered");
-    o->bounced = mk_metrics_counter(mod, "bounced");
-    o->dropped = mk_metrics_counter(mod, "dropped");
-    o->store_failures = mk_metrics_counter(mod, "storage_failures");
+    o->stored = mk_counter_new(mod, "stored");
+    o->delivered = mk_counter_new(mod, "delivered");
+    o->bounced = mk_counter_new(mod, "bounced");
+    o->dropped = mk_counter_new(mod, "dropped");
+    o->store_failures = mk_counter_new(mod, "storage_failures");
     mk_module_set_data(mod, o, g_free); /* freed with the last reference */
 
     mk_hook_add(mod, MK_HOOK_OFFLINE_MESSAGE, 50, on_offline_message, o);
     mk_hook_add(mod, MK_HOOK_PRESENCE_BROADCAST, 50, on_presence_broadcast, o);
-    mk_disco_add_feature(mod, "msgoffline");
+    mk_disco_feature_add(mod, "msgoffline");
     return TRUE;
 }
 

@@ -53,7 +53,7 @@ static void deliver_op_free(gpointer data)
  * (nullable) */
 static MkSession *pick_target(MkJid *user, MkSession *preferred)
 {
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(user);
+    g_autoptr(GPtrArray) sessions = mk_session_list(user);
     MkSession *any = NULL;
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
@@ -102,7 +102,7 @@ static void step_done(const GError *error, gpointer user_data);
 
 static void step_submit(DeliverOp *op)
 {
-    mk_db_transaction(op->o->mod, op->deleting ? delete_work : fetch_work, step_done, op, NULL);
+    mk_db_transaction_run(op->o->mod, op->deleting ? delete_work : fetch_work, step_done, op, NULL);
 }
 
 static gboolean step_retry(gpointer user_data)

@@ -51,9 +51,9 @@ static void store_finish(StoreOp *op)
 static void store_bounce(StoreOp *op, MkStanzaError cond, const char *text)
 {
     op->settled = TRUE;
-    g_autoptr(MkStanza) err = mk_stanza_error_reply(op->st, cond, text);
+    g_autoptr(MkStanza) err = mk_stanza_new_error_reply(op->st, cond, text);
     if (err)
-        mk_route(err);
+        mk_router_send(err);
     mk_counter_add(op->o->bounced, 1);
 }
 
@@ -69,7 +69,7 @@ static void store_done(const GError *error, gpointer user_data);
 
 static void store_submit(StoreOp *op)
 {
-    mk_db_transaction(op->o->mod, store_work, store_done, op, NULL);
+    mk_db_transaction_run(op->o->mod, store_work, store_done, op, NULL);
 }
 
 static gboolean store_retry(gpointer user_data)

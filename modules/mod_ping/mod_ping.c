@@ -79,7 +79,7 @@ static void sweep_one(MkSession *s, gpointer user_data)
 
 static gboolean sweep(gpointer user_data)
 {
-    mk_sm_foreach(sweep_one, user_data);
+    mk_session_foreach(sweep_one, user_data);
     return G_SOURCE_CONTINUE;
 }
 
@@ -97,14 +97,14 @@ static gboolean ping_start(MkModule *mod, GError **error)
     p->interval = mk_config_get_int(mod, "ping_interval");
     p->timeout = mk_config_get_int(mod, "ping_timeout");
     p->pending = g_hash_table_new_full(NULL, NULL, (GDestroyNotify)mk_session_unref, NULL);
-    p->sent = mk_metrics_counter(mod, "pings_sent");
-    p->answered = mk_metrics_counter(mod, "pings_answered");
-    p->timeouts = mk_metrics_counter(mod, "ping_timeouts");
+    p->sent = mk_counter_new(mod, "pings_sent");
+    p->answered = mk_counter_new(mod, "pings_answered");
+    p->timeouts = mk_counter_new(mod, "ping_timeouts");
     mk_module_set_data(mod, p, ping_free);
     if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER | MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_PING, ping_iq,
                         p, error))
         return FALSE;
-    mk_disco_add_feature(mod, NS_PING);
+    mk_disco_feature_add(mod, NS_PING);
     /* Half the interval finds a client at most 1.5 intervals after it
      * fell silent; between once a second and once a minute. */
     if (p->interval > 0)

@@ -48,7 +48,7 @@ static guint kind_of(MkStanza *st, gboolean inbound)
 /* The session of @user bound to exactly @jid, or NULL. (transfer full) */
 static MkSession *session_of(MkJid *jid)
 {
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(jid);
+    g_autoptr(GPtrArray) sessions = mk_session_list(jid);
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
         if (mk_jid_equal(mk_session_jid(s), jid))
@@ -172,7 +172,7 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
     if (!mk_stanza_is_error(stanza)) {
         /* Straight to the session: routed, the error would be filtered as
          * coming from the denied JID. */
-        g_autoptr(MkStanza) reply = mk_stanza_error_reply(stanza, MK_ERR_NOT_ACCEPTABLE, NULL);
+        g_autoptr(MkStanza) reply = mk_stanza_new_error_reply(stanza, MK_ERR_NOT_ACCEPTABLE, NULL);
         if (reply)
             mk_session_send(s, reply);
     }
@@ -188,10 +188,10 @@ static gboolean privacy_start(MkModule *mod, GError **error)
                                  (guint)mk_config_get_int(mod, "cache_idle"), NULL);
     p->max_items = mk_config_get_int(mod, "max_items");
     p->max_lists = mk_config_get_int(mod, "max_lists");
-    p->denied_in = mk_metrics_counter(mod, "denied_in");
-    p->denied_out = mk_metrics_counter(mod, "denied_out");
-    p->pushes = mk_metrics_counter(mod, "pushes");
-    p->limit_refusals = mk_metrics_counter(mod, "limit_refusals");
+    p->denied_in = mk_counter_new(mod, "denied_in");
+    p->denied_out = mk_counter_new(mod, "denied_out");
+    p->pushes = mk_counter_new(mod, "pushes");
+    p->limit_refusals = mk_counter_new(mod, "limit_refusals");
     mk_module_set_data(mod, p, g_free); /* freed with the last reference */
 
     if (!priv_iq_start(p, error))
@@ -199,7 +199,7 @@ static gboolean privacy_start(MkModule *mod, GError **error)
     mk_hook_add(mod, MK_HOOK_FILTER_LOCAL_PACKET, HOOK_PRIORITY, on_filter, p);
     mk_hook_add(mod, MK_HOOK_USER_RECEIVE_PACKET, HOOK_PRIORITY, on_receive, p);
     mk_hook_add(mod, MK_HOOK_USER_SEND_PACKET, HOOK_PRIORITY, on_send, p);
-    mk_disco_add_feature(mod, NS_PRIVACY);
+    mk_disco_feature_add(mod, NS_PRIVACY);
     return TRUE;
 }
 

@@ -56,7 +56,7 @@ void priv_active_set(Privacy *p, MkSession *s, const char *name)
 
 gboolean priv_user_has_active(Privacy *p, MkJid *user)
 {
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(user);
+    g_autoptr(GPtrArray) sessions = mk_session_list(user);
     for (guint i = 0; i < sessions->len; i++) {
         g_autofree char *name = mk_session_dup_string(g_ptr_array_index(sessions, i), p->mod);
         if (name)

@@ -28,7 +28,7 @@ static guint element_count(MkXml *el, MkXml **first)
 /* "Privacy list push" of @name to every resource of @user (2.2 rule 10). */
 static void push(Privacy *p, MkJid *user, const char *name)
 {
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(user);
+    g_autoptr(GPtrArray) sessions = mk_session_list(user);
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
         g_autofree char *id =
@@ -52,7 +52,7 @@ static gboolean in_use_by_others(Privacy *p, MkJid *user, MkSession *self, const
 {
     if (!name)
         return FALSE;
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(user);
+    g_autoptr(GPtrArray) sessions = mk_session_list(user);
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
         if (s == self)
@@ -298,7 +298,7 @@ static void presence_transitions(GArray *applies, PrivState *new, gboolean hide)
             }
             g_autoptr(MkStanza) st = mk_stanza_new_addressed(hide ? xml : mk_stanza_xml(last),
                                                              mk_session_jid(a->s), contact);
-            mk_route(st);
+            mk_router_send(st);
         }
     }
 }
@@ -335,7 +335,7 @@ static void op_done(const GError *error, gpointer data)
     /* What each session applies changes now: tell the subscribers that
      * stop or start seeing its presence. */
     g_autoptr(PrivState) old = priv_cache_get(p, op->user, NULL);
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(op->user);
+    g_autoptr(GPtrArray) sessions = mk_session_list(op->user);
     g_autoptr(GArray) applies = NULL;
     if (old && op->kind != OP_GET_NAMES && op->kind != OP_GET_LIST) {
         applies = lists_around(p, op, old, st, sessions);

@@ -270,7 +270,7 @@ static MkResult on_set(MkIq *iq, gpointer user_data)
     op->refusals = p->refusals;
     op->iq = mk_iq_ref(iq);
     op->account = g_steal_pointer(&account);
-    mk_db_transaction(mk_iq_module(iq), set_work, set_done, op, set_op_free);
+    mk_db_transaction_run(mk_iq_module(iq), set_work, set_done, op, set_op_free);
     return MK_HANDLED;
 }
 
@@ -279,9 +279,9 @@ static gboolean private_start(MkModule *mod, GError **error)
     Private *p = g_new0(Private, 1);
     p->max_size = mk_config_get_int(mod, "max_size");
     p->max_total = mk_config_get_int(mod, "max_total_size");
-    p->refusals = mk_metrics_counter(mod, "limit_refusals");
-    p->sets = mk_metrics_counter(mod, "sets");
-    p->gets = mk_metrics_counter(mod, "gets");
+    p->refusals = mk_counter_new(mod, "limit_refusals");
+    p->sets = mk_counter_new(mod, "sets");
+    p->gets = mk_counter_new(mod, "gets");
     mk_module_set_data(mod, p, g_free);
     if (!mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_PRIVATE, on_get, p, error) ||
         !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_SET, NS_PRIVATE, on_set, p, error))

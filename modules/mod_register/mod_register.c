@@ -53,11 +53,11 @@ static gboolean register_start(MkModule *mod, GError **error)
     gint64 window = mk_config_get_int(mod, "registration_window");
     r->limiter = reg_limiter_new((guint)mk_config_get_int(mod, "registration_limit"),
                                  window * G_USEC_PER_SEC);
-    r->registered = mk_metrics_counter(mod, "registered");
-    r->refused = mk_metrics_counter(mod, "refused");
-    r->rate_limited = mk_metrics_counter(mod, "rate_limited");
-    r->password_changed = mk_metrics_counter(mod, "password_changed");
-    r->removed = mk_metrics_counter(mod, "removed");
+    r->registered = mk_counter_new(mod, "registered");
+    r->refused = mk_counter_new(mod, "refused");
+    r->rate_limited = mk_counter_new(mod, "rate_limited");
+    r->password_changed = mk_counter_new(mod, "password_changed");
+    r->removed = mk_counter_new(mod, "removed");
     mk_module_set_data(mod, r, reg_free);
 
     /* The handler is claimed even with registration off, so that the
@@ -72,7 +72,7 @@ static gboolean register_start(MkModule *mod, GError **error)
         if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER | MK_IQ_SCOPE_ACCOUNT, t, NS_REGISTER,
                             reg_account_iq, r, error))
             return FALSE;
-    mk_disco_add_feature(mod, NS_REGISTER);
+    mk_disco_feature_add(mod, NS_REGISTER);
     mk_timer_add(mod, (guint)MIN(window, 60) * 1000, sweep, r);
     return TRUE;
 }

@@ -47,7 +47,7 @@ static void removed(const GError *error, gpointer data)
     mk_counter_add(p->reg->removed, 1);
     g_info("mod_register: %s removed its account", mk_jid_string(p->bare));
     mk_iq_reply(p->iq, NULL);
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(p->bare);
+    g_autoptr(GPtrArray) sessions = mk_session_list(p->bare);
     for (guint i = 0; i < sessions->len; i++)
         mk_session_close(g_ptr_array_index(sessions, i), "not-authorized");
 }

@@ -64,7 +64,7 @@ MkXml *roster_item_xml(const RosterItem *item, gboolean removed)
 void roster_push(Roster *r, MkJid *user, const RosterItem *item, gboolean removed, gint64 ver)
 {
     g_autoptr(MkJid) bare = mk_jid_bare(user);
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
+    g_autoptr(GPtrArray) sessions = mk_session_list(bare);
     g_autofree char *ver_s = g_strdup_printf("%" G_GINT64_FORMAT, ver);
 
     for (guint i = 0; i < sessions->len; i++) {
@@ -88,7 +88,7 @@ void roster_push(Roster *r, MkJid *user, const RosterItem *item, gboolean remove
 void roster_send_presence_to(MkJid *user, MkJid *to)
 {
     g_autoptr(MkJid) bare = mk_jid_bare(user);
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
+    g_autoptr(GPtrArray) sessions = mk_session_list(bare);
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
         g_autoptr(MkStanza) last = mk_session_is_available(s) ? mk_session_last_presence(s) : NULL;
@@ -96,14 +96,14 @@ void roster_send_presence_to(MkJid *user, MkJid *to)
             continue;
         g_autoptr(MkStanza) st =
             mk_stanza_new_addressed(mk_stanza_xml(last), mk_session_jid(s), to);
-        mk_route(st);
+        mk_router_send(st);
     }
 }
 
 void roster_send_unavailable_to(MkJid *user, MkJid *to)
 {
     g_autoptr(MkJid) bare = mk_jid_bare(user);
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(bare);
+    g_autoptr(GPtrArray) sessions = mk_session_list(bare);
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
         if (mk_session_is_available(s))
@@ -117,7 +117,7 @@ void roster_route_presence(const char *type, MkJid *from, MkJid *to)
     if (type)
         mk_xml_set_attr(xml, "type", type);
     g_autoptr(MkStanza) st = mk_stanza_new_addressed(xml, from, to);
-    mk_route(st);
+    mk_router_send(st);
 }
 
 static gboolean roster_start(MkModule *mod, GError **error)
@@ -125,13 +125,13 @@ static gboolean roster_start(MkModule *mod, GError **error)
     Roster *r = g_new0(Roster, 1);
     r->mod = mod;
     r->queue = mk_user_queue_new(mod);
-    r->pushes = mk_metrics_counter(mod, "pushes");
-    r->subscriptions = mk_metrics_counter(mod, "subscription_stanzas");
-    r->preloads_used = mk_metrics_counter(mod, "preloads_used");
-    r->preloads_stale = mk_metrics_counter(mod, "preloads_stale");
-    r->subs_used = mk_metrics_counter(mod, "presence_subscribers_cached");
-    r->subs_stale = mk_metrics_counter(mod, "presence_subscribers_stale");
-    r->limit_refusals = mk_metrics_counter(mod, "limit_refusals");
+    r->pushes = mk_counter_new(mod, "pushes");
+    r->subscriptions = mk_counter_new(mod, "subscription_stanzas");
+    r->preloads_used = mk_counter_new(mod, "preloads_used");
+    r->preloads_stale = mk_counter_new(mod, "preloads_stale");
+    r->subs_used = mk_counter_new(mod, "presence_subscribers_cached");
+    r->subs_stale = mk_counter_new(mod, "presence_subscribers_stale");
+    r->limit_refusals = mk_counter_new(mod, "limit_refusals");
     r->max_items = mk_config_get_int(mod, "max_items");
     r->max_groups = mk_config_get_int(mod, "max_groups");
     r->max_text = mk_config_get_int(mod, "max_text_length");

@@ -147,14 +147,14 @@ static void send_presence_after(SubOp *op)
 static void refuse_subscription(SubOp *op)
 {
     g_autoptr(MkStanza) err =
-        mk_stanza_error_reply(op->stanza, MK_ERR_POLICY_VIOLATION, op->refusal);
+        mk_stanza_new_error_reply(op->stanza, MK_ERR_POLICY_VIOLATION, op->refusal);
     if (!err)
         return;
     if (op->inbound) {
-        mk_route(err);
+        mk_router_send(err);
         return;
     }
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(op->user);
+    g_autoptr(GPtrArray) sessions = mk_session_list(op->user);
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
         g_autoptr(MkStanza) st =
@@ -188,9 +188,9 @@ static void sub_done(const GError *error, gpointer data)
         roster_send_unavailable_to(op->user, op->contact);
     if (op->actions & ROSTER_ACT_FORWARD) {
         if (op->inbound)
-            mk_route_to_account(op->stanza);
+            mk_router_send_to_account(op->stanza);
         else
-            mk_route(op->stanza);
+            mk_router_send(op->stanza);
     }
     if (op->actions & ROSTER_ACT_REPLY_SUBSCRIBED)
         roster_route_presence("subscribed", op->user, op->contact);
@@ -275,7 +275,7 @@ static void probe_done(const GError *error, gpointer data)
     }
     if (!op->item || !(op->item->st.sub & ROSTER_SUB_FROM))
         return;
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions_of(op->user);
+    g_autoptr(GPtrArray) sessions = mk_session_list(op->user);
     guint sent = 0;
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
@@ -284,7 +284,7 @@ static void probe_done(const GError *error, gpointer data)
             continue;
         g_autoptr(MkStanza) st =
             mk_stanza_new_addressed(mk_stanza_xml(last), mk_session_jid(s), op->prober);
-        mk_route(st);
+        mk_router_send(st);
         sent++;
     }
     if (!sent)
@@ -385,7 +385,7 @@ static void broadcast_to(MkSession *session, MkJid *user, MkStanza *stanza, gboo
             continue;
         if (item->st.sub & ROSTER_SUB_FROM) {
             g_autoptr(MkStanza) st = mk_stanza_new_addressed(mk_stanza_xml(stanza), full, contact);
-            mk_route(st);
+            mk_router_send(st);
         }
         if (!initial)
             continue;

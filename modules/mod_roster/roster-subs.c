@@ -56,6 +56,6 @@ void roster_subs_send(const char *subs, MkJid *from, MkStanza *stanza)
         if (!contact)
             continue;
         g_autoptr(MkStanza) st = mk_stanza_new_addressed(mk_stanza_xml(stanza), from, contact);
-        mk_route(st);
+        mk_router_send(st);
     }
 }

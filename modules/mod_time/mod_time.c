@@ -32,7 +32,7 @@ static gboolean time_start(MkModule *mod, GError **error)
 {
     if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER, MK_IQ_GET, NS_TIME, on_time, NULL, error))
         return FALSE;
-    mk_disco_add_feature(mod, NS_TIME);
+    mk_disco_feature_add(mod, NS_TIME);
     return TRUE;
 }
 

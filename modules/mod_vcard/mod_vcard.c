@@ -223,7 +223,7 @@ static MkResult on_set(MkIq *iq, gpointer user_data)
     op->account = mk_jid_bare(from);
     op->xml = g_steal_pointer(&xml);
     op->hash = photo_hash(vcard);
-    mk_db_transaction(mk_iq_module(iq), set_work, set_done, op, set_op_free);
+    mk_db_transaction_run(mk_iq_module(iq), set_work, set_done, op, set_op_free);
     return MK_HANDLED;
 }
 
@@ -272,7 +272,7 @@ static MkResult on_session_closed(MkHookCall *call, gpointer user_data)
     if (!s)
         return MK_PASS;
     g_autoptr(MkJid) bare = mk_jid_bare(mk_session_jid(s));
-    g_autoptr(GPtrArray) left = mk_sm_sessions_of(bare);
+    g_autoptr(GPtrArray) left = mk_session_list(bare);
     if (left->len == 0) {
         g_mutex_lock(&v->lock);
         g_hash_table_remove(v->hashes, mk_jid_string(bare));
@@ -322,8 +322,8 @@ static gboolean vcard_start(MkModule *mod, GError **error)
 {
     Vcard *v = g_new0(Vcard, 1);
     v->max_size = mk_config_get_int(mod, "max_size");
-    v->sets = mk_metrics_counter(mod, "sets");
-    v->gets = mk_metrics_counter(mod, "gets");
+    v->sets = mk_counter_new(mod, "sets");
+    v->gets = mk_counter_new(mod, "gets");
     g_mutex_init(&v->lock);
     v->hashes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     mk_module_set_data(mod, v, vcard_free);
@@ -335,7 +335,7 @@ static gboolean vcard_start(MkModule *mod, GError **error)
     mk_hook_add(mod, MK_HOOK_SESSION_OPENED, 50, on_session_opened, mod);
     mk_hook_add(mod, MK_HOOK_SESSION_CLOSED, 50, on_session_closed, mod);
     mk_hook_add(mod, MK_HOOK_REMOVE_USER, 50, on_remove_user, mod);
-    mk_disco_add_feature(mod, NS_VCARD);
+    mk_disco_feature_add(mod, NS_VCARD);
     return TRUE;
 }
 

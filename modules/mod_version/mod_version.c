@@ -41,7 +41,7 @@ static gboolean version_start(MkModule *mod, GError **error)
     mk_module_set_data(mod, v, version_free);
     if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER, MK_IQ_GET, NS_VERSION, on_version, v, error))
         return FALSE;
-    mk_disco_add_feature(mod, NS_VERSION);
+    mk_disco_feature_add(mod, NS_VERSION);
     return TRUE;
 }
 

@@ -6,13 +6,12 @@
 #include <meerkat/mk-types.h>
 
 G_BEGIN_DECLS
-/* Accounts of the core's auth backend (the users table: salted SCRAM keys,
- * never a plain password unless the operator chose password_format =
- * plain), for modules such as in-band registration (XEP-0077). Since
- * ABI 1.1.
+/* The server's accounts, for modules such as in-band registration
+ * (XEP-0077). Passwords are stored as the operator configured (salted
+ * SCRAM keys by default). Since ABI 1.1.
  *
- * The work (key derivation, storage) runs on the core's auth thread pool,
- * never on the caller's thread; @done then runs on the calling thread (a
+ * The work (key derivation, storage) runs off the workers, never on the
+ * caller's thread; @done then runs on the calling thread (a
  * worker, or the main thread) with the error, if any, and @destroy
  * (nullable) frees @user_data after it. The core copies every string
  * argument before returning and wipes its copy of the password. Usernames

@@ -15,9 +15,9 @@ G_BEGIN_DECLS
 
 typedef enum {
     MK_CONFIG_BOOL,
-    MK_CONFIG_INT,    /* 64-bit, bounded by min/max */
+    MK_CONFIG_INT, /* 64-bit, bounded by min/max */
     MK_CONFIG_STRING,
-    MK_CONFIG_STRV,   /* a ;-separated list */
+    MK_CONFIG_STRV, /* a ;-separated list */
 } MkConfigType;
 
 typedef struct {
@@ -28,7 +28,9 @@ typedef struct {
     const char *help;          /* one line for --check-config and docs */
 } MkConfigKey;
 
+/* clang-format off */
 #define MK_CONFIG_KEYS_END {NULL, 0, NULL, 0, 0, NULL}
+/* clang-format on */
 
 /* Values of this module instance's keys. Main thread or any worker: the
  * values are immutable while the instance runs. (transfer none) for strings. */

@@ -6,14 +6,25 @@
 #include <meerkat/mk-types.h>
 
 G_BEGIN_DECLS
-/* Asynchronous storage over libdbi.
+/* Asynchronous storage.
  *
- * Queries run on the storage thread pool, never on a worker; the callback
- * runs on the thread that made the call (its worker, or the main thread).
- * Values are always bound: write `?` in SQL and pass MkDbParam values; the
- * core quotes them for the driver. SQL that works on both sqlite3 and
- * PostgreSQL is preferred (INSERT ... ON CONFLICT works on both); where it
- * cannot, branch on mk_db_conn_driver(). */
+ * Queries run on a storage thread, never on a worker; the callback runs
+ * on the thread that made the call (its worker, or the main thread).
+ * Values are always bound: write `?` in SQL and pass MkDbParam values.
+ * SQL that works on both sqlite3 and PostgreSQL is preferred (INSERT ...
+ * ON CONFLICT works on both); where it cannot, branch on
+ * mk_db_conn_driver(). */
+
+/* The domain of the errors storage calls report (to MkDbQueryDone,
+ * MkDbWorkDone, mk_db_conn_queryv). New codes may be appended. */
+#define MK_DB_ERROR (mk_db_error_quark())
+MK_API GQuark mk_db_error_quark(void);
+
+typedef enum {
+    MK_DB_ERROR_CONNECT,   /* no connection to the database */
+    MK_DB_ERROR_QUERY,     /* a statement failed (syntax, constraint, ...) */
+    MK_DB_ERROR_MIGRATION, /* a schema step failed at start */
+} MkDbErrorCode;
 
 typedef enum {
     MK_DB_PARAM_END = 0,
@@ -30,8 +41,8 @@ typedef struct {
 
 #define MK_DB_STR(x) ((MkDbParam){MK_DB_PARAM_STR, (x), 0})
 #define MK_DB_INT(x) ((MkDbParam){MK_DB_PARAM_INT, NULL, (x)})
-#define MK_DB_NULL ((MkDbParam){MK_DB_PARAM_NULL, NULL, 0})
-#define MK_DB_END ((MkDbParam){MK_DB_PARAM_END, NULL, 0})
+#define MK_DB_NULL   ((MkDbParam){MK_DB_PARAM_NULL, NULL, 0})
+#define MK_DB_END    ((MkDbParam){MK_DB_PARAM_END, NULL, 0})
 
 /* Called with the rows (transfer none, valid during the call; NULL when
  * @error is set). */
@@ -51,8 +62,8 @@ MK_API void mk_db_queryv(MkModule *mod, const char *sql, const MkDbParam *params
  * @user_data after @done. */
 typedef gboolean (*MkDbWork)(MkDbConn *conn, gpointer user_data, GError **error);
 typedef void (*MkDbWorkDone)(const GError *error, gpointer user_data);
-MK_API void mk_db_transaction(MkModule *mod, MkDbWork work, MkDbWorkDone done,
-                              gpointer user_data, GDestroyNotify destroy);
+MK_API void mk_db_transaction_run(MkModule *mod, MkDbWork work, MkDbWorkDone done,
+                                  gpointer user_data, GDestroyNotify destroy);
 
 /* On a storage thread, inside MkDbWork only. Returns: (transfer full)
  * (nullable) rows, or NULL with @error set. */
@@ -81,6 +92,8 @@ typedef struct {
     int version;
     const char *sql; /* may hold several statements separated by ';' */
 } MkMigration;
+/* clang-format off */
 #define MK_MIGRATIONS_END {NULL, 0, NULL}
+/* clang-format on */
 
 G_END_DECLS

@@ -10,11 +10,11 @@ G_BEGIN_DECLS
 
 /* Advertises a feature var / an identity of the server for @mod's host
  * type. Main thread, in start(); removed on stop. */
-MK_API void mk_disco_add_feature(MkModule *mod, const char *var);
-MK_API void mk_disco_add_identity(MkModule *mod, const char *category, const char *type,
+MK_API void mk_disco_feature_add(MkModule *mod, const char *var);
+MK_API void mk_disco_identity_add(MkModule *mod, const char *category, const char *type,
                                   const char *name);
 /* Server disco items (such as module subdomains). */
-MK_API void mk_disco_add_item(MkModule *mod, const char *jid, const char *name);
+MK_API void mk_disco_item_add(MkModule *mod, const char *jid, const char *name);
 
 /* Every feature / identity / item registered for the host type serving
  * @domain, sorted and without duplicates. Any thread.

@@ -30,7 +30,7 @@ G_BEGIN_DECLS
 #define MK_HOOK_PRESENCE_IN "presence_in"
 /* Any stanza addressed to a local account (bare or full JID), before
  * presence_in, session delivery or offline storage; also for presence a
- * module hands to mk_route_to_account. For privacy and blocking (since
+ * module hands to mk_router_send_to_account. For privacy and blocking (since
  * ABI 1.1). HANDLED drops it silently, ERROR bounces it. Stanza, from, to. */
 #define MK_HOOK_FILTER_LOCAL_PACKET "filter_local_packet"
 /* A message for a local account found no resource to take it. HANDLED
@@ -47,19 +47,16 @@ G_BEGIN_DECLS
  * state) starts afresh here. On the session's worker. Session, from = its
  * full JID. Since ABI 1.2. */
 #define MK_HOOK_SESSION_RESUMED "session_resumed"
-/* The one hook that runs off the workers: on the auth pool, in the job
- * that read an account's credentials, once the account is known (PLAIN:
- * authenticated; SCRAM: found at the first message, the proof comes
- * later and may still fail). A handler may read, through
- * mk_hook_call_db(), what the session will need as soon as it is bound
- * (mod_roster: the roster, for initial presence) and keep it with
- * mk_hook_call_set_preload(); the session hands it over once with
- * mk_session_take_preload(). This saves the thread hand-off a read on
- * the storage pool would cost at that moment. Handlers may block on the
- * connection, must touch no session, and must make sure by themselves
- * that what they read is still current when it is used (a write may
- * come in between). The return value is ignored. From = the account's
- * bare JID. Since ABI 1.3. */
+/* An account is authenticating (PLAIN: authenticated; SCRAM: found, the
+ * proof may still fail). A handler may read, through mk_hook_call_db(),
+ * what a session of that account will need as soon as it is bound, and
+ * keep it with mk_hook_call_set_preload(); the session hands it over
+ * once with mk_session_take_preload(), or its destroy frees it. Runs on
+ * a core thread that may block, not on a worker: it may wait on the
+ * connection and must touch no session. What it read may be stale by
+ * the time the session takes it (a write may come in between): the
+ * module must be able to tell, and read again. The return value is
+ * ignored. From = the account's bare JID. Since ABI 1.3. */
 #define MK_HOOK_AUTH_PRELOAD "auth_preload"
 
 typedef MkResult (*MkHookFunc)(MkHookCall *call, gpointer user_data);

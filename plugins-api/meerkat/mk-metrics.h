@@ -6,12 +6,12 @@
 #include <meerkat/mk-types.h>
 
 G_BEGIN_DECLS
-/* Per-module counters, shown by `meerkatctl metrics` and in the log at
- * shutdown. Counting is atomic and lock-free from any thread. */
+/* Per-module counters, logged on SIGUSR1 and at shutdown
+ * (docs/operations.md, Metrics). Counting is atomic and lock-free from any thread. */
 
 /* Returns: (transfer none) the counter "MODULE.NAME" of @mod's host type,
  * created on first use. Main thread, in start(). */
-MK_API MkCounter *mk_metrics_counter(MkModule *mod, const char *name);
+MK_API MkCounter *mk_counter_new(MkModule *mod, const char *name);
 MK_API void mk_counter_add(MkCounter *counter, gint64 n);
 MK_API gint64 mk_counter_get(MkCounter *counter);
 

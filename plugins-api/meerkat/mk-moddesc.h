@@ -41,6 +41,20 @@ typedef struct {
 
 #define MK_MODULE_DESC_HEADER .abi_major = MK_ABI_MAJOR, .abi_minor = MK_ABI_MINOR
 
+/* The domain of the errors the core reports to a module: a registration
+ * that is already taken (mk_iq_register, mk_route_register, ...); and of the
+ * loader's own errors. New codes may be appended. */
+#define MK_MODULE_ERROR (mk_module_error_quark())
+MK_API GQuark mk_module_error_quark(void);
+
+typedef enum {
+    MK_MODULE_ERROR_LOAD, /* dlopen / missing descriptor */
+    MK_MODULE_ERROR_ABI,  /* ABI mismatch */
+    MK_MODULE_ERROR_DEPENDENCY,
+    MK_MODULE_ERROR_START,
+    MK_MODULE_ERROR_DUPLICATE, /* IQ key or route already taken */
+} MkModuleErrorCode;
+
 /* (transfer none) The module's name and the host type this instance serves. */
 MK_API const char *mk_module_name(MkModule *mod);
 MK_API const char *mk_module_host_type(MkModule *mod);
@@ -62,9 +76,5 @@ MK_API gpointer mk_module_get_data(MkModule *mod);
  * module's data intact, and asks this to skip what only a running module
  * should do (sending, closing sessions). Any thread. */
 MK_API gboolean mk_module_is_running(MkModule *mod);
-
-/* Seconds since the server process started (not since this instance
- * started: a module may restart on SIGHUP). Any thread. Since ABI 1.1. */
-MK_API gint64 mk_server_uptime(void);
 
 G_END_DECLS

@@ -12,17 +12,17 @@ G_BEGIN_DECLS
  * (session rules of RFC 6121 section 8 and the presence_in hook), served
  * domains (IQ handlers), module routes, else an error. Its 'from' is
  * trusted. Any thread. (transfer none) */
-MK_API void mk_route(MkStanza *stanza);
+MK_API void mk_router_send(MkStanza *stanza);
 /* Delivers @stanza to the local account in its 'to' by the RFC 6121
  * rules, skipping the presence_in hook: for modules that handled presence
  * themselves. Any thread. (transfer none) */
-MK_API void mk_route_to_account(MkStanza *stanza);
+MK_API void mk_router_send_to_account(MkStanza *stanza);
 
 /* Claims stanzas addressed to @domain (and its JIDs), a subdomain such as
  * "muc.localhost". The handler runs on the worker that routed the stanza.
  * Main thread, in start(); removed on stop. */
 typedef void (*MkRouteFunc)(MkStanza *stanza, gpointer user_data);
-MK_API gboolean mk_route_add(MkModule *mod, const char *domain, MkRouteFunc func,
-                             gpointer user_data, GError **error);
+MK_API gboolean mk_route_register(MkModule *mod, const char *domain, MkRouteFunc func,
+                                  gpointer user_data, GError **error);
 
 G_END_DECLS

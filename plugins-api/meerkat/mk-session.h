@@ -25,6 +25,10 @@ MK_API gint64 mk_session_idle_seconds(MkSession *s);
 /* Writes @stanza to the client (after user_receive_packet). Any thread:
  * from another worker it travels through the owner's mailbox. (transfer none) */
 MK_API void mk_session_send(MkSession *s, MkStanza *stanza);
+/* Writes @el to the session's stream as it is: no hooks, no addressing.
+ * For stream-level replies such as <a/> (mk-stream.h). The session's
+ * worker only. (transfer none) Since ABI 1.1. */
+MK_API void mk_session_write_xml(MkSession *s, MkXml *el);
 /* Closes the stream with a stream error condition ("conflict",
  * "connection-timeout", ...), or a clean </stream:stream> when NULL. Any thread. */
 MK_API void mk_session_close(MkSession *s, const char *stream_error);
@@ -60,10 +64,10 @@ MK_API gpointer mk_session_take_preload(MkSession *s, MkModule *mod);
 
 /* The sessions of @bare (a bare JID) on this node. Returns: (transfer full)
  * array of referenced sessions (free with g_ptr_array_unref). Any thread. */
-MK_API GPtrArray *mk_sm_sessions_of(MkJid *bare);
+MK_API GPtrArray *mk_session_list(MkJid *bare);
 /* Every local session, for periodic sweeps such as idle pings. Calls
  * @func with each one (transfer none). Main thread. */
-MK_API void mk_sm_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer user_data);
+MK_API void mk_session_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer user_data);
 
 /* TRUE while @s is detached by stream management (XEP-0198): its
  * connection dropped and the session waits, up to the resumption timeout,

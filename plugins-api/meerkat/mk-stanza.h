@@ -68,7 +68,8 @@ MK_API gboolean mk_stanza_is_error(const MkStanza *st);
 /* The error reply to @st: from/to swapped, type="error", original payload
  * kept, <error/> with @cond and optional @text. (transfer full) (nullable):
  * NULL when @st is itself type="error" (an error never answers an error). */
-MK_API MkStanza *mk_stanza_error_reply(const MkStanza *st, MkStanzaError cond, const char *text);
+MK_API MkStanza *mk_stanza_new_error_reply(const MkStanza *st, MkStanzaError cond,
+                                           const char *text);
 /* (transfer none) "service-unavailable" etc., and the error type
  * ("cancel", "modify", "auth", "wait"). */
 MK_API const char *mk_stanza_error_name(MkStanzaError cond);

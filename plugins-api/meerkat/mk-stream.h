@@ -53,11 +53,6 @@ MK_API gboolean mk_stream_element_register(MkModule *mod, const char *xmlns,
                                            MkStreamElementFunc func, gpointer user_data,
                                            GError **error);
 
-/* Writes @el to the session's stream as it is: no hooks, no addressing.
- * For stream-level replies such as <a/>. The session's worker only.
- * (transfer none) */
-MK_API void mk_session_write_xml(MkSession *s, MkXml *el);
-
 /* ---- IQs before authentication (since ABI 1.1) ----
  *
  * A client stream that has not authenticated has no session and no JID;

@@ -11,17 +11,17 @@ G_BEGIN_DECLS
 #define MK_API __attribute__((visibility("default")))
 
 /* Opaque handles. No module may depend on their layout. */
-typedef struct MkXml MkXml;             /* an XML element or text node */
-typedef struct MkJid MkJid;             /* a prepared, immutable JID */
-typedef struct MkStanza MkStanza;       /* a routed stanza: XML + addresses */
-typedef struct MkModule MkModule;       /* one module instance on one host type */
-typedef struct MkHookCall MkHookCall;   /* the arguments of one hook run */
-typedef struct MkIq MkIq;               /* an IQ being answered */
-typedef struct MkSession MkSession;     /* a bound client session */
-typedef struct MkDbConn MkDbConn;       /* a database connection, DB thread only */
-typedef struct MkDbResult MkDbResult;   /* rows returned by a query */
-typedef struct MkTimer MkTimer;         /* a module timer */
-typedef struct MkCounter MkCounter;     /* a metrics counter */
+typedef struct MkXml MkXml;           /* an XML element or text node */
+typedef struct MkJid MkJid;           /* a prepared, immutable JID */
+typedef struct MkStanza MkStanza;     /* a routed stanza: XML + addresses */
+typedef struct MkModule MkModule;     /* one module instance on one host type */
+typedef struct MkHookCall MkHookCall; /* the arguments of one hook run */
+typedef struct MkIq MkIq;             /* an IQ being answered */
+typedef struct MkSession MkSession;   /* a bound client session */
+typedef struct MkDbConn MkDbConn;     /* a database connection, DB thread only */
+typedef struct MkDbResult MkDbResult; /* rows returned by a query */
+typedef struct MkTimer MkTimer;       /* a module timer */
+typedef struct MkCounter MkCounter;   /* a metrics counter */
 
 /* What a handler did with what it was given. */
 typedef enum {

@@ -9,7 +9,7 @@
 G_BEGIN_DECLS
 /* Per-user serial storage work. Since ABI 1.2.
  *
- * Jobs of mk_db_transaction() run in parallel on the storage pool and
+ * Jobs of mk_db_transaction_run() run in parallel on the storage pool and
  * complete in any order. When one user's operations must be written and
  * announced in the order they were asked for (an available presence
  * overtaken by the unavailable that followed it would leave a contact
@@ -41,7 +41,7 @@ typedef enum {
  * Main thread, in start(). */
 MK_API MkUserQueue *mk_user_queue_new(MkModule *mod);
 
-/* Runs @work in a transaction on a storage thread (as mk_db_transaction)
+/* Runs @work in a transaction on a storage thread (as mk_db_transaction_run)
  * once every operation pushed earlier under @key completed; then @done
  * (nullable) on the calling thread with the error, if any; then @destroy
  * (nullable) on @user_data. @key is copied. Any thread that runs a
@@ -51,13 +51,10 @@ MK_API void mk_user_queue_push(MkUserQueue *queue, const char *key, MkDbWork wor
                                MkDbWorkDone done, gpointer user_data, GDestroyNotify destroy);
 
 /* As mk_user_queue_push, in the same order with the key's other
- * operations, for @work that only reads. It runs without a write
- * transaction: on sqlite3 in one deferred transaction (the reads share
- * one snapshot and take the file locks once, and the operation neither
- * waits for the write lock nor holds it up for other users' writes),
- * on PostgreSQL statement by statement (the statements need not see the
- * same snapshot). The key's own writes pushed earlier have committed
- * when it runs, as with mk_user_queue_push. Since ABI 1.3. */
+ * operations, for @work that only reads: the key's own writes pushed
+ * earlier have committed when it runs, and it neither waits for other
+ * users' writes nor holds them up. Its statements may see different
+ * snapshots of other users' data. Since ABI 1.3. */
 MK_API void mk_user_queue_push_reads(MkUserQueue *queue, const char *key, MkDbWork work,
                                      MkDbWorkDone done, gpointer user_data, GDestroyNotify destroy);
 
@@ -68,7 +65,7 @@ MK_API void mk_user_queue_push_reads(MkUserQueue *queue, const char *key, MkDbWo
  * a delete (mod_offline), an archive batch written then acknowledged
  * (MAM), a room's state read then changed (MUC). Such a job holds the key
  * from its start until it calls mk_user_job_finish(); in between it makes
- * its own calls (mk_db_transaction, timers) and they complete on the
+ * its own calls (mk_db_transaction_run, timers) and they complete on the
  * job's thread as usual. Jobs and operations of one key run in the order
  * they were pushed. */
 typedef struct MkUserJob MkUserJob;

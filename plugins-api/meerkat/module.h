@@ -26,4 +26,5 @@
 #include <meerkat/mk-userqueue.h>
 #include <meerkat/mk-usercache.h>
 #include <meerkat/mk-xep82.h>
+#include <meerkat/mk-server.h>
 #undef MK_INSIDE_MODULE_H

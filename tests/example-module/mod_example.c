@@ -66,12 +66,12 @@ static gboolean example_start(MkModule *mod, GError **error)
 {
     Example *ex = g_new0(Example, 1);
     ex->tag = g_strdup(mk_config_get_string(mod, "tag"));
-    ex->echoes = mk_metrics_counter(mod, "echoes");
+    ex->echoes = mk_counter_new(mod, "echoes");
     mk_module_set_data(mod, ex, example_free);
 
     if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER, MK_IQ_GET, NS_ECHO, echo_iq, ex, error))
         return FALSE;
-    mk_disco_add_feature(mod, NS_ECHO);
+    mk_disco_feature_add(mod, NS_ECHO);
     return TRUE;
 }
 

@@ -37,7 +37,7 @@ static void fz_stanza(gpointer user_data, MkXml *el)
     g_autofree char *s = mk_xml_to_string(el, "jabber:client");
     g_autoptr(MkStanza) st = mk_stanza_new(el, NULL);
     if (st) {
-        g_autoptr(MkStanza) r = mk_stanza_error_reply(st, MK_ERR_BAD_REQUEST, "x");
+        g_autoptr(MkStanza) r = mk_stanza_new_error_reply(st, MK_ERR_BAD_REQUEST, "x");
     }
     if (f->reset_next) {
         mk_xml_stream_reset(f->xs);

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """meerkat-bench's register scenario (XEP-0077 in-band registration, used
-by tools/bench-peers to provision the peers) against a meerkatd with
+by tools/bench/bench-peers to provision the peers) against a meerkatd with
 mod_register: 20 accounts are created, a second pass counts the existing
 ones (conflict) as done, the accounts then log in; a wrong password does
 not. A smoke test: no timing is checked. Prints TAP; ignores --tap."""
@@ -17,7 +17,7 @@ N = 20
 
 def bench(srv, *args):
     """Runs the generator; returns its JSON summary ({} if none)."""
-    cmd = [os.path.join(TOP_BUILDDIR, "tools", "meerkat-bench"), "--port", str(srv.port),
+    cmd = [os.path.join(TOP_BUILDDIR, "tools", "bench", "meerkat-bench"), "--port", str(srv.port),
            "--users", str(N), "--rate", "200", "--settle", "0", "--login-timeout", "20"]
     p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60)
     try:

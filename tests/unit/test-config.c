@@ -365,6 +365,19 @@ static void test_log_line(void)
     g_test_trap_assert_stderr_unmatched("*hidden*");
 }
 
+/* Every error domain's quark is named after it, as GLib's convention has it
+ * (clang-format once turned "mk-db-error-quark" into "mk - db - error - quark"). */
+static void test_error_quarks(void)
+{
+    g_assert_cmpstr(g_quark_to_string(MK_ACCOUNT_ERROR), ==, "mk-account-error-quark");
+    g_assert_cmpstr(g_quark_to_string(MK_AUTH_ERROR), ==, "mk-auth-error-quark");
+    g_assert_cmpstr(g_quark_to_string(MK_CONFIG_ERROR), ==, "mk-config-error-quark");
+    g_assert_cmpstr(g_quark_to_string(MK_DB_ERROR), ==, "mk-db-error-quark");
+    g_assert_cmpstr(g_quark_to_string(MK_JID_ERROR), ==, "mk-jid-error-quark");
+    g_assert_cmpstr(g_quark_to_string(MK_MODULE_ERROR), ==, "mk-module-error-quark");
+    g_assert_cmpstr(g_quark_to_string(MK_USER_QUEUE_ERROR), ==, "mk-user-queue-error-quark");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -374,5 +387,6 @@ int main(int argc, char **argv)
     g_test_add_func("/config/conf-d-errors", test_conf_d_errors);
     g_test_add_func("/config/module-values", test_module_values);
     g_test_add_func("/log/line", test_log_line);
+    g_test_add_func("/errors/quark-names", test_error_quarks);
     return g_test_run();
 }

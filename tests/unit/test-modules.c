@@ -19,9 +19,9 @@ void mk_server_set_for_tests(MkServer *srv);
 static const void *const api[] = {
     (const void *)mk_hook_add,          (const void *)mk_hook_call_set_error,
     (const void *)mk_iq_register,       (const void *)mk_iq_reply,
-    (const void *)mk_disco_add_feature, (const void *)mk_disco_add_identity,
-    (const void *)mk_disco_add_item,    (const void *)mk_route_add,
-    (const void *)mk_timer_add,         (const void *)mk_metrics_counter,
+    (const void *)mk_disco_feature_add, (const void *)mk_disco_identity_add,
+    (const void *)mk_disco_item_add,    (const void *)mk_route_register,
+    (const void *)mk_timer_add,         (const void *)mk_counter_new,
     (const void *)mk_counter_add,       (const void *)mk_config_get_string,
     (const void *)mk_config_get_int,    (const void *)mk_config_get_bool,
     (const void *)mk_config_get_strv,   (const void *)mk_module_name,

@@ -25,7 +25,7 @@ static void capture(MkStanza *st, gpointer user_data)
 
 static gboolean probe_start(MkModule *mod, GError **error)
 {
-    return mk_route_add(mod, "Probe.Test", capture, NULL, error);
+    return mk_route_register(mod, "Probe.Test", capture, NULL, error);
 }
 
 static const MkModuleDesc probe_desc = {MK_MODULE_DESC_HEADER, .name = "mod_probe",
@@ -371,20 +371,20 @@ static void test_iq(void)
 
 static gboolean disco_one(MkModule *mod, GError **error)
 {
-    mk_disco_add_feature(mod, "urn:z");
-    mk_disco_add_feature(mod, "urn:a");
-    mk_disco_add_identity(mod, "server", "im", "Meerkat");
-    mk_disco_add_item(mod, "b.localhost", NULL);
+    mk_disco_feature_add(mod, "urn:z");
+    mk_disco_feature_add(mod, "urn:a");
+    mk_disco_identity_add(mod, "server", "im", "Meerkat");
+    mk_disco_item_add(mod, "b.localhost", NULL);
     return TRUE;
 }
 
 static gboolean disco_two(MkModule *mod, GError **error)
 {
-    mk_disco_add_feature(mod, "urn:a"); /* duplicate across modules */
-    mk_disco_add_feature(mod, "urn:m");
-    mk_disco_add_identity(mod, "pubsub", "pep", NULL);
-    mk_disco_add_identity(mod, "server", "im", "Meerkat");
-    mk_disco_add_item(mod, "a.localhost", "A");
+    mk_disco_feature_add(mod, "urn:a"); /* duplicate across modules */
+    mk_disco_feature_add(mod, "urn:m");
+    mk_disco_identity_add(mod, "pubsub", "pep", NULL);
+    mk_disco_identity_add(mod, "server", "im", "Meerkat");
+    mk_disco_item_add(mod, "a.localhost", "A");
     return TRUE;
 }
 
@@ -494,12 +494,12 @@ static void test_stream(void)
 
 static gboolean route_dup(MkModule *mod, GError **error)
 {
-    return mk_route_add(mod, "probe.test", capture, NULL, error);
+    return mk_route_register(mod, "probe.test", capture, NULL, error);
 }
 
 static gboolean route_served(MkModule *mod, GError **error)
 {
-    return mk_route_add(mod, "other.test", capture, NULL, error);
+    return mk_route_register(mod, "other.test", capture, NULL, error);
 }
 
 static void test_routes(void)
@@ -544,8 +544,8 @@ static gboolean tick_once(gpointer user_data)
 
 static gboolean timers_start(MkModule *mod, GError **error)
 {
-    counter = mk_metrics_counter(mod, "ticks");
-    g_assert_true(mk_metrics_counter(mod, "ticks") == counter); /* created once */
+    counter = mk_counter_new(mod, "ticks");
+    g_assert_true(mk_counter_new(mod, "ticks") == counter); /* created once */
     mk_timer_add(mod, 5, tick, NULL);
     mk_timer_add(mod, 1, tick_once, NULL);
     MkTimer *never = mk_timer_add(mod, 1, tick_once, NULL);
@@ -810,7 +810,7 @@ static gboolean stress_start(MkModule *mod, GError **error)
 {
     mk_hook_add(mod, "s", 1, count_handler, GINT_TO_POINTER(0x5a));
     mk_hook_add(mod, "s", 2, count_handler, GINT_TO_POINTER(0x5a));
-    mk_disco_add_feature(mod, "urn:stress");
+    mk_disco_feature_add(mod, "urn:stress");
     return TRUE;
 }
 

@@ -77,7 +77,7 @@ static void test_error_reply(void)
     g_autoptr(MkXml) x = parse("<iq xmlns='jabber:client' from='u@h/r' to='s.h' type='set' "
                                "id='7'><query xmlns='urn:q'/></iq>");
     g_autoptr(MkStanza) st = mk_stanza_new(x, NULL);
-    g_autoptr(MkStanza) r = mk_stanza_error_reply(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+    g_autoptr(MkStanza) r = mk_stanza_new_error_reply(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
     g_assert_nonnull(r);
     g_assert_cmpstr(mk_jid_string(mk_stanza_from(r)), ==, "s.h");
     g_assert_cmpstr(mk_jid_string(mk_stanza_to(r)), ==, "u@h/r");
@@ -92,7 +92,7 @@ static void test_error_reply(void)
     g_assert_cmpstr(mk_xml_get_attr(x, "type"), ==, "set");
     g_assert_cmpuint(mk_xml_child_count(x), ==, 1);
 
-    g_autoptr(MkStanza) r2 = mk_stanza_error_reply(st, MK_ERR_FORBIDDEN, "no & never");
+    g_autoptr(MkStanza) r2 = mk_stanza_new_error_reply(st, MK_ERR_FORBIDDEN, "no & never");
     g_autofree char *s2 = mk_xml_to_string(mk_stanza_xml(r2), "jabber:client");
     g_assert_true(g_str_has_suffix(
         s2,
@@ -100,12 +100,12 @@ static void test_error_reply(void)
         "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no &amp; never</text></error></iq>"));
 
     /* Never an error in answer to an error. */
-    g_assert_null(mk_stanza_error_reply(r, MK_ERR_BAD_REQUEST, NULL));
+    g_assert_null(mk_stanza_new_error_reply(r, MK_ERR_BAD_REQUEST, NULL));
 
     /* No addresses: none in the reply either. */
     g_autoptr(MkXml) bare = parse("<message xmlns='jabber:client'/>");
     g_autoptr(MkStanza) bs = mk_stanza_new(bare, NULL);
-    g_autoptr(MkStanza) br = mk_stanza_error_reply(bs, MK_ERR_RESOURCE_CONSTRAINT, NULL);
+    g_autoptr(MkStanza) br = mk_stanza_new_error_reply(bs, MK_ERR_RESOURCE_CONSTRAINT, NULL);
     g_autofree char *s3 = mk_xml_to_string(mk_stanza_xml(br), "jabber:client");
     g_assert_cmpstr(s3, ==,
                     "<message type='error'><error type='wait'><resource-constraint "

@@ -81,7 +81,7 @@ static gboolean cache_start(MkModule *m, GError **error)
 {
     MkUserQueue *q = mk_user_queue_new(m);
     cache = mk_user_cache_new(m, q, &test_class, 1, NULL);
-    return cache && mk_route_add(m, ROOMS, on_routed, NULL, error);
+    return cache && mk_route_register(m, ROOMS, on_routed, NULL, error);
 }
 
 static const MkModuleDesc cache_desc = {MK_MODULE_DESC_HEADER, .name = "mod_cachetest",

@@ -369,7 +369,7 @@ static void job_step_done(const GError *error, gpointer data)
     g_assert_no_error(error);
     j->made++;
     if (j->made < j->steps) {
-        mk_db_transaction(mod, job_step_work, job_step_done, j, NULL);
+        mk_db_transaction_run(mod, job_step_work, job_step_done, j, NULL);
         return;
     }
     j->finish_seq = g_atomic_int_add(&j->sh->seq, 1) + 1;
@@ -388,7 +388,7 @@ static void job_start(MkUserJob *job, gpointer data)
         mk_user_job_finish(job); /* at once, from inside start */
         return;
     }
-    mk_db_transaction(mod, job_step_work, job_step_done, j, NULL);
+    mk_db_transaction_run(mod, job_step_work, job_step_done, j, NULL);
 }
 
 static void job_destroy(gpointer data)

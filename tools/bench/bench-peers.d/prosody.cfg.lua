@@ -1,6 +1,6 @@
--- prosody.cfg.lua for tools/bench-peers (@DIR@: the run's temporary
--- directory, @PORT@: the c2s port). Settings as in
--- /work/shared/bench-peers.md; each one changes the figures.
+-- prosody.cfg.lua for tools/bench/bench-peers (@DIR@: the run's temporary
+-- directory, @PORT@: the c2s port). Every setting is commented with
+-- why: each one changes the figures.
 
 -- Own data, pid file and log: nothing of the system's installation.
 data_path = "@DIR@/data"

@@ -5,7 +5,7 @@ another pair's messages meanwhile (measured in a separate process, so
 that this script's own parsing does not delay it). Not part of make
 check or make bench; run from the build directory:
 
-    SRC=.. MK_TOP_BUILDDIR=$PWD N=200 python3 ../tools/bench-privacy.py
+    SRC=.. MK_TOP_BUILDDIR=$PWD N=200 python3 ../tools/bench/bench-privacy.py
 """
 import os
 import statistics

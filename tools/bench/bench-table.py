@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Prints the table of a benchmark run (JSON lines written by
-tools/bench-run.sh or tools/bench-peers): one column per server, and the
+tools/bench/bench-run.sh or tools/bench/bench-peers): one column per server, and the
 ratio of each server to a baseline server where it was measured.
 
 Usage: bench-table.py [--baseline SERVER] FILE
 The baseline is the bare relay by default (make bench: Meerkat against
-the machine's limit); tools/bench-peers uses --baseline meerkat, so each
+the machine's limit); tools/bench/bench-peers uses --baseline meerkat, so each
 peer (and the relay) is given as a multiple of Meerkat's figure."""
 import argparse
 import json

@@ -34,7 +34,7 @@ ROSTER=${BENCH_ROSTER:-10}
 RATE=${BENCH_RATE:-1000}
 PORT=${BENCH_PORT:-25400}
 RELAY_PORT=$((PORT + 1))
-BENCH="$B/tools/meerkat-bench"
+BENCH="$B/tools/bench/meerkat-bench"
 
 DIR=$(mktemp -d /tmp/mk-bench.XXXXXX)
 RESULTS="$DIR/results.jsonl"
@@ -66,7 +66,7 @@ start_meerkat() {
 }
 
 start_relay() {
-    "$B/tools/bare-relay" --port "$RELAY_PORT" >>"$DIR/relay.log" 2>&1 &
+    "$B/tools/bench/bare-relay" --port "$RELAY_PORT" >>"$DIR/relay.log" 2>&1 &
     SRV_PID=$!
     SRV_PIDS=$SRV_PID
     bench_wait_port "$RELAY_PORT"

@@ -1,7 +1,7 @@
-# Shell functions shared by tools/bench-run.sh (make bench) and
-# tools/bench-peers; sourced, not run. They use the caller's variables:
-#   B        the build directory (tools/meerkat-bench, core/meerkatd)
-#   BENCH    the generator, $B/tools/meerkat-bench
+# Shell functions shared by tools/bench/bench-run.sh (make bench) and
+# tools/bench/bench-peers; sourced, not run. They use the caller's variables:
+#   B        the build directory (tools/bench/meerkat-bench, core/meerkatd)
+#   BENCH    the generator, $B/tools/bench/meerkat-bench
 #   RESULTS  the JSON-lines file the runs are appended to
 #   SRV_PIDS the server's process ids, comma-separated (--server-pid)
 
