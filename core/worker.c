@@ -454,8 +454,14 @@ void mk_context_post(GMainContext *ctx, GSourceFunc func, gpointer data, GDestro
     g_source_set_priority(src, G_PRIORITY_DEFAULT);
     g_source_set_callback(src, func, data, destroy);
     g_source_set_name(src, name);
-    g_source_attach(src, ctx);
+    /* The context may run the source, and its last owner drop it, before
+     * this thread lets go of the source: g_source_unref() then locks the
+     * source's context, which must still exist (a storage thread hung
+     * there in test-db on a freed context's mutex, 1 run in ~50). */
+    GMainContext *keep = g_main_context_ref(ctx ? ctx : g_main_context_default());
+    g_source_attach(src, keep);
     g_source_unref(src);
+    g_main_context_unref(keep);
 }
 
 /* See worker.h. @w's thread. */
