@@ -23,6 +23,7 @@
 #include <meerkat/mk-account.h>
 #include <meerkat/mk-userqueue.h>
 #include <meerkat/mk-usercache.h>
+#include <meerkat/mk-archive.h>
 #include <meerkat/mk-xep82.h>
 #include <meerkat/mk-server.h>
 
