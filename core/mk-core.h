@@ -24,6 +24,7 @@
 #include <meerkat/mk-userqueue.h>
 #include <meerkat/mk-usercache.h>
 #include <meerkat/mk-archive.h>
+#include <meerkat/mk-roster.h>
 #include <meerkat/mk-xep82.h>
 #include <meerkat/mk-server.h>
 

@@ -219,6 +219,7 @@ typedef struct {
     char *name;
     gconstpointer funcs;
     gpointer data;
+    MkModule *mod; /* the provider (no reference: the snapshot holds one) */
 } MkServiceReg;
 void mk_service_reg_free(gpointer reg);
 void mk_services_build(MkHostReg *hr, MkModule *mod);
@@ -231,6 +232,12 @@ gboolean mk_service_provide(MkModule *mod, const char *name, gconstpointer funcs
  * valid as long as the snapshot (a worker until it returns to its loop),
  * or NULL. */
 const MkServiceReg *mk_service_lookup(MkModules *mods, const char *host_type, const char *name);
+/* For a call off the workers (a storage thread): fills @out with the
+ * provider of @name and enters its instance (mk_module_enter); FALSE when
+ * none runs. mk_service_leave() afterwards. */
+gboolean mk_service_enter(MkModules *mods, const char *host_type, const char *name,
+                          MkServiceReg *out);
+void mk_service_leave(MkServiceReg *reg);
 void mk_route_reg_free(gpointer reg);
 void mk_stream_build(MkHostReg *hr, MkModule *mod);
 void mk_stream_reg_free(gpointer reg);

@@ -53,6 +53,7 @@ gboolean mk_service_provide(MkModule *mod, const char *name, gconstpointer funcs
     r->name = g_strdup(name);
     r->funcs = funcs;
     r->data = data;
+    r->mod = mod;
     g_ptr_array_add(mod->services, r);
     mk_modules_publish(mods);
     return TRUE;
@@ -63,4 +64,27 @@ const MkServiceReg *mk_service_lookup(MkModules *mods, const char *host_type, co
     MkRegSnapshot *s = mods ? mk_modules_snapshot(mods) : NULL;
     MkHostReg *hr = s && host_type ? g_hash_table_lookup(s->hosts, host_type) : NULL;
     return hr ? g_hash_table_lookup(hr->services, name) : NULL;
+}
+
+gboolean mk_service_enter(MkModules *mods, const char *host_type, const char *name,
+                          MkServiceReg *out)
+{
+    const MkServiceReg *r = mk_service_lookup(mods, host_type, name);
+    if (!r)
+        return FALSE;
+    *out = *r;
+    /* The reference keeps the struct; entering keeps the instance from
+     * stopping under the call, as for auth_preload handlers. */
+    mk_module_ref(out->mod);
+    if (!mk_module_enter(out->mod)) {
+        mk_module_unref(out->mod);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+void mk_service_leave(MkServiceReg *reg)
+{
+    mk_module_leave(reg->mod);
+    mk_module_unref(reg->mod);
 }
