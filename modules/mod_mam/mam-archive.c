@@ -157,7 +157,7 @@ static MamRow *row_new(MkJid *owner, guint64 id, MkJid *with, MkJid *from, MkSta
 static gboolean prefs_allow(Mam *m, MkJid *owner, MkJid *with)
 {
     g_autoptr(MamPrefs) p = mk_user_cache_get(m->prefs, mk_jid_bare_string(owner), NULL);
-    return mam_prefs_archives(p, mk_jid_bare_string(with), FALSE);
+    return mam_prefs_archives(p, mk_jid_bare_string(with));
 }
 
 /* ---- the sender's copy ---------------------------------------------------- */
@@ -209,7 +209,7 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
     g_autoptr(MamPrefs) prefs = mk_user_cache_get(m->prefs, owner, st);
     if (!prefs)
         return MK_HANDLED;
-    if (!mam_prefs_archives(prefs, mk_jid_bare_string(from), FALSE))
+    if (!mam_prefs_archives(prefs, mk_jid_bare_string(from)))
         return MK_PASS;
     /* The sender's side tagged it when the sender is local: one ID. */
     guint64 id =
@@ -229,8 +229,21 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
     return MK_PASS;
 }
 
+/* A roster-mode user's preferences hold the roster: they are forgotten
+ * (not merely invalidated, which would let the old value serve until the
+ * reload), so that the next message to the user waits for the new ones. */
+static MkResult on_roster_changed(MkHookCall *call, gpointer user_data)
+{
+    Mam *m = mk_module_get_data(user_data);
+    MkJid *user = mk_hook_call_from(call);
+    if (user)
+        mk_user_cache_forget(m->prefs, mk_jid_bare_string(user));
+    return MK_PASS;
+}
+
 void mam_archive_start(Mam *m)
 {
+    mk_hook_add(m->mod, MK_HOOK_ROSTER_CHANGED, 0, on_roster_changed, m->mod);
     /* After privacy and blocking (100), which may drop the message, and
      * before carbons (50 and 10), whose copies must show the tag. */
     mk_hook_add(m->mod, MK_HOOK_USER_SEND_PACKET, 70, on_send, m->mod);

@@ -350,11 +350,14 @@ static gboolean prefs_read(MkDbConn *conn, gpointer data, GError **error)
                             error);
 }
 
+/* Stored, then (roster mode) completed with the roster's contacts so
+ * that the value the cache gets next is whole. */
 static gboolean prefs_write(MkDbConn *conn, gpointer data, GError **error)
 {
     PrefsOp *op = data;
     return mam_db_prefs_set(conn, mk_jid_node(op->owner), mk_jid_domain(op->owner), op->prefs,
-                            error);
+                            error) &&
+           mam_prefs_load_contacts(op->prefs, op->m->mod, conn, op->owner, error);
 }
 
 static void prefs_done(const GError *error, gpointer data)

@@ -54,6 +54,7 @@ void mam_prefs_unref(MamPrefs *p)
         return;
     g_ptr_array_unref(p->always);
     g_ptr_array_unref(p->never);
+    g_clear_pointer(&p->contacts, g_hash_table_unref);
     g_free(p);
 }
 
@@ -137,7 +138,22 @@ MkXml *mam_prefs_to_xml(const MamPrefs *p)
     return prefs;
 }
 
-gboolean mam_prefs_archives(const MamPrefs *p, const char *with_bare, gboolean in_roster)
+gboolean mam_prefs_load_contacts(MamPrefs *p, MkModule *mod, MkDbConn *conn, MkJid *user,
+                                 GError **error)
+{
+    if (p->mode != MAM_PREFS_ROSTER)
+        return TRUE;
+    g_autoptr(GPtrArray) jids = g_ptr_array_new();
+    gboolean available;
+    if (!mk_roster_contacts(mod, conn, user, jids, &available, error))
+        return FALSE;
+    p->contacts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    for (guint i = 0; i < jids->len; i++)
+        g_hash_table_add(p->contacts, jids->pdata[i]);
+    return TRUE;
+}
+
+gboolean mam_prefs_archives(const MamPrefs *p, const char *with_bare)
 {
     if (!p)
         return TRUE; /* no preferences stored: the server's default, always */
@@ -151,7 +167,7 @@ gboolean mam_prefs_archives(const MamPrefs *p, const char *with_bare, gboolean i
     case MAM_PREFS_NEVER:
         return FALSE;
     case MAM_PREFS_ROSTER:
-        return in_roster;
+        return p->contacts && g_hash_table_contains(p->contacts, with_bare);
     }
     return TRUE;
 }

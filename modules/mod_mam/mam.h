@@ -83,6 +83,7 @@ typedef struct {
     MamPrefsMode mode;
     GPtrArray *always; /* of bare JID strings */
     GPtrArray *never;
+    GHashTable *contacts; /* (nullable) the roster's bare JIDs, for the roster mode */
 } MamPrefs;
 
 /* From stored text (NULL lists are empty; an unknown mode is always).
@@ -99,8 +100,12 @@ const char *mam_prefs_mode_name(MamPrefsMode mode);
 /* (transfer full) the list as stored. */
 char *mam_prefs_join(GPtrArray *jids);
 /* Whether a message with @with_bare is archived under @p (nullable: the
- * default, always); @in_roster matters for the roster mode only. */
-gboolean mam_prefs_archives(const MamPrefs *p, const char *with_bare, gboolean in_roster);
+ * default, always). */
+gboolean mam_prefs_archives(const MamPrefs *p, const char *with_bare);
+/* Storage thread: for the roster mode, reads the roster's contacts into
+ * @p (through the core's roster service; none without one). */
+gboolean mam_prefs_load_contacts(MamPrefs *p, MkModule *mod, MkDbConn *conn, MkJid *user,
+                                 GError **error);
 
 /* ---- storage (mam-db.c; storage threads only) --------------------------- */
 

@@ -13,11 +13,16 @@
 static gboolean prefs_load(MkDbConn *conn, const char *key, MkJid *user, gpointer *value,
                            gpointer user_data, GError **error)
 {
-    MamPrefs *p = NULL;
+    Mam *m = user_data;
+    g_autoptr(MamPrefs) p = NULL;
     if (user && mk_jid_node(user) &&
         !mam_db_prefs_get(conn, mk_jid_node(user), mk_jid_domain(user), &p, error))
         return FALSE;
-    *value = p ? p : mam_prefs_new(NULL, NULL, NULL);
+    if (!p)
+        p = mam_prefs_new(NULL, NULL, NULL);
+    if (user && !mam_prefs_load_contacts(p, m->mod, conn, user, error))
+        return FALSE;
+    *value = g_steal_pointer(&p);
     return TRUE;
 }
 

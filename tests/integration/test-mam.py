@@ -285,6 +285,31 @@ def test_prefs(t, srv):
     c.close()
 
 
+def test_prefs_roster(t, srv):
+    a, inside, outside = up(srv, "rosa"), up(srv, "ines"), up(srv, "otto")
+    r = a.iq("<query xmlns='jabber:iq:roster'><item jid='%s'/></query>" % inside.bare,
+             type="set")
+    t.ok(r.get("type") == "result", "a contact in the roster")
+    r = a.iq("<prefs xmlns='%s' default='roster'/>" % NS_MAM, type="set")
+    t.ok(r.find(q(NS_MAM, "prefs")).get("default") == "roster", "default roster set")
+
+    def tagged(frm, body):
+        send_chat(frm, a.bare, body)
+        m = a.expect(is_chat(body))
+        return bool([1 for by, _ in stanza_ids(m) if by == a.bare])
+    t.ok(tagged(inside, "from a contact"), "roster mode: a contact's message is archived")
+    t.ok(not tagged(outside, "from a stranger"), "roster mode: a stranger's is not")
+    r = a.iq("<query xmlns='jabber:iq:roster'><item jid='%s'/></query>" % outside.bare,
+             type="set")
+    t.ok(r.get("type") == "result", "the stranger added to the roster")
+    t.ok(tagged(outside, "now a contact"), "after the roster change: archived")
+    _, got, _ = query(a)
+    t.ok(bodies(got) == ["from a contact", "now a contact"], "the archive holds exactly those")
+    a.close()
+    inside.close()
+    outside.close()
+
+
 def test_retraction(t, srv):
     a, b = up(srv, "olga"), up(srv, "pete")
     send_chat(a, b.bare, "oops", "<origin-id xmlns='%s' id='orig-7'/>" % NS_SID)
@@ -494,7 +519,7 @@ def main():
     try:
         for u in ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivan",
                   "judy", "kate", "liam", "mona", "ned", "olga", "pete", "quinn", "s0", "s1",
-                  "s2", "rita", "tina", "uma", "vera", "walt"):
+                  "s2", "rita", "tina", "uma", "vera", "walt", "rosa", "ines", "otto"):
             srv.register(u)
         t.run("disco", test_disco, srv)
         t.run("both archives", test_both_archives, srv)
@@ -503,6 +528,7 @@ def main():
         t.run("filters", test_filters, srv)
         t.run("bad requests", test_bad_requests, srv)
         t.run("preferences", test_prefs, srv)
+        t.run("preferences: roster", test_prefs_roster, srv)
         t.run("retraction", test_retraction, srv)
         t.run("concurrent senders", test_concurrent, srv)
         t.run("offline recipient", test_offline_recipient, srv)
