@@ -89,30 +89,33 @@ static gboolean claims_ours(MkModule *mod, const char *by)
     return dot && mk_module_serves_domain(mod, dot + 1);
 }
 
-/* A copy of @xml without the children @drop says to drop, plus a
- * <stanza-id by=@by id=@id/> when @by is set. (transfer full) */
-static MkXml *retag(MkModule *mod, MkXml *xml, const char *by, guint64 id)
+/* Appends <stanza-id by=@by id=@id/> to @xml. */
+static void add_tag(MkXml *xml, const char *by, guint64 id)
 {
-    MkXml *out = mk_xml_new(mk_xml_name(xml), mk_xml_ns(xml));
-    for (guint i = 0; i < mk_xml_attr_count(xml); i++) {
-        const char *name, *value;
-        mk_xml_attr_at(xml, i, &name, &value);
-        mk_xml_set_attr(out, name, value);
+    char text[MAM_ID_TEXT_LEN + 1];
+    mam_id_format(id, text);
+    MkXml *tag = mk_xml_add_child(xml, "stanza-id", NS_SID);
+    mk_xml_set_attr(tag, "by", by);
+    mk_xml_set_attr(tag, "id", text);
+}
+
+/* A copy of @xml, sharing its children, without the <stanza-id/>s that
+ * claim our JIDs (@strip), plus our own tag when @by is set. (transfer full) */
+static MkXml *retag(MkModule *mod, MkXml *xml, gboolean strip, const char *by, guint64 id)
+{
+    MkXml *out = mk_xml_copy_shallow(xml);
+    if (strip) {
+        /* Other entities' tags go back, at the end. */
+        mk_xml_remove_children(out, "stanza-id", NS_SID);
+        for (guint i = 0; i < mk_xml_child_count(xml); i++) {
+            MkXml *c = mk_xml_child_at(xml, i);
+            if (!mk_xml_is_text(c) && mk_xml_is(c, "stanza-id", NS_SID) &&
+                !claims_ours(mod, mk_xml_get_attr(c, "by")))
+                mk_xml_append(out, mk_xml_ref(c));
+        }
     }
-    for (guint i = 0; i < mk_xml_child_count(xml); i++) {
-        MkXml *c = mk_xml_child_at(xml, i);
-        if (!mk_xml_is_text(c) && mk_xml_is(c, "stanza-id", NS_SID) &&
-            claims_ours(mod, mk_xml_get_attr(c, "by")))
-            continue;
-        mk_xml_append(out, mk_xml_copy(c));
-    }
-    if (by) {
-        char text[MAM_ID_TEXT_LEN + 1];
-        mam_id_format(id, text);
-        MkXml *tag = mk_xml_add_child(out, "stanza-id", NS_SID);
-        mk_xml_set_attr(tag, "by", by);
-        mk_xml_set_attr(tag, "id", text);
-    }
+    if (by)
+        add_tag(out, by, id);
     return out;
 }
 
@@ -176,10 +179,11 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
     if (retract && mk_xml_get_attr(retract, "id"))
         mam_retract(m, from, to, mk_xml_get_attr(retract, "id"));
     gboolean keep = archivable(st) && mk_jid_node(from) && prefs_allow(m, from, to);
-    if (!keep && !has_claims(m->mod, xml))
+    gboolean strip = has_claims(m->mod, xml);
+    if (!keep && !strip)
         return MK_PASS; /* nothing to tag, nothing to strip: no copy */
     guint64 id = keep ? mam_id_next(&m->ids, g_get_real_time()) : 0;
-    g_autoptr(MkXml) tagged = retag(m->mod, xml, keep ? mk_jid_bare_string(from) : NULL, id);
+    g_autoptr(MkXml) tagged = retag(m->mod, xml, strip, keep ? mk_jid_bare_string(from) : NULL, id);
     MkStanza *out = mk_stanza_new_addressed(tagged, from, to);
     if (keep) {
         mam_writer_add(m->writer, row_new(from, id, to, from, out));
@@ -216,12 +220,8 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
         claims_ours(m->mod, mk_jid_bare_string(from)) ? our_tag(xml, mk_jid_bare_string(from)) : 0;
     if (!id)
         id = mam_id_next(&m->ids, g_get_real_time());
-    g_autoptr(MkXml) tagged = mk_xml_copy(xml);
-    char text[MAM_ID_TEXT_LEN + 1];
-    mam_id_format(id, text);
-    MkXml *tag = mk_xml_add_child(tagged, "stanza-id", NS_SID);
-    mk_xml_set_attr(tag, "by", owner);
-    mk_xml_set_attr(tag, "id", text);
+    g_autoptr(MkXml) tagged = mk_xml_copy_shallow(xml);
+    add_tag(tagged, owner, id);
     MkStanza *out = mk_stanza_new_addressed(tagged, from, to);
     mam_writer_add(m->writer, row_new(to, id, from, from, out));
     mk_counter_add(m->archived, 1);
