@@ -1,13 +1,17 @@
 /* The batched archive writer.
  *
  * Archiving a message must cost the routing worker little: the row is
- * appended to one of a fixed number of shards (an archive always goes
- * to the same shard, so its rows keep their order) under the shard's
- * lock, and a shard is written as multi-row INSERTs in one transaction on
- * the storage pool when it holds batch_size rows or when the flush timer
- * finds it non-empty. A batch that fails goes back to the front of its
- * shard and is tried again after a growing pause; rows beyond max_pending
- * are refused with a log line and a metric. A query first waits until its
+ * appended to one of a fixed number of shards (an archive always goes to
+ * the same shard, so its rows keep their order) under that shard's lock.
+ * One flush at a time takes every shard's rows and writes them in one
+ * transaction, as multi-row INSERTs of batch_size rows: it starts when
+ * batch_size rows are queued, when the flush timer finds rows waiting, or
+ * when a query needs them. While a flush runs, rows gather for the next
+ * one, so under load each transaction carries more rows and the database
+ * writes each of its pages fewer times per row (sqlite takes one writer
+ * at a time anyway). A flush that fails puts its rows back in front and
+ * is tried again after a growing pause; rows beyond max_pending are
+ * refused with a log line and a metric. A query first waits until its
  * archive's rows added before it are written (mam_writer_sync), so a
  * client always finds what it just sent. docs/mod_mam.md has the
  * guarantees. */
@@ -29,9 +33,6 @@ typedef struct {
     GPtrArray *pending; /* of MamRow*, oldest first */
     gint64 added;       /* rows ever added */
     gint64 settled;     /* rows whose write was attempted to the end */
-    gboolean in_flight;
-    guint failures;     /* consecutive */
-    gint64 retry_at_us; /* no new attempt before (monotonic) */
     GSList *waiters;    /* of Waiter*, any order */
 } Shard;
 
@@ -39,17 +40,23 @@ struct MamWriter {
     MkModule *mod;
     guint batch_size;
     gint max_pending;
-    gint queued;  /* rows pending in all shards, atomic */
+    gint queued;  /* rows not yet written, atomic */
     gint stopped; /* atomic */
+    /* The flush: one at a time (flush_lock guards these). */
+    GMutex flush_lock;
+    gboolean in_flight;
+    guint failures;     /* consecutive */
+    gint64 retry_at_us; /* no new attempt before (monotonic) */
     MamWriterCounters counters;
     Shard shards[N_SHARDS];
 };
 
 typedef struct {
     MamWriter *w;
-    Shard *shard;
-    GPtrArray *rows; /* of MamRow*, owned */
-    gint64 end;      /* the shard's 'added' when the batch was taken */
+    GPtrArray *rows[N_SHARDS]; /* owned; NULL where a shard had none */
+    gint64 end[N_SHARDS];      /* each shard's 'added' when its rows were taken */
+    guint n;
+    gboolean separate; /* stop()'s last flush: not the one in flight */
 } Flush;
 
 void mam_row_free(MamRow *row)
@@ -81,6 +88,7 @@ MamWriter *mam_writer_new(MkModule *mod, guint batch_size, guint max_pending,
     w->batch_size = MAX(batch_size, 1);
     w->max_pending = (gint)MIN(max_pending, G_MAXINT);
     w->counters = *counters;
+    g_mutex_init(&w->flush_lock);
     for (guint i = 0; i < N_SHARDS; i++) {
         g_mutex_init(&w->shards[i].lock);
         w->shards[i].pending = g_ptr_array_new_with_free_func((GDestroyNotify)mam_row_free);
@@ -101,33 +109,11 @@ void mam_writer_free(MamWriter *w)
         g_slist_free_full(s->waiters, g_free);
         g_mutex_clear(&s->lock);
     }
+    g_mutex_clear(&w->flush_lock);
     g_free(w);
 }
 
-/* ---- writing a batch --------------------------------------------------- */
-
-static void flush_free(gpointer data)
-{
-    Flush *f = data;
-    if (f->rows)
-        g_ptr_array_unref(f->rows);
-    g_free(f);
-}
-
-/* On a storage thread: INSERTs of at most batch_size rows each. */
-static gboolean flush_work(MkDbConn *conn, gpointer data, GError **error)
-{
-    Flush *f = data;
-    for (guint i = 0; i < f->rows->len; i += f->w->batch_size) {
-        guint n = MIN(f->w->batch_size, f->rows->len - i);
-        g_autoptr(GPtrArray) part = g_ptr_array_new();
-        for (guint k = 0; k < n; k++)
-            g_ptr_array_add(part, f->rows->pdata[i + k]);
-        if (!mam_db_insert(conn, part, error))
-            return FALSE;
-    }
-    return TRUE;
-}
+/* ---- waiters --------------------------------------------------------------- */
 
 static gboolean wake(gpointer data)
 {
@@ -144,9 +130,9 @@ static void waiter_free(gpointer data)
 }
 
 /* Takes the waiters of @s that wait for no more than @upto. Shard locked. */
-static GSList *take_waiters(Shard *s, gint64 upto)
+static GSList *take_waiters(Shard *s, gint64 upto, GSList *ready)
 {
-    GSList *ready = NULL, *keep = NULL;
+    GSList *keep = NULL;
     for (GSList *l = s->waiters; l; l = l->next) {
         Waiter *wt = l->data;
         if (wt->target <= upto)
@@ -168,60 +154,140 @@ static void run_waiters(GSList *ready)
     g_slist_free(ready);
 }
 
-static void flush_start(MamWriter *w, Shard *s);
+/* ---- a flush ----------------------------------------------------------------- */
+
+static void flush_free(gpointer data)
+{
+    Flush *f = data;
+    for (guint i = 0; i < N_SHARDS; i++)
+        if (f->rows[i])
+            g_ptr_array_unref(f->rows[i]);
+    g_free(f);
+}
+
+/* On a storage thread: INSERTs of at most batch_size rows each. */
+static gboolean flush_work(MkDbConn *conn, gpointer data, GError **error)
+{
+    Flush *f = data;
+    g_autoptr(GPtrArray) part = g_ptr_array_sized_new(f->w->batch_size);
+    for (guint i = 0; i < N_SHARDS; i++) {
+        for (guint k = 0; f->rows[i] && k < f->rows[i]->len; k++) {
+            g_ptr_array_add(part, f->rows[i]->pdata[k]);
+            if (part->len == f->w->batch_size) {
+                if (!mam_db_insert(conn, part, error))
+                    return FALSE;
+                g_ptr_array_set_size(part, 0);
+            }
+        }
+    }
+    return part->len == 0 || mam_db_insert(conn, part, error);
+}
+
+static void flush_start(MamWriter *w, gboolean separate);
+
+/* Whether a flush is due: a batch is queued, or rows a waiter needs. */
+static gboolean flush_due(MamWriter *w)
+{
+    if (g_atomic_int_get(&w->queued) >= (gint)w->batch_size)
+        return TRUE;
+    for (guint i = 0; i < N_SHARDS; i++) {
+        Shard *s = &w->shards[i];
+        g_mutex_lock(&s->lock);
+        gboolean needed = s->waiters && s->pending->len;
+        g_mutex_unlock(&s->lock);
+        if (needed)
+            return TRUE;
+    }
+    return FALSE;
+}
 
 static void flush_done(const GError *error, gpointer data)
 {
     Flush *f = data;
     MamWriter *w = f->w;
-    Shard *s = f->shard;
-    guint n = f->rows->len;
-    GSList *ready;
+    GSList *ready = NULL;
 
-    g_mutex_lock(&s->lock);
-    s->in_flight = FALSE;
+    for (guint i = 0; i < N_SHARDS; i++) {
+        Shard *s = &w->shards[i];
+        if (!f->rows[i])
+            continue;
+        g_mutex_lock(&s->lock);
+        if (error) {
+            /* Back to the front, in order, for the next attempt. */
+            GPtrArray *merged = g_steal_pointer(&f->rows[i]);
+            g_ptr_array_extend_and_steal(merged, g_steal_pointer(&s->pending));
+            s->pending = merged;
+        } else {
+            s->settled = MAX(s->settled, f->end[i]);
+        }
+        /* After a failure, queries waiting for these rows go ahead: they
+         * read what the database has rather than wait for it to return. */
+        ready = take_waiters(s, error ? f->end[i] : s->settled, ready);
+        g_mutex_unlock(&s->lock);
+    }
+
+    g_mutex_lock(&w->flush_lock);
+    if (!f->separate)
+        w->in_flight = FALSE;
     if (error) {
-        /* Back to the front, in order, for the next attempt. */
-        GPtrArray *merged = g_steal_pointer(&f->rows);
-        g_ptr_array_extend_and_steal(merged, g_steal_pointer(&s->pending));
-        s->pending = merged;
-        s->failures++;
-        guint pause = RETRY_FIRST_MS << MIN(s->failures - 1, 10u);
-        s->retry_at_us = g_get_monotonic_time() + (gint64)MIN(pause, RETRY_MAX_MS) * 1000;
-        /* Queries waiting for these rows go ahead: they read what the
-         * database has rather than wait for it to come back. */
-        ready = take_waiters(s, f->end);
-        if (s->failures == 1 || s->failures % 10 == 0)
+        w->failures++;
+        guint pause = MIN(RETRY_FIRST_MS << MIN(w->failures - 1, 10u), RETRY_MAX_MS);
+        w->retry_at_us = g_get_monotonic_time() + (gint64)pause * 1000;
+        if (w->failures == 1 || w->failures % 10 == 0)
             g_warning("mod_mam: writing %u archived messages failed (attempt %u, retrying in "
                       "%u ms): %s",
-                      n, s->failures, MIN(pause, RETRY_MAX_MS), error->message);
+                      f->n, w->failures, pause, error->message);
         mk_counter_add(w->counters.failed_batches, 1);
     } else {
-        g_atomic_int_add(&w->queued, -(gint)n);
-        s->settled = MAX(s->settled, f->end);
-        s->failures = 0;
-        s->retry_at_us = 0;
-        ready = take_waiters(s, s->settled);
-        mk_counter_add(w->counters.written, n);
+        w->failures = 0;
+        w->retry_at_us = 0;
+        g_atomic_int_add(&w->queued, -(gint)f->n);
+        mk_counter_add(w->counters.written, f->n);
         mk_counter_add(w->counters.batches, 1);
     }
-    /* More to write now: a full batch, or rows a waiter needs. */
-    if (!error && (s->pending->len >= w->batch_size || (s->waiters && s->pending->len)))
-        flush_start(w, s);
-    g_mutex_unlock(&s->lock);
+    g_mutex_unlock(&w->flush_lock);
     run_waiters(ready);
+    /* What gathered meanwhile goes at once when it is a batch or needed. */
+    if (!error && flush_due(w))
+        flush_start(w, FALSE);
 }
 
-/* Shard locked, nothing in flight, rows pending. */
-static void flush_start(MamWriter *w, Shard *s)
+/* Takes every shard's rows and writes them. Without @separate, only when
+ * no flush is in flight and the retry pause is over. No shard locked. */
+static void flush_start(MamWriter *w, gboolean separate)
 {
+    g_mutex_lock(&w->flush_lock);
+    if (!separate && (w->in_flight || g_get_monotonic_time() < w->retry_at_us)) {
+        g_mutex_unlock(&w->flush_lock);
+        return;
+    }
+    if (!separate)
+        w->in_flight = TRUE;
+    g_mutex_unlock(&w->flush_lock);
+
     Flush *f = g_new0(Flush, 1);
     f->w = w;
-    f->shard = s;
-    f->rows = g_steal_pointer(&s->pending);
-    f->end = s->added;
-    s->pending = g_ptr_array_new_with_free_func((GDestroyNotify)mam_row_free);
-    s->in_flight = TRUE;
+    f->separate = separate;
+    for (guint i = 0; i < N_SHARDS; i++) {
+        Shard *s = &w->shards[i];
+        g_mutex_lock(&s->lock);
+        if (s->pending->len) {
+            f->rows[i] = g_steal_pointer(&s->pending);
+            s->pending = g_ptr_array_new_with_free_func((GDestroyNotify)mam_row_free);
+            f->n += f->rows[i]->len;
+        }
+        f->end[i] = s->added;
+        g_mutex_unlock(&s->lock);
+    }
+    if (f->n == 0) {
+        if (!separate) {
+            g_mutex_lock(&w->flush_lock);
+            w->in_flight = FALSE;
+            g_mutex_unlock(&w->flush_lock);
+        }
+        flush_free(f);
+        return;
+    }
     mk_db_transaction_run(w->mod, flush_work, flush_done, f, flush_free);
 }
 
@@ -229,7 +295,8 @@ static void flush_start(MamWriter *w, Shard *s)
 
 gboolean mam_writer_add(MamWriter *w, MamRow *row)
 {
-    if (g_atomic_int_add(&w->queued, 1) >= w->max_pending) {
+    gint queued = g_atomic_int_add(&w->queued, 1);
+    if (queued >= w->max_pending) {
         g_atomic_int_add(&w->queued, -1);
         mk_counter_add(w->counters.dropped, 1);
         /* One line per thousand refused rows: the metric has the count. */
@@ -245,11 +312,12 @@ gboolean mam_writer_add(MamWriter *w, MamRow *row)
     g_mutex_lock(&s->lock);
     g_ptr_array_add(s->pending, row);
     s->added++;
-    /* After stop() the flush timer is gone: a late row is written at once. */
-    if (!s->in_flight && (s->pending->len >= w->batch_size || g_atomic_int_get(&w->stopped)) &&
-        g_get_monotonic_time() >= s->retry_at_us)
-        flush_start(w, s);
     g_mutex_unlock(&s->lock);
+    /* After stop() the flush timer is gone: a late row is written at once. */
+    if (g_atomic_int_get(&w->stopped))
+        flush_start(w, TRUE);
+    else if (queued + 1 >= (gint)w->batch_size)
+        flush_start(w, FALSE);
     return TRUE;
 }
 
@@ -268,22 +336,17 @@ void mam_writer_sync(MamWriter *w, const MamArchive *a, MamSynced done, gpointer
     wt->done = done;
     wt->user_data = user_data;
     s->waiters = g_slist_prepend(s->waiters, wt);
-    if (!s->in_flight && s->pending->len)
-        flush_start(w, s); /* now, not at the next tick: a client waits */
     g_mutex_unlock(&s->lock);
+    /* Now, not at the next tick: a client waits. When a flush is in
+     * flight, its completion starts the next one for this waiter. */
+    flush_start(w, FALSE);
 }
 
-/* The flush timer: every non-empty shard whose retry pause is over. */
+/* The flush timer's work: whatever waits. Main thread. */
 void mam_writer_tick(MamWriter *w)
 {
-    gint64 now = g_get_monotonic_time();
-    for (guint i = 0; i < N_SHARDS; i++) {
-        Shard *s = &w->shards[i];
-        g_mutex_lock(&s->lock);
-        if (!s->in_flight && s->pending->len && now >= s->retry_at_us)
-            flush_start(w, s);
-        g_mutex_unlock(&s->lock);
-    }
+    if (g_atomic_int_get(&w->queued) > 0)
+        flush_start(w, FALSE);
 }
 
 /* At stop: every pending row goes to the storage pool, which the core
@@ -291,14 +354,7 @@ void mam_writer_tick(MamWriter *w)
 void mam_writer_stop(MamWriter *w)
 {
     g_atomic_int_set(&w->stopped, TRUE);
-    for (guint i = 0; i < N_SHARDS; i++) {
-        Shard *s = &w->shards[i];
-        g_mutex_lock(&s->lock);
-        /* A batch in flight is not waited for: this one is separate. */
-        if (s->pending->len)
-            flush_start(w, s);
-        g_mutex_unlock(&s->lock);
-    }
+    flush_start(w, TRUE);
 }
 
 gint mam_writer_queued(MamWriter *w)
