@@ -25,6 +25,16 @@ void mk_disco_feature_add(MkModule *mod, const char *var)
     mk_modules_publish(mod->mods);
 }
 
+/* Public module API (mk-disco.h). Main thread, in start(). */
+void mk_disco_account_feature_add(MkModule *mod, const char *var)
+{
+    g_return_if_fail(mod != NULL && var != NULL);
+    if (!add_check(mod, "mk_disco_account_feature_add"))
+        return;
+    g_ptr_array_add(mod->acct_features, g_strdup(var));
+    mk_modules_publish(mod->mods);
+}
+
 /* Public module API. @name may be NULL (stored as ""). Main thread. */
 void mk_disco_identity_add(MkModule *mod, const char *category, const char *type, const char *name)
 {
@@ -83,9 +93,11 @@ static char **sorted_groups(GPtrArray *list, guint n)
 /* Fills @hr's disco lists from the records of all its instances (the
  * arrays borrow the modules' strings and are reordered here). Main
  * thread, snapshot build. */
-void mk_disco_build(MkHostReg *hr, GPtrArray *features, GPtrArray *identities, GPtrArray *items)
+void mk_disco_build(MkHostReg *hr, GPtrArray *features, GPtrArray *identities, GPtrArray *items,
+                    GPtrArray *acct_features)
 {
     hr->features = sorted_groups(features, 1);
+    hr->acct_features = sorted_groups(acct_features, 1);
     hr->identities = sorted_groups(identities, 3);
     hr->items = sorted_groups(items, 2);
 }
@@ -113,4 +125,10 @@ char **mk_disco_identities(const char *domain)
 char **mk_disco_items(const char *domain)
 {
     return copy_for(domain, G_STRUCT_OFFSET(MkHostReg, items));
+}
+
+/* Public module API. (transfer full) Any thread. */
+char **mk_disco_account_features(const char *domain)
+{
+    return copy_for(domain, G_STRUCT_OFFSET(MkHostReg, acct_features));
 }

@@ -178,3 +178,13 @@ void mk_hook_call_set_error(MkHookCall *call, MkStanzaError cond, const char *te
     g_free(call->error_text);
     call->error_text = g_strdup(text);
 }
+
+/* Public module API (mk-hooks.h). Worker or main thread. */
+MkResult mk_hook_run(MkModule *mod, const char *hook, MkJid *from)
+{
+    g_return_val_if_fail(mod != NULL && hook != NULL && from != NULL, MK_PASS);
+    MkHookCall call = {.domain = mk_jid_domain(from), .from = from};
+    MkResult r = mk_hooks_run(mod->mods, hook, &call);
+    mk_hook_call_clear(&call);
+    return r;
+}

@@ -23,6 +23,8 @@
 #include <meerkat/mk-account.h>
 #include <meerkat/mk-userqueue.h>
 #include <meerkat/mk-usercache.h>
+#include <meerkat/mk-archive.h>
+#include <meerkat/mk-roster.h>
 #include <meerkat/mk-xep82.h>
 #include <meerkat/mk-server.h>
 

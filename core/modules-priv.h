@@ -87,9 +87,11 @@ struct MkModule {
     GPtrArray *hooks;           /* MkHookReg* */
     GPtrArray *iqs;             /* MkIqReg* */
     GPtrArray *features;        /* char* */
+    GPtrArray *acct_features;   /* char*: of accounts' bare JIDs */
     GPtrArray *identities;      /* char*, groups of 3 */
     GPtrArray *items;           /* char*, groups of 2 */
     GPtrArray *routes;          /* MkRouteReg* */
+    GPtrArray *services;        /* MkServiceReg* (services.c) */
     GMutex timers_lock;         /* timers end on the thread they run on */
     GPtrArray *timers;          /* MkTimer*, under timers_lock */
     GPtrArray *stream_features; /* char*: stage mask digit, then the XML */
@@ -144,14 +146,16 @@ typedef struct {
 #define MK_IQ_TABLE(scope_is_account, type) ((scope_is_account)*2 + (type))
 
 typedef struct {
-    GHashTable *hooks; /* hook name -> GArray of MkHookEntry, run order */
-    GHashTable *iq[4]; /* xmlns -> MkIqEntry*, by MK_IQ_TABLE */
-    char **features;   /* sorted, unique */
-    char **identities; /* groups of 3, sorted, unique */
-    char **items;      /* groups of 2, sorted, unique */
+    GHashTable *hooks;    /* hook name -> GArray of MkHookEntry, run order */
+    GHashTable *iq[4];    /* xmlns -> MkIqEntry*, by MK_IQ_TABLE */
+    char **features;      /* sorted, unique */
+    char **acct_features; /* of accounts, sorted, unique */
+    char **identities;    /* groups of 3, sorted, unique */
+    char **items;         /* groups of 2, sorted, unique */
     char *stream_features[MK_STREAM_STAGE_COUNT]; /* concatenated XML, nullable */
     GHashTable *stream_elements;                  /* xmlns -> MkStreamEntry* */
     GHashTable *preauth_iqs;                      /* xmlns -> MkStreamEntry* (iq_func) */
+    GHashTable *services;                         /* name -> MkServiceReg* (borrowed) */
     MkStreamMgmtConfig stream_mgmt;               /* .on FALSE: no module offers it */
 } MkHostReg;
 
@@ -206,8 +210,34 @@ void mk_hooks_entries_free(gpointer array);
 void mk_hook_reg_free(gpointer reg);
 void mk_iq_build(MkHostReg *hr, MkModule *mod);
 void mk_iq_reg_free(gpointer reg);
-void mk_disco_build(MkHostReg *hr, GPtrArray *features, GPtrArray *identities, GPtrArray *items);
+void mk_disco_build(MkHostReg *hr, GPtrArray *features, GPtrArray *identities, GPtrArray *items,
+                    GPtrArray *acct_features);
 void mk_routes_build(GHashTable *routes, MkModule *mod);
+/* A service a module provides (services.c): a table of functions whose
+ * layout the service's header defines, and the provider's data. */
+typedef struct {
+    char *name;
+    gconstpointer funcs;
+    gpointer data;
+    MkModule *mod; /* the provider (no reference: the snapshot holds one) */
+} MkServiceReg;
+void mk_service_reg_free(gpointer reg);
+void mk_services_build(MkHostReg *hr, MkModule *mod);
+/* Registers @mod as the provider of service @name on its host type.
+ * FALSE with MK_MODULE_ERROR_DUPLICATE when another instance of the host
+ * type provides it. Main thread, in start(). */
+gboolean mk_service_provide(MkModule *mod, const char *name, gconstpointer funcs, gpointer data,
+                            GError **error);
+/* The provider of @name for @host_type: (transfer none) its registration,
+ * valid as long as the snapshot (a worker until it returns to its loop),
+ * or NULL. */
+const MkServiceReg *mk_service_lookup(MkModules *mods, const char *host_type, const char *name);
+/* For a call off the workers (a storage thread): fills @out with the
+ * provider of @name and enters its instance (mk_module_enter); FALSE when
+ * none runs. mk_service_leave() afterwards. */
+gboolean mk_service_enter(MkModules *mods, const char *host_type, const char *name,
+                          MkServiceReg *out);
+void mk_service_leave(MkServiceReg *reg);
 void mk_route_reg_free(gpointer reg);
 void mk_stream_build(MkHostReg *hr, MkModule *mod);
 void mk_stream_reg_free(gpointer reg);

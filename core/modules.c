@@ -56,10 +56,12 @@ static MkModule *module_new(MkModules *mods, const MkModuleDesc *desc, const cha
     m->hooks = g_ptr_array_new_with_free_func(mk_hook_reg_free);
     m->iqs = g_ptr_array_new_with_free_func(mk_iq_reg_free);
     m->features = g_ptr_array_new_with_free_func(g_free);
+    m->acct_features = g_ptr_array_new_with_free_func(g_free);
     m->identities = g_ptr_array_new_with_free_func(g_free);
     m->items = g_ptr_array_new_with_free_func(g_free);
     m->routes = g_ptr_array_new_with_free_func(mk_route_reg_free);
     g_mutex_init(&m->timers_lock);
+    m->services = g_ptr_array_new_with_free_func(mk_service_reg_free);
     m->timers = g_ptr_array_new();
     m->counters = g_ptr_array_new();
     m->queues = g_ptr_array_new_with_free_func(mk_user_queue_free);
@@ -113,9 +115,11 @@ void mk_module_unref(MkModule *mod)
     g_ptr_array_unref(mod->hooks);
     g_ptr_array_unref(mod->iqs);
     g_ptr_array_unref(mod->features);
+    g_ptr_array_unref(mod->acct_features);
     g_ptr_array_unref(mod->identities);
     g_ptr_array_unref(mod->items);
     g_ptr_array_unref(mod->routes);
+    g_ptr_array_unref(mod->services);
     g_ptr_array_unref(mod->timers);
     g_mutex_clear(&mod->timers_lock);
     g_ptr_array_unref(mod->counters);
@@ -194,12 +198,14 @@ static void host_reg_free(gpointer data)
     for (int i = 0; i < 4; i++)
         g_hash_table_unref(hr->iq[i]);
     g_strfreev(hr->features);
+    g_strfreev(hr->acct_features);
     g_strfreev(hr->identities);
     g_strfreev(hr->items);
     for (int i = 0; i < MK_STREAM_STAGE_COUNT; i++)
         g_free(hr->stream_features[i]);
     g_hash_table_unref(hr->stream_elements);
     g_hash_table_unref(hr->preauth_iqs);
+    g_hash_table_unref(hr->services);
     g_free(hr);
 }
 
@@ -240,9 +246,10 @@ static MkRegSnapshot *snapshot_build(MkModules *mods)
                 hr->iq[t] = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
             hr->stream_elements = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
             hr->preauth_iqs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+            hr->services = g_hash_table_new(g_str_hash, g_str_equal);
             g_hash_table_insert(s->hosts, (gpointer)m->host_type, hr);
             GPtrArray *lists = g_ptr_array_new_with_free_func((GDestroyNotify)g_ptr_array_unref);
-            for (int t = 0; t < 3; t++)
+            for (int t = 0; t < 4; t++)
                 g_ptr_array_add(lists, g_ptr_array_new());
             g_hash_table_insert(disco, (gpointer)m->host_type, lists);
         }
@@ -250,6 +257,7 @@ static MkRegSnapshot *snapshot_build(MkModules *mods)
         mk_hooks_build(hr, m);
         mk_iq_build(hr, m);
         mk_routes_build(s->routes, m);
+        mk_services_build(hr, m);
         mk_stream_build(hr, m);
         GPtrArray *lists = g_hash_table_lookup(disco, m->host_type);
         for (guint j = 0; j < m->features->len; j++)
@@ -258,6 +266,8 @@ static MkRegSnapshot *snapshot_build(MkModules *mods)
             g_ptr_array_add(lists->pdata[1], m->identities->pdata[j]);
         for (guint j = 0; j < m->items->len; j++)
             g_ptr_array_add(lists->pdata[2], m->items->pdata[j]);
+        for (guint j = 0; j < m->acct_features->len; j++)
+            g_ptr_array_add(lists->pdata[3], m->acct_features->pdata[j]);
     }
     GHashTableIter it;
     gpointer k, v;
@@ -265,7 +275,7 @@ static MkRegSnapshot *snapshot_build(MkModules *mods)
     while (g_hash_table_iter_next(&it, &k, &v)) {
         GPtrArray *lists = v;
         mk_disco_build(g_hash_table_lookup(s->hosts, k), lists->pdata[0], lists->pdata[1],
-                       lists->pdata[2]);
+                       lists->pdata[2], lists->pdata[3]);
     }
     /* Computed stream features read the finished disco lists. */
     for (guint i = 0; i < mods->instances->len; i++) {
@@ -455,9 +465,10 @@ static gboolean depends_on(Loaded *l, const char *name)
 static void unregister_all(MkModule *m)
 {
     MkModules *mods = m->mods;
-    gboolean had = m->hooks->len || m->iqs->len || m->features->len || m->identities->len ||
-                   m->items->len || m->routes->len || m->stream_features->len ||
-                   m->stream_regs->len || m->stream_funcs->len || m->stream_mgmt.on;
+    gboolean had = m->hooks->len || m->iqs->len || m->features->len || m->acct_features->len ||
+                   m->identities->len || m->items->len || m->routes->len || m->services->len ||
+                   m->stream_features->len || m->stream_regs->len || m->stream_funcs->len ||
+                   m->stream_mgmt.on;
     g_atomic_int_set(&m->live, FALSE);
     /* An auth_preload handler may be running on the auth pool (it reads
      * the database): stop() must not free what it uses. */
@@ -469,9 +480,11 @@ static void unregister_all(MkModule *m)
     g_ptr_array_set_size(m->hooks, 0);
     g_ptr_array_set_size(m->iqs, 0);
     g_ptr_array_set_size(m->features, 0);
+    g_ptr_array_set_size(m->acct_features, 0);
     g_ptr_array_set_size(m->identities, 0);
     g_ptr_array_set_size(m->items, 0);
     g_ptr_array_set_size(m->routes, 0);
+    g_ptr_array_set_size(m->services, 0);
     g_ptr_array_set_size(m->stream_features, 0);
     g_ptr_array_set_size(m->stream_regs, 0);
     g_ptr_array_set_size(m->stream_funcs, 0);

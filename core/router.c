@@ -105,6 +105,9 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
         kind == MK_STANZA_PRESENCE &&
         (mk_jid_is_bare(to) || is_subscription_type(type) || g_strcmp0(type, "probe") == 0);
 
+    /* A handler may replace the stanza (mod_mam tags it with its archive
+     * ID): what follows delivers the replacement. */
+    g_autoptr(MkStanza) replaced = NULL;
     {
         MkHookCall call = {.domain = mk_jid_domain(to),
                            .stanza = mk_stanza_ref(st),
@@ -113,6 +116,8 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
         MkResult r = mk_hooks_run(srv->modules, MK_HOOK_FILTER_LOCAL_PACKET, &call);
         if (r == MK_ERROR && call.has_error)
             mk_router_bounce(st, call.error, call.error_text);
+        if (r == MK_PASS && call.stanza && call.stanza != st)
+            st = replaced = mk_stanza_ref(call.stanza);
         mk_hook_call_clear(&call);
         if (r != MK_PASS)
             return;

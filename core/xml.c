@@ -390,8 +390,7 @@ MkXml *mk_xml_copy(const MkXml *el)
     return copy_node(el, TRUE, TRUE);
 }
 
-/* A copy of the top element only, sharing its children by reference (they
- * must not be changed). Core only. Returns: (transfer full). */
+/* Public API (mk-xml.h). Returns: (transfer full). Any thread. */
 MkXml *mk_xml_copy_shallow(const MkXml *el)
 {
     g_return_val_if_fail(el != NULL, NULL);

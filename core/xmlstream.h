@@ -115,9 +115,6 @@ typedef struct {
 /* Replaces all attributes of @el (one allocation). @decode turns libxml2's
  * "&#38;" back into '&' (parser use only). */
 void mk_xml_set_attrs(MkXml *el, const MkXmlAttrSpec *specs, guint n, gboolean decode);
-/* A copy of the top element sharing its (immutable) children by reference.
- * Returns: (transfer full). Any thread. */
-MkXml *mk_xml_copy_shallow(const MkXml *el);
 /* The same with @n (at most 8) attributes set, NULL values removing
  * (as mk_xml_set_attr on the copy). Returns: (transfer full). Any thread. */
 MkXml *mk_xml_copy_shallow_set(const MkXml *el, const char *const *names, const char *const *values,

@@ -168,6 +168,11 @@ static void account_checked(MkDbResult *result, const GError *error, gpointer us
         mk_xml_set_attr(f, "var", NS_INFO);
         f = mk_xml_add_child(query, "feature", NULL);
         mk_xml_set_attr(f, "var", NS_ITEMS);
+        MkJid *to = mk_iq_to(q->iq);
+        MkJid *account = to && mk_jid_node(to) ? to : mk_iq_from(q->iq);
+        g_auto(GStrv) more = mk_disco_account_features(mk_jid_domain(account));
+        for (char **v = more; *v; v++)
+            mk_xml_set_attr(mk_xml_add_child(query, "feature", NULL), "var", *v);
         mk_iq_reply(q->iq, g_steal_pointer(&query));
     } else {
         mk_iq_reply(q->iq, mk_xml_new("query", NS_ITEMS));

@@ -67,6 +67,10 @@ void roster_push(Roster *r, MkJid *user, const RosterItem *item, gboolean remove
     g_autoptr(GPtrArray) sessions = mk_session_list(bare);
     g_autofree char *ver_s = g_strdup_printf("%" G_GINT64_FORMAT, ver);
 
+    /* Every stored change comes here: tell the modules that derive
+     * something from rosters. */
+    mk_hook_run(r->mod, MK_HOOK_ROSTER_CHANGED, bare);
+
     for (guint i = 0; i < sessions->len; i++) {
         MkSession *s = g_ptr_array_index(sessions, i);
         if (!(mk_session_get_flags(s, r->mod) & ROSTER_INTERESTED))
@@ -138,7 +142,8 @@ static gboolean roster_start(MkModule *mod, GError **error)
     r->max_bytes = mk_config_get_int(mod, "max_bytes");
     mk_module_set_data(mod, r, roster_free);
 
-    if (!roster_iq_start(r, error))
+    static const MkRosterFuncs service = {.contacts = roster_db_contacts};
+    if (!roster_iq_start(r, error) || !mk_roster_register(mod, &service, r, error))
         return FALSE;
     roster_presence_start(r);
     roster_preload_start(r);

@@ -111,6 +111,22 @@ gboolean roster_db_load_item(MkDbConn *conn, MkJid *user, const char *contact, R
     return TRUE;
 }
 
+/* The roster service (mk-roster.h): the contacts in @user's roster, not
+ * the requests waiting for an answer (in_roster = 0). */
+gboolean roster_db_contacts(gpointer data, MkDbConn *conn, MkJid *user, GPtrArray *out,
+                            GError **error)
+{
+    g_autoptr(MkDbResult) res = mk_db_conn_query(
+        conn, error,
+        "SELECT contact FROM roster_items WHERE username = ? AND domain = ? AND in_roster = 1",
+        MK_DB_STR(mk_jid_node(user)), MK_DB_STR(mk_jid_domain(user)));
+    if (!res)
+        return FALSE;
+    for (guint i = 0; i < mk_db_result_rows(res); i++)
+        g_ptr_array_add(out, g_strdup(mk_db_result_get_string(res, i, 0)));
+    return TRUE;
+}
+
 gboolean roster_db_load_all(MkDbConn *conn, MkJid *user, GPtrArray **out, GError **error)
 {
     *out = NULL;

@@ -160,6 +160,9 @@ void roster_set_interested(Roster *r, MkSession *s);
 /* Sends a push of @item (or of its removal) with version @ver to every
  * interested resource of @user. Any thread. */
 void roster_push(Roster *r, MkJid *user, const RosterItem *item, gboolean removed, gint64 ver);
+/* The roster service's read (roster-db.c). Storage thread. */
+gboolean roster_db_contacts(gpointer data, MkDbConn *conn, MkJid *user, GPtrArray *out,
+                            GError **error);
 /* <item/> for @item; removal when @removed. (transfer full) */
 MkXml *roster_item_xml(const RosterItem *item, gboolean removed);
 /* The user's presence from each available resource to @to / unavailable

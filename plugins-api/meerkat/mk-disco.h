@@ -13,6 +13,10 @@ G_BEGIN_DECLS
 MK_API void mk_disco_feature_add(MkModule *mod, const char *var);
 MK_API void mk_disco_identity_add(MkModule *mod, const char *category, const char *type,
                                   const char *name);
+/* Advertises a feature of every account's bare JID (XEP-0313's
+ * urn:xmpp:mam:2, PEP's features) for @mod's host type. Main thread, in
+ * start(); removed on stop. Since ABI 2. */
+MK_API void mk_disco_account_feature_add(MkModule *mod, const char *var);
 /* Server disco items (such as module subdomains). */
 MK_API void mk_disco_item_add(MkModule *mod, const char *jid, const char *name);
 
@@ -23,5 +27,8 @@ MK_API void mk_disco_item_add(MkModule *mod, const char *jid, const char *name);
 MK_API char **mk_disco_features(const char *domain);
 MK_API char **mk_disco_identities(const char *domain);
 MK_API char **mk_disco_items(const char *domain);
+/* The features of accounts of @domain (mk_disco_account_feature_add).
+ * Returns: (transfer full) NULL-terminated. Any thread. Since ABI 2. */
+MK_API char **mk_disco_account_features(const char *domain);
 
 G_END_DECLS

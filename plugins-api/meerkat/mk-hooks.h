@@ -59,12 +59,25 @@ G_BEGIN_DECLS
  * ignored. From = the account's bare JID. Since ABI 1.3. */
 #define MK_HOOK_AUTH_PRELOAD "auth_preload"
 
+/* A user's roster changed (an item added, changed or removed, or its
+ * subscription state), after the change was stored; announced by the
+ * module that keeps rosters (mk_hook_run), for modules that keep what they
+ * derived from a roster (mod_mam's "roster" preference). On the worker
+ * that completed the change. From = the account's bare JID. Since ABI 2. */
+#define MK_HOOK_ROSTER_CHANGED "roster_changed"
+
 typedef MkResult (*MkHookFunc)(MkHookCall *call, gpointer user_data);
 
 /* Registers @func for @hook on @mod's host type. Main thread, in start().
  * Removed automatically when the module stops. Higher @priority runs first. */
 MK_API void mk_hook_add(MkModule *mod, const char *hook, int priority, MkHookFunc func,
                         gpointer user_data);
+
+/* Runs the handlers of @hook on @mod's host type with from = @from, on
+ * the calling thread: for events a module announces to others
+ * (roster_changed). Returns the first result other than MK_PASS, or
+ * MK_PASS. A worker or the main thread. Since ABI 2. */
+MK_API MkResult mk_hook_run(MkModule *mod, const char *hook, MkJid *from);
 
 /* Arguments of the running hook, (transfer none) (nullable): valid during
  * the handler only; ref what you keep. */

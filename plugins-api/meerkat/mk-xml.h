@@ -61,6 +61,12 @@ MK_API char *mk_xml_child_text(const MkXml *el, const char *name, const char *xm
 
 /* A deep, unshared copy. Returns: (transfer full). */
 MK_API MkXml *mk_xml_copy(const MkXml *el);
+/* A copy of the top element (name, namespace, attributes) that shares the
+ * children of @el by reference: cheap, for a changed version of a routed
+ * stanza (another attribute, one more child). Children may be appended to
+ * or removed from the copy, but the shared ones must not be changed.
+ * Returns: (transfer full). Any thread. Since ABI 2. */
+MK_API MkXml *mk_xml_copy_shallow(const MkXml *el);
 /* Serialises @el with namespace declarations where they change from
  * @parent_ns (NULL = always declare). Returns: (transfer full). */
 MK_API char *mk_xml_to_string(const MkXml *el, const char *parent_ns);

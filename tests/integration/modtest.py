@@ -113,10 +113,12 @@ def _scram_keys(password, salt, iterations, algo):
 class Server:
     """A private meerkatd with the given modules ({"mod_ping": {"ping_interval": 1}, ...})."""
 
-    def __init__(self, modules, workers=2, auth=None, listen=None, nofile=None):
+    def __init__(self, modules, workers=2, auth=None, listen=None, nofile=None,
+                 module_dir=None):
         """auth, listen: keys of [auth] and [listen.c2s] that replace the
         defaults below (a value None drops the key: the server's default).
-        nofile: the server's RLIMIT_NOFILE."""
+        nofile: the server's RLIMIT_NOFILE. module_dir: where the modules are
+        loaded from (default: this build's modules/.libs)."""
         self.dir = tempfile.mkdtemp(prefix="mk-modtest.")
         self.port = free_port()
         self.state = os.path.join(self.dir, "state")
@@ -151,7 +153,7 @@ database = meerkat.db
 
 [listen.c2s]
 %(listen)s""" % {"domain": DOMAIN, "state": self.state, "workers": workers,
-                 "moddir": os.path.join(TOP_BUILDDIR, "modules", ".libs"),
+                 "moddir": module_dir or os.path.join(TOP_BUILDDIR, "modules", ".libs"),
                  "auth": section(auth_keys), "listen": section(listen_keys)})
         self.log_path = os.path.join(self.dir, "meerkatd.log")
         self.log = open(self.log_path, "w")

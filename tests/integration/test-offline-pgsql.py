@@ -5,84 +5,17 @@ unregister removing the messages, and the database going down: a short
 outage is ridden out by the retries, a long one bounces the message to
 its sender. Skipped without PostgreSQL. Prints TAP; ignores --tap."""
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import (NS_CLIENT, TOP_BUILDDIR, TOP_SRCDIR, Client, Server, Tap,  # noqa: E402
+from modtest import (NS_CLIENT, TOP_BUILDDIR, Client, Server, Tap,  # noqa: E402
                      error_condition, q)
+from pgtest import Pg, on_pgsql  # noqa: E402
 
 NS_DELAY = "urn:xmpp:delay"
 MAX = 3
-
-
-class Pg:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="mk-pg.")
-        out = subprocess.run(["/bin/sh", os.path.join(TOP_SRCDIR, "tests", "pg-tmp.sh"), "start",
-                              self.dir, str(os.getpid())], capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr)
-        self.port = int(out.stdout.strip().splitlines()[-1])
-        self.bindir = sorted(d for d in os.listdir("/usr/lib/postgresql"))[-1]
-        self.bindir = os.path.join("/usr/lib/postgresql", self.bindir, "bin")
-
-    def _as_owner(self, argv):
-        if os.getuid() == 0:
-            argv = ["runuser", "-u", "postgres", "--"] + argv
-        subprocess.run(argv, check=True, capture_output=True)
-
-    def down(self):
-        self._as_owner([os.path.join(self.bindir, "pg_ctl"), "stop", "-w", "-m", "fast", "-D",
-                        os.path.join(self.dir, "data")])
-
-    def up(self):
-        self._as_owner([os.path.join(self.bindir, "pg_ctl"), "start", "-w", "-t", "60", "-D",
-                        os.path.join(self.dir, "data"), "-l",
-                        os.path.join(self.dir, "server.log"), "-o",
-                        "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off" %
-                        (self.port, self.dir)])
-
-    def sql(self, statement):
-        out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "meerkat",
-                              "-At", "-c", statement, "meerkat"],
-                             capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-
-    def stop(self):
-        subprocess.run(["/bin/sh", os.path.join(TOP_SRCDIR, "tests", "pg-tmp.sh"), "stop",
-                        self.dir], capture_output=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def on_pgsql(srv, pg):
-    """Restarts @srv with its storage on @pg."""
-    srv.proc.terminate()
-    srv.proc.wait(10)
-    with open(srv.conf) as f:
-        conf = f.read()
-    conf = conf.replace("driver = sqlite3\ndatabase = meerkat.db\n",
-                        "driver = pgsql\nhost = 127.0.0.1\nport = %d\nuser = meerkat\n"
-                        "database = meerkat\n" % pg.port)
-    with open(srv.conf, "w") as f:
-        f.write(conf)
-    srv.proc = subprocess.Popen(
-        [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", srv.conf],
-        stdout=srv.log, stderr=subprocess.STDOUT)
-    import socket
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if srv.proc.poll() is not None:
-            raise RuntimeError("meerkatd exited:\n" + srv.log_text())
-        try:
-            socket.create_connection(("127.0.0.1", srv.port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("meerkatd on pgsql did not listen:\n" + srv.log_text())
 
 
 def ctl(srv, *args):

@@ -21,11 +21,13 @@ bench_wait_port() {
 # The meerkatd configuration of the benchmark, in directory $1 (state,
 # conf.d and meerkat.conf made there): c2s on 127.0.0.1 port $2, accounts
 # of password_format $3. Two workers, sqlite, STARTTLS optional, modules
-# roster + disco + ping, warnings only, accept queue of 4,096, no idle
-# timeout (idle sessions are what is measured).
+# roster + disco + ping (and the modules named in $4, e.g. "mam"),
+# warnings only, accept queue of 4,096, no idle timeout (idle sessions
+# are what is measured).
 bench_meerkat_config() {
     mkdir -p "$1/state" "$1/conf.d"
-    for m in roster disco ping; do
+    rm -f "$1"/conf.d/mod_*.conf
+    for m in roster disco ping ${4:-}; do
         [ -f "$B/modules/.libs/mod_$m.so" ] && : >"$1/conf.d/mod_$m.conf"
     done
     cat >"$1/meerkat.conf" <<EOF2
@@ -65,4 +67,29 @@ bench_run() {
     out=$("$BENCH" --server-pid "$SRV_PIDS" "$@") || true
     [ -n "$out" ] || out='{}'
     printf '{"server": "%s", "test": "%s", "result": %s}\n' "$srv" "$label" "$out" >>"$RESULTS"
+}
+
+# Fills the archives of users bench0 .. bench($2 - 1) with $3 messages
+# each, in database $1, as mod_mam writes them: one tenth with the pair
+# partner bench(n xor 1), the rest with nine other users, IDs one
+# millisecond apart. mod_mam must have created its tables (started once).
+bench_mam_prefill() {
+    local n=$(($2 * $3))
+    echo "bench: filling $2 archives with $3 messages each ($n rows)" >&2
+    sqlite3 "$1" <<EOF2
+PRAGMA journal_mode = WAL;
+BEGIN;
+WITH RECURSIVE r(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM r WHERE i < $n - 1),
+u(i, o, m) AS (SELECT i, i % $2, (i / $2) % 10 FROM r),
+w(i, o, p) AS (SELECT i, o, CASE m WHEN 0 THEN o + 1 - 2 * (o % 2)
+                                    ELSE (o + m + 1) % $2 END FROM u)
+INSERT INTO mam_user_message (username, domain, id, with_bare, with_resource, from_bare,
+                              origin_id, xml)
+SELECT 'bench' || o, 'localhost', (1700000000000000 + i * 1000) * 256,
+       'bench' || p || '@localhost', 'r', 'bench' || p || '@localhost', NULL,
+       '<message xmlns=''jabber:client'' from=''bench' || p || '@localhost/r'' to=''bench' || o ||
+       '@localhost'' type=''chat''><body>archived message ' || i || '</body></message>'
+FROM w;
+COMMIT;
+EOF2
 }

@@ -15,6 +15,9 @@
 #   BENCH_TOGGLES=500     presence changes per second
 #   BENCH_RATE=1000       connects per second (paced logins)
 #   BENCH_INFLIGHT=100    logins in flight per generator process (unpaced)
+#   BENCH_MAM_USERS=1000  archives of the mam-query scenario ...
+#   BENCH_MAM_EACH=1000   ... of this many messages each (1,000,000 rows)
+#   BENCH_MAM_CLIENTS=20  users querying, one query in flight each
 #   BENCH_OUT=FILE        also keep the JSON lines here
 # Quick run: make bench BENCH_SESSIONS=1000 BENCH_PAIRS=100 BENCH_DURATION=3
 set -eu
@@ -30,6 +33,9 @@ PAIRS=${BENCH_PAIRS:-1000}
 WINDOW=${BENCH_WINDOW:-4}
 DURATION=${BENCH_DURATION:-10}
 PRESENCE=${BENCH_PRESENCE:-1100}
+MAM_USERS=${BENCH_MAM_USERS:-1000}
+MAM_EACH=${BENCH_MAM_EACH:-1000}
+MAM_CLIENTS=${BENCH_MAM_CLIENTS:-20}
 ROSTER=${BENCH_ROSTER:-10}
 RATE=${BENCH_RATE:-1000}
 PORT=${BENCH_PORT:-25400}
@@ -47,18 +53,19 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 USERS=$SESSIONS
-for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE; do
+for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE $MAM_USERS; do
     [ "$n" -gt "$USERS" ] && USERS=$n
 done
 
-# $1: password_format
+# $1: password_format, $2: more modules ("mam")
 write_config() {
-    bench_meerkat_config "$DIR" "$PORT" "$1"
+    bench_meerkat_config "$DIR" "$PORT" "$1" "${2:-}"
 }
 
-# $1: password_format. A fresh process for each scenario, so RSS starts clean.
+# $1: password_format, $2: more modules. A fresh process for each
+# scenario, so RSS starts clean.
 start_meerkat() {
-    write_config "$1"
+    write_config "$1" "${2:-}"
     "$B/core/meerkatd" --config "$DIR/meerkat.conf" >>"$DIR/meerkatd.log" 2>&1 &
     SRV_PID=$!
     SRV_PIDS=$SRV_PID
@@ -115,6 +122,18 @@ run meerkat chat-1 $P -s chat -P 1 -w 1 -D 3 --settle 0.5
 stop_server
 start_meerkat plain
 run meerkat presence $P -s presence -n "$PRESENCE" -R "$ROSTER" -r "$RATE" --toggles "${BENCH_TOGGLES:-500}" -D "$DURATION" --settle 5
+stop_server
+
+# mod_mam: the same chat with every message archived twice (both sides),
+# then queries of the last 50 messages on a large archive, with and
+# without a 'with' filter (docs/mod_mam.md; targets in docs/benchmarks.md).
+start_meerkat plain mam
+run meerkat chat-mam $P -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
+stop_server
+bench_mam_prefill "$DIR/state/meerkat.db" "$MAM_USERS" "$MAM_EACH"
+start_meerkat plain mam
+run meerkat mam-query $P -s mam -n "$MAM_CLIENTS" -r "$RATE" -D "$DURATION" -j 1
+run meerkat mam-query-with $P -s mam --mam-with -n "$MAM_CLIENTS" -r "$RATE" -D "$DURATION" -j 1
 stop_server
 
 P="--port $RELAY_PORT"

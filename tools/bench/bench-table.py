@@ -31,6 +31,14 @@ ROWS = [
     ("latency p50, ms (1 pair, 1 in flight)", "chat-1", "latency_us.p50", 0.001, False),
     ("latency p99, ms (1 pair, 1 in flight)", "chat-1", "latency_us.p99", 0.001, False),
     ("presences delivered per server CPU-s", "presence", "presences_per_cpu_s", 1, True),
+    ("messages per server CPU-s, mod_mam on", "chat-mam", "messages_per_cpu_s", 1, True),
+    ("latency p99, ms (loaded, mod_mam on)", "chat-mam", "latency_us.p99", 0.001, False),
+    ("MAM queries (50 results) per server CPU-s", "mam-query", "queries_per_cpu_s", 1, True),
+    ("MAM query latency p50, ms", "mam-query", "latency_us.p50", 0.001, False),
+    ("MAM query latency p99, ms", "mam-query", "latency_us.p99", 0.001, False),
+    ("MAM queries with 'with' per server CPU-s", "mam-query-with", "queries_per_cpu_s", 1, True),
+    ("MAM query latency p50, ms ('with')", "mam-query-with", "latency_us.p50", 0.001, False),
+    ("MAM query latency p99, ms ('with')", "mam-query-with", "latency_us.p99", 0.001, False),
     ("failed logins (all tests)", "*", "failed", 1, False),
 ]
 

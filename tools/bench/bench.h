@@ -12,6 +12,7 @@ typedef enum {
     SCEN_CHAT,
     SCEN_PRESENCE,
     SCEN_REGISTER, /* in-band registration, then close (register.c) */
+    SCEN_MAM,      /* archive queries (XEP-0313), one in flight per user */
 } Scenario;
 
 /* Everything the command line sets; read-only after parsing. */
@@ -41,6 +42,8 @@ typedef struct {
     int src_addrs; /* source addresses 127.0.0.2 .. 127.0.0.(1+n) */
     char *server_pids;
     int body_size;
+    int page;          /* mam: results per query */
+    gboolean mam_with; /* mam: filter on the pair partner (PREFIX<n xor 1>) */
 } BenchOpts;
 
 /* Latency histogram in microseconds, ~1.5% resolution (HDR-like: 64

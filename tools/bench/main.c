@@ -127,11 +127,12 @@ int main(int argc, char **argv)
         .procs = 0,
         .src_addrs = 4,
         .body_size = 0,
+        .page = 50,
     };
     g_autofree char *scenario = NULL;
     GOptionEntry entries[] = {
-        {"scenario", 's', 0, G_OPTION_ARG_STRING, &scenario, "login | chat | presence | register",
-         "NAME"},
+        {"scenario", 's', 0, G_OPTION_ARG_STRING, &scenario,
+         "login | chat | presence | register | mam", "NAME"},
         {"host", 0, 0, G_OPTION_ARG_STRING, &o.host, "server address (IPv4)", "ADDR"},
         {"port", 'p', 0, G_OPTION_ARG_INT, &o.port, "server port", "PORT"},
         {"domain", 'd', 0, G_OPTION_ARG_STRING, &o.domain, "XMPP domain", "DOMAIN"},
@@ -150,6 +151,9 @@ int main(int argc, char **argv)
         {"toggles", 0, 0, G_OPTION_ARG_DOUBLE, &o.toggles,
          "presence: availability changes per second (default 500)", "N"},
         {"body", 0, 0, G_OPTION_ARG_INT, &o.body_size, "extra body bytes per message", "N"},
+        {"page", 0, 0, G_OPTION_ARG_INT, &o.page, "results per archive query (mam)", "N"},
+        {"mam-with", 0, 0, G_OPTION_ARG_NONE, &o.mam_with,
+         "archive queries filter on the user's pair partner (mam)", NULL},
         {"duration", 'D', 0, G_OPTION_ARG_DOUBLE, &o.duration, "measured seconds", "S"},
         {"settle", 0, 0, G_OPTION_ARG_DOUBLE, &o.settle, "seconds before reading RSS", "S"},
         {"hold", 0, 0, G_OPTION_ARG_DOUBLE, &o.hold, "seconds to stay connected at the end", "S"},
@@ -183,6 +187,8 @@ int main(int argc, char **argv)
         o.scenario = SCEN_LOGIN;
     else if (g_str_equal(scenario, "chat"))
         o.scenario = SCEN_CHAT;
+    else if (g_str_equal(scenario, "mam"))
+        o.scenario = SCEN_MAM;
     else if (g_str_equal(scenario, "presence"))
         o.scenario = SCEN_PRESENCE;
     else if (g_str_equal(scenario, "register"))
@@ -322,7 +328,9 @@ int main(int argc, char **argv)
     }
     if (o.scenario != SCEN_LOGIN && o.scenario != SCEN_REGISTER) {
         double cpu = m1.cpu_s - m0.cpu_s;
-        const char *what = o.scenario == SCEN_CHAT ? "messages" : "presences";
+        const char *what = o.scenario == SCEN_CHAT  ? "messages"
+                           : o.scenario == SCEN_MAM ? "queries"
+                                                    : "presences";
         g_string_append_printf(j, "\"window_s\": %.3f, \"sent\": %" G_GUINT64_FORMAT ", ", window_s,
                                sent);
         g_string_append_printf(j, "\"%s\": %" G_GUINT64_FORMAT ", \"%s_per_s\": %.0f, ", what,
@@ -330,7 +338,7 @@ int main(int argc, char **argv)
         if (o.server_pids)
             g_string_append_printf(j, "\"server_cpu_s\": %.2f, \"%s_per_cpu_s\": %.0f, ", cpu, what,
                                    cpu > 0 ? (double)received / cpu : 0);
-        if (o.scenario == SCEN_CHAT)
+        if (o.scenario == SCEN_CHAT || o.scenario == SCEN_MAM)
             g_string_append_printf(j,
                                    "\"latency_us\": {\"p50\": %" G_GUINT64_FORMAT
                                    ", \"p90\": %" G_GUINT64_FORMAT ", \"p99\": %" G_GUINT64_FORMAT

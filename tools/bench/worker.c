@@ -67,6 +67,8 @@ typedef struct {
     guint64 seq;
     /* presence */
     int subscribed;
+    /* mam: when the query in flight was sent (0: none) */
+    guint64 query_sent_us;
 } Client;
 
 typedef struct {
@@ -299,6 +301,55 @@ static void chat_send(Worker *w, Client *c)
         w->o->prefix, peer->user, w->o->domain, w->o->resource, now_us(), w->body_pad);
 }
 
+static gboolean attr_is(const char *el, gsize len, const char *name, const char *value);
+
+/* One archive query: the last page, optionally with the pair partner. */
+static void mam_send(Worker *w, Client *c)
+{
+    c->seq++;
+    c->query_sent_us = now_us();
+    if (w->measuring)
+        w->stats.sent++;
+    g_autofree char *form =
+        w->o->mam_with
+            ? g_strdup_printf("<x xmlns='jabber:x:data' type='submit'><field var='with'><value>"
+                              "%s%d@%s</value></field></x>",
+                              w->o->prefix, c->user ^ 1, w->o->domain)
+            : g_strdup("");
+    client_sendf(w, c,
+                 "<iq type='set' id='mq%" G_GUINT64_FORMAT "'><query xmlns='urn:xmpp:mam:2'>%s"
+                 "<set xmlns='http://jabber.org/protocol/rsm'><max>%d</max><before/></set>"
+                 "</query></iq>",
+                 c->seq, form, w->o->page);
+}
+
+static void mam_start(Worker *w)
+{
+    for (int i = 0; i < w->n; i++)
+        if (w->c[i].st == ST_ONLINE && !w->c[i].query_sent_us)
+            mam_send(w, &w->c[i]);
+}
+
+/* The IQ result that closes a query: its round trip, and the next one. */
+static void mam_done(Worker *w, Client *c, const char *el, gsize len)
+{
+    if (!c->query_sent_us)
+        return;
+    if (!attr_is(el, len, "type", "result")) {
+        g_autofree char *txt = g_strndup(el, MIN(len, 300));
+        client_fail(w, c, txt);
+        return;
+    }
+    guint64 now = now_us();
+    if (w->measuring) {
+        w->stats.received++;
+        hist_add(&w->stats.hist, now - c->query_sent_us);
+    }
+    c->query_sent_us = 0;
+    if (w->running)
+        mam_send(w, c);
+}
+
 static void chat_start(Worker *w)
 {
     for (int i = 0; i < w->n; i++) {
@@ -518,6 +569,13 @@ static void on_element(Worker *w, Client *c, const char *el, gsize len)
         return;
     case ST_ONLINE:
     case ST_OFFLINE:
+        if (w->o->scenario == SCEN_MAM) {
+            /* The results are messages; only the closing IQ counts. */
+            if (g_str_equal(local, "iq") && !attr_is(el, len, "type", "get") &&
+                !attr_is(el, len, "type", "set"))
+                mam_done(w, c, el, len);
+            return;
+        }
         if (g_str_equal(local, "message"))
             on_message(w, c, el, len);
         else if (g_str_equal(local, "presence"))
@@ -753,6 +811,8 @@ static void on_control(Worker *w)
             w->running = TRUE;
             if (w->o->scenario == SCEN_CHAT)
                 chat_start(w);
+            if (w->o->scenario == SCEN_MAM)
+                mam_start(w);
             w->next_toggle_us = now_us();
             break;
         case 'S': { /* stop measuring and report */

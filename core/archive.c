@@ -1,0 +1,50 @@
+/* The room archive service (mk-archive.h) over the core's service
+ * registry (services.c). */
+#include "modules-priv.h"
+#include "modules.h"
+
+#define SERVICE "archive"
+
+gboolean mk_archive_register(MkModule *mod, const MkArchiveFuncs *funcs, gpointer data,
+                             GError **error)
+{
+    return mk_service_provide(mod, SERVICE, funcs, data, error);
+}
+
+static const MkServiceReg *provider(MkModule *user)
+{
+    g_return_val_if_fail(user != NULL, NULL);
+    return mk_service_lookup(user->mods, user->host_type, SERVICE);
+}
+
+gboolean mk_archive_available(MkModule *user)
+{
+    return provider(user) != NULL;
+}
+
+char *mk_archive_store(MkModule *user, MkJid *room, MkStanza *msg, const char *nick,
+                       MkJid *real_jid)
+{
+    const MkServiceReg *p = provider(user);
+    if (!p)
+        return NULL;
+    const MkArchiveFuncs *f = p->funcs;
+    return f->store(p->data, room, msg, nick, real_jid);
+}
+
+gboolean mk_archive_query(MkModule *user, MkJid *room, MkStanza *iq)
+{
+    const MkServiceReg *p = provider(user);
+    if (!p)
+        return FALSE;
+    const MkArchiveFuncs *f = p->funcs;
+    f->query(p->data, room, iq);
+    return TRUE;
+}
+
+void mk_archive_remove(MkModule *user, MkJid *room)
+{
+    const MkServiceReg *p = provider(user);
+    if (p)
+        ((const MkArchiveFuncs *)p->funcs)->remove(p->data, room);
+}

@@ -1,0 +1,251 @@
+/* Archiving 1:1 messages (XEP-0313 section 5.1.1) and their stanza IDs
+ * (XEP-0359).
+ *
+ * The sender's copy is taken in user_send_packet, the recipient's in
+ * filter_local_packet, both on the worker that routes the message and
+ * both only queued here (mam-writer.c writes them). The two copies share
+ * one ID: the sender's side tags the message with <stanza-id by='sender'>
+ * and the recipient's side takes the ID from that tag. A client cannot
+ * forge either tag: user_send_packet removes every <stanza-id/> that
+ * claims one of our JIDs before anything else reads the message, so a
+ * tag by a local JID seen later is ours. A message that already carries
+ * its recipient's tag (routed again by stream management or from
+ * offline storage) was archived and is not archived again. */
+#include "mam.h"
+
+#define NS_SID     "urn:xmpp:sid:0"
+#define NS_HINTS   "urn:xmpp:hints"
+#define NS_CARBONS "urn:xmpp:carbons:2"
+#define NS_RETRACT "urn:xmpp:message-retract:1"
+#define NS_OMEMO   "eu.siacs.conversations.axolotl"
+#define NS_OMEMO2  "urn:xmpp:omemo:2"
+#define NS_MAM_ANY "urn:xmpp:mam:"
+
+/* Whether @xml is a message a user archive keeps (XEP-0313 5.1.1,
+ * XEP-0334): chat or normal, with a body or an encrypted payload or a
+ * store hint, not a carbon copy or an archive result, no no-store hint. */
+static gboolean archivable(MkStanza *st)
+{
+    if (mk_stanza_kind(st) != MK_STANZA_MESSAGE)
+        return FALSE;
+    const char *type = mk_stanza_type(st);
+    if (type && !g_str_equal(type, "chat") && !g_str_equal(type, "normal"))
+        return FALSE; /* error, headline, groupchat (rooms archive theirs) */
+    MkXml *xml = mk_stanza_xml(st);
+    gboolean payload = FALSE;
+    for (guint i = 0; i < mk_xml_child_count(xml); i++) {
+        MkXml *c = mk_xml_child_at(xml, i);
+        if (mk_xml_is_text(c))
+            continue;
+        const char *ns = mk_xml_ns(c);
+        const char *name = mk_xml_name(c);
+        if (g_strcmp0(ns, NS_HINTS) == 0) {
+            if (g_str_equal(name, "no-store") || g_str_equal(name, "no-permanent-store"))
+                return FALSE;
+            if (g_str_equal(name, "store"))
+                payload = TRUE;
+        } else if (g_strcmp0(ns, NS_CARBONS) == 0 ||
+                   (ns && g_str_has_prefix(ns, NS_MAM_ANY) && g_str_equal(name, "result"))) {
+            return FALSE;
+        } else if (g_str_equal(name, "body") && g_strcmp0(ns, "jabber:client") == 0) {
+            payload = TRUE;
+        } else if (g_str_equal(name, "encrypted") &&
+                   (g_strcmp0(ns, NS_OMEMO) == 0 || g_strcmp0(ns, NS_OMEMO2) == 0)) {
+            payload = TRUE;
+        } else if (g_str_equal(name, "retract") && g_strcmp0(ns, NS_RETRACT) == 0) {
+            return FALSE; /* handled as a retraction, not kept as a message */
+        }
+    }
+    return payload;
+}
+
+/* The ID of our <stanza-id by=@by/> in @xml, or 0. */
+static guint64 our_tag(MkXml *xml, const char *by)
+{
+    for (guint i = 0; i < mk_xml_child_count(xml); i++) {
+        MkXml *c = mk_xml_child_at(xml, i);
+        guint64 id;
+        if (!mk_xml_is_text(c) && mk_xml_is(c, "stanza-id", NS_SID) &&
+            g_strcmp0(mk_xml_get_attr(c, "by"), by) == 0 &&
+            mam_id_parse(mk_xml_get_attr(c, "id"), &id))
+            return id;
+    }
+    return 0;
+}
+
+/* Whether a <stanza-id/> by @by claims a JID of ours: a local account or
+ * a served domain (rooms and services are subdomains of those). */
+static gboolean claims_ours(MkModule *mod, const char *by)
+{
+    if (!by)
+        return FALSE;
+    g_autoptr(MkJid) jid = mk_jid_new(by, NULL);
+    if (!jid)
+        return FALSE;
+    const char *domain = mk_jid_domain(jid);
+    if (mk_module_serves_domain(mod, domain))
+        return TRUE;
+    const char *dot = strchr(domain, '.');
+    return dot && mk_module_serves_domain(mod, dot + 1);
+}
+
+/* Appends <stanza-id by=@by id=@id/> to @xml. */
+static void add_tag(MkXml *xml, const char *by, guint64 id)
+{
+    char text[MAM_ID_TEXT_LEN + 1];
+    mam_id_format(id, text);
+    MkXml *tag = mk_xml_add_child(xml, "stanza-id", NS_SID);
+    mk_xml_set_attr(tag, "by", by);
+    mk_xml_set_attr(tag, "id", text);
+}
+
+/* A copy of @xml, sharing its children, without the <stanza-id/>s that
+ * claim our JIDs (@strip), plus our own tag when @by is set. (transfer full) */
+static MkXml *retag(MkModule *mod, MkXml *xml, gboolean strip, const char *by, guint64 id)
+{
+    MkXml *out = mk_xml_copy_shallow(xml);
+    if (strip) {
+        /* Other entities' tags go back, at the end. */
+        mk_xml_remove_children(out, "stanza-id", NS_SID);
+        for (guint i = 0; i < mk_xml_child_count(xml); i++) {
+            MkXml *c = mk_xml_child_at(xml, i);
+            if (!mk_xml_is_text(c) && mk_xml_is(c, "stanza-id", NS_SID) &&
+                !claims_ours(mod, mk_xml_get_attr(c, "by")))
+                mk_xml_append(out, mk_xml_ref(c));
+        }
+    }
+    if (by)
+        add_tag(out, by, id);
+    return out;
+}
+
+/* Whether @xml holds a <stanza-id/> that claims one of our JIDs. */
+static gboolean has_claims(MkModule *mod, MkXml *xml)
+{
+    for (guint i = 0; i < mk_xml_child_count(xml); i++) {
+        MkXml *c = mk_xml_child_at(xml, i);
+        if (!mk_xml_is_text(c) && mk_xml_is(c, "stanza-id", NS_SID) &&
+            claims_ours(mod, mk_xml_get_attr(c, "by")))
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* What a retraction or a message names its message by: the origin-id
+ * (XEP-0359) when there is one, else the stanza's id. (transfer none) */
+static const char *origin_id_of(MkStanza *st)
+{
+    MkXml *origin = mk_xml_child(mk_stanza_xml(st), "origin-id", NS_SID);
+    const char *id = origin ? mk_xml_get_attr(origin, "id") : NULL;
+    return id ? id : mk_stanza_id(st);
+}
+
+static MamRow *row_new(MkJid *owner, guint64 id, MkJid *with, MkJid *from, MkStanza *st)
+{
+    MamRow *row = g_new0(MamRow, 1);
+    row->archive.username = g_strdup(mk_jid_node(owner));
+    row->archive.domain = g_strdup(mk_jid_domain(owner));
+    row->id = id;
+    row->with_bare = g_strdup(mk_jid_bare_string(with));
+    row->with_resource = g_strdup(mk_jid_resource(with));
+    row->from_bare = g_strdup(mk_jid_bare_string(from));
+    row->origin_id = g_strdup(origin_id_of(st));
+    row->xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
+    return row;
+}
+
+/* The preferences of the sender @owner allow archiving a message to
+ * @with. They are loaded when the session starts; in the moment before
+ * that load completes, the server's default (always) applies. */
+static gboolean prefs_allow(Mam *m, MkJid *owner, MkJid *with)
+{
+    g_autoptr(MamPrefs) p = mk_user_cache_get(m->prefs, mk_jid_bare_string(owner), NULL);
+    return mam_prefs_archives(p, mk_jid_bare_string(with));
+}
+
+/* ---- the sender's copy ---------------------------------------------------- */
+
+static MkResult on_send(MkHookCall *call, gpointer user_data)
+{
+    Mam *m = mk_module_get_data(user_data);
+    MkStanza *st = mk_hook_call_stanza(call);
+    MkJid *from = mk_hook_call_from(call);
+    MkJid *to = mk_hook_call_to(call);
+
+    if (!st || !from || !to || mk_stanza_kind(st) != MK_STANZA_MESSAGE)
+        return MK_PASS;
+    MkXml *xml = mk_stanza_xml(st);
+    MkXml *retract = mk_xml_child(xml, "retract", NS_RETRACT);
+    if (retract && mk_xml_get_attr(retract, "id"))
+        mam_retract(m, from, to, mk_xml_get_attr(retract, "id"));
+    gboolean keep = archivable(st) && mk_jid_node(from) && prefs_allow(m, from, to);
+    gboolean strip = has_claims(m->mod, xml);
+    if (!keep && !strip)
+        return MK_PASS; /* nothing to tag, nothing to strip: no copy */
+    guint64 id = keep ? mam_id_next(&m->ids, g_get_real_time()) : 0;
+    g_autoptr(MkXml) tagged = retag(m->mod, xml, strip, keep ? mk_jid_bare_string(from) : NULL, id);
+    MkStanza *out = mk_stanza_new_addressed(tagged, from, to);
+    if (keep) {
+        mam_writer_add(m->writer, row_new(from, id, to, from, out));
+        mk_counter_add(m->archived, 1);
+    }
+    mk_hook_call_set_stanza(call, out);
+    return MK_PASS;
+}
+
+/* ---- the recipient's copy ------------------------------------------------- */
+
+static MkResult on_local(MkHookCall *call, gpointer user_data)
+{
+    Mam *m = mk_module_get_data(user_data);
+    MkStanza *st = mk_hook_call_stanza(call);
+    MkJid *from = mk_hook_call_from(call);
+    MkJid *to = mk_hook_call_to(call);
+
+    if (!st || !from || !to || !mk_jid_node(to) || !archivable(st))
+        return MK_PASS;
+    MkXml *xml = mk_stanza_xml(st);
+    const char *owner = mk_jid_bare_string(to);
+    if (our_tag(xml, owner))
+        return MK_PASS; /* archived already: routed again, or sent to oneself */
+    /* An offline recipient's preferences may not be in memory: the
+     * message waits for them and is routed again once they are. */
+    g_autoptr(MamPrefs) prefs = mk_user_cache_get(m->prefs, owner, st);
+    if (!prefs)
+        return MK_HANDLED;
+    if (!mam_prefs_archives(prefs, mk_jid_bare_string(from)))
+        return MK_PASS;
+    /* The sender's side tagged it when the sender is local: one ID. */
+    guint64 id =
+        claims_ours(m->mod, mk_jid_bare_string(from)) ? our_tag(xml, mk_jid_bare_string(from)) : 0;
+    if (!id)
+        id = mam_id_next(&m->ids, g_get_real_time());
+    g_autoptr(MkXml) tagged = mk_xml_copy_shallow(xml);
+    add_tag(tagged, owner, id);
+    MkStanza *out = mk_stanza_new_addressed(tagged, from, to);
+    mam_writer_add(m->writer, row_new(to, id, from, from, out));
+    mk_counter_add(m->archived, 1);
+    mk_hook_call_set_stanza(call, out);
+    return MK_PASS;
+}
+
+/* A roster-mode user's preferences hold the roster: they are forgotten
+ * (not merely invalidated, which would let the old value serve until the
+ * reload), so that the next message to the user waits for the new ones. */
+static MkResult on_roster_changed(MkHookCall *call, gpointer user_data)
+{
+    Mam *m = mk_module_get_data(user_data);
+    MkJid *user = mk_hook_call_from(call);
+    if (user)
+        mk_user_cache_forget(m->prefs, mk_jid_bare_string(user));
+    return MK_PASS;
+}
+
+void mam_archive_start(Mam *m)
+{
+    mk_hook_add(m->mod, MK_HOOK_ROSTER_CHANGED, 0, on_roster_changed, m->mod);
+    /* After privacy and blocking (100), which may drop the message, and
+     * before carbons (50 and 10), whose copies must show the tag. */
+    mk_hook_add(m->mod, MK_HOOK_USER_SEND_PACKET, 70, on_send, m->mod);
+    mk_hook_add(m->mod, MK_HOOK_FILTER_LOCAL_PACKET, 20, on_local, m->mod);
+}
