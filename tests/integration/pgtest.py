@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 import time
 
-from modtest import TOP_BUILDDIR, TOP_SRCDIR
+from modtest import TOP_BUILDDIR, TOP_SRCDIR, Server, Tap
 
 
 class Pg:
@@ -73,3 +73,34 @@ def on_pgsql(srv, pg):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("meerkatd on pgsql did not listen:\n" + srv.log_text())
+
+
+def run(what, modules, scenarios):
+    """A test program: a throwaway PostgreSQL and a meerkatd with @modules
+    on it, then scenarios(t, srv, pg) as one scenario group; TAP out.
+    Skipped without PostgreSQL."""
+    t = Tap()
+    if not os.path.isdir("/usr/lib/postgresql"):
+        print("1..0 # SKIP no PostgreSQL")
+        return
+    pg = srv = None
+    try:
+        pg = Pg()
+        srv = Server(modules)
+        on_pgsql(srv, pg)
+    except Exception as e:
+        t.ok(False, "meerkatd with %s on PostgreSQL starts" % what)
+        t.diag(e)
+        if srv:
+            srv.stop()
+        if pg:
+            pg.stop()
+        t.done()
+    try:
+        t.run("pgsql", scenarios, srv, pg)
+    finally:
+        if t.failed:
+            t.diag(srv.log_text())
+        srv.stop()
+        pg.stop()
+    t.done()

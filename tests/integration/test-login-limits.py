@@ -23,79 +23,12 @@ servers turn that off and use 127.0.0.2, .3, ... as distinct clients.
 Prints TAP; ignores --tap."""
 import base64
 import os
-import re
-import signal
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import Server, Tap, SERVER_PROBLEMS  # noqa: E402
-
-HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client'"
-          " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
-
-
-class Raw:
-    """A raw client stream from source address @src."""
-
-    def __init__(self, srv, src="127.0.0.2"):
-        self.sock = socket.socket()
-        self.sock.bind((src, 0))
-        self.sock.settimeout(10)
-        self.sock.connect(("127.0.0.1", srv.port))
-        self.buf = b""
-        self.eof = False
-
-    def send(self, text):
-        self.sock.sendall(text.encode())
-
-    def wait(self, pattern, timeout=10):
-        """The first match of @pattern (bytes regex) in what arrived since
-        the last match; None at EOF or timeout."""
-        deadline = time.time() + timeout
-        rx = re.compile(pattern, re.S)
-        while True:
-            m = rx.search(self.buf)
-            if m:
-                self.buf = self.buf[m.end():]
-                return m
-            left = deadline - time.time()
-            if self.eof or left <= 0:
-                return None
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                return None
-            except OSError:
-                data = b""
-            if not data:
-                self.eof = True
-            self.buf += data
-
-    def closed(self, timeout=10):
-        """TRUE once the server closed the connection."""
-        self.wait(rb"(?!)", timeout)
-        return self.eof
-
-    def open(self):
-        self.send(HEADER)
-        return self.wait(rb"</stream:features>") is not None
-
-    def plain(self, user, password):
-        """'success' or the failure condition (None: no answer)."""
-        cred = base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
-        self.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>"
-                  % cred)
-        m = self.wait(rb"<success[^>]*/>|<success[^>]*>.*?</success>|<failure[^>]*><([a-z-]+)/>")
-        if not m:
-            return None
-        return "success" if m.group(0).startswith(b"<success") else m.group(1).decode()
-
-    def close(self):
-        self.sock.close()
-
+from modtest import Server, Tap  # noqa: E402
+from rawstream import HEADER, Raw, log_text, stop_with_metrics  # noqa: E402
 
 def login(srv, user, password, src):
     r = Raw(srv, src)
@@ -105,38 +38,18 @@ def login(srv, user, password, src):
         r.close()
 
 
-def log_text(srv):
-    with open(srv.log_path, errors="replace") as f:
-        return f.read()
-
-
-def stop_with_metrics(srv):
-    """Stops @srv; returns the counters it logged at shutdown."""
-    srv.proc.send_signal(signal.SIGTERM)
-    try:
-        srv.proc.wait(10)
-    except Exception:
-        pass
-    if srv.proc.returncode != 0:
-        SERVER_PROBLEMS.append("meerkatd exited with %s" % srv.proc.returncode)
-    metrics = dict((m.group(1), int(m.group(2)))
-                   for m in re.finditer(r"metric (\S+) (-?\d+)", log_text(srv)))
-    srv.stop()
-    return metrics
-
-
 def test_per_stream(t):
     srv = Server({}, auth={"address_failures": 0, "account_failures": 0})
     try:
         srv.register("alice", "right")
-        r = Raw(srv)
+        r = Raw(srv, "127.0.0.2")
         t.ok(r.open(), "stream opened")
         conds = [r.plain("alice", "wrong%d" % i) for i in range(4)]
         t.ok(conds == ["not-authorized"] * 4, "four wrong passwords: not-authorized (%s)" % conds)
         t.ok(r.plain("alice", "right") == "success", "the fifth attempt, right, logs in")
         r.close()
 
-        r = Raw(srv)
+        r = Raw(srv, "127.0.0.2")
         r.open()
         conds = [r.plain("alice", "wrong%d" % i) for i in range(5)]
         t.ok(conds == ["not-authorized"] * 5, "five wrong passwords answered (%s)" % conds)
@@ -149,7 +62,7 @@ def test_per_stream(t):
              "the log gives the reason")
         t.ok("wrong3" not in log,
              "and not the password")
-        r = Raw(srv)
+        r = Raw(srv, "127.0.0.2")
         r.open()
         t.ok(r.plain("nobody", "x") == "not-authorized", "unknown user: not-authorized")
         r.close()
@@ -223,7 +136,7 @@ def test_log_flood(t):
                            "account_failures": 0})
     try:
         srv.register("dave", "right")
-        r = Raw(srv)
+        r = Raw(srv, "127.0.0.2")
         r.open()
         conds = [r.plain("dave", "w%d" % i) for i in range(n)]
         t.ok(conds == ["not-authorized"] * n, "%d failures answered on one stream" % n)
@@ -243,7 +156,7 @@ def test_pipelining(t):
     try:
         srv.register("erin", "right")
         cred = base64.b64encode(b"\0erin\0right").decode()
-        r = Raw(srv)
+        r = Raw(srv, "127.0.0.2")
         r.send(HEADER +
                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>" % cred +
                HEADER +

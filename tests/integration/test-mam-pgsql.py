@@ -10,8 +10,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import NS_CLIENT, TOP_BUILDDIR, Server, Tap, online, q  # noqa: E402
-from pgtest import Pg, on_pgsql  # noqa: E402
+from modtest import NS_CLIENT, TOP_BUILDDIR, online, q  # noqa: E402
+from pgtest import run  # noqa: E402
 
 NS_MAM = "urn:xmpp:mam:2"
 NS_SID = "urn:xmpp:sid:0"
@@ -103,31 +103,7 @@ def register(srv, user):
 
 
 def main():
-    t = Tap()
-    if not os.path.isdir("/usr/lib/postgresql"):
-        print("1..0 # SKIP no PostgreSQL")
-        return
-    pg = srv = None
-    try:
-        pg = Pg()
-        srv = Server({"mod_roster": None, "mod_mam": {"flush_interval_ms": 100}})
-        on_pgsql(srv, pg)
-    except Exception as e:
-        t.ok(False, "meerkatd with mod_mam on PostgreSQL starts")
-        t.diag(e)
-        if srv:
-            srv.stop()
-        if pg:
-            pg.stop()
-        t.done()
-    try:
-        t.run("pgsql", scenarios, srv, pg)
-    finally:
-        if t.failed:
-            t.diag(srv.log_text())
-        srv.stop()
-        pg.stop()
-    t.done()
+    run("mod_mam", {"mod_roster": None, "mod_mam": {"flush_interval_ms": 100}}, scenarios)
 
 
 if __name__ == "__main__":

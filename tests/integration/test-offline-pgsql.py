@@ -10,9 +10,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import (NS_CLIENT, TOP_BUILDDIR, Client, Server, Tap,  # noqa: E402
-                     error_condition, q)
-from pgtest import Pg, on_pgsql  # noqa: E402
+from modtest import NS_CLIENT, TOP_BUILDDIR, Client, error_condition, q  # noqa: E402
+from pgtest import run  # noqa: E402
 
 NS_DELAY = "urn:xmpp:delay"
 MAX = 3
@@ -116,32 +115,8 @@ def scenarios(t, srv, pg):
 
 
 def main():
-    t = Tap()
-    if not os.path.isdir("/usr/lib/postgresql"):
-        print("1..0 # SKIP no PostgreSQL")
-        return
-    pg = srv = None
-    try:
-        pg = Pg()
-        srv = Server({"mod_offline": {"max_messages": MAX, "store_retries": 4,
-                                      "store_retry_ms": 150}})
-        on_pgsql(srv, pg)
-    except Exception as e:
-        t.ok(False, "meerkatd with mod_offline on PostgreSQL starts")
-        t.diag(e)
-        if srv:
-            srv.stop()
-        if pg:
-            pg.stop()
-        t.done()
-    try:
-        t.run("pgsql", scenarios, srv, pg)
-    finally:
-        if t.failed:
-            t.diag(srv.log_text())
-        srv.stop()
-        pg.stop()
-    t.done()
+    run("mod_offline", {"mod_offline": {"max_messages": MAX, "store_retries": 4,
+                                   "store_retry_ms": 150}}, scenarios)
 
 
 if __name__ == "__main__":

@@ -20,87 +20,14 @@
 
 Prints TAP; ignores --tap."""
 import os
-import re
 import resource
 import signal
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import NS_CLIENT, Client, Server, Tap, SERVER_PROBLEMS, q  # noqa: E402
-
-HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client'"
-          " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
-
-
-class Raw:
-    def __init__(self, srv, src="127.0.0.1"):
-        self.sock = socket.socket()
-        self.sock.bind((src, 0))
-        self.sock.settimeout(10)
-        self.sock.connect(("127.0.0.1", srv.port))
-        self.buf = b""
-        self.eof = False
-
-    def send(self, text):
-        self.sock.sendall(text.encode())
-
-    def wait(self, pattern, timeout=10):
-        deadline = time.time() + timeout
-        rx = re.compile(pattern, re.S)
-        while True:
-            m = rx.search(self.buf)
-            if m:
-                self.buf = self.buf[m.end():]
-                return m
-            left = deadline - time.time()
-            if self.eof or left <= 0:
-                return None
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                return None
-            except OSError:
-                data = b""
-            if not data:
-                self.eof = True
-            self.buf += data
-
-    def closed(self, timeout=10):
-        self.wait(rb"(?!)", timeout)
-        return self.eof
-
-    def open(self, timeout=10):
-        try:
-            self.send(HEADER)
-        except OSError:
-            return False
-        return self.wait(rb"</stream:features>", timeout) is not None
-
-    def close(self):
-        self.sock.close()
-
-
-def log_text(srv):
-    with open(srv.log_path, errors="replace") as f:
-        return f.read()
-
-
-def stop_with_metrics(srv):
-    srv.proc.send_signal(signal.SIGTERM)
-    try:
-        srv.proc.wait(10)
-    except Exception:
-        pass
-    if srv.proc.returncode != 0:
-        SERVER_PROBLEMS.append("meerkatd exited with %s" % srv.proc.returncode)
-    metrics = dict((m.group(1), int(m.group(2)))
-                   for m in re.finditer(r"metric (\S+) (-?\d+)", log_text(srv)))
-    srv.stop()
-    return metrics
-
+from modtest import NS_CLIENT, Client, Server, Tap, q  # noqa: E402
+from rawstream import Raw, log_text, stop_with_metrics  # noqa: E402
 
 def alive(client):
     """The session answers a roster get (a database read)."""
