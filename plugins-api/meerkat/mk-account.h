@@ -8,7 +8,7 @@
 G_BEGIN_DECLS
 /* The server's accounts, for modules such as in-band registration
  * (XEP-0077). Passwords are stored as the operator configured (salted
- * SCRAM keys by default). Since ABI 1.1.
+ * SCRAM keys by default).
  *
  * The work (key derivation, storage) runs off the workers, never on the
  * caller's thread; @done then runs on the calling thread (a

@@ -30,8 +30,8 @@ G_BEGIN_DECLS
 #define MK_HOOK_PRESENCE_IN "presence_in"
 /* Any stanza addressed to a local account (bare or full JID), before
  * presence_in, session delivery or offline storage; also for presence a
- * module hands to mk_router_send_to_account. For privacy and blocking (since
- * ABI 1.1). HANDLED drops it silently, ERROR bounces it. Stanza, from, to. */
+ * module hands to mk_router_send_to_account. For privacy and blocking.
+ * HANDLED drops it silently, ERROR bounces it. Stanza, from, to. */
 #define MK_HOOK_FILTER_LOCAL_PACKET "filter_local_packet"
 /* A message for a local account found no resource to take it. HANDLED
  * means a module stored it; otherwise the core bounces it. Stanza. */
@@ -45,7 +45,7 @@ G_BEGIN_DECLS
  * yet. The session, its JID, presence and slots are those it had; state
  * that belongs to a stream rather than to the session (XEP-0352's client
  * state) starts afresh here. On the session's worker. Session, from = its
- * full JID. Since ABI 1.2. */
+ * full JID. */
 #define MK_HOOK_SESSION_RESUMED "session_resumed"
 /* An account is authenticating (PLAIN: authenticated; SCRAM: found, the
  * proof may still fail). A handler may read, through mk_hook_call_db(),
@@ -56,7 +56,7 @@ G_BEGIN_DECLS
  * connection and must touch no session. What it read may be stale by
  * the time the session takes it (a write may come in between): the
  * module must be able to tell, and read again. The return value is
- * ignored. From = the account's bare JID. Since ABI 1.3. */
+ * ignored. From = the account's bare JID. */
 #define MK_HOOK_AUTH_PRELOAD "auth_preload"
 
 /* A user's roster changed (an item added, changed or removed, or its
@@ -98,13 +98,13 @@ MK_API MkResult mk_hook_call_refuse(MkHookCall *call, MkStanzaError cond);
 /* The domain the hook runs for. (transfer none) */
 MK_API const char *mk_hook_call_domain(MkHookCall *call);
 /* auth_preload only: the database connection of the running job, NULL in
- * any other hook. (transfer none) Since ABI 1.3. */
+ * any other hook. (transfer none) */
 MK_API MkDbConn *mk_hook_call_db(MkHookCall *call);
 /* auth_preload only: keeps @data for the running module's instance until
  * the session takes it (mk_session_take_preload); @destroy frees it when
  * nobody does (authentication failed, the stream closed, the session
  * ended), on any thread. A second call replaces the first. Ignored, and
- * @data destroyed, outside auth_preload. (transfer full) Since ABI 1.3. */
+ * @data destroyed, outside auth_preload. (transfer full) */
 MK_API void mk_hook_call_set_preload(MkHookCall *call, gpointer data, GDestroyNotify destroy);
 
 G_END_DECLS

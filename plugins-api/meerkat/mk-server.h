@@ -9,7 +9,7 @@ G_BEGIN_DECLS
 /* The server process as a whole. */
 
 /* Seconds since the server process started (not since this instance
- * started: a module may restart on SIGHUP). Any thread. Since ABI 1.1. */
+ * started: a module may restart on SIGHUP). Any thread. */
 MK_API gint64 mk_server_uptime(void);
 
 G_END_DECLS

@@ -27,7 +27,7 @@ MK_API gint64 mk_session_idle_seconds(MkSession *s);
 MK_API void mk_session_send(MkSession *s, MkStanza *stanza);
 /* Writes @el to the session's stream as it is: no hooks, no addressing.
  * For stream-level replies such as <a/> (mk-stream.h). The session's
- * worker only. (transfer none) Since ABI 1.1. */
+ * worker only. (transfer none) */
 MK_API void mk_session_write_xml(MkSession *s, MkXml *el);
 /* Closes the stream with a stream error condition ("conflict",
  * "connection-timeout", ...), or a clean </stream:stream> when NULL. Any thread. */
@@ -59,7 +59,7 @@ MK_API char *mk_session_dup_string(MkSession *s, MkModule *mod);
 /* What @mod's auth_preload handler kept for this session's account
  * (mk_hook_call_set_preload), once: later calls return NULL. The caller
  * owns it and frees it as its handler's destroy would. The session's
- * worker. Returns: (transfer full) (nullable). Since ABI 1.3. */
+ * worker. Returns: (transfer full) (nullable). */
 MK_API gpointer mk_session_take_preload(MkSession *s, MkModule *mod);
 
 /* The sessions of @bare (a bare JID) on this node. Returns: (transfer full)
@@ -74,7 +74,7 @@ MK_API void mk_session_foreach(void (*func)(MkSession *s, gpointer user_data), g
  * for the client to resume it. It stays bound and stanzas sent to it are
  * queued for the resumed stream; the client cannot answer anything until
  * then, so liveness checks (pings, idle timeouts) must leave it alone: the
- * core ends it when the timeout expires. Any thread. Since ABI 1.2. */
+ * core ends it when the timeout expires. Any thread. */
 MK_API gboolean mk_session_is_detached(MkSession *s);
 /* TRUE while @s is in the session table: from resource binding until the
  * session ended or another session took its full JID. A detached session

@@ -11,7 +11,7 @@ G_BEGIN_DECLS
 
 /* Stream-level extensions: what a module adds to <stream:features> and the
  * top-level elements outside jabber:client it takes (XEP-0198's <r/>,
- * XEP-0352's <active/>, ...). Since ABI 1.1. */
+ * XEP-0352's <active/>, ...). */
 
 typedef enum {
     MK_STREAM_PRE_AUTH = 1 << 0,  /* offered with the SASL mechanisms */
@@ -36,7 +36,7 @@ typedef char *(*MkStreamFeatureFunc)(MkModule *mod, const char *const *features,
                                      const char *const *identities, gpointer user_data);
 
 /* Adds the element @func computes to the stream features at @stages.
- * Main thread, in start(); removed on stop. Since ABI 1.1. */
+ * Main thread, in start(); removed on stop. */
 MK_API void mk_stream_feature_add_func(MkModule *mod, guint stages, MkStreamFeatureFunc func,
                                        gpointer user_data);
 
@@ -53,7 +53,7 @@ MK_API gboolean mk_stream_element_register(MkModule *mod, const char *xmlns,
                                            MkStreamElementFunc func, gpointer user_data,
                                            GError **error);
 
-/* ---- IQs before authentication (since ABI 1.1) ----
+/* ---- IQs before authentication ----
  *
  * A client stream that has not authenticated has no session and no JID;
  * the core closes it on anything but STARTTLS and SASL, except an <iq/>
@@ -105,8 +105,7 @@ MK_API void mk_preauth_iq_reply_error(MkPreauthIq *iq, MkStanzaError cond, const
  * @resume_timeout seconds for a <resume/> (0: no resumption offered);
  * @max_unacked (>= 2) unacknowledged stanzas close the stream with
  * policy-violation. The module still announces <sm xmlns='urn:xmpp:sm:3'/>
- * with mk_stream_feature_add. Main thread, in start(); off again on stop.
- * Since ABI 1.1 (appended). */
+ * with mk_stream_feature_add. Main thread, in start(); off again on stop. */
 MK_API void mk_stream_management_enable(MkModule *mod, guint resume_timeout, guint max_unacked);
 
 G_END_DECLS

@@ -7,7 +7,7 @@
 #include <meerkat/mk-db.h>
 
 G_BEGIN_DECLS
-/* Per-user serial storage work. Since ABI 1.2.
+/* Per-user serial storage work.
  *
  * Jobs of mk_db_transaction_run() run in parallel on the storage pool and
  * complete in any order. When one user's operations must be written and
@@ -54,7 +54,7 @@ MK_API void mk_user_queue_push(MkUserQueue *queue, const char *key, MkDbWork wor
  * operations, for @work that only reads: the key's own writes pushed
  * earlier have committed when it runs, and it neither waits for other
  * users' writes nor holds them up. Its statements may see different
- * snapshots of other users' data. Since ABI 1.3. */
+ * snapshots of other users' data. */
 MK_API void mk_user_queue_push_reads(MkUserQueue *queue, const char *key, MkDbWork work,
                                      MkDbWorkDone done, gpointer user_data, GDestroyNotify destroy);
 
