@@ -59,14 +59,16 @@ void c2s_write(MkC2s *c, const char *data)
 }
 
 /* Every element for the client goes through here, so that XEP-0198 sees
- * every stanza (c2s_sm_sent): deliveries, module writes and the core's
+ * every stanza (c2s_sm_write): deliveries, module writes and the core's
  * own replies alike. */
 static void c2s_write_xml(MkC2s *c, MkXml *xml)
 {
     if (c->state == C2S_CLOSING)
         return;
-    if (G_UNLIKELY(c->sm))
-        c2s_sm_sent(c, xml); /* also while detached: queued for a resume */
+    if (G_UNLIKELY(c->sm)) {
+        c2s_sm_write(c, xml); /* also while detached: queued for a resume */
+        return;
+    }
     if (!c->conn)
         return;
     GString *out = g_string_sized_new(256);
@@ -123,6 +125,8 @@ void c2s_close(MkC2s *c, const char *stream_error)
         c2s_write(c, err);
         C2S_LOG(c, G_LOG_LEVEL_INFO, "closing stream: %s", stream_error);
     }
+    if (G_UNLIKELY(c->sm))
+        c2s_sm_before_close(c);
     c2s_write(c, "</stream:stream>");
     c->state = C2S_CLOSING;
     mk_conn_close(c->conn);
@@ -257,6 +261,8 @@ static void on_stream_start(gpointer user_data, MkXml *header)
 static void on_stream_end(gpointer user_data)
 {
     MkC2s *c = user_data;
+    if (G_UNLIKELY(c->sm) && c2s_sm_stream_end(c))
+        return; /* waits for a final <a/> first */
     c2s_close(c, NULL);
 }
 
@@ -705,6 +711,8 @@ static void handle_stanza(MkC2s *c, MkXml *el)
     mk_hook_call_clear(&call);
     if (r != MK_PASS)
         return;
+    if (G_UNLIKELY(c->sm))
+        c2s_sm_tag(c, st); /* a module may hold its acknowledgement */
 
     switch (kind) {
     case MK_STANZA_PRESENCE:
@@ -974,12 +982,16 @@ void c2s_feed(MkC2s *c, const char *data, gsize len)
     c->last_input_us = g_get_monotonic_time();
     if (c->session)
         c->session->last_input_us = c->last_input_us;
+    if (G_UNLIKELY(c->sm) && c2s_sm_feed_closing(c, data, len))
+        return;
     c2s_ref(c);
     mk_xml_stream_feed(c->xs, data, len);
     if (c->restart) {
         c->restart = FALSE;
         mk_xml_stream_reset(c->xs);
     }
+    if (G_UNLIKELY(c->sm))
+        c2s_sm_flush_ask(c);
     c2s_unref(c);
 }
 
