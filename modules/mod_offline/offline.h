@@ -87,12 +87,21 @@ void offline_job_abandon(OfflineJob *job);
  * storage completions and timers run. */
 GMainContext *offline_job_context(OfflineJob *job);
 
+/* Caps of one user's store (the configuration's max_* keys). Bytes are
+ * those of the stored XML as the database's LENGTH() counts them. */
+typedef struct {
+    gint64 messages;
+    gint64 bytes;
+    gint64 sender_messages; /* per sender's bare JID */
+    gint64 sender_bytes;
+} OfflineLimits;
+
 /* The module instance. */
 typedef struct {
     gint ref;
     MkModule *mod;
     OfflineQueue *queue;
-    gint64 max_messages;
+    OfflineLimits limits;
     guint retries;
     guint retry_ms;
     MkCounter *stored;
@@ -100,6 +109,8 @@ typedef struct {
     MkCounter *bounced;
     MkCounter *dropped;
     MkCounter *store_failures;
+    MkCounter *over_bytes;  /* bounced: the user's store is over max_bytes */
+    MkCounter *over_sender; /* bounced: the sender's share is used up */
     GMutex lock;
     GHashTable *timers; /* pending retry timers (OfflineTimer*), cancelled at stop */
 } Offline;
@@ -121,14 +132,17 @@ extern const MkMigration offline_migrations[];
 typedef enum {
     OFFLINE_STORED,
     OFFLINE_NO_ACCOUNT,
-    OFFLINE_QUOTA,
+    OFFLINE_QUOTA,        /* max_messages */
+    OFFLINE_QUOTA_BYTES,  /* max_bytes */
+    OFFLINE_QUOTA_SENDER, /* max_sender_messages or max_sender_bytes */
 } OfflineStoreResult;
 
 /* Stores one message for @node@@domain unless the account does not exist
- * or already holds @max messages. */
-gboolean offline_db_store(MkDbConn *conn, const char *node, const char *domain, gint64 max,
-                          const char *sender, const char *stamp, const char *xml,
-                          OfflineStoreResult *result, GError **error);
+ * or the message would take the store, or @sender's share of it, past
+ * @limits. */
+gboolean offline_db_store(MkDbConn *conn, const char *node, const char *domain,
+                          const OfflineLimits *limits, const char *sender, const char *stamp,
+                          const char *xml, OfflineStoreResult *result, GError **error);
 /* Deletes the rows whose ids are in @ids (gint64). */
 gboolean offline_db_delete(MkDbConn *conn, GArray *ids, GError **error);
 /* The SELECT of a user's messages, oldest first: id, stamp, xml. Bind
