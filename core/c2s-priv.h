@@ -39,6 +39,8 @@ struct MkC2sServer {
     /* XEP-0198 resumption ids of this node (c2s-sm.c), any thread. */
     GMutex resume_lock;
     GHashTable *resumable; /* id -> C2sResumable* */
+    /* Binds refused over [general] max_sessions_per_account. */
+    MkCounter *bind_refused;
 };
 
 typedef struct C2sSm C2sSm;

@@ -555,7 +555,18 @@ static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
     c->session = mk_session_new(jid, c->worker, &c2s_transport, c);
     mk_session_set_preloads(c->session, g_steal_pointer(&c->preloads));
     c->session->last_input_us = c->last_input_us;
-    g_autoptr(MkSession) old = mk_sm_register(srv->sm, c->session);
+    g_autoptr(MkSession) old = NULL;
+    MkConfigData *cfg = g_atomic_pointer_get(&srv->config);
+    if (!mk_sm_register_limited(srv->sm, c->session, cfg->max_sessions_per_account, &old)) {
+        /* RFC 6120 7.6.2.1: the account reached its limit of connected
+         * resources. The stream stays; the client may close another. */
+        g_clear_pointer(&c->session, mk_session_unref);
+        mk_counter_add(c->cs->bind_refused, 1);
+        C2S_LOG(c, G_LOG_LEVEL_INFO, "bind refused: %u sessions already",
+                cfg->max_sessions_per_account);
+        send_iq_error(c, iq, MK_ERR_RESOURCE_CONSTRAINT);
+        return;
+    }
     if (old) {
         /* A second bind of the same full JID replaces the older session
          * (RFC 6120 7.7.2.2, policy: "override"). */
@@ -1219,6 +1230,7 @@ MkC2sServer *mk_c2s_server_new(MkServer *srv, GError **error)
     cs->workers = g_new0(C2sWorker *, cs->n_workers);
     g_mutex_init(&cs->resume_lock);
     cs->resumable = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, c2s_sm_resumable_free);
+    cs->bind_refused = mk_metrics_core_counter(srv->modules, "c2s.bind_resource_limit");
     return cs;
 }
 

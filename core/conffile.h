@@ -90,6 +90,8 @@ struct MkConfigData {
     char *module_dir; /* absolute */
     char *node;
     guint workers; /* resolved: never 0 */
+    /* Bound resources of one account; a bind past it is refused. */
+    guint max_sessions_per_account;
     GLogLevelFlags log_level;
 
     GPtrArray *host_types; /* of MkHostTypeConfig*; at least "default" */

@@ -80,3 +80,6 @@ gboolean mk_stream_preauth_iq_lookup(const char *domain, const char *xmlns, MkPr
 
 /* Every counter as "host_type.module.name value" lines. (transfer full) */
 char *mk_metrics_dump(MkModules *mods);
+/* A counter of the core itself, "core.@name", always listed. (transfer
+ * none): lives as long as @mods. Any thread. */
+MkCounter *mk_metrics_core_counter(MkModules *mods, const char *name);

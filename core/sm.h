@@ -58,6 +58,11 @@ void mk_session_deliver_local(MkSession *s, MkStanza *st);
  * from the table and returned (transfer full) so the caller can close it
  * with a conflict error. Any thread. */
 MkSession *mk_sm_register(MkSm *sm, MkSession *s);
+/* Like mk_sm_register, but refuses (FALSE, nothing changed) when the
+ * account already has @max sessions and @s would not replace one of the
+ * same full JID. @old: (out) (transfer full) (nullable) as returned by
+ * mk_sm_register. Any thread. */
+gboolean mk_sm_register_limited(MkSm *sm, MkSession *s, guint max, MkSession **old);
 /* Removes @s if present. Any thread. */
 void mk_sm_unregister(MkSm *sm, MkSession *s);
 /* (transfer full) (nullable) The session bound to full JID @jid. */
