@@ -26,7 +26,7 @@ jobs=${JOBS:-2}
 
 packages="autoconf automake libtool pkg-config gcc make
 libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libdbd-sqlite3 libdbd-pgsql
-libgsasl-dev libidn-dev libstrophe-dev postgresql sqlite3 python3 python3-slixmpp"
+libgsasl-dev libidn-dev libstrophe-dev postgresql sqlite3 python3 python3-slixmpp python3-nbxmpp"
 
 missing=
 for p in $packages; do
