@@ -763,15 +763,17 @@ static RerouteAction reroute_action(MkXml *xml)
     return REROUTE_MESSAGE;
 }
 
-/* Whether the account of @s has another available resource that takes
- * messages sent to the bare JID. */
-static gboolean others_available(MkSession *s)
+/* Whether another resource of the account of @s has been available,
+ * taking messages sent to the bare JID, since @when_us: it got the
+ * message this session was sent then. */
+static gboolean others_had_it(MkSession *s, gint64 when_us)
 {
     g_autoptr(MkJid) bare = mk_jid_bare(mk_session_jid(s));
-    g_autoptr(GPtrArray) list = mk_sm_sessions(mk_server_get()->sm, bare);
+    MkSm *sm = mk_server_get()->sm;
+    g_autoptr(GPtrArray) list = mk_sm_sessions(sm, bare);
     for (guint i = 0; i < list->len; i++) {
         MkSession *o = g_ptr_array_index(list, i);
-        if (o != s && mk_session_is_available(o) && mk_session_priority(o) >= 0)
+        if (o != s && mk_sm_available_since(sm, o, when_us))
             return TRUE;
     }
     return FALSE;
@@ -796,14 +798,15 @@ static gboolean reroute(MkC2s *c, MkSession *s, C2sSm *sm, MkAckEntry *e)
     case REROUTE_MESSAGE:
         break;
     }
-    /* A message to the bare JID reached every resource of the top
-     * priority: if another one is available, it has the message already
-     * (sending it again would show it twice). One that was moved before
-     * (it has a delay: from offline storage) went to this session only. */
+    /* A message to the bare JID reached every available resource of the
+     * top priority: if another one was available when it came, it has
+     * the message already (sending it again would show it twice). One
+     * that was moved before (it has a delay: from offline storage) went
+     * to this session only. */
     const char *to = mk_xml_get_attr(e->xml, "to");
     g_autoptr(MkJid) to_jid = to ? mk_jid_new(to, NULL) : NULL;
     if (to_jid && mk_jid_is_bare(to_jid) && !mk_xml_child(e->xml, "delay", NS_DELAY) &&
-        others_available(s)) {
+        others_had_it(s, e->stamp_us)) {
         mk_counter_add(sm->cfg.not_requeued, 1);
         return FALSE;
     }
@@ -866,6 +869,10 @@ gboolean c2s_sm_stream_end(MkC2s *c)
      * </stream:stream>, see c2s_sm_feed_closing) before they count as
      * lost and are routed again. */
     sm->closing = TRUE;
+    /* Nothing new for a stream its client closed: out of the routing
+     * table now, so that later stanzas go to another resource or
+     * offline storage rather than into this wait. */
+    mk_sm_unregister(mk_server_get()->sm, c->session);
     stop_asking(sm);
     sm->r_sent = FALSE;
     ask_now(sm);

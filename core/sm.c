@@ -197,11 +197,22 @@ void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean ava
     g_mutex_lock(&sh->lock);
     old = s->last_presence;
     s->last_presence = available && presence ? mk_stanza_ref(presence) : NULL;
+    if (available && !s->available)
+        s->available_since_us = g_get_real_time();
     s->available = available;
     s->priority = priority;
     g_mutex_unlock(&sh->lock);
     if (old)
         mk_stanza_unref(old);
+}
+
+gboolean mk_sm_available_since(MkSm *sm, MkSession *s, gint64 since_us)
+{
+    SmShard *sh = shard_for(sm, mk_jid_bare_string(s->jid));
+    g_mutex_lock(&sh->lock);
+    gboolean yes = s->available && s->priority >= 0 && s->available_since_us <= since_us;
+    g_mutex_unlock(&sh->lock);
+    return yes;
 }
 
 guint mk_sm_count(MkSm *sm)

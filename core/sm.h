@@ -31,7 +31,8 @@ struct MkSession {
     gpointer transport_data; /* owner worker only; NULL once the stream ended */
     /* Routing state: written by the owner under the shard lock. */
     int priority;
-    gboolean available; /* sent available broadcast presence */
+    gboolean available;        /* sent available broadcast presence */
+    gint64 available_since_us; /* wall clock of the last unavailable -> available */
     MkStanza *last_presence;
     gint64 last_input_us; /* monotonic; atomic-ish (gint64 store on x86-64) */
     gint detached;        /* atomic: XEP-0198, the connection is gone, resumption awaited */
@@ -73,3 +74,7 @@ GPtrArray *mk_sm_sessions(MkSm *sm, MkJid *bare);
 void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean available,
                         int priority);
 guint mk_sm_count(MkSm *sm);
+/* Whether @s is available with a non-negative priority and has been
+ * since @since_us (wall clock) or earlier: then it received what was
+ * routed to the account's bare JID at that time. Any thread. */
+gboolean mk_sm_available_since(MkSm *sm, MkSession *s, gint64 since_us);
