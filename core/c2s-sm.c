@@ -833,6 +833,8 @@ void c2s_sm_session_ended(MkC2s *c, MkSession *s)
     if (n)
         mk_log_conn(G_LOG_LEVEL_INFO, c->conn ? mk_conn_peer(c->conn) : "detached",
                     mk_jid_string(mk_session_jid(s)), "%u unacknowledged messages routed again", n);
+    mk_log_conn(G_LOG_LEVEL_DEBUG, c->conn ? mk_conn_peer(c->conn) : "detached",
+                mk_jid_string(mk_session_jid(s)), "stream management session ended");
     sm_free(sm);
 }
 
