@@ -6,7 +6,8 @@
   management on, a stored and a live message each round: every message
   arrives exactly once, stored ones with exactly one XEP-0203 delay.
   (libstrophe: tests/integration/test-sm-strophe.c.)
-- A raw client: the server asks for acknowledgements by itself; a final
+- A raw client: the server asks for acknowledgements by itself; resent
+  stanzas carry a delay; a final
   <a/> written after the client's </stream:stream> is honoured; what is
   left unacknowledged is stored once and keeps one delay with the
   original time however often it moves; carbon copies are not stored.
@@ -402,6 +403,28 @@ def test_moved_once_one_delay(t, srv):
     mb.close()
 
 
+def test_resend_has_delay(t, srv):
+    """Stanzas sent again on resumption carry one XEP-0203 delay."""
+    srv.register("ra")
+    srv.register("rb")
+    rb = Client(srv, "rb")
+    ra = SmClient(srv, "ra", resource="phone")
+    ra.auto_ack = False
+    previd = ra.enable(resume=True).get("id")
+    chat(rb, ra.jid, "again")
+    ra.expect(is_msg("again"))
+    ra.drop()
+    c = SmClient(srv, "ra", bind=False)
+    c.send("<resume xmlns='%s' previd='%s' h='0'/>" % (NS_SM, previd))
+    res = c.expect(lambda e: e.tag in (q(NS_SM, "resumed"), q(NS_SM, "failed")), what="resumed")
+    e = c.expect(is_msg("again"), what="the resent message")
+    d = delays_of(e)
+    t.ok(res.tag == q(NS_SM, "resumed") and len(d) == 1 and d[0].get("from") == DOMAIN and
+         d[0].get("stamp"), "a stanza resent on resumption carries one delay (%d)" % len(d))
+    c.close()
+    rb.close()
+
+
 def test_carbons_not_stored(t, srv):
     srv.register("ca")
     srv.register("cb")
@@ -623,6 +646,7 @@ def main():
         t.run("asks, final a", test_asks_and_final_a, srv)
         t.run("moved once, one delay", test_moved_once_one_delay, srv)
         t.run("carbons", test_carbons_not_stored, srv)
+        t.run("resend has a delay", test_resend_has_delay, srv)
         t.run("kill -9", test_kill9_after_ack, srv)
         t.run("offline caps", test_offline_sender_caps, srv)
     finally:
