@@ -7,8 +7,8 @@
   arrives exactly once, stored ones with exactly one XEP-0203 delay.
   (libstrophe: tests/integration/test-sm-strophe.c.)
 - A raw client: the server asks for acknowledgements by itself; resent
-  stanzas carry a delay; a final
-  <a/> written after the client's </stream:stream> is honoured; what is
+  stanzas carry a delay; a final <a/> written after the client's
+  </stream:stream> is honoured; what is
   left unacknowledged is stored once and keeps one delay with the
   original time however often it moves; carbon copies are not stored.
 - max_unacked = 2 and a burst of offline messages: no policy-violation.
