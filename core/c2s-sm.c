@@ -167,6 +167,7 @@ static void stop_expiry(C2sSm *sm)
     }
 }
 
+/* Forgets a pending <r/> (the state is freed, moves or detaches). */
 static void stop_asking(C2sSm *sm)
 {
     if (sm->ask.queued && sm->c)
