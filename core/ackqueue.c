@@ -9,11 +9,29 @@ void mk_ack_queue_init(MkAckQueue *q)
     g_queue_init(&q->unacked);
 }
 
+void mk_ack_entry_free(MkAckEntry *e)
+{
+    if (!e)
+        return;
+    mk_xml_unref(e->xml);
+    g_free(e);
+}
+
+MkAckEntry *mk_ack_queue_pop(MkAckQueue *q)
+{
+    GList *l = g_queue_pop_head_link(&q->unacked);
+    if (!l)
+        return NULL;
+    MkAckEntry *e = l->data;
+    q->bytes -= e->bytes;
+    return e;
+}
+
 void mk_ack_queue_clear(MkAckQueue *q)
 {
-    MkXml *x;
-    while ((x = g_queue_pop_head(&q->unacked)))
-        mk_xml_unref(x);
+    MkAckEntry *e;
+    while ((e = mk_ack_queue_pop(q)))
+        mk_ack_entry_free(e);
 }
 
 gboolean mk_ack_queue_is_stanza(MkXml *el)
@@ -25,10 +43,17 @@ gboolean mk_ack_queue_is_stanza(MkXml *el)
     return g_str_equal(name, "message") || g_str_equal(name, "presence") || g_str_equal(name, "iq");
 }
 
-void mk_ack_queue_sent(MkAckQueue *q, MkXml *stanza)
+void mk_ack_queue_sent(MkAckQueue *q, MkXml *stanza, gsize bytes, gint64 stamp_us)
 {
+    MkAckEntry *e = g_new(MkAckEntry, 1);
+    e->link.data = e;
+    e->link.prev = e->link.next = NULL;
+    e->xml = mk_xml_ref(stanza);
+    e->bytes = bytes;
+    e->stamp_us = stamp_us;
     q->h_out++; /* wraps at 2^32 as the XEP says */
-    g_queue_push_tail(&q->unacked, mk_xml_ref(stanza));
+    q->bytes += bytes;
+    g_queue_push_tail_link(&q->unacked, &e->link);
 }
 
 gboolean mk_ack_queue_ack(MkAckQueue *q, guint32 h)
@@ -38,7 +63,7 @@ gboolean mk_ack_queue_ack(MkAckQueue *q, guint32 h)
     if (n > q->unacked.length)
         return FALSE;
     for (guint32 i = 0; i < n; i++)
-        mk_xml_unref(g_queue_pop_head(&q->unacked));
+        mk_ack_entry_free(mk_ack_queue_pop(q));
     q->acked = h;
     return TRUE;
 }

@@ -50,6 +50,8 @@ struct MkC2sServer {
     GMutex ssdp_lock;
     const MkConfigData *ssdp_config;
     char *ssdp[3][2][2];
+    /* Binds refused over [general] max_sessions_per_account. */
+    MkCounter *bind_refused;
 };
 
 typedef struct C2sSm C2sSm;
@@ -97,7 +99,7 @@ void c2s_unref(MkC2s *c);
 /* Raw bytes to the client (stream-level: not counted). */
 void c2s_write(MkC2s *c, const char *data);
 /* Every element for the client goes through here, so that XEP-0198 sees
- * every stanza (c2s_sm_sent): deliveries, module writes and the core's
+ * every stanza (c2s_sm_write): deliveries, module writes and the core's
  * own replies alike. */
 void c2s_write_xml(MkC2s *c, MkXml *xml);
 /* Sends a stream error (or a clean end when NULL) and ends the session. */

@@ -26,6 +26,7 @@
  * bytes and is parsed on the new worker after the resend. See
  * docs/stream-management.md. */
 #include "c2s-sm.h"
+#include "ackgate.h"
 #include "ackqueue.h"
 #include "log.h"
 #include "modules-priv.h"
@@ -34,16 +35,32 @@
 #include "server.h"
 #include "sm.h"
 #include <gnutls/crypto.h>
+#include <string.h>
 
-#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_STANZAS  "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_DELAY    "urn:xmpp:delay"
+#define NS_CARBONS  "urn:xmpp:carbons:2"
+#define NS_SID      "urn:xmpp:sid:0"
+#define NS_MAM_PFX  "urn:xmpp:mam:"
+#define FINAL_A_MAX 1024 /* bytes read after </stream:stream> looking for <a/> */
 
 struct C2sSm {
     MkAckQueue q;
+    MkC2s *c; /* the stream holding this state (changes on resumption) */
     char *id; /* resumption id, in cs->resumable; NULL: not resumable */
     guint timeout;
     guint max_unacked;
     gboolean r_sent;        /* our <r/> waits for its <a/> */
+    gint64 r_sent_us;       /* monotonic, when it went out */
     gboolean over_limit;    /* too many unacknowledged: closing, no resumption */
+    MkDeferred ask;         /* <r/> at the end of the batch that sent stanzas */
+    GSource *ask_idle;      /* the same outside a batch */
+    MkAckGate *gate;        /* holds on what the client sent (ackgate.h) */
+    gboolean a_wanted;      /* the client's <r/> waits for holds */
+    guint32 a_target;       /* ... until this h is durable */
+    gboolean closing;       /* the client sent </stream:stream>; we wait for <a/> */
+    GSource *close_wait;    /* ... this long */
+    GString *trailing;      /* bytes after </stream:stream> */
     GSource *expiry;        /* while detached */
     MkStreamMgmtConfig cfg; /* as enabled: the module's counters */
 };
@@ -81,11 +98,42 @@ static void send_failed(MkC2s *c, const char *condition, const guint32 *h)
     c2s_write(c, msg);
 }
 
-/* Writes @xml without counting it (a resent stanza keeps its place). */
-static void write_uncounted(MkC2s *c, MkXml *xml)
+/* An XEP-0082 UTC time with milliseconds. (transfer full) */
+static char *stamp_text(gint64 wall_us)
+{
+    g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc(wall_us / G_USEC_PER_SEC);
+    if (!t)
+        return g_strdup("1970-01-01T00:00:00.000Z");
+    g_autofree char *base = g_date_time_format(t, "%Y-%m-%dT%H:%M:%S");
+    return g_strdup_printf("%s.%03dZ", base, (int)((wall_us % G_USEC_PER_SEC) / 1000));
+}
+
+/* @xml, or when it is a message or presence without an XEP-0203 delay,
+ * a copy with one (@domain, the time it was first sent): however often
+ * a stanza is resent or moved, it carries exactly one delay, with the
+ * original time. (transfer full) */
+static MkXml *with_delay(MkXml *xml, const char *domain, gint64 stamp_us)
+{
+    const char *name = mk_xml_name(xml);
+    if ((!g_str_equal(name, "message") && !g_str_equal(name, "presence")) ||
+        mk_xml_child(xml, "delay", NS_DELAY))
+        return mk_xml_ref(xml);
+    MkXml *copy = mk_xml_copy(xml);
+    MkXml *delay = mk_xml_add_child(copy, "delay", NS_DELAY);
+    if (domain)
+        mk_xml_set_attr(delay, "from", domain);
+    g_autofree char *stamp = stamp_text(stamp_us);
+    mk_xml_set_attr(delay, "stamp", stamp);
+    return copy;
+}
+
+/* Writes @e again without counting it (a resent stanza keeps its place),
+ * with its delay stamp. */
+static void write_uncounted(MkC2s *c, MkAckEntry *e)
 {
     if (!c->conn || c->state == C2S_CLOSING)
         return;
+    g_autoptr(MkXml) xml = with_delay(e->xml, c->domain, e->stamp_us);
     GString *out = g_string_sized_new(256);
     mk_xml_write(xml, NS_CLIENT, out);
     mk_conn_write(c->conn, out->str, out->len);
@@ -119,9 +167,28 @@ static void stop_expiry(C2sSm *sm)
     }
 }
 
+/* Forgets a pending <r/> (the state is freed, moves or detaches). */
+static void stop_asking(C2sSm *sm)
+{
+    if (sm->ask.queued && sm->c)
+        mk_worker_undefer(sm->c->worker, &sm->ask);
+    if (sm->ask_idle) {
+        g_source_destroy(sm->ask_idle);
+        g_clear_pointer(&sm->ask_idle, g_source_unref);
+    }
+}
+
 static void sm_free(C2sSm *sm)
 {
     stop_expiry(sm);
+    stop_asking(sm);
+    if (sm->close_wait) {
+        g_source_destroy(sm->close_wait);
+        g_clear_pointer(&sm->close_wait, g_source_unref);
+    }
+    if (sm->trailing)
+        g_string_free(sm->trailing, TRUE);
+    mk_ack_gate_close(sm->gate);
     mk_ack_queue_clear(&sm->q);
     g_free(sm->id);
     g_free(sm);
@@ -142,31 +209,123 @@ void c2s_sm_received(MkC2s *c, MkXml *el)
         c->sm->q.h_in++; /* wraps at 2^32 */
 }
 
-void c2s_sm_sent(MkC2s *c, MkXml *el)
+/* Writes <r/> if stanzas wait for an acknowledgement and none was asked
+ * for since the last <a/>. */
+static void ask_now(C2sSm *sm)
+{
+    MkC2s *c = sm->c;
+    if (!c || !c->conn || c->state == C2S_CLOSING || sm->r_sent || sm->q.unacked.length == 0)
+        return;
+    sm->r_sent = TRUE;
+    sm->r_sent_us = g_get_monotonic_time();
+    c2s_write(c, "<r xmlns='" NS_SM "'/>");
+}
+
+static void ask_deferred(MkDeferred *d)
+{
+    ask_now((C2sSm *)((char *)d - G_STRUCT_OFFSET(C2sSm, ask)));
+}
+
+static gboolean ask_idle(gpointer user_data)
+{
+    C2sSm *sm = user_data;
+    g_clear_pointer(&sm->ask_idle, g_source_unref); /* the return value destroys it */
+    ask_now(sm);
+    return G_SOURCE_REMOVE;
+}
+
+/* Asks for an acknowledgement once the current burst of stanzas is
+ * written: at the end of the worker's batch (before the connection's
+ * gathered write, so <r/> shares its send()), or from an idle source
+ * outside a batch. One <r/> at a time: the next after its <a/>. */
+static void ask_soon(MkC2s *c, C2sSm *sm)
+{
+    if (sm->r_sent || sm->ask.queued || sm->ask_idle)
+        return;
+    if (mk_worker_batching(c->worker)) {
+        mk_worker_defer(c->worker, &sm->ask);
+        return;
+    }
+    sm->ask_idle = g_idle_source_new();
+    g_source_set_callback(sm->ask_idle, ask_idle, sm, NULL);
+    g_source_attach(sm->ask_idle, mk_worker_context(c->worker));
+}
+
+void c2s_sm_flush_ask(MkC2s *c)
 {
     C2sSm *sm = c->sm;
-    if (!mk_ack_queue_is_stanza(el))
+    if (sm && sm->ask.queued) {
+        mk_worker_undefer(c->worker, &sm->ask);
+        ask_now(sm);
+    }
+}
+
+void c2s_sm_tag(MkC2s *c, MkStanza *st)
+{
+    mk_stanza_set_ack_gate(st, c->sm->gate, c->sm->q.h_in);
+}
+
+/* The stream of a detached session queued too much: it ends as on
+ * timeout (its queue is stored or bounced). */
+static void detached_overflow(MkC2s *c, C2sSm *sm)
+{
+    if (sm->over_limit || !c->session)
         return;
-    mk_ack_queue_sent(&sm->q, el);
-    guint n = sm->q.unacked.length;
-    if (n >= sm->max_unacked) {
-        if (!sm->over_limit && c->session) {
-            /* A client that never acknowledges would make us hold
-             * everything forever. Closed from the mailbox: we may be in
-             * the middle of a delivery. */
-            sm->over_limit = TRUE;
-            C2S_LOG(c, G_LOG_LEVEL_INFO, "%u stanzas unacknowledged: closing", n);
-            mk_session_close(c->session, "policy-violation");
+    sm->over_limit = TRUE;
+    mk_counter_add(sm->cfg.detached_overflow, 1);
+    C2S_LOG(c, G_LOG_LEVEL_INFO,
+            "detached session queued %" G_GSIZE_FORMAT " bytes (limit %" G_GSIZE_FORMAT
+            "): the session ends",
+            sm->q.bytes, sm->cfg.max_detached_bytes);
+    mk_session_close(c->session, NULL); /* from the mailbox: we are inside a delivery */
+}
+
+void c2s_sm_write(MkC2s *c, MkXml *el)
+{
+    C2sSm *sm = c->sm;
+    if (!mk_ack_queue_is_stanza(el)) {
+        if (c->conn) {
+            GString *out = g_string_sized_new(256);
+            mk_xml_write(el, NS_CLIENT, out);
+            mk_conn_write(c->conn, out->str, out->len);
+            g_string_free(out, TRUE);
         }
         return;
     }
-    if (c->conn && !sm->r_sent && n >= sm->max_unacked / 2) {
-        sm->r_sent = TRUE;
-        c2s_write(c, "<r xmlns='" NS_SM "'/>");
+    GString *out = g_string_sized_new(256);
+    mk_xml_write(el, NS_CLIENT, out);
+    mk_ack_queue_sent(&sm->q, el, out->len, g_get_real_time());
+    if (!c->conn) {
+        /* Detached: queued for a resume, within a byte budget. */
+        g_string_free(out, TRUE);
+        if (sm->q.bytes > sm->cfg.max_detached_bytes)
+            detached_overflow(c, sm);
+        return;
+    }
+    /* Before the write: the deferred <r/> then runs before the
+     * connection's gathered flush and goes out in the same send(). */
+    ask_soon(c, sm);
+    mk_conn_write(c->conn, out->str, out->len);
+    g_string_free(out, TRUE);
+
+    /* A client that never acknowledges would make us hold everything
+     * forever; but a burst of ours (offline messages, a busy chat) is
+     * not its fault: only an <r/> left unanswered for ack_timeout counts. */
+    if (G_UNLIKELY(sm->q.unacked.length >= sm->max_unacked) && sm->r_sent && !sm->over_limit &&
+        c->session &&
+        g_get_monotonic_time() - sm->r_sent_us >= (gint64)sm->cfg.ack_timeout * G_USEC_PER_SEC) {
+        sm->over_limit = TRUE;
+        mk_counter_add(sm->cfg.unacked_closed, 1);
+        C2S_LOG(c, G_LOG_LEVEL_INFO, "%u stanzas unacknowledged, <r/> unanswered for %u s: closing",
+                sm->q.unacked.length, sm->cfg.ack_timeout);
+        /* Closed from the mailbox: we may be in the middle of a delivery. */
+        mk_session_close(c->session, "policy-violation");
     }
 }
 
 /* ---- enable, r, a ----------------------------------------------------- */
+
+static void gate_released(gpointer owner);
 
 static char *new_resume_id(void)
 {
@@ -184,6 +343,9 @@ static void handle_enable(MkC2s *c, MkXml *el, const MkStreamMgmtConfig *cfg)
     }
     C2sSm *sm = g_new0(C2sSm, 1);
     mk_ack_queue_init(&sm->q);
+    sm->c = c;
+    sm->ask.func = ask_deferred;
+    sm->gate = mk_ack_gate_new(c->worker, gate_released, sm);
     sm->max_unacked = cfg->max_unacked;
     sm->cfg = *cfg;
     mk_counter_add(cfg->enabled, 1);
@@ -229,6 +391,46 @@ static void handle_a(MkC2s *c, MkXml *el)
         return;
     }
     sm->r_sent = FALSE;
+    if (sm->closing) {
+        /* The final <a/> we waited for. */
+        c2s_close(c, NULL);
+        return;
+    }
+    /* Stanzas sent after our <r/> still wait: ask again after this read. */
+    if (sm->q.unacked.length)
+        ask_soon(c, sm);
+}
+
+/* Answers the client's <r/> with what is handled and safe: a stanza a
+ * module still holds (mod_offline, until its store commits) is not
+ * counted, so the answer waits for it (gate_released). */
+static void answer_r(MkC2s *c, C2sSm *sm)
+{
+    guint32 durable = mk_ack_gate_durable(sm->gate, sm->q.h_in);
+    if (durable != sm->q.h_in) {
+        sm->a_wanted = TRUE;
+        sm->a_target = sm->q.h_in;
+        return;
+    }
+    sm->a_wanted = FALSE;
+    g_autofree char *a = g_strdup_printf("<a xmlns='" NS_SM "' h='%u'/>", sm->q.h_in);
+    c2s_write(c, a);
+}
+
+/* A hold was released (on the session's worker, from the mailbox). */
+static void gate_released(gpointer owner)
+{
+    C2sSm *sm = owner;
+    MkC2s *c = sm->c;
+    if (!sm->a_wanted || !c || !c->conn)
+        return;
+    guint32 durable = mk_ack_gate_durable(sm->gate, sm->q.h_in);
+    /* Distances back from h_in: smaller is newer. */
+    if ((guint32)(sm->q.h_in - durable) > (guint32)(sm->q.h_in - sm->a_target))
+        return;
+    sm->a_wanted = FALSE;
+    g_autofree char *a = g_strdup_printf("<a xmlns='" NS_SM "' h='%u'/>", durable);
+    c2s_write(c, a);
 }
 
 /* ---- resumption ------------------------------------------------------- */
@@ -271,7 +473,10 @@ static void resume_here(MkC2s *c, const char *previd, guint32 h)
     old->session = NULL;
     old->sm = NULL;
     stop_expiry(sm);
+    stop_asking(sm);
     sm->r_sent = FALSE;
+    sm->a_wanted = FALSE;
+    sm->c = c;
     c->session = s;
     c->sm = sm;
     s->transport_data = c;
@@ -297,6 +502,9 @@ static void resume_here(MkC2s *c, const char *previd, guint32 h)
     for (GList *l = sm->q.unacked.head; l; l = l->next)
         write_uncounted(c, l->data);
     C2S_LOG(c, G_LOG_LEVEL_INFO, "session resumed, %u stanzas resent", sm->q.unacked.length);
+    /* The resent ones are unacknowledged: ask once this is written. */
+    if (sm->q.unacked.length)
+        ask_soon(c, sm);
 
     /* Stream state of modules (XEP-0352's client state) starts afresh on
      * the new stream; before anything the client sent after <resume/>. */
@@ -473,8 +681,7 @@ gboolean c2s_sm_element(MkC2s *c, MkXml *el)
         if (!c->sm) {
             send_failed(c, "unexpected-request", NULL);
         } else {
-            g_autofree char *a = g_strdup_printf("<a xmlns='" NS_SM "' h='%u'/>", c->sm->q.h_in);
-            c2s_write(c, a);
+            answer_r(c, c->sm);
         }
     } else if (g_str_equal(name, "a"))
         handle_a(c, el);
@@ -498,40 +705,117 @@ static gboolean on_expiry(gpointer user_data)
 gboolean c2s_sm_detach(MkC2s *c)
 {
     C2sSm *sm = c->sm;
-    if (!sm || !sm->id || !c->session || sm->over_limit)
+    if (!sm || !sm->id || !c->session || sm->over_limit || sm->closing)
         return FALSE;
     C2S_LOG(c, G_LOG_LEVEL_INFO, "connection lost; resumable for %u s (%u unacknowledged)",
             sm->timeout, sm->q.unacked.length);
     c->state = C2S_DETACHED;
     g_atomic_int_set(&c->session->detached, TRUE);
     g_clear_pointer(&c->conn, mk_conn_free);
+    stop_asking(sm);
     sm->r_sent = FALSE;
+    sm->a_wanted = FALSE;
     sm->expiry = g_timeout_source_new((guint)MIN((guint64)sm->timeout * 1000, G_MAXUINT));
     g_source_set_callback(sm->expiry, on_expiry, c, NULL);
     g_source_attach(sm->expiry, mk_worker_context(c->worker));
     return TRUE;
 }
 
-/* Unacknowledged stanzas of an ended session are not lost: messages are
- * routed again (to another resource, offline storage through the
- * offline_message hook, or bounced by the router), IQ requests are
- * answered with an error; presence and IQ responses are stale. */
-static gboolean reroute(MkXml *xml)
+/* ---- the end of a session ---------------------------------------------- */
+
+typedef enum {
+    REROUTE_DROP,    /* stale, or safe elsewhere */
+    REROUTE_SKIP,    /* a message not queued again as new (counted) */
+    REROUTE_BOUNCE,  /* an IQ request: its sender gets an error */
+    REROUTE_MESSAGE, /* routed to the account again */
+} RerouteAction;
+
+static gboolean child_in_ns_prefix(MkXml *xml, const char *name, const char *prefix)
+{
+    for (guint i = 0; i < mk_xml_child_count(xml); i++) {
+        MkXml *ch = mk_xml_child_at(xml, i);
+        const char *ns = mk_xml_is_text(ch) ? NULL : mk_xml_ns(ch);
+        if (ns && g_str_has_prefix(ns, prefix) && g_str_equal(mk_xml_name(ch), name))
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* What happens to an unacknowledged stanza of an ended session. Only
+ * chat and normal messages with a body are queued again; carbon copies,
+ * groupchat and messages with an archive id (the archive has them) are
+ * not; nor are headlines, errors, or messages without a body (chat
+ * states, receipts). */
+static RerouteAction reroute_action(MkXml *xml)
 {
     const char *name = mk_xml_name(xml);
     const char *type = mk_xml_get_attr(xml, "type");
-    gboolean message = g_str_equal(name, "message");
-    gboolean request =
-        g_str_equal(name, "iq") && (g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0);
-    if ((!message && !request) || g_strcmp0(type, "error") == 0)
+    if (g_str_equal(name, "iq"))
+        return g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0 ? REROUTE_BOUNCE
+                                                                          : REROUTE_DROP;
+    if (!g_str_equal(name, "message") || g_strcmp0(type, "error") == 0)
+        return REROUTE_DROP;
+    if (type && !g_str_equal(type, "chat") && !g_str_equal(type, "normal"))
+        return REROUTE_SKIP; /* groupchat, headline */
+    if (mk_xml_child(xml, "sent", NS_CARBONS) || mk_xml_child(xml, "received", NS_CARBONS) ||
+        mk_xml_child(xml, "stanza-id", NS_SID) || child_in_ns_prefix(xml, "result", NS_MAM_PFX) ||
+        !mk_xml_child(xml, "body", NS_CLIENT))
+        return REROUTE_SKIP;
+    return REROUTE_MESSAGE;
+}
+
+/* Whether another resource of the account of @s has been available,
+ * taking messages sent to the bare JID, since @when_us: it got the
+ * message this session was sent then. */
+static gboolean others_had_it(MkSession *s, gint64 when_us)
+{
+    g_autoptr(MkJid) bare = mk_jid_bare(mk_session_jid(s));
+    MkSm *sm = mk_server_get()->sm;
+    g_autoptr(GPtrArray) list = mk_sm_sessions(sm, bare);
+    for (guint i = 0; i < list->len; i++) {
+        MkSession *o = g_ptr_array_index(list, i);
+        if (o != s && mk_sm_available_since(sm, o, when_us))
+            return TRUE;
+    }
+    return FALSE;
+}
+
+/* Deals with one unacknowledged stanza of the ended session @s. Returns
+ * TRUE when a message was routed again. */
+static gboolean reroute(MkC2s *c, MkSession *s, C2sSm *sm, MkAckEntry *e)
+{
+    switch (reroute_action(e->xml)) {
+    case REROUTE_DROP:
         return FALSE;
+    case REROUTE_SKIP:
+        mk_counter_add(sm->cfg.not_requeued, 1);
+        return FALSE;
+    case REROUTE_BOUNCE: {
+        g_autoptr(MkStanza) st = mk_stanza_new(e->xml, NULL);
+        if (st && mk_stanza_to(st))
+            mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+        return FALSE;
+    }
+    case REROUTE_MESSAGE:
+        break;
+    }
+    /* A message to the bare JID reached every available resource of the
+     * top priority: if another one was available when it came, it has
+     * the message already (sending it again would show it twice). One
+     * that was moved before (it has a delay: from offline storage) went
+     * to this session only. */
+    const char *to = mk_xml_get_attr(e->xml, "to");
+    g_autoptr(MkJid) to_jid = to ? mk_jid_new(to, NULL) : NULL;
+    if (to_jid && mk_jid_is_bare(to_jid) && !mk_xml_child(e->xml, "delay", NS_DELAY) &&
+        others_had_it(s, e->stamp_us)) {
+        mk_counter_add(sm->cfg.not_requeued, 1);
+        return FALSE;
+    }
+    g_autoptr(MkXml) xml = with_delay(e->xml, c->domain, e->stamp_us);
     g_autoptr(MkStanza) st = mk_stanza_new(xml, NULL);
     if (!st || !mk_stanza_to(st))
         return FALSE;
-    if (message)
-        mk_router_route(st, NULL);
-    else
-        mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+    mk_router_route(st, NULL);
     return TRUE;
 }
 
@@ -541,14 +825,102 @@ void c2s_sm_session_ended(MkC2s *c, MkSession *s)
     guint n = 0;
     unregister_id(c, sm);
     stop_expiry(sm);
-    MkXml *xml;
-    while ((xml = g_queue_pop_head(&sm->q.unacked))) {
-        n += reroute(xml);
-        mk_xml_unref(xml);
+    MkAckEntry *e;
+    while ((e = mk_ack_queue_pop(&sm->q))) {
+        n += reroute(c, s, sm, e);
+        mk_ack_entry_free(e);
     }
     mk_counter_add(sm->cfg.rerouted, n);
     if (n)
         mk_log_conn(G_LOG_LEVEL_INFO, c->conn ? mk_conn_peer(c->conn) : "detached",
-                    mk_jid_string(mk_session_jid(s)), "%u unacknowledged stanzas routed again", n);
+                    mk_jid_string(mk_session_jid(s)), "%u unacknowledged messages routed again", n);
+    mk_log_conn(G_LOG_LEVEL_DEBUG, c->conn ? mk_conn_peer(c->conn) : "detached",
+                mk_jid_string(mk_session_jid(s)), "stream management session ended");
     sm_free(sm);
+}
+
+/* ---- a clean close ---------------------------------------------------- */
+
+void c2s_sm_before_close(MkC2s *c)
+{
+    C2sSm *sm = c->sm;
+    /* A last chance for a client that reads until our end to say what it
+     * handled (before a stream error or a clean end of ours). */
+    if (sm && !sm->closing && c->conn && !sm->r_sent && sm->q.unacked.length) {
+        stop_asking(sm);
+        ask_now(sm);
+    }
+}
+
+static gboolean on_close_wait(gpointer user_data)
+{
+    MkC2s *c = user_data;
+    g_clear_pointer(&c->sm->close_wait, g_source_unref); /* the return value destroys it */
+    C2S_LOG(c, G_LOG_LEVEL_DEBUG, "no final <a/>: %u stanzas unacknowledged",
+            c->sm->q.unacked.length);
+    c2s_close(c, NULL);
+    return G_SOURCE_REMOVE;
+}
+
+gboolean c2s_sm_stream_end(MkC2s *c)
+{
+    C2sSm *sm = c->sm;
+    if (!c->session || !c->conn || sm->q.unacked.length == 0 || sm->cfg.close_wait_ms == 0)
+        return FALSE;
+    /* The client closed its side with stanzas unacknowledged: ask, and
+     * give it close_wait_ms to answer (its <a/> may come after its
+     * </stream:stream>, see c2s_sm_feed_closing) before they count as
+     * lost and are routed again. */
+    sm->closing = TRUE;
+    /* Nothing new for a stream its client closed: out of the routing
+     * table now, so that later stanzas go to another resource or
+     * offline storage rather than into this wait. */
+    mk_sm_unregister(mk_server_get()->sm, c->session);
+    stop_asking(sm);
+    sm->r_sent = FALSE;
+    ask_now(sm);
+    sm->close_wait = g_timeout_source_new(sm->cfg.close_wait_ms);
+    g_source_set_callback(sm->close_wait, on_close_wait, c, NULL);
+    g_source_attach(sm->close_wait, mk_worker_context(c->worker));
+    return TRUE;
+}
+
+/* The value of the h attribute of the first <a .../> in @text, if whole. */
+static gboolean find_final_a(const char *text, guint32 *h)
+{
+    for (const char *p = strstr(text, "<a"); p; p = strstr(p + 2, "<a")) {
+        if (!g_ascii_isspace(p[2]) && p[2] != '/')
+            continue;
+        const char *end = strchr(p, '>');
+        if (!end)
+            return FALSE; /* not whole yet */
+        g_autofree char *el = g_strndup(p, (gsize)(end - p + 1));
+        const char *hp = strstr(el, "h=");
+        if (!hp || (hp[2] != '\'' && hp[2] != '"'))
+            return FALSE;
+        g_autofree char *num = g_strndup(hp + 3, strcspn(hp + 3, "'\""));
+        return mk_ack_queue_parse_h(num, h);
+    }
+    return FALSE;
+}
+
+gboolean c2s_sm_feed_closing(MkC2s *c, const char *data, gsize len)
+{
+    C2sSm *sm = c->sm;
+    if (!sm->closing)
+        return FALSE;
+    /* The parser ended with </stream:stream>; a client still answering
+     * our <r/> writes its <a/> after that. Read just that, bounded. */
+    if (!sm->trailing)
+        sm->trailing = g_string_new(NULL);
+    g_string_append_len(sm->trailing, data, (gssize)MIN(len, FINAL_A_MAX));
+    guint32 h;
+    if (find_final_a(sm->trailing->str, &h)) {
+        if (!mk_ack_queue_ack(&sm->q, h))
+            C2S_LOG(c, G_LOG_LEVEL_INFO, "bad final <a h='%u'/> (sent %u)", h, sm->q.h_out);
+        c2s_close(c, NULL);
+    } else if (sm->trailing->len >= FINAL_A_MAX) {
+        c2s_close(c, NULL);
+    }
+    return TRUE;
 }

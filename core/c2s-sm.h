@@ -13,8 +13,23 @@
 gboolean c2s_sm_element(MkC2s *c, MkXml *el);
 /* A top-level element arrived from the client on a bound stream. */
 void c2s_sm_received(MkC2s *c, MkXml *el);
-/* An element is being written to the client (or queued while detached). */
-void c2s_sm_sent(MkC2s *c, MkXml *el);
+/* Writes @el to the client, counting and queuing it when it is a stanza
+ * (also while detached: queued for a resume). */
+void c2s_sm_write(MkC2s *c, MkXml *el);
+/* @st (just read from the client, not routed yet) is the stream's
+ * current stanza: a module may hold its acknowledgement (ackgate.h). */
+void c2s_sm_tag(MkC2s *c, MkStanza *st);
+/* After a read was handled: the <r/> for what it made us send goes out
+ * with the replies, in the same send(). */
+void c2s_sm_flush_ask(MkC2s *c);
+/* The client sent </stream:stream>: TRUE when we asked for a final <a/>
+ * and wait for it (the stream then closes when it comes or later). */
+gboolean c2s_sm_stream_end(MkC2s *c);
+/* Bytes after the client's </stream:stream> while we wait for its final
+ * <a/>: TRUE when they were taken (not for the parser). */
+gboolean c2s_sm_feed_closing(MkC2s *c, const char *data, gsize len);
+/* We are about to close the stream: ask for an acknowledgement first. */
+void c2s_sm_before_close(MkC2s *c);
 /* The connection is gone: TRUE when the session was kept for resumption
  * (the stream is then C2S_DETACHED and stays in the worker's list). */
 gboolean c2s_sm_detach(MkC2s *c);

@@ -52,8 +52,10 @@ void c2s_write_xml(MkC2s *c, MkXml *xml)
 {
     if (c->state == C2S_CLOSING)
         return;
-    if (G_UNLIKELY(c->sm))
-        c2s_sm_sent(c, xml); /* also while detached: queued for a resume */
+    if (G_UNLIKELY(c->sm)) {
+        c2s_sm_write(c, xml); /* also while detached: queued for a resume */
+        return;
+    }
     if (!c->conn)
         return;
     GString *out = g_string_sized_new(256);
@@ -110,6 +112,8 @@ void c2s_close(MkC2s *c, const char *stream_error)
         c2s_write(c, err);
         C2S_LOG(c, G_LOG_LEVEL_INFO, "closing stream: %s", stream_error);
     }
+    if (G_UNLIKELY(c->sm))
+        c2s_sm_before_close(c);
     c2s_write(c, "</stream:stream>");
     c->state = C2S_CLOSING;
     mk_conn_close(c->conn);
@@ -229,6 +233,8 @@ static void on_stream_start(gpointer user_data, MkXml *header)
 static void on_stream_end(gpointer user_data)
 {
     MkC2s *c = user_data;
+    if (G_UNLIKELY(c->sm) && c2s_sm_stream_end(c))
+        return; /* waits for a final <a/> first */
     c2s_close(c, NULL);
 }
 
@@ -302,7 +308,18 @@ static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
     c->session = mk_session_new(jid, c->worker, &c2s_transport, c);
     mk_session_set_preloads(c->session, g_steal_pointer(&c->preloads));
     c->session->last_input_us = c->last_input_us;
-    g_autoptr(MkSession) old = mk_sm_register(srv->sm, c->session);
+    g_autoptr(MkSession) old = NULL;
+    MkConfigData *cfg = g_atomic_pointer_get(&srv->config);
+    if (!mk_sm_register_limited(srv->sm, c->session, cfg->max_sessions_per_account, &old)) {
+        /* RFC 6120 7.6.2.1: the account reached its limit of connected
+         * resources. The stream stays; the client may close another. */
+        g_clear_pointer(&c->session, mk_session_unref);
+        mk_counter_add(c->cs->bind_refused, 1);
+        C2S_LOG(c, G_LOG_LEVEL_INFO, "bind refused: %u sessions already",
+                cfg->max_sessions_per_account);
+        send_iq_error(c, iq, MK_ERR_RESOURCE_CONSTRAINT);
+        return;
+    }
     if (old) {
         /* A second bind of the same full JID replaces the older session
          * (RFC 6120 7.7.2.2, policy: "override"). */
@@ -516,6 +533,8 @@ static void handle_stanza(MkC2s *c, MkXml *el)
     mk_hook_call_clear(&call);
     if (r != MK_PASS)
         return;
+    if (G_UNLIKELY(c->sm))
+        c2s_sm_tag(c, st); /* a module may hold its acknowledgement */
 
     switch (kind) {
     case MK_STANZA_PRESENCE:
@@ -627,12 +646,16 @@ void c2s_feed(MkC2s *c, const char *data, gsize len)
     c->last_input_us = g_get_monotonic_time();
     if (c->session)
         c->session->last_input_us = c->last_input_us;
+    if (G_UNLIKELY(c->sm) && c2s_sm_feed_closing(c, data, len))
+        return;
     c2s_ref(c);
     mk_xml_stream_feed(c->xs, data, len);
     if (c->restart) {
         c->restart = FALSE;
         mk_xml_stream_reset(c->xs);
     }
+    if (G_UNLIKELY(c->sm))
+        c2s_sm_flush_ask(c);
     c2s_unref(c);
 }
 
@@ -872,6 +895,7 @@ MkC2sServer *mk_c2s_server_new(MkServer *srv, GError **error)
     g_mutex_init(&cs->resume_lock);
     cs->resumable = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, c2s_sm_resumable_free);
     c2s_limits_init(cs);
+    cs->bind_refused = mk_metrics_core_counter(srv->modules, "c2s.bind_resource_limit");
     return cs;
 }
 

@@ -23,8 +23,10 @@ static const char *const known_mechanisms[] = {
 };
 
 static const char *const general_keys[] = {
-    "hosts",     "state_dir", "module_dir", "conf_dir", "workers",
-    "log_level", "node",      "fd_reserve", NULL,
+    "hosts",    "state_dir",  "module_dir",
+    "conf_dir", "workers",    "log_level",
+    "node",     "fd_reserve", "max_sessions_per_account",
+    NULL,
 };
 static const char *const host_type_keys[] = {"domains", NULL};
 static const char *const auth_keys[] = {
@@ -351,6 +353,10 @@ static gboolean load_general(MkConfigData *cfg, GKeyFile *kf, const char *dir, G
     if (!get_int(f, kf, g, "fd_reserve", 0, 0, 1000000, &reserve, error))
         return FALSE;
     cfg->fd_reserve = (guint)reserve;
+    gint64 per_account;
+    if (!get_int(f, kf, g, "max_sessions_per_account", 10, 1, 100000, &per_account, error))
+        return FALSE;
+    cfg->max_sessions_per_account = (guint)per_account;
 
     g_autofree char *level = get_string(kf, g, "log_level", "info");
     if (!mk_config_parse_log_level(level, &cfg->log_level)) {

@@ -112,6 +112,8 @@ struct MkConfigData {
     char *module_dir; /* absolute */
     char *node;
     guint workers; /* resolved: never 0 */
+    /* Bound resources of one account; a bind past it is refused. */
+    guint max_sessions_per_account;
     GLogLevelFlags log_level;
     guint fd_reserve; /* 0 = auto */
 

@@ -66,6 +66,23 @@ MkCounter *mk_counter_new(MkModule *mod, const char *name)
     return c;
 }
 
+/* See modules.h. Any thread. */
+MkCounter *mk_metrics_core_counter(MkModules *mods, const char *name)
+{
+    MkMetrics *m = mods->metrics;
+    g_autofree char *full = g_strconcat("core.", name, NULL);
+    g_mutex_lock(&m->lock);
+    MkCounter *c = g_hash_table_lookup(m->counters, full);
+    if (!c) {
+        c = g_new0(MkCounter, 1);
+        c->name = g_steal_pointer(&full);
+        c->owners = 1; /* the core never lets go */
+        g_hash_table_insert(m->counters, c->name, c);
+    }
+    g_mutex_unlock(&m->lock);
+    return c;
+}
+
 /* Public module API. Any thread, lock-free. */
 void mk_counter_add(MkCounter *counter, gint64 n)
 {

@@ -66,10 +66,14 @@ typedef struct {
  * itself lives in core/c2s-sm.c because it must see every stanza. */
 typedef struct {
     gboolean on;
-    guint resume_timeout; /* seconds a detached session waits; 0: no resumption */
-    guint max_unacked;    /* unacknowledged stanzas before the stream is closed */
+    guint resume_timeout;     /* seconds a detached session waits; 0: no resumption */
+    guint max_unacked;        /* unacknowledged stanzas before the stream is closed */
+    guint ack_timeout;        /* seconds an <r/> may go unanswered before max_unacked applies */
+    guint close_wait_ms;      /* wait for a final <a/> after the client's </stream:stream> */
+    gsize max_detached_bytes; /* queued while detached; beyond it the session ends */
     /* The module's counters (never freed, see metrics.c). */
     MkCounter *enabled, *resumed, *resume_failed, *expired, *rerouted;
+    MkCounter *not_requeued, *detached_overflow, *unacked_closed;
 } MkStreamMgmtConfig;
 
 struct MkModule {

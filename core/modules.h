@@ -95,3 +95,6 @@ char *mk_metrics_dump(MkModules *mods);
  * to remove. Main thread. */
 typedef void (*MkMetricsCoreFunc)(GString *out, gpointer data);
 void mk_metrics_set_core_source(MkModules *mods, MkMetricsCoreFunc func, gpointer data);
+/* A counter of the core itself, "core.@name", always listed. (transfer
+ * none): lives as long as @mods. Any thread. */
+MkCounter *mk_metrics_core_counter(MkModules *mods, const char *name);

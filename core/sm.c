@@ -115,11 +115,11 @@ void mk_session_unref(MkSession *s)
     g_free(s);
 }
 
-MkSession *mk_sm_register(MkSm *sm, MkSession *s)
+gboolean mk_sm_register_limited(MkSm *sm, MkSession *s, guint max, MkSession **old)
 {
     const char *bare = mk_jid_bare_string(s->jid);
     SmShard *sh = shard_for(sm, bare);
-    MkSession *old = NULL;
+    *old = NULL;
 
     g_mutex_lock(&sh->lock);
     GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
@@ -127,19 +127,36 @@ MkSession *mk_sm_register(MkSm *sm, MkSession *s)
         list = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
         g_hash_table_insert(sh->by_bare, g_strdup(bare), list);
     }
+    guint same = list->len;
     for (guint i = 0; i < list->len; i++) {
         MkSession *o = g_ptr_array_index(list, i);
         if (g_strcmp0(mk_jid_resource(o->jid), mk_jid_resource(s->jid)) == 0) {
-            old = g_ptr_array_steal_index(list, i);
-            g_atomic_int_set(&old->bound, 0);
-            g_atomic_int_add(&sm->count, -1);
+            same = i;
             break;
         }
+    }
+    /* A new resource past the cap is refused; a rebind of an existing
+     * full JID replaces it and does not grow the count. */
+    if (max && same == list->len && list->len >= max) {
+        g_mutex_unlock(&sh->lock);
+        return FALSE;
+    }
+    if (same < list->len) {
+        *old = g_ptr_array_steal_index(list, same);
+        g_atomic_int_set(&(*old)->bound, 0);
+        g_atomic_int_add(&sm->count, -1);
     }
     g_ptr_array_add(list, mk_session_ref(s));
     g_atomic_int_set(&s->bound, 1);
     g_atomic_int_inc(&sm->count);
     g_mutex_unlock(&sh->lock);
+    return TRUE;
+}
+
+MkSession *mk_sm_register(MkSm *sm, MkSession *s)
+{
+    MkSession *old = NULL;
+    mk_sm_register_limited(sm, s, 0, &old);
     return old;
 }
 
@@ -201,11 +218,22 @@ void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean ava
     g_mutex_lock(&sh->lock);
     old = s->last_presence;
     s->last_presence = available && presence ? mk_stanza_ref(presence) : NULL;
+    if (available && !s->available)
+        s->available_since_us = g_get_real_time();
     s->available = available;
     s->priority = priority;
     g_mutex_unlock(&sh->lock);
     if (old)
         mk_stanza_unref(old);
+}
+
+gboolean mk_sm_available_since(MkSm *sm, MkSession *s, gint64 since_us)
+{
+    SmShard *sh = shard_for(sm, mk_jid_bare_string(s->jid));
+    g_mutex_lock(&sh->lock);
+    gboolean yes = s->available && s->priority >= 0 && s->available_since_us <= since_us;
+    g_mutex_unlock(&sh->lock);
+    return yes;
 }
 
 guint mk_sm_count(MkSm *sm)

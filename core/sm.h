@@ -31,7 +31,8 @@ struct MkSession {
     gpointer transport_data; /* owner worker only; NULL once the stream ended */
     /* Routing state: written by the owner under the shard lock. */
     int priority;
-    gboolean available; /* sent available broadcast presence */
+    gboolean available;        /* sent available broadcast presence */
+    gint64 available_since_us; /* wall clock of the last unavailable -> available */
     MkStanza *last_presence;
     gint64 last_input_us; /* monotonic; atomic-ish (gint64 store on x86-64) */
     gint detached;        /* atomic: XEP-0198, the connection is gone, resumption awaited */
@@ -61,6 +62,11 @@ void mk_session_deliver_local(MkSession *s, MkStanza *st);
  * from the table and returned (transfer full) so the caller can close it
  * with a conflict error. Any thread. */
 MkSession *mk_sm_register(MkSm *sm, MkSession *s);
+/* Like mk_sm_register, but refuses (FALSE, nothing changed) when the
+ * account already has @max sessions and @s would not replace one of the
+ * same full JID. @old: (out) (transfer full) (nullable) as returned by
+ * mk_sm_register. Any thread. */
+gboolean mk_sm_register_limited(MkSm *sm, MkSession *s, guint max, MkSession **old);
 /* Removes @s if present. Any thread. */
 void mk_sm_unregister(MkSm *sm, MkSession *s);
 /* (transfer full) (nullable) The session bound to full JID @jid. */
@@ -71,3 +77,7 @@ GPtrArray *mk_sm_sessions(MkSm *sm, MkJid *bare);
 void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean available,
                         int priority);
 guint mk_sm_count(MkSm *sm);
+/* Whether @s is available with a non-negative priority and has been
+ * since @since_us (wall clock) or earlier: then it received what was
+ * routed to the account's bare JID at that time. Any thread. */
+gboolean mk_sm_available_since(MkSm *sm, MkSession *s, gint64 since_us);

@@ -1,6 +1,7 @@
 /* Stanzas: an immutable MkXml plus its prepared addresses, shared between
  * threads by reference. */
 #include "xmlstream.h"
+#include "ackgate.h"
 
 #include <string.h>
 
@@ -12,6 +13,10 @@ struct MkStanza {
     MkXml *xml;
     MkJid *from; /* nullable */
     MkJid *to;   /* nullable */
+    /* XEP-0198: the stream it came from and its number there (ackgate.h);
+     * NULL unless read from a client with stream management. */
+    MkAckGate *gate;
+    guint32 gate_h;
 };
 
 static MkStanzaKind kind_of(const MkXml *xml)
@@ -40,6 +45,8 @@ static MkStanza *wrap(MkXml *xml, MkJid *from, MkJid *to)
     st->from = from;
     st->to = to;
     st->kind = kind_of(xml);
+    st->gate = NULL;
+    st->gate_h = 0;
     return st;
 }
 
@@ -102,7 +109,25 @@ void mk_stanza_unref(MkStanza *st)
     mk_xml_unref(st->xml);
     mk_jid_unref(st->from);
     mk_jid_unref(st->to);
+    mk_ack_gate_unref(st->gate);
     g_free(st);
+}
+
+/* See ackgate.h. The stanza's creator, before routing. */
+void mk_stanza_set_ack_gate(MkStanza *st, MkAckGate *gate, guint32 h)
+{
+    if (st->gate)
+        mk_ack_gate_unref(st->gate);
+    st->gate = gate ? mk_ack_gate_ref(gate) : NULL;
+    st->gate_h = h;
+}
+
+/* Public module API (mk-stanza.h). (transfer full) (nullable) Any
+ * thread. */
+MkAckHold *mk_stanza_hold_ack(MkStanza *st)
+{
+    g_return_val_if_fail(st != NULL, NULL);
+    return st->gate ? mk_ack_gate_hold(st->gate, st->gate_h) : NULL;
 }
 
 MkXml *mk_stanza_xml(const MkStanza *st)

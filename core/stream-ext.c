@@ -104,11 +104,34 @@ void mk_stream_management_enable(MkModule *mod, guint resume_timeout, guint max_
     mod->stream_mgmt.on = TRUE;
     mod->stream_mgmt.resume_timeout = resume_timeout;
     mod->stream_mgmt.max_unacked = MAX(max_unacked, 2);
+    /* Until mk_stream_management_limits says otherwise. */
+    mod->stream_mgmt.ack_timeout = 30;
+    mod->stream_mgmt.close_wait_ms = 2000;
+    mod->stream_mgmt.max_detached_bytes = 1024 * 1024;
     mod->stream_mgmt.enabled = mk_counter_new(mod, "enabled");
     mod->stream_mgmt.resumed = mk_counter_new(mod, "resumed");
     mod->stream_mgmt.resume_failed = mk_counter_new(mod, "resume_failed");
     mod->stream_mgmt.expired = mk_counter_new(mod, "expired");
     mod->stream_mgmt.rerouted = mk_counter_new(mod, "rerouted");
+    mod->stream_mgmt.not_requeued = mk_counter_new(mod, "not_requeued");
+    mod->stream_mgmt.detached_overflow = mk_counter_new(mod, "detached_overflow");
+    mod->stream_mgmt.unacked_closed = mk_counter_new(mod, "unacked_closed");
+    mk_modules_publish(mod->mods);
+}
+
+/* Public module API (mk-stream.h). Main thread, in start(), after
+ * mk_stream_management_enable. */
+void mk_stream_management_limits(MkModule *mod, guint ack_timeout, guint close_wait_ms,
+                                 gsize max_detached_bytes)
+{
+    g_return_if_fail(mod != NULL);
+    if (!mod->live || !mod->stream_mgmt.on) {
+        g_warning("module %s: mk_stream_management_limits before enable ignored", mod->name);
+        return;
+    }
+    mod->stream_mgmt.ack_timeout = MAX(ack_timeout, 1);
+    mod->stream_mgmt.close_wait_ms = close_wait_ms;
+    mod->stream_mgmt.max_detached_bytes = max_detached_bytes;
     mk_modules_publish(mod->mods);
 }
 

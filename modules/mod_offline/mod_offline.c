@@ -86,7 +86,10 @@ static gboolean offline_start(MkModule *mod, GError **error)
     Offline *o = g_new0(Offline, 1);
     o->mod = mod;
     o->queue = mk_user_queue_new(mod);
-    o->max_messages = mk_config_get_int(mod, "max_messages");
+    o->limits.messages = mk_config_get_int(mod, "max_messages");
+    o->limits.bytes = mk_config_get_int(mod, "max_bytes");
+    o->limits.sender_messages = mk_config_get_int(mod, "max_sender_messages");
+    o->limits.sender_bytes = mk_config_get_int(mod, "max_sender_bytes");
     o->retries = (guint)mk_config_get_int(mod, "store_retries");
     o->retry_ms = (guint)mk_config_get_int(mod, "store_retry_ms");
     o->stored = mk_counter_new(mod, "stored");
@@ -94,6 +97,8 @@ static gboolean offline_start(MkModule *mod, GError **error)
     o->bounced = mk_counter_new(mod, "bounced");
     o->dropped = mk_counter_new(mod, "dropped");
     o->store_failures = mk_counter_new(mod, "storage_failures");
+    o->over_bytes = mk_counter_new(mod, "bounced_over_bytes");
+    o->over_sender = mk_counter_new(mod, "bounced_over_sender");
     mk_module_set_data(mod, o, g_free); /* freed with the last reference */
 
     mk_hook_add(mod, MK_HOOK_OFFLINE_MESSAGE, 50, on_offline_message, o);
@@ -105,6 +110,12 @@ static gboolean offline_start(MkModule *mod, GError **error)
 static const MkConfigKey offline_keys[] = {
     {"max_messages", MK_CONFIG_INT, "100", 1, 1000000,
      "messages kept per user; more get service-unavailable"},
+    {"max_bytes", MK_CONFIG_INT, "1048576", 1024, G_GINT64_CONSTANT(1) << 40,
+     "bytes of stored XML per user; more get service-unavailable"},
+    {"max_sender_messages", MK_CONFIG_INT, "50", 1, 1000000,
+     "messages one sender (bare JID) may have in one user's store; more get resource-constraint"},
+    {"max_sender_bytes", MK_CONFIG_INT, "262144", 1024, G_GINT64_CONSTANT(1) << 40,
+     "bytes one sender (bare JID) may have in one user's store; more get resource-constraint"},
     {"store_retries", MK_CONFIG_INT, "4", 0, 20,
      "retries of a failed store before the sender gets resource-constraint"},
     {"store_retry_ms", MK_CONFIG_INT, "250", 10, 60000,

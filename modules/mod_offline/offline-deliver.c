@@ -133,10 +133,15 @@ static MkStanza *delayed_stanza(const Row *row, const char *domain)
                   row->id, error ? error->message : "not a message");
         return NULL;
     }
-    MkXml *delay = mk_xml_add_child(xml, "delay", NS_DELAY);
-    mk_xml_set_attr(delay, "from", domain);
-    mk_xml_set_attr(delay, "stamp", row->stamp);
-    mk_xml_add_text(delay, "Offline Storage", -1);
+    /* Exactly one delay: a message that was stamped before (stream
+     * management re-routed it, or it was stored and moved before) keeps
+     * its original one. */
+    if (!mk_xml_child(xml, "delay", NS_DELAY)) {
+        MkXml *delay = mk_xml_add_child(xml, "delay", NS_DELAY);
+        mk_xml_set_attr(delay, "from", domain);
+        mk_xml_set_attr(delay, "stamp", row->stamp);
+        mk_xml_add_text(delay, "Offline Storage", -1);
+    }
     MkStanza *st = mk_stanza_new(xml, &error);
     if (!st)
         g_warning("mod_offline: dropping stored message %" G_GINT64_FORMAT ": %s", row->id,

@@ -7,7 +7,12 @@
  * gets resource-constraint (type wait: try again later). A full queue or
  * a missing account gets service-unavailable (XEP-0160 section 2, RFC 6121
  * 8.5.1). The only loss is a shutdown that comes before the message could
- * be stored, and that is logged as a warning with both addresses. */
+ * be stored, and that is logged as a warning with both addresses.
+ *
+ * When the sender's stream uses stream management, its acknowledgement
+ * of the message is held (mk_stanza_hold_ack) until the store committed
+ * or the sender was answered: an <a/> never counts a message a crash
+ * could still lose. */
 #include "offline.h"
 
 typedef struct {
@@ -22,6 +27,7 @@ typedef struct {
     OfflineStoreResult result;
     gboolean settled;       /* stored or bounced */
     gboolean retry_waiting; /* a retry timer is pending */
+    MkAckHold *hold;        /* the sender's XEP-0198 acknowledgement, until settled */
 } StoreOp;
 
 /* The job's data: freed when the job finished, or when the module
@@ -34,6 +40,8 @@ static void store_op_free(gpointer data)
     if (!op->settled)
         g_warning("mod_offline: stopping before the message from %s to %s could be stored",
                   op->sender, mk_jid_string(op->user));
+    /* At a stop the sender's stream is gone or going: nothing counts it. */
+    mk_ack_hold_release(g_steal_pointer(&op->hold));
     mk_stanza_unref(op->st);
     mk_jid_unref(op->user);
     g_free(op->sender);
@@ -45,6 +53,8 @@ static void store_op_free(gpointer data)
 /* Ends the job: @op is freed. */
 static void store_finish(StoreOp *op)
 {
+    /* Stored (committed) or answered: the sender's <a/> may count it. */
+    mk_ack_hold_release(g_steal_pointer(&op->hold));
     mk_user_job_finish(op->job);
 }
 
@@ -60,9 +70,8 @@ static void store_bounce(StoreOp *op, MkStanzaError cond, const char *text)
 static gboolean store_work(MkDbConn *conn, gpointer user_data, GError **error)
 {
     StoreOp *op = user_data;
-    return offline_db_store(conn, mk_jid_node(op->user), mk_jid_domain(op->user),
-                            op->o->max_messages, op->sender, op->stamp, op->xml, &op->result,
-                            error);
+    return offline_db_store(conn, mk_jid_node(op->user), mk_jid_domain(op->user), &op->o->limits,
+                            op->sender, op->stamp, op->xml, &op->result, error);
 }
 
 static void store_done(const GError *error, gpointer user_data);
@@ -128,6 +137,15 @@ static void store_done(const GError *error, gpointer user_data)
     case OFFLINE_QUOTA:
         store_bounce(op, MK_ERR_SERVICE_UNAVAILABLE, "Offline storage is full");
         break;
+    case OFFLINE_QUOTA_BYTES:
+        mk_counter_add(o->over_bytes, 1);
+        store_bounce(op, MK_ERR_SERVICE_UNAVAILABLE, "Offline storage is full");
+        break;
+    case OFFLINE_QUOTA_SENDER:
+        /* The recipient's store has room, not for this sender: try later. */
+        mk_counter_add(o->over_sender, 1);
+        store_bounce(op, MK_ERR_RESOURCE_CONSTRAINT, "Too many offline messages from you");
+        break;
     case OFFLINE_NO_ACCOUNT:
         store_bounce(op, MK_ERR_SERVICE_UNAVAILABLE, NULL);
         break;
@@ -157,8 +175,17 @@ void offline_store(Offline *o, MkStanza *st, MkJid *to)
     op->user = mk_jid_bare(to);
     MkJid *from = mk_stanza_from(st);
     op->sender = g_strdup(from ? mk_jid_string(from) : "");
-    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
-    op->stamp = mk_xep82_format(now);
+    /* A message stamped before (re-routed by stream management) keeps its
+     * original time. */
+    MkXml *delay = mk_xml_child(mk_stanza_xml(st), "delay", NS_DELAY);
+    const char *had = delay ? mk_xml_get_attr(delay, "stamp") : NULL;
+    if (had) {
+        op->stamp = g_strdup(had);
+    } else {
+        g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+        op->stamp = mk_xep82_format(now);
+    }
+    op->hold = mk_stanza_hold_ack(st);
     op->xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
     mk_user_queue_run(o->queue, mk_jid_string(op->user), store_start, op, store_op_free);
 }

@@ -53,13 +53,22 @@ guint offline_retry_delay_ms(guint attempt, guint base_ms);
 #include <meerkat/module.h>
 
 /* The module instance. */
+/* Caps of one user's store (the configuration's max_* keys). Bytes are
+ * those of the stored XML as the database's LENGTH() counts them. */
+typedef struct {
+    gint64 messages;
+    gint64 bytes;
+    gint64 sender_messages; /* per sender's bare JID */
+    gint64 sender_bytes;
+} OfflineLimits;
+
 typedef struct {
     MkModule *mod;
     /* The core's: one user's stores and deliveries run one at a time, as
      * jobs of several steps (retries, fetch then delete), so messages are
      * stored in the order they came and never handed out twice. */
     MkUserQueue *queue;
-    gint64 max_messages;
+    OfflineLimits limits;
     guint retries;
     guint retry_ms;
     MkCounter *stored;
@@ -67,6 +76,8 @@ typedef struct {
     MkCounter *bounced;
     MkCounter *dropped;
     MkCounter *store_failures;
+    MkCounter *over_bytes;  /* bounced: the user's store is over max_bytes */
+    MkCounter *over_sender; /* bounced: the sender's share is used up */
 } Offline;
 
 /* ---- storage (offline-db.c): inside MkDbWork, storage thread ---------- */
@@ -76,14 +87,17 @@ extern const MkMigration offline_migrations[];
 typedef enum {
     OFFLINE_STORED,
     OFFLINE_NO_ACCOUNT,
-    OFFLINE_QUOTA,
+    OFFLINE_QUOTA,        /* max_messages */
+    OFFLINE_QUOTA_BYTES,  /* max_bytes */
+    OFFLINE_QUOTA_SENDER, /* max_sender_messages or max_sender_bytes */
 } OfflineStoreResult;
 
 /* Stores one message for @node@@domain unless the account does not exist
- * or already holds @max messages. */
-gboolean offline_db_store(MkDbConn *conn, const char *node, const char *domain, gint64 max,
-                          const char *sender, const char *stamp, const char *xml,
-                          OfflineStoreResult *result, GError **error);
+ * or the message would take the store, or @sender's share of it, past
+ * @limits. */
+gboolean offline_db_store(MkDbConn *conn, const char *node, const char *domain,
+                          const OfflineLimits *limits, const char *sender, const char *stamp,
+                          const char *xml, OfflineStoreResult *result, GError **error);
 /* Deletes the rows whose ids are in @ids (gint64). */
 gboolean offline_db_delete(MkDbConn *conn, GArray *ids, GError **error);
 /* The SELECT of a user's messages, oldest first: id, stamp, xml. Bind

@@ -16,6 +16,9 @@ static gboolean sm_start(MkModule *mod, GError **error)
     gint64 max_unacked = mk_config_get_int(mod, "max_unacked");
 
     mk_stream_management_enable(mod, (guint)timeout, (guint)max_unacked);
+    mk_stream_management_limits(mod, (guint)mk_config_get_int(mod, "ack_timeout"),
+                                (guint)mk_config_get_int(mod, "close_wait_ms"),
+                                (gsize)mk_config_get_int(mod, "max_detached_bytes"));
     /* Offered once bound is possible: <enable/> and <resume/> both come
      * after SASL (XEP-0198 section 2). */
     mk_stream_feature_add(mod, MK_STREAM_POST_AUTH, "<sm xmlns='" NS_SM "'/>");
@@ -26,7 +29,13 @@ static const MkConfigKey sm_keys[] = {
     {"resume_timeout", MK_CONFIG_INT, "300", 0, 86400,
      "seconds a session whose connection dropped waits for <resume/> (0 = no resumption)"},
     {"max_unacked", MK_CONFIG_INT, "1000", 2, 1000000,
-     "unacknowledged stanzas after which the stream is closed"},
+     "unacknowledged stanzas after which the stream is closed, once an <r/> went unanswered"},
+    {"ack_timeout", MK_CONFIG_INT, "30", 1, 3600,
+     "seconds an <r/> may stay unanswered before max_unacked applies"},
+    {"close_wait_ms", MK_CONFIG_INT, "2000", 0, 30000,
+     "after the client's </stream:stream>, how long to wait for a final <a/>"},
+    {"max_detached_bytes", MK_CONFIG_INT, "1048576", 4096, 1073741824,
+     "bytes queued for a detached session; beyond it the session ends as on timeout"},
     MK_CONFIG_KEYS_END,
 };
 

@@ -75,4 +75,17 @@ MK_API MkStanza *mk_stanza_new_error_reply(const MkStanza *st, MkStanzaError con
 MK_API const char *mk_stanza_error_name(MkStanzaError cond);
 MK_API const char *mk_stanza_error_type(MkStanzaError cond);
 
+/* Holds back the XEP-0198 acknowledgement of @st, a stanza a local client
+ * sent on a stream with stream management, until mk_ack_hold_release():
+ * for a module that takes the stanza over and makes it durable later
+ * (mod_offline, until its store commits). An <a/> then never counts a
+ * stanza that a crash would lose. NULL when there is nothing to hold
+ * (another origin, or no stream management). (transfer full) (nullable)
+ * Any thread. Since ABI 1.4 (appended). */
+MK_API MkAckHold *mk_stanza_hold_ack(MkStanza *st);
+/* The held stanza is durably stored, or answered (an error went back to
+ * its sender): the acknowledgement may count it now. (transfer full)
+ * Any thread, once per hold; NULL is ignored. Since ABI 1.4. */
+MK_API void mk_ack_hold_release(MkAckHold *hold);
+
 G_END_DECLS

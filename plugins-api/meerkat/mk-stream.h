@@ -107,5 +107,15 @@ MK_API void mk_preauth_iq_reply_error(MkPreauthIq *iq, MkStanzaError cond, const
  * policy-violation. The module still announces <sm xmlns='urn:xmpp:sm:3'/>
  * with mk_stream_feature_add. Main thread, in start(); off again on stop. */
 MK_API void mk_stream_management_enable(MkModule *mod, guint resume_timeout, guint max_unacked);
+/* Further XEP-0198 limits, after mk_stream_management_enable: the stream
+ * is closed for max_unacked only when an <r/> went unanswered for
+ * @ack_timeout seconds (>= 1; the server's own bursts never count);
+ * after the client's </stream:stream> the server asks for a final <a/>
+ * and waits @close_wait_ms for it; a detached session that queues more
+ * than @max_detached_bytes ends as if its resumption timed out. Defaults
+ * without this call: 30 s, 2000 ms, 1 MiB. Main thread, in start().
+ * Since ABI 1.4 (appended). */
+MK_API void mk_stream_management_limits(MkModule *mod, guint ack_timeout, guint close_wait_ms,
+                                        gsize max_detached_bytes);
 
 G_END_DECLS

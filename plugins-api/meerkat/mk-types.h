@@ -14,6 +14,7 @@ G_BEGIN_DECLS
 typedef struct MkXml MkXml;           /* an XML element or text node */
 typedef struct MkJid MkJid;           /* a prepared, immutable JID */
 typedef struct MkStanza MkStanza;     /* a routed stanza: XML + addresses */
+typedef struct MkAckHold MkAckHold;   /* a held XEP-0198 acknowledgement (mk-stanza.h) */
 typedef struct MkModule MkModule;     /* one module instance on one host type */
 typedef struct MkHookCall MkHookCall; /* the arguments of one hook run */
 typedef struct MkIq MkIq;             /* an IQ being answered */

@@ -730,7 +730,9 @@ MktClient *mkt_client_connect(MktServer *srv, const char *jid, const char *passw
     c->log.userdata = c;
     c->ctx = xmpp_ctx_new(NULL, &c->log);
     c->conn = xmpp_conn_new(c->ctx);
-    long xf = XMPP_CONN_FLAG_TRUST_TLS | XMPP_CONN_FLAG_DISABLE_SM;
+    long xf = XMPP_CONN_FLAG_TRUST_TLS;
+    if (!(flags & MKT_ENABLE_SM))
+        xf |= XMPP_CONN_FLAG_DISABLE_SM;
     if (flags & MKT_MANDATORY_TLS)
         xf |= XMPP_CONN_FLAG_MANDATORY_TLS;
     if (flags & MKT_DISABLE_TLS)

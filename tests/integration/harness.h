@@ -142,6 +142,7 @@ enum {
     MKT_DISABLE_TLS = 1 << 1,   /* never STARTTLS */
     MKT_DIRECT_TLS = 1 << 2,    /* TLS from the first byte (tls = direct) */
     MKT_NO_WAIT = 1 << 3,       /* return before the session is up */
+    MKT_ENABLE_SM = 1 << 4,     /* let libstrophe use XEP-0198 when offered */
 };
 
 /* Connects to @srv with libstrophe as @jid (bare for a server-generated

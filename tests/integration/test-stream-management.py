@@ -234,7 +234,8 @@ def test_pipelined(t, srv):
                  "<message to='%s' type='chat'><bo" % (NS_SM, previd, i, mx.jid, i, mx.jid))
         lea.expect(sm("resumed"), what="resumed")
         lea.send("dy>p%db</body></message><r xmlns='%s'/>" % (i, NS_SM))
-        got = arrivals(lea, sm("a"))
+        # The server's own <r/> after the resend is not part of the order.
+        got = [e for e in arrivals(lea, sm("a")) if e.tag != q(NS_SM, "r")]
         got_max = [mx.maybe(is_msg("p%da" % i, frm=jid), 3) is not None,
                    mx.maybe(is_msg("p%db" % i, frm=jid), 3) is not None]
         with open(srv.log_path) as f:

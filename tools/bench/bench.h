@@ -26,6 +26,7 @@ typedef struct {
     char *mech; /* PLAIN or SCRAM-SHA-256 */
     char *resource;
     gboolean starttls;
+    gboolean sm;    /* enable XEP-0198 and answer the server's <r/> */
     int users;      /* login and presence */
     int first_user; /* users are PREFIX<first>..PREFIX<first+users-1> */
     double rate;    /* connects per second, all processes together; 0 = no pacing */

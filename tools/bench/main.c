@@ -141,6 +141,8 @@ int main(int argc, char **argv)
         {"password", 0, 0, G_OPTION_ARG_STRING, &o.password, "every user's password", "PW"},
         {"mech", 'm', 0, G_OPTION_ARG_STRING, &o.mech, "PLAIN or SCRAM-SHA-256", "MECH"},
         {"starttls", 't', 0, G_OPTION_ARG_NONE, &o.starttls, "negotiate STARTTLS", NULL},
+        {"sm", 0, 0, G_OPTION_ARG_NONE, &o.sm, "enable stream management (XEP-0198) after bind",
+         NULL},
         {"users", 'n', 0, G_OPTION_ARG_INT, &o.users, "users (login, presence, register)", "N"},
         {"rate", 'r', 0, G_OPTION_ARG_DOUBLE, &o.rate,
          "connects per second (0: as fast as --inflight allows)", "R"},

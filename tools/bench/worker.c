@@ -48,6 +48,7 @@ typedef struct {
     State st;
     gboolean tls_done;
     gboolean session_needed;
+    guint32 h_in; /* --sm: stanzas received since <enable/> */
     gnutls_session_t tls;
     Scram *scram;
     /* Input: bytes not yet scanned into a complete element. */
@@ -223,6 +224,8 @@ static void client_fail(Worker *w, Client *c, const char *why)
 
 static void logged_in(Worker *w, Client *c)
 {
+    if (w->o->sm)
+        client_sendf(w, c, "<enable xmlns='urn:xmpp:sm:3'/>");
     client_send(w, c, "<presence/>", 11);
     c->st = ST_ONLINE;
     w->connecting--;
@@ -576,6 +579,13 @@ static void on_element(Worker *w, Client *c, const char *el, gsize len)
                 mam_done(w, c, el, len);
             return;
         }
+        if (g_str_equal(local, "message") || g_str_equal(local, "presence") ||
+            g_str_equal(local, "iq"))
+            c->h_in++;
+        else if (w->o->sm && g_str_equal(local, "r"))
+            client_sendf(w, c, "<a xmlns='urn:xmpp:sm:3' h='%u'/>", c->h_in);
+        else if (g_str_equal(local, "enabled"))
+            c->h_in = 0;
         if (g_str_equal(local, "message"))
             on_message(w, c, el, len);
         else if (g_str_equal(local, "presence"))
