@@ -28,7 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "1..5"
+echo "1..8"
 
 # 1. Install just the API: headers and the .pc file. The .pc carries the
 # configured prefix; a packager's DESTDIR staging would too, so relocate it
@@ -48,8 +48,8 @@ fi
 # 2. Build with the example's own Makefile, from a copy of the source so
 # that no in-tree include path can leak in.
 mkdir -p "$tmp/src" "$tmp/modules"
-cp "$top_srcdir/tests/example-module/mod_example.c" "$top_srcdir/tests/example-module/Makefile" \
-    "$tmp/src/"
+cp "$top_srcdir/tests/example-module/mod_example.c" "$top_srcdir/tests/example-module/mod_pinger.c" \
+    "$top_srcdir/tests/example-module/Makefile" "$tmp/src/"
 if PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig" make -s -C "$tmp/src" O="$tmp/modules" \
         >"$tmp/build.log" 2>&1 && [ -f "$tmp/modules/mod_example.so" ]; then
     ok "mod_example.so built out of tree with pkg-config --cflags meerkat-module"
@@ -65,6 +65,15 @@ if [ "$syms" = "mk_module_desc " ]; then
 else
     echo "exported: $syms" | diag
     not_ok "mod_example.so exports only mk_module_desc"
+fi
+# mod_pinger: a whole server-pinging module in some 40 lines.
+syms=$(nm -D --defined-only "$tmp/modules/mod_pinger.so" 2>/dev/null | awk '{print $3}' | grep -v '^_' | tr '\n' ' ')
+if [ "$syms" = "mk_module_desc " ]; then
+    ok "mod_pinger.so built out of tree, exports only mk_module_desc"
+else
+    diag <"$tmp/build.log"
+    echo "exported: $syms" | diag
+    not_ok "mod_pinger.so built out of tree, exports only mk_module_desc"
 fi
 
 # 4. A server with the module enabled (and nothing else) starts.
@@ -96,6 +105,10 @@ EOF
 cat >"$tmp/etc/conf.d/mod_example.conf" <<EOF
 [mod_example]
 tag = out-of-tree
+EOF
+cat >"$tmp/etc/conf.d/mod_pinger.conf" <<EOF
+[mod_pinger]
+interval = 1
 EOF
 "$MEERKATD" --config "$tmp/etc/meerkat.conf" >"$tmp/meerkatd.log" 2>&1 &
 pid=$!
@@ -178,5 +191,24 @@ else
     tail -n 20 "$tmp/meerkatd.log" | diag
     not_ok "urn:example:echo answered with the payload and the configured tag"
 fi
+
+# 6. mod_pinger pings an idle client that answers (slixmpp's XEP-0199
+# plugin) and leaves it connected; one that does not answer is closed.
+for mode in answering silent; do
+    if [ "$mode" = answering ]; then
+        what="mod_pinger pings an idle client that answers, which stays connected"
+    else
+        what="mod_pinger closes a client that does not answer with connection-timeout"
+    fi
+    if [ "$up" = yes ] && timeout 60 "$PYTHON" "$top_srcdir/tests/integration/example-pinger.py" \
+            "$mode" "$port" >"$tmp/$mode.log" 2>&1; then
+        diag <"$tmp/$mode.log"
+        ok "$what"
+    else
+        diag <"$tmp/$mode.log"
+        tail -n 20 "$tmp/meerkatd.log" | diag
+        not_ok "$what"
+    fi
+done
 
 exit $failed
