@@ -75,18 +75,18 @@ static guint64 our_tag(MkXml *xml, const char *by)
 
 /* Whether a <stanza-id/> by @by claims a JID of ours: a local account or
  * a served domain (rooms and services are subdomains of those). */
-static gboolean claims_ours(MkModule *mod, const char *by)
+static gboolean domain_ours(MkModule *mod, const char *domain)
 {
-    if (!by)
-        return FALSE;
-    g_autoptr(MkJid) jid = mk_jid_new(by, NULL);
-    if (!jid)
-        return FALSE;
-    const char *domain = mk_jid_domain(jid);
     if (mk_module_serves_domain(mod, domain))
         return TRUE;
     const char *dot = strchr(domain, '.');
     return dot && mk_module_serves_domain(mod, dot + 1);
+}
+
+static gboolean claims_ours(MkModule *mod, const char *by)
+{
+    g_autoptr(MkJid) jid = by ? mk_jid_new(by, NULL) : NULL;
+    return jid && domain_ours(mod, mk_jid_domain(jid));
 }
 
 /* Appends <stanza-id by=@by id=@id/> to @xml. */
@@ -217,7 +217,7 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
         return MK_PASS;
     /* The sender's side tagged it when the sender is local: one ID. */
     guint64 id =
-        claims_ours(m->mod, mk_jid_bare_string(from)) ? our_tag(xml, mk_jid_bare_string(from)) : 0;
+        domain_ours(m->mod, mk_jid_domain(from)) ? our_tag(xml, mk_jid_bare_string(from)) : 0;
     if (!id)
         id = mam_id_next(&m->ids, g_get_real_time());
     g_autoptr(MkXml) tagged = mk_xml_copy_shallow(xml);
