@@ -47,18 +47,29 @@ const MkMigration mam_migrations[] = {
     MK_MIGRATIONS_END,
 };
 
-/* The table and the owner's condition of @a, with its parameters. */
-static const char *owner_sql(const MamArchive *a, GArray *params)
+static const char *table_of(const MamArchive *a)
+{
+    return a->room ? "mam_room_message" : "mam_user_message";
+}
+
+/* The condition that selects @a's rows; its values go to @params. */
+static const char *owner_cond(const MamArchive *a, GArray *params)
 {
     if (a->room) {
         MkDbParam p = MK_DB_STR(a->room);
         g_array_append_val(params, p);
-        return "mam_room_message WHERE room = ?";
+        return "room = ?";
     }
     MkDbParam u = MK_DB_STR(a->username), d = MK_DB_STR(a->domain);
     g_array_append_val(params, u);
     g_array_append_val(params, d);
-    return "mam_user_message WHERE username = ? AND domain = ?";
+    return "username = ? AND domain = ?";
+}
+
+/* "TABLE WHERE CONDITION" of @a, for a SELECT. Returns: (transfer full) */
+static char *owner_sql(const MamArchive *a, GArray *params)
+{
+    return g_strconcat(table_of(a), " WHERE ", owner_cond(a, params), NULL);
 }
 
 static MkDbResult *run(MkDbConn *conn, const char *sql, GArray *params, GError **error)
@@ -134,14 +145,11 @@ gboolean mam_db_retract(MkDbConn *conn, const MamArchive *a, const char *from_ba
     g_autoptr(GArray) params = g_array_new(FALSE, FALSE, sizeof(MkDbParam));
     MkDbParam t = MK_DB_STR(tombstone);
     g_array_append_val(params, t);
-    const char *owner = owner_sql(a, params);
+    const char *cond = owner_cond(a, params);
     MkDbParam f = MK_DB_STR(from_bare), o = MK_DB_STR(origin_id);
     g_array_append_val(params, f);
     g_array_append_val(params, o);
-    /* "UPDATE mam_user_message SET xml = ? WHERE username = ? ..." */
-    const char *table_end = strchr(owner, ' ');
-    g_autofree char *table = g_strndup(owner, (gsize)(table_end - owner));
-    g_autofree char *sql = g_strconcat("UPDATE ", table, " SET xml = ?", table_end,
+    g_autofree char *sql = g_strconcat("UPDATE ", table_of(a), " SET xml = ? WHERE ", cond,
                                        " AND from_bare = ? AND origin_id = ?", NULL);
     g_autoptr(MkDbResult) res = run(conn, sql, params, error);
     if (!res)
@@ -178,7 +186,7 @@ gboolean mam_db_has_id(MkDbConn *conn, const MamArchive *a, guint64 id, gboolean
                        GError **error)
 {
     g_autoptr(GArray) params = g_array_new(FALSE, FALSE, sizeof(MkDbParam));
-    const char *owner = owner_sql(a, params);
+    g_autofree char *owner = owner_sql(a, params);
     MkDbParam p = MK_DB_INT((gint64)id);
     g_array_append_val(params, p);
     g_autofree char *sql = g_strconcat("SELECT 1 FROM ", owner, " AND id = ?", NULL);
@@ -237,8 +245,9 @@ static gboolean count_rows(MkDbConn *conn, const MamArchive *a, const MamQuery *
                            GError **error)
 {
     g_autoptr(GArray) params = g_array_new(FALSE, FALSE, sizeof(MkDbParam));
+    g_autofree char *owner = owner_sql(a, params);
     g_autoptr(GString) sql = g_string_new("SELECT COUNT(*) FROM ");
-    g_string_append(sql, owner_sql(a, params));
+    g_string_append(sql, owner);
     add_filters(q, sql, params);
     g_autoptr(MkDbResult) res = run(conn, sql->str, params, error);
     if (!res)
@@ -274,8 +283,9 @@ MamPage *mam_db_page(MkDbConn *conn, const MamArchive *a, const MamQuery *q, GEr
         return g_steal_pointer(&page);
     }
     g_autoptr(GArray) params = g_array_new(FALSE, FALSE, sizeof(MkDbParam));
+    g_autofree char *owner = owner_sql(a, params);
     g_autoptr(GString) sql = g_string_new("SELECT id, xml FROM ");
-    g_string_append(sql, owner_sql(a, params));
+    g_string_append(sql, owner);
     add_filters(q, sql, params);
     if (q->has_rsm_after) {
         MkDbParam p = MK_DB_INT((gint64)q->rsm_after);
@@ -323,7 +333,7 @@ gboolean mam_db_bounds(MkDbConn *conn, const MamArchive *a, guint64 *first, guin
                        GError **error)
 {
     g_autoptr(GArray) params = g_array_new(FALSE, FALSE, sizeof(MkDbParam));
-    const char *owner = owner_sql(a, params);
+    g_autofree char *owner = owner_sql(a, params);
     /* Two ends of the primary key: two index probes, whatever the size. */
     g_autofree char *sql =
         g_strconcat("SELECT (SELECT id FROM ", owner, " ORDER BY id ASC LIMIT 1), (SELECT id FROM ",
