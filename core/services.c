@@ -37,7 +37,7 @@ gboolean mk_service_provide(MkModule *mod, const char *name, gconstpointer funcs
     MkModules *mods = mod->mods;
     for (guint i = 0; i < mods->instances->len; i++) {
         MkModule *other = g_ptr_array_index(mods->instances, i);
-        if (other->host_type != mod->host_type && g_strcmp0(other->host_type, mod->host_type))
+        if (g_strcmp0(other->host_type, mod->host_type) != 0)
             continue;
         for (guint j = 0; j < other->services->len; j++) {
             MkServiceReg *r = g_ptr_array_index(other->services, j);
