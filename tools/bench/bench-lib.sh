@@ -23,7 +23,8 @@ bench_wait_port() {
 # of password_format $3. Two workers, sqlite, STARTTLS optional, modules
 # roster + disco + ping (and the modules named in $4, e.g. "mam"),
 # warnings only, accept queue of 4,096, no idle timeout (idle sessions
-# are what is measured).
+# are what is measured). With BENCH_PG_PORT set, the storage is the
+# PostgreSQL on that port of 127.0.0.1 (database and user meerkat).
 bench_meerkat_config() {
     mkdir -p "$1/state" "$1/conf.d"
     rm -f "$1"/conf.d/mod_*.conf
@@ -43,9 +44,7 @@ log_level = warning
 mechanisms = PLAIN;SCRAM-SHA-256
 password_format = $3
 
-[storage]
-driver = sqlite3
-database = meerkat.db
+$(bench_storage)
 
 [listen.c2s]
 type = c2s
@@ -55,6 +54,15 @@ tls = optional
 backlog = 4096
 idle_timeout = 0
 EOF2
+}
+
+# The [storage] section of bench_meerkat_config.
+bench_storage() {
+    if [ -n "${BENCH_PG_PORT:-}" ]; then
+        printf '[storage]\ndriver = pgsql\nhost = 127.0.0.1\nport = %s\ndatabase = meerkat\nuser = meerkat\n' "$BENCH_PG_PORT"
+    else
+        printf '[storage]\ndriver = sqlite3\ndatabase = meerkat.db\n'
+    fi
 }
 
 # $1: server label, $2: test label, rest: generator options. Appends

@@ -136,6 +136,43 @@ run meerkat mam-query $P -s mam -n "$MAM_CLIENTS" -r "$RATE" -D "$DURATION" -j 1
 run meerkat mam-query-with $P -s mam --mam-with -n "$MAM_CLIENTS" -r "$RATE" -D "$DURATION" -j 1
 stop_server
 
+# The same chat with and without mod_mam on PostgreSQL, where its
+# binaries are installed (tests/pg-tmp.sh starts a throwaway server).
+if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    # Its own directory: as root, pg-tmp.sh hands it to the postgres user,
+    # who may not enter $DIR.
+    PG_DIR=$(mktemp -d /tmp/mk-bench-pg.XXXXXX)
+    BENCH_PG_PORT=$(sh "$(dirname "$0")/../../tests/pg-tmp.sh" start "$PG_DIR" $$)
+    export BENCH_PG_PORT
+    write_config plain
+    "$B/tools/meerkatctl" -c "$DIR/meerkat.conf" register-bulk bench "$((2 * PAIRS))" localhost secret
+    # The server's CPU is meerkatd's and PostgreSQL's (the postmaster and
+    # the backends of meerkatd's connections, open once it listens).
+    pg_pids() {
+        local pm
+        pm=$(head -n 1 "$PG_DIR/data/postmaster.pid")
+        echo "$pm,$(pgrep -d, -P "$pm")"
+    }
+    # meerkatd opens its connections as work needs them: a short unmeasured
+    # chat first, so that every backend exists when the pids are taken.
+    pg_warm() {
+        "$BENCH" $P -s chat -P "$PAIRS" -w "$WINDOW" -D 1 -j 2 -r "$RATE" >/dev/null
+        SRV_PIDS="$SRV_PID,$(pg_pids)"
+        echo "bench: server processes $SRV_PIDS" >&2
+    }
+    start_meerkat plain
+    pg_warm
+    run meerkat chat-pg $P -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
+    stop_server
+    start_meerkat plain mam
+    pg_warm
+    run meerkat chat-mam-pg $P -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
+    stop_server
+    sh "$(dirname "$0")/../../tests/pg-tmp.sh" stop "$PG_DIR"
+    rm -rf "$PG_DIR"
+    unset BENCH_PG_PORT
+fi
+
 P="--port $RELAY_PORT"
 start_relay
 run relay sessions $P -n "$SESSIONS" -r "$RATE"
