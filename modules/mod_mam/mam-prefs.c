@@ -30,6 +30,24 @@ static GPtrArray *split(const char *joined)
     return out;
 }
 
+/* A set of @jids' strings, borrowed: the array outlives it. */
+static GHashTable *set_of(GPtrArray *jids)
+{
+    GHashTable *set = g_hash_table_new(g_str_hash, g_str_equal);
+    for (guint i = 0; i < jids->len; i++)
+        g_hash_table_add(set, jids->pdata[i]);
+    return set;
+}
+
+/* (Re)builds the sets once the lists are final. */
+static void index_lists(MamPrefs *p)
+{
+    g_clear_pointer(&p->always_set, g_hash_table_unref);
+    g_clear_pointer(&p->never_set, g_hash_table_unref);
+    p->always_set = set_of(p->always);
+    p->never_set = set_of(p->never);
+}
+
 MamPrefs *mam_prefs_new(const char *mode, const char *always, const char *never)
 {
     MamPrefs *p = g_new0(MamPrefs, 1);
@@ -38,6 +56,7 @@ MamPrefs *mam_prefs_new(const char *mode, const char *always, const char *never)
         p->mode = MAM_PREFS_ALWAYS;
     p->always = split(always);
     p->never = split(never);
+    index_lists(p);
     return p;
 }
 
@@ -52,6 +71,8 @@ void mam_prefs_unref(MamPrefs *p)
 {
     if (!p || !g_atomic_int_dec_and_test(&p->ref))
         return;
+    g_clear_pointer(&p->always_set, g_hash_table_unref);
+    g_clear_pointer(&p->never_set, g_hash_table_unref);
     g_ptr_array_unref(p->always);
     g_ptr_array_unref(p->never);
     g_clear_pointer(&p->contacts, g_hash_table_unref);
@@ -70,17 +91,10 @@ char *mam_prefs_join(GPtrArray *jids)
     return g_string_free(s, FALSE);
 }
 
-static gboolean contains(GPtrArray *jids, const char *bare)
-{
-    for (guint i = 0; i < jids->len; i++)
-        if (g_str_equal(jids->pdata[i], bare))
-            return TRUE;
-    return FALSE;
-}
-
 /* The <jid/> children of @list into @out, as bare JIDs, without repeats. */
 static gboolean parse_list(MkXml *list, GPtrArray *out, GError **error)
 {
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
     for (guint i = 0; list && i < mk_xml_child_count(list); i++) {
         MkXml *el = mk_xml_child_at(list, i);
         if (mk_xml_is_text(el) || !mk_xml_is(el, "jid", NS_MAM))
@@ -97,8 +111,11 @@ static gboolean parse_list(MkXml *list, GPtrArray *out, GError **error)
                         "at most %d JIDs in <%s/>", MAM_PREFS_MAX_JIDS, mk_xml_name(list));
             return FALSE;
         }
-        if (!contains(out, mk_jid_bare_string(jid)))
-            g_ptr_array_add(out, g_strdup(mk_jid_bare_string(jid)));
+        if (!g_hash_table_contains(seen, mk_jid_bare_string(jid))) {
+            char *bare = g_strdup(mk_jid_bare_string(jid));
+            g_ptr_array_add(out, bare);
+            g_hash_table_add(seen, bare);
+        }
     }
     return TRUE;
 }
@@ -116,9 +133,11 @@ MamPrefs *mam_prefs_parse(MkXml *prefs, GError **error)
         !parse_list(mk_xml_child(prefs, "never", NS_MAM), p->never, error))
         return NULL;
     /* A JID in both lists: never wins, the safer reading for privacy. */
+    g_autoptr(GHashTable) never = set_of(p->never);
     for (guint i = p->always->len; i-- > 0;)
-        if (contains(p->never, p->always->pdata[i]))
+        if (g_hash_table_contains(never, p->always->pdata[i]))
             g_ptr_array_remove_index(p->always, i);
+    index_lists(p);
     return g_steal_pointer(&p);
 }
 
@@ -157,9 +176,9 @@ gboolean mam_prefs_archives(const MamPrefs *p, const char *with_bare)
 {
     if (!p)
         return TRUE; /* no preferences stored: the server's default, always */
-    if (contains(p->never, with_bare))
+    if (g_hash_table_contains(p->never_set, with_bare))
         return FALSE;
-    if (contains(p->always, with_bare))
+    if (g_hash_table_contains(p->always_set, with_bare))
         return TRUE;
     switch (p->mode) {
     case MAM_PREFS_ALWAYS:

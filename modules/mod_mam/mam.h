@@ -81,8 +81,12 @@ typedef enum {
 typedef struct {
     gint ref;
     MamPrefsMode mode;
-    GPtrArray *always; /* of bare JID strings */
+    GPtrArray *always; /* of bare JID strings, in the client's order */
     GPtrArray *never;
+    /* The same JIDs as sets (keys borrowed from the arrays): a message's
+     * check costs one lookup, not a scan of up to MAM_PREFS_MAX_JIDS. */
+    GHashTable *always_set;
+    GHashTable *never_set;
     GHashTable *contacts; /* (nullable) the roster's bare JIDs, for the roster mode */
 } MamPrefs;
 

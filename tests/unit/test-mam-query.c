@@ -201,6 +201,59 @@ static void test_query_bad(void)
     }
 }
 
+static MamPrefs *prefs(const char *xml, GError **error)
+{
+    g_autoptr(GError) perr = NULL;
+    g_autoptr(MkXml) el = mk_xml_parse(xml, -1, &perr);
+    g_assert_no_error(perr);
+    return mam_prefs_parse(el, error);
+}
+
+/* The lists decide before the default; never wins over always; a
+ * repeated JID counts once; stored text reads back the same. */
+static void test_prefs_lists(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(MamPrefs) p =
+        prefs("<prefs xmlns='urn:xmpp:mam:2' default='roster'>"
+              "<always><jid>a@x</jid><jid>b@x/r</jid><jid>a@x</jid><jid>c@x</jid></always>"
+              "<never><jid>c@x</jid><jid>d@x</jid></never></prefs>",
+              &error);
+    g_assert_no_error(error);
+    g_assert_cmpuint(p->always->len, ==, 2); /* a, b (bare); c went to never */
+    g_assert_true(mam_prefs_archives(p, "a@x"));
+    g_assert_true(mam_prefs_archives(p, "b@x"));
+    g_assert_false(mam_prefs_archives(p, "c@x"));
+    g_assert_false(mam_prefs_archives(p, "d@x"));
+    g_assert_false(mam_prefs_archives(p, "e@x")); /* roster mode, no contacts */
+    g_autofree char *always = mam_prefs_join(p->always);
+    g_autofree char *never = mam_prefs_join(p->never);
+    g_autoptr(MamPrefs) back = mam_prefs_new("always", always, never);
+    g_assert_true(mam_prefs_archives(back, "e@x"));
+    g_assert_false(mam_prefs_archives(back, "d@x"));
+    g_assert_true(mam_prefs_archives(back, "b@x"));
+    g_assert_true(mam_prefs_archives(NULL, "e@x")); /* nothing stored: always */
+}
+
+/* A full list of MAM_PREFS_MAX_JIDS is accepted; one more is bad-request. */
+static void test_prefs_limit(void)
+{
+    g_autoptr(GString) xml = g_string_new("<prefs xmlns='urn:xmpp:mam:2' default='never'><always>");
+    for (guint i = 0; i < MAM_PREFS_MAX_JIDS; i++)
+        g_string_append_printf(xml, "<jid>u%u@x</jid>", i);
+    g_autoptr(GString) over = g_string_new(xml->str);
+    g_string_append(xml, "</always></prefs>");
+    g_string_append(over, "<jid>one-more@x</jid></always></prefs>");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(MamPrefs) p = prefs(xml->str, &error);
+    g_assert_no_error(error);
+    g_assert_true(mam_prefs_archives(p, "u999@x"));
+    g_assert_false(mam_prefs_archives(p, "u1000@x"));
+    g_autoptr(MamPrefs) q = prefs(over->str, &error);
+    g_assert_null(q);
+    g_assert_error(error, MAM_QUERY_ERROR, MAM_QUERY_ERROR_BAD_REQUEST);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -212,5 +265,7 @@ int main(int argc, char **argv)
     g_test_add_func("/mam/query/rsm", test_query_rsm);
     g_test_add_func("/mam/query/ids", test_query_ids);
     g_test_add_func("/mam/query/bad", test_query_bad);
+    g_test_add_func("/mam/prefs/lists", test_prefs_lists);
+    g_test_add_func("/mam/prefs/limit", test_prefs_limit);
     return g_test_run();
 }
