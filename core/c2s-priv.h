@@ -23,6 +23,7 @@ typedef enum {
 typedef struct {
     MkListenConfig lc; /* shallow copy; strings owned by the config kept alive */
     gnutls_certificate_credentials_t creds; /* nullable */
+    gpointer connections;                   /* the gauge of its open connections */
 } C2sListen;
 
 typedef struct {

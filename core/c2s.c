@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "hosts.h"
 #include "log.h"
+#include "metrics.h"
 #include "modules.h"
 #include "router.h"
 #include "preload.h"
@@ -52,6 +53,7 @@ void c2s_write_xml(MkC2s *c, MkXml *xml)
 {
     if (c->state == C2S_CLOSING)
         return;
+    mk_metrics_stanza(TRUE, mk_metrics_kind_of(mk_xml_name(xml)));
     if (G_UNLIKELY(c->sm)) {
         c2s_sm_write(c, xml); /* also while detached: queued for a resume */
         return;
@@ -331,6 +333,7 @@ static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
     mk_xml_add_text(jel, mk_jid_string(jid), -1);
     send_iq_result(c, iq, g_steal_pointer(&reply));
     C2S_LOG(c, G_LOG_LEVEL_INFO, "session bound");
+    mk_metrics_sessions_add(mk_hosts_lookup(srv->hosts, c->domain), 1);
 
     MkHookCall call = {.domain = c->domain, .session = c->session, .from = jid};
     mk_hooks_run(srv->modules, MK_HOOK_SESSION_OPENED, &call);
@@ -581,6 +584,8 @@ static void on_element(gpointer user_data, MkXml *el)
         c2s_close(c, "policy-violation");
         return;
     }
+    if (g_strcmp0(ns, NS_CLIENT) == 0)
+        mk_metrics_stanza(FALSE, mk_metrics_kind_of(mk_xml_name(el)));
     if (!c->username) {
         if (mk_xml_is(el, "starttls", NS_TLS))
             c2s_starttls(c);
@@ -683,6 +688,7 @@ static void on_tls_done(gpointer user_data, gboolean ok)
 static void on_closed(gpointer user_data)
 {
     MkC2s *c = user_data;
+    mk_metric_add(c->listen->connections, -1);
     /* A resumable XEP-0198 session outlives its connection. */
     if (c->state != C2S_CLOSING && c2s_sm_detach(c))
         return;
@@ -719,6 +725,7 @@ static void c2s_end_session(MkC2s *c)
         send_directed_unavailable(s);
     }
     mk_sm_unregister(srv->sm, s);
+    mk_metrics_sessions_add(mk_hosts_lookup(srv->hosts, c->domain), -1);
     /* Unacknowledged stanzas are routed again, now that the session is
      * out of the table (so that nothing comes back to it). */
     if (c->sm)
@@ -758,6 +765,7 @@ void mk_c2s_accept(MkWorker *w, int fd, const struct sockaddr_storage *peer,
         return;
     }
     c->conn = mk_conn_new(w, fd, peer, &conn_callbacks, c);
+    mk_metric_add(listen->connections, 1);
     if (listen->lc.tls == MK_TLS_DIRECT && listen->creds) {
         c->state = C2S_TLS;
         c->tls_started_us = c->created_us;
@@ -910,6 +918,7 @@ gboolean mk_c2s_server_add_listener(MkC2sServer *cs, const MkListenConfig *lc, G
             return FALSE;
         }
     }
+    l->connections = mk_metrics_connections(lc->name, "c2s");
     g_ptr_array_add(cs->listens, l);
     return TRUE;
 }
