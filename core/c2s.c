@@ -492,6 +492,7 @@ static void handle_stanza(MkC2s *c, MkXml *el)
         c2s_close(c, "invalid-namespace");
         return;
     }
+    mk_metrics_stanza(FALSE, kind);
     if (to_attr) {
         to = mk_jid_new(to_attr, NULL);
         if (!to) {
@@ -584,8 +585,6 @@ static void on_element(gpointer user_data, MkXml *el)
         c2s_close(c, "policy-violation");
         return;
     }
-    if (g_strcmp0(ns, NS_CLIENT) == 0)
-        mk_metrics_stanza(FALSE, mk_metrics_kind_of(mk_xml_name(el)));
     if (!c->username) {
         if (mk_xml_is(el, "starttls", NS_TLS))
             c2s_starttls(c);
@@ -595,7 +594,7 @@ static void on_element(gpointer user_data, MkXml *el)
                  c->listen->creds)
             c2s_close(c, "policy-violation");
         else if (mk_xml_is(el, "iq", NS_CLIENT) && c2s_preauth_iq_dispatch(c, el))
-            return; /* a module's pre-auth IQ (in-band registration) */
+            mk_metrics_stanza(FALSE, MK_STANZA_IQ); /* a module's (in-band registration) */
         else
             c2s_close(c, "not-authorized");
         return;
@@ -609,6 +608,8 @@ static void on_element(gpointer user_data, MkXml *el)
             mk_xml_is(el, "iq", NS_CLIENT) && g_strcmp0(mk_xml_get_attr(el, "type"), "set") == 0
                 ? mk_xml_child(el, "bind", NS_BIND)
                 : NULL;
+        if (mk_xml_is(el, "iq", NS_CLIENT))
+            mk_metrics_stanza(FALSE, MK_STANZA_IQ);
         if (bind)
             handle_bind(c, el, bind);
         else if (mk_xml_is(el, "iq", NS_CLIENT))
@@ -622,10 +623,12 @@ static void on_element(gpointer user_data, MkXml *el)
     /* The legacy session IQ (RFC 3921) is a no-op that clients still send. */
     if (mk_xml_is(el, "iq", NS_CLIENT) && mk_xml_child(el, "session", NS_SESSION) &&
         !mk_xml_get_attr(el, "to")) {
+        mk_metrics_stanza(FALSE, MK_STANZA_IQ);
         send_iq_result(c, el, NULL);
         return;
     }
     if (mk_xml_is(el, "iq", NS_CLIENT) && mk_xml_child(el, "bind", NS_BIND)) {
+        mk_metrics_stanza(FALSE, MK_STANZA_IQ);
         send_iq_error(c, el, MK_ERR_NOT_ALLOWED);
         return;
     }

@@ -107,13 +107,8 @@ void mk_core_metrics_init(MkMetrics *m, MkCoreMetrics *c)
     mk_metric_set(c->start_time, g_get_real_time());
 }
 
-/* See metrics.h. Any thread. */
-MkCoreMetrics *mk_core_metrics(void)
-{
-    static MkCoreMetrics none; /* only NULLs, never written */
-    MkServer *srv = mk_server_get();
-    return srv && srv->modules ? &srv->modules->metrics->core : &none;
-}
+MkCoreMetrics *mk_core_metrics_running;
+const MkCoreMetrics mk_core_metrics_none; /* only NULLs, never written */
 
 gpointer mk_metrics_connections(const char *listener, const char *type)
 {
@@ -210,6 +205,7 @@ void mk_metrics_server_start(MkServer *srv)
         return;
     mk_metrics_add_collector(srv->modules->metrics, collect_process, NULL);
     mk_metrics_add_collector(srv->modules->metrics, collect_server, srv);
+    __atomic_store_n(&mk_core_metrics_running, &srv->modules->metrics->core, __ATOMIC_RELEASE);
     mk_metrics_textfile_start(srv);
 }
 
@@ -218,6 +214,7 @@ void mk_metrics_server_stop(MkServer *srv)
     if (!srv->modules)
         return;
     mk_metrics_textfile_stop(srv);
+    __atomic_store_n(&mk_core_metrics_running, NULL, __ATOMIC_RELEASE);
     mk_metrics_remove_collector(srv->modules->metrics, collect_server, srv);
     mk_metrics_remove_collector(srv->modules->metrics, collect_process, NULL);
 }

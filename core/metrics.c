@@ -5,17 +5,18 @@
  * a restarted module gets the same series back (values keep growing). */
 #include "metrics-priv.h"
 #include "modules.h"
+#include "worker.h"
 #include <math.h>
 #include <string.h>
 
 __thread guint mk_metrics_shard_tls;
 
-/* Threads take shards in turn; two threads sharing one still count
- * right (the add is atomic), they only share a cache line. */
+/* A worker's cell is its own (one server's workers per process); pool
+ * threads and the main thread share cell 0, with locked adds. */
 guint mk_metrics_shard_assign(void)
 {
-    static guint next;
-    guint s = g_atomic_int_add(&next, 1) % MK_METRIC_SHARDS + 1;
+    MkWorker *w = mk_worker_self();
+    guint s = w && mk_worker_index(w) < MK_METRIC_SHARDS - 1 ? mk_worker_index(w) + 2 : 1;
     mk_metrics_shard_tls = s;
     return s;
 }

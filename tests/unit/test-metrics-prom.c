@@ -1,8 +1,9 @@
 /* The metrics registry and its Prometheus text rendering
  * (core/metrics*.c): escaping of help texts and label values, the shape
- * of a histogram, counting from many threads at once, and the refusal
+ * of a histogram, counting from many threads and workers at once, and the refusal
  * of names and label sets that do not fit. */
 #include "metrics-priv.h"
+#include "worker.h"
 
 static char *render(MkMetrics *m)
 {
@@ -103,7 +104,7 @@ static gpointer add_thread(gpointer data)
     return NULL;
 }
 
-/* Threads count into their own cells; the sum is exact. */
+/* Threads that are not workers share cell 0 with locked adds: exact. */
 static void test_threads(void)
 {
     MkMetrics *m = mk_metrics_new();
@@ -117,6 +118,44 @@ static void test_threads(void)
     for (guint i = 0; i < G_N_ELEMENTS(t); i++)
         g_thread_join(t[i]);
     g_assert_cmpint(mk_metric_value(job.counter), ==, (gint64)job.n * G_N_ELEMENTS(t));
+    mk_metrics_free(m);
+}
+
+static gint workers_done;
+
+static void add_job(gpointer data)
+{
+    add_thread(data);
+    g_atomic_int_inc(&workers_done);
+}
+
+/* Workers add to their own cells without a locked instruction, while
+ * other threads share cell 0 with locked adds: the sum is exact. */
+static void test_workers(void)
+{
+    MkMetrics *m = mk_metrics_new();
+    AddJob job = {
+        mk_metrics_series(
+            mk_metrics_family(m, "test_w_total", "W.", MK_METRIC_COUNTER, NULL, NULL, 0, 1), NULL),
+        300000};
+    g_autoptr(GError) error = NULL;
+    MkWorkers *ws = mk_workers_start(3, &error);
+    g_assert_no_error(error);
+    g_atomic_int_set(&workers_done, 0);
+    for (guint i = 0; i < 3; i++)
+        mk_worker_post(mk_workers_get(ws, i), add_job, &job, NULL);
+    GThread *t = g_thread_new("adder", add_thread, &job);
+    add_thread(&job);
+    g_thread_join(t);
+    while (g_atomic_int_get(&workers_done) < 3)
+        g_usleep(1000);
+    mk_workers_stop(ws);
+    g_assert_cmpint(mk_metric_value(job.counter), ==, (gint64)job.n * 5);
+    /* Three workers' cells and the shared one. */
+    guint used = 0;
+    for (guint i = 0; i < MK_METRIC_SHARDS; i++)
+        used += ((MkMetricSeries *)job.counter)->cells[i].v != 0;
+    g_assert_cmpuint(used, ==, 4);
     mk_metrics_free(m);
 }
 
@@ -205,6 +244,7 @@ int main(int argc, char **argv)
     g_test_add_func("/metrics/histogram", test_histogram);
     g_test_add_func("/metrics/gauge-scale", test_gauge_and_scale);
     g_test_add_func("/metrics/threads", test_threads);
+    g_test_add_func("/metrics/workers", test_workers);
     g_test_add_func("/metrics/refusals", test_refusals);
     g_test_add_func("/metrics/core-shape", test_core_series_shape);
     return g_test_run();
