@@ -1,9 +1,9 @@
 /* The metrics registry, core side: families of counters, gauges and
  * histograms with a fixed label set each, the core's own series, and the
  * Prometheus text rendering (docs/metrics.md). Counting takes no lock:
- * each series keeps one cell per thread shard, added to with a relaxed
- * atomic on a cache line that other threads rarely touch; a scrape sums
- * the cells. Registration and rendering take the registry's lock. */
+ * each series keeps a cell per worker, on its own cache line, plus one
+ * that other threads share; a scrape sums the cells. Registration and
+ * rendering take the registry's lock. */
 #pragma once
 
 #include "mk-core.h"
@@ -18,7 +18,7 @@ typedef enum {
 
 typedef struct MkMetricFamily MkMetricFamily;
 
-/* Cells of one series: a thread counts into cell (its shard). */
+/* Cells of one series: see mk_metric_add for who counts into which. */
 #define MK_METRIC_SHARDS 8
 typedef struct {
     gint64 v; /* atomic */
