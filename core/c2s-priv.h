@@ -83,6 +83,7 @@ struct MkC2s {
     MkSaslSession *sasl;
     struct MkPreloads *preloads; /* auth_preload's results, from SASL to bind */
     MkSession *session;          /* after bind */
+    gpointer sessions_gauge;     /* its host type's (metrics); moves with the session */
     C2sSm *sm;                   /* XEP-0198 state once enabled (moves with the session) */
 };
 

@@ -333,7 +333,8 @@ static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
     mk_xml_add_text(jel, mk_jid_string(jid), -1);
     send_iq_result(c, iq, g_steal_pointer(&reply));
     C2S_LOG(c, G_LOG_LEVEL_INFO, "session bound");
-    mk_metrics_sessions_add(mk_hosts_lookup(srv->hosts, c->domain), 1);
+    c->sessions_gauge = mk_metrics_sessions(mk_hosts_lookup(srv->hosts, c->domain));
+    mk_metric_add(c->sessions_gauge, 1);
 
     MkHookCall call = {.domain = c->domain, .session = c->session, .from = jid};
     mk_hooks_run(srv->modules, MK_HOOK_SESSION_OPENED, &call);
@@ -728,7 +729,7 @@ static void c2s_end_session(MkC2s *c)
         send_directed_unavailable(s);
     }
     mk_sm_unregister(srv->sm, s);
-    mk_metrics_sessions_add(mk_hosts_lookup(srv->hosts, c->domain), -1);
+    mk_metric_add(g_steal_pointer(&c->sessions_gauge), -1);
     /* Unacknowledged stanzas are routed again, now that the session is
      * out of the table (so that nothing comes back to it). */
     if (c->sm)

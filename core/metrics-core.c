@@ -116,12 +116,11 @@ gpointer mk_metrics_connections(const char *listener, const char *type)
                              (const char *[]){listener, type, NULL});
 }
 
-void mk_metrics_sessions_add(const char *host_type, int delta)
+gpointer mk_metrics_sessions(const char *host_type)
 {
-    if (host_type)
-        mk_metric_add(
-            mk_metrics_series(mk_core_metrics()->sessions, (const char *[]){host_type, NULL}),
-            delta);
+    return host_type
+               ? mk_metrics_series(mk_core_metrics()->sessions, (const char *[]){host_type, NULL})
+               : NULL;
 }
 
 void mk_metrics_auth(const char *mech, gboolean success)

@@ -166,8 +166,10 @@ static inline void mk_metrics_routed(MkRoutedOutcome outcome)
 }
 /* The connections gauge of listener @name (resolve once). (nullable) */
 gpointer mk_metrics_connections(const char *listener, const char *type);
-/* A session of @host_type bound (+1) or ended (-1). Takes the lock. */
-void mk_metrics_sessions_add(const char *host_type, int delta);
+/* The sessions gauge of @host_type (nullable): resolved at bind, kept
+ * for the session's end (the domain may have left the host type by
+ * then). Takes the lock. */
+gpointer mk_metrics_sessions(const char *host_type);
 /* A SASL exchange with @mech ended (NULL or unknown: "other"). */
 void mk_metrics_auth(const char *mech, gboolean success);
 /* One query on @driver took @usec; @ok FALSE when it failed. */
