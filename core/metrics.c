@@ -239,9 +239,8 @@ static MkMetricSeries *module_series(MkModule *mod, const char *name, const char
     }
     g_mutex_lock(&m->lock);
     MkMetricFamily *f = family_locked(m, full, help, type, lnames, bounds, n_bounds, 1);
-    MkMetricSeries *s = NULL;
-    if (f && legacy && (s = g_hash_table_lookup(m->legacy, legacy)) && s->fam != f)
-        s = NULL; /* another module's name maps to the same legacy name: keep the first */
+    /* A plain counter is found by its log name, which is unique. */
+    MkMetricSeries *s = f && legacy ? g_hash_table_lookup(m->legacy, legacy) : NULL;
     if (f && !s) {
         guint before = f->series->len;
         s = series_locked(f, lvalues);
