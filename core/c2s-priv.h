@@ -23,6 +23,7 @@ typedef enum {
 typedef struct {
     MkListenConfig lc; /* shallow copy; strings owned by the config kept alive */
     gnutls_certificate_credentials_t creds; /* nullable */
+    gpointer connections;                   /* the gauge of its open connections */
 } C2sListen;
 
 typedef struct {
@@ -82,6 +83,7 @@ struct MkC2s {
     MkSaslSession *sasl;
     struct MkPreloads *preloads; /* auth_preload's results, from SASL to bind */
     MkSession *session;          /* after bind */
+    gpointer sessions_gauge;     /* its host type's (metrics); moves with the session */
     C2sSm *sm;                   /* XEP-0198 state once enabled (moves with the session) */
 };
 

@@ -4,6 +4,7 @@
  * input paused; its result comes back through the worker's mailbox. The
  * others (SCRAM's final message) run on the worker. */
 #include "c2s-priv.h"
+#include "metrics.h"
 #include "listener.h"
 #include "log.h"
 #include "modules.h"
@@ -74,6 +75,7 @@ static void log_failure(MkC2s *c, const char *condition, const char *reason)
  * 6.4.5). */
 static void sasl_failure(MkC2s *c, const char *condition, const char *reason)
 {
+    mk_metrics_auth(c->sasl ? mk_sasl_session_mechanism(c->sasl) : NULL, FALSE);
     log_failure(c, condition, reason);
     g_autofree char *msg =
         g_strdup_printf("<failure xmlns='" NS_SASL "'><%s/></failure>", condition);
@@ -102,6 +104,7 @@ static void sasl_deliver(MkC2s *c, MkSaslResult *r)
             r->out_b64 ? g_strdup_printf("<success xmlns='" NS_SASL "'>%s</success>", r->out_b64)
                        : g_strdup("<success xmlns='" NS_SASL "'/>");
         c->username = g_steal_pointer(&r->username);
+        mk_metrics_auth(r->mechanism, TRUE);
         g_clear_pointer(&c->sasl, mk_sasl_session_free);
         c2s_limits_leave(c);
         c2s_write(c, msg);

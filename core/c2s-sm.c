@@ -478,6 +478,7 @@ static void resume_here(MkC2s *c, const char *previd, guint32 h)
     sm->a_wanted = FALSE;
     sm->c = c;
     c->session = s;
+    c->sessions_gauge = g_steal_pointer(&old->sessions_gauge);
     c->sm = sm;
     s->transport_data = c;
     s->last_input_us = c->last_input_us;

@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "hosts.h"
 #include "log.h"
+#include "metrics.h"
 #include "modules.h"
 #include "router.h"
 #include "preload.h"
@@ -52,6 +53,7 @@ void c2s_write_xml(MkC2s *c, MkXml *xml)
 {
     if (c->state == C2S_CLOSING)
         return;
+    mk_metrics_stanza(TRUE, mk_metrics_kind_of(mk_xml_name(xml)));
     if (G_UNLIKELY(c->sm)) {
         c2s_sm_write(c, xml); /* also while detached: queued for a resume */
         return;
@@ -331,6 +333,8 @@ static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
     mk_xml_add_text(jel, mk_jid_string(jid), -1);
     send_iq_result(c, iq, g_steal_pointer(&reply));
     C2S_LOG(c, G_LOG_LEVEL_INFO, "session bound");
+    c->sessions_gauge = mk_metrics_sessions(mk_hosts_lookup(srv->hosts, c->domain));
+    mk_metric_add(c->sessions_gauge, 1);
 
     MkHookCall call = {.domain = c->domain, .session = c->session, .from = jid};
     mk_hooks_run(srv->modules, MK_HOOK_SESSION_OPENED, &call);
@@ -489,6 +493,7 @@ static void handle_stanza(MkC2s *c, MkXml *el)
         c2s_close(c, "invalid-namespace");
         return;
     }
+    mk_metrics_stanza(FALSE, kind);
     if (to_attr) {
         to = mk_jid_new(to_attr, NULL);
         if (!to) {
@@ -590,7 +595,7 @@ static void on_element(gpointer user_data, MkXml *el)
                  c->listen->creds)
             c2s_close(c, "policy-violation");
         else if (mk_xml_is(el, "iq", NS_CLIENT) && c2s_preauth_iq_dispatch(c, el))
-            return; /* a module's pre-auth IQ (in-band registration) */
+            mk_metrics_stanza(FALSE, MK_STANZA_IQ); /* a module's (in-band registration) */
         else
             c2s_close(c, "not-authorized");
         return;
@@ -604,6 +609,8 @@ static void on_element(gpointer user_data, MkXml *el)
             mk_xml_is(el, "iq", NS_CLIENT) && g_strcmp0(mk_xml_get_attr(el, "type"), "set") == 0
                 ? mk_xml_child(el, "bind", NS_BIND)
                 : NULL;
+        if (mk_xml_is(el, "iq", NS_CLIENT))
+            mk_metrics_stanza(FALSE, MK_STANZA_IQ);
         if (bind)
             handle_bind(c, el, bind);
         else if (mk_xml_is(el, "iq", NS_CLIENT))
@@ -617,10 +624,12 @@ static void on_element(gpointer user_data, MkXml *el)
     /* The legacy session IQ (RFC 3921) is a no-op that clients still send. */
     if (mk_xml_is(el, "iq", NS_CLIENT) && mk_xml_child(el, "session", NS_SESSION) &&
         !mk_xml_get_attr(el, "to")) {
+        mk_metrics_stanza(FALSE, MK_STANZA_IQ);
         send_iq_result(c, el, NULL);
         return;
     }
     if (mk_xml_is(el, "iq", NS_CLIENT) && mk_xml_child(el, "bind", NS_BIND)) {
+        mk_metrics_stanza(FALSE, MK_STANZA_IQ);
         send_iq_error(c, el, MK_ERR_NOT_ALLOWED);
         return;
     }
@@ -683,6 +692,7 @@ static void on_tls_done(gpointer user_data, gboolean ok)
 static void on_closed(gpointer user_data)
 {
     MkC2s *c = user_data;
+    mk_metric_add(c->listen->connections, -1);
     /* A resumable XEP-0198 session outlives its connection. */
     if (c->state != C2S_CLOSING && c2s_sm_detach(c))
         return;
@@ -719,6 +729,7 @@ static void c2s_end_session(MkC2s *c)
         send_directed_unavailable(s);
     }
     mk_sm_unregister(srv->sm, s);
+    mk_metric_add(g_steal_pointer(&c->sessions_gauge), -1);
     /* Unacknowledged stanzas are routed again, now that the session is
      * out of the table (so that nothing comes back to it). */
     if (c->sm)
@@ -758,6 +769,7 @@ void mk_c2s_accept(MkWorker *w, int fd, const struct sockaddr_storage *peer,
         return;
     }
     c->conn = mk_conn_new(w, fd, peer, &conn_callbacks, c);
+    mk_metric_add(listen->connections, 1);
     if (listen->lc.tls == MK_TLS_DIRECT && listen->creds) {
         c->state = C2S_TLS;
         c->tls_started_us = c->created_us;
@@ -910,6 +922,7 @@ gboolean mk_c2s_server_add_listener(MkC2sServer *cs, const MkListenConfig *lc, G
             return FALSE;
         }
     }
+    l->connections = mk_metrics_connections(lc->name, "c2s");
     g_ptr_array_add(cs->listens, l);
     return TRUE;
 }

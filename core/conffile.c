@@ -45,6 +45,7 @@ static const char *const auth_keys[] = {
 static const char *const storage_keys[] = {
     "driver", "database", "host", "port", "user", "password", "pool_size", NULL,
 };
+static const char *const metrics_keys[] = {"textfile", "textfile_interval", NULL};
 static const char *const listen_keys[] = {
     "type",
     "address",
@@ -291,6 +292,7 @@ void mk_config_free(MkConfigData *cfg)
     g_free(cfg->db_host);
     g_free(cfg->db_user);
     g_free(cfg->db_password);
+    g_free(cfg->metrics_textfile);
     g_ptr_array_unref(cfg->listeners);
     g_ptr_array_unref(cfg->modules);
     g_free(cfg);
@@ -477,6 +479,21 @@ static gboolean load_storage(MkConfigData *cfg, GKeyFile *kf, GError **error)
     cfg->db_pool_size = (guint)pool;
     cfg->db_user = get_string(kf, g, "user", "meerkat");
     cfg->db_password = get_string(kf, g, "password", "");
+    return TRUE;
+}
+
+/* [metrics]: the Prometheus textfile (docs/metrics.md). */
+static gboolean load_metrics(MkConfigData *cfg, GKeyFile *kf, GError **error)
+{
+    const char *f = cfg->main_file, *g = "metrics";
+    if (g_key_file_has_group(kf, g) && !check_keys(f, kf, g, metrics_keys, error))
+        return FALSE;
+    g_autofree char *path = get_string(kf, g, "textfile", "");
+    gint64 interval;
+    if (!get_int(f, kf, g, "textfile_interval", 15, 1, 86400, &interval, error))
+        return FALSE;
+    cfg->metrics_textfile = *path ? resolve_path(cfg->state_dir, path) : NULL;
+    cfg->metrics_textfile_interval = (guint)interval;
     return TRUE;
 }
 
@@ -688,10 +705,10 @@ MkConfigData *mk_config_load(const char *path, GError **error)
     g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
     for (char **g = groups; *g; g++) {
         if (!g_str_equal(*g, "general") && !g_str_equal(*g, "auth") &&
-            !g_str_equal(*g, "storage") && !g_str_has_prefix(*g, "host_type.") &&
-            !g_str_has_prefix(*g, "listen.")) {
+            !g_str_equal(*g, "storage") && !g_str_equal(*g, "metrics") &&
+            !g_str_has_prefix(*g, "host_type.") && !g_str_has_prefix(*g, "listen.")) {
             cfg_error(error, MK_CONFIG_ERROR_KEY, cfg->main_file, *g, NULL,
-                      "unknown section (expected general, auth, storage, host_type.NAME, "
+                      "unknown section (expected general, auth, storage, metrics, host_type.NAME, "
                       "listen.NAME)");
             return NULL;
         }
@@ -705,6 +722,8 @@ MkConfigData *mk_config_load(const char *path, GError **error)
         if (g_str_has_prefix(*g, "host_type.") && !load_host_type(cfg, kf, *g, seen, error))
             return NULL;
     if (!load_auth(cfg, kf, seen, error) || !load_storage(cfg, kf, error))
+        return NULL;
+    if (!load_metrics(cfg, kf, error))
         return NULL;
     for (char **g = groups; *g; g++)
         if (g_str_has_prefix(*g, "listen.") && !load_listener(cfg, kf, *g, error))

@@ -140,6 +140,10 @@ struct MkConfigData {
     char *db_password;
     guint db_pool_size;
 
+    /* [metrics] */
+    char *metrics_textfile;          /* nullable: absolute path */
+    guint metrics_textfile_interval; /* seconds */
+
     GPtrArray *listeners; /* of MkListenConfig* */
     GPtrArray *modules;   /* of MkModuleConfig*, sorted by name */
 };

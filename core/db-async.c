@@ -108,6 +108,12 @@ void mk_db_async_free(MkDbAsync *async)
     g_free(async);
 }
 
+/* See db.h. Any thread. */
+guint mk_db_async_queued(MkDbAsync *async)
+{
+    return async ? mk_job_pool_queued(async->pool) : 0;
+}
+
 static DbJob *job_new(MkDb *db, gpointer user_data)
 {
     DbJob *job = g_new0(DbJob, 1);

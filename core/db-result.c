@@ -2,6 +2,7 @@
  * it returns: copied out of the driver, so a result outlives the
  * connection and may be read on any thread. */
 #include "db-priv.h"
+#include "metrics.h"
 
 /* On a storage thread, inside MkDbWork only (or with a connection from
  * mk_db_acquire). Returns: (transfer full) the rows (an empty result for
@@ -11,7 +12,10 @@ MkDbResult *mk_db_conn_queryv(MkDbConn *conn, const char *sql, const MkDbParam *
 {
     g_return_val_if_fail(conn != NULL, NULL);
     g_return_val_if_fail(sql != NULL, NULL);
-    return conn->db->be_ops->query(conn, sql, params, error);
+    gint64 start = g_get_monotonic_time();
+    MkDbResult *res = conn->db->be_ops->query(conn, sql, params, error);
+    mk_metrics_db_query(mk_db_conn_driver(conn), g_get_monotonic_time() - start, res != NULL);
+    return res;
 }
 
 /* Rows of a result. Any thread. */

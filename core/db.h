@@ -65,6 +65,8 @@ typedef struct MkDbAsync MkDbAsync;
 MkDbAsync *mk_db_async_new(MkDb *db, guint threads);
 void mk_db_async_free(MkDbAsync *async);
 MkDbAsync *mk_db_get_async(MkDb *db);
+/* Jobs waiting for a storage thread (metrics). Any thread. */
+guint mk_db_async_queued(MkDbAsync *async);
 
 /* The core's own schema (users table); passed to mk_db_migrate("core"). */
 extern const MkMigration mk_core_migrations[];

@@ -109,3 +109,12 @@ void mk_job_pool_free(MkJobPool *p)
     g_free(p->name);
     g_free(p);
 }
+
+/* See jobpool.h. Any thread. */
+guint mk_job_pool_queued(MkJobPool *p)
+{
+    g_mutex_lock(&p->lock);
+    guint n = p->jobs.length;
+    g_mutex_unlock(&p->lock);
+    return n;
+}

@@ -23,6 +23,8 @@ MkJobPool *mk_job_pool_new(const char *name, guint max_threads, MkJobPoolFunc fu
 /* Queues @job. Any thread until mk_job_pool_free begins; from then on
  * only the pool's own jobs may push (what they queue still runs). */
 void mk_job_pool_push(MkJobPool *pool, gpointer job);
+/* Jobs queued and not yet taken by a thread (metrics). Any thread. */
+guint mk_job_pool_queued(MkJobPool *pool);
 /* Runs everything queued, waits for the threads, frees the pool. Not
  * from a pool thread. NULL is allowed. */
 void mk_job_pool_free(MkJobPool *pool);

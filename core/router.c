@@ -2,6 +2,7 @@
  * section 8.5 (8.5.2: bare JID, 8.5.3: full JID). */
 #include "router.h"
 #include "hosts.h"
+#include "metrics.h"
 #include "modules.h"
 #include "server.h"
 #include "sm.h"
@@ -11,8 +12,10 @@ void mk_router_bounce(MkStanza *st, MkStanzaError cond, const char *text)
     /* mk_stanza_new_error_reply gives NULL for type="error": errors are never
      * answered with errors, which also stops bounce loops. */
     g_autoptr(MkStanza) reply = mk_stanza_new_error_reply(st, cond, text);
-    if (reply && mk_stanza_to(reply))
+    if (reply && mk_stanza_to(reply)) {
+        mk_metrics_routed(MK_ROUTED_BOUNCED);
         mk_router_route(reply, NULL);
+    }
 }
 
 /* Readers of routing state take the shard lock inside these accessors. */
@@ -60,14 +63,18 @@ static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
         mk_session_send(s, st);
         delivered++;
     }
-    if (delivered)
+    if (delivered) {
+        mk_metrics_routed(MK_ROUTED_DELIVERED);
         return;
+    }
 
     MkHookCall call = {.domain = mk_jid_domain(to),
                        .stanza = mk_stanza_ref(st),
                        .from = mk_stanza_from(st),
                        .to = to};
     MkResult r = mk_hooks_run(srv->modules, MK_HOOK_OFFLINE_MESSAGE, &call);
+    if (r == MK_HANDLED)
+        mk_metrics_routed(MK_ROUTED_OFFLINE);
     if (r == MK_ERROR && call.has_error)
         mk_router_bounce(st, call.error, call.error_text);
     else if (r == MK_PASS && !headline)
@@ -143,6 +150,7 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
     if (!mk_jid_is_bare(to)) {
         g_autoptr(MkSession) s = mk_sm_find(srv->sm, to);
         if (s) {
+            mk_metrics_routed(MK_ROUTED_DELIVERED);
             mk_session_send(s, st);
             return;
         }

@@ -512,3 +512,9 @@ void mk_sasl_step(MkSaslSession *ss, const char *in_b64, MkSaslResult *result)
         return;
     }
 }
+
+/* See sasl.h. */
+const char *mk_sasl_session_mechanism(MkSaslSession *ss)
+{
+    return ss->mech;
+}

@@ -74,3 +74,5 @@ void mk_sasl_session_set_conn(MkSaslSession *ss, MkDbConn *conn);
  * read it (PLAIN, SCRAM's first message), else NULL; for SCRAM the proof
  * may still fail. (transfer none) The thread that owns @ss. */
 const char *mk_sasl_session_account(MkSaslSession *ss);
+/* The mechanism's name. (transfer none): static. Any thread. */
+const char *mk_sasl_session_mechanism(MkSaslSession *ss);

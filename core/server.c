@@ -5,6 +5,7 @@
 #include "hosts.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "modules.h"
 #include "sasl.h"
 #include "sm.h"
@@ -131,6 +132,7 @@ MkServer *mk_server_new(MkConfigData *cfg, GError **error)
     srv->modules = mk_modules_new(srv);
     if (!mk_modules_apply(srv->modules, cfg, error))
         goto fail;
+    mk_metrics_server_start(srv); /* collectors, [metrics] textfile */
     priv->c2s = mk_c2s_server_new(srv, error);
     if (!priv->c2s)
         goto fail;
@@ -174,6 +176,7 @@ static void log_metrics(MkServer *srv)
 static gboolean on_metrics_signal(gpointer user_data)
 {
     log_metrics(user_data);
+    mk_metrics_textfile_write(user_data);
     return G_SOURCE_CONTINUE;
 }
 
@@ -231,6 +234,8 @@ void mk_server_free(MkServer *srv)
     ServerPriv *priv = (ServerPriv *)srv;
     if (!srv)
         return;
+    if (srv->modules)
+        mk_metrics_server_stop(srv);
     if (srv->listeners)
         g_ptr_array_unref(srv->listeners);
     /* SASL jobs still queued use the c2s server's SASL context: let them

@@ -53,6 +53,7 @@ struct MkWorker {
     GMutex lock;
     Job *head;
     Job *tail;
+    guint queued; /* jobs from head to tail */
 
     /* Watches removed during a batch, freed once it is done. */
     gboolean dispatching;
@@ -109,6 +110,7 @@ static void drain_mailbox(MkWorker *w)
     g_mutex_lock(&w->lock);
     Job *job = w->head;
     w->head = w->tail = NULL;
+    w->queued = 0;
     g_mutex_unlock(&w->lock);
 
     while (job) {
@@ -421,6 +423,15 @@ char *mk_worker_scratch(MkWorker *w)
     return w->scratch;
 }
 
+/* See worker.h. Any thread. */
+guint mk_worker_mailbox_length(MkWorker *w)
+{
+    g_mutex_lock(&w->lock);
+    guint n = w->queued;
+    g_mutex_unlock(&w->lock);
+    return n;
+}
+
 /* See worker.h. Any thread; @data is owned by the job from here on. */
 void mk_worker_post(MkWorker *w, MkJobFunc func, gpointer data, GDestroyNotify destroy)
 {
@@ -438,6 +449,7 @@ void mk_worker_post(MkWorker *w, MkJobFunc func, gpointer data, GDestroyNotify d
     else
         w->head = job;
     w->tail = job;
+    w->queued++;
     g_mutex_unlock(&w->lock);
 
     /* Only the post that finds the queue empty wakes the worker; the

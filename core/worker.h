@@ -45,6 +45,8 @@ MkWorker *mk_workers_get(MkWorkers *workers, guint index);
 /* The worker running the calling thread, or NULL (main thread, pools).
  * Returns: (transfer none) (nullable) */
 MkWorker *mk_worker_self(void);
+/* Jobs posted to @w and not yet taken by its drain (metrics). Any thread. */
+guint mk_worker_mailbox_length(MkWorker *w);
 /* Any thread. 0 .. count-1. */
 guint mk_worker_index(MkWorker *w);
 /* Any thread. Returns: (transfer none) */

@@ -34,6 +34,8 @@ libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libdbd-pgsql
 libsqlite3-dev
 libgsasl-dev libidn-dev libstrophe-dev postgresql sqlite3 python3 python3-slixmpp
 python3-nbxmpp clang-format"
+# tests/integration/test-metrics-prom.py: the text format's parser, promtool.
+packages="$packages python3-prometheus-client prometheus"
 # The package test's own tools; it runs (and so needs them) only as root.
 if [ "$(id -u)" -eq 0 ] && [ "${MK_SKIP_PACKAGES:-0}" != 1 ]; then
     packages="$packages debhelper dpkg-dev fakeroot lintian rpm openssl adduser man-db"

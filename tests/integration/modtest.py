@@ -114,11 +114,12 @@ class Server:
     """A private meerkatd with the given modules ({"mod_ping": {"ping_interval": 1}, ...})."""
 
     def __init__(self, modules, workers=2, auth=None, listen=None, nofile=None,
-                 module_dir=None):
+                 module_dir=None, extra_conf=""):
         """auth, listen: keys of [auth] and [listen.c2s] that replace the
         defaults below (a value None drops the key: the server's default).
         nofile: the server's RLIMIT_NOFILE. module_dir: where the modules are
-        loaded from (default: this build's modules/.libs)."""
+        loaded from (default: this build's modules/.libs). extra_conf: text
+        appended to meerkat.conf (more sections)."""
         self.dir = tempfile.mkdtemp(prefix="mk-modtest.")
         self.port = free_port()
         self.state = os.path.join(self.dir, "state")
@@ -155,6 +156,7 @@ database = meerkat.db
 %(listen)s""" % {"domain": DOMAIN, "state": self.state, "workers": workers,
                  "moddir": module_dir or os.path.join(TOP_BUILDDIR, "modules", ".libs"),
                  "auth": section(auth_keys), "listen": section(listen_keys)})
+            f.write(extra_conf)
         self.log_path = os.path.join(self.dir, "meerkatd.log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(

@@ -249,6 +249,29 @@ static void test_errors(void)
     g_assert_true(g_str_has_prefix(error->message, missing));
 }
 
+/* [metrics]: the textfile is resolved against state_dir. */
+static void test_metrics(void)
+{
+    g_autoptr(Dir) none = dir_new("[general]\n");
+    g_autoptr(MkConfigData) plain = mk_config_load(none->main, NULL);
+    g_assert_nonnull(plain);
+    g_assert_null(plain->metrics_textfile);
+    g_assert_cmpuint(plain->metrics_textfile_interval, ==, 15);
+
+    g_autoptr(Dir) d = dir_new("[general]\nstate_dir = /var/lib/mk-test\n"
+                               "[metrics]\ntextfile = m.prom\ntextfile_interval = 5\n");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(MkConfigData) cfg = mk_config_load(d->main, &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(cfg->metrics_textfile, ==, "/var/lib/mk-test/m.prom");
+    g_assert_cmpuint(cfg->metrics_textfile_interval, ==, 5);
+
+    expect_error("[metrics]\ntext_file = x\n", MK_CONFIG_ERROR_KEY, "metrics", "text_file",
+                 "unknown key");
+    expect_error("[metrics]\ntextfile_interval = 0\n", MK_CONFIG_ERROR_VALUE, "metrics",
+                 "textfile_interval", "out of range");
+}
+
 static void test_conf_d_errors(void)
 {
     g_autoptr(GError) error = NULL;
@@ -384,6 +407,7 @@ int main(int argc, char **argv)
     g_test_add_func("/config/full", test_full);
     g_test_add_func("/config/defaults", test_defaults);
     g_test_add_func("/config/errors", test_errors);
+    g_test_add_func("/config/metrics", test_metrics);
     g_test_add_func("/config/conf-d-errors", test_conf_d_errors);
     g_test_add_func("/config/module-values", test_module_values);
     g_test_add_func("/log/line", test_log_line);

@@ -5,6 +5,7 @@
  * mk_module_start_adhoc, so no .so is involved here (see test-modules). */
 #include "conffile.h"
 #include "hosts.h"
+#include "metrics.h"
 #include "modules-priv.h"
 #include "modules.h"
 #include "server.h"
@@ -577,6 +578,83 @@ static void test_timers_metrics(void)
     teardown();
 }
 
+/* The module API's gauges, histograms and labelled counters: exported
+ * as meerkat_MODULE_NAME with the host type as the first label, listed
+ * only while an instance runs, the same series again after a restart. */
+static MkGauge *gauge;
+static MkHistogram *histogram;
+static MkCounter *labelled;
+
+static gboolean kinds_start(MkModule *mod, GError **error)
+{
+    static const double bounds[] = {1, 5};
+    gauge = mk_gauge_new(mod, "queue_rows", "Rows queued.", NULL);
+    histogram = mk_histogram_new(mod, "batch_rows", "Rows per batch.", bounds, 2, NULL);
+    labelled = mk_counter_new_full(mod, "drops", "Drops by reason.",
+                                   (const char *[]){"reason", "full", NULL});
+    /* Another reason is another series of the same family; a label
+     * without a value is refused. */
+    g_assert_true(mk_counter_new_full(mod, "drops", NULL,
+                                      (const char *[]){"reason", "old", NULL}) != labelled);
+    g_assert_null(mk_counter_new_full(mod, "drops", NULL, (const char *[]){"reason", NULL}));
+    return TRUE;
+}
+
+static char *render_lines(const char *prefix)
+{
+    g_autoptr(GString) out = g_string_new(NULL);
+    mk_metrics_render(srv.modules->metrics, out);
+    g_auto(GStrv) lines = g_strsplit(out->str, "\n", -1);
+    GString *got = g_string_new(NULL);
+    for (guint i = 0; lines[i]; i++)
+        if (g_str_has_prefix(lines[i], prefix) ||
+            (g_str_has_prefix(lines[i], "# ") && strstr(lines[i], prefix)))
+            g_string_append_printf(got, "%s\n", lines[i]);
+    return g_string_free(got, FALSE);
+}
+
+static void test_metric_kinds(void)
+{
+    setup();
+    g_autoptr(GError) error = NULL;
+    MkModule *m = start_module("mod_kinds", "other", kinds_start, &error);
+    g_assert_no_error(error);
+    mk_gauge_add(gauge, 7);
+    mk_gauge_add(gauge, -2);
+    mk_histogram_observe(histogram, 3);
+    mk_counter_add(labelled, 2);
+    g_autofree char *got = render_lines("meerkat_mod_kinds_");
+    g_assert_cmpstr(got, ==,
+                    "# HELP meerkat_mod_kinds_batch_rows Rows per batch.\n"
+                    "# TYPE meerkat_mod_kinds_batch_rows histogram\n"
+                    "meerkat_mod_kinds_batch_rows_bucket{host_type=\"other\",le=\"1\"} 0\n"
+                    "meerkat_mod_kinds_batch_rows_bucket{host_type=\"other\",le=\"5\"} 1\n"
+                    "meerkat_mod_kinds_batch_rows_bucket{host_type=\"other\",le=\"+Inf\"} 1\n"
+                    "meerkat_mod_kinds_batch_rows_sum{host_type=\"other\"} 3\n"
+                    "meerkat_mod_kinds_batch_rows_count{host_type=\"other\"} 1\n"
+                    "# HELP meerkat_mod_kinds_drops_total Drops by reason.\n"
+                    "# TYPE meerkat_mod_kinds_drops_total counter\n"
+                    "meerkat_mod_kinds_drops_total{host_type=\"other\",reason=\"full\"} 2\n"
+                    "meerkat_mod_kinds_drops_total{host_type=\"other\",reason=\"old\"} 0\n"
+                    "# HELP meerkat_mod_kinds_queue_rows Rows queued.\n"
+                    "# TYPE meerkat_mod_kinds_queue_rows gauge\n"
+                    "meerkat_mod_kinds_queue_rows{host_type=\"other\"} 5\n");
+    /* Only plain counters are in the log's dump. */
+    g_autofree char *dump = mk_metrics_dump(srv.modules);
+    g_assert_cmpstr(dump, ==, "");
+
+    mk_module_stop_adhoc(m);
+    g_autofree char *stopped = render_lines("meerkat_mod_kinds_");
+    g_assert_cmpstr(stopped, ==, "");
+    MkGauge *before = gauge;
+    m = start_module("mod_kinds", "other", kinds_start, &error);
+    g_assert_no_error(error);
+    g_assert_true(gauge == before);
+    g_assert_cmpint(mk_gauge_get(gauge), ==, 5);
+    mk_module_stop_adhoc(m);
+    teardown();
+}
+
 /* ---- mk_iq_send ---- */
 
 static GPtrArray *responses; /* "NULL" or the response's type */
@@ -928,6 +1006,7 @@ int main(int argc, char **argv)
     g_test_add_func("/registry/stream", test_stream);
     g_test_add_func("/registry/timers-metrics", test_timers_metrics);
     g_test_add_func("/registry/iq-send", test_iq_send);
+    g_test_add_func("/registry/metric-kinds", test_metric_kinds);
     g_test_add_func("/registry/lifetime", test_lifetime);
     g_test_add_func("/registry/concurrent-readers", test_concurrent_readers);
     g_test_add_func("/registry/domains", test_domains);
