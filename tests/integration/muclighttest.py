@@ -5,7 +5,7 @@ import os
 import subprocess
 import time
 
-from modtest import NS_CLIENT, TOP_BUILDDIR, error_condition, online, q
+from modtest import NS_CLIENT, TOP_BUILDDIR, Client, error_condition, online, q
 
 ML = "urn:xmpp:muclight:0"
 SVC = "muclight.localhost"
@@ -15,9 +15,11 @@ NS_FWD = "urn:xmpp:forward:0"
 NS_INFO = "http://jabber.org/protocol/disco#info"
 NS_ITEMS = "http://jabber.org/protocol/disco#items"
 NS_DELAY = "urn:xmpp:delay"
+NS_SM = "urn:xmpp:sm:3"
 
 MODULES = {"mod_disco": None, "mod_roster": None, "mod_offline": None,
            "mod_mam": {"flush_interval_ms": 100},
+           "mod_stream_management": {"resume_timeout": 30},
            "mod_muc_light": {"rooms_per_user": 4, "max_roomname_length": 20}}
 
 
@@ -514,3 +516,38 @@ def test_restart(t, srv):
     t.ok(b.expect(is_body("still here")) is not None, "and it carries messages")
     a.close()
     b.close()
+
+
+def test_stream_management(t, srv):
+    """A room's copies written from the shared bytes still enter the
+    XEP-0198 queue: unacknowledged ones come again after a resumption."""
+    a_j, s_j = users(srv, "sm_a", "sm_s")
+    a = up(srv, "sm_a")
+    s = Client(srv, "sm_s")
+    s.send("<enable xmlns='%s' resume='true'/>" % NS_SM)
+    previd = s.expect(lambda e: e.tag == q(NS_SM, "enabled"), what="enabled").get("id")
+    s.presence()
+    s.expect(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("from") == s.jid,
+             what="own presence")
+    room = "smroom@" + SVC
+    create(a, room, [s_j])
+    s.expect(is_event(room, "#affiliations"))
+    say(a, room, "sm one")
+    say(a, room, "sm two")
+    got = [s.expect(is_body(b)).get("to") for b in ("sm one", "sm two")]
+    t.ok(got == [s_j, s_j], "a client with stream management gets the copies")
+    # Acknowledge its presence echo and the notice, not the two messages.
+    s.send("<a xmlns='%s' h='2'/>" % NS_SM)
+    s.drop()
+    time.sleep(0.3)
+    c = Client(srv, "sm_s", bind=False)
+    c.send("<resume xmlns='%s' previd='%s' h='2'/>" % (NS_SM, previd))
+    res = c.expect(lambda e: e.tag in (q(NS_SM, "resumed"), q(NS_SM, "failed")), what="resumed")
+    again = [c.maybe(is_body(b), 3) for b in ("sm one", "sm two")]
+    t.ok(res.tag == q(NS_SM, "resumed") and all(e is not None and e.get("to") == s_j and
+                                                e.get("from") == room + "/" + a_j
+                                                for e in again),
+         "after a resumption the unacknowledged copies come again, whole")
+    t.ok(none_more(c, is_body("sm one"), 0.3), "once")
+    a.close()
+    c.close()

@@ -26,6 +26,7 @@ def scenarios(t, srv, pg):
     t.run("rooms per user", ml.test_rooms_per_user, srv)
     t.run("messages", ml.test_messages, srv)
     t.run("disco", ml.test_disco, srv)
+    t.run("stream management", ml.test_stream_management, srv)
     t.run("restart", ml.test_restart, srv)
     t.ok(pg.sql("SELECT COUNT(*) FROM muclight_rooms") != "0", "the rooms are rows in PostgreSQL")
 

@@ -23,6 +23,7 @@ def main():
         t.run("rooms per user", ml.test_rooms_per_user, srv)
         t.run("messages", ml.test_messages, srv)
         t.run("disco", ml.test_disco, srv)
+        t.run("stream management", ml.test_stream_management, srv)
         t.run("restart", ml.test_restart, srv)
     finally:
         if t.failed:
