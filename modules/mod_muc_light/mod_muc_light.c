@@ -207,6 +207,13 @@ static void on_service_iq(MucLight *ml, MkStanza *iq, MkXml *q, gboolean get)
         ml_reply_error(iq, MK_ERR_SERVICE_UNAVAILABLE, NULL);
 }
 
+/* Hands a XEP-0313 query at the room to the archive service. */
+static gboolean archive_query(MucLight *ml, MkJid *to, MkStanza *iq)
+{
+    g_autoptr(MkJid) room = mk_jid_bare(to);
+    return mk_archive_query(ml->mod, room, iq);
+}
+
 static void on_room_iq(MucLight *ml, MkStanza *iq, MkXml *q, gboolean get)
 {
     const char *ns = mk_xml_ns(q);
@@ -249,7 +256,7 @@ static void on_room_iq(MucLight *ml, MkStanza *iq, MkXml *q, gboolean get)
         /* XEP-0313 at the room: occupants only. */
         if (!room->exists || ml_room_aff(room, mk_jid_bare_string(mk_stanza_from(iq))) == ML_NONE)
             ml_reply_error(iq, MK_ERR_ITEM_NOT_FOUND, NULL);
-        else if (!mk_archive_query(ml->mod, room->exists ? to : to, iq))
+        else if (!archive_query(ml, to, iq))
             ml_reply_error(iq, MK_ERR_SERVICE_UNAVAILABLE, NULL);
     }
 }
