@@ -297,6 +297,42 @@ static void on_stanza(MkStanza *st, gpointer user_data)
     }
 }
 
+/* ---- accounts that go ------------------------------------------------------ */
+
+typedef struct {
+    MucLight *ml;
+    char *user;
+} Removed;
+
+static void rooms_of_removed(MkDbResult *res, const GError *error, gpointer data)
+{
+    Removed *r = data;
+    for (guint i = 0; !error && i < mk_db_result_rows(res); i++) {
+        g_autoptr(MkJid) room = mk_jid_new(mk_db_result_get_string(res, i, 0), NULL);
+        if (room)
+            ml_leave(r->ml, room, r->user);
+    }
+    g_free(r->user);
+    g_free(r);
+}
+
+/* remove_user: the account leaves every room it occupied, and the
+ * others are told, as if it had left itself (its blocking list goes
+ * with the account's row). */
+static MkResult on_remove_user(MkHookCall *call, gpointer user_data)
+{
+    MucLight *ml = user_data;
+    MkJid *user = mk_hook_call_from(call);
+    if (!user)
+        return MK_PASS;
+    Removed *r = g_new0(Removed, 1);
+    r->ml = ml;
+    r->user = g_strdup(mk_jid_bare_string(user));
+    mk_db_query(ml->mod, "SELECT room FROM muclight_occupants WHERE jid = ?", rooms_of_removed, r,
+                MK_DB_STR(r->user));
+    return MK_PASS;
+}
+
 /* ---- the instance ---------------------------------------------------------- */
 
 static void ml_free(gpointer data)
@@ -331,6 +367,8 @@ static gboolean ml_start(MkModule *mod, GError **error)
     ml->queue = mk_user_queue_new(mod);
     ml->cache = mk_user_cache_new(mod, ml->queue, &room_class,
                                   (guint)mk_config_get_int(mod, "room_cache_idle"), ml);
+
+    mk_hook_add(mod, MK_HOOK_REMOVE_USER, 50, on_remove_user, ml);
 
     const char *host = mk_config_get_string(mod, "host");
     g_auto(GStrv) domains = mk_module_domains(mod);

@@ -41,7 +41,8 @@ typedef struct {
 static void op_free(gpointer data)
 {
     Op *op = data;
-    mk_stanza_unref(op->iq);
+    if (op->iq)
+        mk_stanza_unref(op->iq);
     mk_jid_unref(op->room);
     g_free(op->actor);
     g_free(op->roomname);
@@ -56,15 +57,22 @@ static void op_free(gpointer data)
     g_free(op);
 }
 
-static Op *op_new(MucLight *ml, OpKind kind, MkStanza *iq, MkJid *room)
+/* @iq (nullable): the request, answered at the end; NULL for a change
+ * the server makes itself (then @actor says whose it is). */
+static Op *op_new_full(MucLight *ml, OpKind kind, MkStanza *iq, MkJid *room, const char *actor)
 {
     Op *op = g_new0(Op, 1);
     op->ml = ml;
     op->kind = kind;
-    op->iq = mk_stanza_ref(iq);
+    op->iq = iq ? mk_stanza_ref(iq) : NULL;
     op->room = mk_jid_bare(room);
-    op->actor = g_strdup(mk_jid_bare_string(mk_stanza_from(iq)));
+    op->actor = g_strdup(actor ? actor : mk_jid_bare_string(mk_stanza_from(iq)));
     return op;
+}
+
+static Op *op_new(MucLight *ml, OpKind kind, MkStanza *iq, MkJid *room)
+{
+    return op_new_full(ml, kind, iq, room, NULL);
 }
 
 static gboolean fail(Op *op, MkStanzaError cond, const char *text)
@@ -368,7 +376,18 @@ static void archive_event(Op *op, MkXml *x, const char *id)
 
 static const char *notification_id(Op *op)
 {
-    return mk_stanza_id(op->iq);
+    return op->iq ? mk_stanza_id(op->iq) : NULL;
+}
+
+/* The answer to the request, if a client made it. */
+static void answer(Op *op, gboolean ok, MkStanzaError cond, const char *text)
+{
+    if (!op->iq)
+        return;
+    if (ok)
+        ml_reply(op->iq, NULL);
+    else
+        ml_reply_error(op->iq, cond, text);
 }
 
 static void notify_create(Op *op)
@@ -477,15 +496,15 @@ static void op_done(const GError *error, gpointer data)
     MucLight *ml = op->ml;
     if (error) {
         g_warning("mod_muc_light: room %s: %s", mk_jid_string(op->room), error->message);
-        ml_reply_error(op->iq, MK_ERR_INTERNAL_SERVER_ERROR, NULL);
+        answer(op, FALSE, MK_ERR_INTERNAL_SERVER_ERROR, NULL);
         return;
     }
     if (op->failed) {
-        ml_reply_error(op->iq, op->error, op->error_text);
+        answer(op, FALSE, op->error, op->error_text);
         return;
     }
     if (op->kind == OP_AFFS && !op->changes->len) {
-        ml_reply(op->iq, NULL);
+        answer(op, TRUE, 0, NULL);
         return;
     }
     /* The cache follows storage in write order: this runs in the room's
@@ -493,7 +512,7 @@ static void op_done(const GError *error, gpointer data)
     ml_room_prepare(op->after);
     mk_user_cache_set(ml->cache, mk_jid_string(op->room), ml_room_ref(op->after));
     if (!mk_module_is_running(ml->mod)) {
-        ml_reply(op->iq, NULL);
+        answer(op, TRUE, 0, NULL);
         return;
     }
     /* Notifications go out before the answer (the protocol asks it). */
@@ -515,7 +534,7 @@ static void op_done(const GError *error, gpointer data)
         notify_affs(op);
         break;
     }
-    ml_reply(op->iq, NULL);
+    answer(op, TRUE, 0, NULL);
 }
 
 static void push(Op *op)
@@ -602,5 +621,13 @@ void ml_affs_set(MucLight *ml, MkStanza *iq, MkXml *query, MlRoom *room)
         op_free(op);
         return;
     }
+    push(op);
+}
+
+void ml_leave(MucLight *ml, MkJid *room, const char *user)
+{
+    Op *op = op_new_full(ml, OP_AFFS, NULL, room, user);
+    op->req = g_ptr_array_new_with_free_func(ml_change_free);
+    g_ptr_array_add(op->req, ml_change_new(user, ML_NONE));
     push(op);
 }

@@ -170,6 +170,9 @@ void ml_create(MucLight *ml, MkStanza *iq, MkXml *query);
 void ml_destroy(MucLight *ml, MkStanza *iq);
 void ml_config_set(MucLight *ml, MkStanza *iq, MkXml *query, MlRoom *room);
 void ml_affs_set(MucLight *ml, MkStanza *iq, MkXml *query, MlRoom *room);
+/* @user (a bare JID) leaves @room as if it had asked: for an account
+ * that was removed. Any thread with a main context. */
+void ml_leave(MucLight *ml, MkJid *room, const char *user);
 
 /* muclight-read.c */
 void ml_config_get(MucLight *ml, MkStanza *iq, MkXml *query, MlRoom *room);

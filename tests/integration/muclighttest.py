@@ -17,7 +17,7 @@ NS_ITEMS = "http://jabber.org/protocol/disco#items"
 NS_DELAY = "urn:xmpp:delay"
 NS_SM = "urn:xmpp:sm:3"
 
-MODULES = {"mod_disco": None, "mod_roster": None, "mod_offline": None,
+MODULES = {"mod_disco": None, "mod_roster": None, "mod_offline": None, "mod_register": None,
            "mod_mam": {"flush_interval_ms": 100},
            "mod_stream_management": {"resume_timeout": 30},
            "mod_muc_light": {"rooms_per_user": 4, "max_roomname_length": 20}}
@@ -551,3 +551,19 @@ def test_stream_management(t, srv):
     t.ok(none_more(c, is_body("sm one"), 0.3), "once")
     a.close()
     c.close()
+
+
+def test_account_removed(t, srv):
+    """An account removed in-band (XEP-0077) leaves its rooms: the others
+    are told as if it had left."""
+    a_j, g_j = users(srv, "rm_a", "rm_gone")
+    a, g = up(srv, "rm_a"), up(srv, "rm_gone")
+    room = "rmroom@" + SVC
+    create(a, room, [g_j])
+    a.expect(is_event(room, "#affiliations"))
+    r = g.iq("<query xmlns='jabber:iq:register'><remove/></query>", "set")
+    x = x_of(a.expect(is_event(room, "#affiliations"), timeout=10), "#affiliations")
+    t.ok(ok(r) and affs_of(x) == [(g_j, "none")], "the removed account leaves its rooms")
+    qa = affs_get(a, room).find(q(ML + "#affiliations", "query"))
+    t.ok(affs_of(qa) == [(a_j, "owner")], "and is gone from the member list")
+    a.close()

@@ -24,6 +24,7 @@ def main():
         t.run("messages", ml.test_messages, srv)
         t.run("disco", ml.test_disco, srv)
         t.run("stream management", ml.test_stream_management, srv)
+        t.run("account removed", ml.test_account_removed, srv)
         t.run("restart", ml.test_restart, srv)
     finally:
         if t.failed:
