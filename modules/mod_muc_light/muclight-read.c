@@ -6,6 +6,7 @@
 #include <string.h>
 
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
+#define NS_RSM         "http://jabber.org/protocol/rsm"
 
 /* TRUE when the request's <version/> is the room's: the answer is then
  * empty (the client is up to date). */
@@ -226,6 +227,28 @@ void ml_blocking_set(MucLight *ml, MkStanza *iq, MkXml *query)
 
 /* ---- the user's rooms (disco#items at the service) ---------------------- */
 
+/* The page a disco#items request asks for with XEP-0059: @max items
+ * (-1: all) after the room @after (nullable). FALSE: a malformed set. */
+static gboolean rsm_of(MkStanza *iq, gint64 *max, char **after)
+{
+    MkXml *q = mk_xml_child(mk_stanza_xml(iq), "query", NS_DISCO_ITEMS);
+    MkXml *set = q ? mk_xml_child(q, "set", NS_RSM) : NULL;
+    *max = -1;
+    *after = NULL;
+    if (!set)
+        return TRUE;
+    g_autofree char *m = mk_xml_child_text(set, "max", NULL);
+    if (m) {
+        char *end = NULL;
+        gint64 v = g_ascii_strtoll(m, &end, 10);
+        if (!*m || *end || v < 0)
+            return FALSE;
+        *max = v;
+    }
+    *after = mk_xml_child_text(set, "after", NULL);
+    return TRUE;
+}
+
 static void rooms_got(MkDbResult *res, const GError *error, gpointer data)
 {
     g_autoptr(MkStanza) iq = data;
@@ -233,17 +256,47 @@ static void rooms_got(MkDbResult *res, const GError *error, gpointer data)
         ml_reply_error(iq, MK_ERR_INTERNAL_SERVER_ERROR, NULL);
         return;
     }
+    gint64 max;
+    g_autofree char *after = NULL;
+    if (!rsm_of(iq, &max, &after)) {
+        ml_reply_error(iq, MK_ERR_BAD_REQUEST, "A bad <set/>");
+        return;
+    }
     const char *service = mk_jid_domain(mk_stanza_to(iq));
     g_autoptr(MkXml) q = mk_xml_new("query", NS_DISCO_ITEMS);
+    const char *first = NULL, *last = NULL;
+    gint64 count = 0, index = 0, shown = 0;
     for (guint i = 0; i < mk_db_result_rows(res); i++) {
         const char *room = mk_db_result_get_string(res, i, 0);
         const char *at = strchr(room, '@');
         if (!at || strcmp(at + 1, service) != 0)
             continue; /* a room of another service of this host type */
+        count++;
+        if (after && strcmp(room, after) <= 0) {
+            index++;
+            continue; /* rows come sorted by room */
+        }
+        if (max >= 0 && shown >= max)
+            continue;
+        shown++;
+        first = first ? first : room;
+        last = room;
         MkXml *item = mk_xml_add_child(q, "item", NULL);
         mk_xml_set_attr(item, "jid", room);
         mk_xml_set_attr(item, "name", mk_db_result_get_string(res, i, 1));
         mk_xml_set_attr(item, "version", mk_db_result_get_string(res, i, 2));
+    }
+    if (max >= 0 || after) {
+        MkXml *set = mk_xml_add_child(q, "set", NS_RSM);
+        if (first) {
+            MkXml *f = mk_xml_add_child(set, "first", NULL);
+            g_autofree char *idx = g_strdup_printf("%" G_GINT64_FORMAT, index);
+            mk_xml_set_attr(f, "index", idx);
+            mk_xml_add_text(f, first, -1);
+            mk_xml_add_text(mk_xml_add_child(set, "last", NULL), last, -1);
+        }
+        g_autofree char *n = g_strdup_printf("%" G_GINT64_FORMAT, count);
+        mk_xml_add_text(mk_xml_add_child(set, "count", NULL), n, -1);
     }
     ml_reply(iq, g_steal_pointer(&q));
 }

@@ -483,6 +483,21 @@ def test_disco(t, srv):
              for i in r.iter(q(NS_ITEMS, "item"))]
     t.ok(items == [("dcone@" + SVC, "One", True), ("dctwo@" + SVC, "Two", True)],
          "disco#items at the service: the user's rooms with name and version")
+    rsm = "http://jabber.org/protocol/rsm"
+    r = a.iq("<query xmlns='%s'><set xmlns='%s'><max>1</max></set></query>" % (NS_ITEMS, rsm),
+             to=SVC)
+    page = [i.get("jid") for i in r.iter(q(NS_ITEMS, "item"))]
+    st = r.find("%s/%s" % (q(NS_ITEMS, "query"), q(rsm, "set")))
+    t.ok(page == ["dcone@" + SVC] and text(st, rsm, "count") == "2" and
+         text(st, rsm, "last") == "dcone@" + SVC, "disco#items pages with RSM (max 1)")
+    r = a.iq("<query xmlns='%s'><set xmlns='%s'><max>5</max><after>dcone@%s</after></set></query>"
+             % (NS_ITEMS, rsm, SVC), to=SVC)
+    page = [i.get("jid") for i in r.iter(q(NS_ITEMS, "item"))]
+    st = r.find("%s/%s" % (q(NS_ITEMS, "query"), q(rsm, "set")))
+    t.ok(page == ["dctwo@" + SVC] and st.find(q(rsm, "first")).get("index") == "1",
+         "and the next page after the last one seen")
+    t.ok(cond(a.iq("<query xmlns='%s'><set xmlns='%s'><max>x</max></set></query>" %
+                   (NS_ITEMS, rsm), to=SVC)) == "bad-request", "a bad <max/>: bad-request")
     r = a.iq("<query xmlns='%s'/>" % NS_INFO, to="dcone@" + SVC)
     t.ok([i.get("name") for i in r.iter(q(NS_INFO, "identity"))] == ["One"],
          "disco#info at a room")
