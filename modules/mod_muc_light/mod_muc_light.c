@@ -62,7 +62,13 @@ void ml_room_prepare(MlRoom *r)
 
 MlRoom *ml_room_get(MucLight *ml, MkJid *room, MkStanza *st)
 {
-    return mk_user_cache_get(ml->cache, mk_jid_bare_string(room), st);
+    const char *key = mk_jid_bare_string(room);
+    MlRoom *r = mk_user_cache_get(ml->cache, key, st);
+    /* Only rooms that exist stay in memory: names made up by whoever
+     * sends to them cost a read each, not an entry each. */
+    if (r && !r->exists && !r->failed)
+        mk_user_cache_forget(ml->cache, key);
+    return r;
 }
 
 /* ---- the room cache ----------------------------------------------------- */
