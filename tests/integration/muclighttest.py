@@ -106,6 +106,27 @@ def say(c, room, body):
            (room, c.new_id("m"), body))
 
 
+def metric(srv, name):
+    """The value SIGUSR1 makes meerkatd log for mod_muc_light.NAME (-1:
+    none within 10 s)."""
+    import re
+    import signal
+    want = re.compile(r"metric \S+\.mod_muc_light\.%s (\d+)" % name)
+
+    def found():
+        with open(srv.log_path, errors="replace") as f:
+            return want.findall(f.read())
+    before = len(found())  # earlier dumps (a server stopped before) do not count
+    srv.proc.send_signal(signal.SIGUSR1)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        now = found()
+        if len(now) > before:
+            return int(now[-1])
+        time.sleep(0.05)
+    return -1
+
+
 def none_more(c, pred, wait=0.5):
     return c.maybe(pred, wait) is None
 
@@ -364,6 +385,7 @@ def test_rooms_per_user(t, srv):
         t.ok(ok(r), "room %d of 4" % (i + 1)) if i in (0, 3) else None
     r = create(a, "lim4@" + SVC)
     t.ok(cond(r) == "not-allowed", "a fifth room over rooms_per_user: not-allowed")
+    t.ok(metric(srv, "refused_rooms_per_user") >= 1, "and counted in refused_rooms_per_user")
     for i in range(4):
         create(a, "limb%d@%s" % (i, SVC), [b_j]) if i == 0 else None
     a.close()
