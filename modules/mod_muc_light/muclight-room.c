@@ -204,8 +204,10 @@ MlVerdict ml_apply_changes(const MlRoom *before, const char *actor, GPtrArray *r
         ml_room_set_aff(r, old_owner, ML_MEMBER);
         g_ptr_array_add(out, ml_change_new(old_owner, ML_MEMBER));
     }
-    /* The owner left without naming a successor. */
-    if (old_owner && !ml_room_owner(r) && rules->promote_on_owner_leave && r->users->len) {
+    /* The owner left without naming a successor (an owner who only
+     * stepped down to member chose to leave the room without one). */
+    if (old_owner && !ml_room_owner(r) && ml_room_aff(r, old_owner) == ML_NONE &&
+        rules->promote_on_owner_leave && r->users->len) {
         MlUser *first = g_ptr_array_index(r->users, 0);
         first->aff = ML_OWNER;
         g_ptr_array_add(out, ml_change_new(first->jid, ML_OWNER));

@@ -99,6 +99,14 @@ static void test_owner_leaves(void)
     g_assert_cmpuint(changes->len, ==, 2);
     ml_room_unref(after);
     g_ptr_array_unref(changes);
+    /* Stepping down to member is not leaving: nobody is promoted, and
+     * the owner is not named twice. */
+    g_autoptr(GPtrArray) down = req("crone@x", ML_MEMBER, NULL);
+    g_assert_cmpint(ml_apply_changes(r, "crone@x", down, &strict, &after, &changes), ==, ML_OK);
+    g_assert_null(ml_room_owner(after));
+    g_assert_cmpuint(changes->len, ==, 1);
+    ml_room_unref(after);
+    g_ptr_array_unref(changes);
     const MlRules keep = {FALSE, FALSE};
     g_assert_cmpint(ml_apply_changes(r, "crone@x", leave, &keep, &after, &changes), ==, ML_OK);
     g_assert_null(ml_room_owner(after));
