@@ -137,6 +137,10 @@ stop_server
 start_meerkat plain muc_light
 run meerkat muclight $P -s muclight --rooms "$ML_ROOMS" --room-size "$ML_SIZE" --msg-rate "$ML_RATE" -D "$DURATION" -j 2 -r "$RATE" --settle 5
 stop_server
+# The same with the rooms archived (one mod_mam row per message).
+start_meerkat plain "muc_light mam"
+run meerkat muclight-mam $P -s muclight --rooms "$ML_ROOMS" --room-size "$ML_SIZE" --msg-rate "$ML_RATE" -D "$DURATION" -j 2 -r "$RATE" --settle 5
+stop_server
 
 # mod_mam: the same chat with every message archived twice (both sides),
 # then queries of the last 50 messages on a large archive, with and
