@@ -282,22 +282,23 @@ static void detached_overflow(MkC2s *c, C2sSm *sm)
 
 void c2s_sm_write(MkC2s *c, MkXml *el)
 {
-    C2sSm *sm = c->sm;
-    if (!mk_ack_queue_is_stanza(el)) {
-        if (c->conn) {
-            GString *out = g_string_sized_new(256);
-            mk_xml_write(el, NS_CLIENT, out);
-            mk_conn_write(c->conn, out->str, out->len);
-            g_string_free(out, TRUE);
-        }
-        return;
-    }
     GString *out = g_string_sized_new(256);
     mk_xml_write(el, NS_CLIENT, out);
+    c2s_sm_write_serialised(c, el, out);
+    g_string_free(out, TRUE);
+}
+
+void c2s_sm_write_serialised(MkC2s *c, MkXml *el, const GString *out)
+{
+    C2sSm *sm = c->sm;
+    if (!mk_ack_queue_is_stanza(el)) {
+        if (c->conn)
+            mk_conn_write(c->conn, out->str, out->len);
+        return;
+    }
     mk_ack_queue_sent(&sm->q, el, out->len, g_get_real_time());
     if (!c->conn) {
         /* Detached: queued for a resume, within a byte budget. */
-        g_string_free(out, TRUE);
         if (sm->q.bytes > sm->cfg.max_detached_bytes)
             detached_overflow(c, sm);
         return;
@@ -306,7 +307,6 @@ void c2s_sm_write(MkC2s *c, MkXml *el)
      * connection's gathered flush and goes out in the same send(). */
     ask_soon(c, sm);
     mk_conn_write(c->conn, out->str, out->len);
-    g_string_free(out, TRUE);
 
     /* A client that never acknowledges would make us hold everything
      * forever; but a burst of ours (offline messages, a busy chat) is

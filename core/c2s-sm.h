@@ -16,6 +16,9 @@ void c2s_sm_received(MkC2s *c, MkXml *el);
 /* Writes @el to the client, counting and queuing it when it is a stanza
  * (also while detached: queued for a resume). */
 void c2s_sm_write(MkC2s *c, MkXml *el);
+/* The same with @el already serialised into @out (a fan-out copy's
+ * shared bytes, fanout.h). */
+void c2s_sm_write_serialised(MkC2s *c, MkXml *el, const GString *out);
 /* @st (just read from the client, not routed yet) is the stream's
  * current stanza: a module may hold its acknowledgement (ackgate.h). */
 void c2s_sm_tag(MkC2s *c, MkStanza *st);

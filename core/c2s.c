@@ -6,6 +6,7 @@
  * IQs before authentication in c2s-preauth.c, XEP-0198 in c2s-sm.c. */
 #include "c2s.h"
 #include "c2s-priv.h"
+#include "fanout.h"
 #include "c2s-sm.h"
 #include "conn.h"
 #include "hosts.h"
@@ -826,7 +827,22 @@ static void c2s_free(MkC2s *c)
 
 static void transport_deliver(MkSession *s, MkStanza *st)
 {
-    c2s_write_xml(s->transport_data, mk_stanza_xml(st));
+    MkC2s *c = s->transport_data;
+    MkWire *wire = mk_stanza_wire(st);
+    if (!wire) {
+        c2s_write_xml(c, mk_stanza_xml(st));
+        return;
+    }
+    /* A fan-out copy: the shared bytes with this copy's 'to'. */
+    if (c->state == C2S_CLOSING || (!c->sm && !c->conn))
+        return;
+    GString *out = g_string_sized_new(mk_wire_len(wire) + 128);
+    mk_wire_write(wire, mk_stanza_to(st), out);
+    if (G_UNLIKELY(c->sm))
+        c2s_sm_write_serialised(c, mk_stanza_xml(st), out);
+    else
+        mk_conn_write(c->conn, out->str, out->len);
+    g_string_free(out, TRUE);
 }
 
 static void transport_close(MkSession *s, const char *stream_error)

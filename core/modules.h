@@ -72,6 +72,8 @@ gboolean mk_iq_take_response(MkModules *mods, MkStanza *response);
 
 /* The module route claiming @domain, if any: calls it and returns TRUE. */
 gboolean mk_routes_dispatch(MkModules *mods, const char *domain, MkStanza *stanza);
+/* TRUE when a module routes @domain (a room service). Any thread. */
+gboolean mk_routes_has(MkModules *mods, const char *domain);
 
 /* Stream features the modules of @domain's host type add at @stage,
  * concatenated XML. (transfer none) (nullable) Any thread; valid until the

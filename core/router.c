@@ -42,9 +42,18 @@ static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
 
     if (g_strcmp0(type, "error") == 0)
         return;
+    /* Groupchat to a bare JID bounces (RFC 6121 8.5.2.1.1), unless a room
+     * service of ours sends it (MUC Light, mk-fanout.h): then it is for
+     * every resource, and offline storage when none is there. */
+    gboolean from_room = FALSE;
     if (g_strcmp0(type, "groupchat") == 0) {
-        mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
-        return;
+        MkJid *from = mk_stanza_from(st);
+        from_room = from && mk_routes_has(srv->modules, mk_jid_domain(from));
+        if (!from_room) {
+            mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+            return;
+        }
+        headline = TRUE;
     }
     /* Only available resources with non-negative priority take messages
      * sent to the bare JID; normal and chat go to the highest of them
@@ -79,6 +88,8 @@ static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
         mk_router_bounce(st, call.error, call.error_text);
     else if (r == MK_PASS && !headline)
         mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+    /* A room's copy nobody stored is dropped: the room's archive has it,
+     * and an error per offline occupant would only flood the room. */
     mk_hook_call_clear(&call);
 }
 

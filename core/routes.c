@@ -85,3 +85,9 @@ gboolean mk_routes_dispatch(MkModules *mods, const char *domain, MkStanza *stanz
     e->func(stanza, e->user_data);
     return TRUE;
 }
+
+/* See modules.h. Any thread. */
+gboolean mk_routes_has(MkModules *mods, const char *domain)
+{
+    return mods && domain && g_hash_table_contains(mk_modules_snapshot(mods)->routes, domain);
+}

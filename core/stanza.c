@@ -2,6 +2,7 @@
  * threads by reference. */
 #include "xmlstream.h"
 #include "ackgate.h"
+#include "fanout.h"
 
 #include <string.h>
 
@@ -17,6 +18,8 @@ struct MkStanza {
      * NULL unless read from a client with stream management. */
     MkAckGate *gate;
     guint32 gate_h;
+    /* A fan-out copy's shared serialisation (fanout.h); NULL otherwise. */
+    MkWire *wire;
 };
 
 static MkStanzaKind kind_of(const MkXml *xml)
@@ -47,6 +50,7 @@ static MkStanza *wrap(MkXml *xml, MkJid *from, MkJid *to)
     st->kind = kind_of(xml);
     st->gate = NULL;
     st->gate_h = 0;
+    st->wire = NULL;
     return st;
 }
 
@@ -110,6 +114,7 @@ void mk_stanza_unref(MkStanza *st)
     mk_jid_unref(st->from);
     mk_jid_unref(st->to);
     mk_ack_gate_unref(st->gate);
+    mk_wire_unref(st->wire);
     g_free(st);
 }
 
@@ -120,6 +125,18 @@ void mk_stanza_set_ack_gate(MkStanza *st, MkAckGate *gate, guint32 h)
         mk_ack_gate_unref(st->gate);
     st->gate = gate ? mk_ack_gate_ref(gate) : NULL;
     st->gate_h = h;
+}
+
+/* See fanout.h. */
+void mk_stanza_set_wire(MkStanza *st, MkWire *w)
+{
+    g_return_if_fail(st->wire == NULL);
+    st->wire = w ? mk_wire_ref(w) : NULL;
+}
+
+MkWire *mk_stanza_wire(const MkStanza *st)
+{
+    return st->wire;
 }
 
 /* Public module API (mk-stanza.h). (transfer full) (nullable) Any

@@ -496,6 +496,12 @@ static void append_escaped(GString *out, const char *s, gsize len, gboolean attr
         put_len(out, run, end - run);
 }
 
+/* See xmlstream.h. Any thread. */
+void mk_xml_append_attr_value(GString *out, const char *value)
+{
+    append_escaped(out, value, strlen(value), TRUE);
+}
+
 /* Appends the serialisation of @el to @out. A namespace is declared
  * (xmlns='...') where it differs from @parent_ns (NULL: always). An
  * attribute named "xmlns" is never written: the namespace field rules.

@@ -112,6 +112,10 @@ typedef struct {
     gsize value_len;
 } MkXmlAttrSpec;
 
+/* Appends @value escaped for an attribute in single quotes, as
+ * mk_xml_write writes attribute values (the fan-out's per-copy 'to'). */
+void mk_xml_append_attr_value(GString *out, const char *value);
+
 /* Replaces all attributes of @el (one allocation). @decode turns libxml2's
  * "&#38;" back into '&' (parser use only). */
 void mk_xml_set_attrs(MkXml *el, const MkXmlAttrSpec *specs, guint n, gboolean decode);

@@ -43,7 +43,7 @@ static MkResult on_offline_message(MkHookCall *call, gpointer user_data)
 
     MkXml *xml = mk_stanza_xml(st);
     gboolean no_store = mk_xml_child(xml, "no-store", NS_HINTS) != NULL;
-    switch (offline_classify(mk_stanza_type(st), no_store, has_content(xml))) {
+    switch (offline_classify(mk_stanza_type(st), no_store, has_content(xml), o->store_groupchat)) {
     case OFFLINE_PASS:
         return MK_PASS;
     case OFFLINE_DROP:
@@ -92,6 +92,7 @@ static gboolean offline_start(MkModule *mod, GError **error)
     o->limits.sender_bytes = mk_config_get_int(mod, "max_sender_bytes");
     o->retries = (guint)mk_config_get_int(mod, "store_retries");
     o->retry_ms = (guint)mk_config_get_int(mod, "store_retry_ms");
+    o->store_groupchat = mk_config_get_bool(mod, "store_groupchat");
     o->stored = mk_counter_new(mod, "stored");
     o->delivered = mk_counter_new(mod, "delivered");
     o->bounced = mk_counter_new(mod, "bounced");
@@ -120,6 +121,8 @@ static const MkConfigKey offline_keys[] = {
      "retries of a failed store before the sender gets resource-constraint"},
     {"store_retry_ms", MK_CONFIG_INT, "250", 10, 60000,
      "wait before the first retry, doubled for each next one (at most 30 s)"},
+    {"store_groupchat", MK_CONFIG_BOOL, "true", 0, 0,
+     "keep a room's groupchat messages (MUC Light) for members who are offline"},
     MK_CONFIG_KEYS_END,
 };
 

@@ -3,11 +3,16 @@
 #define OFFLINE_PURE
 #include "offline.h"
 
-OfflineAction offline_classify(const char *type, gboolean no_store, gboolean has_content)
+OfflineAction offline_classify(const char *type, gboolean no_store, gboolean has_content,
+                               gboolean groupchat)
 {
-    /* XEP-0160 section 3: normal and chat are stored; groupchat, headline
-     * and error never are (the router bounces groupchat and drops errors
-     * before asking us, and drops headlines when we pass). */
+    /* XEP-0160 section 3: normal and chat are stored; headline and error
+     * never are (the router drops errors before asking us, and drops
+     * headlines when we pass). Groupchat reaches us only from a room
+     * service of ours (MUC Light sends it to members' bare JIDs; the
+     * router bounces anyone else's): kept when @groupchat says so. */
+    if (groupchat && g_strcmp0(type, "groupchat") == 0)
+        type = NULL;
     if (type && !g_str_equal(type, "normal") && !g_str_equal(type, "chat"))
         return OFFLINE_PASS;
     /* XEP-0334: the sender asked us not to keep it; then the recipient is

@@ -31,8 +31,10 @@ typedef enum {
 /* What to do with a message of @type (NULL = normal) that found no
  * resource. @no_store: it carries the XEP-0334 <no-store/> hint;
  * @has_content: it has anything but chat states (XEP-0085 says a server
- * should not store standalone chat state notifications). */
-OfflineAction offline_classify(const char *type, gboolean no_store, gboolean has_content);
+ * should not store standalone chat state notifications); @groupchat: a
+ * room's groupchat message is stored (store_groupchat). */
+OfflineAction offline_classify(const char *type, gboolean no_store, gboolean has_content,
+                               gboolean groupchat);
 
 typedef enum {
     OFFLINE_RETRY,
@@ -71,6 +73,7 @@ typedef struct {
     OfflineLimits limits;
     guint retries;
     guint retry_ms;
+    gboolean store_groupchat;
     MkCounter *stored;
     MkCounter *delivered;
     MkCounter *bounced;

@@ -6,16 +6,18 @@
 
 static void test_classify(void)
 {
-    g_assert_cmpint(offline_classify(NULL, FALSE, TRUE), ==, OFFLINE_STORE);
-    g_assert_cmpint(offline_classify("normal", FALSE, TRUE), ==, OFFLINE_STORE);
-    g_assert_cmpint(offline_classify("chat", FALSE, TRUE), ==, OFFLINE_STORE);
-    g_assert_cmpint(offline_classify("groupchat", FALSE, TRUE), ==, OFFLINE_PASS);
-    g_assert_cmpint(offline_classify("headline", FALSE, TRUE), ==, OFFLINE_PASS);
-    g_assert_cmpint(offline_classify("error", FALSE, TRUE), ==, OFFLINE_PASS);
-    g_assert_cmpint(offline_classify("bogus", FALSE, TRUE), ==, OFFLINE_PASS);
-    g_assert_cmpint(offline_classify("chat", TRUE, TRUE), ==, OFFLINE_PASS);
-    g_assert_cmpint(offline_classify(NULL, TRUE, FALSE), ==, OFFLINE_PASS);
-    g_assert_cmpint(offline_classify("chat", FALSE, FALSE), ==, OFFLINE_DROP);
+    g_assert_cmpint(offline_classify(NULL, FALSE, TRUE, FALSE), ==, OFFLINE_STORE);
+    g_assert_cmpint(offline_classify("normal", FALSE, TRUE, FALSE), ==, OFFLINE_STORE);
+    g_assert_cmpint(offline_classify("chat", FALSE, TRUE, FALSE), ==, OFFLINE_STORE);
+    g_assert_cmpint(offline_classify("groupchat", FALSE, TRUE, FALSE), ==, OFFLINE_PASS);
+    g_assert_cmpint(offline_classify("groupchat", FALSE, TRUE, TRUE), ==, OFFLINE_STORE);
+    g_assert_cmpint(offline_classify("headline", FALSE, TRUE, TRUE), ==, OFFLINE_PASS);
+    g_assert_cmpint(offline_classify("headline", FALSE, TRUE, FALSE), ==, OFFLINE_PASS);
+    g_assert_cmpint(offline_classify("error", FALSE, TRUE, FALSE), ==, OFFLINE_PASS);
+    g_assert_cmpint(offline_classify("bogus", FALSE, TRUE, FALSE), ==, OFFLINE_PASS);
+    g_assert_cmpint(offline_classify("chat", TRUE, TRUE, FALSE), ==, OFFLINE_PASS);
+    g_assert_cmpint(offline_classify(NULL, TRUE, FALSE, FALSE), ==, OFFLINE_PASS);
+    g_assert_cmpint(offline_classify("chat", FALSE, FALSE, FALSE), ==, OFFLINE_DROP);
 }
 
 static void test_retry(void)

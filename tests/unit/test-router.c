@@ -2,6 +2,7 @@
  * table, host table and worker mailboxes; sessions use a transport that
  * records what would be written to each client. */
 #include "conffile.h"
+#include "fanout.h"
 #include "hosts.h"
 #include "modules-priv.h"
 #include "modules.h"
@@ -26,6 +27,14 @@ static void rec_deliver(MkSession *s, MkStanza *st)
 {
     g_autofree char *xml = mk_xml_to_string(mk_stanza_xml(st), "jabber:client");
     g_async_queue_push(fx->got, g_strdup_printf("%s|%s", mk_jid_string(s->jid), xml));
+    /* A fan-out copy: also what a client stream would write (c2s.c). */
+    MkWire *wire = mk_stanza_wire(st);
+    if (wire) {
+        GString *out = g_string_new(NULL);
+        mk_wire_write(wire, mk_stanza_to(st), out);
+        g_async_queue_push(fx->got, g_strdup_printf("WIRE %s|%s", mk_jid_string(s->jid), out->str));
+        g_string_free(out, TRUE);
+    }
 }
 
 static void rec_close(MkSession *s, const char *err)
@@ -345,6 +354,61 @@ static void test_session_shared(void)
     teardown();
 }
 
+/* mk_fanout_send: one serialisation shared by every copy; each copy's
+ * bytes carry its own 'to' (escaped) and the same payload, and parse to
+ * what the copy's own XML says. */
+static void test_fanout_shared_bytes(void)
+{
+    setup();
+    add_session("romeo@localhost/it's & me", TRUE, 0);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(MkXml) el = mk_xml_parse(
+        "<message xmlns='jabber:client' type='groupchat' id='g1' to='ignored@localhost'>"
+        "<body>a &amp; b &lt; c</body><x xmlns='urn:example'><y k='v'/></x></message>",
+        -1, &error);
+    g_assert_no_error(error);
+    g_autoptr(MkJid) from = mk_jid_new("room@rooms.localhost/romeo@localhost", NULL);
+    g_autoptr(MkStanza) st = mk_stanza_new_addressed(el, from, NULL);
+    const char *to[] = {"juliet@localhost/a", "juliet@localhost/c", "romeo@localhost/r",
+                        "romeo@localhost/it's & me"};
+    MkJid *jids[G_N_ELEMENTS(to)];
+    for (guint i = 0; i < G_N_ELEMENTS(to); i++)
+        jids[i] = mk_jid_new(to[i], NULL);
+    mk_fanout_send(st, jids, G_N_ELEMENTS(to));
+    for (guint i = 0; i < G_N_ELEMENTS(to); i++)
+        mk_jid_unref(jids[i]);
+    g_autoptr(GPtrArray) got = drain();
+    g_autofree char *payload = NULL;
+    guint wires = 0;
+    for (guint i = 0; i < got->len; i++) {
+        const char *item = got->pdata[i];
+        if (!g_str_has_prefix(item, "WIRE "))
+            continue;
+        wires++;
+        const char *bar = strchr(item, '|');
+        g_autofree char *who = g_strndup(item + 5, bar - item - 5);
+        g_autoptr(MkXml) parsed = mk_xml_parse(bar + 1, -1, &error);
+        g_assert_no_error(error);
+        g_assert_cmpstr(mk_xml_get_attr(parsed, "to"), ==, who);
+        g_assert_cmpstr(mk_xml_get_attr(parsed, "from"), ==, mk_jid_string(from));
+        g_assert_cmpstr(mk_xml_get_attr(parsed, "type"), ==, "groupchat");
+        g_assert_cmpstr(mk_xml_get_attr(parsed, "id"), ==, "g1");
+        g_assert_cmpuint(mk_xml_attr_count(parsed), ==, 4);
+        /* The payload, as bytes: identical in every copy. */
+        const char *start = strchr(bar + 1, '>');
+        if (!payload)
+            payload = g_strdup(start);
+        g_assert_cmpstr(start, ==, payload);
+        g_autofree char *body = mk_xml_child_text(parsed, "body", NULL);
+        g_assert_cmpstr(body, ==, "a & b < c");
+        g_assert_nonnull(mk_xml_child(mk_xml_child(parsed, "x", "urn:example"), "y", NULL));
+    }
+    g_assert_cmpuint(wires, ==, G_N_ELEMENTS(to));
+    for (guint i = 0; i < G_N_ELEMENTS(to); i++)
+        g_assert_cmpuint(count_for(got, to[i]), ==, 1);
+    teardown();
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -358,6 +422,7 @@ int main(int argc, char **argv)
     g_test_add_func("/router/presence/bare", test_presence_to_bare_reaches_available);
     g_test_add_func("/router/remote-domain", test_remote_domain_bounces);
     g_test_add_func("/router/session-bound", test_session_bound);
+    g_test_add_func("/router/fanout/shared-bytes", test_fanout_shared_bytes);
     g_test_add_func("/router/session-shared", test_session_shared);
     return g_test_run();
 }

@@ -18,6 +18,9 @@
 #   BENCH_MAM_USERS=1000  archives of the mam-query scenario ...
 #   BENCH_MAM_EACH=1000   ... of this many messages each (1,000,000 rows)
 #   BENCH_MAM_CLIENTS=20  users querying, one query in flight each
+#   BENCH_ML_ROOMS=10     MUC Light rooms ...
+#   BENCH_ML_SIZE=100     ... of this many occupants ...
+#   BENCH_ML_RATE=3000    ... sent groupchat messages per second (all rooms)
 #   BENCH_OUT=FILE        also keep the JSON lines here
 # Quick run: make bench BENCH_SESSIONS=1000 BENCH_PAIRS=100 BENCH_DURATION=3
 set -eu
@@ -38,6 +41,9 @@ MAM_EACH=${BENCH_MAM_EACH:-1000}
 MAM_CLIENTS=${BENCH_MAM_CLIENTS:-20}
 ROSTER=${BENCH_ROSTER:-10}
 RATE=${BENCH_RATE:-1000}
+ML_ROOMS=${BENCH_ML_ROOMS:-10}
+ML_SIZE=${BENCH_ML_SIZE:-100}
+ML_RATE=${BENCH_ML_RATE:-3000}
 PORT=${BENCH_PORT:-25400}
 RELAY_PORT=$((PORT + 1))
 BENCH="$B/tools/bench/meerkat-bench"
@@ -53,7 +59,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 USERS=$SESSIONS
-for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE $MAM_USERS; do
+for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE $MAM_USERS $((ML_ROOMS * ML_SIZE)); do
     [ "$n" -gt "$USERS" ] && USERS=$n
 done
 
@@ -122,6 +128,18 @@ run meerkat chat-1 $P -s chat -P 1 -w 1 -D 3 --settle 0.5
 stop_server
 start_meerkat plain
 run meerkat presence $P -s presence -n "$PRESENCE" -R "$ROSTER" -r "$RATE" --toggles "${BENCH_TOGGLES:-500}" -D "$DURATION" --settle 5
+stop_server
+
+# mod_muc_light: rooms of ML_SIZE occupants, groupchat at ML_RATE; every
+# copy an occupant receives counts (delivered messages per server
+# CPU-second against chat's; docs/benchmarks.md). The rooms are made at
+# login, before the measured window.
+start_meerkat plain muc_light
+run meerkat muclight $P -s muclight --rooms "$ML_ROOMS" --room-size "$ML_SIZE" --msg-rate "$ML_RATE" -D "$DURATION" -j 2 -r "$RATE" --settle 5
+stop_server
+# The same with the rooms archived (one mod_mam row per message).
+start_meerkat plain "muc_light mam"
+run meerkat muclight-mam $P -s muclight --rooms "$ML_ROOMS" --room-size "$ML_SIZE" --msg-rate "$ML_RATE" -D "$DURATION" -j 2 -r "$RATE" --settle 5
 stop_server
 
 # mod_mam: the same chat with every message archived twice (both sides),

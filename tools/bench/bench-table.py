@@ -42,6 +42,12 @@ ROWS = [
     ("MAM queries with 'with' per server CPU-s", "mam-query-with", "queries_per_cpu_s", 1, True),
     ("MAM query latency p50, ms ('with')", "mam-query-with", "latency_us.p50", 0.001, False),
     ("MAM query latency p99, ms ('with')", "mam-query-with", "latency_us.p99", 0.001, False),
+    ("MUC Light copies delivered per server CPU-s (rooms of 100)", "muclight",
+     "messages_per_cpu_s", 1, True),
+    ("MUC Light copies per server CPU-s, rooms archived", "muclight-mam",
+     "messages_per_cpu_s", 1, True),
+    ("MUC Light latency p50, ms", "muclight", "latency_us.p50", 0.001, False),
+    ("MUC Light latency p99, ms", "muclight", "latency_us.p99", 0.001, False),
     ("failed logins (all tests)", "*", "failed", 1, False),
 ]
 

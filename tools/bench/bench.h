@@ -13,6 +13,7 @@ typedef enum {
     SCEN_PRESENCE,
     SCEN_REGISTER, /* in-band registration, then close (register.c) */
     SCEN_MAM,      /* archive queries (XEP-0313), one in flight per user */
+    SCEN_MUCLIGHT, /* MUC Light rooms, groupchat at a rate (muclight.c) */
 } Scenario;
 
 /* Everything the command line sets; read-only after parsing. */
@@ -45,6 +46,9 @@ typedef struct {
     int body_size;
     int page;          /* mam: results per query */
     gboolean mam_with; /* mam: filter on the pair partner (PREFIX<n xor 1>) */
+    int rooms;         /* muclight: rooms */
+    int room_size;     /* muclight: occupants per room */
+    double msg_rate;   /* muclight: groupchat messages per second, all processes */
 } BenchOpts;
 
 /* Latency histogram in microseconds, ~1.5% resolution (HDR-like: 64
@@ -102,3 +106,14 @@ typedef struct {
 ProcSample proc_sample(const char *pids);
 
 guint64 now_us(void);
+
+/* The muclight scenario (muclight.c): rooms of --room-size consecutive
+ * users, PREFIX<first + k * size> creates room k at login; then messages
+ * go to the rooms round-robin at --msg-rate, and every copy an occupant
+ * receives counts. */
+gboolean muclight_is_creator(const BenchOpts *o, int user);
+/* The creation request of @user's room (transfer full). */
+char *muclight_create(const BenchOpts *o, int user);
+/* A groupchat message from @user to its room, stamped @now_us and padded
+ * with @pad (transfer full). */
+char *muclight_message(const BenchOpts *o, int user, guint64 now_us, const char *pad);

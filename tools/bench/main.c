@@ -128,11 +128,14 @@ int main(int argc, char **argv)
         .src_addrs = 4,
         .body_size = 0,
         .page = 50,
+        .rooms = 10,
+        .room_size = 100,
+        .msg_rate = 100,
     };
     g_autofree char *scenario = NULL;
     GOptionEntry entries[] = {
         {"scenario", 's', 0, G_OPTION_ARG_STRING, &scenario,
-         "login | chat | presence | register | mam", "NAME"},
+         "login | chat | presence | register | mam | muclight", "NAME"},
         {"host", 0, 0, G_OPTION_ARG_STRING, &o.host, "server address (IPv4)", "ADDR"},
         {"port", 'p', 0, G_OPTION_ARG_INT, &o.port, "server port", "PORT"},
         {"domain", 'd', 0, G_OPTION_ARG_STRING, &o.domain, "XMPP domain", "DOMAIN"},
@@ -156,6 +159,10 @@ int main(int argc, char **argv)
         {"page", 0, 0, G_OPTION_ARG_INT, &o.page, "results per archive query (mam)", "N"},
         {"mam-with", 0, 0, G_OPTION_ARG_NONE, &o.mam_with,
          "archive queries filter on the user's pair partner (mam)", NULL},
+        {"rooms", 0, 0, G_OPTION_ARG_INT, &o.rooms, "MUC Light rooms (muclight)", "N"},
+        {"room-size", 0, 0, G_OPTION_ARG_INT, &o.room_size, "occupants per room (muclight)", "N"},
+        {"msg-rate", 0, 0, G_OPTION_ARG_DOUBLE, &o.msg_rate,
+         "muclight: groupchat messages per second, all processes (default 100)", "N"},
         {"duration", 'D', 0, G_OPTION_ARG_DOUBLE, &o.duration, "measured seconds", "S"},
         {"settle", 0, 0, G_OPTION_ARG_DOUBLE, &o.settle, "seconds before reading RSS", "S"},
         {"hold", 0, 0, G_OPTION_ARG_DOUBLE, &o.hold, "seconds to stay connected at the end", "S"},
@@ -195,6 +202,8 @@ int main(int argc, char **argv)
         o.scenario = SCEN_PRESENCE;
     else if (g_str_equal(scenario, "register"))
         o.scenario = SCEN_REGISTER;
+    else if (g_str_equal(scenario, "muclight") && o.room_size > 0)
+        o.scenario = SCEN_MUCLIGHT;
     else {
         g_printerr("meerkat-bench: unknown scenario %s\n", scenario);
         return 2;
@@ -206,6 +215,8 @@ int main(int argc, char **argv)
     int total = o.scenario == SCEN_CHAT ? 2 * o.pairs : o.users;
     if (o.scenario == SCEN_PRESENCE) /* whole groups */
         total = total / (o.roster + 1) * (o.roster + 1);
+    if (o.scenario == SCEN_MUCLIGHT)
+        total = o.rooms * o.room_size;
     if (total <= 0) {
         g_printerr("meerkat-bench: nothing to do\n");
         return 2;
@@ -219,7 +230,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     /* Shares: multiples of 2 (chat pairs) or of a roster group. */
-    int unit = o.scenario == SCEN_CHAT ? 2 : o.scenario == SCEN_PRESENCE ? o.roster + 1 : 1;
+    int unit = o.scenario == SCEN_CHAT       ? 2
+               : o.scenario == SCEN_PRESENCE ? o.roster + 1
+               : o.scenario == SCEN_MUCLIGHT ? o.room_size
+                                             : 1;
     int units = total / unit;
     Child *ch = g_new0(Child, o.procs);
     ProcSample s0 = proc_sample(o.server_pids);
@@ -330,9 +344,9 @@ int main(int argc, char **argv)
     }
     if (o.scenario != SCEN_LOGIN && o.scenario != SCEN_REGISTER) {
         double cpu = m1.cpu_s - m0.cpu_s;
-        const char *what = o.scenario == SCEN_CHAT  ? "messages"
-                           : o.scenario == SCEN_MAM ? "queries"
-                                                    : "presences";
+        const char *what = o.scenario == SCEN_CHAT || o.scenario == SCEN_MUCLIGHT ? "messages"
+                           : o.scenario == SCEN_MAM                               ? "queries"
+                                                                                  : "presences";
         g_string_append_printf(j, "\"window_s\": %.3f, \"sent\": %" G_GUINT64_FORMAT ", ", window_s,
                                sent);
         g_string_append_printf(j, "\"%s\": %" G_GUINT64_FORMAT ", \"%s_per_s\": %.0f, ", what,
@@ -340,7 +354,7 @@ int main(int argc, char **argv)
         if (o.server_pids)
             g_string_append_printf(j, "\"server_cpu_s\": %.2f, \"%s_per_cpu_s\": %.0f, ", cpu, what,
                                    cpu > 0 ? (double)received / cpu : 0);
-        if (o.scenario == SCEN_CHAT || o.scenario == SCEN_MAM)
+        if (o.scenario == SCEN_CHAT || o.scenario == SCEN_MAM || o.scenario == SCEN_MUCLIGHT)
             g_string_append_printf(j,
                                    "\"latency_us\": {\"p50\": %" G_GUINT64_FORMAT
                                    ", \"p90\": %" G_GUINT64_FORMAT ", \"p99\": %" G_GUINT64_FORMAT

@@ -227,6 +227,10 @@ static void logged_in(Worker *w, Client *c)
     if (w->o->sm)
         client_sendf(w, c, "<enable xmlns='urn:xmpp:sm:3'/>");
     client_send(w, c, "<presence/>", 11);
+    if (w->o->scenario == SCEN_MUCLIGHT && muclight_is_creator(w->o, c->user)) {
+        g_autofree char *create = muclight_create(w->o, c->user);
+        client_send(w, c, create, strlen(create));
+    }
     c->st = ST_ONLINE;
     w->connecting--;
     w->stats.logged_in++;
@@ -437,6 +441,8 @@ static void on_message(Worker *w, Client *c, const char *el, gsize len)
         w->stats.received++;
         hist_add(&w->stats.hist, now >= sent_at ? now - sent_at : 0);
     }
+    if (w->o->scenario != SCEN_CHAT)
+        return; /* muclight: every copy counts, the sending is paced */
     Client *sender = &w->c[c->peer];
     if (sender->in_flight > 0)
         sender->in_flight--;
@@ -859,6 +865,32 @@ static gboolean subscriptions_done(Worker *w)
     return TRUE;
 }
 
+/* MUC Light activity: clients take turns sending to their room. */
+static void muclight_tick(Worker *w)
+{
+    if (!w->running || w->o->msg_rate <= 0 || w->o->scenario != SCEN_MUCLIGHT)
+        return;
+    guint64 now = now_us();
+    guint64 step = (guint64)(1e6 / (w->o->msg_rate / w->o->procs));
+    int budget = 1000;
+    while (w->next_toggle_us <= now && budget-- > 0) {
+        w->next_toggle_us += step;
+        for (int tries = 0; tries < w->n; tries++) {
+            Client *c = &w->c[w->toggle_cursor];
+            w->toggle_cursor = (w->toggle_cursor + 1) % w->n;
+            if (c->st != ST_ONLINE)
+                continue;
+            g_autofree char *m = muclight_message(w->o, c->user, now_us(), w->body_pad);
+            client_send(w, c, m, strlen(m));
+            if (w->measuring)
+                w->stats.sent++;
+            break;
+        }
+    }
+    if (now > w->next_toggle_us + 1000000)
+        w->next_toggle_us = now; /* cannot keep up: do not build a backlog */
+}
+
 /* Presence activity: clients take turns going unavailable and back. */
 static void presence_tick(Worker *w)
 {
@@ -953,6 +985,7 @@ int worker_run(const BenchOpts *o, int lo, int hi, int ctl_fd, int rep_fd, int i
                    w->stats.failed + (guint64)w->connecting, (double)(now - w->start_us) / 1e6);
         }
         presence_tick(w);
+        muclight_tick(w);
         int timeout = (w->next_connect < w->n || w->running) ? 2 : 200;
         int n = epoll_wait(w->ep, evs, G_N_ELEMENTS(evs), timeout);
         for (int i = 0; i < n; i++) {

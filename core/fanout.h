@@ -1,0 +1,28 @@
+/* Shared serialisations of fanned-out stanzas (mk-fanout.h). A wire form
+ * is the stanza serialised once without its 'to'; each copy's delivery to
+ * a client writes it with that copy's 'to' spliced in after the element
+ * name. */
+#pragma once
+
+#include "mk-core.h"
+
+typedef struct MkWire MkWire;
+
+/* Serialises @xml (an element with no 'to') for jabber:client streams.
+ * Returns: (transfer full). Any thread. */
+MkWire *mk_wire_new(const MkXml *xml);
+MkWire *mk_wire_ref(MkWire *w);
+void mk_wire_unref(MkWire *w);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MkWire, mk_wire_unref)
+/* Bytes of the shared part, for sizing buffers. */
+gsize mk_wire_len(const MkWire *w);
+/* Appends the serialisation with to='@to' (nullable: none) to @out: the
+ * bytes mk_xml_write would give for the copy, up to the order of its
+ * attributes. Any thread. */
+void mk_wire_write(const MkWire *w, const MkJid *to, GString *out);
+
+/* Attaches @w (referenced) to @st, a copy made by the fan-out whose XML is
+ * @w's element plus its 'to'. Before routing, by the copy's creator. */
+void mk_stanza_set_wire(MkStanza *st, MkWire *w);
+/* (transfer none) (nullable) Any thread. */
+MkWire *mk_stanza_wire(const MkStanza *st);
