@@ -20,6 +20,8 @@ struct MkServer {
     gnutls_certificate_credentials_t tls_creds; /* nullable */
     MkJobPool *auth_pool; /* SASL steps, account changes: through mk_server_auth_push only */
     gint64 started_at;    /* g_get_real_time() at start */
+    struct MkHttpRoutes *http_routes; /* modules' HTTP routes (core/http-routes.c) */
+    GPtrArray *http_listeners;        /* of MkHttpListener* */
 };
 
 /* A job for srv->auth_pool: job structs start with this. */

@@ -24,7 +24,7 @@ state=$top/state
 
 packages="autoconf automake libtool pkg-config gcc make
 libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libdbd-sqlite3
-libgsasl-dev libidn-dev"
+libgsasl-dev libidn-dev libmicrohttpd-dev libjson-glib-dev"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed'; then
