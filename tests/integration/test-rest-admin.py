@@ -256,6 +256,78 @@ def test_removal(t, srv):
     olga.close()
 
 
+def contacts(srv, user):
+    status, _, body = srv.http("GET", "/api/contacts/" + user, auth=A)
+    assert status == 200, (status, body)
+    return {c["jid"]: (c["subscription"], c["ask"]) for c in body}
+
+
+def wait_contacts(srv, user, want, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = contacts(srv, user)
+        if got == want:
+            return got
+        time.sleep(0.05)
+    return contacts(srv, user)
+
+
+def test_contacts(t, srv):
+    for u in ("cara", "dave", "erin"):
+        srv.register(u)
+    cara, dave = online(srv, "cara"), online(srv, "dave")
+    status, _, _ = srv.http("POST", "/api/contacts/cara@localhost", {"jid": "dave@localhost"},
+                            auth=A)
+    t.ok(status == 204, "POST /contacts/cara@localhost: 204")
+    item, _ = cara.expect_push("dave@localhost")
+    t.ok(item.get("subscription") == "none", "cara's client gets the roster push")
+    t.ok(contacts(srv, "cara@localhost") == {"dave@localhost": ("none", "none")},
+         "GET /contacts lists dave, subscription none, ask none")
+    status, _, body = srv.http("PUT", "/api/contacts/cara@localhost/dave@localhost",
+                               {"action": "invite"}, auth=A)
+    t.ok(status == 204, "PUT /contacts/cara/dave {action: invite}: 204")
+    pres = dave.expect(lambda e: e.tag == q(NS_CLIENT, "presence") and
+                       e.get("type") == "subscribe", what="the subscription request")
+    t.ok(pres.get("from") == "cara@localhost", "dave receives cara's subscribe")
+    t.ok(wait_contacts(srv, "cara@localhost", {"dave@localhost": ("none", "out")}) ==
+         {"dave@localhost": ("none", "out")}, "cara's item now asks (out)")
+    status, _, body = srv.http("PUT", "/api/contacts/cara@localhost/dave@localhost",
+                               {"action": "hug"}, auth=A)
+    t.ok(status == 400 and body.get("field") == "action", "an unknown action: 400 naming it")
+    status, _, body = srv.http("PUT", "/api/contacts/cara@localhost/erin@localhost",
+                               {"action": "invite"}, auth=A)
+    t.ok(status == 404, "inviting someone not in the roster: 404")
+    status, _, _ = srv.http("DELETE", "/api/contacts/cara@localhost/dave@localhost", auth=A)
+    t.ok(status == 204, "DELETE /contacts/cara/dave: 204")
+    t.ok(contacts(srv, "cara@localhost") == {}, "the roster is empty again")
+    status, _, _ = srv.http("DELETE", "/api/contacts/cara@localhost/dave@localhost", auth=A)
+    t.ok(status == 404, "deleting it again: 404")
+
+    status, _, _ = srv.http("PUT", "/api/contacts/cara@localhost/erin@localhost/manage",
+                            {"action": "connect"}, auth=A)
+    t.ok(status == 204, "PUT .../manage {action: connect}: 204")
+    want = {"erin@localhost": ("both", "none")}
+    t.ok(wait_contacts(srv, "cara@localhost", want) == want, "cara has erin, both ways")
+    want = {"cara@localhost": ("both", "none")}
+    t.ok(wait_contacts(srv, "erin@localhost", want) == want, "erin has cara, both ways")
+    status, _, _ = srv.http("PUT", "/api/contacts/cara@localhost/erin@localhost/manage",
+                            {"action": "disconnect"}, auth=A)
+    t.ok(status == 204, "PUT .../manage {action: disconnect}: 204")
+    t.ok(wait_contacts(srv, "cara@localhost", {}) == {} and
+         wait_contacts(srv, "erin@localhost", {}) == {}, "both rosters are empty")
+
+    status, _, _ = srv.http("GET", "/api/contacts/ghost@localhost", auth=A)
+    t.ok(status == 404, "the contacts of an unknown user: 404")
+    status, _, body = srv.http("POST", "/api/contacts/cara@localhost", {"jid": "@"}, auth=A)
+    t.ok(status == 400 and body.get("field") == "jid", "an invalid contact JID: 400 naming jid")
+    status, _, _ = srv.http("POST", "/api/contacts/cara@localhost", {"jid": "dave@localhost"},
+                            auth=("admin", "bad"))
+    t.ok(status == 401 and contacts(srv, "cara@localhost") == {},
+         "adding with wrong credentials: 401, and the roster is unchanged")
+    cara.close()
+    dave.close()
+
+
 def test_domains(t, srv):
     status, _, _ = srv.http("PUT", "/api/domains/new.example", {"host_type": "default"}, auth=A)
     t.ok(status == 204, "PUT /domains/new.example: 204")
@@ -312,6 +384,7 @@ def main():
         t.run("xmpp", test_xmpp, srv)
         t.run("send errors", test_send_errors, srv)
         t.run("removal", test_removal, srv)
+        t.run("contacts", test_contacts, srv)
         t.run("domains", test_domains, srv)
     finally:
         srv.stop()
