@@ -114,8 +114,77 @@ static void stanzas_send(MkHttpRequest *req, gpointer user_data)
     send_as(req, st, "stanza");
 }
 
+/* A query argument as a positive integer; FALSE after answering 400. */
+static gboolean query_int(MkHttpRequest *req, const char *name, gint64 max, gint64 *out)
+{
+    const char *v = mk_http_request_query(req, name);
+    if (!v)
+        return TRUE;
+    char *end = NULL;
+    gint64 n = g_ascii_strtoll(v, &end, 10);
+    if (!*v || *end || n < 0 || n > max) {
+        mk_http_reply_error(req, 400, name, "%s must be an integer from 0 to %" G_GINT64_FORMAT,
+                            name, max);
+        return FALSE;
+    }
+    *out = n;
+    return TRUE;
+}
+
+static void on_archive(GPtrArray *messages, const GError *error, gpointer data)
+{
+    MkHttpRequest *req = data;
+    if (error) {
+        mk_http_reply_error(req, 500, NULL, "%s", error->message);
+        return;
+    }
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_array(b);
+    for (guint i = 0; i < messages->len; i++) {
+        const MkArchivedMessage *m = g_ptr_array_index(messages, i);
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "sender");
+        json_builder_add_string_value(b, m->sender);
+        json_builder_set_member_name(b, "timestamp");
+        json_builder_add_int_value(b, m->when_us / G_USEC_PER_SEC);
+        json_builder_set_member_name(b, "message_id");
+        json_builder_add_string_value(b, m->id);
+        json_builder_set_member_name(b, "body");
+        json_builder_add_string_value(b, m->body);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    mk_http_reply_json(req, 200, json_builder_get_root(b));
+}
+
+/* GET PREFIX/messages/{owner}[/{with}]?before=SECONDS&limit=N: the last
+ * messages of the owner's archive (mod_mam), oldest first. */
+static void messages_archive(MkHttpRequest *req, gpointer user_data)
+{
+    if (!rest_admin_authorized(req))
+        return;
+    g_autoptr(MkJid) owner = rest_admin_param_jid(req, "owner");
+    if (!owner || !rest_admin_domain_known(req, mk_jid_domain(owner)))
+        return;
+    g_autoptr(MkJid) with = NULL;
+    if (mk_http_request_param(req, "with") && !(with = rest_admin_param_jid(req, "with")))
+        return;
+    gint64 before = g_get_real_time() / G_USEC_PER_SEC + 1, limit = 100;
+    if (!query_int(req, "before", G_MAXINT64 / G_USEC_PER_SEC, &before) ||
+        !query_int(req, "limit", 1000, &limit))
+        return;
+    g_autoptr(MkJid) bare = mk_jid_bare(owner);
+    if (!mk_user_archive_messages(mk_http_request_module(req), bare, with, before * G_USEC_PER_SEC,
+                                  (guint)limit, on_archive, mk_http_request_ref(req),
+                                  (GDestroyNotify)mk_http_request_unref))
+        mk_http_reply_error(req, 503, NULL, "no archive (mod_mam) runs for %s",
+                            mk_jid_domain(owner));
+}
+
 gboolean rest_messages_start(MkModule *mod, GError **error)
 {
     return rest_admin_route(mod, "POST", "/messages", messages_send, error) &&
-           rest_admin_route(mod, "POST", "/stanzas", stanzas_send, error);
+           rest_admin_route(mod, "POST", "/stanzas", stanzas_send, error) &&
+           rest_admin_route(mod, "GET", "/messages/{owner}", messages_archive, error) &&
+           rest_admin_route(mod, "GET", "/messages/{owner}/{with}", messages_archive, error);
 }

@@ -328,6 +328,42 @@ def test_contacts(t, srv):
     dave.close()
 
 
+def test_archive(t, srv):
+    srv.register("gus")
+    srv.register("hal")
+    srv.register("ivy")
+    for i in range(5):
+        srv.http("POST", "/api/messages", {"caller": "gus@localhost", "to": "hal@localhost",
+                                           "body": "m%d" % i}, auth=A)
+    srv.http("POST", "/api/messages", {"caller": "ivy@localhost", "to": "hal@localhost",
+                                       "body": "from ivy"}, auth=A)
+    deadline = time.time() + 10
+    body = []
+    while time.time() < deadline:
+        status, _, body = srv.http("GET", "/api/messages/hal@localhost", auth=A)
+        if status == 200 and len(body) >= 6:
+            break
+        time.sleep(0.05)
+    t.ok(status == 200 and [m["body"] for m in body] == ["m0", "m1", "m2", "m3", "m4", "from ivy"],
+         "GET /messages/hal@localhost: his archive, oldest first (%r)" %
+         [m.get("body") for m in body])
+    t.ok(all(set(m) == {"sender", "timestamp", "message_id", "body"} for m in body),
+         "each record has sender, timestamp, message_id, body")
+    t.ok(body and body[0]["sender"] == "gus@localhost" and
+         abs(body[0]["timestamp"] - time.time()) < 120, "sender and timestamp are right")
+    status, _, body = srv.http("GET", "/api/messages/hal@localhost/ivy@localhost", auth=A)
+    t.ok(status == 200 and [m["body"] for m in body] == ["from ivy"],
+         "GET /messages/hal/ivy: only the messages with ivy")
+    status, _, body = srv.http("GET", "/api/messages/hal@localhost/gus@localhost?limit=2", auth=A)
+    t.ok(status == 200 and [m["body"] for m in body] == ["m3", "m4"], "limit=2: the last two")
+    status, _, body = srv.http("GET", "/api/messages/hal@localhost?before=1000", auth=A)
+    t.ok(status == 200 and body == [], "before=1000 (1970): nothing")
+    status, _, body = srv.http("GET", "/api/messages/hal@localhost?limit=x", auth=A)
+    t.ok(status == 400 and body.get("field") == "limit", "limit=x: 400 naming limit")
+    status, _, body = srv.http("GET", "/api/messages/hal@nowhere.example", auth=A)
+    t.ok(status == 404, "an owner of an unknown domain: 404")
+
+
 def test_domains(t, srv):
     status, _, _ = srv.http("PUT", "/api/domains/new.example", {"host_type": "default"}, auth=A)
     t.ok(status == 204, "PUT /domains/new.example: 204")
@@ -385,6 +421,7 @@ def main():
         t.run("send errors", test_send_errors, srv)
         t.run("removal", test_removal, srv)
         t.run("contacts", test_contacts, srv)
+        t.run("archive", test_archive, srv)
         t.run("domains", test_domains, srv)
     finally:
         srv.stop()
