@@ -19,6 +19,7 @@ typedef enum {
     ACCOUNT_REGISTER,
     ACCOUNT_SET_PASSWORD,
     ACCOUNT_REMOVE,
+    ACCOUNT_CHECK,
 } AccountOp;
 
 typedef struct {
@@ -135,6 +136,21 @@ static void job_run(gpointer data)
         case ACCOUNT_REMOVE:
             mk_auth_unregister(conn, job->username, job->domain, &job->error);
             break;
+        case ACCOUNT_CHECK: {
+            g_autoptr(GError) local = NULL;
+            g_autoptr(MkCredentials) creds = mk_auth_get(conn, job->username, job->domain, &local);
+            if (local && !g_error_matches(local, MK_AUTH_ERROR, MK_AUTH_ERROR_NO_USER) &&
+                !g_error_matches(local, MK_AUTH_ERROR, MK_AUTH_ERROR_INVALID)) {
+                job->error = g_steal_pointer(&local);
+                break;
+            }
+            /* An unknown user costs what a wrong password costs. */
+            guint dummy = cfg->password_plain ? MK_AUTH_DUMMY_PLAIN : cfg->scram_iterations;
+            if (!mk_auth_check_password(creds, job->password, dummy))
+                g_set_error_literal(&job->error, MK_ACCOUNT_ERROR, MK_ACCOUNT_ERROR_NOT_AUTHORIZED,
+                                    "not authorized");
+            break;
+        }
         }
         mk_db_release(srv->db, conn);
     }
@@ -200,4 +216,13 @@ void mk_account_remove(MkModule *mod, const char *username, const char *domain, 
 {
     g_return_if_fail(mod != NULL);
     account_submit(mod, ACCOUNT_REMOVE, username, domain, NULL, done, user_data, destroy);
+}
+
+/* Public module API (mk-account.h, Since ABI 2.1). */
+void mk_account_check_password(MkModule *mod, const char *username, const char *domain,
+                               const char *password, MkAccountDone done, gpointer user_data,
+                               GDestroyNotify destroy)
+{
+    g_return_if_fail(mod != NULL && password != NULL);
+    account_submit(mod, ACCOUNT_CHECK, username, domain, password, done, user_data, destroy);
 }

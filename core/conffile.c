@@ -78,6 +78,7 @@ static const char *const http_listen_keys[] = {
     "metrics",
     "metrics_user",
     "metrics_password_file",
+    "modules",
     NULL,
 };
 
@@ -267,6 +268,7 @@ static void listen_free(MkListenConfig *lc)
     g_free(lc->type);
     g_free(lc->metrics_user);
     g_free(lc->metrics_password_file);
+    g_strfreev(lc->modules);
     g_free(lc->address);
     g_free(lc->certfile);
     g_free(lc->keyfile);
@@ -562,6 +564,7 @@ static gboolean load_http_listener(MkConfigData *cfg, GKeyFile *kf, const char *
     lc->max_headers = (guint)headers;
     lc->max_connections = (guint)conns;
     lc->metrics = metrics == 1;
+    lc->modules = get_list(kf, group, "modules", "");
     lc->metrics_user = get_raw(kf, group, "metrics_user");
     g_autofree char *pwfile = get_raw(kf, group, "metrics_password_file");
     if (pwfile && *pwfile)

@@ -57,7 +57,7 @@
  *   type = http                       # keys: address port tls (none|direct) certfile
  *                                     # keyfile idle_timeout backlog max_body_size
  *                                     # max_headers max_connections metrics
- *                                     # metrics_user metrics_password_file
+ *                                     # metrics_user metrics_password_file modules
  *
  * conf.d/NAME.conf: each file NAME.conf enables module NAME and holds its
  * [NAME] section (and [NAME@HOSTTYPE] overrides). Files are read in sorted
@@ -103,6 +103,7 @@ typedef struct {
     gboolean metrics;            /* serve GET /metrics */
     char *metrics_user;          /* nullable: no auth for /metrics */
     char *metrics_password_file; /* absolute; nullable */
+    char **modules;              /* whose routes it serves; empty: every module's */
 } MkListenConfig;
 
 typedef struct {

@@ -109,6 +109,7 @@ gboolean mk_http_route_add(MkModule *mod, const char *method, const char *patter
     for (guint i = 0; i < routes->routes->len; i++) {
         HttpRoute *r = g_ptr_array_index(routes->routes, i);
         if (g_str_equal(r->method, method) && g_str_equal(r->pattern, pattern) &&
+            g_str_equal(mk_module_name(r->mod), name) &&
             g_str_equal(mk_module_host_type(r->mod), mk_module_host_type(mod))) {
             g_rw_lock_writer_unlock(&routes->lock);
             g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_DUPLICATE,
@@ -180,9 +181,9 @@ static HttpRoute *pick_instance(GPtrArray *cands, char **pattern_segs, char **se
     return g_ptr_array_index(cands, 0);
 }
 
-MkHttpMatch mk_http_routes_match(MkHttpRoutes *routes, const char *method, const char *path,
-                                 MkHttpFunc *func, gpointer *user_data, MkModule **mod,
-                                 GHashTable **params, char **allow)
+MkHttpMatch mk_http_routes_match(MkHttpRoutes *routes, char **modules, const char *method,
+                                 const char *path, MkHttpFunc *func, gpointer *user_data,
+                                 MkModule **mod, GHashTable **params, char **allow)
 {
     g_auto(GStrv) segs = split_path(path);
     g_autoptr(GPtrArray) cands = g_ptr_array_new();
@@ -191,16 +192,20 @@ MkHttpMatch mk_http_routes_match(MkHttpRoutes *routes, const char *method, const
     g_rw_lock_reader_lock(&routes->lock);
     for (guint i = 0; i < routes->routes->len; i++) {
         HttpRoute *r = g_ptr_array_index(routes->routes, i);
-        if (!route_matches(r, segs, NULL))
+        if ((modules && *modules &&
+             !g_strv_contains((const char *const *)modules, mk_module_name(r->mod))) ||
+            !route_matches(r, segs, NULL))
             continue;
         if (!g_str_equal(r->method, method)) {
             if (!g_ptr_array_find_with_equal_func(methods, r->method, g_str_equal, NULL))
                 g_ptr_array_add(methods, r->method);
             continue;
         }
-        /* The first pattern that matches wins; its twins of other host
-         * types are the candidates. */
-        if (cands->len && !g_str_equal(((HttpRoute *)cands->pdata[0])->pattern, r->pattern))
+        /* The first pattern that matches wins; its twins of the same
+         * module on other host types are the candidates. */
+        if (cands->len && (!g_str_equal(((HttpRoute *)cands->pdata[0])->pattern, r->pattern) ||
+                           !g_str_equal(mk_module_name(((HttpRoute *)cands->pdata[0])->mod),
+                                        mk_module_name(r->mod))))
             continue;
         g_ptr_array_add(cands, r);
     }

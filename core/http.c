@@ -517,8 +517,8 @@ static enum MHD_Result dispatch(MkHttpListener *hl, struct MHD_Connection *conn,
     MkHttpFunc func = NULL;
     gpointer user_data = NULL;
     g_autofree char *allow = NULL;
-    switch (mk_http_routes_match(hl->srv->http_routes, req->method, req->path, &func, &user_data,
-                                 &req->mod, &req->params, &allow)) {
+    switch (mk_http_routes_match(hl->srv->http_routes, hl->lc->modules, req->method, req->path,
+                                 &func, &user_data, &req->mod, &req->params, &allow)) {
     case MK_HTTP_MATCH_NO_PATH:
         return answer_error(conn, req, 404, NULL, "no such resource");
     case MK_HTTP_MATCH_NO_METHOD:

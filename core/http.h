@@ -24,12 +24,13 @@ typedef enum {
     MK_HTTP_MATCH_NO_METHOD, /* 405; *allow lists the methods */
 } MkHttpMatch;
 
-/* Finds the route of @method @path. FOUND: *func, *user_data, *mod (a
+/* Finds the route of @method @path among the routes of @modules' (names;
+ * NULL or empty: every module's). FOUND: *func, *user_data, *mod (a
  * reference the caller drops) and *params (transfer full: name ->
  * value). NO_METHOD: *allow (transfer full) "GET, POST". Any thread. */
-MkHttpMatch mk_http_routes_match(MkHttpRoutes *routes, const char *method, const char *path,
-                                 MkHttpFunc *func, gpointer *user_data, MkModule **mod,
-                                 GHashTable **params, char **allow);
+MkHttpMatch mk_http_routes_match(MkHttpRoutes *routes, char **modules, const char *method,
+                                 const char *path, MkHttpFunc *func, gpointer *user_data,
+                                 MkModule **mod, GHashTable **params, char **allow);
 
 /* ---- Listeners (http.c) ---- */
 

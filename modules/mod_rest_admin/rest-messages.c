@@ -20,7 +20,7 @@ static void on_sender(MkDbResult *res, const GError *error, gpointer data)
         mk_http_reply_error(op->req, 400, op->field, "unknown user %s",
                             mk_jid_bare_string(mk_stanza_from(op->stanza)));
     } else {
-        mk_router_send(op->stanza);
+        mk_router_send_as(op->stanza);
         mk_http_reply_json(op->req, 204, NULL);
     }
     mk_http_request_unref(op->req);
