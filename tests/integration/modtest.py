@@ -249,7 +249,14 @@ database = meerkat.db
         finally:
             db.close()
 
-    def stop(self):
+    def stop(self, remove=True):
+        """Stops meerkatd (once) and, unless @remove is False, deletes its
+        files; a later stop() deletes them."""
+        if getattr(self, "stopped", False):
+            if remove:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -273,7 +280,7 @@ database = meerkat.db
                 break
         if os.environ.get("MK_KEEP_TMP"):
             print("# kept " + self.dir)
-        else:
+        elif remove:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
