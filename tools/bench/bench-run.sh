@@ -18,6 +18,7 @@
 #   BENCH_MAM_USERS=1000  archives of the mam-query scenario ...
 #   BENCH_MAM_EACH=1000   ... of this many messages each (1,000,000 rows)
 #   BENCH_MAM_CLIENTS=20  users querying, one query in flight each
+#   BENCH_REST_CLIENTS=50 keep-alive clients of the rest scenario
 #   BENCH_OUT=FILE        also keep the JSON lines here
 # Quick run: make bench BENCH_SESSIONS=1000 BENCH_PAIRS=100 BENCH_DURATION=3
 set -eu
@@ -135,6 +136,10 @@ start_meerkat plain mam
 run meerkat mam-query $P -s mam -n "$MAM_CLIENTS" -r "$RATE" -D "$DURATION" -j 1
 run meerkat mam-query-with $P -s mam --mam-with -n "$MAM_CLIENTS" -r "$RATE" -D "$DURATION" -j 1
 stop_server
+
+# The admin REST API: POST /api/messages over keep-alive (bench-rest.sh).
+. "$(dirname "$0")/bench-rest.sh"
+bench_rest
 
 P="--port $RELAY_PORT"
 start_relay
