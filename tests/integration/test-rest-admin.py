@@ -6,7 +6,9 @@ oversize bodies, wrong credentials — after which nothing changed), and
 the effects over XMPP: a message sent by REST reaches a slixmpp client,
 a kicked session gets its stream error, a user removed by REST loses
 its roster, offline messages and archive and its sessions. Responses
-are checked against docs/api-openapi.json where it describes them.
+are checked against docs/api-openapi.json: every status is documented
+for its path and method, every body matches its schema, and every
+documented operation is exercised.
 Prints TAP; ignores --tap."""
 import asyncio
 import json
@@ -18,8 +20,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import (NS_CLIENT, NS_STREAM, Client, Server, Tap, online, q,  # noqa: E402
-                     stream_error, subscribe)
+from modtest import (NS_CLIENT, NS_STREAM, TOP_SRCDIR, Client, Server, Tap, online,  # noqa: E402
+                     q, stream_error, subscribe)
 
 import slixmpp  # noqa: E402
 
@@ -404,6 +406,84 @@ def test_no_password(t):
         srv.stop()
 
 
+# ---- the responses against docs/api-openapi.json -------------------------
+
+RECORDED = []
+
+
+def record(srv):
+    """Keeps every (method, path, status, body) srv.http() sees."""
+    orig = srv.http
+
+    def http(method, path, *args, **kwargs):
+        r = orig(method, path, *args, **kwargs)
+        RECORDED.append((method, path, r[0], r[2]))
+        return r
+    srv.http = http
+
+
+def schema_errors(spec, schema, value, where):
+    if "$ref" in schema:
+        name = schema["$ref"].split("/")[-1]
+        schema = spec["components"]["schemas"][name]
+    kinds = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool}
+    want = schema.get("type")
+    if want and (not isinstance(value, kinds[want]) or
+                 (want == "integer" and isinstance(value, bool))):
+        return ["%s: %r is not %s" % (where, value, want)]
+    if "enum" in schema and value not in schema["enum"]:
+        return ["%s: %r not in %r" % (where, value, schema["enum"])]
+    errs = []
+    if want == "object":
+        for k in schema.get("required", []):
+            if k not in value:
+                errs.append("%s: no %s" % (where, k))
+        for k, sub in schema.get("properties", {}).items():
+            if k in value:
+                errs += schema_errors(spec, sub, value[k], where + "." + k)
+    if want == "array":
+        for i, v in enumerate(value):
+            errs += schema_errors(spec, schema.get("items", {}), v, "%s[%d]" % (where, i))
+    return errs
+
+
+def template_of(spec, path):
+    segs = path.split("?")[0][len("/api"):].split("/")
+    for tmpl in spec["paths"]:
+        t = tmpl.split("/")
+        if len(t) == len(segs) and all(a == b or a.startswith("{") for a, b in zip(t, segs)):
+            return tmpl
+    return None
+
+
+def test_openapi(t):
+    with open(os.path.join(TOP_SRCDIR, "docs", "api-openapi.json")) as f:
+        spec = json.load(f)
+    problems, seen = [], set()
+    for method, path, status, body in RECORDED:
+        tmpl = template_of(spec, path)
+        op = spec["paths"].get(tmpl, {}).get(method.lower()) if tmpl else None
+        if not op:
+            continue  # 405s and unknown paths: not operations of the API
+        seen.add((tmpl, method.lower()))
+        resp = op["responses"].get(str(status))
+        if resp is None:
+            problems.append("%s %s: status %d is not documented" % (method, path, status))
+            continue
+        schema = resp.get("content", {}).get("application/json", {}).get("schema")
+        if schema is None:
+            if body not in ("", None):
+                problems.append("%s %s: %d has a body %r" % (method, path, status, body))
+        else:
+            problems += schema_errors(spec, schema, body, "%s %s %d" % (method, path, status))
+    t.ok(not problems, "every one of %d responses matches docs/api-openapi.json" % len(RECORDED))
+    for p in problems[:10]:
+        t.diag(p)
+    ops = {(tmpl, m) for tmpl, item in spec["paths"].items() for m in item if m != "parameters"}
+    t.ok(ops <= seen, "every documented operation was exercised (missing: %s)" %
+         sorted(ops - seen))
+
+
 def main():
     t = Tap()
     pwdir = tempfile.mkdtemp(prefix="mk-rest.")
@@ -413,6 +493,7 @@ def main():
     modules = dict(MODULES)
     modules["mod_rest_admin"] = {"password_file": pwfile}
     srv = Server(modules, http={"max_body_size": 65536})
+    record(srv)
     try:
         t.run("auth", test_auth, srv)
         t.run("users", test_users, srv)
@@ -427,6 +508,7 @@ def main():
         srv.stop()
         shutil.rmtree(pwdir, ignore_errors=True)
     t.run("no password", test_no_password)
+    t.run("openapi", test_openapi)
     t.done()
 
 
