@@ -4,7 +4,8 @@ REST API with Basic auth as user@domain (checked against the stored SCRAM
 keys; wrong or unknown credentials get 401 and change nothing), sending
 a message that a real XMPP client receives, reading the archive, the
 contacts, and GET /api/sse streaming incoming messages (from REST and
-from XMPP) with its per-user cap. The listener serves this module only
+from XMPP) with its per-user cap, and one still open when the server
+stops (it ends, and meerkatd exits cleanly). The listener serves this module only
 (`modules`), as the admin API's paths overlap. Prints TAP; ignores --tap."""
 import base64
 import http.client
@@ -83,6 +84,9 @@ def test_contacts(t, srv):
     t.ok(status == 401 and body == [], "a refused POST left the roster unchanged")
 
 
+OPEN = []
+
+
 class Sse:
     """GET /api/sse read incrementally."""
 
@@ -132,7 +136,8 @@ def test_sse(t, srv):
     status, _, _ = srv.http("GET", "/api/sse", auth=("bob@localhost", "no"))
     t.ok(status == 401, "a stream with wrong credentials: 401")
     alice.close()
-    sse.close()
+    # Left open: the server must end it at shutdown and still exit cleanly.
+    OPEN.append(sse)
 
 
 def main():
@@ -150,6 +155,9 @@ def main():
         t.run("sse", test_sse, srv)
     finally:
         srv.stop()
+    for sse in OPEN:
+        t.ok(sse.next_event(5) is None, "the open event stream ended with the server")
+        sse.close()
     t.done()
 
 
