@@ -3,12 +3,15 @@
 GET /metrics parsed by prometheus_client's text parser, its optional
 Basic auth (401 with WWW-Authenticate, wrong credentials refused), JSON
 404 and 405 answers, the bounds on body size (413, announced or sent
-chunked) and header count (431), keep-alive, and HTTPS with the
-listener's certificate. Prints TAP; ignores --tap."""
+chunked) and header count (431), keep-alive, HTTPS with the
+listener's certificate, and a module's routes going and coming back with
+the module (SIGHUP). Prints TAP; ignores --tap."""
 import os
+import signal
 import socket
 import ssl
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import Server, Tap  # noqa: E402
@@ -119,6 +122,37 @@ def test_https(t):
         srv.stop()
 
 
+def test_routes_follow_modules(t):
+    srv = Server({"mod_rest_admin": {"password": "pw"}}, http={})
+    conf = os.path.join(srv.dir, "conf.d", "mod_rest_admin.conf")
+    try:
+        status, _, _ = srv.http("GET", "/api/users/localhost", auth=("admin", "pw"))
+        t.ok(status == 200, "a module's route answers while it runs")
+        with open(conf) as f:
+            text = f.read()
+        os.remove(conf)
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            status, _, body = srv.http("GET", "/api/users/localhost", auth=("admin", "pw"))
+            if status == 404:
+                break
+            time.sleep(0.05)
+        t.ok(status == 404, "after the module stopped (SIGHUP) its route is gone: 404")
+        with open(conf, "w") as f:
+            f.write(text)
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            status, _, _ = srv.http("GET", "/api/users/localhost", auth=("admin", "pw"))
+            if status == 200:
+                break
+            time.sleep(0.05)
+        t.ok(status == 200, "started again, it serves the route again")
+    finally:
+        srv.stop()
+
+
 def main():
     t = Tap()
     srv = Server({"mod_ping": {}}, http={"metrics": "true", "metrics_user": "scraper",
@@ -135,6 +169,7 @@ def main():
     finally:
         srv.stop()
     t.run("https", test_https)
+    t.run("routes follow modules", test_routes_follow_modules)
     t.done()
 
 
