@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The `type = http` listener (core/http.c) without any module route:
+"""The `type = http` listener (core/http.c), mostly without module routes:
 GET /metrics parsed by prometheus_client's text parser, its optional
 Basic auth (401 with WWW-Authenticate, wrong credentials refused), JSON
 404 and 405 answers, the bounds on body size (413, announced or sent
