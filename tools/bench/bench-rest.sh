@@ -8,6 +8,9 @@
 #
 #   BENCH_REST_CLIENTS=50   concurrent keep-alive connections
 #   BENCH_REST_THREADS=1    wrk threads (the server needs the other core)
+#
+# bench_chat_scraped: the chat scenario again with GET /metrics scraped
+# once a second (as Prometheus would), to compare with `chat`.
 
 # Server CPU ticks (utime + stime) of $1.
 bench_cpu_ticks() {
@@ -75,5 +78,30 @@ if w:
                              "max": w["max_us"]}})
 print(json.dumps({"server": "meerkat", "test": "rest", "result": r}))
 EOF2
+    stop_server
+}
+
+bench_chat_scraped() {
+    local http_port=$((PORT + 2)) scraper=
+    write_config plain
+    printf '\n[listen.metrics]\ntype = http\naddress = 127.0.0.1\nport = %s\nmetrics = true\n' \
+        "$http_port" >>"$DIR/meerkat.conf"
+    "$B/core/meerkatd" --config "$DIR/meerkat.conf" >>"$DIR/meerkatd.log" 2>&1 &
+    SRV_PID=$!
+    SRV_PIDS=$SRV_PID
+    bench_wait_port "$PORT"
+    bench_wait_port "$http_port"
+    (while :; do
+        exec 3<>"/dev/tcp/127.0.0.1/$http_port" || exit 0
+        printf 'GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n' >&3
+        cat <&3 >/dev/null
+        exec 3<&-
+        sleep 1
+    done) &
+    scraper=$!
+    run meerkat chat-scraped --port "$PORT" -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 \
+        -r "$RATE"
+    kill "$scraper" 2>/dev/null || true
+    wait "$scraper" 2>/dev/null || true
     stop_server
 }

@@ -140,6 +140,7 @@ stop_server
 # The admin REST API: POST /api/messages over keep-alive (bench-rest.sh).
 . "$(dirname "$0")/bench-rest.sh"
 bench_rest
+bench_chat_scraped
 
 P="--port $RELAY_PORT"
 start_relay

@@ -39,6 +39,7 @@ ROWS = [
     ("MAM queries with 'with' per server CPU-s", "mam-query-with", "queries_per_cpu_s", 1, True),
     ("MAM query latency p50, ms ('with')", "mam-query-with", "latency_us.p50", 0.001, False),
     ("MAM query latency p99, ms ('with')", "mam-query-with", "latency_us.p99", 0.001, False),
+    ("messages per server CPU-s, /metrics scraped each second", "chat-scraped", "messages_per_cpu_s", 1, True),
     ("REST POST /api/messages per server CPU-s", "rest", "requests_per_cpu_s", 1, True),
     ("REST POST /api/messages/s (wall)", "rest", "requests_per_s", 1, True),
     ("REST latency p99, ms", "rest", "latency_us.p99", 0.001, False),
