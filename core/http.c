@@ -47,6 +47,7 @@ struct MkHttpRequest {
     GHashTable *params, *query, *headers; /* headers: lower-case names */
     MkModule *mod;                        /* reference, once matched */
     JsonParser *parser;                   /* the parsed body, lazily */
+    char *auth_user, *auth_password;      /* Basic credentials, once parsed */
 
     GMutex lock; /* everything below */
     gboolean suspended;
@@ -70,6 +71,11 @@ static void request_free(MkHttpRequest *req)
     g_clear_pointer(&req->query, g_hash_table_unref);
     g_clear_pointer(&req->headers, g_hash_table_unref);
     g_clear_object(&req->parser);
+    g_free(req->auth_user);
+    if (req->auth_password) {
+        memset(req->auth_password, 0, strlen(req->auth_password));
+        g_free(req->auth_password);
+    }
     if (req->response)
         MHD_destroy_response(req->response);
     g_ptr_array_unref(req->reply_headers);
@@ -398,8 +404,7 @@ gboolean mk_http_secret_equal(const char *given, const char *expected)
 /* Public module API. The handler's thread. */
 gboolean mk_http_request_basic_auth(MkHttpRequest *req, const char **user, const char **password)
 {
-    const char *user_key = "\001basic-user", *pass_key = "\001basic-password";
-    if (!g_hash_table_contains(req->headers, user_key)) {
+    if (!req->auth_user) {
         const char *h = mk_http_request_header(req, "authorization");
         if (!h || g_ascii_strncasecmp(h, "Basic ", 6) != 0)
             return FALSE;
@@ -407,14 +412,18 @@ gboolean mk_http_request_basic_auth(MkHttpRequest *req, const char **user, const
         g_autofree guchar *raw = g_base64_decode(h + 6, &len);
         g_autofree char *text = g_strndup((const char *)raw, len);
         char *colon = strchr(text, ':');
-        if (!colon || strlen(text) != len || !g_utf8_validate(text, -1, NULL))
+        if (!colon || strlen(text) != len || !g_utf8_validate(text, -1, NULL)) {
+            if (text)
+                memset(text, 0, strlen(text));
             return FALSE;
+        }
         *colon = '\0';
-        g_hash_table_insert(req->headers, g_strdup(user_key), g_strdup(text));
-        g_hash_table_insert(req->headers, g_strdup(pass_key), g_strdup(colon + 1));
+        req->auth_user = g_strdup(text);
+        req->auth_password = g_strdup(colon + 1);
+        memset(text, 0, len);
     }
-    *user = g_hash_table_lookup(req->headers, user_key);
-    *password = g_hash_table_lookup(req->headers, pass_key);
+    *user = req->auth_user;
+    *password = req->auth_password;
     return TRUE;
 }
 
@@ -552,7 +561,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         g_mutex_lock(&hl->lock);
         g_hash_table_add(hl->live, req);
         g_mutex_unlock(&hl->lock);
-        req->dispatched = TRUE; /* until proven complete below */
+        req->dispatched = TRUE; /* an error answered here: drop any body */
         if (g_hash_table_size(req->headers) > hl->lc->max_headers)
             return answer_error(conn, req, 431, NULL, "too many header fields");
         const char *cl = g_hash_table_lookup(req->headers, "content-length");
