@@ -66,6 +66,13 @@ gboolean mk_server_auth_push(MkServer *srv, MkPoolJob *job)
     return open;
 }
 
+/* See server.h. */
+MkAuthGuard *mk_server_auth_guard(MkServer *srv)
+{
+    ServerPriv *priv = (ServerPriv *)srv;
+    return srv ? mk_c2s_server_guard(priv->c2s) : NULL;
+}
+
 /* See server.h. Main thread. */
 void mk_server_auth_drain(MkServer *srv)
 {

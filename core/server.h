@@ -38,6 +38,11 @@ gboolean mk_server_auth_push(MkServer *srv, MkPoolJob *job);
  * Main thread, at shutdown; mk_server_free calls it. */
 void mk_server_auth_drain(MkServer *srv);
 
+/* The login limits shared by XMPP logins and password-checking APIs
+ * (authguard.h). (transfer none) (nullable) Any thread, until the
+ * auth pool is drained. */
+struct MkAuthGuard *mk_server_auth_guard(MkServer *srv);
+
 /* (transfer none) The process's server, or NULL before mk_server_new. */
 MkServer *mk_server_get(void);
 /* Builds the server from @cfg (transfer full): storage and migrations,

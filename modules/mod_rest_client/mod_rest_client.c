@@ -37,6 +37,8 @@ static void on_checked(const GError *error, gpointer data)
     AuthOp *op = data;
     if (!error)
         op->func(op->req, op->user);
+    else if (g_error_matches(error, MK_ACCOUNT_ERROR, MK_ACCOUNT_ERROR_THROTTLED))
+        mk_http_reply_error(op->req, 429, NULL, "%s", error->message);
     else if (error->domain == MK_ACCOUNT_ERROR && (error->code == MK_ACCOUNT_ERROR_NOT_AUTHORIZED ||
                                                    error->code == MK_ACCOUNT_ERROR_INVALID))
         mk_http_reply_unauthorized(op->req, "meerkat");
@@ -60,7 +62,8 @@ static void authenticate(MkHttpRequest *req, gpointer user_data)
     op->func = (RestClientFunc)user_data;
     /* An unknown domain is refused by the core (INVALID): a 401 too. */
     mk_account_check_password(mk_http_request_module(req), mk_jid_node(op->user),
-                              mk_jid_domain(op->user), password, on_checked, op, auth_op_free);
+                              mk_jid_domain(op->user), password, mk_http_request_peer(req),
+                              on_checked, op, auth_op_free);
 }
 
 gboolean rest_client_route(MkModule *mod, const char *method, const char *rest, RestClientFunc func,

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """mod_rest_client over real HTTP against a running meerkatd: a user's own
 REST API with Basic auth as user@domain (checked against the stored SCRAM
-keys; wrong or unknown credentials get 401 and change nothing), sending
+keys; wrong or unknown credentials get 401 and change nothing, and
+count against the XMPP login limits: 429 in backoff), sending
 a message that a real XMPP client receives, reading the archive, the
 contacts, and GET /api/sse streaming incoming messages (from REST and
 from XMPP) with its per-user cap, and one still open when the server
@@ -140,6 +141,29 @@ def test_sse(t, srv):
     OPEN.append(sse)
 
 
+def test_throttled(t):
+    # The login limits of XMPP logins (docs/security.md) count REST
+    # failures too; loopback is exempt unless throttle_loopback.
+    srv = Server({"mod_rest_client": {}}, auth={"throttle_loopback": "true",
+                                                "address_failures": "3"}, http={})
+    try:
+        srv.register("alice", ALICE[1])
+        statuses = [srv.http("GET", "/api/contacts", auth=("alice@localhost", "bad%d" % i))[0]
+                    for i in range(3)]
+        t.ok(statuses == [401, 401, 401], "three wrong passwords: 401 each")
+        status, _, body = srv.http("GET", "/api/contacts", auth=ALICE)
+        t.ok(status == 429, "then even the right one is refused while the address backs off: "
+             "429 (got %d %r)" % (status, body))
+        try:
+            Client(srv, "alice", ALICE[1])
+            xmpp_ok = True
+        except RuntimeError:
+            xmpp_ok = False
+        t.ok(not xmpp_ok, "the same limits hold for an XMPP login from that address")
+    finally:
+        srv.stop()
+
+
 def main():
     t = Tap()
     srv = Server({"mod_rest_client": {"max_sse_streams": 1}, "mod_roster": {},
@@ -155,6 +179,7 @@ def main():
         t.run("sse", test_sse, srv)
     finally:
         srv.stop()
+    t.run("throttled", test_throttled)
     for sse in OPEN:
         t.ok(sse.next_event(5) is None, "the open event stream ended with the server")
         sse.close()
