@@ -75,6 +75,7 @@ static const char *const http_listen_keys[] = {
     "max_body_size",
     "max_headers",
     "max_connections",
+    "max_connections_per_address",
     "metrics",
     "metrics_user",
     "metrics_password_file",
@@ -545,7 +546,7 @@ static gboolean load_http_listener(MkConfigData *cfg, GKeyFile *kf, const char *
     if (!get_choice(f, kf, group, "tls", modes, is_loopback(lc->address) ? 0 : 1, &tls, error))
         return FALSE;
     lc->tls = tls == 1 ? MK_TLS_DIRECT : MK_TLS_NONE;
-    gint64 port, idle, backlog, body, headers, conns;
+    gint64 port, idle, backlog, body, headers, conns, per_addr;
     static const char *const bools[] = {"false", "true", NULL};
     int metrics;
     if (!get_int(f, kf, group, "port", 8088, 0, 65535, &port, error) ||
@@ -555,6 +556,7 @@ static gboolean load_http_listener(MkConfigData *cfg, GKeyFile *kf, const char *
                  error) ||
         !get_int(f, kf, group, "max_headers", 64, 4, 1000, &headers, error) ||
         !get_int(f, kf, group, "max_connections", 256, 1, 100000, &conns, error) ||
+        !get_int(f, kf, group, "max_connections_per_address", 64, 0, 100000, &per_addr, error) ||
         !get_choice(f, kf, group, "metrics", bools, 0, &metrics, error))
         return FALSE;
     lc->port = (guint16)port;
@@ -563,6 +565,7 @@ static gboolean load_http_listener(MkConfigData *cfg, GKeyFile *kf, const char *
     lc->max_body_size = (gsize)body;
     lc->max_headers = (guint)headers;
     lc->max_connections = (guint)conns;
+    lc->max_connections_per_address = (guint)per_addr;
     lc->metrics = metrics == 1;
     lc->modules = get_list(kf, group, "modules", "");
     lc->metrics_user = get_raw(kf, group, "metrics_user");

@@ -100,10 +100,11 @@ typedef struct {
     gsize max_body_size;
     guint max_headers;
     guint max_connections;
-    gboolean metrics;            /* serve GET /metrics */
-    char *metrics_user;          /* nullable: no auth for /metrics */
-    char *metrics_password_file; /* absolute; nullable */
-    char **modules;              /* whose routes it serves; empty: every module's */
+    guint max_connections_per_address; /* 0 = no cap */
+    gboolean metrics;                  /* serve GET /metrics */
+    char *metrics_user;                /* nullable: no auth for /metrics */
+    char *metrics_password_file;       /* absolute; nullable */
+    char **modules;                    /* whose routes it serves; empty: every module's */
 } MkListenConfig;
 
 typedef struct {

@@ -33,6 +33,8 @@ struct MkHttpListener {
     GCond cond;
     GHashTable *live; /* MkHttpRequest* set: begun and not completed */
     gboolean stopping;
+    /* core.http.* counters (never freed: they live with the registry). */
+    MkCounter *requests, *too_large, *too_many_headers, *not_found, *server_errors;
 };
 
 struct MkHttpRequest {
@@ -469,6 +471,15 @@ static enum MHD_Result queue_now(struct MHD_Connection *conn, MkHttpRequest *req
     struct MHD_Response *resp = req->response;
     guint status = req->status;
     g_mutex_unlock(&req->lock);
+    MkHttpListener *hl = req->hl;
+    if (status == 413)
+        mk_counter_add(hl->too_large, 1);
+    else if (status == 431)
+        mk_counter_add(hl->too_many_headers, 1);
+    else if (status == 404)
+        mk_counter_add(hl->not_found, 1);
+    else if (status >= 500)
+        mk_counter_add(hl->server_errors, 1);
     return MHD_queue_response(conn, status, resp);
 }
 
@@ -558,6 +569,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!req) {
         req = request_new(hl, conn, method, url);
         *con_cls = req;
+        mk_counter_add(hl->requests, 1);
         g_mutex_lock(&hl->lock);
         g_hash_table_add(hl->live, req);
         g_mutex_unlock(&hl->lock);
@@ -623,6 +635,11 @@ MkHttpListener *mk_http_listener_start(MkServer *srv, const MkListenConfig *lc, 
     g_mutex_init(&hl->lock);
     g_cond_init(&hl->cond);
     hl->live = g_hash_table_new(NULL, NULL);
+    hl->requests = mk_metrics_core_counter(srv->modules, "http.requests");
+    hl->too_large = mk_metrics_core_counter(srv->modules, "http.body_too_large");
+    hl->too_many_headers = mk_metrics_core_counter(srv->modules, "http.too_many_headers");
+    hl->not_found = mk_metrics_core_counter(srv->modules, "http.not_found");
+    hl->server_errors = mk_metrics_core_counter(srv->modules, "http.server_errors");
 
     const char *host =
         g_ascii_strcasecmp(lc->address, "localhost") == 0 ? "127.0.0.1" : lc->address;
@@ -657,7 +674,8 @@ MkHttpListener *mk_http_listener_start(MkServer *srv, const MkListenConfig *lc, 
         flags, lc->port, NULL, NULL, on_request, hl, MHD_OPTION_SOCK_ADDR, &native,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, hl, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)lc->idle_timeout, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)lc->max_connections, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned int)lc->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)lc->max_connections_per_address, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         (unsigned int)lc->backlog, MHD_OPTION_EXTERNAL_LOGGER, on_log, hl, MHD_OPTION_ARRAY,
         lc->tls == MK_TLS_DIRECT ? tls_opts : &tls_opts[3], MHD_OPTION_END);
     if (!hl->daemon) {

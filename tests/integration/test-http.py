@@ -3,7 +3,8 @@
 GET /metrics parsed by prometheus_client's text parser, its optional
 Basic auth (401 with WWW-Authenticate, wrong credentials refused), JSON
 404 and 405 answers, the bounds on body size (413, announced or sent
-chunked) and header count (431), keep-alive, HTTPS with the
+chunked) and header count (431) and their counters, connections per address,
+keep-alive, HTTPS with the
 listener's certificate, and a module's routes going and coming back with
 the module (SIGHUP). Prints TAP; ignores --tap."""
 import os
@@ -153,6 +154,42 @@ def test_routes_follow_modules(t):
         srv.stop()
 
 
+def test_counters(t, srv):
+    status, _, text = srv.http("GET", "/metrics", auth=("scraper", "s3cret"))
+    values = {}
+    for f in text_string_to_metric_families(text):
+        for sample in f.samples:
+            values[sample.name] = sample.value
+    t.ok(values.get("meerkat_core_http_requests_total", 0) >= 10,
+         "core.http.requests counts the requests (%r)" % values.get("meerkat_core_http_requests_total"))
+    t.ok(values.get("meerkat_core_http_body_too_large_total") == 2,
+         "core.http.body_too_large counts the two 413s")
+    t.ok(values.get("meerkat_core_http_too_many_headers_total") == 1,
+         "core.http.too_many_headers counts the 431")
+    t.ok(values.get("meerkat_core_http_not_found_total", 0) >= 4, "core.http.not_found counts 404s")
+
+
+def test_per_address(t):
+    srv = Server({}, http={"max_connections_per_address": 2})
+    try:
+        held = [socket.create_connection(("127.0.0.1", srv.http_port), 10) for _ in range(2)]
+        out = raw_request(srv.http_port, b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        t.ok(not out.startswith(b"HTTP/"), "a third connection from the address gets no answer")
+        held.pop().close()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            out = raw_request(srv.http_port,
+                              b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            if out.startswith(b"HTTP/1.1 404"):
+                break
+            time.sleep(0.05)
+        t.ok(out.startswith(b"HTTP/1.1 404"), "once one closed, a new one is served")
+        for h in held:
+            h.close()
+    finally:
+        srv.stop()
+
+
 def main():
     t = Tap()
     srv = Server({"mod_ping": {}}, http={"metrics": "true", "metrics_user": "scraper",
@@ -166,10 +203,12 @@ def main():
         t.run("errors", test_errors, srv)
         t.run("limits", test_limits, srv)
         t.run("keep-alive", test_keepalive, srv)
+        t.run("counters", test_counters, srv)
     finally:
         srv.stop()
     t.run("https", test_https)
     t.run("routes follow modules", test_routes_follow_modules)
+    t.run("connections per address", test_per_address)
     t.done()
 
 

@@ -365,6 +365,7 @@ static void test_http_listener(void)
     g_assert_cmpuint(api->idle_timeout, ==, 30);
     g_assert_cmpuint(api->max_body_size, ==, 1024 * 1024);
     g_assert_cmpuint(api->max_headers, ==, 64);
+    g_assert_cmpuint(api->max_connections_per_address, ==, 64);
     g_assert_false(api->metrics);
     g_assert_true(api->modules && !api->modules[0]);
     MkListenConfig *pub = g_ptr_array_index(cfg->listeners, 1);
