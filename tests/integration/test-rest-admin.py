@@ -397,6 +397,19 @@ def test_domains(t, srv):
     t.ok(status == 404, "its users are no longer served")
 
 
+def test_guessing(t):
+    srv = Server({"mod_rest_admin": {"password": "right", "max_auth_failures": 3}}, http={})
+    try:
+        statuses = [srv.http("GET", "/api/users/localhost", auth=("admin", "guess%d" % i))[0]
+                    for i in range(3)]
+        t.ok(statuses == [401, 401, 401], "three wrong admin passwords: 401 each")
+        status, _, body = srv.http("GET", "/api/users/localhost", auth=("admin", "right"))
+        t.ok(status == 429 and "try later" in body.get("error", ""),
+             "then the address backs off: even the right password gets 429 (%d)" % status)
+    finally:
+        srv.stop()
+
+
 def test_no_password(t):
     srv = Server({"mod_rest_admin": {}}, http={})
     try:
@@ -508,6 +521,7 @@ def main():
         srv.stop()
         shutil.rmtree(pwdir, ignore_errors=True)
     t.run("no password", test_no_password)
+    t.run("guessing", test_guessing)
     t.run("openapi", test_openapi)
     t.done()
 
