@@ -21,6 +21,7 @@ static void rest_admin_free(gpointer data)
 {
     RestAdmin *ra = data;
     g_hash_table_unref(ra->failures);
+    g_hash_table_unref(ra->known_senders);
     g_mutex_clear(&ra->lock);
     g_free(ra->prefix);
     g_free(ra->user);
@@ -190,6 +191,7 @@ static gboolean rest_admin_start(MkModule *mod, GError **error)
     ra->password = password;
     g_mutex_init(&ra->lock);
     ra->failures = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    ra->known_senders = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     ra->max_failures = (guint)mk_config_get_int(mod, "max_auth_failures");
     ra->backoff_s = (guint)mk_config_get_int(mod, "auth_backoff");
     ra->auth_failed = mk_counter_new(mod, "auth_failed");

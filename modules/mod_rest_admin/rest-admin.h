@@ -15,6 +15,9 @@ typedef struct {
     guint max_failures;   /* 0: no limit */
     guint backoff_s;
     MkCounter *auth_failed, *auth_throttled;
+    /* Senders of /messages and /stanzas whose account was found, until a
+     * remove_user hook says otherwise (under @lock; rest-messages.c). */
+    GHashTable *known_senders;
 } RestAdmin;
 
 /* Whether @req carries the admin's credentials; otherwise answers 401

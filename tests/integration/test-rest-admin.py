@@ -227,6 +227,19 @@ def test_send_errors(t, srv):
              "POST /stanzas with %s: 400 naming stanza" % what)
 
 
+def test_sender_removed(t, srv):
+    srv.register("kim")
+    msg = {"caller": "kim@localhost", "to": "tom@localhost", "body": "x"}
+    status, _, _ = srv.http("POST", "/api/messages", msg, auth=A)
+    status2, _, _ = srv.http("POST", "/api/messages", msg, auth=A)
+    t.ok(status == 204 and status2 == 204, "kim sends twice (the second from the known senders)")
+    status, _, _ = srv.http("DELETE", "/api/users/localhost/kim", auth=A)
+    t.ok(status == 204, "kim's account is removed")
+    status, _, body = srv.http("POST", "/api/messages", msg, auth=A)
+    t.ok(status == 400 and body.get("field") == "caller",
+         "after the removal kim can no longer send (%d %r)" % (status, body))
+
+
 def test_removal(t, srv):
     srv.register("rita")
     srv.register("olga")
@@ -513,6 +526,7 @@ def main():
         t.run("oversize", test_oversize, srv)
         t.run("xmpp", test_xmpp, srv)
         t.run("send errors", test_send_errors, srv)
+        t.run("sender removed", test_sender_removed, srv)
         t.run("removal", test_removal, srv)
         t.run("contacts", test_contacts, srv)
         t.run("archive", test_archive, srv)
