@@ -4,7 +4,7 @@
 unregister (hooks run: the session ends), domains; the server's error
 messages with a non-zero exit; and, once the server stopped, status and
 the server-only commands exit 3 while unregister falls back to the
-database. Prints TAP; ignores --tap."""
+database, and the same over HTTPS (tls = direct). Prints TAP; ignores --tap."""
 import json
 import os
 import shutil
@@ -90,6 +90,19 @@ def offline(t, srv):
     t.ok(rc == 2, "a server-only command with --offline: usage error")
 
 
+def over_https(t, pwfile):
+    srv = Server({"mod_rest_admin": {"password_file": pwfile}}, http={"tls": "direct"})
+    try:
+        srv.register("dee")
+        rc, out, err = ctl(srv, "--json", "status")
+        t.ok(rc == 0 and json.loads(out)["running"], "status over HTTPS (%r)" % err)
+        rc, _, err = ctl(srv, "unregister", "dee", "localhost")
+        t.ok(rc == 0 and not srv.sql("SELECT 1 FROM users WHERE username = 'dee'"),
+             "unregister through the API over HTTPS (%r)" % err)
+    finally:
+        srv.stop()
+
+
 def main():
     t = Tap()
     pwdir = tempfile.mkdtemp(prefix="mk-ctl.")
@@ -102,7 +115,8 @@ def main():
         t.run("offline", offline, srv)
     finally:
         srv.stop()
-        shutil.rmtree(pwdir, ignore_errors=True)
+    t.run("https", over_https, pwfile)
+    shutil.rmtree(pwdir, ignore_errors=True)
     t.done()
 
 
