@@ -3,10 +3,12 @@
  * derivation is deliberately slow and libdbi blocks), with the completion
  * back on the caller's thread. */
 #include "auth.h"
+#include "authguard.h"
 #include "db.h"
 #include "modules.h"
 #include "server.h"
 #include "worker.h"
+#include <gio/gio.h>
 #include <gnutls/gnutls.h>
 #include <string.h>
 
@@ -19,6 +21,7 @@ typedef enum {
     ACCOUNT_REGISTER,
     ACCOUNT_SET_PASSWORD,
     ACCOUNT_REMOVE,
+    ACCOUNT_CHECK,
 } AccountOp;
 
 typedef struct {
@@ -32,6 +35,7 @@ typedef struct {
     GDestroyNotify destroy;
     MkModule *mod; /* reference: keeps the module's data alive */
     GError *error;
+    MkAddrKey peer; /* ACCOUNT_CHECK: whom the login limits count */
 } AccountJob;
 
 static void job_free(gpointer data)
@@ -135,6 +139,38 @@ static void job_run(gpointer data)
         case ACCOUNT_REMOVE:
             mk_auth_unregister(conn, job->username, job->domain, &job->error);
             break;
+        case ACCOUNT_CHECK: {
+            MkAuthGuard *guard = mk_server_auth_guard(srv);
+            if (guard && !mk_auth_guard_address_ok(guard, &job->peer)) {
+                g_set_error_literal(&job->error, MK_ACCOUNT_ERROR, MK_ACCOUNT_ERROR_THROTTLED,
+                                    "too many failed logins from this address; try later");
+                break;
+            }
+            g_autoptr(GError) local = NULL;
+            g_autoptr(MkCredentials) creds = mk_auth_get(conn, job->username, job->domain, &local);
+            if (local && !g_error_matches(local, MK_AUTH_ERROR, MK_AUTH_ERROR_NO_USER) &&
+                !g_error_matches(local, MK_AUTH_ERROR, MK_AUTH_ERROR_INVALID)) {
+                job->error = g_steal_pointer(&local);
+                break;
+            }
+            const char *account = creds ? creds->username : job->username;
+            if (guard && !mk_auth_guard_account_ok(guard, &job->peer, account, job->domain)) {
+                g_set_error_literal(&job->error, MK_ACCOUNT_ERROR, MK_ACCOUNT_ERROR_THROTTLED,
+                                    "too many failed logins for this account; try later");
+                break;
+            }
+            /* An unknown user costs what a wrong password costs. */
+            guint dummy = cfg->password_plain ? MK_AUTH_DUMMY_PLAIN : cfg->scram_iterations;
+            if (!mk_auth_check_password(creds, job->password, dummy)) {
+                g_set_error_literal(&job->error, MK_ACCOUNT_ERROR, MK_ACCOUNT_ERROR_NOT_AUTHORIZED,
+                                    "not authorized");
+                if (guard)
+                    mk_auth_guard_failed(guard, &job->peer, account, job->domain);
+            } else if (guard) {
+                mk_auth_guard_succeeded(guard, &job->peer, account, job->domain);
+            }
+            break;
+        }
         }
         mk_db_release(srv->db, conn);
     }
@@ -143,8 +179,8 @@ static void job_run(gpointer data)
 }
 
 static void account_submit(MkModule *mod, AccountOp op, const char *username, const char *domain,
-                           const char *password, MkAccountDone done, gpointer user_data,
-                           GDestroyNotify destroy)
+                           const char *password, const MkAddrKey *peer, MkAccountDone done,
+                           gpointer user_data, GDestroyNotify destroy)
 {
     MkServer *srv = mk_server_get();
     AccountJob *job = g_new0(AccountJob, 1);
@@ -157,6 +193,8 @@ static void account_submit(MkModule *mod, AccountOp op, const char *username, co
     job->user_data = user_data;
     job->destroy = destroy;
     job->mod = mk_module_ref(mod);
+    if (peer)
+        job->peer = *peer;
     job->worker = mk_worker_self();
     if (!job->worker)
         job->ctx = g_main_context_ref_thread_default();
@@ -182,7 +220,8 @@ void mk_account_register(MkModule *mod, const char *username, const char *domain
                          GDestroyNotify destroy)
 {
     g_return_if_fail(mod != NULL && password != NULL);
-    account_submit(mod, ACCOUNT_REGISTER, username, domain, password, done, user_data, destroy);
+    account_submit(mod, ACCOUNT_REGISTER, username, domain, password, NULL, done, user_data,
+                   destroy);
 }
 
 /* Public module API (mk-account.h). */
@@ -191,7 +230,8 @@ void mk_account_set_password(MkModule *mod, const char *username, const char *do
                              GDestroyNotify destroy)
 {
     g_return_if_fail(mod != NULL && password != NULL);
-    account_submit(mod, ACCOUNT_SET_PASSWORD, username, domain, password, done, user_data, destroy);
+    account_submit(mod, ACCOUNT_SET_PASSWORD, username, domain, password, NULL, done, user_data,
+                   destroy);
 }
 
 /* Public module API (mk-account.h). */
@@ -199,5 +239,27 @@ void mk_account_remove(MkModule *mod, const char *username, const char *domain, 
                        gpointer user_data, GDestroyNotify destroy)
 {
     g_return_if_fail(mod != NULL);
-    account_submit(mod, ACCOUNT_REMOVE, username, domain, NULL, done, user_data, destroy);
+    account_submit(mod, ACCOUNT_REMOVE, username, domain, NULL, NULL, done, user_data, destroy);
+}
+
+/* @peer's key for the login limits; family 0 (never limited) when it is
+ * not an IP address. */
+static void peer_key(MkAddrKey *key, const char *peer)
+{
+    struct sockaddr_storage ss;
+    g_autoptr(GInetAddress) ia = peer ? g_inet_address_new_from_string(peer) : NULL;
+    g_autoptr(GSocketAddress) sa = ia ? g_inet_socket_address_new(ia, 0) : NULL;
+    gboolean ok = sa && g_socket_address_to_native(sa, &ss, sizeof ss, NULL);
+    mk_addr_key_from_sockaddr(key, ok ? &ss : NULL);
+}
+
+/* Public module API (mk-account.h, Since ABI 2.1). */
+void mk_account_check_password(MkModule *mod, const char *username, const char *domain,
+                               const char *password, const char *peer, MkAccountDone done,
+                               gpointer user_data, GDestroyNotify destroy)
+{
+    g_return_if_fail(mod != NULL && password != NULL);
+    MkAddrKey key;
+    peer_key(&key, peer);
+    account_submit(mod, ACCOUNT_CHECK, username, domain, password, &key, done, user_data, destroy);
 }

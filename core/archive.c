@@ -48,3 +48,37 @@ void mk_archive_remove(MkModule *user, MkJid *room)
     if (p)
         ((const MkArchiveFuncs *)p->funcs)->remove(p->data, room);
 }
+
+/* ---- users' archives for APIs (mk-archive.h, Since ABI 2.1) ---- */
+
+#define USER_SERVICE "archive-user"
+
+void mk_archived_message_free(MkArchivedMessage *m)
+{
+    if (!m)
+        return;
+    g_free(m->id);
+    g_free(m->sender);
+    g_free(m->with);
+    g_free(m->body);
+    g_free(m);
+}
+
+gboolean mk_user_archive_register(MkModule *mod, const MkUserArchiveFuncs *funcs, gpointer data,
+                                  GError **error)
+{
+    return mk_service_provide(mod, USER_SERVICE, funcs, data, error);
+}
+
+gboolean mk_user_archive_messages(MkModule *caller, MkJid *owner, MkJid *with, gint64 before_us,
+                                  guint limit, MkArchiveMessagesDone done, gpointer user_data,
+                                  GDestroyNotify destroy)
+{
+    g_return_val_if_fail(caller && owner && done, FALSE);
+    const MkServiceReg *p = mk_service_lookup(caller->mods, caller->host_type, USER_SERVICE);
+    if (!p)
+        return FALSE;
+    ((const MkUserArchiveFuncs *)p->funcs)
+        ->messages(p->data, owner, with, before_us, limit, done, user_data, destroy);
+    return TRUE;
+}

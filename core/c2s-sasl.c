@@ -470,3 +470,9 @@ gboolean c2s_limits_sweep(MkC2s *c, gint64 now)
     }
     return FALSE;
 }
+
+/* See c2s.h. */
+MkAuthGuard *mk_c2s_server_guard(MkC2sServer *cs)
+{
+    return cs ? cs->guard : NULL;
+}

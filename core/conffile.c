@@ -63,6 +63,26 @@ static const char *const listen_keys[] = {
     "scram_y_flag",
     NULL,
 };
+/* [listen.NAME] of type http: the keys above that apply, and its own. */
+static const char *const http_listen_keys[] = {
+    "type",
+    "address",
+    "port",
+    "tls",
+    "certfile",
+    "keyfile",
+    "idle_timeout",
+    "backlog",
+    "max_body_size",
+    "max_headers",
+    "max_connections",
+    "max_connections_per_address",
+    "metrics",
+    "metrics_user",
+    "metrics_password_file",
+    "modules",
+    NULL,
+};
 
 /* "FILE: [section] key: reason"; @key may be NULL. */
 G_GNUC_PRINTF(6, 7)
@@ -248,6 +268,9 @@ static void listen_free(MkListenConfig *lc)
 {
     g_free(lc->name);
     g_free(lc->type);
+    g_free(lc->metrics_user);
+    g_free(lc->metrics_password_file);
+    g_strfreev(lc->modules);
     g_free(lc->address);
     g_free(lc->certfile);
     g_free(lc->keyfile);
@@ -506,6 +529,80 @@ static gboolean is_loopback(const char *address)
     return a && g_inet_address_get_is_loopback(a);
 }
 
+/* Refuses a second listener on @lc's fixed address and port. */
+static gboolean check_port_free(MkConfigData *cfg, const char *group, MkListenConfig *lc,
+                                GError **error)
+{
+    /* Port 0 means "any free port" (tests); only fixed ports can clash. */
+    for (guint i = 0; lc->port && i + 1 < cfg->listeners->len; i++) {
+        MkListenConfig *o = g_ptr_array_index(cfg->listeners, i);
+        if (o->port == lc->port && g_ascii_strcasecmp(o->address, lc->address) == 0) {
+            cfg_error(error, MK_CONFIG_ERROR_VALUE, cfg->main_file, group, "port",
+                      "%s:%u is used by [listen.%s] already", lc->address, lc->port, o->name);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* The keys of a `type = http` listener (core/http.c, docs/configuration.md). */
+static gboolean load_http_listener(MkConfigData *cfg, GKeyFile *kf, const char *group,
+                                   MkListenConfig *lc, GError **error)
+{
+    const char *f = cfg->main_file;
+    lc->address = get_string(kf, group, "address", "127.0.0.1");
+    g_autoptr(GInetAddress) ia = g_inet_address_new_from_string(lc->address);
+    if (!ia && g_ascii_strcasecmp(lc->address, "localhost") != 0) {
+        cfg_error(error, MK_CONFIG_ERROR_VALUE, f, group, "address",
+                  "\"%s\" is not an IP address (nor localhost)", lc->address);
+        return FALSE;
+    }
+    /* HTTP has no STARTTLS: plain, or HTTPS from the first byte. */
+    static const char *const modes[] = {"none", "direct", NULL};
+    int tls;
+    if (!get_choice(f, kf, group, "tls", modes, is_loopback(lc->address) ? 0 : 1, &tls, error))
+        return FALSE;
+    lc->tls = tls == 1 ? MK_TLS_DIRECT : MK_TLS_NONE;
+    gint64 port, idle, backlog, body, headers, conns, per_addr;
+    static const char *const bools[] = {"false", "true", NULL};
+    int metrics;
+    if (!get_int(f, kf, group, "port", 8088, 0, 65535, &port, error) ||
+        !get_int(f, kf, group, "idle_timeout", 30, 1, 3600, &idle, error) ||
+        !get_int(f, kf, group, "backlog", 1024, 1, 65535, &backlog, error) ||
+        !get_int(f, kf, group, "max_body_size", 1024 * 1024, 1024, 64 * 1024 * 1024, &body,
+                 error) ||
+        !get_int(f, kf, group, "max_headers", 64, 4, 1000, &headers, error) ||
+        !get_int(f, kf, group, "max_connections", 256, 1, 100000, &conns, error) ||
+        !get_int(f, kf, group, "max_connections_per_address", 64, 0, 100000, &per_addr, error) ||
+        !get_choice(f, kf, group, "metrics", bools, 0, &metrics, error))
+        return FALSE;
+    lc->port = (guint16)port;
+    lc->idle_timeout = (guint)idle;
+    lc->backlog = (int)backlog;
+    lc->max_body_size = (gsize)body;
+    lc->max_headers = (guint)headers;
+    lc->max_connections = (guint)conns;
+    lc->max_connections_per_address = (guint)per_addr;
+    lc->metrics = metrics == 1;
+    lc->modules = get_list(kf, group, "modules", "");
+    lc->metrics_user = get_raw(kf, group, "metrics_user");
+    g_autofree char *pwfile = get_raw(kf, group, "metrics_password_file");
+    if (pwfile && *pwfile)
+        lc->metrics_password_file = resolve_path(cfg->state_dir, pwfile);
+    if (lc->metrics_user && *lc->metrics_user && !lc->metrics_password_file) {
+        cfg_error(error, MK_CONFIG_ERROR_KEY, f, group, "metrics_password_file",
+                  "metrics_user needs a password file");
+        return FALSE;
+    }
+    g_autofree char *cert = get_raw(kf, group, "certfile");
+    g_autofree char *key = get_raw(kf, group, "keyfile");
+    lc->certfile = cert && *cert ? resolve_path(cfg->state_dir, cert)
+                                 : g_build_filename(cfg->state_dir, "meerkat.crt", NULL);
+    lc->keyfile = key && *key ? resolve_path(cfg->state_dir, key)
+                              : g_build_filename(cfg->state_dir, "meerkat.key", NULL);
+    return check_port_free(cfg, group, lc, error);
+}
+
 static gboolean load_listener(MkConfigData *cfg, GKeyFile *kf, const char *group, GError **error)
 {
     const char *f = cfg->main_file;
@@ -515,18 +612,19 @@ static gboolean load_listener(MkConfigData *cfg, GKeyFile *kf, const char *group
                   "a listener name is letters, digits, '_' and '-'");
         return FALSE;
     }
-    if (!check_keys(f, kf, group, listen_keys, error))
+    static const char *const types[] = {"c2s", "http", NULL};
+    int type;
+    if (!get_choice(f, kf, group, "type", types, 0, &type, error))
+        return FALSE;
+    if (!check_keys(f, kf, group, type == 1 ? http_listen_keys : listen_keys, error))
         return FALSE;
 
     MkListenConfig *lc = g_new0(MkListenConfig, 1);
     g_ptr_array_add(cfg->listeners, lc);
     lc->name = g_strdup(name);
-
-    static const char *const types[] = {"c2s", NULL};
-    int type;
-    if (!get_choice(f, kf, group, "type", types, 0, &type, error))
-        return FALSE;
     lc->type = g_strdup(types[type]);
+    if (type == 1)
+        return load_http_listener(cfg, kf, group, lc, error);
 
     lc->address = get_string(kf, group, "address", "127.0.0.1");
     g_autoptr(GInetAddress) ia = g_inet_address_new_from_string(lc->address);
@@ -578,16 +676,7 @@ static gboolean load_listener(MkConfigData *cfg, GKeyFile *kf, const char *group
     lc->keyfile = key && *key ? resolve_path(cfg->state_dir, key)
                               : g_build_filename(cfg->state_dir, "meerkat.key", NULL);
 
-    /* Port 0 means "any free port" (tests); only fixed ports can clash. */
-    for (guint i = 0; lc->port && i + 1 < cfg->listeners->len; i++) {
-        MkListenConfig *o = g_ptr_array_index(cfg->listeners, i);
-        if (o->port == lc->port && g_ascii_strcasecmp(o->address, lc->address) == 0) {
-            cfg_error(error, MK_CONFIG_ERROR_VALUE, f, group, "port",
-                      "%s:%u is used by [listen.%s] already", lc->address, lc->port, o->name);
-            return FALSE;
-        }
-    }
-    return TRUE;
+    return check_port_free(cfg, group, lc, error);
 }
 
 static int cmp_str(gconstpointer a, gconstpointer b)

@@ -53,6 +53,12 @@
  *   max_preauth_per_address = 20      # unauthenticated connections; 0 = no cap
  *   scram_y_flag = tls13              # refuse | tls13 | accept (docs/configuration.md)
  *
+ *   [listen.api]                      # type = http: REST routes of the modules
+ *   type = http                       # keys: address port tls (none|direct) certfile
+ *                                     # keyfile idle_timeout backlog max_body_size
+ *                                     # max_headers max_connections metrics
+ *                                     # metrics_user metrics_password_file modules
+ *
  * conf.d/NAME.conf: each file NAME.conf enables module NAME and holds its
  * [NAME] section (and [NAME@HOSTTYPE] overrides). Files are read in sorted
  * order; unknown sections and keys are errors naming the file and key. */
@@ -90,6 +96,15 @@ typedef struct {
     guint tls_handshake_timeout;   /* seconds; 0 = never */
     guint max_preauth_per_address; /* 0 = no cap */
     MkScramYFlag scram_y_flag;
+    /* type = http (core/http.c) */
+    gsize max_body_size;
+    guint max_headers;
+    guint max_connections;
+    guint max_connections_per_address; /* 0 = no cap */
+    gboolean metrics;                  /* serve GET /metrics */
+    char *metrics_user;                /* nullable: no auth for /metrics */
+    char *metrics_password_file;       /* absolute; nullable */
+    char **modules;                    /* whose routes it serves; empty: every module's */
 } MkListenConfig;
 
 typedef struct {

@@ -28,6 +28,8 @@
 #include <meerkat/mk-xep82.h>
 #include <meerkat/mk-server.h>
 #include <meerkat/mk-fanout.h>
+#include <meerkat/mk-http.h>
+#include <meerkat/mk-domains.h>
 
 typedef struct MkServer MkServer;
 typedef struct MkWorker MkWorker;

@@ -10,6 +10,7 @@
  * mk_modules_free(), after the workers stopped. A restart of the same
  * module reuses the open handle. */
 #include "modules.h"
+#include "http.h"
 #include "db.h"
 #include "hosts.h"
 #include "modules-priv.h"
@@ -477,6 +478,8 @@ static void unregister_all(MkModule *m)
     mk_timers_remove_all(m);
     mk_user_queues_close(m);
     mk_metrics_release(m);
+    if (mods->server)
+        mk_http_routes_drop(mods->server->http_routes, m);
     g_ptr_array_set_size(m->hooks, 0);
     g_ptr_array_set_size(m->iqs, 0);
     g_ptr_array_set_size(m->features, 0);

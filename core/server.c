@@ -3,6 +3,7 @@
 #include "c2s.h"
 #include "db.h"
 #include "hosts.h"
+#include "http.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -66,6 +67,13 @@ gboolean mk_server_auth_push(MkServer *srv, MkPoolJob *job)
     return open;
 }
 
+/* See server.h. */
+MkAuthGuard *mk_server_auth_guard(MkServer *srv)
+{
+    ServerPriv *priv = (ServerPriv *)srv;
+    return srv ? mk_c2s_server_guard(priv->c2s) : NULL;
+}
+
 /* See server.h. Main thread. */
 void mk_server_auth_drain(MkServer *srv)
 {
@@ -101,6 +109,20 @@ static gboolean prepare_certificates(MkConfigData *cfg, GError **error)
     return TRUE;
 }
 
+/* Starts an http listener (core/http.c). Main thread. */
+static gboolean start_http(MkServer *srv, const MkListenConfig *lc, GError **error)
+{
+    if (!srv->http_listeners)
+        srv->http_listeners = g_ptr_array_new_with_free_func((GDestroyNotify)mk_http_listener_stop);
+    MkHttpListener *hl = mk_http_listener_start(srv, lc, error);
+    if (!hl)
+        return FALSE;
+    g_ptr_array_add(srv->http_listeners, hl);
+    g_message("listening on %s:%u (%s, http%s)", lc->address, mk_http_listener_port(hl), lc->name,
+              lc->tls == MK_TLS_DIRECT ? "s" : "");
+    return TRUE;
+}
+
 MkServer *mk_server_new(MkConfigData *cfg, GError **error)
 {
     ServerPriv *priv = g_new0(ServerPriv, 1);
@@ -129,6 +151,7 @@ MkServer *mk_server_new(MkConfigData *cfg, GError **error)
     srv->workers = mk_workers_start(cfg->workers, error);
     if (!srv->workers)
         goto fail;
+    srv->http_routes = mk_http_routes_new();
     srv->modules = mk_modules_new(srv);
     if (!mk_modules_apply(srv->modules, cfg, error))
         goto fail;
@@ -139,8 +162,11 @@ MkServer *mk_server_new(MkConfigData *cfg, GError **error)
     srv->listeners = g_ptr_array_new_with_free_func((GDestroyNotify)mk_listener_stop);
     for (guint i = 0; i < cfg->listeners->len; i++) {
         MkListenConfig *lc = g_ptr_array_index(cfg->listeners, i);
-        if (!g_str_equal(lc->type, "c2s"))
+        if (g_str_equal(lc->type, "http")) {
+            if (!start_http(srv, lc, error))
+                goto fail;
             continue;
+        }
         if (!mk_c2s_server_add_listener(priv->c2s, lc, error))
             goto fail;
         if (srv->listeners->len == 0)
@@ -238,6 +264,10 @@ void mk_server_free(MkServer *srv)
         mk_metrics_server_stop(srv);
     if (srv->listeners)
         g_ptr_array_unref(srv->listeners);
+    /* HTTP handlers run on the workers: answered or given up before
+     * anything they use goes. */
+    if (srv->http_listeners)
+        g_ptr_array_unref(srv->http_listeners);
     /* SASL jobs still queued use the c2s server's SASL context: let them
      * finish before it goes. Their results land on still-running workers.
      * From here until the streams are closed, new jobs are refused. */
@@ -263,6 +293,7 @@ void mk_server_free(MkServer *srv)
     if (srv->modules)
         mk_modules_free(srv->modules);
     mk_sm_free(srv->sm);
+    mk_http_routes_free(srv->http_routes);
     if (srv->hosts)
         mk_hosts_free(srv->hosts);
     if (srv->loop)

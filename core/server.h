@@ -20,6 +20,8 @@ struct MkServer {
     gnutls_certificate_credentials_t tls_creds; /* nullable */
     MkJobPool *auth_pool; /* SASL steps, account changes: through mk_server_auth_push only */
     gint64 started_at;    /* g_get_real_time() at start */
+    struct MkHttpRoutes *http_routes; /* modules' HTTP routes (core/http-routes.c) */
+    GPtrArray *http_listeners;        /* of MkHttpListener* */
 };
 
 /* A job for srv->auth_pool: job structs start with this. */
@@ -35,6 +37,11 @@ gboolean mk_server_auth_push(MkServer *srv, MkPoolJob *job);
 /* Refuses new auth jobs, then runs those queued and waits for them.
  * Main thread, at shutdown; mk_server_free calls it. */
 void mk_server_auth_drain(MkServer *srv);
+
+/* The login limits shared by XMPP logins and password-checking APIs
+ * (authguard.h). (transfer none) (nullable) Any thread, until the
+ * auth pool is drained. */
+struct MkAuthGuard *mk_server_auth_guard(MkServer *srv);
 
 /* (transfer none) The process's server, or NULL before mk_server_new. */
 MkServer *mk_server_get(void);

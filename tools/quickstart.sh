@@ -9,9 +9,11 @@
 #   state/meerkat.db        the sqlite database (accounts, rosters)
 #   state/meerkat.crt/.key  a self-signed certificate made on first start
 #   state/demo-password     the password of demo@localhost
+#   state/admin-password    the password of the admin REST API (user admin)
 #
 # Clients connect to 127.0.0.1:5222 (STARTTLS offered, self-signed
-# certificate). Installs the build packages first when some are missing
+# certificate); the admin REST API (docs/api.md) is on
+# http://127.0.0.1:8088/api, loopback only. Installs the build packages first when some are missing
 # (Debian 12; as root, or through sudo). Stop the server with Ctrl-C.
 set -eu
 
@@ -24,7 +26,7 @@ state=$top/state
 
 packages="autoconf automake libtool pkg-config gcc make
 libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libdbd-sqlite3
-libgsasl-dev libidn-dev"
+libgsasl-dev libidn-dev libmicrohttpd-dev libjson-glib-dev"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -94,6 +96,23 @@ tls = optional
 EOF
     echo "quickstart: wrote $conf"
 fi
+# The admin REST API (mod_rest_admin) on loopback; added once to a
+# configuration written before it existed.
+if ! grep -q '^type = http' "$conf"; then
+    cat >>"$conf" <<EOF
+
+# The admin REST API (docs/api.md): loopback only, user admin, the
+# password in state/admin-password.
+[listen.api]
+type = http
+address = 127.0.0.1
+port = 8088
+EOF
+fi
+adminpw=$state/admin-password
+if [ ! -s "$adminpw" ]; then
+    (umask 077 && head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 20 >"$adminpw")
+fi
 
 # Modules are enabled once, when state/conf.d/ is made; remove a symlink
 # to disable one (and send SIGHUP, or restart).
@@ -104,6 +123,11 @@ if [ ! -d "$state/conf.d" ]; then
         [ -f "$f" ] || continue
         ln -s "../../conf.d/available/$(basename "$f")" "$state/conf.d/$(basename "$f")"
     done
+    # The shipped mod_rest_admin.conf has no password (it refuses every
+    # request): the demo's, written below, reads state/admin-password.
+    if [ -f "$top/conf.d/available/mod_rest_admin.conf" ]; then
+        rm "$state/conf.d/mod_rest_admin.conf"
+    fi
     # In-band registration is off in the shipped file (open registration
     # draws spam accounts); the local demo turns it on for localhost.
     if [ -f "$top/conf.d/available/mod_register.conf" ]; then
@@ -115,6 +139,17 @@ if [ ! -d "$state/conf.d" ]; then
 allow_registration = true
 EOF
     fi
+fi
+
+if [ -f "$top/conf.d/available/mod_rest_admin.conf" ] &&
+    [ ! -e "$state/conf.d/mod_rest_admin.conf" ]; then
+    cat >"$state/conf.d/mod_rest_admin.conf" <<EOF
+# Written by tools/quickstart.sh: the admin REST API for the local demo,
+# user admin, password in state/admin-password.
+[mod_rest_admin]
+username = admin
+password_file = $adminpw
+EOF
 fi
 
 "$meerkatd" -c "$conf" --check-config >/dev/null || {
@@ -142,6 +177,13 @@ cat <<EOF
       password:  $password
 
   (STARTTLS with a self-signed certificate in state/meerkat.crt.)
+
+  The admin REST API (docs/api.md) answers on 127.0.0.1:8088:
+
+      user:      admin
+      password:  $(cat "$adminpw")
+
+      curl -u admin:$(cat "$adminpw") http://127.0.0.1:8088/api/users/localhost
   Add users with:
       $meerkatctl -c $conf register NAME localhost PASSWORD
   or from a client: in-band registration is allowed on this demo server.

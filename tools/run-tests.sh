@@ -36,6 +36,8 @@ libgsasl-dev libidn-dev libstrophe-dev postgresql sqlite3 python3 python3-slixmp
 python3-nbxmpp clang-format"
 # tests/integration/test-metrics-prom.py: the text format's parser, promtool.
 packages="$packages python3-prometheus-client prometheus"
+# The http listener, its JSON, the /metrics parser, the rest bench's client.
+packages="$packages libmicrohttpd-dev libjson-glib-dev python3-prometheus-client wrk"
 # The package test's own tools; it runs (and so needs them) only as root.
 if [ "$(id -u)" -eq 0 ] && [ "${MK_SKIP_PACKAGES:-0}" != 1 ]; then
     packages="$packages debhelper dpkg-dev fakeroot lintian rpm openssl adduser man-db"

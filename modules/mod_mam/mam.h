@@ -224,6 +224,9 @@ gboolean mam_iq_start(Mam *m, GError **error);
 void mam_query_room(Mam *m, MkJid *room, MkStanza *iq);
 /* Provides the core's archive service for rooms. Main thread, start(). */
 gboolean mam_rooms_start(Mam *m, GError **error);
+/* Provides the users' archive service for APIs (mam-rest.c). Main
+ * thread, start(). */
+gboolean mam_rest_start(Mam *m, GError **error);
 /* XEP-0424: @from retracts its message @origin_id sent to @to: both
  * archives keep a tombstone in its place. Any worker. */
 void mam_retract(Mam *m, MkJid *from, MkJid *to, const char *origin_id);

@@ -127,7 +127,7 @@ static gboolean mam_start(MkModule *mod, GError **error)
     m->queue = mk_user_queue_new(mod);
     m->prefs = mk_user_cache_new(mod, m->queue, &prefs_class,
                                  (guint)mk_config_get_int(mod, "prefs_idle_seconds"), m);
-    if (!mam_iq_start(m, error) || !mam_rooms_start(m, error))
+    if (!mam_iq_start(m, error) || !mam_rooms_start(m, error) || !mam_rest_start(m, error))
         return FALSE;
     mam_archive_start(m);
     mk_timer_add(mod, (guint)mk_config_get_int(mod, "flush_interval_ms"), on_flush, m);

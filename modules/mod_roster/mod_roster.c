@@ -143,7 +143,8 @@ static gboolean roster_start(MkModule *mod, GError **error)
     mk_module_set_data(mod, r, roster_free);
 
     static const MkRosterFuncs service = {.contacts = roster_db_contacts};
-    if (!roster_iq_start(r, error) || !mk_roster_register(mod, &service, r, error))
+    if (!roster_iq_start(r, error) || !mk_roster_register(mod, &service, r, error) ||
+        !roster_admin_start(r, error))
         return FALSE;
     roster_presence_start(r);
     roster_preload_start(r);

@@ -123,13 +123,20 @@ typedef struct {
     gboolean not_found;
     const char *refusal; /* a cap refused it (roster-limits.c) */
     gint64 ver;
+    /* Without an IQ (roster-admin.c): the caller's completion. */
+    MkRosterDone done;
+    gpointer done_data;
+    GDestroyNotify done_destroy;
 } SetOp;
 
 static void set_op_free(gpointer data)
 {
     SetOp *op = data;
     roster_write_end(op->r, op->user); /* its transaction is over */
-    mk_iq_unref(op->iq);
+    if (op->done_destroy)
+        op->done_destroy(op->done_data);
+    if (op->iq)
+        mk_iq_unref(op->iq);
     mk_jid_unref(op->user);
     roster_item_free(op->want);
     roster_item_free(op->cur);
@@ -172,22 +179,33 @@ static gboolean set_work(MkDbConn *conn, gpointer data, GError **error)
            roster_db_bump_version(conn, op->user, &op->ver, error);
 }
 
+/* Answers the IQ, or tells the caller without one (roster-admin.c). */
+static void set_fail(SetOp *op, MkStanzaError cond, MkRosterErrorCode code, const char *text)
+{
+    if (op->iq) {
+        mk_iq_reply_error(op->iq, cond, text);
+    } else if (op->done) {
+        g_autoptr(GError) e = g_error_new_literal(MK_ROSTER_ERROR, code, text ? text : "failed");
+        op->done(e, op->done_data);
+    }
+}
+
 static void set_done(const GError *error, gpointer data)
 {
     SetOp *op = data;
     if (error) {
         g_warning("mod_roster: updating the roster of %s: %s", mk_jid_string(op->user),
                   error->message);
-        mk_iq_reply_error(op->iq, MK_ERR_INTERNAL_SERVER_ERROR, NULL);
+        set_fail(op, MK_ERR_INTERNAL_SERVER_ERROR, MK_ROSTER_ERROR_FAILED, NULL);
         return;
     }
     if (op->not_found) {
-        mk_iq_reply_error(op->iq, MK_ERR_ITEM_NOT_FOUND, NULL);
+        set_fail(op, MK_ERR_ITEM_NOT_FOUND, MK_ROSTER_ERROR_NOT_FOUND, "no such item");
         return;
     }
     if (op->refusal) {
         /* A local policy, not a shortage that waiting would cure. */
-        mk_iq_reply_error(op->iq, MK_ERR_POLICY_VIOLATION, op->refusal);
+        set_fail(op, MK_ERR_POLICY_VIOLATION, MK_ROSTER_ERROR_REFUSED, op->refusal);
         return;
     }
     roster_push(op->r, op->user, op->cur, op->remove, op->ver);
@@ -206,7 +224,10 @@ static void set_done(const GError *error, gpointer data)
                 roster_send_unavailable_to(op->user, contact);
         }
     }
-    mk_iq_reply(op->iq, NULL);
+    if (op->iq)
+        mk_iq_reply(op->iq, NULL);
+    else if (op->done)
+        op->done(NULL, op->done_data);
 }
 
 static int compare_strings(gconstpointer a, gconstpointer b)
@@ -307,6 +328,21 @@ static MkResult roster_set(MkIq *iq, gpointer user_data)
     roster_write_begin(r, op->user);
     mk_user_queue_push(r->queue, mk_jid_string(op->user), set_work, set_done, op, set_op_free);
     return MK_HANDLED;
+}
+
+void roster_set_item(Roster *r, MkJid *user, RosterItem *want, gboolean remove, MkRosterDone done,
+                     gpointer data, GDestroyNotify destroy)
+{
+    SetOp *op = g_new0(SetOp, 1);
+    op->r = r;
+    op->user = mk_jid_bare(user);
+    op->want = want;
+    op->remove = remove;
+    op->done = done;
+    op->done_data = data;
+    op->done_destroy = destroy;
+    roster_write_begin(r, op->user);
+    mk_user_queue_push(r->queue, mk_jid_string(op->user), set_work, set_done, op, set_op_free);
 }
 
 gboolean roster_iq_start(Roster *r, GError **error)

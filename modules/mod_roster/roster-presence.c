@@ -220,6 +220,17 @@ static void queue_subscription(Roster *r, gboolean inbound, RosterPresType type,
     mk_user_queue_push(r->queue, mk_jid_string(op->user), sub_work, sub_done, op, sub_op_free);
 }
 
+void roster_user_subscription(Roster *r, MkJid *user, MkJid *contact, RosterPresType type)
+{
+    static const char *const names[] = {"subscribe", "subscribed", "unsubscribe", "unsubscribed"};
+    g_autoptr(MkXml) xml = mk_xml_new("presence", NS_CLIENT);
+    mk_xml_set_attr(xml, "type", names[type]);
+    g_autoptr(MkStanza) st = mk_stanza_new_addressed(xml, user, contact);
+    if (mk_jid_bare_equal(user, contact))
+        return;
+    queue_subscription(r, FALSE, type, user, contact, st);
+}
+
 /* user_send_packet: a subscription stanza from a local user. */
 static MkResult on_user_send(MkHookCall *call, gpointer user_data)
 {

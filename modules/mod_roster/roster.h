@@ -172,6 +172,16 @@ void roster_send_unavailable_to(MkJid *user, MkJid *to);
 /* A presence of @type from @from to @to, routed. Any thread. */
 void roster_route_presence(const char *type, MkJid *from, MkJid *to);
 
+/* A roster set without an IQ (roster-admin.c): takes @want; @done and
+ * @destroy run on the calling thread. Worker. */
+void roster_set_item(Roster *r, MkJid *user, RosterItem *want, gboolean remove, MkRosterDone done,
+                     gpointer data, GDestroyNotify destroy);
+/* @user sends subscription presence @type to @contact, as from a client.
+ * Worker. */
+void roster_user_subscription(Roster *r, MkJid *user, MkJid *contact, RosterPresType type);
+/* The managing service (roster-admin.c). Main thread, in start(). */
+gboolean roster_admin_start(Roster *r, GError **error);
+
 /* roster-iq.c, roster-presence.c, roster-preload.c: registration in start(). */
 gboolean roster_iq_start(Roster *r, GError **error);
 void roster_presence_start(Roster *r);

@@ -22,10 +22,12 @@ G_BEGIN_DECLS
 MK_API GQuark mk_account_error_quark(void);
 
 typedef enum {
-    MK_ACCOUNT_ERROR_NO_USER, /* no such account */
-    MK_ACCOUNT_ERROR_EXISTS,  /* the account exists already */
-    MK_ACCOUNT_ERROR_INVALID, /* bad username, domain or password (empty, SASLprep) */
-    MK_ACCOUNT_ERROR_FAILED,  /* storage failed; the message says why */
+    MK_ACCOUNT_ERROR_NO_USER,        /* no such account */
+    MK_ACCOUNT_ERROR_EXISTS,         /* the account exists already */
+    MK_ACCOUNT_ERROR_INVALID,        /* bad username, domain or password (empty, SASLprep) */
+    MK_ACCOUNT_ERROR_FAILED,         /* storage failed; the message says why */
+    MK_ACCOUNT_ERROR_NOT_AUTHORIZED, /* mk_account_check_password: wrong user or password */
+    MK_ACCOUNT_ERROR_THROTTLED,      /* mk_account_check_password: too many failures, later */
 } MkAccountErrorCode;
 
 /* @error is (transfer none), NULL on success. */
@@ -48,5 +50,17 @@ MK_API void mk_account_set_password(MkModule *mod, const char *username, const c
  * caller's decision. */
 MK_API void mk_account_remove(MkModule *mod, const char *username, const char *domain,
                               MkAccountDone done, gpointer user_data, GDestroyNotify destroy);
+/* Checks @password for the account as a PLAIN login would (Since ABI
+ * 2.1): against the stored SCRAM keys, or the stored password with
+ * password_format = plain. @done gets NULL when it matches, and
+ * MK_ACCOUNT_ERROR_NOT_AUTHORIZED when the user is unknown or the
+ * password wrong: both cost the same work, so the answer's time does
+ * not tell which. The login limits of XMPP logins apply, counted for
+ * @peer (an IP address as text; nullable: none): while the address or
+ * the account is in backoff the answer is MK_ACCOUNT_ERROR_THROTTLED,
+ * without a hash. For APIs that take a user's credentials. */
+MK_API void mk_account_check_password(MkModule *mod, const char *username, const char *domain,
+                                      const char *password, const char *peer, MkAccountDone done,
+                                      gpointer user_data, GDestroyNotify destroy);
 
 G_END_DECLS

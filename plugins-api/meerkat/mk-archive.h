@@ -51,4 +51,41 @@ MK_API gboolean mk_archive_query(MkModule *user, MkJid *room, MkStanza *iq);
  * or the main thread. */
 MK_API void mk_archive_remove(MkModule *user, MkJid *room);
 
+/* ---- Users' archives for APIs (Since ABI 2.1) ----
+ * An administration or client API (mod_rest_admin) reads a user's 1:1
+ * archive through the module that keeps it (mod_mam), as the service
+ * "archive-user". */
+
+/* One archived message. */
+typedef struct {
+    char *id;       /* the archive ID (XEP-0359 stanza-id) */
+    char *sender;   /* bare JID of who sent it */
+    char *with;     /* bare JID of the other party */
+    gint64 when_us; /* when it was archived, microseconds since the epoch */
+    char *body;     /* its <body/> text, "" when none */
+} MkArchivedMessage;
+MK_API void mk_archived_message_free(MkArchivedMessage *m);
+
+/* @messages (transfer none): MkArchivedMessage*, oldest first; NULL with
+ * @error. */
+typedef void (*MkArchiveMessagesDone)(GPtrArray *messages, const GError *error, gpointer user_data);
+
+typedef struct {
+    /* The last @limit messages of @owner's archive (with @with only, when
+     * not NULL) archived before @before_us, including every message sent
+     * before the call. @done, then @destroy, on the calling thread.
+     * Worker. */
+    void (*messages)(gpointer data, MkJid *owner, MkJid *with, gint64 before_us, guint limit,
+                     MkArchiveMessagesDone done, gpointer user_data, GDestroyNotify destroy);
+} MkUserArchiveFuncs;
+
+/* Provides the service on @mod's host type. Main thread, in start(). */
+MK_API gboolean mk_user_archive_register(MkModule *mod, const MkUserArchiveFuncs *funcs,
+                                         gpointer data, GError **error);
+/* See MkUserArchiveFuncs.messages. FALSE (and neither @done nor @destroy
+ * runs) when no module provides the service. Worker. */
+MK_API gboolean mk_user_archive_messages(MkModule *caller, MkJid *owner, MkJid *with,
+                                         gint64 before_us, guint limit, MkArchiveMessagesDone done,
+                                         gpointer user_data, GDestroyNotify destroy);
+
 G_END_DECLS

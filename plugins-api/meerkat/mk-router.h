@@ -17,6 +17,13 @@ MK_API void mk_router_send(MkStanza *stanza);
  * rules, skipping the presence_in hook: for modules that handled presence
  * themselves. Any thread. (transfer none) */
 MK_API void mk_router_send_to_account(MkStanza *stanza);
+/* Sends @stanza for the local account in its 'from', as that account's
+ * client would but without a session (Since ABI 2.1): the
+ * user_send_packet handlers run first (the sender's archive, roster,
+ * privacy and blocking lists), then it is routed, unless one of them
+ * took it; one that refused it bounces the error to 'from'. For APIs
+ * that speak for a user. Worker. (transfer none) */
+MK_API void mk_router_send_as(MkStanza *stanza);
 
 /* Claims stanzas addressed to @domain (and its JIDs), a subdomain such as
  * "muc.localhost". The handler runs on the worker that routed the stanza.

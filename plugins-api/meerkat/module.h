@@ -30,4 +30,6 @@
 #include <meerkat/mk-xep82.h>
 #include <meerkat/mk-server.h>
 #include <meerkat/mk-fanout.h>
+#include <meerkat/mk-http.h>
+#include <meerkat/mk-domains.h>
 #undef MK_INSIDE_MODULE_H

@@ -114,14 +114,17 @@ class Server:
     """A private meerkatd with the given modules ({"mod_ping": {"ping_interval": 1}, ...})."""
 
     def __init__(self, modules, workers=2, auth=None, listen=None, nofile=None,
-                 module_dir=None, extra_conf=""):
+                 module_dir=None, extra_conf="", http=None):
         """auth, listen: keys of [auth] and [listen.c2s] that replace the
         defaults below (a value None drops the key: the server's default).
         nofile: the server's RLIMIT_NOFILE. module_dir: where the modules are
         loaded from (default: this build's modules/.libs). extra_conf: text
-        appended to meerkat.conf (more sections)."""
+        appended to meerkat.conf (more sections). http: keys of an extra
+        [listen.http] (type = http on a free port; {} for defaults), reached
+        with self.http()."""
         self.dir = tempfile.mkdtemp(prefix="mk-modtest.")
         self.port = free_port()
+        self.http_port = free_port() if http is not None else None
         self.state = os.path.join(self.dir, "state")
         confd = os.path.join(self.dir, "conf.d")
         os.makedirs(confd)
@@ -157,6 +160,10 @@ database = meerkat.db
                  "moddir": module_dir or os.path.join(TOP_BUILDDIR, "modules", ".libs"),
                  "auth": section(auth_keys), "listen": section(listen_keys)})
             f.write(extra_conf)
+            if http is not None:
+                http_keys = {"type": "http", "address": "127.0.0.1", "port": self.http_port}
+                http_keys.update(http)
+                f.write("\n[listen.http]\n" + section(http_keys))
         self.log_path = os.path.join(self.dir, "meerkatd.log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
@@ -171,10 +178,47 @@ database = meerkat.db
                                                                      self.log_text()))
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                if self.http_port:
+                    socket.create_connection(("127.0.0.1", self.http_port), 0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("meerkatd did not listen:\n" + self.log_text())
+
+    def http(self, method, path, body=None, auth=None, headers=None, raw=None, tls=False):
+        """One request on a new connection to the http listener: (status,
+        headers dict with lower-case names, JSON-decoded body or text).
+        body: an object sent as JSON; raw: bytes sent as they are; auth:
+        (user, password) for Basic auth."""
+        import http.client
+        import json
+        import ssl
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            conn = http.client.HTTPSConnection("127.0.0.1", self.http_port, timeout=20,
+                                               context=ctx)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=20)
+        hdrs = dict(headers or {})
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        if auth:
+            hdrs["Authorization"] = "Basic " + base64.b64encode(
+                ("%s:%s" % auth).encode()).decode()
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            text = resp.read().decode("utf-8", "replace")
+            rh = {k.lower(): v for k, v in resp.getheaders()}
+        finally:
+            conn.close()
+        if rh.get("content-type", "").startswith("application/json") and text:
+            return resp.status, rh, json.loads(text)
+        return resp.status, rh, text
 
     def log_text(self, tail=60):
         try:
@@ -207,7 +251,14 @@ database = meerkat.db
         finally:
             db.close()
 
-    def stop(self):
+    def stop(self, remove=True):
+        """Stops meerkatd (once) and, unless @remove is False, deletes its
+        files; a later stop() deletes them."""
+        if getattr(self, "stopped", False):
+            if remove:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -231,7 +282,7 @@ database = meerkat.db
                 break
         if os.environ.get("MK_KEEP_TMP"):
             print("# kept " + self.dir)
-        else:
+        elif remove:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 

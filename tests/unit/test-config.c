@@ -366,6 +366,54 @@ static void test_module_values(void)
     g_assert_error(error, MK_CONFIG_ERROR, MK_CONFIG_ERROR_KEY);
 }
 
+/* [listen.NAME] of type http: its defaults, its own keys, and the
+ * keys and values that belong to c2s refused. */
+static void test_http_listener(void)
+{
+    g_autoptr(Dir) d = dir_new("[general]\nstate_dir = /tmp/s\n"
+                               "[listen.api]\ntype = http\n"
+                               "[listen.pub]\ntype = http\naddress = 0.0.0.0\nport = 8443\n"
+                               "max_body_size = 4096\nmax_headers = 10\nmetrics = true\n"
+                               "metrics_user = prom\nmetrics_password_file = prom-pw\n"
+                               "modules = mod_rest_admin;mod_rest_client\n");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(MkConfigData) cfg = mk_config_load(d->main, &error);
+    g_assert_no_error(error);
+    g_assert_cmpuint(cfg->listeners->len, ==, 2);
+    MkListenConfig *api = g_ptr_array_index(cfg->listeners, 0);
+    g_assert_cmpstr(api->type, ==, "http");
+    g_assert_cmpstr(api->address, ==, "127.0.0.1");
+    g_assert_cmpuint(api->port, ==, 8088);
+    g_assert_cmpint(api->tls, ==, MK_TLS_NONE); /* loopback: plain HTTP */
+    g_assert_cmpuint(api->idle_timeout, ==, 30);
+    g_assert_cmpuint(api->max_body_size, ==, 1024 * 1024);
+    g_assert_cmpuint(api->max_headers, ==, 64);
+    g_assert_cmpuint(api->max_connections_per_address, ==, 64);
+    g_assert_false(api->metrics);
+    g_assert_true(api->modules && !api->modules[0]);
+    MkListenConfig *pub = g_ptr_array_index(cfg->listeners, 1);
+    g_assert_cmpint(pub->tls, ==, MK_TLS_DIRECT); /* elsewhere: HTTPS */
+    g_assert_cmpuint(pub->max_body_size, ==, 4096);
+    g_assert_cmpuint(pub->max_headers, ==, 10);
+    g_assert_true(pub->metrics);
+    g_assert_cmpstr(pub->metrics_user, ==, "prom");
+    g_assert_cmpstr(pub->metrics_password_file, ==, "/tmp/s/prom-pw");
+    g_assert_cmpuint(g_strv_length(pub->modules), ==, 2);
+
+    expect_error("[listen.api]\ntype = http\ntls = required\n", MK_CONFIG_ERROR_VALUE, "listen.api",
+                 "tls", NULL);
+    expect_error("[listen.api]\ntype = http\nmax_stanza_size = 70000\n", MK_CONFIG_ERROR_KEY,
+                 "listen.api", "max_stanza_size", "unknown key");
+    expect_error("[listen.c2s]\ntype = c2s\nmax_body_size = 4096\n", MK_CONFIG_ERROR_KEY,
+                 "listen.c2s", "max_body_size", "unknown key");
+    expect_error("[listen.api]\ntype = http\nmetrics_user = prom\n", MK_CONFIG_ERROR_KEY,
+                 "listen.api", "metrics_password_file", NULL);
+    expect_error("[listen.api]\ntype = http\nmax_body_size = 10\n", MK_CONFIG_ERROR_VALUE,
+                 "listen.api", "max_body_size", NULL);
+    expect_error("[listen.a]\ntype = http\nport = 9000\n[listen.b]\ntype = c2s\nport = 9000\n",
+                 MK_CONFIG_ERROR_VALUE, "listen.b", "port", NULL);
+}
+
 static void test_log_line(void)
 {
     if (g_test_subprocess()) {
@@ -410,6 +458,7 @@ int main(int argc, char **argv)
     g_test_add_func("/config/metrics", test_metrics);
     g_test_add_func("/config/conf-d-errors", test_conf_d_errors);
     g_test_add_func("/config/module-values", test_module_values);
+    g_test_add_func("/config/http-listener", test_http_listener);
     g_test_add_func("/log/line", test_log_line);
     g_test_add_func("/errors/quark-names", test_error_quarks);
     return g_test_run();

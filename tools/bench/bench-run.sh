@@ -21,6 +21,7 @@
 #   BENCH_ML_ROOMS=10     MUC Light rooms ...
 #   BENCH_ML_SIZE=100     ... of this many occupants ...
 #   BENCH_ML_RATE=3000    ... sent groupchat messages per second (all rooms)
+#   BENCH_REST_CLIENTS=50 keep-alive clients of the rest scenario
 #   BENCH_OUT=FILE        also keep the JSON lines here
 # Quick run: make bench BENCH_SESSIONS=1000 BENCH_PAIRS=100 BENCH_DURATION=3
 set -eu
@@ -190,6 +191,11 @@ if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
     rm -rf "$PG_DIR"
     unset BENCH_PG_PORT
 fi
+
+# The admin REST API: POST /api/messages over keep-alive (bench-rest.sh).
+. "$(dirname "$0")/bench-rest.sh"
+bench_rest
+bench_chat_scraped
 
 P="--port $RELAY_PORT"
 start_relay

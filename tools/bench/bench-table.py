@@ -48,6 +48,10 @@ ROWS = [
      "messages_per_cpu_s", 1, True),
     ("MUC Light latency p50, ms", "muclight", "latency_us.p50", 0.001, False),
     ("MUC Light latency p99, ms", "muclight", "latency_us.p99", 0.001, False),
+    ("messages per server CPU-s, /metrics scraped each second", "chat-scraped", "messages_per_cpu_s", 1, True),
+    ("REST POST /api/messages per server CPU-s", "rest", "requests_per_cpu_s", 1, True),
+    ("REST POST /api/messages/s (wall)", "rest", "requests_per_s", 1, True),
+    ("REST latency p99, ms", "rest", "latency_us.p99", 0.001, False),
     ("failed logins (all tests)", "*", "failed", 1, False),
 ]
 
