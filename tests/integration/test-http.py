@@ -53,10 +53,13 @@ def test_metrics(t, srv):
          "text format 0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(text)}
     t.ok(len(families) > 5, "prometheus_client parses %d metric families" % len(families))
-    t.ok(all(f.type == "counter" for f in families.values()), "every family is a counter")
-    t.ok(any(n.startswith("meerkat_default_mod_ping_") for n in families),
+    types = {f.type for f in families.values()}
+    t.ok({"counter", "gauge", "histogram"} >= types >= {"counter", "gauge"},
+         "counters and gauges (and histograms), nothing else (%s)" % sorted(types))
+    t.ok(any(n.startswith("meerkat_mod_ping_") for n in families),
          "a module's counters are there (mod_ping)")
-    t.ok(all(n.startswith("meerkat_") for n in families), "every name starts with meerkat_")
+    t.ok(all(n.startswith(("meerkat_", "process_")) for n in families),
+         "every name starts with meerkat_ or process_")
 
 
 def test_metrics_auth(t, srv):
