@@ -37,6 +37,18 @@ static const char unbind_lua[] = "local v = redis.call('HGET', KEYS[1], ARGV[1])
                                  "end\n"
                                  "return 0\n";
 
+/* KEYS[1] mk:s:BARE, KEYS[2] mk:n:NODE; ARGV: resource, "NODE\tID\t",
+ * "BARE/RESOURCE", record, event. A session's update (presence, flags,
+ * rewrite after Redis came back): only while the record is absent or
+ * still this session's, never over a newer bind of another node. */
+static const char update_lua[] =
+    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if v and string.sub(v, 1, #ARGV[2]) ~= ARGV[2] then return 0 end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])\n"
+    "redis.call('SADD', KEYS[2], ARGV[3])\n"
+    "redis.call('PUBLISH', '" CHANNEL "', ARGV[5])\n"
+    "return 1\n";
+
 /* KEYS[1] mk:n:NODE; ARGV: NODE, "NODE\t", leave ("1": out of mk:nodes),
  * self ("1": even while its heartbeat exists). Removes the node's
  * sessions; returns "BARE\tRESOURCE\tRECORD" of each one removed, so
@@ -203,6 +215,8 @@ static void put_proxy(MkCluster *cl, const char *bare, const char *resource, con
     g_autoptr(MkSession) proxy =
         mk_session_new_remote(jid, r, rec->priority, rec->available, presence);
     mk_sm_put_remote(cl->srv->sm, proxy);
+    g_debug("cluster: %s on %s (%s)", full, rec->node,
+            rec->available ? "available" : "unavailable");
 }
 
 /* ---- Redis plumbing (cluster thread) ---------------------------------- */
@@ -230,13 +244,30 @@ static gboolean cmd_send(MkCluster *cl, redisCallbackFn *cb, void *priv, const c
     return rc == REDIS_OK;
 }
 
-static void conn_drop(RedisConn *c)
+static gboolean source_destroy_later(gpointer data)
+{
+    g_source_destroy(data);
+    return G_SOURCE_REMOVE;
+}
+
+/* Forgets @c's context. From inside one of its callbacks (@later) the
+ * source goes on the next iteration, since hiredis still calls the
+ * adapter's cleanup on it; otherwise at once, so that it is never
+ * dispatched for a freed context. */
+static void conn_drop(RedisConn *c, gboolean later)
 {
     c->ac = NULL;
     c->ready = FALSE;
-    if (c->src) {
+    if (c->src && !later) {
         g_source_destroy(c->src);
         g_source_unref(c->src);
+        c->src = NULL;
+    }
+    if (c->src) {
+        GSource *idle = g_idle_source_new();
+        g_source_set_callback(idle, source_destroy_later, c->src, (GDestroyNotify)g_source_unref);
+        g_source_attach(idle, g_source_get_context(c->src));
+        g_source_unref(idle);
         c->src = NULL;
     }
 }
@@ -245,7 +276,7 @@ static void conn_drop(RedisConn *c)
  * it, free the other one too, and try again later. */
 static void redis_lost(MkCluster *cl, RedisConn *c, const char *why)
 {
-    conn_drop(c);
+    conn_drop(c, TRUE);
     if (cl->up_since && !cl->stopping)
         g_warning("cluster: Redis connection lost (%s): local sessions keep working; sessions "
                   "of other nodes are routed from the last known table until it is back",
@@ -255,7 +286,7 @@ static void redis_lost(MkCluster *cl, RedisConn *c, const char *why)
     if (o->ac) {
         o->ac->data = NULL; /* its callbacks now see no cluster */
         redisAsyncFree(o->ac);
-        conn_drop(o);
+        conn_drop(o, FALSE);
     }
     cl->pending = 0;
     cl->retry_at = g_get_monotonic_time() + RETRY_US;
@@ -335,7 +366,7 @@ static void redis_connect(MkCluster *cl)
     if (!conn_open(cl, &cl->sub)) {
         cl->cmd.ac->data = NULL;
         redisAsyncFree(cl->cmd.ac);
-        conn_drop(&cl->cmd);
+        conn_drop(&cl->cmd, FALSE);
         cl->retry_at = g_get_monotonic_time() + RETRY_US;
     }
 }
@@ -549,14 +580,24 @@ static gboolean on_tick(gpointer data)
 
 /* ---- session table in Redis ------------------------------------------- */
 
-static void session_write(MkCluster *cl, const char *bare, const char *resource, const char *record)
+/* A bind (@fresh: it replaces whatever the resource had, as a bind on
+ * one node does) or an update of a session of this node. */
+static void session_write(MkCluster *cl, const char *bare, const char *resource, guint64 id,
+                          const char *record, gboolean fresh)
 {
     if (cl->pending > PENDING_MAX)
         return; /* Redis is not keeping up: bounded; the next reconnect rewrites all */
-    cmd_send(cl, NULL, NULL, "HSET mk:s:%s %s %s", bare, resource, record);
-    cmd_send(cl, NULL, NULL, "SADD mk:n:%s %s/%s", cl->name, bare, resource);
     g_autofree char *ev = g_strdup_printf("S\t%s\t%s\t%s", bare, resource, record);
-    cmd_send(cl, NULL, NULL, "PUBLISH " CHANNEL " %s", ev);
+    if (fresh) {
+        cmd_send(cl, NULL, NULL, "HSET mk:s:%s %s %s", bare, resource, record);
+        cmd_send(cl, NULL, NULL, "SADD mk:n:%s %s/%s", cl->name, bare, resource);
+        cmd_send(cl, NULL, NULL, "PUBLISH " CHANNEL " %s", ev);
+        return;
+    }
+    g_autofree char *prefix = g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t", cl->name, id);
+    g_autofree char *member = g_strdup_printf("%s/%s", bare, resource);
+    cmd_send(cl, NULL, NULL, "EVAL %s 2 mk:s:%s mk:n:%s %s %s %s %s %s", update_lua, bare, cl->name,
+             resource, prefix, member, record, ev);
 }
 
 static void session_remove(MkCluster *cl, const char *bare, const char *resource, guint64 id)
@@ -575,7 +616,7 @@ static void register_local_sessions(MkCluster *cl)
         MkSession *s = g_ptr_array_index(all, i);
         g_autofree char *rec = record_of(cl, s);
         session_write(cl, mk_jid_bare_string(mk_session_jid(s)), mk_jid_resource(mk_session_jid(s)),
-                      rec);
+                      s->id, rec, FALSE);
     }
     if (all->len)
         g_message("cluster: %u local sessions written to Redis", all->len);
@@ -654,6 +695,7 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *data)
             g_autoptr(MkJid) jid = mk_jid_new(full, NULL);
             if (jid)
                 mk_sm_drop_remote(cl->srv->sm, jid, rec.node, rec.id);
+            g_debug("cluster: %s on %s ended", full, rec.node);
         }
     }
     record_clear(&rec);
@@ -663,6 +705,7 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *data)
 typedef struct {
     MkCluster *cl;
     gboolean remove;
+    gboolean fresh; /* a bind */
     char *bare;
     char *resource;
     char *record;
@@ -684,15 +727,16 @@ static gboolean session_event_run(gpointer p)
     if (ev->remove)
         session_remove(ev->cl, ev->bare, ev->resource, ev->id);
     else
-        session_write(ev->cl, ev->bare, ev->resource, ev->record);
+        session_write(ev->cl, ev->bare, ev->resource, ev->id, ev->record, ev->fresh);
     return G_SOURCE_REMOVE;
 }
 
-static void session_event(MkCluster *cl, MkSession *s, gboolean remove)
+static void session_event(MkCluster *cl, MkSession *s, gboolean remove, gboolean fresh)
 {
     SessionEvent *ev = g_new0(SessionEvent, 1);
     ev->cl = cl;
     ev->remove = remove;
+    ev->fresh = fresh;
     ev->bare = g_strdup(mk_jid_bare_string(mk_session_jid(s)));
     ev->resource = g_strdup(mk_jid_resource(mk_session_jid(s)));
     ev->id = s->id;
@@ -706,17 +750,17 @@ static void session_event(MkCluster *cl, MkSession *s, gboolean remove)
 
 void mk_cluster_session_bound(MkCluster *cl, MkSession *s)
 {
-    session_event(cl, s, FALSE);
+    session_event(cl, s, FALSE, TRUE);
 }
 
 void mk_cluster_session_changed(MkCluster *cl, MkSession *s)
 {
-    session_event(cl, s, FALSE);
+    session_event(cl, s, FALSE, FALSE);
 }
 
 void mk_cluster_session_unbound(MkCluster *cl, MkSession *s)
 {
-    session_event(cl, s, TRUE);
+    session_event(cl, s, TRUE, FALSE);
 }
 
 /* ---- stanzas over links ------------------------------------------------ */
@@ -906,8 +950,8 @@ void mk_cluster_stop(MkCluster *cl)
         cl->sub.ac->data = NULL;
         redisAsyncFree(cl->sub.ac);
     }
-    conn_drop(&cl->cmd);
-    conn_drop(&cl->sub);
+    conn_drop(&cl->cmd, FALSE);
+    conn_drop(&cl->sub, FALSE);
     g_source_destroy(cl->tick);
     g_source_unref(cl->tick);
     /* Whatever the context still holds (a late session event, a link's
@@ -926,6 +970,14 @@ void mk_cluster_stop(MkCluster *cl)
     g_free(cl->redis_password);
     g_free(cl->advertise);
     g_free(cl);
+}
+
+/* Public API (mk-cluster.h). Any thread. */
+gboolean mk_cluster_active(void)
+{
+    MkServer *srv = mk_server_get();
+    MkConfigData *cfg = srv ? g_atomic_pointer_get(&srv->config) : NULL;
+    return cfg && cfg->cluster;
 }
 
 /* Public API (mk-cluster.h). Any thread. */

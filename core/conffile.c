@@ -738,8 +738,7 @@ MkConfigData *mk_config_load(const char *path, GError **error)
     for (char **g = groups; *g; g++) {
         if (!g_str_equal(*g, "general") && !g_str_equal(*g, "auth") &&
             !g_str_equal(*g, "storage") && !g_str_has_prefix(*g, "host_type.") &&
-            !g_str_equal(*g, "cluster") &&
-            !g_str_has_prefix(*g, "listen.")) {
+            !g_str_equal(*g, "cluster") && !g_str_has_prefix(*g, "listen.")) {
             cfg_error(error, MK_CONFIG_ERROR_KEY, cfg->main_file, *g, NULL,
                       "unknown section (expected general, auth, storage, host_type.NAME, "
                       "listen.NAME)");

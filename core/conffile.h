@@ -94,8 +94,8 @@ typedef struct {
 
 /* [cluster] (docs/clustering.md); absent: a single node. */
 typedef struct {
-    char *name;          /* this node's name, unique in the cluster */
-    guint node_number;   /* 0..255, also mod_mam's default ID node number */
+    char *name;        /* this node's name, unique in the cluster */
+    guint node_number; /* 0..255, also mod_mam's default ID node number */
     char *redis_host;
     guint16 redis_port;
     char *redis_password; /* "" = none */
@@ -153,8 +153,8 @@ struct MkConfigData {
     char *db_password;
     guint db_pool_size;
 
-    GPtrArray *listeners; /* of MkListenConfig* */
-    GPtrArray *modules;   /* of MkModuleConfig*, sorted by name */
+    GPtrArray *listeners;     /* of MkListenConfig* */
+    GPtrArray *modules;       /* of MkModuleConfig*, sorted by name */
     MkClusterConfig *cluster; /* nullable: no [cluster], one node */
 };
 

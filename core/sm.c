@@ -324,9 +324,9 @@ guint mk_session_get_flags(MkSession *s, MkModule *mod)
 {
     g_return_val_if_fail(s != NULL && mod != NULL, 0);
     if (G_UNLIKELY(s->remote))
-        return s->remote->flags ? GPOINTER_TO_UINT(g_hash_table_lookup(s->remote->flags,
-                                                                        mk_module_name(mod)))
-                                : 0;
+        return s->remote->flags
+                   ? GPOINTER_TO_UINT(g_hash_table_lookup(s->remote->flags, mk_module_name(mod)))
+                   : 0;
     if (!g_atomic_pointer_get(&s->shared))
         return 0; /* most sessions of most modules: no lock */
     SmShard *sh = session_shard(s);

@@ -14,4 +14,10 @@ G_BEGIN_DECLS
  * IDs). Any thread. Since ABI (next). */
 MK_API guint mk_cluster_node_number(void);
 
+/* Whether this node is one of a cluster: other nodes may then change
+ * shared data (a user's roster, say) behind this node's back, so a
+ * module must not trust a cache that only local writes invalidate.
+ * Any thread. Since ABI (next). */
+MK_API gboolean mk_cluster_active(void);
+
 G_END_DECLS

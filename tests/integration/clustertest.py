@@ -160,6 +160,7 @@ link_port = %(link)d
         self.start()
 
     def start(self):
+        joined = self.log_text(0).count("cluster: joined as")
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", self.conf],
@@ -167,7 +168,7 @@ link_port = %(link)d
         if not wait_for(self._listening, 15):
             raise RuntimeError("node %s did not listen:\n%s" % (self.name, self.log_text()))
         # Joined: its heartbeat is in Redis.
-        if not wait_for(lambda: "cluster: joined as" in self.log_text(0), 15):
+        if not wait_for(lambda: self.log_text(0).count("cluster: joined as") > joined, 15):
             raise RuntimeError("node %s did not join:\n%s" % (self.name, self.log_text()))
 
     def _listening(self):
