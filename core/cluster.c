@@ -789,7 +789,8 @@ typedef struct {
     guint8 type;
     char *target;
     guint64 id;
-    char *rest;
+    char *rest; /* CLOSE: the stream error */
+    MkXml *xml; /* STANZA */
 } LinkJob;
 
 static void link_job_free(gpointer p)
@@ -797,6 +798,8 @@ static void link_job_free(gpointer p)
     LinkJob *job = p;
     g_free(job->target);
     g_free(job->rest);
+    if (job->xml)
+        mk_xml_unref(job->xml);
     g_free(job);
 }
 
@@ -812,8 +815,7 @@ static void link_job_run(gpointer p)
             mk_session_close(s, *job->rest ? job->rest : NULL);
     } else {
         g_autoptr(GError) error = NULL;
-        g_autoptr(MkXml) xml = mk_xml_parse(job->rest, -1, &error);
-        g_autoptr(MkStanza) st = xml ? mk_stanza_new(xml, &error) : NULL;
+        g_autoptr(MkStanza) st = mk_stanza_new(job->xml, &error);
         if (!st)
             g_warning("cluster: unreadable stanza from a peer: %s", error ? error->message : "?");
         else if (s)
@@ -824,11 +826,31 @@ static void link_job_run(gpointer p)
     link_job_free(job);
 }
 
+/* One worker per account: what one peer sends to one account stays in
+ * order (the mailbox is FIFO). */
+static void link_job_post(MkCluster *cl, LinkJob *job)
+{
+    const char *slash = strchr(job->target, '/');
+    g_autofree char *bare =
+        slash ? g_strndup(job->target, (gsize)(slash - job->target)) : g_strdup(job->target);
+    mk_worker_post(worker_for(cl, bare), link_job_run, job, link_job_free);
+}
+
+void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml *stanza)
+{
+    LinkJob *job = g_new0(LinkJob, 1);
+    job->type = MK_LINK_STANZA;
+    job->target = g_strdup(target);
+    job->id = id;
+    job->xml = mk_xml_ref(stanza);
+    link_job_post(cl, job);
+}
+
 void mk_cluster_link_frame(MkCluster *cl, const char *node, guint8 type, const char *data,
                            gsize len)
 {
     (void)node;
-    if (type != MK_LINK_STANZA && type != MK_LINK_CLOSE)
+    if (type != MK_LINK_CLOSE)
         return;
     const char *end = data + len;
     const char *nul1 = memchr(data, 0, len);
@@ -840,12 +862,7 @@ void mk_cluster_link_frame(MkCluster *cl, const char *node, guint8 type, const c
     job->target = g_strndup(data, (gsize)(nul1 - data));
     job->id = g_ascii_strtoull(nul1 + 1, NULL, 10);
     job->rest = g_strndup(nul2 + 1, (gsize)(end - nul2 - 1));
-    /* One worker per account: what one peer sends to one account stays
-     * in order (the mailbox is FIFO). */
-    char *slash = strchr(job->target, '/');
-    g_autofree char *bare =
-        slash ? g_strndup(job->target, (gsize)(slash - job->target)) : g_strdup(job->target);
-    mk_worker_post(worker_for(cl, bare), link_job_run, job, link_job_free);
+    link_job_post(cl, job);
 }
 
 /* ---- start and stop ----------------------------------------------------- */

@@ -74,6 +74,9 @@ gboolean mk_links_send(MkLinks *links, const char *node, guint8 type, const char
 /* Cluster thread, at stop. */
 void mk_links_free(MkLinks *links);
 
-/* cluster.c, on the cluster thread: a frame came in from @node. */
+/* cluster.c, on the cluster thread: a stanza (transfer none) for the
+ * local session @target (full JID) with id @id came in. */
+void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml *stanza);
+/* cluster.c, on the cluster thread: another frame came in from @node. */
 void mk_cluster_link_frame(MkCluster *cl, const char *node, guint8 type, const char *data,
                            gsize len);

@@ -45,7 +45,12 @@ typedef struct {
     int body_size;
     int page;          /* mam: results per query */
     gboolean mam_with; /* mam: filter on the pair partner (PREFIX<n xor 1>) */
+    int *ports;        /* --ports (a cluster): user n connects to ports[n % nports] */
+    int nports;
 } BenchOpts;
+
+/* Fills o->ports from "P,P,..." (ports.c). */
+void bench_parse_ports(BenchOpts *o, const char *list);
 
 /* Latency histogram in microseconds, ~1.5% resolution (HDR-like: 64
  * linear sub-buckets per power of two). */
