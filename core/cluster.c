@@ -6,6 +6,7 @@
  * nothing is queued: session changes are dropped and the whole local
  * table is written again when Redis is back. */
 #include "cluster.h"
+#include "c2s-sm.h"
 #include "hosts.h"
 #include "modules.h"
 #include "router.h"
@@ -110,6 +111,8 @@ typedef struct {
 
 struct MkCluster {
     MkServer *srv;
+    GMutex c2s_lock;  /* a release runs, or c2s goes away: not both */
+    MkC2sServer *c2s; /* for releases of resumable sessions; under c2s_lock */
     char *name;
     guint number;
     char *redis_host;
@@ -144,15 +147,17 @@ void mk_remote_session_free(MkRemoteSession *r)
 
 /* ---- session records --------------------------------------------------- */
 
-/* "NODE\tID\tPRIORITY\tAVAILABLE\tFLAGS\tPRESENCE" of a local session. */
+/* "NODE\tID\tPRIORITY\tAVAILABLE\tSINCE\tFLAGS\tPRESENCE" of a local
+ * session (SINCE: wall clock, µs, of its last unavailable -> available). */
 static char *record_of(MkCluster *cl, MkSession *s)
 {
     g_autofree char *flags = mk_session_flags_text(s);
     g_autoptr(MkStanza) last = mk_session_last_presence(s);
     g_autofree char *presence = last ? mk_xml_to_string(mk_stanza_xml(last), NULL) : NULL;
-    return g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t%d\t%d\t%s\t%s", cl->name, s->id,
-                           mk_session_priority(s), mk_session_is_available(s) ? 1 : 0, flags,
-                           presence ? presence : "");
+    return g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t%d\t%d\t%" G_GINT64_FORMAT "\t%s\t%s",
+                           cl->name, s->id, mk_session_priority(s),
+                           mk_session_is_available(s) ? 1 : 0, mk_session_available_since_us(s),
+                           flags, presence ? presence : "");
 }
 
 typedef struct {
@@ -160,6 +165,7 @@ typedef struct {
     guint64 id;
     int priority;
     gboolean available;
+    gint64 since_us;
     char *flags;
     char *presence;
 } Record;
@@ -173,16 +179,17 @@ static void record_clear(Record *r)
 
 static gboolean record_parse(const char *text, Record *r)
 {
-    g_auto(GStrv) f = g_strsplit(text, "\t", 6);
+    g_auto(GStrv) f = g_strsplit(text, "\t", 7);
     memset(r, 0, sizeof *r);
-    if (g_strv_length(f) != 6)
+    if (g_strv_length(f) != 7)
         return FALSE;
     r->node = g_strdup(f[0]);
     r->id = g_ascii_strtoull(f[1], NULL, 10);
     r->priority = atoi(f[2]);
     r->available = g_str_equal(f[3], "1");
-    r->flags = g_strdup(f[4]);
-    r->presence = g_strdup(f[5]);
+    r->since_us = g_ascii_strtoll(f[4], NULL, 10);
+    r->flags = g_strdup(f[5]);
+    r->presence = g_strdup(f[6]);
     return TRUE;
 }
 
@@ -213,7 +220,7 @@ static void put_proxy(MkCluster *cl, const char *bare, const char *resource, con
             presence = mk_stanza_new(xml, NULL);
     }
     g_autoptr(MkSession) proxy =
-        mk_session_new_remote(jid, r, rec->priority, rec->available, presence);
+        mk_session_new_remote(jid, r, rec->priority, rec->available, rec->since_us, presence);
     mk_sm_put_remote(cl->srv->sm, proxy);
     g_debug("cluster: %s on %s (%s)", full, rec->node,
             rec->available ? "available" : "unavailable");
@@ -846,17 +853,49 @@ void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml
     link_job_post(cl, job);
 }
 
+void mk_cluster_set_c2s(MkCluster *cl, MkC2sServer *cs)
+{
+    if (!cl)
+        return;
+    g_mutex_lock(&cl->c2s_lock);
+    cl->c2s = cs;
+    g_mutex_unlock(&cl->c2s_lock);
+}
+
+void mk_cluster_resumed_elsewhere(MkCluster *cl, const char *previd, const char *bare, guint32 h)
+{
+    const char *tilde = previd && bare ? strchr(previd, '~') : NULL;
+    if (!cl || !tilde)
+        return;
+    g_autofree char *node = g_strndup(previd, (gsize)(tilde - previd));
+    if (g_str_equal(node, cl->name))
+        return;
+    g_autofree char *hs = g_strdup_printf("%u", h);
+    if (!mk_links_send(cl->links, node, MK_LINK_RELEASE, previd, bare, hs))
+        g_debug("cluster: %s resumed %s of node %s, which is unreachable", bare, previd, node);
+}
+
 void mk_cluster_link_frame(MkCluster *cl, const char *node, guint8 type, const char *data,
                            gsize len)
 {
     (void)node;
-    if (type != MK_LINK_CLOSE)
+    if (type != MK_LINK_CLOSE && type != MK_LINK_RELEASE)
         return;
     const char *end = data + len;
     const char *nul1 = memchr(data, 0, len);
     const char *nul2 = nul1 ? memchr(nul1 + 1, 0, (gsize)(end - nul1 - 1)) : NULL;
     if (!nul2)
         return;
+    if (type == MK_LINK_RELEASE) {
+        g_autofree char *previd = g_strndup(data, (gsize)(nul1 - data));
+        g_autofree char *bare = g_strndup(nul1 + 1, (gsize)(nul2 - nul1 - 1));
+        g_autofree char *hs = g_strndup(nul2 + 1, (gsize)(end - nul2 - 1));
+        g_mutex_lock(&cl->c2s_lock);
+        if (cl->c2s)
+            mk_c2s_sm_release(cl->c2s, previd, bare, (guint32)g_ascii_strtoull(hs, NULL, 10));
+        g_mutex_unlock(&cl->c2s_lock);
+        return;
+    }
     LinkJob *job = g_new0(LinkJob, 1);
     job->type = type;
     job->target = g_strndup(data, (gsize)(nul1 - data));
@@ -886,6 +925,7 @@ MkCluster *mk_cluster_start(MkServer *srv, const MkClusterConfig *cfg, GError **
     cl->redis_port = cfg->redis_port;
     cl->redis_password = g_strdup(cfg->redis_password);
     cl->advertise = g_strdup(cfg->link_advertise);
+    g_mutex_init(&cl->c2s_lock);
     cl->ctx = g_main_context_new();
     cl->loop = g_main_loop_new(cl->ctx, FALSE);
     cl->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
@@ -986,6 +1026,7 @@ void mk_cluster_stop(MkCluster *cl)
     g_free(cl->redis_host);
     g_free(cl->redis_password);
     g_free(cl->advertise);
+    g_mutex_clear(&cl->c2s_lock);
     g_free(cl);
 }
 

@@ -15,6 +15,7 @@
 #include "mk-core.h"
 
 typedef struct MkCluster MkCluster;
+struct MkC2sServer;
 
 /* What a stand-in knows of its session. Immutable once made. */
 typedef struct MkRemoteSession {
@@ -24,6 +25,13 @@ typedef struct MkRemoteSession {
 } MkRemoteSession;
 
 void mk_remote_session_free(MkRemoteSession *r);
+
+/* A client resumed, on this node, a session @previd that is not here;
+ * if the id names another node, that node ends it (mk_c2s_sm_release).
+ * @cl nullable (no cluster: nothing). Any thread. */
+void mk_cluster_resumed_elsewhere(MkCluster *cl, const char *previd, const char *bare, guint32 h);
+/* The c2s server whose resumable sessions other nodes may release. */
+void mk_cluster_set_c2s(MkCluster *cl, struct MkC2sServer *cs);
 
 /* Starts the cluster thread for @cfg: link listener bound, Redis connected
  * in the background (a Redis not yet running is retried). NULL with
@@ -51,11 +59,12 @@ typedef struct MkLinks MkLinks;
 
 /* Link frame types (docs/clustering.md, Node links). */
 enum {
-    MK_LINK_HELLO = 1,  /* acceptor -> dialer: nonce */
-    MK_LINK_AUTH = 2,   /* dialer -> acceptor: name, HMAC(secret, nonce . name) */
-    MK_LINK_OK = 3,     /* acceptor -> dialer */
-    MK_LINK_STANZA = 4, /* target full JID, NUL, stanza XML */
-    MK_LINK_CLOSE = 5,  /* target full JID, NUL, session id, NUL, stream error */
+    MK_LINK_HELLO = 1,   /* acceptor -> dialer: nonce */
+    MK_LINK_AUTH = 2,    /* dialer -> acceptor: name, HMAC(secret, nonce . name) */
+    MK_LINK_OK = 3,      /* acceptor -> dialer */
+    MK_LINK_STANZA = 4,  /* target full JID, NUL, stanza XML */
+    MK_LINK_CLOSE = 5,   /* target full JID, NUL, session id, NUL, stream error */
+    MK_LINK_RELEASE = 6, /* resumption id, NUL, bare JID, NUL, h */
 };
 
 /* Cluster thread: the listener on @address:@port (0 = any). */

@@ -138,6 +138,7 @@ MkServer *mk_server_new(MkConfigData *cfg, GError **error)
         goto fail;
     if (cfg->cluster && !(priv->cluster = mk_cluster_start(srv, cfg->cluster, error)))
         goto fail;
+    mk_cluster_set_c2s(priv->cluster, priv->c2s);
     srv->listeners = g_ptr_array_new_with_free_func((GDestroyNotify)mk_listener_stop);
     for (guint i = 0; i < cfg->listeners->len; i++) {
         MkListenConfig *lc = g_ptr_array_index(cfg->listeners, i);
@@ -246,6 +247,7 @@ void mk_server_free(MkServer *srv)
         log_metrics(srv);
         mk_metrics_set_core_source(srv->modules, NULL, NULL);
     }
+    mk_cluster_set_c2s(priv->cluster, NULL); /* no more releases from peers */
     if (priv->c2s)
         mk_c2s_server_free(priv->c2s);
     /* Every stream ended: the cluster removes what is left of this node. */

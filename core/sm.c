@@ -542,14 +542,19 @@ void mk_sm_set_cluster(MkSm *sm, MkCluster *cl)
     sm->cluster = cl;
 }
 
+MkCluster *mk_sm_get_cluster(MkSm *sm)
+{
+    return sm->cluster;
+}
+
 MkSession *mk_session_new_remote(MkJid *jid, MkRemoteSession *remote, int priority,
-                                 gboolean available, MkStanza *last_presence)
+                                 gboolean available, gint64 since_us, MkStanza *last_presence)
 {
     MkSession *s = mk_session_new(jid, NULL, NULL, NULL);
     s->remote = remote;
     s->priority = priority;
     s->available = available;
-    s->available_since_us = 0; /* unknown: not "since" anything (mk_sm_available_since) */
+    s->available_since_us = since_us; /* the other node's clock */
     s->last_presence = last_presence ? mk_stanza_ref(last_presence) : NULL;
     s->bound = 1;
     return s;
@@ -661,6 +666,15 @@ GPtrArray *mk_sm_local_sessions(MkSm *sm)
         g_mutex_unlock(&sh->lock);
     }
     return all;
+}
+
+gint64 mk_session_available_since_us(MkSession *s)
+{
+    SmShard *sh = session_shard(s);
+    g_mutex_lock(&sh->lock);
+    gint64 since = s->available_since_us;
+    g_mutex_unlock(&sh->lock);
+    return since;
 }
 
 char *mk_session_flags_text(MkSession *s)

@@ -93,6 +93,8 @@ struct MkRemoteSession;
 /* Lets @sm tell @cl about local sessions (bind, presence, flags, end).
  * Main thread, before any session binds or after all ended. */
 void mk_sm_set_cluster(MkSm *sm, struct MkCluster *cl);
+/* (transfer none) (nullable) Any thread. */
+struct MkCluster *mk_sm_get_cluster(MkSm *sm);
 /* Adds or replaces @proxy, the stand-in of a session of another node
  * (@proxy->remote set), in the table; its same-node predecessor of the
  * same full JID goes. Not counted in mk_sm_count. Any thread. */
@@ -108,7 +110,9 @@ MkSession *mk_sm_find_local(MkSm *sm, MkJid *full);
 GPtrArray *mk_sm_local_sessions(MkSm *sm);
 /* mk_session_new for a stand-in: @remote (transfer full) is the cluster's. */
 MkSession *mk_session_new_remote(MkJid *jid, struct MkRemoteSession *remote, int priority,
-                                 gboolean available, MkStanza *last_presence);
+                                 gboolean available, gint64 since_us, MkStanza *last_presence);
+/* Wall clock of @s's last unavailable -> available. Any thread. */
+gint64 mk_session_available_since_us(MkSession *s);
 /* "mod_a=1,mod_b=3": the non-zero mk_session_set_flags of @s by module
  * name, for the cluster's session record. (transfer full) Any thread. */
 char *mk_session_flags_text(MkSession *s);

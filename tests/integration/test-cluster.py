@@ -346,6 +346,54 @@ def test_kill(t, nodes, redis, pg, extra):
          "node c rejoins; a links to it again")
 
 
+def test_resume_elsewhere(t, nodes, redis, pg):
+    """A client of b loses its connection and resumes on c while b lives."""
+    a, b, c = nodes
+    register(pg, "sara")
+    register(pg, "tom")
+    to = online(a, "tom")
+    sa = online(b, "sara")
+    sa.send("<enable xmlns='%s' resume='true'/>" % NS_SM)
+    previd = sa.expect(lambda e: e.tag == q(NS_SM, "enabled")).get("id")
+    t.ok(previd.startswith("b~"), "in a cluster the resumption id names its node (%s)" % previd)
+    for x in (to, sa):
+        known_everywhere(nodes, x.jid, redis)
+    for i in range(5):
+        chat(to, sa.jid, "s%d" % i)
+    got = [body_of(sa.expect(is_chat("s%d" % i), 5)) for i in range(5)]
+    sa.drop()  # gone without a word: b keeps the session for resumption
+    t.ok(b.log_has("connection lost; resumable", 10), "b keeps sara's session detached")
+    for i in range(5, 8):
+        chat(to, "sara@localhost", "s%d" % i)
+    started = time.time()
+    s2 = Client(c, "sara", bind=False)
+    s2.send("<resume xmlns='%s' previd='%s' h='5'/>" % (NS_SM, previd))
+    res = s2.expect(lambda e: e.tag in (q(NS_SM, "resumed"), q(NS_SM, "failed")), 5)
+    t.ok(res.tag == q(NS_SM, "failed") and res.find(q(NS_STANZAS, "item-not-found")) is not None,
+         "resuming b's session on c: item-not-found")
+    t.ok(s2.bind("again").get("type") == "result", "... and a fresh session binds on c")
+    s2.presence()
+    later = bodies(s2, 2.0)
+    # Unacknowledged messages with an archive id are not routed again
+    # (the client fetches them from MAM, docs/stream-management.md).
+    wait_for(lambda: int(pg.sql("SELECT COUNT(*) FROM mam_user_message WHERE username = 'sara'"
+                                " AND from_bare = 'tom@localhost'")) >= 8, 10)
+    arch = pg.sql("SELECT xml FROM mam_user_message WHERE username = 'sara'")
+    missing = [b for b in ("s5", "s6", "s7") if b not in later and
+               "<body>%s</body>" % b not in arch]
+    t.ok(not missing and len(later) == len(set(later)) and set(later) <= {"s5", "s6", "s7"},
+         "the messages b held unacknowledged reach the new session once or are in the "
+         "archive (got %s, missing %s)" % (later, missing))
+    t.ok(wait_for(lambda: "r" not in sessions(redis, "sara@localhost")[0::2], 5),
+         "the old session left Redis")
+    t.ok(time.time() - started < 15, "without waiting for the 30 s resumption timeout")
+    t.ok(b.log_has("resumed on another node", 5), "b ended the old session")
+    t.ok(got == ["s0", "s1", "s2", "s3", "s4"] and not any(x in later for x in got),
+         "what the client acknowledged is not sent again")
+    s2.close()
+    to.close()
+
+
 def test_leave(t, nodes, redis, pg):
     a, b, c = nodes
     register(pg, "mona")
@@ -439,6 +487,7 @@ def main():
         t.run("presence and rosters", test_presence_roster, nodes, redis, pg)
         t.run("carbons", test_carbons, nodes, redis, pg)
         t.run("conflict", test_conflict, nodes, redis, pg)
+        t.run("resume elsewhere", test_resume_elsewhere, nodes, redis, pg)
         t.run("graceful leave", test_leave, nodes, redis, pg)
         t.run("redis restart", test_redis_restart, nodes, redis, pg)
         t.run("postgresql restart", test_pg_restart, nodes, redis, pg)

@@ -2,6 +2,8 @@
 # `make bench-cluster`: one meerkatd against a two-node cluster (a private
 # redis-server, both nodes on one sqlite file, plain TCP, SASL PLAIN),
 # then a table (docs/benchmarks.md). Not part of `make check`.
+# BENCH_NODES=5 BENCH_SESSIONS=95000: the sessions run on that many
+# nodes instead (the chat and logins stay on two).
 #
 #   chat: BENCH_PAIRS pairs, each pair's users on different nodes
 #         (--ports: user n connects to node n mod 2), window BENCH_WINDOW;
@@ -27,6 +29,7 @@ INFLIGHT=${BENCH_INFLIGHT:-100}
 PORT=${BENCH_PORT:-25500}
 PORT2=$((PORT + 1))
 REDIS_PORT=$((PORT + 2))
+NODES=${BENCH_NODES:-2}
 BENCH="$B/tools/bench/meerkat-bench"
 USERS=$SESSIONS
 [ $((2 * PAIRS)) -gt "$USERS" ] && USERS=$((2 * PAIRS))
@@ -110,7 +113,14 @@ P2="--ports $PORT,$PORT2"
 start_nodes "$DIR/n1" "$PORT" n1 "$DIR/n2" "$PORT2" n2
 bench_run cluster chat $P2 -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
 stop_nodes
-start_nodes "$DIR/n1" "$PORT" n1 "$DIR/n2" "$PORT2" n2
+SPEC=
+PLIST=
+for i in $(seq 1 "$NODES"); do
+    mkdir -p "$DIR/n$i"
+    SPEC="$SPEC $DIR/n$i $((PORT + 10 + i)) n$i"
+    PLIST="$PLIST${PLIST:+,}$((PORT + 10 + i))"
+done
+start_nodes $SPEC
 m0=$(redis_mem)
 # Redis's memory at its highest while the sessions are held.
 touch "$DIR/sampling"
@@ -123,7 +133,7 @@ touch "$DIR/sampling"
     done
 ) &
 SAMPLER=$!
-bench_run cluster sessions $P2 -n "$SESSIONS" -r "$RATE" --hold 3
+bench_run cluster sessions --ports "$PLIST" -n "$SESSIONS" -r "$RATE" --hold 3
 rm -f "$DIR/sampling"
 wait "$SAMPLER" 2>/dev/null || true
 m1=$(cat "$DIR/redis-max" 2>/dev/null || echo "$m0")
@@ -154,7 +164,7 @@ lines = [("messages per server CPU-s (all nodes)", "chat", "messages_per_cpu_s",
          ("PLAIN logins per server CPU-s (unpaced)", "logins-max", "logins_per_cpu_s", 1),
          ("PLAIN logins/s (wall, unpaced)", "logins-max", "logins_per_s", 1),
          ("Redis bytes per session", "redis", "redis_bytes_per_session", 1)]
-print("%-42s %12s %12s %8s" % ("", "one node", "2 nodes", "ratio"))
+print("%-42s %12s %12s %8s" % ("", "one node", "cluster", "ratio"))
 for label, test, key, scale in lines:
     a, b = get("single", test, key), get("cluster", test, key)
     fa = "%.1f" % (a * scale) if isinstance(a, (int, float)) else "-"
