@@ -845,6 +845,20 @@ static void link_job_post(MkCluster *cl, LinkJob *job)
 
 void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml *stanza)
 {
+    /* The usual case in one hop: straight into the session's worker's
+     * mailbox (the cluster thread reads a link in order, and a session's
+     * mailbox is FIFO, so per-session order holds). */
+    g_autoptr(MkJid) jid = mk_jid_new(target, NULL);
+    g_autoptr(MkSession) s = jid ? mk_sm_find_local(cl->srv->sm, jid) : NULL;
+    if (s) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(MkStanza) st = mk_stanza_new(stanza, &error);
+        if (st)
+            mk_session_send(s, st);
+        else
+            g_warning("cluster: unusable stanza from a peer: %s", error->message);
+        return;
+    }
     LinkJob *job = g_new0(LinkJob, 1);
     job->type = MK_LINK_STANZA;
     job->target = g_strdup(target);
