@@ -142,6 +142,7 @@ void mk_remote_session_free(MkRemoteSession *r)
     g_free(r->node);
     if (r->flags)
         g_hash_table_destroy(r->flags);
+    g_free(r->presence);
     g_free(r);
 }
 
@@ -213,14 +214,10 @@ static void put_proxy(MkCluster *cl, const char *bare, const char *resource, con
                                      GUINT_TO_POINTER((guint)atoi(eq + 1)));
         }
     }
-    g_autoptr(MkStanza) presence = NULL;
-    if (*rec->presence) {
-        g_autoptr(MkXml) xml = mk_xml_parse(rec->presence, -1, NULL);
-        if (xml)
-            presence = mk_stanza_new(xml, NULL);
-    }
+    if (*rec->presence && rec->available)
+        r->presence = g_strdup(rec->presence); /* parsed when asked for (sm.c) */
     g_autoptr(MkSession) proxy =
-        mk_session_new_remote(jid, r, rec->priority, rec->available, rec->since_us, presence);
+        mk_session_new_remote(jid, r, rec->priority, rec->available, rec->since_us, NULL);
     mk_sm_put_remote(cl->srv->sm, proxy);
     g_debug("cluster: %s on %s (%s)", full, rec->node,
             rec->available ? "available" : "unavailable");

@@ -17,11 +17,14 @@
 typedef struct MkCluster MkCluster;
 struct MkC2sServer;
 
-/* What a stand-in knows of its session. Immutable once made. */
+/* What a stand-in knows of its session. Immutable once made, but for
+ * @presence, parsed into MkSession.last_presence on first use (under
+ * the session's shard lock, sm.c). */
 typedef struct MkRemoteSession {
     char *node;
     guint64 id;
     GHashTable *flags; /* module name -> GUINT_TO_POINTER(flags), nullable */
+    char *presence;    /* XML of the last presence, nullable */
 } MkRemoteSession;
 
 void mk_remote_session_free(MkRemoteSession *r);

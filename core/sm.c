@@ -367,6 +367,14 @@ MkStanza *mk_session_last_presence(MkSession *s)
 {
     SmShard *sh = session_shard(s);
     g_mutex_lock(&sh->lock);
+    if (G_UNLIKELY(s->remote && s->remote->presence && !s->last_presence)) {
+        /* A stand-in's presence is parsed when first asked for: most
+         * are never asked (probes), and every login would else cost a
+         * parse on every other node. */
+        g_autoptr(MkXml) xml = mk_xml_parse(s->remote->presence, -1, NULL);
+        s->last_presence = xml ? mk_stanza_new(xml, NULL) : NULL;
+        g_clear_pointer(&s->remote->presence, g_free);
+    }
     MkStanza *p = s->last_presence ? mk_stanza_ref(s->last_presence) : NULL;
     g_mutex_unlock(&sh->lock);
     return p;

@@ -2,8 +2,8 @@
 # `make bench-cluster`: one meerkatd against a two-node cluster (a private
 # redis-server, both nodes on one sqlite file, plain TCP, SASL PLAIN),
 # then a table (docs/benchmarks.md). Not part of `make check`.
-# BENCH_NODES=5 BENCH_SESSIONS=95000: the sessions run on that many
-# nodes instead (the chat and logins stay on two).
+# BENCH_NODES=5 BENCH_SESSIONS=95000 BENCH_ONLY_SESSIONS=1: only the
+# sessions run, on that many nodes (the chat and logins use two).
 #
 #   chat: BENCH_PAIRS pairs, each pair's users on different nodes
 #         (--ports: user n connects to node n mod 2), window BENCH_WINDOW;
@@ -53,6 +53,8 @@ redis_mem() {
 node_config() {
     bench_meerkat_config "$1" "$2" plain
     sed -i "s|^database = meerkat.db|database = $DIR/meerkat.db|" "$1/meerkat.conf"
+    # Many sessions per node under a 20,000-descriptor limit.
+    sed -i "s|^\[general\]|[general]\nfd_reserve = 100|" "$1/meerkat.conf"
     if [ -n "$3" ]; then
         cat >>"$1/meerkat.conf" <<EOF2
 
@@ -97,6 +99,7 @@ mkdir -p "$DIR/n1" "$DIR/n2"
 node_config "$DIR/n1" "$PORT" ""
 "$B/tools/meerkatctl" -c "$DIR/n1/meerkat.conf" register-bulk bench "$USERS" localhost secret
 
+if [ -z "${BENCH_ONLY_SESSIONS:-}" ]; then
 # One node alone (no [cluster]).
 start_nodes "$DIR/n1" "$PORT" ""
 bench_run single chat --port "$PORT" -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
@@ -113,6 +116,7 @@ P2="--ports $PORT,$PORT2"
 start_nodes "$DIR/n1" "$PORT" n1 "$DIR/n2" "$PORT2" n2
 bench_run cluster chat $P2 -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
 stop_nodes
+fi
 SPEC=
 PLIST=
 for i in $(seq 1 "$NODES"); do
@@ -140,11 +144,13 @@ m1=$(cat "$DIR/redis-max" 2>/dev/null || echo "$m0")
 stop_nodes
 echo "{\"server\": \"cluster\", \"test\": \"redis\", \"result\": {\"redis_bytes_per_session\": $(((m1 - m0) / SESSIONS))}}" >>"$RESULTS"
 # Logins on one node of the cluster (the other idle but linked).
-start_nodes "$DIR/n1" "$PORT" n1 "$DIR/n2" "$PORT2" n2
-SRV_PIDS=${PIDS# }
-SRV_PIDS=${SRV_PIDS%% *}
-bench_run cluster logins-max --port "$PORT" -n "$SESSIONS" -r 0 --inflight "$INFLIGHT" -j 1
-stop_nodes
+[ -z "${BENCH_ONLY_SESSIONS:-}" ] && start_nodes "$DIR/n1" "$PORT" n1 "$DIR/n2" "$PORT2" n2
+if [ -z "${BENCH_ONLY_SESSIONS:-}" ]; then
+    SRV_PIDS=${PIDS# }
+    SRV_PIDS=${SRV_PIDS%% *}
+    bench_run cluster logins-max --port "$PORT" -n "$SESSIONS" -r 0 --inflight "$INFLIGHT" -j 1
+    stop_nodes
+fi
 
 python3 - "$RESULTS" <<'EOF2'
 import json, sys
