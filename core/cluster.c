@@ -1008,6 +1008,10 @@ void mk_cluster_stop(MkCluster *cl)
      * (invoke's sources run in order). */
     g_main_context_invoke(cl->ctx, stop_begin, cl);
     g_thread_join(cl->thread);
+    /* From here workers route as on a single node: no stand-in, no
+     * notification (every stream ended already). */
+    mk_sm_set_cluster(cl->srv->sm, NULL);
+    mk_sm_drop_node(cl->srv->sm, NULL);
     /* The thread is gone: its context is ours now. */
     g_main_context_push_thread_default(cl->ctx);
     if (cl->cmd.ac) {
@@ -1028,8 +1032,6 @@ void mk_cluster_stop(MkCluster *cl)
         ;
     mk_links_free(cl->links);
     g_main_context_pop_thread_default(cl->ctx);
-    mk_sm_set_cluster(cl->srv->sm, NULL);
-    mk_sm_drop_node(cl->srv->sm, NULL);
     g_main_loop_unref(cl->loop);
     g_main_context_unref(cl->ctx);
     g_hash_table_destroy(cl->peers);
