@@ -84,10 +84,11 @@ static const char nodes_lua[] = "local out = {}\n"
                                 "end\n"
                                 "return out\n";
 
-/* Every session of the nodes other than ARGV[1]. */
+/* Every session of the nodes other than ARGV[1] (only of node ARGV[2]
+ * unless it is ''). */
 static const char sync_lua[] = "local out = {}\n"
                                "for _, n in ipairs(redis.call('SMEMBERS', 'mk:nodes')) do\n"
-                               "  if n ~= ARGV[1] then\n"
+                               "  if n ~= ARGV[1] and (ARGV[2] == '' or n == ARGV[2]) then\n"
                                "    for _, m in ipairs(redis.call('SMEMBERS', 'mk:n:' .. n)) do\n"
                                "      local slash = string.find(m, '/', 1, true)\n"
                                "      if slash then\n"
@@ -626,9 +627,12 @@ static void register_local_sessions(MkCluster *cl)
         g_message("cluster: %u local sessions written to Redis", all->len);
 }
 
+/* The sessions of every other node (@data NULL: after connecting) or of
+ * node @data (it rewrote its sessions after Redis came back: its
+ * stand-ins not in the answer are stale and go). */
 static void on_sync(redisAsyncContext *ac, void *reply, void *data)
 {
-    (void)data;
+    g_autofree char *only = data;
     MkCluster *cl = ac->data;
     redisReply *r = reply;
     if (!cl)
@@ -637,6 +641,7 @@ static void on_sync(redisAsyncContext *ac, void *reply, void *data)
         cl->pending--;
     if (!r || r->type != REDIS_REPLY_ARRAY)
         return;
+    g_autoptr(GHashTable) keep = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     for (size_t i = 0; i < r->elements; i++) {
         if (r->element[i]->type != REDIS_REPLY_STRING)
             continue;
@@ -644,10 +649,19 @@ static void on_sync(redisAsyncContext *ac, void *reply, void *data)
         Record rec;
         if (g_strv_length(f) == 3 && record_parse(f[2], &rec)) {
             put_proxy(cl, f[0], f[1], &rec);
+            guint64 *id = g_new(guint64, 1);
+            *id = rec.id;
+            g_hash_table_add(keep, id);
             record_clear(&rec);
         }
     }
-    g_message("cluster: %zu sessions of other nodes known", r->elements);
+    if (only) {
+        guint n = mk_sm_prune_node(cl->srv->sm, only, keep);
+        g_message("cluster: node %s rewrote its %zu sessions (%u stale ones dropped)", only,
+                  r->elements, n);
+    } else {
+        g_message("cluster: %zu sessions of other nodes known", r->elements);
+    }
 }
 
 /* Both connections are up: announce, clean up, write, read. */
@@ -667,7 +681,11 @@ static void after_subscribe(MkCluster *cl)
     reap(cl, cl->name, FALSE, TRUE, !cl->ever_up);
     cl->ever_up = TRUE;
     register_local_sessions(cl);
-    cmd_send(cl, on_sync, NULL, "EVAL %s 0 %s", sync_lua, cl->name);
+    /* After the writes (one connection keeps the order): the others
+     * replace their stand-ins of this node with what is in Redis now,
+     * forgetting sessions that ended while Redis was away. */
+    cmd_send(cl, NULL, NULL, "PUBLISH " CHANNEL " R\t%s", cl->name);
+    cmd_send(cl, on_sync, NULL, "EVAL %s 0 %s %s", sync_lua, cl->name, ""); /* "": every node */
 }
 
 static void on_sub_message(redisAsyncContext *ac, void *reply, void *data)
@@ -686,8 +704,16 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *data)
     }
     if (g_strcmp0(kind, "message") != 0 || r->element[2]->type != REDIS_REPLY_STRING)
         return;
+    /* "R \t NODE": the node rewrote all its sessions. */
+    const char *msg = r->element[2]->str;
+    if (msg[0] == 'R' && msg[1] == '\t') {
+        const char *node = msg + 2;
+        if (!g_str_equal(node, cl->name))
+            cmd_send(cl, on_sync, g_strdup(node), "EVAL %s 0 %s %s", sync_lua, cl->name, node);
+        return;
+    }
     /* "S|D \t BARE \t RESOURCE \t RECORD" */
-    g_auto(GStrv) f = g_strsplit(r->element[2]->str, "\t", 4);
+    g_auto(GStrv) f = g_strsplit(msg, "\t", 4);
     Record rec;
     if (g_strv_length(f) != 4 || !record_parse(f[3], &rec))
         return;

@@ -635,6 +635,34 @@ void mk_sm_drop_node(MkSm *sm, const char *node)
     }
 }
 
+guint mk_sm_prune_node(MkSm *sm, const char *node, GHashTable *keep)
+{
+    guint n = 0;
+    for (guint i = 0; i < SM_SHARDS; i++) {
+        SmShard *sh = &sm->shards[i];
+        GHashTableIter it;
+        gpointer v;
+        g_mutex_lock(&sh->lock);
+        g_hash_table_iter_init(&it, sh->by_bare);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+            GPtrArray *list = v;
+            for (guint j = list->len; j-- > 0;) {
+                MkSession *o = g_ptr_array_index(list, j);
+                if (o->remote && g_str_equal(o->remote->node, node) &&
+                    !g_hash_table_contains(keep, &o->remote->id)) {
+                    g_atomic_int_set(&o->bound, 0);
+                    g_ptr_array_remove_index_fast(list, j);
+                    n++;
+                }
+            }
+            if (list->len == 0)
+                g_hash_table_iter_remove(&it);
+        }
+        g_mutex_unlock(&sh->lock);
+    }
+    return n;
+}
+
 MkSession *mk_sm_find_local(MkSm *sm, MkJid *full)
 {
     const char *bare = mk_jid_bare_string(full);

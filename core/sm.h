@@ -104,6 +104,9 @@ void mk_sm_put_remote(MkSm *sm, MkSession *proxy);
 void mk_sm_drop_remote(MkSm *sm, MkJid *full, const char *node, guint64 id);
 /* Removes every stand-in of @node (NULL: of every node). Any thread. */
 void mk_sm_drop_node(MkSm *sm, const char *node);
+/* Removes the stand-ins of @node whose session id is not in @keep (a
+ * set of guint64*). Returns how many went. Any thread. */
+guint mk_sm_prune_node(MkSm *sm, const char *node, GHashTable *keep);
 /* (transfer full) The local session bound to @full, never a stand-in. */
 MkSession *mk_sm_find_local(MkSm *sm, MkJid *full);
 /* (transfer full) every local session; element free = mk_session_unref. */

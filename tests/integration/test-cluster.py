@@ -415,11 +415,16 @@ def test_redis_restart(t, nodes, redis, pg):
     a, b, c = nodes
     register(pg, "nina")
     register(pg, "otto")
+    register(pg, "ulla")
     ni = online(a, "nina")
     ot = online(b, "otto")
-    for x in (ni, ot):
+    u1 = online(b, "ulla", "one")
+    u2 = online(c, "ulla", "two")
+    for x in (ni, ot, u1, u2):
         known_everywhere(nodes, x.jid, redis)
+    rewrites = a.log_text(0).count("node b rewrote its")
     redis.down()
+    u1.close()  # ends while Redis is away: a cannot hear of it then
     for i in range(10):
         chat(ni, ot.jid, "r%d" % i)
     got = bodies(ot)
@@ -439,6 +444,15 @@ def test_redis_restart(t, nodes, redis, pg):
     chat(ni, pa.jid, "after-redis")
     t.ok(pa.maybe(is_chat("after-redis"), 5) is not None,
          "a session bound while Redis was away is reachable from another node afterwards")
+    t.ok(wait_for(lambda: a.log_text(0).count("node b rewrote its") > rewrites, 10),
+         "a re-reads b's sessions once b rewrote them")
+    chat(ni, "ulla@localhost", "to-ulla")
+    t.ok(u2.maybe(is_chat("to-ulla"), 5) is not None and u2.maybe(is_chat("to-ulla"), 1) is None,
+         "a message to ulla's bare JID reaches her remaining resource on c once")
+    time.sleep(0.5)
+    t.ok(pg.sql("SELECT COUNT(*) FROM offline_messages WHERE username = 'ulla'") == "0",
+         "and is not stored offline for the resource that ended while Redis was away")
+    u2.close()
     t.ok(not any("is gone" in n.log_text(0) for n in nodes),
          "no node took another for dead while Redis was away")
     for x in (ni, ot, pa):
