@@ -365,24 +365,29 @@ static gboolean link_dispatch(GSource *source, GSourceFunc cb, gpointer data)
         }
         if (n > 0)
             g_byte_array_append(l->in, buf, (guint)n);
-        while (l->in->len >= 5) {
+        /* Every complete frame, then what was used goes in one move. */
+        guint off = 0;
+        while (l->in->len - off >= 5) {
             guint32 be;
-            memcpy(&be, l->in->data, 4);
+            memcpy(&be, l->in->data + off, 4);
             guint32 len = ntohl(be);
             if (len == 0 || len > FRAME_MAX) {
                 link_close(l, "bad frame");
                 return G_SOURCE_CONTINUE;
             }
-            if (l->in->len < 4 + len)
+            if (l->in->len - off < 4 + len)
                 break;
-            if (!link_frame(l, l->in->data[4], (const char *)l->in->data + 5, len - 1)) {
+            if (!link_frame(l, l->in->data[off + 4], (const char *)l->in->data + off + 5,
+                            len - 1)) {
                 link_close(l, "protocol error");
                 return G_SOURCE_CONTINUE;
             }
             if (l->fd < 0)
                 return G_SOURCE_CONTINUE;
-            g_byte_array_remove_range(l->in, 0, 4 + len);
+            off += 4 + len;
         }
+        if (off)
+            g_byte_array_remove_range(l->in, 0, off);
     }
     return G_SOURCE_CONTINUE;
 }
