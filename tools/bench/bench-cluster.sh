@@ -41,7 +41,7 @@ REDIS_PID=
 cleanup() {
     for p in $PIDS $REDIS_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
     if [ -n "${BENCH_OUT:-}" ]; then cp "$RESULTS" "$BENCH_OUT"; fi
-    rm -rf "$DIR"
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $DIR" >&2; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT INT TERM
 
@@ -53,6 +53,7 @@ redis_mem() {
 node_config() {
     bench_meerkat_config "$1" "$2" plain
     sed -i "s|^database = meerkat.db|database = $DIR/meerkat.db|" "$1/meerkat.conf"
+    [ -n "${BENCH_LOG:-}" ] && sed -i "s|^log_level = .*|log_level = $BENCH_LOG|" "$1/meerkat.conf"
     # Many sessions per node under a 20,000-descriptor limit.
     sed -i "s|^\[general\]|[general]\nfd_reserve = 100|" "$1/meerkat.conf"
     if [ -n "$3" ]; then
