@@ -73,6 +73,7 @@ static const char reap_lua[] =
     "  end\n"
     "end\n"
     "redis.call('DEL', KEYS[1])\n"
+    "redis.call('DEL', 'mk:synced:' .. ARGV[1])\n"
     "if ARGV[3] == '1' then redis.call('SREM', 'mk:nodes', ARGV[1]) end\n"
     "return out\n";
 
@@ -85,10 +86,14 @@ static const char nodes_lua[] = "local out = {}\n"
                                 "return out\n";
 
 /* Every session of the nodes other than ARGV[1] (only of node ARGV[2]
- * unless it is ''). */
+ * unless it is ''), and "\tSYNCED\tNODE" for each node whose sessions
+ * in Redis are complete (mk:synced:NODE, set after it rewrote them). */
 static const char sync_lua[] = "local out = {}\n"
                                "for _, n in ipairs(redis.call('SMEMBERS', 'mk:nodes')) do\n"
                                "  if n ~= ARGV[1] and (ARGV[2] == '' or n == ARGV[2]) then\n"
+                               "    if redis.call('EXISTS', 'mk:synced:' .. n) == 1 then\n"
+                               "      out[#out + 1] = '\\tSYNCED\\t' .. n\n"
+                               "    end\n"
                                "    for _, m in ipairs(redis.call('SMEMBERS', 'mk:n:' .. n)) do\n"
                                "      local slash = string.find(m, '/', 1, true)\n"
                                "      if slash then\n"
@@ -628,8 +633,11 @@ static void register_local_sessions(MkCluster *cl)
 }
 
 /* The sessions of every other node (@data NULL: after connecting) or of
- * node @data (it rewrote its sessions after Redis came back: its
- * stand-ins not in the answer are stale and go). */
+ * node @data (it rewrote its sessions after Redis came back). The
+ * stand-ins of a node whose sessions in Redis are complete (all of
+ * them after an R event; those marked SYNCED in a full read) and that
+ * are not in the answer are stale: they go. A node not marked is still
+ * rewriting; its R event comes later (we are subscribed already). */
 static void on_sync(redisAsyncContext *ac, void *reply, void *data)
 {
     g_autofree char *only = data;
@@ -641,27 +649,50 @@ static void on_sync(redisAsyncContext *ac, void *reply, void *data)
         cl->pending--;
     if (!r || r->type != REDIS_REPLY_ARRAY)
         return;
-    g_autoptr(GHashTable) keep = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    /* node -> set of session ids (guint64*) */
+    g_autoptr(GHashTable) keep =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_hash_table_unref);
+    g_autoptr(GPtrArray) synced = g_ptr_array_new_with_free_func(g_free);
+    if (only)
+        g_ptr_array_add(synced, g_strdup(only));
+    guint n = 0;
     for (size_t i = 0; i < r->elements; i++) {
         if (r->element[i]->type != REDIS_REPLY_STRING)
             continue;
-        g_auto(GStrv) f = g_strsplit(r->element[i]->str, "\t", 3);
+        const char *text = r->element[i]->str;
+        if (g_str_has_prefix(text, "\tSYNCED\t")) {
+            if (!only)
+                g_ptr_array_add(synced, g_strdup(text + strlen("\tSYNCED\t")));
+            continue;
+        }
+        g_auto(GStrv) f = g_strsplit(text, "\t", 3);
         Record rec;
         if (g_strv_length(f) == 3 && record_parse(f[2], &rec)) {
             put_proxy(cl, f[0], f[1], &rec);
+            GHashTable *ids = g_hash_table_lookup(keep, rec.node);
+            if (!ids) {
+                ids = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+                g_hash_table_insert(keep, g_strdup(rec.node), ids);
+            }
             guint64 *id = g_new(guint64, 1);
             *id = rec.id;
-            g_hash_table_add(keep, id);
+            g_hash_table_add(ids, id);
             record_clear(&rec);
+            n++;
         }
     }
-    if (only) {
-        guint n = mk_sm_prune_node(cl->srv->sm, only, keep);
-        g_message("cluster: node %s rewrote its %zu sessions (%u stale ones dropped)", only,
-                  r->elements, n);
-    } else {
-        g_message("cluster: %zu sessions of other nodes known", r->elements);
+    g_autoptr(GHashTable) none = g_hash_table_new(g_int64_hash, g_int64_equal);
+    guint dropped = 0;
+    for (guint i = 0; i < synced->len; i++) {
+        const char *node = g_ptr_array_index(synced, i);
+        GHashTable *ids = g_hash_table_lookup(keep, node);
+        dropped += mk_sm_prune_node(cl->srv->sm, node, ids ? ids : none);
     }
+    if (only)
+        g_message("cluster: node %s rewrote its %u sessions (%u stale ones dropped)", only, n,
+                  dropped);
+    else
+        g_message("cluster: %u sessions of other nodes known (%u stale ones dropped)", n, dropped);
 }
 
 /* Both connections are up: announce, clean up, write, read. */
@@ -678,9 +709,11 @@ static void after_subscribe(MkCluster *cl)
     /* Leftovers of this node: from a crash before anyone reaped them
      * (then contacts are told they went), or from this run while Redis
      * was away (then the live ones are written again right after). */
+    /* Not complete until rewritten (the reap removes the mark too). */
     reap(cl, cl->name, FALSE, TRUE, !cl->ever_up);
     cl->ever_up = TRUE;
     register_local_sessions(cl);
+    cmd_send(cl, NULL, NULL, "SET mk:synced:%s 1", cl->name);
     /* After the writes (one connection keeps the order): the others
      * replace their stand-ins of this node with what is in Redis now,
      * forgetting sessions that ended while Redis was away. */
