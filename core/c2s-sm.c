@@ -27,6 +27,7 @@
  * docs/stream-management.md. */
 #include "c2s-sm.h"
 #include "ackgate.h"
+#include "cluster.h"
 #include "ackqueue.h"
 #include "log.h"
 #include "modules-priv.h"
@@ -331,7 +332,13 @@ static char *new_resume_id(void)
 {
     guint8 rnd[18];
     gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd);
-    return g_base64_encode(rnd, sizeof rnd);
+    g_autofree char *id = g_base64_encode(rnd, sizeof rnd);
+    /* In a cluster the id names its node, so that a resumption elsewhere
+     * can tell it to let go (docs/clustering.md). */
+    MkConfigData *cfg = g_atomic_pointer_get(&mk_server_get()->config);
+    if (cfg->cluster)
+        return g_strdup_printf("%s~%s", cfg->cluster->name, id);
+    return g_steal_pointer(&id);
 }
 
 static void handle_enable(MkC2s *c, MkXml *el, const MkStreamMgmtConfig *cfg)
@@ -645,7 +652,10 @@ static void handle_resume(MkC2s *c, MkXml *el)
     g_mutex_unlock(&cs->resume_lock);
 
     if (!owner) {
-        /* Unknown, expired, or someone else's: all look the same. */
+        /* Unknown, expired, or someone else's: all look the same. A
+         * session of another node of the cluster ends there now, its
+         * unacknowledged stanzas routed again (mk_c2s_sm_release). */
+        mk_cluster_resumed_elsewhere(mk_sm_get_cluster(cs->srv->sm), previd, bare, h);
         resume_failed(c, "item-not-found", NULL);
         return;
     }
@@ -924,4 +934,62 @@ gboolean c2s_sm_feed_closing(MkC2s *c, const char *data, gsize len)
         c2s_close(c, NULL);
     }
     return TRUE;
+}
+
+/* ---- cluster: a resumption on another node ---------------------------- */
+
+typedef struct {
+    MkC2sServer *cs;
+    char *previd;
+    char *bare;
+    guint32 h;
+} Release;
+
+static void release_free(gpointer p)
+{
+    Release *rel = p;
+    g_free(rel->previd);
+    g_free(rel->bare);
+    g_free(rel);
+}
+
+/* On the session's worker: what the client acknowledged is dropped, the
+ * session ends, and the rest is routed again (to the client's new
+ * session on the other node, or to offline storage). */
+static void release_run(gpointer p)
+{
+    Release *rel = p;
+    MkC2s *c = NULL;
+    g_mutex_lock(&rel->cs->resume_lock);
+    C2sResumable *r = g_hash_table_lookup(rel->cs->resumable, rel->previd);
+    if (r && g_str_equal(r->bare, rel->bare) && r->worker == mk_worker_self())
+        c = r->c;
+    g_mutex_unlock(&rel->cs->resume_lock);
+    if (c && c->sm && c->session) {
+        if (!mk_ack_queue_ack(&c->sm->q, rel->h))
+            C2S_LOG(c, G_LOG_LEVEL_INFO, "resumed elsewhere with h=%u but only %u sent", rel->h,
+                    c->sm->q.h_out);
+        C2S_LOG(c, G_LOG_LEVEL_INFO, "resumed on another node: the session ends here");
+        stop_expiry(c->sm);
+        c2s_close(c, c->state == C2S_DETACHED ? NULL : "conflict");
+    }
+    release_free(rel);
+}
+
+void mk_c2s_sm_release(MkC2sServer *cs, const char *previd, const char *bare, guint32 h)
+{
+    MkWorker *owner = NULL;
+    g_mutex_lock(&cs->resume_lock);
+    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
+    if (r && g_str_equal(r->bare, bare))
+        owner = r->worker;
+    g_mutex_unlock(&cs->resume_lock);
+    if (!owner)
+        return;
+    Release *rel = g_new0(Release, 1);
+    rel->cs = cs;
+    rel->previd = g_strdup(previd);
+    rel->bare = g_strdup(bare);
+    rel->h = h;
+    mk_worker_post(owner, release_run, rel, release_free);
 }

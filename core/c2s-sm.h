@@ -43,3 +43,7 @@ void c2s_sm_session_ended(MkC2s *c, MkSession *s);
 void c2s_sm_free(MkC2s *c);
 /* Destroy notify of MkC2sServer.resumable values. */
 void c2s_sm_resumable_free(gpointer data);
+/* Cluster: the client of this node's resumable session @previd (account
+ * @bare) resumed on another node, acknowledging @h: the session ends
+ * here and its unacknowledged stanzas are routed again. Any thread. */
+void mk_c2s_sm_release(MkC2sServer *cs, const char *previd, const char *bare, guint32 h);

@@ -42,6 +42,10 @@ static const char *const auth_keys[] = {
     "throttle_loopback",
     NULL,
 };
+static const char *const cluster_keys[] = {
+    "name",   "node_number",  "redis_host", "redis_port",     "redis_password",
+    "secret", "link_address", "link_port",  "link_advertise", NULL,
+};
 static const char *const storage_keys[] = {
     "driver", "database", "host", "port", "user", "password", "pool_size", NULL,
 };
@@ -318,6 +322,15 @@ void mk_config_free(MkConfigData *cfg)
     g_free(cfg->metrics_textfile);
     g_ptr_array_unref(cfg->listeners);
     g_ptr_array_unref(cfg->modules);
+    if (cfg->cluster) {
+        g_free(cfg->cluster->name);
+        g_free(cfg->cluster->redis_host);
+        g_free(cfg->cluster->redis_password);
+        g_free(cfg->cluster->secret);
+        g_free(cfg->cluster->link_address);
+        g_free(cfg->cluster->link_advertise);
+        g_free(cfg->cluster);
+    }
     g_free(cfg);
 }
 
@@ -517,6 +530,42 @@ static gboolean load_metrics(MkConfigData *cfg, GKeyFile *kf, GError **error)
         return FALSE;
     cfg->metrics_textfile = *path ? resolve_path(cfg->state_dir, path) : NULL;
     cfg->metrics_textfile_interval = (guint)interval;
+    return TRUE;
+}
+
+/* [cluster]: only when present (docs/clustering.md). */
+static gboolean load_cluster(MkConfigData *cfg, GKeyFile *kf, GError **error)
+{
+    const char *f = cfg->main_file, *g = "cluster";
+    if (!g_key_file_has_group(kf, g))
+        return TRUE;
+    if (!check_keys(f, kf, g, cluster_keys, error))
+        return FALSE;
+    MkClusterConfig *cc = cfg->cluster = g_new0(MkClusterConfig, 1);
+    cc->name = get_string(kf, g, "name", "");
+    cc->secret = get_string(kf, g, "secret", "");
+    if (!*cc->name || strchr(cc->name, '\t') || strchr(cc->name, '/')) {
+        cfg_error(error, MK_CONFIG_ERROR_VALUE, f, g, "name",
+                  "a cluster node needs a name (no tab, no '/')");
+        return FALSE;
+    }
+    if (strlen(cc->secret) < 16) {
+        cfg_error(error, MK_CONFIG_ERROR_VALUE, f, g, "secret",
+                  "the cluster secret must be at least 16 characters");
+        return FALSE;
+    }
+    gint64 num, rport, lport;
+    if (!get_int(f, kf, g, "node_number", 0, 0, 255, &num, error) ||
+        !get_int(f, kf, g, "redis_port", 6379, 1, 65535, &rport, error) ||
+        !get_int(f, kf, g, "link_port", 5290, 0, 65535, &lport, error))
+        return FALSE;
+    cc->node_number = (guint)num;
+    cc->redis_port = (guint16)rport;
+    cc->link_port = (guint16)lport;
+    cc->redis_host = get_string(kf, g, "redis_host", "127.0.0.1");
+    cc->redis_password = get_string(kf, g, "redis_password", "");
+    cc->link_address = get_string(kf, g, "link_address", "127.0.0.1");
+    cc->link_advertise = get_string(kf, g, "link_advertise", cc->link_address);
     return TRUE;
 }
 
@@ -795,7 +844,8 @@ MkConfigData *mk_config_load(const char *path, GError **error)
     for (char **g = groups; *g; g++) {
         if (!g_str_equal(*g, "general") && !g_str_equal(*g, "auth") &&
             !g_str_equal(*g, "storage") && !g_str_equal(*g, "metrics") &&
-            !g_str_has_prefix(*g, "host_type.") && !g_str_has_prefix(*g, "listen.")) {
+            !g_str_equal(*g, "cluster") && !g_str_has_prefix(*g, "host_type.") &&
+            !g_str_has_prefix(*g, "listen.")) {
             cfg_error(error, MK_CONFIG_ERROR_KEY, cfg->main_file, *g, NULL,
                       "unknown section (expected general, auth, storage, metrics, host_type.NAME, "
                       "listen.NAME)");
@@ -810,7 +860,8 @@ MkConfigData *mk_config_load(const char *path, GError **error)
     for (char **g = groups; *g; g++)
         if (g_str_has_prefix(*g, "host_type.") && !load_host_type(cfg, kf, *g, seen, error))
             return NULL;
-    if (!load_auth(cfg, kf, seen, error) || !load_storage(cfg, kf, error))
+    if (!load_auth(cfg, kf, seen, error) || !load_storage(cfg, kf, error) ||
+        !load_cluster(cfg, kf, error))
         return NULL;
     if (!load_metrics(cfg, kf, error))
         return NULL;

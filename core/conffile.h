@@ -107,6 +107,19 @@ typedef struct {
     char **modules;                    /* whose routes it serves; empty: every module's */
 } MkListenConfig;
 
+/* [cluster] (docs/clustering.md); absent: a single node. */
+typedef struct {
+    char *name;        /* this node's name, unique in the cluster */
+    guint node_number; /* 0..255, also mod_mam's default ID node number */
+    char *redis_host;
+    guint16 redis_port;
+    char *redis_password; /* "" = none */
+    char *secret;         /* shared by the nodes: authenticates links */
+    char *link_address;   /* where the node link listener binds */
+    guint16 link_port;    /* 0 = any free port */
+    char *link_advertise; /* the address peers dial; default link_address */
+} MkClusterConfig;
+
 typedef struct {
     char *name;     /* "default" for [general] hosts */
     char **domains; /* prepared (nameprep'd), NULL-terminated */
@@ -159,8 +172,9 @@ struct MkConfigData {
     char *metrics_textfile;          /* nullable: absolute path */
     guint metrics_textfile_interval; /* seconds */
 
-    GPtrArray *listeners; /* of MkListenConfig* */
-    GPtrArray *modules;   /* of MkModuleConfig*, sorted by name */
+    GPtrArray *listeners;     /* of MkListenConfig* */
+    GPtrArray *modules;       /* of MkModuleConfig*, sorted by name */
+    MkClusterConfig *cluster; /* nullable: no [cluster], one node */
 };
 
 /* Reads @path and its conf.d. Main thread or any tool; no side effects

@@ -30,6 +30,7 @@
 #include <meerkat/mk-fanout.h>
 #include <meerkat/mk-http.h>
 #include <meerkat/mk-domains.h>
+#include <meerkat/mk-cluster.h>
 
 typedef struct MkServer MkServer;
 typedef struct MkWorker MkWorker;

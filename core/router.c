@@ -31,6 +31,8 @@ static gboolean is_subscription_type(const char *type)
                     g_str_equal(type, "unsubscribe") || g_str_equal(type, "unsubscribed"));
 }
 
+static void route_offline(MkServer *srv, MkStanza *st, MkJid *to, gboolean headline);
+
 /* A message for a bare JID (RFC 6121 8.5.2.1.1 and 8.5.2.2.1). */
 static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
 {
@@ -76,7 +78,13 @@ static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
         mk_metrics_routed(MK_ROUTED_DELIVERED);
         return;
     }
+    route_offline(srv, st, to, headline);
+}
 
+/* No resource took the message: the offline_message hook, else a bounce
+ * (headline is dropped silently). */
+static void route_offline(MkServer *srv, MkStanza *st, MkJid *to, gboolean headline)
+{
     MkHookCall call = {.domain = mk_jid_domain(to),
                        .stanza = mk_stanza_ref(st),
                        .from = mk_stanza_from(st),
@@ -254,4 +262,23 @@ void mk_router_send(MkStanza *stanza)
 void mk_router_send_to_account(MkStanza *stanza)
 {
     mk_router_to_account(stanza, NULL);
+}
+
+void mk_router_session_gone(MkStanza *st)
+{
+    MkServer *srv = mk_server_get();
+    MkJid *to = mk_stanza_to(st);
+    const char *type = mk_stanza_type(st);
+    switch (mk_stanza_kind(st)) {
+    case MK_STANZA_MESSAGE:
+        if (g_strcmp0(type, "error") != 0 && g_strcmp0(type, "groupchat") != 0)
+            route_offline(srv, st, to, g_strcmp0(type, "headline") == 0);
+        return;
+    case MK_STANZA_IQ:
+        if (g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0)
+            mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+        return;
+    default:
+        return;
+    }
 }

@@ -16,3 +16,9 @@ void mk_router_bounce(MkStanza *st, MkStanzaError cond, const char *text);
 /* Delivers @st to the account in its 'to' by the rules for a bare or full
  * JID, without the presence_in hook. */
 void mk_router_to_account(MkStanza *st, MkSession *sender);
+/* @st (transfer none) was routed to a session that is gone (another
+ * node's session that ended or whose node is unreachable, see
+ * docs/clustering.md): a message goes to the offline_message hook as if
+ * no resource were available, without running filter_local_packet a
+ * second time; an IQ request bounces; the rest is dropped. Any thread. */
+void mk_router_session_gone(MkStanza *st);

@@ -1,6 +1,7 @@
 /* The server object: builds and tears down every subsystem in order. */
 #include "server.h"
 #include "c2s.h"
+#include "cluster.h"
 #include "db.h"
 #include "hosts.h"
 #include "http.h"
@@ -23,6 +24,7 @@ static MkServer *the_server;
 typedef struct {
     MkServer pub;
     MkC2sServer *c2s;
+    MkCluster *cluster;     /* NULL without [cluster] */
     GPtrArray *old_configs; /* replaced configs: listeners keep pointing into them */
     /* Guards pub.auth_pool: pushes hold it shared, the drain exclusively,
      * so that no job lands in a pool being freed. */
@@ -159,6 +161,9 @@ MkServer *mk_server_new(MkConfigData *cfg, GError **error)
     priv->c2s = mk_c2s_server_new(srv, error);
     if (!priv->c2s)
         goto fail;
+    if (cfg->cluster && !(priv->cluster = mk_cluster_start(srv, cfg->cluster, error)))
+        goto fail;
+    mk_cluster_set_c2s(priv->cluster, priv->c2s);
     srv->listeners = g_ptr_array_new_with_free_func((GDestroyNotify)mk_listener_stop);
     for (guint i = 0; i < cfg->listeners->len; i++) {
         MkListenConfig *lc = g_ptr_array_index(cfg->listeners, i);
@@ -277,8 +282,11 @@ void mk_server_free(MkServer *srv)
         log_metrics(srv);
         mk_metrics_set_core_source(srv->modules, NULL, NULL);
     }
+    mk_cluster_set_c2s(priv->cluster, NULL); /* no more releases from peers */
     if (priv->c2s)
         mk_c2s_server_free(priv->c2s);
+    /* Every stream ended: the cluster removes what is left of this node. */
+    mk_cluster_stop(priv->cluster);
     if (srv->modules) {
         mk_modules_stop_all(srv->modules);
     }

@@ -1,5 +1,6 @@
 /* The in-process session table. See sm.h. */
 #include "sm.h"
+#include "cluster.h"
 #include "modules.h"
 #include "preload.h"
 #include "server.h"
@@ -14,6 +15,7 @@ typedef struct {
 struct MkSm {
     SmShard shards[SM_SHARDS];
     gint count;
+    MkCluster *cluster; /* NULL: one node, no cost but this test */
 };
 
 typedef struct {
@@ -109,6 +111,8 @@ void mk_session_unref(MkSession *s)
     if (s->shared)
         g_array_unref(s->shared);
     mk_preloads_free(s->preloads);
+    if (s->remote)
+        mk_remote_session_free(s->remote);
     if (s->last_presence)
         mk_stanza_unref(s->last_presence);
     mk_jid_unref(s->jid);
@@ -144,12 +148,15 @@ gboolean mk_sm_register_limited(MkSm *sm, MkSession *s, guint max, MkSession **o
     if (same < list->len) {
         *old = g_ptr_array_steal_index(list, same);
         g_atomic_int_set(&(*old)->bound, 0);
-        g_atomic_int_add(&sm->count, -1);
+        if (!(*old)->remote)
+            g_atomic_int_add(&sm->count, -1);
     }
     g_ptr_array_add(list, mk_session_ref(s));
     g_atomic_int_set(&s->bound, 1);
     g_atomic_int_inc(&sm->count);
     g_mutex_unlock(&sh->lock);
+    if (G_UNLIKELY(sm->cluster))
+        mk_cluster_session_bound(sm->cluster, s);
     return TRUE;
 }
 
@@ -174,6 +181,9 @@ void mk_sm_unregister(MkSm *sm, MkSession *s)
             g_hash_table_remove(sh->by_bare, bare);
     }
     g_mutex_unlock(&sh->lock);
+    /* Also when another bind replaced it: the cluster checks the id. */
+    if (G_UNLIKELY(sm->cluster) && !s->remote)
+        mk_cluster_session_unbound(sm->cluster, s);
 }
 
 MkSession *mk_sm_find(MkSm *sm, MkJid *jid)
@@ -225,6 +235,8 @@ void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean ava
     g_mutex_unlock(&sh->lock);
     if (old)
         mk_stanza_unref(old);
+    if (G_UNLIKELY(sm->cluster) && g_atomic_int_get(&s->bound))
+        mk_cluster_session_changed(sm->cluster, s);
 }
 
 gboolean mk_sm_available_since(MkSm *sm, MkSession *s, gint64 since_us)
@@ -299,13 +311,22 @@ void mk_session_set_flags(MkSession *s, MkModule *mod, guint flags, guint mask)
     SmShard *sh = session_shard(s);
     g_mutex_lock(&sh->lock);
     SessionShared *e = shared_of(s, mod, TRUE);
+    guint before = e->flags;
     e->flags = (e->flags & ~mask) | (flags & mask);
+    gboolean changed = e->flags != before;
     g_mutex_unlock(&sh->lock);
+    MkCluster *cl = mk_server_get()->sm->cluster;
+    if (G_UNLIKELY(cl) && changed && g_atomic_int_get(&s->bound))
+        mk_cluster_session_changed(cl, s);
 }
 
 guint mk_session_get_flags(MkSession *s, MkModule *mod)
 {
     g_return_val_if_fail(s != NULL && mod != NULL, 0);
+    if (G_UNLIKELY(s->remote))
+        return s->remote->flags
+                   ? GPOINTER_TO_UINT(g_hash_table_lookup(s->remote->flags, mk_module_name(mod)))
+                   : 0;
     if (!g_atomic_pointer_get(&s->shared))
         return 0; /* most sessions of most modules: no lock */
     SmShard *sh = session_shard(s);
@@ -346,6 +367,14 @@ MkStanza *mk_session_last_presence(MkSession *s)
 {
     SmShard *sh = session_shard(s);
     g_mutex_lock(&sh->lock);
+    if (G_UNLIKELY(s->remote && s->remote->presence && !s->last_presence)) {
+        /* A stand-in's presence is parsed when first asked for: most
+         * are never asked (probes), and every login would else cost a
+         * parse on every other node. */
+        g_autoptr(MkXml) xml = mk_xml_parse(s->remote->presence, -1, NULL);
+        s->last_presence = xml ? mk_stanza_new(xml, NULL) : NULL;
+        g_clear_pointer(&s->remote->presence, g_free);
+    }
     MkStanza *p = s->last_presence ? mk_stanza_ref(s->last_presence) : NULL;
     g_mutex_unlock(&sh->lock);
     return p;
@@ -384,6 +413,8 @@ void mk_session_set_slot(MkSession *s, MkModule *mod, gpointer data, GDestroyNot
 
 gpointer mk_session_get_slot(MkSession *s, MkModule *mod)
 {
+    if (G_UNLIKELY(s->remote))
+        return NULL; /* another node's session: its slots are there */
     g_return_val_if_fail(mk_worker_self() == s->worker, NULL);
     SessionSlot *slot = s->slots ? g_hash_table_lookup(s->slots, mod) : NULL;
     return slot ? slot->data : NULL;
@@ -421,8 +452,11 @@ void mk_session_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer
         g_hash_table_iter_init(&it, sh->by_bare);
         while (g_hash_table_iter_next(&it, NULL, &v)) {
             GPtrArray *list = v;
-            for (guint j = 0; j < list->len; j++)
-                g_ptr_array_add(all, mk_session_ref(g_ptr_array_index(list, j)));
+            for (guint j = 0; j < list->len; j++) {
+                MkSession *o = g_ptr_array_index(list, j);
+                if (!o->remote) /* another node's: it sweeps its own */
+                    g_ptr_array_add(all, mk_session_ref(o));
+            }
         }
         g_mutex_unlock(&sh->lock);
     }
@@ -473,6 +507,10 @@ static void deliver_job_run(gpointer p)
 void mk_session_send(MkSession *s, MkStanza *st)
 {
     g_return_if_fail(s && st);
+    if (G_UNLIKELY(s->remote)) {
+        mk_cluster_forward(mk_server_get()->sm->cluster, s, st);
+        return;
+    }
     if (mk_worker_self() == s->worker) {
         mk_session_deliver_local(s, st);
         return;
@@ -493,10 +531,199 @@ static void close_job_run(gpointer p)
 
 void mk_session_close(MkSession *s, const char *stream_error)
 {
+    if (G_UNLIKELY(s->remote)) {
+        mk_cluster_close_remote(mk_server_get()->sm->cluster, s, stream_error);
+        return;
+    }
     /* Always through the mailbox, even on the owner worker: closing runs
      * hooks and must not happen in the middle of the caller's work. */
     SessionJob *job = g_new0(SessionJob, 1);
     job->s = mk_session_ref(s);
     job->error = g_strdup(stream_error);
     mk_worker_post(s->worker, close_job_run, job, session_job_free);
+}
+
+/* ---- cluster stand-ins (sm.h) ----------------------------------------- */
+
+void mk_sm_set_cluster(MkSm *sm, MkCluster *cl)
+{
+    sm->cluster = cl;
+}
+
+MkCluster *mk_sm_get_cluster(MkSm *sm)
+{
+    return sm->cluster;
+}
+
+MkSession *mk_session_new_remote(MkJid *jid, MkRemoteSession *remote, int priority,
+                                 gboolean available, gint64 since_us, MkStanza *last_presence)
+{
+    MkSession *s = mk_session_new(jid, NULL, NULL, NULL);
+    s->remote = remote;
+    s->priority = priority;
+    s->available = available;
+    s->available_since_us = since_us; /* the other node's clock */
+    s->last_presence = last_presence ? mk_stanza_ref(last_presence) : NULL;
+    s->bound = 1;
+    return s;
+}
+
+void mk_sm_put_remote(MkSm *sm, MkSession *proxy)
+{
+    const char *bare = mk_jid_bare_string(proxy->jid);
+    SmShard *sh = shard_for(sm, bare);
+
+    g_mutex_lock(&sh->lock);
+    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    if (!list) {
+        list = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
+        g_hash_table_insert(sh->by_bare, g_strdup(bare), list);
+    }
+    for (guint i = 0; i < list->len; i++) {
+        MkSession *o = g_ptr_array_index(list, i);
+        if (o->remote && g_strcmp0(mk_jid_resource(o->jid), mk_jid_resource(proxy->jid)) == 0) {
+            g_ptr_array_remove_index_fast(list, i);
+            break;
+        }
+    }
+    g_ptr_array_add(list, mk_session_ref(proxy));
+    g_mutex_unlock(&sh->lock);
+}
+
+void mk_sm_drop_remote(MkSm *sm, MkJid *full, const char *node, guint64 id)
+{
+    const char *bare = mk_jid_bare_string(full);
+    SmShard *sh = shard_for(sm, bare);
+
+    g_mutex_lock(&sh->lock);
+    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    for (guint i = 0; list && i < list->len; i++) {
+        MkSession *o = g_ptr_array_index(list, i);
+        if (o->remote && g_str_equal(o->remote->node, node) && (!id || o->remote->id == id) &&
+            g_strcmp0(mk_jid_resource(o->jid), mk_jid_resource(full)) == 0) {
+            g_atomic_int_set(&o->bound, 0);
+            g_ptr_array_remove_index_fast(list, i);
+            if (list->len == 0)
+                g_hash_table_remove(sh->by_bare, bare);
+            break;
+        }
+    }
+    g_mutex_unlock(&sh->lock);
+}
+
+void mk_sm_drop_node(MkSm *sm, const char *node)
+{
+    for (guint i = 0; i < SM_SHARDS; i++) {
+        SmShard *sh = &sm->shards[i];
+        GHashTableIter it;
+        gpointer v;
+        g_mutex_lock(&sh->lock);
+        g_hash_table_iter_init(&it, sh->by_bare);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+            GPtrArray *list = v;
+            for (guint j = list->len; j-- > 0;) {
+                MkSession *o = g_ptr_array_index(list, j);
+                if (o->remote && (!node || g_str_equal(o->remote->node, node))) {
+                    g_atomic_int_set(&o->bound, 0);
+                    g_ptr_array_remove_index_fast(list, j);
+                }
+            }
+            if (list->len == 0)
+                g_hash_table_iter_remove(&it);
+        }
+        g_mutex_unlock(&sh->lock);
+    }
+}
+
+guint mk_sm_prune_node(MkSm *sm, const char *node, GHashTable *keep)
+{
+    guint n = 0;
+    for (guint i = 0; i < SM_SHARDS; i++) {
+        SmShard *sh = &sm->shards[i];
+        GHashTableIter it;
+        gpointer v;
+        g_mutex_lock(&sh->lock);
+        g_hash_table_iter_init(&it, sh->by_bare);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+            GPtrArray *list = v;
+            for (guint j = list->len; j-- > 0;) {
+                MkSession *o = g_ptr_array_index(list, j);
+                if (o->remote && g_str_equal(o->remote->node, node) &&
+                    !g_hash_table_contains(keep, &o->remote->id)) {
+                    g_atomic_int_set(&o->bound, 0);
+                    g_ptr_array_remove_index_fast(list, j);
+                    n++;
+                }
+            }
+            if (list->len == 0)
+                g_hash_table_iter_remove(&it);
+        }
+        g_mutex_unlock(&sh->lock);
+    }
+    return n;
+}
+
+MkSession *mk_sm_find_local(MkSm *sm, MkJid *full)
+{
+    const char *bare = mk_jid_bare_string(full);
+    SmShard *sh = shard_for(sm, bare);
+    MkSession *found = NULL;
+
+    g_mutex_lock(&sh->lock);
+    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    for (guint i = 0; list && i < list->len; i++) {
+        MkSession *o = g_ptr_array_index(list, i);
+        if (!o->remote && g_strcmp0(mk_jid_resource(o->jid), mk_jid_resource(full)) == 0) {
+            found = mk_session_ref(o);
+            break;
+        }
+    }
+    g_mutex_unlock(&sh->lock);
+    return found;
+}
+
+GPtrArray *mk_sm_local_sessions(MkSm *sm)
+{
+    GPtrArray *all = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
+    for (guint i = 0; i < SM_SHARDS; i++) {
+        SmShard *sh = &sm->shards[i];
+        GHashTableIter it;
+        gpointer v;
+        g_mutex_lock(&sh->lock);
+        g_hash_table_iter_init(&it, sh->by_bare);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+            GPtrArray *list = v;
+            for (guint j = 0; j < list->len; j++) {
+                MkSession *o = g_ptr_array_index(list, j);
+                if (!o->remote)
+                    g_ptr_array_add(all, mk_session_ref(o));
+            }
+        }
+        g_mutex_unlock(&sh->lock);
+    }
+    return all;
+}
+
+gint64 mk_session_available_since_us(MkSession *s)
+{
+    SmShard *sh = session_shard(s);
+    g_mutex_lock(&sh->lock);
+    gint64 since = s->available_since_us;
+    g_mutex_unlock(&sh->lock);
+    return since;
+}
+
+char *mk_session_flags_text(MkSession *s)
+{
+    SmShard *sh = session_shard(s);
+    GString *out = g_string_new(NULL);
+    g_mutex_lock(&sh->lock);
+    for (guint i = 0; s->shared && i < s->shared->len; i++) {
+        SessionShared *e = &g_array_index(s->shared, SessionShared, i);
+        if (e->flags)
+            g_string_append_printf(out, "%s%s=%u", out->len ? "," : "", mk_module_name(e->mod),
+                                   e->flags);
+    }
+    g_mutex_unlock(&sh->lock);
+    return g_string_free(out, FALSE);
 }

@@ -43,6 +43,9 @@ struct MkSession {
     struct MkPreloads *preloads; /* auth_preload's results, until taken */
     /* Any thread, under the session's shard lock. */
     GArray *shared; /* SessionShared: mk_session_set_flags/_string */
+    /* Cluster (core/cluster.h): non-NULL when this is the local stand-in
+     * of a session on another node; immutable. */
+    struct MkRemoteSession *remote;
 };
 
 MkSm *mk_sm_new(void);
@@ -81,3 +84,38 @@ guint mk_sm_count(MkSm *sm);
  * since @since_us (wall clock) or earlier: then it received what was
  * routed to the account's bare JID at that time. Any thread. */
 gboolean mk_sm_available_since(MkSm *sm, MkSession *s, gint64 since_us);
+
+/* ---- cluster (core/cluster*.c; docs/clustering.md) ------------------- */
+
+struct MkCluster;
+struct MkRemoteSession;
+
+/* Lets @sm tell @cl about local sessions (bind, presence, flags, end).
+ * Main thread, before any session binds or after all ended. */
+void mk_sm_set_cluster(MkSm *sm, struct MkCluster *cl);
+/* (transfer none) (nullable) Any thread. */
+struct MkCluster *mk_sm_get_cluster(MkSm *sm);
+/* Adds or replaces @proxy, the stand-in of a session of another node
+ * (@proxy->remote set), in the table; its same-node predecessor of the
+ * same full JID goes. Not counted in mk_sm_count. Any thread. */
+void mk_sm_put_remote(MkSm *sm, MkSession *proxy);
+/* Removes the stand-in for @full of node @node (and id @id, 0 = any).
+ * Any thread. */
+void mk_sm_drop_remote(MkSm *sm, MkJid *full, const char *node, guint64 id);
+/* Removes every stand-in of @node (NULL: of every node). Any thread. */
+void mk_sm_drop_node(MkSm *sm, const char *node);
+/* Removes the stand-ins of @node whose session id is not in @keep (a
+ * set of guint64*). Returns how many went. Any thread. */
+guint mk_sm_prune_node(MkSm *sm, const char *node, GHashTable *keep);
+/* (transfer full) The local session bound to @full, never a stand-in. */
+MkSession *mk_sm_find_local(MkSm *sm, MkJid *full);
+/* (transfer full) every local session; element free = mk_session_unref. */
+GPtrArray *mk_sm_local_sessions(MkSm *sm);
+/* mk_session_new for a stand-in: @remote (transfer full) is the cluster's. */
+MkSession *mk_session_new_remote(MkJid *jid, struct MkRemoteSession *remote, int priority,
+                                 gboolean available, gint64 since_us, MkStanza *last_presence);
+/* Wall clock of @s's last unavailable -> available. Any thread. */
+gint64 mk_session_available_since_us(MkSession *s);
+/* "mod_a=1,mod_b=3": the non-zero mk_session_set_flags of @s by module
+ * name, for the cluster's session record. (transfer full) Any thread. */
+char *mk_session_flags_text(MkSession *s);

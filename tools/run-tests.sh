@@ -38,6 +38,7 @@ python3-nbxmpp clang-format"
 packages="$packages python3-prometheus-client prometheus"
 # The http listener, its JSON, the /metrics parser, the rest bench's client.
 packages="$packages libmicrohttpd-dev libjson-glib-dev python3-prometheus-client wrk"
+packages="$packages libhiredis-dev redis-server"
 # The package test's own tools; it runs (and so needs them) only as root.
 if [ "$(id -u)" -eq 0 ] && [ "${MK_SKIP_PACKAGES:-0}" != 1 ]; then
     packages="$packages debhelper dpkg-dev fakeroot lintian rpm openssl adduser man-db"

@@ -105,7 +105,8 @@ static gboolean mam_start(MkModule *mod, GError **error)
 {
     Mam *m = g_new0(Mam, 1);
     m->mod = mod;
-    mam_id_gen_init(&m->ids, (guint)mk_config_get_int(mod, "node"));
+    gint64 node = mk_config_get_int(mod, "node"); /* -1: the cluster's [cluster] node_number */
+    mam_id_gen_init(&m->ids, node < 0 ? mk_cluster_node_number() : (guint)node);
     m->max_result_limit = (guint)mk_config_get_int(mod, "max_result_limit");
     m->max_age_days = mk_config_get_int(mod, "max_age_days");
     m->purge_batch = (guint)mk_config_get_int(mod, "purge_batch");
@@ -157,8 +158,9 @@ static const MkConfigKey mam_keys[] = {
      "(logged, metric mod_mam.dropped)"},
     {"max_result_limit", MK_CONFIG_INT, "50", 1, 1000,
      "largest page a query returns (and the page size when the client names none)"},
-    {"node", MK_CONFIG_INT, "0", 0, 255,
-     "this node's number, the low byte of every archive ID (unique within a cluster)"},
+    {"node", MK_CONFIG_INT, "-1", -1, 255,
+     "this node's number, the low byte of every archive ID (unique within a cluster); "
+     "-1: [cluster] node_number (0 without a cluster)"},
     {"max_age_days", MK_CONFIG_INT, "0", 0, 36500,
      "delete archived messages older than this many days (0 = keep for ever)"},
     {"purge_batch", MK_CONFIG_INT, "1000", 10, 100000,

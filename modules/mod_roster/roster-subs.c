@@ -32,7 +32,7 @@ void roster_subs_store(RosterSlot *slot, GPtrArray *items, gint queued)
 
 gboolean roster_subs_current(Roster *r, RosterSlot *slot, MkSession *s)
 {
-    if (!slot->subs_valid)
+    if (!slot->subs_valid || mk_cluster_active()) /* other nodes write rosters too */
         return FALSE;
     g_autoptr(MkJid) user = mk_jid_bare(mk_session_jid(s));
     if (roster_writes_queued(r, user) != slot->subs_queued) {

@@ -32,4 +32,5 @@
 #include <meerkat/mk-fanout.h>
 #include <meerkat/mk-http.h>
 #include <meerkat/mk-domains.h>
+#include <meerkat/mk-cluster.h>
 #undef MK_INSIDE_MODULE_H

@@ -272,6 +272,39 @@ static void test_metrics(void)
                  "textfile_interval", "out of range");
 }
 
+/* [cluster]: absent means one node; present, its keys and errors. */
+static void test_cluster(void)
+{
+    g_autoptr(Dir) none = dir_new("[general]\n");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(MkConfigData) single = mk_config_load(none->main, &error);
+    g_assert_no_error(error);
+    g_assert_null(single->cluster);
+
+    g_autoptr(Dir) d = dir_new("[cluster]\nname = xmpp1\nnode_number = 7\n"
+                               "secret = 0123456789abcdef\nredis_host = 10.0.0.5\n"
+                               "link_address = 0.0.0.0\nlink_advertise = 10.0.0.11\n");
+    g_autoptr(MkConfigData) cfg = mk_config_load(d->main, &error);
+    g_assert_no_error(error);
+    g_assert_nonnull(cfg->cluster);
+    g_assert_cmpstr(cfg->cluster->name, ==, "xmpp1");
+    g_assert_cmpuint(cfg->cluster->node_number, ==, 7);
+    g_assert_cmpstr(cfg->cluster->redis_host, ==, "10.0.0.5");
+    g_assert_cmpuint(cfg->cluster->redis_port, ==, 6379);
+    g_assert_cmpstr(cfg->cluster->redis_password, ==, "");
+    g_assert_cmpuint(cfg->cluster->link_port, ==, 5290);
+    g_assert_cmpstr(cfg->cluster->link_advertise, ==, "10.0.0.11");
+
+    expect_error("[cluster]\nsecret = 0123456789abcdef\n", MK_CONFIG_ERROR_VALUE, "cluster", "name",
+                 NULL);
+    expect_error("[cluster]\nname = a\nsecret = short\n", MK_CONFIG_ERROR_VALUE, "cluster",
+                 "secret", "16");
+    expect_error("[cluster]\nname = a\nsecret = 0123456789abcdef\nnode_number = 256\n",
+                 MK_CONFIG_ERROR_VALUE, "cluster", "node_number", "out of range");
+    expect_error("[cluster]\nname = a\nsecret = 0123456789abcdef\nredis = x\n", MK_CONFIG_ERROR_KEY,
+                 "cluster", "redis", "unknown key");
+}
+
 static void test_conf_d_errors(void)
 {
     g_autoptr(GError) error = NULL;
@@ -456,6 +489,7 @@ int main(int argc, char **argv)
     g_test_add_func("/config/defaults", test_defaults);
     g_test_add_func("/config/errors", test_errors);
     g_test_add_func("/config/metrics", test_metrics);
+    g_test_add_func("/config/cluster", test_cluster);
     g_test_add_func("/config/conf-d-errors", test_conf_d_errors);
     g_test_add_func("/config/module-values", test_module_values);
     g_test_add_func("/config/http-listener", test_http_listener);

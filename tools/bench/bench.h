@@ -49,7 +49,12 @@ typedef struct {
     int rooms;         /* muclight: rooms */
     int room_size;     /* muclight: occupants per room */
     double msg_rate;   /* muclight: groupchat messages per second, all processes */
+    int *ports;        /* --ports (a cluster): user n connects to ports[n % nports] */
+    int nports;
 } BenchOpts;
+
+/* Fills o->ports from "P,P,..." (ports.c). */
+void bench_parse_ports(BenchOpts *o, const char *list);
 
 /* Latency histogram in microseconds, ~1.5% resolution (HDR-like: 64
  * linear sub-buckets per power of two). */

@@ -97,6 +97,7 @@ static void opts_clear(BenchOpts *o)
     g_free(o->mech);
     g_free(o->resource);
     g_free(o->server_pids);
+    g_free(o->ports);
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(BenchOpts, opts_clear)
 
@@ -133,7 +134,10 @@ int main(int argc, char **argv)
         .msg_rate = 100,
     };
     g_autofree char *scenario = NULL;
+    g_autofree char *ports = NULL;
     GOptionEntry entries[] = {
+        {"ports", 0, 0, G_OPTION_ARG_STRING, &ports,
+         "a cluster's nodes, comma-separated: user n connects to the (n mod count)th", "P,P"},
         {"scenario", 's', 0, G_OPTION_ARG_STRING, &scenario,
          "login | chat | presence | register | mam | muclight", "NAME"},
         {"host", 0, 0, G_OPTION_ARG_STRING, &o.host, "server address (IPv4)", "ADDR"},
@@ -186,6 +190,8 @@ int main(int argc, char **argv)
         return 2;
     }
     set_default(&scenario, "login");
+    if (ports)
+        bench_parse_ports(&o, ports);
     set_default(&o.host, "127.0.0.1");
     set_default(&o.domain, "localhost");
     set_default(&o.prefix, "bench");

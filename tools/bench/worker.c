@@ -775,7 +775,8 @@ static void start_connect(Worker *w, Client *c)
         if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0)
             g_printerr("bench: bind: %s\n", g_strerror(errno));
     }
-    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((guint16)o->port)};
+    int port = o->nports ? o->ports[c->user % o->nports] : o->port; /* cluster: spread users */
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((guint16)port)};
     inet_pton(AF_INET, o->host, &dst.sin_addr);
     c->fd = fd;
     c->st = ST_CONNECTING;

@@ -1,0 +1,745 @@
+/* Node links (docs/clustering.md, Node links): one TCP connection from
+ * each node to each peer, carrying that node's stanzas for the peer's
+ * sessions in length-prefixed frames. A node sends only on the link it
+ * dialled and reads only on the links it accepted, so the order of what
+ * one node sends to another is the order of one byte stream.
+ *
+ * Frame: 4 bytes big-endian length of what follows, 1 byte type, then
+ * the payload: NUL-separated text fields. Authentication is mutual, by
+ * HMAC-SHA256 over nonces with the cluster secret:
+ *   acceptor -> HELLO(nonce_a)
+ *   dialer   -> AUTH(name_d, hmac(secret, "d" nonce_a name_d), nonce_d)
+ *   acceptor -> OK(name_a, hmac(secret, "a" nonce_d name_a))
+ *
+ * Threads: sockets and watches belong to the cluster thread. Workers
+ * write frames on a dialled link directly (mk_links_send) under the
+ * link's lock; what the socket does not take waits in the link's buffer
+ * for the cluster thread. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4 */
+#endif
+#include "cluster.h"
+#include "worker.h"
+#include "xmlstream.h"
+#include <arpa/inet.h>
+#include <gio/gio.h>
+#include <glib-unix.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gnutls/crypto.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define NONCE_LEN    32
+#define FRAME_MAX    (16 * 1024 * 1024) /* one frame; a stanza is far smaller */
+#define OUT_MAX      (32 * 1024 * 1024) /* unsent bytes per link before it refuses */
+#define RETRY_US     (500 * 1000)
+#define AUTH_TIMEOUT (5 * G_USEC_PER_SEC)
+
+enum { LINK_DOWN, LINK_CONNECTING, LINK_WAIT_HELLO, LINK_WAIT_OK, LINK_WAIT_AUTH, LINK_UP };
+
+typedef struct {
+    GSource source;
+    gpointer tag;
+    struct Link *link;
+} LinkSource;
+
+/* A worker's pending flush of a link (flush at the end of its batch). */
+typedef struct {
+    MkDeferred d; /* first: the callback gets this */
+    struct Link *link;
+} LinkFlush;
+
+typedef struct Link {
+    MkLinks *links;
+    LinkFlush flush[64]; /* by worker index: workers defer their writes */
+    char *node;          /* the peer; NULL on an accepted link until AUTH */
+    gboolean outbound;
+    char *host; /* outbound: where the peer listens */
+    guint16 port;
+    gint64 retry_at; /* monotonic */
+    gint64 started;  /* monotonic: connect or accept */
+    guint8 nonce[NONCE_LEN];
+    LinkSource *watch;
+    GByteArray *in;     /* cluster thread */
+    MkXmlStream *xs;    /* accepted link: parses the stanzas of its frames */
+    const char *target; /* the frame being parsed: its target and session id */
+    guint64 target_id;
+    /* Under lock: any thread on an outbound link. */
+    GMutex lock;
+    int fd;
+    int state;
+    GByteArray *out;
+    gboolean want_out; /* the watch has G_IO_OUT */
+} Link;
+
+struct MkLinks {
+    MkCluster *cl;
+    MkXmlShared *xml_shared; /* the cluster thread's parser state */
+    GMainContext *ctx;
+    char *name;
+    char *secret;
+    int lfd;
+    GSource *lsrc;
+    guint16 port;
+    GRWLock lock;      /* peers: readers send, the cluster thread changes */
+    GHashTable *peers; /* node -> Link* (outbound) */
+    GPtrArray *accepted;
+};
+
+static void link_close(Link *l, const char *why);
+static void link_update_watch(Link *l);
+static void link_flush_deferred(MkDeferred *d);
+
+/* ---- frames ------------------------------------------------------------ */
+
+/* Appends a frame to @buf. */
+static void frame_append(GByteArray *buf, guint8 type, const char *a, const char *b, const char *c)
+{
+    gsize la = a ? strlen(a) : 0, lb = b ? strlen(b) : 0, lc = c ? strlen(c) : 0;
+    guint32 len = 1 + (guint32)la + (b || c ? 1 + (guint32)lb : 0) + (c ? 1 + (guint32)lc : 0);
+    guint32 be = htonl(len);
+    g_byte_array_append(buf, (const guint8 *)&be, 4);
+    g_byte_array_append(buf, &type, 1);
+    if (la)
+        g_byte_array_append(buf, (const guint8 *)a, (guint)la);
+    if (b || c) {
+        g_byte_array_append(buf, (const guint8 *)"", 1);
+        if (lb)
+            g_byte_array_append(buf, (const guint8 *)b, (guint)lb);
+    }
+    if (c) {
+        g_byte_array_append(buf, (const guint8 *)"", 1);
+        g_byte_array_append(buf, (const guint8 *)c, (guint)lc);
+    }
+}
+
+/* Writes what @l->out holds, as far as the socket takes it. Under l->lock. */
+static gboolean flush_locked(Link *l)
+{
+    while (l->out->len) {
+        ssize_t n = send(l->fd, l->out->data, l->out->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            g_byte_array_remove_range(l->out, 0, (guint)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    return TRUE;
+}
+
+/* Cluster thread: queue and write a frame on @l (handshake frames). */
+static void link_send_now(Link *l, guint8 type, const char *a, const char *b, const char *c)
+{
+    g_mutex_lock(&l->lock);
+    frame_append(l->out, type, a, b, c);
+    gboolean ok = flush_locked(l);
+    g_mutex_unlock(&l->lock);
+    if (!ok)
+        link_close(l, "write failed");
+    else
+        link_update_watch(l);
+}
+
+static char *hex_mac(const char *secret, const char *role, const guint8 *nonce, const char *name)
+{
+    g_autoptr(GByteArray) msg = g_byte_array_new();
+    g_byte_array_append(msg, (const guint8 *)role, 1);
+    g_byte_array_append(msg, nonce, NONCE_LEN);
+    g_byte_array_append(msg, (const guint8 *)name, (guint)strlen(name));
+    guint8 mac[32];
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, secret, strlen(secret), msg->data, msg->len, mac);
+    GString *hex = g_string_sized_new(64);
+    for (guint i = 0; i < sizeof mac; i++)
+        g_string_append_printf(hex, "%02x", mac[i]);
+    return g_string_free(hex, FALSE);
+}
+
+static char *hex_of(const guint8 *b, gsize n)
+{
+    GString *hex = g_string_sized_new(n * 2);
+    for (gsize i = 0; i < n; i++)
+        g_string_append_printf(hex, "%02x", b[i]);
+    return g_string_free(hex, FALSE);
+}
+
+static gboolean unhex(const char *text, guint8 *out, gsize n)
+{
+    if (!text || strlen(text) != n * 2)
+        return FALSE;
+    for (gsize i = 0; i < n; i++) {
+        int hi = g_ascii_xdigit_value(text[2 * i]), lo = g_ascii_xdigit_value(text[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return FALSE;
+        out[i] = (guint8)(hi << 4 | lo);
+    }
+    return TRUE;
+}
+
+static gboolean mac_equal(const char *a, const char *b)
+{
+    return a && b && strlen(a) == strlen(b) && gnutls_memcmp(a, b, strlen(a)) == 0;
+}
+
+/* Splits a payload into at most @max NUL-separated fields (the last one
+ * keeps any NULs). */
+static guint fields(const char *data, gsize len, const char **out, gsize *lens, guint max)
+{
+    guint n = 0;
+    const char *p = data, *end = data + len;
+    while (n < max) {
+        const char *nul = n + 1 < max ? memchr(p, 0, (gsize)(end - p)) : NULL;
+        out[n] = p;
+        lens[n] = (gsize)((nul ? nul : end) - p);
+        n++;
+        if (!nul)
+            break;
+        p = nul + 1;
+    }
+    return n;
+}
+
+/* The stanzas of an accepted link are parsed by one long-lived stream
+ * parser, as if they were the children of one stream: no parser is made
+ * per stanza (that was ~10% of a cross-node message's CPU). */
+static void xs_start(gpointer data, MkXml *header)
+{
+    (void)data;
+    (void)header;
+}
+
+static void xs_stanza(gpointer data, MkXml *stanza)
+{
+    Link *l = data;
+    if (l->target)
+        mk_cluster_link_stanza(l->links->cl, l->target, l->target_id, stanza);
+    mk_xml_unref(stanza);
+}
+
+static void xs_end(gpointer data)
+{
+    (void)data;
+}
+
+static void xs_error(gpointer data, const char *condition, const char *text)
+{
+    Link *l = data;
+    g_warning("cluster: unreadable stanza from %s: %s (%s)", l->node, condition, text);
+    l->target = NULL; /* the link is dropped after this frame */
+}
+
+static const MkXmlStreamCallbacks xs_callbacks = {xs_start, xs_stanza, xs_end, xs_error};
+
+#define XS_HEADER                                                                                  \
+    "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+
+/* Parses the stanza of a STANZA frame and hands it over. FALSE when it
+ * was not one well-formed stanza. Cluster thread. */
+static gboolean link_stanza(Link *l, const char *const *f, const gsize *fl)
+{
+    if (!l->xs) {
+        l->xs = mk_xml_stream_new(&xs_callbacks, l, l->links->xml_shared, 0, 0);
+        mk_xml_stream_feed(l->xs, XS_HEADER, strlen(XS_HEADER));
+    }
+    g_autofree char *target = g_strndup(f[0], fl[0]);
+    g_autofree char *id = g_strndup(f[1], fl[1]);
+    l->target = target;
+    l->target_id = g_ascii_strtoull(id, NULL, 10);
+    gboolean ok = mk_xml_stream_feed(l->xs, f[2], fl[2]) && l->target;
+    l->target = NULL;
+    return ok && mk_xml_stream_is_idle(l->xs);
+}
+
+/* A frame arrived on @l. Cluster thread. FALSE: drop the link. */
+static gboolean link_frame(Link *l, guint8 type, const char *data, gsize len)
+{
+    MkLinks *ls = l->links;
+    const char *f[3];
+    gsize fl[3];
+    guint n = fields(data, len, f, fl, 3);
+
+    switch (l->state) {
+    case LINK_WAIT_HELLO: {
+        guint8 nonce_a[NONCE_LEN];
+        g_autofree char *na = g_strndup(f[0], fl[0]);
+        if (type != MK_LINK_HELLO || !unhex(na, nonce_a, NONCE_LEN))
+            return FALSE;
+        gnutls_rnd(GNUTLS_RND_NONCE, l->nonce, NONCE_LEN);
+        g_autofree char *mac = hex_mac(ls->secret, "d", nonce_a, ls->name);
+        g_autofree char *mine = hex_of(l->nonce, NONCE_LEN);
+        l->state = LINK_WAIT_OK;
+        link_send_now(l, MK_LINK_AUTH, ls->name, mac, mine);
+        return TRUE;
+    }
+    case LINK_WAIT_OK: {
+        if (type != MK_LINK_OK || n < 2)
+            return FALSE;
+        g_autofree char *name = g_strndup(f[0], fl[0]);
+        g_autofree char *mac = g_strndup(f[1], fl[1]);
+        g_autofree char *want = hex_mac(ls->secret, "a", l->nonce, name);
+        if (!mac_equal(mac, want) || g_strcmp0(name, l->node) != 0) {
+            g_warning("cluster: link to %s: the peer failed authentication", l->node);
+            return FALSE;
+        }
+        g_mutex_lock(&l->lock);
+        l->state = LINK_UP;
+        g_mutex_unlock(&l->lock);
+        g_message("cluster: link to %s up", l->node);
+        return TRUE;
+    }
+    case LINK_WAIT_AUTH: {
+        if (type != MK_LINK_AUTH || n < 3)
+            return FALSE;
+        g_autofree char *name = g_strndup(f[0], fl[0]);
+        g_autofree char *mac = g_strndup(f[1], fl[1]);
+        g_autofree char *nd = g_strndup(f[2], fl[2]);
+        guint8 nonce_d[NONCE_LEN];
+        g_autofree char *want = hex_mac(ls->secret, "d", l->nonce, name);
+        if (!mac_equal(mac, want) || !unhex(nd, nonce_d, NONCE_LEN)) {
+            g_warning("cluster: link from %s refused: bad authentication", name);
+            return FALSE;
+        }
+        l->node = g_steal_pointer(&name);
+        l->state = LINK_UP;
+        g_autofree char *back = hex_mac(ls->secret, "a", nonce_d, ls->name);
+        link_send_now(l, MK_LINK_OK, ls->name, back, NULL);
+        g_message("cluster: link from %s up", l->node);
+        return TRUE;
+    }
+    case LINK_UP:
+        if (l->outbound)
+            return FALSE; /* a peer sends on its own link, not ours */
+        if (type == MK_LINK_STANZA)
+            return n == 3 && link_stanza(l, f, fl);
+        mk_cluster_link_frame(ls->cl, l->node, type, data, len);
+        return TRUE;
+    default:
+        return FALSE;
+    }
+}
+
+/* ---- sockets ------------------------------------------------------------ */
+
+static gboolean link_dispatch(GSource *source, GSourceFunc cb, gpointer data)
+{
+    (void)cb;
+    (void)data;
+    LinkSource *ws = (LinkSource *)source;
+    Link *l = ws->link;
+    GIOCondition cond = g_source_query_unix_fd(source, ws->tag);
+
+    if (l->state == LINK_CONNECTING && (cond & (G_IO_OUT | G_IO_ERR | G_IO_HUP))) {
+        int err = 0;
+        socklen_t elen = sizeof err;
+        getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+        if (err) {
+            g_debug("cluster: connecting to %s: %s", l->node, g_strerror(err));
+            link_close(l, NULL);
+            return G_SOURCE_CONTINUE;
+        }
+        l->state = LINK_WAIT_HELLO;
+        link_update_watch(l);
+        return G_SOURCE_CONTINUE;
+    }
+    if (cond & G_IO_OUT) {
+        g_mutex_lock(&l->lock);
+        gboolean ok = flush_locked(l);
+        g_mutex_unlock(&l->lock);
+        if (!ok) {
+            link_close(l, "write failed");
+            return G_SOURCE_CONTINUE;
+        }
+        link_update_watch(l);
+    }
+    if (cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)) {
+        guint8 buf[65536];
+        ssize_t n = recv(l->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            link_close(l, n == 0 ? "closed by the peer" : g_strerror(errno));
+            return G_SOURCE_CONTINUE;
+        }
+        if (n > 0)
+            g_byte_array_append(l->in, buf, (guint)n);
+        /* Every complete frame, then what was used goes in one move. */
+        guint off = 0;
+        while (l->in->len - off >= 5) {
+            guint32 be;
+            memcpy(&be, l->in->data + off, 4);
+            guint32 len = ntohl(be);
+            if (len == 0 || len > FRAME_MAX) {
+                link_close(l, "bad frame");
+                return G_SOURCE_CONTINUE;
+            }
+            if (l->in->len - off < 4 + len)
+                break;
+            if (!link_frame(l, l->in->data[off + 4], (const char *)l->in->data + off + 5,
+                            len - 1)) {
+                link_close(l, "protocol error");
+                return G_SOURCE_CONTINUE;
+            }
+            if (l->fd < 0)
+                return G_SOURCE_CONTINUE;
+            off += 4 + len;
+        }
+        if (off)
+            g_byte_array_remove_range(l->in, 0, off);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs link_source_funcs = {.dispatch = link_dispatch};
+
+/* Watches @l->fd for input, and output while anything waits. Cluster thread. */
+static void link_update_watch(Link *l)
+{
+    if (l->fd < 0)
+        return;
+    GIOCondition cond = G_IO_IN;
+    if (l->state == LINK_CONNECTING)
+        cond = G_IO_OUT;
+    g_mutex_lock(&l->lock);
+    if (l->out->len)
+        cond |= G_IO_OUT;
+    l->want_out = (cond & G_IO_OUT) != 0;
+    g_mutex_unlock(&l->lock);
+    if (!l->watch) {
+        l->watch = (LinkSource *)g_source_new(&link_source_funcs, sizeof(LinkSource));
+        l->watch->link = l;
+        l->watch->tag = g_source_add_unix_fd(&l->watch->source, l->fd, cond);
+        g_source_attach(&l->watch->source, l->links->ctx);
+    } else {
+        g_source_modify_unix_fd(&l->watch->source, l->watch->tag, cond);
+    }
+}
+
+/* Closes @l's socket; an outbound link is dialled again later, an
+ * accepted one is forgotten. Cluster thread. */
+static void link_close(Link *l, const char *why)
+{
+    if (why && l->state == LINK_UP)
+        g_message("cluster: link %s %s %s: %s", l->outbound ? "to" : "from",
+                  l->node ? l->node : "?", "down", why);
+    if (l->watch) {
+        g_source_destroy(&l->watch->source);
+        g_source_unref(&l->watch->source);
+        l->watch = NULL;
+    }
+    g_mutex_lock(&l->lock);
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    l->state = LINK_DOWN;
+    /* What was queued is gone with the connection; mod_mam has it if the
+     * sender archives (docs/clustering.md, Node loss). */
+    g_byte_array_set_size(l->out, 0);
+    g_mutex_unlock(&l->lock);
+    g_byte_array_set_size(l->in, 0);
+    g_clear_pointer(&l->xs, mk_xml_stream_free);
+    l->retry_at = g_get_monotonic_time() + RETRY_US;
+    /* A closed accepted link is freed by the next sweep (peer_seen), not
+     * here: callers up the stack still hold it. */
+}
+
+static Link *link_new(MkLinks *ls, gboolean outbound)
+{
+    Link *l = g_new0(Link, 1);
+    for (guint i = 0; i < G_N_ELEMENTS(l->flush); i++) {
+        l->flush[i].d.func = link_flush_deferred;
+        l->flush[i].link = l;
+    }
+    l->links = ls;
+    l->outbound = outbound;
+    l->fd = -1;
+    l->in = g_byte_array_new();
+    l->out = g_byte_array_new();
+    g_mutex_init(&l->lock);
+    return l;
+}
+
+static void link_free(gpointer p)
+{
+    Link *l = p;
+    if (l->watch) {
+        g_source_destroy(&l->watch->source);
+        g_source_unref(&l->watch->source);
+    }
+    if (l->fd >= 0)
+        close(l->fd);
+    if (l->xs)
+        mk_xml_stream_free(l->xs);
+    g_byte_array_unref(l->in);
+    g_byte_array_unref(l->out);
+    g_mutex_clear(&l->lock);
+    g_free(l->node);
+    g_free(l->host);
+    g_free(l);
+}
+
+static void link_dial(Link *l)
+{
+    g_autoptr(GInetAddress) ia = g_inet_address_new_from_string(l->host);
+    if (!ia) {
+        g_warning("cluster: %s announces %s, not an IP address", l->node, l->host);
+        l->retry_at = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+        return;
+    }
+    g_autoptr(GSocketAddress) sa = g_inet_socket_address_new(ia, l->port);
+    struct sockaddr_storage ss;
+    gsize sslen = g_socket_address_get_native_size(sa);
+    g_socket_address_to_native(sa, &ss, sizeof ss, NULL);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        l->retry_at = g_get_monotonic_time() + RETRY_US;
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    l->started = g_get_monotonic_time();
+    if (connect(fd, (struct sockaddr *)&ss, (socklen_t)sslen) < 0 && errno != EINPROGRESS) {
+        close(fd);
+        l->retry_at = g_get_monotonic_time() + RETRY_US;
+        return;
+    }
+    g_mutex_lock(&l->lock);
+    l->fd = fd;
+    l->state = LINK_CONNECTING;
+    g_mutex_unlock(&l->lock);
+    link_update_watch(l);
+}
+
+static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
+{
+    (void)cond;
+    MkLinks *ls = data;
+    for (;;) {
+        int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0)
+            break;
+        int one = 1;
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        Link *l = link_new(ls, FALSE);
+        l->fd = c;
+        l->state = LINK_WAIT_AUTH;
+        l->started = g_get_monotonic_time();
+        g_ptr_array_add(ls->accepted, l);
+        gnutls_rnd(GNUTLS_RND_NONCE, l->nonce, NONCE_LEN);
+        g_autofree char *hex = hex_of(l->nonce, NONCE_LEN);
+        link_update_watch(l);
+        link_send_now(l, MK_LINK_HELLO, hex, NULL, NULL);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+MkLinks *mk_links_new(MkCluster *cl, GMainContext *ctx, const char *address, guint16 port,
+                      const char *name, const char *secret, GError **error)
+{
+    g_autoptr(GInetAddress) ia = g_inet_address_new_from_string(address);
+    if (!ia) {
+        g_set_error(error, MK_CONFIG_ERROR, MK_CONFIG_ERROR_VALUE,
+                    "[cluster] link_address \"%s\" is not an IP address", address);
+        return NULL;
+    }
+    g_autoptr(GSocketAddress) sa = g_inet_socket_address_new(ia, port);
+    struct sockaddr_storage ss;
+    gsize sslen = g_socket_address_get_native_size(sa);
+    g_socket_address_to_native(sa, &ss, sizeof ss, NULL);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) < 0 || listen(fd, 64) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        g_set_error(error, G_IO_ERROR, g_io_error_from_errno(e),
+                    "cluster link listener on %s:%u: %s", address, port, g_strerror(e));
+        return NULL;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    getsockname(fd, (struct sockaddr *)&bound, &blen);
+    MkLinks *ls = g_new0(MkLinks, 1);
+    ls->cl = cl;
+    ls->ctx = ctx;
+    ls->name = g_strdup(name);
+    ls->secret = g_strdup(secret);
+    ls->lfd = fd;
+    ls->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    g_rw_lock_init(&ls->lock);
+    ls->xml_shared = mk_xml_shared_new();
+    ls->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, link_free);
+    ls->accepted = g_ptr_array_new_with_free_func(link_free);
+    ls->lsrc = g_unix_fd_source_new(fd, G_IO_IN);
+    g_source_set_callback(ls->lsrc, (GSourceFunc)(void (*)(void))on_accept, ls, NULL);
+    g_source_attach(ls->lsrc, ctx);
+    return ls;
+}
+
+guint16 mk_links_port(MkLinks *ls)
+{
+    return ls->port;
+}
+
+void mk_links_peer_seen(MkLinks *ls, const char *node, const char *host, guint16 port)
+{
+    Link *l = g_hash_table_lookup(ls->peers, node);
+    if (l && (g_strcmp0(l->host, host) != 0 || l->port != port)) {
+        link_close(l, "the peer moved");
+        g_free(l->host);
+        l->host = g_strdup(host);
+        l->port = port;
+        l->retry_at = 0;
+    }
+    if (!l) {
+        l = link_new(ls, TRUE);
+        l->node = g_strdup(node);
+        l->host = g_strdup(host);
+        l->port = port;
+        g_rw_lock_writer_lock(&ls->lock);
+        g_hash_table_insert(ls->peers, g_strdup(node), l);
+        g_rw_lock_writer_unlock(&ls->lock);
+    }
+    gint64 now = g_get_monotonic_time();
+    if (l->fd >= 0 && l->state != LINK_UP && now - l->started > AUTH_TIMEOUT)
+        link_close(l, "handshake timed out");
+    if (l->fd < 0 && now >= l->retry_at)
+        link_dial(l);
+    /* Accepted links that never authenticated go too. */
+    for (guint i = ls->accepted->len; i-- > 0;) {
+        Link *a = g_ptr_array_index(ls->accepted, i);
+        if (a->fd >= 0 && a->state != LINK_UP && now - a->started > AUTH_TIMEOUT)
+            link_close(a, "handshake timed out");
+        if (a->fd < 0)
+            g_ptr_array_remove_index_fast(ls->accepted, i);
+    }
+}
+
+void mk_links_peer_gone(MkLinks *ls, const char *node)
+{
+    /* Closed but kept until the node stops: a worker's deferred flush may
+     * still point at it; a node that comes back reuses it. */
+    Link *l = g_hash_table_lookup(ls->peers, node);
+    if (l)
+        link_close(l, "the peer left");
+}
+
+gboolean mk_links_peer_up(MkLinks *ls, const char *node)
+{
+    g_rw_lock_reader_lock(&ls->lock);
+    Link *l = g_hash_table_lookup(ls->peers, node);
+    gboolean up = FALSE;
+    if (l) {
+        g_mutex_lock(&l->lock);
+        up = l->state == LINK_UP;
+        g_mutex_unlock(&l->lock);
+    }
+    g_rw_lock_reader_unlock(&ls->lock);
+    return up;
+}
+
+typedef struct {
+    MkLinks *ls;
+    char *node;
+} WantOut;
+
+static void want_out_free(gpointer p)
+{
+    WantOut *w = p;
+    g_free(w->node);
+    g_free(w);
+}
+
+/* Cluster thread: a worker left bytes in a link's buffer. */
+static gboolean want_out_run(gpointer p)
+{
+    WantOut *w = p;
+    Link *l = g_hash_table_lookup(w->ls->peers, w->node);
+    if (l)
+        link_update_watch(l);
+    return G_SOURCE_REMOVE;
+}
+
+/* Asks the cluster thread to watch @l for output. */
+static void wake_writer(MkLinks *ls, const char *node)
+{
+    WantOut *w = g_new0(WantOut, 1);
+    w->ls = ls;
+    w->node = g_strdup(node);
+    g_main_context_invoke_full(ls->ctx, G_PRIORITY_DEFAULT, want_out_run, w, want_out_free);
+}
+
+/* At the end of a worker's batch: what the batch queued on the link goes
+ * out in one send (as c2s gathers a batch's writes to one client). */
+static void link_flush_deferred(MkDeferred *d)
+{
+    Link *l = ((LinkFlush *)d)->link;
+    gboolean wake = FALSE;
+    g_mutex_lock(&l->lock);
+    if (l->fd >= 0 && l->out->len && !l->want_out) {
+        flush_locked(l);
+        wake = l->out->len && !l->want_out;
+        if (wake)
+            l->want_out = TRUE;
+    }
+    g_mutex_unlock(&l->lock);
+    if (wake)
+        wake_writer(l->links, l->node);
+}
+
+gboolean mk_links_send(MkLinks *ls, const char *node, guint8 type, const char *a, const char *b,
+                       const char *c)
+{
+    gboolean sent = FALSE, wake = FALSE;
+    MkWorker *w = mk_worker_self();
+    g_rw_lock_reader_lock(&ls->lock);
+    Link *l = g_hash_table_lookup(ls->peers, node);
+    if (l) {
+        g_mutex_lock(&l->lock);
+        if (l->state == LINK_UP && l->out->len < OUT_MAX) {
+            gboolean was_empty = l->out->len == 0;
+            frame_append(l->out, type, a, b, c);
+            sent = TRUE;
+            guint wi = w ? mk_worker_index(w) : G_N_ELEMENTS(l->flush);
+            if (was_empty && wi < G_N_ELEMENTS(l->flush) && mk_worker_batching(w)) {
+                /* Gathered until the end of the worker's batch. */
+                mk_worker_defer(w, &l->flush[wi].d);
+            } else if (was_empty) {
+                /* Straight to the socket when nothing waits: no hop
+                 * through the cluster thread. */
+                flush_locked(l);
+                wake = l->out->len && !l->want_out;
+            } else if (wi < G_N_ELEMENTS(l->flush) && mk_worker_batching(w)) {
+                mk_worker_defer(w, &l->flush[wi].d);
+            }
+            if (wake)
+                l->want_out = TRUE;
+        }
+        g_mutex_unlock(&l->lock);
+    }
+    g_rw_lock_reader_unlock(&ls->lock);
+    if (wake)
+        wake_writer(ls, node);
+    return sent;
+}
+
+void mk_links_free(MkLinks *ls)
+{
+    if (!ls)
+        return;
+    g_source_destroy(ls->lsrc);
+    g_source_unref(ls->lsrc);
+    close(ls->lfd);
+    g_ptr_array_unref(ls->accepted);
+    g_hash_table_destroy(ls->peers);
+    mk_xml_shared_free(ls->xml_shared);
+    g_rw_lock_clear(&ls->lock);
+    g_free(ls->name);
+    g_free(ls->secret);
+    g_free(ls);
+}

@@ -1,0 +1,1119 @@
+/* The cluster: membership and the session table in Redis. See cluster.h
+ * and docs/clustering.md (the key layout is described there).
+ *
+ * Everything Redis runs on the cluster thread. Two connections: one for
+ * commands, one subscribed to the session channel. While Redis is away
+ * nothing is queued: session changes are dropped and the whole local
+ * table is written again when Redis is back. */
+#include "cluster.h"
+#include "c2s-sm.h"
+#include "hosts.h"
+#include "modules.h"
+#include "router.h"
+#include "server.h"
+#include "sm.h"
+#include "worker.h"
+#include <hiredis/adapters/glib.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <string.h>
+
+#define TICK_MS       500
+#define HEARTBEAT_TTL 3000                 /* ms: a node silent this long is dead */
+#define REAP_GRACE_US (4 * G_USEC_PER_SEC) /* after (re)connecting, before judging peers */
+#define RETRY_US      (1 * G_USEC_PER_SEC)
+#define STOP_WAIT_US  (2 * G_USEC_PER_SEC)
+#define PENDING_MAX   100000 /* replies awaited before session updates are dropped */
+#define CHANNEL       "mk:sess"
+
+/* KEYS[1] mk:s:BARE, KEYS[2] mk:n:NODE; ARGV: resource, "NODE\tID\t",
+ * "BARE/RESOURCE", "D\tBARE\tRESOURCE\t". Removes the record only if it
+ * is still this session's (another node may have replaced it). */
+static const char unbind_lua[] = "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+                                 "if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then\n"
+                                 "  redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                                 "  redis.call('SREM', KEYS[2], ARGV[3])\n"
+                                 "  redis.call('PUBLISH', '" CHANNEL "', ARGV[4] .. v)\n"
+                                 "  return 1\n"
+                                 "end\n"
+                                 "return 0\n";
+
+/* KEYS[1] mk:s:BARE, KEYS[2] mk:n:NODE; ARGV: resource, "NODE\tID\t",
+ * "BARE/RESOURCE", record, event. A session's update (presence, flags,
+ * rewrite after Redis came back): only while the record is absent or
+ * still this session's, never over a newer bind of another node. */
+static const char update_lua[] =
+    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if v and string.sub(v, 1, #ARGV[2]) ~= ARGV[2] then return 0 end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])\n"
+    "redis.call('SADD', KEYS[2], ARGV[3])\n"
+    "redis.call('PUBLISH', '" CHANNEL "', ARGV[5])\n"
+    "return 1\n";
+
+/* KEYS[1] mk:n:NODE; ARGV: NODE, "NODE\t", leave ("1": out of mk:nodes),
+ * self ("1": even while its heartbeat exists). Removes the node's
+ * sessions; returns "BARE\tRESOURCE\tRECORD" of each one removed, so
+ * only the first caller gets them (and speaks for them). */
+static const char reap_lua[] =
+    "if ARGV[4] ~= '1' and redis.call('EXISTS', 'mk:node:' .. ARGV[1]) == 1 then\n"
+    "  return {}\n"
+    "end\n"
+    "local out = {}\n"
+    "for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  local slash = string.find(m, '/', 1, true)\n"
+    "  if slash then\n"
+    "    local bare = string.sub(m, 1, slash - 1)\n"
+    "    local res = string.sub(m, slash + 1)\n"
+    "    local v = redis.call('HGET', 'mk:s:' .. bare, res)\n"
+    "    if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then\n"
+    "      redis.call('HDEL', 'mk:s:' .. bare, res)\n"
+    "      redis.call('PUBLISH', '" CHANNEL "', 'D\\t' .. bare .. '\\t' .. res .. '\\t' .. v)\n"
+    "      out[#out + 1] = bare .. '\\t' .. res .. '\\t' .. v\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('DEL', 'mk:synced:' .. ARGV[1])\n"
+    "if ARGV[3] == '1' then redis.call('SREM', 'mk:nodes', ARGV[1]) end\n"
+    "return out\n";
+
+/* Every node and its heartbeat value ('' once expired). */
+static const char nodes_lua[] = "local out = {}\n"
+                                "for _, n in ipairs(redis.call('SMEMBERS', 'mk:nodes')) do\n"
+                                "  out[#out + 1] = n\n"
+                                "  out[#out + 1] = redis.call('GET', 'mk:node:' .. n) or ''\n"
+                                "end\n"
+                                "return out\n";
+
+/* Every session of the nodes other than ARGV[1] (only of node ARGV[2]
+ * unless it is ''), and "\tSYNCED\tNODE" for each node whose sessions
+ * in Redis are complete (mk:synced:NODE, set after it rewrote them). */
+static const char sync_lua[] = "local out = {}\n"
+                               "for _, n in ipairs(redis.call('SMEMBERS', 'mk:nodes')) do\n"
+                               "  if n ~= ARGV[1] and (ARGV[2] == '' or n == ARGV[2]) then\n"
+                               "    if redis.call('EXISTS', 'mk:synced:' .. n) == 1 then\n"
+                               "      out[#out + 1] = '\\tSYNCED\\t' .. n\n"
+                               "    end\n"
+                               "    for _, m in ipairs(redis.call('SMEMBERS', 'mk:n:' .. n)) do\n"
+                               "      local slash = string.find(m, '/', 1, true)\n"
+                               "      if slash then\n"
+                               "        local bare = string.sub(m, 1, slash - 1)\n"
+                               "        local res = string.sub(m, slash + 1)\n"
+                               "        local v = redis.call('HGET', 'mk:s:' .. bare, res)\n"
+                               "        if v and string.sub(v, 1, #n + 1) == n .. '\\t' then\n"
+                               "          out[#out + 1] = bare .. '\\t' .. res .. '\\t' .. v\n"
+                               "        end\n"
+                               "      end\n"
+                               "    end\n"
+                               "  end\n"
+                               "end\n"
+                               "return out\n";
+
+typedef struct {
+    redisAsyncContext *ac;
+    GSource *src;
+    gboolean ready; /* connected (and subscribed, for the subscriber) */
+} RedisConn;
+
+struct MkCluster {
+    MkServer *srv;
+    GMutex c2s_lock;  /* a release runs, or c2s goes away: not both */
+    MkC2sServer *c2s; /* for releases of resumable sessions; under c2s_lock */
+    char *name;
+    guint number;
+    char *redis_host;
+    guint16 redis_port;
+    char *redis_password;
+    char *advertise;
+    GMainContext *ctx;
+    GMainLoop *loop;
+    GThread *thread;
+    MkLinks *links;
+    /* Cluster thread only from here. */
+    RedisConn cmd, sub;
+    gint64 up_since;      /* monotonic: both connections ready; 0 = not */
+    gint64 retry_at;      /* monotonic: next connection attempt */
+    gboolean ever_up;     /* the first connection reaps this node's leftovers */
+    gboolean down_logged; /* "Redis unreachable" said once per outage */
+    guint pending;        /* replies awaited on cmd */
+    GHashTable *peers;    /* node -> GINT_TO_POINTER(1): known alive */
+    GSource *tick;
+    gboolean stopping;
+};
+
+void mk_remote_session_free(MkRemoteSession *r)
+{
+    if (!r)
+        return;
+    g_free(r->node);
+    if (r->flags)
+        g_hash_table_destroy(r->flags);
+    g_free(r->presence);
+    g_free(r);
+}
+
+/* ---- session records --------------------------------------------------- */
+
+/* "NODE\tID\tPRIORITY\tAVAILABLE\tSINCE\tFLAGS\tPRESENCE" of a local
+ * session (SINCE: wall clock, µs, of its last unavailable -> available). */
+static char *record_of(MkCluster *cl, MkSession *s)
+{
+    g_autofree char *flags = mk_session_flags_text(s);
+    g_autoptr(MkStanza) last = mk_session_last_presence(s);
+    g_autofree char *presence = last ? mk_xml_to_string(mk_stanza_xml(last), NULL) : NULL;
+    return g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t%d\t%d\t%" G_GINT64_FORMAT "\t%s\t%s",
+                           cl->name, s->id, mk_session_priority(s),
+                           mk_session_is_available(s) ? 1 : 0, mk_session_available_since_us(s),
+                           flags, presence ? presence : "");
+}
+
+typedef struct {
+    char *node;
+    guint64 id;
+    int priority;
+    gboolean available;
+    gint64 since_us;
+    char *flags;
+    char *presence;
+} Record;
+
+static void record_clear(Record *r)
+{
+    g_free(r->node);
+    g_free(r->flags);
+    g_free(r->presence);
+}
+
+static gboolean record_parse(const char *text, Record *r)
+{
+    g_auto(GStrv) f = g_strsplit(text, "\t", 7);
+    memset(r, 0, sizeof *r);
+    if (g_strv_length(f) != 7)
+        return FALSE;
+    r->node = g_strdup(f[0]);
+    r->id = g_ascii_strtoull(f[1], NULL, 10);
+    r->priority = atoi(f[2]);
+    r->available = g_str_equal(f[3], "1");
+    r->since_us = g_ascii_strtoll(f[4], NULL, 10);
+    r->flags = g_strdup(f[5]);
+    r->presence = g_strdup(f[6]);
+    return TRUE;
+}
+
+/* A stand-in for the session @bare/@resource that @rec describes. */
+static void put_proxy(MkCluster *cl, const char *bare, const char *resource, const Record *rec)
+{
+    g_autofree char *full = g_strdup_printf("%s/%s", bare, resource);
+    g_autoptr(MkJid) jid = mk_jid_new(full, NULL);
+    if (!jid)
+        return;
+    MkRemoteSession *r = g_new0(MkRemoteSession, 1);
+    r->node = g_strdup(rec->node);
+    r->id = rec->id;
+    if (*rec->flags) {
+        r->flags = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_auto(GStrv) pairs = g_strsplit(rec->flags, ",", -1);
+        for (char **p = pairs; *p; p++) {
+            char *eq = strchr(*p, '=');
+            if (eq)
+                g_hash_table_replace(r->flags, g_strndup(*p, (gsize)(eq - *p)),
+                                     GUINT_TO_POINTER((guint)atoi(eq + 1)));
+        }
+    }
+    if (*rec->presence && rec->available)
+        r->presence = g_strdup(rec->presence); /* parsed when asked for (sm.c) */
+    g_autoptr(MkSession) proxy =
+        mk_session_new_remote(jid, r, rec->priority, rec->available, rec->since_us, NULL);
+    mk_sm_put_remote(cl->srv->sm, proxy);
+    g_debug("cluster: %s on %s (%s)", full, rec->node,
+            rec->available ? "available" : "unavailable");
+}
+
+/* ---- Redis plumbing (cluster thread) ---------------------------------- */
+
+static void on_reply_counted(redisAsyncContext *ac, void *reply, void *data)
+{
+    (void)reply;
+    MkCluster *cl = ac->data;
+    (void)data;
+    if (cl && cl->pending)
+        cl->pending--;
+}
+
+/* Sends a command on the command connection; dropped while Redis is away. */
+static gboolean cmd_send(MkCluster *cl, redisCallbackFn *cb, void *priv, const char *fmt, ...)
+{
+    if (!cl->cmd.ready)
+        return FALSE;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redisvAsyncCommand(cl->cmd.ac, cb ? cb : on_reply_counted, priv, fmt, ap);
+    va_end(ap);
+    if (rc == REDIS_OK)
+        cl->pending++;
+    return rc == REDIS_OK;
+}
+
+static gboolean source_destroy_later(gpointer data)
+{
+    g_source_destroy(data);
+    return G_SOURCE_REMOVE;
+}
+
+/* Forgets @c's context. From inside one of its callbacks (@later) the
+ * source goes on the next iteration, since hiredis still calls the
+ * adapter's cleanup on it; otherwise at once, so that it is never
+ * dispatched for a freed context. */
+static void conn_drop(RedisConn *c, gboolean later)
+{
+    c->ac = NULL;
+    c->ready = FALSE;
+    if (c->src && !later) {
+        g_source_destroy(c->src);
+        g_source_unref(c->src);
+        c->src = NULL;
+    }
+    if (c->src) {
+        GSource *idle = g_idle_source_new();
+        g_source_set_callback(idle, source_destroy_later, c->src, (GDestroyNotify)g_source_unref);
+        g_source_attach(idle, g_source_get_context(c->src));
+        g_source_unref(idle);
+        c->src = NULL;
+    }
+}
+
+/* @c's context is being freed by hiredis (after this callback): forget
+ * it, free the other one too, and try again later. */
+static void redis_lost(MkCluster *cl, RedisConn *c, const char *why)
+{
+    conn_drop(c, TRUE);
+    if (cl->up_since && !cl->stopping)
+        g_warning("cluster: Redis connection lost (%s): local sessions keep working; sessions "
+                  "of other nodes are routed from the last known table until it is back",
+                  why);
+    cl->up_since = 0;
+    RedisConn *o = c == &cl->cmd ? &cl->sub : &cl->cmd;
+    if (o->ac) {
+        o->ac->data = NULL; /* its callbacks now see no cluster */
+        redisAsyncFree(o->ac);
+        conn_drop(o, FALSE);
+    }
+    cl->pending = 0;
+    cl->retry_at = g_get_monotonic_time() + RETRY_US;
+}
+
+static RedisConn *conn_of(MkCluster *cl, const redisAsyncContext *ac)
+{
+    return ac == cl->cmd.ac ? &cl->cmd : &cl->sub;
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    MkCluster *cl = ac->data;
+    if (cl)
+        redis_lost(cl, conn_of(cl, ac), status == REDIS_OK ? "closed" : ac->errstr);
+}
+
+static void register_local_sessions(MkCluster *cl);
+static void after_subscribe(MkCluster *cl);
+static void on_sub_message(redisAsyncContext *ac, void *reply, void *data);
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    MkCluster *cl = ac->data;
+    if (!cl)
+        return;
+    if (status != REDIS_OK) {
+        if (!cl->down_logged)
+            g_warning("cluster: cannot reach Redis at %s:%u: %s (retrying)", cl->redis_host,
+                      cl->redis_port, ac->errstr);
+        cl->down_logged = TRUE;
+        redis_lost(cl, conn_of(cl, ac), ac->errstr); /* hiredis frees it after this */
+        return;
+    }
+    redisAsyncContext *w = (redisAsyncContext *)ac;
+    if (*cl->redis_password)
+        redisAsyncCommand(w, NULL, NULL, "AUTH %s", cl->redis_password);
+    if (ac == cl->cmd.ac) {
+        cl->cmd.ready = TRUE;
+        if (cl->sub.ready)
+            after_subscribe(cl);
+    } else {
+        redisAsyncCommand(w, on_sub_message, cl, "SUBSCRIBE " CHANNEL);
+    }
+}
+
+static gboolean conn_open(MkCluster *cl, RedisConn *c)
+{
+    redisAsyncContext *ac = redisAsyncConnect(cl->redis_host, cl->redis_port);
+    if (!ac)
+        return FALSE;
+    if (ac->err) {
+        if (!cl->down_logged)
+            g_warning("cluster: cannot reach Redis at %s:%u: %s (retrying)", cl->redis_host,
+                      cl->redis_port, ac->errstr);
+        cl->down_logged = TRUE;
+        redisAsyncFree(ac);
+        return FALSE;
+    }
+    ac->data = cl;
+    c->ac = ac;
+    c->src = redis_source_new(ac);
+    g_source_attach(c->src, cl->ctx);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    return TRUE;
+}
+
+static void redis_connect(MkCluster *cl)
+{
+    if (cl->cmd.ac || cl->sub.ac)
+        return;
+    if (!conn_open(cl, &cl->cmd)) {
+        cl->retry_at = g_get_monotonic_time() + RETRY_US;
+        return;
+    }
+    if (!conn_open(cl, &cl->sub)) {
+        cl->cmd.ac->data = NULL;
+        redisAsyncFree(cl->cmd.ac);
+        conn_drop(&cl->cmd, FALSE);
+        cl->retry_at = g_get_monotonic_time() + RETRY_US;
+    }
+}
+
+/* ---- membership ------------------------------------------------------- */
+
+static void heartbeat(MkCluster *cl)
+{
+    g_autofree char *value =
+        g_strdup_printf("%u\t%s\t%u", cl->number, cl->advertise, mk_links_port(cl->links));
+    cmd_send(cl, NULL, NULL, "SET mk:node:%s %s PX %d", cl->name, value, HEARTBEAT_TTL);
+    cmd_send(cl, NULL, NULL, "SADD mk:nodes %s", cl->name);
+}
+
+typedef struct {
+    MkJid *jid;
+} GhostJob;
+
+static void ghost_deliver(MkSession *s, MkStanza *st)
+{
+    (void)s;
+    (void)st;
+}
+
+static void ghost_close(MkSession *s, const char *err)
+{
+    (void)s;
+    (void)err;
+}
+
+static const MkSessionTransport ghost_transport = {ghost_deliver, ghost_close, NULL};
+
+/* On a worker: the unavailable presence a session of a dead node would
+ * have sent when its stream ended (c2s_end_session), broadcast through
+ * the same hook so that mod_roster tells the contacts. */
+static void ghost_run(gpointer p)
+{
+    GhostJob *g = p;
+    MkServer *srv = mk_server_get();
+    /* Not in the table: only the hooks below see it. */
+    MkSession *s = mk_session_new(g->jid, mk_worker_self(), &ghost_transport, NULL);
+    g_autoptr(MkXml) xml = mk_xml_new("presence", "jabber:client");
+    mk_xml_set_attr(xml, "type", "unavailable");
+    g_autoptr(MkStanza) st = mk_stanza_new_addressed(xml, g->jid, NULL);
+    MkHookCall call = {
+        .domain = mk_jid_domain(g->jid), .session = s, .stanza = mk_stanza_ref(st), .from = g->jid};
+    mk_hooks_run(srv->modules, MK_HOOK_PRESENCE_BROADCAST, &call);
+    mk_hook_call_clear(&call);
+    /* The account's other resources, wherever they are, see it go too. */
+    g_autoptr(MkJid) bare = mk_jid_bare(g->jid);
+    g_autoptr(GPtrArray) own = mk_sm_sessions(srv->sm, bare);
+    for (guint i = 0; i < own->len; i++) {
+        MkSession *o = g_ptr_array_index(own, i);
+        if (!mk_session_is_available(o))
+            continue;
+        g_autoptr(MkStanza) copy = mk_stanza_new_addressed(xml, g->jid, mk_session_jid(o));
+        mk_session_send(o, copy);
+    }
+    g_clear_pointer(&s->slots, g_hash_table_destroy);
+    mk_session_unref(s);
+    mk_jid_unref(g->jid);
+    g_free(g);
+}
+
+static void ghost_free(gpointer p)
+{
+    GhostJob *g = p;
+    mk_jid_unref(g->jid);
+    g_free(g);
+}
+
+static MkWorker *worker_for(MkCluster *cl, const char *bare)
+{
+    MkWorkers *ws = cl->srv->workers;
+    return mk_workers_get(ws, g_str_hash(bare) % mk_workers_count(ws));
+}
+
+typedef struct {
+    MkCluster *cl;
+    char *node;
+    gboolean speak; /* send unavailable for what is reaped */
+} ReapOp;
+
+static void on_reaped(redisAsyncContext *ac, void *reply, void *data)
+{
+    ReapOp *op = data;
+    redisReply *r = reply;
+    MkCluster *cl = op->cl;
+    if (ac->data && cl->pending)
+        cl->pending--;
+    guint n = 0;
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_STRING)
+                continue;
+            g_auto(GStrv) f = g_strsplit(e->str, "\t", 3);
+            Record rec;
+            if (g_strv_length(f) != 3 || !record_parse(f[2], &rec))
+                continue;
+            g_autofree char *full = g_strdup_printf("%s/%s", f[0], f[1]);
+            MkJid *jid = mk_jid_new(full, NULL);
+            if (jid) {
+                mk_sm_drop_remote(cl->srv->sm, jid, rec.node, rec.id);
+                if (op->speak && rec.available && !cl->stopping) {
+                    GhostJob *g = g_new0(GhostJob, 1);
+                    g->jid = jid;
+                    mk_worker_post(worker_for(cl, f[0]), ghost_run, g, ghost_free);
+                } else {
+                    mk_jid_unref(jid);
+                }
+            }
+            record_clear(&rec);
+            n++;
+        }
+    }
+    if (n && !g_str_equal(op->node, cl->name))
+        g_message("cluster: node %s is gone: %u of its sessions removed", op->node, n);
+    else if (n)
+        g_message("cluster: %u sessions of an earlier run of this node removed", n);
+    g_free(op->node);
+    g_free(op);
+}
+
+/* Removes @node's sessions from Redis (a dead peer, or this node's own
+ * leftovers); @speak: send unavailable presence on their behalf. */
+static void reap(MkCluster *cl, const char *node, gboolean leave, gboolean self, gboolean speak)
+{
+    ReapOp *op = g_new0(ReapOp, 1);
+    op->cl = cl;
+    op->node = g_strdup(node);
+    op->speak = speak;
+    g_autofree char *prefix = g_strdup_printf("%s\t", node);
+    if (!cmd_send(cl, on_reaped, op, "EVAL %s 1 mk:n:%s %s %s %s %s", reap_lua, node, node, prefix,
+                  leave ? "1" : "0", self ? "1" : "0")) {
+        g_free(op->node);
+        g_free(op);
+    }
+}
+
+static void peer_gone(MkCluster *cl, const char *node)
+{
+    if (!g_hash_table_remove(cl->peers, node))
+        return;
+    mk_sm_drop_node(cl->srv->sm, node);
+    mk_links_peer_gone(cl->links, node);
+    g_message("cluster: node %s left", node);
+}
+
+static void on_nodes(redisAsyncContext *ac, void *reply, void *data)
+{
+    (void)data;
+    MkCluster *cl = ac->data;
+    redisReply *r = reply;
+    if (!cl)
+        return;
+    if (cl->pending)
+        cl->pending--;
+    if (!r || r->type != REDIS_REPLY_ARRAY || cl->stopping)
+        return;
+    gint64 now = g_get_monotonic_time();
+    g_autoptr(GHashTable) listed = g_hash_table_new(g_str_hash, g_str_equal);
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const char *node = r->element[i]->str;
+        const char *value = r->element[i + 1]->str;
+        if (!node || !value || g_str_equal(node, cl->name))
+            continue;
+        g_hash_table_add(listed, (gpointer)node);
+        g_auto(GStrv) f = g_strsplit(value, "\t", 3);
+        if (*value && g_strv_length(f) == 3) {
+            if (!g_hash_table_contains(cl->peers, node))
+                g_message("cluster: node %s at %s:%s", node, f[1], f[2]);
+            g_hash_table_replace(cl->peers, g_strdup(node), GINT_TO_POINTER(1));
+            mk_links_peer_seen(cl->links, node, f[1], (guint16)atoi(f[2]));
+            continue;
+        }
+        /* Its heartbeat expired. Judge only after this node has been
+         * connected long enough for every live node to have renewed its
+         * key (a restarted Redis starts empty), and not while its link
+         * still works. */
+        if (now - cl->up_since < REAP_GRACE_US || mk_links_peer_up(cl->links, node))
+            continue;
+        reap(cl, node, TRUE, FALSE, TRUE);
+        peer_gone(cl, node);
+    }
+    /* Nodes that left (or were removed by another survivor). */
+    GHashTableIter it;
+    gpointer k;
+    g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(g_free);
+    g_hash_table_iter_init(&it, cl->peers);
+    while (g_hash_table_iter_next(&it, &k, NULL))
+        if (!g_hash_table_contains(listed, k))
+            g_ptr_array_add(gone, g_strdup(k));
+    for (guint i = 0; i < gone->len; i++)
+        peer_gone(cl, g_ptr_array_index(gone, i));
+}
+
+static gboolean on_tick(gpointer data)
+{
+    MkCluster *cl = data;
+    if (cl->stopping)
+        return G_SOURCE_CONTINUE;
+    if (!cl->cmd.ac && !cl->sub.ac && g_get_monotonic_time() >= cl->retry_at)
+        redis_connect(cl);
+    if (!cl->up_since)
+        return G_SOURCE_CONTINUE;
+    heartbeat(cl);
+    cmd_send(cl, on_nodes, NULL, "EVAL %s 0", nodes_lua);
+    return G_SOURCE_CONTINUE;
+}
+
+/* ---- session table in Redis ------------------------------------------- */
+
+/* A bind (@fresh: it replaces whatever the resource had, as a bind on
+ * one node does) or an update of a session of this node. */
+static void session_write(MkCluster *cl, const char *bare, const char *resource, guint64 id,
+                          const char *record, gboolean fresh)
+{
+    if (cl->pending > PENDING_MAX)
+        return; /* Redis is not keeping up: bounded; the next reconnect rewrites all */
+    g_autofree char *ev = g_strdup_printf("S\t%s\t%s\t%s", bare, resource, record);
+    if (fresh) {
+        cmd_send(cl, NULL, NULL, "HSET mk:s:%s %s %s", bare, resource, record);
+        cmd_send(cl, NULL, NULL, "SADD mk:n:%s %s/%s", cl->name, bare, resource);
+        cmd_send(cl, NULL, NULL, "PUBLISH " CHANNEL " %s", ev);
+        return;
+    }
+    g_autofree char *prefix = g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t", cl->name, id);
+    g_autofree char *member = g_strdup_printf("%s/%s", bare, resource);
+    cmd_send(cl, NULL, NULL, "EVAL %s 2 mk:s:%s mk:n:%s %s %s %s %s %s", update_lua, bare, cl->name,
+             resource, prefix, member, record, ev);
+}
+
+static void session_remove(MkCluster *cl, const char *bare, const char *resource, guint64 id)
+{
+    g_autofree char *prefix = g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t", cl->name, id);
+    g_autofree char *member = g_strdup_printf("%s/%s", bare, resource);
+    g_autofree char *ev = g_strdup_printf("D\t%s\t%s\t", bare, resource);
+    cmd_send(cl, NULL, NULL, "EVAL %s 2 mk:s:%s mk:n:%s %s %s %s %s", unbind_lua, bare, cl->name,
+             resource, prefix, member, ev);
+}
+
+static void register_local_sessions(MkCluster *cl)
+{
+    g_autoptr(GPtrArray) all = mk_sm_local_sessions(cl->srv->sm);
+    for (guint i = 0; i < all->len; i++) {
+        MkSession *s = g_ptr_array_index(all, i);
+        g_autofree char *rec = record_of(cl, s);
+        session_write(cl, mk_jid_bare_string(mk_session_jid(s)), mk_jid_resource(mk_session_jid(s)),
+                      s->id, rec, FALSE);
+    }
+    if (all->len)
+        g_message("cluster: %u local sessions written to Redis", all->len);
+}
+
+/* The sessions of every other node (@data NULL: after connecting) or of
+ * node @data (it rewrote its sessions after Redis came back). The
+ * stand-ins of a node whose sessions in Redis are complete (all of
+ * them after an R event; those marked SYNCED in a full read) and that
+ * are not in the answer are stale: they go. A node not marked is still
+ * rewriting; its R event comes later (we are subscribed already). */
+static void on_sync(redisAsyncContext *ac, void *reply, void *data)
+{
+    g_autofree char *only = data;
+    MkCluster *cl = ac->data;
+    redisReply *r = reply;
+    if (!cl)
+        return;
+    if (cl->pending)
+        cl->pending--;
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        return;
+    /* node -> set of session ids (guint64*) */
+    g_autoptr(GHashTable) keep =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_hash_table_unref);
+    g_autoptr(GPtrArray) synced = g_ptr_array_new_with_free_func(g_free);
+    if (only)
+        g_ptr_array_add(synced, g_strdup(only));
+    guint n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        const char *text = r->element[i]->str;
+        if (g_str_has_prefix(text, "\tSYNCED\t")) {
+            if (!only)
+                g_ptr_array_add(synced, g_strdup(text + strlen("\tSYNCED\t")));
+            continue;
+        }
+        g_auto(GStrv) f = g_strsplit(text, "\t", 3);
+        Record rec;
+        if (g_strv_length(f) == 3 && record_parse(f[2], &rec)) {
+            put_proxy(cl, f[0], f[1], &rec);
+            GHashTable *ids = g_hash_table_lookup(keep, rec.node);
+            if (!ids) {
+                ids = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+                g_hash_table_insert(keep, g_strdup(rec.node), ids);
+            }
+            guint64 *id = g_new(guint64, 1);
+            *id = rec.id;
+            g_hash_table_add(ids, id);
+            record_clear(&rec);
+            n++;
+        }
+    }
+    g_autoptr(GHashTable) none = g_hash_table_new(g_int64_hash, g_int64_equal);
+    guint dropped = 0;
+    for (guint i = 0; i < synced->len; i++) {
+        const char *node = g_ptr_array_index(synced, i);
+        GHashTable *ids = g_hash_table_lookup(keep, node);
+        dropped += mk_sm_prune_node(cl->srv->sm, node, ids ? ids : none);
+    }
+    if (only)
+        g_message("cluster: node %s rewrote its %u sessions (%u stale ones dropped)", only, n,
+                  dropped);
+    else
+        g_message("cluster: %u sessions of other nodes known (%u stale ones dropped)", n, dropped);
+}
+
+/* Both connections are up: announce, clean up, write, read. */
+static void after_subscribe(MkCluster *cl)
+{
+    cl->up_since = g_get_monotonic_time();
+    if (cl->down_logged || cl->ever_up)
+        g_message("cluster: Redis at %s:%u reachable again", cl->redis_host, cl->redis_port);
+    else
+        g_message("cluster: joined as %s (node %u), links on %s:%u", cl->name, cl->number,
+                  cl->advertise, mk_links_port(cl->links));
+    cl->down_logged = FALSE;
+    heartbeat(cl);
+    /* Leftovers of this node: from a crash before anyone reaped them
+     * (then contacts are told they went), or from this run while Redis
+     * was away (then the live ones are written again right after). */
+    /* Not complete until rewritten (the reap removes the mark too). */
+    reap(cl, cl->name, FALSE, TRUE, !cl->ever_up);
+    cl->ever_up = TRUE;
+    register_local_sessions(cl);
+    cmd_send(cl, NULL, NULL, "SET mk:synced:%s 1", cl->name);
+    /* After the writes (one connection keeps the order): the others
+     * replace their stand-ins of this node with what is in Redis now,
+     * forgetting sessions that ended while Redis was away. */
+    cmd_send(cl, NULL, NULL, "PUBLISH " CHANNEL " R\t%s", cl->name);
+    cmd_send(cl, on_sync, NULL, "EVAL %s 0 %s %s", sync_lua, cl->name, ""); /* "": every node */
+}
+
+static void on_sub_message(redisAsyncContext *ac, void *reply, void *data)
+{
+    MkCluster *cl = data;
+    redisReply *r = reply;
+    (void)ac;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3)
+        return;
+    const char *kind = r->element[0]->str;
+    if (g_strcmp0(kind, "subscribe") == 0) {
+        cl->sub.ready = TRUE;
+        if (cl->cmd.ready)
+            after_subscribe(cl);
+        return;
+    }
+    if (g_strcmp0(kind, "message") != 0 || r->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    /* "R \t NODE": the node rewrote all its sessions. */
+    const char *msg = r->element[2]->str;
+    if (msg[0] == 'R' && msg[1] == '\t') {
+        const char *node = msg + 2;
+        if (!g_str_equal(node, cl->name))
+            cmd_send(cl, on_sync, g_strdup(node), "EVAL %s 0 %s %s", sync_lua, cl->name, node);
+        return;
+    }
+    /* "S|D \t BARE \t RESOURCE \t RECORD" */
+    g_auto(GStrv) f = g_strsplit(msg, "\t", 4);
+    Record rec;
+    if (g_strv_length(f) != 4 || !record_parse(f[3], &rec))
+        return;
+    if (!g_str_equal(rec.node, cl->name)) {
+        if (g_str_equal(f[0], "S")) {
+            put_proxy(cl, f[1], f[2], &rec);
+        } else {
+            g_autofree char *full = g_strdup_printf("%s/%s", f[1], f[2]);
+            g_autoptr(MkJid) jid = mk_jid_new(full, NULL);
+            if (jid)
+                mk_sm_drop_remote(cl->srv->sm, jid, rec.node, rec.id);
+            g_debug("cluster: %s on %s ended", full, rec.node);
+        }
+    }
+    record_clear(&rec);
+}
+
+/* Notifications from the session table, carried to the cluster thread. */
+typedef struct {
+    MkCluster *cl;
+    gboolean remove;
+    gboolean fresh; /* a bind */
+    char *bare;
+    char *resource;
+    char *record;
+    guint64 id;
+} SessionEvent;
+
+static void session_event_free(gpointer p)
+{
+    SessionEvent *ev = p;
+    g_free(ev->bare);
+    g_free(ev->resource);
+    g_free(ev->record);
+    g_free(ev);
+}
+
+static gboolean session_event_run(gpointer p)
+{
+    SessionEvent *ev = p;
+    if (ev->remove)
+        session_remove(ev->cl, ev->bare, ev->resource, ev->id);
+    else
+        session_write(ev->cl, ev->bare, ev->resource, ev->id, ev->record, ev->fresh);
+    return G_SOURCE_REMOVE;
+}
+
+static void session_event(MkCluster *cl, MkSession *s, gboolean remove, gboolean fresh)
+{
+    SessionEvent *ev = g_new0(SessionEvent, 1);
+    ev->cl = cl;
+    ev->remove = remove;
+    ev->fresh = fresh;
+    ev->bare = g_strdup(mk_jid_bare_string(mk_session_jid(s)));
+    ev->resource = g_strdup(mk_jid_resource(mk_session_jid(s)));
+    ev->id = s->id;
+    if (!remove)
+        ev->record = record_of(cl, s);
+    /* In order from one thread: invoke's sources of one priority run
+     * in the order they were added. */
+    g_main_context_invoke_full(cl->ctx, G_PRIORITY_DEFAULT, session_event_run, ev,
+                               session_event_free);
+}
+
+void mk_cluster_session_bound(MkCluster *cl, MkSession *s)
+{
+    session_event(cl, s, FALSE, TRUE);
+}
+
+void mk_cluster_session_changed(MkCluster *cl, MkSession *s)
+{
+    session_event(cl, s, FALSE, FALSE);
+}
+
+void mk_cluster_session_unbound(MkCluster *cl, MkSession *s)
+{
+    session_event(cl, s, TRUE, FALSE);
+}
+
+/* ---- stanzas over links ------------------------------------------------ */
+
+void mk_cluster_forward(MkCluster *cl, MkSession *proxy, MkStanza *st)
+{
+    g_autofree char *xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
+    g_autofree char *id = g_strdup_printf("%" G_GUINT64_FORMAT, proxy->remote->id);
+    if (cl && mk_links_send(cl->links, proxy->remote->node, MK_LINK_STANZA,
+                            mk_jid_string(mk_session_jid(proxy)), id, xml))
+        return;
+    g_debug("cluster: no link to %s for %s: handled as a gone session", proxy->remote->node,
+            mk_jid_string(mk_session_jid(proxy)));
+    mk_router_session_gone(st);
+}
+
+void mk_cluster_close_remote(MkCluster *cl, MkSession *proxy, const char *stream_error)
+{
+    g_autofree char *id = g_strdup_printf("%" G_GUINT64_FORMAT, proxy->remote->id);
+    if (cl)
+        mk_links_send(cl->links, proxy->remote->node, MK_LINK_CLOSE,
+                      mk_jid_string(mk_session_jid(proxy)), id, stream_error ? stream_error : "");
+}
+
+typedef struct {
+    guint8 type;
+    char *target;
+    guint64 id;
+    char *rest; /* CLOSE: the stream error */
+    MkXml *xml; /* STANZA */
+} LinkJob;
+
+static void link_job_free(gpointer p)
+{
+    LinkJob *job = p;
+    g_free(job->target);
+    g_free(job->rest);
+    if (job->xml)
+        mk_xml_unref(job->xml);
+    g_free(job);
+}
+
+/* On a worker: a stanza or close request for one of this node's sessions. */
+static void link_job_run(gpointer p)
+{
+    LinkJob *job = p;
+    MkServer *srv = mk_server_get();
+    g_autoptr(MkJid) target = mk_jid_new(job->target, NULL);
+    g_autoptr(MkSession) s = target ? mk_sm_find_local(srv->sm, target) : NULL;
+    if (job->type == MK_LINK_CLOSE) {
+        if (s && s->id == job->id)
+            mk_session_close(s, *job->rest ? job->rest : NULL);
+    } else {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(MkStanza) st = mk_stanza_new(job->xml, &error);
+        if (!st)
+            g_warning("cluster: unreadable stanza from a peer: %s", error ? error->message : "?");
+        else if (s)
+            mk_session_send(s, st);
+        else
+            mk_router_session_gone(st);
+    }
+    link_job_free(job);
+}
+
+/* One worker per account: what one peer sends to one account stays in
+ * order (the mailbox is FIFO). */
+static void link_job_post(MkCluster *cl, LinkJob *job)
+{
+    const char *slash = strchr(job->target, '/');
+    g_autofree char *bare =
+        slash ? g_strndup(job->target, (gsize)(slash - job->target)) : g_strdup(job->target);
+    mk_worker_post(worker_for(cl, bare), link_job_run, job, link_job_free);
+}
+
+void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml *stanza)
+{
+    /* The usual case in one hop: straight into the session's worker's
+     * mailbox (the cluster thread reads a link in order, and a session's
+     * mailbox is FIFO, so per-session order holds). */
+    g_autoptr(MkJid) jid = mk_jid_new(target, NULL);
+    g_autoptr(MkSession) s = jid ? mk_sm_find_local(cl->srv->sm, jid) : NULL;
+    if (s) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(MkStanza) st = mk_stanza_new(stanza, &error);
+        if (st)
+            mk_session_send(s, st);
+        else
+            g_warning("cluster: unusable stanza from a peer: %s", error->message);
+        return;
+    }
+    LinkJob *job = g_new0(LinkJob, 1);
+    job->type = MK_LINK_STANZA;
+    job->target = g_strdup(target);
+    job->id = id;
+    job->xml = mk_xml_ref(stanza);
+    link_job_post(cl, job);
+}
+
+void mk_cluster_set_c2s(MkCluster *cl, MkC2sServer *cs)
+{
+    if (!cl)
+        return;
+    g_mutex_lock(&cl->c2s_lock);
+    cl->c2s = cs;
+    g_mutex_unlock(&cl->c2s_lock);
+}
+
+void mk_cluster_resumed_elsewhere(MkCluster *cl, const char *previd, const char *bare, guint32 h)
+{
+    const char *tilde = previd && bare ? strchr(previd, '~') : NULL;
+    if (!cl || !tilde)
+        return;
+    g_autofree char *node = g_strndup(previd, (gsize)(tilde - previd));
+    if (g_str_equal(node, cl->name))
+        return;
+    g_autofree char *hs = g_strdup_printf("%u", h);
+    if (!mk_links_send(cl->links, node, MK_LINK_RELEASE, previd, bare, hs))
+        g_debug("cluster: %s resumed %s of node %s, which is unreachable", bare, previd, node);
+}
+
+void mk_cluster_link_frame(MkCluster *cl, const char *node, guint8 type, const char *data,
+                           gsize len)
+{
+    (void)node;
+    if (type != MK_LINK_CLOSE && type != MK_LINK_RELEASE)
+        return;
+    const char *end = data + len;
+    const char *nul1 = memchr(data, 0, len);
+    const char *nul2 = nul1 ? memchr(nul1 + 1, 0, (gsize)(end - nul1 - 1)) : NULL;
+    if (!nul2)
+        return;
+    if (type == MK_LINK_RELEASE) {
+        g_autofree char *previd = g_strndup(data, (gsize)(nul1 - data));
+        g_autofree char *bare = g_strndup(nul1 + 1, (gsize)(nul2 - nul1 - 1));
+        g_autofree char *hs = g_strndup(nul2 + 1, (gsize)(end - nul2 - 1));
+        g_mutex_lock(&cl->c2s_lock);
+        if (cl->c2s)
+            mk_c2s_sm_release(cl->c2s, previd, bare, (guint32)g_ascii_strtoull(hs, NULL, 10));
+        g_mutex_unlock(&cl->c2s_lock);
+        return;
+    }
+    LinkJob *job = g_new0(LinkJob, 1);
+    job->type = type;
+    job->target = g_strndup(data, (gsize)(nul1 - data));
+    job->id = g_ascii_strtoull(nul1 + 1, NULL, 10);
+    job->rest = g_strndup(nul2 + 1, (gsize)(end - nul2 - 1));
+    link_job_post(cl, job);
+}
+
+/* ---- start and stop ----------------------------------------------------- */
+
+static gpointer cluster_thread(gpointer data)
+{
+    MkCluster *cl = data;
+    g_main_context_push_thread_default(cl->ctx);
+    g_main_loop_run(cl->loop);
+    g_main_context_pop_thread_default(cl->ctx);
+    return NULL;
+}
+
+MkCluster *mk_cluster_start(MkServer *srv, const MkClusterConfig *cfg, GError **error)
+{
+    MkCluster *cl = g_new0(MkCluster, 1);
+    cl->srv = srv;
+    cl->name = g_strdup(cfg->name);
+    cl->number = cfg->node_number;
+    cl->redis_host = g_strdup(cfg->redis_host);
+    cl->redis_port = cfg->redis_port;
+    cl->redis_password = g_strdup(cfg->redis_password);
+    cl->advertise = g_strdup(cfg->link_advertise);
+    g_mutex_init(&cl->c2s_lock);
+    cl->ctx = g_main_context_new();
+    cl->loop = g_main_loop_new(cl->ctx, FALSE);
+    cl->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    cl->links =
+        mk_links_new(cl, cl->ctx, cfg->link_address, cfg->link_port, cfg->name, cfg->secret, error);
+    if (!cl->links) {
+        g_main_loop_unref(cl->loop);
+        g_main_context_unref(cl->ctx);
+        g_hash_table_destroy(cl->peers);
+        g_free(cl->name);
+        g_free(cl->redis_host);
+        g_free(cl->redis_password);
+        g_free(cl->advertise);
+        g_free(cl);
+        return NULL;
+    }
+    cl->tick = g_timeout_source_new(TICK_MS);
+    g_source_set_callback(cl->tick, on_tick, cl, NULL);
+    g_source_attach(cl->tick, cl->ctx);
+    redis_connect(cl);
+    mk_sm_set_cluster(srv->sm, cl);
+    cl->thread = g_thread_new("mk-cluster", cluster_thread, cl);
+    g_message("cluster: node %s, links on %s:%u, Redis at %s:%u", cl->name, cfg->link_address,
+              mk_links_port(cl->links), cl->redis_host, cl->redis_port);
+    return cl;
+}
+
+static gboolean stop_check(gpointer data)
+{
+    MkCluster *cl = data;
+    if (cl->pending == 0 || !cl->cmd.ready)
+        g_main_loop_quit(cl->loop);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean stop_give_up(gpointer data)
+{
+    MkCluster *cl = data;
+    g_warning("cluster: Redis did not confirm the leave in time");
+    g_main_loop_quit(cl->loop);
+    return G_SOURCE_REMOVE;
+}
+
+/* Cluster thread: leave, then wait for Redis to confirm. */
+static gboolean stop_begin(gpointer data)
+{
+    MkCluster *cl = data;
+    cl->stopping = TRUE;
+    if (cl->cmd.ready) {
+        cmd_send(cl, NULL, NULL, "DEL mk:node:%s", cl->name);
+        reap(cl, cl->name, TRUE, TRUE, FALSE);
+    }
+    GSource *check = g_timeout_source_new(20);
+    g_source_set_callback(check, stop_check, cl, NULL);
+    g_source_attach(check, cl->ctx);
+    g_source_unref(check);
+    GSource *limit = g_timeout_source_new(STOP_WAIT_US / 1000);
+    g_source_set_callback(limit, stop_give_up, cl, NULL);
+    g_source_attach(limit, cl->ctx);
+    g_source_unref(limit);
+    return G_SOURCE_REMOVE;
+}
+
+void mk_cluster_stop(MkCluster *cl)
+{
+    if (!cl)
+        return;
+    /* Session events queued by the streams that just ended run first
+     * (invoke's sources run in order). */
+    g_main_context_invoke(cl->ctx, stop_begin, cl);
+    g_thread_join(cl->thread);
+    /* From here workers route as on a single node: no stand-in, no
+     * notification (every stream ended already). */
+    mk_sm_set_cluster(cl->srv->sm, NULL);
+    mk_sm_drop_node(cl->srv->sm, NULL);
+    /* The thread is gone: its context is ours now. */
+    g_main_context_push_thread_default(cl->ctx);
+    if (cl->cmd.ac) {
+        cl->cmd.ac->data = NULL;
+        redisAsyncFree(cl->cmd.ac);
+    }
+    if (cl->sub.ac) {
+        cl->sub.ac->data = NULL;
+        redisAsyncFree(cl->sub.ac);
+    }
+    conn_drop(&cl->cmd, FALSE);
+    conn_drop(&cl->sub, FALSE);
+    g_source_destroy(cl->tick);
+    g_source_unref(cl->tick);
+    /* Whatever the context still holds (a late session event, a link's
+     * wish to write) runs now, while the links exist. */
+    while (g_main_context_iteration(cl->ctx, FALSE))
+        ;
+    mk_links_free(cl->links);
+    g_main_context_pop_thread_default(cl->ctx);
+    g_main_loop_unref(cl->loop);
+    g_main_context_unref(cl->ctx);
+    g_hash_table_destroy(cl->peers);
+    g_free(cl->name);
+    g_free(cl->redis_host);
+    g_free(cl->redis_password);
+    g_free(cl->advertise);
+    g_mutex_clear(&cl->c2s_lock);
+    g_free(cl);
+}
+
+/* Public API (mk-cluster.h). Any thread. */
+gboolean mk_cluster_active(void)
+{
+    MkServer *srv = mk_server_get();
+    MkConfigData *cfg = srv ? g_atomic_pointer_get(&srv->config) : NULL;
+    return cfg && cfg->cluster;
+}
+
+/* Public API (mk-cluster.h). Any thread. */
+guint mk_cluster_node_number(void)
+{
+    MkServer *srv = mk_server_get();
+    MkConfigData *cfg = srv ? g_atomic_pointer_get(&srv->config) : NULL;
+    return cfg && cfg->cluster ? cfg->cluster->node_number : 0;
+}
