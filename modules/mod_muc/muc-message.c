@@ -1,0 +1,186 @@
+/* Messages in a room (XEP-0045 7.4, 7.5, 7.8.2, 8.1): groupchat fan-out
+ * and history, private messages, subject changes, mediated invitations.
+ * Owner worker only. */
+#include "muc.h"
+
+/* Sends @msg (no 'to') from @from to every session of every occupant.
+ * The one place that fans out: a shared-serialisation send replaces the
+ * loop here. */
+void muc_fanout(MucRoom *room, MkXml *msg, MkJid *from)
+{
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, room->occupants);
+    while (g_hash_table_iter_next(&it, NULL, &v))
+        muc_send_to_occupant(v, msg, from);
+}
+
+/* A message from the room itself with status codes (0-terminated), as
+ * 104 after a configuration change. */
+void muc_status_message(MucRoom *room, const int *codes)
+{
+    g_autoptr(MkXml) m = mk_xml_new("message", "jabber:client");
+    mk_xml_set_attr(m, "type", "groupchat");
+    MkXml *x = mk_xml_add_child(m, "x", NS_MUC_USER);
+    for (guint i = 0; codes[i]; i++)
+        muc_add_status(x, codes[i]);
+    muc_fanout(room, m, room->jid);
+}
+
+static void history_add(MucRoom *room, MkXml *msg)
+{
+    if (room->cfg.history_length <= 0)
+        return;
+    MucHistory *h = g_new0(MucHistory, 1);
+    h->msg = mk_xml_ref(msg);
+    h->stamp_us = g_get_real_time();
+    g_autofree char *text = mk_xml_to_string(msg, NULL);
+    h->chars = g_utf8_strlen(text, -1);
+    g_queue_push_tail(&room->history, h);
+    while ((gint64)room->history.length > room->cfg.history_length) {
+        MucHistory *old = g_queue_pop_head(&room->history);
+        mk_xml_unref(old->msg);
+        g_free(old);
+    }
+}
+
+static void groupchat(MucRoom *room, MucOccupant *o, MkStanza *st)
+{
+    Muc *muc = room->muc;
+    MkXml *in = mk_stanza_xml(st);
+    MkXml *subject = mk_xml_child(in, "subject", NULL);
+    gboolean has_body = mk_xml_child(in, "body", NULL) != NULL;
+    if (o->role < ROLE_PARTICIPANT) {
+        muc_error(st, MK_ERR_FORBIDDEN, "visitors have no voice in this room");
+        return;
+    }
+    if (subject && !has_body) {
+        if (o->role < ROLE_MODERATOR && !room->cfg.change_subject) {
+            muc_error(st, MK_ERR_FORBIDDEN, "only moderators may change the subject");
+            return;
+        }
+        g_free(room->subject);
+        g_free(room->subject_nick);
+        room->subject = mk_xml_text(subject);
+        room->subject_nick = g_strdup(o->nick);
+        muc_room_changed(room);
+    }
+    g_autoptr(MkJid) from = mk_jid_with_resource(room->jid, o->nick, NULL);
+    g_autoptr(MkXml) out = mk_xml_copy_shallow(in);
+    mk_xml_set_attr(out, "to", NULL);
+    mk_xml_set_attr(out, "from", NULL);
+    mk_xml_remove_children(out, "stanza-id", NS_SID);
+    if (room->cfg.logging) {
+        g_autoptr(MkStanza) as_sent = mk_stanza_new_addressed(out, from, NULL);
+        MkJid *real = mk_stanza_from(st);
+        g_autofree char *id = mk_archive_store(muc->mod, room->jid, as_sent, o->nick, real);
+        if (id) {
+            MkXml *tag = mk_xml_add_child(out, "stanza-id", NS_SID);
+            mk_xml_set_attr(tag, "by", room->key);
+            mk_xml_set_attr(tag, "id", id);
+        }
+    }
+    mk_counter_add(muc->c_messages, 1);
+    if (has_body)
+        history_add(room, out);
+    muc_fanout(room, out, from);
+}
+
+/* A private message to @to_nick (7.5). */
+static void private_message(MucRoom *room, MucOccupant *o, MkStanza *st, const char *to_nick)
+{
+    MucOccupant *target = g_hash_table_lookup(room->occupants, to_nick);
+    if (!target) {
+        muc_error(st, MK_ERR_ITEM_NOT_FOUND, "no such occupant");
+        return;
+    }
+    if (!room->cfg.allow_pm && o->role < ROLE_MODERATOR) {
+        muc_error(st, MK_ERR_FORBIDDEN, "private messages are off in this room");
+        return;
+    }
+    g_autoptr(MkXml) out = mk_xml_copy_shallow(mk_stanza_xml(st));
+    mk_xml_set_attr(out, "to", NULL);
+    mk_xml_set_attr(out, "from", NULL);
+    if (!mk_xml_child(out, "x", NS_MUC_USER))
+        mk_xml_add_child(out, "x", NS_MUC_USER);
+    g_autoptr(MkJid) from = mk_jid_with_resource(room->jid, o->nick, NULL);
+    muc_send_to_occupant(target, out, from);
+}
+
+/* Mediated invitations and declines (7.8.2, 7.8.2's decline). */
+static void invite_or_decline(MucRoom *room, MkStanza *st, MkXml *x)
+{
+    MkJid *real = mk_stanza_from(st);
+    MucOccupant *o = g_hash_table_lookup(room->by_jid, mk_jid_string(real));
+    MkXml *invite = mk_xml_child(x, "invite", NULL);
+    MkXml *decline = mk_xml_child(x, "decline", NULL);
+    MkXml *what = invite ? invite : decline;
+    const char *to_s = mk_xml_get_attr(what, "to");
+    g_autoptr(MkJid) to = to_s ? mk_jid_new(to_s, NULL) : NULL;
+    if (!to) {
+        muc_error(st, MK_ERR_BAD_REQUEST, "an invitation names its invitee in 'to'");
+        return;
+    }
+    g_autofree char *reason = mk_xml_child_text(what, "reason", NULL);
+    g_autoptr(MkXml) m = mk_xml_new("message", "jabber:client");
+    MkXml *ox = mk_xml_add_child(m, "x", NS_MUC_USER);
+    MkXml *el = mk_xml_add_child(ox, invite ? "invite" : "decline", NULL);
+    mk_xml_set_attr(el, "from", mk_jid_string(real));
+    if (reason)
+        mk_xml_add_text(mk_xml_add_child(el, "reason", NULL), reason, -1);
+    if (invite) {
+        MucAff aff = muc_room_aff(room, real);
+        if (!o) {
+            muc_error(st, MK_ERR_NOT_ACCEPTABLE, "only occupants invite");
+            return;
+        }
+        if ((!room->cfg.allow_invites && o->role < ROLE_MODERATOR) ||
+            (room->cfg.members_only && aff < AFF_ADMIN && !room->cfg.allow_invites)) {
+            muc_error(st, MK_ERR_FORBIDDEN, "invitations are not allowed");
+            return;
+        }
+        /* An invitee of a members-only room becomes a member (9.3). */
+        if (room->cfg.members_only && muc_room_aff(room, to) == AFF_NONE) {
+            muc_room_set_aff(room, mk_jid_bare_string(to), AFF_MEMBER, NULL);
+            muc_room_changed(room);
+        }
+        if (room->cfg.password_protected && room->cfg.password)
+            mk_xml_add_text(mk_xml_add_child(ox, "password", NULL), room->cfg.password, -1);
+    }
+    g_autoptr(MkStanza) out = mk_stanza_new_addressed(m, room->jid, to);
+    mk_router_send(out);
+}
+
+/* Owner worker: a message to the room or to an occupant. */
+void muc_message(MucRoom *room, MkStanza *st)
+{
+    MkJid *real = mk_stanza_from(st);
+    const char *type = mk_stanza_type(st);
+    const char *to_nick = mk_jid_resource(mk_stanza_to(st));
+    MucOccupant *o = g_hash_table_lookup(room->by_jid, mk_jid_string(real));
+    if (mk_stanza_is_error(st)) {
+        return; /* an error a client bounced to the room: nothing answers it */
+    }
+    MkXml *x = mk_xml_child(mk_stanza_xml(st), "x", NS_MUC_USER);
+    if (!to_nick && x && (mk_xml_child(x, "invite", NULL) || mk_xml_child(x, "decline", NULL))) {
+        invite_or_decline(room, st, x);
+        return;
+    }
+    if (!o) {
+        muc_error(st, MK_ERR_NOT_ACCEPTABLE, "only occupants send messages to the room");
+        return;
+    }
+    if (g_strcmp0(type, "groupchat") == 0) {
+        if (to_nick) {
+            muc_error(st, MK_ERR_BAD_REQUEST, "groupchat goes to the room, not an occupant");
+            return;
+        }
+        groupchat(room, o, st);
+        return;
+    }
+    if (!to_nick) {
+        muc_error(st, MK_ERR_BAD_REQUEST, "messages to the room are of type groupchat");
+        return;
+    }
+    private_message(room, o, st, to_nick);
+}

@@ -1,0 +1,355 @@
+/* Rooms: lookup, loading from the database, creation on the first join,
+ * affiliations, hibernation and destruction. Everything here runs on the
+ * room's owner worker. */
+#include "muc.h"
+
+static void occupant_free(gpointer data)
+{
+    MucOccupant *o = data;
+    g_free(o->nick);
+    mk_jid_unref(o->bare);
+    g_ptr_array_unref(o->sessions);
+    if (o->presence)
+        mk_xml_unref(o->presence);
+    g_free(o);
+}
+
+static void aff_item_free(gpointer data)
+{
+    MucAffItem *a = data;
+    g_free(a->nick);
+    g_free(a->reason);
+    g_free(a);
+}
+
+static void history_free(gpointer data)
+{
+    MucHistory *h = data;
+    mk_xml_unref(h->msg);
+    g_free(h);
+}
+
+/* A room with the service's defaults, not in the directory yet.
+ * (transfer full) */
+MucRoom *muc_room_new(Muc *muc, MkJid *jid)
+{
+    MucRoom *room = g_new0(MucRoom, 1);
+    room->muc = muc;
+    room->jid = mk_jid_bare(jid);
+    room->key = g_strdup(mk_jid_bare_string(room->jid));
+    room->cfg.title = g_strdup("");
+    room->cfg.description = g_strdup("");
+    room->cfg.public_room = TRUE;
+    room->cfg.allow_invites = TRUE;
+    room->cfg.allow_pm = TRUE;
+    room->cfg.max_users = muc->max_users;
+    room->cfg.history_length = MIN(muc->default_history, muc->max_history);
+    room->affs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, aff_item_free);
+    room->occupants = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, occupant_free);
+    room->by_jid = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    return room;
+}
+
+/* Frees @room (taken out of the directory already, or with it). */
+void muc_room_free(MucRoom *room)
+{
+    if (room->hibernate)
+        mk_timer_remove(room->hibernate);
+    g_queue_clear_full(&room->history, history_free);
+    g_queue_clear_full(&room->pending, (GDestroyNotify)mk_stanza_unref);
+    g_hash_table_destroy(room->by_jid);
+    g_hash_table_destroy(room->occupants);
+    g_hash_table_destroy(room->affs);
+    muc_config_clear(&room->cfg);
+    g_free(room->subject);
+    g_free(room->subject_nick);
+    mk_jid_unref(room->jid);
+    g_free(room->key);
+    g_free(room);
+}
+
+/* Publishes whether the room is listed in disco#items, and its name:
+ * the service's disco reads this table, never the room. */
+void muc_room_summary(MucRoom *room, gboolean gone)
+{
+    Muc *muc = room->muc;
+    g_mutex_lock(&muc->lock);
+    if (!gone && room->cfg.public_room && !room->locked)
+        g_hash_table_replace(muc->listed, g_strdup(room->key), g_strdup(room->cfg.title));
+    else
+        g_hash_table_remove(muc->listed, room->key);
+    g_mutex_unlock(&muc->lock);
+}
+
+/* Takes @room out of the directory and frees it. */
+static void room_forget(MucRoom *room)
+{
+    Muc *muc = room->muc;
+    g_mutex_lock(&muc->lock);
+    g_hash_table_remove(muc->rooms, room->key); /* frees */
+    g_mutex_unlock(&muc->lock);
+}
+
+MucAff muc_room_aff(MucRoom *room, MkJid *real)
+{
+    MucAffItem *a = g_hash_table_lookup(room->affs, mk_jid_bare_string(real));
+    return a ? a->aff : AFF_NONE;
+}
+
+void muc_room_set_aff(MucRoom *room, const char *bare, MucAff aff, const char *reason)
+{
+    if (aff == AFF_NONE) {
+        g_hash_table_remove(room->affs, bare);
+        return;
+    }
+    MucAffItem *a = g_hash_table_lookup(room->affs, bare);
+    if (!a) {
+        a = g_new0(MucAffItem, 1);
+        g_hash_table_insert(room->affs, g_strdup(bare), a);
+    }
+    a->aff = aff;
+    g_free(a->reason);
+    a->reason = g_strdup(reason);
+}
+
+/* A snapshot of the occupants, for loops that remove some. (transfer
+ * container) */
+GPtrArray *muc_room_occupants(MucRoom *room)
+{
+    GPtrArray *all = g_ptr_array_new();
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, room->occupants);
+    while (g_hash_table_iter_next(&it, NULL, &v))
+        g_ptr_array_add(all, v);
+    return all;
+}
+
+/* The first occupant of @real's bare JID, or NULL. */
+MucOccupant *muc_room_occupant_by_bare(MucRoom *room, MkJid *real)
+{
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, room->occupants);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        MucOccupant *o = v;
+        if (mk_jid_bare_equal(o->bare, real))
+            return o;
+    }
+    return NULL;
+}
+
+/* The room's persistent state changed: written for a persistent room. */
+void muc_room_changed(MucRoom *room)
+{
+    if (room->cfg.persistent && !room->locked)
+        muc_db_save(room);
+    else if (room->stored && !room->cfg.persistent)
+        muc_db_delete(room);
+}
+
+static gboolean hibernate_fire(gpointer data)
+{
+    MucRoom *room = data;
+    room->hibernate = NULL;
+    if (g_hash_table_size(room->occupants) == 0 && !room->loading) {
+        mk_counter_add(room->muc->c_hibernated, 1);
+        room_forget(room);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* The last occupant left: a temporary room goes, a persistent one
+ * hibernates after a while (its state is in the database). */
+void muc_room_maybe_idle(MucRoom *room)
+{
+    if (g_hash_table_size(room->occupants) > 0 || room->loading)
+        return;
+    if (!room->cfg.persistent || room->locked) {
+        if (room->stored)
+            muc_db_delete(room);
+        muc_room_summary(room, TRUE);
+        mk_counter_add(room->muc->c_destroyed, 1);
+        g_atomic_int_add(&room->muc->n_rooms, -1);
+        room_forget(room);
+        return;
+    }
+    if (room->hibernate)
+        return;
+    guint ms = (guint)MIN(room->muc->hibernate_after * 1000, G_MAXUINT);
+    room->hibernate = mk_timer_add(room->muc->mod, MAX(ms, 1), hibernate_fire, room);
+}
+
+/* Destroys the room (XEP-0045 10.9): occupants get unavailable presence
+ * with <destroy/>, the database row and the archive go. */
+void muc_room_destroy(MucRoom *room, const char *alt, const char *reason)
+{
+    g_autoptr(GPtrArray) all = muc_room_occupants(room);
+    for (guint i = 0; i < all->len; i++) {
+        MucOccupant *o = g_ptr_array_index(all, i);
+        g_autoptr(MkXml) p = mk_xml_new("presence", "jabber:client");
+        mk_xml_set_attr(p, "type", "unavailable");
+        MkXml *x = mk_xml_add_child(p, "x", NS_MUC_USER);
+        MkXml *item = mk_xml_add_child(x, "item", NULL);
+        mk_xml_set_attr(item, "affiliation", "none");
+        mk_xml_set_attr(item, "role", "none");
+        MkXml *d = mk_xml_add_child(x, "destroy", NULL);
+        if (alt)
+            mk_xml_set_attr(d, "jid", alt);
+        if (reason)
+            mk_xml_add_text(mk_xml_add_child(d, "reason", NULL), reason, -1);
+        muc_add_status(x, 110);
+        g_autoptr(MkJid) from = mk_jid_with_resource(room->jid, o->nick, NULL);
+        muc_send_to_occupant(o, p, from);
+    }
+    if (room->stored || room->cfg.persistent)
+        muc_db_delete(room);
+    mk_archive_remove(room->muc->mod, room->jid);
+    muc_room_summary(room, TRUE);
+    mk_counter_add(room->muc->c_destroyed, 1);
+    g_atomic_int_add(&room->muc->n_rooms, -1);
+    room_forget(room);
+}
+
+static gboolean is_join(MkStanza *st)
+{
+    return mk_stanza_kind(st) == MK_STANZA_PRESENCE && mk_stanza_type(st) == NULL &&
+           mk_jid_resource(mk_stanza_to(st));
+}
+
+/* Handles @st for a loaded room. A room that does not exist (the load
+ * found nothing) exists after a join that creates it. */
+static void room_handle(MucRoom *room, MkStanza *st)
+{
+    switch (mk_stanza_kind(st)) {
+    case MK_STANZA_PRESENCE:
+        muc_presence(room, st);
+        break;
+    case MK_STANZA_MESSAGE:
+        muc_message(room, st);
+        break;
+    case MK_STANZA_IQ:
+        muc_room_iq(room, st);
+        break;
+    default:
+        break;
+    }
+}
+
+/* A room the database did not know: only a join creates it. */
+static gboolean room_create(MucRoom *room, MkStanza *st)
+{
+    Muc *muc = room->muc;
+    MkJid *from = mk_stanza_from(st);
+    if (!is_join(st)) {
+        if (mk_stanza_kind(st) != MK_STANZA_PRESENCE)
+            muc_error(st, MK_ERR_ITEM_NOT_FOUND, NULL);
+        else if (mk_stanza_type(st) == NULL)
+            muc_error(st, MK_ERR_JID_MALFORMED, "a nickname is required");
+        return FALSE;
+    }
+    if (!mk_module_serves_domain(muc->mod, mk_jid_domain(from))) {
+        muc_error(st, MK_ERR_NOT_ALLOWED, "rooms are created by local users");
+        return FALSE;
+    }
+    if (g_atomic_int_add(&muc->n_rooms, 1) >= muc->max_rooms) {
+        g_atomic_int_add(&muc->n_rooms, -1);
+        mk_counter_add(muc->c_refused, 1);
+        muc_error(st, MK_ERR_NOT_ALLOWED, "too many rooms on this service");
+        return FALSE;
+    }
+    mk_counter_add(muc->c_created, 1);
+    room->locked = TRUE;
+    muc_room_set_aff(room, mk_jid_bare_string(from), AFF_OWNER, NULL);
+    return TRUE;
+}
+
+/* The owner runs a stanza that arrived while the room was loading, or
+ * right away. */
+static void room_run(MucRoom *room, MkStanza *st, gboolean *exists)
+{
+    if (!*exists) {
+        if (!room_create(room, st))
+            return;
+        *exists = TRUE;
+    }
+    room_handle(room, st);
+}
+
+static gboolean room_alive(MucRoom *room)
+{
+    Muc *muc = room->muc;
+    g_mutex_lock(&muc->lock);
+    gboolean alive = g_hash_table_lookup(muc->rooms, room->key) == room;
+    g_mutex_unlock(&muc->lock);
+    return alive;
+}
+
+/* Called by muc-db.c on the owner when the load finished: @found tells
+ * whether the database had the room (its state is filled in then). */
+void muc_room_loaded(MucRoom *room, gboolean found)
+{
+    Muc *muc = room->muc;
+    room->loading = FALSE;
+    if (found) {
+        room->stored = TRUE;
+        mk_counter_add(muc->c_woken, 1);
+    }
+    gboolean exists = found;
+    GQueue todo = room->pending;
+    g_queue_init(&room->pending);
+    MkStanza *st;
+    gboolean alive = TRUE;
+    while ((st = g_queue_pop_head(&todo))) {
+        if (alive)
+            room_run(room, st, &exists);
+        else
+            muc_dispatch(muc, st); /* the room went: a new one, or a new load */
+        mk_stanza_unref(st);
+        if (alive)
+            alive = room_alive(room);
+    }
+    if (!alive)
+        return;
+    if (!exists) {
+        room_forget(room); /* nobody created it */
+        return;
+    }
+    muc_room_maybe_idle(room);
+}
+
+/* Owner worker: the entry point of every stanza for a room. */
+void muc_dispatch(Muc *muc, MkStanza *st)
+{
+    const char *key = mk_jid_bare_string(mk_stanza_to(st));
+    g_mutex_lock(&muc->lock);
+    MucRoom *room = g_hash_table_lookup(muc->rooms, key);
+    if (!room) {
+        /* An unavailable or an error to an unknown room needs no answer
+         * and no load. */
+        if (mk_stanza_kind(st) == MK_STANZA_PRESENCE && mk_stanza_type(st)) {
+            g_mutex_unlock(&muc->lock);
+            return;
+        }
+        room = muc_room_new(muc, mk_stanza_to(st));
+        room->loading = TRUE;
+        g_hash_table_insert(muc->rooms, room->key, room);
+        g_mutex_unlock(&muc->lock);
+        g_queue_push_tail(&room->pending, mk_stanza_ref(st));
+        muc_db_load(room);
+        return;
+    }
+    g_mutex_unlock(&muc->lock);
+    if (room->loading) {
+        g_queue_push_tail(&room->pending, mk_stanza_ref(st));
+        return;
+    }
+    if (room->hibernate) {
+        mk_timer_remove(room->hibernate);
+        room->hibernate = NULL;
+    }
+    room_handle(room, st);
+    /* The stanza may have freed the room: look again before idling. */
+    if (room_alive(room))
+        muc_room_maybe_idle(room);
+}
