@@ -154,6 +154,7 @@ static gboolean hibernate_fire(gpointer data)
     room->hibernate = NULL;
     if (g_hash_table_size(room->occupants) == 0 && !room->loading) {
         mk_counter_add(room->muc->c_hibernated, 1);
+        g_debug("mod_muc: room %s hibernates", room->key);
         room_forget(room);
     }
     return G_SOURCE_REMOVE;
@@ -276,11 +277,12 @@ static void room_run(MucRoom *room, MkStanza *st, gboolean *exists)
     room_handle(room, st);
 }
 
-static gboolean room_alive(MucRoom *room)
+/* Whether @room (maybe freed: not dereferenced) is still the room of
+ * @key. */
+static gboolean room_alive(Muc *muc, const char *key, MucRoom *room)
 {
-    Muc *muc = room->muc;
     g_mutex_lock(&muc->lock);
-    gboolean alive = g_hash_table_lookup(muc->rooms, room->key) == room;
+    gboolean alive = g_hash_table_lookup(muc->rooms, key) == room;
     g_mutex_unlock(&muc->lock);
     return alive;
 }
@@ -294,8 +296,10 @@ void muc_room_loaded(MucRoom *room, gboolean found)
     if (found) {
         room->stored = TRUE;
         mk_counter_add(muc->c_woken, 1);
+        g_debug("mod_muc: room %s loaded", room->key);
     }
     gboolean exists = found;
+    g_autofree char *key = g_strdup(room->key);
     GQueue todo = room->pending;
     g_queue_init(&room->pending);
     MkStanza *st;
@@ -307,7 +311,7 @@ void muc_room_loaded(MucRoom *room, gboolean found)
             muc_dispatch(muc, st); /* the room went: a new one, or a new load */
         mk_stanza_unref(st);
         if (alive)
-            alive = room_alive(room);
+            alive = room_alive(muc, key, room);
     }
     if (!alive)
         return;
@@ -350,6 +354,6 @@ void muc_dispatch(Muc *muc, MkStanza *st)
     }
     room_handle(room, st);
     /* The stanza may have freed the room: look again before idling. */
-    if (room_alive(room))
+    if (room_alive(muc, key, room))
         muc_room_maybe_idle(room);
 }
