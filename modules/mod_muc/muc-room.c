@@ -53,7 +53,8 @@ MucRoom *muc_room_new(Muc *muc, MkJid *jid)
 /* Frees @room (taken out of the directory already, or with it). */
 void muc_room_free(MucRoom *room)
 {
-    if (room->hibernate)
+    /* A stopped module's timers are gone already (the core ended them). */
+    if (room->hibernate && mk_module_is_running(room->muc->mod))
         mk_timer_remove(room->hibernate);
     g_queue_clear_full(&room->history, history_free);
     g_queue_clear_full(&room->pending, (GDestroyNotify)mk_stanza_unref);
@@ -151,7 +152,7 @@ void muc_room_changed(MucRoom *room)
 static gboolean hibernate_fire(gpointer data)
 {
     MucRoom *room = data;
-    room->hibernate = NULL;
+    room->hibernate = NULL; /* ends with this call */
     if (g_hash_table_size(room->occupants) == 0 && !room->loading) {
         mk_counter_add(room->muc->c_hibernated, 1);
         g_debug("mod_muc: room %s hibernates", room->key);
