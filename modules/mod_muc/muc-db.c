@@ -336,8 +336,16 @@ static void count_done(MkDbResult *res, const GError *error, gpointer data)
         g_warning("mod_muc: counting rooms: %s", error->message);
         return;
     }
+    gint n = 0;
     g_mutex_lock(&muc->lock);
     for (guint i = 0; i < mk_db_result_rows(res); i++) {
+        gboolean ours = FALSE;
+        for (guint s = 0; s < muc->services->len; s++)
+            ours |= g_strcmp0(((MucService *)g_ptr_array_index(muc->services, s))->service,
+                              mk_db_result_get_string(res, i, 0)) == 0;
+        if (!ours)
+            continue; /* another host type's service */
+        n++;
         MucConfig cfg = {0};
         muc_config_from_string(&cfg, mk_db_result_get_string(res, i, 2));
         if (cfg.public_room) {
@@ -348,7 +356,7 @@ static void count_done(MkDbResult *res, const GError *error, gpointer data)
         muc_config_clear(&cfg);
     }
     g_mutex_unlock(&muc->lock);
-    g_atomic_int_add(&muc->n_rooms, (gint)mk_db_result_rows(res));
+    g_atomic_int_add(&muc->n_rooms, n);
 }
 
 void muc_db_count(Muc *muc)
