@@ -18,6 +18,9 @@
 #   BENCH_MAM_USERS=1000  archives of the mam-query scenario ...
 #   BENCH_MAM_EACH=1000   ... of this many messages each (1,000,000 rows)
 #   BENCH_MAM_CLIENTS=20  users querying, one query in flight each
+#   BENCH_MUC_ROOMS=10    muc: rooms of BENCH_MUC_OCCUPANTS=100 users ...
+#   BENCH_MUC_RATE=500    ... sending this many groupchat messages per second
+#   BENCH_MUC_IDLE=100000 idle persistent rooms woken for their RSS
 #   BENCH_OUT=FILE        also keep the JSON lines here
 # Quick run: make bench BENCH_SESSIONS=1000 BENCH_PAIRS=100 BENCH_DURATION=3
 set -eu
@@ -37,6 +40,10 @@ MAM_USERS=${BENCH_MAM_USERS:-1000}
 MAM_EACH=${BENCH_MAM_EACH:-1000}
 MAM_CLIENTS=${BENCH_MAM_CLIENTS:-20}
 ROSTER=${BENCH_ROSTER:-10}
+MUC_ROOMS=${BENCH_MUC_ROOMS:-10}
+MUC_OCCUPANTS=${BENCH_MUC_OCCUPANTS:-100}
+MUC_RATE=${BENCH_MUC_RATE:-500}
+MUC_IDLE=${BENCH_MUC_IDLE:-100000}
 RATE=${BENCH_RATE:-1000}
 PORT=${BENCH_PORT:-25400}
 RELAY_PORT=$((PORT + 1))
@@ -53,7 +60,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 USERS=$SESSIONS
-for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE $MAM_USERS; do
+for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE $MAM_USERS $((MUC_ROOMS * MUC_OCCUPANTS)); do
     [ "$n" -gt "$USERS" ] && USERS=$n
 done
 
@@ -134,6 +141,26 @@ bench_mam_prefill "$DIR/state/meerkat.db" "$MAM_USERS" "$MAM_EACH"
 start_meerkat plain mam
 run meerkat mam-query $P -s mam -n "$MAM_CLIENTS" -r "$RATE" -D "$DURATION" -j 1
 run meerkat mam-query-with $P -s mam --mam-with -n "$MAM_CLIENTS" -r "$RATE" -D "$DURATION" -j 1
+stop_server
+
+# mod_muc: rooms of 100 with every message fanned out to each occupant
+# (delivered messages per server CPU-second, to compare with chat's),
+# then the memory of idle persistent rooms (docs/benchmarks.md).
+start_meerkat plain muc
+run meerkat muc $P -s muc -n $((MUC_ROOMS * MUC_OCCUPANTS)) --occupants "$MUC_OCCUPANTS" \
+    --msg-rate "$MUC_RATE" -D "$DURATION" -j 2 -r "$RATE"
+stop_server
+ROOMS="$(dirname "$0")/bench-muc-rooms.py"
+start_meerkat plain muc
+sleep 2
+RSS_EMPTY=$(python3 "$ROOMS" rss "$SRV_PID")
+stop_server
+python3 "$ROOMS" prefill "$DIR/state/meerkat.db" "$MUC_IDLE"
+start_meerkat plain muc
+sleep 2
+echo "bench: meerkat muc-rooms: waking $MUC_IDLE stored rooms" >&2
+python3 "$ROOMS" wake --port "$PORT" --pid "$SRV_PID" --rooms "$MUC_IDLE" \
+    --rss-empty "$RSS_EMPTY" >>"$RESULTS" || true
 stop_server
 
 P="--port $RELAY_PORT"

@@ -39,6 +39,13 @@ ROWS = [
     ("MAM queries with 'with' per server CPU-s", "mam-query-with", "queries_per_cpu_s", 1, True),
     ("MAM query latency p50, ms ('with')", "mam-query-with", "latency_us.p50", 0.001, False),
     ("MAM query latency p99, ms ('with')", "mam-query-with", "latency_us.p99", 0.001, False),
+    ("MUC: groupchat delivered per server CPU-s (rooms of 100)", "muc", "messages_per_cpu_s", 1,
+     True),
+    ("MUC: groupchat delivered/s (wall)", "muc", "messages_per_s", 1, True),
+    ("MUC latency p99, ms", "muc", "latency_us.p99", 0.001, False),
+    ("MUC: RSS per joined session, KiB", "muc", "rss_per_session_kib", 1, False),
+    ("MUC: RSS per stored room asleep, bytes", "muc-rooms", "rss_per_room_asleep_b", 1, False),
+    ("MUC: RSS per idle room in memory, bytes", "muc-rooms", "rss_per_room_awake_b", 1, False),
     ("failed logins (all tests)", "*", "failed", 1, False),
 ]
 

@@ -13,6 +13,7 @@ typedef enum {
     SCEN_PRESENCE,
     SCEN_REGISTER, /* in-band registration, then close (register.c) */
     SCEN_MAM,      /* archive queries (XEP-0313), one in flight per user */
+    SCEN_MUC,      /* group chat rooms (XEP-0045), scenario-muc.c */
 } Scenario;
 
 /* Everything the command line sets; read-only after parsing. */
@@ -45,6 +46,9 @@ typedef struct {
     int body_size;
     int page;          /* mam: results per query */
     gboolean mam_with; /* mam: filter on the pair partner (PREFIX<n xor 1>) */
+    int occupants;     /* muc: users per room */
+    double msg_rate;   /* muc: groupchat messages per second, all processes */
+    char *muc_service; /* muc: the rooms' domain */
 } BenchOpts;
 
 /* Latency histogram in microseconds, ~1.5% resolution (HDR-like: 64
@@ -102,3 +106,22 @@ typedef struct {
 ProcSample proc_sample(const char *pids);
 
 guint64 now_us(void);
+
+/* What worker.c offers a scenario file, by client index in the share. */
+typedef struct Worker BenchWorker;
+void bench_send(BenchWorker *w, int idx, const char *data, gsize len);
+gboolean bench_online(BenchWorker *w, int idx);
+int bench_user(BenchWorker *w, int idx);
+gboolean bench_measuring(BenchWorker *w);
+gboolean bench_running(BenchWorker *w);
+WorkerStats *bench_stats(BenchWorker *w);
+
+/* The muc scenario (scenario-muc.c). */
+typedef struct BenchMuc BenchMuc;
+BenchMuc *bench_muc_new(BenchWorker *w, const BenchOpts *o, int n);
+void bench_muc_free(BenchMuc *m);
+void bench_muc_logged_in(BenchMuc *m, int idx);
+void bench_muc_element(BenchMuc *m, int idx, const char *local, const char *el, gsize len);
+gboolean bench_muc_ready(BenchMuc *m);
+void bench_muc_start(BenchMuc *m);
+void bench_muc_tick(BenchMuc *m, const char *pad);

@@ -97,6 +97,7 @@ static void opts_clear(BenchOpts *o)
     g_free(o->mech);
     g_free(o->resource);
     g_free(o->server_pids);
+    g_free(o->muc_service);
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(BenchOpts, opts_clear)
 
@@ -128,11 +129,13 @@ int main(int argc, char **argv)
         .src_addrs = 4,
         .body_size = 0,
         .page = 50,
+        .occupants = 100,
+        .msg_rate = 100,
     };
     g_autofree char *scenario = NULL;
     GOptionEntry entries[] = {
         {"scenario", 's', 0, G_OPTION_ARG_STRING, &scenario,
-         "login | chat | presence | register | mam", "NAME"},
+         "login | chat | presence | register | mam | muc", "NAME"},
         {"host", 0, 0, G_OPTION_ARG_STRING, &o.host, "server address (IPv4)", "ADDR"},
         {"port", 'p', 0, G_OPTION_ARG_INT, &o.port, "server port", "PORT"},
         {"domain", 'd', 0, G_OPTION_ARG_STRING, &o.domain, "XMPP domain", "DOMAIN"},
@@ -156,6 +159,11 @@ int main(int argc, char **argv)
         {"page", 0, 0, G_OPTION_ARG_INT, &o.page, "results per archive query (mam)", "N"},
         {"mam-with", 0, 0, G_OPTION_ARG_NONE, &o.mam_with,
          "archive queries filter on the user's pair partner (mam)", NULL},
+        {"occupants", 0, 0, G_OPTION_ARG_INT, &o.occupants, "users per room (muc)", "N"},
+        {"msg-rate", 0, 0, G_OPTION_ARG_DOUBLE, &o.msg_rate,
+         "groupchat messages per second, all processes (muc)", "R"},
+        {"muc-service", 0, 0, G_OPTION_ARG_STRING, &o.muc_service,
+         "rooms' domain (muc; default conference.DOMAIN)", "DOMAIN"},
         {"duration", 'D', 0, G_OPTION_ARG_DOUBLE, &o.duration, "measured seconds", "S"},
         {"settle", 0, 0, G_OPTION_ARG_DOUBLE, &o.settle, "seconds before reading RSS", "S"},
         {"hold", 0, 0, G_OPTION_ARG_DOUBLE, &o.hold, "seconds to stay connected at the end", "S"},
@@ -195,6 +203,8 @@ int main(int argc, char **argv)
         o.scenario = SCEN_PRESENCE;
     else if (g_str_equal(scenario, "register"))
         o.scenario = SCEN_REGISTER;
+    else if (g_str_equal(scenario, "muc"))
+        o.scenario = SCEN_MUC;
     else {
         g_printerr("meerkat-bench: unknown scenario %s\n", scenario);
         return 2;
@@ -206,6 +216,10 @@ int main(int argc, char **argv)
     int total = o.scenario == SCEN_CHAT ? 2 * o.pairs : o.users;
     if (o.scenario == SCEN_PRESENCE) /* whole groups */
         total = total / (o.roster + 1) * (o.roster + 1);
+    if (o.scenario == SCEN_MUC) /* whole rooms */
+        total = total / MAX(o.occupants, 1) * MAX(o.occupants, 1);
+    if (!o.muc_service)
+        o.muc_service = g_strconcat("conference.", o.domain, NULL);
     if (total <= 0) {
         g_printerr("meerkat-bench: nothing to do\n");
         return 2;
@@ -219,7 +233,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     /* Shares: multiples of 2 (chat pairs) or of a roster group. */
-    int unit = o.scenario == SCEN_CHAT ? 2 : o.scenario == SCEN_PRESENCE ? o.roster + 1 : 1;
+    int unit = o.scenario == SCEN_CHAT       ? 2
+               : o.scenario == SCEN_PRESENCE ? o.roster + 1
+               : o.scenario == SCEN_MUC      ? o.occupants
+                                             : 1;
     int units = total / unit;
     Child *ch = g_new0(Child, o.procs);
     ProcSample s0 = proc_sample(o.server_pids);
@@ -330,9 +347,9 @@ int main(int argc, char **argv)
     }
     if (o.scenario != SCEN_LOGIN && o.scenario != SCEN_REGISTER) {
         double cpu = m1.cpu_s - m0.cpu_s;
-        const char *what = o.scenario == SCEN_CHAT  ? "messages"
-                           : o.scenario == SCEN_MAM ? "queries"
-                                                    : "presences";
+        const char *what = o.scenario == SCEN_CHAT || o.scenario == SCEN_MUC ? "messages"
+                           : o.scenario == SCEN_MAM                          ? "queries"
+                                                                             : "presences";
         g_string_append_printf(j, "\"window_s\": %.3f, \"sent\": %" G_GUINT64_FORMAT ", ", window_s,
                                sent);
         g_string_append_printf(j, "\"%s\": %" G_GUINT64_FORMAT ", \"%s_per_s\": %.0f, ", what,
@@ -340,7 +357,7 @@ int main(int argc, char **argv)
         if (o.server_pids)
             g_string_append_printf(j, "\"server_cpu_s\": %.2f, \"%s_per_cpu_s\": %.0f, ", cpu, what,
                                    cpu > 0 ? (double)received / cpu : 0);
-        if (o.scenario == SCEN_CHAT || o.scenario == SCEN_MAM)
+        if (o.scenario == SCEN_CHAT || o.scenario == SCEN_MAM || o.scenario == SCEN_MUC)
             g_string_append_printf(j,
                                    "\"latency_us\": {\"p50\": %" G_GUINT64_FORMAT
                                    ", \"p90\": %" G_GUINT64_FORMAT ", \"p99\": %" G_GUINT64_FORMAT
