@@ -86,6 +86,13 @@ static void room_ready(BenchMuc *m, int room)
 void bench_muc_element(BenchMuc *m, int idx, const char *local, const char *el, gsize len)
 {
     if (g_str_equal(local, "presence")) {
+        if (m->st[idx] == M_JOINING &&
+            (has(el, len, "type='error'") || has(el, len, "type=\"error\""))) {
+            g_printerr("bench: u%d could not join: %.*s\n", bench_user(m->w, idx),
+                       (int)MIN(len, 400), el);
+            m->st[idx] = M_NONE;
+            return;
+        }
         if (m->st[idx] != M_JOINING ||
             !(has(el, len, "code='110'") || has(el, len, "code=\"110\"")))
             return;
