@@ -27,12 +27,13 @@ void muc_status_message(MucRoom *room, const int *codes)
     muc_fanout(room, m, room->jid);
 }
 
-static void history_add(MucRoom *room, MkXml *msg)
+static void history_add(MucRoom *room, MkXml *msg, MkJid *from)
 {
     if (room->cfg.history_length <= 0)
         return;
     MucHistory *h = g_new0(MucHistory, 1);
     h->msg = mk_xml_ref(msg);
+    h->from = mk_jid_ref(from);
     h->stamp_us = g_get_real_time();
     g_autofree char *text = mk_xml_to_string(msg, NULL);
     h->chars = g_utf8_strlen(text, -1);
@@ -40,6 +41,7 @@ static void history_add(MucRoom *room, MkXml *msg)
     while ((gint64)room->history.length > room->cfg.history_length) {
         MucHistory *old = g_queue_pop_head(&room->history);
         mk_xml_unref(old->msg);
+        mk_jid_unref(old->from);
         g_free(old);
     }
 }
@@ -82,7 +84,7 @@ static void groupchat(MucRoom *room, MucOccupant *o, MkStanza *st)
     }
     mk_counter_add(muc->c_messages, 1);
     if (has_body)
-        history_add(room, out);
+        history_add(room, out, from);
     muc_fanout(room, out, from);
 }
 

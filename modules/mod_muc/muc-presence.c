@@ -196,7 +196,7 @@ static void send_history(MucRoom *room, MkJid *to, MkXml *req)
         g_autofree char *stamp = g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ");
         mk_xml_set_attr(d, "stamp", stamp);
         mk_xml_set_attr(d, "from", room->key);
-        g_autoptr(MkStanza) st = mk_stanza_new_addressed(m, NULL, to);
+        g_autoptr(MkStanza) st = mk_stanza_new_addressed(m, h->from, to);
         mk_router_send(st);
     }
 }
@@ -309,11 +309,10 @@ static void join(MucRoom *room, MkStanza *st, const char *nick)
         muc_add_status(x, 201);
     g_autoptr(MkStanza) out = mk_stanza_new_addressed(p, self, real);
     mk_router_send(out);
-    /* 4. History, 5. subject. */
-    if (!created) {
+    /* 4. History, 5. the subject, even an empty one (7.2.15). */
+    if (!created)
         send_history(room, real, mx ? mk_xml_child(mx, "history", NULL) : NULL);
-        send_subject(room, real);
-    }
+    send_subject(room, real);
 }
 
 /* A nick change (7.6): unavailable from the old nick with 303 and the

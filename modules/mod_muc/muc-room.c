@@ -26,6 +26,7 @@ static void history_free(gpointer data)
 {
     MucHistory *h = data;
     mk_xml_unref(h->msg);
+    mk_jid_unref(h->from);
     g_free(h);
 }
 

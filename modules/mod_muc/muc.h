@@ -52,7 +52,8 @@ typedef struct {
 } MucOccupant;
 
 typedef struct {
-    MkXml *msg; /* as broadcast, with from = room/nick, no 'to' */
+    MkXml *msg;  /* as broadcast, without from and to */
+    MkJid *from; /* room/nick */
     gint64 stamp_us;
     gsize chars;
 } MucHistory;

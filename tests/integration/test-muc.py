@@ -146,6 +146,18 @@ def test_instant_and_join(t, srv):
     gone = alice.expect(is_presence_from(room_jid("lobby") + "/Carol", "unavailable"), 5, "leave")
     t.ok(own is not None and item(gone).get("role") == "none",
          "leaving: the occupant gets 110, the others unavailable with role none")
+    # A client that goes away without a word leaves too.
+    join(dave, "lobby", "Dave")
+    alice.expect(is_presence_from(room_jid("lobby") + "/Dave"), 5, "dave joined")
+    dave.drop()
+    gone = alice.expect(is_presence_from(room_jid("lobby") + "/Dave", "unavailable"), 10,
+                        "dave's leave")
+    t.ok(gone is not None, "a dropped connection leaves the room (unavailable to the others)")
+    r = bob.iq("<query xmlns='http://jabber.org/protocol/disco#info'/>", "get", room_jid("lobby"))
+    occ = [f for f in r.iter(q("jabber:x:data", "field"))
+           if f.get("var") == "muc#roominfo_occupants"]
+    t.ok(occ and occ[0].findtext(q("jabber:x:data", "value")) == "2",
+         "the room counts two occupants left")
     for c in (alice, bob, bob2, carol, dave):
         c.close()
 
@@ -219,6 +231,7 @@ def test_history(t, srv):
             e = bob.maybe(lambda e: e.tag == q(NS_CLIENT, "message"), 3)
             if e is None or e.find(q(NS_CLIENT, "subject")) is not None:
                 break
+            assert e.get("from") == room_jid("hist") + "/A", "history from " + str(e.get("from"))
             got.append((e.findtext(q(NS_CLIENT, "body")), e.find(q(NS_DELAY, "delay"))))
         leave(bob, "hist", "B")
         return got
