@@ -415,6 +415,8 @@ static void admin_apply(MucRoom *room, MkXml *item)
         MucRole role;
         muc_role_parse(role_s, &role);
         MucOccupant *o = by_nick(room, nick);
+        if (!o)
+            return; /* an earlier item of the request removed it */
         if (role == ROLE_NONE) {
             static const int kicked[] = {307, 0};
             muc_occupant_remove(room, o, kicked, reason, NULL);
@@ -427,8 +429,11 @@ static void admin_apply(MucRoom *room, MkXml *item)
     MucAff aff;
     muc_aff_parse(aff_s, &aff);
     g_autoptr(MkJid) jid = jid_s ? mk_jid_new(jid_s, NULL) : NULL;
+    MucOccupant *target = by_nick(room, nick);
+    if (!jid && !target)
+        return; /* an earlier item of the request removed it */
     if (!jid)
-        jid = mk_jid_ref(by_nick(room, nick)->bare);
+        jid = mk_jid_ref(target->bare);
     g_autoptr(MkJid) bare = mk_jid_bare(jid);
     muc_room_set_aff(room, mk_jid_bare_string(bare), aff, reason);
     /* Occupants of that user see the change, or leave (9.1, 9.4, 9.8). */

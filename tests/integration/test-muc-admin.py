@@ -107,6 +107,14 @@ def test_roles_and_affiliations(t, srv):
          is not None, "the voiced occupant speaks")
     r = admin(bob, "court", "<item nick='D' role='visitor'/>")
     t.ok(error_condition(r) == "forbidden", "a participant revokes voice: forbidden")
+    # Two items about one occupant: the second finds him gone.
+    r = admin(alice, "court", "<item nick='B' role='none'/><item nick='B' role='visitor'/>"
+              "<item nick='B' affiliation='member'/>")
+    own = bob.expect(is_presence_from(rj + "/B", "unavailable"), 5, "kicked")
+    t.ok(r.get("type") == "result" and 307 in codes(own),
+         "a request that kicks an occupant and then names him again: kicked once, no crash")
+    p = join(bob, "court", "B")
+    t.ok(p.get("type") is None, "bob rejoins")
     # Destruction.
     r = bob.iq("<query xmlns='%s'><destroy/></query>" % NS_OWNER, "set", rj)
     t.ok(error_condition(r) == "forbidden", "a non-owner destroys: forbidden")
