@@ -13,6 +13,8 @@ static const MkConfigKey muc_keys[] = {
     {"history_length", MK_CONFIG_INT, "20", 0, 1000, "messages of history a new room keeps"},
     {"max_history_length", MK_CONFIG_INT, "100", 0, 1000,
      "largest history length an owner may set"},
+    {"max_affiliations", MK_CONFIG_INT, "1000", 1, 1000000,
+     "affiliations (members, admins, owners, outcasts) a room keeps"},
     {"hibernate_after", MK_CONFIG_INT, "600", 0, 86400 * 30,
      "seconds an empty persistent room stays in memory"},
     MK_CONFIG_KEYS_END,
@@ -150,6 +152,8 @@ static gboolean muc_start(MkModule *mod, GError **error)
     muc->default_history = mk_config_get_int(mod, "history_length");
     muc->max_history = mk_config_get_int(mod, "max_history_length");
     muc->hibernate_after = mk_config_get_int(mod, "hibernate_after");
+    muc->max_affs = mk_config_get_int(mod, "max_affiliations");
+    muc->max_pending = 1000;
     mk_module_set_data(mod, muc, muc_free);
     muc->queue = mk_user_queue_new(mod);
     muc->c_created = mk_counter_new(mod, "rooms_created");
@@ -159,6 +163,7 @@ static gboolean muc_start(MkModule *mod, GError **error)
     muc->c_woken = mk_counter_new(mod, "rooms_woken");
     muc->c_messages = mk_counter_new(mod, "messages");
     muc->c_joins = mk_counter_new(mod, "joins");
+    muc->c_limited = mk_counter_new(mod, "limited");
 
     const char *pattern = mk_config_get_string(mod, "host");
     g_auto(GStrv) domains = mk_module_domains(mod);

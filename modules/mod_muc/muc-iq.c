@@ -488,6 +488,23 @@ static void admin_iq(MucRoom *room, MkStanza *st, MkXml *q, MucAff aff, MucOccup
             return;
         }
     }
+    /* New affiliations beyond the room's bound are refused as a whole. */
+    guint added = 0;
+    for (guint i = 0; i < mk_xml_child_count(q); i++) {
+        MkXml *item = mk_xml_child_at(q, i);
+        const char *aff_s =
+            mk_xml_is(item, "item", NULL) ? mk_xml_get_attr(item, "affiliation") : NULL;
+        const char *jid_s = aff_s ? mk_xml_get_attr(item, "jid") : NULL;
+        MucOccupant *t = aff_s ? by_nick(room, mk_xml_get_attr(item, "nick")) : NULL;
+        g_autoptr(MkJid) jid = jid_s ? mk_jid_new(jid_s, NULL) : t ? mk_jid_ref(t->bare) : NULL;
+        added += jid && g_strcmp0(aff_s, "none") &&
+                 !g_hash_table_contains(room->affs, mk_jid_bare_string(jid));
+    }
+    if (added && (gint64)(g_hash_table_size(room->affs) + added) > room->muc->max_affs) {
+        mk_counter_add(room->muc->c_limited, 1);
+        muc_error(st, MK_ERR_RESOURCE_CONSTRAINT, "the room has too many affiliations");
+        return;
+    }
     reply(st, NULL);
     gboolean affs_changed = FALSE;
     for (guint i = 0; i < mk_xml_child_count(q); i++) {

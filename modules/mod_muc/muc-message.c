@@ -143,6 +143,11 @@ static void invite_or_decline(MucRoom *room, MkStanza *st, MkXml *x)
         }
         /* An invitee of a members-only room becomes a member (9.3). */
         if (room->cfg.members_only && muc_room_aff(room, to) == AFF_NONE) {
+            if ((gint64)g_hash_table_size(room->affs) >= room->muc->max_affs) {
+                mk_counter_add(room->muc->c_limited, 1);
+                muc_error(st, MK_ERR_RESOURCE_CONSTRAINT, "the room has too many affiliations");
+                return;
+            }
             muc_room_set_aff(room, mk_jid_bare_string(to), AFF_MEMBER, NULL);
             muc_room_changed(room);
         }

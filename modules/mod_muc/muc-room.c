@@ -347,6 +347,11 @@ void muc_dispatch(Muc *muc, MkStanza *st)
     }
     g_mutex_unlock(&muc->lock);
     if (room->loading) {
+        if (room->pending.length >= muc->max_pending) {
+            mk_counter_add(muc->c_limited, 1);
+            muc_error(st, MK_ERR_RESOURCE_CONSTRAINT, "the room is loading");
+            return;
+        }
         g_queue_push_tail(&room->pending, mk_stanza_ref(st));
         return;
     }

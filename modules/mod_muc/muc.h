@@ -90,8 +90,11 @@ struct Muc {
     MkUserQueue *queue;  /* storage work per room, in order */
     gint64 max_rooms, max_room_name, max_nick, max_history, hibernate_after, max_users;
     gint64 default_history;
+    gint64 max_affs;   /* affiliations per room */
+    guint max_pending; /* stanzas waiting for a room's load */
     gboolean default_persistent, default_public;
-    MkCounter *c_created, *c_destroyed, *c_refused, *c_hibernated, *c_woken, *c_messages, *c_joins;
+    MkCounter *c_created, *c_destroyed, *c_refused, *c_hibernated, *c_woken, *c_messages, *c_joins,
+        *c_limited;
 };
 
 /* muc-room.c: room lifetime and dispatch. Owner worker only. */

@@ -15,7 +15,8 @@ from muctest import (NS_ADMIN, NS_DATA, NS_INFO, NS_ITEMS, NS_OWNER, NS_USER, SE
                      admin, codes, configure, create, is_error_from, is_presence_from, item,
                      join, join_error, room_jid, say)
 
-MODULES = {"mod_disco": None, "mod_roster": None, "mod_muc": {"max_rooms": 6}}
+MODULES = {"mod_disco": None, "mod_roster": None,
+           "mod_muc": {"max_rooms": 6, "max_affiliations": 5}}
 USERS = ["alice", "bob", "carol", "dave", "eve"]
 
 
@@ -85,6 +86,12 @@ def test_roles_and_affiliations(t, srv):
     t.ok(r.get("type") == "result", "an admin grants membership")
     r = admin(dave, "court", "<item affiliation='member'/>", "get")
     t.ok(("eve@localhost", "member", None, None) in items_of(r), "the member list holds eve")
+    r = admin(alice, "court", "<item jid='x@localhost' affiliation='member'/>"
+              "<item jid='y@localhost' affiliation='outcast'/>")
+    t.ok(error_condition(r) == "resource-constraint",
+         "affiliations beyond max_affiliations (5): resource-constraint, none applied")
+    r = admin(alice, "court", "<item affiliation='outcast'/>", "get")
+    t.ok("y@localhost" not in [i[0] for i in items_of(r)], "the refused request changed nothing")
     r = admin(alice, "court", "<item jid='alice@localhost' affiliation='member'/>")
     t.ok(error_condition(r) == "conflict", "the last owner steps down: conflict")
     r = admin(alice, "court", "<item affiliation='owner'/>", "get")
