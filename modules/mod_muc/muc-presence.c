@@ -303,7 +303,7 @@ static void join(MucRoom *room, MkStanza *st, const char *nick)
     if (room->cfg.non_anonymous)
         muc_add_status(x, 100);
     muc_add_status(x, 110);
-    if (room->cfg.logging)
+    if (room->cfg.logging && mk_archive_available(muc->mod))
         muc_add_status(x, 170);
     if (created)
         muc_add_status(x, 201);
