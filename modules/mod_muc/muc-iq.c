@@ -15,170 +15,15 @@ static void reply(MkStanza *st, MkXml *payload)
     mk_router_send(out);
 }
 
-/* Data forms. */
-
-static MkXml *field(MkXml *form, const char *var, const char *type, const char *label,
-                    const char *value)
-{
-    MkXml *f = mk_xml_add_child(form, "field", NULL);
-    mk_xml_set_attr(f, "var", var);
-    if (type)
-        mk_xml_set_attr(f, "type", type);
-    if (label)
-        mk_xml_set_attr(f, "label", label);
-    if (value)
-        mk_xml_add_text(mk_xml_add_child(f, "value", NULL), value, -1);
-    return f;
-}
-
-static void option(MkXml *f, const char *label, const char *value)
-{
-    MkXml *o = mk_xml_add_child(f, "option", NULL);
-    mk_xml_set_attr(o, "label", label);
-    mk_xml_add_text(mk_xml_add_child(o, "value", NULL), value, -1);
-}
-
 #define B(x) ((x) ? "1" : "0")
-
-/* The muc#roomconfig form with the room's values. (transfer full) */
-MkXml *muc_config_form(MucRoom *room)
-{
-    MucConfig *c = &room->cfg;
-    MkXml *x = mk_xml_new("x", NS_DATA);
-    mk_xml_set_attr(x, "type", "form");
-    mk_xml_add_text(mk_xml_add_child(x, "title", NULL), "Room configuration", -1);
-    field(x, "FORM_TYPE", "hidden", NULL, "http://jabber.org/protocol/muc#roomconfig");
-    field(x, "muc#roomconfig_roomname", "text-single", "Name", c->title);
-    field(x, "muc#roomconfig_roomdesc", "text-single", "Description", c->description);
-    field(x, "muc#roomconfig_persistentroom", "boolean", "Persistent", B(c->persistent));
-    field(x, "muc#roomconfig_publicroom", "boolean", "Listed in the directory", B(c->public_room));
-    field(x, "muc#roomconfig_membersonly", "boolean", "Members only", B(c->members_only));
-    field(x, "muc#roomconfig_moderatedroom", "boolean", "Moderated", B(c->moderated));
-    field(x, "muc#roomconfig_passwordprotectedroom", "boolean", "Password required",
-          B(c->password_protected));
-    field(x, "muc#roomconfig_roomsecret", "text-private", "Password", c->password);
-    char buf[32];
-    g_snprintf(buf, sizeof buf, "%" G_GINT64_FORMAT, c->max_users);
-    field(x, "muc#roomconfig_maxusers", "text-single", "Maximum occupants", buf);
-    MkXml *w = field(x, "muc#roomconfig_whois", "list-single", "Who may see real JIDs",
-                     c->non_anonymous ? "anyone" : "moderators");
-    option(w, "Moderators only", "moderators");
-    option(w, "Anyone", "anyone");
-    g_snprintf(buf, sizeof buf, "%" G_GINT64_FORMAT, c->history_length);
-    field(x, "muc#maxhistoryfetch", "text-single", "History length", buf);
-    field(x, "muc#roomconfig_allowinvites", "boolean", "Occupants may invite", B(c->allow_invites));
-    field(x, "muc#roomconfig_changesubject", "boolean", "Occupants may change the subject",
-          B(c->change_subject));
-    field(x, "muc#roomconfig_enablelogging", "boolean", "Archive messages", B(c->logging));
-    MkXml *pm = field(x, "muc#roomconfig_allowpm", "list-single", "Private messages",
-                      c->allow_pm ? "anyone" : "none");
-    option(pm, "Anyone", "anyone");
-    option(pm, "Nobody", "none");
-    return x;
-}
-
-static gboolean parse_bool(const char *v, gboolean *out)
-{
-    if (!g_strcmp0(v, "1") || !g_strcmp0(v, "true"))
-        *out = TRUE;
-    else if (!g_strcmp0(v, "0") || !g_strcmp0(v, "false"))
-        *out = FALSE;
-    else
-        return FALSE;
-    return TRUE;
-}
-
-static gboolean parse_int(const char *v, gint64 lo, gint64 hi, gint64 *out)
-{
-    char *end = NULL;
-    if (!v || !*v)
-        return FALSE;
-    gint64 n = g_ascii_strtoll(v, &end, 10);
-    if (*end || n < lo || n > hi)
-        return FALSE;
-    *out = n;
-    return TRUE;
-}
-
-/* Applies a submitted muc#roomconfig form to @cfg. FALSE with @why on a
- * bad value. */
-static gboolean apply_form(MucRoom *room, MkXml *x, MucConfig *cfg, const char **why)
-{
-    for (guint i = 0; i < mk_xml_child_count(x); i++) {
-        MkXml *f = mk_xml_child_at(x, i);
-        if (!mk_xml_is(f, "field", NULL))
-            continue;
-        const char *var = mk_xml_get_attr(f, "var");
-        g_autofree char *v = mk_xml_child_text(f, "value", NULL);
-        gboolean ok = TRUE;
-        *why = var;
-        if (!var || g_str_equal(var, "FORM_TYPE"))
-            continue;
-        if (g_str_equal(var, "muc#roomconfig_roomname")) {
-            g_free(cfg->title);
-            cfg->title = g_strdup(v ? v : "");
-        } else if (g_str_equal(var, "muc#roomconfig_roomdesc")) {
-            g_free(cfg->description);
-            cfg->description = g_strdup(v ? v : "");
-        } else if (g_str_equal(var, "muc#roomconfig_persistentroom"))
-            ok = parse_bool(v, &cfg->persistent);
-        else if (g_str_equal(var, "muc#roomconfig_publicroom"))
-            ok = parse_bool(v, &cfg->public_room);
-        else if (g_str_equal(var, "muc#roomconfig_membersonly"))
-            ok = parse_bool(v, &cfg->members_only);
-        else if (g_str_equal(var, "muc#roomconfig_moderatedroom"))
-            ok = parse_bool(v, &cfg->moderated);
-        else if (g_str_equal(var, "muc#roomconfig_passwordprotectedroom"))
-            ok = parse_bool(v, &cfg->password_protected);
-        else if (g_str_equal(var, "muc#roomconfig_roomsecret")) {
-            g_free(cfg->password);
-            cfg->password = g_strdup(v ? v : "");
-        } else if (g_str_equal(var, "muc#roomconfig_maxusers"))
-            ok = parse_int(v, 1, room->muc->max_users, &cfg->max_users);
-        else if (g_str_equal(var, "muc#maxhistoryfetch") ||
-                 g_str_equal(var, "muc#roomconfig_historylength"))
-            ok = parse_int(v, 0, room->muc->max_history, &cfg->history_length);
-        else if (g_str_equal(var, "muc#roomconfig_whois")) {
-            if (!g_strcmp0(v, "anyone"))
-                cfg->non_anonymous = TRUE;
-            else if (!g_strcmp0(v, "moderators"))
-                cfg->non_anonymous = FALSE;
-            else
-                ok = FALSE;
-        } else if (g_str_equal(var, "muc#roomconfig_allowinvites"))
-            ok = parse_bool(v, &cfg->allow_invites);
-        else if (g_str_equal(var, "muc#roomconfig_changesubject"))
-            ok = parse_bool(v, &cfg->change_subject);
-        else if (g_str_equal(var, "muc#roomconfig_enablelogging"))
-            ok = parse_bool(v, &cfg->logging);
-        else if (g_str_equal(var, "muc#roomconfig_allowpm"))
-            cfg->allow_pm = g_strcmp0(v, "none") != 0;
-        /* Unknown fields are ignored (XEP-0004: a form may carry more). */
-        if (!ok)
-            return FALSE;
-    }
-    if (cfg->password_protected && (!cfg->password || !*cfg->password)) {
-        *why = "muc#roomconfig_roomsecret";
-        return FALSE;
-    }
-    return TRUE;
-}
-
-static void config_copy(MucConfig *dst, const MucConfig *src)
-{
-    *dst = *src;
-    dst->title = g_strdup(src->title);
-    dst->description = g_strdup(src->description);
-    dst->password = g_strdup(src->password);
-}
 
 /* Owner: the configuration form was submitted (10.2, 10.1.2). */
 static void owner_submit(MucRoom *room, MkStanza *st, MkXml *x)
 {
     MucConfig cfg;
-    config_copy(&cfg, &room->cfg);
+    muc_config_copy(&cfg, &room->cfg);
     const char *why = NULL;
-    if (!apply_form(room, x, &cfg, &why)) {
+    if (!muc_config_apply_form(&cfg, x, room->muc->max_users, room->muc->max_history, &why)) {
         muc_config_clear(&cfg);
         g_autofree char *text = g_strdup_printf("bad value for %s", why ? why : "a field");
         muc_error(st, MK_ERR_NOT_ACCEPTABLE, text);
@@ -220,7 +65,7 @@ static void owner_iq(MucRoom *room, MkStanza *st, MkXml *q, MucAff aff)
     }
     if (!set) {
         MkXml *out = mk_xml_new("query", NS_MUC_OWNER);
-        mk_xml_append(out, muc_config_form(room));
+        mk_xml_append(out, muc_config_form(&room->cfg));
         reply(st, out);
         return;
     }
@@ -545,18 +390,17 @@ static void room_info(MucRoom *room, MkStanza *st)
             mk_xml_set_attr(mk_xml_add_child(q, "feature", NULL), "var", features[i]);
     MkXml *x = mk_xml_add_child(q, "x", NS_DATA);
     mk_xml_set_attr(x, "type", "result");
-    field(x, "FORM_TYPE", "hidden", NULL, "http://jabber.org/protocol/muc#roominfo");
-    field(x, "muc#roominfo_description", NULL, "Description", c->description);
+    muc_form_field(x, "FORM_TYPE", "hidden", NULL, "http://jabber.org/protocol/muc#roominfo");
+    muc_form_field(x, "muc#roominfo_description", NULL, "Description", c->description);
     char buf[16];
     g_snprintf(buf, sizeof buf, "%u", g_hash_table_size(room->occupants));
-    field(x, "muc#roominfo_occupants", NULL, "Occupants", buf);
-    field(x, "muc#roominfo_subject", NULL, "Subject", room->subject ? room->subject : "");
-    field(x, "muc#roomconfig_roomname", NULL, "Name", c->title);
+    muc_form_field(x, "muc#roominfo_occupants", NULL, "Occupants", buf);
+    muc_form_field(x, "muc#roominfo_subject", NULL, "Subject", room->subject ? room->subject : "");
+    muc_form_field(x, "muc#roomconfig_roomname", NULL, "Name", c->title);
     g_snprintf(buf, sizeof buf, "%" G_GINT64_FORMAT, c->max_users);
-    field(x, "muc#maxhistoryfetch", NULL, NULL, NULL);
-    field(x, "muc#roomconfig_maxusers", NULL, "Maximum occupants", buf);
-    field(x, "muc#roomconfig_allowinvites", NULL, NULL, B(c->allow_invites));
-    field(x, "muc#roomconfig_changesubject", NULL, NULL, B(c->change_subject));
+    muc_form_field(x, "muc#roomconfig_maxusers", NULL, "Maximum occupants", buf);
+    muc_form_field(x, "muc#roomconfig_allowinvites", NULL, NULL, B(c->allow_invites));
+    muc_form_field(x, "muc#roomconfig_changesubject", NULL, NULL, B(c->change_subject));
     reply(st, q);
 }
 

@@ -129,7 +129,8 @@ void muc_status_message(MucRoom *room, const int *codes);
 /* muc-iq.c: admin, owner, disco, ping, MAM at the room. */
 void muc_room_iq(MucRoom *room, MkStanza *st);
 void muc_service_iq(Muc *muc, MkStanza *st);
-MkXml *muc_config_form(MucRoom *room);
+MkXml *muc_form_field(MkXml *form, const char *var, const char *type, const char *label,
+                      const char *value);
 
 /* muc-db.c */
 extern const MkMigration muc_migrations[];
@@ -137,9 +138,15 @@ void muc_db_load(MucRoom *room);
 void muc_db_save(MucRoom *room);
 void muc_db_delete(MucRoom *room);
 void muc_db_count(Muc *muc);
+
+/* muc-config.c: pure. */
 char *muc_config_to_string(const MucConfig *cfg);
 void muc_config_from_string(MucConfig *cfg, const char *text);
 void muc_config_clear(MucConfig *cfg);
+void muc_config_copy(MucConfig *dst, const MucConfig *src);
+MkXml *muc_config_form(const MucConfig *c);
+gboolean muc_config_apply_form(MucConfig *cfg, MkXml *x, gint64 max_users, gint64 max_history,
+                               const char **why);
 
 /* helpers (mod_muc.c) */
 const char *muc_aff_name(MucAff aff);
