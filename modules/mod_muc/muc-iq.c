@@ -404,6 +404,8 @@ static void room_info(MucRoom *room, MkStanza *st)
     reply(st, q);
 }
 
+static void forward_iq(MucRoom *room, MkStanza *st, MucOccupant *self, const char *nick);
+
 static void occupant_iq(MucRoom *room, MkStanza *st, MucOccupant *self)
 {
     const char *nick = mk_jid_resource(mk_stanza_to(st));
@@ -421,17 +423,39 @@ static void occupant_iq(MucRoom *room, MkStanza *st, MucOccupant *self)
         reply(st, NULL);
         return;
     }
-    muc_error(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+    forward_iq(room, st, self, nick);
+}
+
+/* An IQ between occupants (a vCard request to room/nick, its answer):
+ * sent on to the other occupant's first session from room/sendernick,
+ * under the same id, so that the answer finds its way back the same
+ * way. Real JIDs stay hidden. */
+static void forward_iq(MucRoom *room, MkStanza *st, MucOccupant *self, const char *nick)
+{
+    MucOccupant *target = g_hash_table_lookup(room->occupants, nick);
+    if (!target || !target->sessions->len)
+        return;
+    g_autoptr(MkJid) from = mk_jid_with_resource(room->jid, self->nick, NULL);
+    g_autoptr(MkXml) out = mk_xml_copy_shallow(mk_stanza_xml(st));
+    g_autoptr(MkStanza) fwd =
+        mk_stanza_new_addressed(out, from, g_ptr_array_index(target->sessions, 0));
+    mk_router_send(fwd);
 }
 
 /* Owner worker: an IQ to the room or an occupant. */
 void muc_room_iq(MucRoom *room, MkStanza *st)
 {
     const char *type = mk_stanza_type(st);
-    if (!type || (g_strcmp0(type, "get") && g_strcmp0(type, "set")))
-        return; /* results and errors: the room asked nothing */
     MkJid *real = mk_stanza_from(st);
     MucOccupant *self = g_hash_table_lookup(room->by_jid, mk_jid_string(real));
+    if (!type || (g_strcmp0(type, "get") && g_strcmp0(type, "set"))) {
+        /* A result or an error: an occupant answering a forwarded IQ
+         * (the room itself asks nothing). */
+        const char *nick = mk_jid_resource(mk_stanza_to(st));
+        if (self && nick && type)
+            forward_iq(room, st, self, nick);
+        return;
+    }
     MucAff aff = muc_room_aff(room, real);
     if (mk_jid_resource(mk_stanza_to(st))) {
         occupant_iq(room, st, self);

@@ -134,6 +134,17 @@ def test_instant_and_join(t, srv):
          count(bob2, is_groupchat(room_jid("lobby") + "/Carol", "still?"), 0.3) == 0,
          "the remaining resource still gets messages, the gone one not")
 
+    # An IQ to an occupant goes to that occupant, its answer back.
+    bob.send("<iq type='get' id='vc1' to='%s/Carol'><vCard xmlns='vcard-temp'/></iq>" %
+             room_jid("lobby"))
+    req = carol.expect(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("id") == "vc1", 5, "vc")
+    t.ok(req.get("from") == room_jid("lobby") + "/Robert" and req.get("type") == "get",
+         "an IQ to room/nick reaches the occupant from room/sendernick")
+    carol.send("<iq type='result' id='vc1' to='%s/Robert'><vCard xmlns='vcard-temp'>"
+               "<FN>C</FN></vCard></iq>" % room_jid("lobby"))
+    res = bob.expect(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("id") == "vc1", 5, "vc r")
+    t.ok(res.get("from") == room_jid("lobby") + "/Carol" and res.get("type") == "result",
+         "its answer comes back from room/nick")
     # Self-ping (XEP-0410).
     r = carol.iq("<ping xmlns='urn:xmpp:ping'/>", "get", room_jid("lobby") + "/Carol")
     t.ok(r.get("type") == "result", "self-ping of a joined occupant: result")
