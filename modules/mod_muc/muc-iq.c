@@ -249,7 +249,7 @@ static int owner_count(MucRoom *room)
 }
 
 /* Applies a checked item. */
-static void admin_apply(MucRoom *room, MkXml *item)
+static void admin_apply(MucRoom *room, MkXml *item, MucOccupant *actor)
 {
     const char *aff_s = mk_xml_get_attr(item, "affiliation");
     const char *role_s = mk_xml_get_attr(item, "role");
@@ -264,7 +264,7 @@ static void admin_apply(MucRoom *room, MkXml *item)
             return; /* an earlier item of the request removed it */
         if (role == ROLE_NONE) {
             static const int kicked[] = {307, 0};
-            muc_occupant_remove(room, o, kicked, reason, NULL);
+            muc_occupant_remove(room, o, kicked, reason, actor);
         } else if (o->role != role) {
             o->role = role;
             muc_presence_broadcast(room, o, FALSE, NULL, NULL);
@@ -289,10 +289,10 @@ static void admin_apply(MucRoom *room, MkXml *item)
             continue;
         if (aff == AFF_OUTCAST) {
             static const int banned[] = {301, 0};
-            muc_occupant_remove(room, o, banned, reason, NULL);
+            muc_occupant_remove(room, o, banned, reason, actor);
         } else if (room->cfg.members_only && aff < AFF_MEMBER) {
             static const int removed[] = {321, 0};
-            muc_occupant_remove(room, o, removed, reason, NULL);
+            muc_occupant_remove(room, o, removed, reason, actor);
         } else {
             o->role = muc_default_role(room, aff);
             muc_presence_broadcast(room, o, FALSE, NULL, NULL);
@@ -357,7 +357,9 @@ static void admin_iq(MucRoom *room, MkStanza *st, MkXml *q, MucAff aff, MucOccup
         if (!mk_xml_is(item, "item", NULL))
             continue;
         affs_changed |= mk_xml_get_attr(item, "affiliation") != NULL;
-        admin_apply(room, item);
+        /* Looked up again: an earlier item may have removed the actor. */
+        MucOccupant *actor = g_hash_table_lookup(room->by_jid, mk_jid_string(mk_stanza_from(st)));
+        admin_apply(room, item, actor);
     }
     if (affs_changed)
         muc_room_changed(room);

@@ -55,9 +55,18 @@ static MkXml *user_x(MkXml *xml)
     return mk_xml_child(xml, "x", NS_MUC_USER);
 }
 
+/* Appends the children of @extra (nullable) to the <item/> of @x. */
+static void add_extra(MkXml *x, MkXml *extra)
+{
+    MkXml *item = mk_xml_child(x, "item", NULL);
+    for (guint i = 0; extra && item && i < mk_xml_child_count(extra); i++)
+        mk_xml_append(item, mk_xml_ref(mk_xml_child_at(extra, i)));
+}
+
 /* Tells every occupant about @o: available, or leaving (@leave) with
- * @codes (0-terminated, nullable) and @extra (nullable) added to the
- * <x/>; @o itself gets 110 as well. */
+ * @codes (0-terminated, nullable) in the <x/> and the children of @extra
+ * (nullable: <actor/>, <reason/>) in its <item/>; @o itself gets 110 as
+ * well. */
 void muc_presence_broadcast(MucRoom *room, MucOccupant *o, gboolean leave, const int *codes,
                             MkXml *extra)
 {
@@ -69,8 +78,7 @@ void muc_presence_broadcast(MucRoom *room, MucOccupant *o, gboolean leave, const
         MucOccupant *to = v;
         g_autoptr(MkXml) p = muc_presence_item(room, o, to, leave);
         MkXml *x = user_x(p);
-        if (extra)
-            mk_xml_append(mk_xml_child(x, "item", NULL), mk_xml_ref(extra));
+        add_extra(x, extra);
         for (guint i = 0; codes && codes[i]; i++)
             muc_add_status(x, codes[i]);
         if (to == o)
@@ -81,8 +89,7 @@ void muc_presence_broadcast(MucRoom *room, MucOccupant *o, gboolean leave, const
     if (!g_hash_table_contains(room->occupants, o->nick)) {
         g_autoptr(MkXml) p = muc_presence_item(room, o, o, leave);
         MkXml *x = user_x(p);
-        if (extra)
-            mk_xml_append(mk_xml_child(x, "item", NULL), mk_xml_ref(extra));
+        add_extra(x, extra);
         for (guint i = 0; codes && codes[i]; i++)
             muc_add_status(x, codes[i]);
         muc_add_status(x, 110);
@@ -99,12 +106,11 @@ void muc_occupant_remove(MucRoom *room, MucOccupant *o, const int *codes, const 
     for (guint i = 0; i < o->sessions->len; i++)
         g_hash_table_remove(room->by_jid, mk_jid_string(g_ptr_array_index(o->sessions, i)));
     g_hash_table_steal(room->occupants, o->nick);
-    g_autoptr(MkXml) extra = NULL;
-    if (reason) {
-        extra = mk_xml_new("reason", NULL);
-        mk_xml_add_text(extra, reason, -1);
-    }
-    (void)actor; /* TODO: <actor nick/> once the item takes several children */
+    g_autoptr(MkXml) extra = mk_xml_new("extra", NULL);
+    if (actor)
+        mk_xml_set_attr(mk_xml_add_child(extra, "actor", NULL), "nick", actor->nick);
+    if (reason)
+        mk_xml_add_text(mk_xml_add_child(extra, "reason", NULL), reason, -1);
     muc_presence_broadcast(room, o, TRUE, codes, extra);
     /* Back in, then out: the table's free function frees it. */
     g_hash_table_insert(room->occupants, o->nick, o);

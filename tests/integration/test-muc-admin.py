@@ -57,8 +57,10 @@ def test_roles_and_affiliations(t, srv):
     r = admin(alice, "court", "<item nick='B' role='none'><reason>noise</reason></item>")
     t.ok(r.get("type") == "result", "the owner kicks bob")
     own = bob.expect(is_presence_from(rj + "/B", "unavailable"), 5, "kicked")
-    t.ok({110, 307} <= codes(own) and item(own).findtext(q(NS_USER, "reason")) == "noise",
-         "the kicked occupant gets 110 and 307 with the reason")
+    actor = item(own).find(q(NS_USER, "actor"))
+    t.ok({110, 307} <= codes(own) and item(own).findtext(q(NS_USER, "reason")) == "noise" and
+         actor is not None and actor.get("nick") == "A",
+         "the kicked occupant gets 110 and 307 with the reason and the actor's nick")
     other = carol.expect(is_presence_from(rj + "/B", "unavailable"), 5, "kick seen")
     t.ok(307 in codes(other) and 110 not in codes(other), "the others see 307")
     # Ban.
