@@ -7,6 +7,8 @@ static const MkConfigKey muc_keys[] = {
     {"host", MK_CONFIG_STRING, "conference.@HOST@", 0, 0,
      "the service's domain; @HOST@ is each domain of the host type"},
     {"max_rooms", MK_CONFIG_INT, "100000", 1, G_MAXINT32, "rooms a service holds at most"},
+    {"max_rooms_per_user", MK_CONFIG_INT, "100", 1, G_MAXINT32,
+     "rooms one user may have created that still exist"},
     {"max_room_name_length", MK_CONFIG_INT, "100", 1, 1023, "longest room name (characters)"},
     {"max_nick_length", MK_CONFIG_INT, "64", 1, 1023, "longest nickname (characters)"},
     {"max_users", MK_CONFIG_INT, "200", 1, 100000, "default and largest occupants per room"},
@@ -131,6 +133,7 @@ static void muc_free(gpointer data)
     Muc *muc = data;
     g_hash_table_destroy(muc->rooms);
     g_hash_table_destroy(muc->listed);
+    g_hash_table_destroy(muc->created);
     g_ptr_array_unref(muc->services);
     g_mutex_clear(&muc->lock);
     g_free(muc);
@@ -146,6 +149,8 @@ static gboolean muc_start(MkModule *mod, GError **error)
     muc->listed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     muc->services = g_ptr_array_new_with_free_func(muc_service_free);
     muc->max_rooms = mk_config_get_int(mod, "max_rooms");
+    muc->max_rooms_per_user = mk_config_get_int(mod, "max_rooms_per_user");
+    muc->created = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     muc->max_room_name = mk_config_get_int(mod, "max_room_name_length");
     muc->max_nick = mk_config_get_int(mod, "max_nick_length");
     muc->max_users = mk_config_get_int(mod, "max_users");

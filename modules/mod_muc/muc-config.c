@@ -9,6 +9,8 @@ char *muc_config_to_string(const MucConfig *cfg)
     g_key_file_set_string(kf, "room", "title", cfg->title ? cfg->title : "");
     g_key_file_set_string(kf, "room", "description", cfg->description ? cfg->description : "");
     g_key_file_set_string(kf, "room", "password", cfg->password ? cfg->password : "");
+    if (cfg->creator)
+        g_key_file_set_string(kf, "room", "creator", cfg->creator);
     g_key_file_set_boolean(kf, "room", "persistent", cfg->persistent);
     g_key_file_set_boolean(kf, "room", "public", cfg->public_room);
     g_key_file_set_boolean(kf, "room", "members_only", cfg->members_only);
@@ -56,6 +58,8 @@ void muc_config_from_string(MucConfig *cfg, const char *text)
     cfg->description = kf_str(kf, "description");
     g_free(cfg->password);
     cfg->password = kf_str(kf, "password");
+    g_free(cfg->creator);
+    cfg->creator = g_key_file_get_string(kf, "room", "creator", NULL);
     cfg->persistent = kf_bool(kf, "persistent", cfg->persistent);
     cfg->public_room = kf_bool(kf, "public", cfg->public_room);
     cfg->members_only = kf_bool(kf, "members_only", cfg->members_only);
@@ -75,6 +79,7 @@ void muc_config_clear(MucConfig *cfg)
     g_free(cfg->title);
     g_free(cfg->description);
     g_free(cfg->password);
+    g_free(cfg->creator);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -235,4 +240,5 @@ void muc_config_copy(MucConfig *dst, const MucConfig *src)
     dst->title = g_strdup(src->title);
     dst->description = g_strdup(src->description);
     dst->password = g_strdup(src->password);
+    dst->creator = g_strdup(src->creator);
 }

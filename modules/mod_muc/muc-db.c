@@ -270,6 +270,10 @@ static void count_done(MkDbResult *res, const GError *error, gpointer data)
         n++;
         MucConfig cfg = {0};
         muc_config_from_string(&cfg, mk_db_result_get_string(res, i, 2));
+        if (cfg.creator) {
+            int c = GPOINTER_TO_INT(g_hash_table_lookup(muc->created, cfg.creator));
+            g_hash_table_replace(muc->created, g_strdup(cfg.creator), GINT_TO_POINTER(c + 1));
+        }
         if (cfg.public_room) {
             g_autofree char *key = g_strdup_printf("%s@%s", mk_db_result_get_string(res, i, 1),
                                                    mk_db_result_get_string(res, i, 0));

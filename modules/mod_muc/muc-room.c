@@ -83,6 +83,32 @@ void muc_room_summary(MucRoom *room, gboolean gone)
     g_mutex_unlock(&muc->lock);
 }
 
+/* Counts a room of @bare's (nullable: nobody's) in or out. Any worker. */
+void muc_creator_count(Muc *muc, const char *bare, int delta)
+{
+    if (!bare)
+        return;
+    g_mutex_lock(&muc->lock);
+    int n = GPOINTER_TO_INT(g_hash_table_lookup(muc->created, bare)) + delta;
+    if (n > 0)
+        g_hash_table_replace(muc->created, g_strdup(bare), GINT_TO_POINTER(n));
+    else
+        g_hash_table_remove(muc->created, bare);
+    g_mutex_unlock(&muc->lock);
+}
+
+/* Counts a new room of @bare's in unless they have max_rooms_per_user. */
+static gboolean creator_take(Muc *muc, const char *bare)
+{
+    g_mutex_lock(&muc->lock);
+    int n = GPOINTER_TO_INT(g_hash_table_lookup(muc->created, bare));
+    gboolean ok = n < muc->max_rooms_per_user;
+    if (ok)
+        g_hash_table_replace(muc->created, g_strdup(bare), GINT_TO_POINTER(n + 1));
+    g_mutex_unlock(&muc->lock);
+    return ok;
+}
+
 /* Takes @room out of the directory and frees it. */
 static void room_forget(MucRoom *room)
 {
@@ -174,6 +200,7 @@ void muc_room_maybe_idle(MucRoom *room)
         muc_room_summary(room, TRUE);
         mk_counter_add(room->muc->c_destroyed, 1);
         g_atomic_int_add(&room->muc->n_rooms, -1);
+        muc_creator_count(room->muc, room->cfg.creator, -1);
         room_forget(room);
         return;
     }
@@ -211,6 +238,7 @@ void muc_room_destroy(MucRoom *room, const char *alt, const char *reason)
     muc_room_summary(room, TRUE);
     mk_counter_add(room->muc->c_destroyed, 1);
     g_atomic_int_add(&room->muc->n_rooms, -1);
+    muc_creator_count(room->muc, room->cfg.creator, -1);
     room_forget(room);
 }
 
@@ -261,6 +289,14 @@ static gboolean room_create(MucRoom *room, MkStanza *st)
         muc_error(st, MK_ERR_NOT_ALLOWED, "too many rooms on this service");
         return FALSE;
     }
+    g_autoptr(MkJid) bare = mk_jid_bare(from);
+    if (!creator_take(muc, mk_jid_string(bare))) {
+        g_atomic_int_add(&muc->n_rooms, -1);
+        mk_counter_add(muc->c_refused, 1);
+        muc_error(st, MK_ERR_NOT_ALLOWED, "you have created too many rooms");
+        return FALSE;
+    }
+    room->cfg.creator = g_strdup(mk_jid_string(bare));
     mk_counter_add(muc->c_created, 1);
     room->locked = TRUE;
     muc_room_set_aff(room, mk_jid_bare_string(from), AFF_OWNER, NULL);

@@ -28,6 +28,7 @@ typedef struct {
     char *title;
     char *description;
     char *password; /* nullable: none */
+    char *creator;  /* nullable: the bare JID that created the room (max_rooms_per_user) */
     gboolean persistent, public_room, members_only, moderated, password_protected;
     gboolean non_anonymous; /* whois anyone */
     gboolean allow_invites, change_subject, logging, allow_pm;
@@ -87,7 +88,9 @@ struct Muc {
     GHashTable *rooms;   /* key -> MucRoom* */
     GHashTable *listed;  /* key -> title: public rooms for disco#items */
     gint n_rooms;        /* rooms that exist (live or in the database); atomic */
-    MkUserQueue *queue;  /* storage work per room, in order */
+    GHashTable *created; /* creator's bare JID -> rooms of theirs that exist; under @lock */
+    gint64 max_rooms_per_user;
+    MkUserQueue *queue; /* storage work per room, in order */
     gint64 max_rooms, max_room_name, max_nick, max_history, hibernate_after, max_users;
     gint64 default_history;
     gint64 max_affs;   /* affiliations per room */
@@ -110,6 +113,7 @@ MucOccupant *muc_room_occupant_by_bare(MucRoom *room, MkJid *real);
 GPtrArray *muc_room_occupants(MucRoom *room);
 void muc_room_changed(MucRoom *room);
 void muc_room_summary(MucRoom *room, gboolean gone);
+void muc_creator_count(Muc *muc, const char *bare, int delta);
 
 /* muc-presence.c */
 void muc_presence(MucRoom *room, MkStanza *st);

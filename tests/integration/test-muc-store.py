@@ -19,7 +19,7 @@ NS_MAM = "urn:xmpp:mam:2"
 NS_RSM = "http://jabber.org/protocol/rsm"
 NS_FWD = "urn:xmpp:forward:0"
 MODULES = {"mod_disco": None, "mod_roster": None, "mod_mam": {"flush_interval_ms": 100},
-           "mod_muc": {"hibernate_after": 1}}
+           "mod_muc": {"hibernate_after": 1, "max_rooms_per_user": 2}}
 USERS = ["alice", "bob", "carol"]
 
 
@@ -59,6 +59,9 @@ def scenarios(t, srv):
     p = join(bob, "keep", "B")
     t.ok(170 in codes(p), "a room with logging enabled says so on join (170)")
     create(alice, "temp", "A")
+    p = join(alice, "third", "A")
+    t.ok(error_condition(p) == "not-allowed",
+         "a third room of one creator (max_rooms_per_user = 2): not-allowed")
     # Room MAM: five messages, read in pages of two at the room's JID.
     for i in range(5):
         say(alice, "keep", "m%d" % i)
@@ -91,10 +94,16 @@ def scenarios(t, srv):
     alice, bob, carol = [Client(srv, u) for u in USERS]
     t.ok(room_name(bob, "keep") == "Kept", "after a restart the persistent room has its name")
     t.ok(room_name(bob, "temp") == "item-not-found", "the temporary room is gone")
+    p = join(alice, "temp2", "A")
+    t.ok(201 in codes(p), "after the restart the gone temporary room no longer counts")
+    p = join(alice, "third", "A")
+    t.ok(error_condition(p) == "not-allowed",
+         "the stored room still counts for its creator: a third is not-allowed")
     p = join(alice, "keep", "A")
     t.ok(p.get("type") is None and 201 not in codes(p) and item(p).get("affiliation") == "owner",
          "its owner joins: no 201, still owner")
-    s = alice.expect(lambda e: e.find(q(NS_CLIENT, "subject")) is not None, 5, "subject")
+    s = alice.expect(lambda e: e.find(q(NS_CLIENT, "subject")) is not None and
+                     e.get("from", "").startswith(room_jid("keep")), 5, "subject")
     t.ok(s.findtext(q(NS_CLIENT, "subject")) == "S1", "the subject survived")
     t.ok(join_error(carol, "keep", "C") == "forbidden", "the ban survived")
     r = admin(alice, "keep", "<item affiliation='member'/>", "get")
