@@ -56,11 +56,20 @@ static void owner_submit(MucRoom *room, MkStanza *st, MkXml *x)
     muc_room_changed(room);
 }
 
-static void owner_iq(MucRoom *room, MkStanza *st, MkXml *q, MucAff aff)
+static void admin_iq(MucRoom *room, MkStanza *st, MkXml *q, MucAff aff, MucOccupant *self,
+                     const char *ns);
+
+static void owner_iq(MucRoom *room, MkStanza *st, MkXml *q, MucAff aff, MucOccupant *self)
 {
     gboolean set = g_strcmp0(mk_stanza_type(st), "set") == 0;
     if (aff != AFF_OWNER) {
         muc_error(st, MK_ERR_FORBIDDEN, "only owners configure the room");
+        return;
+    }
+    /* Owner and admin lists in muc#owner, as earlier versions of the XEP
+     * had them: handled as in muc#admin. */
+    if (mk_xml_child(q, "item", NULL)) {
+        admin_iq(room, st, q, aff, self, NS_MUC_OWNER);
         return;
     }
     if (!set) {
@@ -112,13 +121,14 @@ static MucOccupant *by_nick(MucRoom *room, const char *nick)
     return nick ? g_hash_table_lookup(room->occupants, nick) : NULL;
 }
 
-static void admin_get(MucRoom *room, MkStanza *st, MkXml *item, MucAff aff, MucOccupant *self)
+static void admin_get(MucRoom *room, MkStanza *st, MkXml *item, MucAff aff, MucOccupant *self,
+                      const char *ns)
 {
     const char *aff_s = mk_xml_get_attr(item, "affiliation");
     const char *role_s = mk_xml_get_attr(item, "role");
     MucAff want_aff;
     MucRole want_role;
-    MkXml *out = mk_xml_new("query", NS_MUC_ADMIN);
+    MkXml *out = mk_xml_new("query", ns);
     if (aff_s && muc_aff_parse(aff_s, &want_aff) && want_aff != AFF_NONE) {
         if (aff < AFF_ADMIN) {
             mk_xml_unref(out);
@@ -300,7 +310,8 @@ static void admin_apply(MucRoom *room, MkXml *item, MucOccupant *actor)
     }
 }
 
-static void admin_iq(MucRoom *room, MkStanza *st, MkXml *q, MucAff aff, MucOccupant *self)
+static void admin_iq(MucRoom *room, MkStanza *st, MkXml *q, MucAff aff, MucOccupant *self,
+                     const char *ns)
 {
     MkXml *first = mk_xml_child(q, "item", NULL);
     if (!first) {
@@ -308,7 +319,7 @@ static void admin_iq(MucRoom *room, MkStanza *st, MkXml *q, MucAff aff, MucOccup
         return;
     }
     if (g_strcmp0(mk_stanza_type(st), "get") == 0) {
-        admin_get(room, st, first, aff, self);
+        admin_get(room, st, first, aff, self, ns);
         return;
     }
     /* All items are checked before any is applied. */
@@ -478,9 +489,9 @@ void muc_room_iq(MucRoom *room, MkStanza *st)
         return;
     }
     if (mk_xml_is(q, "query", NS_MUC_OWNER)) {
-        owner_iq(room, st, q, aff);
+        owner_iq(room, st, q, aff, self);
     } else if (mk_xml_is(q, "query", NS_MUC_ADMIN)) {
-        admin_iq(room, st, q, aff, self);
+        admin_iq(room, st, q, aff, self, NS_MUC_ADMIN);
     } else if (get && mk_xml_is(q, "query", NS_DISCO_INFO)) {
         room_info(room, st);
     } else if (get && mk_xml_is(q, "query", NS_DISCO_ITEMS)) {

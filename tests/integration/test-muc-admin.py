@@ -98,6 +98,11 @@ def test_roles_and_affiliations(t, srv):
     t.ok(error_condition(r) == "conflict", "the last owner steps down: conflict")
     r = admin(alice, "court", "<item affiliation='owner'/>", "get")
     t.ok([i[0] for i in items_of(r)] == ["alice@localhost"], "the owner list")
+    r = alice.iq("<query xmlns='%s'><item affiliation='admin'/></query>" % NS_OWNER, "get", rj)
+    t.ok([i.get("jid") for i in r.iter(q(NS_OWNER, "item"))] == ["dave@localhost"],
+         "the admin list in muc#owner, as older clients ask for it")
+    r = dave.iq("<query xmlns='%s'><item affiliation='owner'/></query>" % NS_OWNER, "get", rj)
+    t.ok(error_condition(r) == "forbidden", "muc#owner from an admin: forbidden")
     r = admin(alice, "court", "<item role='moderator'/>", "get")
     t.ok(sorted(i[3] for i in items_of(r)) == ["A", "D"], "the moderator list (role)")
     # Voice in a moderated room.
