@@ -19,7 +19,7 @@ from muctest import (NS_DATA, NS_DELAY, NS_MUC, NS_OWNER, NS_USER, codes, config
 
 MODULES = {"mod_disco": None, "mod_roster": None,
            "mod_muc": {"max_nick_length": 10, "max_room_name_length": 20}}
-USERS = ["alice", "bob", "carol", "dave", "eve"]
+USERS = ["alice", "bob", "carol", "dave", "eve"] + ["c%d" % i for i in range(12)]
 
 
 def clients(srv, names, resource="r"):
@@ -278,6 +278,46 @@ def test_history(t, srv):
     bob.close()
 
 
+def test_concurrent(t, srv):
+    """Twelve clients (spread over the server's two workers) join one room
+    at once and each sends ten messages at once: the room is changed only
+    by its owner worker, so every occupant gets every message exactly
+    once, and each sender's messages in the order sent."""
+    n, per = 12, 10
+    cs = [Client(srv, "c%d" % i) for i in range(n)]
+    create(cs[0], "crowd", "n0")
+    for i, c in enumerate(cs[1:], 1):
+        join(c, "crowd", "n%d" % i, expect=False)
+    for i, c in enumerate(cs):
+        if i:
+            c.expect(lambda e: e.tag == q(NS_CLIENT, "presence") and
+                     e.get("from") == room_jid("crowd") + "/n%d" % i and 110 in codes(e),
+                     10, "join n%d" % i)
+    for c in cs:
+        c.drain(0.3)
+    for i, c in enumerate(cs):
+        c.send("".join("<message to='%s' type='groupchat'><body>%d-%d</body></message>" %
+                       (room_jid("crowd"), i, k) for k in range(per)))
+    bad = []
+    for i, c in enumerate(cs):
+        got = []
+        while len(got) < n * per:
+            e = c.maybe(lambda e: e.tag == q(NS_CLIENT, "message") and
+                        e.get("type") == "groupchat", 10)
+            if e is None:
+                break
+            got.append(e.findtext(q(NS_CLIENT, "body")))
+        extra = count(c, lambda e: e.tag == q(NS_CLIENT, "message"), 0.3)
+        ordered = all([b for b in got if b.startswith("%d-" % j)] ==
+                      ["%d-%d" % (j, k) for k in range(per)] for j in range(n))
+        if len(got) != n * per or len(set(got)) != n * per or extra or not ordered:
+            bad.append((i, len(got), len(set(got)), extra, ordered))
+    t.ok(not bad, "%d occupants each got all %d messages once, each sender's in order (%s)" %
+         (n, n * per, bad))
+    for c in cs:
+        c.close()
+
+
 def main():
     t = Tap()
     srv = Server(MODULES)
@@ -287,6 +327,7 @@ def main():
         t.run("instant room and occupants", test_instant_and_join, srv)
         t.run("reserved room", test_reserved_room, srv)
         t.run("history and subject", test_history, srv)
+        t.run("concurrent joins and messages", test_concurrent, srv)
     finally:
         if t.failed:
             t.diag(srv.log_text(80))
