@@ -158,6 +158,79 @@ static void invite_or_decline(MucRoom *room, MkStanza *st, MkXml *x)
     mk_router_send(out);
 }
 
+/* The value of field @var of data form @x (transfer full), or NULL. */
+static char *form_value(MkXml *x, const char *var)
+{
+    for (guint i = 0; i < mk_xml_child_count(x); i++) {
+        MkXml *f = mk_xml_child_at(x, i);
+        if (mk_xml_is(f, "field", NULL) && !g_strcmp0(mk_xml_get_attr(f, "var"), var))
+            return mk_xml_child_text(f, "value", NULL);
+    }
+    return NULL;
+}
+
+/* Voice requests (7.13) and their approval by a moderator (8.6). */
+static void voice_request(MucRoom *room, MucOccupant *o, MkStanza *st, MkXml *form)
+{
+    g_autofree char *allow = form_value(form, "muc#request_allow");
+    if (allow) {
+        /* A moderator's answer to a request it was sent. */
+        if (o->role < ROLE_MODERATOR) {
+            muc_error(st, MK_ERR_FORBIDDEN, "only moderators grant voice");
+            return;
+        }
+        g_autofree char *nick = form_value(form, "muc#roomnick");
+        MucOccupant *target = nick ? g_hash_table_lookup(room->occupants, nick) : NULL;
+        if (!target) {
+            muc_error(st, MK_ERR_ITEM_NOT_FOUND, "no such occupant");
+            return;
+        }
+        if ((!g_strcmp0(allow, "true") || !g_strcmp0(allow, "1")) && target->role == ROLE_VISITOR) {
+            target->role = ROLE_PARTICIPANT;
+            muc_presence_broadcast(room, target, FALSE, NULL, NULL);
+        }
+        return;
+    }
+    g_autofree char *role = form_value(form, "muc#role");
+    if (g_strcmp0(role, "participant")) {
+        muc_error(st, MK_ERR_BAD_REQUEST, "a voice request asks for the participant role");
+        return;
+    }
+    if (o->role != ROLE_VISITOR) {
+        muc_error(st, MK_ERR_NOT_ALLOWED, "you have voice already");
+        return;
+    }
+    g_autoptr(MkXml) m = mk_xml_new("message", "jabber:client");
+    MkXml *x = mk_xml_add_child(m, "x", NS_DATA);
+    mk_xml_set_attr(x, "type", "form");
+    mk_xml_add_text(mk_xml_add_child(x, "title", NULL), "Voice request", -1);
+    muc_form_field(x, "FORM_TYPE", "hidden", NULL, NS_MUC "#request");
+    muc_form_field(x, "muc#role", "list-single", "Requested role", "participant");
+    MkJid *real = o->sessions->len ? g_ptr_array_index(o->sessions, 0) : o->bare;
+    muc_form_field(x, "muc#jid", "jid-single", "User ID", mk_jid_string(real));
+    muc_form_field(x, "muc#roomnick", "text-single", "Room nickname", o->nick);
+    muc_form_field(x, "muc#request_allow", "boolean", "Grant voice?", "false");
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, room->occupants);
+    while (g_hash_table_iter_next(&it, NULL, &v))
+        if (((MucOccupant *)v)->role == ROLE_MODERATOR)
+            muc_send_to_occupant(v, m, room->jid);
+}
+
+static MkXml *request_form(MkXml *msg)
+{
+    for (guint i = 0; i < mk_xml_child_count(msg); i++) {
+        MkXml *x = mk_xml_child_at(msg, i);
+        if (!mk_xml_is(x, "x", NS_DATA) || g_strcmp0(mk_xml_get_attr(x, "type"), "submit"))
+            continue;
+        g_autofree char *type = form_value(x, "FORM_TYPE");
+        if (!g_strcmp0(type, NS_MUC "#request"))
+            return x;
+    }
+    return NULL;
+}
+
 /* Owner worker: a message to the room or to an occupant. */
 void muc_message(MucRoom *room, MkStanza *st)
 {
@@ -186,6 +259,11 @@ void muc_message(MucRoom *room, MkStanza *st)
         return;
     }
     if (!to_nick) {
+        MkXml *form = request_form(mk_stanza_xml(st));
+        if (form) {
+            voice_request(room, o, st, form);
+            return;
+        }
         muc_error(st, MK_ERR_BAD_REQUEST, "messages to the room are of type groupchat");
         return;
     }

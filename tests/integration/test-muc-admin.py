@@ -112,6 +112,33 @@ def test_roles_and_affiliations(t, srv):
     say(bob, "court", "can I?")
     t.ok(error_condition(bob.expect(is_error_from(rj, "message"))) == "forbidden",
          "a visitor's groupchat: forbidden")
+    # A voice request (7.13) reaches the moderators; one grants it (8.6).
+    req_form = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>"
+                "http://jabber.org/protocol/muc#request</value></field>%s</x>")
+    bob.send("<message to='%s'>%s</message>" % (rj, req_form % (
+        "<field var='muc#role'><value>participant</value></field>")))
+    got = dave.expect(lambda e: e.tag == q(NS_CLIENT, "message") and
+                      e.find(q(NS_DATA, "x")) is not None, 5, "voice request")
+    fields = dict((f.get("var"), f.findtext(q(NS_DATA, "value")))
+                  for f in got.iter(q(NS_DATA, "field")))
+    t.ok(got.get("from") == rj and fields.get("muc#roomnick") == "B" and
+         fields.get("muc#request_allow") == "false",
+         "a visitor's voice request reaches the moderators as a form (%s)" % fields)
+    eve.send("<message to='%s'>%s</message>" % (rj, req_form % (
+        "<field var='muc#roomnick'><value>B</value></field>"
+        "<field var='muc#request_allow'><value>true</value></field>")))
+    t.ok(error_condition(eve.expect(is_error_from(rj, "message"))) == "not-acceptable",
+         "an approval from a non-occupant: not-acceptable")
+    dave.send("<message to='%s'>%s</message>" % (rj, req_form % (
+        "<field var='muc#role'><value>participant</value></field>"
+        "<field var='muc#roomnick'><value>B</value></field>"
+        "<field var='muc#request_allow'><value>true</value></field>")))
+    p = bob.expect(lambda e: is_presence_from(rj + "/B")(e) and
+                   item(e).get("role") == "participant", 5, "voice")
+    t.ok(p is not None, "the moderator's approval gives voice")
+    r = admin(dave, "court", "<item nick='B' role='visitor'/>")
+    bob.expect(lambda e: is_presence_from(rj + "/B")(e) and
+               item(e).get("role") == "visitor", 5, "no voice")
     r = admin(dave, "court", "<item nick='B' role='participant'/>")
     p = bob.expect(lambda e: is_presence_from(rj + "/B")(e) and
                    item(e).get("role") == "participant", 5, "voice")
