@@ -376,11 +376,105 @@ static void admin_iq(MucRoom *room, MkStanza *st, MkXml *q, MucAff aff, MucOccup
         muc_room_changed(room);
 }
 
+#define NS_REGISTER "jabber:iq:register"
+
+/* The reserved nick of @real's bare JID, or NULL. (transfer none) */
+static const char *reserved_nick(MucRoom *room, MkJid *real)
+{
+    MucAffItem *a = g_hash_table_lookup(room->affs, mk_jid_bare_string(real));
+    return a ? a->nick : NULL;
+}
+
+/* Registering with the room (7.10): the form, or a submitted nick that
+ * is reserved for the user, who becomes a member. */
+static void register_iq(MucRoom *room, MkStanza *st, MkXml *q, MucAff aff)
+{
+    MkJid *real = mk_stanza_from(st);
+    if (aff == AFF_OUTCAST) {
+        muc_error(st, MK_ERR_FORBIDDEN, "you are banned from this room");
+        return;
+    }
+    if (g_strcmp0(mk_stanza_type(st), "get") == 0) {
+        MkXml *out = mk_xml_new("query", NS_REGISTER);
+        const char *nick = reserved_nick(room, real);
+        if (nick) {
+            mk_xml_add_child(out, "registered", NULL);
+            mk_xml_add_text(mk_xml_add_child(out, "username", NULL), nick, -1);
+        } else {
+            MkXml *x = mk_xml_add_child(out, "x", NS_DATA);
+            mk_xml_set_attr(x, "type", "form");
+            mk_xml_add_text(mk_xml_add_child(x, "title", NULL), "Nickname registration", -1);
+            muc_form_field(x, "FORM_TYPE", "hidden", NULL, NS_MUC "#register");
+            muc_form_field(x, "muc#register_roomnick", "text-single", "Nickname", NULL);
+        }
+        reply(st, out);
+        return;
+    }
+    MkXml *x = mk_xml_child(q, "x", NS_DATA);
+    g_autofree char *nick = NULL;
+    for (guint i = 0; x && i < mk_xml_child_count(x); i++) {
+        MkXml *f = mk_xml_child_at(x, i);
+        if (mk_xml_is(f, "field", NULL) &&
+            !g_strcmp0(mk_xml_get_attr(f, "var"), "muc#register_roomnick"))
+            nick = mk_xml_child_text(f, "value", NULL);
+    }
+    if (!nick || !*nick || (gint64)g_utf8_strlen(nick, -1) > room->muc->max_nick) {
+        muc_error(st, MK_ERR_NOT_ACCEPTABLE, "a nickname of the allowed length is required");
+        return;
+    }
+    g_autoptr(MkJid) check = mk_jid_with_resource(room->jid, nick, NULL);
+    if (!check) {
+        muc_error(st, MK_ERR_NOT_ACCEPTABLE, "not a valid nickname");
+        return;
+    }
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, room->affs);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        MucAffItem *a = v;
+        if (a->nick && g_str_equal(a->nick, mk_jid_resource(check)) &&
+            g_strcmp0(k, mk_jid_bare_string(real))) {
+            muc_error(st, MK_ERR_CONFLICT, "this nickname is reserved");
+            return;
+        }
+    }
+    MucOccupant *o = g_hash_table_lookup(room->occupants, mk_jid_resource(check));
+    if (o && !mk_jid_bare_equal(o->bare, real)) {
+        muc_error(st, MK_ERR_CONFLICT, "this nickname is in use");
+        return;
+    }
+    if (aff == AFF_NONE && (gint64)g_hash_table_size(room->affs) >= room->muc->max_affs) {
+        mk_counter_add(room->muc->c_limited, 1);
+        muc_error(st, MK_ERR_RESOURCE_CONSTRAINT, "the room has too many affiliations");
+        return;
+    }
+    if (aff == AFF_NONE)
+        muc_room_set_aff(room, mk_jid_bare_string(real), AFF_MEMBER, NULL);
+    MucAffItem *a = g_hash_table_lookup(room->affs, mk_jid_bare_string(real));
+    g_free(a->nick);
+    a->nick = g_strdup(mk_jid_resource(check));
+    reply(st, NULL);
+    muc_room_changed(room);
+}
+
 /* disco#info of the room (6.4) with the muc#roominfo form. */
-static void room_info(MucRoom *room, MkStanza *st)
+static void room_info(MucRoom *room, MkStanza *st, MkXml *req)
 {
     MucConfig *c = &room->cfg;
     MkXml *q = mk_xml_new("query", NS_DISCO_INFO);
+    if (!g_strcmp0(mk_xml_get_attr(req, "node"), "x-roomuser-item")) {
+        /* The asker's reserved nick (7.12). */
+        mk_xml_set_attr(q, "node", "x-roomuser-item");
+        const char *nick = reserved_nick(room, mk_stanza_from(st));
+        if (nick) {
+            MkXml *id = mk_xml_add_child(q, "identity", NULL);
+            mk_xml_set_attr(id, "category", "conference");
+            mk_xml_set_attr(id, "type", "text");
+            mk_xml_set_attr(id, "name", nick);
+        }
+        reply(st, q);
+        return;
+    }
     MkXml *id = mk_xml_add_child(q, "identity", NULL);
     mk_xml_set_attr(id, "category", "conference");
     mk_xml_set_attr(id, "type", "text");
@@ -388,6 +482,7 @@ static void room_info(MucRoom *room, MkStanza *st)
     const char *features[] = {
         NS_MUC,
         NS_DISCO_INFO,
+        NS_REGISTER,
         "http://jabber.org/protocol/muc#stable_id",
         "http://jabber.org/protocol/muc#self-ping-optimization",
         c->public_room ? "muc_public" : "muc_hidden",
@@ -493,11 +588,13 @@ void muc_room_iq(MucRoom *room, MkStanza *st)
     } else if (mk_xml_is(q, "query", NS_MUC_ADMIN)) {
         admin_iq(room, st, q, aff, self, NS_MUC_ADMIN);
     } else if (get && mk_xml_is(q, "query", NS_DISCO_INFO)) {
-        room_info(room, st);
+        room_info(room, st, q);
     } else if (get && mk_xml_is(q, "query", NS_DISCO_ITEMS)) {
         reply(st, mk_xml_new("query", NS_DISCO_ITEMS)); /* occupants stay hidden (6.5) */
     } else if (get && mk_xml_is(q, "ping", NS_PING)) {
         reply(st, NULL);
+    } else if (mk_xml_is(q, "query", NS_REGISTER)) {
+        register_iq(room, st, q, aff);
     } else if (!get && mk_xml_is(q, "query", NS_MAM)) {
         if (aff == AFF_OUTCAST || (room->cfg.members_only && aff < AFF_MEMBER && !self)) {
             muc_error(st, MK_ERR_FORBIDDEN, "the archive is for the room's members");

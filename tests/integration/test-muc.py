@@ -278,6 +278,48 @@ def test_history(t, srv):
     bob.close()
 
 
+def test_register(t, srv):
+    alice, bob, carol, dave = clients(srv, ["alice", "bob", "carol", "dave"])
+    create(alice, "reg", "A")
+    rj = room_jid("reg")
+    NS_REG = "jabber:iq:register"
+    r = bob.iq("<query xmlns='%s'/>" % NS_REG, "get", rj)
+    vars_ = [f.get("var") for f in r.iter(q(NS_DATA, "field"))]
+    t.ok("muc#register_roomnick" in vars_, "registering: the form asks for a nick")
+    form = ("<query xmlns='%s'><x xmlns='%s' type='submit'><field var='FORM_TYPE'><value>"
+            "http://jabber.org/protocol/muc#register</value></field><field "
+            "var='muc#register_roomnick'><value>%%s</value></field></x></query>" % (NS_REG, NS_DATA))
+    r = bob.iq(form % "", "set", rj)
+    t.ok(error_condition(r) == "not-acceptable", "an empty nick: not-acceptable")
+    r = bob.iq(form % "Bobby", "set", rj)
+    t.ok(r.get("type") == "result", "bob registers the nick Bobby")
+    r = alice.iq("<query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/>"
+                 "</query>", "get", rj)
+    its = [(i.get("jid"), i.get("nick")) for i in r.iter(q("http://jabber.org/protocol/muc#admin",
+                                                           "item"))]
+    t.ok(its == [("bob@localhost", "Bobby")], "and is a member with it (%s)" % its)
+    r = bob.iq("<query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/>",
+               "get", rj)
+    names = [i.get("name") for i in r.iter(q("http://jabber.org/protocol/disco#info",
+                                             "identity"))]
+    t.ok(names == ["Bobby"], "disco#info node x-roomuser-item names the reserved nick")
+    r = bob.iq("<query xmlns='%s'/>" % NS_REG, "get", rj)
+    t.ok(r.find("%s/%s" % (q(NS_REG, "query"), q(NS_REG, "registered"))) is not None and
+         r.findtext("%s/%s" % (q(NS_REG, "query"), q(NS_REG, "username"))) == "Bobby",
+         "asked again: <registered/> with the nick")
+    r = carol.iq(form % "Bobby", "set", rj)
+    t.ok(error_condition(r) == "conflict", "another user registers the same nick: conflict")
+    t.ok(join_error(carol, "reg", "Bobby") == "conflict", "or joins with it: conflict")
+    p = join(bob, "reg", "Bobby")
+    t.ok(p.get("type") is None, "bob joins with his reserved nick")
+    alice.iq("<query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='outcast' "
+             "jid='dave@localhost'/></query>", "set", rj)
+    r = dave.iq(form % "Dave", "set", rj)
+    t.ok(error_condition(r) == "forbidden", "an outcast registers: forbidden")
+    for c in (alice, bob, carol, dave):
+        c.close()
+
+
 def test_concurrent(t, srv):
     """Twelve clients (spread over the server's two workers) join one room
     at once and each sends ten messages at once: the room is changed only
@@ -327,6 +369,7 @@ def main():
         t.run("instant room and occupants", test_instant_and_join, srv)
         t.run("reserved room", test_reserved_room, srv)
         t.run("history and subject", test_history, srv)
+        t.run("nick registration", test_register, srv)
         t.run("concurrent joins and messages", test_concurrent, srv)
     finally:
         if t.failed:
