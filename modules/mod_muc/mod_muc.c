@@ -183,6 +183,9 @@ static gboolean muc_start(MkModule *mod, GError **error)
         mk_disco_item_add(mod, s->service, "Chatrooms");
     }
     muc_db_count(muc);
+    /* Rooms are let go within a sweep interval after hibernate_after. */
+    guint every = (guint)CLAMP(muc->hibernate_after / 2, 1, 10);
+    mk_timer_add(mod, every * 1000, muc_hibernate_sweep, muc);
     return TRUE;
 }
 

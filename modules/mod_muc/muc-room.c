@@ -54,9 +54,6 @@ MucRoom *muc_room_new(Muc *muc, MkJid *jid)
 /* Frees @room (taken out of the directory already, or with it). */
 void muc_room_free(MucRoom *room)
 {
-    /* A stopped module's timers are gone already (the core ended them). */
-    if (room->hibernate && mk_module_is_running(room->muc->mod))
-        mk_timer_remove(room->hibernate);
     g_queue_clear_full(&room->history, history_free);
     g_queue_clear_full(&room->pending, (GDestroyNotify)mk_stanza_unref);
     g_hash_table_destroy(room->by_jid);
@@ -176,16 +173,71 @@ void muc_room_changed(MucRoom *room)
         muc_db_delete(room);
 }
 
-static gboolean hibernate_fire(gpointer data)
+typedef struct {
+    Muc *muc;
+    char *key;
+} HibernateJob;
+
+static void hibernate_job_free(gpointer data)
 {
-    MucRoom *room = data;
-    room->hibernate = NULL; /* ends with this call */
-    if (g_hash_table_size(room->occupants) == 0 && !room->loading) {
-        mk_counter_add(room->muc->c_hibernated, 1);
+    HibernateJob *j = data;
+    g_free(j->key);
+    g_free(j);
+}
+
+static gboolean idle_enough(Muc *muc, MucRoom *room, gint64 now)
+{
+    return room->idle_since && now - room->idle_since >= muc->hibernate_after;
+}
+
+/* On the room's owner: the sweep found it idle long enough. Checked again
+ * here, where the room's state is. */
+static gboolean hibernate_run(gpointer data)
+{
+    HibernateJob *j = data;
+    Muc *muc = j->muc;
+    gint64 now = g_get_monotonic_time() / G_USEC_PER_SEC;
+    g_mutex_lock(&muc->lock);
+    MucRoom *room = g_hash_table_lookup(muc->rooms, j->key);
+    if (room && !room->loading && g_hash_table_size(room->occupants) == 0 &&
+        idle_enough(muc, room, now))
+        g_hash_table_steal(muc->rooms, j->key);
+    else
+        room = NULL;
+    g_mutex_unlock(&muc->lock);
+    if (room) {
+        mk_counter_add(muc->c_hibernated, 1);
         g_debug("mod_muc: room %s hibernates", room->key);
-        room_forget(room);
+        muc_room_free(room);
     }
     return G_SOURCE_REMOVE;
+}
+
+/* Main thread, every few seconds: finds the rooms empty for
+ * hibernate_after seconds and asks their owners to let them go. One
+ * sweep rather than a timer per room: a worker's loop looks at every
+ * source it has on each iteration, so 100,000 room timers made every
+ * wake-up cost 100,000 checks. */
+gboolean muc_hibernate_sweep(gpointer data)
+{
+    Muc *muc = data;
+    gint64 now = g_get_monotonic_time() / G_USEC_PER_SEC;
+    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
+    g_mutex_lock(&muc->lock);
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, muc->rooms);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        if (idle_enough(muc, v, now))
+            g_ptr_array_add(keys, g_strdup(k));
+    g_mutex_unlock(&muc->lock);
+    for (guint i = 0; i < keys->len; i++) {
+        HibernateJob *j = g_new0(HibernateJob, 1);
+        j->muc = muc;
+        j->key = g_strdup(g_ptr_array_index(keys, i));
+        mk_owner_post(muc->mod, j->key, hibernate_run, j, hibernate_job_free);
+    }
+    return G_SOURCE_CONTINUE;
 }
 
 /* The last occupant left: a temporary room goes, a persistent one
@@ -204,10 +256,11 @@ void muc_room_maybe_idle(MucRoom *room)
         room_forget(room);
         return;
     }
-    if (room->hibernate)
-        return;
-    guint ms = (guint)MIN(room->muc->hibernate_after * 1000, G_MAXUINT);
-    room->hibernate = mk_timer_add(room->muc->mod, MAX(ms, 1), hibernate_fire, room);
+    Muc *muc = room->muc;
+    g_mutex_lock(&muc->lock);
+    if (!room->idle_since)
+        room->idle_since = MAX(g_get_monotonic_time() / G_USEC_PER_SEC, 1);
+    g_mutex_unlock(&muc->lock);
 }
 
 /* Destroys the room (XEP-0045 10.9): occupants get unavailable presence
@@ -381,6 +434,7 @@ void muc_dispatch(Muc *muc, MkStanza *st)
         muc_db_load(room);
         return;
     }
+    room->idle_since = 0; /* in use; muc_room_maybe_idle() below says again */
     g_mutex_unlock(&muc->lock);
     if (room->loading) {
         if (room->pending.length >= muc->max_pending) {
@@ -390,10 +444,6 @@ void muc_dispatch(Muc *muc, MkStanza *st)
         }
         g_queue_push_tail(&room->pending, mk_stanza_ref(st));
         return;
-    }
-    if (room->hibernate) {
-        mk_timer_remove(room->hibernate);
-        room->hibernate = NULL;
     }
     room_handle(room, st);
     /* The stanza may have freed the room: look again before idling. */

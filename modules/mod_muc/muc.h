@@ -73,7 +73,8 @@ struct MucRoom {
     GHashTable *by_jid;    /* full real JID string -> MucOccupant* (no ref) */
     GQueue history;        /* MucHistory* */
     GQueue pending;        /* MkStanza* waiting for the load */
-    MkTimer *hibernate;    /* (nullable) */
+    gint64 idle_since;     /* monotonic s the room is empty since, 0: in use; under
+                            * muc->lock (read by the sweep) */
 };
 
 typedef struct {
@@ -114,6 +115,7 @@ GPtrArray *muc_room_occupants(MucRoom *room);
 void muc_room_changed(MucRoom *room);
 void muc_room_summary(MucRoom *room, gboolean gone);
 void muc_creator_count(Muc *muc, const char *bare, int delta);
+gboolean muc_hibernate_sweep(gpointer data);
 
 /* muc-presence.c */
 void muc_presence(MucRoom *room, MkStanza *st);
