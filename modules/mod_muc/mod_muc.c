@@ -159,6 +159,7 @@ static gboolean muc_start(MkModule *mod, GError **error)
     muc->hibernate_after = mk_config_get_int(mod, "hibernate_after");
     muc->max_affs = mk_config_get_int(mod, "max_affiliations");
     muc->max_pending = 1000;
+    muc->max_loading = 10000;
     mk_module_set_data(mod, muc, muc_free);
     muc->queue = mk_user_queue_new(mod);
     muc->c_created = mk_counter_new(mod, "rooms_created");

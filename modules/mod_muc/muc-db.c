@@ -197,6 +197,7 @@ static void load_done(const GError *error, gpointer data)
 {
     LoadOp *op = data;
     Muc *muc = op->muc;
+    g_atomic_int_add(&muc->n_loading, -1);
     if (!mk_module_is_running(muc->mod))
         return;
     g_mutex_lock(&muc->lock);

@@ -426,6 +426,14 @@ void muc_dispatch(Muc *muc, MkStanza *st)
             g_mutex_unlock(&muc->lock);
             return;
         }
+        /* Each unknown name costs a read: a flood of names is bounded. */
+        if (g_atomic_int_get(&muc->n_loading) >= muc->max_loading) {
+            g_mutex_unlock(&muc->lock);
+            mk_counter_add(muc->c_limited, 1);
+            muc_error(st, MK_ERR_RESOURCE_CONSTRAINT, "too many rooms are loading");
+            return;
+        }
+        g_atomic_int_inc(&muc->n_loading);
         room = muc_room_new(muc, mk_stanza_to(st));
         room->loading = TRUE;
         g_hash_table_insert(muc->rooms, room->key, room);

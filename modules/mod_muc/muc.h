@@ -96,6 +96,8 @@ struct Muc {
     gint64 default_history;
     gint64 max_affs;   /* affiliations per room */
     guint max_pending; /* stanzas waiting for a room's load */
+    gint n_loading;    /* rooms being read from the database; atomic */
+    gint max_loading;
     gboolean default_persistent, default_public;
     MkCounter *c_created, *c_destroyed, *c_refused, *c_hibernated, *c_woken, *c_messages, *c_joins,
         *c_limited;
