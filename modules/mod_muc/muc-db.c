@@ -25,6 +25,8 @@ const MkMigration muc_migrations[] = {
      " PRIMARY KEY (service, name, jid),"
      " FOREIGN KEY (service, name) REFERENCES muc_rooms (service, name) ON DELETE CASCADE"
      ")"},
+    /* The discussion history of a hibernated room (cleared on wake-up). */
+    {NULL, 2, "ALTER TABLE muc_rooms ADD COLUMN history TEXT"},
     MK_MIGRATIONS_END,
 };
 
@@ -142,13 +144,56 @@ void muc_db_delete(MucRoom *room)
                        save_op_free);
 }
 
+typedef struct {
+    char *service, *name, *history; /* history NULL: clear it */
+} HistoryOp;
+
+static void history_op_free(gpointer data)
+{
+    HistoryOp *op = data;
+    g_free(op->service);
+    g_free(op->name);
+    g_free(op->history);
+    g_free(op);
+}
+
+static gboolean history_work(MkDbConn *conn, gpointer data, GError **error)
+{
+    HistoryOp *op = data;
+    g_autoptr(MkDbResult) r = mk_db_conn_query(
+        conn, error, "UPDATE muc_rooms SET history = ? WHERE service = ? AND name = ?",
+        op->history ? MK_DB_STR(op->history) : MK_DB_NULL, MK_DB_STR(op->service),
+        MK_DB_STR(op->name));
+    return r != NULL;
+}
+
+static void history_done(const GError *error, gpointer data)
+{
+    HistoryOp *op = data;
+    if (error && !g_error_matches(error, MK_USER_QUEUE_ERROR, MK_USER_QUEUE_ERROR_STOPPED))
+        g_warning("mod_muc: storing the history of %s@%s: %s", op->name, op->service,
+                  error->message);
+}
+
+/* Stores the room's discussion history (@text, nullable: none) for its
+ * next wake-up. Owner. */
+void muc_db_save_history(MucRoom *room, char *text)
+{
+    HistoryOp *op = g_new0(HistoryOp, 1);
+    op->service = g_strdup(mk_jid_domain(room->jid));
+    op->name = g_strdup(mk_jid_node(room->jid));
+    op->history = text;
+    mk_user_queue_push(room->muc->queue, room->key, history_work, history_done, op,
+                       history_op_free);
+}
+
 /* Loading. */
 
 typedef struct {
     Muc *muc;
     MucRoom *room; /* compared with the directory's entry on completion */
     char *key, *service, *name;
-    char *config, *subject, *subject_nick;
+    char *config, *subject, *subject_nick, *history;
     gboolean found;
     GPtrArray *affs; /* as SaveOp's */
 } LoadOp;
@@ -162,6 +207,7 @@ static void load_op_free(gpointer data)
     g_free(op->config);
     g_free(op->subject);
     g_free(op->subject_nick);
+    g_free(op->history);
     g_ptr_array_unref(op->affs);
     g_free(op);
 }
@@ -169,10 +215,11 @@ static void load_op_free(gpointer data)
 static gboolean load_work(MkDbConn *conn, gpointer data, GError **error)
 {
     LoadOp *op = data;
-    g_autoptr(MkDbResult) r = mk_db_conn_query(
-        conn, error,
-        "SELECT config, subject, subject_nick FROM muc_rooms WHERE service = ? AND name = ?",
-        MK_DB_STR(op->service), MK_DB_STR(op->name));
+    g_autoptr(MkDbResult) r =
+        mk_db_conn_query(conn, error,
+                         "SELECT config, subject, subject_nick, history FROM muc_rooms"
+                         " WHERE service = ? AND name = ?",
+                         MK_DB_STR(op->service), MK_DB_STR(op->name));
     if (!r)
         return FALSE;
     if (mk_db_result_rows(r) == 0)
@@ -181,6 +228,7 @@ static gboolean load_work(MkDbConn *conn, gpointer data, GError **error)
     op->config = g_strdup(mk_db_result_get_string(r, 0, 0));
     op->subject = g_strdup(mk_db_result_get_string(r, 0, 1));
     op->subject_nick = g_strdup(mk_db_result_get_string(r, 0, 2));
+    op->history = g_strdup(mk_db_result_get_string(r, 0, 3));
     g_autoptr(MkDbResult) a = mk_db_conn_query(conn, error,
                                                "SELECT jid, affiliation, nick, reason FROM "
                                                "muc_affiliations WHERE service = ? AND name = ?",
@@ -223,6 +271,12 @@ static void load_done(const GError *error, gpointer data)
         muc_config_from_string(&room->cfg, op->config);
         room->subject = g_steal_pointer(&op->subject);
         room->subject_nick = g_steal_pointer(&op->subject_nick);
+        if (op->history) {
+            /* In memory from now on; cleared in the database so that a
+             * restart never brings back an older history. */
+            muc_history_from_string(room, op->history);
+            muc_db_save_history(room, NULL);
+        }
         for (guint i = 0; i + 3 < op->affs->len; i += 4) {
             MucAff aff;
             if (!muc_aff_parse(g_ptr_array_index(op->affs, i + 1), &aff))

@@ -46,6 +46,49 @@ static void history_add(MucRoom *room, MkXml *msg, MkJid *from)
     }
 }
 
+#define NS_HISTORY "urn:xmpp:meerkat:muc-history"
+
+/* The history as text for the database (transfer full), or NULL when
+ * there is none: <h><m stamp='µs' from='room/nick'>message</m>...</h>. */
+char *muc_history_to_string(MucRoom *room)
+{
+    if (!room->history.length)
+        return NULL;
+    g_autoptr(MkXml) h = mk_xml_new("h", NS_HISTORY);
+    for (GList *l = room->history.head; l; l = l->next) {
+        MucHistory *e = l->data;
+        MkXml *m = mk_xml_add_child(h, "m", NULL);
+        char stamp[32];
+        g_snprintf(stamp, sizeof stamp, "%" G_GINT64_FORMAT, e->stamp_us);
+        mk_xml_set_attr(m, "stamp", stamp);
+        mk_xml_set_attr(m, "from", mk_jid_string(e->from));
+        mk_xml_append(m, mk_xml_ref(e->msg));
+    }
+    return mk_xml_to_string(h, NULL);
+}
+
+/* Puts back a history muc_history_to_string() wrote; what does not parse
+ * is left out. */
+void muc_history_from_string(MucRoom *room, const char *text)
+{
+    g_autoptr(MkXml) h = mk_xml_parse(text, -1, NULL);
+    for (guint i = 0; h && i < mk_xml_child_count(h); i++) {
+        MkXml *m = mk_xml_child_at(h, i);
+        MkXml *msg = mk_xml_is(m, "m", NULL) ? mk_xml_child(m, "message", NULL) : NULL;
+        const char *from_s = msg ? mk_xml_get_attr(m, "from") : NULL;
+        g_autoptr(MkJid) from = from_s ? mk_jid_new(from_s, NULL) : NULL;
+        if (!from)
+            continue;
+        MucHistory *e = g_new0(MucHistory, 1);
+        e->msg = mk_xml_ref(msg);
+        e->from = g_steal_pointer(&from);
+        e->stamp_us = g_ascii_strtoll(mk_xml_get_attr(m, "stamp") ?: "0", NULL, 10);
+        g_autofree char *s = mk_xml_to_string(msg, NULL);
+        e->chars = g_utf8_strlen(s, -1);
+        g_queue_push_tail(&room->history, e);
+    }
+}
+
 static void groupchat(MucRoom *room, MucOccupant *o, MkStanza *st)
 {
     Muc *muc = room->muc;

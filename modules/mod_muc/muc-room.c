@@ -208,6 +208,9 @@ static gboolean hibernate_run(gpointer data)
     if (room) {
         mk_counter_add(muc->c_hibernated, 1);
         g_debug("mod_muc: room %s hibernates", room->key);
+        char *history = muc_history_to_string(room);
+        if (history)
+            muc_db_save_history(room, history);
         muc_room_free(room);
     }
     return G_SOURCE_REMOVE;

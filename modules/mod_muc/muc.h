@@ -133,6 +133,8 @@ void muc_message(MucRoom *room, MkStanza *st);
 void muc_fanout(MucRoom *room, MkXml *msg, MkJid *from);
 void muc_send_to_occupant(MucOccupant *o, MkXml *xml, MkJid *from);
 void muc_status_message(MucRoom *room, const int *codes);
+char *muc_history_to_string(MucRoom *room);
+void muc_history_from_string(MucRoom *room, const char *text);
 
 /* muc-iq.c: admin, owner, disco, ping, MAM at the room. */
 void muc_room_iq(MucRoom *room, MkStanza *st);
@@ -145,6 +147,7 @@ extern const MkMigration muc_migrations[];
 void muc_db_load(MucRoom *room);
 void muc_db_save(MucRoom *room);
 void muc_db_delete(MucRoom *room);
+void muc_db_save_history(MucRoom *room, char *text);
 void muc_db_count(Muc *muc);
 
 /* muc-config.c: pure. */

@@ -12,8 +12,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Server, Tap, error_condition, q  # noqa: E402
-from muctest import (NS_ADMIN, NS_DATA, NS_INFO, admin, codes, create, is_groupchat,  # noqa: E402
-                     item, join, join_error, leave, restart, room_jid, say, wait_log)
+from muctest import (NS_ADMIN, NS_DATA, NS_DELAY, NS_INFO, admin, codes, create,  # noqa: E402
+                     is_groupchat, item, join, join_error, leave, restart, room_jid, say,
+                     wait_log)
 
 NS_MAM = "urn:xmpp:mam:2"
 NS_RSM = "http://jabber.org/protocol/rsm"
@@ -116,6 +117,8 @@ def scenarios(t, srv):
     # Hibernation: the room empties, goes out of memory, and wakes.
     hib = log_count(srv, r"room keep@conference\.localhost hibernates")
     loads = log_count(srv, r"room keep@conference\.localhost loaded")
+    say(alice, "keep", "before sleep")
+    alice.expect(is_groupchat(room_jid("keep") + "/A", "before sleep"), 5, "echo")
     leave(alice, "keep", "A")
     t.ok(wait_log(srv, r"room keep@conference\.localhost hibernates", 20) and
          log_count(srv, r"room keep@conference\.localhost hibernates") == hib + 1,
@@ -123,6 +126,11 @@ def scenarios(t, srv):
     p = join(bob, "keep", "B")
     t.ok(p.get("type") is None and 201 not in codes(p) and item(p).get("affiliation") == "member",
          "a join wakes it with its affiliations")
+    h = bob.expect(lambda e: e.tag == q(NS_CLIENT, "message") and
+                   e.find(q(NS_DELAY, "delay")) is not None, 5, "history")
+    t.ok(h.findtext(q(NS_CLIENT, "body")) == "before sleep" and
+         h.get("from") == room_jid("keep") + "/A",
+         "and with its discussion history from before the hibernation")
     t.ok(log_count(srv, r"room keep@conference\.localhost loaded") == loads + 1,
          "waking read it from the database once")
     t.ok(room_name(carol, "keep") == "Kept", "and its configuration")
