@@ -621,7 +621,10 @@ void muc_service_iq(Muc *muc, MkStanza *st)
         mk_xml_set_attr(id, "category", "conference");
         mk_xml_set_attr(id, "type", "text");
         mk_xml_set_attr(id, "name", "Chatrooms");
-        const char *features[] = {NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS,
+        const char *features[] = {NS_MUC,
+                                  NS_DISCO_INFO,
+                                  NS_DISCO_ITEMS,
+                                  NS_MUC "#unique",
                                   "http://jabber.org/protocol/muc#self-ping-optimization",
                                   "jabber:x:conference"};
         for (guint i = 0; i < G_N_ELEMENTS(features); i++)
@@ -651,6 +654,14 @@ void muc_service_iq(Muc *muc, MkStanza *st)
     }
     if (get && mk_xml_child(xml, "ping", NS_PING)) {
         reply(st, NULL);
+        return;
+    }
+    if (get && mk_xml_child(xml, "unique", NS_MUC "#unique")) {
+        /* 10.1.4: a name no room has (a random UUID: no lookup needed). */
+        g_autofree char *name = g_uuid_string_random();
+        MkXml *u = mk_xml_new("unique", NS_MUC "#unique");
+        mk_xml_add_text(u, name, -1);
+        reply(st, u);
         return;
     }
     muc_error(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);

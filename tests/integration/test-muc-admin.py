@@ -180,6 +180,12 @@ def test_disco(t, srv):
     feats = [f.get("var") for f in r.iter(q(NS_INFO, "feature"))]
     t.ok(("conference", "text") in ids and "http://jabber.org/protocol/muc" in feats,
          "the service: identity conference/text, feature muc")
+    r = bob.iq("<unique xmlns='http://jabber.org/protocol/muc#unique'/>", "get", SERVICE)
+    u1 = r.findtext(q("http://jabber.org/protocol/muc#unique", "unique"))
+    r = bob.iq("<unique xmlns='http://jabber.org/protocol/muc#unique'/>", "get", SERVICE)
+    u2 = r.findtext(q("http://jabber.org/protocol/muc#unique", "unique"))
+    t.ok(u1 and u2 and u1 != u2 and "http://jabber.org/protocol/muc#unique" in feats,
+         "muc#unique gives a new room name each time (%s, %s)" % (u1, u2))
     r = bob.iq("<query xmlns='%s'/>" % NS_ITEMS, "get", "localhost")
     t.ok(SERVICE in [i.get("jid") for i in r.iter(q(NS_ITEMS, "item"))],
          "the server's disco#items lists the service")
