@@ -8,6 +8,7 @@ invitations and declines, XEP-0249 direct invitations; the rooms per
 service limit. Prints TAP; ignores --tap."""
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Server, Tap, error_condition, q  # noqa: E402
@@ -252,10 +253,55 @@ def test_invitations(t, srv):
         c.close()
 
 
+def test_bad_input(t, srv):
+    """Malformed requests get the XEP's error and leave the room working."""
+    alice, bob = clients(srv, ["alice", "bob"])
+    create(alice, "rough", "A")
+    rj = room_jid("rough")
+    join(bob, "rough", "B")
+    cases = [
+        (alice, "<query xmlns='%s'/>" % NS_OWNER, "set", "bad-request",
+         "an owner set with neither form nor destroy"),
+        (alice, "<query xmlns='%s'><x xmlns='%s' type='result'/></query>" % (NS_OWNER, NS_DATA),
+         "set", "bad-request", "a configuration form of type result"),
+        (alice, "<query xmlns='%s'><destroy jid='@@'/></query>" % NS_OWNER, "set", "bad-request",
+         "a destroy whose alternate venue is no JID"),
+        (alice, "<query xmlns='%s'><item affiliation='member' jid='@@'/></query>" % NS_ADMIN,
+         "set", "bad-request", "an affiliation for something that is no JID"),
+        (alice, "<query xmlns='%s'><item role='none'/></query>" % NS_ADMIN, "set",
+         "bad-request", "a kick without a nick"),
+        (alice, "<query xmlns='%s'/>" % NS_ADMIN, "get", "bad-request", "an admin get without item"),
+        (bob, "<query xmlns='urn:example:nothing'/>", "get", "service-unavailable",
+         "an unknown namespace at the room"),
+        (bob, "", "get", "bad-request", "an IQ with no payload"),
+    ]
+    for who, body, type_, want, what in cases:
+        r = who.iq(body, type_, rj)
+        t.ok(error_condition(r) == want, "%s: %s (%s)" % (what, want, error_condition(r)))
+    alice.send("<message to='%s'><x xmlns='%s'><invite to='@@'/></x></message>" % (rj, NS_USER))
+    t.ok(error_condition(alice.expect(is_error_from(rj, "message"))) == "bad-request",
+         "an invitation to something that is no JID: bad-request")
+    bob.send("<message to='%s'><body>no type</body></message>" % rj)
+    t.ok(error_condition(bob.expect(is_error_from(rj, "message"))) == "bad-request",
+         "a normal message to the room: bad-request")
+    bob.send("<message to='%s' type='groupchat'><body>still here</body></message>" % rj)
+    t.ok(alice.expect(lambda e: e.findtext(q(NS_CLIENT, "body")) == "still here", 5, "alive")
+         is not None, "after all that the room still works")
+    alice.close()
+    bob.close()
+
+
 def test_room_limit(t, srv):
     alice = Client(srv, "alice")
-    # Rooms left from the scenarios above: pub, hid, inv (temporary ones
-    # whose occupants left are gone).
+    # The scenarios above left temporary rooms; each goes once the server
+    # has handled its occupants' disconnection: wait for that.
+    for gone in ("pub", "hid", "inv", "rough"):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            r = alice.iq("<query xmlns='%s'/>" % NS_INFO, "get", room_jid(gone))
+            if error_condition(r) == "item-not-found":
+                break
+            time.sleep(0.05)
     made = 0
     for i in range(10):
         p = join(alice, "lim%d" % i, "A")
@@ -282,6 +328,7 @@ def main():
         t.run("roles and affiliations", test_roles_and_affiliations, srv)
         t.run("disco", test_disco, srv)
         t.run("invitations", test_invitations, srv)
+        t.run("bad input", test_bad_input, srv)
         t.run("room limit", test_room_limit, srv)
     finally:
         if t.failed:
