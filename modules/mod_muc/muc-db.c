@@ -311,6 +311,7 @@ static void count_done(MkDbResult *res, const GError *error, gpointer data)
     Muc *muc = data;
     if (error) {
         g_warning("mod_muc: counting rooms: %s", error->message);
+        g_atomic_int_set(&muc->counted, 1); /* rather than refusing for ever */
         return;
     }
     gint n = 0;
@@ -338,6 +339,8 @@ static void count_done(MkDbResult *res, const GError *error, gpointer data)
     }
     g_mutex_unlock(&muc->lock);
     g_atomic_int_add(&muc->n_rooms, n);
+    g_atomic_int_set(&muc->counted, 1);
+    g_debug("mod_muc: %d stored rooms counted", n);
 }
 
 void muc_db_count(Muc *muc)

@@ -339,6 +339,11 @@ static gboolean room_create(MucRoom *room, MkStanza *st)
         muc_error(st, MK_ERR_NOT_ALLOWED, "rooms are created by local users");
         return FALSE;
     }
+    if (!g_atomic_int_get(&muc->counted)) {
+        /* The limits count stored rooms, read right after the start. */
+        muc_error(st, MK_ERR_RESOURCE_CONSTRAINT, "the service is starting");
+        return FALSE;
+    }
     if (g_atomic_int_add(&muc->n_rooms, 1) >= muc->max_rooms) {
         g_atomic_int_add(&muc->n_rooms, -1);
         mk_counter_add(muc->c_refused, 1);

@@ -90,6 +90,7 @@ struct Muc {
     GHashTable *listed;  /* key -> title: public rooms for disco#items */
     gint n_rooms;        /* rooms that exist (live or in the database); atomic */
     GHashTable *created; /* creator's bare JID -> rooms of theirs that exist; under @lock */
+    gint counted;        /* the stored rooms were counted (start-up); atomic */
     gint64 max_rooms_per_user;
     MkUserQueue *queue; /* storage work per room, in order */
     gint64 max_rooms, max_room_name, max_nick, max_history, hibernate_after, max_users;

@@ -146,3 +146,15 @@ def wait_log(srv, pattern, timeout=15):
                 return True
         time.sleep(0.05)
     return False
+
+
+def ready(srv, starts=1):
+    """Waits until mod_muc counted the stored rooms after the @starts-th
+    start of the server's log: rooms are created only from then on."""
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        with open(srv.log_path, errors="replace") as f:
+            if len(re.findall(r"mod_muc: \d+ stored rooms counted", f.read())) >= starts:
+                return True
+        time.sleep(0.05)
+    return False

@@ -12,9 +12,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Server, Tap, error_condition, q  # noqa: E402
-from muctest import (NS_ADMIN, NS_DATA, NS_INFO, NS_ITEMS, NS_OWNER, NS_USER, SERVICE,  # noqa: E402
-                     admin, codes, configure, create, is_error_from, is_presence_from, item,
-                     join, join_error, room_jid, say)
+from muctest import (NS_ADMIN, NS_DATA, NS_INFO, NS_ITEMS, NS_OWNER, NS_USER,  # noqa: E402
+                     SERVICE, admin, codes, configure, create, is_error_from, is_presence_from,
+                     item, join, join_error, ready, room_jid, say)
 
 MODULES = {"mod_disco": None, "mod_roster": None,
            "mod_muc": {"max_rooms": 6, "max_affiliations": 5}}
@@ -323,6 +323,7 @@ def main():
     t = Tap()
     srv = Server(MODULES)
     try:
+        ready(srv)
         for u in USERS:
             srv.register(u)
         t.run("roles and affiliations", test_roles_and_affiliations, srv)

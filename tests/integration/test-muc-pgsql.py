@@ -10,6 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import TOP_BUILDDIR  # noqa: E402
+from muctest import ready  # noqa: E402
 from pgtest import run  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
@@ -19,6 +20,7 @@ _spec.loader.exec_module(store)
 
 
 def scenarios(t, srv, pg):
+    ready(srv, 2)  # the second start: on PostgreSQL
     for u in store.USERS:
         subprocess.run([os.path.join(TOP_BUILDDIR, "tools", "meerkatctl"), "-c", srv.conf,
                         "register", u, "localhost", "secret"], check=True, capture_output=True)

@@ -15,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import Server, Tap  # noqa: E402
+from muctest import ready  # noqa: E402
 
 import slixmpp  # noqa: E402
 from slixmpp.exceptions import PresenceError  # noqa: E402
@@ -130,6 +131,7 @@ def main():
     t = Tap()
     srv = Server({"mod_roster": None, "mod_disco": None, "mod_muc": None})
     try:
+        ready(srv)
         srv.register("alice")
         srv.register("bob")
 

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Server, Tap, error_condition, q  # noqa: E402
 from muctest import (NS_ADMIN, NS_DATA, NS_DELAY, NS_INFO, admin, codes, create,  # noqa: E402
-                     is_groupchat, item, join, join_error, leave, restart, room_jid, say,
+                     is_groupchat, item, join, join_error, leave, ready, restart, room_jid, say,
                      wait_log)
 
 NS_MAM = "urn:xmpp:mam:2"
@@ -91,7 +91,11 @@ def scenarios(t, srv):
     for c in (alice, bob, carol):
         c.close()
 
+    counted = log_count(srv, r"mod_muc: \d+ stored rooms counted")
     restart(srv)
+    # New rooms wait until the stored ones are counted (the limits).
+    t.ok(wait_log(srv, r"(?s)" + r".*mod_muc: \d+ stored rooms counted" * (counted + 1)),
+         "after the restart the stored rooms are counted")
     alice, bob, carol = [Client(srv, u) for u in USERS]
     t.ok(room_name(bob, "keep") == "Kept", "after a restart the persistent room has its name")
     t.ok(room_name(bob, "temp") == "item-not-found", "the temporary room is gone")
@@ -142,6 +146,7 @@ def main():
     t = Tap()
     srv = Server(MODULES)
     try:
+        ready(srv)
         for u in USERS:
             srv.register(u)
         t.run("storage", scenarios, srv)

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Server, Tap, error_condition, q  # noqa: E402
 from muctest import (NS_DATA, NS_DELAY, NS_MUC, NS_OWNER, NS_USER, codes, configure,  # noqa: E402
                      count, create, is_error_from, is_groupchat, is_presence_from, item, join,
-                     join_error, leave, room_jid, say)
+                     join_error, leave, ready, room_jid, say)
 
 MODULES = {"mod_disco": None, "mod_roster": None,
            "mod_muc": {"max_nick_length": 10, "max_room_name_length": 20}}
@@ -364,6 +364,7 @@ def main():
     t = Tap()
     srv = Server(MODULES)
     try:
+        ready(srv)
         for u in USERS:
             srv.register(u)
         t.run("instant room and occupants", test_instant_and_join, srv)
