@@ -191,6 +191,14 @@ def test_reserved_room(t, srv):
     r = bob.iq("<query xmlns='%s'/>" % NS_OWNER, "get", room_jid("club"))
     t.ok(error_condition(r) in ("forbidden", "item-not-found"),
          "someone else cannot read the form (%s)" % error_condition(r))
+    # Cancelling the initial configuration destroys the new room.
+    p = join(bob, "gone", "B")
+    r = bob.iq("<query xmlns='%s'><x xmlns='%s' type='cancel'/></query>" % (NS_OWNER, NS_DATA),
+               "set", room_jid("gone"))
+    bob.expect(is_presence_from(room_jid("gone") + "/B", "unavailable"), 5, "destroyed")
+    p = join(carol, "gone", "C")
+    t.ok(r.get("type") == "result" and 201 in codes(p),
+         "cancelling a new room's configuration destroys it: the next join creates it anew")
     r = configure(alice, "club", [("muc#roomconfig_maxusers", "lots")])
     t.ok(error_condition(r) == "not-acceptable", "a bad form value: not-acceptable")
     r = configure(alice, "club", [("muc#roomconfig_roomname", "The Club"),
