@@ -183,6 +183,7 @@ static gboolean muc_start(MkModule *mod, GError **error)
             return FALSE;
         mk_disco_item_add(mod, s->service, "Chatrooms");
     }
+    mk_hook_add(mod, MK_HOOK_REMOVE_USER, 50, muc_on_remove_user, muc);
     muc_db_count(muc);
     /* Rooms are let go within a sweep interval after hibernate_after. */
     guint every = (guint)CLAMP(muc->hibernate_after / 2, 1, 10);

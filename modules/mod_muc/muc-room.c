@@ -80,6 +80,68 @@ void muc_room_summary(MucRoom *room, gboolean gone)
     g_mutex_unlock(&muc->lock);
 }
 
+typedef struct {
+    Muc *muc;
+    char *key, *bare;
+} ForgetJob;
+
+static void forget_job_free(gpointer data)
+{
+    ForgetJob *j = data;
+    g_free(j->key);
+    g_free(j->bare);
+    g_free(j);
+}
+
+/* On a room's owner: the account @bare was removed; its affiliation
+ * goes (a new account of the same name inherits nothing). */
+static gboolean forget_run(gpointer data)
+{
+    ForgetJob *j = data;
+    g_mutex_lock(&j->muc->lock);
+    MucRoom *room = g_hash_table_lookup(j->muc->rooms, j->key);
+    g_mutex_unlock(&j->muc->lock);
+    if (room && !room->loading && g_hash_table_remove(room->affs, j->bare))
+        muc_room_changed(room);
+    return G_SOURCE_REMOVE;
+}
+
+static void forget_done(MkDbResult *res, const GError *error, gpointer data)
+{
+    (void)res;
+    (void)data;
+    if (error)
+        g_warning("mod_muc: removing a removed account's affiliations: %s", error->message);
+}
+
+/* Hook remove_user: the account's affiliations go, in stored rooms and
+ * in the rooms in memory (through their owners). */
+MkResult muc_on_remove_user(MkHookCall *call, gpointer data)
+{
+    Muc *muc = data;
+    MkJid *bare = mk_hook_call_from(call);
+    if (!bare)
+        return MK_PASS;
+    mk_db_query(muc->mod, "DELETE FROM muc_affiliations WHERE jid = ?", forget_done, NULL,
+                MK_DB_STR(mk_jid_bare_string(bare)));
+    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
+    g_mutex_lock(&muc->lock);
+    GHashTableIter it;
+    gpointer k;
+    g_hash_table_iter_init(&it, muc->rooms);
+    while (g_hash_table_iter_next(&it, &k, NULL))
+        g_ptr_array_add(keys, g_strdup(k));
+    g_mutex_unlock(&muc->lock);
+    for (guint i = 0; i < keys->len; i++) {
+        ForgetJob *j = g_new0(ForgetJob, 1);
+        j->muc = muc;
+        j->key = g_strdup(g_ptr_array_index(keys, i));
+        j->bare = g_strdup(mk_jid_bare_string(bare));
+        mk_owner_post(muc->mod, j->key, forget_run, j, forget_job_free);
+    }
+    return MK_PASS;
+}
+
 /* Counts a room of @bare's (nullable: nobody's) in or out. Any worker. */
 void muc_creator_count(Muc *muc, const char *bare, int delta)
 {

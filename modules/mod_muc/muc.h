@@ -119,6 +119,7 @@ void muc_room_changed(MucRoom *room);
 void muc_room_summary(MucRoom *room, gboolean gone);
 void muc_creator_count(Muc *muc, const char *bare, int delta);
 gboolean muc_hibernate_sweep(gpointer data);
+MkResult muc_on_remove_user(MkHookCall *call, gpointer data);
 
 /* muc-presence.c */
 void muc_presence(MucRoom *room, MkStanza *st);

@@ -16,7 +16,7 @@ from muctest import (NS_ADMIN, NS_DATA, NS_INFO, NS_ITEMS, NS_OWNER, NS_USER,  #
                      SERVICE, admin, codes, configure, create, is_error_from, is_presence_from,
                      item, join, join_error, ready, room_jid, say)
 
-MODULES = {"mod_disco": None, "mod_roster": None,
+MODULES = {"mod_disco": None, "mod_roster": None, "mod_register": None,
            "mod_muc": {"max_rooms": 6, "max_affiliations": 5}}
 USERS = ["alice", "bob", "carol", "dave", "eve"]
 
@@ -291,11 +291,37 @@ def test_bad_input(t, srv):
     bob.close()
 
 
+def test_account_removal(t, srv):
+    """A removed account's affiliations go: a new account of the same
+    name inherits nothing."""
+    alice, eve = clients(srv, ["alice", "eve"])
+    create(alice, "acct", "A")
+    admin(alice, "acct", "<item jid='eve@localhost' affiliation='admin'/>")
+    r = eve.iq("<query xmlns='jabber:iq:register'><remove/></query>", "set")
+    t.ok(r.get("type") == "result", "eve removes her account in-band")
+    eve.closed.wait(5)
+    srv.register("eve")
+    admins = None
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        r = admin(alice, "acct", "<item affiliation='admin'/>", "get")
+        admins = [i[0] for i in items_of(r)]
+        if not admins:
+            break
+        time.sleep(0.05)
+    t.ok(admins == [], "her admin affiliation went with the account (%s)" % admins)
+    eve = Client(srv, "eve")
+    r = admin(eve, "acct", "<item affiliation='member'/>", "get")
+    t.ok(error_condition(r) == "forbidden", "the new eve is no admin of the room")
+    alice.close()
+    eve.close()
+
+
 def test_room_limit(t, srv):
     alice = Client(srv, "alice")
     # The scenarios above left temporary rooms; each goes once the server
     # has handled its occupants' disconnection: wait for that.
-    for gone in ("pub", "hid", "inv", "rough"):
+    for gone in ("pub", "hid", "inv", "rough", "acct"):
         deadline = time.time() + 10
         while time.time() < deadline:
             r = alice.iq("<query xmlns='%s'/>" % NS_INFO, "get", room_jid(gone))
@@ -330,6 +356,7 @@ def main():
         t.run("disco", test_disco, srv)
         t.run("invitations", test_invitations, srv)
         t.run("bad input", test_bad_input, srv)
+        t.run("account removal", test_account_removal, srv)
         t.run("room limit", test_room_limit, srv)
     finally:
         if t.failed:
