@@ -31,6 +31,7 @@
 #include <meerkat/mk-http.h>
 #include <meerkat/mk-domains.h>
 #include <meerkat/mk-cluster.h>
+#include <meerkat/mk-owner.h>
 
 typedef struct MkServer MkServer;
 typedef struct MkWorker MkWorker;

@@ -33,4 +33,5 @@
 #include <meerkat/mk-http.h>
 #include <meerkat/mk-domains.h>
 #include <meerkat/mk-cluster.h>
+#include <meerkat/mk-owner.h>
 #undef MK_INSIDE_MODULE_H

@@ -22,6 +22,9 @@
 #   BENCH_ML_SIZE=100     ... of this many occupants ...
 #   BENCH_ML_RATE=3000    ... sent groupchat messages per second (all rooms)
 #   BENCH_REST_CLIENTS=50 keep-alive clients of the rest scenario
+#   BENCH_MUC_ROOMS=10    muc: rooms of BENCH_MUC_OCCUPANTS=100 users ...
+#   BENCH_MUC_RATE=500    ... sending this many groupchat messages per second
+#   BENCH_MUC_IDLE=100000 idle persistent rooms woken for their RSS
 #   BENCH_OUT=FILE        also keep the JSON lines here
 # Quick run: make bench BENCH_SESSIONS=1000 BENCH_PAIRS=100 BENCH_DURATION=3
 set -eu
@@ -41,6 +44,10 @@ MAM_USERS=${BENCH_MAM_USERS:-1000}
 MAM_EACH=${BENCH_MAM_EACH:-1000}
 MAM_CLIENTS=${BENCH_MAM_CLIENTS:-20}
 ROSTER=${BENCH_ROSTER:-10}
+MUC_ROOMS=${BENCH_MUC_ROOMS:-10}
+MUC_OCCUPANTS=${BENCH_MUC_OCCUPANTS:-100}
+MUC_RATE=${BENCH_MUC_RATE:-500}
+MUC_IDLE=${BENCH_MUC_IDLE:-100000}
 RATE=${BENCH_RATE:-1000}
 ML_ROOMS=${BENCH_ML_ROOMS:-10}
 ML_SIZE=${BENCH_ML_SIZE:-100}
@@ -61,6 +68,7 @@ trap cleanup EXIT INT TERM
 
 USERS=$SESSIONS
 for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE $MAM_USERS $((ML_ROOMS * ML_SIZE)); do
+for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE $MAM_USERS $((MUC_ROOMS * MUC_OCCUPANTS)); do
     [ "$n" -gt "$USERS" ] && USERS=$n
 done
 
@@ -196,6 +204,26 @@ fi
 . "$(dirname "$0")/bench-rest.sh"
 bench_rest
 bench_chat_scraped
+
+# mod_muc: rooms of 100 with every message fanned out to each occupant
+# (delivered messages per server CPU-second, to compare with chat's),
+# then the memory of idle persistent rooms (docs/benchmarks.md).
+start_meerkat plain muc
+run meerkat muc $P -s muc -n $((MUC_ROOMS * MUC_OCCUPANTS)) --occupants "$MUC_OCCUPANTS" \
+    --msg-rate "$MUC_RATE" -D "$DURATION" -j 2 -r "$RATE"
+stop_server
+ROOMS="$(dirname "$0")/bench-muc-rooms.py"
+start_meerkat plain muc
+sleep 2
+RSS_EMPTY=$(python3 "$ROOMS" rss "$SRV_PID")
+stop_server
+python3 "$ROOMS" prefill "$DIR/state/meerkat.db" "$MUC_IDLE"
+start_meerkat plain muc
+sleep 2
+echo "bench: meerkat muc-rooms: waking $MUC_IDLE stored rooms" >&2
+python3 "$ROOMS" wake --port "$PORT" --pid "$SRV_PID" --rooms "$MUC_IDLE" \
+    --rss-empty "$RSS_EMPTY" >>"$RESULTS" || true
+stop_server
 
 P="--port $RELAY_PORT"
 start_relay

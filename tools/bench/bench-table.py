@@ -52,6 +52,13 @@ ROWS = [
     ("REST POST /api/messages per server CPU-s", "rest", "requests_per_cpu_s", 1, True),
     ("REST POST /api/messages/s (wall)", "rest", "requests_per_s", 1, True),
     ("REST latency p99, ms", "rest", "latency_us.p99", 0.001, False),
+    ("MUC: groupchat delivered per server CPU-s (rooms of 100)", "muc", "messages_per_cpu_s", 1,
+     True),
+    ("MUC: groupchat delivered/s (wall)", "muc", "messages_per_s", 1, True),
+    ("MUC latency p99, ms", "muc", "latency_us.p99", 0.001, False),
+    ("MUC: RSS per joined session, KiB", "muc", "rss_per_session_kib", 1, False),
+    ("MUC: RSS per stored room asleep, bytes", "muc-rooms", "rss_per_room_asleep_b", 1, False),
+    ("MUC: RSS per idle room in memory, bytes", "muc-rooms", "rss_per_room_awake_b", 1, False),
     ("failed logins (all tests)", "*", "failed", 1, False),
 ]
 

@@ -14,6 +14,7 @@ typedef enum {
     SCEN_REGISTER, /* in-band registration, then close (register.c) */
     SCEN_MAM,      /* archive queries (XEP-0313), one in flight per user */
     SCEN_MUCLIGHT, /* MUC Light rooms, groupchat at a rate (muclight.c) */
+    SCEN_MUC,      /* group chat rooms (XEP-0045), scenario-muc.c */
 } Scenario;
 
 /* Everything the command line sets; read-only after parsing. */
@@ -48,9 +49,11 @@ typedef struct {
     gboolean mam_with; /* mam: filter on the pair partner (PREFIX<n xor 1>) */
     int rooms;         /* muclight: rooms */
     int room_size;     /* muclight: occupants per room */
-    double msg_rate;   /* muclight: groupchat messages per second, all processes */
+    double msg_rate;   /* muclight, muc: groupchat messages per second, all processes */
     int *ports;        /* --ports (a cluster): user n connects to ports[n % nports] */
     int nports;
+    int occupants;     /* muc: users per room (msg_rate above too) */
+    char *muc_service; /* muc: the rooms' domain */
 } BenchOpts;
 
 /* Fills o->ports from "P,P,..." (ports.c). */
@@ -122,3 +125,22 @@ char *muclight_create(const BenchOpts *o, int user);
 /* A groupchat message from @user to its room, stamped @now_us and padded
  * with @pad (transfer full). */
 char *muclight_message(const BenchOpts *o, int user, guint64 now_us, const char *pad);
+
+/* What worker.c offers a scenario file, by client index in the share. */
+typedef struct Worker BenchWorker;
+void bench_send(BenchWorker *w, int idx, const char *data, gsize len);
+gboolean bench_online(BenchWorker *w, int idx);
+int bench_user(BenchWorker *w, int idx);
+gboolean bench_measuring(BenchWorker *w);
+gboolean bench_running(BenchWorker *w);
+WorkerStats *bench_stats(BenchWorker *w);
+
+/* The muc scenario (scenario-muc.c). */
+typedef struct BenchMuc BenchMuc;
+BenchMuc *bench_muc_new(BenchWorker *w, const BenchOpts *o, int n);
+void bench_muc_free(BenchMuc *m);
+void bench_muc_logged_in(BenchMuc *m, int idx);
+void bench_muc_element(BenchMuc *m, int idx, const char *local, const char *el, gsize len);
+gboolean bench_muc_ready(BenchMuc *m);
+void bench_muc_start(BenchMuc *m);
+void bench_muc_tick(BenchMuc *m, const char *pad);

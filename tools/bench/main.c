@@ -98,6 +98,7 @@ static void opts_clear(BenchOpts *o)
     g_free(o->resource);
     g_free(o->server_pids);
     g_free(o->ports);
+    g_free(o->muc_service);
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(BenchOpts, opts_clear)
 
@@ -132,6 +133,7 @@ int main(int argc, char **argv)
         .rooms = 10,
         .room_size = 100,
         .msg_rate = 100,
+        .occupants = 100,
     };
     g_autofree char *scenario = NULL;
     g_autofree char *ports = NULL;
@@ -139,7 +141,7 @@ int main(int argc, char **argv)
         {"ports", 0, 0, G_OPTION_ARG_STRING, &ports,
          "a cluster's nodes, comma-separated: user n connects to the (n mod count)th", "P,P"},
         {"scenario", 's', 0, G_OPTION_ARG_STRING, &scenario,
-         "login | chat | presence | register | mam | muclight", "NAME"},
+         "login | chat | presence | register | mam | muclight | muc", "NAME"},
         {"host", 0, 0, G_OPTION_ARG_STRING, &o.host, "server address (IPv4)", "ADDR"},
         {"port", 'p', 0, G_OPTION_ARG_INT, &o.port, "server port", "PORT"},
         {"domain", 'd', 0, G_OPTION_ARG_STRING, &o.domain, "XMPP domain", "DOMAIN"},
@@ -166,7 +168,10 @@ int main(int argc, char **argv)
         {"rooms", 0, 0, G_OPTION_ARG_INT, &o.rooms, "MUC Light rooms (muclight)", "N"},
         {"room-size", 0, 0, G_OPTION_ARG_INT, &o.room_size, "occupants per room (muclight)", "N"},
         {"msg-rate", 0, 0, G_OPTION_ARG_DOUBLE, &o.msg_rate,
-         "muclight: groupchat messages per second, all processes (default 100)", "N"},
+         "muclight, muc: groupchat messages per second, all processes (default 100)", "N"},
+        {"occupants", 0, 0, G_OPTION_ARG_INT, &o.occupants, "users per room (muc)", "N"},
+        {"muc-service", 0, 0, G_OPTION_ARG_STRING, &o.muc_service,
+         "rooms' domain (muc; default conference.DOMAIN)", "DOMAIN"},
         {"duration", 'D', 0, G_OPTION_ARG_DOUBLE, &o.duration, "measured seconds", "S"},
         {"settle", 0, 0, G_OPTION_ARG_DOUBLE, &o.settle, "seconds before reading RSS", "S"},
         {"hold", 0, 0, G_OPTION_ARG_DOUBLE, &o.hold, "seconds to stay connected at the end", "S"},
@@ -210,6 +215,8 @@ int main(int argc, char **argv)
         o.scenario = SCEN_REGISTER;
     else if (g_str_equal(scenario, "muclight") && o.room_size > 0)
         o.scenario = SCEN_MUCLIGHT;
+    else if (g_str_equal(scenario, "muc"))
+        o.scenario = SCEN_MUC;
     else {
         g_printerr("meerkat-bench: unknown scenario %s\n", scenario);
         return 2;
@@ -223,6 +230,10 @@ int main(int argc, char **argv)
         total = total / (o.roster + 1) * (o.roster + 1);
     if (o.scenario == SCEN_MUCLIGHT)
         total = o.rooms * o.room_size;
+    if (o.scenario == SCEN_MUC) /* whole rooms */
+        total = total / MAX(o.occupants, 1) * MAX(o.occupants, 1);
+    if (!o.muc_service)
+        o.muc_service = g_strconcat("conference.", o.domain, NULL);
     if (total <= 0) {
         g_printerr("meerkat-bench: nothing to do\n");
         return 2;
@@ -239,6 +250,7 @@ int main(int argc, char **argv)
     int unit = o.scenario == SCEN_CHAT       ? 2
                : o.scenario == SCEN_PRESENCE ? o.roster + 1
                : o.scenario == SCEN_MUCLIGHT ? o.room_size
+               : o.scenario == SCEN_MUC      ? o.occupants
                                              : 1;
     int units = total / unit;
     Child *ch = g_new0(Child, o.procs);
@@ -350,9 +362,10 @@ int main(int argc, char **argv)
     }
     if (o.scenario != SCEN_LOGIN && o.scenario != SCEN_REGISTER) {
         double cpu = m1.cpu_s - m0.cpu_s;
-        const char *what = o.scenario == SCEN_CHAT || o.scenario == SCEN_MUCLIGHT ? "messages"
-                           : o.scenario == SCEN_MAM                               ? "queries"
-                                                                                  : "presences";
+        gboolean rooms = o.scenario == SCEN_MUCLIGHT || o.scenario == SCEN_MUC;
+        const char *what = o.scenario == SCEN_CHAT || rooms ? "messages"
+                           : o.scenario == SCEN_MAM         ? "queries"
+                                                            : "presences";
         g_string_append_printf(j, "\"window_s\": %.3f, \"sent\": %" G_GUINT64_FORMAT ", ", window_s,
                                sent);
         g_string_append_printf(j, "\"%s\": %" G_GUINT64_FORMAT ", \"%s_per_s\": %.0f, ", what,
@@ -360,7 +373,7 @@ int main(int argc, char **argv)
         if (o.server_pids)
             g_string_append_printf(j, "\"server_cpu_s\": %.2f, \"%s_per_cpu_s\": %.0f, ", cpu, what,
                                    cpu > 0 ? (double)received / cpu : 0);
-        if (o.scenario == SCEN_CHAT || o.scenario == SCEN_MAM || o.scenario == SCEN_MUCLIGHT)
+        if (o.scenario == SCEN_CHAT || o.scenario == SCEN_MAM || rooms)
             g_string_append_printf(j,
                                    "\"latency_us\": {\"p50\": %" G_GUINT64_FORMAT
                                    ", \"p90\": %" G_GUINT64_FORMAT ", \"p99\": %" G_GUINT64_FORMAT

@@ -72,7 +72,7 @@ typedef struct {
     guint64 query_sent_us;
 } Client;
 
-typedef struct {
+typedef struct Worker {
     const BenchOpts *o;
     int ep;
     int ctl_fd, rep_fd;
@@ -93,6 +93,7 @@ typedef struct {
     /* presence: toggles per second and the next toggle time */
     guint64 next_toggle_us;
     int toggle_cursor;
+    BenchMuc *muc; /* muc scenario */
 } Worker;
 
 static void client_fail(Worker *w, Client *c, const char *why);
@@ -235,6 +236,8 @@ static void logged_in(Worker *w, Client *c)
     w->connecting--;
     w->stats.logged_in++;
     g_clear_pointer(&c->scram, scram_free);
+    if (w->muc)
+        bench_muc_logged_in(w->muc, (int)(c - w->c));
 }
 
 /* Register scenario: the server answered; the account exists now. */
@@ -578,6 +581,10 @@ static void on_element(Worker *w, Client *c, const char *el, gsize len)
         return;
     case ST_ONLINE:
     case ST_OFFLINE:
+        if (w->muc) {
+            bench_muc_element(w->muc, (int)(c - w->c), local, el, len);
+            return;
+        }
         if (w->o->scenario == SCEN_MAM) {
             /* The results are messages; only the closing IQ counts. */
             if (g_str_equal(local, "iq") && !attr_is(el, len, "type", "get") &&
@@ -830,6 +837,8 @@ static void on_control(Worker *w)
                 chat_start(w);
             if (w->o->scenario == SCEN_MAM)
                 mam_start(w);
+            if (w->muc)
+                bench_muc_start(w->muc);
             w->next_toggle_us = now_us();
             break;
         case 'S': { /* stop measuring and report */
@@ -952,6 +961,8 @@ int worker_run(const BenchOpts *o, int lo, int hi, int ctl_fd, int rep_fd, int i
     if (o->starttls) {
         gnutls_certificate_allocate_credentials(&w->cred);
     }
+    if (o->scenario == SCEN_MUC)
+        w->muc = bench_muc_new(w, o, w->n);
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = G_MAXUINT32};
     epoll_ctl(w->ep, EPOLL_CTL_ADD, ctl_fd, &ev);
@@ -978,7 +989,8 @@ int worker_run(const BenchOpts *o, int lo, int hi, int ctl_fd, int rep_fd, int i
          * most a minute): a server still busy with them would otherwise
          * spend the measured window on the set-up. */
         if (!w->login_reported &&
-            ((logins_done && (subscriptions_done(w) || now > w->logins_done_us + 60000000u)) ||
+            ((logins_done && ((subscriptions_done(w) && (!w->muc || bench_muc_ready(w->muc))) ||
+                              now > w->logins_done_us + 60000000u)) ||
              now > deadline)) {
             w->login_reported = TRUE;
             w->ready_us = now;
@@ -987,6 +999,8 @@ int worker_run(const BenchOpts *o, int lo, int hi, int ctl_fd, int rep_fd, int i
         }
         presence_tick(w);
         muclight_tick(w);
+        if (w->muc)
+            bench_muc_tick(w->muc, w->body_pad);
         int timeout = (w->next_connect < w->n || w->running) ? 2 : 200;
         int n = epoll_wait(w->ep, evs, G_N_ELEMENTS(evs), timeout);
         for (int i = 0; i < n; i++) {
@@ -1013,8 +1027,40 @@ int worker_run(const BenchOpts *o, int lo, int hi, int ctl_fd, int rep_fd, int i
         }
     if (w->cred)
         gnutls_certificate_free_credentials(w->cred);
+    bench_muc_free(w->muc);
     g_free(w->c);
     g_free(w->body_pad);
     close(w->ep);
     return 0;
+}
+
+/* For scenario files (bench.h). */
+void bench_send(BenchWorker *w, int idx, const char *data, gsize len)
+{
+    client_send(w, &w->c[idx], data, len);
+}
+
+gboolean bench_online(BenchWorker *w, int idx)
+{
+    return w->c[idx].st == ST_ONLINE;
+}
+
+int bench_user(BenchWorker *w, int idx)
+{
+    return w->c[idx].user;
+}
+
+gboolean bench_measuring(BenchWorker *w)
+{
+    return w->measuring;
+}
+
+gboolean bench_running(BenchWorker *w)
+{
+    return w->running;
+}
+
+WorkerStats *bench_stats(BenchWorker *w)
+{
+    return &w->stats;
 }
