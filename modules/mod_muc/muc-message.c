@@ -8,11 +8,21 @@
  * loop here. */
 void muc_fanout(MucRoom *room, MkXml *msg, MkJid *from)
 {
+    /* One stanza for every joined session: the core serialises it once
+     * and writes only each copy's 'to' (mk-fanout.h). */
+    g_autoptr(GPtrArray) to = g_ptr_array_new();
     GHashTableIter it;
     gpointer v;
     g_hash_table_iter_init(&it, room->occupants);
-    while (g_hash_table_iter_next(&it, NULL, &v))
-        muc_send_to_occupant(v, msg, from);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        MucOccupant *o = v;
+        for (guint i = 0; i < o->sessions->len; i++)
+            g_ptr_array_add(to, g_ptr_array_index(o->sessions, i));
+    }
+    if (!to->len)
+        return;
+    g_autoptr(MkStanza) st = mk_stanza_new_addressed(msg, from, to->pdata[0]);
+    mk_fanout_send(st, (MkJid *const *)to->pdata, to->len);
 }
 
 /* A message from the room itself with status codes (0-terminated), as
