@@ -27,6 +27,7 @@
 #include <meerkat/mk-roster.h>
 #include <meerkat/mk-xep82.h>
 #include <meerkat/mk-server.h>
+#include <meerkat/mk-caps.h>
 
 typedef struct MkServer MkServer;
 typedef struct MkWorker MkWorker;

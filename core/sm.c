@@ -109,6 +109,7 @@ void mk_session_unref(MkSession *s)
     if (s->shared)
         g_array_unref(s->shared);
     mk_preloads_free(s->preloads);
+    mk_caps_record_unref(s->caps);
     if (s->last_presence)
         mk_stanza_unref(s->last_presence);
     mk_jid_unref(s->jid);

@@ -43,7 +43,13 @@ struct MkSession {
     struct MkPreloads *preloads; /* auth_preload's results, until taken */
     /* Any thread, under the session's shard lock. */
     GArray *shared; /* SessionShared: mk_session_set_flags/_string */
+    /* Any thread, under caps.c's lock: XEP-0115 caps (mk-caps.h). */
+    struct MkCapsRecord *caps;
 };
+
+typedef struct MkCapsRecord MkCapsRecord;
+/* Drops a reference on a caps record (caps.c). Any thread. */
+void mk_caps_record_unref(MkCapsRecord *r);
 
 MkSm *mk_sm_new(void);
 void mk_sm_free(MkSm *sm);

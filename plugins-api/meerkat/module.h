@@ -29,4 +29,5 @@
 #include <meerkat/mk-roster.h>
 #include <meerkat/mk-xep82.h>
 #include <meerkat/mk-server.h>
+#include <meerkat/mk-caps.h>
 #undef MK_INSIDE_MODULE_H
