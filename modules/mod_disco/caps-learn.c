@@ -40,8 +40,10 @@ void disco_caps_free(DiscoCaps *c)
 
 static void record(DiscoCaps *c, MkSession *s, const char *ver, const char *const *features)
 {
-    if (mk_session_set_caps(s, ver, features))
-        mk_hook_run(c->mod, MK_HOOK_CAPS_CHANGED, mk_session_jid(s));
+    if (!mk_session_set_caps(s, ver, features))
+        return;
+    g_debug("mod_disco: caps of %s recorded (ver %s)", mk_jid_string(mk_session_jid(s)), ver);
+    mk_hook_run(c->mod, MK_HOOK_CAPS_CHANGED, mk_session_jid(s));
 }
 
 typedef struct {
