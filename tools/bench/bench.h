@@ -13,6 +13,7 @@ typedef enum {
     SCEN_PRESENCE,
     SCEN_REGISTER, /* in-band registration, then close (register.c) */
     SCEN_MAM,      /* archive queries (XEP-0313), one in flight per user */
+    SCEN_PEP,      /* PEP tunes (XEP-0163) to roster groups (pep.c) */
 } Scenario;
 
 /* Everything the command line sets; read-only after parsing. */
@@ -102,3 +103,10 @@ typedef struct {
 ProcSample proc_sample(const char *pids);
 
 guint64 now_us(void);
+
+/* The pep scenario's stanzas (pep.c); all (transfer full). */
+char *pep_presence(void);
+gboolean pep_is_caps_query(const char *el, gsize len);
+char *pep_caps_answer(const char *id, const char *from);
+char *pep_publish(guint64 seq, guint64 sent_us);
+guint64 pep_notification_sent_us(const char *el, gsize len);

@@ -132,7 +132,7 @@ int main(int argc, char **argv)
     g_autofree char *scenario = NULL;
     GOptionEntry entries[] = {
         {"scenario", 's', 0, G_OPTION_ARG_STRING, &scenario,
-         "login | chat | presence | register | mam", "NAME"},
+         "login | chat | presence | register | mam | pep", "NAME"},
         {"host", 0, 0, G_OPTION_ARG_STRING, &o.host, "server address (IPv4)", "ADDR"},
         {"port", 'p', 0, G_OPTION_ARG_INT, &o.port, "server port", "PORT"},
         {"domain", 'd', 0, G_OPTION_ARG_STRING, &o.domain, "XMPP domain", "DOMAIN"},
@@ -193,6 +193,8 @@ int main(int argc, char **argv)
         o.scenario = SCEN_MAM;
     else if (g_str_equal(scenario, "presence"))
         o.scenario = SCEN_PRESENCE;
+    else if (g_str_equal(scenario, "pep"))
+        o.scenario = SCEN_PEP;
     else if (g_str_equal(scenario, "register"))
         o.scenario = SCEN_REGISTER;
     else {
@@ -204,7 +206,7 @@ int main(int argc, char **argv)
         return 2;
     }
     int total = o.scenario == SCEN_CHAT ? 2 * o.pairs : o.users;
-    if (o.scenario == SCEN_PRESENCE) /* whole groups */
+    if (o.scenario == SCEN_PRESENCE || o.scenario == SCEN_PEP) /* whole groups */
         total = total / (o.roster + 1) * (o.roster + 1);
     if (total <= 0) {
         g_printerr("meerkat-bench: nothing to do\n");
@@ -219,7 +221,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     /* Shares: multiples of 2 (chat pairs) or of a roster group. */
-    int unit = o.scenario == SCEN_CHAT ? 2 : o.scenario == SCEN_PRESENCE ? o.roster + 1 : 1;
+    int unit = o.scenario == SCEN_CHAT                                 ? 2
+               : o.scenario == SCEN_PRESENCE || o.scenario == SCEN_PEP ? o.roster + 1
+                                                                       : 1;
     int units = total / unit;
     Child *ch = g_new0(Child, o.procs);
     ProcSample s0 = proc_sample(o.server_pids);
@@ -332,6 +336,7 @@ int main(int argc, char **argv)
         double cpu = m1.cpu_s - m0.cpu_s;
         const char *what = o.scenario == SCEN_CHAT  ? "messages"
                            : o.scenario == SCEN_MAM ? "queries"
+                           : o.scenario == SCEN_PEP ? "notifications"
                                                     : "presences";
         g_string_append_printf(j, "\"window_s\": %.3f, \"sent\": %" G_GUINT64_FORMAT ", ", window_s,
                                sent);
@@ -340,7 +345,7 @@ int main(int argc, char **argv)
         if (o.server_pids)
             g_string_append_printf(j, "\"server_cpu_s\": %.2f, \"%s_per_cpu_s\": %.0f, ", cpu, what,
                                    cpu > 0 ? (double)received / cpu : 0);
-        if (o.scenario == SCEN_CHAT || o.scenario == SCEN_MAM)
+        if (o.scenario == SCEN_CHAT || o.scenario == SCEN_MAM || o.scenario == SCEN_PEP)
             g_string_append_printf(j,
                                    "\"latency_us\": {\"p50\": %" G_GUINT64_FORMAT
                                    ", \"p90\": %" G_GUINT64_FORMAT ", \"p99\": %" G_GUINT64_FORMAT
