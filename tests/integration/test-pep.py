@@ -137,6 +137,12 @@ def scenarios(t, srv):
     res = publish(a, OMEMO, dl, "current", publish_options(access_model="open"), to=None)
     res, ids = items(c, OMEMO, to="alice@localhost")
     t.ok(ids == ["current"], "OMEMO device list with open access: a stranger reads it")
+    bundle = ("<bundle xmlns='eu.siacs.conversations.axolotl'><signedPreKeyPublic"
+              " signedPreKeyId='1'>AAAA</signedPreKeyPublic></bundle>")
+    res = publish(a, OMEMO.replace("devicelist", "bundles:12345"), bundle, "current",
+                  publish_options(access_model="open"), to=None)
+    res, ids = items(c, OMEMO.replace("devicelist", "bundles:12345"), to="alice@localhost")
+    t.ok(ids == ["current"], "OMEMO bundle with open access: a stranger fetches it")
 
     # Retract with notify reaches the +notify contacts.
     a.iq("<pubsub xmlns='%s'><retract node='%s' notify='true'><item id='abc'/></retract>"
@@ -156,7 +162,7 @@ def scenarios(t, srv):
     db.close()
     after = srv.sql("SELECT COUNT(*) FROM pubsub_nodes WHERE service = 'alice@localhost'")[0][0]
     items_left = srv.sql("SELECT COUNT(*) FROM pubsub_items WHERE service = 'alice@localhost'")[0][0]
-    t.ok(before == 3 and after == 0 and items_left == 0,
+    t.ok(before == 4 and after == 0 and items_left == 0,
          "removing the account removes its nodes and items (%d nodes before)" % before)
 
 

@@ -301,6 +301,19 @@ def scenarios(t, srv, register, restart_fn):
                   publish_options(_secret="s3cr3t"))
     t.ok(res.get("type") == "result", "XEP-0357 style publish-options with a secret: published")
 
+    # ---- notifications without payload (deliver_payloads off)
+    a.iq(ps("<create node='bare'/><configure>%s</configure>" % node_config(deliver_payloads="0")),
+         "set", to=SERVICE)
+    b.iq(ps("<subscribe node='bare' jid='bob@localhost/r'/>"), "set", to=SERVICE)
+    b.drain()
+    publish(a, "bare", ENTRY % "hidden", "n1")
+    ev = b.expect(is_event("bare", "items"), what="the payload-less notification")
+    item = ev.find(q(NS_EVENT, "event")).find(q(NS_EVENT, "items")).find(q(NS_EVENT, "item"))
+    t.ok(item.get("id") == "n1" and len(item) == 0 and ev.get("to") == "bob@localhost/r",
+         "deliver_payloads off: the item id without payload, to the full JID subscribed")
+    res, ids = items(b, "bare")
+    t.ok(ids == ["n1"], "the item itself is stored and readable")
+
     # ---- disco of nodes (5.2-5.4)
     res = b.iq("<query xmlns='%s'/>" % NS_DISCO_ITEMS, to=SERVICE)
     nodes = {i.get("node"): i.get("name") for i in res.find(q(NS_DISCO_ITEMS, "query"))}
@@ -351,6 +364,27 @@ def scenarios(t, srv, register, restart_fn):
     a.close()
 
 
+def creation_policy(t):
+    srv = Server({"mod_pubsub": {"node_creation": "admins", "admins": "alice@localhost"}})
+    try:
+        srv.register("alice")
+        srv.register("bob")
+        a, b = Client(srv, "alice"), Client(srv, "bob")
+        res = b.iq(ps("<create node='x'/>"), "set", to=SERVICE)
+        t.ok(error_condition(res) == "forbidden", "node_creation=admins: a user gets forbidden")
+        res = a.iq(ps("<create node='x'/>"), "set", to=SERVICE)
+        t.ok(res.get("type") == "result", "node_creation=admins: a listed admin creates")
+        res = publish(b, "y", ENTRY % "auto")
+        t.ok(error_condition(res) == "item-not-found",
+             "and a user's publish does not auto-create: item-not-found")
+        a.close()
+        b.close()
+    finally:
+        if t.failed:
+            t.diag(srv.log_text())
+        srv.stop()
+
+
 def main():
     t = Tap()
     try:
@@ -365,6 +399,7 @@ def main():
         if t.failed:
             t.diag(srv.log_text())
         srv.stop()
+    t.run("node creation policy", creation_policy)
     t.done()
 
 
