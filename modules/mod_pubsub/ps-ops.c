@@ -332,9 +332,8 @@ static MkXml *make_simple_event(PsReq *r, gpointer data)
 {
     MkXml *ev = event_el(r, data);
     if (g_str_equal(data, "delete")) {
-        const char *uri = r->el ? NULL : NULL;
         MkXml *redirect = r->el ? mk_xml_child(r->el, "redirect", NULL) : NULL;
-        uri = redirect ? mk_xml_get_attr(redirect, "uri") : NULL;
+        const char *uri = redirect ? mk_xml_get_attr(redirect, "uri") : NULL;
         if (uri)
             mk_xml_set_attr(mk_xml_add_child(mk_xml_child(ev, "delete", NULL), "redirect", NULL),
                             "uri", uri);
@@ -616,8 +615,8 @@ static gboolean op_publish(MkDbConn *conn, PsReq *r, GError **error)
             return FALSE;
         if (!ok) {
             /* Not ours to create: to the publisher it does not exist. */
-            r->failed = FALSE;
-            ps_req_fail(r, MK_ERR_ITEM_NOT_FOUND, NULL);
+            if (r->err == MK_ERR_FORBIDDEN)
+                ps_req_fail(r, MK_ERR_ITEM_NOT_FOUND, NULL);
             return TRUE;
         }
         cfg = ps_config_new(r->pep);

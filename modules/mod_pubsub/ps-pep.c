@@ -23,8 +23,10 @@ void ps_pep_deliver(PubSub *ps, MkJid *service, const char *node, PsNote *note)
         MkSession *s = sessions->pdata[i];
         if (!mk_session_is_available(s) || !mk_session_has_feature(s, want))
             continue;
+        /* Routed rather than written to the session: privacy and
+         * blocking filters see it like any stanza from the account. */
         g_autoptr(MkStanza) st = mk_stanza_new_addressed(note->message, service, mk_session_jid(s));
-        mk_session_send(s, st);
+        mk_router_send(st);
         mk_counter_add(ps->notifications, 1);
     }
 }

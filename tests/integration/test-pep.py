@@ -144,6 +144,13 @@ def scenarios(t, srv):
     res, ids = items(c, OMEMO.replace("devicelist", "bundles:12345"), to="alice@localhost")
     t.ok(ids == ["current"], "OMEMO bundle with open access: a stranger fetches it")
 
+    # max_nodes (5 here): the account's fifth node is made, a sixth is not.
+    res = publish(a, "urn:example:five", "<x xmlns='urn:example'/>", None, to=None)
+    t.ok(res.get("type") == "result", "a fifth node is created")
+    res = publish(a, "urn:example:six", "<x xmlns='urn:example'/>", None, to=None)
+    t.ok(error_condition(res) == "not-allowed" and app_error(res) == "max-nodes-exceeded",
+         "past max_nodes: not-allowed + max-nodes-exceeded")
+
     # Retract with notify reaches the +notify contacts.
     a.iq("<pubsub xmlns='%s'><retract node='%s' notify='true'><item id='abc'/></retract>"
          "</pubsub>" % (NS, AVATAR), "set")
@@ -162,14 +169,14 @@ def scenarios(t, srv):
     db.close()
     after = srv.sql("SELECT COUNT(*) FROM pubsub_nodes WHERE service = 'alice@localhost'")[0][0]
     items_left = srv.sql("SELECT COUNT(*) FROM pubsub_items WHERE service = 'alice@localhost'")[0][0]
-    t.ok(before == 4 and after == 0 and items_left == 0,
+    t.ok(before == 5 and after == 0 and items_left == 0,
          "removing the account removes its nodes and items (%d nodes before)" % before)
 
 
 def main():
     t = Tap()
     try:
-        srv = Server({"mod_roster": None, "mod_disco": None, "mod_pubsub": {"host": ""}})
+        srv = Server({"mod_roster": None, "mod_disco": None, "mod_pubsub": {"host": "", "max_nodes": 5}})
     except Exception as e:
         t.ok(False, "meerkatd with mod_pubsub starts")
         t.diag(e)
