@@ -121,6 +121,12 @@ static MkResult on_broadcast(MkHookCall *call, gpointer user_data)
     const char *ver = el ? mk_xml_get_attr(el, "ver") : NULL;
     if (!node || !ver)
         return MK_PASS;
+    /* The same 'ver' as this session's last presence: known or asked
+     * already (also one that did not verify, which is not cached). */
+    const char *seen = mk_session_get_slot(s, c->mod);
+    if (g_strcmp0(seen, ver) == 0)
+        return MK_PASS;
+    mk_session_set_slot(s, c->mod, g_strdup(ver), g_free);
     g_mutex_lock(&c->lock);
     char **known = g_strdupv(g_hash_table_lookup(c->vers, ver));
     g_mutex_unlock(&c->lock);

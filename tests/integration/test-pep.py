@@ -82,6 +82,16 @@ def scenarios(t, srv):
     b3, _, _ = caps_online(srv, "bob", "same", [AVATAR, NICK])
     t.ok(b3.maybe(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("type") == "get", 1.0) is None,
          "a verified ver is not asked again")
+    # A ver that does not hash to the answer serves its session only, and
+    # the session's next presence with it is not asked about again.
+    bad = Client(srv, "carol", resource="bad")
+    bad.presence(extra="<c xmlns='%s' hash='sha-1' node='urn:test' ver='bogus'/>" % NS_CAPS)
+    answer_caps(bad, [NS_DISCO_INFO], "bogus")
+    bad.presence(extra="<show>away</show><c xmlns='%s' hash='sha-1' node='urn:test'"
+                 " ver='bogus'/>" % NS_CAPS)
+    t.ok(bad.maybe(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("type") == "get", 1.0) is None,
+         "an unverified ver is asked once per session, not at each presence")
+    bad.close()
     for x in (b, b2, b3, c):
         x.drain()
 
