@@ -300,6 +300,14 @@ def scenarios(t, srv, register, restart_fn):
     res = publish(b, "open", "<notification xmlns='urn:xmpp:push:0'/>", None,
                   publish_options(_secret="s3cr3t"))
     t.ok(res.get("type") == "result", "XEP-0357 style publish-options with a secret: published")
+    c.drain()
+    res = c.iq(ps("<subscribe node='open' jid='carol@localhost'/>"), "set", to=SERVICE)
+    ev = c.expect(is_event("open", "items"), what="the last published item")
+    item = ev.find(q(NS_EVENT, "event")).find(q(NS_EVENT, "items")).find(q(NS_EVENT, "item"))
+    t.ok(res.get("type") == "result" and
+         item.find(q("urn:xmpp:push:0", "notification")) is not None,
+         "subscribing sends the last published item (on_sub)")
+    t.ok(c.maybe(is_event("open", "items"), 0.5) is None, "only the last one, once")
 
     # ---- notifications without payload (deliver_payloads off)
     a.iq(ps("<create node='bare'/><configure>%s</configure>" % node_config(deliver_payloads="0")),
