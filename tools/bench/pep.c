@@ -11,15 +11,30 @@
 #include <string.h>
 
 #define NS_TUNE  "http://jabber.org/protocol/tune"
-#define CAPS_VER "bench-pep-1"
+#define IDENTITY "client/bot//bench"
+#define FEATURES "http://jabber.org/protocol/disco#info<" NS_TUNE "+notify<"
 
-/* Available presence with caps. The 'ver' is not a real hash: the server
- * then asks each client (and records its answer for that client only),
- * which is what a crowd of first-time clients costs. (transfer full) */
+/* The XEP-0115 'ver' of the disco#info answer below: SHA-1 over the
+ * identity and the features, so that servers which verify caps (Meerkat,
+ * ejabberd's mod_caps) accept it and ask only the first client. */
+static char *caps_ver(void)
+{
+    static const char s[] = IDENTITY "<" FEATURES;
+    guint8 digest[20];
+    gsize len = sizeof digest;
+    g_autoptr(GChecksum) sum = g_checksum_new(G_CHECKSUM_SHA1);
+    g_checksum_update(sum, (const guchar *)s, sizeof s - 1);
+    g_checksum_get_digest(sum, digest, &len);
+    return g_base64_encode(digest, len);
+}
+
+/* Available presence with caps. (transfer full) */
 char *pep_presence(void)
 {
-    return g_strdup("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1'"
-                    " node='https://meerkat.example/bench' ver='" CAPS_VER "'/></presence>");
+    g_autofree char *ver = caps_ver();
+    return g_strdup_printf("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1'"
+                           " node='https://meerkat.example/bench' ver='%s'/></presence>",
+                           ver);
 }
 
 /* Whether @el (an <iq type='get'/>) is the server's caps query. */
@@ -31,13 +46,14 @@ gboolean pep_is_caps_query(const char *el, gsize len)
 /* The answer to the caps query of id @id from @from. (transfer full) */
 char *pep_caps_answer(const char *id, const char *from)
 {
+    g_autofree char *ver = caps_ver();
     return g_strdup_printf("<iq type='result' id='%s' to='%s'>"
                            "<query xmlns='http://jabber.org/protocol/disco#info'"
-                           " node='https://meerkat.example/bench#" CAPS_VER "'>"
+                           " node='https://meerkat.example/bench#%s'>"
                            "<identity category='client' type='bot' name='bench'/>"
                            "<feature var='http://jabber.org/protocol/disco#info'/>"
                            "<feature var='" NS_TUNE "+notify'/></query></iq>",
-                           id ? id : "", from ? from : "");
+                           id ? id : "", from ? from : "", ver);
 }
 
 /* A publish of a tune stamped with @sent_us. (transfer full) */
