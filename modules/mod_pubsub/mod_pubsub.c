@@ -10,6 +10,8 @@ static void pubsub_free(gpointer data)
     PubSub *ps = data;
     g_free(ps->host);
     g_strfreev(ps->admins);
+    g_hash_table_destroy(ps->pending);
+    g_mutex_clear(&ps->pending_lock);
     g_free(ps);
 }
 
@@ -49,6 +51,9 @@ static gboolean pubsub_start(MkModule *mod, GError **error)
     ps->max_payload = mk_config_get_int(mod, "max_payload_size");
     ps->max_nodes = mk_config_get_int(mod, "max_nodes");
     ps->max_subscriptions = mk_config_get_int(mod, "max_subscriptions");
+    ps->max_pending = mk_config_get_int(mod, "max_pending");
+    g_mutex_init(&ps->pending_lock);
+    ps->pending = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     ps->admins_only_create = g_strcmp0(mk_config_get_string(mod, "node_creation"), "admins") == 0;
     const char *const *admins = mk_config_get_strv(mod, "admins");
     ps->admins = g_strdupv((char **)admins);
@@ -89,6 +94,9 @@ static const MkConfigKey pubsub_keys[] = {
      "nodes of one account's PEP service, and nodes one user owns at the service"},
     {"max_subscriptions", MK_CONFIG_INT, "4", 1, 100,
      "subscriptions of one JID to one node (several need subids)"},
+    {"max_pending", MK_CONFIG_INT, "200", 1, 100000,
+     "requests of one service (an account's PEP, or the service) waiting for storage;"
+     " beyond: resource-constraint"},
     {"node_creation", MK_CONFIG_STRING, "local", 0, 0,
      "who creates nodes at the service: 'local' (users of served domains) or 'admins'"},
     {"admins", MK_CONFIG_STRV, "", 0, 0, "bare JIDs that create nodes with node_creation = admins"},

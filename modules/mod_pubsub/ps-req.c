@@ -6,10 +6,40 @@
 
 #include <string.h>
 
+/* Takes one of @r's service's pending slots; FALSE when all are taken. */
+static gboolean pending_take(PsReq *r)
+{
+    PubSub *ps = r->ps;
+    const char *key = mk_jid_string(r->service);
+    g_mutex_lock(&ps->pending_lock);
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(ps->pending, key));
+    gboolean ok = n < (guint)ps->max_pending;
+    if (ok)
+        g_hash_table_insert(ps->pending, g_strdup(key), GUINT_TO_POINTER(n + 1));
+    g_mutex_unlock(&ps->pending_lock);
+    r->counted = ok;
+    return ok;
+}
+
+static void pending_release(PsReq *r)
+{
+    PubSub *ps = r->ps;
+    const char *key = mk_jid_string(r->service);
+    g_mutex_lock(&ps->pending_lock);
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(ps->pending, key));
+    if (n <= 1)
+        g_hash_table_remove(ps->pending, key);
+    else
+        g_hash_table_insert(ps->pending, g_strdup(key), GUINT_TO_POINTER(n - 1));
+    g_mutex_unlock(&ps->pending_lock);
+}
+
 void ps_req_free(PsReq *r)
 {
     if (!r)
         return;
+    if (r->counted)
+        pending_release(r);
     if (r->iq)
         mk_iq_unref(r->iq);
     mk_stanza_unref(r->st);
@@ -128,8 +158,22 @@ static void done(const GError *error, gpointer data)
     send_notes(r);
 }
 
+static void answer_now(PsReq *r);
+
 static void run(PsReq *r)
 {
+    /* A bound on what one service (an account, or the service's domain)
+     * may have waiting: each waiting request is held parsed in memory. */
+    if (!pending_take(r)) {
+        mk_counter_add(r->ps->refusals, 1);
+        if (mk_stanza_kind(r->st) == MK_STANZA_IQ) {
+            ps_req_fail(r, MK_ERR_RESOURCE_CONSTRAINT, NULL);
+            answer_now(r);
+        } else {
+            ps_req_free(r);
+        }
+        return;
+    }
     g_autofree char *key =
         g_strconcat(mk_jid_string(r->service), "\n", r->node ? r->node : "", NULL);
     mk_user_queue_push(r->ps->queue, key, ps_ops_run, done, r, (GDestroyNotify)ps_req_free);

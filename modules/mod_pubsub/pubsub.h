@@ -171,6 +171,7 @@ typedef struct {
     char *payload;       /* publish: the payload serialized */
     gsize payload_len;
     /* results, set on the storage thread */
+    gboolean counted; /* holds one of the service's pending slots */
     gboolean failed;
     MkStanzaError err;
     const char *app;         /* pubsub#errors condition, nullable */
@@ -205,6 +206,9 @@ struct PubSub {
     gint64 max_payload;       /* bytes of one item's payload */
     gint64 max_nodes;         /* nodes of one PEP account / of the service per creator */
     gint64 max_subscriptions; /* subscriptions of one JID on one node */
+    gint64 max_pending;       /* requests of one service waiting for storage */
+    GMutex pending_lock;
+    GHashTable *pending; /* service JID -> count (GUINT_TO_POINTER) */
     gboolean admins_only_create;
     char **admins; /* bare JIDs allowed to create nodes when admins_only_create */
     MkCounter *publishes;

@@ -168,6 +168,19 @@ def scenarios(t, srv):
                   e.find(q(NS_EVENT, "event")).find(q(NS_EVENT, "items")).find(
                       q(NS_EVENT, "retract")) is not None, what="the retraction")
     t.ok(ev is not None, "a retraction reaches the contact")
+    # max_pending (5 here): a burst of 40 publishes in one write; the
+    # service holds 5 at a time and refuses the rest, each answered once.
+    burst = "".join("<iq type='set' id='burst%d'><pubsub xmlns='%s'><publish node='%s'>"
+                    "<item id='%d'>%s</item></publish></pubsub></iq>" % (i, NS, AVATAR, i, meta)
+                    for i in range(40))
+    a.send(burst)
+    got = [a.expect(lambda e, i=i: e.get("id") == "burst%d" % i, 10) for i in range(40)]
+    ok = sum(1 for e in got if e.get("type") == "result")
+    refused = sum(1 for e in got if error_condition(e) == "resource-constraint")
+    t.ok(ok + refused == 40 and refused > 0 and ok >= 5,
+         "past max_pending: resource-constraint (%d published, %d refused)" % (ok, refused))
+    t.ok(a.maybe(lambda e: (e.get("id") or "").startswith("burst"), 0.5) is None,
+         "every request of the burst answered once")
     for x in (a, b, b2, b3, c):
         x.close()
 
@@ -186,7 +199,7 @@ def scenarios(t, srv):
 def main():
     t = Tap()
     try:
-        srv = Server({"mod_roster": None, "mod_disco": None, "mod_pubsub": {"host": "", "max_nodes": 5}})
+        srv = Server({"mod_roster": None, "mod_disco": None, "mod_pubsub": {"host": "", "max_nodes": 5, "max_pending": 5}})
     except Exception as e:
         t.ok(False, "meerkatd with mod_pubsub starts")
         t.diag(e)
