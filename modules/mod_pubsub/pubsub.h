@@ -3,7 +3,9 @@
  * Files:
  *   ps-config.c  node configuration: defaults, data forms, publish-options (pure)
  *   ps-db.c      schema and statements (storage thread)
- *   ps-ops.c     each request's work in one transaction (storage thread)
+ *   ps-read.c    what the operations share: reads, access, notifications
+ *   ps-ops.c     node and item operations, one transaction each (storage)
+ *   ps-subs.c    subscription and affiliation operations (storage)
  *   ps-req.c     parsing requests, answering them, sending notifications
  *   ps-pep.c     PEP: accounts as services, caps-filtered notifications
  *   mod_pubsub.c descriptor, configuration, start
@@ -191,6 +193,55 @@ void ps_handle(PubSub *ps, MkModule *mod, MkIq *iq, MkStanza *st, MkJid *service
 
 /* Storage thread: the request's work in its transaction. */
 gboolean ps_ops_run(MkDbConn *conn, gpointer data, GError **error);
+/* The subscription operations (ps-subs.c), run by ps_ops_run. */
+gboolean ps_op_subscribe(MkDbConn *conn, PsReq *r, GError **error);
+gboolean ps_op_unsubscribe(MkDbConn *conn, PsReq *r, GError **error);
+gboolean ps_op_options(MkDbConn *conn, PsReq *r, GError **error);
+gboolean ps_op_own(MkDbConn *conn, PsReq *r, GError **error);
+gboolean ps_op_owner_lists(MkDbConn *conn, PsReq *r, GError **error);
+gboolean ps_op_authorize(MkDbConn *conn, PsReq *r, GError **error);
+
+/* ---- shared by the operations (ps-read.c) ---------------------------- */
+
+typedef struct {
+    PsConfig *cfg; /* NULL: no such node */
+} PsNode;
+
+typedef struct {
+    char *jid, *subid, *state;
+} PsSub;
+
+typedef enum { PS_GRANT_OK, PS_GRANT_PENDING, PS_GRANT_DENIED } PsGrant;
+
+typedef MkXml *(*PsEventFunc)(PsReq *r, gpointer data);
+
+typedef struct {
+    const char *id;
+    const char *payload; /* NULL: without payload */
+} PsItemEvent;
+
+void ps_node_clear(PsNode *n);
+gboolean ps_load_node(MkDbConn *conn, PsReq *r, const char *node, PsNode *out, GError **error);
+gboolean ps_load_aff(MkDbConn *conn, PsReq *r, const char *jid, PsAffiliation *out, GError **error);
+void ps_sub_free(gpointer p);
+GPtrArray *ps_load_subs(MkDbConn *conn, PsReq *r, const char *jid, GError **error);
+gboolean ps_is_subscribed(MkDbConn *conn, PsReq *r, const char *bare, gboolean *yes,
+                          GError **error);
+gboolean ps_check_access(MkDbConn *conn, PsReq *r, const PsConfig *cfg, PsAffiliation aff,
+                         gboolean subscribing, PsGrant *out, GError **error);
+void ps_add_note(PsReq *r, const char *to, gboolean pep_caps, MkXml *message);
+MkXml *ps_event_message(PsReq *r, const PsConfig *cfg, MkXml *event, GPtrArray *subids);
+gboolean ps_notify_all(MkDbConn *conn, PsReq *r, const PsConfig *cfg, PsEventFunc make,
+                       gpointer data, GError **error);
+MkXml *ps_item_el(const char *id, const char *payload, const char *publisher);
+MkXml *ps_make_items_event(PsReq *r, gpointer data);
+MkXml *ps_make_retract_event(PsReq *r, gpointer data);
+MkXml *ps_make_simple_event(PsReq *r, gpointer data);
+MkXml *ps_make_config_event(PsReq *r, gpointer data);
+gboolean ps_last_item(MkDbConn *conn, PsReq *r, const char *node, char **id, char **payload,
+                      GError **error);
+gboolean ps_node_and_aff(MkDbConn *conn, PsReq *r, gboolean owner, PsNode *n, PsAffiliation *aff,
+                         GError **error);
 
 /* ---- storage (ps-db.c) ------------------------------------------------- */
 
