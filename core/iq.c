@@ -215,6 +215,26 @@ void mk_iq_reply_error(MkIq *iq, MkStanzaError cond, const char *text)
         route_error(iq->stanza, cond, text);
 }
 
+/* Public module API. (transfer full) of @app. Any thread. */
+void mk_iq_reply_error_app(MkIq *iq, MkStanzaError cond, const char *text, MkXml *app)
+{
+    g_return_if_fail(iq != NULL);
+    g_autoptr(MkXml) owned = app;
+    if (!claim_reply(iq))
+        return;
+    g_autoptr(MkStanza) plain = mk_stanza_new_error_reply(iq->stanza, cond, text);
+    if (!plain)
+        return;
+    /* The plain reply is ours until routed: copy it and add the condition. */
+    g_autoptr(MkXml) xml = mk_xml_copy(mk_stanza_xml(plain));
+    MkXml *err = mk_xml_child(xml, "error", NULL);
+    if (err && owned)
+        mk_xml_append(err, g_steal_pointer(&owned));
+    g_autoptr(MkStanza) reply =
+        mk_stanza_new_addressed(xml, mk_stanza_from(plain), mk_stanza_to(plain));
+    mk_router_send(reply);
+}
+
 /* The one child element of @el, or NULL when it has none or several. */
 static MkXml *single_child(MkXml *el)
 {

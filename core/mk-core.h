@@ -32,6 +32,7 @@
 #include <meerkat/mk-domains.h>
 #include <meerkat/mk-cluster.h>
 #include <meerkat/mk-owner.h>
+#include <meerkat/mk-caps.h>
 
 typedef struct MkServer MkServer;
 typedef struct MkWorker MkWorker;

@@ -113,6 +113,7 @@ void mk_session_unref(MkSession *s)
     mk_preloads_free(s->preloads);
     if (s->remote)
         mk_remote_session_free(s->remote);
+    mk_caps_record_unref(s->caps);
     if (s->last_presence)
         mk_stanza_unref(s->last_presence);
     mk_jid_unref(s->jid);

@@ -46,7 +46,13 @@ struct MkSession {
     /* Cluster (core/cluster.h): non-NULL when this is the local stand-in
      * of a session on another node; immutable. */
     struct MkRemoteSession *remote;
+    /* Any thread, under caps.c's lock: XEP-0115 caps (mk-caps.h). */
+    struct MkCapsRecord *caps;
 };
+
+typedef struct MkCapsRecord MkCapsRecord;
+/* Drops a reference on a caps record (caps.c). Any thread. */
+void mk_caps_record_unref(MkCapsRecord *r);
 
 MkSm *mk_sm_new(void);
 void mk_sm_free(MkSm *sm);

@@ -13,20 +13,23 @@
  * change (mk_stream_feature_add_func), so modules that start or stop on
  * SIGHUP change the ver at once. Any other node gets item-not-found. */
 #include "caps.h"
-#include <meerkat/module.h>
+#include "disco.h"
 
-#define NS_INFO  "http://jabber.org/protocol/disco#info"
-#define NS_ITEMS "http://jabber.org/protocol/disco#items"
-#define NS_CAPS  "http://jabber.org/protocol/caps"
+#define NS_INFO           "http://jabber.org/protocol/disco#info"
+#define NS_ITEMS          "http://jabber.org/protocol/disco#items"
+#define NS_CAPS           "http://jabber.org/protocol/caps"
+#define NS_PUBSUB_PUBLISH "http://jabber.org/protocol/pubsub#publish"
 
 typedef struct {
-    char *caps_node; /* mod_disco.caps_node; "" = no caps */
+    char *caps_node;    /* mod_disco.caps_node; "" = no caps */
+    DiscoCaps *clients; /* clients' caps (caps-learn.c) */
 } Disco;
 
 static void disco_free(gpointer data)
 {
     Disco *d = data;
     g_free(d->caps_node);
+    disco_caps_free(d->clients);
     g_free(d);
 }
 
@@ -163,14 +166,18 @@ static void account_checked(MkDbResult *result, const GError *error, gpointer us
         mk_iq_reply_error(q->iq, MK_ERR_SERVICE_UNAVAILABLE, NULL);
     } else if (q->info) {
         g_autoptr(MkXml) query = mk_xml_new("query", NS_INFO);
+        MkJid *to = mk_iq_to(q->iq);
+        MkJid *account = to && mk_jid_node(to) ? to : mk_iq_from(q->iq);
+        g_auto(GStrv) more = mk_disco_account_features(mk_jid_domain(account));
         add_identity(query, "account", "registered", NULL);
+        /* XEP-0163 section 4: an account with a PEP service (a module
+         * advertises PubSub on accounts) is also a pubsub/pep entity. */
+        if (g_strv_contains((const char *const *)more, NS_PUBSUB_PUBLISH))
+            add_identity(query, "pubsub", "pep", NULL);
         MkXml *f = mk_xml_add_child(query, "feature", NULL);
         mk_xml_set_attr(f, "var", NS_INFO);
         f = mk_xml_add_child(query, "feature", NULL);
         mk_xml_set_attr(f, "var", NS_ITEMS);
-        MkJid *to = mk_iq_to(q->iq);
-        MkJid *account = to && mk_jid_node(to) ? to : mk_iq_from(q->iq);
-        g_auto(GStrv) more = mk_disco_account_features(mk_jid_domain(account));
         for (char **v = more; *v; v++)
             mk_xml_set_attr(mk_xml_add_child(query, "feature", NULL), "var", *v);
         mk_iq_reply(q->iq, g_steal_pointer(&query));
@@ -213,7 +220,9 @@ static gboolean disco_start(MkModule *mod, GError **error)
     d->caps_node = g_strdup(mk_config_get_string(mod, "caps_node"));
     if (!d->caps_node)
         d->caps_node = g_strdup("");
+    d->clients = disco_caps_new(mod);
     mk_module_set_data(mod, d, disco_free);
+    disco_caps_start(d->clients);
     if (!mk_iq_register(mod, MK_IQ_SCOPE_SERVER, MK_IQ_GET, NS_INFO, server_info, d, error) ||
         !mk_iq_register(mod, MK_IQ_SCOPE_SERVER, MK_IQ_GET, NS_ITEMS, server_items, NULL, error) ||
         !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_INFO, account_info, NULL, error) ||

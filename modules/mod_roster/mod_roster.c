@@ -142,7 +142,11 @@ static gboolean roster_start(MkModule *mod, GError **error)
     r->max_bytes = mk_config_get_int(mod, "max_bytes");
     mk_module_set_data(mod, r, roster_free);
 
-    static const MkRosterFuncs service = {.contacts = roster_db_contacts};
+    static const MkRosterFuncs service = {
+        .contacts = roster_db_contacts,
+        .relation = roster_db_relation,
+        .presence_subscribers = roster_db_presence_subscribers,
+    };
     if (!roster_iq_start(r, error) || !mk_roster_register(mod, &service, r, error) ||
         !roster_admin_start(r, error))
         return FALSE;

@@ -127,6 +127,48 @@ gboolean roster_db_contacts(gpointer data, MkDbConn *conn, MkJid *user, GPtrArra
     return TRUE;
 }
 
+/* The roster service's relation (mk-roster.h). Storage thread. */
+gboolean roster_db_relation(gpointer data, MkDbConn *conn, MkJid *user, const char *contact,
+                            gboolean *from, GPtrArray *groups, GError **error)
+{
+    g_autoptr(MkDbResult) res = mk_db_conn_query(
+        conn, error,
+        "SELECT subscription FROM roster_items WHERE username = ? AND domain = ? AND contact = ?"
+        " AND in_roster = 1",
+        MK_DB_STR(mk_jid_node(user)), MK_DB_STR(mk_jid_domain(user)), MK_DB_STR(contact));
+    if (!res)
+        return FALSE;
+    *from = FALSE;
+    if (mk_db_result_rows(res) == 0)
+        return TRUE;
+    *from = (roster_sub_parse(mk_db_result_get_string(res, 0, 0)) & ROSTER_SUB_FROM) != 0;
+    g_autoptr(MkDbResult) g = mk_db_conn_query(
+        conn, error,
+        "SELECT grp FROM roster_groups WHERE username = ? AND domain = ? AND contact = ?",
+        MK_DB_STR(mk_jid_node(user)), MK_DB_STR(mk_jid_domain(user)), MK_DB_STR(contact));
+    if (!g)
+        return FALSE;
+    for (guint i = 0; i < mk_db_result_rows(g); i++)
+        g_ptr_array_add(groups, g_strdup(mk_db_result_get_string(g, i, 0)));
+    return TRUE;
+}
+
+/* The roster service's presence_subscribers (mk-roster.h). Storage thread. */
+gboolean roster_db_presence_subscribers(gpointer data, MkDbConn *conn, MkJid *user, GPtrArray *out,
+                                        GError **error)
+{
+    g_autoptr(MkDbResult) res = mk_db_conn_query(
+        conn, error,
+        "SELECT contact FROM roster_items WHERE username = ? AND domain = ? AND in_roster = 1"
+        " AND subscription IN ('from', 'both')",
+        MK_DB_STR(mk_jid_node(user)), MK_DB_STR(mk_jid_domain(user)));
+    if (!res)
+        return FALSE;
+    for (guint i = 0; i < mk_db_result_rows(res); i++)
+        g_ptr_array_add(out, g_strdup(mk_db_result_get_string(res, i, 0)));
+    return TRUE;
+}
+
 gboolean roster_db_load_all(MkDbConn *conn, MkJid *user, GPtrArray **out, GError **error)
 {
     *out = NULL;

@@ -163,6 +163,10 @@ void roster_push(Roster *r, MkJid *user, const RosterItem *item, gboolean remove
 /* The roster service's read (roster-db.c). Storage thread. */
 gboolean roster_db_contacts(gpointer data, MkDbConn *conn, MkJid *user, GPtrArray *out,
                             GError **error);
+gboolean roster_db_relation(gpointer data, MkDbConn *conn, MkJid *user, const char *contact,
+                            gboolean *from, GPtrArray *groups, GError **error);
+gboolean roster_db_presence_subscribers(gpointer data, MkDbConn *conn, MkJid *user, GPtrArray *out,
+                                        GError **error);
 /* <item/> for @item; removal when @removed. (transfer full) */
 MkXml *roster_item_xml(const RosterItem *item, gboolean removed);
 /* The user's presence from each available resource to @to / unavailable

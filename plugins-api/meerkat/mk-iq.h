@@ -56,6 +56,11 @@ MK_API MkModule *mk_iq_module(MkIq *iq);
  * error. Any thread. Later replies are ignored with a warning. */
 MK_API void mk_iq_reply(MkIq *iq, MkXml *payload);
 MK_API void mk_iq_reply_error(MkIq *iq, MkStanzaError cond, const char *text);
+/* As mk_iq_reply_error, with @app (transfer full, nullable) added to the
+ * <error/> as its application-specific condition (XEP-0060's
+ * <item-not-found/> siblings such as <invalid-jid xmlns='...#errors'/>).
+ * Any thread. Since ABI 2. */
+MK_API void mk_iq_reply_error_app(MkIq *iq, MkStanzaError cond, const char *text, MkXml *app);
 
 /* Sends an IQ request from the server (or a module's JID) and calls
  * @done with the response, or with NULL after @timeout_ms, on the calling

@@ -17,6 +17,17 @@ typedef struct {
      * FALSE with @error when storage failed. */
     gboolean (*contacts)(gpointer data, MkDbConn *conn, MkJid *user, GPtrArray *out,
                          GError **error);
+    /* Appended for PubSub's access models. On a storage thread: whether
+     * @contact (a bare JID) receives @user's presence (subscription
+     * 'from' or 'both') into *@from, and the roster groups @user put
+     * @contact in appended to @groups (transfer full strings); FALSE and
+     * none when @contact is not in the roster. */
+    gboolean (*relation)(gpointer data, MkDbConn *conn, MkJid *user, const char *contact,
+                         gboolean *from, GPtrArray *groups, GError **error);
+    /* On a storage thread: appends the bare JIDs that receive @user's
+     * presence (subscription 'from' or 'both'), transfer full strings. */
+    gboolean (*presence_subscribers)(gpointer data, MkDbConn *conn, MkJid *user, GPtrArray *out,
+                                     GError **error);
 } MkRosterFuncs;
 
 /* Provides the service on @mod's host type. FALSE with an error when
@@ -92,5 +103,15 @@ MK_API gboolean mk_roster_set_item(MkModule *caller, MkJid *user, MkJid *contact
  * the service. Worker. */
 MK_API gboolean mk_roster_subscription(MkModule *caller, MkJid *user, MkJid *contact,
                                        const char *type);
+
+/* See MkRosterFuncs.relation. *@available FALSE (and *@from FALSE)
+ * when no module provides it. A storage thread, inside a storage job of
+ * @caller. */
+MK_API gboolean mk_roster_relation(MkModule *caller, MkDbConn *conn, MkJid *user,
+                                   const char *contact, gboolean *from, GPtrArray *groups,
+                                   gboolean *available, GError **error);
+/* See MkRosterFuncs.presence_subscribers; as mk_roster_contacts. */
+MK_API gboolean mk_roster_presence_subscribers(MkModule *caller, MkDbConn *conn, MkJid *user,
+                                               GPtrArray *out, gboolean *available, GError **error);
 
 G_END_DECLS

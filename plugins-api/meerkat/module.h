@@ -34,4 +34,5 @@
 #include <meerkat/mk-domains.h>
 #include <meerkat/mk-cluster.h>
 #include <meerkat/mk-owner.h>
+#include <meerkat/mk-caps.h>
 #undef MK_INSIDE_MODULE_H

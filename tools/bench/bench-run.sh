@@ -13,6 +13,7 @@
 #   BENCH_DURATION=10     measured seconds per traffic scenario
 #   BENCH_PRESENCE=1100   presence users (rosters of BENCH_ROSTER=10)
 #   BENCH_TOGGLES=500     presence changes per second
+#   BENCH_PEP_RATE=200    PEP publishes per second (pep scenario, same groups)
 #   BENCH_RATE=1000       connects per second (paced logins)
 #   BENCH_INFLIGHT=100    logins in flight per generator process (unpaced)
 #   BENCH_MAM_USERS=1000  archives of the mam-query scenario ...
@@ -149,6 +150,14 @@ stop_server
 # The same with the rooms archived (one mod_mam row per message).
 start_meerkat plain "muc_light mam"
 run meerkat muclight-mam $P -s muclight --rooms "$ML_ROOMS" --room-size "$ML_SIZE" --msg-rate "$ML_RATE" -D "$DURATION" -j 2 -r "$RATE" --settle 5
+stop_server
+
+# PEP (mod_pubsub, docs/mod_pubsub.md): the presence scenario's roster
+# groups, each client's caps asking for tunes; users publish a tune,
+# BENCH_PEP_RATE publishes per second in all, each fanned out to the
+# publisher's contacts and own client: notifications per server CPU-second.
+start_meerkat plain pubsub
+run meerkat pep $P -s pep -n "$PRESENCE" -R "$ROSTER" -r "$RATE" --toggles "${BENCH_PEP_RATE:-200}" -D "$DURATION" --settle 5
 stop_server
 
 # mod_mam: the same chat with every message archived twice (both sides),

@@ -15,6 +15,7 @@ typedef enum {
     SCEN_MAM,      /* archive queries (XEP-0313), one in flight per user */
     SCEN_MUCLIGHT, /* MUC Light rooms, groupchat at a rate (muclight.c) */
     SCEN_MUC,      /* group chat rooms (XEP-0045), scenario-muc.c */
+    SCEN_PEP,      /* PEP tunes (XEP-0163) to roster groups (pep.c) */
 } Scenario;
 
 /* Everything the command line sets; read-only after parsing. */
@@ -144,3 +145,10 @@ void bench_muc_element(BenchMuc *m, int idx, const char *local, const char *el, 
 gboolean bench_muc_ready(BenchMuc *m);
 void bench_muc_start(BenchMuc *m);
 void bench_muc_tick(BenchMuc *m, const char *pad);
+
+/* The pep scenario's stanzas (pep.c); all (transfer full). */
+char *pep_presence(void);
+gboolean pep_is_caps_query(const char *el, gsize len);
+char *pep_caps_answer(const char *id, const char *from);
+char *pep_publish(guint64 seq, guint64 sent_us);
+guint64 pep_notification_sent_us(const char *el, gsize len);

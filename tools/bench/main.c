@@ -141,7 +141,7 @@ int main(int argc, char **argv)
         {"ports", 0, 0, G_OPTION_ARG_STRING, &ports,
          "a cluster's nodes, comma-separated: user n connects to the (n mod count)th", "P,P"},
         {"scenario", 's', 0, G_OPTION_ARG_STRING, &scenario,
-         "login | chat | presence | register | mam | muclight | muc", "NAME"},
+         "login | chat | presence | register | mam | muclight | muc | pep", "NAME"},
         {"host", 0, 0, G_OPTION_ARG_STRING, &o.host, "server address (IPv4)", "ADDR"},
         {"port", 'p', 0, G_OPTION_ARG_INT, &o.port, "server port", "PORT"},
         {"domain", 'd', 0, G_OPTION_ARG_STRING, &o.domain, "XMPP domain", "DOMAIN"},
@@ -211,6 +211,8 @@ int main(int argc, char **argv)
         o.scenario = SCEN_MAM;
     else if (g_str_equal(scenario, "presence"))
         o.scenario = SCEN_PRESENCE;
+    else if (g_str_equal(scenario, "pep"))
+        o.scenario = SCEN_PEP;
     else if (g_str_equal(scenario, "register"))
         o.scenario = SCEN_REGISTER;
     else if (g_str_equal(scenario, "muclight") && o.room_size > 0)
@@ -226,7 +228,7 @@ int main(int argc, char **argv)
         return 2;
     }
     int total = o.scenario == SCEN_CHAT ? 2 * o.pairs : o.users;
-    if (o.scenario == SCEN_PRESENCE) /* whole groups */
+    if (o.scenario == SCEN_PRESENCE || o.scenario == SCEN_PEP) /* whole groups */
         total = total / (o.roster + 1) * (o.roster + 1);
     if (o.scenario == SCEN_MUCLIGHT)
         total = o.rooms * o.room_size;
@@ -247,11 +249,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     /* Shares: multiples of 2 (chat pairs) or of a roster group. */
-    int unit = o.scenario == SCEN_CHAT       ? 2
-               : o.scenario == SCEN_PRESENCE ? o.roster + 1
-               : o.scenario == SCEN_MUCLIGHT ? o.room_size
-               : o.scenario == SCEN_MUC      ? o.occupants
-                                             : 1;
+    int unit = o.scenario == SCEN_CHAT                                 ? 2
+               : o.scenario == SCEN_PRESENCE || o.scenario == SCEN_PEP ? o.roster + 1
+               : o.scenario == SCEN_MUCLIGHT                           ? o.room_size
+               : o.scenario == SCEN_MUC                                ? o.occupants
+                                                                       : 1;
     int units = total / unit;
     Child *ch = g_new0(Child, o.procs);
     ProcSample s0 = proc_sample(o.server_pids);
@@ -365,6 +367,7 @@ int main(int argc, char **argv)
         gboolean rooms = o.scenario == SCEN_MUCLIGHT || o.scenario == SCEN_MUC;
         const char *what = o.scenario == SCEN_CHAT || rooms ? "messages"
                            : o.scenario == SCEN_MAM         ? "queries"
+                           : o.scenario == SCEN_PEP         ? "notifications"
                                                             : "presences";
         g_string_append_printf(j, "\"window_s\": %.3f, \"sent\": %" G_GUINT64_FORMAT ", ", window_s,
                                sent);
@@ -373,7 +376,7 @@ int main(int argc, char **argv)
         if (o.server_pids)
             g_string_append_printf(j, "\"server_cpu_s\": %.2f, \"%s_per_cpu_s\": %.0f, ", cpu, what,
                                    cpu > 0 ? (double)received / cpu : 0);
-        if (o.scenario == SCEN_CHAT || o.scenario == SCEN_MAM || rooms)
+        if (o.scenario == SCEN_CHAT || o.scenario == SCEN_MAM || o.scenario == SCEN_PEP || rooms)
             g_string_append_printf(j,
                                    "\"latency_us\": {\"p50\": %" G_GUINT64_FORMAT
                                    ", \"p90\": %" G_GUINT64_FORMAT ", \"p99\": %" G_GUINT64_FORMAT

@@ -97,6 +97,7 @@ typedef struct Worker {
 } Worker;
 
 static void client_fail(Worker *w, Client *c, const char *why);
+static void pep_on_message(Worker *w, const char *el, gsize len);
 
 /* ---- output ----------------------------------------------------------- */
 
@@ -227,7 +228,12 @@ static void logged_in(Worker *w, Client *c)
 {
     if (w->o->sm)
         client_sendf(w, c, "<enable xmlns='urn:xmpp:sm:3'/>");
-    client_send(w, c, "<presence/>", 11);
+    if (w->o->scenario == SCEN_PEP) {
+        g_autofree char *p = pep_presence();
+        client_send(w, c, p, strlen(p));
+    } else {
+        client_send(w, c, "<presence/>", 11);
+    }
     if (w->o->scenario == SCEN_MUCLIGHT && muclight_is_creator(w->o, c->user)) {
         g_autofree char *create = muclight_create(w->o, c->user);
         client_send(w, c, create, strlen(create));
@@ -576,7 +582,7 @@ static void on_element(Worker *w, Client *c, const char *el, gsize len)
             return;
         }
         logged_in(w, c);
-        if (w->o->scenario == SCEN_PRESENCE)
+        if (w->o->scenario == SCEN_PRESENCE || w->o->scenario == SCEN_PEP)
             presence_subscribe(w, c);
         return;
     case ST_ONLINE:
@@ -599,7 +605,9 @@ static void on_element(Worker *w, Client *c, const char *el, gsize len)
             client_sendf(w, c, "<a xmlns='urn:xmpp:sm:3' h='%u'/>", c->h_in);
         else if (g_str_equal(local, "enabled"))
             c->h_in = 0;
-        if (g_str_equal(local, "message"))
+        if (g_str_equal(local, "message") && w->o->scenario == SCEN_PEP)
+            pep_on_message(w, el, len);
+        else if (g_str_equal(local, "message"))
             on_message(w, c, el, len);
         else if (g_str_equal(local, "presence"))
             on_presence(w, c, el, len);
@@ -620,8 +628,13 @@ static void on_element(Worker *w, Client *c, const char *el, gsize len)
                 if (q)
                     from = g_strndup(from_p + 6, (gsize)(q - from_p - 6));
             }
-            client_sendf(w, c, "<iq type='result' id='%s'%s%s%s/>", id ? id : "",
-                         from ? " to='" : "", from ? from : "", from ? "'" : "");
+            if (w->o->scenario == SCEN_PEP && pep_is_caps_query(el, len)) {
+                g_autofree char *answer = pep_caps_answer(id, from);
+                client_send(w, c, answer, strlen(answer));
+            } else {
+                client_sendf(w, c, "<iq type='result' id='%s'%s%s%s/>", id ? id : "",
+                             from ? " to='" : "", from ? from : "", from ? "'" : "");
+            }
             g_free(id);
         }
         return;
@@ -867,7 +880,7 @@ static void on_control(Worker *w)
 /* Presence set-up: every online client has the approval of each contact. */
 static gboolean subscriptions_done(Worker *w)
 {
-    if (w->o->scenario != SCEN_PRESENCE)
+    if (w->o->scenario != SCEN_PRESENCE && w->o->scenario != SCEN_PEP)
         return TRUE;
     for (int i = 0; i < w->n; i++)
         if (w->c[i].st == ST_ONLINE && w->c[i].subscribed < w->o->roster)
@@ -896,6 +909,40 @@ static void muclight_tick(Worker *w)
                 w->stats.sent++;
             break;
         }
+    }
+    if (now > w->next_toggle_us + 1000000)
+        w->next_toggle_us = now; /* cannot keep up: do not build a backlog */
+}
+
+/* PEP: a tune notification arrived. */
+static void pep_on_message(Worker *w, const char *el, gsize len)
+{
+    guint64 sent = pep_notification_sent_us(el, len);
+    if (!sent || !w->measuring)
+        return;
+    guint64 now = now_us();
+    w->stats.received++;
+    hist_add(&w->stats.hist, now >= sent ? now - sent : 0);
+}
+
+/* PEP activity: clients take turns publishing a tune. */
+static void pep_tick(Worker *w)
+{
+    if (!w->running || w->o->toggles <= 0 || w->o->scenario != SCEN_PEP)
+        return;
+    guint64 now = now_us();
+    guint64 step = (guint64)(1e6 / (w->o->toggles / w->o->procs));
+    int budget = 1000;
+    while (w->next_toggle_us <= now && budget-- > 0) {
+        w->next_toggle_us += step;
+        Client *c = &w->c[w->toggle_cursor];
+        w->toggle_cursor = (w->toggle_cursor + 1) % w->n;
+        if (c->st != ST_ONLINE)
+            continue;
+        g_autofree char *p = pep_publish(++c->seq, now);
+        client_send(w, c, p, strlen(p));
+        if (w->measuring)
+            w->stats.sent++;
     }
     if (now > w->next_toggle_us + 1000000)
         w->next_toggle_us = now; /* cannot keep up: do not build a backlog */
@@ -1001,6 +1048,7 @@ int worker_run(const BenchOpts *o, int lo, int hi, int ctl_fd, int rep_fd, int i
         muclight_tick(w);
         if (w->muc)
             bench_muc_tick(w->muc, w->body_pad);
+        pep_tick(w);
         int timeout = (w->next_connect < w->n || w->running) ? 2 : 200;
         int n = epoll_wait(w->ep, evs, G_N_ELEMENTS(evs), timeout);
         for (int i = 0; i < n; i++) {

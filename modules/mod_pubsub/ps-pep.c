@@ -1,0 +1,266 @@
+/* PEP (XEP-0163): every account is a PubSub service at its bare JID.
+ *
+ * Contacts with a presence subscription get an account's notifications
+ * without subscribing ("auto-subscribe"), but only for the nodes their
+ * client's caps name with "+notify" (section 4.3.3, "filtered
+ * notifications"): the core keeps each session's caps (mk-caps.h), which
+ * mod_disco learns. When a session's caps become known (its available
+ * presence), it gets the last item of each node it asked for of its
+ * contacts and of its own account (section 4.3.2). */
+#include "pubsub.h"
+
+#include <string.h>
+
+/* See pubsub.h. Worker. */
+void ps_pep_deliver(PubSub *ps, MkJid *service, const char *node, PsNote *note)
+{
+    g_autoptr(MkJid) bare = mk_jid_new(note->to, NULL);
+    if (!bare || !node)
+        return;
+    g_autofree char *want = g_strconcat(node, "+notify", NULL);
+    g_autoptr(GPtrArray) sessions = mk_session_list(bare);
+    for (guint i = 0; i < sessions->len; i++) {
+        MkSession *s = sessions->pdata[i];
+        if (!mk_session_is_available(s) || !mk_session_has_feature(s, want))
+            continue;
+        /* Routed rather than written to the session: privacy and
+         * blocking filters see it like any stanza from the account. */
+        g_autoptr(MkStanza) st = mk_stanza_new_addressed(note->message, service, mk_session_jid(s));
+        mk_router_send(st);
+        mk_counter_add(ps->notifications, 1);
+    }
+}
+
+/* ---- last items when a session's caps are known ------------------------ */
+
+typedef struct {
+    PubSub *ps;
+    MkModule *mod;
+    MkJid *full;
+    GHashTable *wanted; /* node names the caps ask +notify for */
+    GPtrArray *out;     /* MkStanza* to send */
+} LastJob;
+
+static void last_job_free(gpointer p)
+{
+    LastJob *j = p;
+    mk_jid_unref(j->full);
+    g_hash_table_destroy(j->wanted);
+    g_ptr_array_unref(j->out);
+    g_free(j);
+}
+
+/* Whether @contact may see @owner's node of @cfg. Storage thread. */
+static gboolean may_see(LastJob *j, MkDbConn *conn, MkJid *owner, const char *contact,
+                        const PsConfig *cfg, gboolean *ok, GError **error)
+{
+    *ok = FALSE;
+    if (g_str_equal(mk_jid_string(owner), contact)) {
+        *ok = TRUE;
+        return TRUE;
+    }
+    if (cfg->access == PS_ACCESS_WHITELIST || cfg->access == PS_ACCESS_AUTHORIZE)
+        return TRUE;
+    g_autoptr(GPtrArray) groups = g_ptr_array_new_with_free_func(g_free);
+    gboolean from = FALSE, available = FALSE;
+    if (!mk_roster_relation(j->mod, conn, owner, contact, &from, groups, &available, error))
+        return FALSE;
+    if (!from)
+        return TRUE; /* no presence subscription: no implicit notifications */
+    if (cfg->access != PS_ACCESS_ROSTER) {
+        *ok = TRUE;
+        return TRUE;
+    }
+    for (guint i = 0; i < groups->len; i++)
+        *ok = *ok || g_strv_contains((const char *const *)cfg->roster_groups, groups->pdata[i]);
+    return TRUE;
+}
+
+static gboolean last_work(MkDbConn *conn, gpointer data, GError **error)
+{
+    LastJob *j = data;
+    g_autoptr(MkJid) me = mk_jid_bare(j->full);
+    g_autoptr(GPtrArray) owners = g_ptr_array_new_with_free_func(g_free);
+    gboolean available = FALSE;
+    if (!mk_roster_contacts(j->mod, conn, me, owners, &available, error))
+        return FALSE;
+    g_ptr_array_add(owners, g_strdup(mk_jid_string(me)));
+    for (guint i = 0; i < owners->len; i++) {
+        g_autoptr(MkJid) owner = mk_jid_new(owners->pdata[i], NULL);
+        if (!owner || !mk_jid_node(owner))
+            continue;
+        g_autoptr(MkDbResult) nodes =
+            mk_db_conn_query(conn, error, "SELECT node, config FROM pubsub_nodes WHERE service = ?",
+                             MK_DB_STR(mk_jid_string(owner)));
+        if (!nodes)
+            return FALSE;
+        for (guint k = 0; k < mk_db_result_rows(nodes); k++) {
+            const char *node = mk_db_result_get_string(nodes, k, 0);
+            if (!g_hash_table_contains(j->wanted, node))
+                continue;
+            g_autoptr(PsConfig) cfg = ps_config_parse(mk_db_result_get_string(nodes, k, 1), TRUE);
+            gboolean ok = FALSE;
+            if (cfg->send_last != PS_SEND_ON_SUB_AND_PRESENCE || !cfg->deliver_notifications ||
+                !may_see(j, conn, owner, mk_jid_string(me), cfg, &ok, error))
+                continue;
+            if (!ok)
+                continue;
+            g_autoptr(MkDbResult) it = mk_db_conn_query(
+                conn, error,
+                "SELECT item_id, payload FROM pubsub_items WHERE service = ? AND node = ?"
+                " ORDER BY seq DESC LIMIT 1",
+                MK_DB_STR(mk_jid_string(owner)), MK_DB_STR(node));
+            if (!it)
+                return FALSE;
+            if (mk_db_result_rows(it) == 0)
+                continue;
+            g_autoptr(MkXml) m = mk_xml_new("message", NS_CLIENT);
+            mk_xml_set_attr(m, "type", "headline");
+            MkXml *items =
+                mk_xml_add_child(mk_xml_add_child(m, "event", NS_PUBSUB_EVENT), "items", NULL);
+            mk_xml_set_attr(items, "node", node);
+            MkXml *item = mk_xml_add_child(items, "item", NULL);
+            mk_xml_set_attr(item, "id", mk_db_result_get_string(it, 0, 0));
+            MkXml *payload = cfg->deliver_payloads
+                                 ? mk_xml_parse(mk_db_result_get_string(it, 0, 1), -1, NULL)
+                                 : NULL;
+            if (payload)
+                mk_xml_append(item, payload);
+            g_ptr_array_add(j->out, mk_stanza_new_addressed(m, owner, j->full));
+        }
+    }
+    return TRUE;
+}
+
+static void last_done(const GError *error, gpointer data)
+{
+    LastJob *j = data;
+    if (error) {
+        g_warning("mod_pubsub: last items for %s: %s", mk_jid_string(j->full), error->message);
+        return;
+    }
+    for (guint i = 0; i < j->out->len; i++) {
+        mk_router_send(j->out->pdata[i]);
+        mk_counter_add(j->ps->notifications, 1);
+    }
+}
+
+static MkResult on_caps(MkHookCall *call, gpointer user_data)
+{
+    PubSub *ps = user_data;
+    MkJid *full = mk_hook_call_from(call);
+    if (!full)
+        return MK_PASS;
+    g_autoptr(MkJid) bare = mk_jid_bare(full);
+    g_autoptr(GPtrArray) sessions = mk_session_list(bare);
+    g_auto(GStrv) features = NULL;
+    for (guint i = 0; i < sessions->len && !features; i++)
+        if (mk_jid_equal(mk_session_jid(sessions->pdata[i]), full))
+            features = mk_session_features(sessions->pdata[i]);
+    if (!features)
+        return MK_PASS;
+    LastJob *j = g_new0(LastJob, 1);
+    j->ps = ps;
+    j->mod = ps->mod;
+    j->full = mk_jid_ref(full);
+    j->wanted = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    j->out = g_ptr_array_new_with_free_func((GDestroyNotify)mk_stanza_unref);
+    for (guint i = 0; features[i]; i++)
+        if (g_str_has_suffix(features[i], "+notify"))
+            g_hash_table_add(j->wanted,
+                             g_strndup(features[i], strlen(features[i]) - strlen("+notify")));
+    if (g_hash_table_size(j->wanted) == 0) {
+        last_job_free(j);
+        return MK_PASS;
+    }
+    mk_db_transaction_run(ps->mod, last_work, last_done, j, last_job_free);
+    return MK_PASS;
+}
+
+/* ---- accounts ------------------------------------------------------------ */
+
+static void removed(MkDbResult *res, const GError *error, gpointer data)
+{
+    if (error)
+        g_warning("mod_pubsub: removing an account's subscriptions: %s", error->message);
+}
+
+/* The account's own nodes go with its row (ON DELETE CASCADE); its
+ * subscriptions and affiliations at other services are removed here. */
+static MkResult on_remove_user(MkHookCall *call, gpointer user_data)
+{
+    PubSub *ps = user_data;
+    MkJid *user = mk_hook_call_from(call);
+    if (!user)
+        return MK_PASS;
+    const char *bare = mk_jid_bare_string(user);
+    mk_db_query(ps->mod,
+                "DELETE FROM pubsub_subscriptions WHERE jid = ? OR substr(jid, 1, length(?) + 1)"
+                " = ? || '/'",
+                removed, NULL, MK_DB_STR(bare), MK_DB_STR(bare), MK_DB_STR(bare));
+    mk_db_query(ps->mod, "DELETE FROM pubsub_affiliations WHERE jid = ?", removed, NULL,
+                MK_DB_STR(bare));
+    mk_db_query(ps->mod, "DELETE FROM pubsub_nodes WHERE service = ?", removed, NULL,
+                MK_DB_STR(bare));
+    return MK_PASS;
+}
+
+/* IQs to an account's bare JID (or with no 'to'). */
+static MkResult on_iq(MkIq *iq, gpointer user_data)
+{
+    PubSub *ps = user_data;
+    MkJid *to = mk_iq_to(iq);
+    MkJid *service = to && mk_jid_node(to) ? to : mk_iq_from(iq);
+    ps_handle(ps, mk_iq_module(iq), iq, mk_iq_stanza(iq), service, TRUE);
+    return MK_HANDLED;
+}
+
+static const char *const pep_features[] = {
+    NS_PUBSUB "#auto-create",
+    NS_PUBSUB "#auto-subscribe",
+    NS_PUBSUB "#access-presence",
+    NS_PUBSUB "#access-open",
+    NS_PUBSUB "#access-roster",
+    NS_PUBSUB "#access-whitelist",
+    NS_PUBSUB "#config-node",
+    NS_PUBSUB "#create-and-configure",
+    NS_PUBSUB "#create-nodes",
+    NS_PUBSUB "#delete-items",
+    NS_PUBSUB "#delete-nodes",
+    NS_PUBSUB "#filtered-notifications",
+    NS_PUBSUB "#item-ids",
+    NS_PUBSUB "#last-published",
+    NS_PUBSUB "#persistent-items",
+    NS_PUBSUB "#presence-notifications",
+    NS_PUBSUB "#publish",
+    NS_PUBSUB "#publish-options",
+    NS_PUBSUB "#purge-nodes",
+    NS_PUBSUB "#retract-items",
+    NS_PUBSUB "#retrieve-affiliations",
+    NS_PUBSUB "#retrieve-items",
+    NS_PUBSUB "#retrieve-subscriptions",
+    NS_PUBSUB "#subscribe",
+    NULL,
+};
+
+/* See pubsub.h. Main thread, in start(). */
+gboolean ps_pep_start(PubSub *ps, GError **error)
+{
+    MkModule *mod = ps->mod;
+    if (!mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_PUBSUB, on_iq, ps, error) ||
+        !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_SET, NS_PUBSUB, on_iq, ps, error) ||
+        !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_PUBSUB_OWNER, on_iq, ps, error) ||
+        !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_SET, NS_PUBSUB_OWNER, on_iq, ps, error))
+        return FALSE;
+    mk_disco_account_feature_add(mod, NS_PUBSUB);
+    for (guint i = 0; pep_features[i]; i++)
+        mk_disco_account_feature_add(mod, pep_features[i]);
+    mk_hook_add(mod, MK_HOOK_CAPS_CHANGED, 50, on_caps, ps);
+    return TRUE;
+}
+
+/* See pubsub.h. Main thread, in start(): also without PEP. */
+void ps_accounts_start(PubSub *ps)
+{
+    mk_hook_add(ps->mod, MK_HOOK_REMOVE_USER, 50, on_remove_user, ps);
+}
