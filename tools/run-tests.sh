@@ -33,7 +33,8 @@ packages="autoconf automake libtool pkg-config gcc make
 libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libdbd-pgsql
 libsqlite3-dev
 libgsasl-dev libidn-dev libstrophe-dev postgresql sqlite3 python3 python3-slixmpp
-python3-nbxmpp clang-format"
+python3-nbxmpp clang-format
+libsoup-3.0-dev librabbitmq-dev rabbitmq-server python3-pika"
 # The package test's own tools; it runs (and so needs them) only as root.
 if [ "$(id -u)" -eq 0 ] && [ "${MK_SKIP_PACKAGES:-0}" != 1 ]; then
     packages="$packages debhelper dpkg-dev fakeroot lintian rpm openssl adduser man-db"

@@ -1,0 +1,269 @@
+/* mod_event_pusher: events of the users (messages, presence, login,
+ * logout) to backends: an HTTP webhook, RabbitMQ, and XEP-0357 push.
+ *
+ * Hooks make an event only when a backend's filter wants it and append
+ * it to each such backend's bounded queue; each backend's own thread
+ * sends it. Nothing on the stanza path waits for a backend. See
+ * docs/mod_event_pusher.md. */
+#include "pusher.h"
+#include "push.h"
+
+#define NS_CLIENT "jabber:client"
+
+typedef struct {
+    MkModule *mod;
+    GPtrArray *backends; /* PusherBackend */
+    guint kinds;         /* the union of the backends' filters */
+    gboolean need_offline;
+    PushEngine *push;
+} Pusher;
+
+static void pusher_free(gpointer data)
+{
+    Pusher *p = data;
+    for (guint i = 0; i < p->backends->len; i++) {
+        PusherBackend *b = g_ptr_array_index(p->backends, i);
+        b->free(b);
+    }
+    g_ptr_array_unref(p->backends);
+    push_engine_free(p->push);
+    g_free(p);
+}
+
+static void emit(Pusher *p, PusherEvent *ev)
+{
+    for (guint i = 0; i < p->backends->len; i++) {
+        PusherBackend *b = g_ptr_array_index(p->backends, i);
+        if (pusher_filter_match(&b->filter, ev))
+            pusher_queue_push(b->queue, ev);
+    }
+    pusher_event_unref(ev);
+}
+
+static gboolean wants(Pusher *p, PusherKind k)
+{
+    return (p->kinds & (1u << k)) != 0;
+}
+
+/* A message with a body: its kind when sent (@sent) or received, or -1. */
+static int message_kind(MkStanza *st, gboolean sent)
+{
+    if (mk_stanza_kind(st) != MK_STANZA_MESSAGE ||
+        !mk_xml_child(mk_stanza_xml(st), "body", NS_CLIENT))
+        return -1;
+    const char *type = mk_stanza_type(st);
+    if (!type || g_str_equal(type, "chat") || g_str_equal(type, "normal"))
+        return sent ? PUSHER_CHAT_SENT : PUSHER_CHAT_RECEIVED;
+    if (g_str_equal(type, "groupchat"))
+        return sent ? PUSHER_GROUPCHAT_SENT : PUSHER_GROUPCHAT_RECEIVED;
+    return -1;
+}
+
+static char *jid_dup(MkJid *j)
+{
+    return j ? g_strdup(mk_jid_string(j)) : NULL;
+}
+
+static PusherEvent *message_event(PusherKind k, const char *user, MkStanza *st)
+{
+    return pusher_event_new(k, g_strdup(user), jid_dup(mk_stanza_from(st)),
+                            jid_dup(mk_stanza_to(st)),
+                            mk_xml_child_text(mk_stanza_xml(st), "body", NS_CLIENT));
+}
+
+/* user_send_packet: a local user sent a message. The session's worker. */
+static MkResult on_send(MkHookCall *call, gpointer user_data)
+{
+    Pusher *p = user_data;
+    MkStanza *st = mk_hook_call_stanza(call);
+    MkSession *s = mk_hook_call_session(call);
+    int k = st && s ? message_kind(st, TRUE) : -1;
+    if (k < 0 || !wants(p, k))
+        return MK_PASS;
+    MkJid *me = mk_session_jid(s);
+    PusherEvent *ev = message_event(k, mk_jid_bare_string(me), st);
+    if (!mk_stanza_from(st)) {
+        g_free(ev->from);
+        ev->from = g_strdup(mk_jid_string(me));
+        pusher_event_seal(ev);
+    }
+    emit(p, ev);
+    return MK_PASS;
+}
+
+/* No session of @bare that is available and attached. */
+static gboolean is_offline(MkJid *bare)
+{
+    g_autoptr(GPtrArray) list = mk_session_list(bare);
+    for (guint i = 0; i < list->len; i++) {
+        MkSession *s = g_ptr_array_index(list, i);
+        if (mk_session_is_available(s) && !mk_session_is_detached(s))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* filter_local_packet, after the filters that may drop it: a message
+ * reaches a local account, once per account whatever its sessions. */
+static MkResult on_local(MkHookCall *call, gpointer user_data)
+{
+    Pusher *p = user_data;
+    MkStanza *st = mk_hook_call_stanza(call);
+    MkJid *to = st ? mk_stanza_to(st) : NULL;
+    int k = to ? message_kind(st, FALSE) : -1;
+    if (k < 0 || !wants(p, k) || !mk_jid_node(to))
+        return MK_PASS;
+    g_autoptr(MkJid) bare = mk_jid_bare(to);
+    PusherEvent *ev = message_event(k, mk_jid_string(bare), st);
+    ev->offline = p->need_offline && is_offline(bare);
+    pusher_event_seal(ev);
+    emit(p, ev);
+    return MK_PASS;
+}
+
+/* presence_broadcast: available or unavailable, show, status. */
+static MkResult on_presence(MkHookCall *call, gpointer user_data)
+{
+    Pusher *p = user_data;
+    MkSession *s = mk_hook_call_session(call);
+    MkStanza *st = mk_hook_call_stanza(call);
+    if (!s || !st || !wants(p, PUSHER_PRESENCE))
+        return MK_PASS;
+    const char *type = mk_stanza_type(st);
+    if (type && !g_str_equal(type, "unavailable"))
+        return MK_PASS;
+    MkJid *me = mk_session_jid(s);
+    PusherEvent *ev = pusher_event_new(PUSHER_PRESENCE, g_strdup(mk_jid_bare_string(me)),
+                                       jid_dup(me), NULL, NULL);
+    ev->available = type == NULL;
+    ev->show = mk_xml_child_text(mk_stanza_xml(st), "show", NULL);
+    ev->status = mk_xml_child_text(mk_stanza_xml(st), "status", NULL);
+    pusher_event_seal(ev);
+    emit(p, ev);
+    return MK_PASS;
+}
+
+static void session_event(Pusher *p, MkHookCall *call, PusherKind k)
+{
+    MkSession *s = mk_hook_call_session(call);
+    if (!s || !wants(p, k))
+        return;
+    MkJid *me = mk_session_jid(s);
+    emit(p, pusher_event_new(k, g_strdup(mk_jid_bare_string(me)), jid_dup(me), NULL, NULL));
+}
+
+static MkResult on_opened(MkHookCall *call, gpointer user_data)
+{
+    session_event(user_data, call, PUSHER_LOGIN);
+    return MK_PASS;
+}
+
+static MkResult on_closed(MkHookCall *call, gpointer user_data)
+{
+    session_event(user_data, call, PUSHER_LOGOUT);
+    return MK_PASS;
+}
+
+static gboolean pusher_start(MkModule *mod, GError **error)
+{
+    Pusher *p = g_new0(Pusher, 1);
+    p->mod = mod;
+    p->backends = g_ptr_array_new();
+    const char *const *names = mk_config_get_strv(mod, "backends");
+    for (guint i = 0; names && names[i]; i++) {
+        g_autofree char *name = g_strstrip(g_strdup(names[i]));
+        PusherBackend *b = NULL;
+        if (!*name)
+            continue;
+        if (g_str_equal(name, "http")) {
+            b = pusher_http_new(mod, error);
+        } else if (g_str_equal(name, "rabbit")) {
+            b = pusher_rabbit_new(mod, error);
+        } else if (g_str_equal(name, "push")) {
+            if (!p->push && !(p->push = push_engine_start(mod, "push_", error)))
+                goto fail;
+            continue;
+        } else {
+            g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                        "backends: unknown backend \"%s\" (http, rabbit, push)", name);
+            goto fail;
+        }
+        if (!b)
+            goto fail;
+        g_ptr_array_add(p->backends, b);
+        p->kinds |= b->filter.kinds;
+        p->need_offline |= b->filter.only_offline;
+    }
+    /* "offline" is in every received message's JSON. */
+    p->need_offline = p->need_offline || p->backends->len > 0;
+    mk_module_set_data(mod, p, pusher_free);
+    if (p->backends->len) {
+        mk_hook_add(mod, MK_HOOK_USER_SEND_PACKET, -100, on_send, p);
+        mk_hook_add(mod, MK_HOOK_FILTER_LOCAL_PACKET, -1000, on_local, p);
+        mk_hook_add(mod, MK_HOOK_PRESENCE_BROADCAST, -100, on_presence, p);
+        mk_hook_add(mod, MK_HOOK_SESSION_OPENED, -100, on_opened, p);
+        mk_hook_add(mod, MK_HOOK_SESSION_CLOSED, -100, on_closed, p);
+    }
+    return TRUE;
+fail:
+    for (guint i = 0; i < p->backends->len; i++) {
+        PusherBackend *b = g_ptr_array_index(p->backends, i);
+        b->stop(b);
+    }
+    pusher_free(p);
+    return FALSE;
+}
+
+/* Main thread: the core removed the hooks; the backends' threads end
+ * here (what is still queued is dropped). */
+static void pusher_stop(MkModule *mod)
+{
+    Pusher *p = mk_module_get_data(mod);
+    for (guint i = 0; p && i < p->backends->len; i++) {
+        PusherBackend *b = g_ptr_array_index(p->backends, i);
+        b->stop(b);
+    }
+}
+
+#define ALL_EVENTS "chat_sent;chat_received;groupchat_sent;groupchat_received;presence;login;logout"
+
+/* clang-format off */
+#define FILTER_KEYS(P)                                                                             \
+    {P "events", MK_CONFIG_STRV, ALL_EVENTS, 0, 0, "the events this backend gets"},                \
+    {P "only_offline", MK_CONFIG_BOOL, "false", 0, 0,                                              \
+     "*_received events only when the user had no active session"},                                \
+    {P "domains", MK_CONFIG_STRV, NULL, 0, 0, "only events of users of these domains (unset: all)"}, \
+    {P "queue_max", MK_CONFIG_INT, "10000", 1, 10000000,                                           \
+     "events waiting for this backend; more are dropped (counted, logged)"}
+
+static const MkConfigKey pusher_keys[] = {
+    {"backends", MK_CONFIG_STRV, NULL, 0, 0, "backends to run: http, rabbit, push"},
+    FILTER_KEYS("http_"),
+    {"http_url", MK_CONFIG_STRING, NULL, 0, 0, "the webhook: events are POSTed there as JSON"},
+    {"http_timeout", MK_CONFIG_INT, "5", 1, 600, "seconds without an answer before a POST fails"},
+    {"http_retries", MK_CONFIG_INT, "3", 0, 20, "retries of a failed POST (no answer, 5xx, 429)"},
+    {"http_retry_ms", MK_CONFIG_INT, "500", 10, 60000,
+     "wait before the first retry, doubled for each next one (at most 30 s)"},
+    {"http_concurrency", MK_CONFIG_INT, "4", 1, 256, "POSTs in flight at once"},
+    {"http_tls_verify", MK_CONFIG_BOOL, "true", 0, 0, "verify the webhook's TLS certificate"},
+    FILTER_KEYS("rabbit_"),
+    {"rabbit_host", MK_CONFIG_STRING, "127.0.0.1", 0, 0, "the RabbitMQ broker's address"},
+    {"rabbit_port", MK_CONFIG_INT, "5672", 1, 65535, "the broker's AMQP port"},
+    {"rabbit_vhost", MK_CONFIG_STRING, "/", 0, 0, "the broker's virtual host"},
+    {"rabbit_user", MK_CONFIG_STRING, "guest", 0, 0, "the broker's user"},
+    {"rabbit_password", MK_CONFIG_STRING, "guest", 0, 0, "that user's password"},
+    {"rabbit_presence_exchange", MK_CONFIG_STRING, "presence", 0, 0,
+     "topic exchange of presence, login and logout events"},
+    {"rabbit_chat_exchange", MK_CONFIG_STRING, "chat_msg", 0, 0, "topic exchange of 1:1 messages"},
+    {"rabbit_groupchat_exchange", MK_CONFIG_STRING, "groupchat_msg", 0, 0,
+     "topic exchange of group chat messages"},
+    PUSH_CONFIG_KEYS("push_"),
+    MK_CONFIG_KEYS_END,
+};
+/* clang-format on */
+
+MK_MODULE_EXPORT const MkModuleDesc mk_module_desc = {
+    MK_MODULE_DESC_HEADER,      .name = "mod_event_pusher",    .version = "1.0",
+    .config_keys = pusher_keys, .migrations = push_migrations, .start = pusher_start,
+    .stop = pusher_stop,
+};
