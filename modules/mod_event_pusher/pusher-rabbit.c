@@ -82,7 +82,8 @@ static gboolean connect_broker(Rabbit *r, char **why)
         goto fail;
     for (int i = 0; i < 3; i++) {
         amqp_exchange_declare(r->conn, 1, amqp_cstring_bytes(r->exchanges[i]),
-                              amqp_cstring_bytes("topic"), 0, 0, 0, 0, amqp_empty_table);
+                              amqp_cstring_bytes("topic"), 0, 1 /* durable */, 0, 0,
+                              amqp_empty_table);
         if (!reply_ok(amqp_get_rpc_reply(r->conn), "exchange.declare", why))
             goto fail;
     }
@@ -98,8 +99,9 @@ static gboolean publish(Rabbit *r, PusherEvent *ev, char **why)
 {
     g_autofree char *key = g_strconcat(ev->user, ".", pusher_kind_name(ev->kind), NULL);
     amqp_basic_properties_t props = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG,
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
         .content_type = amqp_cstring_bytes("application/json"),
+        .delivery_mode = 2, /* persistent: kept by a durable queue across a restart */
     };
     int st =
         amqp_basic_publish(r->conn, 1, amqp_cstring_bytes(exchange_for(r, ev->kind)),
@@ -151,7 +153,7 @@ static gpointer rabbit_thread(gpointer data)
                     pusher_queue_push_head(r->base.queue, ev);
                 if (ev && !pusher_queue_closed(r->base.queue))
                     g_usleep((gulong)backoff_ms * 1000);
-                backoff_ms = MIN(backoff_ms * 2, 5000);
+                backoff_ms = MIN(backoff_ms * 2, 2000);
                 continue;
             }
             mk_counter_add(r->connects, 1);
