@@ -273,36 +273,60 @@ static void on_response(MkStanza *response, gpointer user_data)
 
 typedef struct {
     PushEngine *e;
-    char *username, *domain, *account;
+    char *username, *domain, *account, *resource;
     PushSummary sum;
     char *sender, *body;
+    GPtrArray *rows; /* service, node, form (nullable): 3 strings per enablement */
 } PushJob;
 
-static void push_job_free(PushJob *j)
+static void push_job_free(gpointer data)
 {
+    PushJob *j = data;
     g_free(j->username);
     g_free(j->domain);
     g_free(j->account);
+    g_free(j->resource);
     g_free(j->sender);
     g_free(j->body);
+    if (j->rows)
+        g_ptr_array_unref(j->rows);
     g_free(j);
 }
 
+/* Storage thread: the enablements to notify. */
+static gboolean read_work(MkDbConn *conn, gpointer user_data, GError **error)
+{
+    PushJob *j = user_data;
+    g_autoptr(MkDbResult) res =
+        j->resource ? mk_db_conn_query(conn, error, SQL_SELECT_RESOURCE, MK_DB_STR(j->username),
+                                       MK_DB_STR(j->domain), MK_DB_STR(j->resource))
+                    : mk_db_conn_query(conn, error, SQL_SELECT_ALL, MK_DB_STR(j->username),
+                                       MK_DB_STR(j->domain));
+    if (!res)
+        return FALSE;
+    j->rows = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < mk_db_result_rows(res); i++)
+        for (guint c = 1; c <= 3; c++)
+            g_ptr_array_add(j->rows, g_strdup(mk_db_result_get_string(res, i, c)));
+    return TRUE;
+}
+
 /* The calling worker: publishes to each enablement read. */
-static void on_enablements(MkDbResult *res, const GError *error, gpointer user_data)
+static void read_done(const GError *error, gpointer user_data)
 {
     PushJob *j = user_data;
     PushEngine *e = j->e;
     if (error) {
-        g_warning("%s: reading the push enablements of %s: %s", mk_module_name(e->mod), j->account,
-                  error->message);
-        goto out;
+        if (!g_error_matches(error, mk_user_queue_error_quark(), MK_USER_QUEUE_ERROR_STOPPED))
+            g_warning("%s: reading the push enablements of %s: %s", mk_module_name(e->mod),
+                      j->account, error->message);
+        return;
     }
-    for (guint i = 0; mk_module_is_running(e->mod) && i < mk_db_result_rows(res); i++) {
-        const char *service = mk_db_result_get_string(res, i, 1);
-        const char *node = mk_db_result_get_string(res, i, 2);
-        g_autoptr(MkXml) xml = push_publish_new(j->account, service, node, &j->sum,
-                                                mk_db_result_get_string(res, i, 3));
+    for (guint i = 0; mk_module_is_running(e->mod) && i + 2 < j->rows->len; i += 3) {
+        const char *service = g_ptr_array_index(j->rows, i);
+        const char *node = g_ptr_array_index(j->rows, i + 1);
+        g_autoptr(MkXml) xml =
+            push_publish_new(j->account, service, node, &j->sum, g_ptr_array_index(j->rows, i + 2));
         g_autoptr(MkStanza) st = mk_stanza_new(xml, NULL);
         if (!st)
             continue; /* a stored service JID no longer valid */
@@ -314,13 +338,13 @@ static void on_enablements(MkDbResult *res, const GError *error, gpointer user_d
         p->node = g_strdup(node);
         mk_iq_send(e->mod, st, e->timeout_ms, on_response, p, push_pub_free);
     }
-out:
-    push_job_free(j);
 }
 
 /* @msg reached @account while it cannot read it: notify the
  * enablements of @resource (the device whose session is detached), or
- * all of them when NULL (no session at all). */
+ * all of them when NULL (no session at all). The reads run on the
+ * account's user queue, so notifications leave in the order the
+ * messages came and message-count only grows. */
 static void notify(PushEngine *e, MkJid *account, const char *resource, MkStanza *msg)
 {
     PushJob *j = g_new0(PushJob, 1);
@@ -328,22 +352,20 @@ static void notify(PushEngine *e, MkJid *account, const char *resource, MkStanza
     j->username = g_strdup(mk_jid_node(account));
     j->domain = g_strdup(mk_jid_domain(account));
     j->account = g_strdup(mk_jid_bare_string(account));
-    g_mutex_lock(&e->lock);
-    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(e->counts, j->account)) + 1;
-    g_hash_table_insert(e->counts, g_strdup(j->account), GUINT_TO_POINTER(n));
-    g_mutex_unlock(&e->lock);
-    j->sum.count = n;
+    j->resource = g_strdup(resource);
     MkJid *from = mk_stanza_from(msg);
     j->sender = from ? g_strdup(mk_jid_string(from)) : NULL;
     j->body = e->include_body ? mk_xml_child_text(mk_stanza_xml(msg), "body", NULL) : NULL;
     j->sum.sender = j->sender;
     j->sum.body = j->body;
-    if (resource)
-        mk_db_query(e->mod, SQL_SELECT_RESOURCE, on_enablements, j, MK_DB_STR(j->username),
-                    MK_DB_STR(j->domain), MK_DB_STR(resource));
-    else
-        mk_db_query(e->mod, SQL_SELECT_ALL, on_enablements, j, MK_DB_STR(j->username),
-                    MK_DB_STR(j->domain));
+    /* Counted and queued under the lock: two workers notifying the same
+     * account queue in the order of their counts. */
+    g_mutex_lock(&e->lock);
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(e->counts, j->account)) + 1;
+    g_hash_table_insert(e->counts, g_strdup(j->account), GUINT_TO_POINTER(n));
+    j->sum.count = n;
+    mk_user_queue_push_reads(e->queue, j->account, read_work, read_done, j, push_job_free);
+    g_mutex_unlock(&e->lock);
 }
 
 /* A message the core moves again (a detached session that ended, see

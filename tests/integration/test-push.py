@@ -23,6 +23,7 @@ error) itself. No pubsub service is involved.
 - max_enablements: resource-constraint
 - malformed requests: bad-request; another account's: forbidden
 - the rows go with the account
+- mod_event_pusher's "push" backend does the same
 """
 import os
 import sqlite3
@@ -201,7 +202,8 @@ def test_offline(t, srv, app, bob):
     a.presence()
     a.expect(lambda e: e.tag == q(NS_CLIENT, "presence"), what="its own presence")
     chat(bob, "alice@%s" % DOMAIN, "while online")
-    a.expect(lambda e: e.tag == q(NS_CLIENT, "message"), what="the message")
+    a.expect(lambda e: e.tag == q(NS_CLIENT, "message") and
+                 e.find(q(NS_CLIENT, "body")).text == "while online", what="the message")
     a.close()
     chat(bob, "alice@%s" % DOMAIN, "after")
     notes = take_until(app, "after")
@@ -325,6 +327,20 @@ def test_no_body(t, srv, app, bob):
          "include_body = false: count and sender, no body (%s)" % n.summary)
 
 
+def test_pusher_backend(t, srv, app, bob):
+    srv.register("ivy")
+    i = Client(srv, "ivy")
+    r = i.iq("<query xmlns='%s'/>" % NS_DISCO, to="ivy@%s" % DOMAIN)
+    t.ok(NS_PUSH in [f.get("var") for f in r.iter(q(NS_DISCO, "feature"))],
+         "mod_event_pusher backends = push: the feature is there")
+    t.ok(enable(i, "ivy-node").get("type") == "result", "enable through the push backend")
+    i.close()
+    chat(bob, "ivy@%s" % DOMAIN, "via pusher")
+    n = take(app)
+    t.ok(n.node == "ivy-node" and n.body == "via pusher" and n.count == "1" and
+         n.options.get("secret") == "s3cr3t", "the same notification as mod_push's")
+
+
 def main():
     t = Tap()
     srv = Server({"mod_push": {"max_errors": 2, "max_enablements": 3},
@@ -340,6 +356,17 @@ def main():
         t.run("disable a service", test_disable_service, srv, app, bob)
         t.run("app server errors", test_errors, srv, app, bob)
         t.run("limits and bad requests", test_limits_and_bad, srv, app, bob)
+        app.close()
+        bob.close()
+    finally:
+        srv.stop()
+    srv = Server({"mod_event_pusher": {"backends": "push"}, "mod_disco": {}})
+    try:
+        srv.register("appserver")
+        srv.register("bob")
+        app = Client(srv, "appserver", resource="app")
+        bob = Client(srv, "bob")
+        t.run("mod_event_pusher's push backend", test_pusher_backend, srv, app, bob)
         app.close()
         bob.close()
     finally:
