@@ -14,7 +14,6 @@ typedef struct {
     MkModule *mod;
     GPtrArray *backends; /* PusherBackend */
     guint kinds;         /* the union of the backends' filters */
-    gboolean need_offline;
     PushEngine *push;
 } Pusher;
 
@@ -30,13 +29,33 @@ static void pusher_free(gpointer data)
     g_free(p);
 }
 
-static void emit(Pusher *p, PusherEvent *ev)
+/* The backends that want an event of @kind about a user of @domain, as
+ * bits; a backend whose queue is full counts the drop here, before the
+ * event is made: a stuck backend costs the stanza path next to nothing. */
+static guint targets(Pusher *p, PusherKind kind, const char *domain, gboolean offline,
+                     gboolean count)
 {
+    guint bits = 0;
     for (guint i = 0; i < p->backends->len; i++) {
         PusherBackend *b = g_ptr_array_index(p->backends, i);
-        if (pusher_filter_match(&b->filter, ev))
-            pusher_queue_push(b->queue, ev);
+        if (!pusher_filter_match(&b->filter, kind, domain, offline))
+            continue;
+        if (!count)
+            bits |= 1u << i;
+        else if (pusher_queue_full(b->queue))
+            pusher_queue_count_drop(b->queue);
+        else
+            bits |= 1u << i;
     }
+    return bits;
+}
+
+/* (transfer full) of @ev. */
+static void emit(Pusher *p, guint bits, PusherEvent *ev)
+{
+    for (guint i = 0; i < p->backends->len; i++)
+        if (bits & (1u << i))
+            pusher_queue_push(((PusherBackend *)g_ptr_array_index(p->backends, i))->queue, ev);
     pusher_event_unref(ev);
 }
 
@@ -45,11 +64,12 @@ static gboolean wants(Pusher *p, PusherKind k)
     return (p->kinds & (1u << k)) != 0;
 }
 
-/* A message with a body: its kind when sent (@sent) or received, or -1. */
-static int message_kind(MkStanza *st, gboolean sent)
+/* A message with a body: its kind when sent (@sent) or received, or -1;
+ * @body (transfer none) its body element. */
+static int message_kind(MkStanza *st, gboolean sent, MkXml **body)
 {
     if (mk_stanza_kind(st) != MK_STANZA_MESSAGE ||
-        !mk_xml_child(mk_stanza_xml(st), "body", NS_CLIENT))
+        !(*body = mk_xml_child(mk_stanza_xml(st), "body", NS_CLIENT)))
         return -1;
     const char *type = mk_stanza_type(st);
     if (!type || g_str_equal(type, "chat") || g_str_equal(type, "normal"))
@@ -59,16 +79,9 @@ static int message_kind(MkStanza *st, gboolean sent)
     return -1;
 }
 
-static char *jid_dup(MkJid *j)
+static const char *jid_str(MkJid *j)
 {
-    return j ? g_strdup(mk_jid_string(j)) : NULL;
-}
-
-static PusherEvent *message_event(PusherKind k, const char *user, MkStanza *st)
-{
-    return pusher_event_new(k, g_strdup(user), jid_dup(mk_stanza_from(st)),
-                            jid_dup(mk_stanza_to(st)),
-                            mk_xml_child_text(mk_stanza_xml(st), "body", NS_CLIENT));
+    return j ? mk_jid_string(j) : NULL;
 }
 
 /* user_send_packet: a local user sent a message. The session's worker. */
@@ -77,17 +90,18 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
     Pusher *p = user_data;
     MkStanza *st = mk_hook_call_stanza(call);
     MkSession *s = mk_hook_call_session(call);
-    int k = st && s ? message_kind(st, TRUE) : -1;
+    MkXml *body = NULL;
+    int k = st && s ? message_kind(st, TRUE, &body) : -1;
     if (k < 0 || !wants(p, k))
         return MK_PASS;
     MkJid *me = mk_session_jid(s);
-    PusherEvent *ev = message_event(k, mk_jid_bare_string(me), st);
-    if (!mk_stanza_from(st)) {
-        g_free(ev->from);
-        ev->from = g_strdup(mk_jid_string(me));
-        pusher_event_seal(ev);
-    }
-    emit(p, ev);
+    guint bits = targets(p, k, mk_jid_domain(me), FALSE, TRUE);
+    if (!bits)
+        return MK_PASS;
+    g_autofree char *text = mk_xml_text(body);
+    emit(p, bits,
+         pusher_event_message(k, mk_jid_bare_string(me), mk_jid_string(me),
+                              jid_str(mk_stanza_to(st)), text, -1));
     return MK_PASS;
 }
 
@@ -110,14 +124,24 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
     Pusher *p = user_data;
     MkStanza *st = mk_hook_call_stanza(call);
     MkJid *to = st ? mk_stanza_to(st) : NULL;
-    int k = to ? message_kind(st, FALSE) : -1;
+    MkXml *body = NULL;
+    int k = to ? message_kind(st, FALSE, &body) : -1;
     if (k < 0 || !wants(p, k) || !mk_jid_node(to))
         return MK_PASS;
+    /* Offline or not only matters to a backend that filters on it, or
+     * that gets the event: first ask as if offline (every backend that
+     * may want it), then look. */
+    if (!targets(p, k, mk_jid_domain(to), TRUE, FALSE))
+        return MK_PASS;
     g_autoptr(MkJid) bare = mk_jid_bare(to);
-    PusherEvent *ev = message_event(k, mk_jid_string(bare), st);
-    ev->offline = p->need_offline && is_offline(bare);
-    pusher_event_seal(ev);
-    emit(p, ev);
+    gboolean offline = is_offline(bare);
+    guint bits = targets(p, k, mk_jid_domain(to), offline, TRUE);
+    if (!bits)
+        return MK_PASS;
+    g_autofree char *text = mk_xml_text(body);
+    emit(p, bits,
+         pusher_event_message(k, mk_jid_string(bare), jid_str(mk_stanza_from(st)),
+                              mk_jid_string(to), text, offline));
     return MK_PASS;
 }
 
@@ -133,13 +157,14 @@ static MkResult on_presence(MkHookCall *call, gpointer user_data)
     if (type && !g_str_equal(type, "unavailable"))
         return MK_PASS;
     MkJid *me = mk_session_jid(s);
-    PusherEvent *ev = pusher_event_new(PUSHER_PRESENCE, g_strdup(mk_jid_bare_string(me)),
-                                       jid_dup(me), NULL, NULL);
-    ev->available = type == NULL;
-    ev->show = mk_xml_child_text(mk_stanza_xml(st), "show", NULL);
-    ev->status = mk_xml_child_text(mk_stanza_xml(st), "status", NULL);
-    pusher_event_seal(ev);
-    emit(p, ev);
+    guint bits = targets(p, PUSHER_PRESENCE, mk_jid_domain(me), FALSE, TRUE);
+    if (!bits)
+        return MK_PASS;
+    g_autofree char *show = mk_xml_child_text(mk_stanza_xml(st), "show", NULL);
+    g_autofree char *status = mk_xml_child_text(mk_stanza_xml(st), "status", NULL);
+    emit(p, bits,
+         pusher_event_presence(mk_jid_bare_string(me), mk_jid_string(me), type == NULL, show,
+                               status));
     return MK_PASS;
 }
 
@@ -149,7 +174,9 @@ static void session_event(Pusher *p, MkHookCall *call, PusherKind k)
     if (!s || !wants(p, k))
         return;
     MkJid *me = mk_session_jid(s);
-    emit(p, pusher_event_new(k, g_strdup(mk_jid_bare_string(me)), jid_dup(me), NULL, NULL));
+    guint bits = targets(p, k, mk_jid_domain(me), FALSE, TRUE);
+    if (bits)
+        emit(p, bits, pusher_event_session(k, mk_jid_bare_string(me), mk_jid_string(me)));
 }
 
 static MkResult on_opened(MkHookCall *call, gpointer user_data)
@@ -192,10 +219,11 @@ static gboolean pusher_start(MkModule *mod, GError **error)
             goto fail;
         g_ptr_array_add(p->backends, b);
         p->kinds |= b->filter.kinds;
-        p->need_offline |= b->filter.only_offline;
     }
-    /* "offline" is in every received message's JSON. */
-    p->need_offline = p->need_offline || p->backends->len > 0;
+    if (p->backends->len > 32) {
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START, "backends: at most 32");
+        goto fail;
+    }
     mk_module_set_data(mod, p, pusher_free);
     if (p->backends->len) {
         mk_hook_add(mod, MK_HOOK_USER_SEND_PACKET, -100, on_send, p);
@@ -246,6 +274,8 @@ static const MkConfigKey pusher_keys[] = {
      "wait before the first retry, doubled for each next one (at most 30 s)"},
     {"http_concurrency", MK_CONFIG_INT, "4", 1, 256, "POSTs in flight at once"},
     {"http_tls_verify", MK_CONFIG_BOOL, "true", 0, 0, "verify the webhook's TLS certificate"},
+    {"http_batch", MK_CONFIG_INT, "1", 1, 1000,
+     "events per POST: 1 posts one JSON object, more post a JSON array of up to this many"},
     FILTER_KEYS("rabbit_"),
     {"rabbit_host", MK_CONFIG_STRING, "127.0.0.1", 0, 0, "the RabbitMQ broker's address"},
     {"rabbit_port", MK_CONFIG_INT, "5672", 1, 65535, "the broker's AMQP port"},

@@ -42,51 +42,63 @@ static void json_field(GString *out, const char *key, const char *value)
 {
     if (!value)
         return;
-    g_string_append_printf(out, ",\"%s\":", key);
+    g_string_append_c(out, ',');
+    json_string(out, key);
+    g_string_append_c(out, ':');
     json_string(out, value);
 }
 
-void pusher_event_seal(PusherEvent *ev)
-{
-    GString *out = g_string_sized_new(160);
-    g_string_append(out, "{\"event\":");
-    json_string(out, kind_names[ev->kind]);
-    json_field(out, "user", ev->user);
-    json_field(out, "from", ev->from);
-    json_field(out, "to", ev->to);
-    json_field(out, "body", ev->body);
-    switch (ev->kind) {
-    case PUSHER_CHAT_RECEIVED:
-    case PUSHER_GROUPCHAT_RECEIVED:
-        g_string_append_printf(out, ",\"offline\":%s", ev->offline ? "true" : "false");
-        break;
-    case PUSHER_PRESENCE:
-        g_string_append_printf(out, ",\"available\":%s", ev->available ? "true" : "false");
-        json_field(out, "show", ev->show);
-        json_field(out, "status", ev->status);
-        break;
-    default:
-        break;
-    }
-    g_string_append_printf(out, ",\"timestamp\":%" G_GINT64_FORMAT "}", ev->time_ms);
-    g_free(ev->json);
-    ev->json = g_string_free(out, FALSE);
-}
-
-PusherEvent *pusher_event_new(PusherKind kind, char *user, char *from, char *to, char *body)
+static PusherEvent *event_new(PusherKind kind, const char *user, const char *from, GString **out)
 {
     PusherEvent *ev = g_new0(PusherEvent, 1);
     ev->ref = 1;
     ev->kind = kind;
-    ev->user = user;
-    const char *at = user ? strchr(user, '@') : NULL;
-    ev->domain = g_strdup(at ? at + 1 : user);
-    ev->from = from;
-    ev->to = to;
-    ev->body = body;
-    ev->time_ms = g_get_real_time() / 1000;
-    pusher_event_seal(ev);
+    ev->user = g_strdup(user);
+    const char *at = strchr(ev->user, '@');
+    ev->domain = at ? at + 1 : ev->user;
+    *out = g_string_sized_new(192);
+    g_string_append(*out, "{\"event\":");
+    json_string(*out, kind_names[kind]);
+    json_field(*out, "user", user);
+    json_field(*out, "from", from);
     return ev;
+}
+
+static PusherEvent *event_seal(PusherEvent *ev, GString *out)
+{
+    g_string_append_printf(out, ",\"timestamp\":%" G_GINT64_FORMAT "}", g_get_real_time() / 1000);
+    ev->json = g_string_free(out, FALSE);
+    return ev;
+}
+
+PusherEvent *pusher_event_message(PusherKind kind, const char *user, const char *from,
+                                  const char *to, const char *body, int offline)
+{
+    GString *out;
+    PusherEvent *ev = event_new(kind, user, from, &out);
+    json_field(out, "to", to);
+    json_field(out, "body", body);
+    if (offline >= 0)
+        g_string_append_printf(out, ",\"offline\":%s", offline ? "true" : "false");
+    return event_seal(ev, out);
+}
+
+PusherEvent *pusher_event_presence(const char *user, const char *from, gboolean available,
+                                   const char *show, const char *status)
+{
+    GString *out;
+    PusherEvent *ev = event_new(PUSHER_PRESENCE, user, from, &out);
+    g_string_append_printf(out, ",\"available\":%s", available ? "true" : "false");
+    json_field(out, "show", show);
+    json_field(out, "status", status);
+    return event_seal(ev, out);
+}
+
+PusherEvent *pusher_event_session(PusherKind kind, const char *user, const char *from)
+{
+    GString *out;
+    PusherEvent *ev = event_new(kind, user, from, &out);
+    return event_seal(ev, out);
 }
 
 PusherEvent *pusher_event_ref(PusherEvent *ev)
@@ -100,25 +112,19 @@ void pusher_event_unref(PusherEvent *ev)
     if (!ev || !g_atomic_int_dec_and_test(&ev->ref))
         return;
     g_free(ev->user);
-    g_free(ev->domain);
-    g_free(ev->from);
-    g_free(ev->to);
-    g_free(ev->body);
-    g_free(ev->show);
-    g_free(ev->status);
     g_free(ev->json);
     g_free(ev);
 }
 
-gboolean pusher_filter_match(const PusherFilter *f, const PusherEvent *ev)
+gboolean pusher_filter_match(const PusherFilter *f, PusherKind kind, const char *domain,
+                             gboolean offline)
 {
-    if (!(f->kinds & (1u << ev->kind)))
+    if (!(f->kinds & (1u << kind)))
         return FALSE;
-    if (f->only_offline &&
-        (ev->kind == PUSHER_CHAT_RECEIVED || ev->kind == PUSHER_GROUPCHAT_RECEIVED) && !ev->offline)
+    if (f->only_offline && (kind == PUSHER_CHAT_RECEIVED || kind == PUSHER_GROUPCHAT_RECEIVED) &&
+        !offline)
         return FALSE;
-    if (f->domains && f->domains[0] &&
-        !g_strv_contains((const char *const *)f->domains, ev->domain))
+    if (f->domains && f->domains[0] && !g_strv_contains((const char *const *)f->domains, domain))
         return FALSE;
     return TRUE;
 }

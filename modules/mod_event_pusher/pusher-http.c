@@ -13,7 +13,7 @@ typedef struct {
     PusherBackend base;
     MkModule *mod;
     char *url;
-    guint timeout_s, retries, retry_ms, concurrency;
+    guint timeout_s, retries, retry_ms, concurrency, batch;
     gboolean verify;
     GThread *thread;
     GMainContext *ctx;
@@ -29,9 +29,12 @@ typedef struct {
     MkCounter *sent, *failed, *retried;
 } Http;
 
+/* One POST: one event, or with http_batch > 1 a JSON array of up to
+ * that many; the body is kept for retries. */
 typedef struct {
     Http *h;
-    PusherEvent *ev;
+    GBytes *body;
+    guint events;
     guint attempt;
     SoupMessage *msg;
 } HttpReq;
@@ -39,7 +42,7 @@ typedef struct {
 static void req_free(HttpReq *r)
 {
     g_clear_object(&r->msg);
-    pusher_event_unref(r->ev);
+    g_bytes_unref(r->body);
     g_free(r);
 }
 
@@ -58,8 +61,7 @@ static void send_req(HttpReq *r)
 {
     Http *h = r->h;
     r->msg = soup_message_new("POST", h->url);
-    g_autoptr(GBytes) body = g_bytes_new(r->ev->json, strlen(r->ev->json));
-    soup_message_set_request_body_from_bytes(r->msg, "application/json", body);
+    soup_message_set_request_body_from_bytes(r->msg, "application/json", r->body);
     if (!h->verify)
         g_signal_connect(r->msg, "accept-certificate", G_CALLBACK(accept_any), NULL);
     soup_session_send_and_read_async(h->session, r->msg, G_PRIORITY_DEFAULT, h->cancel, on_sent, r);
@@ -76,7 +78,7 @@ static gboolean on_retry(gpointer data)
 /* Logs failures at most every 10 s, with how many there were. */
 static void log_failure(Http *h, HttpReq *r, const char *why)
 {
-    h->failed_since_log++;
+    h->failed_since_log += r->events;
     gint64 now = g_get_monotonic_time();
     if (now - h->last_log_us < 10 * G_USEC_PER_SEC)
         return;
@@ -101,7 +103,7 @@ static void on_sent(GObject *src, GAsyncResult *res, gpointer data)
         return;
     }
     if (!err && status >= 200 && status < 300) {
-        mk_counter_add(h->sent, 1);
+        mk_counter_add(h->sent, r->events);
         h->in_flight--;
         req_free(r);
         drain(h);
@@ -119,7 +121,7 @@ static void on_sent(GObject *src, GAsyncResult *res, gpointer data)
         g_source_attach(t, h->ctx);
         return;
     }
-    mk_counter_add(h->failed, 1);
+    mk_counter_add(h->failed, r->events);
     g_autofree char *why = err ? g_strdup(err->message) : g_strdup_printf("HTTP %u", status);
     log_failure(h, r, why);
     h->in_flight--;
@@ -136,7 +138,21 @@ static void drain(Http *h)
             return;
         HttpReq *r = g_new0(HttpReq, 1);
         r->h = h;
-        r->ev = ev;
+        if (h->batch == 1) {
+            r->body = g_bytes_new(ev->json, strlen(ev->json));
+            r->events = 1;
+            pusher_event_unref(ev);
+        } else {
+            GString *out = g_string_new("[");
+            do {
+                if (r->events++)
+                    g_string_append_c(out, ',');
+                g_string_append(out, ev->json);
+                pusher_event_unref(ev);
+            } while (r->events < h->batch && (ev = pusher_queue_pop(h->base.queue, 0)));
+            g_string_append_c(out, ']');
+            r->body = g_string_free_to_bytes(out);
+        }
         h->in_flight++;
         send_req(r);
     }
@@ -241,6 +257,7 @@ PusherBackend *pusher_http_new(MkModule *mod, GError **error)
     h->retries = (guint)mk_config_get_int(mod, "http_retries");
     h->retry_ms = (guint)mk_config_get_int(mod, "http_retry_ms");
     h->concurrency = (guint)mk_config_get_int(mod, "http_concurrency");
+    h->batch = (guint)mk_config_get_int(mod, "http_batch");
     h->verify = mk_config_get_bool(mod, "http_tls_verify");
     h->sent = mk_counter_new(mod, "http_sent");
     h->failed = mk_counter_new(mod, "http_failed");

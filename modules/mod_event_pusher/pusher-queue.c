@@ -7,6 +7,7 @@ struct PusherQueue {
     GMutex lock;
     GCond cond;
     GQueue q;
+    gint length; /* q.length, for lock-free reads */
     guint max;
     gboolean closed;
     char *name;
@@ -47,6 +48,41 @@ void pusher_queue_free(PusherQueue *q)
     g_free(q);
 }
 
+gboolean pusher_queue_full(PusherQueue *q)
+{
+    return (guint)g_atomic_int_get(&q->length) >= q->max;
+}
+
+/* Under the lock: one more dropped; returns how many to log now, or 0. */
+static guint64 note_drop(PusherQueue *q)
+{
+    q->dropped_since_log++;
+    gint64 now = g_get_monotonic_time();
+    if (now - q->last_log_us < 10 * G_USEC_PER_SEC)
+        return 0;
+    q->last_log_us = now;
+    guint64 n = q->dropped_since_log;
+    q->dropped_since_log = 0;
+    return n;
+}
+
+static void log_drops(PusherQueue *q, guint64 n)
+{
+    mk_counter_add(q->dropped, 1);
+    if (n)
+        g_warning("mod_event_pusher: backend %s: queue full (%u events): dropped %" G_GUINT64_FORMAT
+                  " event(s) since the last such line",
+                  q->name, q->max, n);
+}
+
+void pusher_queue_count_drop(PusherQueue *q)
+{
+    g_mutex_lock(&q->lock);
+    guint64 n = note_drop(q);
+    g_mutex_unlock(&q->lock);
+    log_drops(q, n);
+}
+
 void pusher_queue_push(PusherQueue *q, PusherEvent *ev)
 {
     gboolean was_empty = FALSE, drop = FALSE;
@@ -54,26 +90,16 @@ void pusher_queue_push(PusherQueue *q, PusherEvent *ev)
     g_mutex_lock(&q->lock);
     if (q->closed || q->q.length >= q->max) {
         drop = TRUE;
-        q->dropped_since_log++;
-        gint64 now = g_get_monotonic_time();
-        if (now - q->last_log_us >= 10 * G_USEC_PER_SEC) {
-            q->last_log_us = now;
-            log_n = q->dropped_since_log;
-            q->dropped_since_log = 0;
-        }
+        log_n = note_drop(q);
     } else {
         was_empty = q->q.length == 0;
         g_queue_push_tail(&q->q, pusher_event_ref(ev));
+        g_atomic_int_set(&q->length, (gint)q->q.length);
         g_cond_signal(&q->cond);
     }
     g_mutex_unlock(&q->lock);
     if (drop) {
-        mk_counter_add(q->dropped, 1);
-        if (log_n)
-            g_warning(
-                "mod_event_pusher: backend %s: queue full (%u events): dropped %" G_GUINT64_FORMAT
-                " event(s) since the last such line",
-                q->name, q->max, log_n);
+        log_drops(q, log_n);
         return;
     }
     mk_counter_add(q->queued, 1);
@@ -85,6 +111,7 @@ void pusher_queue_push_head(PusherQueue *q, PusherEvent *ev)
 {
     g_mutex_lock(&q->lock);
     g_queue_push_head(&q->q, ev);
+    g_atomic_int_set(&q->length, (gint)q->q.length);
     g_mutex_unlock(&q->lock);
 }
 
@@ -98,6 +125,7 @@ PusherEvent *pusher_queue_pop(PusherQueue *q, gint64 wait_us)
                 break;
     }
     PusherEvent *ev = g_queue_pop_head(&q->q);
+    g_atomic_int_set(&q->length, (gint)q->q.length);
     g_mutex_unlock(&q->lock);
     return ev;
 }

@@ -4,10 +4,11 @@
  * Presence, login and logout go to rabbit_presence_exchange, 1:1 chat to
  * rabbit_chat_exchange, group chat to rabbit_groupchat_exchange; the
  * routing key is "USER.EVENT" (alice@example.com.chat_sent). Publisher
- * confirms: an event leaves the queue when the broker acknowledged it; a
- * broken connection puts it back at the head and the thread reconnects
- * with back-off (at least once: an event whose ack was lost in a broker
- * failure is sent again). */
+ * confirms, up to RABBIT_BATCH events in flight: an event is done when
+ * the broker acknowledged it; a broken connection puts what was not
+ * acknowledged back at the head and the thread reconnects with back-off
+ * (at least once: an event whose ack was lost in a broker failure is
+ * sent again). */
 #include "pusher.h"
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
@@ -21,6 +22,7 @@ typedef struct {
     GThread *thread;
     gint stopping;
     amqp_connection_state_t conn; /* the thread's */
+    guint64 next_tag;             /* the next publish's delivery tag */
     MkCounter *sent, *connects, *failures;
 } Rabbit;
 
@@ -94,44 +96,63 @@ fail:
     return FALSE;
 }
 
-/* The thread: publishes @ev and waits for the broker's ack. */
-static gboolean publish(Rabbit *r, PusherEvent *ev, char **why)
+/* Events published before waiting for the broker's acks. */
+#define RABBIT_BATCH 256
+
+/* The thread: publishes @batch and waits for the broker's acks; *@acked
+ * is how many of it, from the first, the broker confirmed. */
+static gboolean publish(Rabbit *r, GPtrArray *batch, guint *acked, char **why)
 {
-    g_autofree char *key = g_strconcat(ev->user, ".", pusher_kind_name(ev->kind), NULL);
     amqp_basic_properties_t props = {
         ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
         .content_type = amqp_cstring_bytes("application/json"),
         .delivery_mode = 2, /* persistent: kept by a durable queue across a restart */
     };
-    int st =
-        amqp_basic_publish(r->conn, 1, amqp_cstring_bytes(exchange_for(r, ev->kind)),
-                           amqp_cstring_bytes(key), 0, 0, &props, amqp_cstring_bytes(ev->json));
-    if (st != AMQP_STATUS_OK) {
-        *why = g_strdup_printf("publish: %s", amqp_error_string2(st));
-        return FALSE;
-    }
-    struct timeval tv = {.tv_sec = 5};
-    for (;;) {
-        amqp_frame_t frame;
-        st = amqp_simple_wait_frame_noblock(r->conn, &frame, &tv);
+    guint64 first = r->next_tag;
+    *acked = 0;
+    for (guint i = 0; i < batch->len; i++) {
+        PusherEvent *ev = g_ptr_array_index(batch, i);
+        g_autofree char *key = g_strconcat(ev->user, ".", pusher_kind_name(ev->kind), NULL);
+        int st =
+            amqp_basic_publish(r->conn, 1, amqp_cstring_bytes(exchange_for(r, ev->kind)),
+                               amqp_cstring_bytes(key), 0, 0, &props, amqp_cstring_bytes(ev->json));
         if (st != AMQP_STATUS_OK) {
-            *why = g_strdup_printf("waiting for the ack: %s", amqp_error_string2(st));
+            *why = g_strdup_printf("publish: %s", amqp_error_string2(st));
+            return FALSE;
+        }
+        r->next_tag++;
+    }
+    guint64 last = r->next_tag - 1;
+    struct timeval tv = {.tv_sec = 5};
+    while (first + *acked <= last) {
+        amqp_frame_t frame;
+        int st = amqp_simple_wait_frame_noblock(r->conn, &frame, &tv);
+        if (st != AMQP_STATUS_OK) {
+            *why = g_strdup_printf("waiting for acks: %s", amqp_error_string2(st));
             return FALSE;
         }
         if (frame.frame_type != AMQP_FRAME_METHOD)
             continue;
-        if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD)
-            return TRUE;
-        if (frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
-            *why = g_strdup("the broker refused the event (nack)");
-            return FALSE;
+        switch (frame.payload.method.id) {
+        case AMQP_BASIC_ACK_METHOD: {
+            /* Acks come in order on a channel: the tag acks up to it. */
+            const amqp_basic_ack_t *ack = frame.payload.method.decoded;
+            if (ack->delivery_tag >= first)
+                *acked = (guint)MIN(ack->delivery_tag - first + 1, batch->len);
+            break;
         }
-        if (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
-            frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        case AMQP_BASIC_NACK_METHOD:
+            *why = g_strdup("the broker refused an event (nack)");
+            return FALSE;
+        case AMQP_CHANNEL_CLOSE_METHOD:
+        case AMQP_CONNECTION_CLOSE_METHOD:
             *why = g_strdup("the broker closed the channel");
             return FALSE;
+        default:
+            break;
         }
     }
+    return TRUE;
 }
 
 static gpointer rabbit_thread(gpointer data)
@@ -139,6 +160,7 @@ static gpointer rabbit_thread(gpointer data)
     Rabbit *r = data;
     guint backoff_ms = 100;
     gboolean logged_down = FALSE;
+    g_autoptr(GPtrArray) batch = g_ptr_array_new();
     while (!g_atomic_int_get(&r->stopping)) {
         if (!r->conn) {
             g_autofree char *why = NULL;
@@ -156,6 +178,7 @@ static gpointer rabbit_thread(gpointer data)
                 backoff_ms = MIN(backoff_ms * 2, 2000);
                 continue;
             }
+            r->next_tag = 1;
             mk_counter_add(r->connects, 1);
             g_message("mod_event_pusher: rabbit: connected to %s:%d", r->host, r->port);
             logged_down = FALSE;
@@ -164,16 +187,24 @@ static gpointer rabbit_thread(gpointer data)
         PusherEvent *ev = pusher_queue_pop(r->base.queue, G_USEC_PER_SEC / 2);
         if (!ev)
             continue;
+        do
+            g_ptr_array_add(batch, ev);
+        while (batch->len < RABBIT_BATCH && (ev = pusher_queue_pop(r->base.queue, 0)));
         g_autofree char *why = NULL;
-        if (publish(r, ev, &why)) {
-            mk_counter_add(r->sent, 1);
-            pusher_event_unref(ev);
-            continue;
+        guint acked = 0;
+        gboolean ok = publish(r, batch, &acked, &why);
+        mk_counter_add(r->sent, acked);
+        for (guint i = 0; i < acked; i++)
+            pusher_event_unref(g_ptr_array_index(batch, i));
+        if (!ok) {
+            mk_counter_add(r->failures, 1);
+            g_warning("mod_event_pusher: rabbit: %s; reconnecting", why);
+            /* What the broker did not confirm goes back, in order. */
+            for (guint i = batch->len; i > acked; i--)
+                pusher_queue_push_head(r->base.queue, g_ptr_array_index(batch, i - 1));
+            disconnect(r);
         }
-        mk_counter_add(r->failures, 1);
-        g_warning("mod_event_pusher: rabbit: %s; reconnecting", why);
-        pusher_queue_push_head(r->base.queue, ev);
-        disconnect(r);
+        g_ptr_array_set_size(batch, 0);
     }
     disconnect(r);
     return NULL;

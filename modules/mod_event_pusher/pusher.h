@@ -26,19 +26,14 @@ typedef enum {
     PUSHER_N_KINDS,
 } PusherKind;
 
-/* An event, immutable once made, shared by the backends' queues. */
+/* An event, immutable once made, shared by the backends' queues: its
+ * JSON is built at once (docs/mod_event_pusher.md has the schema). */
 typedef struct {
     gint ref;
     PusherKind kind;
-    char *user;   /* the local account's bare JID the event is about */
-    char *domain; /* its domain, for filters */
-    char *from, *to;
-    char *body;          /* messages */
-    char *show, *status; /* presence */
-    gboolean available;  /* presence */
-    gboolean offline;    /* *_received: no active session took it */
-    gint64 time_ms;      /* wall clock, ms since the epoch */
-    char *json;          /* built when made */
+    char *user;         /* the local account's bare JID the event is about */
+    const char *domain; /* in @user */
+    char *json;
 } PusherEvent;
 
 /* "chat_sent", ... (transfer none) */
@@ -46,10 +41,13 @@ const char *pusher_kind_name(PusherKind kind);
 /* -1 when @name is none. */
 int pusher_kind_from_name(const char *name);
 
-/* Takes the strings. Builds the JSON. (transfer full) */
-PusherEvent *pusher_event_new(PusherKind kind, char *user, char *from, char *to, char *body);
-/* Rebuilds the JSON after fields were set (presence, offline). */
-void pusher_event_seal(PusherEvent *ev);
+/* A message event. @offline: -1 leaves the field out. (transfer full) */
+PusherEvent *pusher_event_message(PusherKind kind, const char *user, const char *from,
+                                  const char *to, const char *body, int offline);
+PusherEvent *pusher_event_presence(const char *user, const char *from, gboolean available,
+                                   const char *show, const char *status);
+/* login, logout. */
+PusherEvent *pusher_event_session(PusherKind kind, const char *user, const char *from);
 PusherEvent *pusher_event_ref(PusherEvent *ev);
 void pusher_event_unref(PusherEvent *ev);
 
@@ -60,7 +58,9 @@ typedef struct {
     char **domains;        /* NULL or empty: all */
 } PusherFilter;
 
-gboolean pusher_filter_match(const PusherFilter *f, const PusherEvent *ev);
+/* @offline: only read for *_received kinds. */
+gboolean pusher_filter_match(const PusherFilter *f, PusherKind kind, const char *domain,
+                             gboolean offline);
 /* Reads "<prefix>events", "<prefix>only_offline", "<prefix>domains".
  * FALSE with @error naming a bad event name. */
 gboolean pusher_filter_init(PusherFilter *f, MkModule *mod, const char *prefix, GError **error);
@@ -75,6 +75,10 @@ typedef struct PusherQueue PusherQueue;
 PusherQueue *pusher_queue_new(MkModule *mod, const char *name, guint max, void (*wake)(gpointer),
                               gpointer wake_data);
 void pusher_queue_free(PusherQueue *q);
+/* TRUE when a push would be dropped now (a hint: no lock). */
+gboolean pusher_queue_full(PusherQueue *q);
+/* Counts an event dropped without being made (the queue was full). */
+void pusher_queue_count_drop(PusherQueue *q);
 /* Appends a reference to @ev, or drops it (counted, logged at most every
  * 10 s) when the queue is full or closed. */
 void pusher_queue_push(PusherQueue *q, PusherEvent *ev);

@@ -9,6 +9,7 @@
 - a hanging receiver: messages still reach their recipient at once; the
   queue stays bounded (http_dropped counted, a "queue full" log line)
 - a filter: only chat_received for users with no active session
+- http_batch: arrays of events, each once
 """
 import json
 import os
@@ -29,6 +30,7 @@ class Receiver:
     def __init__(self, port=None):
         self.port = port or free_port()
         self.events = []
+        self.posts = []
         self.attempts = 0
         self.fail_next = 0
         self.hang = threading.Event()  # set: requests hang until released
@@ -60,9 +62,11 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 if not fail:
+                    doc = json.loads(body.decode())
                     with rec.cond:
-                        rec.events.append((self.headers.get("Content-Type"),
-                                           json.loads(body.decode())))
+                        rec.posts.append(doc)
+                        for e in (doc if isinstance(doc, list) else [doc]):
+                            rec.events.append((self.headers.get("Content-Type"), e))
                         rec.cond.notify_all()
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
@@ -245,6 +249,29 @@ def test_filter(t):
         rec.stop()
 
 
+def test_batch(t):
+    """http_batch = 10: JSON arrays, every event once."""
+    rec = Receiver()
+    srv = Server({"mod_event_pusher": {
+        "backends": "http", "http_url": "http://127.0.0.1:%d/hook" % rec.port,
+        "http_events": "chat_sent", "http_batch": 10}})
+    try:
+        srv.register("eve")
+        e = Client(srv, "eve")
+        for i in range(40):
+            chat(e, "nobody@%s" % DOMAIN, "b%d" % i)
+        want = ["b%d" % i for i in range(40)]
+        ok = rec.wait(lambda ev: all(rec.of("chat_sent", w) for w in want))
+        t.ok(ok and all(len(rec.of("chat_sent", w)) == 1 for w in want) and
+             len(rec.events) == 40, "http_batch: each of 40 events once")
+        t.ok(all(isinstance(p, list) and 1 <= len(p) <= 10 for p in rec.posts),
+             "as JSON arrays of at most 10 (%s)" % [len(p) for p in rec.posts])
+        e.close()
+    finally:
+        srv.stop()
+        rec.stop()
+
+
 def main():
     t = Tap()
     rec = Receiver()
@@ -270,6 +297,7 @@ def main():
         rec.release.set()
         rec.stop()
     t.run("filter", test_filter)
+    t.run("batch", test_batch)
     t.done()
 
 
