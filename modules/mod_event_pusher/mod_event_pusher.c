@@ -50,6 +50,25 @@ static guint targets(Pusher *p, PusherKind kind, const char *domain, gboolean of
     return bits;
 }
 
+/* TRUE when every backend that may want the event (as if offline) has a
+ * full queue: each counts the drop, and nothing more needs looking up. */
+static gboolean all_full(Pusher *p, PusherKind kind, const char *domain)
+{
+    guint bits = 0;
+    for (guint i = 0; i < p->backends->len; i++) {
+        PusherBackend *b = g_ptr_array_index(p->backends, i);
+        if (!pusher_filter_match(&b->filter, kind, domain, TRUE))
+            continue;
+        if (!pusher_queue_full(b->queue))
+            return FALSE;
+        bits |= 1u << i;
+    }
+    for (guint i = 0; i < p->backends->len; i++)
+        if (bits & (1u << i))
+            pusher_queue_count_drop(((PusherBackend *)g_ptr_array_index(p->backends, i))->queue);
+    return TRUE;
+}
+
 /* (transfer full) of @ev. */
 static void emit(Pusher *p, guint bits, PusherEvent *ev)
 {
@@ -133,6 +152,8 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
      * may want it), then look. */
     if (!targets(p, k, mk_jid_domain(to), TRUE, FALSE))
         return MK_PASS;
+    if (all_full(p, k, mk_jid_domain(to)))
+        return MK_PASS; /* counted as dropped */
     g_autoptr(MkJid) bare = mk_jid_bare(to);
     gboolean offline = is_offline(bare);
     guint bits = targets(p, k, mk_jid_domain(to), offline, TRUE);

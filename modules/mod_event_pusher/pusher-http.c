@@ -24,6 +24,8 @@ typedef struct {
     guint in_flight;      /* requests sent or waiting for a retry */
     GHashTable *retrying; /* HttpReq -> its timer GSource */
     gboolean stopping;
+    GSource *linger; /* a partial batch waits */
+    gboolean flush;  /* send partial batches now */
     gint64 last_log_us;
     guint64 failed_since_log;
     MkCounter *sent, *failed, *retried;
@@ -62,6 +64,10 @@ static void send_req(HttpReq *r)
     Http *h = r->h;
     r->msg = soup_message_new("POST", h->url);
     soup_message_set_request_body_from_bytes(r->msg, "application/json", r->body);
+    /* libsoup opens a new connection for every POST (one that is not
+     * idempotent cannot be replayed on a kept-alive connection the server
+     * closed meanwhile); we retry anyway, so reuse them. */
+    soup_message_add_flags(r->msg, SOUP_MESSAGE_IDEMPOTENT);
     if (!h->verify)
         g_signal_connect(r->msg, "accept-certificate", G_CALLBACK(accept_any), NULL);
     soup_session_send_and_read_async(h->session, r->msg, G_PRIORITY_DEFAULT, h->cancel, on_sent, r);
@@ -129,10 +135,33 @@ static void on_sent(GObject *src, GAsyncResult *res, gpointer data)
     drain(h);
 }
 
-/* The thread: sends what the queue holds, up to http_concurrency at once. */
+/* The thread: a partial batch waited long enough. */
+static gboolean on_linger(gpointer data)
+{
+    Http *h = data;
+    g_clear_pointer(&h->linger, g_source_unref);
+    h->flush = TRUE;
+    drain(h);
+    h->flush = FALSE;
+    return G_SOURCE_REMOVE;
+}
+
+/* The thread: sends what the queue holds, up to http_concurrency POSTs at
+ * once. With http_batch > 1 a partial batch waits up to HTTP_LINGER_MS
+ * for more: a trickle of events then costs one POST per batch, not one
+ * per event. */
+#define HTTP_LINGER_MS 20
 static void drain(Http *h)
 {
     while (!h->stopping && h->in_flight < h->concurrency) {
+        if (h->batch > 1 && !h->flush && pusher_queue_length(h->base.queue) < h->batch) {
+            if (pusher_queue_length(h->base.queue) > 0 && !h->linger) {
+                h->linger = g_timeout_source_new(HTTP_LINGER_MS);
+                g_source_set_callback(h->linger, on_linger, h, NULL);
+                g_source_attach(h->linger, h->ctx);
+            }
+            return;
+        }
         PusherEvent *ev = pusher_queue_pop(h->base.queue, 0);
         if (!ev)
             return;
@@ -175,9 +204,11 @@ static gpointer http_thread(gpointer data)
 {
     Http *h = data;
     g_main_context_push_thread_default(h->ctx);
-    h->session = soup_session_new_with_options("timeout", h->timeout_s, "idle-timeout", 60,
-                                               "max-conns-per-host", (int)h->concurrency,
-                                               "user-agent", "meerkat-event-pusher", NULL);
+    /* No proxy resolver: GIO's default asks libproxy on a thread pool for
+     * every connection, and a webhook is a direct address. */
+    h->session = soup_session_new_with_options(
+        "timeout", h->timeout_s, "idle-timeout", 60, "max-conns-per-host", (int)h->concurrency,
+        "user-agent", "meerkat-event-pusher", "proxy-resolver", NULL, NULL);
     drain(h); /* what came before the thread ran */
     g_main_loop_run(h->loop);
 
@@ -193,6 +224,10 @@ static gpointer http_thread(gpointer data)
         h->in_flight--;
         req_free(key);
         g_hash_table_iter_remove(&it);
+    }
+    if (h->linger) {
+        g_source_destroy(h->linger);
+        g_clear_pointer(&h->linger, g_source_unref);
     }
     soup_session_abort(h->session);
     while (h->in_flight > 0)

@@ -7,7 +7,8 @@ struct PusherQueue {
     GMutex lock;
     GCond cond;
     GQueue q;
-    gint length; /* q.length, for lock-free reads */
+    gint length;   /* q.length, for lock-free reads */
+    guint waiters; /* pops waiting on @cond */
     guint max;
     gboolean closed;
     char *name;
@@ -15,8 +16,9 @@ struct PusherQueue {
     gpointer wake_data;
     MkCounter *dropped;
     MkCounter *queued;
+    GMutex log_lock;
     gint64 last_log_us;
-    guint64 dropped_since_log;
+    guint dropped_since_log;
 };
 
 PusherQueue *pusher_queue_new(MkModule *mod, const char *name, guint max, void (*wake)(gpointer),
@@ -24,6 +26,7 @@ PusherQueue *pusher_queue_new(MkModule *mod, const char *name, guint max, void (
 {
     PusherQueue *q = g_new0(PusherQueue, 1);
     g_mutex_init(&q->lock);
+    g_mutex_init(&q->log_lock);
     g_cond_init(&q->cond);
     g_queue_init(&q->q);
     q->max = max;
@@ -43,6 +46,7 @@ void pusher_queue_free(PusherQueue *q)
         return;
     g_queue_clear_full(&q->q, (GDestroyNotify)pusher_event_unref);
     g_mutex_clear(&q->lock);
+    g_mutex_clear(&q->log_lock);
     g_cond_clear(&q->cond);
     g_free(q->name);
     g_free(q);
@@ -53,53 +57,44 @@ gboolean pusher_queue_full(PusherQueue *q)
     return (guint)g_atomic_int_get(&q->length) >= q->max;
 }
 
-/* Under the lock: one more dropped; returns how many to log now, or 0. */
-static guint64 note_drop(PusherQueue *q)
-{
-    q->dropped_since_log++;
-    gint64 now = g_get_monotonic_time();
-    if (now - q->last_log_us < 10 * G_USEC_PER_SEC)
-        return 0;
-    q->last_log_us = now;
-    guint64 n = q->dropped_since_log;
-    q->dropped_since_log = 0;
-    return n;
-}
-
-static void log_drops(PusherQueue *q, guint64 n)
-{
-    mk_counter_add(q->dropped, 1);
-    if (n)
-        g_warning("mod_event_pusher: backend %s: queue full (%u events): dropped %" G_GUINT64_FORMAT
-                  " event(s) since the last such line",
-                  q->name, q->max, n);
-}
-
+/* One more event dropped: counted without a lock (a stuck backend drops
+ * on every message); a line is logged at most every 10 s. Any thread. */
 void pusher_queue_count_drop(PusherQueue *q)
 {
-    g_mutex_lock(&q->lock);
-    guint64 n = note_drop(q);
-    g_mutex_unlock(&q->lock);
-    log_drops(q, n);
+    mk_counter_add(q->dropped, 1);
+    g_atomic_int_inc(&q->dropped_since_log);
+    gint64 now = g_get_monotonic_time();
+    if (now - q->last_log_us < 10 * G_USEC_PER_SEC) /* a racy read: only a hint */
+        return;
+    g_mutex_lock(&q->log_lock);
+    guint n = 0;
+    if (now - q->last_log_us >= 10 * G_USEC_PER_SEC) {
+        q->last_log_us = now;
+        n = (guint)g_atomic_int_and(&q->dropped_since_log, 0);
+    }
+    g_mutex_unlock(&q->log_lock);
+    if (n)
+        g_warning("mod_event_pusher: backend %s: queue full (%u events): dropped %u event(s)"
+                  " since the last such line",
+                  q->name, q->max, n);
 }
 
 void pusher_queue_push(PusherQueue *q, PusherEvent *ev)
 {
     gboolean was_empty = FALSE, drop = FALSE;
-    guint64 log_n = 0;
     g_mutex_lock(&q->lock);
     if (q->closed || q->q.length >= q->max) {
         drop = TRUE;
-        log_n = note_drop(q);
     } else {
         was_empty = q->q.length == 0;
         g_queue_push_tail(&q->q, pusher_event_ref(ev));
         g_atomic_int_set(&q->length, (gint)q->q.length);
-        g_cond_signal(&q->cond);
+        if (q->waiters) /* a signal is a system call: only for a sleeper */
+            g_cond_signal(&q->cond);
     }
     g_mutex_unlock(&q->lock);
     if (drop) {
-        log_drops(q, log_n);
+        pusher_queue_count_drop(q);
         return;
     }
     mk_counter_add(q->queued, 1);
@@ -120,9 +115,11 @@ PusherEvent *pusher_queue_pop(PusherQueue *q, gint64 wait_us)
     g_mutex_lock(&q->lock);
     if (wait_us > 0 && q->q.length == 0 && !q->closed) {
         gint64 until = g_get_monotonic_time() + wait_us;
+        q->waiters++;
         while (q->q.length == 0 && !q->closed)
             if (!g_cond_wait_until(&q->cond, &q->lock, until))
                 break;
+        q->waiters--;
     }
     PusherEvent *ev = g_queue_pop_head(&q->q);
     g_atomic_int_set(&q->length, (gint)q->q.length);

@@ -96,8 +96,10 @@ fail:
     return FALSE;
 }
 
-/* Events published before waiting for the broker's acks. */
-#define RABBIT_BATCH 256
+/* Events published before waiting for the broker's acks, and how long a
+ * small batch waits for more. */
+#define RABBIT_BATCH     256
+#define RABBIT_LINGER_US 5000
 
 /* The thread: publishes @batch and waits for the broker's acks; *@acked
  * is how many of it, from the first, the broker confirmed. */
@@ -187,9 +189,16 @@ static gpointer rabbit_thread(gpointer data)
         PusherEvent *ev = pusher_queue_pop(r->base.queue, G_USEC_PER_SEC / 2);
         if (!ev)
             continue;
-        do
+        /* A small batch waits a little for more: each batch costs a
+         * round trip for the acks. */
+        gint64 until = g_get_monotonic_time() + RABBIT_LINGER_US;
+        do {
             g_ptr_array_add(batch, ev);
-        while (batch->len < RABBIT_BATCH && (ev = pusher_queue_pop(r->base.queue, 0)));
+            if (batch->len >= RABBIT_BATCH)
+                break;
+            gint64 left = until - g_get_monotonic_time();
+            ev = pusher_queue_pop(r->base.queue, batch->len < RABBIT_BATCH / 4 ? MAX(left, 0) : 0);
+        } while (ev);
         g_autofree char *why = NULL;
         guint acked = 0;
         gboolean ok = publish(r, batch, &acked, &why);

@@ -3,7 +3,8 @@
 (Python's http.server on loopback).
 
 - events and their JSON: login, presence, chat_sent, chat_received (with
-  offline true/false), logout; each event POSTed exactly once
+  offline true/false), logout; each event POSTed exactly once, on a
+  kept-alive connection
 - a 500 answer is retried (with back-off) and the event arrives once
 - the receiver restarts: events after it arrive (connections made anew)
 - a hanging receiver: messages still reach their recipient at once; the
@@ -15,6 +16,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -31,6 +33,8 @@ class Receiver:
         self.port = port or free_port()
         self.events = []
         self.posts = []
+        self.connections = 0
+        self.open = set()  # connection sockets, closed by stop()
         self.attempts = 0
         self.fail_next = 0
         self.hang = threading.Event()  # set: requests hang until released
@@ -46,6 +50,12 @@ class Receiver:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                with rec.cond:
+                    rec.connections += 1
+                    rec.open.add(self.request)
+                BaseHTTPRequestHandler.setup(self)
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -75,8 +85,16 @@ class Receiver:
         self.thread.start()
 
     def stop(self):
+        """Stops as a process would: the listener and every connection."""
         self.httpd.shutdown()
         self.httpd.server_close()
+        with self.cond:
+            for sock in self.open:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.open.clear()
 
     def wait(self, pred, timeout=15):
         """Waits until pred(events) is true."""
@@ -172,6 +190,7 @@ def test_events(t, srv, rec):
     t.ok(len(rec.of("chat_sent", "retried")) == 1 and len(rec.of("chat_received", "retried")) == 1,
          "the retried events arrive once each")
     # Count: 20 messages, 20 + 20 events, none lost or doubled.
+    conns = rec.connections
     for i in range(20):
         chat(b, "alice@%s" % DOMAIN, "n%d" % i)
     want = ["n%d" % i for i in range(20)]
@@ -179,6 +198,8 @@ def test_events(t, srv, rec):
                                  for w in want))
     t.ok(ok and all(len(rec.of("chat_received", w)) == 1 and len(rec.of("chat_sent", w)) == 1
                     for w in want), "20 messages: each event exactly once")
+    t.ok(rec.connections - conns <= 1, "40 POSTs on kept-alive connections (%d new)"
+         % (rec.connections - conns))
     b.close()
 
 

@@ -136,6 +136,9 @@ run meerkat mam-query $P -s mam -n "$MAM_CLIENTS" -r "$RATE" -D "$DURATION" -j 1
 run meerkat mam-query-with $P -s mam --mam-with -n "$MAM_CLIENTS" -r "$RATE" -D "$DURATION" -j 1
 stop_server
 
+# mod_event_pusher's backends on and off (tools/bench/bench-pusher.sh).
+. "$(dirname "$0")/bench-pusher.sh"
+
 P="--port $RELAY_PORT"
 start_relay
 run relay sessions $P -n "$SESSIONS" -r "$RATE"

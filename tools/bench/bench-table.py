@@ -39,6 +39,9 @@ ROWS = [
     ("MAM queries with 'with' per server CPU-s", "mam-query-with", "queries_per_cpu_s", 1, True),
     ("MAM query latency p50, ms ('with')", "mam-query-with", "latency_us.p50", 0.001, False),
     ("MAM query latency p99, ms ('with')", "mam-query-with", "latency_us.p99", 0.001, False),
+    ("messages per server CPU-s, event pusher off", "chat-pusher-off", "messages_per_cpu_s", 1, True),
+    ("messages per server CPU-s, http + rabbit on", "chat-pusher-on", "messages_per_cpu_s", 1, True),
+    ("messages per server CPU-s, webhook hanging", "chat-pusher-hang", "messages_per_cpu_s", 1, True),
     ("failed logins (all tests)", "*", "failed", 1, False),
 ]
 
