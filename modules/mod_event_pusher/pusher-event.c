@@ -25,16 +25,24 @@ int pusher_kind_from_name(const char *name)
  * text is UTF-8 already (it came from XML). */
 static void json_string(GString *out, const char *s)
 {
+    static const char hex[] = "0123456789abcdef";
     g_string_append_c(out, '"');
+    const char *run = s; /* characters that need no escape, appended at once */
     for (const char *p = s; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\')
-            g_string_append_c(out, '\\'), g_string_append_c(out, (char)c);
-        else if (c < 0x20)
-            g_string_append_printf(out, "\\u%04x", c);
-        else
-            g_string_append_c(out, (char)c);
+        if (c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        g_string_append_len(out, run, p - run);
+        run = p + 1;
+        if (c < 0x20) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            g_string_append_len(out, esc, sizeof esc);
+        } else {
+            char esc[2] = {'\\', (char)c};
+            g_string_append_len(out, esc, sizeof esc);
+        }
     }
+    g_string_append(out, run);
     g_string_append_c(out, '"');
 }
 
@@ -64,9 +72,24 @@ static PusherEvent *event_new(PusherKind kind, const char *user, const char *fro
     return ev;
 }
 
+/* Appends a non-negative integer: printf's machinery costs more than the
+ * rest of the event on the stanza path. */
+static void append_uint(GString *out, guint64 v)
+{
+    char buf[24];
+    int i = sizeof buf;
+    do
+        buf[--i] = (char)('0' + v % 10);
+    while ((v /= 10) && i > 0);
+    g_string_append_len(out, buf + i, (gssize)sizeof buf - i);
+}
+
 static PusherEvent *event_seal(PusherEvent *ev, GString *out)
 {
-    g_string_append_printf(out, ",\"timestamp\":%" G_GINT64_FORMAT "}", g_get_real_time() / 1000);
+    g_string_append(out, ",\"timestamp\":");
+    append_uint(out, (guint64)(g_get_real_time() / 1000));
+    g_string_append_c(out, '}');
+    ev->json_len = out->len;
     ev->json = g_string_free(out, FALSE);
     return ev;
 }
@@ -79,7 +102,7 @@ PusherEvent *pusher_event_message(PusherKind kind, const char *user, const char 
     json_field(out, "to", to);
     json_field(out, "body", body);
     if (offline >= 0)
-        g_string_append_printf(out, ",\"offline\":%s", offline ? "true" : "false");
+        g_string_append(out, offline ? ",\"offline\":true" : ",\"offline\":false");
     return event_seal(ev, out);
 }
 
@@ -88,7 +111,7 @@ PusherEvent *pusher_event_presence(const char *user, const char *from, gboolean 
 {
     GString *out;
     PusherEvent *ev = event_new(PUSHER_PRESENCE, user, from, &out);
-    g_string_append_printf(out, ",\"available\":%s", available ? "true" : "false");
+    g_string_append(out, available ? ",\"available\":true" : ",\"available\":false");
     json_field(out, "show", show);
     json_field(out, "status", status);
     return event_seal(ev, out);

@@ -168,7 +168,7 @@ static void drain(Http *h)
         HttpReq *r = g_new0(HttpReq, 1);
         r->h = h;
         if (h->batch == 1) {
-            r->body = g_bytes_new(ev->json, strlen(ev->json));
+            r->body = g_bytes_new(ev->json, ev->json_len);
             r->events = 1;
             pusher_event_unref(ev);
         } else {
@@ -176,7 +176,7 @@ static void drain(Http *h)
             do {
                 if (r->events++)
                     g_string_append_c(out, ',');
-                g_string_append(out, ev->json);
+                g_string_append_len(out, ev->json, (gssize)ev->json_len);
                 pusher_event_unref(ev);
             } while (r->events < h->batch && (ev = pusher_queue_pop(h->base.queue, 0)));
             g_string_append_c(out, ']');

@@ -115,9 +115,9 @@ static gboolean publish(Rabbit *r, GPtrArray *batch, guint *acked, char **why)
     for (guint i = 0; i < batch->len; i++) {
         PusherEvent *ev = g_ptr_array_index(batch, i);
         g_autofree char *key = g_strconcat(ev->user, ".", pusher_kind_name(ev->kind), NULL);
-        int st =
-            amqp_basic_publish(r->conn, 1, amqp_cstring_bytes(exchange_for(r, ev->kind)),
-                               amqp_cstring_bytes(key), 0, 0, &props, amqp_cstring_bytes(ev->json));
+        int st = amqp_basic_publish(r->conn, 1, amqp_cstring_bytes(exchange_for(r, ev->kind)),
+                                    amqp_cstring_bytes(key), 0, 0, &props,
+                                    (amqp_bytes_t){ev->json_len, ev->json});
         if (st != AMQP_STATUS_OK) {
             *why = g_strdup_printf("publish: %s", amqp_error_string2(st));
             return FALSE;

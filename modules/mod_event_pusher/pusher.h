@@ -34,6 +34,7 @@ typedef struct {
     char *user;         /* the local account's bare JID the event is about */
     const char *domain; /* in @user */
     char *json;
+    gsize json_len;
 } PusherEvent;
 
 /* "chat_sent", ... (transfer none) */
