@@ -12,6 +12,9 @@
 #include "pusher.h"
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 typedef struct {
     PusherBackend base;
@@ -112,6 +115,10 @@ static gboolean publish(Rabbit *r, GPtrArray *batch, guint *acked, char **why)
     };
     guint64 first = r->next_tag;
     *acked = 0;
+    /* librabbitmq writes each frame with its own send(), three per event:
+     * corked, the kernel sends the batch in full segments. */
+    int fd = amqp_get_sockfd(r->conn), on = 1, off = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
     for (guint i = 0; i < batch->len; i++) {
         PusherEvent *ev = g_ptr_array_index(batch, i);
         g_autofree char *key = g_strconcat(ev->user, ".", pusher_kind_name(ev->kind), NULL);
@@ -124,6 +131,7 @@ static gboolean publish(Rabbit *r, GPtrArray *batch, guint *acked, char **why)
         }
         r->next_tag++;
     }
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
     guint64 last = r->next_tag - 1;
     struct timeval tv = {.tv_sec = 5};
     while (first + *acked <= last) {
