@@ -76,7 +76,9 @@ static void send_req(HttpReq *r)
 static gboolean on_retry(gpointer data)
 {
     HttpReq *r = data;
+    GSource *t = g_hash_table_lookup(r->h->retrying, r);
     g_hash_table_remove(r->h->retrying, r);
+    g_source_unref(t); /* the table's reference; the context drops its own */
     send_req(r);
     return G_SOURCE_REMOVE;
 }
