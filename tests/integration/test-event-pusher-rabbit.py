@@ -69,7 +69,7 @@ class Broker:
 
     def start(self):
         self.log = open(os.path.join(self.dir, "broker.log"), "a")
-        self.proc = subprocess.Popen([RABBIT], env=self.env, stdout=self.log,
+        self.proc = subprocess.Popen([RABBIT], env=self.env, stdout=self.log, cwd=self.dir,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 90
         while time.time() < deadline:

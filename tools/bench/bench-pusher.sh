@@ -28,6 +28,7 @@ start_rabbit() {
             RABBITMQ_MNESIA_BASE="$d/mnesia" RABBITMQ_LOG_BASE="$d/log" \
             RABBITMQ_CONFIG_FILE="$d/rabbitmq" RABBITMQ_ADVANCED_CONFIG_FILE="$d/advanced.config" \
             RABBITMQ_CONF_ENV_FILE="$d/env" RABBITMQ_ENABLED_PLUGINS_FILE="$d/enabled_plugins"
+        cd "$d" # Erlang writes its crash dumps to the current directory
         exec setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$d/out.log" 2>&1
     ) &
     RABBIT_PGID=$!
