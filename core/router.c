@@ -195,9 +195,13 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
         route_message_bare(srv, st, to);
         return;
     case MK_STANZA_IQ:
-        /* The server answers IQs to a bare JID on the account's behalf. */
+        /* The server answers IQs to a bare JID on the account's behalf,
+         * and takes the responses to requests it sent as the account
+         * (XEP-0357 publishes from the user's bare JID). */
         if (g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0)
             mk_iq_dispatch(srv->modules, mk_jid_domain(to), MK_IQ_SCOPE_ACCOUNT, st, sender);
+        else
+            mk_iq_take_response(srv->modules, st);
         return;
     default:
         return;

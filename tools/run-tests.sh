@@ -38,7 +38,11 @@ python3-nbxmpp clang-format"
 packages="$packages python3-prometheus-client prometheus"
 # The http listener, its JSON, the /metrics parser, the rest bench's client.
 packages="$packages libmicrohttpd-dev libjson-glib-dev python3-prometheus-client wrk"
+# The cluster's Redis client and server (tests/integration/test-cluster.py).
 packages="$packages libhiredis-dev redis-server"
+# mod_event_pusher's http (libsoup) and rabbit backends, the test's broker
+# and its AMQP consumer.
+packages="$packages libsoup-3.0-dev librabbitmq-dev rabbitmq-server python3-pika"
 # The package test's own tools; it runs (and so needs them) only as root.
 if [ "$(id -u)" -eq 0 ] && [ "${MK_SKIP_PACKAGES:-0}" != 1 ]; then
     packages="$packages debhelper dpkg-dev fakeroot lintian rpm openssl adduser man-db"

@@ -234,6 +234,9 @@ python3 "$ROOMS" wake --port "$PORT" --pid "$SRV_PID" --rooms "$MUC_IDLE" \
     --rss-empty "$RSS_EMPTY" >>"$RESULTS" || true
 stop_server
 
+# mod_event_pusher's backends on and off (tools/bench/bench-pusher.sh).
+. "$(dirname "$0")/bench-pusher.sh"
+
 P="--port $RELAY_PORT"
 start_relay
 run relay sessions $P -n "$SESSIONS" -r "$RATE"

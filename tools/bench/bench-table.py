@@ -59,6 +59,9 @@ ROWS = [
     ("MUC: RSS per joined session, KiB", "muc", "rss_per_session_kib", 1, False),
     ("MUC: RSS per stored room asleep, bytes", "muc-rooms", "rss_per_room_asleep_b", 1, False),
     ("MUC: RSS per idle room in memory, bytes", "muc-rooms", "rss_per_room_awake_b", 1, False),
+    ("messages per server CPU-s, event pusher off", "chat-pusher-off", "messages_per_cpu_s", 1, True),
+    ("messages per server CPU-s, http + rabbit on", "chat-pusher-on", "messages_per_cpu_s", 1, True),
+    ("messages per server CPU-s, webhook hanging", "chat-pusher-hang", "messages_per_cpu_s", 1, True),
     ("failed logins (all tests)", "*", "failed", 1, False),
 ]
 

@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""mod_event_pusher's http backend against a webhook receiver in this test
+(Python's http.server on loopback).
+
+- events and their JSON: login, presence, chat_sent, chat_received (with
+  offline true/false), logout; each event POSTed exactly once, on a
+  kept-alive connection
+- a 500 answer is retried (with back-off) and the event arrives once
+- the receiver restarts: events after it arrive (connections made anew)
+- a hanging receiver: messages still reach their recipient at once; the
+  queue stays bounded (http_dropped counted, a "queue full" log line)
+- a filter: only chat_received for users with no active session
+- http_batch: arrays of events, each once
+"""
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from modtest import DOMAIN, NS_CLIENT, Client, Server, Tap, free_port, q  # noqa: E402
+
+
+class Receiver:
+    """A webhook: records each JSON body; can answer 500 a few times, or hang."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.events = []
+        self.posts = []
+        self.connections = 0
+        self.open = set()  # connection sockets, closed by stop()
+        self.attempts = 0
+        self.fail_next = 0
+        self.hang = threading.Event()  # set: requests hang until released
+        self.release = threading.Event()
+        self.cond = threading.Condition()
+        self.start()
+
+    def start(self):
+        rec = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def setup(self):
+                with rec.cond:
+                    rec.connections += 1
+                    rec.open.add(self.request)
+                BaseHTTPRequestHandler.setup(self)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with rec.cond:
+                    rec.attempts += 1
+                    fail = rec.fail_next > 0
+                    if fail:
+                        rec.fail_next -= 1
+                if rec.hang.is_set():
+                    rec.release.wait(30)
+                    return
+                code = 500 if fail else 204
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                if not fail:
+                    doc = json.loads(body.decode())
+                    with rec.cond:
+                        rec.posts.append(doc)
+                        for e in (doc if isinstance(doc, list) else [doc]):
+                            rec.events.append((self.headers.get("Content-Type"), e))
+                        rec.cond.notify_all()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        """Stops as a process would: the listener and every connection."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        with self.cond:
+            for sock in self.open:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.open.clear()
+
+    def wait(self, pred, timeout=15):
+        """Waits until pred(events) is true."""
+        deadline = time.time() + timeout
+        with self.cond:
+            while not pred(self.events):
+                left = deadline - time.time()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+        return True
+
+    def of(self, event, body=None):
+        return [e for _, e in self.events
+                if e["event"] == event and (body is None or e.get("body") == body)]
+
+
+def chat(frm, to, body):
+    frm.send("<message to='%s' type='chat'><body>%s</body></message>" % (to, body))
+
+
+def is_msg(body):
+    def pred(e):
+        b = e.find(q(NS_CLIENT, "body"))
+        return e.tag == q(NS_CLIENT, "message") and b is not None and b.text == body
+    return pred
+
+
+def metrics(srv):
+    """The counters the server logs on SIGUSR1."""
+    with open(srv.log_path, errors="replace") as f:
+        before = f.read().count("metric ")
+    srv.proc.send_signal(signal.SIGUSR1)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        with open(srv.log_path, errors="replace") as f:
+            text = f.read()
+        if text.count("metric ") > before:
+            time.sleep(0.2)  # the rest of the dump's lines
+            with open(srv.log_path, errors="replace") as f:
+                text = f.read()
+            return dict((m.group(1), int(m.group(2)))
+                        for m in re.finditer(r"metric (\S+) (-?\d+)", text))
+        time.sleep(0.05)
+    return {}
+
+
+def test_events(t, srv, rec):
+    srv.register("alice")
+    srv.register("bob")
+    a = Client(srv, "alice")
+    a.presence("", extra="<show>away</show><status>lunch</status>")
+    b = Client(srv, "bob")
+    b.presence()
+    a.expect(lambda e: e.tag == q(NS_CLIENT, "presence"), what="own presence")
+    b.expect(lambda e: e.tag == q(NS_CLIENT, "presence"), what="own presence")
+    chat(b, "alice@%s" % DOMAIN, "hello \"json\" \\ ok")
+    a.expect(is_msg("hello \"json\" \\ ok"), what="the message")
+    ok = rec.wait(lambda ev: len(rec.of("chat_received")) >= 1 and len(rec.of("chat_sent")) >= 1)
+    t.ok(ok, "chat_sent and chat_received arrive")
+    sent, recv = rec.of("chat_sent"), rec.of("chat_received")
+    t.ok(len(sent) == 1 and sent[0]["user"] == "bob@%s" % DOMAIN and
+         sent[0]["from"] == b.jid and sent[0]["to"] == "alice@%s" % DOMAIN and
+         sent[0]["body"] == "hello \"json\" \\ ok" and isinstance(sent[0]["timestamp"], int),
+         "chat_sent once, with user, from, to, body, timestamp (%s)" % sent)
+    t.ok(len(recv) == 1 and recv[0]["user"] == "alice@%s" % DOMAIN and
+         recv[0]["offline"] is False, "chat_received once, offline false (%s)" % recv)
+    logins = [e["from"] for e in rec.of("login")]
+    t.ok(sorted(logins) == sorted([a.jid, b.jid]), "one login each (%s)" % logins)
+    pres = [e for e in rec.of("presence") if e["from"] == a.jid]
+    t.ok(len(pres) == 1 and pres[0]["available"] is True and pres[0]["show"] == "away" and
+         pres[0]["status"] == "lunch", "presence with show and status (%s)" % pres)
+    t.ok(all(ct == "application/json" for ct, _ in rec.events), "Content-Type application/json")
+    a.close()
+    ok = rec.wait(lambda ev: len(rec.of("logout")) >= 1)
+    out = rec.of("logout")
+    t.ok(ok and out[0]["from"] == a.jid, "logout")
+    t.ok(any(e["from"] == a.jid and e["available"] is False for e in rec.of("presence")),
+         "unavailable presence")
+    chat(b, "alice@%s" % DOMAIN, "offline one")
+    ok = rec.wait(lambda ev: len(rec.of("chat_received", "offline one")) >= 1)
+    t.ok(ok and rec.of("chat_received", "offline one")[0]["offline"] is True,
+         "chat_received to a user without session: offline true")
+    # 500 twice, then accepted: once.
+    with rec.cond:
+        rec.fail_next = 2
+        before = rec.attempts
+    chat(b, "alice@%s" % DOMAIN, "retried")
+    ok = rec.wait(lambda ev: len(rec.of("chat_sent", "retried")) >= 1)
+    t.ok(ok and rec.attempts - before >= 3, "a 500 answer is retried (%d attempts for 2 events)"
+         % (rec.attempts - before))
+    rec.wait(lambda ev: len(rec.of("chat_received", "retried")) >= 1)
+    t.ok(len(rec.of("chat_sent", "retried")) == 1 and len(rec.of("chat_received", "retried")) == 1,
+         "the retried events arrive once each")
+    # Count: 20 messages, 20 + 20 events, none lost or doubled.
+    conns = rec.connections
+    for i in range(20):
+        chat(b, "alice@%s" % DOMAIN, "n%d" % i)
+    want = ["n%d" % i for i in range(20)]
+    ok = rec.wait(lambda ev: all(rec.of("chat_received", w) and rec.of("chat_sent", w)
+                                 for w in want))
+    t.ok(ok and all(len(rec.of("chat_received", w)) == 1 and len(rec.of("chat_sent", w)) == 1
+                    for w in want), "20 messages: each event exactly once")
+    t.ok(rec.connections - conns <= 1, "40 POSTs on kept-alive connections (%d new)"
+         % (rec.connections - conns))
+    b.close()
+
+
+def test_restart(t, srv, rec):
+    b = Client(srv, "bob", resource="again")
+    rec.stop()
+    chat(b, "alice@%s" % DOMAIN, "while down")
+    # The POSTs fail (refused) and are retried, then dropped after http_retries.
+    rec2 = Receiver(rec.port)
+    chat(b, "alice@%s" % DOMAIN, "after restart")
+    ok = rec2.wait(lambda ev: len(rec2.of("chat_sent", "after restart")) >= 1)
+    t.ok(ok, "after the receiver restarted, events arrive again")
+    rec2.wait(lambda ev: len(rec2.of("chat_received", "after restart")) >= 1)
+    t.ok(len(rec2.of("chat_sent", "after restart")) == 1 and
+         len(rec2.of("chat_received", "after restart")) == 1 and
+         len(rec2.of("chat_sent", "while down")) <= 1, "none doubled")
+    b.close()
+    return rec2
+
+
+def test_hang(t, srv, rec):
+    rec.hang.set()
+    a = Client(srv, "alice", resource="h")
+    a.presence()
+    b = Client(srv, "bob", resource="h")
+    a.expect(lambda e: e.tag == q(NS_CLIENT, "presence"), what="own presence")
+    for i in range(50):
+        chat(b, a.jid, "h%d" % i)
+    got = 0
+    for i in range(50):
+        a.expect(is_msg("h%d" % i), timeout=10, what="h%d" % i)
+        got += 1
+    t.ok(got == 50, "with the webhook hanging, all 50 messages are delivered")
+    m = metrics(srv)
+    t.ok(m.get("default.mod_event_pusher.http_dropped", 0) > 0,
+         "the queue is bounded: http_dropped = %s" % m.get("default.mod_event_pusher.http_dropped"))
+    with open(srv.log_path, errors="replace") as f:
+        t.ok("backend http: queue full (5 events)" in f.read(), "a log line says the queue is full")
+    rec.release.set()
+    a.close()
+    b.close()
+
+
+def test_filter(t):
+    rec = Receiver()
+    srv = Server({"mod_event_pusher": {
+        "backends": "http", "http_url": "http://127.0.0.1:%d/hook" % rec.port,
+        "http_events": "chat_received", "http_only_offline": "true",
+        "http_domains": DOMAIN}})
+    try:
+        srv.register("carl")
+        srv.register("dina")
+        c = Client(srv, "carl")
+        c.presence()
+        d = Client(srv, "dina")
+        c.expect(lambda e: e.tag == q(NS_CLIENT, "presence"), what="own presence")
+        chat(d, "carl@%s" % DOMAIN, "online")
+        c.expect(is_msg("online"), what="online")
+        c.close()
+        chat(d, "carl@%s" % DOMAIN, "offline")
+        ok = rec.wait(lambda ev: len(ev) >= 1)
+        t.ok(ok and [e["body"] for _, e in rec.events] == ["offline"] and
+             rec.events[0][1]["event"] == "chat_received",
+             "filter: only chat_received to offline users (%s)" % rec.events)
+        d.close()
+    finally:
+        srv.stop()
+        rec.stop()
+
+
+def test_batch(t):
+    """http_batch = 10: JSON arrays, every event once."""
+    rec = Receiver()
+    srv = Server({"mod_event_pusher": {
+        "backends": "http", "http_url": "http://127.0.0.1:%d/hook" % rec.port,
+        "http_events": "chat_sent", "http_batch": 10}})
+    try:
+        srv.register("eve")
+        e = Client(srv, "eve")
+        for i in range(40):
+            chat(e, "nobody@%s" % DOMAIN, "b%d" % i)
+        want = ["b%d" % i for i in range(40)]
+        ok = rec.wait(lambda ev: all(rec.of("chat_sent", w) for w in want))
+        t.ok(ok and all(len(rec.of("chat_sent", w)) == 1 for w in want) and
+             len(rec.events) == 40, "http_batch: each of 40 events once")
+        t.ok(all(isinstance(p, list) and 1 <= len(p) <= 10 for p in rec.posts),
+             "as JSON arrays of at most 10 (%s)" % [len(p) for p in rec.posts])
+        e.close()
+    finally:
+        srv.stop()
+        rec.stop()
+
+
+def main():
+    t = Tap()
+    rec = Receiver()
+    srv = Server({"mod_event_pusher": {
+        "backends": "http", "http_url": "http://127.0.0.1:%d/hook" % rec.port,
+        "http_retries": 3, "http_retry_ms": 50, "http_timeout": 2, "http_concurrency": 1}})
+    try:
+        t.run("events", test_events, srv, rec)
+        rec = test_restart(t, srv, rec) or rec
+    finally:
+        srv.stop()
+        rec.stop()
+    rec = Receiver()
+    srv = Server({"mod_event_pusher": {
+        "backends": "http", "http_url": "http://127.0.0.1:%d/hook" % rec.port,
+        "http_retries": 0, "http_timeout": 2, "http_concurrency": 1, "http_queue_max": 5}})
+    try:
+        srv.register("alice")
+        srv.register("bob")
+        t.run("hang", test_hang, srv, rec)
+    finally:
+        srv.stop()
+        rec.release.set()
+        rec.stop()
+    t.run("filter", test_filter)
+    t.run("batch", test_batch)
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
