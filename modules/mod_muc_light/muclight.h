@@ -7,6 +7,7 @@
  *                     affiliations; their notifications
  *   muclight-read.c   reads: configuration, affiliations, info, blocking
  *                     lists, disco
+ *   muclight-rest.c   the REST endpoints (admin and client), as stanzas
  *   mod_muc_light.c   descriptor, start, the route, groupchat messages */
 #pragma once
 
@@ -128,6 +129,10 @@ typedef struct {
     MkCounter *refused_rooms_per_user;
     MkCounter *refused_occupants;
     MkCounter *loads;
+    /* REST (muclight-rest.c). */
+    char *rest_prefix;
+    char *rest_admin_user;
+    char *rest_admin_password; /* NULL: the admin endpoints answer 403 */
 } MucLight;
 
 /* ---- storage (muclight-db.c): storage thread -------------------------- */
@@ -181,6 +186,19 @@ void ml_info_get(MucLight *ml, MkStanza *iq, MkXml *query, MlRoom *room);
 void ml_blocking_get(MucLight *ml, MkStanza *iq);
 void ml_blocking_set(MucLight *ml, MkStanza *iq, MkXml *query);
 void ml_disco_items(MucLight *ml, MkStanza *iq);
+
+/* muclight-rest.c: the REST endpoints. Main thread. */
+gboolean ml_rest_start(MucLight *ml, GError **error);
+void ml_rest_stop(MucLight *ml);
+/* The answer to @st (an IQ or a message a REST request made): answers
+ * the HTTP request and returns TRUE, or FALSE when @st came from XMPP.
+ * @payload (transfer none, nullable) is the result's. Any thread. */
+gboolean ml_rest_take(MkStanza *st, MkXml *payload, gboolean failed, MkStanzaError cond,
+                      const char *text);
+/* A groupchat message @st went out (@archive_id, nullable); as above. */
+gboolean ml_rest_sent(MkStanza *st, const char *archive_id);
+/* A stanza to a REST sink (service/rest-...): taken, TRUE. */
+gboolean ml_rest_sink(MkStanza *st);
 
 #endif
 
