@@ -420,6 +420,8 @@ static gboolean ml_start(MkModule *mod, GError **error)
     ml->refused_rooms_per_user = mk_counter_new(mod, "refused_rooms_per_user");
     ml->refused_occupants = mk_counter_new(mod, "refused_max_occupants");
     ml->loads = mk_counter_new(mod, "room_cache_loads");
+    ml->rest_requests = mk_counter_new(mod, "rest_requests");
+    ml->rest_timeouts = mk_counter_new(mod, "rest_timeouts");
     mk_module_set_data(mod, ml, ml_free);
 
     ml->queue = mk_user_queue_new(mod);

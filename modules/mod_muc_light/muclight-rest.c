@@ -106,9 +106,12 @@ static void pending_add(const char *key, Pending *p)
     }
     g_hash_table_insert(pending, g_strdup(key), p);
     g_mutex_unlock(&pending_lock);
-    for (guint i = 0; i < stale->len; i++)
-        mk_http_reply_error(((Pending *)g_ptr_array_index(stale, i))->req, 504, NULL,
-                            "the room did not answer");
+    mk_counter_add(p->ml->rest_requests, 1);
+    for (guint i = 0; i < stale->len; i++) {
+        Pending *old = g_ptr_array_index(stale, i);
+        mk_counter_add(old->ml->rest_timeouts, 1);
+        mk_http_reply_error(old->req, 504, NULL, "the room did not answer");
+    }
 }
 
 /* The pending request @key, removed from the table, when @who is its

@@ -129,6 +129,8 @@ typedef struct {
     MkCounter *refused_rooms_per_user;
     MkCounter *refused_occupants;
     MkCounter *loads;
+    MkCounter *rest_requests;
+    MkCounter *rest_timeouts;
     /* REST (muclight-rest.c). */
     char *rest_prefix;
     char *rest_admin_user;
