@@ -132,9 +132,11 @@ static Pending *pending_take(const char *key, MkJid *who, gboolean full)
     Pending *p = pending ? g_hash_table_lookup(pending, key) : NULL;
     if (p && g_strcmp0(p->actor, full ? mk_jid_string(who) : mk_jid_bare_string(who)) != 0)
         p = NULL;
+    gpointer stored = NULL;
     if (p)
-        g_hash_table_steal(pending, key);
+        g_hash_table_steal_extended(pending, key, &stored, NULL);
     g_mutex_unlock(&pending_lock);
+    g_free(stored);
     return p;
 }
 

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -276,6 +277,20 @@ async def scenario(t, srv):
     status, _ = await api("POST", "/api/rooms/bobs/messages", {"body": "x"}, auth=user("cid"))
     t.ok(status == 404, "cid can no longer send there: 404")
 
+    # ---- a room not in memory: the request waits for its load
+    db = sqlite3.connect(os.path.join(srv.state, "meerkat.db"), timeout=10)
+    with db:
+        db.execute("INSERT INTO muclight_rooms (room, version, roomname, subject, created_at)"
+                   " VALUES (?, 'v1', 'Cold', '', 0)", ("cold@" + SVC,))
+        db.executemany("INSERT INTO muclight_occupants (room, jid, aff) VALUES (?, ?, ?)",
+                       [("cold@" + SVC, "ann@localhost", 2), ("cold@" + SVC, "bob@localhost", 1)])
+    db.close()
+    status, body = await api("POST", "/api/rooms/cold/messages", {"body": "warm up"},
+                             auth=user("bob"))
+    cold = ("cold@%s/bob@localhost" % SVC, "warm up")
+    t.ok(status == 200 and await until(lambda: cold in ann.bodies),
+         "a message to a room first loaded from storage: 200 and delivered (%d)" % status)
+
     # ---- admin: destroy
     status, _ = await api("DELETE", "/api/muc-lights/localhost/team/management")
     t.ok(status == 204, "DELETE /muc-lights/localhost/team/management: 204")
@@ -288,7 +303,8 @@ async def scenario(t, srv):
     status, _ = await api("DELETE", "/api/muc-lights/localhost/bobs/bob@localhost/management")
     t.ok(status == 204, "DELETE .../{owner}/management: 204")
     status, body = await api("GET", "/api/rooms", auth=user("bob"))
-    t.ok(status == 200 and len(body) == 1, "bob keeps only the random room he made (%r)" % body)
+    t.ok(status == 200 and sorted(r["name"] for r in body) == ["Bob's", "Cold"],
+         "bob keeps the random room he made and cold (%r)" % body)
     for c in cs:
         c.disconnect()
     await asyncio.sleep(0.1)
