@@ -486,7 +486,7 @@ static gboolean route(MkModule *mod, const char *method, const char *prefix, con
 
 gboolean ml_rest_start(MucLight *ml, GError **error)
 {
-    ml_rest_open();
+    ml_rest_open(ml);
     MkModule *mod = ml->mod;
     const char *p = ml->rest_prefix;
     static const struct {

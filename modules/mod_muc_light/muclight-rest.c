@@ -24,6 +24,7 @@
 /* A request the room never answered (a user_send_packet handler took the
  * stanza, or the server stops) gets 504 after this long. */
 #define PENDING_TIMEOUT_US (30 * G_USEC_PER_SEC)
+#define SWEEP_INTERVAL_MS  5000
 
 typedef enum {
     RK_CREATED,    /* 201 and the room: {"id"} or its JID (admin) */
@@ -86,12 +87,11 @@ static char *pending_key(void)
     return g_strconcat(REST_ID, uuid, NULL);
 }
 
-/* Files @p (transfer full) under @key, answering 504 to those that
- * waited too long. FALSE (and @p answered 503 and freed) once the last
- * instance stopped: a late storage callback. Any thread. */
+/* Files @p (transfer full) under @key. FALSE (and @p answered 503 and
+ * freed) once the last instance stopped: a late storage callback. Any
+ * thread. */
 static gboolean pending_add(const char *key, Pending *p)
 {
-    g_autoptr(GPtrArray) stale = g_ptr_array_new_with_free_func(pending_free);
     g_mutex_lock(&pending_lock);
     if (!pending) {
         g_mutex_unlock(&pending_lock);
@@ -99,26 +99,38 @@ static gboolean pending_add(const char *key, Pending *p)
         pending_free(p);
         return FALSE;
     }
+    mk_counter_add(p->ml->rest_requests, 1);
+    g_hash_table_insert(pending, g_strdup(key), p);
+    g_mutex_unlock(&pending_lock);
+    return TRUE;
+}
+
+/* Answers 504 to the requests of @ml that waited too long. Main thread
+ * (a timer of the instance). */
+static gboolean sweep(gpointer data)
+{
+    MucLight *ml = data;
+    gint64 now = g_get_monotonic_time();
+    g_autoptr(GPtrArray) stale = g_ptr_array_new_with_free_func(pending_free);
+    g_mutex_lock(&pending_lock);
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, pending);
     while (g_hash_table_iter_next(&it, &k, &v)) {
         Pending *old = v;
-        if (p->since_us - old->since_us > PENDING_TIMEOUT_US) {
+        if (old->ml == ml && now - old->since_us > PENDING_TIMEOUT_US) {
             g_hash_table_iter_steal(&it);
             g_free(k);
             g_ptr_array_add(stale, old);
         }
     }
-    g_hash_table_insert(pending, g_strdup(key), p);
     g_mutex_unlock(&pending_lock);
-    mk_counter_add(p->ml->rest_requests, 1);
     for (guint i = 0; i < stale->len; i++) {
         Pending *old = g_ptr_array_index(stale, i);
-        mk_counter_add(old->ml->rest_timeouts, 1);
+        mk_counter_add(ml->rest_timeouts, 1);
         mk_http_reply_error(old->req, 504, NULL, "the room did not answer");
     }
-    return TRUE;
+    return G_SOURCE_CONTINUE;
 }
 
 /* The pending request @key, removed from the table, when @who is its
@@ -489,12 +501,13 @@ void ml_rest_archive(MucLight *ml, MkHttpRequest *req, MkJid *user, MkJid *room,
 
 /* ---- the instances ---------------------------------------------------------- */
 
-void ml_rest_open(void)
+void ml_rest_open(MucLight *ml)
 {
     g_mutex_lock(&pending_lock);
     if (instances++ == 0)
         pending = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, pending_free);
     g_mutex_unlock(&pending_lock);
+    mk_timer_add(ml->mod, SWEEP_INTERVAL_MS, sweep, ml);
 }
 
 void ml_rest_stop(MucLight *ml)

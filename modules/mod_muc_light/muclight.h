@@ -211,7 +211,7 @@ void ml_rest_archive(MucLight *ml, MkHttpRequest *req, MkJid *user, MkJid *room,
                      gint64 limit);
 /* An instance starts / stops: pending requests of a stopping one are
  * answered 503. Main thread. */
-void ml_rest_open(void);
+void ml_rest_open(MucLight *ml);
 void ml_rest_stop(MucLight *ml);
 /* The answer to @st (an IQ or a message a REST request made): answers
  * the HTTP request and returns TRUE, or FALSE when @st came from XMPP.
