@@ -11,6 +11,8 @@
 #define ROOM_ID_CHARS 16
 
 /* ---- request helpers ------------------------------------------------------ */
+/* Everything here runs on a worker: the handlers as mk-http.h runs them,
+ * the completions where their requests started. */
 
 /* The service of @domain (a served domain or a service itself), or NULL
  * after answering 404. (transfer none) */
@@ -110,8 +112,8 @@ static gboolean admin_authorized(MucLight *ml, MkHttpRequest *req)
     return ok;
 }
 
-/* The instance, the service of {domain} and (when @with_id) the room
- * {id}; FALSE after answering. */
+/* The instance, the service of {domain} and (when @room is not NULL)
+ * the room {id} (transfer full); FALSE after answering. */
 static gboolean admin_begin(MkHttpRequest *req, MucLight **ml, const char **service, MkJid **room)
 {
     *ml = mk_module_get_data(mk_http_request_module(req));
