@@ -127,6 +127,81 @@ static gboolean admin_begin(MkHttpRequest *req, MucLight **ml, const char **serv
     return TRUE;
 }
 
+/* An admin action as a user whose account must exist first (as for
+ * mod_rest_admin's POST /api/messages): a room of a user who cannot log
+ * in would be no use to anyone. */
+typedef enum {
+    AA_CREATE,
+    AA_INVITE,
+    AA_SEND,
+} AdminAction;
+
+typedef struct {
+    MucLight *ml;
+    MkHttpRequest *req; /* ref */
+    AdminAction action;
+    const char *field; /* static: the field naming the actor */
+    MkJid *actor, *room, *other;
+    char *name, *subject, *body;
+} AdminOp;
+
+static void admin_op_free(AdminOp *op)
+{
+    mk_http_request_unref(op->req);
+    mk_jid_unref(op->actor);
+    mk_jid_unref(op->room);
+    if (op->other)
+        mk_jid_unref(op->other);
+    g_free(op->name);
+    g_free(op->subject);
+    g_free(op->body);
+    g_free(op);
+}
+
+static void on_actor(MkDbResult *res, const GError *error, gpointer data)
+{
+    AdminOp *op = data;
+    if (error) {
+        mk_http_reply_error(op->req, 500, NULL, "%s", error->message);
+    } else if (!mk_db_result_rows(res)) {
+        mk_http_reply_error(op->req, 400, op->field, "unknown user %s",
+                            mk_jid_bare_string(op->actor));
+    } else {
+        switch (op->action) {
+        case AA_CREATE:
+            ml_rest_create(op->ml, op->req, TRUE, op->actor, op->room, op->name, op->subject);
+            break;
+        case AA_INVITE:
+            ml_rest_affiliation(op->ml, op->req, TRUE, op->actor, op->room, op->other, ML_MEMBER);
+            break;
+        case AA_SEND:
+            ml_rest_message(op->ml, op->req, TRUE, op->actor, op->room, op->body);
+            break;
+        }
+    }
+    admin_op_free(op);
+}
+
+/* Runs @op (transfer full) once its actor's account is found. */
+static void admin_as_user(AdminOp *op)
+{
+    mk_db_query(op->ml->mod, "SELECT 1 FROM users WHERE username = ? AND domain = ?", on_actor, op,
+                MK_DB_STR(mk_jid_node(op->actor)), MK_DB_STR(mk_jid_domain(op->actor)));
+}
+
+static AdminOp *admin_op_new(MucLight *ml, MkHttpRequest *req, AdminAction action,
+                             const char *field, MkJid *actor, MkJid *room)
+{
+    AdminOp *op = g_new0(AdminOp, 1);
+    op->ml = ml;
+    op->req = mk_http_request_ref(req);
+    op->action = action;
+    op->field = field;
+    op->actor = mk_jid_ref(actor);
+    op->room = mk_jid_ref(room);
+    return op;
+}
+
 static void admin_create(MkHttpRequest *req, gboolean with_id)
 {
     MucLight *ml;
@@ -145,8 +220,12 @@ static void admin_create(MkHttpRequest *req, gboolean with_id)
         return;
     g_autofree char *random = with_id ? NULL : ml_random_id(ROOM_ID_CHARS);
     g_autoptr(MkJid) room = room_jid(req, service, with_id ? id : random, "id");
-    if (room)
-        ml_rest_create(ml, req, TRUE, owner, room, name, subject);
+    if (!room)
+        return;
+    AdminOp *op = admin_op_new(ml, req, AA_CREATE, "owner", owner, room);
+    op->name = g_strdup(name);
+    op->subject = g_strdup(subject);
+    admin_as_user(op);
 }
 
 static void admin_create_random(MkHttpRequest *req, gpointer user_data)
@@ -179,8 +258,11 @@ static void admin_invite(MkHttpRequest *req, gpointer user_data)
     if (!recipient)
         return;
     g_autoptr(MkJid) sender = local_user(ml, req, mk_jid_string(sender_field), "sender");
-    if (sender)
-        ml_rest_affiliation(ml, req, TRUE, sender, room, recipient, ML_MEMBER);
+    if (!sender)
+        return;
+    AdminOp *op = admin_op_new(ml, req, AA_INVITE, "sender", sender, room);
+    op->other = mk_jid_ref(recipient);
+    admin_as_user(op);
 }
 
 static void admin_send(MkHttpRequest *req, gpointer user_data)
@@ -198,8 +280,11 @@ static void admin_send(MkHttpRequest *req, gpointer user_data)
     if (!from_field || !mk_http_json_string(req, o, "body", TRUE, &body))
         return;
     g_autoptr(MkJid) from = local_user(ml, req, mk_jid_string(from_field), "from");
-    if (from)
-        ml_rest_message(ml, req, TRUE, from, room, body);
+    if (!from)
+        return;
+    AdminOp *op = admin_op_new(ml, req, AA_SEND, "from", from, room);
+    op->body = g_strdup(body);
+    admin_as_user(op);
 }
 
 /* The owner-less admin reads and deletes: the room's row and its owner
