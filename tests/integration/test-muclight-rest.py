@@ -74,6 +74,20 @@ class Sx(slixmpp.ClientXMPP):
             self.bodies.append((str(msg["from"]), msg["body"]))
 
 
+def write_sql(srv, statements):
+    """Writes behind the server's back (sqlite; test-muclight-rest-pgsql.py
+    gives srv a write_sql of its own)."""
+    if hasattr(srv, "write_sql"):
+        for s in statements:
+            srv.write_sql(s)
+        return
+    db = sqlite3.connect(os.path.join(srv.state, "meerkat.db"), timeout=10)
+    with db:
+        for s in statements:
+            db.execute(s)
+    db.close()
+
+
 async def until(pred, timeout=15):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -284,13 +298,11 @@ async def scenario(t, srv):
     t.ok(status == 404, "cid can no longer send there: 404")
 
     # ---- a room not in memory: the request waits for its load
-    db = sqlite3.connect(os.path.join(srv.state, "meerkat.db"), timeout=10)
-    with db:
-        db.execute("INSERT INTO muclight_rooms (room, version, roomname, subject, created_at)"
-                   " VALUES (?, 'v1', 'Cold', '', 0)", ("cold@" + SVC,))
-        db.executemany("INSERT INTO muclight_occupants (room, jid, aff) VALUES (?, ?, ?)",
-                       [("cold@" + SVC, "ann@localhost", 2), ("cold@" + SVC, "bob@localhost", 1)])
-    db.close()
+    write_sql(srv, [
+        "INSERT INTO muclight_rooms (room, version, roomname, subject, created_at)"
+        " VALUES ('cold@%s', 'v1', 'Cold', '', 0)" % SVC,
+        "INSERT INTO muclight_occupants (room, jid, aff) VALUES"
+        " ('cold@%s', 'ann@localhost', 2), ('cold@%s', 'bob@localhost', 1)" % (SVC, SVC)])
     status, body = await api("POST", "/api/rooms/cold/messages", {"body": "warm up"},
                              auth=user("bob"))
     cold = ("cold@%s/bob@localhost" % SVC, "warm up")
