@@ -128,6 +128,16 @@ if [ ! -d "$state/conf.d" ]; then
     if [ -f "$top/conf.d/available/mod_rest_admin.conf" ]; then
         rm "$state/conf.d/mod_rest_admin.conf"
     fi
+    # The same for mod_muc_light's admin room endpoints (/api/muc-lights).
+    if [ -f "$top/conf.d/available/mod_muc_light.conf" ]; then
+        rm "$state/conf.d/mod_muc_light.conf"
+        cat >"$state/conf.d/mod_muc_light.conf" <<EOF
+# Written by tools/quickstart.sh: conf.d/available/mod_muc_light.conf with
+# the admin REST endpoints' password in state/admin-password.
+[mod_muc_light]
+rest_admin_password_file = $adminpw
+EOF
+    fi
     # In-band registration is off in the shipped file (open registration
     # draws spam accounts); the local demo turns it on for localhost.
     if [ -f "$top/conf.d/available/mod_register.conf" ]; then

@@ -21,6 +21,8 @@
 
 void ml_reply_error(MkStanza *st, MkStanzaError cond, const char *text)
 {
+    if (ml_rest_take(st, NULL, TRUE, cond, text))
+        return;
     g_autoptr(MkStanza) err = mk_stanza_new_error_reply(st, cond, text);
     if (err)
         mk_router_send(err);
@@ -29,6 +31,8 @@ void ml_reply_error(MkStanza *st, MkStanzaError cond, const char *text)
 void ml_reply(MkStanza *iq, MkXml *payload)
 {
     g_autoptr(MkXml) owned = payload;
+    if (ml_rest_take(iq, owned, FALSE, 0, NULL))
+        return;
     g_autoptr(MkXml) res = mk_xml_new("iq", NS_CLIENT);
     mk_xml_set_attr(res, "type", "result");
     if (mk_stanza_id(iq))
@@ -150,6 +154,7 @@ static void on_message(MucLight *ml, MkStanza *st)
     mk_fanout_send(sent, (MkJid *const *)room->recipients->pdata, room->recipients->len);
     mk_counter_add(ml->messages, 1);
     mk_counter_add(ml->copies, room->recipients->len);
+    ml_rest_sent(st, id);
 }
 
 /* ---- IQs ------------------------------------------------------------------ */
@@ -289,6 +294,8 @@ static void on_iq(MucLight *ml, MkStanza *iq)
 static void on_stanza(MkStanza *st, gpointer user_data)
 {
     MucLight *ml = user_data;
+    if (ml_rest_sink(st))
+        return;
     if (!mk_stanza_from(st) || !mk_stanza_to(st) || mk_stanza_is_error(st))
         return;
     switch (mk_stanza_kind(st)) {
@@ -345,13 +352,58 @@ static void ml_free(gpointer data)
 {
     MucLight *ml = data;
     g_strfreev(ml->services);
+    g_free(ml->rest_prefix);
+    g_free(ml->rest_admin_user);
+    if (ml->rest_admin_password) {
+        memset(ml->rest_admin_password, 0, strlen(ml->rest_admin_password));
+        g_free(ml->rest_admin_password);
+    }
     g_free(ml);
+}
+
+/* The admin password: the first line of rest_admin_password_file, or
+ * NULL when none is set. FALSE with @error when the file is unreadable. */
+static gboolean read_admin_password(MkModule *mod, char **out, GError **error)
+{
+    const char *file = mk_config_get_string(mod, "rest_admin_password_file");
+    *out = NULL;
+    if (!file || !*file)
+        return TRUE;
+    g_autofree char *text = NULL;
+    g_autoptr(GError) local = NULL;
+    if (!g_file_get_contents(file, &text, NULL, &local)) {
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                    "mod_muc_light: rest_admin_password_file: %s", local->message);
+        return FALSE;
+    }
+    char *nl = strpbrk(text, "\r\n");
+    if (nl)
+        *nl = '\0';
+    if (!*text) {
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                    "mod_muc_light: rest_admin_password_file %s is empty", file);
+        return FALSE;
+    }
+    *out = g_steal_pointer(&text);
+    return TRUE;
 }
 
 static gboolean ml_start(MkModule *mod, GError **error)
 {
+    const char *prefix = mk_config_get_string(mod, "rest_prefix");
+    if (!prefix || prefix[0] != '/' || g_str_has_suffix(prefix, "/")) {
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                    "mod_muc_light: rest_prefix must start with '/' and not end with one");
+        return FALSE;
+    }
+    char *password;
+    if (!read_admin_password(mod, &password, error))
+        return FALSE;
     MucLight *ml = g_new0(MucLight, 1);
     ml->mod = mod;
+    ml->rest_prefix = g_strdup(prefix);
+    ml->rest_admin_user = g_strdup(mk_config_get_string(mod, "rest_admin_username"));
+    ml->rest_admin_password = password;
     ml->rooms_per_user = mk_config_get_int(mod, "rooms_per_user");
     ml->max_occupants = mk_config_get_int(mod, "max_occupants");
     ml->max_roomname = mk_config_get_int(mod, "max_roomname_length");
@@ -368,6 +420,8 @@ static gboolean ml_start(MkModule *mod, GError **error)
     ml->refused_rooms_per_user = mk_counter_new(mod, "refused_rooms_per_user");
     ml->refused_occupants = mk_counter_new(mod, "refused_max_occupants");
     ml->loads = mk_counter_new(mod, "room_cache_loads");
+    ml->rest_requests = mk_counter_new(mod, "rest_requests");
+    ml->rest_timeouts = mk_counter_new(mod, "rest_timeouts");
     mk_module_set_data(mod, ml, ml_free);
 
     ml->queue = mk_user_queue_new(mod);
@@ -391,7 +445,13 @@ static gboolean ml_start(MkModule *mod, GError **error)
             return FALSE;
         mk_disco_item_add(mod, ml->services[i], "MUC Light");
     }
-    return TRUE;
+    return ml_rest_start(ml, error);
+}
+
+/* Pending REST requests are answered 503: their rooms will not. */
+static void ml_stop(MkModule *mod)
+{
+    ml_rest_stop(mk_module_get_data(mod));
 }
 
 /* clang-format off */
@@ -416,11 +476,17 @@ static const MkConfigKey ml_keys[] = {
      "when the owner leaves without a successor, the first member becomes owner"},
     {"room_cache_idle", MK_CONFIG_INT, "300", 1, 86400,
      "seconds an unused room stays in memory"},
+    {"rest_prefix", MK_CONFIG_STRING, "/api", 0, 0,
+     "path under which the REST endpoints are served"},
+    {"rest_admin_username", MK_CONFIG_STRING, "admin", 0, 0,
+     "Basic auth user of the admin endpoints (/api/muc-lights)"},
+    {"rest_admin_password_file", MK_CONFIG_STRING, "", 0, 0,
+     "file whose first line is the admin password; unset: admin endpoints refused"},
     MK_CONFIG_KEYS_END,
 };
 /* clang-format on */
 
 MK_MODULE_EXPORT const MkModuleDesc mk_module_desc = {
-    MK_MODULE_DESC_HEADER,  .name = "mod_muc_light",     .version = "1.0",
-    .config_keys = ml_keys, .migrations = ml_migrations, .start = ml_start,
+    MK_MODULE_DESC_HEADER,       .name = "mod_muc_light", .version = "1.0", .config_keys = ml_keys,
+    .migrations = ml_migrations, .start = ml_start,       .stop = ml_stop,
 };

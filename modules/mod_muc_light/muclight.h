@@ -7,6 +7,8 @@
  *                     affiliations; their notifications
  *   muclight-read.c   reads: configuration, affiliations, info, blocking
  *                     lists, disco
+ *   muclight-rest-routes.c  the REST endpoints (admin and client)
+ *   muclight-rest.c   REST requests carried out as stanzas, their answers
  *   mod_muc_light.c   descriptor, start, the route, groupchat messages */
 #pragma once
 
@@ -128,6 +130,12 @@ typedef struct {
     MkCounter *refused_rooms_per_user;
     MkCounter *refused_occupants;
     MkCounter *loads;
+    MkCounter *rest_requests;
+    MkCounter *rest_timeouts;
+    /* REST (muclight-rest.c). */
+    char *rest_prefix;
+    char *rest_admin_user;
+    char *rest_admin_password; /* NULL: the admin endpoints answer 403 */
 } MucLight;
 
 /* ---- storage (muclight-db.c): storage thread -------------------------- */
@@ -181,6 +189,39 @@ void ml_info_get(MucLight *ml, MkStanza *iq, MkXml *query, MlRoom *room);
 void ml_blocking_get(MucLight *ml, MkStanza *iq);
 void ml_blocking_set(MucLight *ml, MkStanza *iq, MkXml *query);
 void ml_disco_items(MucLight *ml, MkStanza *iq);
+
+/* muclight-rest-routes.c: the REST endpoints. Main thread. */
+gboolean ml_rest_start(MucLight *ml, GError **error);
+
+/* muclight-rest.c: REST requests carried out as stanzas of the acting
+ * user (a local bare JID), answered when the room answers. @req is
+ * (transfer none); each answers it exactly once. Worker. */
+void ml_rest_create(MucLight *ml, MkHttpRequest *req, gboolean admin, MkJid *owner, MkJid *room,
+                    const char *name, const char *subject);
+void ml_rest_affiliation(MucLight *ml, MkHttpRequest *req, gboolean admin, MkJid *actor,
+                         MkJid *room, MkJid *user, MlAff aff);
+void ml_rest_message(MucLight *ml, MkHttpRequest *req, gboolean admin, MkJid *from, MkJid *room,
+                     const char *body);
+void ml_rest_destroy(MucLight *ml, MkHttpRequest *req, MkJid *owner, MkJid *room);
+void ml_rest_config(MucLight *ml, MkHttpRequest *req, MkJid *user, MkJid *room, const char *name,
+                    const char *subject);
+void ml_rest_details(MucLight *ml, MkHttpRequest *req, MkJid *user, MkJid *room);
+/* The room's archive; @user (nullable: the admin) must be an occupant. */
+void ml_rest_archive(MucLight *ml, MkHttpRequest *req, MkJid *user, MkJid *room, gint64 before_us,
+                     gint64 limit);
+/* An instance starts / stops: pending requests of a stopping one are
+ * answered 503. Main thread. */
+void ml_rest_open(MucLight *ml);
+void ml_rest_stop(MucLight *ml);
+/* The answer to @st (an IQ or a message a REST request made): answers
+ * the HTTP request and returns TRUE, or FALSE when @st came from XMPP.
+ * @payload (transfer none, nullable) is the result's. Any thread. */
+gboolean ml_rest_take(MkStanza *st, MkXml *payload, gboolean failed, MkStanzaError cond,
+                      const char *text);
+/* A groupchat message @st went out (@archive_id, nullable); as above. */
+gboolean ml_rest_sent(MkStanza *st, const char *archive_id);
+/* A stanza to a REST sink (service/rest-...): taken, TRUE. */
+gboolean ml_rest_sink(MkStanza *st);
 
 #endif
 
