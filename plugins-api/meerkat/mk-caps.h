@@ -11,7 +11,7 @@ G_BEGIN_DECLS
  * and records it on the session; others read it without knowing that
  * module (PEP sends a notification only for the namespaces a client's
  * caps name with "+notify", XEP-0163 section 4). The record goes with
- * the session. Since ABI 2. */
+ * the session. Since ABI 2.1. */
 
 /* The caps of a session changed (first learned, or a presence with
  * another 'ver'). Announced with mk_hook_run by the module that learned

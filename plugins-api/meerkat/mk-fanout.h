@@ -7,7 +7,7 @@
 
 G_BEGIN_DECLS
 /* One stanza to many recipients: a group chat room's message to its
- * occupants. Since ABI 2 (appended).
+ * occupants. Since ABI 2.1.
  *
  * The stanza is serialised once; every copy shares that serialisation and
  * differs only in its 'to', which is written per recipient when a bound

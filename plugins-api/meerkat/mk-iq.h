@@ -59,7 +59,7 @@ MK_API void mk_iq_reply_error(MkIq *iq, MkStanzaError cond, const char *text);
 /* As mk_iq_reply_error, with @app (transfer full, nullable) added to the
  * <error/> as its application-specific condition (XEP-0060's
  * <item-not-found/> siblings such as <invalid-jid xmlns='...#errors'/>).
- * Any thread. Since ABI 2. */
+ * Any thread. Since ABI 2.1. */
 MK_API void mk_iq_reply_error_app(MkIq *iq, MkStanzaError cond, const char *text, MkXml *app);
 
 /* Sends an IQ request from the server (or a module's JID) and calls

@@ -31,7 +31,8 @@ MK_API gint64 mk_counter_get(MkCounter *counter);
  * the same names for every series of one name; keep their values to a
  * small fixed set (never a JID). Returns: (transfer none) (nullable:
  * NULL when the name or the labels do not fit a metric of that name
- * already made; updating NULL does nothing). Main thread, in start(). */
+ * already made; updating NULL does nothing). Main thread, in start().
+ * This and everything below: Since ABI 2.1. */
 MK_API MkCounter *mk_counter_new_full(MkModule *mod, const char *name, const char *help,
                                       const char *const *labels);
 MK_API MkGauge *mk_gauge_new(MkModule *mod, const char *name, const char *help,

@@ -17,11 +17,11 @@ G_BEGIN_DECLS
  * order posted by one thread. @func's return value is ignored. @destroy
  * (nullable) runs exactly once afterwards, or without @func when the
  * module stopped (or the workers went away) first. @key is not kept.
- * Any thread. Since ABI 2. */
+ * Any thread. Since ABI 2.1. */
 MK_API void mk_owner_post(MkModule *mod, const char *key, MkTimerFunc func, gpointer user_data,
                           GDestroyNotify destroy);
 /* TRUE when the calling thread is the worker that owns @key. Any thread.
- * Since ABI 2. */
+ * Since ABI 2.1. */
 MK_API gboolean mk_owner_is_self(const char *key);
 
 G_END_DECLS
