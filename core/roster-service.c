@@ -90,6 +90,15 @@ gboolean mk_roster_subscription(MkModule *caller, MkJid *user, MkJid *contact, c
     return TRUE;
 }
 
+/* The entries appended in ABI 2.1 (relation, presence_subscribers)
+ * exist only in the table of a provider built for 2.1 or later: one
+ * built for 2.0 has a shorter table, which must not be read past. */
+static const MkRosterFuncs *funcs_2_1(const MkServiceReg *reg)
+{
+    const MkModuleDesc *d = reg->mod ? reg->mod->desc : NULL;
+    return d && d->abi_minor >= 1 ? reg->funcs : NULL;
+}
+
 gboolean mk_roster_relation(MkModule *caller, MkDbConn *conn, MkJid *user, const char *contact,
                             gboolean *from, GPtrArray *groups, gboolean *available, GError **error)
 {
@@ -99,10 +108,10 @@ gboolean mk_roster_relation(MkModule *caller, MkDbConn *conn, MkJid *user, const
     *available = mk_service_enter(caller->mods, caller->host_type, SERVICE, &reg);
     if (!*available)
         return TRUE;
-    const MkRosterFuncs *f = reg.funcs;
+    const MkRosterFuncs *f = funcs_2_1(&reg);
     gboolean ok =
-        f->relation ? f->relation(reg.data, conn, user, contact, from, groups, error) : TRUE;
-    *available = f->relation != NULL;
+        f && f->relation ? f->relation(reg.data, conn, user, contact, from, groups, error) : TRUE;
+    *available = f && f->relation != NULL;
     mk_service_leave(&reg);
     return ok;
 }
@@ -115,10 +124,11 @@ gboolean mk_roster_presence_subscribers(MkModule *caller, MkDbConn *conn, MkJid 
     *available = mk_service_enter(caller->mods, caller->host_type, SERVICE, &reg);
     if (!*available)
         return TRUE;
-    const MkRosterFuncs *f = reg.funcs;
-    gboolean ok =
-        f->presence_subscribers ? f->presence_subscribers(reg.data, conn, user, out, error) : TRUE;
-    *available = f->presence_subscribers != NULL;
+    const MkRosterFuncs *f = funcs_2_1(&reg);
+    gboolean ok = f && f->presence_subscribers
+                      ? f->presence_subscribers(reg.data, conn, user, out, error)
+                      : TRUE;
+    *available = f && f->presence_subscribers != NULL;
     mk_service_leave(&reg);
     return ok;
 }
