@@ -370,55 +370,16 @@ static void admin_delete(MkHttpRequest *req, gpointer user_data)
 
 typedef void (*ClientFunc)(MucLight *ml, MkHttpRequest *req, MkJid *user);
 
-typedef struct {
-    MucLight *ml;
-    MkHttpRequest *req; /* ref */
-    MkJid *user;
-    ClientFunc func;
-} AuthOp;
-
-static void auth_op_free(gpointer data)
+static void call_client(MkHttpRequest *req, MkJid *user, gpointer func)
 {
-    AuthOp *op = data;
-    mk_http_request_unref(op->req);
-    if (op->user)
-        mk_jid_unref(op->user);
-    g_free(op);
-}
-
-static void on_checked(const GError *error, gpointer data)
-{
-    AuthOp *op = data;
-    if (!error)
-        op->func(op->ml, op->req, op->user);
-    else if (g_error_matches(error, MK_ACCOUNT_ERROR, MK_ACCOUNT_ERROR_THROTTLED))
-        mk_http_reply_error(op->req, 429, NULL, "%s", error->message);
-    else if (error->domain == MK_ACCOUNT_ERROR && (error->code == MK_ACCOUNT_ERROR_NOT_AUTHORIZED ||
-                                                   error->code == MK_ACCOUNT_ERROR_INVALID))
-        mk_http_reply_unauthorized(op->req, "meerkat");
-    else
-        mk_http_reply_error(op->req, 500, NULL, "%s", error->message);
+    ((ClientFunc)func)(mk_module_get_data(mk_http_request_module(req)), req, user);
 }
 
 /* Every client route: the user's credentials (as a PLAIN login would
- * check them), then the handler. */
+ * check them; the core answers 401 or 429 itself), then the handler. */
 static void client_auth(MkHttpRequest *req, gpointer user_data)
 {
-    MucLight *ml = mk_module_get_data(mk_http_request_module(req));
-    const char *user = "", *password = "";
-    g_autoptr(MkJid) jid = NULL;
-    if (!mk_http_request_basic_auth(req, &user, &password) || !(jid = mk_jid_new(user, NULL)) ||
-        !mk_jid_node(jid) || mk_jid_resource(jid)) {
-        mk_http_reply_unauthorized(req, "meerkat");
-        return;
-    }
-    AuthOp *op = g_new0(AuthOp, 1);
-    op->ml = ml;
-    op->req = mk_http_request_ref(req);
-    op->user = g_steal_pointer(&jid);
-    op->func = (ClientFunc)user_data;
-    mk_account_check_password(ml->mod, mk_jid_node(op->user), mk_jid_domain(op->user), password,
-                              mk_http_request_peer(req), on_checked, op, auth_op_free);
+    mk_http_request_check_user(req, call_client, user_data);
 }
 
 /* The user's service and the room {id} there, or NULL after answering. */

@@ -17,53 +17,16 @@ static void rest_client_free(gpointer data)
 
 /* ---- authentication ---- */
 
-typedef struct {
-    MkHttpRequest *req; /* ref */
-    MkJid *user;
-    RestClientFunc func;
-} AuthOp;
-
-static void auth_op_free(gpointer data)
+/* Every route: the credentials first (the core answers 401 or 429
+ * itself), then the handler. */
+static void call_handler(MkHttpRequest *req, MkJid *user, gpointer func)
 {
-    AuthOp *op = data;
-    mk_http_request_unref(op->req);
-    if (op->user)
-        mk_jid_unref(op->user);
-    g_free(op);
+    ((RestClientFunc)func)(req, user);
 }
 
-static void on_checked(const GError *error, gpointer data)
-{
-    AuthOp *op = data;
-    if (!error)
-        op->func(op->req, op->user);
-    else if (g_error_matches(error, MK_ACCOUNT_ERROR, MK_ACCOUNT_ERROR_THROTTLED))
-        mk_http_reply_error(op->req, 429, NULL, "%s", error->message);
-    else if (error->domain == MK_ACCOUNT_ERROR && (error->code == MK_ACCOUNT_ERROR_NOT_AUTHORIZED ||
-                                                   error->code == MK_ACCOUNT_ERROR_INVALID))
-        mk_http_reply_unauthorized(op->req, "meerkat");
-    else
-        mk_http_reply_error(op->req, 500, NULL, "%s", error->message);
-}
-
-/* Every route: the credentials first, then the handler. */
 static void authenticate(MkHttpRequest *req, gpointer user_data)
 {
-    const char *user = "", *password = "";
-    g_autoptr(MkJid) jid = NULL;
-    if (!mk_http_request_basic_auth(req, &user, &password) || !(jid = mk_jid_new(user, NULL)) ||
-        !mk_jid_node(jid) || mk_jid_resource(jid)) {
-        mk_http_reply_unauthorized(req, "meerkat");
-        return;
-    }
-    AuthOp *op = g_new0(AuthOp, 1);
-    op->req = mk_http_request_ref(req);
-    op->user = g_steal_pointer(&jid);
-    op->func = (RestClientFunc)user_data;
-    /* An unknown domain is refused by the core (INVALID): a 401 too. */
-    mk_account_check_password(mk_http_request_module(req), mk_jid_node(op->user),
-                              mk_jid_domain(op->user), password, mk_http_request_peer(req),
-                              on_checked, op, auth_op_free);
+    mk_http_request_check_user(req, call_handler, user_data);
 }
 
 gboolean rest_client_route(MkModule *mod, const char *method, const char *rest, RestClientFunc func,

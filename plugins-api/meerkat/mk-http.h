@@ -97,6 +97,20 @@ MK_API void mk_http_reply_error(MkHttpRequest *req, guint status, const char *fi
 /* 401 with `WWW-Authenticate: Basic realm="@realm"`. */
 MK_API void mk_http_reply_unauthorized(MkHttpRequest *req, const char *realm);
 
+/* Routes a user calls with their own account: @user (transfer none) is
+ * the bare JID whose password the request's Basic credentials
+ * (user@domain:password) proved. */
+typedef void (*MkHttpUserFunc)(MkHttpRequest *req, MkJid *user, gpointer user_data);
+/* Checks the request's Basic credentials as a PLAIN login checks them
+ * (mk_account_check_password: the login limits of XMPP apply, counted
+ * for the request's peer), then calls @func on the calling thread. When
+ * they are missing, malformed or wrong it answers 401 with
+ * WWW-Authenticate itself (realm "meerkat"), 429 while the address or
+ * account is throttled, 500 when storage failed, and @func does not run.
+ * @user_data (transfer none) must outlive the check (a function pointer
+ * or the module's data). A worker, in a route's handler. Since ABI 2.1. */
+MK_API void mk_http_request_check_user(MkHttpRequest *req, MkHttpUserFunc func, gpointer user_data);
+
 /* A streamed answer (server-sent events): the status line and headers go
  * out now, then each mk_http_stream_write as it comes, until
  * mk_http_stream_close or the client leaves. Any thread. Returns FALSE
