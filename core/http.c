@@ -353,6 +353,22 @@ JsonObject *mk_http_request_json(MkHttpRequest *req)
 }
 
 /* Public module API. */
+gboolean mk_http_request_query_int(MkHttpRequest *req, const char *name, gint64 max, gint64 *out)
+{
+    const char *v = mk_http_request_query(req, name);
+    if (!v)
+        return TRUE;
+    char *end = NULL;
+    gint64 n = g_ascii_strtoll(v, &end, 10);
+    if (!*v || *end || n < 0 || n > max) {
+        mk_http_reply_error(req, 400, name, "%s must be an integer from 0 to %" G_GINT64_FORMAT,
+                            name, max);
+        return FALSE;
+    }
+    *out = n;
+    return TRUE;
+}
+
 gboolean mk_http_json_string(MkHttpRequest *req, JsonObject *obj, const char *field,
                              gboolean required, const char **out)
 {

@@ -67,28 +67,13 @@ static MkJid *field_jid(MkHttpRequest *req, JsonObject *o, const char *field)
     return mk_jid_bare(jid);
 }
 
-static gboolean query_int(MkHttpRequest *req, const char *name, gint64 max, gint64 *out)
-{
-    const char *v = mk_http_request_query(req, name);
-    if (!v)
-        return TRUE;
-    gint64 n;
-    if (!g_ascii_string_to_signed(v, 10, 0, max, &n, NULL)) {
-        mk_http_reply_error(req, 400, name, "\"%s\" must be an integer from 0 to %" G_GINT64_FORMAT,
-                            name, max);
-        return FALSE;
-    }
-    *out = n;
-    return TRUE;
-}
-
 /* before (seconds, default now) and limit (default 100, at most 1000). */
 static gboolean paging(MkHttpRequest *req, gint64 *before_us, gint64 *limit)
 {
     gint64 before = g_get_real_time() / G_USEC_PER_SEC + 1;
     *limit = 100;
-    if (!query_int(req, "before", G_MAXINT64 / G_USEC_PER_SEC, &before) ||
-        !query_int(req, "limit", 1000, limit))
+    if (!mk_http_request_query_int(req, "before", G_MAXINT64 / G_USEC_PER_SEC, &before) ||
+        !mk_http_request_query_int(req, "limit", 1000, limit))
         return FALSE;
     *before_us = before * G_USEC_PER_SEC;
     return TRUE;

@@ -157,23 +157,6 @@ static void stanzas_send(MkHttpRequest *req, gpointer user_data)
     send_as(req, st, "stanza");
 }
 
-/* A query argument as a positive integer; FALSE after answering 400. */
-static gboolean query_int(MkHttpRequest *req, const char *name, gint64 max, gint64 *out)
-{
-    const char *v = mk_http_request_query(req, name);
-    if (!v)
-        return TRUE;
-    char *end = NULL;
-    gint64 n = g_ascii_strtoll(v, &end, 10);
-    if (!*v || *end || n < 0 || n > max) {
-        mk_http_reply_error(req, 400, name, "%s must be an integer from 0 to %" G_GINT64_FORMAT,
-                            name, max);
-        return FALSE;
-    }
-    *out = n;
-    return TRUE;
-}
-
 static void on_archive(GPtrArray *messages, const GError *error, gpointer data)
 {
     MkHttpRequest *req = data;
@@ -213,8 +196,8 @@ static void messages_archive(MkHttpRequest *req, gpointer user_data)
     if (mk_http_request_param(req, "with") && !(with = rest_admin_param_jid(req, "with")))
         return;
     gint64 before = g_get_real_time() / G_USEC_PER_SEC + 1, limit = 100;
-    if (!query_int(req, "before", G_MAXINT64 / G_USEC_PER_SEC, &before) ||
-        !query_int(req, "limit", 1000, &limit))
+    if (!mk_http_request_query_int(req, "before", G_MAXINT64 / G_USEC_PER_SEC, &before) ||
+        !mk_http_request_query_int(req, "limit", 1000, &limit))
         return;
     g_autoptr(MkJid) bare = mk_jid_bare(owner);
     if (!mk_user_archive_messages(mk_http_request_module(req), bare, with, before * G_USEC_PER_SEC,

@@ -109,22 +109,6 @@ static void on_archive(GPtrArray *messages, const GError *error, gpointer data)
     mk_http_reply_json(op->req, 200, json_builder_get_root(b));
 }
 
-static gboolean query_int(MkHttpRequest *req, const char *name, gint64 max, gint64 *out)
-{
-    const char *v = mk_http_request_query(req, name);
-    if (!v)
-        return TRUE;
-    char *end = NULL;
-    gint64 n = g_ascii_strtoll(v, &end, 10);
-    if (!*v || *end || n < 0 || n > max) {
-        mk_http_reply_error(req, 400, name, "%s must be an integer from 0 to %" G_GINT64_FORMAT,
-                            name, max);
-        return FALSE;
-    }
-    *out = n;
-    return TRUE;
-}
-
 static void messages_archive(MkHttpRequest *req, MkJid *user)
 {
     g_autoptr(MkJid) with = NULL;
@@ -134,8 +118,8 @@ static void messages_archive(MkHttpRequest *req, MkJid *user)
         return;
     }
     gint64 before = g_get_real_time() / G_USEC_PER_SEC + 1, limit = 100;
-    if (!query_int(req, "before", G_MAXINT64 / G_USEC_PER_SEC, &before) ||
-        !query_int(req, "limit", 1000, &limit))
+    if (!mk_http_request_query_int(req, "before", G_MAXINT64 / G_USEC_PER_SEC, &before) ||
+        !mk_http_request_query_int(req, "limit", 1000, &limit))
         return;
     ArchiveOp *op = g_new0(ArchiveOp, 1);
     op->req = mk_http_request_ref(req);

@@ -74,6 +74,12 @@ MK_API gboolean mk_http_json_string(MkHttpRequest *req, JsonObject *obj, const c
 MK_API gboolean mk_http_json_int(MkHttpRequest *req, JsonObject *obj, const char *field,
                                  gboolean required, gint64 *out);
 
+/* Query argument @name as an integer from 0 to @max: TRUE with *@out
+ * set, or TRUE with *@out left alone when the argument is absent;
+ * anything else answers 400 naming it and returns FALSE. Since ABI 2.1. */
+MK_API gboolean mk_http_request_query_int(MkHttpRequest *req, const char *name, gint64 max,
+                                          gint64 *out);
+
 /* The credentials of an `Authorization: Basic` header: TRUE and both
  * strings (transfer none) when there is a well-formed one. */
 MK_API gboolean mk_http_request_basic_auth(MkHttpRequest *req, const char **user,
