@@ -166,12 +166,19 @@ database = meerkat.db
                 f.write("\n[listen.http]\n" + section(http_keys))
         self.log_path = os.path.join(self.dir, "meerkatd.log")
         self.log = open(self.log_path, "w")
+        self.nofile = nofile
+        self.launch()
+
+    def launch(self, timeout=30):
+        """Starts meerkatd on this configuration and state; returns once it
+        listens (a busy machine may need seconds: a deadline, no sleep)."""
+        nofile = self.nofile
         self.proc = subprocess.Popen(
             [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", self.conf],
             stdout=self.log, stderr=subprocess.STDOUT,
             preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
             if nofile else None)
-        deadline = time.time() + 10
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("meerkatd exited with %d:\n%s" % (self.proc.returncode,
@@ -184,6 +191,22 @@ database = meerkat.db
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("meerkatd did not listen:\n" + self.log_text())
+
+    def restart(self, conf_edit=None, between=None):
+        """Stops meerkatd cleanly (SIGTERM) and starts it again on the same
+        state; conf_edit(text) -> text rewrites meerkat.conf in between,
+        between() runs while it is down."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        if conf_edit:
+            with open(self.conf) as f:
+                text = f.read()
+            with open(self.conf, "w") as f:
+                f.write(conf_edit(text))
+        if between:
+            between()
+        self.launch()
 
     def http(self, method, path, body=None, auth=None, headers=None, raw=None, tls=False):
         """One request on a new connection to the http listener: (status,

@@ -134,22 +134,7 @@ def none_more(c, pred, wait=0.5):
 def restart(srv):
     """Stops meerkatd and starts it again on the same configuration and
     storage."""
-    srv.proc.terminate()
-    srv.proc.wait(20)
-    import socket
-    srv.proc = subprocess.Popen(
-        [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", srv.conf],
-        stdout=srv.log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        if srv.proc.poll() is not None:
-            raise RuntimeError("meerkatd exited:\n" + srv.log_text())
-        try:
-            socket.create_connection(("127.0.0.1", srv.port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("meerkatd did not come back")
+    srv.restart()
 
 
 # ---- scenarios --------------------------------------------------------------

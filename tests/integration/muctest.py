@@ -115,26 +115,7 @@ def count(c, pred, wait=0.5):
 
 def restart(srv, conf_edit=None):
     """Stops meerkatd with SIGTERM and starts it again on the same state."""
-    srv.proc.send_signal(signal.SIGTERM)
-    srv.proc.wait(10)
-    if conf_edit:
-        with open(srv.conf) as f:
-            text = f.read()
-        with open(srv.conf, "w") as f:
-            f.write(conf_edit(text))
-    srv.proc = subprocess.Popen(
-        [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", srv.conf],
-        stdout=srv.log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if srv.proc.poll() is not None:
-            raise RuntimeError("meerkatd exited:\n" + srv.log_text())
-        try:
-            socket.create_connection(("127.0.0.1", srv.port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("meerkatd did not listen again:\n" + srv.log_text())
+    srv.restart(conf_edit)
 
 
 def wait_log(srv, pattern, timeout=15):

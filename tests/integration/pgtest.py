@@ -51,28 +51,10 @@ class Pg:
 
 def on_pgsql(srv, pg):
     """Restarts @srv with its storage on @pg."""
-    srv.proc.terminate()
-    srv.proc.wait(10)
-    with open(srv.conf) as f:
-        conf = f.read()
-    conf = conf.replace("driver = sqlite3\ndatabase = meerkat.db\n",
-                        "driver = pgsql\nhost = 127.0.0.1\nport = %d\nuser = meerkat\n"
-                        "database = meerkat\n" % pg.port)
-    with open(srv.conf, "w") as f:
-        f.write(conf)
-    srv.proc = subprocess.Popen(
-        [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", srv.conf],
-        stdout=srv.log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if srv.proc.poll() is not None:
-            raise RuntimeError("meerkatd exited:\n" + srv.log_text())
-        try:
-            socket.create_connection(("127.0.0.1", srv.port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("meerkatd on pgsql did not listen:\n" + srv.log_text())
+    srv.restart(lambda conf: conf.replace(
+        "driver = sqlite3\ndatabase = meerkat.db\n",
+        "driver = pgsql\nhost = 127.0.0.1\nport = %d\nuser = meerkat\n"
+        "database = meerkat\n" % pg.port))
 
 
 def run(what, modules, scenarios):

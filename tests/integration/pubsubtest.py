@@ -88,20 +88,6 @@ def is_event(node=None, child=None, frm=None):
 
 
 def restart(srv):
-    """Stops @srv's meerkatd cleanly and starts it again on the same
-    configuration and state."""
-    srv.proc.terminate()
-    srv.proc.wait(10)
-    srv.proc = subprocess.Popen(
-        [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", srv.conf],
-        stdout=srv.log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if srv.proc.poll() is not None:
-            raise RuntimeError("meerkatd exited:\n" + srv.log_text())
-        try:
-            socket.create_connection(("127.0.0.1", srv.port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("meerkatd did not listen again:\n" + srv.log_text())
+    """Stops meerkatd and starts it again on the same configuration and
+    storage."""
+    srv.restart()

@@ -20,28 +20,6 @@ NS_DELAY = "urn:xmpp:delay"
 MAX = 5
 
 
-class RestartableServer(Server):
-    """A Server that can be stopped and started again on the same state."""
-
-    def restart(self, between=None):
-        self.proc.terminate()
-        self.proc.wait(10)
-        if between:
-            between()
-        self.proc = subprocess.Popen(
-            [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", self.conf],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 10
-        import socket
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("meerkatd did not come back:\n" + self.log_text())
-
-
 def log_has(srv, pattern, timeout=5):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -279,7 +257,7 @@ def test_restart(t, srv):
     def table_back():
         db.execute("ALTER TABLE offline_messages_away RENAME TO offline_messages")
         db.close()
-    srv.restart(table_back)
+    srv.restart(between=table_back)
     t.ok(failing and log_has(srv, "stopping before the message from %s to gina@localhost could"
                                   " be stored" % bob.jid, 1),
          "a store still being retried at shutdown is reported in the log")
@@ -305,7 +283,7 @@ def test_disco(t, srv):
 def main():
     t = Tap()
     try:
-        srv = RestartableServer({
+        srv = Server({
             "mod_disco": {},
             "mod_offline": {"max_messages": MAX, "store_retries": 3, "store_retry_ms": 300},
         })

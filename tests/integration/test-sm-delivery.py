@@ -56,27 +56,6 @@ class SmServer(Server):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
-    def restart(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(10)
-        self.launch()
-
-    def launch(self):
-        self.proc = subprocess.Popen(
-            [os.path.join(TOP_BUILDDIR, "core", "meerkatd"), "--config", self.conf],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("meerkatd exited:\n" + self.log_text())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("meerkatd did not listen:\n" + self.log_text())
-
     def log_count(self, text):
         with open(self.log_path, errors="replace") as f:
             return f.read().count(text)
