@@ -7,7 +7,8 @@
  * so every check, limit and notification of the room applies. The HTTP
  * answer (204) says the stanza was handed to the room; a refusal of the
  * room reaches the acting user's sessions as an XMPP error, as it would
- * for their client (docs/mod_muc.md). */
+ * for their client (docs/mod_muc.md). A kick has no acting user: it is
+ * carried out on the room's worker, as a moderator's would be. */
 #include "muc.h"
 
 #include <json-glib/json-glib.h>
