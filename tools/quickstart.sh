@@ -138,6 +138,16 @@ if [ ! -d "$state/conf.d" ]; then
 rest_admin_password_file = $adminpw
 EOF
     fi
+    # And for mod_muc's admin room endpoints (/api/mucs).
+    if [ -f "$top/conf.d/available/mod_muc.conf" ]; then
+        rm "$state/conf.d/mod_muc.conf"
+        cat >"$state/conf.d/mod_muc.conf" <<EOF
+# Written by tools/quickstart.sh: conf.d/available/mod_muc.conf with
+# the admin REST endpoints' password in state/admin-password.
+[mod_muc]
+rest_admin_password_file = $adminpw
+EOF
+    fi
     # In-band registration is off in the shipped file (open registration
     # draws spam accounts); the local demo turns it on for localhost.
     if [ -f "$top/conf.d/available/mod_register.conf" ]; then

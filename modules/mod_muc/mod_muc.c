@@ -3,6 +3,8 @@
  * Stanzas for a room go to the room's owner worker (mk_owner_post). */
 #include "muc.h"
 
+#include <string.h>
+
 static const MkConfigKey muc_keys[] = {
     {"host", MK_CONFIG_STRING, "conference.@HOST@", 0, 0,
      "the service's domain; @HOST@ is each domain of the host type"},
@@ -19,6 +21,12 @@ static const MkConfigKey muc_keys[] = {
      "affiliations (members, admins, owners, outcasts) a room keeps"},
     {"hibernate_after", MK_CONFIG_INT, "600", 0, 86400 * 30,
      "seconds an empty persistent room stays in memory"},
+    {"rest_prefix", MK_CONFIG_STRING, "/api", 0, 0,
+     "path under which the admin REST endpoints (/mucs) are served"},
+    {"rest_admin_username", MK_CONFIG_STRING, "admin", 0, 0,
+     "Basic auth user of the admin endpoints (/api/mucs)"},
+    {"rest_admin_password_file", MK_CONFIG_STRING, "", 0, 0,
+     "file whose first line is the admin password; unset: admin endpoints refused"},
     MK_CONFIG_KEYS_END,
 };
 
@@ -135,13 +143,58 @@ static void muc_free(gpointer data)
     g_hash_table_destroy(muc->listed);
     g_hash_table_destroy(muc->created);
     g_ptr_array_unref(muc->services);
+    g_free(muc->rest_prefix);
+    g_free(muc->rest_admin_user);
+    if (muc->rest_admin_password) {
+        memset(muc->rest_admin_password, 0, strlen(muc->rest_admin_password));
+        g_free(muc->rest_admin_password);
+    }
     g_mutex_clear(&muc->lock);
     g_free(muc);
 }
 
+/* The admin password: the first line of rest_admin_password_file, or
+ * NULL when none is set. FALSE with @error when the file is unreadable. */
+static gboolean read_admin_password(MkModule *mod, char **out, GError **error)
+{
+    const char *file = mk_config_get_string(mod, "rest_admin_password_file");
+    *out = NULL;
+    if (!file || !*file)
+        return TRUE;
+    g_autofree char *text = NULL;
+    g_autoptr(GError) local = NULL;
+    if (!g_file_get_contents(file, &text, NULL, &local)) {
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                    "mod_muc: rest_admin_password_file: %s", local->message);
+        return FALSE;
+    }
+    char *nl = strpbrk(text, "\r\n");
+    if (nl)
+        *nl = '\0';
+    if (!*text) {
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                    "mod_muc: rest_admin_password_file %s is empty", file);
+        return FALSE;
+    }
+    *out = g_steal_pointer(&text);
+    return TRUE;
+}
+
 static gboolean muc_start(MkModule *mod, GError **error)
 {
+    const char *prefix = mk_config_get_string(mod, "rest_prefix");
+    if (!prefix || prefix[0] != '/' || g_str_has_suffix(prefix, "/")) {
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                    "mod_muc: rest_prefix must start with '/' and not end with one");
+        return FALSE;
+    }
+    char *password;
+    if (!read_admin_password(mod, &password, error))
+        return FALSE;
     Muc *muc = g_new0(Muc, 1);
+    muc->rest_prefix = g_strdup(prefix);
+    muc->rest_admin_user = g_strdup(mk_config_get_string(mod, "rest_admin_username"));
+    muc->rest_admin_password = password;
     muc->mod = mod;
     g_mutex_init(&muc->lock);
     muc->rooms =
@@ -188,7 +241,7 @@ static gboolean muc_start(MkModule *mod, GError **error)
     /* Rooms are let go within a sweep interval after hibernate_after. */
     guint every = (guint)CLAMP(muc->hibernate_after / 2, 1, 10);
     mk_timer_add(mod, every * 1000, muc_hibernate_sweep, muc);
-    return TRUE;
+    return muc_rest_start(muc, error);
 }
 
 MK_MODULE_EXPORT const MkModuleDesc mk_module_desc = {

@@ -20,6 +20,7 @@
 #define NS_MAM         "urn:xmpp:mam:2"
 #define NS_SID         "urn:xmpp:sid:0"
 #define NS_STANZAS     "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_CLIENT      "jabber:client"
 
 typedef enum { AFF_OUTCAST = -1, AFF_NONE = 0, AFF_MEMBER, AFF_ADMIN, AFF_OWNER } MucAff;
 typedef enum { ROLE_NONE = 0, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR } MucRole;
@@ -102,6 +103,9 @@ struct Muc {
     gboolean default_persistent, default_public;
     MkCounter *c_created, *c_destroyed, *c_refused, *c_hibernated, *c_woken, *c_messages, *c_joins,
         *c_limited;
+    char *rest_prefix; /* the admin REST endpoints' path prefix */
+    char *rest_admin_user;
+    char *rest_admin_password; /* NULL: the admin endpoints answer 403 */
 };
 
 /* muc-room.c: room lifetime and dispatch. Owner worker only. */
@@ -143,6 +147,9 @@ void muc_room_iq(MucRoom *room, MkStanza *st);
 void muc_service_iq(Muc *muc, MkStanza *st);
 MkXml *muc_form_field(MkXml *form, const char *var, const char *type, const char *label,
                       const char *value);
+
+/* muc-rest.c: the admin REST endpoints (PREFIX/mucs/...). */
+gboolean muc_rest_start(Muc *muc, GError **error);
 
 /* muc-db.c */
 extern const MkMigration muc_migrations[];
