@@ -62,6 +62,9 @@ class Raw:
         try:
             self.send(HEADER)
         except OSError:
+            # Reset or broken pipe: the server closed the connection
+            # before the header went out (a refused connection can).
+            self.eof = True
             return False
         return self.wait(rb"</stream:features>", timeout) is not None
 
