@@ -51,7 +51,8 @@ struct MkListener {
  * accept and close one waiting connection at a time, so that clients
  * hear "no" at once instead of hanging in the backlog. Process-wide. */
 static GMutex spare_lock;
-static int spare_fd = -1;
+static gint spare_fd = -1;    /* under spare_lock; read atomically below */
+static gboolean spare_wanted; /* under spare_lock: the spare was open once */
 static guint fd_reserve_conf; /* 0 = auto */
 static gint fd_threshold;     /* atomic; 0 = not computed yet */
 static gint64 refused_reserve, dropped_at_limit;
@@ -73,8 +74,32 @@ void mk_listener_set_fd_reserve(guint reserve)
     g_atomic_int_set(&fd_threshold, compute_threshold());
     g_mutex_lock(&spare_lock);
     if (spare_fd < 0)
-        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        g_atomic_int_set(&spare_fd, open("/dev/null", O_RDONLY | O_CLOEXEC));
+    spare_wanted = spare_wanted || spare_fd >= 0;
     g_mutex_unlock(&spare_lock);
+}
+
+/* The spare can be lost: between drop_one's close() and its accept4(),
+ * another worker's accept takes the freed number, and the spare cannot
+ * be opened again while the process is at its limit; every later
+ * connection would then hang in the backlog. A connection accepted while
+ * the spare is missing gives its descriptor back to the spare and is
+ * closed at once (it would have been refused at the limit anyway). TRUE
+ * when @fd was used so. Any worker. */
+static gboolean take_back_spare(int fd)
+{
+    if (G_LIKELY(g_atomic_int_get(&spare_fd) >= 0))
+        return FALSE;
+    gboolean took = FALSE;
+    g_mutex_lock(&spare_lock);
+    if (spare_fd < 0 && spare_wanted) {
+        close(fd);
+        g_atomic_int_set(&spare_fd, open("/dev/null", O_RDONLY | O_CLOEXEC));
+        took = TRUE;
+        __atomic_add_fetch(&dropped_at_limit, 1, __ATOMIC_RELAXED);
+    }
+    g_mutex_unlock(&spare_lock);
+    return took;
 }
 
 void mk_listener_fd_stats(gint64 *refused, gint64 *dropped)
@@ -104,16 +129,17 @@ static gboolean drop_one(int listen_fd)
     g_mutex_lock(&spare_lock);
     /* Another thread may have taken the descriptor freed last time. */
     if (spare_fd < 0)
-        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        g_atomic_int_set(&spare_fd, open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (spare_fd >= 0) {
         close(spare_fd);
+        g_atomic_int_set(&spare_fd, -1);
         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
             close(fd);
             dropped = TRUE;
             __atomic_add_fetch(&dropped_at_limit, 1, __ATOMIC_RELAXED);
         }
-        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        g_atomic_int_set(&spare_fd, open("/dev/null", O_RDONLY | O_CLOEXEC));
     }
     g_mutex_unlock(&spare_lock);
     return dropped;
@@ -193,6 +219,8 @@ static void on_acceptable(gpointer data, guint32 events)
                 return;
             }
         }
+        if (G_UNLIKELY(take_back_spare(fd)))
+            continue;
         if (G_UNLIKELY(in_reserve(fd))) {
             close(fd);
             __atomic_add_fetch(&refused_reserve, 1, __ATOMIC_RELAXED);
