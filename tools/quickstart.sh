@@ -25,8 +25,9 @@ state=$top/state
 # ---- packages -----------------------------------------------------------
 
 packages="autoconf automake libtool pkg-config gcc make
-libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libdbd-sqlite3
-libgsasl-dev libidn-dev libmicrohttpd-dev libjson-glib-dev"
+libglib2.0-dev libgnutls28-dev libxml2-dev libdbi-dev libsqlite3-dev
+libgsasl-dev libidn-dev libmicrohttpd-dev libjson-glib-dev
+libhiredis-dev libsoup-3.0-dev librabbitmq-dev"
 missing=
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed'; then
