@@ -175,6 +175,13 @@ static gboolean bounceable(GdItem *item)
            g_strcmp0(type, "groupchat") != 0 && g_strcmp0(type, "headline") != 0;
 }
 
+static gboolean availability(GdItem *item)
+{
+    const char *type = mk_stanza_type(item->stanza);
+    return mk_stanza_kind(item->stanza) == MK_STANZA_PRESENCE &&
+           (!type || g_str_equal(type, "unavailable"));
+}
+
 static void forward(Gd *gd, GdItem *item, const char *host)
 {
     if (item->hops >= gd->hop_limit) {
@@ -212,7 +219,10 @@ static gboolean decide(Gd *gd, GdItem *item, const char *host, const char *home)
         mk_counter_add(gd->c_bounced, 1);
         return TRUE;
     }
-    if (home && !g_str_equal(home, gd->local_host)) {
+    /* The home region keeps the account's data (roster, offline
+     * storage), but availability presence for an account online nowhere
+     * would only be dropped there. */
+    if (home && !g_str_equal(home, gd->local_host) && !availability(item)) {
         forward(gd, item, home);
         return FALSE;
     }
