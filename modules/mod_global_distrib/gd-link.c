@@ -314,9 +314,10 @@ static void remote_write(GdRemote *r, GdItem *item)
     g_autofree char *hops = g_strdup_printf("%d", item->hops + 1);
     const char *fields[] = {hops, item->origin ? item->origin : gd->local_host, NULL};
     conn_frame(r->conn, 'S', fields, xml, strlen(xml));
-    mk_counter_add(gd->c_out, 1);
+    GdRegionMetrics *m = gd_region_metrics(gd, r->host);
+    mk_counter_add(m->out, 1);
     if (item->queued_at)
-        mk_histogram_observe(gd->h_queue_time,
+        mk_histogram_observe(m->queue_time,
                              (double)(g_get_monotonic_time() - item->queued_at) / 1e6);
 }
 
@@ -362,7 +363,7 @@ static gboolean on_retry(gpointer data)
     g_source_unref(r->retry);
     r->retry = NULL;
     if (!g_queue_is_empty(&r->queue)) {
-        mk_counter_add(r->gd->c_reconnects, 1);
+        mk_counter_add(gd_region_metrics(r->gd, r->host)->reconnects, 1);
         remote_connect(r);
     }
     return G_SOURCE_REMOVE;
@@ -389,7 +390,7 @@ static void remote_lost(GdConn *c, const char *why)
         g_warning("mod_global_distrib: cannot link to region %s: %s (retrying)", r->host, why);
     }
     r->down_logged = TRUE;
-    mk_counter_add(gd->c_link_errors, 1);
+    mk_counter_add(gd_region_metrics(gd, r->host)->link_errors, 1);
     conn_free_later(gd, r->conn);
     r->conn = NULL;
     r->state = R_IDLE;
@@ -477,7 +478,7 @@ static void on_endpoints(Gd *gd, char **values, gpointer data)
             g_warning("mod_global_distrib: region %s advertises no endpoint%s", r->host,
                       values ? "" : " (global Redis unreachable)");
         r->down_logged = TRUE;
-        mk_counter_add(gd->c_link_errors, 1);
+        mk_counter_add(gd_region_metrics(gd, r->host)->link_errors, 1);
         remote_give_up(r, TRUE);
         remote_schedule_retry(r);
         return;
@@ -601,7 +602,7 @@ static void inbound_frame(GdConn *c, const char *frame, gsize len)
                       error ? error->message : "not a stanza");
             return;
         }
-        mk_counter_add(gd->c_in, 1);
+        mk_counter_add(gd_region_metrics(gd, in->peer)->in, 1);
         gd_received(gd, st, f[1], hops, in->peer);
         return;
     }

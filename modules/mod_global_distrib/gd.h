@@ -26,6 +26,15 @@ typedef struct {
 GdItem *gd_item_new(MkStanza *stanza, int hops);
 void gd_item_free(gpointer item);
 
+/* The metrics of one remote region. */
+typedef struct {
+    MkCounter *out, *in, *link_errors, *reconnects;
+    MkHistogram *queue_time;
+} GdRegionMetrics;
+
+/* (transfer none) never NULL. Any thread. */
+GdRegionMetrics *gd_region_metrics(Gd *gd, const char *region);
+
 /* Config and state of one instance. */
 struct Gd {
     MkModule *mod;
@@ -41,11 +50,11 @@ struct Gd {
     gint64 queue_timeout_us;
     guint bounce_interval_ms, bounce_retries;
 
-    /* Metrics (any thread). */
-    MkCounter *c_out, *c_in, *c_hits, *c_misses, *c_queue_full, *c_link_errors, *c_reconnects,
-        *c_hop_limit, *c_unreachable, *c_bounced, *c_local;
+    /* Metrics (any thread). Per remote region: @regions, built in
+     * start() from the regions key (others count as "other"). */
+    MkCounter *c_hits, *c_misses, *c_queue_full, *c_hop_limit, *c_unreachable, *c_bounced, *c_local;
     MkGauge *g_queued, *g_links_up;
-    MkHistogram *h_queue_time;
+    GHashTable *regions; /* name → GdRegionMetrics, read-only once started */
 
     GThread *thread;
     GMainContext *ctx;

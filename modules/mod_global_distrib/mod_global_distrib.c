@@ -553,6 +553,8 @@ static void gd_free(gpointer data)
     g_free(gd->listen_address);
     g_free(gd->advertise);
     gd_cache_free(gd->cache);
+    if (gd->regions)
+        g_hash_table_destroy(gd->regions);
     if (gd->local_jids)
         g_hash_table_destroy(gd->local_jids);
     if (gd->waits)
@@ -568,13 +570,9 @@ static void gd_free(gpointer data)
 static void make_metrics(Gd *gd, MkModule *mod)
 {
 #define C(field, name, help) gd->field = mk_counter_new_full(mod, name, help, NULL)
-    C(c_out, "stanzas_out", "stanzas sent to other regions");
-    C(c_in, "stanzas_in", "stanzas received from other regions");
     C(c_hits, "cache_hits", "mapping lookups answered by the local cache");
     C(c_misses, "cache_misses", "mapping lookups that went to the global Redis");
     C(c_queue_full, "queue_full", "stanzas refused because a region's queue was full");
-    C(c_link_errors, "link_errors", "failed or lost links to other regions");
-    C(c_reconnects, "reconnects", "reconnection attempts to other regions");
     C(c_hop_limit, "hop_limit", "stanzas dropped with an error at the hop limit");
     C(c_unreachable, "unreachable", "stanzas kept here because their region was unreachable");
     C(c_bounced, "bounced", "bounce retries for users between regions");
@@ -584,9 +582,34 @@ static void make_metrics(Gd *gd, MkModule *mod)
         mk_gauge_new(mod, "queued", "stanzas waiting for a link to another region", NULL);
     gd->g_links_up = mk_gauge_new(mod, "links_up", "links to other regions that are up", NULL);
     static const double bounds[] = {0.001, 0.005, 0.02, 0.1, 0.5, 2, 10};
-    gd->h_queue_time = mk_histogram_new(mod, "queue_time_seconds",
-                                        "time stanzas waited for a link to another region", bounds,
-                                        G_N_ELEMENTS(bounds), NULL);
+    gd->regions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    const char *const *names = mk_config_get_strv(mod, "regions");
+    g_autoptr(GPtrArray) all = g_ptr_array_new();
+    for (guint i = 0; names && names[i]; i++)
+        if (*names[i] && !g_str_equal(names[i], gd->local_host))
+            g_ptr_array_add(all, (gpointer)names[i]);
+    g_ptr_array_add(all, (gpointer) "other");
+    for (guint i = 0; i < all->len; i++) {
+        const char *name = g_ptr_array_index(all, i);
+        const char *labels[] = {"region", name, NULL};
+        GdRegionMetrics *m = g_new0(GdRegionMetrics, 1);
+        m->out = mk_counter_new_full(mod, "stanzas_out", "stanzas sent to a region", labels);
+        m->in = mk_counter_new_full(mod, "stanzas_in", "stanzas received from a region", labels);
+        m->link_errors =
+            mk_counter_new_full(mod, "link_errors", "failed or lost links to a region", labels);
+        m->reconnects =
+            mk_counter_new_full(mod, "reconnects", "reconnection attempts to a region", labels);
+        m->queue_time = mk_histogram_new(mod, "queue_time_seconds",
+                                         "time stanzas waited for the link to a region", bounds,
+                                         G_N_ELEMENTS(bounds), labels);
+        g_hash_table_replace(gd->regions, g_strdup(name), m);
+    }
+}
+
+GdRegionMetrics *gd_region_metrics(Gd *gd, const char *region)
+{
+    GdRegionMetrics *m = region ? g_hash_table_lookup(gd->regions, region) : NULL;
+    return m ? m : g_hash_table_lookup(gd->regions, "other");
 }
 
 static gboolean gd_start(MkModule *mod, GError **error)
@@ -707,6 +730,8 @@ static void gd_stop(MkModule *mod)
 
 static const MkConfigKey gd_keys[] = {
     {"global_host", MK_CONFIG_STRING, NULL, 0, 0, "the domain every region serves"},
+    {"regions", MK_CONFIG_STRV, "", 0, 0,
+     "the other regions' names, for per-region metrics (others count as \"other\")"},
     {"local_host", MK_CONFIG_STRING, NULL, 0, 0, "this region's name, unique per region"},
     {"redis_host", MK_CONFIG_STRING, "127.0.0.1", 0, 0, "the global Redis"},
     {"redis_port", MK_CONFIG_INT, "6379", 1, 65535, "its port"},

@@ -26,7 +26,8 @@ def gd_conf(name, redis, address, port, **extra):
     keys = {"global_host": "localhost", "local_host": name, "redis_host": "127.0.0.1",
             "redis_port": redis.port, "secret": SECRET, "listen_address": address,
             "listen_port": port, "expire_after": EXPIRE, "refresh_after": 1,
-            "queue_timeout_ms": 1500, "bounce_interval_ms": 100, "bounce_retries": 30}
+            "queue_timeout_ms": 1500, "bounce_interval_ms": 100, "bounce_retries": 30,
+            "regions": "eu;us"}
     keys.update(extra)
     return keys
 
@@ -35,7 +36,7 @@ def region(name, redis, address, **extra):
     port = free_port()
     mods = {"mod_roster": None, "mod_offline": None,
             "mod_global_distrib": gd_conf(name, redis, address, port, **extra)}
-    srv = Server(mods)
+    srv = Server(mods, http={"metrics": "true"})
     srv.region = name
     srv.link_port = port
     srv.address = address
@@ -138,8 +139,22 @@ def test_messages(t, eu, us, redis):
     t.ok(r is not None and r.get("type") == "error" and
          error_condition(r) == "service-unavailable",
          "an IQ to a resource bound nowhere gets service-unavailable")
+    status, _, text = eu.http("GET", "/metrics")
+    out = metric(text, 'meerkat_mod_global_distrib_stanzas_out_total{host_type="default",'
+                 'region="us"}')
+    inn = metric(text, 'meerkat_mod_global_distrib_stanzas_in_total{host_type="default",'
+                 'region="us"}')
+    t.ok(status == 200 and out is not None and out >= 42 and inn is not None and inn >= 21,
+         "eu counts the stanzas it sent to and got from region us (%s, %s)" % (out, inn))
     al.close()
     bo.close()
+
+
+def metric(text, series):
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return None
 
 
 def test_presence(t, eu, us, redis):
