@@ -42,11 +42,18 @@ static void drop_source_later(Gd *gd, redisAsyncContext *ac)
     g_source_unref(idle);
 }
 
-static void free_ctx(Gd *gd, redisAsyncContext *ac)
+/* Frees @ac from outside its own callbacks: its source goes at once, so
+ * that it is not dispatched later in this iteration for a freed context
+ * (hiredis's cleanup still touches it during the free). */
+static void free_ctx(redisAsyncContext *ac)
 {
-    drop_source_later(gd, ac);
+    GSource *src = ac->ev.data;
     ac->data = NULL;
     redisAsyncFree(ac);
+    if (src) {
+        g_source_destroy(src);
+        g_source_unref(src);
+    }
 }
 
 static void lost(Gd *gd, const redisAsyncContext *ac, const char *why)
@@ -66,7 +73,7 @@ static void lost(Gd *gd, const redisAsyncContext *ac, const char *why)
     redisAsyncContext *other = gd->cmd ? gd->cmd : gd->sub;
     gd->cmd = gd->sub = NULL;
     if (other)
-        free_ctx(gd, other);
+        free_ctx(other);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -120,7 +127,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         g_message("mod_global_distrib: region %s of %s on Redis %s:%d", gd->local_host,
                   gd->global_host, gd->redis_host, gd->redis_port);
     gd->redis_warned = FALSE;
-    gd_redis_refresh(gd);
+    gd_redis_refresh(gd, TRUE);
 }
 
 static redisAsyncContext *open_one(Gd *gd)
@@ -151,7 +158,7 @@ static gboolean on_retry(gpointer data)
         gd->cmd = open_one(gd);
         gd->sub = gd->cmd ? open_one(gd) : NULL;
         if (gd->cmd && !gd->sub) {
-            free_ctx(gd, gd->cmd);
+            free_ctx(gd->cmd);
             gd->cmd = NULL;
         }
     }
@@ -175,17 +182,9 @@ void gd_redis_close(Gd *gd)
     }
     redisAsyncContext *acs[] = {gd->cmd, gd->sub};
     gd->cmd = gd->sub = NULL;
-    for (guint i = 0; i < G_N_ELEMENTS(acs); i++) {
-        if (!acs[i])
-            continue;
-        GSource *src = acs[i]->ev.data;
-        acs[i]->data = NULL;
-        redisAsyncFree(acs[i]); /* pending callbacks run with NULL now */
-        if (src) {
-            g_source_destroy(src);
-            g_source_unref(src);
-        }
-    }
+    for (guint i = 0; i < G_N_ELEMENTS(acs); i++)
+        if (acs[i])
+            free_ctx(acs[i]); /* pending callbacks run with NULL now */
 }
 
 gboolean gd_redis_up(Gd *gd)
@@ -220,9 +219,11 @@ void gd_redis_unbind(Gd *gd, const char *full, const char *bare, gboolean bare_t
     }
 }
 
-/* Every refresh_after seconds and after each (re)connection: this
- * node's sessions and link endpoint get their expiry pushed back. */
-void gd_redis_refresh(Gd *gd)
+/* Every refresh_after seconds: this node's sessions and link endpoint
+ * get their expiry pushed back. After a (re)connection (@all), also the
+ * home records and an invalidation for each, since a Redis that was
+ * restarted empty lost them and other nodes may cache "nobody". */
+void gd_redis_refresh(Gd *gd, gboolean all)
 {
     if (!gd_redis_up(gd))
         return;
@@ -236,6 +237,11 @@ void gd_redis_refresh(Gd *gd)
                           (int)gd->expire_after);
         redisAsyncCommand(gd->cmd, NULL, NULL, "SET gd:j:%s %s EX %d", bare, gd->local_host,
                           (int)gd->expire_after);
+        if (all) {
+            redisAsyncCommand(gd->cmd, NULL, NULL, "SET gd:h:%s %s", bare, gd->local_host);
+            redisAsyncCommand(gd->cmd, NULL, NULL, "PUBLISH " CHANNEL " %s", full);
+            redisAsyncCommand(gd->cmd, NULL, NULL, "PUBLISH " CHANNEL " %s", bare);
+        }
     }
     gint64 now = g_get_real_time() / G_USEC_PER_SEC;
     g_autofree char *ep = g_strdup_printf("%s:%d", gd->advertise, gd->listen_port);

@@ -84,7 +84,7 @@ void gd_redis_close(Gd *gd);
 gboolean gd_redis_up(Gd *gd);
 void gd_redis_bind(Gd *gd, const char *full, const char *bare);
 void gd_redis_unbind(Gd *gd, const char *full, const char *bare, gboolean bare_too);
-void gd_redis_refresh(Gd *gd);
+void gd_redis_refresh(Gd *gd, gboolean all);
 /* Reads the records of @keys (NULL-terminated "j:JID" / "h:BARE");
  * @done gets the values in order (NULL entries: none), or NULL when
  * Redis is not there. */

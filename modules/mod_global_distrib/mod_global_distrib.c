@@ -423,7 +423,7 @@ static void run_op(Gd *gd, Op *op)
 
 static gboolean on_refresh(gpointer data)
 {
-    gd_redis_refresh(data);
+    gd_redis_refresh(data, FALSE);
     return G_SOURCE_CONTINUE;
 }
 

@@ -248,6 +248,31 @@ def test_moving(t, eu, us, redis):
     fr.close()
 
 
+def test_redis_restart(t, eu, us, redis):
+    ka = Client(eu, "karl")
+    lu = Client(us, "luna")
+    lu.presence()
+    wait_for(lambda: mapped(redis, lu.jid) == "us" and mapped(redis, ka.jid) == "eu", 10)
+    redis.down()
+    redis.up()  # empty: no persistence
+    t.ok(wait_for(lambda: mapped(redis, lu.jid) == "us" and mapped(redis, ka.jid) == "eu" and
+                  redis.cli("GET", "gd:h:luna@localhost") == "us" and
+                  redis.cli("ZCARD", "gd:ep:us") == 1, 15),
+         "Redis restarted empty: each region writes its records and endpoint again")
+    t.ok(wait_for(lambda: "reachable again" in eu.log_text(400), 10),
+         "and eu logs that Redis is back")
+    for i in range(5):
+        chat(ka, "luna@localhost", "r%d" % i)
+        chat(lu, ka.jid, "s%d" % i)
+    got_l = bodies(lu)
+    got_k = bodies(ka)
+    t.ok(got_l == ["r%d" % i for i in range(5)] and got_k == ["s%d" % i for i in range(5)],
+         "messages cross both ways afterwards, once each, in order (%d, %d)" % (
+             len(got_l), len(got_k)))
+    ka.close()
+    lu.close()
+
+
 def test_region_loss(t, eu, us, redis):
     hu = Client(eu, "hugo")
     ir = Client(us, "iris")
@@ -285,7 +310,7 @@ def main():
         us = region("us", redis, "127.0.0.2", cache_lifetime_ms=0)
         for srv in (eu, us):
             for u in ("alice", "bob", "carl", "dora", "edna", "fred", "gina", "hugo", "iris",
-                      "juno"):
+                      "juno", "karl", "luna"):
                 srv.register(u)
         t.ok(wait_for(lambda: redis.cli("ZCARD", "gd:ep:eu") == 1 and
                       redis.cli("ZCARD", "gd:ep:us") == 1, 15),
@@ -295,6 +320,7 @@ def main():
         t.run("presence subscription", test_presence, eu, us, redis)
         t.run("hop limit", test_hop_limit, eu, us, redis)
         t.run("moving user", test_moving, eu, us, redis)
+        t.run("redis restart", test_redis_restart, eu, us, redis)
         t.run("region loss", test_region_loss, eu, us, redis)
     except Exception as e:
         t.ok(False, "regions start: %s" % e)
