@@ -119,11 +119,43 @@ static void route_presence_bare(MkServer *srv, MkStanza *st, MkJid *to)
     }
 }
 
-static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gboolean hooks)
+/* No session here would take @st (for a full JID: that resource; for a
+ * bare JID: any): a module that knows where else the account lives
+ * (mod_global_distrib) may take it over before the recipient's filters
+ * run here. TRUE when it did (or bounced it). */
+static gboolean route_unheld(MkServer *srv, MkStanza *st, MkJid *to)
+{
+    if (!mk_hooks_any(srv->modules, mk_jid_domain(to), MK_HOOK_ROUTE_UNHELD))
+        return FALSE;
+    if (mk_jid_is_bare(to)) {
+        g_autoptr(GPtrArray) sessions = mk_sm_sessions(srv->sm, to);
+        if (sessions->len)
+            return FALSE;
+    } else {
+        g_autoptr(MkSession) s = mk_sm_find(srv->sm, to);
+        if (s)
+            return FALSE;
+    }
+    MkHookCall call = {.domain = mk_jid_domain(to),
+                       .stanza = mk_stanza_ref(st),
+                       .from = mk_stanza_from(st),
+                       .to = to};
+    MkResult r = mk_hooks_run(srv->modules, MK_HOOK_ROUTE_UNHELD, &call);
+    if (r == MK_ERROR && call.has_error)
+        mk_router_bounce(st, call.error, call.error_text);
+    mk_hook_call_clear(&call);
+    return r != MK_PASS;
+}
+
+static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gboolean hooks,
+                             gboolean unheld)
 {
     MkJid *to = mk_stanza_to(st);
     const char *type = mk_stanza_type(st);
     MkStanzaKind kind = mk_stanza_kind(st);
+
+    if (hooks && unheld && route_unheld(srv, st, to))
+        return;
 
     /* Subscription-related presence and probes always concern the bare
      * JID (RFC 6121 3.1.3, 4.3), as does any presence to the bare JID. */
@@ -233,7 +265,7 @@ void mk_router_route(MkStanza *st, MkSession *sender)
     const char *domain = mk_jid_domain(to);
     if (mk_hosts_lookup(srv->hosts, domain)) {
         if (mk_jid_node(to))
-            route_to_account(srv, st, sender, TRUE);
+            route_to_account(srv, st, sender, TRUE, TRUE);
         else
             route_to_server(srv, st, sender);
         return;
@@ -253,7 +285,7 @@ void mk_router_to_account(MkStanza *st, MkSession *sender)
         mk_router_route(st, sender);
         return;
     }
-    route_to_account(srv, st, sender, FALSE);
+    route_to_account(srv, st, sender, FALSE, FALSE);
 }
 
 /* Public API (mk-router.h). */
@@ -266,6 +298,17 @@ void mk_router_send(MkStanza *stanza)
 void mk_router_send_to_account(MkStanza *stanza)
 {
     mk_router_to_account(stanza, NULL);
+}
+
+void mk_router_send_here(MkStanza *stanza)
+{
+    MkServer *srv = mk_server_get();
+    MkJid *to = mk_stanza_to(stanza);
+    g_return_if_fail(srv && stanza);
+    if (to && mk_jid_node(to) && mk_hosts_lookup(srv->hosts, mk_jid_domain(to)))
+        route_to_account(srv, stanza, NULL, TRUE, FALSE);
+    else
+        mk_router_route(stanza, NULL);
 }
 
 void mk_router_session_gone(MkStanza *st)

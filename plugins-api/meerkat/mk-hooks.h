@@ -66,6 +66,17 @@ G_BEGIN_DECLS
  * that completed the change. From = the account's bare JID. Since ABI 2. */
 #define MK_HOOK_ROSTER_CHANGED "roster_changed"
 
+/* A stanza for an account of a served domain that no session of this
+ * node (nor, in a cluster, of its cluster) holds: for a full JID no
+ * session has that resource, for a bare JID the account has none. Runs
+ * before filter_local_packet, on the thread that routes the stanza, and
+ * only when a handler is registered. HANDLED means a module took the
+ * stanza over (mod_global_distrib forwards it to the region that holds
+ * the account); it hands it back with mk_router_send_here() if it
+ * belongs here after all. ERROR bounces it. Stanza, from, to. Since
+ * ABI 2.2. */
+#define MK_HOOK_ROUTE_UNHELD "route_unheld"
+
 typedef MkResult (*MkHookFunc)(MkHookCall *call, gpointer user_data);
 
 /* Registers @func for @hook on @mod's host type. Main thread, in start().

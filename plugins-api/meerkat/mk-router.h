@@ -32,4 +32,12 @@ typedef void (*MkRouteFunc)(MkStanza *stanza, gpointer user_data);
 MK_API gboolean mk_route_register(MkModule *mod, const char *domain, MkRouteFunc func,
                                   gpointer user_data, GError **error);
 
+/* Routes @stanza as mk_router_send does, except that the route_unheld
+ * hook (mk-hooks.h) does not run: a stanza for a local account that no
+ * session here holds goes to offline storage or bounces, as on a server
+ * without global distribution. For the module that took the stanza in
+ * route_unheld and decided it belongs here after all, or that received
+ * it from another region. Any thread. (transfer none) Since ABI 2.2. */
+MK_API void mk_router_send_here(MkStanza *stanza);
+
 G_END_DECLS

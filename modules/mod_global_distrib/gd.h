@@ -1,0 +1,112 @@
+/* mod_global_distrib: one domain served by several regions (clusters),
+ * docs/mod_global_distrib.md. Internal header of the module.
+ *
+ * Threads: hook handlers run on workers and post to the module's own
+ * thread ("mk-gdistrib", one GMainContext), which owns everything below
+ * that is not marked otherwise: the Redis connections, the mapping
+ * cache, the waiting stanzas and the inter-region links. */
+#pragma once
+
+#include <meerkat/module.h>
+#include <hiredis/async.h>
+#include "gd-cache.h"
+
+typedef struct Gd Gd;
+typedef struct GdRemote GdRemote;
+
+/* A stanza on its way through the module. */
+typedef struct {
+    MkStanza *stanza;
+    int hops;         /* inter-region links it crossed already */
+    char *origin;     /* the region it entered by (NULL: this one) */
+    int retries;      /* bounce retries spent */
+    gint64 queued_at; /* monotonic µs, when it entered a remote's queue */
+} GdItem;
+
+GdItem *gd_item_new(MkStanza *stanza, int hops);
+void gd_item_free(gpointer item);
+
+/* The metrics of one remote region. */
+typedef struct {
+    MkCounter *out, *in, *link_errors, *reconnects;
+    MkHistogram *queue_time;
+} GdRegionMetrics;
+
+/* (transfer none) never NULL. Any thread. */
+GdRegionMetrics *gd_region_metrics(Gd *gd, const char *region);
+
+/* Config and state of one instance. */
+struct Gd {
+    MkModule *mod;
+    char *global_host, *local_host;
+    char *redis_host, *redis_password;
+    int redis_port;
+    char *secret;
+    char *listen_address, *advertise;
+    int listen_port;
+    gint64 expire_after, refresh_after; /* seconds */
+    int hop_limit;
+    guint queue_max;
+    gint64 queue_timeout_us;
+    guint bounce_interval_ms, bounce_retries;
+
+    /* Metrics (any thread). Per remote region: @regions, built in
+     * start() from the regions key (others count as "other"). */
+    MkCounter *c_hits, *c_misses, *c_queue_full, *c_hop_limit, *c_unreachable, *c_bounced, *c_local;
+    MkGauge *g_queued, *g_links_up;
+    GHashTable *regions; /* name → GdRegionMetrics, read-only once started */
+
+    GThread *thread;
+    GMainContext *ctx;
+    GMainLoop *loop;
+
+    /* Inbox from workers: under @lock. */
+    GMutex lock;
+    GQueue inbox;
+    gboolean scheduled, stopping;
+
+    /* Module thread only. */
+    redisAsyncContext *cmd, *sub;
+    GSource *redis_retry;
+    gboolean redis_warned;
+    GdCache *cache;
+    GHashTable *local_jids; /* full JIDs bound on this node */
+    GHashTable *waits;      /* bare JID → GdWait: stanzas waiting, in order */
+    GHashTable *remotes;    /* region → GdRemote */
+    GPtrArray *inbound;     /* accepted links (GdInbound) */
+    int listen_fd;
+    GSource *listen_src, *refresh_src;
+};
+
+/* gd-redis.c (module thread) */
+void gd_redis_connect(Gd *gd);
+void gd_redis_close(Gd *gd);
+gboolean gd_redis_up(Gd *gd);
+void gd_redis_bind(Gd *gd, const char *full, const char *bare);
+void gd_redis_unbind(Gd *gd, const char *full, const char *bare, gboolean bare_too);
+void gd_redis_refresh(Gd *gd, gboolean all);
+/* Reads the records of @keys (NULL-terminated "j:JID" / "h:BARE");
+ * @done gets the values in order (NULL entries: none), or NULL when
+ * Redis is not there. */
+typedef void (*GdValuesFunc)(Gd *gd, char **values, gpointer data);
+void gd_redis_get(Gd *gd, const char *const *keys, GdValuesFunc done, gpointer data,
+                  GDestroyNotify destroy);
+/* The endpoints ("ADDRESS:PORT") region @host advertises now. */
+void gd_redis_endpoints(Gd *gd, const char *host, GdValuesFunc done, gpointer data,
+                        GDestroyNotify destroy);
+
+/* mod_global_distrib.c (module thread) */
+void gd_route(Gd *gd, GdItem *item);
+/* Routes @stanza on the worker that owns its recipient: as arrived over
+ * links after @hops (from @origin), or @here (mk_router_send_here). */
+void gd_handoff(Gd *gd, MkStanza *stanza, int hops, const char *origin, gboolean here);
+/* A stanza that cannot leave (no region, link lost): here after all. */
+void gd_deliver_here(Gd *gd, GdItem *item);
+/* A link delivered @st from region @origin after @hops links. */
+void gd_received(Gd *gd, MkStanza *st, const char *origin, int hops, const char *peer);
+void gd_invalidate(Gd *gd, const char *jid);
+
+/* gd-link.c (module thread) */
+gboolean gd_links_listen(Gd *gd, GError **error);
+void gd_links_close(Gd *gd);
+void gd_link_send(Gd *gd, const char *host, GdItem *item);
