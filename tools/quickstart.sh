@@ -129,9 +129,6 @@ if [ ! -d "$state/conf.d" ]; then
     if [ -f "$top/conf.d/available/mod_rest_admin.conf" ]; then
         rm "$state/conf.d/mod_rest_admin.conf"
     fi
-    # Global distribution needs a global Redis and a second region: not
-    # for the single-server demo (docs/mod_global_distrib.md).
-    rm -f "$state/conf.d/mod_global_distrib.conf"
     # The same for mod_muc_light's admin room endpoints (/api/muc-lights).
     if [ -f "$top/conf.d/available/mod_muc_light.conf" ]; then
         rm "$state/conf.d/mod_muc_light.conf"

@@ -617,6 +617,12 @@ static gboolean gd_start(MkModule *mod, GError **error)
     const char *global = mk_config_get_string(mod, "global_host");
     const char *local = mk_config_get_string(mod, "local_host");
     const char *secret = mk_config_get_string(mod, "secret");
+    /* As shipped (conf.d/available): on, but nothing to do until an
+     * operator names the shared domain; a single node pays nothing. */
+    if ((!global || !*global) && (!local || !*local)) {
+        g_message("mod_global_distrib: no global_host set: this node serves its domains alone");
+        return TRUE;
+    }
     if (!global || !*global || !local || !*local) {
         g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
                     "mod_global_distrib: global_host and local_host must be set");
