@@ -840,6 +840,11 @@ void mk_cluster_forward(MkCluster *cl, MkSession *proxy, MkStanza *st)
     mk_router_session_gone(st);
 }
 
+gboolean mk_cluster_reachable(MkCluster *cl, const char *node)
+{
+    return cl && mk_links_peer_up(cl->links, node);
+}
+
 void mk_cluster_close_remote(MkCluster *cl, MkSession *proxy, const char *stream_error)
 {
     g_autofree char *id = g_strdup_printf("%" G_GUINT64_FORMAT, proxy->remote->id);

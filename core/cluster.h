@@ -53,6 +53,9 @@ void mk_cluster_session_unbound(MkCluster *cl, MkSession *s);
 /* Sends @st to the stand-in @proxy's node; when it cannot go there, the
  * router's fallback for a session that went away. Any thread. */
 void mk_cluster_forward(MkCluster *cl, MkSession *proxy, MkStanza *st);
+/* Whether stanzas can go to @node now (its link is up). @cl nullable.
+ * Any thread. */
+gboolean mk_cluster_reachable(MkCluster *cl, const char *node);
 /* Asks the stand-in's node to close its session with @stream_error. */
 void mk_cluster_close_remote(MkCluster *cl, MkSession *proxy, const char *stream_error);
 
