@@ -5,9 +5,11 @@
  * commands, one subscribed to the session channel. While Redis is away
  * nothing is queued: session changes are dropped and the whole local
  * table is written again when Redis is back. */
-#include "cluster.h"
 #include "c2s-sm.h"
+#include "cluster-metrics.h"
+#include "cluster.h"
 #include "hosts.h"
+#include "metrics.h"
 #include "modules.h"
 #include "router.h"
 #include "server.h"
@@ -53,9 +55,11 @@ static const char update_lua[] =
 /* KEYS[1] mk:n:NODE; ARGV: NODE, "NODE\t", leave ("1": out of mk:nodes),
  * self ("1": even while its heartbeat exists). Removes the node's
  * sessions; returns "BARE\tRESOURCE\tRECORD" of each one removed, so
- * only the first caller gets them (and speaks for them). */
+ * only the first caller gets them (and speaks for them), and "\tLEFT"
+ * to the caller that took the node out of mk:nodes. */
 static const char reap_lua[] =
-    "if ARGV[4] ~= '1' and redis.call('EXISTS', 'mk:node:' .. ARGV[1]) == 1 then\n"
+    "if ARGV[4] ~= '1' and redis.call('EXISTS', 'mk:node:' .. ARGV[1]) == 1 "
+    "then\n"
     "  return {}\n"
     "end\n"
     "local out = {}\n"
@@ -74,7 +78,9 @@ static const char reap_lua[] =
     "end\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('DEL', 'mk:synced:' .. ARGV[1])\n"
-    "if ARGV[3] == '1' then redis.call('SREM', 'mk:nodes', ARGV[1]) end\n"
+    "if ARGV[3] == '1' and redis.call('SREM', 'mk:nodes', ARGV[1]) == 1 then\n"
+    "  out[#out + 1] = '\\tLEFT'\n"
+    "end\n"
     "return out\n";
 
 /* Every node and its heartbeat value ('' once expired). */
@@ -135,10 +141,12 @@ struct MkCluster {
     gint64 retry_at;      /* monotonic: next connection attempt */
     gboolean ever_up;     /* the first connection reaps this node's leftovers */
     gboolean down_logged; /* "Redis unreachable" said once per outage */
-    guint pending;        /* replies awaited on cmd */
+    gint pending;         /* replies awaited on cmd; atomic (read by the collector) */
+    gint redis_ready;     /* atomic: up_since != 0, for the collector */
     GHashTable *peers;    /* node -> GINT_TO_POINTER(1): known alive */
     GSource *tick;
     gboolean stopping;
+    MkClusterMetrics metrics; /* set at start, then read only */
 };
 
 void mk_remote_session_free(MkRemoteSession *r)
@@ -231,13 +239,24 @@ static void put_proxy(MkCluster *cl, const char *bare, const char *resource, con
 
 /* ---- Redis plumbing (cluster thread) ---------------------------------- */
 
+/* A reply to a command of cmd_send came (NULL: the connection went):
+ * one fewer awaited; an error counted. */
+static void reply_seen(MkCluster *cl, redisReply *r)
+{
+    if (g_atomic_int_get(&cl->pending) > 0)
+        g_atomic_int_add(&cl->pending, -1);
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        mk_metric_add(cl->metrics.redis_errors, 1);
+        g_debug("cluster: Redis answered an error: %s", r->str);
+    }
+}
+
 static void on_reply_counted(redisAsyncContext *ac, void *reply, void *data)
 {
-    (void)reply;
     MkCluster *cl = ac->data;
     (void)data;
-    if (cl && cl->pending)
-        cl->pending--;
+    if (cl)
+        reply_seen(cl, reply);
 }
 
 /* Sends a command on the command connection; dropped while Redis is away. */
@@ -250,7 +269,7 @@ static gboolean cmd_send(MkCluster *cl, redisCallbackFn *cb, void *priv, const c
     int rc = redisvAsyncCommand(cl->cmd.ac, cb ? cb : on_reply_counted, priv, fmt, ap);
     va_end(ap);
     if (rc == REDIS_OK)
-        cl->pending++;
+        g_atomic_int_inc(&cl->pending);
     return rc == REDIS_OK;
 }
 
@@ -288,17 +307,21 @@ static void redis_lost(MkCluster *cl, RedisConn *c, const char *why)
 {
     conn_drop(c, TRUE);
     if (cl->up_since && !cl->stopping)
-        g_warning("cluster: Redis connection lost (%s): local sessions keep working; sessions "
+        g_warning("cluster: Redis connection lost (%s): local sessions keep working; "
+                  "sessions "
                   "of other nodes are routed from the last known table until it is back",
                   why);
+    if (cl->up_since && !cl->stopping)
+        mk_metric_add(cl->metrics.redis_errors, 1);
     cl->up_since = 0;
+    g_atomic_int_set(&cl->redis_ready, 0);
     RedisConn *o = c == &cl->cmd ? &cl->sub : &cl->cmd;
     if (o->ac) {
         o->ac->data = NULL; /* its callbacks now see no cluster */
         redisAsyncFree(o->ac);
         conn_drop(o, FALSE);
     }
-    cl->pending = 0;
+    g_atomic_int_set(&cl->pending, 0);
     cl->retry_at = g_get_monotonic_time() + RETRY_US;
 }
 
@@ -324,6 +347,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (!cl)
         return;
     if (status != REDIS_OK) {
+        mk_metric_add(cl->metrics.redis_errors, 1);
         if (!cl->down_logged)
             g_warning("cluster: cannot reach Redis at %s:%u: %s (retrying)", cl->redis_host,
                       cl->redis_port, ac->errstr);
@@ -349,6 +373,7 @@ static gboolean conn_open(MkCluster *cl, RedisConn *c)
     if (!ac)
         return FALSE;
     if (ac->err) {
+        mk_metric_add(cl->metrics.redis_errors, 1);
         if (!cl->down_logged)
             g_warning("cluster: cannot reach Redis at %s:%u: %s (retrying)", cl->redis_host,
                       cl->redis_port, ac->errstr);
@@ -465,14 +490,19 @@ static void on_reaped(redisAsyncContext *ac, void *reply, void *data)
     ReapOp *op = data;
     redisReply *r = reply;
     MkCluster *cl = op->cl;
-    if (ac->data && cl->pending)
-        cl->pending--;
+    if (ac->data)
+        reply_seen(cl, r);
     guint n = 0;
+    gboolean left = FALSE;
     if (r && r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < r->elements; i++) {
             redisReply *e = r->element[i];
             if (e->type != REDIS_REPLY_STRING)
                 continue;
+            if (g_str_equal(e->str, "\tLEFT")) {
+                left = TRUE;
+                continue;
+            }
             g_auto(GStrv) f = g_strsplit(e->str, "\t", 3);
             Record rec;
             if (g_strv_length(f) != 3 || !record_parse(f[2], &rec))
@@ -492,6 +522,11 @@ static void on_reaped(redisAsyncContext *ac, void *reply, void *data)
             record_clear(&rec);
             n++;
         }
+    }
+    if (left && !g_str_equal(op->node, cl->name)) {
+        /* Only the first survivor gets them: one node counts each death. */
+        mk_metric_add(cl->metrics.nodes_reaped, 1);
+        mk_metric_add(cl->metrics.sessions_reaped, n);
     }
     if (n && !g_str_equal(op->node, cl->name))
         g_message("cluster: node %s is gone: %u of its sessions removed", op->node, n);
@@ -533,8 +568,7 @@ static void on_nodes(redisAsyncContext *ac, void *reply, void *data)
     redisReply *r = reply;
     if (!cl)
         return;
-    if (cl->pending)
-        cl->pending--;
+    reply_seen(cl, r);
     if (!r || r->type != REDIS_REPLY_ARRAY || cl->stopping)
         return;
     gint64 now = g_get_monotonic_time();
@@ -595,8 +629,11 @@ static gboolean on_tick(gpointer data)
 static void session_write(MkCluster *cl, const char *bare, const char *resource, guint64 id,
                           const char *record, gboolean fresh)
 {
-    if (cl->pending > PENDING_MAX)
-        return; /* Redis is not keeping up: bounded; the next reconnect rewrites all */
+    if (g_atomic_int_get(&cl->pending) > PENDING_MAX) {
+        /* Redis is not keeping up: bounded; the next reconnect rewrites all */
+        mk_metric_add(cl->metrics.updates_dropped, 1);
+        return;
+    }
     g_autofree char *ev = g_strdup_printf("S\t%s\t%s\t%s", bare, resource, record);
     if (fresh) {
         cmd_send(cl, NULL, NULL, "HSET mk:s:%s %s %s", bare, resource, record);
@@ -645,8 +682,7 @@ static void on_sync(redisAsyncContext *ac, void *reply, void *data)
     redisReply *r = reply;
     if (!cl)
         return;
-    if (cl->pending)
-        cl->pending--;
+    reply_seen(cl, r);
     if (!r || r->type != REDIS_REPLY_ARRAY)
         return;
     /* node -> set of session ids (guint64*) */
@@ -699,6 +735,9 @@ static void on_sync(redisAsyncContext *ac, void *reply, void *data)
 static void after_subscribe(MkCluster *cl)
 {
     cl->up_since = g_get_monotonic_time();
+    g_atomic_int_set(&cl->redis_ready, 1);
+    if (cl->ever_up)
+        mk_metric_add(cl->metrics.redis_reconnects, 1);
     if (cl->down_logged || cl->ever_up)
         g_message("cluster: Redis at %s:%u reachable again", cl->redis_host, cl->redis_port);
     else
@@ -833,8 +872,12 @@ void mk_cluster_forward(MkCluster *cl, MkSession *proxy, MkStanza *st)
     g_autofree char *xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
     g_autofree char *id = g_strdup_printf("%" G_GUINT64_FORMAT, proxy->remote->id);
     if (cl && mk_links_send(cl->links, proxy->remote->node, MK_LINK_STANZA,
-                            mk_jid_string(mk_session_jid(proxy)), id, xml))
+                            mk_jid_string(mk_session_jid(proxy)), id, xml)) {
+        mk_metric_add(cl->metrics.link_sent, 1);
         return;
+    }
+    if (cl)
+        mk_metric_add(cl->metrics.link_unreachable, 1);
     g_debug("cluster: no link to %s for %s: handled as a gone session", proxy->remote->node,
             mk_jid_string(mk_session_jid(proxy)));
     mk_router_session_gone(st);
@@ -909,6 +952,7 @@ void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml
     /* The usual case in one hop: straight into the session's worker's
      * mailbox (the cluster thread reads a link in order, and a session's
      * mailbox is FIFO, so per-session order holds). */
+    mk_metric_add(cl->metrics.link_received, 1);
     g_autoptr(MkJid) jid = mk_jid_new(target, NULL);
     g_autoptr(MkSession) s = jid ? mk_sm_find_local(cl->srv->sm, jid) : NULL;
     if (s) {
@@ -1017,6 +1061,7 @@ MkCluster *mk_cluster_start(MkServer *srv, const MkClusterConfig *cfg, GError **
         g_free(cl);
         return NULL;
     }
+    mk_cluster_metrics_init(srv, cl, &cl->metrics);
     cl->tick = g_timeout_source_new(TICK_MS);
     g_source_set_callback(cl->tick, on_tick, cl, NULL);
     g_source_attach(cl->tick, cl->ctx);
@@ -1031,7 +1076,7 @@ MkCluster *mk_cluster_start(MkServer *srv, const MkClusterConfig *cfg, GError **
 static gboolean stop_check(gpointer data)
 {
     MkCluster *cl = data;
-    if (cl->pending == 0 || !cl->cmd.ready)
+    if (g_atomic_int_get(&cl->pending) == 0 || !cl->cmd.ready)
         g_main_loop_quit(cl->loop);
     return G_SOURCE_CONTINUE;
 }
@@ -1068,6 +1113,7 @@ void mk_cluster_stop(MkCluster *cl)
 {
     if (!cl)
         return;
+    mk_cluster_metrics_stop(cl->srv, cl);
     /* Session events queued by the streams that just ended run first
      * (invoke's sources run in order). */
     g_main_context_invoke(cl->ctx, stop_begin, cl);
@@ -1121,4 +1167,25 @@ guint mk_cluster_node_number(void)
     MkServer *srv = mk_server_get();
     MkConfigData *cfg = srv ? g_atomic_pointer_get(&srv->config) : NULL;
     return cfg && cfg->cluster ? cfg->cluster->node_number : 0;
+}
+
+/* For the collector (cluster-metrics.h). Any thread. */
+const MkClusterMetrics *mk_cluster_metrics(MkCluster *cl)
+{
+    return &cl->metrics;
+}
+
+guint mk_cluster_links_up(MkCluster *cl)
+{
+    return mk_links_count_up(cl->links);
+}
+
+guint mk_cluster_redis_pending(MkCluster *cl)
+{
+    return (guint)MAX(g_atomic_int_get(&cl->pending), 0);
+}
+
+gboolean mk_cluster_redis_up(MkCluster *cl)
+{
+    return g_atomic_int_get(&cl->redis_ready) != 0;
 }

@@ -86,6 +86,8 @@ gboolean mk_links_peer_up(MkLinks *links, const char *node);
 /* Queues a frame for @node: FALSE when there is no live link. Any thread. */
 gboolean mk_links_send(MkLinks *links, const char *node, guint8 type, const char *a, const char *b,
                        const char *c);
+/* Peers whose dialled link is up. Any thread. */
+guint mk_links_count_up(MkLinks *links);
 /* Cluster thread, at stop. */
 void mk_links_free(MkLinks *links);
 

@@ -126,6 +126,36 @@ def test_messages(t, nodes, redis, pg):
          "a closed session leaves Redis")
 
 
+def test_metrics(t, nodes, redis, pg):
+    """The cluster's series, after everything above: a and b lived
+    through it all, c was killed once and restarted."""
+    a, b, c = nodes
+    ma, mb, mc = a.metrics(), b.metrics(), c.metrics()
+    sent = 'meerkat_cluster_link_stanzas_total{direction="sent"}'
+    recv = 'meerkat_cluster_link_stanzas_total{direction="received"}'
+    # b and c were restarted since test_messages: a's figures count from the start.
+    t.ok(ma.get(sent, 0) >= 40 and ma.get(recv, 0) >= 1,
+         "stanzas over links counted (a sent %d, received %d)" %
+         (ma.get(sent, 0), ma.get(recv, 0)))
+    t.ok(wait_for(lambda: all(n.metrics().get("meerkat_cluster_links_up") == 2 for n in nodes),
+                  10), "every node has 2 links up")
+    t.ok(all(m.get("meerkat_cluster_redis_up") == 1 for m in (ma, mb, mc)), "Redis up on every node")
+    t.ok(ma.get("meerkat_cluster_redis_reconnects_total", 0) >= 1 and
+         ma.get("meerkat_cluster_redis_errors_total", 0) >= 1,
+         "a counted Redis's restart (reconnects %d, errors %d)" %
+         (ma.get("meerkat_cluster_redis_reconnects_total", 0),
+          ma.get("meerkat_cluster_redis_errors_total", 0)))
+    reaped = (ma.get("meerkat_cluster_nodes_reaped_total", 0) +
+              mb.get("meerkat_cluster_nodes_reaped_total", 0))
+    sreaped = (ma.get("meerkat_cluster_sessions_reaped_total", 0) +
+               mb.get("meerkat_cluster_sessions_reaped_total", 0))
+    t.ok(reaped == 1 and sreaped >= 1,
+         "one survivor reaped the killed node once (%d nodes, %d sessions)" % (reaped, sreaped))
+    t.ok("meerkat_cluster_redis_pending_commands" in ma and
+         "meerkat_cluster_session_updates_dropped_total" in ma and
+         "meerkat_cluster_link_unreachable_total" in ma, "the other series are listed")
+
+
 def test_presence_roster(t, nodes, redis, pg):
     a, b, c = nodes
     register(pg, "carl")
@@ -516,6 +546,7 @@ def main():
         t.run("redis restart", test_redis_restart, nodes, redis, pg)
         t.run("postgresql restart", test_pg_restart, nodes, redis, pg)
         t.run("kill -9", test_kill, nodes, redis, pg, None)
+        t.run("metrics", test_metrics, nodes, redis, pg)
     except Exception as e:
         t.ok(False, "cluster starts: %s" % e)
     finally:
