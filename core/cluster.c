@@ -5,9 +5,9 @@
  * commands, one subscribed to the session channel. While Redis is away
  * nothing is queued: session changes are dropped and the whole local
  * table is written again when Redis is back. */
-#include "c2s-sm.h"
-#include "cluster-metrics.h"
 #include "cluster.h"
+#include "cluster-metrics.h"
+#include "c2s-sm.h"
 #include "hosts.h"
 #include "metrics.h"
 #include "modules.h"
@@ -27,6 +27,8 @@
 #define STOP_WAIT_US  (2 * G_USEC_PER_SEC)
 #define PENDING_MAX   100000 /* replies awaited before session updates are dropped */
 #define CHANNEL       "mk:sess"
+#define WRITTEN_WAIT  2000                  /* ms a bind waits for Redis at most */
+#define DROPPED_KEEP  (30 * G_USEC_PER_SEC) /* ended sessions remembered this long */
 
 /* KEYS[1] mk:s:BARE, KEYS[2] mk:n:NODE; ARGV: resource, "NODE\tID\t",
  * "BARE/RESOURCE", "D\tBARE\tRESOURCE\t". Removes the record only if it
@@ -58,8 +60,7 @@ static const char update_lua[] =
  * only the first caller gets them (and speaks for them), and "\tLEFT"
  * to the caller that took the node out of mk:nodes. */
 static const char reap_lua[] =
-    "if ARGV[4] ~= '1' and redis.call('EXISTS', 'mk:node:' .. ARGV[1]) == 1 "
-    "then\n"
+    "if ARGV[4] ~= '1' and redis.call('EXISTS', 'mk:node:' .. ARGV[1]) == 1 then\n"
     "  return {}\n"
     "end\n"
     "local out = {}\n"
@@ -144,6 +145,9 @@ struct MkCluster {
     gint pending;         /* replies awaited on cmd; atomic (read by the collector) */
     gint redis_ready;     /* atomic: up_since != 0, for the collector */
     GHashTable *peers;    /* node -> GINT_TO_POINTER(1): known alive */
+    /* "NODE\tID" of sessions of other nodes that ended -> monotonic time:
+     * a Redis read that raced their end does not bring them back. */
+    GHashTable *dropped;
     GSource *tick;
     gboolean stopping;
     MkClusterMetrics metrics; /* set at start, then read only */
@@ -206,6 +210,14 @@ static gboolean record_parse(const char *text, Record *r)
     r->flags = g_strdup(f[5]);
     r->presence = g_strdup(f[6]);
     return TRUE;
+}
+
+/* The session @id of @node ended (cluster thread). */
+static void remember_dropped(MkCluster *cl, const char *node, guint64 id)
+{
+    gint64 *at = g_new(gint64, 1);
+    *at = g_get_monotonic_time();
+    g_hash_table_replace(cl->dropped, g_strdup_printf("%s\t%" G_GUINT64_FORMAT, node, id), at);
 }
 
 /* A stand-in for the session @bare/@resource that @rec describes. */
@@ -307,8 +319,7 @@ static void redis_lost(MkCluster *cl, RedisConn *c, const char *why)
 {
     conn_drop(c, TRUE);
     if (cl->up_since && !cl->stopping)
-        g_warning("cluster: Redis connection lost (%s): local sessions keep working; "
-                  "sessions "
+        g_warning("cluster: Redis connection lost (%s): local sessions keep working; sessions "
                   "of other nodes are routed from the last known table until it is back",
                   why);
     if (cl->up_since && !cl->stopping)
@@ -509,6 +520,7 @@ static void on_reaped(redisAsyncContext *ac, void *reply, void *data)
                 continue;
             g_autofree char *full = g_strdup_printf("%s/%s", f[0], f[1]);
             MkJid *jid = mk_jid_new(full, NULL);
+            remember_dropped(cl, rec.node, rec.id);
             if (jid) {
                 mk_sm_drop_remote(cl->srv->sm, jid, rec.node, rec.id);
                 if (op->speak && rec.available && !cl->stopping) {
@@ -613,6 +625,13 @@ static gboolean on_tick(gpointer data)
     MkCluster *cl = data;
     if (cl->stopping)
         return G_SOURCE_CONTINUE;
+    GHashTableIter it;
+    gpointer v;
+    gint64 now = g_get_monotonic_time();
+    g_hash_table_iter_init(&it, cl->dropped);
+    while (g_hash_table_iter_next(&it, NULL, &v))
+        if (*(gint64 *)v < now - DROPPED_KEEP)
+            g_hash_table_iter_remove(&it);
     if (!cl->cmd.ac && !cl->sub.ac && g_get_monotonic_time() >= cl->retry_at)
         redis_connect(cl);
     if (!cl->up_since)
@@ -797,6 +816,7 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *data)
             g_autoptr(MkJid) jid = mk_jid_new(full, NULL);
             if (jid)
                 mk_sm_drop_remote(cl->srv->sm, jid, rec.node, rec.id);
+            remember_dropped(cl, rec.node, rec.id);
             g_debug("cluster: %s on %s ended", full, rec.node);
         }
     }
@@ -1048,12 +1068,14 @@ MkCluster *mk_cluster_start(MkServer *srv, const MkClusterConfig *cfg, GError **
     cl->ctx = g_main_context_new();
     cl->loop = g_main_loop_new(cl->ctx, FALSE);
     cl->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    cl->dropped = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     cl->links =
         mk_links_new(cl, cl->ctx, cfg->link_address, cfg->link_port, cfg->name, cfg->secret, error);
     if (!cl->links) {
         g_main_loop_unref(cl->loop);
         g_main_context_unref(cl->ctx);
         g_hash_table_destroy(cl->peers);
+        g_hash_table_destroy(cl->dropped);
         g_free(cl->name);
         g_free(cl->redis_host);
         g_free(cl->redis_password);
@@ -1145,6 +1167,7 @@ void mk_cluster_stop(MkCluster *cl)
     g_main_loop_unref(cl->loop);
     g_main_context_unref(cl->ctx);
     g_hash_table_destroy(cl->peers);
+    g_hash_table_destroy(cl->dropped);
     g_free(cl->name);
     g_free(cl->redis_host);
     g_free(cl->redis_password);
@@ -1188,4 +1211,157 @@ guint mk_cluster_redis_pending(MkCluster *cl)
 gboolean mk_cluster_redis_up(MkCluster *cl)
 {
     return g_atomic_int_get(&cl->redis_ready) != 0;
+}
+
+/* ---- a new session is visible (docs/clustering.md, A new session) ------ */
+
+typedef struct {
+    MkCluster *cl;
+    MkWorker *worker;
+    MkJobFunc func;
+    gpointer data;
+    GDestroyNotify free;
+    GSource *timer; /* cluster thread */
+    gboolean done;  /* func posted */
+} WrittenWait;
+
+/* Cluster thread (or the main thread at stop): posts the caller's
+ * function once. */
+static void written_post(WrittenWait *w)
+{
+    if (w->done)
+        return;
+    w->done = TRUE;
+    mk_worker_post(w->worker, w->func, w->data, w->free);
+}
+
+static gboolean written_timeout(gpointer data)
+{
+    WrittenWait *w = data;
+    g_warning("cluster: Redis did not confirm a session's record within %d ms", WRITTEN_WAIT);
+    w->timer = NULL;
+    written_post(w);
+    return G_SOURCE_REMOVE;
+}
+
+/* The PING after the session's writes was answered (NULL: the
+ * connection went): one connection answers in order, so the writes are
+ * done. Always called once by hiredis. */
+static void on_written(redisAsyncContext *ac, void *reply, void *data)
+{
+    WrittenWait *w = data;
+    if (ac->data)
+        reply_seen(w->cl, reply);
+    if (w->timer) {
+        g_source_destroy(w->timer);
+        g_source_unref(w->timer);
+    }
+    written_post(w);
+    g_free(w);
+}
+
+static gboolean written_send(gpointer data)
+{
+    WrittenWait *w = data;
+    MkCluster *cl = w->cl;
+    /* After the session events queued before (invoke keeps the order). */
+    if (cl->stopping || !cmd_send(cl, on_written, w, "PING")) {
+        written_post(w);
+        g_free(w);
+        return G_SOURCE_REMOVE;
+    }
+    w->timer = g_timeout_source_new(WRITTEN_WAIT);
+    g_source_set_callback(w->timer, written_timeout, w, NULL);
+    g_source_attach(w->timer, cl->ctx);
+    return G_SOURCE_REMOVE;
+}
+
+void mk_cluster_when_written(MkCluster *cl, MkWorker *worker, MkJobFunc func, gpointer data,
+                             GDestroyNotify free_func)
+{
+    WrittenWait *w = g_new0(WrittenWait, 1);
+    w->cl = cl;
+    w->worker = worker;
+    w->func = func;
+    w->data = data;
+    w->free = free_func;
+    g_main_context_invoke_full(cl->ctx, G_PRIORITY_DEFAULT, written_send, w, NULL);
+}
+
+typedef struct {
+    MkCluster *cl;
+    MkStanza *st;
+    char *bare;
+} Recheck;
+
+static void recheck_free(gpointer p)
+{
+    Recheck *rc = p;
+    mk_stanza_unref(rc->st);
+    g_free(rc->bare);
+    g_free(rc);
+}
+
+static void recheck_run(gpointer p)
+{
+    Recheck *rc = p;
+    mk_router_message_rechecked(rc->st);
+    recheck_free(rc);
+}
+
+/* The account's records in Redis: stand-ins for those of live nodes
+ * that this node did not know yet (their S event is still on its way),
+ * then the message is routed again on the account's worker. */
+static void on_recheck(redisAsyncContext *ac, void *reply, void *data)
+{
+    Recheck *rc = data;
+    MkCluster *cl = rc->cl;
+    redisReply *r = reply;
+    if (ac->data)
+        reply_seen(cl, r);
+    guint added = 0;
+    for (size_t i = 0; ac->data && r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
+         i += 2) {
+        const char *resource = r->element[i]->str;
+        const char *text = r->element[i + 1]->str;
+        Record rec;
+        if (!resource || !text || !record_parse(text, &rec))
+            continue;
+        g_autofree char *key = g_strdup_printf("%s\t%" G_GUINT64_FORMAT, rec.node, rec.id);
+        g_autofree char *full = g_strdup_printf("%s/%s", rc->bare, resource);
+        g_autoptr(MkJid) jid = mk_jid_new(full, NULL);
+        g_autoptr(MkSession) known = jid ? mk_sm_find(cl->srv->sm, jid) : NULL;
+        if (jid && !known && !g_str_equal(rec.node, cl->name) &&
+            g_hash_table_contains(cl->peers, rec.node) &&
+            !g_hash_table_contains(cl->dropped, key)) {
+            put_proxy(cl, rc->bare, resource, &rec);
+            added++;
+        }
+        record_clear(&rec);
+    }
+    if (added)
+        g_debug("cluster: %s: %u sessions found in Redis before their announcement", rc->bare,
+                added);
+    mk_worker_post(worker_for(cl, rc->bare), recheck_run, rc, recheck_free);
+}
+
+static gboolean recheck_send(gpointer data)
+{
+    Recheck *rc = data;
+    MkCluster *cl = rc->cl;
+    if (cl->stopping || !cmd_send(cl, on_recheck, rc, "HGETALL mk:s:%s", rc->bare))
+        mk_worker_post(worker_for(cl, rc->bare), recheck_run, rc, recheck_free);
+    return G_SOURCE_REMOVE;
+}
+
+gboolean mk_cluster_offline_recheck(MkCluster *cl, MkStanza *st)
+{
+    if (!cl || !g_atomic_int_get(&cl->redis_ready) || !mk_stanza_to(st))
+        return FALSE;
+    Recheck *rc = g_new0(Recheck, 1);
+    rc->cl = cl;
+    rc->st = mk_stanza_ref(st);
+    rc->bare = g_strdup(mk_jid_bare_string(mk_stanza_to(st)));
+    g_main_context_invoke_full(cl->ctx, G_PRIORITY_DEFAULT, recheck_send, rc, NULL);
+    return TRUE;
 }

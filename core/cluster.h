@@ -13,6 +13,7 @@
 
 #include "conffile.h"
 #include "mk-core.h"
+#include "worker.h"
 
 typedef struct MkCluster MkCluster;
 struct MkC2sServer;
@@ -58,6 +59,18 @@ void mk_cluster_forward(MkCluster *cl, MkSession *proxy, MkStanza *st);
 gboolean mk_cluster_reachable(MkCluster *cl, const char *node);
 /* Asks the stand-in's node to close its session with @stream_error. */
 void mk_cluster_close_remote(MkCluster *cl, MkSession *proxy, const char *stream_error);
+
+/* Runs @func(@data) on @worker once Redis confirmed the writes of every
+ * session event queued before this call (a bind's record), or at once
+ * when Redis is away, or after 2 s. @free_func frees @data if the
+ * worker stops first. Any thread. */
+void mk_cluster_when_written(MkCluster *cl, MkWorker *worker, MkJobFunc func, gpointer data,
+                             GDestroyNotify free_func);
+/* The router found no session for message @st: TRUE when the cluster
+ * takes it to look for sessions in Redis that this node has not heard
+ * of yet, and routes it again (mk_router_message_rechecked) on the
+ * account's worker; FALSE (no cluster, Redis away): go on. Any thread. */
+gboolean mk_cluster_offline_recheck(MkCluster *cl, MkStanza *st);
 
 /* ---- between cluster.c and cluster-link.c ---------------------------- */
 

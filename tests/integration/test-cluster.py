@@ -126,6 +126,28 @@ def test_messages(t, nodes, redis, pg):
          "a closed session leaves Redis")
 
 
+def test_bind_visible(t, nodes, redis, pg):
+    """A message another node routes right after the bind reaches the new
+    session: the bind is answered once Redis has its record, and a node
+    that does not know the session yet looks in Redis before offline."""
+    a, b, c = nodes
+    register(pg, "xena")
+    register(pg, "yves")
+    xa = online(a, "xena")
+    missed = []
+    for i in range(30):
+        yb = Client(b, "yves", resource="v%d" % i)
+        chat(xa, yb.jid, "v%d" % i)
+        if yb.maybe(is_chat("v%d" % i), 5) is None:
+            missed.append(i)
+        yb.close()
+    t.ok(not missed, "30 binds on b: xena's message from a right after each bind arrives "
+         "(missed %s)" % missed)
+    t.ok(pg.sql("SELECT COUNT(*) FROM offline_messages WHERE username = 'yves'") == "0",
+         "... and none went to offline storage")
+    xa.close()
+
+
 def test_metrics(t, nodes, redis, pg):
     """The cluster's series, after everything above: a and b lived
     through it all, c was killed once and restarted."""
@@ -538,6 +560,7 @@ def main():
                           n.log_text(0).count("link from") >= 2, 15) for n in nodes)
         t.ok(ok, "three nodes link to each other")
         t.run("messages", test_messages, nodes, redis, pg)
+        t.run("bind visible at once", test_bind_visible, nodes, redis, pg)
         t.run("presence and rosters", test_presence_roster, nodes, redis, pg)
         t.run("carbons", test_carbons, nodes, redis, pg)
         t.run("conflict", test_conflict, nodes, redis, pg)
