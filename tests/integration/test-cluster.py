@@ -74,13 +74,15 @@ def online(node, user, resource="r"):
 
 def known_everywhere(nodes, jid, redis):
     """The session @jid is in Redis and every other running node has its
-    stand-in (their debug log says so)."""
+    stand-in, available (their debug log says so): every caller sent
+    initial presence, and a stand-in known only from the bind is not
+    routed to by bare JID."""
     bare, res = jid.split("/", 1)
     if not wait_for(lambda: res in sessions(redis, bare)[0::2], 10):
         return False
     rec = sessions(redis, bare)
     home = rec[rec.index(res) + 1].split("\t")[0]
-    line = "cluster: %s on %s (" % (jid, home)
+    line = "cluster: %s on %s (available)" % (jid, home)
     return all(n.log_has(line, 10) for n in nodes
                if n.name != home and n.proc and n.proc.poll() is None)
 
