@@ -70,6 +70,8 @@ struct MkC2s {
     gboolean restart;     /* reset the parser once the current feed returns */
     gboolean header_sent; /* our <stream:stream> went out for the current stream */
     gboolean sasl_busy;
+    gboolean bind_busy; /* a cluster's bind waits for Redis (c2s.c) */
+    GQueue bind_held;   /* of MkStanza*: delivered meanwhile, sent after the answer */
     gboolean freed_conn;
     gint64 last_input_us;
     gint64 created_us;        /* for preauth_timeout */

@@ -8,6 +8,7 @@
 #include "c2s-priv.h"
 #include "fanout.h"
 #include "c2s-sm.h"
+#include "cluster.h"
 #include "conn.h"
 #include "hosts.h"
 #include "log.h"
@@ -30,6 +31,7 @@
 
 static void c2s_free(MkC2s *c);
 static const MkSessionTransport c2s_transport;
+static void transport_deliver(MkSession *s, MkStanza *st);
 static void c2s_end_session(MkC2s *c);
 
 MkC2s *c2s_ref(MkC2s *c)
@@ -269,6 +271,62 @@ static void send_iq_result(MkC2s *c, MkXml *iq, MkXml *payload)
     c2s_write_xml(c, res);
 }
 
+/* The bind's result, and the session is open for the modules. */
+static void bind_answer(MkC2s *c, MkXml *iq)
+{
+    MkServer *srv = c->cs->srv;
+    MkJid *jid = mk_session_jid(c->session);
+    g_autoptr(MkXml) reply = mk_xml_new("bind", NS_BIND);
+    MkXml *jel = mk_xml_add_child(reply, "jid", NS_BIND);
+    mk_xml_add_text(jel, mk_jid_string(jid), -1);
+    send_iq_result(c, iq, g_steal_pointer(&reply));
+    C2S_LOG(c, G_LOG_LEVEL_INFO, "session bound");
+    c->sessions_gauge = mk_metrics_sessions(mk_hosts_lookup(srv->hosts, c->domain));
+    mk_metric_add(c->sessions_gauge, 1);
+
+    MkHookCall call = {.domain = c->domain, .session = c->session, .from = jid};
+    mk_hooks_run(srv->modules, MK_HOOK_SESSION_OPENED, &call);
+    mk_hook_call_clear(&call);
+}
+
+typedef struct {
+    MkC2s *c;
+    MkXml *iq;
+} BindWait;
+
+static void bind_wait_free(gpointer data)
+{
+    BindWait *b = data;
+    c2s_unref(b->c);
+    mk_xml_unref(b->iq);
+    g_free(b);
+}
+
+/* On the stream's worker: Redis has the new session's record (or is
+ * away, or did not answer in time): answer, then read on. */
+static void bind_written(gpointer data)
+{
+    BindWait *b = data;
+    MkC2s *c = b->c;
+    c->bind_busy = FALSE;
+    if (c->state != C2S_CLOSING && c->session) {
+        g_autoptr(GBytes) rest = mk_xml_stream_take_rest(c->xs);
+        mk_conn_pause(c->conn, FALSE);
+        bind_answer(c, b->iq);
+        MkStanza *st;
+        while ((st = g_queue_pop_head(&c->bind_held))) {
+            transport_deliver(c->session, st);
+            mk_stanza_unref(st);
+        }
+        gsize len = 0;
+        const char *bytes = rest ? g_bytes_get_data(rest, &len) : NULL;
+        if (len && c->state != C2S_CLOSING)
+            c2s_feed(c, bytes, len);
+    }
+    g_queue_clear_full(&c->bind_held, (GDestroyNotify)mk_stanza_unref);
+    bind_wait_free(b);
+}
+
 static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
 {
     MkServer *srv = c->cs->srv;
@@ -328,18 +386,22 @@ static void handle_bind(MkC2s *c, MkXml *iq, MkXml *bind)
          * (RFC 6120 7.7.2.2, policy: "override"). */
         mk_session_close(old, "conflict");
     }
-
-    g_autoptr(MkXml) reply = mk_xml_new("bind", NS_BIND);
-    MkXml *jel = mk_xml_add_child(reply, "jid", NS_BIND);
-    mk_xml_add_text(jel, mk_jid_string(jid), -1);
-    send_iq_result(c, iq, g_steal_pointer(&reply));
-    C2S_LOG(c, G_LOG_LEVEL_INFO, "session bound");
-    c->sessions_gauge = mk_metrics_sessions(mk_hosts_lookup(srv->hosts, c->domain));
-    mk_metric_add(c->sessions_gauge, 1);
-
-    MkHookCall call = {.domain = c->domain, .session = c->session, .from = jid};
-    mk_hooks_run(srv->modules, MK_HOOK_SESSION_OPENED, &call);
-    mk_hook_call_clear(&call);
+    MkCluster *cl = mk_sm_get_cluster(srv->sm);
+    if (G_UNLIKELY(cl)) {
+        /* The answer waits until Redis has the session's record, so that
+         * whatever the client does next is routable from every node
+         * (docs/clustering.md, A new session). Input waits with it. */
+        c->bind_busy = TRUE;
+        if (mk_xml_stream_has_more_input(c->xs))
+            mk_xml_stream_hand_over(c->xs);
+        mk_conn_pause(c->conn, TRUE);
+        BindWait *b = g_new0(BindWait, 1);
+        b->c = c2s_ref(c);
+        b->iq = mk_xml_ref(iq);
+        mk_cluster_when_written(cl, c->worker, bind_written, b, bind_wait_free);
+        return;
+    }
+    bind_answer(c, iq);
 }
 
 /* ---- presence --------------------------------------------------------- */
@@ -581,7 +643,7 @@ static void on_element(gpointer user_data, MkXml *el)
 
     if (c->state != C2S_OPEN)
         return;
-    if (c->sasl_busy) {
+    if (c->sasl_busy || c->bind_busy) {
         /* Input is paused during a SASL step; anything already parsed
          * from the same read is pipelining we do not allow. */
         c2s_close(c, "policy-violation");
@@ -817,6 +879,7 @@ static void c2s_free(MkC2s *c)
     if (c->conn)
         mk_conn_free(c->conn);
     mk_xml_stream_free(c->xs);
+    g_queue_clear_full(&c->bind_held, (GDestroyNotify)mk_stanza_unref);
     g_free(c->domain);
     g_free(c->stream_id);
     g_free(c->username);
@@ -828,6 +891,11 @@ static void c2s_free(MkC2s *c)
 static void transport_deliver(MkSession *s, MkStanza *st)
 {
     MkC2s *c = s->transport_data;
+    if (G_UNLIKELY(c->bind_busy)) {
+        /* Routed here before the bind's answer went out: after it. */
+        g_queue_push_tail(&c->bind_held, mk_stanza_ref(st));
+        return;
+    }
     MkWire *wire = mk_stanza_wire(st);
     if (!wire) {
         c2s_write_xml(c, mk_stanza_xml(st));

@@ -643,6 +643,23 @@ gboolean mk_links_peer_up(MkLinks *ls, const char *node)
     return up;
 }
 
+guint mk_links_count_up(MkLinks *ls)
+{
+    guint n = 0;
+    GHashTableIter it;
+    gpointer v;
+    g_rw_lock_reader_lock(&ls->lock);
+    g_hash_table_iter_init(&it, ls->peers);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        Link *l = v;
+        g_mutex_lock(&l->lock);
+        n += l->state == LINK_UP;
+        g_mutex_unlock(&l->lock);
+    }
+    g_rw_lock_reader_unlock(&ls->lock);
+    return n;
+}
+
 typedef struct {
     MkLinks *ls;
     char *node;

@@ -6,8 +6,10 @@
  * nothing is queued: session changes are dropped and the whole local
  * table is written again when Redis is back. */
 #include "cluster.h"
+#include "cluster-metrics.h"
 #include "c2s-sm.h"
 #include "hosts.h"
+#include "metrics.h"
 #include "modules.h"
 #include "router.h"
 #include "server.h"
@@ -25,6 +27,8 @@
 #define STOP_WAIT_US  (2 * G_USEC_PER_SEC)
 #define PENDING_MAX   100000 /* replies awaited before session updates are dropped */
 #define CHANNEL       "mk:sess"
+#define WRITTEN_WAIT  2000                  /* ms a bind waits for Redis at most */
+#define DROPPED_KEEP  (30 * G_USEC_PER_SEC) /* ended sessions remembered this long */
 
 /* KEYS[1] mk:s:BARE, KEYS[2] mk:n:NODE; ARGV: resource, "NODE\tID\t",
  * "BARE/RESOURCE", "D\tBARE\tRESOURCE\t". Removes the record only if it
@@ -53,7 +57,8 @@ static const char update_lua[] =
 /* KEYS[1] mk:n:NODE; ARGV: NODE, "NODE\t", leave ("1": out of mk:nodes),
  * self ("1": even while its heartbeat exists). Removes the node's
  * sessions; returns "BARE\tRESOURCE\tRECORD" of each one removed, so
- * only the first caller gets them (and speaks for them). */
+ * only the first caller gets them (and speaks for them), and "\tLEFT"
+ * to the caller that took the node out of mk:nodes. */
 static const char reap_lua[] =
     "if ARGV[4] ~= '1' and redis.call('EXISTS', 'mk:node:' .. ARGV[1]) == 1 then\n"
     "  return {}\n"
@@ -74,7 +79,9 @@ static const char reap_lua[] =
     "end\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('DEL', 'mk:synced:' .. ARGV[1])\n"
-    "if ARGV[3] == '1' then redis.call('SREM', 'mk:nodes', ARGV[1]) end\n"
+    "if ARGV[3] == '1' and redis.call('SREM', 'mk:nodes', ARGV[1]) == 1 then\n"
+    "  out[#out + 1] = '\\tLEFT'\n"
+    "end\n"
     "return out\n";
 
 /* Every node and its heartbeat value ('' once expired). */
@@ -135,10 +142,15 @@ struct MkCluster {
     gint64 retry_at;      /* monotonic: next connection attempt */
     gboolean ever_up;     /* the first connection reaps this node's leftovers */
     gboolean down_logged; /* "Redis unreachable" said once per outage */
-    guint pending;        /* replies awaited on cmd */
+    gint pending;         /* replies awaited on cmd; atomic (read by the collector) */
+    gint redis_ready;     /* atomic: up_since != 0, for the collector */
     GHashTable *peers;    /* node -> GINT_TO_POINTER(1): known alive */
+    /* "NODE\tID" of sessions of other nodes that ended -> monotonic time:
+     * a Redis read that raced their end does not bring them back. */
+    GHashTable *dropped;
     GSource *tick;
     gboolean stopping;
+    MkClusterMetrics metrics; /* set at start, then read only */
 };
 
 void mk_remote_session_free(MkRemoteSession *r)
@@ -200,6 +212,14 @@ static gboolean record_parse(const char *text, Record *r)
     return TRUE;
 }
 
+/* The session @id of @node ended (cluster thread). */
+static void remember_dropped(MkCluster *cl, const char *node, guint64 id)
+{
+    gint64 *at = g_new(gint64, 1);
+    *at = g_get_monotonic_time();
+    g_hash_table_replace(cl->dropped, g_strdup_printf("%s\t%" G_GUINT64_FORMAT, node, id), at);
+}
+
 /* A stand-in for the session @bare/@resource that @rec describes. */
 static void put_proxy(MkCluster *cl, const char *bare, const char *resource, const Record *rec)
 {
@@ -231,13 +251,24 @@ static void put_proxy(MkCluster *cl, const char *bare, const char *resource, con
 
 /* ---- Redis plumbing (cluster thread) ---------------------------------- */
 
+/* A reply to a command of cmd_send came (NULL: the connection went):
+ * one fewer awaited; an error counted. */
+static void reply_seen(MkCluster *cl, redisReply *r)
+{
+    if (g_atomic_int_get(&cl->pending) > 0)
+        g_atomic_int_add(&cl->pending, -1);
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        mk_metric_add(cl->metrics.redis_errors, 1);
+        g_debug("cluster: Redis answered an error: %s", r->str);
+    }
+}
+
 static void on_reply_counted(redisAsyncContext *ac, void *reply, void *data)
 {
-    (void)reply;
     MkCluster *cl = ac->data;
     (void)data;
-    if (cl && cl->pending)
-        cl->pending--;
+    if (cl)
+        reply_seen(cl, reply);
 }
 
 /* Sends a command on the command connection; dropped while Redis is away. */
@@ -250,7 +281,7 @@ static gboolean cmd_send(MkCluster *cl, redisCallbackFn *cb, void *priv, const c
     int rc = redisvAsyncCommand(cl->cmd.ac, cb ? cb : on_reply_counted, priv, fmt, ap);
     va_end(ap);
     if (rc == REDIS_OK)
-        cl->pending++;
+        g_atomic_int_inc(&cl->pending);
     return rc == REDIS_OK;
 }
 
@@ -291,14 +322,17 @@ static void redis_lost(MkCluster *cl, RedisConn *c, const char *why)
         g_warning("cluster: Redis connection lost (%s): local sessions keep working; sessions "
                   "of other nodes are routed from the last known table until it is back",
                   why);
+    if (cl->up_since && !cl->stopping)
+        mk_metric_add(cl->metrics.redis_errors, 1);
     cl->up_since = 0;
+    g_atomic_int_set(&cl->redis_ready, 0);
     RedisConn *o = c == &cl->cmd ? &cl->sub : &cl->cmd;
     if (o->ac) {
         o->ac->data = NULL; /* its callbacks now see no cluster */
         redisAsyncFree(o->ac);
         conn_drop(o, FALSE);
     }
-    cl->pending = 0;
+    g_atomic_int_set(&cl->pending, 0);
     cl->retry_at = g_get_monotonic_time() + RETRY_US;
 }
 
@@ -324,6 +358,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (!cl)
         return;
     if (status != REDIS_OK) {
+        mk_metric_add(cl->metrics.redis_errors, 1);
         if (!cl->down_logged)
             g_warning("cluster: cannot reach Redis at %s:%u: %s (retrying)", cl->redis_host,
                       cl->redis_port, ac->errstr);
@@ -349,6 +384,7 @@ static gboolean conn_open(MkCluster *cl, RedisConn *c)
     if (!ac)
         return FALSE;
     if (ac->err) {
+        mk_metric_add(cl->metrics.redis_errors, 1);
         if (!cl->down_logged)
             g_warning("cluster: cannot reach Redis at %s:%u: %s (retrying)", cl->redis_host,
                       cl->redis_port, ac->errstr);
@@ -465,20 +501,26 @@ static void on_reaped(redisAsyncContext *ac, void *reply, void *data)
     ReapOp *op = data;
     redisReply *r = reply;
     MkCluster *cl = op->cl;
-    if (ac->data && cl->pending)
-        cl->pending--;
+    if (ac->data)
+        reply_seen(cl, r);
     guint n = 0;
+    gboolean left = FALSE;
     if (r && r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < r->elements; i++) {
             redisReply *e = r->element[i];
             if (e->type != REDIS_REPLY_STRING)
                 continue;
+            if (g_str_equal(e->str, "\tLEFT")) {
+                left = TRUE;
+                continue;
+            }
             g_auto(GStrv) f = g_strsplit(e->str, "\t", 3);
             Record rec;
             if (g_strv_length(f) != 3 || !record_parse(f[2], &rec))
                 continue;
             g_autofree char *full = g_strdup_printf("%s/%s", f[0], f[1]);
             MkJid *jid = mk_jid_new(full, NULL);
+            remember_dropped(cl, rec.node, rec.id);
             if (jid) {
                 mk_sm_drop_remote(cl->srv->sm, jid, rec.node, rec.id);
                 if (op->speak && rec.available && !cl->stopping) {
@@ -492,6 +534,11 @@ static void on_reaped(redisAsyncContext *ac, void *reply, void *data)
             record_clear(&rec);
             n++;
         }
+    }
+    if (left && !g_str_equal(op->node, cl->name)) {
+        /* Only the first survivor gets them: one node counts each death. */
+        mk_metric_add(cl->metrics.nodes_reaped, 1);
+        mk_metric_add(cl->metrics.sessions_reaped, n);
     }
     if (n && !g_str_equal(op->node, cl->name))
         g_message("cluster: node %s is gone: %u of its sessions removed", op->node, n);
@@ -533,8 +580,7 @@ static void on_nodes(redisAsyncContext *ac, void *reply, void *data)
     redisReply *r = reply;
     if (!cl)
         return;
-    if (cl->pending)
-        cl->pending--;
+    reply_seen(cl, r);
     if (!r || r->type != REDIS_REPLY_ARRAY || cl->stopping)
         return;
     gint64 now = g_get_monotonic_time();
@@ -579,6 +625,13 @@ static gboolean on_tick(gpointer data)
     MkCluster *cl = data;
     if (cl->stopping)
         return G_SOURCE_CONTINUE;
+    GHashTableIter it;
+    gpointer v;
+    gint64 now = g_get_monotonic_time();
+    g_hash_table_iter_init(&it, cl->dropped);
+    while (g_hash_table_iter_next(&it, NULL, &v))
+        if (*(gint64 *)v < now - DROPPED_KEEP)
+            g_hash_table_iter_remove(&it);
     if (!cl->cmd.ac && !cl->sub.ac && g_get_monotonic_time() >= cl->retry_at)
         redis_connect(cl);
     if (!cl->up_since)
@@ -595,8 +648,11 @@ static gboolean on_tick(gpointer data)
 static void session_write(MkCluster *cl, const char *bare, const char *resource, guint64 id,
                           const char *record, gboolean fresh)
 {
-    if (cl->pending > PENDING_MAX)
-        return; /* Redis is not keeping up: bounded; the next reconnect rewrites all */
+    if (g_atomic_int_get(&cl->pending) > PENDING_MAX) {
+        /* Redis is not keeping up: bounded; the next reconnect rewrites all */
+        mk_metric_add(cl->metrics.updates_dropped, 1);
+        return;
+    }
     g_autofree char *ev = g_strdup_printf("S\t%s\t%s\t%s", bare, resource, record);
     if (fresh) {
         cmd_send(cl, NULL, NULL, "HSET mk:s:%s %s %s", bare, resource, record);
@@ -645,8 +701,7 @@ static void on_sync(redisAsyncContext *ac, void *reply, void *data)
     redisReply *r = reply;
     if (!cl)
         return;
-    if (cl->pending)
-        cl->pending--;
+    reply_seen(cl, r);
     if (!r || r->type != REDIS_REPLY_ARRAY)
         return;
     /* node -> set of session ids (guint64*) */
@@ -699,6 +754,9 @@ static void on_sync(redisAsyncContext *ac, void *reply, void *data)
 static void after_subscribe(MkCluster *cl)
 {
     cl->up_since = g_get_monotonic_time();
+    g_atomic_int_set(&cl->redis_ready, 1);
+    if (cl->ever_up)
+        mk_metric_add(cl->metrics.redis_reconnects, 1);
     if (cl->down_logged || cl->ever_up)
         g_message("cluster: Redis at %s:%u reachable again", cl->redis_host, cl->redis_port);
     else
@@ -758,6 +816,7 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *data)
             g_autoptr(MkJid) jid = mk_jid_new(full, NULL);
             if (jid)
                 mk_sm_drop_remote(cl->srv->sm, jid, rec.node, rec.id);
+            remember_dropped(cl, rec.node, rec.id);
             g_debug("cluster: %s on %s ended", full, rec.node);
         }
     }
@@ -833,11 +892,20 @@ void mk_cluster_forward(MkCluster *cl, MkSession *proxy, MkStanza *st)
     g_autofree char *xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
     g_autofree char *id = g_strdup_printf("%" G_GUINT64_FORMAT, proxy->remote->id);
     if (cl && mk_links_send(cl->links, proxy->remote->node, MK_LINK_STANZA,
-                            mk_jid_string(mk_session_jid(proxy)), id, xml))
+                            mk_jid_string(mk_session_jid(proxy)), id, xml)) {
+        mk_metric_add(cl->metrics.link_sent, 1);
         return;
+    }
+    if (cl)
+        mk_metric_add(cl->metrics.link_unreachable, 1);
     g_debug("cluster: no link to %s for %s: handled as a gone session", proxy->remote->node,
             mk_jid_string(mk_session_jid(proxy)));
     mk_router_session_gone(st);
+}
+
+gboolean mk_cluster_reachable(MkCluster *cl, const char *node)
+{
+    return cl && mk_links_peer_up(cl->links, node);
 }
 
 void mk_cluster_close_remote(MkCluster *cl, MkSession *proxy, const char *stream_error)
@@ -904,6 +972,7 @@ void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml
     /* The usual case in one hop: straight into the session's worker's
      * mailbox (the cluster thread reads a link in order, and a session's
      * mailbox is FIFO, so per-session order holds). */
+    mk_metric_add(cl->metrics.link_received, 1);
     g_autoptr(MkJid) jid = mk_jid_new(target, NULL);
     g_autoptr(MkSession) s = jid ? mk_sm_find_local(cl->srv->sm, jid) : NULL;
     if (s) {
@@ -999,12 +1068,14 @@ MkCluster *mk_cluster_start(MkServer *srv, const MkClusterConfig *cfg, GError **
     cl->ctx = g_main_context_new();
     cl->loop = g_main_loop_new(cl->ctx, FALSE);
     cl->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    cl->dropped = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     cl->links =
         mk_links_new(cl, cl->ctx, cfg->link_address, cfg->link_port, cfg->name, cfg->secret, error);
     if (!cl->links) {
         g_main_loop_unref(cl->loop);
         g_main_context_unref(cl->ctx);
         g_hash_table_destroy(cl->peers);
+        g_hash_table_destroy(cl->dropped);
         g_free(cl->name);
         g_free(cl->redis_host);
         g_free(cl->redis_password);
@@ -1012,6 +1083,7 @@ MkCluster *mk_cluster_start(MkServer *srv, const MkClusterConfig *cfg, GError **
         g_free(cl);
         return NULL;
     }
+    mk_cluster_metrics_init(srv, cl, &cl->metrics);
     cl->tick = g_timeout_source_new(TICK_MS);
     g_source_set_callback(cl->tick, on_tick, cl, NULL);
     g_source_attach(cl->tick, cl->ctx);
@@ -1026,7 +1098,7 @@ MkCluster *mk_cluster_start(MkServer *srv, const MkClusterConfig *cfg, GError **
 static gboolean stop_check(gpointer data)
 {
     MkCluster *cl = data;
-    if (cl->pending == 0 || !cl->cmd.ready)
+    if (g_atomic_int_get(&cl->pending) == 0 || !cl->cmd.ready)
         g_main_loop_quit(cl->loop);
     return G_SOURCE_CONTINUE;
 }
@@ -1063,6 +1135,7 @@ void mk_cluster_stop(MkCluster *cl)
 {
     if (!cl)
         return;
+    mk_cluster_metrics_stop(cl->srv, cl);
     /* Session events queued by the streams that just ended run first
      * (invoke's sources run in order). */
     g_main_context_invoke(cl->ctx, stop_begin, cl);
@@ -1094,6 +1167,7 @@ void mk_cluster_stop(MkCluster *cl)
     g_main_loop_unref(cl->loop);
     g_main_context_unref(cl->ctx);
     g_hash_table_destroy(cl->peers);
+    g_hash_table_destroy(cl->dropped);
     g_free(cl->name);
     g_free(cl->redis_host);
     g_free(cl->redis_password);
@@ -1116,4 +1190,178 @@ guint mk_cluster_node_number(void)
     MkServer *srv = mk_server_get();
     MkConfigData *cfg = srv ? g_atomic_pointer_get(&srv->config) : NULL;
     return cfg && cfg->cluster ? cfg->cluster->node_number : 0;
+}
+
+/* For the collector (cluster-metrics.h). Any thread. */
+const MkClusterMetrics *mk_cluster_metrics(MkCluster *cl)
+{
+    return &cl->metrics;
+}
+
+guint mk_cluster_links_up(MkCluster *cl)
+{
+    return mk_links_count_up(cl->links);
+}
+
+guint mk_cluster_redis_pending(MkCluster *cl)
+{
+    return (guint)MAX(g_atomic_int_get(&cl->pending), 0);
+}
+
+gboolean mk_cluster_redis_up(MkCluster *cl)
+{
+    return g_atomic_int_get(&cl->redis_ready) != 0;
+}
+
+/* ---- a new session is visible (docs/clustering.md, A new session) ------ */
+
+typedef struct {
+    MkCluster *cl;
+    MkWorker *worker;
+    MkJobFunc func;
+    gpointer data;
+    GDestroyNotify free;
+    GSource *timer; /* cluster thread */
+    gboolean done;  /* func posted */
+} WrittenWait;
+
+/* Cluster thread (or the main thread at stop): posts the caller's
+ * function once. */
+static void written_post(WrittenWait *w)
+{
+    if (w->done)
+        return;
+    w->done = TRUE;
+    mk_worker_post(w->worker, w->func, w->data, w->free);
+}
+
+static gboolean written_timeout(gpointer data)
+{
+    WrittenWait *w = data;
+    g_warning("cluster: Redis did not confirm a session's record within %d ms", WRITTEN_WAIT);
+    w->timer = NULL;
+    written_post(w);
+    return G_SOURCE_REMOVE;
+}
+
+/* The PING after the session's writes was answered (NULL: the
+ * connection went): one connection answers in order, so the writes are
+ * done. Always called once by hiredis. */
+static void on_written(redisAsyncContext *ac, void *reply, void *data)
+{
+    WrittenWait *w = data;
+    if (ac->data)
+        reply_seen(w->cl, reply);
+    if (w->timer) {
+        g_source_destroy(w->timer);
+        g_source_unref(w->timer);
+    }
+    written_post(w);
+    g_free(w);
+}
+
+static gboolean written_send(gpointer data)
+{
+    WrittenWait *w = data;
+    MkCluster *cl = w->cl;
+    /* After the session events queued before (invoke keeps the order). */
+    if (cl->stopping || !cmd_send(cl, on_written, w, "PING")) {
+        written_post(w);
+        g_free(w);
+        return G_SOURCE_REMOVE;
+    }
+    w->timer = g_timeout_source_new(WRITTEN_WAIT);
+    g_source_set_callback(w->timer, written_timeout, w, NULL);
+    g_source_attach(w->timer, cl->ctx);
+    return G_SOURCE_REMOVE;
+}
+
+void mk_cluster_when_written(MkCluster *cl, MkWorker *worker, MkJobFunc func, gpointer data,
+                             GDestroyNotify free_func)
+{
+    WrittenWait *w = g_new0(WrittenWait, 1);
+    w->cl = cl;
+    w->worker = worker;
+    w->func = func;
+    w->data = data;
+    w->free = free_func;
+    g_main_context_invoke_full(cl->ctx, G_PRIORITY_DEFAULT, written_send, w, NULL);
+}
+
+typedef struct {
+    MkCluster *cl;
+    MkStanza *st;
+    char *bare;
+} Recheck;
+
+static void recheck_free(gpointer p)
+{
+    Recheck *rc = p;
+    mk_stanza_unref(rc->st);
+    g_free(rc->bare);
+    g_free(rc);
+}
+
+static void recheck_run(gpointer p)
+{
+    Recheck *rc = p;
+    mk_router_message_rechecked(rc->st);
+    recheck_free(rc);
+}
+
+/* The account's records in Redis: stand-ins for those of live nodes
+ * that this node did not know yet (their S event is still on its way),
+ * then the message is routed again on the account's worker. */
+static void on_recheck(redisAsyncContext *ac, void *reply, void *data)
+{
+    Recheck *rc = data;
+    MkCluster *cl = rc->cl;
+    redisReply *r = reply;
+    if (ac->data)
+        reply_seen(cl, r);
+    guint added = 0;
+    for (size_t i = 0; ac->data && r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
+         i += 2) {
+        const char *resource = r->element[i]->str;
+        const char *text = r->element[i + 1]->str;
+        Record rec;
+        if (!resource || !text || !record_parse(text, &rec))
+            continue;
+        g_autofree char *key = g_strdup_printf("%s\t%" G_GUINT64_FORMAT, rec.node, rec.id);
+        g_autofree char *full = g_strdup_printf("%s/%s", rc->bare, resource);
+        g_autoptr(MkJid) jid = mk_jid_new(full, NULL);
+        g_autoptr(MkSession) known = jid ? mk_sm_find(cl->srv->sm, jid) : NULL;
+        if (jid && !known && !g_str_equal(rec.node, cl->name) &&
+            g_hash_table_contains(cl->peers, rec.node) &&
+            !g_hash_table_contains(cl->dropped, key)) {
+            put_proxy(cl, rc->bare, resource, &rec);
+            added++;
+        }
+        record_clear(&rec);
+    }
+    if (added)
+        g_debug("cluster: %s: %u sessions found in Redis before their announcement", rc->bare,
+                added);
+    mk_worker_post(worker_for(cl, rc->bare), recheck_run, rc, recheck_free);
+}
+
+static gboolean recheck_send(gpointer data)
+{
+    Recheck *rc = data;
+    MkCluster *cl = rc->cl;
+    if (cl->stopping || !cmd_send(cl, on_recheck, rc, "HGETALL mk:s:%s", rc->bare))
+        mk_worker_post(worker_for(cl, rc->bare), recheck_run, rc, recheck_free);
+    return G_SOURCE_REMOVE;
+}
+
+gboolean mk_cluster_offline_recheck(MkCluster *cl, MkStanza *st)
+{
+    if (!cl || !g_atomic_int_get(&cl->redis_ready) || !mk_stanza_to(st))
+        return FALSE;
+    Recheck *rc = g_new0(Recheck, 1);
+    rc->cl = cl;
+    rc->st = mk_stanza_ref(st);
+    rc->bare = g_strdup(mk_jid_bare_string(mk_stanza_to(st)));
+    g_main_context_invoke_full(cl->ctx, G_PRIORITY_DEFAULT, recheck_send, rc, NULL);
+    return TRUE;
 }

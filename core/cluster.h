@@ -13,6 +13,7 @@
 
 #include "conffile.h"
 #include "mk-core.h"
+#include "worker.h"
 
 typedef struct MkCluster MkCluster;
 struct MkC2sServer;
@@ -53,8 +54,23 @@ void mk_cluster_session_unbound(MkCluster *cl, MkSession *s);
 /* Sends @st to the stand-in @proxy's node; when it cannot go there, the
  * router's fallback for a session that went away. Any thread. */
 void mk_cluster_forward(MkCluster *cl, MkSession *proxy, MkStanza *st);
+/* Whether stanzas can go to @node now (its link is up). @cl nullable.
+ * Any thread. */
+gboolean mk_cluster_reachable(MkCluster *cl, const char *node);
 /* Asks the stand-in's node to close its session with @stream_error. */
 void mk_cluster_close_remote(MkCluster *cl, MkSession *proxy, const char *stream_error);
+
+/* Runs @func(@data) on @worker once Redis confirmed the writes of every
+ * session event queued before this call (a bind's record), or at once
+ * when Redis is away, or after 2 s. @free_func frees @data if the
+ * worker stops first. Any thread. */
+void mk_cluster_when_written(MkCluster *cl, MkWorker *worker, MkJobFunc func, gpointer data,
+                             GDestroyNotify free_func);
+/* The router found no session for message @st: TRUE when the cluster
+ * takes it to look for sessions in Redis that this node has not heard
+ * of yet, and routes it again (mk_router_message_rechecked) on the
+ * account's worker; FALSE (no cluster, Redis away): go on. Any thread. */
+gboolean mk_cluster_offline_recheck(MkCluster *cl, MkStanza *st);
 
 /* ---- between cluster.c and cluster-link.c ---------------------------- */
 
@@ -83,6 +99,8 @@ gboolean mk_links_peer_up(MkLinks *links, const char *node);
 /* Queues a frame for @node: FALSE when there is no live link. Any thread. */
 gboolean mk_links_send(MkLinks *links, const char *node, guint8 type, const char *a, const char *b,
                        const char *c);
+/* Peers whose dialled link is up. Any thread. */
+guint mk_links_count_up(MkLinks *links);
 /* Cluster thread, at stop. */
 void mk_links_free(MkLinks *links);
 

@@ -1,6 +1,7 @@
 /* The router. See router.h; the rules for local accounts are RFC 6121
  * section 8.5 (8.5.2: bare JID, 8.5.3: full JID). */
 #include "router.h"
+#include "cluster.h"
 #include "hosts.h"
 #include "metrics.h"
 #include "modules.h"
@@ -32,6 +33,10 @@ static gboolean is_subscription_type(const char *type)
 }
 
 static void route_offline(MkServer *srv, MkStanza *st, MkJid *to, gboolean headline);
+
+/* Set while a message the cluster looked up in Redis is routed again
+ * (mk_router_message_rechecked): no second look. */
+static __thread gboolean rechecked;
 
 /* A message for a bare JID (RFC 6121 8.5.2.1.1 and 8.5.2.2.1). */
 static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
@@ -78,6 +83,10 @@ static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
         mk_metrics_routed(MK_ROUTED_DELIVERED);
         return;
     }
+    /* In a cluster, a session bound on another node a moment ago may not
+     * be in this node's table yet: Redis is asked first. */
+    if (G_UNLIKELY(!rechecked) && mk_cluster_offline_recheck(mk_sm_get_cluster(srv->sm), st))
+        return;
     route_offline(srv, st, to, headline);
 }
 
@@ -309,6 +318,21 @@ void mk_router_send_here(MkStanza *stanza)
         route_to_account(srv, stanza, NULL, TRUE, FALSE);
     else
         mk_router_route(stanza, NULL);
+}
+
+void mk_router_message_rechecked(MkStanza *st)
+{
+    MkServer *srv = mk_server_get();
+    MkJid *to = mk_stanza_to(st);
+    g_autoptr(MkSession) s = mk_jid_is_bare(to) ? NULL : mk_sm_find(srv->sm, to);
+    rechecked = TRUE;
+    if (s) {
+        mk_metrics_routed(MK_ROUTED_DELIVERED);
+        mk_session_send(s, st);
+    } else {
+        route_message_bare(srv, st, to);
+    }
+    rechecked = FALSE;
 }
 
 void mk_router_session_gone(MkStanza *st)

@@ -22,3 +22,8 @@ void mk_router_to_account(MkStanza *st, MkSession *sender);
  * no resource were available, without running filter_local_packet a
  * second time; an IQ request bounces; the rest is dropped. Any thread. */
 void mk_router_session_gone(MkStanza *st);
+/* A message the cluster held to look for sessions in Redis
+ * (mk_cluster_offline_recheck) goes on: to its full JID's session if one
+ * is known now, else as to the bare JID, offline without a second look.
+ * filter_local_packet ran already. A worker. */
+void mk_router_message_rechecked(MkStanza *st);

@@ -282,6 +282,11 @@ gboolean mk_session_is_available(MkSession *s)
     g_mutex_lock(&sh->lock);
     gboolean a = s->available;
     g_mutex_unlock(&sh->lock);
+    /* A session on a node this one has no link to cannot take anything
+     * from here: offline storage must not hand it the messages that
+     * would come straight back to it (docs/clustering.md). */
+    if (G_UNLIKELY(s->remote) && a)
+        a = mk_cluster_reachable(mk_server_get()->sm->cluster, s->remote->node);
     return a;
 }
 

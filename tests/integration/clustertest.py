@@ -151,6 +151,9 @@ redis_port = %(redis)d
 secret = %(secret)s
 link_address = 127.0.0.1
 link_port = %(link)d
+
+[metrics]
+textfile = metrics.prom
 """ % {"domain": DOMAIN, "state": self.state, "workers": workers, "pgport": pg.port,
        "moddir": os.path.join(TOP_BUILDDIR, "modules", ".libs"), "port": self.port,
        "name": name, "number": number, "redis": redis.port, "secret": SECRET,
@@ -180,6 +183,27 @@ link_port = %(link)d
             return True
         except OSError:
             return False
+
+    def metrics(self):
+        """The node's metrics, written now (SIGUSR1): {'name{labels}': value}."""
+        path = os.path.join(self.state, "metrics.prom")
+
+        def mtime():
+            try:
+                return os.stat(path).st_mtime_ns
+            except OSError:
+                return 0
+        before = mtime()
+        self.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: mtime() != before, 10)
+        out = {}
+        with open(path) as f:
+            for line in f:
+                if line.startswith("#") or " " not in line:
+                    continue
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
 
     def log_text(self, tail=60):
         try:

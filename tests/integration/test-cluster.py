@@ -24,7 +24,11 @@ NS_FORWARD = "urn:xmpp:forward:0"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_SID = "urn:xmpp:sid:0"
 
-MODULES = {"mod_roster": None, "mod_offline": None, "mod_carboncopy": None,
+# test_kill counts where each of 110 messages of one sender went: offline
+# storage must take all of them (its per-sender quota is 50 by default, and
+# on a slow machine more than 50 are routed after node c died).
+MODULES = {"mod_roster": None, "mod_offline": {"max_sender_messages": 1000},
+           "mod_carboncopy": None,
            "mod_stream_management": {"resume_timeout": 30},
            "mod_mam": {"flush_interval_ms": 50}}
 
@@ -70,13 +74,15 @@ def online(node, user, resource="r"):
 
 def known_everywhere(nodes, jid, redis):
     """The session @jid is in Redis and every other running node has its
-    stand-in (their debug log says so)."""
+    stand-in, available (their debug log says so): every caller sent
+    initial presence, and a stand-in known only from the bind is not
+    routed to by bare JID."""
     bare, res = jid.split("/", 1)
     if not wait_for(lambda: res in sessions(redis, bare)[0::2], 10):
         return False
     rec = sessions(redis, bare)
     home = rec[rec.index(res) + 1].split("\t")[0]
-    line = "cluster: %s on %s (" % (jid, home)
+    line = "cluster: %s on %s (available)" % (jid, home)
     return all(n.log_has(line, 10) for n in nodes
                if n.name != home and n.proc and n.proc.poll() is None)
 
@@ -120,6 +126,58 @@ def test_messages(t, nodes, redis, pg):
     bo.close()
     t.ok(wait_for(lambda: not sessions(redis, "bob@localhost"), 10),
          "a closed session leaves Redis")
+
+
+def test_bind_visible(t, nodes, redis, pg):
+    """A message another node routes right after the bind reaches the new
+    session: the bind is answered once Redis has its record, and a node
+    that does not know the session yet looks in Redis before offline."""
+    a, b, c = nodes
+    register(pg, "xena")
+    register(pg, "yves")
+    xa = online(a, "xena")
+    missed = []
+    for i in range(30):
+        yb = Client(b, "yves", resource="v%d" % i)
+        chat(xa, yb.jid, "v%d" % i)
+        if yb.maybe(is_chat("v%d" % i), 5) is None:
+            missed.append(i)
+        yb.close()
+    t.ok(not missed, "30 binds on b: xena's message from a right after each bind arrives "
+         "(missed %s)" % missed)
+    t.ok(pg.sql("SELECT COUNT(*) FROM offline_messages WHERE username = 'yves'") == "0",
+         "... and none went to offline storage")
+    xa.close()
+
+
+def test_metrics(t, nodes, redis, pg):
+    """The cluster's series, after everything above: a and b lived
+    through it all, c was killed once and restarted."""
+    a, b, c = nodes
+    ma, mb, mc = a.metrics(), b.metrics(), c.metrics()
+    sent = 'meerkat_cluster_link_stanzas_total{direction="sent"}'
+    recv = 'meerkat_cluster_link_stanzas_total{direction="received"}'
+    # b and c were restarted since test_messages: a's figures count from the start.
+    t.ok(ma.get(sent, 0) >= 40 and ma.get(recv, 0) >= 1,
+         "stanzas over links counted (a sent %d, received %d)" %
+         (ma.get(sent, 0), ma.get(recv, 0)))
+    t.ok(wait_for(lambda: all(n.metrics().get("meerkat_cluster_links_up") == 2 for n in nodes),
+                  10), "every node has 2 links up")
+    t.ok(all(m.get("meerkat_cluster_redis_up") == 1 for m in (ma, mb, mc)), "Redis up on every node")
+    t.ok(ma.get("meerkat_cluster_redis_reconnects_total", 0) >= 1 and
+         ma.get("meerkat_cluster_redis_errors_total", 0) >= 1,
+         "a counted Redis's restart (reconnects %d, errors %d)" %
+         (ma.get("meerkat_cluster_redis_reconnects_total", 0),
+          ma.get("meerkat_cluster_redis_errors_total", 0)))
+    reaped = (ma.get("meerkat_cluster_nodes_reaped_total", 0) +
+              mb.get("meerkat_cluster_nodes_reaped_total", 0))
+    sreaped = (ma.get("meerkat_cluster_sessions_reaped_total", 0) +
+               mb.get("meerkat_cluster_sessions_reaped_total", 0))
+    t.ok(reaped == 1 and sreaped >= 1,
+         "one survivor reaped the killed node once (%d nodes, %d sessions)" % (reaped, sreaped))
+    t.ok("meerkat_cluster_redis_pending_commands" in ma and
+         "meerkat_cluster_session_updates_dropped_total" in ma and
+         "meerkat_cluster_link_unreachable_total" in ma, "the other series are listed")
 
 
 def test_presence_roster(t, nodes, redis, pg):
@@ -320,6 +378,10 @@ def test_kill(t, nodes, redis, pg, extra):
     t.ok(not lost, "every acknowledged message is delivered, offline or archived "
          "(%d received, %d offline, %d archived, lost %s)" %
          (len(received), len(off), len(archived), lost[:5]))
+    bounced = ja.maybe(lambda e: e.tag == q(NS_CLIENT, "message") and e.get("type") == "error",
+                       0.5)
+    t.ok(bounced is None, "none of jack's messages bounced (%s)" %
+         (bounced.get("id") if bounced is not None else "none"))
     t.ok(all("k%d" % i in off for i in range(100, 110)),
          "messages sent after the cleanup went to offline storage (offline: %s)" %
          " ".join(sorted(off, key=lambda x: int(x[1:]))))
@@ -423,6 +485,7 @@ def test_redis_restart(t, nodes, redis, pg):
     for x in (ni, ot, u1, u2):
         known_everywhere(nodes, x.jid, redis)
     pruned = a.log_text(0).count("(1 stale ones dropped)")
+    ended = a.log_text(0).count("ulla@localhost/one on b ended")
     redis.down()
     u1.close()  # ends while Redis is away: a cannot hear of it then
     for i in range(10):
@@ -445,8 +508,10 @@ def test_redis_restart(t, nodes, redis, pg):
     t.ok(pa.maybe(is_chat("after-redis"), 5) is not None,
          "a session bound while Redis was away is reachable from another node afterwards")
     # Either on b's R event or in a's own full read, if b had rewritten
-    # its sessions before a subscribed again.
-    t.ok(wait_for(lambda: a.log_text(0).count("(1 stale ones dropped)") > pruned, 10),
+    # its sessions before a subscribed again; or on the D event of b's
+    # removal of its old records, if a subscribed again before that.
+    t.ok(wait_for(lambda: a.log_text(0).count("(1 stale ones dropped)") > pruned or
+                  a.log_text(0).count("ulla@localhost/one on b ended") > ended, 10),
          "a drops its stand-in of the resource that ended on b while Redis was away")
     chat(ni, "ulla@localhost", "to-ulla")
     t.ok(u2.maybe(is_chat("to-ulla"), 5) is not None and u2.maybe(is_chat("to-ulla"), 1) is None,
@@ -500,6 +565,7 @@ def main():
                           n.log_text(0).count("link from") >= 2, 15) for n in nodes)
         t.ok(ok, "three nodes link to each other")
         t.run("messages", test_messages, nodes, redis, pg)
+        t.run("bind visible at once", test_bind_visible, nodes, redis, pg)
         t.run("presence and rosters", test_presence_roster, nodes, redis, pg)
         t.run("carbons", test_carbons, nodes, redis, pg)
         t.run("conflict", test_conflict, nodes, redis, pg)
@@ -508,6 +574,7 @@ def main():
         t.run("redis restart", test_redis_restart, nodes, redis, pg)
         t.run("postgresql restart", test_pg_restart, nodes, redis, pg)
         t.run("kill -9", test_kill, nodes, redis, pg, None)
+        t.run("metrics", test_metrics, nodes, redis, pg)
     except Exception as e:
         t.ok(False, "cluster starts: %s" % e)
     finally:
