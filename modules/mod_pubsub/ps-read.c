@@ -283,17 +283,18 @@ MkXml *ps_event_message(PsReq *r, const PsConfig *cfg, MkXml *event, GPtrArray *
     return m;
 }
 
-/* See pubsub.h. For PEP the account owns every node. */
+/* See pubsub.h. A PEP node's owner is the account the notification
+ * comes from: replies go there without an address. */
 GPtrArray *ps_reply_to(MkDbConn *conn, PsReq *r, const PsConfig *cfg, const char *publisher,
                        GError **error)
 {
     GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
-    if (g_str_equal(cfg->itemreply, "publisher") || r->pep) {
-        g_ptr_array_add(out, g_strdup(r->pep && !g_str_equal(cfg->itemreply, "publisher")
-                                          ? mk_jid_string(r->service)
-                                          : publisher));
+    if (g_str_equal(cfg->itemreply, "publisher")) {
+        g_ptr_array_add(out, g_strdup(publisher));
         return out;
     }
+    if (r->pep)
+        return out;
     g_autoptr(MkDbResult) res =
         mk_db_conn_query(conn, error,
                          "SELECT jid FROM pubsub_affiliations WHERE service = ? AND node = ?"
