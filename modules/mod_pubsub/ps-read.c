@@ -209,6 +209,12 @@ gboolean ps_check_access(MkDbConn *conn, PsReq *r, const PsConfig *cfg, PsAffili
 {
     MkStanzaError err;
     const char *app;
+    if (aff == PS_AFF_PUBLISH_ONLY) {
+        /* Section 4.1: publish-only neither subscribes nor retrieves. */
+        *out = PS_GRANT_DENIED;
+        ps_req_fail(r, MK_ERR_FORBIDDEN, NULL);
+        return TRUE;
+    }
     if (!decide(conn, r, r->node, cfg, aff, mk_jid_string(r->from_bare), subscribing, out, &err,
                 &app, error))
         return FALSE;

@@ -290,6 +290,20 @@ def options(t, srv):
     after = metric(srv, "limit_refusals")
     t.ok(after - before == refused, "each refusal counted in mod_pubsub.limit_refusals "
          "(%d -> %d)" % (before, after))
+
+    # ---- publish-only (4.1): publishes and retracts its own, nothing else
+    a.iq(owner("<affiliations node='feed'><affiliation jid='dave@localhost'"
+               " affiliation='publish-only'/></affiliations>"), "set", to=SERVICE)
+    res = publish(d, "feed", ENTRY % "dave's", "d1")
+    t.ok(res.get("type") == "result", "publish-only: publishes")
+    s, res = sub(d, "feed")
+    t.ok(error_condition(res) == "forbidden", "publish-only: subscribing is forbidden")
+    res, ids = items(d, "feed")
+    t.ok(error_condition(res) == "forbidden", "publish-only: retrieving items is forbidden")
+    res = d.iq(ps("<retract node='feed'><item id='q2'/></retract>"), "set", to=SERVICE)
+    t.ok(error_condition(res) == "forbidden", "publish-only: retracting another's item: forbidden")
+    res = d.iq(ps("<retract node='feed'><item id='d1'/></retract>"), "set", to=SERVICE)
+    t.ok(res.get("type") == "result", "publish-only: retracting its own item")
     for x in (a, b, c, d):
         x.close()
 
