@@ -342,6 +342,12 @@ static gboolean op_retract(MkDbConn *conn, PsReq *r, GError **error)
     g_autoptr(PsConfig) cfg = g_steal_pointer(&n.cfg);
     if (r->failed)
         return TRUE;
+    if (!cfg->persist_items) {
+        /* Section 7.2.3.5: nothing kept, nothing to retract. */
+        ps_req_fail(r, MK_ERR_FEATURE_NOT_IMPLEMENTED, NULL);
+        r->app_feature = "persistent-items";
+        return TRUE;
+    }
     g_autoptr(MkDbResult) it = mk_db_conn_query(
         conn, error,
         "SELECT publisher FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",

@@ -270,6 +270,8 @@ def options(t, srv):
          "items of a transient node: feature-not-implemented + unsupported persistent-items")
     res = a.iq(owner("<purge node='pulse'/>"), "set", to=SERVICE)
     t.ok(error_condition(res) == "feature-not-implemented", "purging a transient node: the same")
+    res = a.iq(ps("<retract node='pulse'><item id='p1'/></retract>"), "set", to=SERVICE)
+    t.ok(error_condition(res) == "feature-not-implemented", "retracting there: the same")
 
     # ---- the per-user subscription limit
     d = online(srv, "dave")
