@@ -96,7 +96,6 @@ def options(t, srv):
 
     create(a, "feed")
     s, _ = sub(b, "feed")
-    subid = s.get("subid")
     fields, res = get_options(b, "feed")
     t.ok(fields is not None and fields.get("FORM_TYPE") == [SUBOPT] and
          fields.get("pubsub#deliver") == ["1"] and "pubsub#expire" in fields and
@@ -285,7 +284,8 @@ def options(t, srv):
         elif error_condition(res) == "policy-violation" and \
                 app_error(res) == "too-many-subscriptions":
             refused += 1
-    held = srv.sql("SELECT COUNT(*) FROM pubsub_subscriptions WHERE jid LIKE 'dave@localhost%'")[0][0]
+    held = srv.sql("SELECT COUNT(*) FROM pubsub_subscriptions"
+                   " WHERE jid LIKE 'dave@localhost%'")[0][0]
     t.ok(held == MAX_USER_SUBS and refused == 2 and made == MAX_USER_SUBS,
          "max_user_subscriptions: dave holds %d (bare and full JIDs together), the rest "
          "policy-violation + too-many-subscriptions (%d refused)" % (held, refused))
