@@ -132,3 +132,24 @@ char **mk_disco_account_features(const char *domain)
 {
     return copy_for(domain, G_STRUCT_OFFSET(MkHostReg, acct_features));
 }
+
+/* ---- entities at accounts (mk-disco.h) over the service registry ---- */
+
+#define ACCOUNT_SERVICE "disco-account"
+
+gboolean mk_disco_account_register(MkModule *mod, const MkDiscoAccountFuncs *funcs, gpointer data,
+                                   GError **error)
+{
+    return mk_service_provide(mod, ACCOUNT_SERVICE, funcs, data, error);
+}
+
+gboolean mk_disco_account_query(MkModule *caller, MkIq *iq, MkJid *account)
+{
+    g_return_val_if_fail(caller && iq && account, FALSE);
+    MkServiceReg reg;
+    if (!mk_service_enter(caller->mods, caller->host_type, ACCOUNT_SERVICE, &reg))
+        return FALSE;
+    ((const MkDiscoAccountFuncs *)reg.funcs)->query(reg.data, iq, account);
+    mk_service_leave(&reg);
+    return TRUE;
+}

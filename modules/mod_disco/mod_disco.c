@@ -3,7 +3,9 @@
  * The server's disco#info lists the identity server/im plus what every
  * running module registered with mk_disco_feature_add/_identity, and its
  * disco#items the registered items (module subdomains). A local account's
- * bare JID answers with the identity account/registered and no items.
+ * bare JID answers with the identity account/registered; its items and
+ * its nodes are those of the module that has entities there (PEP, through
+ * mk_disco_account_query), else none.
  *
  * Entity capabilities (XEP-0115) of the server live here rather than in a
  * module of their own: the 'ver' must hash exactly what this module
@@ -152,7 +154,9 @@ static MkResult server_items(MkIq *iq, gpointer user_data)
  * there (RFC 6121 8.5.1). */
 typedef struct {
     MkIq *iq;
+    MkJid *account;
     gboolean info;
+    gboolean node; /* the query names a node */
 } AccountQuery;
 
 static void account_checked(MkDbResult *result, const GError *error, gpointer user_data)
@@ -164,6 +168,11 @@ static void account_checked(MkDbResult *result, const GError *error, gpointer us
         mk_iq_reply_error(q->iq, MK_ERR_INTERNAL_SERVER_ERROR, NULL);
     } else if (mk_db_result_rows(result) == 0) {
         mk_iq_reply_error(q->iq, MK_ERR_SERVICE_UNAVAILABLE, NULL);
+    } else if ((q->node || !q->info) &&
+               mk_disco_account_query(mk_iq_module(q->iq), q->iq, q->account)) {
+        /* The module with entities at accounts answers. */
+    } else if (q->node) {
+        mk_iq_reply_error(q->iq, MK_ERR_ITEM_NOT_FOUND, NULL);
     } else if (q->info) {
         g_autoptr(MkXml) query = mk_xml_new("query", NS_INFO);
         MkJid *to = mk_iq_to(q->iq);
@@ -185,19 +194,20 @@ static void account_checked(MkDbResult *result, const GError *error, gpointer us
         mk_iq_reply(q->iq, mk_xml_new("query", NS_ITEMS));
     }
     mk_iq_unref(q->iq);
+    mk_jid_unref(q->account);
     g_free(q);
 }
 
 static MkResult account_query(MkIq *iq, gboolean info)
 {
-    if (reject_node(iq))
-        return MK_HANDLED;
     /* A user asking about itself sends no 'to'; the core then gives the
      * sender as the account. */
     MkJid *account = mk_iq_to(iq) && mk_jid_node(mk_iq_to(iq)) ? mk_iq_to(iq) : mk_iq_from(iq);
     AccountQuery *q = g_new0(AccountQuery, 1);
     q->iq = mk_iq_ref(iq);
+    q->account = mk_jid_bare(account);
     q->info = info;
+    q->node = mk_xml_get_attr(mk_iq_payload(iq), "node") != NULL;
     mk_db_query(mk_iq_module(iq), "SELECT 1 FROM users WHERE username = ? AND domain = ?",
                 account_checked, q, MK_DB_STR(mk_jid_node(account)),
                 MK_DB_STR(mk_jid_domain(account)));

@@ -52,6 +52,7 @@ static gboolean pubsub_start(MkModule *mod, GError **error)
     ps->max_nodes = mk_config_get_int(mod, "max_nodes");
     ps->max_subscriptions = mk_config_get_int(mod, "max_subscriptions");
     ps->max_pending = mk_config_get_int(mod, "max_pending");
+    ps->max_user_subscriptions = mk_config_get_int(mod, "max_user_subscriptions");
     g_mutex_init(&ps->pending_lock);
     ps->pending = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     ps->admins_only_create = g_strcmp0(mk_config_get_string(mod, "node_creation"), "admins") == 0;
@@ -60,6 +61,8 @@ static gboolean pubsub_start(MkModule *mod, GError **error)
     ps->publishes = mk_counter_new(mod, "publishes");
     ps->notifications = mk_counter_new(mod, "notifications");
     ps->refusals = mk_counter_new(mod, "refusals");
+    ps->limit_refusals = mk_counter_new(mod, "limit_refusals");
+    ps->purged = mk_counter_new(mod, "purged_offline");
     mk_module_set_data(mod, ps, pubsub_free);
     const char *creation = mk_config_get_string(mod, "node_creation");
     if (g_strcmp0(creation, "local") != 0 && g_strcmp0(creation, "admins") != 0) {
@@ -79,6 +82,7 @@ static gboolean pubsub_start(MkModule *mod, GError **error)
     if (mk_config_get_bool(mod, "pep") && !ps_pep_start(ps, error))
         return FALSE;
     ps_accounts_start(ps);
+    ps_offline_start(ps);
     return TRUE;
 }
 
@@ -94,6 +98,8 @@ static const MkConfigKey pubsub_keys[] = {
      "nodes of one account's PEP service, and nodes one user owns at the service"},
     {"max_subscriptions", MK_CONFIG_INT, "4", 1, 100,
      "subscriptions of one JID to one node (several need subids)"},
+    {"max_user_subscriptions", MK_CONFIG_INT, "1000", 1, 1000000,
+     "subscriptions of one user (bare JID) to all nodes of every service and PEP account"},
     {"max_pending", MK_CONFIG_INT, "200", 1, 100000,
      "requests of one service (an account's PEP, or the service) waiting for storage;"
      " beyond: resource-constraint"},

@@ -136,6 +136,8 @@ static gboolean set_field(PsConfig *c, const char *var, const char *v, char **va
             return FALSE;
         g_free(c->itemreply);
         c->itemreply = g_strdup(v);
+    } else if (g_str_equal(var, "pubsub#node_type")) {
+        return g_strcmp0(v, "leaf") == 0; /* every node is one */
     } else if (g_str_equal(var, "pubsub#roster_groups_allowed")) {
         g_strfreev(c->roster_groups);
         c->roster_groups = g_strdupv(values);
@@ -171,8 +173,21 @@ char *ps_form_value(MkXml *form, const char *var)
     return NULL;
 }
 
-gboolean ps_config_apply_form(PsConfig *c, MkXml *form, gint64 limit, char **why)
+/* Whether @var = @v asks for a collection node or a node in one
+ * (XEP-0248), which this service does not have. */
+static gboolean wants_collections(const char *var, const char *v)
 {
+    if (g_str_equal(var, "pubsub#node_type"))
+        return g_strcmp0(v, "collection") == 0;
+    if (g_str_equal(var, "pubsub#collection"))
+        return v && *v;
+    return g_str_has_prefix(var, "pubsub#children");
+}
+
+gboolean ps_config_apply_form(PsConfig *c, MkXml *form, gint64 limit, char **why,
+                              gboolean *collections)
+{
+    *collections = FALSE;
     if (g_strcmp0(mk_xml_get_attr(form, "type"), "cancel") == 0)
         return TRUE;
     for (guint i = 0; i < mk_xml_child_count(form); i++) {
@@ -185,6 +200,13 @@ gboolean ps_config_apply_form(PsConfig *c, MkXml *form, gint64 limit, char **why
         if (!var || !g_str_has_prefix(var, "pubsub#"))
             continue;
         g_auto(GStrv) values = field_values(f);
+        if (wants_collections(var, values[0])) {
+            *collections = TRUE;
+            *why = g_strdup_printf("%s: collection nodes are not supported", var);
+            return FALSE;
+        }
+        if (g_str_equal(var, "pubsub#collection"))
+            continue; /* empty: in no collection, as every node */
         if (!set_field(c, var, values[0], values, limit)) {
             *why = g_strdup_printf("%s: unknown field or invalid value", var);
             return FALSE;

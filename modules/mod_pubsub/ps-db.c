@@ -49,5 +49,16 @@ const MkMigration ps_migrations[] = {
      " FOREIGN KEY (service, node) REFERENCES pubsub_nodes (service, node) ON DELETE CASCADE"
      ");"
      "CREATE INDEX pubsub_items_seq ON pubsub_items (service, node, seq)"},
+    /* Subscription options (deliver, expire, show-values) as "key=value"
+     * lines; a node's purge_offline beside its configuration, indexed,
+     * so that a user going offline costs one lookup that finds nothing
+     * unless such a node holds its items. The UPDATE reads the setting
+     * of existing nodes from their configuration (never the first line,
+     * and values have their newlines escaped). */
+    {NULL, 2,
+     "ALTER TABLE pubsub_subscriptions ADD COLUMN options TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE pubsub_nodes ADD COLUMN purge_offline INTEGER NOT NULL DEFAULT 0;"
+     "UPDATE pubsub_nodes SET purge_offline = 1 WHERE config LIKE '%\npurge_offline=1\n%';"
+     "CREATE INDEX pubsub_nodes_purge_offline ON pubsub_nodes (purge_offline)"},
     MK_MIGRATIONS_END,
 };

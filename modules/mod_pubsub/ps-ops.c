@@ -14,10 +14,12 @@ static gboolean insert_node(MkDbConn *conn, PsReq *r, const PsConfig *cfg, GErro
     g_autofree char *text = ps_config_serialize(cfg);
     g_autoptr(MkDbResult) a = mk_db_conn_query(
         conn, error,
-        "INSERT INTO pubsub_nodes (service, node, username, domain, config) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO pubsub_nodes (service, node, username, domain, config, purge_offline)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node),
         r->pep ? MK_DB_STR(mk_jid_node(r->service)) : MK_DB_NULL,
-        r->pep ? MK_DB_STR(mk_jid_domain(r->service)) : MK_DB_NULL, MK_DB_STR(text));
+        r->pep ? MK_DB_STR(mk_jid_domain(r->service)) : MK_DB_NULL, MK_DB_STR(text),
+        MK_DB_INT(cfg->purge_offline ? 1 : 0));
     if (!a)
         return FALSE;
     g_autoptr(MkDbResult) b =
@@ -75,10 +77,29 @@ static gboolean may_create(MkDbConn *conn, PsReq *r, gboolean *ok, GError **erro
         return FALSE;
     if (n >= r->ps->max_nodes) {
         ps_req_fail(r, MK_ERR_NOT_ALLOWED, "max-nodes-exceeded");
+        mk_counter_add(r->ps->limit_refusals, 1);
         return TRUE;
     }
     *ok = TRUE;
     return TRUE;
+}
+
+/* Applies @r's form to @cfg; on a refusal fails @r with @err, or with
+ * XEP-0248's error when the form asks for collections. */
+static gboolean apply_form(PsReq *r, PsConfig *cfg, MkStanzaError err, const char *app)
+{
+    g_autofree char *why = NULL;
+    gboolean collections = FALSE;
+    if (ps_config_apply_form(cfg, r->form, r->ps->max_items, &why, &collections))
+        return TRUE;
+    r->err_text = g_steal_pointer(&why);
+    if (collections) {
+        ps_req_fail(r, MK_ERR_FEATURE_NOT_IMPLEMENTED, NULL);
+        r->app_feature = "collections";
+    } else {
+        ps_req_fail(r, err, app);
+    }
+    return FALSE;
 }
 
 static gboolean op_create(MkDbConn *conn, PsReq *r, GError **error)
@@ -99,12 +120,8 @@ static gboolean op_create(MkDbConn *conn, PsReq *r, GError **error)
     if (!ok)
         return TRUE;
     g_autoptr(PsConfig) cfg = ps_config_new(r->pep);
-    g_autofree char *why = NULL;
-    if (r->form && !ps_config_apply_form(cfg, r->form, r->ps->max_items, &why)) {
-        r->err_text = g_steal_pointer(&why);
-        ps_req_fail(r, MK_ERR_NOT_ACCEPTABLE, NULL);
+    if (r->form && !apply_form(r, cfg, MK_ERR_NOT_ACCEPTABLE, NULL))
         return TRUE;
-    }
     if (!insert_node(conn, r, cfg, error))
         return FALSE;
     r->result = mk_xml_new("pubsub", NS_PUBSUB);
@@ -134,16 +151,14 @@ static gboolean op_configure(MkDbConn *conn, PsReq *r, GError **error)
     }
     if (g_strcmp0(mk_xml_get_attr(r->form, "type"), "cancel") == 0)
         return TRUE;
-    g_autofree char *why = NULL;
-    if (!ps_config_apply_form(cfg, r->form, r->ps->max_items, &why)) {
-        r->err_text = g_steal_pointer(&why);
-        ps_req_fail(r, MK_ERR_NOT_ACCEPTABLE, NULL);
+    if (!apply_form(r, cfg, MK_ERR_NOT_ACCEPTABLE, NULL))
         return TRUE;
-    }
     g_autofree char *text = ps_config_serialize(cfg);
     g_autoptr(MkDbResult) res = mk_db_conn_query(
-        conn, error, "UPDATE pubsub_nodes SET config = ? WHERE service = ? AND node = ?",
-        MK_DB_STR(text), MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node));
+        conn, error,
+        "UPDATE pubsub_nodes SET config = ?, purge_offline = ? WHERE service = ? AND node = ?",
+        MK_DB_STR(text), MK_DB_INT(cfg->purge_offline ? 1 : 0),
+        MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node));
     if (!res)
         return FALSE;
     /* A lower max_items applies at once. */
@@ -190,6 +205,12 @@ static gboolean op_purge(MkDbConn *conn, PsReq *r, GError **error)
     g_autoptr(PsConfig) cfg = g_steal_pointer(&n.cfg);
     if (r->failed)
         return TRUE;
+    if (!cfg->persist_items) {
+        /* Section 8.5.3.3: nothing is kept, so nothing to purge. */
+        ps_req_fail(r, MK_ERR_FEATURE_NOT_IMPLEMENTED, NULL);
+        r->app_feature = "persistent-items";
+        return TRUE;
+    }
     g_autoptr(MkDbResult) res =
         mk_db_conn_query(conn, error, "DELETE FROM pubsub_items WHERE service = ? AND node = ?",
                          MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node));
@@ -240,12 +261,8 @@ static gboolean op_publish(MkDbConn *conn, PsReq *r, GError **error)
             return TRUE;
         }
         cfg = ps_config_new(r->pep);
-        g_autofree char *why = NULL;
-        if (r->form && !ps_config_apply_form(cfg, r->form, r->ps->max_items, &why)) {
-            r->err_text = g_steal_pointer(&why);
-            ps_req_fail(r, MK_ERR_CONFLICT, "precondition-not-met");
+        if (r->form && !apply_form(r, cfg, MK_ERR_CONFLICT, "precondition-not-met"))
             return TRUE;
-        }
         if (!insert_node(conn, r, cfg, error))
             return FALSE;
         aff = PS_AFF_OWNER;
@@ -259,9 +276,16 @@ static gboolean op_publish(MkDbConn *conn, PsReq *r, GError **error)
         return FALSE;
     if (!ok)
         return TRUE;
+    /* parse_publish points r->el at the <item/> when there is one. */
+    gboolean has_item = r->el && g_str_equal(mk_xml_name(r->el), "item");
     if (!r->payload && (cfg->deliver_payloads || cfg->persist_items)) {
-        ps_req_fail(r, MK_ERR_BAD_REQUEST,
-                    r->item_id || r->el ? "payload-required" : "item-required");
+        ps_req_fail(r, MK_ERR_BAD_REQUEST, has_item ? "payload-required" : "item-required");
+        return TRUE;
+    }
+    if (has_item && !cfg->deliver_payloads && !cfg->persist_items) {
+        /* Section 7.1.3.6: a transient notification-only node takes no
+         * item at all. */
+        ps_req_fail(r, MK_ERR_BAD_REQUEST, "item-forbidden");
         return TRUE;
     }
     if (!r->item_id)
@@ -300,7 +324,12 @@ static gboolean op_publish(MkDbConn *conn, PsReq *r, GError **error)
     mk_xml_set_attr(mk_xml_add_child(p, "item", NULL), "id", r->item_id);
     if (!cfg->deliver_notifications)
         return TRUE;
-    PsItemEvent ie = {r->item_id, cfg->deliver_payloads ? r->payload : NULL};
+    const char *publisher = mk_jid_string(r->from_bare);
+    r->reply_to = ps_reply_to(conn, r, cfg, publisher, error);
+    if (!r->reply_to)
+        return FALSE;
+    PsItemEvent ie = {r->item_id, cfg->deliver_payloads ? r->payload : NULL,
+                      g_str_equal(cfg->itemreply, "publisher") ? publisher : NULL};
     return ps_notify_all(conn, r, cfg, ps_make_items_event, &ie, error);
 }
 
@@ -313,6 +342,12 @@ static gboolean op_retract(MkDbConn *conn, PsReq *r, GError **error)
     g_autoptr(PsConfig) cfg = g_steal_pointer(&n.cfg);
     if (r->failed)
         return TRUE;
+    if (!cfg->persist_items) {
+        /* Section 7.2.3.5: nothing kept, nothing to retract. */
+        ps_req_fail(r, MK_ERR_FEATURE_NOT_IMPLEMENTED, NULL);
+        r->app_feature = "persistent-items";
+        return TRUE;
+    }
     g_autoptr(MkDbResult) it = mk_db_conn_query(
         conn, error,
         "SELECT publisher FROM pubsub_items WHERE service = ? AND node = ? AND item_id = ?",
@@ -355,6 +390,12 @@ static gboolean op_items(MkDbConn *conn, PsReq *r, GError **error)
         return FALSE;
     if (a != PS_GRANT_OK)
         return TRUE;
+    if (!cfg->persist_items) {
+        /* Section 6.5.9.4: a transient node keeps no items to return. */
+        ps_req_fail(r, MK_ERR_FEATURE_NOT_IMPLEMENTED, NULL);
+        r->app_feature = "persistent-items";
+        return TRUE;
+    }
     if (r->subid) {
         g_autoptr(GPtrArray) subs = ps_load_subs(conn, r, mk_jid_string(r->from), error);
         if (!subs)
@@ -401,31 +442,49 @@ static gboolean op_items(MkDbConn *conn, PsReq *r, GError **error)
     return TRUE;
 }
 
+/* Section 5.2 (and XEP-0163 for an account): the nodes the requester
+ * may see, by the access model each has. */
+static gboolean disco_nodes(MkDbConn *conn, PsReq *r, GError **error)
+{
+    const char *service = mk_jid_string(r->service);
+    g_autoptr(MkDbResult) res = mk_db_conn_query(
+        conn, error, "SELECT node, config FROM pubsub_nodes WHERE service = ? ORDER BY node",
+        MK_DB_STR(service));
+    if (!res)
+        return FALSE;
+    r->result = mk_xml_new("query", NS_DISCO_ITEMS);
+    for (guint i = 0; i < mk_db_result_rows(res); i++) {
+        const char *node = mk_db_result_get_string(res, i, 0);
+        g_autoptr(PsConfig) cfg = ps_config_parse(mk_db_result_get_string(res, i, 1), r->pep);
+        gboolean yes = FALSE;
+        if (!ps_node_visible(conn, r, node, cfg, mk_jid_string(r->from_bare), &yes, error))
+            return FALSE;
+        if (!yes)
+            continue;
+        MkXml *it = mk_xml_add_child(r->result, "item", NULL);
+        mk_xml_set_attr(it, "jid", service);
+        mk_xml_set_attr(it, "node", node);
+        if (*cfg->title)
+            mk_xml_set_attr(it, "name", cfg->title);
+    }
+    return TRUE;
+}
+
 static gboolean op_disco(MkDbConn *conn, PsReq *r, GError **error)
 {
     const char *service = mk_jid_string(r->service);
-    if (r->op == PS_OP_DISCO_ITEMS && !r->node) {
-        g_autoptr(MkDbResult) res = mk_db_conn_query(
-            conn, error, "SELECT node, config FROM pubsub_nodes WHERE service = ? ORDER BY node",
-            MK_DB_STR(service));
-        if (!res)
-            return FALSE;
-        r->result = mk_xml_new("query", NS_DISCO_ITEMS);
-        for (guint i = 0; i < mk_db_result_rows(res); i++) {
-            g_autoptr(PsConfig) cfg = ps_config_parse(mk_db_result_get_string(res, i, 1), r->pep);
-            MkXml *it = mk_xml_add_child(r->result, "item", NULL);
-            mk_xml_set_attr(it, "jid", service);
-            mk_xml_set_attr(it, "node", mk_db_result_get_string(res, i, 0));
-            if (*cfg->title)
-                mk_xml_set_attr(it, "name", cfg->title);
-        }
-        return TRUE;
-    }
+    if (r->op == PS_OP_DISCO_ITEMS && !r->node)
+        return disco_nodes(conn, r, error);
     PsNode n = {0};
     if (!ps_load_node(conn, r, r->node, &n, error))
         return FALSE;
     g_autoptr(PsConfig) cfg = g_steal_pointer(&n.cfg);
-    if (!cfg) {
+    gboolean visible = FALSE;
+    if (cfg &&
+        !ps_node_visible(conn, r, r->node, cfg, mk_jid_string(r->from_bare), &visible, error))
+        return FALSE;
+    if (!visible) {
+        /* A node one may not see is one that is not there. */
         ps_req_fail(r, MK_ERR_ITEM_NOT_FOUND, NULL);
         return TRUE;
     }
@@ -516,6 +575,8 @@ gboolean ps_ops_run(MkDbConn *conn, gpointer data, GError **error)
         return ps_op_owner_lists(conn, r, error);
     case PS_OP_AUTHORIZE:
         return ps_op_authorize(conn, r, error);
+    case PS_OP_DEFAULT_SUB:
+        return ps_op_default_sub(conn, r, error);
     case PS_OP_DISCO_INFO:
     case PS_OP_DISCO_ITEMS:
         return op_disco(conn, r, error);

@@ -6,7 +6,9 @@
  * notifications"): the core keeps each session's caps (mk-caps.h), which
  * mod_disco learns. When a session's caps become known (its available
  * presence), it gets the last item of each node it asked for of its
- * contacts and of its own account (section 4.3.2). */
+ * contacts and of its own account (section 4.3.2). Disco at an account
+ * with a node, and the account's disco#items (its nodes), come here from
+ * mod_disco through mk_disco_account_query. */
 #include "pubsub.h"
 
 #include <string.h>
@@ -205,6 +207,16 @@ static MkResult on_remove_user(MkHookCall *call, gpointer user_data)
     return MK_PASS;
 }
 
+/* Disco at an account with a node, and its disco#items: handed over by
+ * the module that answers the account's disco (mk-disco.h). Worker. */
+static void disco_query(gpointer data, MkIq *iq, MkJid *account)
+{
+    PubSub *ps = data;
+    ps_handle(ps, ps->mod, iq, mk_iq_stanza(iq), account, TRUE);
+}
+
+static const MkDiscoAccountFuncs disco_funcs = {disco_query};
+
 /* IQs to an account's bare JID (or with no 'to'). */
 static MkResult on_iq(MkIq *iq, gpointer user_data)
 {
@@ -230,6 +242,7 @@ static const char *const pep_features[] = {
     NS_PUBSUB "#filtered-notifications",
     NS_PUBSUB "#item-ids",
     NS_PUBSUB "#last-published",
+    NS_PUBSUB "#leased-subscription",
     NS_PUBSUB "#persistent-items",
     NS_PUBSUB "#presence-notifications",
     NS_PUBSUB "#publish",
@@ -237,9 +250,11 @@ static const char *const pep_features[] = {
     NS_PUBSUB "#purge-nodes",
     NS_PUBSUB "#retract-items",
     NS_PUBSUB "#retrieve-affiliations",
+    NS_PUBSUB "#retrieve-default-sub",
     NS_PUBSUB "#retrieve-items",
     NS_PUBSUB "#retrieve-subscriptions",
     NS_PUBSUB "#subscribe",
+    NS_PUBSUB "#subscription-options",
     NULL,
 };
 
@@ -250,7 +265,8 @@ gboolean ps_pep_start(PubSub *ps, GError **error)
     if (!mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_PUBSUB, on_iq, ps, error) ||
         !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_SET, NS_PUBSUB, on_iq, ps, error) ||
         !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_GET, NS_PUBSUB_OWNER, on_iq, ps, error) ||
-        !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_SET, NS_PUBSUB_OWNER, on_iq, ps, error))
+        !mk_iq_register(mod, MK_IQ_SCOPE_ACCOUNT, MK_IQ_SET, NS_PUBSUB_OWNER, on_iq, ps, error) ||
+        !mk_disco_account_register(mod, &disco_funcs, ps, error))
         return FALSE;
     mk_disco_account_feature_add(mod, NS_PUBSUB);
     for (guint i = 0; pep_features[i]; i++)

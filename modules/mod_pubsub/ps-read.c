@@ -28,8 +28,10 @@ gboolean ps_load_node(MkDbConn *conn, PsReq *r, const char *node, PsNode *out, G
     return TRUE;
 }
 
-/* The affiliation of @jid (a bare JID). The account owns its PEP nodes. */
-gboolean ps_load_aff(MkDbConn *conn, PsReq *r, const char *jid, PsAffiliation *out, GError **error)
+/* The affiliation of @jid (a bare JID) with @node. The account owns its
+ * PEP nodes. */
+static gboolean load_aff_at(MkDbConn *conn, PsReq *r, const char *node, const char *jid,
+                            PsAffiliation *out, GError **error)
 {
     *out = PS_AFF_NONE;
     if (r->pep && g_str_equal(jid, mk_jid_string(r->service))) {
@@ -39,7 +41,7 @@ gboolean ps_load_aff(MkDbConn *conn, PsReq *r, const char *jid, PsAffiliation *o
     g_autoptr(MkDbResult) res = mk_db_conn_query(
         conn, error,
         "SELECT affiliation FROM pubsub_affiliations WHERE service = ? AND node = ? AND jid = ?",
-        MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node), MK_DB_STR(jid));
+        MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(node), MK_DB_STR(jid));
     if (!res)
         return FALSE;
     if (mk_db_result_rows(res) > 0)
@@ -47,20 +49,32 @@ gboolean ps_load_aff(MkDbConn *conn, PsReq *r, const char *jid, PsAffiliation *o
     return TRUE;
 }
 
-/* The JID whose roster decides presence and roster access: the account
- * for PEP, else the node's first owner. (transfer full) (nullable) */
-static MkJid *roster_owner(MkDbConn *conn, PsReq *r, GError **error)
+gboolean ps_load_aff(MkDbConn *conn, PsReq *r, const char *jid, PsAffiliation *out, GError **error)
 {
-    if (r->pep)
-        return mk_jid_ref(r->service);
+    return load_aff_at(conn, r, r->node, jid, out, error);
+}
+
+/* The JID whose roster decides presence and roster access on @node: the
+ * account for PEP, else the node's first owner, into *@out (NULL when
+ * none). FALSE on storage errors. */
+static gboolean roster_owner(MkDbConn *conn, PsReq *r, const char *node, MkJid **out,
+                             GError **error)
+{
+    *out = NULL;
+    if (r->pep) {
+        *out = mk_jid_ref(r->service);
+        return TRUE;
+    }
     g_autoptr(MkDbResult) res =
         mk_db_conn_query(conn, error,
                          "SELECT jid FROM pubsub_affiliations WHERE service = ? AND node = ?"
                          " AND affiliation = 'owner' ORDER BY jid",
-                         MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node));
-    if (!res || mk_db_result_rows(res) == 0)
-        return NULL;
-    return mk_jid_new(mk_db_result_get_string(res, 0, 0), NULL);
+                         MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(node));
+    if (!res)
+        return FALSE;
+    if (mk_db_result_rows(res) > 0)
+        *out = mk_jid_new(mk_db_result_get_string(res, 0, 0), NULL);
+    return TRUE;
 }
 
 /* The subscriptions of @jid (exact) on the node: subid and state. */
@@ -78,12 +92,12 @@ GPtrArray *ps_load_subs(MkDbConn *conn, PsReq *r, const char *jid, GError **erro
 {
     g_autoptr(MkDbResult) res =
         jid ? mk_db_conn_query(conn, error,
-                               "SELECT jid, subid, state FROM pubsub_subscriptions"
+                               "SELECT jid, subid, state, options FROM pubsub_subscriptions"
                                " WHERE service = ? AND node = ? AND jid = ? ORDER BY subid",
                                MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node),
                                MK_DB_STR(jid))
             : mk_db_conn_query(conn, error,
-                               "SELECT jid, subid, state FROM pubsub_subscriptions"
+                               "SELECT jid, subid, state, options FROM pubsub_subscriptions"
                                " WHERE service = ? AND node = ? ORDER BY jid, subid",
                                MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node));
     if (!res)
@@ -94,20 +108,22 @@ GPtrArray *ps_load_subs(MkDbConn *conn, PsReq *r, const char *jid, GError **erro
         s->jid = g_strdup(mk_db_result_get_string(res, i, 0));
         s->subid = g_strdup(mk_db_result_get_string(res, i, 1));
         s->state = g_strdup(mk_db_result_get_string(res, i, 2));
+        ps_subopts_parse(mk_db_result_get_string(res, i, 3), &s->opts);
         g_ptr_array_add(out, s);
     }
     return out;
 }
 
-/* Whether @jid (bare) holds a subscription in state 'subscribed' by its
- * bare or one of its full JIDs. */
-gboolean ps_is_subscribed(MkDbConn *conn, PsReq *r, const char *bare, gboolean *yes, GError **error)
+/* Whether @bare holds a subscription to @node in state 'subscribed' by
+ * its bare or one of its full JIDs. */
+static gboolean is_subscribed_at(MkDbConn *conn, PsReq *r, const char *node, const char *bare,
+                                 gboolean *yes, GError **error)
 {
     g_autoptr(MkDbResult) res = mk_db_conn_query(
         conn, error,
         "SELECT 1 FROM pubsub_subscriptions WHERE service = ? AND node = ? AND state = 'subscribed'"
         " AND (jid = ? OR substr(jid, 1, length(?) + 1) = ? || '/')",
-        MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node), MK_DB_STR(bare), MK_DB_STR(bare),
+        MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(node), MK_DB_STR(bare), MK_DB_STR(bare),
         MK_DB_STR(bare));
     if (!res)
         return FALSE;
@@ -115,51 +131,59 @@ gboolean ps_is_subscribed(MkDbConn *conn, PsReq *r, const char *bare, gboolean *
     return TRUE;
 }
 
+gboolean ps_is_subscribed(MkDbConn *conn, PsReq *r, const char *bare, gboolean *yes, GError **error)
+{
+    return is_subscribed_at(conn, r, r->node, bare, yes, error);
+}
+
 /* ---- access (XEP-0060 section 4.5; errors of 6.1.3 and 6.5.9) ------- */
 
-/* Whether the requester may subscribe or read items. @subscribing: an
- * authorize node answers pending instead of refusing. On a refusal @r
- * carries the error. */
-gboolean ps_check_access(MkDbConn *conn, PsReq *r, const PsConfig *cfg, PsAffiliation aff,
-                         gboolean subscribing, PsGrant *out, GError **error)
+/* The decision for @who (bare) on @node: *@out, and when denied the
+ * error in @err and @app. @subscribing: an authorize node answers
+ * pending instead of refusing. */
+static gboolean decide(MkDbConn *conn, PsReq *r, const char *node, const PsConfig *cfg,
+                       PsAffiliation aff, const char *who, gboolean subscribing, PsGrant *out,
+                       MkStanzaError *err, const char **app, GError **error)
 {
     *out = PS_GRANT_DENIED;
-    if (aff == PS_AFF_OUTCAST) {
-        ps_req_fail(r, MK_ERR_FORBIDDEN, NULL);
+    *err = MK_ERR_FORBIDDEN;
+    *app = NULL;
+    if (aff == PS_AFF_OUTCAST)
         return TRUE;
-    }
     if (aff == PS_AFF_OWNER || aff == PS_AFF_PUBLISHER || aff == PS_AFF_MEMBER) {
         *out = PS_GRANT_OK;
         return TRUE;
     }
-    const char *me = mk_jid_string(r->from_bare);
     switch (cfg->access) {
     case PS_ACCESS_OPEN:
         *out = PS_GRANT_OK;
         return TRUE;
     case PS_ACCESS_PRESENCE:
     case PS_ACCESS_ROSTER: {
-        g_autoptr(MkJid) owner = roster_owner(conn, r, error);
+        g_autoptr(MkJid) owner = NULL;
         g_autoptr(GPtrArray) groups = g_ptr_array_new_with_free_func(g_free);
         gboolean from = FALSE, available = FALSE;
-        if (owner && !mk_roster_relation(r->mod, conn, owner, me, &from, groups, &available, error))
+        if (!roster_owner(conn, r, node, &owner, error))
             return FALSE;
+        if (owner &&
+            !mk_roster_relation(r->mod, conn, owner, who, &from, groups, &available, error))
+            return FALSE;
+        *err = MK_ERR_NOT_AUTHORIZED;
         if (cfg->access == PS_ACCESS_PRESENCE) {
             if (from)
                 *out = PS_GRANT_OK;
-            else
-                ps_req_fail(r, MK_ERR_NOT_AUTHORIZED, "presence-subscription-required");
+            *app = "presence-subscription-required";
             return TRUE;
         }
         for (guint i = 0; i < groups->len; i++)
             if (g_strv_contains((const char *const *)cfg->roster_groups, groups->pdata[i]))
                 *out = PS_GRANT_OK;
-        if (*out != PS_GRANT_OK)
-            ps_req_fail(r, MK_ERR_NOT_AUTHORIZED, "not-in-roster-group");
+        *app = "not-in-roster-group";
         return TRUE;
     }
     case PS_ACCESS_WHITELIST:
-        ps_req_fail(r, MK_ERR_NOT_ALLOWED, "closed-node");
+        *err = MK_ERR_NOT_ALLOWED;
+        *app = "closed-node";
         return TRUE;
     case PS_ACCESS_AUTHORIZE:
         if (subscribing) {
@@ -167,14 +191,52 @@ gboolean ps_check_access(MkDbConn *conn, PsReq *r, const PsConfig *cfg, PsAffili
             return TRUE;
         }
         gboolean yes = FALSE;
-        if (!ps_is_subscribed(conn, r, me, &yes, error))
+        if (!is_subscribed_at(conn, r, node, who, &yes, error))
             return FALSE;
         if (yes)
             *out = PS_GRANT_OK;
-        else
-            ps_req_fail(r, MK_ERR_NOT_AUTHORIZED, "not-subscribed");
+        *err = MK_ERR_NOT_AUTHORIZED;
+        *app = "not-subscribed";
         return TRUE;
     }
+    return TRUE;
+}
+
+/* Whether the requester may subscribe or read items. On a refusal @r
+ * carries the error. */
+gboolean ps_check_access(MkDbConn *conn, PsReq *r, const PsConfig *cfg, PsAffiliation aff,
+                         gboolean subscribing, PsGrant *out, GError **error)
+{
+    MkStanzaError err;
+    const char *app;
+    if (aff == PS_AFF_PUBLISH_ONLY) {
+        /* Section 4.1: publish-only neither subscribes nor retrieves. */
+        *out = PS_GRANT_DENIED;
+        ps_req_fail(r, MK_ERR_FORBIDDEN, NULL);
+        return TRUE;
+    }
+    if (!decide(conn, r, r->node, cfg, aff, mk_jid_string(r->from_bare), subscribing, out, &err,
+                &app, error))
+        return FALSE;
+    if (*out == PS_GRANT_DENIED)
+        ps_req_fail(r, err, app);
+    return TRUE;
+}
+
+/* See pubsub.h. A node whose subscriptions need approval is visible:
+ * one must find it to ask. */
+gboolean ps_node_visible(MkDbConn *conn, PsReq *r, const char *node, const PsConfig *cfg,
+                         const char *who, gboolean *yes, GError **error)
+{
+    PsAffiliation aff;
+    PsGrant g;
+    MkStanzaError err;
+    const char *app;
+    *yes = FALSE;
+    if (!load_aff_at(conn, r, node, who, &aff, error) ||
+        !decide(conn, r, node, cfg, aff, who, TRUE, &g, &err, &app, error))
+        return FALSE;
+    *yes = g != PS_GRANT_DENIED;
     return TRUE;
 }
 
@@ -189,7 +251,24 @@ void ps_add_note(PsReq *r, const char *to, gboolean pep_caps, MkXml *message)
     g_ptr_array_add(r->notes, n);
 }
 
-/* A <message/> carrying @event (transfer full), from the service. */
+void ps_add_sub_note(PsReq *r, const char *to, MkXml *message, GPtrArray *subs)
+{
+    PsNote *n = g_new0(PsNote, 1);
+    n->to = g_strdup(to);
+    n->message = message;
+    n->subids = g_ptr_array_new_with_free_func(g_free);
+    n->shows = g_ptr_array_new();
+    for (guint i = 0; i < subs->len; i++) {
+        PsSub *s = subs->pdata[i];
+        g_ptr_array_add(n->subids, g_strdup(s->subid));
+        g_ptr_array_add(n->shows, GUINT_TO_POINTER(s->opts.show));
+    }
+    g_ptr_array_add(r->notes, n);
+}
+
+/* A <message/> carrying @event (transfer full), from the service. The
+ * <headers/> naming subids are added on the worker (ps_send_notes), once
+ * it knows which of a JID's subscriptions its presence lets through. */
 MkXml *ps_event_message(PsReq *r, const PsConfig *cfg, MkXml *event, GPtrArray *subids)
 {
     MkXml *m = mk_xml_new("message", NS_CLIENT);
@@ -198,45 +277,96 @@ MkXml *ps_event_message(PsReq *r, const PsConfig *cfg, MkXml *event, GPtrArray *
     g_autofree char *id = g_uuid_string_random();
     mk_xml_set_attr(m, "id", id);
     mk_xml_append(m, event);
-    if (subids && subids->len > 1) {
-        /* Section 12.3: the subscriptions a notification answers, when a
-         * JID holds several. */
-        MkXml *h = mk_xml_add_child(m, "headers", NS_SHIM);
-        for (guint i = 0; i < subids->len; i++) {
-            MkXml *one = mk_xml_add_child(h, "header", NULL);
-            mk_xml_set_attr(one, "name", "SubID");
-            mk_xml_add_text(one, subids->pdata[i], -1);
+    if (r->reply_to && r->reply_to->len > 0) {
+        /* pubsub#itemreply: where replies to the item go (XEP-0033). */
+        MkXml *addrs = mk_xml_add_child(m, "addresses", NS_ADDRESS);
+        for (guint i = 0; i < r->reply_to->len; i++) {
+            MkXml *a = mk_xml_add_child(addrs, "address", NULL);
+            mk_xml_set_attr(a, "type", "replyto");
+            mk_xml_set_attr(a, "jid", r->reply_to->pdata[i]);
         }
     }
     return m;
 }
 
-/* Sends @event (built anew per recipient by @make) to every subscriber,
- * and for PEP to the owner and the contacts its access model lets see
- * the node (filtered by caps on the worker). */
+/* See pubsub.h. A PEP node's owner is the account the notification
+ * comes from: replies go there without an address. */
+GPtrArray *ps_reply_to(MkDbConn *conn, PsReq *r, const PsConfig *cfg, const char *publisher,
+                       GError **error)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+    if (g_str_equal(cfg->itemreply, "publisher")) {
+        g_ptr_array_add(out, g_strdup(publisher));
+        return out;
+    }
+    if (r->pep)
+        return out;
+    g_autoptr(MkDbResult) res =
+        mk_db_conn_query(conn, error,
+                         "SELECT jid FROM pubsub_affiliations WHERE service = ? AND node = ?"
+                         " AND affiliation = 'owner' ORDER BY jid",
+                         MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node));
+    if (!res) {
+        g_ptr_array_unref(out);
+        return NULL;
+    }
+    for (guint i = 0; i < mk_db_result_rows(res); i++)
+        g_ptr_array_add(out, g_strdup(mk_db_result_get_string(res, i, 0)));
+    return out;
+}
 
+/* Removes the subscriptions to @r's node whose lease ended (section
+ * 12.18): found while notifying, so no timer is needed. */
+static gboolean drop_expired(MkDbConn *conn, PsReq *r, GPtrArray *subids, GError **error)
+{
+    for (guint i = 0; i < subids->len; i++) {
+        g_autoptr(MkDbResult) res = mk_db_conn_query(
+            conn, error,
+            "DELETE FROM pubsub_subscriptions WHERE service = ? AND node = ? AND subid = ?",
+            MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node), MK_DB_STR(subids->pdata[i]));
+        if (!res)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* Sends @event (built anew per recipient by @make) to every subscriber
+ * that wants it (pubsub#deliver, a lease still running), and for PEP to
+ * the owner and the contacts its access model lets see the node
+ * (filtered by caps on the worker). */
 gboolean ps_notify_all(MkDbConn *conn, PsReq *r, const PsConfig *cfg, PsEventFunc make,
                        gpointer data, GError **error)
 {
     g_autoptr(GPtrArray) subs = ps_load_subs(conn, r, NULL, error);
     if (!subs)
         return FALSE;
+    gint64 now = g_get_real_time() / 1000;
+    g_autoptr(GPtrArray) expired = g_ptr_array_new();
     g_autoptr(GHashTable) explicit = g_hash_table_new(g_str_hash, g_str_equal);
     for (guint i = 0; i < subs->len;) {
         PsSub *s = subs->pdata[i];
-        g_autoptr(GPtrArray) ids = g_ptr_array_new();
-        guint j = i;
-        for (; j < subs->len && g_str_equal(((PsSub *)subs->pdata[j])->jid, s->jid); j++)
-            if (g_str_equal(((PsSub *)subs->pdata[j])->state, "subscribed"))
-                g_ptr_array_add(ids, ((PsSub *)subs->pdata[j])->subid);
-        if (ids->len > 0) {
-            ps_add_note(r, s->jid, FALSE, ps_event_message(r, cfg, make(r, data), ids));
-            g_autoptr(MkJid) j1 = mk_jid_new(s->jid, NULL);
-            if (j1)
-                g_hash_table_add(explicit, (gpointer)s->jid);
+        g_autoptr(GPtrArray) want = g_ptr_array_new();
+        guint j = i, live = 0;
+        for (; j < subs->len && g_str_equal(((PsSub *)subs->pdata[j])->jid, s->jid); j++) {
+            PsSub *one = subs->pdata[j];
+            if (ps_subopts_expired(&one->opts, now)) {
+                g_ptr_array_add(expired, one->subid);
+                continue;
+            }
+            live++;
+            if (g_str_equal(one->state, "subscribed") && one->opts.deliver)
+                g_ptr_array_add(want, one);
         }
+        /* A subscriber that switched delivery off still is one: the
+         * PEP implicit notification does not go to it instead. */
+        if (live > 0)
+            g_hash_table_add(explicit, (gpointer)s->jid);
+        if (want->len > 0)
+            ps_add_sub_note(r, s->jid, ps_event_message(r, cfg, make(r, data), NULL), want);
         i = j;
     }
+    if (expired->len > 0 && !drop_expired(conn, r, expired, error))
+        return FALSE;
     if (!r->pep)
         return TRUE;
     /* XEP-0163 section 4.3.1: the account itself and, as the access model
@@ -299,7 +429,7 @@ MkXml *ps_make_items_event(PsReq *r, gpointer data)
 {
     PsItemEvent *ie = data;
     MkXml *ev = event_el(r, "items");
-    mk_xml_append(mk_xml_child(ev, "items", NULL), ps_item_el(ie->id, ie->payload, NULL));
+    mk_xml_append(mk_xml_child(ev, "items", NULL), ps_item_el(ie->id, ie->payload, ie->publisher));
     return ev;
 }
 

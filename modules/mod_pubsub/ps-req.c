@@ -56,6 +56,8 @@ void ps_req_free(PsReq *r)
     if (r->result)
         mk_xml_unref(r->result);
     g_ptr_array_unref(r->notes);
+    if (r->reply_to)
+        g_ptr_array_unref(r->reply_to);
     g_free(r);
 }
 
@@ -66,12 +68,16 @@ void ps_req_fail(PsReq *r, MkStanzaError err, const char *app)
     r->app = app;
 }
 
-static void note_free(gpointer p)
+void ps_note_free(gpointer p)
 {
     PsNote *n = p;
     g_free(n->to);
     if (n->message)
         mk_xml_unref(n->message);
+    if (n->subids)
+        g_ptr_array_unref(n->subids);
+    if (n->shows)
+        g_ptr_array_unref(n->shows);
     g_free(n);
 }
 
@@ -125,20 +131,107 @@ static void reply(PsReq *r)
     mk_router_send(out);
 }
 
-static void send_notes(PsReq *r)
+/* Sends @message to @to; with <headers/> naming @subids when a JID holds
+ * several subscriptions (section 12.3). */
+static void send_one(PubSub *ps, MkJid *service, MkXml *message, MkJid *to, GPtrArray *subids)
 {
-    for (guint i = 0; r->notes && i < r->notes->len; i++) {
-        PsNote *n = r->notes->pdata[i];
+    g_autoptr(MkXml) copy = NULL;
+    if (subids && subids->len > 1) {
+        copy = mk_xml_copy(message);
+        MkXml *h = mk_xml_add_child(copy, "headers", NS_SHIM);
+        for (guint i = 0; i < subids->len; i++) {
+            MkXml *one = mk_xml_add_child(h, "header", NULL);
+            mk_xml_set_attr(one, "name", "SubID");
+            mk_xml_add_text(one, subids->pdata[i], -1);
+        }
+    }
+    g_autoptr(MkStanza) st = mk_stanza_new_addressed(copy ? copy : message, service, to);
+    mk_router_send(st);
+    mk_counter_add(ps->notifications, 1);
+}
+
+/* The PS_SHOW_* bit of @s's presence. */
+static guint session_show(MkSession *s)
+{
+    g_autoptr(MkStanza) p = mk_session_last_presence(s);
+    g_autofree char *show = p ? mk_xml_child_text(mk_stanza_xml(p), "show", NULL) : NULL;
+    return ps_show_bit(show);
+}
+
+/* The subids of @n whose show-values let @show through (0: those
+ * without any). (transfer container) */
+static GPtrArray *passing(PsNote *n, guint show)
+{
+    GPtrArray *out = g_ptr_array_new();
+    for (guint i = 0; i < n->subids->len; i++) {
+        guint mask = GPOINTER_TO_UINT(n->shows->pdata[i]);
+        if (mask == 0 || (mask & show))
+            g_ptr_array_add(out, n->subids->pdata[i]);
+    }
+    return out;
+}
+
+/* A subscriber's notification. pubsub#show-values: only while the
+ * subscriber's presence has a listed show, so by the presence of each
+ * local resource; a remote subscriber's presence is unknown here, so a
+ * subscription with show-values gets nothing there. */
+static void deliver_sub(PubSub *ps, MkJid *service, PsNote *n)
+{
+    g_autoptr(MkJid) to = mk_jid_new(n->to, NULL);
+    if (!to)
+        return;
+    g_autoptr(GPtrArray) open = passing(n, 0);
+    if (open->len == n->subids->len) {
+        send_one(ps, service, n->message, to, n->subids);
+        return;
+    }
+    g_autoptr(MkJid) bare = mk_jid_bare(to);
+    g_autoptr(GPtrArray) sessions = mk_session_list(bare);
+    if (mk_jid_resource(to)) {
+        for (guint i = 0; i < sessions->len; i++) {
+            MkSession *s = sessions->pdata[i];
+            if (mk_jid_equal(mk_session_jid(s), to) && mk_session_is_available(s)) {
+                g_autoptr(GPtrArray) ids = passing(n, session_show(s));
+                if (ids->len > 0)
+                    send_one(ps, service, n->message, to, ids);
+                return;
+            }
+        }
+    } else if (open->len == 0) {
+        /* Every subscription filters: each available resource whose
+         * show one of them lists. */
+        for (guint i = 0; i < sessions->len; i++) {
+            MkSession *s = sessions->pdata[i];
+            if (!mk_session_is_available(s))
+                continue;
+            g_autoptr(GPtrArray) ids = passing(n, session_show(s));
+            if (ids->len > 0)
+                send_one(ps, service, n->message, mk_session_jid(s), ids);
+        }
+        return;
+    }
+    /* The bare JID's unfiltered subscriptions reach its resources as
+     * any message to it does; offline, a filtered one gets nothing. */
+    if (open->len > 0)
+        send_one(ps, service, n->message, to, open);
+}
+
+/* See pubsub.h. */
+void ps_send_notes(PubSub *ps, MkJid *service, const char *node, GPtrArray *notes)
+{
+    for (guint i = 0; notes && i < notes->len; i++) {
+        PsNote *n = notes->pdata[i];
         if (n->pep_caps) {
-            ps_pep_deliver(r->ps, r->service, r->node, n);
+            ps_pep_deliver(ps, service, node, n);
+            continue;
+        }
+        if (n->subids) {
+            deliver_sub(ps, service, n);
             continue;
         }
         g_autoptr(MkJid) to = mk_jid_new(n->to, NULL);
-        if (!to)
-            continue;
-        g_autoptr(MkStanza) st = mk_stanza_new_addressed(n->message, r->service, to);
-        mk_router_send(st);
-        mk_counter_add(r->ps->notifications, 1);
+        if (to)
+            send_one(ps, service, n->message, to, NULL);
     }
 }
 
@@ -155,7 +248,7 @@ static void done(const GError *error, gpointer data)
     if (r->failed)
         mk_counter_add(r->ps->refusals, 1);
     reply(r);
-    send_notes(r);
+    ps_send_notes(r->ps, r->service, r->node, r->notes);
 }
 
 static void answer_now(PsReq *r);
@@ -166,6 +259,7 @@ static void run(PsReq *r)
      * may have waiting: each waiting request is held parsed in memory. */
     if (!pending_take(r)) {
         mk_counter_add(r->ps->refusals, 1);
+        mk_counter_add(r->ps->limit_refusals, 1);
         if (mk_stanza_kind(r->st) == MK_STANZA_IQ) {
             ps_req_fail(r, MK_ERR_RESOURCE_CONSTRAINT, NULL);
             answer_now(r);
@@ -204,6 +298,7 @@ static const char *const service_features[] = {
     NS_PUBSUB "#instant-nodes",
     NS_PUBSUB "#item-ids",
     NS_PUBSUB "#last-published",
+    NS_PUBSUB "#leased-subscription",
     NS_PUBSUB "#manage-subscriptions",
     NS_PUBSUB "#member-affiliation",
     NS_PUBSUB "#meta-data",
@@ -219,6 +314,7 @@ static const char *const service_features[] = {
     NS_PUBSUB "#retract-items",
     NS_PUBSUB "#retrieve-affiliations",
     NS_PUBSUB "#retrieve-default",
+    NS_PUBSUB "#retrieve-default-sub",
     NS_PUBSUB "#retrieve-items",
     NS_PUBSUB "#retrieve-subscriptions",
     NS_PUBSUB "#subscribe",
@@ -299,6 +395,7 @@ static gboolean parse_publish(PsReq *r, MkXml *publish)
         r->payload_len = strlen(r->payload);
         if ((gint64)r->payload_len > r->ps->max_payload) {
             ps_req_fail(r, MK_ERR_NOT_ACCEPTABLE, "payload-too-big");
+            mk_counter_add(r->ps->limit_refusals, 1);
             return FALSE;
         }
     }
@@ -358,6 +455,7 @@ static gboolean parse_pubsub(PsReq *r, MkXml *pubsub, gboolean set)
         {FALSE, FALSE, "items", PS_OP_ITEMS, TRUE},
         {FALSE, FALSE, "subscriptions", PS_OP_SUBSCRIPTIONS, FALSE},
         {FALSE, FALSE, "affiliations", PS_OP_AFFILIATIONS, FALSE},
+        {FALSE, FALSE, "default", PS_OP_DEFAULT_SUB, FALSE},
         {TRUE, FALSE, "configure", PS_OP_CONFIGURE_GET, TRUE},
         {TRUE, TRUE, "configure", PS_OP_CONFIGURE_SET, TRUE},
         {TRUE, FALSE, "default", PS_OP_DEFAULT, FALSE},
@@ -465,7 +563,7 @@ static PsReq *req_new(PubSub *ps, MkModule *mod, MkIq *iq, MkStanza *st, MkJid *
     r->from = mk_jid_ref(mk_stanza_from(st));
     r->from_bare = mk_jid_bare(r->from);
     r->item_ids = g_ptr_array_new_with_free_func(g_free);
-    r->notes = g_ptr_array_new_with_free_func(note_free);
+    r->notes = g_ptr_array_new_with_free_func(ps_note_free);
     return r;
 }
 
@@ -539,6 +637,11 @@ void ps_handle(PubSub *ps, MkModule *mod, MkIq *iq, MkStanza *st, MkJid *service
         r->result = mk_xml_new("pubsub", NS_PUBSUB_OWNER);
         mk_xml_append(mk_xml_add_child(r->result, "default", NULL),
                       ps_config_form(c, NS_PUBSUB_CONFIG, "form"));
+        answer_now(r);
+        return;
+    }
+    if (r->op == PS_OP_DEFAULT_SUB && !r->node) {
+        r->result = ps_default_sub_result(r);
         answer_now(r);
         return;
     }

@@ -48,6 +48,30 @@ static void ask_owners(MkDbConn *conn, PsReq *r, const char *subid, GError **err
     }
 }
 
+/* Fails @r for a per-user limit. */
+static void limit_fail(PsReq *r, MkStanzaError err, const char *app)
+{
+    ps_req_fail(r, err, app);
+    mk_counter_add(r->ps->limit_refusals, 1);
+}
+
+/* The subscriptions @bare holds by its bare or full JIDs, at every
+ * service and node: bounded by max_user_subscriptions. The range on
+ * "bare/" keeps to the index on jid. */
+static gboolean count_user_subs(MkDbConn *conn, const char *bare, gint64 *n, GError **error)
+{
+    g_autofree char *lo = g_strconcat(bare, "/", NULL);
+    g_autofree char *hi = g_strconcat(bare, "0", NULL); /* '0' follows '/' */
+    g_autoptr(MkDbResult) res = mk_db_conn_query(
+        conn, error,
+        "SELECT COUNT(*) FROM pubsub_subscriptions WHERE jid = ? OR (jid >= ? AND jid < ?)",
+        MK_DB_STR(bare), MK_DB_STR(lo), MK_DB_STR(hi));
+    if (!res)
+        return FALSE;
+    *n = mk_db_result_get_int(res, 0, 0);
+    return TRUE;
+}
+
 gboolean ps_op_subscribe(MkDbConn *conn, PsReq *r, GError **error)
 {
     PsNode n = {0};
@@ -56,6 +80,15 @@ gboolean ps_op_subscribe(MkDbConn *conn, PsReq *r, GError **error)
     /* Section 6.1.3.1: only one's own JID, bare or full. */
     if (!want || !mk_jid_bare_equal(want, r->from)) {
         ps_req_fail(r, MK_ERR_BAD_REQUEST, "invalid-jid");
+        return TRUE;
+    }
+    /* Section 6.3.7: options given with the subscription apply to it. */
+    PsSubOpts opts;
+    ps_subopts_init(&opts);
+    g_autofree char *why = NULL;
+    if (r->form && !ps_subopts_apply_form(&opts, r->form, &why)) {
+        r->err_text = g_steal_pointer(&why);
+        ps_req_fail(r, MK_ERR_BAD_REQUEST, "invalid-options");
         return TRUE;
     }
     if (!ps_node_and_aff(conn, r, FALSE, &n, &aff, error))
@@ -71,43 +104,58 @@ gboolean ps_op_subscribe(MkDbConn *conn, PsReq *r, GError **error)
     g_autoptr(GPtrArray) subs = ps_load_subs(conn, r, mk_jid_string(want), error);
     if (!subs)
         return FALSE;
-    const char *subid = NULL, *state = a == PS_GRANT_PENDING ? "pending" : "subscribed";
+    PsSub *sub = NULL;
     if (subs->len > 0 && !r->form) {
-        /* Subscribing again without options: the subscription there is. */
-        PsSub *s = subs->pdata[0];
-        subid = s->subid;
-        state = s->state;
-    } else if (subs->len >= (guint)r->ps->max_subscriptions) {
-        ps_req_fail(r, MK_ERR_POLICY_VIOLATION, "too-many-subscriptions");
-        return TRUE;
+        /* Subscribing again without options: the subscription there is,
+         * unless it waits for the owner (section 6.1.3.7). */
+        sub = subs->pdata[0];
+        if (g_str_equal(sub->state, "pending")) {
+            ps_req_fail(r, MK_ERR_NOT_AUTHORIZED, "pending-subscription");
+            return TRUE;
+        }
     } else {
+        gint64 all = 0;
+        if (!count_user_subs(conn, mk_jid_string(r->from_bare), &all, error))
+            return FALSE;
+        if (subs->len >= (guint)r->ps->max_subscriptions || all >= r->ps->max_user_subscriptions) {
+            /* Section 6.1.3.9. */
+            limit_fail(r, MK_ERR_POLICY_VIOLATION, "too-many-subscriptions");
+            return TRUE;
+        }
         g_autofree char *id = g_uuid_string_random();
-        g_autoptr(MkDbResult) ins =
-            mk_db_conn_query(conn, error,
-                             "INSERT INTO pubsub_subscriptions (service, node, jid, subid, state)"
-                             " VALUES (?, ?, ?, ?, ?)",
-                             MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node),
-                             MK_DB_STR(mk_jid_string(want)), MK_DB_STR(id), MK_DB_STR(state));
+        g_autofree char *text = ps_subopts_serialize(&opts);
+        const char *state = a == PS_GRANT_PENDING ? "pending" : "subscribed";
+        g_autoptr(MkDbResult) ins = mk_db_conn_query(
+            conn, error,
+            "INSERT INTO pubsub_subscriptions (service, node, jid, subid, state, options)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node),
+            MK_DB_STR(mk_jid_string(want)), MK_DB_STR(id), MK_DB_STR(state), MK_DB_STR(text));
         if (!ins)
             return FALSE;
-        PsSub *s = g_new0(PsSub, 1);
-        s->subid = g_steal_pointer(&id);
-        s->state = g_strdup(state);
-        g_ptr_array_add(subs, s);
-        subid = s->subid;
+        sub = g_new0(PsSub, 1);
+        sub->jid = g_strdup(mk_jid_string(want));
+        sub->subid = g_steal_pointer(&id);
+        sub->state = g_strdup(state);
+        sub->opts = opts;
+        g_ptr_array_add(subs, sub);
         if (a == PS_GRANT_PENDING)
-            ask_owners(conn, r, subid, error);
+            ask_owners(conn, r, sub->subid, error);
     }
     r->result = mk_xml_new("pubsub", NS_PUBSUB);
-    mk_xml_append(r->result, subscription_el(r, r->node, mk_jid_string(want), subid, state));
-    if (g_str_equal(state, "subscribed") && cfg->send_last != PS_SEND_NEVER) {
+    mk_xml_append(r->result,
+                  subscription_el(r, r->node, mk_jid_string(want), sub->subid, sub->state));
+    if (g_str_equal(sub->state, "subscribed") && cfg->send_last != PS_SEND_NEVER &&
+        sub->opts.deliver) {
         g_autofree char *id = NULL, *payload = NULL;
         if (!ps_last_item(conn, r, r->node, &id, &payload, error))
             return FALSE;
         if (id) {
-            PsItemEvent ie = {id, cfg->deliver_payloads ? payload : NULL};
-            ps_add_note(r, mk_jid_string(want), FALSE,
-                        ps_event_message(r, cfg, ps_make_items_event(r, &ie), NULL));
+            PsItemEvent ie = {id, cfg->deliver_payloads ? payload : NULL, NULL};
+            g_autoptr(GPtrArray) one = g_ptr_array_new();
+            g_ptr_array_add(one, sub);
+            ps_add_sub_note(r, mk_jid_string(want),
+                            ps_event_message(r, cfg, ps_make_items_event(r, &ie), NULL), one);
         }
     }
     return TRUE;
@@ -161,8 +209,7 @@ gboolean ps_op_unsubscribe(MkDbConn *conn, PsReq *r, GError **error)
     return del != NULL;
 }
 
-/* Section 6.3: the options of a subscription. The form has one field,
- * pubsub#deliver, always on: delivery is not switched per subscription. */
+/* Section 6.3: the options of a subscription (ps-subopts.c). */
 gboolean ps_op_options(MkDbConn *conn, PsReq *r, GError **error)
 {
     PsNode n = {0};
@@ -174,11 +221,15 @@ gboolean ps_op_options(MkDbConn *conn, PsReq *r, GError **error)
         return TRUE;
     const char *jid = r->jid ? r->jid : mk_jid_string(r->from);
     g_autoptr(MkJid) want = mk_jid_new(jid, NULL);
-    if (!want || (!mk_jid_bare_equal(want, r->from) && aff != PS_AFF_OWNER)) {
+    if (!want) {
+        ps_req_fail(r, MK_ERR_BAD_REQUEST, "invalid-jid"); /* section 6.3.4.3 */
+        return TRUE;
+    }
+    if (!mk_jid_bare_equal(want, r->from) && aff != PS_AFF_OWNER) {
         ps_req_fail(r, MK_ERR_FORBIDDEN, NULL);
         return TRUE;
     }
-    g_autoptr(GPtrArray) subs = ps_load_subs(conn, r, jid, error);
+    g_autoptr(GPtrArray) subs = ps_load_subs(conn, r, mk_jid_string(want), error);
     if (!subs)
         return FALSE;
     if (subs->len == 0) {
@@ -189,27 +240,68 @@ gboolean ps_op_options(MkDbConn *conn, PsReq *r, GError **error)
         ps_req_fail(r, MK_ERR_BAD_REQUEST, "subid-required");
         return TRUE;
     }
-    if (r->op == PS_OP_OPTIONS_SET) {
-        g_autofree char *deliver = r->form ? ps_form_value(r->form, "pubsub#deliver") : NULL;
-        if (deliver && g_strcmp0(deliver, "1") != 0 && g_strcmp0(deliver, "true") != 0) {
-            ps_req_fail(r, MK_ERR_BAD_REQUEST, "invalid-options");
-        }
+    PsSub *sub = subs->len == 1 && !r->subid ? subs->pdata[0] : NULL;
+    for (guint i = 0; !sub && i < subs->len; i++)
+        if (g_str_equal(((PsSub *)subs->pdata[i])->subid, r->subid))
+            sub = subs->pdata[i];
+    if (!sub) {
+        ps_req_fail(r, MK_ERR_NOT_ACCEPTABLE, "invalid-subid");
         return TRUE;
+    }
+    if (r->op == PS_OP_OPTIONS_SET) {
+        g_autofree char *why = NULL;
+        if (!r->form) {
+            ps_req_fail(r, MK_ERR_BAD_REQUEST, "invalid-options");
+            return TRUE;
+        }
+        if (!ps_subopts_apply_form(&sub->opts, r->form, &why)) {
+            r->err_text = g_steal_pointer(&why);
+            ps_req_fail(r, MK_ERR_BAD_REQUEST, "invalid-options"); /* section 6.3.6 */
+            return TRUE;
+        }
+        g_autofree char *text = ps_subopts_serialize(&sub->opts);
+        g_autoptr(MkDbResult) up = mk_db_conn_query(
+            conn, error,
+            "UPDATE pubsub_subscriptions SET options = ? WHERE service = ? AND node = ?"
+            " AND subid = ?",
+            MK_DB_STR(text), MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node),
+            MK_DB_STR(sub->subid));
+        return up != NULL;
     }
     r->result = mk_xml_new("pubsub", NS_PUBSUB);
     MkXml *o = mk_xml_add_child(r->result, "options", NULL);
     mk_xml_set_attr(o, "node", r->node);
-    mk_xml_set_attr(o, "jid", jid);
-    MkXml *x = mk_xml_add_child(o, "x", NS_XDATA);
-    mk_xml_set_attr(x, "type", "form");
-    MkXml *f = mk_xml_add_child(x, "field", NULL);
-    mk_xml_set_attr(f, "var", "FORM_TYPE");
-    mk_xml_set_attr(f, "type", "hidden");
-    mk_xml_add_text(mk_xml_add_child(f, "value", NULL), NS_PUBSUB_SUBOPT, -1);
-    f = mk_xml_add_child(x, "field", NULL);
-    mk_xml_set_attr(f, "var", "pubsub#deliver");
-    mk_xml_set_attr(f, "type", "boolean");
-    mk_xml_add_text(mk_xml_add_child(f, "value", NULL), "1", -1);
+    mk_xml_set_attr(o, "jid", mk_jid_string(want));
+    mk_xml_set_attr(o, "subid", sub->subid);
+    mk_xml_append(o, ps_subopts_form(&sub->opts));
+    return TRUE;
+}
+
+/* See pubsub.h: section 6.4. */
+MkXml *ps_default_sub_result(PsReq *r)
+{
+    PsSubOpts o;
+    ps_subopts_init(&o);
+    MkXml *res = mk_xml_new("pubsub", NS_PUBSUB);
+    MkXml *d = mk_xml_add_child(res, "default", NULL);
+    if (r->node)
+        mk_xml_set_attr(d, "node", r->node);
+    mk_xml_append(d, ps_subopts_form(&o));
+    return res;
+}
+
+/* Section 6.4 at a node: the same defaults, once the node is found. */
+gboolean ps_op_default_sub(MkDbConn *conn, PsReq *r, GError **error)
+{
+    PsNode n = {0};
+    if (!ps_load_node(conn, r, r->node, &n, error))
+        return FALSE;
+    if (!n.cfg) {
+        ps_req_fail(r, MK_ERR_ITEM_NOT_FOUND, NULL);
+        return TRUE;
+    }
+    ps_node_clear(&n);
+    r->result = ps_default_sub_result(r);
     return TRUE;
 }
 
@@ -316,6 +408,14 @@ gboolean ps_op_owner_lists(MkDbConn *conn, PsReq *r, GError **error)
                 } else {
                     ps_req_fail(r, MK_ERR_BAD_REQUEST, NULL);
                     return TRUE;
+                }
+                if (res) {
+                    /* Section 8.8.4 (subscription-notifications): the
+                     * entity hears of its new state. */
+                    MkXml *m = mk_xml_new("message", NS_CLIENT);
+                    MkXml *ev = mk_xml_add_child(m, "event", NS_PUBSUB_EVENT);
+                    mk_xml_append(ev, subscription_el(r, r->node, mk_jid_string(j), subid, state));
+                    ps_add_note(r, mk_jid_string(j), FALSE, m);
                 }
             } else {
                 PsAffiliation a;

@@ -2,12 +2,14 @@
  *
  * Files:
  *   ps-config.c  node configuration: defaults, data forms, publish-options (pure)
+ *   ps-subopts.c subscription options: the subscribe_options form (pure)
  *   ps-db.c      schema and statements (storage thread)
  *   ps-read.c    what the operations share: reads, access, notifications
  *   ps-ops.c     node and item operations, one transaction each (storage)
  *   ps-subs.c    subscription and affiliation operations (storage)
  *   ps-req.c     parsing requests, answering them, sending notifications
- *   ps-pep.c     PEP: accounts as services, caps-filtered notifications
+ *   ps-pep.c     PEP: accounts as services, caps-filtered notifications, disco
+ *   ps-offline.c purge_offline: a publisher's items when it goes offline
  *   mod_pubsub.c descriptor, configuration, start
  *
  * One code path serves the service at pubsub.DOMAIN and every account's
@@ -35,6 +37,7 @@ G_BEGIN_DECLS
 #define NS_CLIENT        "jabber:client"
 #define NS_DISCO_INFO    "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS   "http://jabber.org/protocol/disco#items"
+#define NS_ADDRESS       "http://jabber.org/protocol/address"
 
 /* ---- node configuration (ps-config.c) -------------------------------- */
 
@@ -84,8 +87,10 @@ PsConfig *ps_config_parse(const char *text, gboolean pep);
 /* Applies the fields of @form (an <x xmlns='jabber:x:data'/> submit
  * form of FORM_TYPE node_config) to @c. FALSE with a reason in @why
  * (transfer full) when a field is unknown or a value is invalid, or
- * max_items exceeds @max_items_limit. */
-gboolean ps_config_apply_form(PsConfig *c, MkXml *form, gint64 max_items_limit, char **why);
+ * max_items exceeds @max_items_limit; then *@collections tells a
+ * request for a collection node (XEP-0248), which has its own error. */
+gboolean ps_config_apply_form(PsConfig *c, MkXml *form, gint64 max_items_limit, char **why,
+                              gboolean *collections);
 /* Whether each field of @form (publish-options) equals @c's value.
  * "max" as max_items matches PS_MAX_ITEMS_MAX. */
 gboolean ps_config_matches(const PsConfig *c, MkXml *form);
@@ -98,6 +103,39 @@ const char *ps_access_name(PsAccess a);
 
 /* A data form's field value. (transfer full) (nullable) */
 char *ps_form_value(MkXml *form, const char *var);
+
+/* ---- subscription options (ps-subopts.c) ----------------------------- */
+
+/* pubsub#show-values as bits; a subscription without any gets all. */
+enum {
+    PS_SHOW_ONLINE = 1 << 0,
+    PS_SHOW_CHAT = 1 << 1,
+    PS_SHOW_AWAY = 1 << 2,
+    PS_SHOW_XA = 1 << 3,
+    PS_SHOW_DND = 1 << 4,
+};
+
+typedef struct {
+    gboolean deliver; /* pubsub#deliver */
+    gint64 expire;    /* pubsub#expire: unix ms, 0 = no lease */
+    guint show;       /* pubsub#show-values: PS_SHOW_* bits, 0 = any */
+} PsSubOpts;
+
+void ps_subopts_init(PsSubOpts *o);
+/* Storage form: "key=value" lines, "" for the defaults. (transfer full) */
+char *ps_subopts_serialize(const PsSubOpts *o);
+void ps_subopts_parse(const char *text, PsSubOpts *o);
+/* Applies a submitted subscribe_options form. FALSE with @why (transfer
+ * full) when a field is unknown or its value unsupported (section 6.3.5:
+ * bad-request + invalid-options). */
+gboolean ps_subopts_apply_form(PsSubOpts *o, MkXml *form, char **why);
+/* The form of @o (type "form"). (transfer full) */
+MkXml *ps_subopts_form(const PsSubOpts *o);
+/* The PS_SHOW_* bit of an available presence's <show/> text (NULL:
+ * plain available). */
+guint ps_show_bit(const char *show);
+/* Whether @o's lease ended at @now_ms. */
+gboolean ps_subopts_expired(const PsSubOpts *o, gint64 now_ms);
 
 /* ---- affiliations ---------------------------------------------------- */
 
@@ -139,7 +177,8 @@ typedef enum {
     PS_OP_OWNER_AFFILIATIONS_SET,
     PS_OP_DISCO_INFO,
     PS_OP_DISCO_ITEMS,
-    PS_OP_AUTHORIZE, /* a subscription approval form in a message */
+    PS_OP_AUTHORIZE,   /* a subscription approval form in a message */
+    PS_OP_DEFAULT_SUB, /* the default subscription options (section 6.4) */
 } PsOp;
 
 /* A notification to send once the transaction committed. */
@@ -147,6 +186,11 @@ typedef struct {
     char *to;          /* a subscriber's JID (bare or full), or a PEP contact's bare JID */
     gboolean pep_caps; /* PEP implicit: each available resource whose caps name node+notify */
     MkXml *message;    /* <message/> without 'to' */
+    /* A subscriber's: the subids it answers, each with its show-values
+     * (GUINT_TO_POINTER of PS_SHOW_* bits, 0 = any); the worker picks
+     * the resources by presence and adds <headers/> (nullable). */
+    GPtrArray *subids;
+    GPtrArray *shows;
 } PsNote;
 
 typedef struct {
@@ -179,8 +223,9 @@ typedef struct {
     const char *app;         /* pubsub#errors condition, nullable */
     const char *app_feature; /* <unsupported feature=/> */
     char *err_text;
-    MkXml *result;    /* payload of the IQ result, nullable */
-    GPtrArray *notes; /* PsNote* */
+    MkXml *result;       /* payload of the IQ result, nullable */
+    GPtrArray *notes;    /* PsNote* */
+    GPtrArray *reply_to; /* publish: XEP-0033 replyto JIDs of its notifications, nullable */
 } PsReq;
 
 void ps_req_free(PsReq *r);
@@ -200,6 +245,10 @@ gboolean ps_op_options(MkDbConn *conn, PsReq *r, GError **error);
 gboolean ps_op_own(MkDbConn *conn, PsReq *r, GError **error);
 gboolean ps_op_owner_lists(MkDbConn *conn, PsReq *r, GError **error);
 gboolean ps_op_authorize(MkDbConn *conn, PsReq *r, GError **error);
+/* The <default/> subscription options answer (of @r's node, nullable).
+ * (transfer full) */
+MkXml *ps_default_sub_result(PsReq *r);
+gboolean ps_op_default_sub(MkDbConn *conn, PsReq *r, GError **error);
 
 /* ---- shared by the operations (ps-read.c) ---------------------------- */
 
@@ -209,6 +258,7 @@ typedef struct {
 
 typedef struct {
     char *jid, *subid, *state;
+    PsSubOpts opts;
 } PsSub;
 
 typedef enum { PS_GRANT_OK, PS_GRANT_PENDING, PS_GRANT_DENIED } PsGrant;
@@ -217,7 +267,8 @@ typedef MkXml *(*PsEventFunc)(PsReq *r, gpointer data);
 
 typedef struct {
     const char *id;
-    const char *payload; /* NULL: without payload */
+    const char *payload;   /* NULL: without payload */
+    const char *publisher; /* the item's 'publisher' attribute (itemreply), nullable */
 } PsItemEvent;
 
 void ps_node_clear(PsNode *n);
@@ -230,10 +281,21 @@ gboolean ps_is_subscribed(MkDbConn *conn, PsReq *r, const char *bare, gboolean *
 gboolean ps_check_access(MkDbConn *conn, PsReq *r, const PsConfig *cfg, PsAffiliation aff,
                          gboolean subscribing, PsGrant *out, GError **error);
 void ps_add_note(PsReq *r, const char *to, gboolean pep_caps, MkXml *message);
+/* A subscriber's notification: @subs (PsSub*, transfer none) are the
+ * subscriptions of one JID it answers. */
+void ps_add_sub_note(PsReq *r, const char *to, MkXml *message, GPtrArray *subs);
+/* Whether @who (a bare JID) may see @node of @cfg (disco, section 5):
+ * the access decision without an error. */
+gboolean ps_node_visible(MkDbConn *conn, PsReq *r, const char *node, const PsConfig *cfg,
+                         const char *who, gboolean *yes, GError **error);
 MkXml *ps_event_message(PsReq *r, const PsConfig *cfg, MkXml *event, GPtrArray *subids);
 gboolean ps_notify_all(MkDbConn *conn, PsReq *r, const PsConfig *cfg, PsEventFunc make,
                        gpointer data, GError **error);
 MkXml *ps_item_el(const char *id, const char *payload, const char *publisher);
+/* The JIDs replies to the items of @cfg's node go to (pubsub#itemreply):
+ * the publisher, or the node's owners. (transfer full) of strings */
+GPtrArray *ps_reply_to(MkDbConn *conn, PsReq *r, const PsConfig *cfg, const char *publisher,
+                       GError **error);
 MkXml *ps_make_items_event(PsReq *r, gpointer data);
 MkXml *ps_make_retract_event(PsReq *r, gpointer data);
 MkXml *ps_make_simple_event(PsReq *r, gpointer data);
@@ -252,12 +314,13 @@ extern const MkMigration ps_migrations[];
 struct PubSub {
     MkModule *mod;
     MkUserQueue *queue;
-    char *host;               /* the service's domain, "" when not served */
-    gint64 max_items;         /* what "max" means, and the bound of max_items */
-    gint64 max_payload;       /* bytes of one item's payload */
-    gint64 max_nodes;         /* nodes of one PEP account / of the service per creator */
-    gint64 max_subscriptions; /* subscriptions of one JID on one node */
-    gint64 max_pending;       /* requests of one service waiting for storage */
+    char *host;                    /* the service's domain, "" when not served */
+    gint64 max_items;              /* what "max" means, and the bound of max_items */
+    gint64 max_payload;            /* bytes of one item's payload */
+    gint64 max_nodes;              /* nodes of one PEP account / of the service per creator */
+    gint64 max_subscriptions;      /* subscriptions of one JID on one node */
+    gint64 max_pending;            /* requests of one service waiting for storage */
+    gint64 max_user_subscriptions; /* subscriptions of one bare JID, all nodes */
     GMutex pending_lock;
     GHashTable *pending; /* service JID -> count (GUINT_TO_POINTER) */
     gboolean admins_only_create;
@@ -265,12 +328,19 @@ struct PubSub {
     MkCounter *publishes;
     MkCounter *notifications;
     MkCounter *refusals;
+    MkCounter *limit_refusals; /* refusals by a per-user limit */
+    MkCounter *purged;         /* items purged when their publisher went offline */
 };
 
 /* PEP (ps-pep.c): IQs at accounts, caps-driven last items. Main thread. */
 gboolean ps_pep_start(PubSub *ps, GError **error);
 /* Account removal: its subscriptions and affiliations elsewhere. */
 void ps_accounts_start(PubSub *ps);
+/* purge_offline (ps-offline.c). Main thread, in start(). */
+void ps_offline_start(PubSub *ps);
+/* Sends the notes of a finished request (ps-req.c). Worker. */
+void ps_send_notes(PubSub *ps, MkJid *service, const char *node, GPtrArray *notes);
+void ps_note_free(gpointer p);
 /* Sends @note (a PEP implicit notification) to each available resource
  * of note->to whose caps name @node's "+notify". Worker. */
 void ps_pep_deliver(PubSub *ps, MkJid *service, const char *node, PsNote *note);

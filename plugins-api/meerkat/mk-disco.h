@@ -31,4 +31,25 @@ MK_API char **mk_disco_items(const char *domain);
  * Returns: (transfer full) NULL-terminated. Any thread. Since ABI 2. */
 MK_API char **mk_disco_account_features(const char *domain);
 
+/* ---- Entities at accounts (Since ABI 2.2) ----
+ * The module that answers disco at an account's bare JID (mod_disco)
+ * knows no nodes there; a module with entities at accounts (PEP's nodes,
+ * XEP-0163) provides this service to answer what concerns them. */
+typedef struct {
+    /* @iq is a disco#info or disco#items get addressed to @account (an
+     * existing account's bare JID) with a 'node', or a disco#items get
+     * without one (the provider lists its entities). The provider
+     * answers @iq, now or later from any thread. Worker. */
+    void (*query)(gpointer data, MkIq *iq, MkJid *account);
+} MkDiscoAccountFuncs;
+
+/* Provides the service on @mod's host type. FALSE with an error when
+ * another module provides it. Main thread, in start(); removed on stop. */
+MK_API gboolean mk_disco_account_register(MkModule *mod, const MkDiscoAccountFuncs *funcs,
+                                          gpointer data, GError **error);
+/* Hands @iq to the provider (see MkDiscoAccountFuncs.query): TRUE when
+ * one took it and will answer, FALSE (@iq untouched) when no module
+ * provides the service. Worker. */
+MK_API gboolean mk_disco_account_query(MkModule *caller, MkIq *iq, MkJid *account);
+
 G_END_DECLS

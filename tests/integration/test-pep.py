@@ -16,8 +16,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import (NS_CLIENT, Client, Server, Tap, error_condition, online, q,  # noqa: E402
                      subscribe)
-from pubsubtest import (NS, NS_DISCO_INFO, NS_EVENT, app_error, is_event, items,  # noqa: E402
-                        publish, publish_options)
+from pubsubtest import (NS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_EVENT, NS_XDATA,  # noqa: E402
+                        app_error, is_event, items, publish, publish_options)
 
 NS_CAPS = "http://jabber.org/protocol/caps"
 AVATAR = "urn:xmpp:avatar:metadata"
@@ -153,6 +153,39 @@ def scenarios(t, srv):
                   publish_options(access_model="open"), to=None)
     res, ids = items(c, OMEMO.replace("devicelist", "bundles:12345"), to="alice@localhost")
     t.ok(ids == ["current"], "OMEMO bundle with open access: a stranger fetches it")
+
+    # Disco at the account with nodes (XEP-0060 5.2-5.5 at a PEP service):
+    # what each requester may see.
+    def disco_nodes(client, to):
+        res = client.iq("<query xmlns='%s'/>" % NS_DISCO_ITEMS, to=to)
+        return {i.get("node") for i in res.find(q(NS_DISCO_ITEMS, "query"))}
+    seen = disco_nodes(b, "alice@localhost")
+    t.ok(AVATAR in seen and OMEMO in seen and BOOKMARKS not in seen,
+         "disco#items at a contact's account: the nodes it may see, not the whitelist bookmarks")
+    seen = disco_nodes(c, "alice@localhost")
+    t.ok(OMEMO in seen and AVATAR not in seen, "a stranger: only the open nodes")
+    seen = disco_nodes(a, None)
+    t.ok({AVATAR, OMEMO, BOOKMARKS} <= seen, "the account itself: all of them")
+    res = b.iq("<query xmlns='%s' node='%s'/>" % (NS_DISCO_INFO, AVATAR), to="alice@localhost")
+    query = res.find(q(NS_DISCO_INFO, "query"))
+    ident = query.find(q(NS_DISCO_INFO, "identity")) if query is not None else None
+    form = {f.get("var"): f.findtext(q(NS_XDATA, "value"))
+            for f in query.find(q(NS_XDATA, "x")).findall(q(NS_XDATA, "field"))} \
+        if query is not None else {}
+    t.ok(ident is not None and ident.get("type") == "leaf" and query.get("node") == AVATAR and
+         form.get("pubsub#access_model") == "presence",
+         "disco#info with a PEP node: pubsub/leaf and its meta-data")
+    res = c.iq("<query xmlns='%s' node='%s'/>" % (NS_DISCO_INFO, AVATAR), to="alice@localhost")
+    t.ok(error_condition(res) == "item-not-found",
+         "disco#info of a node the stranger may not see: item-not-found")
+    res = b.iq("<query xmlns='%s' node='urn:none'/>" % NS_DISCO_INFO, to="alice@localhost")
+    t.ok(error_condition(res) == "item-not-found", "disco#info of no such node: item-not-found")
+    res = b.iq("<query xmlns='%s' node='%s'/>" % (NS_DISCO_ITEMS, AVATAR), to="alice@localhost")
+    names = [i.get("name") for i in res.find(q(NS_DISCO_ITEMS, "query"))]
+    t.ok(names == ["abc"], "disco#items with a PEP node: its items")
+    res = b.iq("<query xmlns='%s'/>" % NS_DISCO_ITEMS, to="nobody@localhost")
+    t.ok(error_condition(res) == "service-unavailable",
+         "disco#items at no account: service-unavailable")
 
     # max_nodes (5 here): the account's fifth node is made, a sixth is not.
     res = publish(a, "urn:example:five", "<x xmlns='urn:example'/>", None, to=None)

@@ -221,6 +221,9 @@ def scenarios(t, srv, register, restart_fn):
     res = b.iq(ps("<subscriptions node='news'/>"), to=SERVICE)
     t.ok(len(res.find(q(NS, "pubsub")).find(q(NS, "subscriptions"))) == 0,
          "the owner removes bob's subscription")
+    ev = b.expect(is_event("news", "subscription"), what="the subscription notification")
+    t.ok(ev.find(q(NS_EVENT, "event")).find(q(NS_EVENT, "subscription")).get("subscription") ==
+         "none", "bob hears that the owner ended his subscription (8.8.4)")
     b.iq(ps("<subscribe node='news' jid='bob@localhost'/>"), "set", to=SERVICE)
     b.drain()
 
