@@ -56,20 +56,27 @@ static void json_field(GString *out, const char *key, const char *value)
     json_string(out, value);
 }
 
-static PusherEvent *event_new(PusherKind kind, const char *user, const char *from, GString **out)
+/* The calling thread's buffer for an event's JSON: an event is one
+ * allocation, sized once; the hooks run on every message. */
+static void scratch_free(gpointer data)
 {
-    PusherEvent *ev = g_new0(PusherEvent, 1);
-    ev->ref = 1;
-    ev->kind = kind;
-    ev->user = g_strdup(user);
-    const char *at = strchr(ev->user, '@');
-    ev->domain = at ? at + 1 : ev->user;
-    *out = g_string_sized_new(192);
-    g_string_append(*out, "{\"event\":");
-    json_string(*out, kind_names[kind]);
-    json_field(*out, "user", user);
-    json_field(*out, "from", from);
-    return ev;
+    g_string_free(data, TRUE);
+}
+static GPrivate scratch_key = G_PRIVATE_INIT(scratch_free);
+
+static GString *event_begin(PusherKind kind, const char *user, const char *from)
+{
+    GString *out = g_private_get(&scratch_key);
+    if (!out) {
+        out = g_string_sized_new(512);
+        g_private_set(&scratch_key, out);
+    }
+    g_string_truncate(out, 0);
+    g_string_append(out, "{\"event\":");
+    json_string(out, kind_names[kind]);
+    json_field(out, "user", user);
+    json_field(out, "from", from);
+    return out;
 }
 
 /* Appends a non-negative integer: printf's machinery costs more than the
@@ -84,44 +91,53 @@ static void append_uint(GString *out, guint64 v)
     g_string_append_len(out, buf + i, (gssize)sizeof buf - i);
 }
 
-static PusherEvent *event_seal(PusherEvent *ev, GString *out)
+/* The event: its struct, @user and the JSON in one block. */
+static PusherEvent *event_seal(PusherKind kind, const char *user, GString *out)
 {
     g_string_append(out, ",\"timestamp\":");
     append_uint(out, (guint64)(g_get_real_time() / 1000));
     g_string_append_c(out, '}');
+    gsize ulen = strlen(user);
+    PusherEvent *ev = g_malloc(sizeof *ev + ulen + 1 + out->len + 1);
+    ev->ref = 1;
+    ev->kind = kind;
+    ev->user = (char *)(ev + 1);
+    memcpy(ev->user, user, ulen + 1);
+    const char *at = strchr(ev->user, '@');
+    ev->domain = at ? at + 1 : ev->user;
+    ev->json = ev->user + ulen + 1;
+    memcpy(ev->json, out->str, out->len + 1);
     ev->json_len = out->len;
-    ev->json = g_string_free(out, FALSE);
+    if (out->allocated_len > 16384) /* one huge body: do not keep its buffer */
+        g_private_replace(&scratch_key, g_string_sized_new(512));
     return ev;
 }
 
 PusherEvent *pusher_event_message(PusherKind kind, const char *user, const char *from,
                                   const char *to, const char *body, int offline)
 {
-    GString *out;
-    PusherEvent *ev = event_new(kind, user, from, &out);
+    GString *out = event_begin(kind, user, from);
     json_field(out, "to", to);
     json_field(out, "body", body);
     if (offline >= 0)
         g_string_append(out, offline ? ",\"offline\":true" : ",\"offline\":false");
-    return event_seal(ev, out);
+    return event_seal(kind, user, out);
 }
 
 PusherEvent *pusher_event_presence(const char *user, const char *from, gboolean available,
                                    const char *show, const char *status)
 {
-    GString *out;
-    PusherEvent *ev = event_new(PUSHER_PRESENCE, user, from, &out);
+    GString *out = event_begin(PUSHER_PRESENCE, user, from);
     g_string_append(out, available ? ",\"available\":true" : ",\"available\":false");
     json_field(out, "show", show);
     json_field(out, "status", status);
-    return event_seal(ev, out);
+    return event_seal(PUSHER_PRESENCE, user, out);
 }
 
 PusherEvent *pusher_event_session(PusherKind kind, const char *user, const char *from)
 {
-    GString *out;
-    PusherEvent *ev = event_new(kind, user, from, &out);
-    return event_seal(ev, out);
+    GString *out = event_begin(kind, user, from);
+    return event_seal(kind, user, out);
 }
 
 PusherEvent *pusher_event_ref(PusherEvent *ev)
@@ -134,9 +150,7 @@ void pusher_event_unref(PusherEvent *ev)
 {
     if (!ev || !g_atomic_int_dec_and_test(&ev->ref))
         return;
-    g_free(ev->user);
-    g_free(ev->json);
-    g_free(ev);
+    g_free(ev); /* user and json are in the same block */
 }
 
 gboolean pusher_filter_match(const PusherFilter *f, PusherKind kind, const char *domain,
