@@ -5,7 +5,7 @@
 
 static const char *const kind_names[PUSHER_N_KINDS] = {
     "chat_sent", "chat_received", "groupchat_sent", "groupchat_received",
-    "presence",  "login",         "logout",
+    "presence",  "login",         "logout",         "push",
 };
 
 const char *pusher_kind_name(PusherKind kind)
@@ -140,6 +140,43 @@ PusherEvent *pusher_event_session(PusherKind kind, const char *user, const char 
     return event_seal(kind, user, out);
 }
 
+/* The fields of a stored publish-options form as a JSON object, FORM_TYPE
+ * left out; a field of several values keeps its first. */
+static void json_form(GString *out, const char *form)
+{
+    g_autoptr(MkXml) x = form ? mk_xml_parse(form, -1, NULL) : NULL;
+    g_string_append(out, ",\"options\":{");
+    gboolean first = TRUE;
+    for (guint i = 0; x && i < mk_xml_child_count(x); i++) {
+        MkXml *f = mk_xml_child_at(x, i);
+        const char *var = mk_xml_is_text(f) ? NULL : mk_xml_get_attr(f, "var");
+        if (!var || !mk_xml_is(f, "field", NULL) || g_str_equal(var, "FORM_TYPE"))
+            continue;
+        g_autofree char *value = mk_xml_child_text(f, "value", NULL);
+        if (!first)
+            g_string_append_c(out, ',');
+        first = FALSE;
+        json_string(out, var);
+        g_string_append_c(out, ':');
+        json_string(out, value ? value : "");
+    }
+    g_string_append_c(out, '}');
+}
+
+PusherEvent *pusher_event_push(const char *user, const char *service, const char *node, guint count,
+                               const char *sender, const char *body, const char *form)
+{
+    GString *out = event_begin(PUSHER_PUSH, user, NULL);
+    json_field(out, "service", service);
+    json_field(out, "node", node);
+    g_string_append(out, ",\"message_count\":");
+    append_uint(out, count);
+    json_field(out, "last_message_sender", sender);
+    json_field(out, "last_message_body", body);
+    json_form(out, form);
+    return event_seal(PUSHER_PUSH, user, out);
+}
+
 PusherEvent *pusher_event_ref(PusherEvent *ev)
 {
     g_atomic_int_inc(&ev->ref);
@@ -181,7 +218,7 @@ gboolean pusher_filter_init(PusherFilter *f, MkModule *mod, const char *prefix, 
         if (k < 0) {
             g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
                         "%s: unknown event \"%s\" (chat_sent, chat_received, groupchat_sent,"
-                        " groupchat_received, presence, login, logout)",
+                        " groupchat_received, presence, login, logout, push)",
                         k_events, name);
             return FALSE;
         }

@@ -2,7 +2,8 @@
  * librabbitmq, on a thread of its own (the library blocks).
  *
  * Presence, login and logout go to rabbit_presence_exchange, 1:1 chat to
- * rabbit_chat_exchange, group chat to rabbit_groupchat_exchange; the
+ * rabbit_chat_exchange, group chat to rabbit_groupchat_exchange, push
+ * (notifications to a virtual pubsub host) to rabbit_push_exchange; the
  * routing key is "USER.EVENT" (alice@example.com.chat_sent). Publisher
  * confirms, up to RABBIT_BATCH events in flight: an event is done when
  * the broker acknowledged it; a broken connection puts what was not
@@ -24,7 +25,7 @@ typedef struct {
     MkModule *mod;
     char *host, *vhost, *user, *password;
     int port;
-    char *exchanges[3]; /* presence, chat, groupchat */
+    char *exchanges[4]; /* presence, chat, groupchat, push */
     GThread *thread;
     gint stopping;
     amqp_connection_state_t conn; /* the thread's */
@@ -42,6 +43,8 @@ static const char *exchange_for(Rabbit *r, PusherKind k)
     case PUSHER_GROUPCHAT_SENT:
     case PUSHER_GROUPCHAT_RECEIVED:
         return r->exchanges[2];
+    case PUSHER_PUSH:
+        return r->exchanges[3];
     default:
         return r->exchanges[0];
     }
@@ -89,7 +92,7 @@ static gboolean connect_broker(Rabbit *r, char **why)
     amqp_confirm_select(r->conn, 1);
     if (!reply_ok(amqp_get_rpc_reply(r->conn), "confirm mode", why))
         goto fail;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         amqp_exchange_declare(r->conn, 1, amqp_cstring_bytes(r->exchanges[i]),
                               amqp_cstring_bytes("topic"), 0, 1 /* durable */, 0, 0,
                               amqp_empty_table);
@@ -120,7 +123,7 @@ static void put16(guint8 *p, guint v)
 
 static void put32(guint8 *p, guint32 v)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         p[i] = (guint8)(v >> (24 - 8 * i));
 }
 
@@ -390,7 +393,7 @@ static void rabbit_free(PusherBackend *b)
     g_free(r->vhost);
     g_free(r->user);
     g_free(r->password);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         g_free(r->exchanges[i]);
     g_byte_array_unref(r->out);
     g_free(r);
@@ -399,9 +402,10 @@ static void rabbit_free(PusherBackend *b)
 /* Main thread, in start(). (transfer full) (nullable) */
 PusherBackend *pusher_rabbit_new(MkModule *mod, GError **error)
 {
-    static const char *const exchange_keys[3] = {"rabbit_presence_exchange", "rabbit_chat_exchange",
-                                                 "rabbit_groupchat_exchange"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const exchange_keys[4] = {"rabbit_presence_exchange", "rabbit_chat_exchange",
+                                                 "rabbit_groupchat_exchange",
+                                                 "rabbit_push_exchange"};
+    for (int i = 0; i < 4; i++) {
         const char *x = mk_config_get_string(mod, exchange_keys[i]);
         if (!x || !*x || strlen(x) > 255) {
             g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
@@ -421,7 +425,7 @@ PusherBackend *pusher_rabbit_new(MkModule *mod, GError **error)
     r->vhost = g_strdup(mk_config_get_string(mod, "rabbit_vhost"));
     r->user = g_strdup(mk_config_get_string(mod, "rabbit_user"));
     r->password = g_strdup(mk_config_get_string(mod, "rabbit_password"));
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         r->exchanges[i] = g_strdup(mk_config_get_string(mod, exchange_keys[i]));
     r->sent = mk_counter_new(mod, "rabbit_sent");
     r->connects = mk_counter_new(mod, "rabbit_connects");

@@ -23,6 +23,7 @@ typedef enum {
     PUSHER_PRESENCE,
     PUSHER_LOGIN,
     PUSHER_LOGOUT,
+    PUSHER_PUSH, /* a notification to a virtual pubsub host (docs/mod_push.md) */
     PUSHER_N_KINDS,
 } PusherKind;
 
@@ -50,6 +51,11 @@ PusherEvent *pusher_event_presence(const char *user, const char *from, gboolean 
                                    const char *show, const char *status);
 /* login, logout. */
 PusherEvent *pusher_event_session(PusherKind kind, const char *user, const char *from);
+/* push: a notification for @node of @service (a virtual pubsub host);
+ * @form (nullable) the enablement's publish-options form as XML text,
+ * its fields become "options". */
+PusherEvent *pusher_event_push(const char *user, const char *service, const char *node, guint count,
+                               const char *sender, const char *body, const char *form);
 PusherEvent *pusher_event_ref(PusherEvent *ev);
 void pusher_event_unref(PusherEvent *ev);
 

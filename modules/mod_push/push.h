@@ -76,6 +76,19 @@ typedef struct PushEngine PushEngine;
 PushEngine *push_engine_start(MkModule *mod, const char *prefix, GError **error);
 void push_engine_free(PushEngine *e);
 
+/* A notification for an enablement whose app server is on a virtual
+ * pubsub host: handed to the embedding module instead of published.
+ * @form: the publish-options form as stored (XML text, nullable). The
+ * worker that read the enablements; everything (transfer none). */
+typedef void (*PushVirtualFunc)(const char *account, const char *service, const char *node,
+                                const PushSummary *sum, const char *form, gpointer data);
+
+/* From now on, notifications to an app server whose domain is one of
+ * @hosts go to @func and never through the router: no IQ, so no app
+ * server error either. Main thread, in start(), before any traffic. */
+void push_engine_set_virtual(PushEngine *e, const char *const *hosts, PushVirtualFunc func,
+                             gpointer data);
+
 /* The keys the engine reads, without prefix, for a module's key table. */
 /* clang-format off */
 #define PUSH_CONFIG_KEYS(P)                                                                        \

@@ -11,6 +11,10 @@
   queue stays bounded (http_dropped counted, a "queue full" log line)
 - a filter: only chat_received for users with no active session
 - http_batch: arrays of events, each once
+- push_virtual_pubsub_hosts: a notification to an app server on a
+  virtual pubsub host reaches the webhook as a "push" event (summary and
+  publish-options), once per message, and never as an IQ; an enablement
+  of a real app server on the same account still gets its IQ
 """
 import json
 import os
@@ -293,6 +297,67 @@ def test_batch(t):
         rec.stop()
 
 
+NS_PUSH = "urn:xmpp:push:0"
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+PUBLISH_OPTS = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>"
+                "<value>http://jabber.org/protocol/pubsub#publish-options</value></field>"
+                "<field var='device_id'><value>%s</value></field>"
+                "<field var='service'><value>fcm</value></field></x>")
+
+
+def test_virtual(t):
+    """Notifications to push.DOMAIN (virtual) become push events."""
+    rec = Receiver()
+    virtual = "push.%s" % DOMAIN
+    srv = Server({"mod_event_pusher": {
+        "backends": "http;push", "http_url": "http://127.0.0.1:%d/hook" % rec.port,
+        "http_events": "push", "push_virtual_pubsub_hosts": virtual}})
+    try:
+        for u in ("vera", "walt", "appsrv"):
+            srv.register(u)
+        app = Client(srv, "appsrv", resource="app")
+        v = Client(srv, "vera", resource="phone")
+        r1 = v.iq("<enable xmlns='%s' jid='%s' node='dev-1'>%s</enable>"
+                  % (NS_PUSH, virtual, PUBLISH_OPTS % "tok-1"), type="set")
+        r2 = v.iq("<enable xmlns='%s' jid='%s' node='real'/>" % (NS_PUSH, app.jid), type="set")
+        t.ok(r1.get("type") == "result" and r2.get("type") == "result",
+             "enable a virtual host's node and a real app server's")
+        v.close()
+        w = Client(srv, "walt")
+        for i in (1, 2):
+            chat(w, "vera@%s" % DOMAIN, "v%d" % i)
+            # The real app server gets its IQ; answered, so no error counts.
+            el = app.expect(lambda e: e.tag == q(NS_CLIENT, "iq") and
+                            e.find(".//{%s}publish" % NS_PUBSUB) is not None,
+                            what="the real app server's notification")
+            app.send("<iq type='result' id='%s' to='%s'/>" % (el.get("id"), el.get("from")))
+        ok = rec.wait(lambda ev: len(rec.of("push")) >= 2)
+        pushes = rec.of("push")
+        t.ok(ok and len(pushes) == 2, "one push event per message (%d)" % len(pushes))
+        want = [{"event": "push", "user": "vera@%s" % DOMAIN, "service": virtual,
+                 "node": "dev-1", "message_count": n, "last_message_sender": w.jid,
+                 "last_message_body": "v%d" % n,
+                 "options": {"device_id": "tok-1", "service": "fcm"}} for n in (1, 2)]
+        got = [dict((k, e[k]) for k in e if k != "timestamp") for e in pushes]
+        t.ok(got == want, "the summary and the publish-options as JSON (%s)" % got)
+        t.ok(all(isinstance(e.get("timestamp"), int) for e in pushes), "with a timestamp")
+        # Nothing was routed to the virtual host: no bounce, no error.
+        chat(w, "appsrv@%s/app" % DOMAIN, "sentinel")
+        el = app.expect(lambda e: e.tag == q(NS_CLIENT, "message") or
+                        (e.tag == q(NS_CLIENT, "iq") and e.get("type") == "set"),
+                        what="the sentinel")
+        t.ok(el.tag == q(NS_CLIENT, "message"), "no third notification to the real app server")
+        with open(srv.log_path, errors="replace") as f:
+            log = f.read()
+        t.ok("answered" not in log and virtual + " " not in log,
+             "no app server error for the virtual host in the log")
+        w.close()
+        app.close()
+    finally:
+        srv.stop()
+        rec.stop()
+
+
 def main():
     t = Tap()
     rec = Receiver()
@@ -319,6 +384,7 @@ def main():
         rec.stop()
     t.run("filter", test_filter)
     t.run("batch", test_batch)
+    t.run("virtual pubsub hosts", test_virtual)
     t.done()
 
 
