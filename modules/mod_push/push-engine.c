@@ -401,14 +401,17 @@ static gboolean moved_again(MkXml *msg, MkJid *account)
 }
 
 /* offline_message, before any module stores it: the account has no
- * session that takes messages. Runs on the routing worker. */
+ * session that takes messages. Group chat too: a room that sends to an
+ * account with no session is one of persistent membership (MUC Light),
+ * whose members want to hear of it; a MUC room only sends to occupants'
+ * sessions. Runs on the routing worker. */
 static MkResult on_offline(MkHookCall *call, gpointer user_data)
 {
     PushEngine *e = user_data;
     MkStanza *st = mk_hook_call_stanza(call);
     MkJid *to = st ? mk_stanza_to(st) : NULL;
     if (!to || !mk_jid_node(to) || mk_stanza_kind(st) != MK_STANZA_MESSAGE ||
-        !push_message_wanted(mk_stanza_xml(st), FALSE) || moved_again(mk_stanza_xml(st), to))
+        !push_message_wanted(mk_stanza_xml(st), TRUE) || moved_again(mk_stanza_xml(st), to))
         return MK_PASS;
     notify(e, to, NULL, st);
     return MK_PASS;

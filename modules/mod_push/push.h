@@ -56,7 +56,7 @@ MkXml *push_publish_new(const char *account, const char *service, const char *no
  * or NULL. (transfer none) */
 const char *push_error_condition(MkXml *response);
 
-/* Whether a message is worth a notification: a body, and of type chat,
+/* Whether a message is worth a notification: a body that is not blank, and of type chat,
  * normal or (when @groupchat_ok) groupchat; never an error or headline. */
 gboolean push_message_wanted(MkXml *msg, gboolean groupchat_ok);
 
