@@ -11,6 +11,8 @@
   queue stays bounded (http_dropped counted, a "queue full" log line)
 - a filter: only chat_received for users with no active session
 - http_batch: arrays of events, each once
+- https: a self-signed webhook is refused by default (http_failed), and
+  reached with http_tls_verify = false
 - push_virtual_pubsub_hosts: a notification to an app server on a
   virtual pubsub host reaches the webhook as a "push" event (summary and
   publish-options), once per message, and never as an IQ; an enablement
@@ -21,6 +23,9 @@ import os
 import re
 import signal
 import socket
+import ssl
+import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -33,8 +38,9 @@ from modtest import DOMAIN, NS_CLIENT, Client, Server, Tap, free_port, q  # noqa
 class Receiver:
     """A webhook: records each JSON body; can answer 500 a few times, or hang."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, tls=None):
         self.port = port or free_port()
+        self.tls = tls  # (certfile, keyfile): answer over TLS
         self.events = []
         self.posts = []
         self.connections = 0
@@ -85,6 +91,10 @@ class Receiver:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.httpd.daemon_threads = True
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -358,6 +368,54 @@ def test_virtual(t):
         rec.stop()
 
 
+def test_tls(t):
+    """https: a self-signed certificate is refused by default, taken with
+    http_tls_verify = false."""
+    tmp = tempfile.mkdtemp(prefix="mk-hook-tls-")
+    crt, key = os.path.join(tmp, "hook.crt"), os.path.join(tmp, "hook.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", key, "-out", crt], check=True, capture_output=True)
+    rec = Receiver(tls=(crt, key))
+    url = "https://localhost:%d/hook" % rec.port
+    try:
+        for verify in ("true", "false"):
+            keys = {"backends": "http", "http_url": url, "http_events": "login",
+                    "http_retries": 0, "http_timeout": 5}
+            if verify == "false":
+                keys["http_tls_verify"] = "false"
+            srv = Server({"mod_event_pusher": keys})
+            try:
+                user = "tls" + verify
+                srv.register(user)
+                c = Client(srv, user)
+                if verify == "true":
+                    deadline = time.time() + 20
+                    while time.time() < deadline:
+                        with open(srv.log_path, errors="replace") as f:
+                            if "http: POST %s failed" % url in f.read():
+                                break
+                        time.sleep(0.1)
+                    m = metrics(srv)
+                    t.ok(m.get("default.mod_event_pusher.http_failed") == 1 and
+                         not rec.of("login"), "verification on by default: the self-signed"
+                         " webhook gets nothing, http_failed 1 (%s)"
+                         % {k: v for k, v in m.items() if "http_" in k})
+                else:
+                    ok = rec.wait(lambda ev: rec.of("login"))
+                    logins = [e["user"] for e in rec.of("login")]
+                    t.ok(ok and logins == ["%s@%s" % (user, DOMAIN)],
+                         "http_tls_verify = false: the login arrives over TLS (%s)" % logins)
+                c.close()
+            finally:
+                srv.stop()
+    finally:
+        rec.stop()
+        for f in (crt, key):
+            os.unlink(f)
+        os.rmdir(tmp)
+
+
 def main():
     t = Tap()
     rec = Receiver()
@@ -385,6 +443,7 @@ def main():
     t.run("filter", test_filter)
     t.run("batch", test_batch)
     t.run("virtual pubsub hosts", test_virtual)
+    t.run("TLS verification", test_tls)
     t.done()
 
 
