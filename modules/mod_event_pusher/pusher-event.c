@@ -56,22 +56,13 @@ static void json_field(GString *out, const char *key, const char *value)
     json_string(out, value);
 }
 
-/* The calling thread's buffer for an event's JSON: an event is one
- * allocation, sized once; the hooks run on every message. */
-static void scratch_free(gpointer data)
-{
-    g_string_free(data, TRUE);
-}
-static GPrivate scratch_key = G_PRIVATE_INIT(scratch_free);
-
 static GString *event_begin(PusherKind kind, const char *user, const char *from)
 {
-    GString *out = g_private_get(&scratch_key);
-    if (!out) {
-        out = g_string_sized_new(512);
-        g_private_set(&scratch_key, out);
-    }
-    g_string_truncate(out, 0);
+    /* Built here and copied into the event's one block: what other
+     * threads free is one allocation; this buffer goes back at once, on
+     * this thread. (No thread-local buffer: a module is unloaded while
+     * the workers live on.) */
+    GString *out = g_string_sized_new(512);
     g_string_append(out, "{\"event\":");
     json_string(out, kind_names[kind]);
     json_field(out, "user", user);
@@ -108,8 +99,7 @@ static PusherEvent *event_seal(PusherKind kind, const char *user, GString *out)
     ev->json = ev->user + ulen + 1;
     memcpy(ev->json, out->str, out->len + 1);
     ev->json_len = out->len;
-    if (out->allocated_len > 16384) /* one huge body: do not keep its buffer */
-        g_private_replace(&scratch_key, g_string_sized_new(512));
+    g_string_free(out, TRUE);
     return ev;
 }
 
