@@ -7,6 +7,7 @@
  * docs/mod_event_pusher.md. */
 #include "pusher.h"
 #include "push.h"
+#include <string.h>
 
 #define NS_CLIENT "jabber:client"
 
@@ -212,6 +213,44 @@ static MkResult on_closed(MkHookCall *call, gpointer user_data)
     return MK_PASS;
 }
 
+/* The push engine's notification to a virtual pubsub host: a "push"
+ * event for the backends that want one. The worker that read the
+ * enablements. */
+static void on_virtual(const char *account, const char *service, const char *node,
+                       const PushSummary *sum, const char *form, gpointer data)
+{
+    Pusher *p = data;
+    const char *at = strchr(account, '@');
+    guint bits = targets(p, PUSHER_PUSH, at ? at + 1 : account, TRUE, TRUE);
+    if (bits)
+        emit(p, bits,
+             pusher_event_push(account, service, node, sum->count, sum->sender, sum->body, form));
+}
+
+/* push_virtual_pubsub_hosts: the push backend hands notifications to
+ * these hosts to the other backends. FALSE when none takes them. */
+static gboolean virtual_hosts_init(Pusher *p, MkModule *mod, GError **error)
+{
+    const char *const *hosts = mk_config_get_strv(mod, "push_virtual_pubsub_hosts");
+    if (!hosts || !hosts[0])
+        return TRUE;
+    if (!p->push || !wants(p, PUSHER_PUSH)) {
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                    "push_virtual_pubsub_hosts: needs the push backend and an http or rabbit"
+                    " backend whose events include push");
+        return FALSE;
+    }
+    g_auto(GStrv) clean = g_new0(char *, g_strv_length((char **)hosts) + 1);
+    guint n = 0;
+    for (guint i = 0; hosts[i]; i++) {
+        g_autofree char *h = g_strstrip(g_strdup(hosts[i]));
+        if (*h)
+            clean[n++] = g_steal_pointer(&h);
+    }
+    push_engine_set_virtual(p->push, (const char *const *)clean, on_virtual, p);
+    return TRUE;
+}
+
 static gboolean pusher_start(MkModule *mod, GError **error)
 {
     Pusher *p = g_new0(Pusher, 1);
@@ -245,6 +284,8 @@ static gboolean pusher_start(MkModule *mod, GError **error)
         g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START, "backends: at most 32");
         goto fail;
     }
+    if (!virtual_hosts_init(p, mod, error))
+        goto fail;
     mk_module_set_data(mod, p, pusher_free);
     if (p->backends->len) {
         mk_hook_add(mod, MK_HOOK_USER_SEND_PACKET, -100, on_send, p);
@@ -274,7 +315,8 @@ static void pusher_stop(MkModule *mod)
     }
 }
 
-#define ALL_EVENTS "chat_sent;chat_received;groupchat_sent;groupchat_received;presence;login;logout"
+#define ALL_EVENTS                                                                                 \
+    "chat_sent;chat_received;groupchat_sent;groupchat_received;presence;login;logout;push"
 
 /* clang-format off */
 #define FILTER_KEYS(P)                                                                             \
@@ -308,7 +350,12 @@ static const MkConfigKey pusher_keys[] = {
     {"rabbit_chat_exchange", MK_CONFIG_STRING, "chat_msg", 0, 0, "topic exchange of 1:1 messages"},
     {"rabbit_groupchat_exchange", MK_CONFIG_STRING, "groupchat_msg", 0, 0,
      "topic exchange of group chat messages"},
+    {"rabbit_push_exchange", MK_CONFIG_STRING, "push", 0, 0,
+     "topic exchange of push events (notifications to virtual pubsub hosts)"},
     PUSH_CONFIG_KEYS("push_"),
+    {"push_virtual_pubsub_hosts", MK_CONFIG_STRV, NULL, 0, 0,
+     "app server domains served without pubsub: their notifications become push events"
+     " for the http and rabbit backends"},
     MK_CONFIG_KEYS_END,
 };
 /* clang-format on */

@@ -5,7 +5,7 @@
 
 static const char *const kind_names[PUSHER_N_KINDS] = {
     "chat_sent", "chat_received", "groupchat_sent", "groupchat_received",
-    "presence",  "login",         "logout",
+    "presence",  "login",         "logout",         "push",
 };
 
 const char *pusher_kind_name(PusherKind kind)
@@ -56,20 +56,18 @@ static void json_field(GString *out, const char *key, const char *value)
     json_string(out, value);
 }
 
-static PusherEvent *event_new(PusherKind kind, const char *user, const char *from, GString **out)
+static GString *event_begin(PusherKind kind, const char *user, const char *from)
 {
-    PusherEvent *ev = g_new0(PusherEvent, 1);
-    ev->ref = 1;
-    ev->kind = kind;
-    ev->user = g_strdup(user);
-    const char *at = strchr(ev->user, '@');
-    ev->domain = at ? at + 1 : ev->user;
-    *out = g_string_sized_new(192);
-    g_string_append(*out, "{\"event\":");
-    json_string(*out, kind_names[kind]);
-    json_field(*out, "user", user);
-    json_field(*out, "from", from);
-    return ev;
+    /* Built here and copied into the event's one block: what other
+     * threads free is one allocation; this buffer goes back at once, on
+     * this thread. (No thread-local buffer: a module is unloaded while
+     * the workers live on.) */
+    GString *out = g_string_sized_new(512);
+    g_string_append(out, "{\"event\":");
+    json_string(out, kind_names[kind]);
+    json_field(out, "user", user);
+    json_field(out, "from", from);
+    return out;
 }
 
 /* Appends a non-negative integer: printf's machinery costs more than the
@@ -84,44 +82,89 @@ static void append_uint(GString *out, guint64 v)
     g_string_append_len(out, buf + i, (gssize)sizeof buf - i);
 }
 
-static PusherEvent *event_seal(PusherEvent *ev, GString *out)
+/* The event: its struct, @user and the JSON in one block. */
+static PusherEvent *event_seal(PusherKind kind, const char *user, GString *out)
 {
     g_string_append(out, ",\"timestamp\":");
     append_uint(out, (guint64)(g_get_real_time() / 1000));
     g_string_append_c(out, '}');
+    gsize ulen = strlen(user);
+    PusherEvent *ev = g_malloc(sizeof *ev + ulen + 1 + out->len + 1);
+    ev->ref = 1;
+    ev->kind = kind;
+    ev->user = (char *)(ev + 1);
+    memcpy(ev->user, user, ulen + 1);
+    const char *at = strchr(ev->user, '@');
+    ev->domain = at ? at + 1 : ev->user;
+    ev->json = ev->user + ulen + 1;
+    memcpy(ev->json, out->str, out->len + 1);
     ev->json_len = out->len;
-    ev->json = g_string_free(out, FALSE);
+    g_string_free(out, TRUE);
     return ev;
 }
 
 PusherEvent *pusher_event_message(PusherKind kind, const char *user, const char *from,
                                   const char *to, const char *body, int offline)
 {
-    GString *out;
-    PusherEvent *ev = event_new(kind, user, from, &out);
+    GString *out = event_begin(kind, user, from);
     json_field(out, "to", to);
     json_field(out, "body", body);
     if (offline >= 0)
         g_string_append(out, offline ? ",\"offline\":true" : ",\"offline\":false");
-    return event_seal(ev, out);
+    return event_seal(kind, user, out);
 }
 
 PusherEvent *pusher_event_presence(const char *user, const char *from, gboolean available,
                                    const char *show, const char *status)
 {
-    GString *out;
-    PusherEvent *ev = event_new(PUSHER_PRESENCE, user, from, &out);
+    GString *out = event_begin(PUSHER_PRESENCE, user, from);
     g_string_append(out, available ? ",\"available\":true" : ",\"available\":false");
     json_field(out, "show", show);
     json_field(out, "status", status);
-    return event_seal(ev, out);
+    return event_seal(PUSHER_PRESENCE, user, out);
 }
 
 PusherEvent *pusher_event_session(PusherKind kind, const char *user, const char *from)
 {
-    GString *out;
-    PusherEvent *ev = event_new(kind, user, from, &out);
-    return event_seal(ev, out);
+    GString *out = event_begin(kind, user, from);
+    return event_seal(kind, user, out);
+}
+
+/* The fields of a stored publish-options form as a JSON object, FORM_TYPE
+ * left out; a field of several values keeps its first. */
+static void json_form(GString *out, const char *form)
+{
+    g_autoptr(MkXml) x = form ? mk_xml_parse(form, -1, NULL) : NULL;
+    g_string_append(out, ",\"options\":{");
+    gboolean first = TRUE;
+    for (guint i = 0; x && i < mk_xml_child_count(x); i++) {
+        MkXml *f = mk_xml_child_at(x, i);
+        const char *var = mk_xml_is_text(f) ? NULL : mk_xml_get_attr(f, "var");
+        if (!var || !mk_xml_is(f, "field", NULL) || g_str_equal(var, "FORM_TYPE"))
+            continue;
+        g_autofree char *value = mk_xml_child_text(f, "value", NULL);
+        if (!first)
+            g_string_append_c(out, ',');
+        first = FALSE;
+        json_string(out, var);
+        g_string_append_c(out, ':');
+        json_string(out, value ? value : "");
+    }
+    g_string_append_c(out, '}');
+}
+
+PusherEvent *pusher_event_push(const char *user, const char *service, const char *node, guint count,
+                               const char *sender, const char *body, const char *form)
+{
+    GString *out = event_begin(PUSHER_PUSH, user, NULL);
+    json_field(out, "service", service);
+    json_field(out, "node", node);
+    g_string_append(out, ",\"message_count\":");
+    append_uint(out, count);
+    json_field(out, "last_message_sender", sender);
+    json_field(out, "last_message_body", body);
+    json_form(out, form);
+    return event_seal(PUSHER_PUSH, user, out);
 }
 
 PusherEvent *pusher_event_ref(PusherEvent *ev)
@@ -134,9 +177,7 @@ void pusher_event_unref(PusherEvent *ev)
 {
     if (!ev || !g_atomic_int_dec_and_test(&ev->ref))
         return;
-    g_free(ev->user);
-    g_free(ev->json);
-    g_free(ev);
+    g_free(ev); /* user and json are in the same block */
 }
 
 gboolean pusher_filter_match(const PusherFilter *f, PusherKind kind, const char *domain,
@@ -167,7 +208,7 @@ gboolean pusher_filter_init(PusherFilter *f, MkModule *mod, const char *prefix, 
         if (k < 0) {
             g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
                         "%s: unknown event \"%s\" (chat_sent, chat_received, groupchat_sent,"
-                        " groupchat_received, presence, login, logout)",
+                        " groupchat_received, presence, login, logout, push)",
                         k_events, name);
             return FALSE;
         }

@@ -25,7 +25,7 @@ typedef struct {
     GHashTable *retrying; /* HttpReq -> its timer GSource */
     gboolean stopping;
     GSource *linger; /* a partial batch waits */
-    gboolean flush;  /* send partial batches now */
+    gboolean flush;  /* send one partial batch now */
     gint64 last_log_us;
     guint64 failed_since_log;
     MkCounter *sent, *failed, *retried;
@@ -144,9 +144,8 @@ static gboolean on_linger(gpointer data)
 {
     Http *h = data;
     g_clear_pointer(&h->linger, g_source_unref);
-    h->flush = TRUE;
+    h->flush = TRUE; /* until a partial batch went: all connections may be busy now */
     drain(h);
-    h->flush = FALSE;
     return G_SOURCE_REMOVE;
 }
 
@@ -158,31 +157,47 @@ static gboolean on_linger(gpointer data)
 static void drain(Http *h)
 {
     while (!h->stopping && h->in_flight < h->concurrency) {
-        if (h->batch > 1 && !h->flush && pusher_queue_length(h->base.queue) < h->batch) {
-            if (pusher_queue_length(h->base.queue) > 0 && !h->linger) {
+        guint len = pusher_queue_length(h->base.queue);
+        if (!len) {
+            h->flush = FALSE;
+            return;
+        }
+        if (h->batch > 1 && len < h->batch && !h->flush) {
+            if (!h->linger) {
                 h->linger = g_timeout_source_new(HTTP_LINGER_MS);
                 g_source_set_callback(h->linger, on_linger, h, NULL);
                 g_source_attach(h->linger, h->ctx);
             }
             return;
         }
-        PusherEvent *ev = pusher_queue_pop(h->base.queue, 0);
-        if (!ev)
+        /* A linger that ran out sends one partial batch, not one per free
+         * connection: the rest waits to fill up again. */
+        if (len < h->batch)
+            h->flush = FALSE;
+        /* One lock for the whole batch. */
+        g_autoptr(GPtrArray) evs =
+            g_ptr_array_new_with_free_func((GDestroyNotify)pusher_event_unref);
+        if (!pusher_queue_pop_many(h->base.queue, evs, h->batch, 0, 0))
             return;
         HttpReq *r = g_new0(HttpReq, 1);
         r->h = h;
+        r->events = evs->len;
         if (h->batch == 1) {
-            r->body = g_bytes_new(ev->json, ev->json_len);
-            r->events = 1;
-            pusher_event_unref(ev);
+            PusherEvent *ev = g_ptr_array_index(evs, 0);
+            r->body = g_bytes_new_with_free_func(
+                ev->json, ev->json_len, (GDestroyNotify)pusher_event_unref, pusher_event_ref(ev));
         } else {
-            GString *out = g_string_new("[");
-            do {
-                if (r->events++)
+            gsize size = 2;
+            for (guint i = 0; i < evs->len; i++)
+                size += ((PusherEvent *)g_ptr_array_index(evs, i))->json_len + 1;
+            GString *out = g_string_sized_new(size);
+            g_string_append_c(out, '[');
+            for (guint i = 0; i < evs->len; i++) {
+                PusherEvent *ev = g_ptr_array_index(evs, i);
+                if (i)
                     g_string_append_c(out, ',');
                 g_string_append_len(out, ev->json, (gssize)ev->json_len);
-                pusher_event_unref(ev);
-            } while (r->events < h->batch && (ev = pusher_queue_pop(h->base.queue, 0)));
+            }
             g_string_append_c(out, ']');
             r->body = g_string_free_to_bytes(out);
         }

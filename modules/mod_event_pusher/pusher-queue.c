@@ -9,6 +9,7 @@ struct PusherQueue {
     GQueue q;
     gint length;   /* q.length, for lock-free reads */
     guint waiters; /* pops waiting on @cond */
+    guint want;    /* they wake when the queue holds this many */
     guint max;
     gboolean closed;
     char *name;
@@ -89,7 +90,9 @@ void pusher_queue_push(PusherQueue *q, PusherEvent *ev)
         was_empty = q->q.length == 0;
         g_queue_push_tail(&q->q, pusher_event_ref(ev));
         g_atomic_int_set(&q->length, (gint)q->q.length);
-        if (q->waiters) /* a signal is a system call: only for a sleeper */
+        /* A signal is a system call and a switch of threads: only for a
+         * sleeper, and only once the queue holds what it waits for. */
+        if (q->waiters && q->q.length >= q->want)
             g_cond_signal(&q->cond);
     }
     g_mutex_unlock(&q->lock);
@@ -115,6 +118,7 @@ PusherEvent *pusher_queue_pop(PusherQueue *q, gint64 wait_us)
     g_mutex_lock(&q->lock);
     if (wait_us > 0 && q->q.length == 0 && !q->closed) {
         gint64 until = g_get_monotonic_time() + wait_us;
+        q->want = 1;
         q->waiters++;
         while (q->q.length == 0 && !q->closed)
             if (!g_cond_wait_until(&q->cond, &q->lock, until))
@@ -125,6 +129,29 @@ PusherEvent *pusher_queue_pop(PusherQueue *q, gint64 wait_us)
     g_atomic_int_set(&q->length, (gint)q->q.length);
     g_mutex_unlock(&q->lock);
     return ev;
+}
+
+guint pusher_queue_pop_many(PusherQueue *q, GPtrArray *out, guint max, guint want, gint64 wait_us)
+{
+    g_mutex_lock(&q->lock);
+    if (wait_us > 0 && q->q.length < want && !q->closed) {
+        gint64 until = g_get_monotonic_time() + wait_us;
+        q->want = want; /* one backend thread pops a queue: no other waiter */
+        q->waiters++;
+        while (q->q.length < want && !q->closed)
+            if (!g_cond_wait_until(&q->cond, &q->lock, until))
+                break;
+        q->waiters--;
+    }
+    guint n = 0;
+    PusherEvent *ev;
+    while (n < max && (ev = g_queue_pop_head(&q->q))) {
+        g_ptr_array_add(out, ev);
+        n++;
+    }
+    g_atomic_int_set(&q->length, (gint)q->q.length);
+    g_mutex_unlock(&q->lock);
+    return n;
 }
 
 void pusher_queue_close(PusherQueue *q)

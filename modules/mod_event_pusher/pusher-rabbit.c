@@ -2,7 +2,8 @@
  * librabbitmq, on a thread of its own (the library blocks).
  *
  * Presence, login and logout go to rabbit_presence_exchange, 1:1 chat to
- * rabbit_chat_exchange, group chat to rabbit_groupchat_exchange; the
+ * rabbit_chat_exchange, group chat to rabbit_groupchat_exchange, push
+ * (notifications to a virtual pubsub host) to rabbit_push_exchange; the
  * routing key is "USER.EVENT" (alice@example.com.chat_sent). Publisher
  * confirms, up to RABBIT_BATCH events in flight: an event is done when
  * the broker acknowledged it; a broken connection puts what was not
@@ -12,6 +13,9 @@
 #include "pusher.h"
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -21,12 +25,13 @@ typedef struct {
     MkModule *mod;
     char *host, *vhost, *user, *password;
     int port;
-    char *exchanges[3]; /* presence, chat, groupchat */
+    char *exchanges[4]; /* presence, chat, groupchat, push */
     GThread *thread;
     gint stopping;
     amqp_connection_state_t conn; /* the thread's */
     guint64 next_tag;             /* the next publish's delivery tag */
-    MkCounter *sent, *connects, *failures;
+    GByteArray *out;              /* the thread's: a batch's frames */
+    MkCounter *sent, *connects, *failures, *unsendable;
 } Rabbit;
 
 static const char *exchange_for(Rabbit *r, PusherKind k)
@@ -38,6 +43,8 @@ static const char *exchange_for(Rabbit *r, PusherKind k)
     case PUSHER_GROUPCHAT_SENT:
     case PUSHER_GROUPCHAT_RECEIVED:
         return r->exchanges[2];
+    case PUSHER_PUSH:
+        return r->exchanges[3];
     default:
         return r->exchanges[0];
     }
@@ -85,7 +92,7 @@ static gboolean connect_broker(Rabbit *r, char **why)
     amqp_confirm_select(r->conn, 1);
     if (!reply_ok(amqp_get_rpc_reply(r->conn), "confirm mode", why))
         goto fail;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         amqp_exchange_declare(r->conn, 1, amqp_cstring_bytes(r->exchanges[i]),
                               amqp_cstring_bytes("topic"), 0, 1 /* durable */, 0, 0,
                               amqp_empty_table);
@@ -102,10 +109,138 @@ fail:
 /* Events published before waiting for the broker's acks, and how long a
  * small batch waits for more. */
 #define RABBIT_BATCH     256
-#define RABBIT_LINGER_US 5000
+#define RABBIT_LINGER_US 20000
+
+/* Frame header (type, channel, size) and end octet: AMQP 0-9-1 section 4.2.3. */
+#define FRAME_HEAD 7
+#define FRAME_END  1
+
+static void put16(guint8 *p, guint v)
+{
+    p[0] = (guint8)(v >> 8);
+    p[1] = (guint8)v;
+}
+
+static void put32(guint8 *p, guint32 v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (guint8)(v >> (24 - 8 * i));
+}
+
+/* Opens a frame of @type on channel 1 at the end of @buf; returns its
+ * offset for close_frame(). */
+static gsize open_frame(GByteArray *buf, guint8 type)
+{
+    gsize at = buf->len;
+    guint8 head[FRAME_HEAD] = {type, 0, 1};
+    g_byte_array_append(buf, head, sizeof head);
+    return at;
+}
+
+static void close_frame(GByteArray *buf, gsize at)
+{
+    put32(buf->data + at + 3, (guint32)(buf->len - at - FRAME_HEAD));
+    guint8 end = AMQP_FRAME_END;
+    g_byte_array_append(buf, &end, 1);
+}
+
+/* Appends @len bytes that librabbitmq's encoder @enc writes (it returns
+ * their length, or < 0 when @room was too small). */
+static gboolean append_encoded(GByteArray *buf, gsize room,
+                               int (*enc)(gpointer what, amqp_bytes_t out, gpointer data),
+                               gpointer what, gpointer data)
+{
+    gsize at = buf->len;
+    g_byte_array_set_size(buf, (guint)(at + room));
+    int n = enc(what, (amqp_bytes_t){room, buf->data + at}, data);
+    if (n < 0) {
+        g_byte_array_set_size(buf, (guint)at);
+        return FALSE;
+    }
+    g_byte_array_set_size(buf, (guint)(at + (gsize)n));
+    return TRUE;
+}
+
+static int enc_method(gpointer what, amqp_bytes_t out, gpointer data)
+{
+    return amqp_encode_method(AMQP_BASIC_PUBLISH_METHOD, what, out);
+}
+
+static int enc_props(gpointer what, amqp_bytes_t out, gpointer data)
+{
+    return amqp_encode_properties(AMQP_BASIC_CLASS, what, out);
+}
+
+/* Appends the three (or more) frames of one basic.publish of @ev, as
+ * amqp_basic_publish() sends them, encoded by librabbitmq. */
+static gboolean encode_publish(Rabbit *r, GByteArray *buf, PusherEvent *ev,
+                               amqp_basic_properties_t *props)
+{
+    g_autofree char *key = g_strconcat(ev->user, ".", pusher_kind_name(ev->kind), NULL);
+    amqp_basic_publish_t m = {
+        .exchange = amqp_cstring_bytes(exchange_for(r, ev->kind)),
+        .routing_key = amqp_cstring_bytes(key),
+    };
+    guint8 id[4];
+    put32(id, AMQP_BASIC_PUBLISH_METHOD);
+    gsize f = open_frame(buf, AMQP_FRAME_METHOD);
+    g_byte_array_append(buf, id, sizeof id);
+    if (!append_encoded(buf, 16 + m.exchange.len + m.routing_key.len, enc_method, &m, NULL))
+        return FALSE;
+    close_frame(buf, f);
+
+    guint8 head[12] = {0};
+    put16(head, AMQP_BASIC_CLASS);
+    put32(head + 4, (guint32)((guint64)ev->json_len >> 32));
+    put32(head + 8, (guint32)ev->json_len);
+    f = open_frame(buf, AMQP_FRAME_HEADER);
+    g_byte_array_append(buf, head, sizeof head);
+    if (!append_encoded(buf, 64 + props->content_type.len, enc_props, props, NULL))
+        return FALSE;
+    close_frame(buf, f);
+
+    /* The body in frames of at most frame_max octets, head and end included. */
+    gsize max = (gsize)amqp_get_frame_max(r->conn) - FRAME_HEAD - FRAME_END;
+    for (gsize off = 0; off < ev->json_len; off += max) {
+        f = open_frame(buf, AMQP_FRAME_BODY);
+        g_byte_array_append(buf, (const guint8 *)ev->json + off,
+                            (guint)MIN(max, ev->json_len - off));
+        close_frame(buf, f);
+    }
+    return TRUE;
+}
+
+/* Writes all of @buf to the broker's socket (librabbitmq's is
+ * non-blocking). */
+static gboolean write_all(int fd, const guint8 *p, gsize len, char **why)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            len -= (gsize)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            if (poll(&pfd, 1, 5000) > 0)
+                continue;
+            *why = g_strdup("publish: the broker does not read");
+            return FALSE;
+        }
+        *why = g_strdup_printf("publish: %s", n < 0 ? g_strerror(errno) : "connection closed");
+        return FALSE;
+    }
+    return TRUE;
+}
 
 /* The thread: publishes @batch and waits for the broker's acks; *@acked
- * is how many of it, from the first, the broker confirmed. */
+ * is how many of it, from the first, the broker confirmed.
+ * amqp_basic_publish() writes each frame with a send() of its own, three
+ * system calls per event; the batch's frames are encoded by librabbitmq's
+ * encoders into one buffer and written at once. */
 static gboolean publish(Rabbit *r, GPtrArray *batch, guint *acked, char **why)
 {
     amqp_basic_properties_t props = {
@@ -115,23 +250,15 @@ static gboolean publish(Rabbit *r, GPtrArray *batch, guint *acked, char **why)
     };
     guint64 first = r->next_tag;
     *acked = 0;
-    /* librabbitmq writes each frame with its own send(), three per event:
-     * corked, the kernel sends the batch in full segments. */
-    int fd = amqp_get_sockfd(r->conn), on = 1, off = 0;
-    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
-    for (guint i = 0; i < batch->len; i++) {
-        PusherEvent *ev = g_ptr_array_index(batch, i);
-        g_autofree char *key = g_strconcat(ev->user, ".", pusher_kind_name(ev->kind), NULL);
-        int st = amqp_basic_publish(r->conn, 1, amqp_cstring_bytes(exchange_for(r, ev->kind)),
-                                    amqp_cstring_bytes(key), 0, 0, &props,
-                                    (amqp_bytes_t){ev->json_len, ev->json});
-        if (st != AMQP_STATUS_OK) {
-            *why = g_strdup_printf("publish: %s", amqp_error_string2(st));
+    g_byte_array_set_size(r->out, 0);
+    for (guint i = 0; i < batch->len; i++)
+        if (!encode_publish(r, r->out, g_ptr_array_index(batch, i), &props)) {
+            *why = g_strdup("publish: cannot encode an event");
             return FALSE;
         }
-        r->next_tag++;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
+    if (!write_all(amqp_get_sockfd(r->conn), r->out->data, r->out->len, why))
+        return FALSE;
+    r->next_tag += batch->len;
     guint64 last = r->next_tag - 1;
     struct timeval tv = {.tv_sec = 5};
     while (first + *acked <= last) {
@@ -165,6 +292,27 @@ static gboolean publish(Rabbit *r, GPtrArray *batch, guint *acked, char **why)
     return TRUE;
 }
 
+/* The routing key is an AMQP short string: an event whose key is longer
+ * than 255 octets (a bare JID near its 3,071-octet limit) cannot be
+ * published; it is dropped, counted and logged, not retried forever. */
+static void drop_unsendable(Rabbit *r, GPtrArray *batch)
+{
+    guint kept = 0;
+    for (guint i = 0; i < batch->len; i++) {
+        PusherEvent *ev = g_ptr_array_index(batch, i);
+        if (strlen(ev->user) + 1 + strlen(pusher_kind_name(ev->kind)) <= 255) {
+            batch->pdata[kept++] = ev;
+            continue;
+        }
+        mk_counter_add(r->unsendable, 1);
+        g_warning("mod_event_pusher: rabbit: the routing key of a %s event of %.40s... is longer"
+                  " than 255 octets; dropped",
+                  pusher_kind_name(ev->kind), ev->user);
+        pusher_event_unref(ev);
+    }
+    g_ptr_array_set_size(batch, kept);
+}
+
 static gpointer rabbit_thread(gpointer data)
 {
     Rabbit *r = data;
@@ -194,22 +342,22 @@ static gpointer rabbit_thread(gpointer data)
             logged_down = FALSE;
             backoff_ms = 100;
         }
-        PusherEvent *ev = pusher_queue_pop(r->base.queue, G_USEC_PER_SEC / 2);
-        if (!ev)
+        /* A small batch waits a little for more (each batch costs a
+         * round trip for the acks); the queue wakes this thread once the
+         * batch is worth it, not for every event. */
+        if (!pusher_queue_pop_many(r->base.queue, batch, RABBIT_BATCH, 1, G_USEC_PER_SEC / 2))
             continue;
-        /* A small batch waits a little for more: each batch costs a
-         * round trip for the acks. */
-        gint64 until = g_get_monotonic_time() + RABBIT_LINGER_US;
-        do {
-            g_ptr_array_add(batch, ev);
-            if (batch->len >= RABBIT_BATCH)
-                break;
-            gint64 left = until - g_get_monotonic_time();
-            ev = pusher_queue_pop(r->base.queue, batch->len < RABBIT_BATCH / 4 ? MAX(left, 0) : 0);
-        } while (ev);
+        if (batch->len < RABBIT_BATCH / 4)
+            pusher_queue_pop_many(r->base.queue, batch, RABBIT_BATCH - batch->len,
+                                  RABBIT_BATCH / 4 - batch->len, RABBIT_LINGER_US);
+        drop_unsendable(r, batch);
+        if (!batch->len)
+            continue;
         g_autofree char *why = NULL;
         guint acked = 0;
         gboolean ok = publish(r, batch, &acked, &why);
+        if (r->conn)
+            amqp_maybe_release_buffers(r->conn); /* the acks' frames */
         mk_counter_add(r->sent, acked);
         for (guint i = 0; i < acked; i++)
             pusher_event_unref(g_ptr_array_index(batch, i));
@@ -245,14 +393,26 @@ static void rabbit_free(PusherBackend *b)
     g_free(r->vhost);
     g_free(r->user);
     g_free(r->password);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         g_free(r->exchanges[i]);
+    g_byte_array_unref(r->out);
     g_free(r);
 }
 
 /* Main thread, in start(). (transfer full) (nullable) */
 PusherBackend *pusher_rabbit_new(MkModule *mod, GError **error)
 {
+    static const char *const exchange_keys[4] = {"rabbit_presence_exchange", "rabbit_chat_exchange",
+                                                 "rabbit_groupchat_exchange",
+                                                 "rabbit_push_exchange"};
+    for (int i = 0; i < 4; i++) {
+        const char *x = mk_config_get_string(mod, exchange_keys[i]);
+        if (!x || !*x || strlen(x) > 255) {
+            g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                        "%s: an exchange name of 1 to 255 octets is required", exchange_keys[i]);
+            return NULL;
+        }
+    }
     Rabbit *r = g_new0(Rabbit, 1);
     r->base.name = "rabbit";
     if (!pusher_filter_init(&r->base.filter, mod, "rabbit_", error)) {
@@ -265,12 +425,13 @@ PusherBackend *pusher_rabbit_new(MkModule *mod, GError **error)
     r->vhost = g_strdup(mk_config_get_string(mod, "rabbit_vhost"));
     r->user = g_strdup(mk_config_get_string(mod, "rabbit_user"));
     r->password = g_strdup(mk_config_get_string(mod, "rabbit_password"));
-    r->exchanges[0] = g_strdup(mk_config_get_string(mod, "rabbit_presence_exchange"));
-    r->exchanges[1] = g_strdup(mk_config_get_string(mod, "rabbit_chat_exchange"));
-    r->exchanges[2] = g_strdup(mk_config_get_string(mod, "rabbit_groupchat_exchange"));
+    for (int i = 0; i < 4; i++)
+        r->exchanges[i] = g_strdup(mk_config_get_string(mod, exchange_keys[i]));
     r->sent = mk_counter_new(mod, "rabbit_sent");
     r->connects = mk_counter_new(mod, "rabbit_connects");
     r->failures = mk_counter_new(mod, "rabbit_failures");
+    r->unsendable = mk_counter_new(mod, "rabbit_unsendable");
+    r->out = g_byte_array_new();
     r->base.queue = pusher_queue_new(mod, "rabbit",
                                      (guint)mk_config_get_int(mod, "rabbit_queue_max"), NULL, NULL);
     r->base.stop = rabbit_stop;

@@ -23,11 +23,13 @@ typedef enum {
     PUSHER_PRESENCE,
     PUSHER_LOGIN,
     PUSHER_LOGOUT,
+    PUSHER_PUSH, /* a notification to a virtual pubsub host (docs/mod_push.md) */
     PUSHER_N_KINDS,
 } PusherKind;
 
 /* An event, immutable once made, shared by the backends' queues: its
- * JSON is built at once (docs/mod_event_pusher.md has the schema). */
+ * JSON is built at once, for all backends (docs/mod_event_pusher.md has
+ * the schema); the struct, @user and @json are one allocation. */
 typedef struct {
     gint ref;
     PusherKind kind;
@@ -49,6 +51,11 @@ PusherEvent *pusher_event_presence(const char *user, const char *from, gboolean 
                                    const char *show, const char *status);
 /* login, logout. */
 PusherEvent *pusher_event_session(PusherKind kind, const char *user, const char *from);
+/* push: a notification for @node of @service (a virtual pubsub host);
+ * @form (nullable) the enablement's publish-options form as XML text,
+ * its fields become "options". */
+PusherEvent *pusher_event_push(const char *user, const char *service, const char *node, guint count,
+                               const char *sender, const char *body, const char *form);
 PusherEvent *pusher_event_ref(PusherEvent *ev);
 void pusher_event_unref(PusherEvent *ev);
 
@@ -88,6 +95,12 @@ void pusher_queue_push_head(PusherQueue *q, PusherEvent *ev);
 /* The oldest event, (transfer full), or NULL: at once when @wait_us is 0,
  * else after waiting up to @wait_us for one. */
 PusherEvent *pusher_queue_pop(PusherQueue *q, gint64 wait_us);
+/* Appends up to @max of the oldest events to @out (transfer full each)
+ * and returns how many. With @wait_us > 0, first waits up to @wait_us
+ * until the queue holds @want events (pushes wake the waiter only then:
+ * one switch of threads per batch, not per event). One thread pops a
+ * queue. */
+guint pusher_queue_pop_many(PusherQueue *q, GPtrArray *out, guint max, guint want, gint64 wait_us);
 /* From now on pushes are dropped and waiting pops return NULL. */
 void pusher_queue_close(PusherQueue *q);
 gboolean pusher_queue_closed(PusherQueue *q);

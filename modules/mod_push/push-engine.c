@@ -19,6 +19,10 @@ struct PushEngine {
     MkUserQueue *queue; /* the core's: one account's error counting in order */
     MkCounter *enabled, *disabled, *over_limit;
     MkCounter *published, *failed, *timeouts, *removed;
+    char **virtual_hosts; /* nullable: set before any traffic, read-only after */
+    PushVirtualFunc virtual_func;
+    gpointer virtual_data;
+    MkCounter *virtual_count;
 };
 
 #define SQL_SELECT_ALL                                                                             \
@@ -311,6 +315,15 @@ static gboolean read_work(MkDbConn *conn, gpointer user_data, GError **error)
     return TRUE;
 }
 
+/* Whether @service (a stored app server JID) is on a virtual pubsub host. */
+static gboolean is_virtual(PushEngine *e, const char *service)
+{
+    if (!e->virtual_hosts)
+        return FALSE;
+    g_autoptr(MkJid) jid = mk_jid_new(service, NULL);
+    return jid && g_strv_contains((const char *const *)e->virtual_hosts, mk_jid_domain(jid));
+}
+
 /* The calling worker: publishes to each enablement read. */
 static void read_done(const GError *error, gpointer user_data)
 {
@@ -325,8 +338,13 @@ static void read_done(const GError *error, gpointer user_data)
     for (guint i = 0; mk_module_is_running(e->mod) && i + 2 < j->rows->len; i += 3) {
         const char *service = g_ptr_array_index(j->rows, i);
         const char *node = g_ptr_array_index(j->rows, i + 1);
-        g_autoptr(MkXml) xml =
-            push_publish_new(j->account, service, node, &j->sum, g_ptr_array_index(j->rows, i + 2));
+        const char *form = g_ptr_array_index(j->rows, i + 2);
+        if (is_virtual(e, service)) {
+            mk_counter_add(e->virtual_count, 1);
+            e->virtual_func(j->account, service, node, &j->sum, form, e->virtual_data);
+            continue;
+        }
+        g_autoptr(MkXml) xml = push_publish_new(j->account, service, node, &j->sum, form);
         g_autoptr(MkStanza) st = mk_stanza_new(xml, NULL);
         if (!st)
             continue; /* a stored service JID no longer valid */
@@ -383,14 +401,17 @@ static gboolean moved_again(MkXml *msg, MkJid *account)
 }
 
 /* offline_message, before any module stores it: the account has no
- * session that takes messages. Runs on the routing worker. */
+ * session that takes messages. Group chat too: a room that sends to an
+ * account with no session is one of persistent membership (MUC Light),
+ * whose members want to hear of it; a MUC room only sends to occupants'
+ * sessions. Runs on the routing worker. */
 static MkResult on_offline(MkHookCall *call, gpointer user_data)
 {
     PushEngine *e = user_data;
     MkStanza *st = mk_hook_call_stanza(call);
     MkJid *to = st ? mk_stanza_to(st) : NULL;
     if (!to || !mk_jid_node(to) || mk_stanza_kind(st) != MK_STANZA_MESSAGE ||
-        !push_message_wanted(mk_stanza_xml(st), FALSE) || moved_again(mk_stanza_xml(st), to))
+        !push_message_wanted(mk_stanza_xml(st), TRUE) || moved_again(mk_stanza_xml(st), to))
         return MK_PASS;
     notify(e, to, NULL, st);
     return MK_PASS;
@@ -438,6 +459,7 @@ void push_engine_free(PushEngine *e)
     if (!e)
         return;
     g_hash_table_unref(e->counts);
+    g_strfreev(e->virtual_hosts);
     g_mutex_clear(&e->lock);
     g_free(e->prefix);
     g_free(e);
@@ -447,6 +469,17 @@ static MkCounter *counter(PushEngine *e, const char *name)
 {
     g_autofree char *n = g_strconcat(e->prefix, name, NULL);
     return mk_counter_new(e->mod, n);
+}
+
+void push_engine_set_virtual(PushEngine *e, const char *const *hosts, PushVirtualFunc func,
+                             gpointer data)
+{
+    g_strfreev(e->virtual_hosts);
+    e->virtual_hosts = g_strdupv((char **)hosts);
+    e->virtual_func = func;
+    e->virtual_data = data;
+    if (!e->virtual_count)
+        e->virtual_count = counter(e, "virtual");
 }
 
 /* Main thread, in start(). (transfer full) (nullable) */

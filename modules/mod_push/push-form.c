@@ -123,7 +123,13 @@ const char *push_error_condition(MkXml *response)
 /* Any thread. */
 gboolean push_message_wanted(MkXml *msg, gboolean groupchat_ok)
 {
-    if (!mk_xml_is(msg, "message", NULL) || !mk_xml_child(msg, "body", NS_CLIENT))
+    MkXml *body = mk_xml_is(msg, "message", NULL) ? mk_xml_child(msg, "body", NS_CLIENT) : NULL;
+    if (!body)
+        return FALSE;
+    /* An empty body (MUC Light's affiliation notices carry one) says
+     * nothing a user would want to be woken for. */
+    g_autofree char *text = mk_xml_text(body);
+    if (!text || !*g_strstrip(text))
         return FALSE;
     /* A carbon copy tells of a message another of the user's clients
      * handled: nothing the sleeping device missed. */

@@ -56,7 +56,7 @@ MkXml *push_publish_new(const char *account, const char *service, const char *no
  * or NULL. (transfer none) */
 const char *push_error_condition(MkXml *response);
 
-/* Whether a message is worth a notification: a body, and of type chat,
+/* Whether a message is worth a notification: a body that is not blank, and of type chat,
  * normal or (when @groupchat_ok) groupchat; never an error or headline. */
 gboolean push_message_wanted(MkXml *msg, gboolean groupchat_ok);
 
@@ -75,6 +75,19 @@ typedef struct PushEngine PushEngine;
  * destroy (push_engine_free). */
 PushEngine *push_engine_start(MkModule *mod, const char *prefix, GError **error);
 void push_engine_free(PushEngine *e);
+
+/* A notification for an enablement whose app server is on a virtual
+ * pubsub host: handed to the embedding module instead of published.
+ * @form: the publish-options form as stored (XML text, nullable). The
+ * worker that read the enablements; everything (transfer none). */
+typedef void (*PushVirtualFunc)(const char *account, const char *service, const char *node,
+                                const PushSummary *sum, const char *form, gpointer data);
+
+/* From now on, notifications to an app server whose domain is one of
+ * @hosts go to @func and never through the router: no IQ, so no app
+ * server error either. Main thread, in start(), before any traffic. */
+void push_engine_set_virtual(PushEngine *e, const char *const *hosts, PushVirtualFunc func,
+                             gpointer data);
 
 /* The keys the engine reads, without prefix, for a module's key table. */
 /* clang-format off */

@@ -11,12 +11,21 @@
   queue stays bounded (http_dropped counted, a "queue full" log line)
 - a filter: only chat_received for users with no active session
 - http_batch: arrays of events, each once
+- https: a self-signed webhook is refused by default (http_failed), and
+  reached with http_tls_verify = false
+- push_virtual_pubsub_hosts: a notification to an app server on a
+  virtual pubsub host reaches the webhook as a "push" event (summary and
+  publish-options), once per message, and never as an IQ; an enablement
+  of a real app server on the same account still gets its IQ
 """
 import json
 import os
 import re
 import signal
 import socket
+import ssl
+import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -29,8 +38,9 @@ from modtest import DOMAIN, NS_CLIENT, Client, Server, Tap, free_port, q  # noqa
 class Receiver:
     """A webhook: records each JSON body; can answer 500 a few times, or hang."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, tls=None):
         self.port = port or free_port()
+        self.tls = tls  # (certfile, keyfile): answer over TLS
         self.events = []
         self.posts = []
         self.connections = 0
@@ -81,6 +91,10 @@ class Receiver:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.httpd.daemon_threads = True
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -293,6 +307,115 @@ def test_batch(t):
         rec.stop()
 
 
+NS_PUSH = "urn:xmpp:push:0"
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+PUBLISH_OPTS = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>"
+                "<value>http://jabber.org/protocol/pubsub#publish-options</value></field>"
+                "<field var='device_id'><value>%s</value></field>"
+                "<field var='service'><value>fcm</value></field></x>")
+
+
+def test_virtual(t):
+    """Notifications to push.DOMAIN (virtual) become push events."""
+    rec = Receiver()
+    virtual = "push.%s" % DOMAIN
+    srv = Server({"mod_event_pusher": {
+        "backends": "http;push", "http_url": "http://127.0.0.1:%d/hook" % rec.port,
+        "http_events": "push", "push_virtual_pubsub_hosts": virtual}})
+    try:
+        for u in ("vera", "walt", "appsrv"):
+            srv.register(u)
+        app = Client(srv, "appsrv", resource="app")
+        v = Client(srv, "vera", resource="phone")
+        r1 = v.iq("<enable xmlns='%s' jid='%s' node='dev-1'>%s</enable>"
+                  % (NS_PUSH, virtual, PUBLISH_OPTS % "tok-1"), type="set")
+        r2 = v.iq("<enable xmlns='%s' jid='%s' node='real'/>" % (NS_PUSH, app.jid), type="set")
+        t.ok(r1.get("type") == "result" and r2.get("type") == "result",
+             "enable a virtual host's node and a real app server's")
+        v.close()
+        w = Client(srv, "walt")
+        for i in (1, 2):
+            chat(w, "vera@%s" % DOMAIN, "v%d" % i)
+            # The real app server gets its IQ; answered, so no error counts.
+            el = app.expect(lambda e: e.tag == q(NS_CLIENT, "iq") and
+                            e.find(".//{%s}publish" % NS_PUBSUB) is not None,
+                            what="the real app server's notification")
+            app.send("<iq type='result' id='%s' to='%s'/>" % (el.get("id"), el.get("from")))
+        ok = rec.wait(lambda ev: len(rec.of("push")) >= 2)
+        pushes = rec.of("push")
+        t.ok(ok and len(pushes) == 2, "one push event per message (%d)" % len(pushes))
+        want = [{"event": "push", "user": "vera@%s" % DOMAIN, "service": virtual,
+                 "node": "dev-1", "message_count": n, "last_message_sender": w.jid,
+                 "last_message_body": "v%d" % n,
+                 "options": {"device_id": "tok-1", "service": "fcm"}} for n in (1, 2)]
+        got = [dict((k, e[k]) for k in e if k != "timestamp") for e in pushes]
+        t.ok(got == want, "the summary and the publish-options as JSON (%s)" % got)
+        t.ok(all(isinstance(e.get("timestamp"), int) for e in pushes), "with a timestamp")
+        # Nothing was routed to the virtual host: no bounce, no error.
+        chat(w, "appsrv@%s/app" % DOMAIN, "sentinel")
+        el = app.expect(lambda e: e.tag == q(NS_CLIENT, "message") or
+                        (e.tag == q(NS_CLIENT, "iq") and e.get("type") == "set"),
+                        what="the sentinel")
+        t.ok(el.tag == q(NS_CLIENT, "message"), "no third notification to the real app server")
+        with open(srv.log_path, errors="replace") as f:
+            log = f.read()
+        t.ok("answered" not in log and virtual + " " not in log,
+             "no app server error for the virtual host in the log")
+        w.close()
+        app.close()
+    finally:
+        srv.stop()
+        rec.stop()
+
+
+def test_tls(t):
+    """https: a self-signed certificate is refused by default, taken with
+    http_tls_verify = false."""
+    tmp = tempfile.mkdtemp(prefix="mk-hook-tls-")
+    crt, key = os.path.join(tmp, "hook.crt"), os.path.join(tmp, "hook.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", key, "-out", crt], check=True, capture_output=True)
+    rec = Receiver(tls=(crt, key))
+    url = "https://localhost:%d/hook" % rec.port
+    try:
+        for verify in ("true", "false"):
+            keys = {"backends": "http", "http_url": url, "http_events": "login",
+                    "http_retries": 0, "http_timeout": 5}
+            if verify == "false":
+                keys["http_tls_verify"] = "false"
+            srv = Server({"mod_event_pusher": keys})
+            try:
+                user = "tls" + verify
+                srv.register(user)
+                c = Client(srv, user)
+                if verify == "true":
+                    deadline = time.time() + 20
+                    while time.time() < deadline:
+                        with open(srv.log_path, errors="replace") as f:
+                            if "http: POST %s failed" % url in f.read():
+                                break
+                        time.sleep(0.1)
+                    m = metrics(srv)
+                    t.ok(m.get("default.mod_event_pusher.http_failed") == 1 and
+                         not rec.of("login"), "verification on by default: the self-signed"
+                         " webhook gets nothing, http_failed 1 (%s)"
+                         % {k: v for k, v in m.items() if "http_" in k})
+                else:
+                    ok = rec.wait(lambda ev: rec.of("login"))
+                    logins = [e["user"] for e in rec.of("login")]
+                    t.ok(ok and logins == ["%s@%s" % (user, DOMAIN)],
+                         "http_tls_verify = false: the login arrives over TLS (%s)" % logins)
+                c.close()
+            finally:
+                srv.stop()
+    finally:
+        rec.stop()
+        for f in (crt, key):
+            os.unlink(f)
+        os.rmdir(tmp)
+
+
 def main():
     t = Tap()
     rec = Receiver()
@@ -319,6 +442,8 @@ def main():
         rec.stop()
     t.run("filter", test_filter)
     t.run("batch", test_batch)
+    t.run("virtual pubsub hosts", test_virtual)
+    t.run("TLS verification", test_tls)
     t.done()
 
 

@@ -6,12 +6,16 @@ the test reads what meerkatd published.
 
 - chat_sent / chat_received on the chat exchange, login and presence on
   the presence exchange, routing key USER.EVENT, the JSON
-- 30 messages: each event exactly once
+- groupchat_sent / groupchat_received on the groupchat exchange
+- 30 messages: each event exactly once (one write per batch)
 - the broker restarts: meerkatd reconnects; the events of messages sent
   while it was down arrive once each afterwards
+- rabbit and http backends at once, each with its own filter (rabbit:
+  chat_received to offline users only; http: chat_sent and login only)
 Skipped (with a message) only where rabbitmq-server or python3-pika is
 not installed.
 """
+import importlib.util
 import json
 import os
 import shutil
@@ -71,7 +75,7 @@ class Broker:
         self.log = open(os.path.join(self.dir, "broker.log"), "a")
         self.proc = subprocess.Popen([RABBIT], env=self.env, stdout=self.log, cwd=self.dir,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 90
+        deadline = time.time() + 240  # Erlang boots slowly on a busy machine
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("rabbitmq-server exited with %d" % self.proc.returncode)
@@ -80,6 +84,7 @@ class Broker:
                 return
             except OSError:
                 time.sleep(0.2)
+        self.close()  # nothing of it left behind
         raise RuntimeError("rabbitmq-server did not listen")
 
     def stop(self):
@@ -187,6 +192,13 @@ def test_events(t, srv, broker, cons):
     t.ok(len(logins) == 1 and logins[0][0] == "presence" and
          logins[0][1] == "alice@%s.login" % DOMAIN, "login on the presence exchange")
     t.ok(len(pres) == 1 and pres[0][2]["available"] is True, "presence on the presence exchange")
+    b.send("<message to='%s' type='groupchat'><body>g1</body></message>" % a.jid)
+    ok = cons.wait(lambda g: cons.of("groupchat_sent", "g1") and cons.of("groupchat_received", "g1"))
+    gs, gr = cons.of("groupchat_sent", "g1"), cons.of("groupchat_received", "g1")
+    t.ok(ok and len(gs) == 1 and len(gr) == 1 and gs[0][0] == "groupchat_msg" and
+         gs[0][1] == "bob@%s.groupchat_sent" % DOMAIN and gr[0][0] == "groupchat_msg" and
+         gr[0][1] == "alice@%s.groupchat_received" % DOMAIN and gr[0][2]["to"] == a.jid,
+         "groupchat_sent and groupchat_received once each on groupchat_msg (%s %s)" % (gs, gr))
     for i in range(30):
         chat(b, "alice@%s" % DOMAIN, "c%d" % i)
     want = ["c%d" % i for i in range(30)]
@@ -220,14 +232,61 @@ def test_restart(t, srv, broker, cons):
     b.close()
 
 
+def load_receiver():
+    """The webhook receiver of test-event-pusher-http.py."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test-event-pusher-http.py")
+    spec = importlib.util.spec_from_file_location("event_pusher_http", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.Receiver
+
+
+def test_filters(t, broker, cons):
+    """Two backends, each with its own filter, at once."""
+    rec = load_receiver()()
+    srv = Server({"mod_event_pusher": {
+        "backends": "rabbit;http", "rabbit_port": broker.port,
+        "rabbit_events": "chat_received", "rabbit_only_offline": "true",
+        "http_url": "http://127.0.0.1:%d/hook" % rec.port,
+        "http_events": "chat_sent;login", "http_domains": DOMAIN}})
+    try:
+        for u in ("fx", "fy", "fz"):
+            srv.register(u)
+        z = Client(srv, "fz")
+        z.presence()
+        z.expect(lambda e: e.tag == q(NS_CLIENT, "presence"), what="own presence")
+        x = Client(srv, "fx")
+        chat(x, "fy@%s" % DOMAIN, "to-offline")
+        chat(x, "fz@%s" % DOMAIN, "to-online")
+        z.expect(lambda e: e.tag == q(NS_CLIENT, "message"), what="the message")
+        chat(x, "fy@%s" % DOMAIN, "sentinel")
+        ok = cons.wait(lambda g: cons.of("chat_received", "sentinel"))
+        mine = [(e["event"], e.get("body")) for _, _, e in cons.got
+                if e.get("user", "").startswith("f")]
+        t.ok(ok and mine == [("chat_received", "to-offline"), ("chat_received", "sentinel")],
+             "rabbit: only chat_received to the offline user (%s)" % mine)
+        ok = rec.wait(lambda ev: len(rec.of("chat_sent")) >= 3 and len(rec.of("login")) >= 2)
+        got = sorted((e["event"], e.get("body") or e["user"]) for _, e in rec.events)
+        want = sorted([("login", "fz@%s" % DOMAIN), ("login", "fx@%s" % DOMAIN),
+                       ("chat_sent", "to-offline"), ("chat_sent", "to-online"),
+                       ("chat_sent", "sentinel")])
+        t.ok(ok and got == want, "http: only chat_sent and login, each once (%s)" % got)
+        x.close()
+        z.close()
+    finally:
+        srv.stop()
+        rec.stop()
+
+
 def main():
     if not os.path.exists(RABBIT) or pika is None:
         print("1..0 # SKIP rabbitmq-server or python3-pika is not installed")
         return
     t = Tap()
-    broker = Broker()
+    broker = None
     cons = None
     try:
+        broker = Broker()
         cons = Consumer(broker)
         srv = Server({"mod_event_pusher": {"backends": "rabbit", "rabbit_port": broker.port}})
         try:
@@ -236,10 +295,12 @@ def main():
             t.run("broker restart", test_restart, srv, broker, cons)
         finally:
             srv.stop()
+        t.run("a filter per backend", test_filters, broker, cons)
     finally:
         if cons:
             cons.close()
-        broker.close()
+        if broker:
+            broker.close()
     t.done()
 
 

@@ -22,17 +22,18 @@ error) itself. No pubsub service is involved.
   count
 - max_enablements: resource-constraint
 - malformed requests: bad-request; another account's: forbidden
-- the rows go with the account
+- the rows go with the account (meerkatctl unregister)
+- a MUC Light room's message to a member with no session is notified
 - mod_event_pusher's "push" backend does the same
 """
 import os
-import sqlite3
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import (DOMAIN, NS_CLIENT, Client, Server, Tap, dump, error_condition,  # noqa: E402
-                     q)
+from modtest import (DOMAIN, NS_CLIENT, TOP_BUILDDIR, Client, Server, Tap, dump,  # noqa: E402
+                     error_condition, q)
 
 NS_PUSH = "urn:xmpp:push:0"
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
@@ -306,14 +307,36 @@ def test_limits_and_bad(t, srv, app, bob):
              to="alice@%s" % DOMAIN)
     t.ok(error_condition(r) == "forbidden", "enabling for another account: forbidden")
     g.close()
-    # The account goes (meerkatctl deletes the row): its enablements too.
-    db = sqlite3.connect(os.path.join(srv.state, "meerkat.db"), timeout=10)
-    with db:
-        db.execute("PRAGMA foreign_keys = ON")  # as the server and meerkatctl run
-        db.execute("DELETE FROM users WHERE username='gina'")
-    db.close()
-    t.ok(srv.sql("SELECT COUNT(*) FROM push_enablements WHERE username='gina'")[0][0] == 0,
-         "removing the account removes its enablements")
+    # The account goes, as an operator removes it: its enablements too.
+    before = srv.sql("SELECT COUNT(*) FROM push_enablements WHERE username='gina'")[0][0]
+    subprocess.run([os.path.join(TOP_BUILDDIR, "tools", "meerkatctl"), "-c", srv.conf,
+                    "unregister", "gina", DOMAIN], check=True, capture_output=True)
+    after = srv.sql("SELECT COUNT(*) FROM push_enablements WHERE username='gina'")[0][0]
+    t.ok(before == 3 and after == 0,
+         "meerkatctl unregister removes the account's enablements (%d -> %d)" % (before, after))
+
+
+def test_muclight(t, srv, app, bob):
+    """A MUC Light room's message to a member with no session."""
+    ML = "urn:xmpp:muclight:0"
+    srv.register("lena")
+    lena = Client(srv, "lena", resource="phone")
+    t.ok(enable(lena, "ln").get("type") == "result", "lena enables")
+    lena.close()
+    r = bob.iq("<query xmlns='%s#create'><configuration><roomname>r</roomname></configuration>"
+               "<occupants><user affiliation='member'>lena@%s</user></occupants></query>"
+               % (ML, DOMAIN), "set", to="pushroom@muclight.%s" % DOMAIN)
+    t.ok(r.get("type") == "result", "bob makes a room with lena as member")
+    room = "pushroom@muclight.%s" % DOMAIN
+    bob.send("<message to='%s' type='groupchat'><body>to the room</body></message>" % room)
+    n = take(app)
+    t.ok(n.node == "ln" and n.body == "to the room" and n.count == "1" and
+         n.summary.get("last-message-sender", "").startswith(room + "/"),
+         "the offline member's node is notified, from the room (%s %s)"
+         % (n.node, n.summary))
+    chat(bob, "lena@%s" % DOMAIN, "sentinel-ml")
+    notes = take_until(app, "sentinel-ml")
+    t.ok([n.body for n in notes] == ["sentinel-ml"], "once (%s)" % [n.body for n in notes])
 
 
 def test_no_body(t, srv, app, bob):
@@ -344,7 +367,8 @@ def test_pusher_backend(t, srv, app, bob):
 def main():
     t = Tap()
     srv = Server({"mod_push": {"max_errors": 2, "max_enablements": 3},
-                  "mod_disco": {}, "mod_stream_management": {}, "mod_offline": {}})
+                  "mod_disco": {}, "mod_stream_management": {}, "mod_offline": {},
+                  "mod_muc_light": {}})
     try:
         srv.register("appserver")
         srv.register("bob")
@@ -356,6 +380,7 @@ def main():
         t.run("disable a service", test_disable_service, srv, app, bob)
         t.run("app server errors", test_errors, srv, app, bob)
         t.run("limits and bad requests", test_limits_and_bad, srv, app, bob)
+        t.run("MUC Light", test_muclight, srv, app, bob)
         app.close()
         bob.close()
     finally:

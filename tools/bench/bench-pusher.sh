@@ -1,6 +1,7 @@
 # The event pusher scenarios of `make bench` (docs/mod_event_pusher.md):
 # chat with mod_event_pusher off, with its http (a webhook answering at
-# once) and rabbit (a private rabbitmq-server) backends on, and with the
+# once), rabbit (a private rabbitmq-server) and push backends on (every
+# user online: push only looks), and with the
 # http backend's webhook hanging. Sourced by bench-run.sh, whose variables
 # and functions it uses; meerkatd's CPU includes the backends' threads,
 # the broker's and the webhook's do not count. BENCH_HTTP_BATCH (default
@@ -66,7 +67,7 @@ stop_server
 start_webhook ""
 if [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
     start_rabbit "$RABBIT_PORT"
-    start_meerkat_pusher "backends = http;rabbit
+    start_meerkat_pusher "backends = http;rabbit;push
 $HTTP_KEYS
 http_batch = ${BENCH_HTTP_BATCH:-100}
 rabbit_port = $RABBIT_PORT"
