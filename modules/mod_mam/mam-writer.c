@@ -65,19 +65,53 @@ typedef struct {
     gboolean separate; /* stop()'s last flush: not the one in flight */
 } Flush;
 
+/* Copies @src after *@at. Returns: the copy, or NULL for NULL. */
+static char *put(char **at, const char *src)
+{
+    if (!src)
+        return NULL;
+    char *out = *at;
+    size_t n = strlen(src) + 1;
+    memcpy(out, src, n);
+    *at += n;
+    return out;
+}
+
+MamRow *mam_row_new(const char *room, const char *username, const char *domain, guint64 id,
+                    const char *with_bare, const char *with_resource, const char *from_bare,
+                    const char *origin_id, char *xml)
+{
+    const char *strs[] = {room, username, domain, with_bare, with_resource, from_bare, origin_id};
+    size_t size = sizeof(MamRow);
+    for (guint i = 0; i < G_N_ELEMENTS(strs); i++)
+        size += strs[i] ? strlen(strs[i]) + 1 : 0;
+    MamRow *row = g_malloc(size);
+    char *at = (char *)(row + 1);
+    row->archive.room = put(&at, room);
+    row->archive.username = put(&at, username);
+    row->archive.domain = put(&at, domain);
+    row->id = id;
+    row->with_bare = put(&at, with_bare);
+    row->with_resource = put(&at, with_resource);
+    row->from_bare = put(&at, from_bare);
+    row->origin_id = put(&at, origin_id);
+    row->xml = xml;
+    return row;
+}
+
 void mam_row_free(MamRow *row)
 {
     if (!row)
         return;
-    g_free(row->archive.room);
-    g_free(row->archive.username);
-    g_free(row->archive.domain);
-    g_free(row->with_bare);
-    g_free(row->with_resource);
-    g_free(row->from_bare);
-    g_free(row->origin_id);
-    g_free(row->xml);
+    g_ref_string_release(row->xml);
     g_free(row);
+}
+
+char *mam_xml_text(MkXml *xml)
+{
+    g_autoptr(GString) text = g_string_sized_new(512);
+    mk_xml_write(xml, NULL, text);
+    return g_ref_string_new_len(text->str, (gssize)text->len);
 }
 
 static guint archive_hash(gconstpointer key)
