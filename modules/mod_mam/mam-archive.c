@@ -10,7 +10,15 @@
  * claims one of our JIDs before anything else reads the message, so a
  * tag by a local JID seen later is ours. A message that already carries
  * its recipient's tag (routed again by stream management or from
- * offline storage) was archived and is not archived again. */
+ * offline storage) was archived and is not archived again.
+ *
+ * Both copies of a message between local users are one text: the
+ * recipient's copy is the sender's as the recipient received it, minus
+ * the recipient's own tag, which a query adds back from the row's ID
+ * (mam-iq.c). The sender's side serialises it and leaves it in a slot
+ * for the recipient's side, which runs next on the same worker (while
+ * the router delivers the message) and takes it when the message is
+ * the same object. */
 #include "mam.h"
 
 #define NS_SID     "urn:xmpp:sid:0"
@@ -119,6 +127,31 @@ static MkXml *retag(MkModule *mod, MkXml *xml, gboolean strip, const char *by, g
     return out;
 }
 
+gboolean mam_xml_has_tag(MkXml *xml, const char *by)
+{
+    for (guint i = 0; i < mk_xml_child_count(xml); i++) {
+        MkXml *c = mk_xml_child_at(xml, i);
+        if (!mk_xml_is_text(c) && mk_xml_is(c, "stanza-id", NS_SID) &&
+            g_strcmp0(mk_xml_get_attr(c, "by"), by) == 0)
+            return TRUE;
+    }
+    return FALSE;
+}
+
+MkXml *mam_xml_set_tag(MkXml *xml, const char *by, guint64 id)
+{
+    MkXml *out = mk_xml_copy_shallow(xml);
+    mk_xml_remove_children(out, "stanza-id", NS_SID);
+    for (guint i = 0; i < mk_xml_child_count(xml); i++) {
+        MkXml *c = mk_xml_child_at(xml, i);
+        if (!mk_xml_is_text(c) && mk_xml_is(c, "stanza-id", NS_SID) &&
+            g_strcmp0(mk_xml_get_attr(c, "by"), by) != 0)
+            mk_xml_append(out, mk_xml_ref(c));
+    }
+    add_tag(out, by, id);
+    return out;
+}
+
 /* Whether @xml holds a <stanza-id/> that claims one of our JIDs. */
 static gboolean has_claims(MkModule *mod, MkXml *xml)
 {
@@ -140,18 +173,67 @@ static const char *origin_id_of(MkStanza *st)
     return id ? id : mk_stanza_id(st);
 }
 
-static MamRow *row_new(MkJid *owner, guint64 id, MkJid *with, MkJid *from, MkStanza *st)
+/* @xml: a GRefString, (transfer full). */
+static MamRow *row_new(MkJid *owner, guint64 id, MkJid *with, MkJid *from, MkStanza *st, char *xml)
 {
-    MamRow *row = g_new0(MamRow, 1);
-    row->archive.username = g_strdup(mk_jid_node(owner));
-    row->archive.domain = g_strdup(mk_jid_domain(owner));
-    row->id = id;
-    row->with_bare = g_strdup(mk_jid_bare_string(with));
-    row->with_resource = g_strdup(mk_jid_resource(with));
-    row->from_bare = g_strdup(mk_jid_bare_string(from));
-    row->origin_id = g_strdup(origin_id_of(st));
-    row->xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
-    return row;
+    return mam_row_new(NULL, mk_jid_node(owner), mk_jid_domain(owner), id, mk_jid_bare_string(with),
+                       mk_jid_resource(with), mk_jid_bare_string(from), origin_id_of(st), xml);
+}
+
+/* ---- one text for both copies ------------------------------------------------ */
+
+typedef struct {
+    MkXml *xml; /* a reference: its address names no other message meanwhile */
+    char *text; /* GRefString */
+} MamShared;
+
+static void shared_free(MamShared *sh)
+{
+    if (!sh)
+        return;
+    mk_xml_unref(sh->xml);
+    g_ref_string_release(sh->text);
+    g_free(sh);
+}
+
+static gpointer *shared_slot(Mam *m, MkXml *xml)
+{
+    guint64 h = (guint64)(guintptr)xml * G_GUINT64_CONSTANT(0x9E3779B97F4A7C15);
+    return &m->shared[(h >> 32) % G_N_ELEMENTS(m->shared)];
+}
+
+/* Leaves @text (a reference is taken) for the recipient's copy of @xml. */
+static void shared_put(Mam *m, MkXml *xml, char *text)
+{
+    MamShared *sh = g_new(MamShared, 1);
+    sh->xml = mk_xml_ref(xml);
+    sh->text = g_ref_string_acquire(text);
+    shared_free(g_atomic_pointer_exchange(shared_slot(m, xml), sh));
+}
+
+/* The text left for @xml, or NULL. (transfer full) */
+static char *shared_take(Mam *m, MkXml *xml)
+{
+    gpointer *slot = shared_slot(m, xml);
+    MamShared *sh = g_atomic_pointer_exchange(slot, NULL);
+    if (sh && sh->xml != xml) {
+        /* Another message's: back, unless a newer one took the slot. */
+        if (!g_atomic_pointer_compare_and_exchange(slot, NULL, sh))
+            shared_free(sh);
+        return NULL;
+    }
+    if (!sh)
+        return NULL;
+    char *text = g_steal_pointer(&sh->text);
+    mk_xml_unref(sh->xml);
+    g_free(sh);
+    return text;
+}
+
+void mam_archive_free(Mam *m)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(m->shared); i++)
+        shared_free(g_steal_pointer(&m->shared[i]));
 }
 
 /* The preferences of the sender @owner allow archiving a message to
@@ -186,7 +268,10 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
     g_autoptr(MkXml) tagged = retag(m->mod, xml, strip, keep ? mk_jid_bare_string(from) : NULL, id);
     MkStanza *out = mk_stanza_new_addressed(tagged, from, to);
     if (keep) {
-        mam_writer_add(m->writer, row_new(from, id, to, from, out));
+        char *text = mam_xml_text(tagged);
+        if (mk_jid_node(to) && domain_ours(m->mod, mk_jid_domain(to)))
+            shared_put(m, tagged, text);
+        mam_writer_add(m->writer, row_new(from, id, to, from, out, text));
         mk_counter_add(m->archived, 1);
     }
     mk_hook_call_set_stanza(call, out);
@@ -220,10 +305,14 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
         domain_ours(m->mod, mk_jid_domain(from)) ? our_tag(xml, mk_jid_bare_string(from)) : 0;
     if (!id)
         id = mam_id_next(&m->ids, g_get_real_time());
+    /* Stored without the recipient's own tag (see the top of the file). */
+    char *text = shared_take(m, xml);
+    if (!text)
+        text = mam_xml_text(xml);
     g_autoptr(MkXml) tagged = mk_xml_copy_shallow(xml);
     add_tag(tagged, owner, id);
     MkStanza *out = mk_stanza_new_addressed(tagged, from, to);
-    mam_writer_add(m->writer, row_new(to, id, from, from, out));
+    mam_writer_add(m->writer, row_new(to, id, from, from, out, text));
     mk_counter_add(m->archived, 1);
     mk_hook_call_set_stanza(call, out);
     return MK_PASS;

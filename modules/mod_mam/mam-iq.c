@@ -54,10 +54,12 @@ static char *stamp_of(guint64 id)
 }
 
 /* <message><result queryid id><forwarded><delay/>STORED</forwarded></result>
- * </message> to @to from the archive's JID. (transfer full) (nullable):
- * NULL when the stored XML cannot be read (logged). */
-static MkStanza *result_stanza(MkJid *archive_jid, MkJid *to, const char *query_id, guint64 id,
-                               const char *stored)
+ * </message> to @to from the archive's JID. A user's copy gets its
+ * owner's <stanza-id/> back when it was stored without (mam-archive.c).
+ * (transfer full) (nullable): NULL when the stored XML cannot be read
+ * (logged). */
+static MkStanza *result_stanza(MkJid *archive_jid, gboolean user, MkJid *to, const char *query_id,
+                               guint64 id, const char *stored)
 {
     g_autoptr(GError) error = NULL;
     g_autoptr(MkXml) inner = mk_xml_parse(stored, -1, &error);
@@ -78,6 +80,11 @@ static MkStanza *result_stanza(MkJid *archive_jid, MkJid *to, const char *query_
     mk_xml_set_attr(result, "id", text);
     MkXml *fwd = mk_xml_add_child(result, "forwarded", NS_FORWARD);
     mk_xml_set_attr(mk_xml_add_child(fwd, "delay", NS_DELAY), "stamp", stamp);
+    if (user && !mam_xml_has_tag(inner, mk_jid_bare_string(archive_jid))) {
+        MkXml *tagged = mam_xml_set_tag(inner, mk_jid_bare_string(archive_jid), id);
+        mk_xml_unref(inner);
+        inner = tagged;
+    }
     mk_xml_append(fwd, g_steal_pointer(&inner));
     return mk_stanza_new_addressed(msg, archive_jid, to);
 }
@@ -190,8 +197,8 @@ static void query_done(const GError *error, gpointer data)
     for (guint k = 0; k < page->ids->len; k++) {
         guint i = op->q->flip ? page->ids->len - 1 - k : k;
         g_autoptr(MkStanza) st =
-            result_stanza(op->owner, to, op->q->query_id, g_array_index(page->ids, guint64, i),
-                          page->xml->pdata[i]);
+            result_stanza(op->owner, op->archive.room == NULL, to, op->q->query_id,
+                          g_array_index(page->ids, guint64, i), page->xml->pdata[i]);
         if (st)
             mk_router_send(st);
     }

@@ -27,15 +27,11 @@ static char *room_store(gpointer data, MkJid *room, MkStanza *msg, const char *n
     if (!keeps(msg))
         return NULL;
     MkXml *origin = mk_xml_child(mk_stanza_xml(msg), "origin-id", NS_SID);
-    MamRow *row = g_new0(MamRow, 1);
-    row->archive.room = g_strdup(mk_jid_bare_string(room));
-    row->id = mam_id_next(&m->ids, g_get_real_time());
-    row->with_bare = g_strdup(mk_jid_bare_string(room));
-    row->with_resource = g_strdup(nick);
-    row->from_bare = g_strdup(real_jid ? mk_jid_bare_string(real_jid) : "");
-    row->origin_id = g_strdup(origin ? mk_xml_get_attr(origin, "id") : mk_stanza_id(msg));
-    row->xml = mk_xml_to_string(mk_stanza_xml(msg), NULL);
-    guint64 id = row->id;
+    guint64 id = mam_id_next(&m->ids, g_get_real_time());
+    MamRow *row = mam_row_new(mk_jid_bare_string(room), NULL, NULL, id, mk_jid_bare_string(room),
+                              nick, real_jid ? mk_jid_bare_string(real_jid) : "",
+                              origin ? mk_xml_get_attr(origin, "id") : mk_stanza_id(msg),
+                              mam_xml_text(mk_stanza_xml(msg)));
     if (!mam_writer_add(m->writer, row))
         return NULL;
     mk_counter_add(m->archived, 1);

@@ -1,19 +1,21 @@
 /* The batched archive writer.
  *
  * Archiving a message must cost the routing worker little: the row is
- * appended to one of a fixed number of shards (an archive always goes to
- * the same shard, so its rows keep their order) under that shard's lock.
- * One flush at a time takes every shard's rows and writes them in one
- * transaction, as multi-row INSERTs of batch_size rows: it starts when
- * batch_size rows are queued, when the flush timer finds rows waiting, or
- * when a query needs them. While a flush runs, rows gather for the next
- * one, so under load each transaction carries more rows and the database
- * writes each of its pages fewer times per row (sqlite takes one writer
- * at a time anyway). A flush that fails puts its rows back in front and
- * is tried again after a growing pause; rows beyond max_pending are
- * refused with a log line and a metric. A query first waits until its
- * archive's rows added before it are written (mam_writer_sync), so a
- * client always finds what it just sent. docs/mod_mam.md has the
+ * appended to its archive's group in one of a fixed number of shards (an
+ * archive always goes to the same shard and group, so its rows keep their
+ * order) under that shard's lock. One flush at a time takes every shard's
+ * rows and writes them in one transaction, archive after archive, as
+ * multi-row INSERTs of batch_size rows: it starts when one archive has
+ * batch_size rows queued, when the flush timer finds rows waiting, or
+ * when a query needs them. What a row costs the database is mostly the
+ * index pages it dirties, each written once per transaction: with an
+ * archive's rows together in a transaction, its rows share their index
+ * leaves, so more rows per archive per transaction cost fewer page
+ * writes per row (docs/benchmarks.md). While a flush runs, rows gather
+ * for the next one (sqlite takes one writer at a time anyway). A flush that fails puts its rows
+ * back in front and is tried again after a growing pause; rows beyond max_pending are refused with
+ * a log line and a metric. A query first waits until its archive's rows added before it are written
+ * (mam_writer_sync), so a client always finds what it just sent. docs/mod_mam.md has the
  * guarantees. */
 #include "mam.h"
 
@@ -30,10 +32,14 @@ typedef struct {
 
 typedef struct {
     GMutex lock;
-    GPtrArray *pending; /* of MamRow*, oldest first */
-    gint64 added;       /* rows ever added */
-    gint64 settled;     /* rows whose write was attempted to the end */
-    GSList *waiters;    /* of Waiter*, any order */
+    /* MamArchive* (borrowed from the group's first row) -> GPtrArray* of
+     * MamRow*, oldest first. */
+    GHashTable *pending;
+    guint n_pending; /* rows in pending */
+    gboolean full;   /* a group holds batch_size rows */
+    gint64 added;    /* rows ever added */
+    gint64 settled;  /* rows whose write was attempted to the end */
+    GSList *waiters; /* of Waiter*, any order */
 } Shard;
 
 struct MamWriter {
@@ -53,31 +59,95 @@ struct MamWriter {
 
 typedef struct {
     MamWriter *w;
-    GPtrArray *rows[N_SHARDS]; /* owned; NULL where a shard had none */
-    gint64 end[N_SHARDS];      /* each shard's 'added' when its rows were taken */
+    GHashTable *rows[N_SHARDS]; /* owned shards' groups; NULL where a shard had none */
+    gint64 end[N_SHARDS];       /* each shard's 'added' when its rows were taken */
     guint n;
     gboolean separate; /* stop()'s last flush: not the one in flight */
 } Flush;
+
+/* Copies @src after *@at. Returns: the copy, or NULL for NULL. */
+static char *put(char **at, const char *src)
+{
+    if (!src)
+        return NULL;
+    char *out = *at;
+    size_t n = strlen(src) + 1;
+    memcpy(out, src, n);
+    *at += n;
+    return out;
+}
+
+MamRow *mam_row_new(const char *room, const char *username, const char *domain, guint64 id,
+                    const char *with_bare, const char *with_resource, const char *from_bare,
+                    const char *origin_id, char *xml)
+{
+    const char *strs[] = {room, username, domain, with_bare, with_resource, from_bare, origin_id};
+    size_t size = sizeof(MamRow);
+    for (guint i = 0; i < G_N_ELEMENTS(strs); i++)
+        size += strs[i] ? strlen(strs[i]) + 1 : 0;
+    MamRow *row = g_malloc(size);
+    char *at = (char *)(row + 1);
+    row->archive.room = put(&at, room);
+    row->archive.username = put(&at, username);
+    row->archive.domain = put(&at, domain);
+    row->id = id;
+    row->with_bare = put(&at, with_bare);
+    row->with_resource = put(&at, with_resource);
+    row->from_bare = put(&at, from_bare);
+    row->origin_id = put(&at, origin_id);
+    row->xml = xml;
+    return row;
+}
 
 void mam_row_free(MamRow *row)
 {
     if (!row)
         return;
-    g_free(row->archive.room);
-    g_free(row->archive.username);
-    g_free(row->archive.domain);
-    g_free(row->with_bare);
-    g_free(row->with_resource);
-    g_free(row->from_bare);
-    g_free(row->origin_id);
-    g_free(row->xml);
+    g_ref_string_release(row->xml);
     g_free(row);
+}
+
+char *mam_xml_text(MkXml *xml)
+{
+    g_autoptr(GString) text = g_string_sized_new(512);
+    mk_xml_write(xml, NULL, text);
+    return g_ref_string_new_len(text->str, (gssize)text->len);
+}
+
+static guint archive_hash(gconstpointer key)
+{
+    const MamArchive *a = key;
+    return a->room ? g_str_hash(a->room) : g_str_hash(a->username) * 31 + g_str_hash(a->domain);
+}
+
+static gboolean archive_equal(gconstpointer x, gconstpointer y)
+{
+    const MamArchive *a = x, *b = y;
+    if (a->room || b->room)
+        return g_strcmp0(a->room, b->room) == 0;
+    return g_str_equal(a->username, b->username) && g_str_equal(a->domain, b->domain);
 }
 
 static Shard *shard_of(MamWriter *w, const MamArchive *a)
 {
-    guint h = a->room ? g_str_hash(a->room) : g_str_hash(a->username) * 31 + g_str_hash(a->domain);
-    return &w->shards[h % N_SHARDS];
+    return &w->shards[archive_hash(a) % N_SHARDS];
+}
+
+static GHashTable *groups_new(void)
+{
+    return g_hash_table_new_full(archive_hash, archive_equal, NULL,
+                                 (GDestroyNotify)g_ptr_array_unref);
+}
+
+/* Puts @rows (transfer full) in front of its archive's group in @groups. */
+static void groups_put_front(GHashTable *groups, GPtrArray *rows)
+{
+    MamRow *first = rows->pdata[0];
+    GPtrArray *later = NULL;
+    if (g_hash_table_steal_extended(groups, &first->archive, NULL, (gpointer *)&later))
+        g_ptr_array_extend_and_steal(rows, later);
+    /* The key is the group's first row's: it lives as long as the group. */
+    g_hash_table_insert(groups, &first->archive, rows);
 }
 
 MamWriter *mam_writer_new(MkModule *mod, guint batch_size, guint max_pending,
@@ -91,7 +161,7 @@ MamWriter *mam_writer_new(MkModule *mod, guint batch_size, guint max_pending,
     g_mutex_init(&w->flush_lock);
     for (guint i = 0; i < N_SHARDS; i++) {
         g_mutex_init(&w->shards[i].lock);
-        w->shards[i].pending = g_ptr_array_new_with_free_func((GDestroyNotify)mam_row_free);
+        w->shards[i].pending = groups_new();
     }
     return w;
 }
@@ -103,9 +173,9 @@ void mam_writer_free(MamWriter *w)
         return;
     for (guint i = 0; i < N_SHARDS; i++) {
         Shard *s = &w->shards[i];
-        if (s->pending->len)
-            g_warning("mod_mam: %u messages were never archived", s->pending->len);
-        g_ptr_array_unref(s->pending);
+        if (s->n_pending)
+            g_warning("mod_mam: %u messages were never archived", s->n_pending);
+        g_hash_table_unref(s->pending);
         g_slist_free_full(s->waiters, g_free);
         g_mutex_clear(&s->lock);
     }
@@ -161,22 +231,31 @@ static void flush_free(gpointer data)
     Flush *f = data;
     for (guint i = 0; i < N_SHARDS; i++)
         if (f->rows[i])
-            g_ptr_array_unref(f->rows[i]);
+            g_hash_table_unref(f->rows[i]);
     g_free(f);
 }
 
-/* On a storage thread: INSERTs of at most batch_size rows each. */
+/* On a storage thread: INSERTs of at most batch_size rows each, one
+ * archive's rows after the other's. */
 static gboolean flush_work(MkDbConn *conn, gpointer data, GError **error)
 {
     Flush *f = data;
     g_autoptr(GPtrArray) part = g_ptr_array_sized_new(f->w->batch_size);
     for (guint i = 0; i < N_SHARDS; i++) {
-        for (guint k = 0; f->rows[i] && k < f->rows[i]->len; k++) {
-            g_ptr_array_add(part, f->rows[i]->pdata[k]);
-            if (part->len == f->w->batch_size) {
-                if (!mam_db_insert(conn, part, error))
-                    return FALSE;
-                g_ptr_array_set_size(part, 0);
+        if (!f->rows[i])
+            continue;
+        GHashTableIter it;
+        gpointer value;
+        g_hash_table_iter_init(&it, f->rows[i]);
+        while (g_hash_table_iter_next(&it, NULL, &value)) {
+            GPtrArray *group = value;
+            for (guint k = 0; k < group->len; k++) {
+                g_ptr_array_add(part, group->pdata[k]);
+                if (part->len == f->w->batch_size) {
+                    if (!mam_db_insert(conn, part, error))
+                        return FALSE;
+                    g_ptr_array_set_size(part, 0);
+                }
             }
         }
     }
@@ -185,15 +264,14 @@ static gboolean flush_work(MkDbConn *conn, gpointer data, GError **error)
 
 static void flush_start(MamWriter *w, gboolean separate);
 
-/* Whether a flush is due: a batch is queued, or rows a waiter needs. */
+/* Whether a flush is due: an archive's batch is queued, or rows a waiter
+ * needs. */
 static gboolean flush_due(MamWriter *w)
 {
-    if (g_atomic_int_get(&w->queued) >= (gint)w->batch_size)
-        return TRUE;
     for (guint i = 0; i < N_SHARDS; i++) {
         Shard *s = &w->shards[i];
         g_mutex_lock(&s->lock);
-        gboolean needed = s->waiters && s->pending->len;
+        gboolean needed = s->full || (s->waiters && s->n_pending);
         g_mutex_unlock(&s->lock);
         if (needed)
             return TRUE;
@@ -213,10 +291,18 @@ static void flush_done(const GError *error, gpointer data)
             continue;
         g_mutex_lock(&s->lock);
         if (error) {
-            /* Back to the front, in order, for the next attempt. */
-            GPtrArray *merged = g_steal_pointer(&f->rows[i]);
-            g_ptr_array_extend_and_steal(merged, g_steal_pointer(&s->pending));
-            s->pending = merged;
+            /* Back to the front of their groups, in order, for the next
+             * attempt (which the retry pause, not a full group, starts). */
+            GHashTableIter it;
+            gpointer value;
+            g_hash_table_iter_init(&it, f->rows[i]);
+            while (g_hash_table_iter_next(&it, NULL, &value)) {
+                GPtrArray *group = value;
+                s->n_pending += group->len;
+                g_hash_table_iter_steal(&it);
+                groups_put_front(s->pending, group);
+                s->full |= group->len >= w->batch_size;
+            }
         } else {
             s->settled = MAX(s->settled, f->end[i]);
         }
@@ -271,10 +357,12 @@ static void flush_start(MamWriter *w, gboolean separate)
     for (guint i = 0; i < N_SHARDS; i++) {
         Shard *s = &w->shards[i];
         g_mutex_lock(&s->lock);
-        if (s->pending->len) {
+        if (s->n_pending) {
             f->rows[i] = g_steal_pointer(&s->pending);
-            s->pending = g_ptr_array_new_with_free_func((GDestroyNotify)mam_row_free);
-            f->n += f->rows[i]->len;
+            s->pending = groups_new();
+            f->n += s->n_pending;
+            s->n_pending = 0;
+            s->full = FALSE;
         }
         f->end[i] = s->added;
         g_mutex_unlock(&s->lock);
@@ -310,13 +398,23 @@ gboolean mam_writer_add(MamWriter *w, MamRow *row)
     }
     Shard *s = shard_of(w, &row->archive);
     g_mutex_lock(&s->lock);
-    g_ptr_array_add(s->pending, row);
+    GPtrArray *group = g_hash_table_lookup(s->pending, &row->archive);
+    if (group) {
+        g_ptr_array_add(group, row);
+    } else {
+        group = g_ptr_array_new_with_free_func((GDestroyNotify)mam_row_free);
+        g_ptr_array_add(group, row);
+        g_hash_table_insert(s->pending, &row->archive, group);
+    }
+    gboolean full = group->len >= w->batch_size;
+    s->full |= full;
+    s->n_pending++;
     s->added++;
     g_mutex_unlock(&s->lock);
     /* After stop() the flush timer is gone: a late row is written at once. */
     if (g_atomic_int_get(&w->stopped))
         flush_start(w, TRUE);
-    else if (queued + 1 >= (gint)w->batch_size)
+    else if (full)
         flush_start(w, FALSE);
     return TRUE;
 }

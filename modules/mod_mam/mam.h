@@ -120,7 +120,7 @@ typedef struct {
     char *domain;
 } MamArchive;
 
-/* One archived message. */
+/* One archived message: the row and its strings are one allocation. */
 typedef struct {
     MamArchive archive;
     guint64 id;
@@ -128,10 +128,21 @@ typedef struct {
     char *with_resource; /* (nullable) */
     char *from_bare;     /* the sender, for retraction rights */
     char *origin_id;     /* (nullable) what a retraction names */
-    char *xml;           /* the message as delivered */
+    /* The message as delivered, a GRefString: both copies of a 1:1
+     * message share one. A user's copy may lack the archive owner's own
+     * <stanza-id/>, which a query adds back (mam-iq.c). */
+    char *xml;
 } MamRow;
 
+/* The strings are copied (room, or username and domain; with_resource
+ * and origin_id nullable); @xml is a GRefString, (transfer full).
+ * Returns: (transfer full). Any thread. */
+MamRow *mam_row_new(const char *room, const char *username, const char *domain, guint64 id,
+                    const char *with_bare, const char *with_resource, const char *from_bare,
+                    const char *origin_id, char *xml);
 void mam_row_free(MamRow *row);
+/* @xml's text as a GRefString. Returns: (transfer full). */
+char *mam_xml_text(MkXml *xml);
 
 typedef struct {
     GArray *ids;        /* of guint64, chronological */
@@ -214,10 +225,19 @@ typedef struct {
     MkCounter *results; /* messages sent in query results */
     MkCounter *purged;
     MkCounter *retractions;
+    /* The text of a sender's copy until the recipient's copy of the same
+     * message takes it (mam-archive.c): MamShared*, by the message. */
+    gpointer shared[64];
 } Mam;
 
 /* Hooks that archive 1:1 messages and tag them. Main thread, start(). */
 void mam_archive_start(Mam *m);
+/* Frees what archiving keeps between hooks. Once no hook runs. */
+void mam_archive_free(Mam *m);
+/* Whether @xml holds <stanza-id by=@by/>, and a copy of @xml whose tags
+ * by @by are replaced by one with @id. (transfer full) */
+gboolean mam_xml_has_tag(MkXml *xml, const char *by);
+MkXml *mam_xml_set_tag(MkXml *xml, const char *by, guint64 id);
 /* The urn:xmpp:mam:2 IQ handlers. Main thread, start(). */
 gboolean mam_iq_start(Mam *m, GError **error);
 /* Answers a room archive's query (the archive service). Worker. */

@@ -97,6 +97,7 @@ static gboolean on_purge(gpointer user_data)
 static void mam_free(gpointer data)
 {
     Mam *m = data;
+    mam_archive_free(m);
     mam_writer_free(m->writer);
     g_free(m);
 }

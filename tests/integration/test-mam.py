@@ -119,6 +119,15 @@ def test_both_archives(t, srv):
     t.ok(fwd is not None and fwd.find(q(NS_DELAY, "delay")) is not None and
          fwd.find(q(NS_DELAY, "delay")).get("stamp", "").endswith("Z"),
          "a result carries <forwarded> with an XEP-0203 delay stamp")
+    # Both copies are stored as one text, without the recipient's own tag:
+    # each archive shows the message as its owner got it.
+    fwd_a = ra[0].find("%s/%s" % (q(NS_FWD, "forwarded"), q(NS_CLIENT, "message"))) if ra else None
+    fwd_b = fwd.find(q(NS_CLIENT, "message")) if fwd is not None else None
+    t.ok(fwd_a is not None and stanza_ids(fwd_a) == [(a.bare, mine[0])],
+         "the sender's copy carries the sender's stanza-id only")
+    t.ok(fwd_b is not None and stanza_ids(fwd_b) == stanza_ids(m) == [(a.bare, mine[0]),
+                                                                     (b.bare, mine[0])],
+         "the recipient's copy carries both stanza-ids, as it was delivered")
     a.close()
     b.close()
 
