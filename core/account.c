@@ -242,17 +242,6 @@ void mk_account_remove(MkModule *mod, const char *username, const char *domain, 
     account_submit(mod, ACCOUNT_REMOVE, username, domain, NULL, NULL, done, user_data, destroy);
 }
 
-/* @peer's key for the login limits; family 0 (never limited) when it is
- * not an IP address. */
-static void peer_key(MkAddrKey *key, const char *peer)
-{
-    struct sockaddr_storage ss;
-    g_autoptr(GInetAddress) ia = peer ? g_inet_address_new_from_string(peer) : NULL;
-    g_autoptr(GSocketAddress) sa = ia ? g_inet_socket_address_new(ia, 0) : NULL;
-    gboolean ok = sa && g_socket_address_to_native(sa, &ss, sizeof ss, NULL);
-    mk_addr_key_from_sockaddr(key, ok ? &ss : NULL);
-}
-
 /* Public module API (mk-account.h, Since ABI 2.1). */
 void mk_account_check_password(MkModule *mod, const char *username, const char *domain,
                                const char *password, const char *peer, MkAccountDone done,
@@ -260,6 +249,6 @@ void mk_account_check_password(MkModule *mod, const char *username, const char *
 {
     g_return_if_fail(mod != NULL && password != NULL);
     MkAddrKey key;
-    peer_key(&key, peer);
+    mk_addr_key_from_string(&key, peer);
     account_submit(mod, ACCOUNT_CHECK, username, domain, password, &key, done, user_data, destroy);
 }

@@ -82,3 +82,24 @@ gboolean mk_user_archive_messages(MkModule *caller, MkJid *owner, MkJid *with, g
         ->messages(p->data, owner, with, before_us, limit, done, user_data, destroy);
     return TRUE;
 }
+
+#define ROOM_READ_SERVICE "archive-room-read"
+
+gboolean mk_room_archive_read_register(MkModule *mod, const MkUserArchiveFuncs *funcs,
+                                       gpointer data, GError **error)
+{
+    return mk_service_provide(mod, ROOM_READ_SERVICE, funcs, data, error);
+}
+
+gboolean mk_room_archive_messages(MkModule *caller, MkJid *room, gint64 before_us, guint limit,
+                                  MkArchiveMessagesDone done, gpointer user_data,
+                                  GDestroyNotify destroy)
+{
+    g_return_val_if_fail(caller && room && done, FALSE);
+    const MkServiceReg *p = mk_service_lookup(caller->mods, caller->host_type, ROOM_READ_SERVICE);
+    if (!p)
+        return FALSE;
+    ((const MkUserArchiveFuncs *)p->funcs)
+        ->messages(p->data, room, NULL, before_us, limit, done, user_data, destroy);
+    return TRUE;
+}

@@ -7,6 +7,7 @@
  * table_full) rather than evicting one on record. */
 #include "authguard.h"
 
+#include <gio/gio.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -72,6 +73,15 @@ void mk_addr_key_from_sockaddr(MkAddrKey *key, const struct sockaddr_storage *ss
             key->loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
         }
     }
+}
+
+void mk_addr_key_from_string(MkAddrKey *key, const char *peer)
+{
+    struct sockaddr_storage ss;
+    g_autoptr(GInetAddress) ia = peer ? g_inet_address_new_from_string(peer) : NULL;
+    g_autoptr(GSocketAddress) sa = ia ? g_inet_socket_address_new(ia, 0) : NULL;
+    gboolean ok = sa && g_socket_address_to_native(sa, &ss, sizeof ss, NULL);
+    mk_addr_key_from_sockaddr(key, ok ? &ss : NULL);
 }
 
 static guint addr_hash(gconstpointer p)

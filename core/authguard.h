@@ -34,6 +34,9 @@ typedef struct {
 
 /* From the peer address accept() gave. @ss may be NULL (unknown). */
 void mk_addr_key_from_sockaddr(MkAddrKey *key, const struct sockaddr_storage *ss);
+/* From a textual address ("127.0.0.1", "::1"); family 0 (never limited)
+ * when @peer (nullable) is not an IP address. */
+void mk_addr_key_from_string(MkAddrKey *key, const char *peer);
 
 typedef struct {
     guint address_failures; /* before an address's backoff; 0 = no limit */

@@ -20,3 +20,7 @@ char **mk_hosts_types(MkHosts *hosts);
 gboolean mk_hosts_add_domain(MkHosts *hosts, const char *host_type, const char *domain,
                              GError **error);
 gboolean mk_hosts_remove_domain(MkHosts *hosts, const char *domain, GError **error);
+
+/* Serves the domains stored by mk_domain_add_stored (core/domains.c).
+ * Main thread, at start, after the migrations and before the modules. */
+gboolean mk_domains_restore(MkServer *srv, GError **error);

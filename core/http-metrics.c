@@ -14,21 +14,15 @@ gboolean mk_http_metrics_serve(MkHttpRequest *req, const MkListenConfig *lc)
     if (lc->metrics_user && *lc->metrics_user) {
         g_autofree char *expected = NULL;
         g_autoptr(GError) error = NULL;
-        if (!g_file_get_contents(lc->metrics_password_file, &expected, NULL, &error)) {
+        if (!mk_http_secret_read_file(lc->metrics_password_file, &expected, &error)) {
             g_warning("[listen.%s] metrics_password_file: %s", lc->name, error->message);
             mk_http_reply_error(req, 500, NULL, "no password configured");
             return TRUE;
         }
-        g_strchomp(expected);
-        const char *user = "", *password = "";
-        /* Both compared in full, whatever the first gave. */
-        gboolean ok = mk_http_request_basic_auth(req, &user, &password);
-        ok = ok & mk_http_secret_equal(user, lc->metrics_user) &
-             mk_http_secret_equal(password, expected);
-        if (!ok) {
-            mk_http_reply_unauthorized(req, "metrics");
+        gboolean ok = mk_http_check_basic(req, "metrics", lc->metrics_user, expected);
+        mk_http_secret_free(g_steal_pointer(&expected));
+        if (!ok)
             return TRUE;
-        }
     }
     GString *out = g_string_sized_new(4096);
     metrics_render_prometheus(out);

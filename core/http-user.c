@@ -1,7 +1,12 @@
-/* mk_http_request_check_user: a user's own credentials on a REST route,
- * checked once here for every module that serves users (mod_rest_client,
- * the rooms' client endpoints). */
-#include "mk-core.h"
+/* Credentials on REST routes, checked once here for every module: a
+ * user's own (mk_http_request_check_user: mod_rest_client, the rooms'
+ * client endpoints) and the admin's (mk_http_request_check_admin:
+ * mod_rest_admin, the rooms' admin endpoints), and the secret files
+ * the admin passwords are kept in. */
+#include "authguard.h"
+#include "http.h"
+#include "server.h"
+#include <string.h>
 
 typedef struct {
     MkHttpRequest *req; /* ref */
@@ -51,4 +56,102 @@ void mk_http_request_check_user(MkHttpRequest *req, MkHttpUserFunc func, gpointe
     mk_account_check_password(mk_http_request_module(req), mk_jid_node(uc->user),
                               mk_jid_domain(uc->user), password, mk_http_request_peer(req),
                               user_checked, uc, user_check_free);
+}
+
+/* ---- admin credentials ---- */
+
+/* See http.h. */
+gboolean mk_http_secret_read_file(const char *path, char **out, GError **error)
+{
+    g_autofree char *text = NULL;
+    *out = NULL;
+    if (!g_file_get_contents(path, &text, NULL, error))
+        return FALSE;
+    text[strcspn(text, "\r\n")] = '\0';
+    if (!*text) {
+        mk_http_secret_free(g_steal_pointer(&text));
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: the first line is empty", path);
+        return FALSE;
+    }
+    *out = g_steal_pointer(&text);
+    return TRUE;
+}
+
+/* Public module API (mk-http.h). Main thread. */
+gboolean mk_http_secret_read(MkModule *mod, const char *key, char **out, GError **error)
+{
+    g_return_val_if_fail(mod != NULL && key != NULL && out != NULL, FALSE);
+    const char *file = mk_config_get_string(mod, key);
+    *out = NULL;
+    if (!file || !*file)
+        return TRUE;
+    g_autoptr(GError) local = NULL;
+    if (!mk_http_secret_read_file(file, out, &local)) {
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START, "%s: %s: %s",
+                    mk_module_name(mod), key, local->message);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Public module API (mk-http.h). Any thread. */
+void mk_http_secret_free(char *secret)
+{
+    if (!secret)
+        return;
+    memset(secret, 0, strlen(secret));
+    g_free(secret);
+}
+
+/* A failed login on the log, at the rate the XMPP ones are logged. */
+static void log_failure(MkAuthGuard *guard, const char *realm, const char *peer)
+{
+    guint64 suppressed = 0;
+    if (guard && !mk_auth_guard_log_ok(guard, &suppressed))
+        return;
+    if (suppressed)
+        g_message("HTTP %s: failed login from %s [%" G_GUINT64_FORMAT
+                  " failure lines suppressed before this one]",
+                  realm, peer, suppressed);
+    else
+        g_message("HTTP %s: failed login from %s", realm, peer);
+}
+
+/* See http.h. */
+gboolean mk_http_check_basic(MkHttpRequest *req, const char *realm, const char *user,
+                             const char *password)
+{
+    MkAuthGuard *guard = mk_server_auth_guard(mk_server_get());
+    MkAddrKey addr;
+    mk_addr_key_from_string(&addr, mk_http_request_peer(req));
+    if (guard && !mk_auth_guard_address_ok(guard, &addr)) {
+        mk_http_reply_error(req, 429, NULL, "too many failed logins from this address; try later");
+        return FALSE;
+    }
+    const char *given_user = "", *given_password = "";
+    gboolean ok = mk_http_request_basic_auth(req, &given_user, &given_password);
+    /* Non-short-circuit: both comparisons always run. */
+    ok = ok & mk_http_secret_equal(given_user, user) &
+         mk_http_secret_equal(given_password, password);
+    if (ok) {
+        if (guard)
+            mk_auth_guard_succeeded(guard, &addr, NULL, NULL);
+        return TRUE;
+    }
+    if (guard)
+        mk_auth_guard_failed(guard, &addr, NULL, NULL);
+    log_failure(guard, realm, mk_http_request_peer(req));
+    mk_http_reply_unauthorized(req, realm);
+    return FALSE;
+}
+
+/* Public module API (mk-http.h). Any thread. */
+gboolean mk_http_request_check_admin(MkHttpRequest *req, const char *user, const char *password)
+{
+    g_return_val_if_fail(req != NULL && user != NULL, FALSE);
+    if (!password) {
+        mk_http_reply_error(req, 403, NULL, "no admin password is configured");
+        return FALSE;
+    }
+    return mk_http_check_basic(req, "meerkat admin", user, password);
 }

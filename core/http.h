@@ -53,3 +53,15 @@ guint16 mk_http_listener_port(MkHttpListener *hl);
 /* Answers GET /metrics on @lc if it serves them: TRUE when it answered.
  * The listener's thread. */
 gboolean mk_http_metrics_serve(MkHttpRequest *req, const MkListenConfig *lc);
+
+/* ---- Credentials (http-user.c) ---- */
+
+/* The first line of @path (a password), without its line end: TRUE and
+ * *@out (transfer full; mk_http_secret_free), or FALSE with a GFileError
+ * when it cannot be read or the line is empty. Any thread. */
+gboolean mk_http_secret_read_file(const char *path, char **out, GError **error);
+/* Whether @req carries the Basic credentials @user:@password, under the
+ * server's per-address limits on password guessing; else answers 429 or
+ * 401 (realm @realm) and returns FALSE. Any thread. */
+gboolean mk_http_check_basic(MkHttpRequest *req, const char *realm, const char *user,
+                             const char *password);

@@ -24,5 +24,13 @@ const MkMigration mk_core_migrations[] = {
      ");"
      /* Listing a domain's accounts; the primary key starts with username. */
      "CREATE INDEX users_domain ON users (domain, username)"},
+    /* Domains added at run time (mk_domain_add_stored), served again
+     * after a restart; the configuration's hosts are not here. */
+    {NULL, 2,
+     "CREATE TABLE domains ("
+     " domain TEXT NOT NULL PRIMARY KEY,"
+     " host_type TEXT NOT NULL,"
+     " added_at BIGINT NOT NULL"
+     ")"},
     MK_MIGRATIONS_END,
 };

@@ -146,6 +146,8 @@ MkServer *mk_server_new(MkConfigData *cfg, GError **error)
         goto fail;
     if (!mk_db_migrate(srv->db, "core", mk_core_migrations, error))
         goto fail;
+    if (!mk_domains_restore(srv, error))
+        goto fail;
     if (!prepare_certificates(cfg, error))
         goto fail;
     srv->sm = mk_sm_new();

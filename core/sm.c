@@ -444,7 +444,10 @@ GPtrArray *mk_session_list(MkJid *bare)
     return mk_sm_sessions(mk_server_get()->sm, bare);
 }
 
-void mk_session_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer user_data)
+/* Calls @func on every session of the table, without the stand-ins of
+ * other nodes' sessions unless @remote_too. Main thread. */
+static void session_foreach(gboolean remote_too, void (*func)(MkSession *s, gpointer user_data),
+                            gpointer user_data)
 {
     MkSm *sm = mk_server_get()->sm;
     g_autoptr(GPtrArray) all = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
@@ -460,7 +463,7 @@ void mk_session_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer
             GPtrArray *list = v;
             for (guint j = 0; j < list->len; j++) {
                 MkSession *o = g_ptr_array_index(list, j);
-                if (!o->remote) /* another node's: it sweeps its own */
+                if (remote_too || !o->remote)
                     g_ptr_array_add(all, mk_session_ref(o));
             }
         }
@@ -468,6 +471,17 @@ void mk_session_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer
     }
     for (guint i = 0; i < all->len; i++)
         func(g_ptr_array_index(all, i), user_data);
+}
+
+void mk_session_foreach(void (*func)(MkSession *s, gpointer user_data), gpointer user_data)
+{
+    session_foreach(FALSE, func, user_data); /* another node's: it sweeps its own */
+}
+
+/* Public module API (mk-session.h). Main thread. */
+void mk_session_foreach_cluster(void (*func)(MkSession *s, gpointer user_data), gpointer user_data)
+{
+    session_foreach(TRUE, func, user_data);
 }
 
 void mk_session_deliver_local(MkSession *s, MkStanza *st)

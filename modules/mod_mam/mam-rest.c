@@ -1,7 +1,8 @@
-/* The users' archive service for APIs (mk-archive.h, "archive-user"):
- * the last messages of a user's archive, optionally with one party,
- * before a time. The writer is synced first, so a message sent before
- * the call is in the answer, as for a MAM query. */
+/* The archive services for APIs (mk-archive.h, "archive-user" and
+ * "archive-room-read"): the last messages of a user's archive,
+ * optionally with one party, or of a room's, before a time. The writer
+ * is synced first, so a message sent before the call is in the answer,
+ * as for a MAM query. */
 #include "mam.h"
 #include <string.h>
 
@@ -22,6 +23,7 @@ static void rest_read_free(gpointer data)
     RestRead *op = data;
     if (op->destroy)
         op->destroy(op->user_data);
+    g_free(op->archive.room);
     g_free(op->archive.username);
     g_free(op->archive.domain);
     g_free(op->with);
@@ -34,19 +36,26 @@ static gboolean rest_read_work(MkDbConn *conn, gpointer data, GError **error)
 {
     RestRead *op = data;
     g_autoptr(MkDbResult) res =
-        op->with ? mk_db_conn_query(conn, error,
-                                    "SELECT id, from_bare, with_bare, xml FROM mam_user_message"
-                                    " WHERE username = ? AND domain = ? AND with_bare = ?"
-                                    " AND id < ? ORDER BY id DESC LIMIT ?",
-                                    MK_DB_STR(op->archive.username), MK_DB_STR(op->archive.domain),
-                                    MK_DB_STR(op->with), MK_DB_INT((gint64)op->before_id),
-                                    MK_DB_INT(op->limit))
-                 : mk_db_conn_query(conn, error,
-                                    "SELECT id, from_bare, with_bare, xml FROM mam_user_message"
-                                    " WHERE username = ? AND domain = ?"
-                                    " AND id < ? ORDER BY id DESC LIMIT ?",
-                                    MK_DB_STR(op->archive.username), MK_DB_STR(op->archive.domain),
-                                    MK_DB_INT((gint64)op->before_id), MK_DB_INT(op->limit));
+        op->archive.room
+            ? mk_db_conn_query(conn, error,
+                               "SELECT id, from_bare, with_bare, xml FROM mam_room_message"
+                               " WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                               MK_DB_STR(op->archive.room), MK_DB_INT((gint64)op->before_id),
+                               MK_DB_INT(op->limit))
+        : op->with
+            ? mk_db_conn_query(conn, error,
+                               "SELECT id, from_bare, with_bare, xml FROM mam_user_message"
+                               " WHERE username = ? AND domain = ? AND with_bare = ?"
+                               " AND id < ? ORDER BY id DESC LIMIT ?",
+                               MK_DB_STR(op->archive.username), MK_DB_STR(op->archive.domain),
+                               MK_DB_STR(op->with), MK_DB_INT((gint64)op->before_id),
+                               MK_DB_INT(op->limit))
+            : mk_db_conn_query(conn, error,
+                               "SELECT id, from_bare, with_bare, xml FROM mam_user_message"
+                               " WHERE username = ? AND domain = ?"
+                               " AND id < ? ORDER BY id DESC LIMIT ?",
+                               MK_DB_STR(op->archive.username), MK_DB_STR(op->archive.domain),
+                               MK_DB_INT((gint64)op->before_id), MK_DB_INT(op->limit));
     if (!res)
         return FALSE;
     for (guint i = 0; i < mk_db_result_rows(res); i++) {
@@ -61,6 +70,10 @@ static gboolean rest_read_work(MkDbConn *conn, gpointer data, GError **error)
         const char *xml = mk_db_result_get_string(res, i, 3);
         g_autoptr(MkXml) el = xml ? mk_xml_parse(xml, -1, NULL) : NULL;
         msg->body = el ? mk_xml_child_text(el, "body", NULL) : NULL;
+        if (!msg->body && op->archive.room) { /* a subject change */
+            mk_archived_message_free(msg);
+            continue;
+        }
         if (!msg->body)
             msg->body = g_strdup("");
         g_ptr_array_add(op->out, msg);
@@ -90,14 +103,19 @@ static void rest_read_synced(gpointer data)
     mk_db_transaction_run(op->m->mod, rest_read_work, rest_read_done, op, rest_read_free);
 }
 
-/* Worker. */
-static void rest_messages(gpointer data, MkJid *owner, MkJid *with, gint64 before_us, guint limit,
-                          MkArchiveMessagesDone done, gpointer user_data, GDestroyNotify destroy)
+/* Worker. @room: @owner is a room. */
+static void rest_read(gpointer data, gboolean room, MkJid *owner, MkJid *with, gint64 before_us,
+                      guint limit, MkArchiveMessagesDone done, gpointer user_data,
+                      GDestroyNotify destroy)
 {
     RestRead *op = g_new0(RestRead, 1);
     op->m = data;
-    op->archive.username = g_strdup(mk_jid_node(owner));
-    op->archive.domain = g_strdup(mk_jid_domain(owner));
+    if (room) {
+        op->archive.room = g_strdup(mk_jid_bare_string(owner));
+    } else {
+        op->archive.username = g_strdup(mk_jid_node(owner));
+        op->archive.domain = g_strdup(mk_jid_domain(owner));
+    }
     op->with = with ? g_strdup(mk_jid_bare_string(with)) : NULL;
     op->before_id = mam_id_for_time(before_us);
     op->limit = MIN(limit, op->m->max_result_limit * 20);
@@ -108,8 +126,25 @@ static void rest_messages(gpointer data, MkJid *owner, MkJid *with, gint64 befor
     mam_writer_sync(op->m->writer, &op->archive, rest_read_synced, op);
 }
 
+static void rest_user_messages(gpointer data, MkJid *owner, MkJid *with, gint64 before_us,
+                               guint limit, MkArchiveMessagesDone done, gpointer user_data,
+                               GDestroyNotify destroy)
+{
+    rest_read(data, FALSE, owner, with, before_us, limit, done, user_data, destroy);
+}
+
+static void rest_room_messages(gpointer data, MkJid *room, MkJid *with, gint64 before_us,
+                               guint limit, MkArchiveMessagesDone done, gpointer user_data,
+                               GDestroyNotify destroy)
+{
+    (void)with;
+    rest_read(data, TRUE, room, NULL, before_us, limit, done, user_data, destroy);
+}
+
 gboolean mam_rest_start(Mam *m, GError **error)
 {
-    static const MkUserArchiveFuncs funcs = {.messages = rest_messages};
-    return mk_user_archive_register(m->mod, &funcs, m, error);
+    static const MkUserArchiveFuncs user_funcs = {.messages = rest_user_messages};
+    static const MkUserArchiveFuncs room_funcs = {.messages = rest_room_messages};
+    return mk_user_archive_register(m->mod, &user_funcs, m, error) &&
+           mk_room_archive_read_register(m->mod, &room_funcs, m, error);
 }

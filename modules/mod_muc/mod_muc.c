@@ -139,45 +139,16 @@ static void muc_service_free(gpointer data)
 static void muc_free(gpointer data)
 {
     Muc *muc = data;
+    muc_rest_stop(muc);
     g_hash_table_destroy(muc->rooms);
     g_hash_table_destroy(muc->listed);
     g_hash_table_destroy(muc->created);
     g_ptr_array_unref(muc->services);
     g_free(muc->rest_prefix);
     g_free(muc->rest_admin_user);
-    if (muc->rest_admin_password) {
-        memset(muc->rest_admin_password, 0, strlen(muc->rest_admin_password));
-        g_free(muc->rest_admin_password);
-    }
+    mk_http_secret_free(muc->rest_admin_password);
     g_mutex_clear(&muc->lock);
     g_free(muc);
-}
-
-/* The admin password: the first line of rest_admin_password_file, or
- * NULL when none is set. FALSE with @error when the file is unreadable. */
-static gboolean read_admin_password(MkModule *mod, char **out, GError **error)
-{
-    const char *file = mk_config_get_string(mod, "rest_admin_password_file");
-    *out = NULL;
-    if (!file || !*file)
-        return TRUE;
-    g_autofree char *text = NULL;
-    g_autoptr(GError) local = NULL;
-    if (!g_file_get_contents(file, &text, NULL, &local)) {
-        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
-                    "mod_muc: rest_admin_password_file: %s", local->message);
-        return FALSE;
-    }
-    char *nl = strpbrk(text, "\r\n");
-    if (nl)
-        *nl = '\0';
-    if (!*text) {
-        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
-                    "mod_muc: rest_admin_password_file %s is empty", file);
-        return FALSE;
-    }
-    *out = g_steal_pointer(&text);
-    return TRUE;
 }
 
 static gboolean muc_start(MkModule *mod, GError **error)
@@ -189,7 +160,7 @@ static gboolean muc_start(MkModule *mod, GError **error)
         return FALSE;
     }
     char *password;
-    if (!read_admin_password(mod, &password, error))
+    if (!mk_http_secret_read(mod, "rest_admin_password_file", &password, error))
         return FALSE;
     Muc *muc = g_new0(Muc, 1);
     muc->rest_prefix = g_strdup(prefix);

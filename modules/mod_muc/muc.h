@@ -150,6 +150,9 @@ MkXml *muc_form_field(MkXml *form, const char *var, const char *type, const char
 
 /* muc-rest.c: the admin REST endpoints (PREFIX/mucs/...). */
 gboolean muc_rest_start(Muc *muc, GError **error);
+/* Answers the requests of @muc still waiting for a room (503). Main
+ * thread, when the module stops. */
+void muc_rest_stop(Muc *muc);
 
 /* muc-db.c */
 extern const MkMigration muc_migrations[];

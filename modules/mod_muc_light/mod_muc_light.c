@@ -354,38 +354,8 @@ static void ml_free(gpointer data)
     g_strfreev(ml->services);
     g_free(ml->rest_prefix);
     g_free(ml->rest_admin_user);
-    if (ml->rest_admin_password) {
-        memset(ml->rest_admin_password, 0, strlen(ml->rest_admin_password));
-        g_free(ml->rest_admin_password);
-    }
+    mk_http_secret_free(ml->rest_admin_password);
     g_free(ml);
-}
-
-/* The admin password: the first line of rest_admin_password_file, or
- * NULL when none is set. FALSE with @error when the file is unreadable. */
-static gboolean read_admin_password(MkModule *mod, char **out, GError **error)
-{
-    const char *file = mk_config_get_string(mod, "rest_admin_password_file");
-    *out = NULL;
-    if (!file || !*file)
-        return TRUE;
-    g_autofree char *text = NULL;
-    g_autoptr(GError) local = NULL;
-    if (!g_file_get_contents(file, &text, NULL, &local)) {
-        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
-                    "mod_muc_light: rest_admin_password_file: %s", local->message);
-        return FALSE;
-    }
-    char *nl = strpbrk(text, "\r\n");
-    if (nl)
-        *nl = '\0';
-    if (!*text) {
-        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
-                    "mod_muc_light: rest_admin_password_file %s is empty", file);
-        return FALSE;
-    }
-    *out = g_steal_pointer(&text);
-    return TRUE;
 }
 
 static gboolean ml_start(MkModule *mod, GError **error)
@@ -397,7 +367,7 @@ static gboolean ml_start(MkModule *mod, GError **error)
         return FALSE;
     }
     char *password;
-    if (!read_admin_password(mod, &password, error))
+    if (!mk_http_secret_read(mod, "rest_admin_password_file", &password, error))
         return FALSE;
     MucLight *ml = g_new0(MucLight, 1);
     ml->mod = mod;

@@ -81,28 +81,12 @@ static gboolean paging(MkHttpRequest *req, gint64 *before_us, gint64 *limit)
 
 /* ---- admin API: PREFIX/muc-lights/{domain}... ---------------------------- */
 
-static gboolean admin_authorized(MucLight *ml, MkHttpRequest *req)
-{
-    if (!ml->rest_admin_password) {
-        mk_http_reply_error(req, 403, NULL, "no rest_admin_password_file configured");
-        return FALSE;
-    }
-    const char *user = "", *password = "";
-    gboolean ok = mk_http_request_basic_auth(req, &user, &password);
-    /* Non-short-circuit: both comparisons always run. */
-    ok = ok & mk_http_secret_equal(user, ml->rest_admin_user) &
-         mk_http_secret_equal(password, ml->rest_admin_password);
-    if (!ok)
-        mk_http_reply_unauthorized(req, "meerkat admin");
-    return ok;
-}
-
 /* The instance, the service of {domain} and (when @room is not NULL)
  * the room {id} (transfer full); FALSE after answering. */
 static gboolean admin_begin(MkHttpRequest *req, MucLight **ml, const char **service, MkJid **room)
 {
     *ml = mk_module_get_data(mk_http_request_module(req));
-    if (!admin_authorized(*ml, req))
+    if (!mk_http_request_check_admin(req, (*ml)->rest_admin_user, (*ml)->rest_admin_password))
         return FALSE;
     *service = service_of(*ml, req, mk_http_request_param(req, "domain"));
     if (!*service)

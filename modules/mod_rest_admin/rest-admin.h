@@ -9,21 +9,14 @@ typedef struct {
     char *prefix;   /* "/api" */
     char *user;     /* Basic auth user */
     char *password; /* NULL: every request is refused (403) */
-    /* Guessing: failures per peer address, a backoff past the limit. */
     GMutex lock;
-    GHashTable *failures; /* address -> AuthFailures* */
-    guint max_failures;   /* 0: no limit */
-    guint backoff_s;
-    MkCounter *auth_failed, *auth_throttled;
     /* Senders of /messages and /stanzas whose account was found, until a
      * remove_user hook says otherwise (under @lock; rest-messages.c). */
     GHashTable *known_senders;
 } RestAdmin;
 
-/* Whether @req carries the admin's credentials; otherwise answers 401
- * (or 403 when no password is configured, 429 while its address backs
- * off after max_auth_failures) and returns FALSE. Both credentials are
- * compared in full, in constant time. Worker. */
+/* Whether @req carries the admin's credentials; otherwise answers 401,
+ * 403 or 429 and returns FALSE (mk_http_request_check_admin). Worker. */
 gboolean rest_admin_authorized(MkHttpRequest *req);
 
 /* "PREFIX/rest": registers @func for @method. Main thread, in start(). */

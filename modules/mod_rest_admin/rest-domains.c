@@ -1,7 +1,8 @@
 /* Domains at run time: PUT PREFIX/domains/{domain} {host_type} serves a
  * new domain with a configured host type, GET tells which host type
- * serves one, DELETE {host_type} stops serving it. Changes run on the
- * main thread, where the host table is written. */
+ * serves one, DELETE {host_type} stops serving it. Changes are stored
+ * (mk_domain_add_stored), so a restart keeps them; they run on the main
+ * thread, where the host table is written. */
 #include "rest-admin.h"
 
 typedef struct {
@@ -19,32 +20,44 @@ static void domain_op_free(gpointer data)
     g_free(op);
 }
 
+/* Main thread: the stored change is made (or refused). */
+static void domain_changed(const GError *error, gpointer data)
+{
+    DomainOp *op = data;
+    if (!error)
+        mk_http_reply_json(op->req, 204, NULL);
+    else if (g_error_matches(error, MK_MODULE_ERROR, MK_MODULE_ERROR_DUPLICATE))
+        mk_http_reply_error(op->req, 409, NULL, "%s", error->message);
+    else if (error->domain == MK_MODULE_ERROR)
+        mk_http_reply_error(op->req, 403, "host_type", "%s", error->message);
+    else
+        mk_http_reply_error(op->req, 500, NULL, "%s", error->message);
+    domain_op_free(op);
+}
+
 static gboolean domain_on_main(gpointer data)
 {
     DomainOp *op = data;
     const char *current = mk_domain_host_type(op->domain);
-    g_autoptr(GError) error = NULL;
-    if (op->add) {
-        if (current && g_str_equal(current, op->host_type))
-            mk_http_reply_json(op->req, 204, NULL); /* already so: idempotent */
-        else if (current)
-            mk_http_reply_error(op->req, 409, NULL, "%s is served by host type %s", op->domain,
-                                current);
-        else if (!mk_domain_add(op->host_type, op->domain, &error))
-            mk_http_reply_error(op->req, 403, "host_type", "%s", error->message);
-        else
-            mk_http_reply_json(op->req, 204, NULL);
+    if (op->add && current && !g_str_equal(current, op->host_type)) {
+        mk_http_reply_error(op->req, 409, NULL, "%s is served by host type %s", op->domain,
+                            current);
+    } else if (!op->add && current && !g_str_equal(current, op->host_type)) {
+        mk_http_reply_error(op->req, 403, "host_type", "%s is served by host type %s", op->domain,
+                            current);
+    } else if (!op->add && current && mk_domain_is_configured(op->domain)) {
+        mk_http_reply_error(op->req, 403, NULL,
+                            "%s is one of the configuration's hosts: remove it there", op->domain);
+    } else if (op->add) {
+        /* Also when served already: its row is written if missing. */
+        mk_domain_add_stored(op->host_type, op->domain, domain_changed, op);
+        return G_SOURCE_REMOVE;
     } else {
-        if (!current)
-            mk_http_reply_json(op->req, 204, NULL); /* gone already */
-        else if (!g_str_equal(current, op->host_type))
-            mk_http_reply_error(op->req, 403, "host_type", "%s is served by host type %s",
-                                op->domain, current);
-        else if (!mk_domain_remove(op->domain, &error))
-            mk_http_reply_error(op->req, 500, NULL, "%s", error->message);
-        else
-            mk_http_reply_json(op->req, 204, NULL);
+        /* Also when not served: a stale row goes. */
+        mk_domain_remove_stored(op->domain, domain_changed, op);
+        return G_SOURCE_REMOVE;
     }
+    domain_op_free(op);
     return G_SOURCE_REMOVE;
 }
 
@@ -68,7 +81,7 @@ static void domain_change(MkHttpRequest *req, gboolean add)
     op->host_type = g_strdup(host_type);
     op->add = add;
     GSource *src = g_idle_source_new();
-    g_source_set_callback(src, domain_on_main, op, domain_op_free);
+    g_source_set_callback(src, domain_on_main, op, NULL); /* it frees @op */
     g_source_attach(src, g_main_context_default());
     g_source_unref(src);
 }

@@ -1,6 +1,6 @@
-/* Sessions: GET PREFIX/sessions/{domain} lists the full JIDs bound on
- * this node; DELETE PREFIX/sessions/{domain}/{user}/{resource} ends one
- * with a stream error (the admin's kick). */
+/* Sessions: GET PREFIX/sessions/{domain} lists the full JIDs bound in
+ * the cluster (this node's and the other nodes' it knows); DELETE
+ * PREFIX/sessions/{domain}/{user}/{resource} ends one with a stream error (the admin's kick). */
 #include "rest-admin.h"
 
 typedef struct {
@@ -35,7 +35,7 @@ static int cmp_str(gconstpointer a, gconstpointer b)
 static gboolean list_on_main(gpointer data)
 {
     ListOp *op = data;
-    mk_session_foreach(collect, op);
+    mk_session_foreach_cluster(collect, op);
     g_ptr_array_sort(op->jids, cmp_str);
     rest_admin_reply_strings(op->req, op->jids);
     return G_SOURCE_REMOVE;

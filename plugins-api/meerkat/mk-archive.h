@@ -88,4 +88,23 @@ MK_API gboolean mk_user_archive_messages(MkModule *caller, MkJid *owner, MkJid *
                                          gint64 before_us, guint limit, MkArchiveMessagesDone done,
                                          gpointer user_data, GDestroyNotify destroy);
 
+/* ---- Rooms' archives for APIs ----
+ * An administration API (mod_muc's REST endpoints) reads a room's
+ * archive through the module that keeps it, as the service
+ * "archive-room-read". The provider's MkUserArchiveFuncs.messages gets
+ * the room's bare JID as @owner and @with NULL; each record's sender is
+ * the real bare JID of the occupant who wrote ("" when the room did not
+ * know it), and only messages with a body are given. */
+
+/* Provides the service on @mod's host type. Main thread, in start(). */
+MK_API gboolean mk_room_archive_read_register(MkModule *mod, const MkUserArchiveFuncs *funcs,
+                                              gpointer data, GError **error);
+/* The last @limit messages of @room's archive archived before
+ * @before_us, oldest first; as mk_user_archive_messages otherwise.
+ * FALSE (and neither @done nor @destroy runs) when no module provides
+ * the service. Worker. */
+MK_API gboolean mk_room_archive_messages(MkModule *caller, MkJid *room, gint64 before_us,
+                                         guint limit, MkArchiveMessagesDone done,
+                                         gpointer user_data, GDestroyNotify destroy);
+
 G_END_DECLS

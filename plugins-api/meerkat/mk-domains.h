@@ -7,8 +7,10 @@
 
 G_BEGIN_DECLS
 /* The served domains at run time, for administration modules (Since
- * ABI 2.1). A domain added here lasts until the process ends or it is
- * removed; the configuration's `hosts` are what a restart serves. */
+ * ABI 2.1). A domain added with mk_domain_add lasts until the process
+ * ends or it is removed; one added with mk_domain_add_stored is kept in
+ * storage and served again after a restart, with the configuration's
+ * `hosts`. */
 
 /* The host type serving @domain (prepared or not), or NULL. (transfer
  * none): an interned string. Any thread. */
@@ -21,5 +23,26 @@ MK_API gboolean mk_domain_add(const char *host_type, const char *domain, GError 
 /* Stops serving @domain (its sessions are left alone). FALSE with
  * MK_MODULE_ERROR_START when it is not served. Main thread. */
 MK_API gboolean mk_domain_remove(const char *domain, GError **error);
+
+/* Whether @domain is one of the configuration's `hosts` (of any host
+ * type): such a domain is served at every start, whatever is stored.
+ * Any thread. */
+MK_API gboolean mk_domain_is_configured(const char *domain);
+
+/* @error is NULL when the change is stored and in effect; else nothing
+ * changed. Main thread. */
+typedef void (*MkDomainDone)(const GError *error, gpointer user_data);
+/* As mk_domain_add, and the domain is stored (the core's table
+ * `domains`) so that every later start serves it with @host_type: the
+ * row is written first, then the domain served, then @done runs; with
+ * mk_domain_add's errors, or MK_DB_ERROR when storage failed. Adding a
+ * domain served with @host_type already (stored or not) stores it and
+ * succeeds. Main thread. */
+MK_API void mk_domain_add_stored(const char *host_type, const char *domain, MkDomainDone done,
+                                 gpointer user_data);
+/* As mk_domain_remove, and its stored row goes, so that no later start
+ * serves it: MK_MODULE_ERROR_START when it is one of the configuration's
+ * hosts or not served. Main thread. */
+MK_API void mk_domain_remove_stored(const char *domain, MkDomainDone done, gpointer user_data);
 
 G_END_DECLS

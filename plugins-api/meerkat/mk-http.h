@@ -125,4 +125,31 @@ MK_API void mk_http_reply_stream(MkHttpRequest *req, guint status, const char *c
 MK_API gboolean mk_http_stream_write(MkHttpRequest *req, const char *data, gssize len);
 MK_API void mk_http_stream_close(MkHttpRequest *req);
 
+/* ---- Admin credentials (the modules' admin endpoints) ----
+ * A module that serves administration endpoints (mod_rest_admin, the
+ * room modules' /mucs and /muc-lights) keeps an admin user name and a
+ * password read once at start from a file an operator can protect. */
+
+/* Reads the secret kept in the file that config key @key of @mod names:
+ * its first line, without the line end. TRUE with *@out = NULL when the
+ * key is unset or empty; FALSE with @error (naming the module, the key
+ * and the file) when the file cannot be read or its first line is
+ * empty. *@out: (transfer full), free it with mk_http_secret_free.
+ * Main thread, in start(). */
+MK_API gboolean mk_http_secret_read(MkModule *mod, const char *key, char **out, GError **error);
+/* Overwrites @secret (nullable) with zeros and frees it. Any thread. */
+MK_API void mk_http_secret_free(char *secret);
+
+/* Whether @req carries the Basic credentials @user:@password (both
+ * compared in full, in time that depends only on their lengths). When
+ * not, it answers and returns FALSE: 403 when @password is NULL (none
+ * configured), 429 while the request's address backs off after failed
+ * logins, else 401 with `WWW-Authenticate: Basic realm="meerkat admin"`.
+ * Failures and successes count in the server's per-address limits on
+ * password guessing, the ones XMPP logins count in ([auth]
+ * address_failures, backoff_max, throttle_loopback). Any thread, in a
+ * route's handler. */
+MK_API gboolean mk_http_request_check_admin(MkHttpRequest *req, const char *user,
+                                            const char *password);
+
 G_END_DECLS

@@ -82,4 +82,11 @@ MK_API gboolean mk_session_is_detached(MkSession *s);
  * reference, to tell a session that ended meanwhile. Any thread. */
 MK_API gboolean mk_session_is_bound(MkSession *s);
 
+/* As mk_session_foreach, and also the sessions of the cluster's other
+ * nodes that this node knows (their stand-ins: mk_session_jid and
+ * mk_session_send work on them), for listings such as the admin API's.
+ * Main thread. */
+MK_API void mk_session_foreach_cluster(void (*func)(MkSession *s, gpointer user_data),
+                                       gpointer user_data);
+
 G_END_DECLS

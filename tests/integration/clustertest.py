@@ -13,8 +13,8 @@ import subprocess
 import tempfile
 import time
 
-from modtest import (DOMAIN, SANITIZER_MARKERS, SERVER_PROBLEMS, TOP_BUILDDIR, _scram_keys,
-                     free_port)
+from modtest import (DOMAIN, SANITIZER_MARKERS, SERVER_PROBLEMS, TOP_BUILDDIR, Server,
+                     _scram_keys, free_port)
 from pgtest import Pg
 
 SECRET = "cluster-test-secret-0123456789"
@@ -100,13 +100,17 @@ class Redis:
 
 
 class Node:
-    """A meerkatd with [cluster] (name, node number) on @redis and @pg."""
+    """A meerkatd with [cluster] (name, node number) on @redis and @pg,
+    and an http listener reached with self.http() (as modtest.Server's)."""
+
+    http = Server.http
 
     def __init__(self, name, number, redis, pg, modules, workers=2):
         self.name = name
         self.number = number
         self.dir = tempfile.mkdtemp(prefix="mk-node-%s." % name)
         self.port = free_port()
+        self.http_port = free_port()
         self.link_port = free_port()
         self.state = os.path.join(self.dir, "state")
         confd = os.path.join(self.dir, "conf.d")
@@ -154,10 +158,15 @@ link_port = %(link)d
 
 [metrics]
 textfile = metrics.prom
+
+[listen.http]
+type = http
+address = 127.0.0.1
+port = %(http)d
 """ % {"domain": DOMAIN, "state": self.state, "workers": workers, "pgport": pg.port,
        "moddir": os.path.join(TOP_BUILDDIR, "modules", ".libs"), "port": self.port,
        "name": name, "number": number, "redis": redis.port, "secret": SECRET,
-       "link": self.link_port})
+       "link": self.link_port, "http": self.http_port})
         self.log_path = os.path.join(self.dir, "meerkatd.log")
         self.proc = None
         self.start()
@@ -180,6 +189,7 @@ textfile = metrics.prom
                 self.name, self.proc.returncode, self.log_text()))
         try:
             socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            socket.create_connection(("127.0.0.1", self.http_port), 0.2).close()
             return True
         except OSError:
             return False

@@ -52,6 +52,15 @@ def is_groupchat(frm, body=None):
                       (body is None or e.findtext(q(NS_CLIENT, "body")) == body))
 
 
+def clients(srv, names, resource="r", presence=False):
+    """Logged-in clients; with @presence, each sent initial presence, so
+    that messages to its bare JID (invitations) reach it."""
+    out = [Client(srv, n, resource=resource) for n in names]
+    for c in out if presence else ():
+        c.presence()
+    return out
+
+
 def join(c, room, nick, x="", history=None, expect=True):
     """Joins @room as @nick; returns the self-presence (or error presence)."""
     frm = "%s/%s" % (room_jid(room), nick)

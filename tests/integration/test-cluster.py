@@ -7,7 +7,8 @@ resource conflict across nodes, graceful leave, kill -9 of a node during
 traffic (every message the server acknowledged is delivered, offline or
 archived, none twice; survivors clean up within 5 s; stream management
 resumption on another node gets item-not-found and the offline messages),
-Redis restarted and PostgreSQL restarted during traffic. Skipped without
+Redis restarted and PostgreSQL restarted during traffic; the admin REST
+API of one node lists and kicks the sessions of every node. Skipped without
 redis-server or PostgreSQL. Prints TAP; ignores --tap."""
 import os
 import shutil
@@ -15,7 +16,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import NS_CLIENT, NS_STREAMS_ERR, Client, Tap, q, roster_item  # noqa: E402
+from modtest import (NS_CLIENT, NS_STREAMS_ERR, Client, Tap, q, roster_item,  # noqa: E402
+                     stream_error)
 from clustertest import Node, Pg, Redis, register, wait_for  # noqa: E402
 
 NS_SM = "urn:xmpp:sm:3"
@@ -27,10 +29,12 @@ NS_SID = "urn:xmpp:sid:0"
 # test_kill counts where each of 110 messages of one sender went: offline
 # storage must take all of them (its per-sender quota is 50 by default, and
 # on a slow machine more than 50 are routed after node c died).
+ADMIN = ("admin", "cluster-adm1n")
 MODULES = {"mod_roster": None, "mod_offline": {"max_sender_messages": 1000},
            "mod_carboncopy": None,
            "mod_stream_management": {"resume_timeout": 30},
-           "mod_mam": {"flush_interval_ms": 50}}
+           "mod_mam": {"flush_interval_ms": 50},
+           "mod_rest_admin": {"password": ADMIN[1]}}
 
 
 def body_of(e):
@@ -178,6 +182,30 @@ def test_metrics(t, nodes, redis, pg):
     t.ok("meerkat_cluster_redis_pending_commands" in ma and
          "meerkat_cluster_session_updates_dropped_total" in ma and
          "meerkat_cluster_link_unreachable_total" in ma, "the other series are listed")
+
+
+def test_rest_sessions(t, nodes, redis, pg):
+    a, b = nodes[0], nodes[1]
+    for u in ("rs1", "rs2"):
+        register(pg, u)
+    c1, c2 = online(a, "rs1"), online(b, "rs2")
+    t.ok(known_everywhere(nodes, "rs1@localhost/r", redis) and
+         known_everywhere(nodes, "rs2@localhost/r", redis), "both sessions are known everywhere")
+    for n in (a, b):
+        status, _, body = n.http("GET", "/api/sessions/localhost", auth=ADMIN)
+        t.ok(status == 200 and {"rs1@localhost/r", "rs2@localhost/r"} <= set(body) and
+             len(body) == len(set(body)),
+             "GET /api/sessions on node %s lists the sessions of both nodes, once each (%r)" %
+             (n.name, body))
+    status, _, _ = a.http("DELETE", "/api/sessions/localhost/rs2/r", auth=ADMIN)
+    t.ok(status == 204, "node a kicks rs2's session on node b: 204 (got %d)" % status)
+    e = c2.maybe(lambda e: stream_error(e) is not None, 10)
+    t.ok(stream_error(e) == "policy-violation",
+         "rs2 gets its stream error policy-violation on node b")
+    t.ok(wait_for(lambda: "rs2@localhost/r" not in
+                  a.http("GET", "/api/sessions/localhost", auth=ADMIN)[2], 10),
+         "and node a no longer lists it")
+    c1.close()
 
 
 def test_presence_roster(t, nodes, redis, pg):
@@ -566,6 +594,7 @@ def main():
         t.ok(ok, "three nodes link to each other")
         t.run("messages", test_messages, nodes, redis, pg)
         t.run("bind visible at once", test_bind_visible, nodes, redis, pg)
+        t.run("rest sessions", test_rest_sessions, nodes, redis, pg)
         t.run("presence and rosters", test_presence_roster, nodes, redis, pg)
         t.run("carbons", test_carbons, nodes, redis, pg)
         t.run("conflict", test_conflict, nodes, redis, pg)

@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Server, Tap, error_condition, q  # noqa: E402
-from muctest import (NS_ADMIN, NS_DATA, NS_INFO, NS_ITEMS, NS_OWNER, NS_USER,  # noqa: E402
+from muctest import (NS_ADMIN, clients, NS_DATA, NS_INFO, NS_ITEMS, NS_OWNER, NS_USER,  # noqa: E402
                      SERVICE, admin, codes, configure, create, is_error_from, is_presence_from,
                      item, join, join_error, ready, room_jid, say)
 
@@ -21,22 +21,13 @@ MODULES = {"mod_disco": None, "mod_roster": None, "mod_register": None,
 USERS = ["alice", "bob", "carol", "dave", "eve"]
 
 
-def clients(srv, names):
-    """Logged-in clients that sent initial presence: messages to their
-    bare JIDs (invitations) reach them."""
-    out = [Client(srv, n) for n in names]
-    for c in out:
-        c.presence()
-    return out
-
-
 def items_of(reply):
     return [(i.get("jid"), i.get("affiliation"), i.get("role"), i.get("nick"))
             for i in reply.iter(q(NS_ADMIN, "item"))]
 
 
 def test_roles_and_affiliations(t, srv):
-    alice, bob, carol, dave, eve = clients(srv, USERS)
+    alice, bob, carol, dave, eve = clients(srv, USERS, presence=True)
     create(alice, "court", "A")
     for c, n in ((bob, "B"), (carol, "C"), (dave, "D")):
         join(c, "court", n)
@@ -175,7 +166,7 @@ def test_roles_and_affiliations(t, srv):
 
 
 def test_disco(t, srv):
-    alice, bob = clients(srv, ["alice", "bob"])
+    alice, bob = clients(srv, ["alice", "bob"], presence=True)
     r = bob.iq("<query xmlns='%s'/>" % NS_INFO, "get", SERVICE)
     ids = [(i.get("category"), i.get("type")) for i in r.iter(q(NS_INFO, "identity"))]
     feats = [f.get("var") for f in r.iter(q(NS_INFO, "feature"))]
@@ -215,7 +206,7 @@ def test_disco(t, srv):
 
 
 def test_invitations(t, srv):
-    alice, bob, eve = clients(srv, ["alice", "bob", "eve"])
+    alice, bob, eve = clients(srv, ["alice", "bob", "eve"], presence=True)
     create(alice, "inv", "A", [("muc#roomconfig_membersonly", "1")])
     rj = room_jid("inv")
     alice.send("<message to='%s'><x xmlns='%s'><invite to='eve@localhost'><reason>join us"
@@ -255,7 +246,7 @@ def test_invitations(t, srv):
 
 def test_bad_input(t, srv):
     """Malformed requests get the XEP's error and leave the room working."""
-    alice, bob = clients(srv, ["alice", "bob"])
+    alice, bob = clients(srv, ["alice", "bob"], presence=True)
     create(alice, "rough", "A")
     rj = room_jid("rough")
     join(bob, "rough", "B")
@@ -294,7 +285,7 @@ def test_bad_input(t, srv):
 def test_account_removal(t, srv):
     """A removed account's affiliations go: a new account of the same
     name inherits nothing."""
-    alice, eve = clients(srv, ["alice", "eve"])
+    alice, eve = clients(srv, ["alice", "eve"], presence=True)
     create(alice, "acct", "A")
     admin(alice, "acct", "<item jid='eve@localhost' affiliation='admin'/>")
     r = eve.iq("<query xmlns='jabber:iq:register'><remove/></query>", "set")

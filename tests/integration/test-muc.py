@@ -13,17 +13,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Server, Tap, error_condition, q  # noqa: E402
-from muctest import (NS_DATA, NS_DELAY, NS_MUC, NS_OWNER, NS_USER, codes, configure,  # noqa: E402
+from muctest import (NS_DATA, clients, NS_DELAY, NS_MUC, NS_OWNER, NS_USER, codes, configure,  # noqa: E402
                      count, create, is_error_from, is_groupchat, is_presence_from, item, join,
                      join_error, leave, ready, room_jid, say)
 
 MODULES = {"mod_disco": None, "mod_roster": None,
            "mod_muc": {"max_nick_length": 10, "max_room_name_length": 20}}
 USERS = ["alice", "bob", "carol", "dave", "eve"] + ["c%d" % i for i in range(12)]
-
-
-def clients(srv, names, resource="r"):
-    return [Client(srv, n, resource=resource) for n in names]
 
 
 def test_instant_and_join(t, srv):

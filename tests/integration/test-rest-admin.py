@@ -20,8 +20,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import (NS_CLIENT, NS_STREAM, TOP_SRCDIR, Client, Server, Tap, online,  # noqa: E402
+from modtest import (NS_CLIENT, NS_STREAM, Client, Server, Tap, online,  # noqa: E402
                      q, stream_error, subscribe)
+import resttest  # noqa: E402
 
 import slixmpp  # noqa: E402
 
@@ -408,19 +409,71 @@ def test_domains(t, srv):
     t.ok(status == 404, "it is gone")
     status, _, _ = srv.http("GET", "/api/users/new.example", auth=A)
     t.ok(status == 404, "its users are no longer served")
+    status, _, body = srv.http("DELETE", "/api/domains/localhost", {"host_type": "default"},
+                               auth=A)
+    t.ok(status == 403 and "configuration" in body.get("error", ""),
+         "DELETE of a domain of the configuration's hosts: 403 (%d %r)" % (status, body))
+
+    # Stored: a restart serves the added domains again, not the removed.
+    for d in ("kept.example", "gone.example"):
+        status, _, _ = srv.http("PUT", "/api/domains/" + d, {"host_type": "default"}, auth=A)
+        t.ok(status == 204, "PUT /domains/%s: 204" % d)
+    status, _, _ = srv.http("POST", "/api/users/kept.example",
+                            {"username": "kim", "password": "x"}, auth=A)
+    t.ok(status == 201, "an account on kept.example")
+    status, _, _ = srv.http("DELETE", "/api/domains/gone.example", {"host_type": "default"},
+                            auth=A)
+    t.ok(status == 204, "DELETE /domains/gone.example: 204")
+    srv.restart()
+    status, _, body = srv.http("GET", "/api/domains/kept.example", auth=A)
+    t.ok(status == 200 and body.get("host_type") == "default",
+         "after a restart kept.example is served again (%d %r)" % (status, body))
+    status, _, body = srv.http("GET", "/api/users/kept.example", auth=A)
+    t.ok(status == 200 and body == ["kim@kept.example"], "with its account (%r)" % body)
+    for d in ("gone.example", "new.example"):
+        status, _, _ = srv.http("GET", "/api/domains/" + d, auth=A)
+        t.ok(status == 404, "and the removed %s is not (%d)" % (d, status))
+    status, _, _ = srv.http("GET", "/api/domains/localhost", auth=A)
+    t.ok(status == 200, "the configured domain is served as before")
+    status, _, _ = srv.http("DELETE", "/api/domains/kept.example", {"host_type": "default"},
+                            auth=A)
+    t.ok(status == 204, "DELETE /domains/kept.example: 204")
+    srv.restart()
+    status, _, _ = srv.http("GET", "/api/domains/kept.example", auth=A)
+    t.ok(status == 404, "after another restart it stays removed (%d)" % status)
 
 
 def test_guessing(t):
-    srv = Server({"mod_rest_admin": {"password": "right", "max_auth_failures": 3}}, http={})
+    # Failed admin logins count in the server's per-address limits on
+    # password guessing ([auth], as XMPP logins; loopback is exempt
+    # unless throttle_loopback), whichever module's admin endpoint took
+    # them: guesses at mod_muc's /mucs back off mod_rest_admin too.
+    pwdir = tempfile.mkdtemp(prefix="mk-rest-guess.")
+    pwfile = os.path.join(pwdir, "admin-password")
+    with open(pwfile, "w") as f:
+        f.write("right\n")
+    srv = Server({"mod_rest_admin": {"password_file": pwfile},
+                  "mod_muc": {"rest_admin_password_file": pwfile}},
+                 auth={"throttle_loopback": "true", "address_failures": "3"}, http={})
     try:
-        statuses = [srv.http("GET", "/api/users/localhost", auth=("admin", "guess%d" % i))[0]
-                    for i in range(3)]
-        t.ok(statuses == [401, 401, 401], "three wrong admin passwords: 401 each")
+        status, _, _ = srv.http("GET", "/api/users/localhost", auth=("admin", "right"))
+        t.ok(status == 200, "the right password: 200 (got %d)" % status)
+        statuses = [srv.http("POST", "/api/mucs/localhost/team/messages",
+                             {"from": "a@localhost/r", "body": "b"},
+                             auth=("admin", "guess%d" % i))[0] for i in range(5)]
+        t.ok(statuses[:3] == [401, 401, 401] and set(statuses[3:]) <= {401, 429},
+             "wrong admin passwords at /api/mucs: 401, then maybe 429 (%r)" % statuses)
         status, _, body = srv.http("GET", "/api/users/localhost", auth=("admin", "right"))
         t.ok(status == 429 and "try later" in body.get("error", ""),
-             "then the address backs off: even the right password gets 429 (%d)" % status)
+             "then the address backs off for every admin endpoint: even the right password "
+             "gets 429 at /api/users (%d)" % status)
+        status, _, _ = srv.http("GET", "/api/users/localhost", auth=("admin", "right"))
+        t.ok(status == 429, "and again (nothing was forgiven)")
+        t.ok("HTTP meerkat admin: failed login from 127.0.0.1" in srv.log_text(),
+             "the failures are logged")
     finally:
         srv.stop()
+        shutil.rmtree(pwdir, ignore_errors=True)
 
 
 def test_no_password(t):
@@ -434,83 +487,15 @@ def test_no_password(t):
 
 # ---- the responses against docs/api-openapi.json -------------------------
 
-RECORDED = []
-
-
-def record(srv):
-    """Keeps every (method, path, status, body) srv.http() sees."""
-    orig = srv.http
-
-    def http(method, path, *args, **kwargs):
-        r = orig(method, path, *args, **kwargs)
-        RECORDED.append((method, path, r[0], r[2]))
-        return r
-    srv.http = http
-
-
-def schema_errors(spec, schema, value, where):
-    if "$ref" in schema:
-        name = schema["$ref"].split("/")[-1]
-        schema = spec["components"]["schemas"][name]
-    kinds = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool}
-    want = schema.get("type")
-    if want and (not isinstance(value, kinds[want]) or
-                 (want == "integer" and isinstance(value, bool))):
-        return ["%s: %r is not %s" % (where, value, want)]
-    if "enum" in schema and value not in schema["enum"]:
-        return ["%s: %r not in %r" % (where, value, schema["enum"])]
-    errs = []
-    if want == "object":
-        for k in schema.get("required", []):
-            if k not in value:
-                errs.append("%s: no %s" % (where, k))
-        for k, sub in schema.get("properties", {}).items():
-            if k in value:
-                errs += schema_errors(spec, sub, value[k], where + "." + k)
-    if want == "array":
-        for i, v in enumerate(value):
-            errs += schema_errors(spec, schema.get("items", {}), v, "%s[%d]" % (where, i))
-    return errs
-
-
-def template_of(spec, path):
-    segs = path.split("?")[0][len("/api"):].split("/")
-    for tmpl in spec["paths"]:
-        t = tmpl.split("/")
-        if len(t) == len(segs) and all(a == b or a.startswith("{") for a, b in zip(t, segs)):
-            return tmpl
-    return None
+RECORDED = resttest.Recorder()
 
 
 def test_openapi(t):
-    with open(os.path.join(TOP_SRCDIR, "docs", "api-openapi.json")) as f:
-        spec = json.load(f)
-    problems, seen = [], set()
-    for method, path, status, body in RECORDED:
-        tmpl = template_of(spec, path)
-        op = spec["paths"].get(tmpl, {}).get(method.lower()) if tmpl else None
-        if not op:
-            continue  # 405s and unknown paths: not operations of the API
-        seen.add((tmpl, method.lower()))
-        resp = op["responses"].get(str(status))
-        if resp is None:
-            problems.append("%s %s: status %d is not documented" % (method, path, status))
-            continue
-        schema = resp.get("content", {}).get("application/json", {}).get("schema")
-        if schema is None:
-            if body not in ("", None):
-                problems.append("%s %s: %d has a body %r" % (method, path, status, body))
-        else:
-            problems += schema_errors(spec, schema, body, "%s %s %d" % (method, path, status))
-    t.ok(not problems, "every one of %d responses matches docs/api-openapi.json" % len(RECORDED))
-    for p in problems[:10]:
-        t.diag(p)
     # mod_muc_light's room paths are exercised by test-muclight-rest.py,
     # mod_muc's by test-muc-rest.py.
-    ops = {(tmpl, m) for tmpl, item in spec["paths"].items() for m in item
-           if m != "parameters" and not tmpl.startswith(("/muc-lights", "/rooms", "/mucs/"))}
-    t.ok(ops <= seen, "every documented operation was exercised (missing: %s)" %
-         sorted(ops - seen))
+    resttest.check_openapi(
+        t, RECORDED, lambda tmpl: not tmpl.startswith(("/muc-lights", "/rooms", "/mucs")),
+        undocumented_ok=True)
 
 
 def main():
@@ -522,7 +507,7 @@ def main():
     modules = dict(MODULES)
     modules["mod_rest_admin"] = {"password_file": pwfile}
     srv = Server(modules, http={"max_body_size": 65536})
-    record(srv)
+    RECORDED.wrap(srv)
     try:
         t.run("auth", test_auth, srv)
         t.run("users", test_users, srv)
