@@ -107,6 +107,11 @@ static gboolean rest_admin_start(MkModule *mod, GError **error)
     mk_module_set_data(mod, ra, rest_admin_free);
     if (!password)
         g_message("mod_rest_admin: no password configured: every request is refused");
+    /* Earlier releases' own throttle: accepted so old files still start. */
+    if (*mk_config_get_string(mod, "max_auth_failures") ||
+        *mk_config_get_string(mod, "auth_backoff"))
+        g_warning("mod_rest_admin: max_auth_failures and auth_backoff are ignored: the core's "
+                  "[auth] address_failures and backoff_max bound password guessing");
     return rest_users_start(mod, error) && rest_sessions_start(mod, error) &&
            rest_messages_start(mod, error) && rest_domains_start(mod, error) &&
            rest_contacts_start(mod, error);
@@ -117,6 +122,8 @@ static const MkConfigKey rest_admin_keys[] = {
     {"username", MK_CONFIG_STRING, "admin", 0, 0, "the admin's Basic auth user name"},
     {"password", MK_CONFIG_STRING, "", 0, 0, "the admin's password (or password_file)"},
     {"password_file", MK_CONFIG_STRING, "", 0, 0, "file whose first line is the password"},
+    {"max_auth_failures", MK_CONFIG_STRING, "", 0, 0, "ignored (was this module's throttle)"},
+    {"auth_backoff", MK_CONFIG_STRING, "", 0, 0, "ignored (was this module's throttle)"},
     MK_CONFIG_KEYS_END,
 };
 
