@@ -20,7 +20,8 @@ NS_SM = "urn:xmpp:sm:3"
 MODULES = {"mod_disco": None, "mod_roster": None, "mod_offline": None, "mod_register": None,
            "mod_mam": {"flush_interval_ms": 100},
            "mod_stream_management": {"resume_timeout": 30},
-           "mod_muc_light": {"rooms_per_user": 4, "max_roomname_length": 20}}
+           "mod_muc_light": {"rooms_per_user": 4, "max_roomname_length": 20,
+                             "max_room_id_length": 30}}
 
 
 def up(srv, user, resource="r"):
@@ -175,6 +176,7 @@ def test_create(t, srv):
                            "</configuration></query>" % ML, "set", to="r4@" + SVC),
                       "an unknown configuration field"),
                      (create(a, "r5@" + SVC, name="x" * 21), "a room name over the limit"),
+                     (create(a, "%s@%s" % ("i" * 31, SVC)), "a room ID over max_room_id_length"),
                      (a.iq("<query xmlns='%s#create'/>" % ML, "get", to="r6@" + SVC),
                       "a create of type get"),
                      (a.iq("<query xmlns='%s#create'><occupants><user affiliation='member'>"
@@ -658,3 +660,44 @@ def test_account_removed(t, srv):
     qa = affs_get(a, room).find(q(ML + "#affiliations", "query"))
     t.ok(affs_of(qa) == [(a_j, "owner")], "and is gone from the member list")
     a.close()
+
+
+OPEN_MODULES = dict(MODULES, mod_muc_light={"all_can_invite": "true", "all_can_configure": "true",
+                                            "promote_on_owner_leave": "false"})
+
+
+def test_options(t, srv):
+    """On a server with all_can_invite, all_can_configure and without
+    promote_on_owner_leave (OPEN_MODULES): what members may do then, and
+    what stays the owner's (not-allowed, as the protocol names it)."""
+    a_j, b_j, c_j, d_j = users(srv, "op_a", "op_b", "op_c", "op_d")
+    a, b, c = up(srv, "op_a"), up(srv, "op_b"), up(srv, "op_c")
+    room = "open@" + SVC
+    create(a, room, [b_j])
+    for cl in (a, b):
+        cl.expect(is_event(room, "#affiliations"))
+    r = affs_set(b, room, (c_j, "member"))
+    t.ok(ok(r), "all_can_invite: a member adds a member")
+    for cl in (a, b, c):
+        cl.expect(is_event(room, "#affiliations"))
+    t.ok(cond(affs_set(b, room, (d_j, "owner"))) == "not-allowed",
+         "a member naming an owner: not-allowed")
+    t.ok(cond(affs_set(b, room, (c_j, "none"))) == "not-allowed",
+         "a member removing someone else: not-allowed")
+    t.ok(cond(affs_set(b, room, (a_j, "member"))) == "not-allowed",
+         "a member demoting the owner: not-allowed")
+    t.ok(cond(b.iq("<query xmlns='%s#destroy'/>" % ML, "set", to=room)) == "not-allowed",
+         "a member destroying the room: not-allowed")
+    r = config_set(b, room, roomname="Renamed")
+    t.ok(ok(r), "all_can_configure: a member renames the room")
+    for cl in (a, b, c):
+        cl.expect(is_event(room, "#configuration"))
+    r = affs_set(a, room, (a_j, "none"))
+    xb = x_of(b.expect(is_event(room, "#affiliations")), "#affiliations")
+    t.ok(ok(r) and affs_of(xb) == [(a_j, "none")],
+         "promote_on_owner_leave off: the owner leaves and nobody is promoted")
+    r = affs_get(b, room)
+    t.ok(affs_of(r.find(q(ML + "#affiliations", "query"))) ==
+         sorted([(b_j, "member"), (c_j, "member")]), "the room goes on without an owner")
+    for cl in (a, b, c):
+        cl.close()
