@@ -106,6 +106,9 @@ struct MkModule {
     GPtrArray *caches;          /* MkUserCache*, owned; freed with the struct */
     /* mk_stream_management_enable */
     MkStreamMgmtConfig stream_mgmt;
+    /* mk_module_on_stopping (main thread): called once, then cleared */
+    MkModuleStoppingFunc stopping;
+    gpointer stopping_data;
 };
 
 /* Fences a call into @mod's handlers from a thread other than a worker

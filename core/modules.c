@@ -15,6 +15,7 @@
 #include "hosts.h"
 #include "modules-priv.h"
 #include "server.h"
+#include "worker.h"
 #include <string.h>
 
 /* Unformatted: clang-format would put spaces into the quark's name. */
@@ -497,10 +498,57 @@ static void unregister_all(MkModule *m)
         mk_modules_publish(mods);
 }
 
+/* Public module API (mk-moddesc.h). Main thread, in start(). */
+void mk_module_on_stopping(MkModule *mod, MkModuleStoppingFunc func, gpointer user_data)
+{
+    g_return_if_fail(mod != NULL);
+    if (!mod->live) {
+        g_warning("module %s: mk_module_on_stopping outside a running instance ignored", mod->name);
+        return;
+    }
+    mod->stopping = func;
+    mod->stopping_data = user_data;
+}
+
+/* Runs @m's goodbye, once; TRUE when it had one (the caller then waits
+ * for the workers). Main thread. */
+static gboolean run_stopping(MkModule *m)
+{
+    MkModuleStoppingFunc func = g_steal_pointer(&m->stopping);
+    if (!func || !g_atomic_int_get(&m->live))
+        return FALSE;
+    func(m, m->stopping_data);
+    return TRUE;
+}
+
+/* What the goodbyes posted to the workers has run (and was routed on):
+ * 5 s at most, a worker stuck elsewhere does not hold the stop. */
+static void wait_goodbyes(MkModules *mods)
+{
+    if (mods->server && mods->server->workers &&
+        !mk_workers_barrier(mods->server->workers, 5 * G_USEC_PER_SEC))
+        g_warning("modules: a worker did not finish the goodbyes within 5 s");
+}
+
+/* See modules.h. Main thread. */
+void mk_modules_stopping_all(MkModules *mods)
+{
+    gboolean any = FALSE;
+    for (guint i = 0; mods && i < mods->running->len; i++) {
+        Loaded *l = g_ptr_array_index(mods->running, i);
+        for (guint j = 0; j < l->instances->len; j++)
+            any |= run_stopping(g_ptr_array_index(l->instances, j));
+    }
+    if (any)
+        wait_goodbyes(mods);
+}
+
 /* The data goes with the last reference, once work still in flight for
  * the instance has completed. */
 static void stop_instance(MkModule *m)
 {
+    if (run_stopping(m))
+        wait_goodbyes(m->mods);
     unregister_all(m);
     if (m->desc->stop)
         m->desc->stop(m);

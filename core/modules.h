@@ -26,6 +26,10 @@ void mk_modules_free(MkModules *mods);
 gboolean mk_modules_apply(MkModules *mods, const MkConfigData *cfg, GError **error);
 /* Stops all modules in reverse order. Main thread. */
 void mk_modules_stop_all(MkModules *mods);
+/* Runs the goodbye (mk_module_on_stopping) of every running instance and
+ * waits for the workers to carry it out: at shutdown, before the client
+ * streams close. Main thread. */
+void mk_modules_stopping_all(MkModules *mods);
 /* Names of the running modules on @host_type (transfer full). */
 char **mk_modules_running(MkModules *mods, const char *host_type);
 

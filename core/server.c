@@ -285,6 +285,9 @@ void mk_server_free(MkServer *srv)
         mk_metrics_set_core_source(srv->modules, NULL, NULL);
     }
     mk_cluster_set_c2s(priv->cluster, NULL); /* no more releases from peers */
+    /* Modules say goodbye (a MUC room's 332) while the streams are open. */
+    if (srv->modules)
+        mk_modules_stopping_all(srv->modules);
     if (priv->c2s)
         mk_c2s_server_free(priv->c2s);
     /* Every stream ended: the cluster removes what is left of this node. */

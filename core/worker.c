@@ -572,3 +572,56 @@ void mk_poll_watch_remove(MkPollWatch *watch)
         g_free(watch);
     }
 }
+
+/* ---- Barrier ---- */
+
+typedef struct {
+    GMutex lock;
+    GCond cond;
+    gint pending; /* workers that have not run their job yet; under @lock */
+    gint ref;     /* the caller and one per job; atomic */
+} Barrier;
+
+static void barrier_unref(gpointer data)
+{
+    Barrier *b = data;
+    if (!g_atomic_int_dec_and_test(&b->ref))
+        return;
+    g_mutex_clear(&b->lock);
+    g_cond_clear(&b->cond);
+    g_free(b);
+}
+
+/* On each worker: everything posted to it before the barrier ran. */
+static void barrier_job(gpointer data)
+{
+    Barrier *b = data;
+    g_mutex_lock(&b->lock);
+    b->pending--;
+    g_cond_signal(&b->cond);
+    g_mutex_unlock(&b->lock);
+    barrier_unref(b);
+}
+
+/* See worker.h. Main thread (never a worker: it would wait for itself). */
+gboolean mk_workers_barrier(MkWorkers *ws, gint64 timeout_us)
+{
+    g_return_val_if_fail(mk_worker_self() == NULL, FALSE);
+    if (!ws || !ws->n)
+        return TRUE;
+    Barrier *b = g_new0(Barrier, 1);
+    g_mutex_init(&b->lock);
+    g_cond_init(&b->cond);
+    b->pending = (gint)ws->n;
+    b->ref = (gint)ws->n + 1;
+    for (guint i = 0; i < ws->n; i++)
+        mk_worker_post(ws->w[i], barrier_job, b, barrier_unref);
+    g_mutex_lock(&b->lock);
+    gint64 deadline = g_get_monotonic_time() + timeout_us;
+    while (b->pending > 0 && g_cond_wait_until(&b->cond, &b->lock, deadline))
+        ;
+    gboolean all = b->pending == 0;
+    g_mutex_unlock(&b->lock);
+    barrier_unref(b);
+    return all;
+}

@@ -100,3 +100,10 @@ void mk_poll_watch_modify(MkPollWatch *watch, guint32 events);
  * or another callback of the same batch (its pending events are dropped).
  * The watch's worker thread only. */
 void mk_poll_watch_remove(MkPollWatch *watch);
+
+/* Waits until every worker ran the jobs posted to it before this call
+ * (and, through their FIFO mailboxes, whatever those jobs posted to
+ * other workers is queued ahead of anything posted after the return).
+ * FALSE when a worker did not get there within @timeout_us. Main
+ * thread. */
+gboolean mk_workers_barrier(MkWorkers *workers, gint64 timeout_us);

@@ -11,6 +11,10 @@ static const MkConfigKey muc_keys[] = {
     {"max_rooms", MK_CONFIG_INT, "100000", 1, G_MAXINT32, "rooms a service holds at most"},
     {"max_rooms_per_user", MK_CONFIG_INT, "100", 1, G_MAXINT32,
      "rooms one user may have created that still exist"},
+    {"max_joined_rooms", MK_CONFIG_INT, "100", 1, G_MAXINT32,
+     "rooms one user may be in at once; a join past it gets resource-constraint"},
+    {"enforce_reserved_nick", MK_CONFIG_BOOL, "false", 0, 0,
+     "a user with a reserved nick joins under it whatever nick they ask for (status 210)"},
     {"max_room_name_length", MK_CONFIG_INT, "100", 1, 1023, "longest room name (characters)"},
     {"max_nick_length", MK_CONFIG_INT, "64", 1, 1023, "longest nickname (characters)"},
     {"max_users", MK_CONFIG_INT, "200", 1, 100000, "default and largest occupants per room"},
@@ -140,7 +144,9 @@ static void muc_free(gpointer data)
 {
     Muc *muc = data;
     muc_rest_stop(muc);
-    g_hash_table_destroy(muc->rooms);
+    g_hash_table_destroy(muc->rooms); /* before @joined: occupants count out */
+    g_hash_table_destroy(muc->joined);
+    g_mutex_clear(&muc->joined_lock);
     g_hash_table_destroy(muc->listed);
     g_hash_table_destroy(muc->created);
     g_ptr_array_unref(muc->services);
@@ -175,6 +181,10 @@ static gboolean muc_start(MkModule *mod, GError **error)
     muc->max_rooms = mk_config_get_int(mod, "max_rooms");
     muc->max_rooms_per_user = mk_config_get_int(mod, "max_rooms_per_user");
     muc->created = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_mutex_init(&muc->joined_lock);
+    muc->joined = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    muc->max_joined = mk_config_get_int(mod, "max_joined_rooms");
+    muc->enforce_nick = mk_config_get_bool(mod, "enforce_reserved_nick");
     muc->max_room_name = mk_config_get_int(mod, "max_room_name_length");
     muc->max_nick = mk_config_get_int(mod, "max_nick_length");
     muc->max_users = mk_config_get_int(mod, "max_users");
@@ -194,6 +204,7 @@ static gboolean muc_start(MkModule *mod, GError **error)
     muc->c_messages = mk_counter_new(mod, "messages");
     muc->c_joins = mk_counter_new(mod, "joins");
     muc->c_limited = mk_counter_new(mod, "limited");
+    muc->c_join_limited = mk_counter_new(mod, "joins_refused");
 
     const char *pattern = mk_config_get_string(mod, "host");
     g_auto(GStrv) domains = mk_module_domains(mod);
@@ -208,6 +219,7 @@ static gboolean muc_start(MkModule *mod, GError **error)
         mk_disco_item_add(mod, s->service, "Chatrooms");
     }
     mk_hook_add(mod, MK_HOOK_REMOVE_USER, 50, muc_on_remove_user, muc);
+    mk_module_on_stopping(mod, muc_on_stopping, muc);
     muc_db_count(muc);
     /* Rooms are let go within a sweep interval after hibernate_after. */
     guint every = (guint)CLAMP(muc->hibernate_after / 2, 1, 10);

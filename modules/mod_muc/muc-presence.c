@@ -220,7 +220,16 @@ static gboolean nick_reserved_by_other(MucRoom *room, const char *nick, MkJid *r
     return FALSE;
 }
 
-static void join(MucRoom *room, MkStanza *st, const char *nick)
+/* The nick @real's user reserved (7.10), or NULL. (transfer none) */
+static const char *reserved_nick(MucRoom *room, MkJid *real)
+{
+    MucAffItem *a = g_hash_table_lookup(room->affs, mk_jid_bare_string(real));
+    return a ? a->nick : NULL;
+}
+
+/* @rewritten: the room gave the joiner another nick than asked for (its
+ * reserved one), which the self-presence says with status 210. */
+static void join(MucRoom *room, MkStanza *st, const char *nick, gboolean rewritten)
 {
     Muc *muc = room->muc;
     MkJid *real = mk_stanza_from(st);
@@ -261,10 +270,16 @@ static void join(MucRoom *room, MkStanza *st, const char *nick)
         muc_error(st, MK_ERR_SERVICE_UNAVAILABLE, "the room is full");
         return;
     }
+    if (!o && !muc_joined_take(muc, real)) {
+        mk_counter_add(muc->c_join_limited, 1);
+        muc_error(st, MK_ERR_RESOURCE_CONSTRAINT, "you are in too many rooms");
+        return;
+    }
     mk_counter_add(muc->c_joins, 1);
     gboolean another_session = o != NULL;
     if (!o) {
         o = g_new0(MucOccupant, 1);
+        o->muc = muc;
         o->nick = g_strdup(nick);
         o->bare = mk_jid_bare(real);
         o->sessions = g_ptr_array_new_with_free_func((GDestroyNotify)mk_jid_unref);
@@ -313,6 +328,8 @@ static void join(MucRoom *room, MkStanza *st, const char *nick)
         muc_add_status(x, 170);
     if (created)
         muc_add_status(x, 201);
+    if (rewritten)
+        muc_add_status(x, 210);
     g_autoptr(MkStanza) out = mk_stanza_new_addressed(p, self, real);
     mk_router_send(out);
     /* 4. History, 5. the subject, even an empty one (7.2.15). */
@@ -380,10 +397,17 @@ void muc_presence(MucRoom *room, MkStanza *st)
         return;
     }
     if (!o) {
-        join(room, st, nick);
+        /* enforce_reserved_nick: a reserved nick is the user's only one. */
+        const char *mine = room->muc->enforce_nick ? reserved_nick(room, real) : NULL;
+        join(room, st, mine ? mine : nick, mine && g_strcmp0(mine, nick) != 0);
         return;
     }
     if (!g_str_equal(o->nick, nick)) {
+        const char *mine = room->muc->enforce_nick ? reserved_nick(room, real) : NULL;
+        if (mine && !g_str_equal(mine, nick)) {
+            muc_error(st, MK_ERR_NOT_ACCEPTABLE, "your nickname in this room is reserved");
+            return;
+        }
         change_nick(room, o, st, nick);
         return;
     }

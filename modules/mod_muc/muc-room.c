@@ -6,6 +6,7 @@
 static void occupant_free(gpointer data)
 {
     MucOccupant *o = data;
+    muc_joined_release(o->muc, o->bare);
     g_free(o->nick);
     mk_jid_unref(o->bare);
     g_ptr_array_unref(o->sessions);
@@ -154,6 +155,30 @@ void muc_creator_count(Muc *muc, const char *bare, int delta)
     else
         g_hash_table_remove(muc->created, bare);
     g_mutex_unlock(&muc->lock);
+}
+
+gboolean muc_joined_take(Muc *muc, MkJid *bare)
+{
+    const char *key = mk_jid_bare_string(bare);
+    g_mutex_lock(&muc->joined_lock);
+    int n = GPOINTER_TO_INT(g_hash_table_lookup(muc->joined, key));
+    gboolean ok = n < muc->max_joined;
+    if (ok)
+        g_hash_table_replace(muc->joined, g_strdup(key), GINT_TO_POINTER(n + 1));
+    g_mutex_unlock(&muc->joined_lock);
+    return ok;
+}
+
+void muc_joined_release(Muc *muc, MkJid *bare)
+{
+    const char *key = mk_jid_bare_string(bare);
+    g_mutex_lock(&muc->joined_lock);
+    int n = GPOINTER_TO_INT(g_hash_table_lookup(muc->joined, key)) - 1;
+    if (n > 0)
+        g_hash_table_replace(muc->joined, g_strdup(key), GINT_TO_POINTER(n));
+    else
+        g_hash_table_remove(muc->joined, key);
+    g_mutex_unlock(&muc->joined_lock);
 }
 
 /* Counts a new room of @bare's in unless they have max_rooms_per_user. */

@@ -22,6 +22,9 @@
 #define NS_STANZAS     "urn:ietf:params:xml:ns:xmpp-stanzas"
 #define NS_CLIENT      "jabber:client"
 
+typedef struct Muc Muc;
+typedef struct MucRoom MucRoom;
+
 typedef enum { AFF_OUTCAST = -1, AFF_NONE = 0, AFF_MEMBER, AFF_ADMIN, AFF_OWNER } MucAff;
 typedef enum { ROLE_NONE = 0, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR } MucRole;
 
@@ -36,9 +39,6 @@ typedef struct {
     gint64 max_users, history_length;
 } MucConfig;
 
-typedef struct Muc Muc;
-typedef struct MucRoom MucRoom;
-
 typedef struct {
     MucAff aff;
     char *nick;   /* nullable: a reserved nick */
@@ -46,6 +46,7 @@ typedef struct {
 } MucAffItem;
 
 typedef struct {
+    Muc *muc;
     char *nick;
     MkJid *bare;         /* the real bare JID */
     GPtrArray *sessions; /* MkJid*: the real full JIDs joined under this nick */
@@ -93,7 +94,11 @@ struct Muc {
     GHashTable *created; /* creator's bare JID -> rooms of theirs that exist; under @lock */
     gint counted;        /* the stored rooms were counted (start-up); atomic */
     gint64 max_rooms_per_user;
-    MkUserQueue *queue; /* storage work per room, in order */
+    GMutex joined_lock;    /* guards @joined (taken inside @lock, never around it) */
+    GHashTable *joined;    /* real bare JID -> occupants it is in all rooms */
+    gint64 max_joined;     /* max_joined_rooms */
+    gboolean enforce_nick; /* enforce_reserved_nick */
+    MkUserQueue *queue;    /* storage work per room, in order */
     gint64 max_rooms, max_room_name, max_nick, max_history, hibernate_after, max_users;
     gint64 default_history;
     gint64 max_affs;   /* affiliations per room */
@@ -102,7 +107,7 @@ struct Muc {
     gint max_loading;
     gboolean default_persistent, default_public;
     MkCounter *c_created, *c_destroyed, *c_refused, *c_hibernated, *c_woken, *c_messages, *c_joins,
-        *c_limited;
+        *c_limited, *c_join_limited;
     char *rest_prefix; /* the admin REST endpoints' path prefix */
     char *rest_admin_user;
     char *rest_admin_password; /* NULL: the admin endpoints answer 403 */
@@ -122,6 +127,10 @@ GPtrArray *muc_room_occupants(MucRoom *room);
 void muc_room_changed(MucRoom *room);
 void muc_room_summary(MucRoom *room, gboolean gone);
 void muc_creator_count(Muc *muc, const char *bare, int delta);
+/* Counts an occupant of @bare's in unless they are in max_joined_rooms
+ * rooms already (FALSE); muc_joined_release counts one out. Any worker. */
+gboolean muc_joined_take(Muc *muc, MkJid *bare);
+void muc_joined_release(Muc *muc, MkJid *bare);
 gboolean muc_hibernate_sweep(gpointer data);
 MkResult muc_on_remove_user(MkHookCall *call, gpointer data);
 
@@ -148,6 +157,10 @@ void muc_service_iq(Muc *muc, MkStanza *st);
 MkXml *muc_form_field(MkXml *form, const char *var, const char *type, const char *label,
                       const char *value);
 
+/* muc-goodbye.c: the module stops: occupants get 332, persistent rooms
+ * write their history. Main thread (mk_module_on_stopping). */
+void muc_on_stopping(MkModule *mod, gpointer data);
+
 /* muc-rest.c: the admin REST endpoints (PREFIX/mucs/...). */
 gboolean muc_rest_start(Muc *muc, GError **error);
 /* Answers the requests of @muc still waiting for a room (503). Main
@@ -160,6 +173,9 @@ void muc_db_load(MucRoom *room);
 void muc_db_save(MucRoom *room);
 void muc_db_delete(MucRoom *room);
 void muc_db_save_history(MucRoom *room, char *text);
+/* As muc_db_save_history, outside the room's queue: a write that still
+ * runs after the module stopped (at shutdown). Owner. */
+void muc_db_save_history_now(MucRoom *room, char *text);
 void muc_db_count(Muc *muc);
 
 /* muc-config.c: pure. */

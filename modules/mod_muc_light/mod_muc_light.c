@@ -377,6 +377,7 @@ static gboolean ml_start(MkModule *mod, GError **error)
     ml->rooms_per_user = mk_config_get_int(mod, "rooms_per_user");
     ml->max_occupants = mk_config_get_int(mod, "max_occupants");
     ml->max_roomname = mk_config_get_int(mod, "max_roomname_length");
+    ml->max_room_id = mk_config_get_int(mod, "max_room_id_length");
     ml->max_subject = mk_config_get_int(mod, "max_subject_length");
     ml->max_blocking = mk_config_get_int(mod, "max_blocking_items");
     ml->blocking = mk_config_get_bool(mod, "blocking");
@@ -432,6 +433,8 @@ static const MkConfigKey ml_keys[] = {
      "rooms a user may occupy; more is refused with not-allowed"},
     {"max_occupants", MK_CONFIG_INT, "1000", 1, 1000000,
      "occupants of one room; more is refused with not-allowed"},
+    {"max_room_id_length", MK_CONFIG_INT, "100", 16, 1023,
+     "characters of a room ID a client chooses at creation; more is bad-request"},
     {"max_roomname_length", MK_CONFIG_INT, "200", 1, 100000,
      "characters of a room name; more is bad-request"},
     {"max_subject_length", MK_CONFIG_INT, "1000", 1, 100000,

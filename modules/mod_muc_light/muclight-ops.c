@@ -553,6 +553,10 @@ void ml_create(MucLight *ml, MkStanza *iq, MkXml *query)
         g_autofree char *id = ml_random_id(ROOM_ID_CHARS);
         room = mk_jid_new_from_parts(id, mk_jid_domain(to), NULL, NULL);
     } else {
+        if ((gint64)g_utf8_strlen(mk_jid_node(to), -1) > ml->max_room_id) {
+            ml_reply_error(iq, MK_ERR_BAD_REQUEST, "The room ID is too long");
+            return;
+        }
         room = mk_jid_bare(to);
     }
     Op *op = op_new(ml, OP_CREATE, iq, room);

@@ -227,26 +227,59 @@ void ml_blocking_set(MucLight *ml, MkStanza *iq, MkXml *query)
 
 /* ---- the user's rooms (disco#items at the service) ---------------------- */
 
-/* The page a disco#items request asks for with XEP-0059: @max items
- * (-1: all) after the room @after (nullable). FALSE: a malformed set. */
-static gboolean rsm_of(MkStanza *iq, gint64 *max, char **after)
+/* The page a disco#items request asks for with XEP-0059. */
+typedef struct {
+    gint64 max;   /* -1: all */
+    char *after;  /* (nullable) the page after this room */
+    char *before; /* (nullable) the page before this room; "" the last page */
+    gint64 index; /* -1: not given */
+} Rsm;
+
+static void rsm_clear(Rsm *r)
+{
+    g_free(r->after);
+    g_free(r->before);
+}
+
+static gboolean parse_count(const char *text, gint64 *out)
+{
+    char *end = NULL;
+    if (!text || !*text)
+        return FALSE;
+    gint64 v = g_ascii_strtoll(text, &end, 10);
+    if (*end || v < 0)
+        return FALSE;
+    *out = v;
+    return TRUE;
+}
+
+/* FALSE: a malformed <set/> (bad-request). */
+static gboolean rsm_of(MkStanza *iq, Rsm *r)
 {
     MkXml *q = mk_xml_child(mk_stanza_xml(iq), "query", NS_DISCO_ITEMS);
     MkXml *set = q ? mk_xml_child(q, "set", NS_RSM) : NULL;
-    *max = -1;
-    *after = NULL;
+    *r = (Rsm){.max = -1, .index = -1};
     if (!set)
         return TRUE;
     g_autofree char *m = mk_xml_child_text(set, "max", NULL);
-    if (m) {
-        char *end = NULL;
-        gint64 v = g_ascii_strtoll(m, &end, 10);
-        if (!*m || *end || v < 0)
-            return FALSE;
-        *max = v;
-    }
-    *after = mk_xml_child_text(set, "after", NULL);
-    return TRUE;
+    g_autofree char *i = mk_xml_child_text(set, "index", NULL);
+    if ((m && !parse_count(m, &r->max)) || (i && !parse_count(i, &r->index)))
+        return FALSE;
+    r->after = mk_xml_child_text(set, "after", NULL);
+    MkXml *before = mk_xml_child(set, "before", NULL);
+    if (before)
+        r->before = mk_xml_text(before);
+    /* One way to say where the page starts. */
+    return (r->after != NULL) + (r->before != NULL) + (r->index >= 0) <= 1;
+}
+
+/* The position of @room in @rooms (sorted), or -1. */
+static gint64 find_room(GPtrArray *rooms, const char *room)
+{
+    for (guint i = 0; i < rooms->len; i++)
+        if (strcmp(g_ptr_array_index(rooms, i), room) == 0)
+            return i;
+    return -1;
 }
 
 static void rooms_got(MkDbResult *res, const GError *error, gpointer data)
@@ -256,48 +289,65 @@ static void rooms_got(MkDbResult *res, const GError *error, gpointer data)
         ml_reply_error(iq, MK_ERR_INTERNAL_SERVER_ERROR, NULL);
         return;
     }
-    gint64 max;
-    g_autofree char *after = NULL;
-    if (!rsm_of(iq, &max, &after)) {
+    Rsm rsm;
+    if (!rsm_of(iq, &rsm)) {
+        rsm_clear(&rsm);
         ml_reply_error(iq, MK_ERR_BAD_REQUEST, "A bad <set/>");
         return;
     }
+    /* This service's rooms of the user, in JID order (row numbers). */
     const char *service = mk_jid_domain(mk_stanza_to(iq));
-    g_autoptr(MkXml) q = mk_xml_new("query", NS_DISCO_ITEMS);
-    const char *first = NULL, *last = NULL;
-    gint64 count = 0, index = 0, shown = 0;
+    g_autoptr(GPtrArray) rooms = g_ptr_array_new();
+    g_autoptr(GArray) rows = g_array_new(FALSE, FALSE, sizeof(guint));
     for (guint i = 0; i < mk_db_result_rows(res); i++) {
         const char *room = mk_db_result_get_string(res, i, 0);
         const char *at = strchr(room, '@');
         if (!at || strcmp(at + 1, service) != 0)
             continue; /* a room of another service of this host type */
-        count++;
-        if (after && strcmp(room, after) <= 0) {
-            index++;
-            continue; /* rows come sorted by room */
-        }
-        if (max >= 0 && shown >= max)
-            continue;
-        shown++;
-        first = first ? first : room;
-        last = room;
-        MkXml *item = mk_xml_add_child(q, "item", NULL);
-        mk_xml_set_attr(item, "jid", room);
-        mk_xml_set_attr(item, "name", mk_db_result_get_string(res, i, 1));
-        mk_xml_set_attr(item, "version", mk_db_result_get_string(res, i, 2));
+        g_ptr_array_add(rooms, (gpointer)room);
+        g_array_append_val(rows, i);
     }
-    if (max >= 0 || after) {
+    gint64 count = rooms->len;
+    gint64 max = rsm.max >= 0 ? rsm.max : count;
+    gint64 from = 0;
+    if (rsm.after || (rsm.before && *rsm.before)) {
+        gint64 at = find_room(rooms, rsm.after ? rsm.after : rsm.before);
+        if (at < 0) {
+            rsm_clear(&rsm);
+            ml_reply_error(iq, MK_ERR_ITEM_NOT_FOUND, "No such room in the list");
+            return;
+        }
+        from = rsm.after ? at + 1 : MAX(at - max, 0);
+        if (rsm.before)
+            max = MIN(max, at); /* the rooms before @at, not past it */
+    } else if (rsm.before) {
+        from = MAX(count - max, 0); /* an empty <before/>: the last page */
+    } else if (rsm.index >= 0) {
+        from = MIN(rsm.index, count);
+    }
+    gint64 to = MIN(from + max, count);
+    g_autoptr(MkXml) q = mk_xml_new("query", NS_DISCO_ITEMS);
+    for (gint64 i = from; i < to; i++) {
+        guint row = g_array_index(rows, guint, i);
+        MkXml *item = mk_xml_add_child(q, "item", NULL);
+        mk_xml_set_attr(item, "jid", g_ptr_array_index(rooms, i));
+        mk_xml_set_attr(item, "name", mk_db_result_get_string(res, row, 1));
+        mk_xml_set_attr(item, "version", mk_db_result_get_string(res, row, 2));
+    }
+    if (rsm.max >= 0 || rsm.after || rsm.before || rsm.index >= 0) {
         MkXml *set = mk_xml_add_child(q, "set", NS_RSM);
-        if (first) {
+        if (to > from) {
             MkXml *f = mk_xml_add_child(set, "first", NULL);
-            g_autofree char *idx = g_strdup_printf("%" G_GINT64_FORMAT, index);
+            g_autofree char *idx = g_strdup_printf("%" G_GINT64_FORMAT, from);
             mk_xml_set_attr(f, "index", idx);
-            mk_xml_add_text(f, first, -1);
-            mk_xml_add_text(mk_xml_add_child(set, "last", NULL), last, -1);
+            mk_xml_add_text(f, g_ptr_array_index(rooms, from), -1);
+            mk_xml_add_text(mk_xml_add_child(set, "last", NULL), g_ptr_array_index(rooms, to - 1),
+                            -1);
         }
         g_autofree char *n = g_strdup_printf("%" G_GINT64_FORMAT, count);
         mk_xml_add_text(mk_xml_add_child(set, "count", NULL), n, -1);
     }
+    rsm_clear(&rsm);
     ml_reply(iq, g_steal_pointer(&q));
 }
 

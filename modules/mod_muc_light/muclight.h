@@ -118,6 +118,7 @@ typedef struct {
     gint64 rooms_per_user;
     gint64 max_occupants;
     gint64 max_roomname;
+    gint64 max_room_id;
     gint64 max_subject;
     gint64 max_blocking;
     gboolean blocking;

@@ -77,4 +77,18 @@ MK_API gpointer mk_module_get_data(MkModule *mod);
  * should do (sending, closing sessions). Any thread. */
 MK_API gboolean mk_module_is_running(MkModule *mod);
 
+/* Saying goodbye (Since ABI 2.2). Called on the main thread when the
+ * instance is about to stop (it is unloaded or restarted by a reload,
+ * or the server shuts down), while it still runs: its routes, timers,
+ * owner posts (mk-owner.h) and storage work as usual and, at a
+ * shutdown, the client streams are still open. The module posts its
+ * goodbyes to its workers (a MUC room tells its occupants that it goes
+ * away); the core then waits until every worker ran what was posted
+ * (a few seconds at most) before it closes the streams or stops the
+ * instance, so those stanzas reach the clients. Must not block. */
+typedef void (*MkModuleStoppingFunc)(MkModule *mod, gpointer user_data);
+/* Sets @mod's goodbye (once per instance; a later call replaces it).
+ * Main thread, in start(). */
+MK_API void mk_module_on_stopping(MkModule *mod, MkModuleStoppingFunc func, gpointer user_data);
+
 G_END_DECLS

@@ -20,7 +20,8 @@ NS_SM = "urn:xmpp:sm:3"
 MODULES = {"mod_disco": None, "mod_roster": None, "mod_offline": None, "mod_register": None,
            "mod_mam": {"flush_interval_ms": 100},
            "mod_stream_management": {"resume_timeout": 30},
-           "mod_muc_light": {"rooms_per_user": 4, "max_roomname_length": 20}}
+           "mod_muc_light": {"rooms_per_user": 4, "max_roomname_length": 20,
+                             "max_room_id_length": 30}}
 
 
 def up(srv, user, resource="r"):
@@ -175,6 +176,7 @@ def test_create(t, srv):
                            "</configuration></query>" % ML, "set", to="r4@" + SVC),
                       "an unknown configuration field"),
                      (create(a, "r5@" + SVC, name="x" * 21), "a room name over the limit"),
+                     (create(a, "%s@%s" % ("i" * 31, SVC)), "a room ID over max_room_id_length"),
                      (a.iq("<query xmlns='%s#create'/>" % ML, "get", to="r6@" + SVC),
                       "a create of type get"),
                      (a.iq("<query xmlns='%s#create'><occupants><user affiliation='member'>"
@@ -371,9 +373,29 @@ def test_rooms_per_user(t, srv):
     r = create(a, "lim4@" + SVC)
     t.ok(cond(r) == "not-allowed", "a fifth room over rooms_per_user: not-allowed")
     t.ok(metric(srv, "refused_rooms_per_user") >= 1, "and counted in refused_rooms_per_user")
-    for i in range(4):
-        create(a, "limb%d@%s" % (i, SVC), [b_j]) if i == 0 else None
+    # Adding someone who is in rooms_per_user rooms already is refused too,
+    # as a whole: the room does not change.
+    c_j, = users(srv, "lim_c")
+    c = up(srv, "lim_c")
+    before = metric(srv, "refused_rooms_per_user")
+    r = create(c, "limc@" + SVC, [a_j])
+    t.ok(cond(r) == "not-allowed", "creating a room with a user at the limit: not-allowed")
+    r = create(c, "limc2@" + SVC, [b_j])
+    t.ok(ok(r), "a room with a user below the limit is created")
+    c.expect(is_event("limc2@" + SVC, "#affiliations"))
+    r = affs_set(c, "limc2@" + SVC, (a_j, "member"))
+    t.ok(cond(r) == "not-allowed", "adding a user at the limit to a room: not-allowed")
+    r = affs_get(c, "limc2@" + SVC)
+    t.ok(affs_of(r.find(q(ML + "#affiliations", "query"))) ==
+         sorted([(b_j, "member"), (c_j, "owner")]), "and the room is unchanged")
+    t.ok(metric(srv, "refused_rooms_per_user") == before + 2,
+         "each refusal counted in refused_rooms_per_user")
+    # Leaving a room frees a place.
+    r = affs_set(a, "lim0@" + SVC, (a_j, "none"))
+    t.ok(ok(r) and ok(affs_set(c, "limc2@" + SVC, (a_j, "member"))),
+         "a user who left a room may be added to another")
     a.close()
+    c.close()
 
 
 def test_messages(t, srv):
@@ -429,6 +451,12 @@ def test_messages(t, srv):
          "the room's archive at its JID: every message once, in order")
     t.ok(any(m[2] == room and m[1] is None for m in res),
          "the creation is archived as the room's own event")
+    r, last = mam(a, room, "<max>2</max><before/>")
+    t.ok(ok(r) and [m[1] for m in last] == ["burst 3", "burst 4"],
+         "the archive's last page: <before/> empty (%s)" % [m[1] for m in last])
+    r, prev = mam(a, room, "<max>2</max><before>%s</before>" % (last[0][0] if last else ""))
+    t.ok(ok(r) and [m[1] for m in prev] == ["burst 1", "burst 2"],
+         "and the page before it: <before>ID</before> (%s)" % [m[1] for m in prev])
     r, _ = mam(x, room)
     t.ok(cond(r) == "item-not-found", "a non-occupant asking the archive: item-not-found")
     # The offline member: notice and messages at the next login, once each.
@@ -452,12 +480,14 @@ def test_messages(t, srv):
         cl.close()
 
 
-def mam(c, room):
-    """(the IQ answer, [(id, body, from)]) of a MAM query at @room."""
+def mam(c, room, rsm=None):
+    """(the IQ answer, [(id, body, from)]) of a MAM query at @room, with
+    the XEP-0059 <set/> children @rsm."""
     qid = c.new_id("q")
     iid = c.new_id("mam")
-    c.send("<iq type='set' id='%s' to='%s'><query xmlns='%s' queryid='%s'/></iq>" %
-           (iid, room, NS_MAM, qid))
+    body = "<set xmlns='http://jabber.org/protocol/rsm'>%s</set>" % rsm if rsm else ""
+    c.send("<iq type='set' id='%s' to='%s'><query xmlns='%s' queryid='%s'>%s</query></iq>" %
+           (iid, room, NS_MAM, qid, body))
     fin = c.expect(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("id") == iid, 10)
     res = []
     while True:
@@ -471,6 +501,16 @@ def mam(c, room):
         res.append((m.find(q(NS_MAM, "result")).get("id"), b.text if b is not None else None,
                     inner.get("from")))
     return fin, res
+
+
+def answers_of(srv, jid, room, *queries):
+    """The error conditions (None: a result) of @queries (get) at @room by
+    @jid's user, from a new session."""
+    c = up(srv, jid.split("@")[0], "info")
+    try:
+        return [cond(c.iq(body, to=room)) for body in queries]
+    finally:
+        c.close()
 
 
 def test_disco(t, srv):
@@ -505,6 +545,37 @@ def test_disco(t, srv):
          "and the next page after the last one seen")
     t.ok(cond(a.iq("<query xmlns='%s'><set xmlns='%s'><max>x</max></set></query>" %
                    (NS_ITEMS, rsm), to=SVC)) == "bad-request", "a bad <max/>: bad-request")
+    # Paging backwards (XEP-0059 2.5): <before/> empty is the last page.
+    # In JID order the rooms are dcone, dcthree, dctwo.
+    create(a, "dcthree@" + SVC, name="Three")
+
+    def page_of(rsm_body):
+        r = a.iq("<query xmlns='%s'><set xmlns='%s'>%s</set></query>" % (NS_ITEMS, rsm, rsm_body),
+                 to=SVC)
+        st = r.find("%s/%s" % (q(NS_ITEMS, "query"), q(rsm, "set")))
+        first = st.find(q(rsm, "first")) if st is not None else None
+        return (cond(r), [i.get("jid").split("@")[0] for i in r.iter(q(NS_ITEMS, "item"))],
+                first.get("index") if first is not None else None,
+                text(st, rsm, "count") if st is not None else None)
+    t.ok(page_of("<max>2</max><before/>") == (None, ["dcthree", "dctwo"], "1", "3"),
+         "<before/> empty: the last page, its first index and the count (%s)" %
+         (page_of("<max>2</max><before/>"),))
+    t.ok(page_of("<max>1</max><before>dcthree@%s</before>" % SVC) == (None, ["dcone"], "0", "3"),
+         "<before>ID</before>: the page before that room")
+    t.ok(page_of("<max>5</max><before>dctwo@%s</before>" % SVC)[1] == ["dcone", "dcthree"],
+         "a page before a room holds no more than what comes before it")
+    t.ok(page_of("<max>1</max><index>2</index>")[1:3] == (["dctwo"], "2"),
+         "<index/> jumps to a position")
+    t.ok(page_of("<max>1</max><after>gone@%s</after>" % SVC)[0] == "item-not-found" and
+         page_of("<max>1</max><before>gone@%s</before>" % SVC)[0] == "item-not-found",
+         "a room not in the list in <after/> or <before/>: item-not-found")
+    t.ok(page_of("<max>1</max><after>dcone@%s</after><before/>" % SVC)[0] == "bad-request",
+         "<after/> with <before/>: bad-request")
+    t.ok(cond(a.iq("<query xmlns='%s#info'/>" % ML, to="dctwo@" + SVC)) is None and
+         answers_of(srv, b_j, "dctwo@" + SVC, "<query xmlns='%s#info'/>" % ML,
+                    "<query xmlns='%s#affiliations'/>" % ML, "<query xmlns='%s'/>" % NS_INFO) ==
+         ["item-not-found"] * 3,
+         "#info, #affiliations and disco#info of a room by a non-occupant: item-not-found")
     r = a.iq("<query xmlns='%s'/>" % NS_INFO, to="dcone@" + SVC)
     t.ok([i.get("name") for i in r.iter(q(NS_INFO, "identity"))] == ["One"],
          "disco#info at a room")
@@ -589,3 +660,44 @@ def test_account_removed(t, srv):
     qa = affs_get(a, room).find(q(ML + "#affiliations", "query"))
     t.ok(affs_of(qa) == [(a_j, "owner")], "and is gone from the member list")
     a.close()
+
+
+OPEN_MODULES = dict(MODULES, mod_muc_light={"all_can_invite": "true", "all_can_configure": "true",
+                                            "promote_on_owner_leave": "false"})
+
+
+def test_options(t, srv):
+    """On a server with all_can_invite, all_can_configure and without
+    promote_on_owner_leave (OPEN_MODULES): what members may do then, and
+    what stays the owner's (not-allowed, as the protocol names it)."""
+    a_j, b_j, c_j, d_j = users(srv, "op_a", "op_b", "op_c", "op_d")
+    a, b, c = up(srv, "op_a"), up(srv, "op_b"), up(srv, "op_c")
+    room = "open@" + SVC
+    create(a, room, [b_j])
+    for cl in (a, b):
+        cl.expect(is_event(room, "#affiliations"))
+    r = affs_set(b, room, (c_j, "member"))
+    t.ok(ok(r), "all_can_invite: a member adds a member")
+    for cl in (a, b, c):
+        cl.expect(is_event(room, "#affiliations"))
+    t.ok(cond(affs_set(b, room, (d_j, "owner"))) == "not-allowed",
+         "a member naming an owner: not-allowed")
+    t.ok(cond(affs_set(b, room, (c_j, "none"))) == "not-allowed",
+         "a member removing someone else: not-allowed")
+    t.ok(cond(affs_set(b, room, (a_j, "member"))) == "not-allowed",
+         "a member demoting the owner: not-allowed")
+    t.ok(cond(b.iq("<query xmlns='%s#destroy'/>" % ML, "set", to=room)) == "not-allowed",
+         "a member destroying the room: not-allowed")
+    r = config_set(b, room, roomname="Renamed")
+    t.ok(ok(r), "all_can_configure: a member renames the room")
+    for cl in (a, b, c):
+        cl.expect(is_event(room, "#configuration"))
+    r = affs_set(a, room, (a_j, "none"))
+    xb = x_of(b.expect(is_event(room, "#affiliations")), "#affiliations")
+    t.ok(ok(r) and affs_of(xb) == [(a_j, "none")],
+         "promote_on_owner_leave off: the owner leaves and nobody is promoted")
+    r = affs_get(b, room)
+    t.ok(affs_of(r.find(q(ML + "#affiliations", "query"))) ==
+         sorted([(b_j, "member"), (c_j, "member")]), "the room goes on without an owner")
+    for cl in (a, b, c):
+        cl.close()

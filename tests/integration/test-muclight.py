@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """mod_muc_light (MongooseIM's urn:xmpp:muclight:0) on sqlite: rooms,
 configuration, affiliations, destruction, blocking, limits, groupchat
-fan-out with archive and offline delivery, disco, a restart. Scenarios
+fan-out with archive and offline delivery, disco, a restart; then, on a
+second server, what all_can_invite, all_can_configure and
+promote_on_owner_leave change. Scenarios
 in muclighttest.py. Prints TAP; ignores --tap."""
 import os
 import sys
@@ -26,6 +28,13 @@ def main():
         t.run("stream management", ml.test_stream_management, srv)
         t.run("account removed", ml.test_account_removed, srv)
         t.run("restart", ml.test_restart, srv)
+    finally:
+        if t.failed:
+            t.diag(srv.log_text())
+        srv.stop()
+    srv = Server(ml.OPEN_MODULES)
+    try:
+        t.run("members' rights by configuration", ml.test_options, srv)
     finally:
         if t.failed:
             t.diag(srv.log_text())
