@@ -9,7 +9,9 @@
  * The queue's memory belongs to its MkModule (freed with the struct, so
  * the handle is valid as long as the module's pointer is), and every
  * operation holds a reference to the module. The module's stop closes
- * the queue (mk_user_queues_close): what waits is cancelled, not run. */
+ * the queue (mk_user_queues_close): what waits gets a few seconds to run
+ * (a graceful stop keeps the writes already asked for), then what is
+ * still waiting is cancelled, not run. */
 #include "db.h"
 #include "modules-priv.h"
 #include "modules.h"
@@ -241,9 +243,33 @@ void mk_user_queue_run(MkUserQueue *q, const char *key, MkUserJobFunc start, gpo
     push(q, key, FALSE, NULL, start, NULL, user_data, destroy);
 }
 
+/* How long a stopping module's queues may take to run what waits. */
+#define DRAIN_US (3 * G_USEC_PER_SEC)
+
+static gboolean queues_idle(MkModule *mod)
+{
+    for (guint i = 0; i < mod->queues->len; i++) {
+        MkUserQueue *q = g_ptr_array_index(mod->queues, i);
+        g_mutex_lock(&q->lock);
+        guint busy = g_hash_table_size(q->busy);
+        g_mutex_unlock(&q->lock);
+        if (busy)
+            return FALSE;
+    }
+    return TRUE;
+}
+
 /* See modules-priv.h. Main thread. */
 void mk_user_queues_close(MkModule *mod)
 {
+    /* Writes a module asked for before its stop (a room's subject just
+     * changed, a roster item) still run: operations go on from the
+     * threads that pushed them (the workers outlive the modules), while
+     * this thread waits, bounded. One pushed from this thread cannot
+     * progress meanwhile and is cancelled at the deadline. */
+    gint64 deadline = g_get_monotonic_time() + DRAIN_US;
+    while (!queues_idle(mod) && g_get_monotonic_time() < deadline)
+        g_usleep(1000);
     for (guint i = 0; i < mod->queues->len; i++) {
         MkUserQueue *q = g_ptr_array_index(mod->queues, i);
         GQueue cancelled = G_QUEUE_INIT;

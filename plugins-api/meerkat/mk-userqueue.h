@@ -20,7 +20,11 @@ G_BEGIN_DECLS
  * operations of different keys run in parallel.
  *
  * The queue belongs to the module instance: the core closes it when the
- * module stops. An operation that is running then completes as usual;
+ * module stops. What is waiting first gets up to 3 seconds to run, so
+ * that a graceful stop keeps the writes asked for before it (operations
+ * go on from the threads that pushed them, which outlive the module's
+ * stop; one pushed from the main thread waits for the deadline). Then an
+ * operation that is running completes as usual;
  * one still waiting is not run, and its @done gets
  * MK_USER_QUEUE_ERROR_STOPPED on its own thread (possibly before the
  * running one's @done), then its @destroy. A push after the stop is

@@ -1,7 +1,8 @@
 /* The per-user queue of the module API (core/userqueue.c) on a real
  * storage pool (sqlite3, two connections): one key runs in order and one
  * at a time, different keys run in parallel, each completion comes back
- * on the thread that pushed, and a module stop cancels what waits. */
+ * on the thread that pushed, and a module stop runs what waits (within
+ * a deadline) and cancels the rest. */
 #include "module-fixture.h"
 #include "db.h"
 #include "modules.h"
@@ -246,8 +247,70 @@ static void test_threads(void)
     teardown();
 }
 
-/* Stop: the running operation completes normally; those waiting, and a
- * push after the stop, are not run and hear MK_USER_QUEUE_ERROR_STOPPED;
+/* A thread with its own loop (as a worker) pushes @ops[0..2] under one
+ * key, then runs its loop until the last is destroyed. */
+typedef struct {
+    Shared *sh;
+    Op *ops;
+    gboolean pushed;
+} Pusher3;
+
+static gpointer pusher3_thread(gpointer data)
+{
+    Pusher3 *p = data;
+    GMainContext *ctx = g_main_context_new();
+    g_main_context_push_thread_default(ctx);
+    for (guint i = 0; i < 3; i++)
+        push(&p->ops[i], p->sh, i + 1, "alice@localhost");
+    g_atomic_int_set(&p->pushed, TRUE);
+    iterate_until(ctx, &p->ops[2].destroyed);
+    g_main_context_pop_thread_default(ctx);
+    g_main_context_unref(ctx);
+    return NULL;
+}
+
+/* Opens the gate once the main thread is about to stop the module. */
+static gpointer opener_thread(gpointer data)
+{
+    Shared *sh = data;
+    g_usleep(50000); /* the main thread is inside the stop by then */
+    shared_open(sh);
+    return NULL;
+}
+
+/* Stop drains: operations pushed from a thread that keeps running (a
+ * worker) and waiting when the module stops still run, in order, within
+ * the stop's deadline: a graceful stop keeps the writes asked for. */
+static void test_stop_drains(void)
+{
+    setup();
+    Shared sh;
+    shared_init(&sh);
+    Op ops[3] = {{.gated = TRUE}, {0}, {0}};
+    Pusher3 p = {.sh = &sh, .ops = ops};
+    GThread *t = g_thread_new("pusher", pusher3_thread, &p);
+    shared_wait_gated(&sh); /* the first runs, two wait behind it */
+    GThread *o = g_thread_new("opener", opener_thread, &sh);
+    MkModule *keep = mk_module_ref(mod);
+    mk_module_stop_adhoc(g_steal_pointer(&mod));
+    g_thread_join(o);
+    g_thread_join(t);
+    for (guint i = 0; i < 3; i++) {
+        g_assert_true(ops[i].done && ops[i].destroyed);
+        g_assert_false(ops[i].failed);
+        g_assert_cmpint(ops[i].work_seq, >, 0);
+    }
+    g_assert_cmpint(ops[0].done_seq, <, ops[1].work_seq);
+    g_assert_cmpint(ops[1].done_seq, <, ops[2].work_seq);
+    g_assert_cmpint(g_atomic_int_get(&keep->ref), ==, 1);
+    mk_module_unref(keep);
+    shared_clear(&sh);
+    teardown();
+}
+
+/* Stop: the running operation (held past the stop's drain deadline)
+ * completes normally; those waiting, and a push after the stop, are not
+ * run and hear MK_USER_QUEUE_ERROR_STOPPED;
  * every destroy runs once and no operation keeps the module. */
 static void test_stop(void)
 {
@@ -457,6 +520,7 @@ int main(int argc, char **argv)
     g_test_add_func("/userqueue/parallel", test_parallel);
     g_test_add_func("/userqueue/threads", test_threads);
     g_test_add_func("/userqueue/stop", test_stop);
+    g_test_add_func("/userqueue/stop-drains", test_stop_drains);
     g_test_add_func("/userqueue/reads", test_reads);
     g_test_add_func("/userqueue/jobs", test_jobs);
     g_test_add_func("/userqueue/jobs-stop", test_jobs_stop);
