@@ -33,8 +33,18 @@ static gboolean is_subscription_type(const char *type)
 
 static void route_offline(MkServer *srv, MkStanza *st, MkJid *to, gboolean headline);
 
+/* A local delivery: to @sink when there is one (the fan-out gathers them
+ * per worker), else straight to the session. */
+static inline void deliver(MkRouteSink *sink, MkSession *s, MkStanza *st)
+{
+    if (sink && !s->remote)
+        sink->deliver(sink, s, st);
+    else
+        mk_session_send(s, st);
+}
+
 /* A message for a bare JID (RFC 6121 8.5.2.1.1 and 8.5.2.2.1). */
-static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
+static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to, MkRouteSink *sink)
 {
     const char *type = mk_stanza_type(st);
     g_autoptr(MkJid) bare = mk_jid_bare(to);
@@ -71,7 +81,7 @@ static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
         int prio;
         if (!session_available(s, &prio) || prio < 0 || (!headline && prio != best))
             continue;
-        mk_session_send(s, st);
+        deliver(sink, s, st);
         delivered++;
     }
     if (delivered) {
@@ -119,7 +129,8 @@ static void route_presence_bare(MkServer *srv, MkStanza *st, MkJid *to)
     }
 }
 
-static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gboolean hooks)
+static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gboolean hooks,
+                             MkRouteSink *sink)
 {
     MkJid *to = mk_stanza_to(st);
     const char *type = mk_stanza_type(st);
@@ -170,7 +181,7 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
         g_autoptr(MkSession) s = mk_sm_find(srv->sm, to);
         if (s) {
             mk_metrics_routed(MK_ROUTED_DELIVERED);
-            mk_session_send(s, st);
+            deliver(sink, s, st);
             return;
         }
         /* No such resource (RFC 6121 8.5.3.2). */
@@ -179,7 +190,7 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
             if (g_strcmp0(type, "groupchat") == 0)
                 mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
             else
-                route_message_bare(srv, st, to);
+                route_message_bare(srv, st, to, sink);
             return;
         case MK_STANZA_IQ:
             if (g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0)
@@ -192,7 +203,7 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
 
     switch (kind) {
     case MK_STANZA_MESSAGE:
-        route_message_bare(srv, st, to);
+        route_message_bare(srv, st, to, sink);
         return;
     case MK_STANZA_IQ:
         /* The server answers IQs to a bare JID on the account's behalf,
@@ -222,6 +233,11 @@ static void route_to_server(MkServer *srv, MkStanza *st, MkSession *sender)
 
 void mk_router_route(MkStanza *st, MkSession *sender)
 {
+    mk_router_route_to(st, sender, NULL);
+}
+
+void mk_router_route_to(MkStanza *st, MkSession *sender, MkRouteSink *sink)
+{
     MkServer *srv = mk_server_get();
     MkJid *to = mk_stanza_to(st);
     g_return_if_fail(srv && st);
@@ -233,7 +249,7 @@ void mk_router_route(MkStanza *st, MkSession *sender)
     const char *domain = mk_jid_domain(to);
     if (mk_hosts_lookup(srv->hosts, domain)) {
         if (mk_jid_node(to))
-            route_to_account(srv, st, sender, TRUE);
+            route_to_account(srv, st, sender, TRUE, sink);
         else
             route_to_server(srv, st, sender);
         return;
@@ -253,7 +269,7 @@ void mk_router_to_account(MkStanza *st, MkSession *sender)
         mk_router_route(st, sender);
         return;
     }
-    route_to_account(srv, st, sender, FALSE);
+    route_to_account(srv, st, sender, FALSE, NULL);
 }
 
 /* Public API (mk-router.h). */
