@@ -888,6 +888,14 @@ static void c2s_free(MkC2s *c)
 
 /* ---- the session transport ------------------------------------------ */
 
+static void deliver_buf_free(gpointer p)
+{
+    g_string_free(p, TRUE);
+}
+
+/* A worker's buffer for fan-out copies (transport_deliver). */
+static GPrivate deliver_buf = G_PRIVATE_INIT(deliver_buf_free);
+
 static void transport_deliver(MkSession *s, MkStanza *st)
 {
     MkC2s *c = s->transport_data;
@@ -904,13 +912,23 @@ static void transport_deliver(MkSession *s, MkStanza *st)
     /* A fan-out copy: the shared bytes with this copy's 'to'. */
     if (c->state == C2S_CLOSING || (!c->sm && !c->conn))
         return;
-    GString *out = g_string_sized_new(mk_wire_len(wire) + 128);
+    /* Written into the thread's buffer, which mk_conn_write copies from:
+     * no allocation per copy. */
+    GString *out = g_private_get(&deliver_buf);
+    if (G_UNLIKELY(!out)) {
+        out = g_string_sized_new(MAX(mk_wire_len(wire) + 128, 1024));
+        g_private_set(&deliver_buf, out);
+    }
+    g_string_truncate(out, 0);
     mk_wire_write(wire, mk_stanza_to(st), out);
     if (G_UNLIKELY(c->sm))
         c2s_sm_write_serialised(c, mk_stanza_xml(st), out);
     else
         mk_conn_write(c->conn, out->str, out->len);
-    g_string_free(out, TRUE);
+    if (G_UNLIKELY(out->allocated_len > 64 * 1024)) {
+        /* One big stanza does not keep its buffer for good. */
+        g_private_replace(&deliver_buf, g_string_sized_new(1024));
+    }
 }
 
 static void transport_close(MkSession *s, const char *stream_error)

@@ -2,6 +2,8 @@
  * Why and the measurements: docs/architecture.md, "Fan-out". */
 #include "fanout.h"
 #include "router.h"
+#include "sm.h"
+#include "worker.h"
 #include "xmlstream.h"
 
 #include <string.h>
@@ -59,6 +61,110 @@ void mk_wire_write(const MkWire *w, const MkJid *to, GString *out)
     g_string_append_len(out, w->bytes + w->split, w->len - w->split);
 }
 
+/* The copies of one fan-out for the sessions of one other worker: they
+ * travel in one mailbox post instead of one post (and two allocations)
+ * each. */
+typedef struct {
+    MkSession *s; /* reference */
+    MkStanza *st; /* reference */
+} FanoutCopy;
+
+typedef struct {
+    MkWorker *w;
+    guint n;
+    guint cap;
+    FanoutCopy *copies;
+} FanoutBatch;
+
+/* The first batches live in the sink itself: one per other worker, and a
+ * server has few. */
+#define SINK_BATCHES 8
+
+typedef struct {
+    MkRouteSink base;
+    MkWorker *self; /* nullable: not called on a worker */
+    FanoutBatch batches[SINK_BATCHES];
+    guint n_batches;
+    GArray *more; /* FanoutBatch, past SINK_BATCHES workers; nullable */
+} FanoutSink;
+
+static void batch_free(gpointer p)
+{
+    FanoutBatch *b = p;
+    for (guint i = 0; i < b->n; i++) {
+        mk_session_unref(b->copies[i].s);
+        mk_stanza_unref(b->copies[i].st);
+    }
+    g_free(b->copies);
+    g_free(b);
+}
+
+/* On the sessions' worker: each copy as mk_session_send would deliver it. */
+static void batch_run(gpointer p)
+{
+    FanoutBatch *b = p;
+    for (guint i = 0; i < b->n; i++)
+        mk_session_deliver_local(b->copies[i].s, b->copies[i].st);
+    batch_free(b);
+}
+
+static FanoutBatch *sink_batch(FanoutSink *k, MkWorker *w)
+{
+    for (guint i = 0; i < k->n_batches; i++)
+        if (k->batches[i].w == w)
+            return &k->batches[i];
+    if (k->n_batches < SINK_BATCHES) {
+        FanoutBatch *b = &k->batches[k->n_batches++];
+        *b = (FanoutBatch){.w = w};
+        return b;
+    }
+    if (!k->more)
+        k->more = g_array_new(FALSE, TRUE, sizeof(FanoutBatch));
+    for (guint i = 0; i < k->more->len; i++)
+        if (g_array_index(k->more, FanoutBatch, i).w == w)
+            return &g_array_index(k->more, FanoutBatch, i);
+    FanoutBatch b = {.w = w};
+    g_array_append_val(k->more, b);
+    return &g_array_index(k->more, FanoutBatch, k->more->len - 1);
+}
+
+/* MkRouteSink: a copy for a local session. Its own worker's sessions
+ * take it now (as mk_session_send does); others' are gathered. */
+static void sink_deliver(MkRouteSink *sink, MkSession *s, MkStanza *st)
+{
+    FanoutSink *k = (FanoutSink *)sink;
+    if (s->worker == k->self) {
+        mk_session_deliver_local(s, st);
+        return;
+    }
+    FanoutBatch *b = sink_batch(k, s->worker);
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 16;
+        b->copies = g_renew(FanoutCopy, b->copies, b->cap);
+    }
+    b->copies[b->n++] = (FanoutCopy){mk_session_ref(s), mk_stanza_ref(st)};
+}
+
+/* Posts each gathered batch to its worker, in the order of the workers'
+ * first copies. */
+static void sink_flush_one(FanoutBatch *b)
+{
+    if (!b->n)
+        return;
+    FanoutBatch *job = g_memdup2(b, sizeof *b);
+    mk_worker_post(b->w, batch_run, job, batch_free);
+}
+
+static void sink_flush(FanoutSink *k)
+{
+    for (guint i = 0; i < k->n_batches; i++)
+        sink_flush_one(&k->batches[i]);
+    for (guint i = 0; k->more && i < k->more->len; i++)
+        sink_flush_one(&g_array_index(k->more, FanoutBatch, i));
+    if (k->more)
+        g_array_free(k->more, TRUE);
+}
+
 /* Public module API (mk-fanout.h). Any thread. */
 void mk_fanout_send(MkStanza *stanza, MkJid *const *recipients, guint n_recipients)
 {
@@ -77,9 +183,10 @@ void mk_fanout_send(MkStanza *stanza, MkJid *const *recipients, guint n_recipien
         base = mk_xml_ref(xml);
     }
     g_autoptr(MkWire) wire = mk_wire_new(base);
+    FanoutSink sink = {.base.deliver = sink_deliver, .self = mk_worker_self()};
     for (guint i = 0; i < n_recipients; i++) {
-        g_autoptr(MkStanza) copy = mk_stanza_new_addressed(base, from, recipients[i]);
-        mk_stanza_set_wire(copy, wire);
-        mk_router_route(copy, NULL);
+        g_autoptr(MkStanza) copy = mk_stanza_new_wire_copy(base, from, recipients[i], wire);
+        mk_router_route_to(copy, NULL, &sink.base);
     }
+    sink_flush(&sink);
 }

@@ -26,3 +26,8 @@ void mk_wire_write(const MkWire *w, const MkJid *to, GString *out);
 void mk_stanza_set_wire(MkStanza *st, MkWire *w);
 /* (transfer none) (nullable) Any thread. */
 MkWire *mk_stanza_wire(const MkStanza *st);
+/* A fan-out copy of @base (an element without 'to' whose 'from' is
+ * @from) for @to, written out from @w (referenced). Its element with
+ * 'to' is made only when mk_stanza_xml asks for it. (transfer none) of
+ * the arguments; Returns: (transfer full). Any thread. */
+MkStanza *mk_stanza_new_wire_copy(MkXml *base, MkJid *from, MkJid *to, MkWire *w);

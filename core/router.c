@@ -38,8 +38,18 @@ static void route_offline(MkServer *srv, MkStanza *st, MkJid *to, gboolean headl
  * (mk_router_message_rechecked): no second look. */
 static __thread gboolean rechecked;
 
+/* A local delivery: to @sink when there is one (the fan-out gathers them
+ * per worker), else straight to the session. */
+static inline void deliver(MkRouteSink *sink, MkSession *s, MkStanza *st)
+{
+    if (sink && !s->remote)
+        sink->deliver(sink, s, st);
+    else
+        mk_session_send(s, st);
+}
+
 /* A message for a bare JID (RFC 6121 8.5.2.1.1 and 8.5.2.2.1). */
-static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
+static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to, MkRouteSink *sink)
 {
     const char *type = mk_stanza_type(st);
     g_autoptr(MkJid) bare = mk_jid_bare(to);
@@ -76,7 +86,7 @@ static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to)
         int prio;
         if (!session_available(s, &prio) || prio < 0 || (!headline && prio != best))
             continue;
-        mk_session_send(s, st);
+        deliver(sink, s, st);
         delivered++;
     }
     if (delivered) {
@@ -157,7 +167,7 @@ static gboolean route_unheld(MkServer *srv, MkStanza *st, MkJid *to)
 }
 
 static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gboolean hooks,
-                             gboolean unheld)
+                             gboolean unheld, MkRouteSink *sink)
 {
     MkJid *to = mk_stanza_to(st);
     const char *type = mk_stanza_type(st);
@@ -211,7 +221,7 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
         g_autoptr(MkSession) s = mk_sm_find(srv->sm, to);
         if (s) {
             mk_metrics_routed(MK_ROUTED_DELIVERED);
-            mk_session_send(s, st);
+            deliver(sink, s, st);
             return;
         }
         /* No such resource (RFC 6121 8.5.3.2). */
@@ -220,7 +230,7 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
             if (g_strcmp0(type, "groupchat") == 0)
                 mk_router_bounce(st, MK_ERR_SERVICE_UNAVAILABLE, NULL);
             else
-                route_message_bare(srv, st, to);
+                route_message_bare(srv, st, to, sink);
             return;
         case MK_STANZA_IQ:
             if (g_strcmp0(type, "get") == 0 || g_strcmp0(type, "set") == 0)
@@ -233,7 +243,7 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
 
     switch (kind) {
     case MK_STANZA_MESSAGE:
-        route_message_bare(srv, st, to);
+        route_message_bare(srv, st, to, sink);
         return;
     case MK_STANZA_IQ:
         /* The server answers IQs to a bare JID on the account's behalf,
@@ -263,6 +273,11 @@ static void route_to_server(MkServer *srv, MkStanza *st, MkSession *sender)
 
 void mk_router_route(MkStanza *st, MkSession *sender)
 {
+    mk_router_route_to(st, sender, NULL);
+}
+
+void mk_router_route_to(MkStanza *st, MkSession *sender, MkRouteSink *sink)
+{
     MkServer *srv = mk_server_get();
     MkJid *to = mk_stanza_to(st);
     g_return_if_fail(srv && st);
@@ -274,7 +289,7 @@ void mk_router_route(MkStanza *st, MkSession *sender)
     const char *domain = mk_jid_domain(to);
     if (mk_hosts_lookup(srv->hosts, domain)) {
         if (mk_jid_node(to))
-            route_to_account(srv, st, sender, TRUE, TRUE);
+            route_to_account(srv, st, sender, TRUE, TRUE, sink);
         else
             route_to_server(srv, st, sender);
         return;
@@ -294,7 +309,7 @@ void mk_router_to_account(MkStanza *st, MkSession *sender)
         mk_router_route(st, sender);
         return;
     }
-    route_to_account(srv, st, sender, FALSE, FALSE);
+    route_to_account(srv, st, sender, FALSE, FALSE, NULL);
 }
 
 /* Public API (mk-router.h). */
@@ -315,7 +330,7 @@ void mk_router_send_here(MkStanza *stanza)
     MkJid *to = mk_stanza_to(stanza);
     g_return_if_fail(srv && stanza);
     if (to && mk_jid_node(to) && mk_hosts_lookup(srv->hosts, mk_jid_domain(to)))
-        route_to_account(srv, stanza, NULL, TRUE, FALSE);
+        route_to_account(srv, stanza, NULL, TRUE, FALSE, NULL);
     else
         mk_router_route(stanza, NULL);
 }
@@ -330,7 +345,7 @@ void mk_router_message_rechecked(MkStanza *st)
         mk_metrics_routed(MK_ROUTED_DELIVERED);
         mk_session_send(s, st);
     } else {
-        route_message_bare(srv, st, to);
+        route_message_bare(srv, st, to, NULL);
     }
     rechecked = FALSE;
 }

@@ -27,3 +27,15 @@ void mk_router_session_gone(MkStanza *st);
  * is known now, else as to the bare JID, offline without a second look.
  * filter_local_packet ran already. A worker. */
 void mk_router_message_rechecked(MkStanza *st);
+
+/* Where routing hands a stanza that is for a local session: by default
+ * mk_session_send. The fan-out (core/fanout.c) collects them instead, so
+ * that all copies for one worker travel in one mailbox post. */
+typedef struct MkRouteSink MkRouteSink;
+struct MkRouteSink {
+    /* @s and @st are (transfer none); called on the routing thread. */
+    void (*deliver)(MkRouteSink *sink, MkSession *s, MkStanza *st);
+};
+/* mk_router_route with local deliveries going to @sink (nullable:
+ * mk_session_send). Any thread. */
+void mk_router_route_to(MkStanza *st, MkSession *sender, MkRouteSink *sink);

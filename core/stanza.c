@@ -20,6 +20,12 @@ struct MkStanza {
     guint32 gate_h;
     /* A fan-out copy's shared serialisation (fanout.h); NULL otherwise. */
     MkWire *wire;
+    /* A fan-out copy made by mk_stanza_new_wire_copy: @xml is the shared
+     * element without 'to', and the element with this copy's 'to' is made
+     * only when someone asks for it (mk_stanza_xml), set once atomically.
+     * Most copies are only written out from @wire and never need it. */
+    gboolean lazy_to;
+    MkXml *full; /* nullable */
 };
 
 static MkStanzaKind kind_of(const MkXml *xml)
@@ -51,6 +57,8 @@ static MkStanza *wrap(MkXml *xml, MkJid *from, MkJid *to)
     st->gate = NULL;
     st->gate_h = 0;
     st->wire = NULL;
+    st->lazy_to = FALSE;
+    st->full = NULL;
     return st;
 }
 
@@ -115,6 +123,8 @@ void mk_stanza_unref(MkStanza *st)
     mk_jid_unref(st->to);
     mk_ack_gate_unref(st->gate);
     mk_wire_unref(st->wire);
+    if (st->full)
+        mk_xml_unref(st->full);
     g_free(st);
 }
 
@@ -139,6 +149,21 @@ MkWire *mk_stanza_wire(const MkStanza *st)
     return st->wire;
 }
 
+/* See fanout.h. */
+MkStanza *mk_stanza_new_wire_copy(MkXml *base, MkJid *from, MkJid *to, MkWire *w)
+{
+    g_return_val_if_fail(base != NULL && to != NULL && w != NULL, NULL);
+    if (!attr_matches(base, "from", from) || mk_xml_get_attr(base, "to")) {
+        MkStanza *st = mk_stanza_new_addressed(base, from, to);
+        mk_stanza_set_wire(st, w);
+        return st;
+    }
+    MkStanza *st = wrap(mk_xml_ref(base), from ? mk_jid_ref(from) : NULL, mk_jid_ref(to));
+    st->wire = mk_wire_ref(w);
+    st->lazy_to = TRUE;
+    return st;
+}
+
 /* Public module API (mk-stanza.h). (transfer full) (nullable) Any
  * thread. */
 MkAckHold *mk_stanza_hold_ack(MkStanza *st)
@@ -149,7 +174,23 @@ MkAckHold *mk_stanza_hold_ack(MkStanza *st)
 
 MkXml *mk_stanza_xml(const MkStanza *st)
 {
-    return st->xml;
+    if (G_LIKELY(!st->lazy_to))
+        return st->xml;
+    /* A fan-out copy: its element with 'to', made on first use. Two
+     * threads may race to make it; the first one set is kept. The
+     * stanza is otherwise immutable, hence the cast. */
+    MkStanza *mut = (MkStanza *)st;
+    MkXml *full = g_atomic_pointer_get(&mut->full);
+    if (full)
+        return full;
+    static const char *const names[] = {"to"};
+    const char *values[] = {mk_jid_string(st->to)};
+    full = mk_xml_copy_shallow_set(st->xml, names, values, 1);
+    if (!g_atomic_pointer_compare_and_exchange(&mut->full, NULL, full)) {
+        mk_xml_unref(full);
+        full = g_atomic_pointer_get(&mut->full);
+    }
+    return full;
 }
 
 MkStanzaKind mk_stanza_kind(const MkStanza *st)
