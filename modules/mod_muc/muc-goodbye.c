@@ -61,14 +61,7 @@ static gboolean goodbye_run(gpointer data)
 void muc_on_stopping(MkModule *mod, gpointer data)
 {
     Muc *muc = data;
-    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
-    g_mutex_lock(&muc->lock);
-    GHashTableIter it;
-    gpointer k;
-    g_hash_table_iter_init(&it, muc->rooms);
-    while (g_hash_table_iter_next(&it, &k, NULL))
-        g_ptr_array_add(keys, g_strdup(k));
-    g_mutex_unlock(&muc->lock);
+    g_autoptr(GPtrArray) keys = muc_room_keys(muc);
     for (guint i = 0; i < keys->len; i++) {
         GoodbyeJob *j = g_new0(GoodbyeJob, 1);
         j->muc = muc;

@@ -17,6 +17,20 @@
 
 /* Everything here runs on a worker, as mk-http.h runs its handlers. */
 
+/* The MUC service that {domain} names (a served domain or its service),
+ * or NULL after answering 404. (transfer none) */
+static const char *admin_service(MkHttpRequest *req, Muc *muc)
+{
+    const char *domain = mk_http_request_param(req, "domain");
+    for (guint i = 0; domain && i < muc->services->len; i++) {
+        MucService *s = g_ptr_array_index(muc->services, i);
+        if (g_ascii_strcasecmp(domain, s->service) == 0 || g_ascii_strcasecmp(domain, s->host) == 0)
+            return s->service;
+    }
+    mk_http_reply_error(req, 404, NULL, "unknown domain %s", domain ? domain : "");
+    return NULL;
+}
+
 /* The room {name} at the service {domain} (a served domain or its MUC
  * service), or NULL after answering 401/403/404/400. (transfer full) */
 static MkJid *admin_room(MkHttpRequest *req, Muc **out)
@@ -25,17 +39,9 @@ static MkJid *admin_room(MkHttpRequest *req, Muc **out)
     *out = muc;
     if (!mk_http_request_check_admin(req, muc->rest_admin_user, muc->rest_admin_password))
         return NULL;
-    const char *domain = mk_http_request_param(req, "domain");
-    const char *service = NULL;
-    for (guint i = 0; domain && i < muc->services->len; i++) {
-        MucService *s = g_ptr_array_index(muc->services, i);
-        if (g_ascii_strcasecmp(domain, s->service) == 0 || g_ascii_strcasecmp(domain, s->host) == 0)
-            service = s->service;
-    }
-    if (!service) {
-        mk_http_reply_error(req, 404, NULL, "unknown domain %s", domain ? domain : "");
+    const char *service = admin_service(req, muc);
+    if (!service)
         return NULL;
-    }
     const char *name = mk_http_request_param(req, "name");
     MkJid *room = name && *name ? mk_jid_new_from_parts(name, service, NULL, NULL) : NULL;
     if (!room || (gint64)g_utf8_strlen(name, -1) > muc->max_room_name) {
@@ -603,17 +609,9 @@ static void admin_create(MkHttpRequest *req, gpointer user_data)
     Muc *muc = mk_module_get_data(mk_http_request_module(req));
     if (!mk_http_request_check_admin(req, muc->rest_admin_user, muc->rest_admin_password))
         return;
-    const char *domain = mk_http_request_param(req, "domain");
-    const char *service = NULL;
-    for (guint i = 0; domain && i < muc->services->len; i++) {
-        MucService *s = g_ptr_array_index(muc->services, i);
-        if (g_ascii_strcasecmp(domain, s->service) == 0 || g_ascii_strcasecmp(domain, s->host) == 0)
-            service = s->service;
-    }
-    if (!service) {
-        mk_http_reply_error(req, 404, NULL, "unknown domain %s", domain ? domain : "");
+    const char *service = admin_service(req, muc);
+    if (!service)
         return;
-    }
     JsonObject *o = mk_http_request_json(req);
     const char *name, *nick;
     if (!o || !mk_http_json_string(req, o, "name", TRUE, &name))

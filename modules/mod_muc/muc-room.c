@@ -115,6 +115,20 @@ static void forget_done(MkDbResult *res, const GError *error, gpointer data)
         g_warning("mod_muc: removing a removed account's affiliations: %s", error->message);
 }
 
+/* See muc.h. Any thread. */
+GPtrArray *muc_room_keys(Muc *muc)
+{
+    GPtrArray *keys = g_ptr_array_new_with_free_func(g_free);
+    g_mutex_lock(&muc->lock);
+    GHashTableIter it;
+    gpointer k;
+    g_hash_table_iter_init(&it, muc->rooms);
+    while (g_hash_table_iter_next(&it, &k, NULL))
+        g_ptr_array_add(keys, g_strdup(k));
+    g_mutex_unlock(&muc->lock);
+    return keys;
+}
+
 /* Hook remove_user: the account's affiliations go, in stored rooms and
  * in the rooms in memory (through their owners). */
 MkResult muc_on_remove_user(MkHookCall *call, gpointer data)
@@ -125,14 +139,7 @@ MkResult muc_on_remove_user(MkHookCall *call, gpointer data)
         return MK_PASS;
     mk_db_query(muc->mod, "DELETE FROM muc_affiliations WHERE jid = ?", forget_done, NULL,
                 MK_DB_STR(mk_jid_bare_string(bare)));
-    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
-    g_mutex_lock(&muc->lock);
-    GHashTableIter it;
-    gpointer k;
-    g_hash_table_iter_init(&it, muc->rooms);
-    while (g_hash_table_iter_next(&it, &k, NULL))
-        g_ptr_array_add(keys, g_strdup(k));
-    g_mutex_unlock(&muc->lock);
+    g_autoptr(GPtrArray) keys = muc_room_keys(muc);
     for (guint i = 0; i < keys->len; i++) {
         ForgetJob *j = g_new0(ForgetJob, 1);
         j->muc = muc;

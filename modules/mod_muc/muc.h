@@ -133,6 +133,9 @@ gboolean muc_joined_take(Muc *muc, MkJid *bare);
 void muc_joined_release(Muc *muc, MkJid *bare);
 gboolean muc_hibernate_sweep(gpointer data);
 MkResult muc_on_remove_user(MkHookCall *call, gpointer data);
+/* The keys of the rooms in memory now, to post work to each room's owner.
+ * (transfer full) Any thread. */
+GPtrArray *muc_room_keys(Muc *muc);
 
 /* muc-presence.c */
 void muc_presence(MucRoom *room, MkStanza *st);
