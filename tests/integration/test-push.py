@@ -170,13 +170,30 @@ def test_disco(t, srv, app, bob):
     c.close()
 
 
+def close_gone(c, watcher, timeout=20):
+    """Closes @c and waits until the server has dropped its session (an IQ
+    from @watcher to it bounces): a message sent before that may still be
+    routed to the closing stream instead of the push path."""
+    jid = c.jid
+    c.close()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            r = watcher.iq("<ping xmlns='urn:xmpp:ping'/>", to=jid, timeout=1)
+        except AssertionError:
+            continue
+        if r.get("type") == "error":
+            return
+    raise AssertionError("%s: the session did not end" % jid)
+
+
 def test_offline(t, srv, app, bob):
     srv.register("alice")
     a = Client(srv, "alice", resource="phone")
     r1 = enable(a, "n1")
     r2 = enable(a, "n2", form="")
     t.ok(r1.get("type") == "result" and r2.get("type") == "result", "enable answers result")
-    a.close()
+    close_gone(a, bob)
     chat(bob, "alice@%s" % DOMAIN, "hello")
     got = sorted([take(app), take(app)], key=lambda n: n.node)
     t.ok([n.node for n in got] == ["n1", "n2"], "one notification to each enabled node")
@@ -205,7 +222,7 @@ def test_offline(t, srv, app, bob):
     chat(bob, "alice@%s" % DOMAIN, "while online")
     a.expect(lambda e: e.tag == q(NS_CLIENT, "message") and
                  e.find(q(NS_CLIENT, "body")).text == "while online", what="the message")
-    a.close()
+    close_gone(a, bob)
     chat(bob, "alice@%s" % DOMAIN, "after")
     notes = take_until(app, "after")
     t.ok([(n.body, n.count) for n in notes] == [("after", "1")],
