@@ -43,7 +43,7 @@ gboolean mk_ack_queue_is_stanza(MkXml *el)
     return g_str_equal(name, "message") || g_str_equal(name, "presence") || g_str_equal(name, "iq");
 }
 
-void mk_ack_queue_sent(MkAckQueue *q, MkXml *stanza, gsize bytes, gint64 stamp_us)
+void mk_ack_queue_sent(MkAckQueue *q, MkXml *stanza, gsize bytes, gint64 stamp_us, gint64 chosen_us)
 {
     MkAckEntry *e = g_new(MkAckEntry, 1);
     e->link.data = e;
@@ -51,6 +51,7 @@ void mk_ack_queue_sent(MkAckQueue *q, MkXml *stanza, gsize bytes, gint64 stamp_u
     e->xml = mk_xml_ref(stanza);
     e->bytes = bytes;
     e->stamp_us = stamp_us;
+    e->chosen_us = chosen_us;
     q->h_out++; /* wraps at 2^32 as the XEP says */
     q->bytes += bytes;
     g_queue_push_tail_link(&q->unacked, &e->link);

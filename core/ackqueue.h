@@ -19,6 +19,9 @@ typedef struct {
     MkXml *xml;      /* ref */
     gsize bytes;     /* as written (or as it would be written) to the stream */
     gint64 stamp_us; /* wall clock when it was sent: the XEP-0203 stamp if re-routed */
+    /* When the router chose this session among the account's resources
+     * (sm.h mk_sm_bare_targets); 0 when it was addressed otherwise. */
+    gint64 chosen_us;
 } MkAckEntry;
 
 typedef struct {
@@ -35,9 +38,11 @@ void mk_ack_queue_clear(MkAckQueue *q);
 /* TRUE for message, presence and iq in jabber:client (or without a
  * namespace, as core replies are built): what "h" counts. */
 gboolean mk_ack_queue_is_stanza(MkXml *el);
-/* @stanza (@bytes long on the wire) was sent at @stamp_us (wall clock):
+/* @stanza (@bytes long on the wire) was sent at @stamp_us (wall clock),
+ * routed to this stream by a choice made at @chosen_us (0: none):
  * counted and queued (a reference is taken). */
-void mk_ack_queue_sent(MkAckQueue *q, MkXml *stanza, gsize bytes, gint64 stamp_us);
+void mk_ack_queue_sent(MkAckQueue *q, MkXml *stanza, gsize bytes, gint64 stamp_us,
+                       gint64 chosen_us);
 /* The client says it handled @h stanzas: drops those from the queue.
  * FALSE (nothing changed) when @h acknowledges more than was sent. */
 gboolean mk_ack_queue_ack(MkAckQueue *q, guint32 h);

@@ -281,15 +281,15 @@ static void detached_overflow(MkC2s *c, C2sSm *sm)
     mk_session_close(c->session, NULL); /* from the mailbox: we are inside a delivery */
 }
 
-void c2s_sm_write(MkC2s *c, MkXml *el)
+void c2s_sm_write(MkC2s *c, MkXml *el, gint64 chosen_us)
 {
     GString *out = g_string_sized_new(256);
     mk_xml_write(el, NS_CLIENT, out);
-    c2s_sm_write_serialised(c, el, out);
+    c2s_sm_write_serialised(c, el, out, chosen_us);
     g_string_free(out, TRUE);
 }
 
-void c2s_sm_write_serialised(MkC2s *c, MkXml *el, const GString *out)
+void c2s_sm_write_serialised(MkC2s *c, MkXml *el, const GString *out, gint64 chosen_us)
 {
     C2sSm *sm = c->sm;
     if (!mk_ack_queue_is_stanza(el)) {
@@ -297,7 +297,7 @@ void c2s_sm_write_serialised(MkC2s *c, MkXml *el, const GString *out)
             mk_conn_write(c->conn, out->str, out->len);
         return;
     }
-    mk_ack_queue_sent(&sm->q, el, out->len, g_get_real_time());
+    mk_ack_queue_sent(&sm->q, el, out->len, g_get_real_time(), chosen_us);
     if (!c->conn) {
         /* Detached: queued for a resume, within a byte budget. */
         if (sm->q.bytes > sm->cfg.max_detached_bytes)
@@ -776,8 +776,9 @@ static RerouteAction reroute_action(MkXml *xml)
 }
 
 /* Whether another resource of the account of @s has been available,
- * taking messages sent to the bare JID, since @when_us: it got the
- * message this session was sent then. */
+ * taking messages sent to the bare JID, since @when_us (the router's
+ * choice, sm.h: exactly ordered with availability): it got the message
+ * this session was chosen for then. */
 static gboolean others_had_it(MkSession *s, gint64 when_us)
 {
     g_autoptr(MkJid) bare = mk_jid_bare(mk_session_jid(s));
@@ -818,7 +819,7 @@ static gboolean reroute(MkC2s *c, MkSession *s, C2sSm *sm, MkAckEntry *e)
     const char *to = mk_xml_get_attr(e->xml, "to");
     g_autoptr(MkJid) to_jid = to ? mk_jid_new(to, NULL) : NULL;
     if (to_jid && mk_jid_is_bare(to_jid) && !mk_xml_child(e->xml, "delay", NS_DELAY) &&
-        others_had_it(s, e->stamp_us)) {
+        others_had_it(s, e->chosen_us ? e->chosen_us : e->stamp_us)) {
         mk_counter_add(sm->cfg.not_requeued, 1);
         return FALSE;
     }

@@ -15,10 +15,11 @@ gboolean c2s_sm_element(MkC2s *c, MkXml *el);
 void c2s_sm_received(MkC2s *c, MkXml *el);
 /* Writes @el to the client, counting and queuing it when it is a stanza
  * (also while detached: queued for a resume). */
-void c2s_sm_write(MkC2s *c, MkXml *el);
+void c2s_sm_write(MkC2s *c, MkXml *el, gint64 chosen_us);
 /* The same with @el already serialised into @out (a fan-out copy's
- * shared bytes, fanout.h). */
-void c2s_sm_write_serialised(MkC2s *c, MkXml *el, const GString *out);
+ * shared bytes, fanout.h). @chosen_us: when the router chose this stream
+ * among the account's resources (sm.h; 0: addressed otherwise). */
+void c2s_sm_write_serialised(MkC2s *c, MkXml *el, const GString *out, gint64 chosen_us);
 /* @st (just read from the client, not routed yet) is the stream's
  * current stanza: a module may hold its acknowledgement (ackgate.h). */
 void c2s_sm_tag(MkC2s *c, MkStanza *st);

@@ -52,13 +52,14 @@ void c2s_write(MkC2s *c, const char *data)
         mk_conn_write(c->conn, data, strlen(data));
 }
 
-void c2s_write_xml(MkC2s *c, MkXml *xml)
+/* @chosen_us: see c2s_sm_write. */
+static void write_xml(MkC2s *c, MkXml *xml, gint64 chosen_us)
 {
     if (c->state == C2S_CLOSING)
         return;
     mk_metrics_stanza(TRUE, mk_metrics_kind_of(mk_xml_name(xml)));
     if (G_UNLIKELY(c->sm)) {
-        c2s_sm_write(c, xml); /* also while detached: queued for a resume */
+        c2s_sm_write(c, xml, chosen_us); /* also while detached: queued for a resume */
         return;
     }
     if (!c->conn)
@@ -67,6 +68,11 @@ void c2s_write_xml(MkC2s *c, MkXml *xml)
     mk_xml_write(xml, NS_CLIENT, out);
     mk_conn_write(c->conn, out->str, out->len);
     g_string_free(out, TRUE);
+}
+
+void c2s_write_xml(MkC2s *c, MkXml *xml)
+{
+    write_xml(c, xml, 0);
 }
 
 /* ---- stream header, features, errors ---------------------------------- */
@@ -904,9 +910,16 @@ static void transport_deliver(MkSession *s, MkStanza *st)
         g_queue_push_tail(&c->bind_held, mk_stanza_ref(st));
         return;
     }
+    if (G_UNLIKELY(c->state == C2S_CLOSING)) {
+        /* Routed here just before the session left the table (the client
+         * closed, or the stream failed): a message is stored offline as if
+         * no resource had been there, a request bounces, not dropped. */
+        mk_router_session_gone(st);
+        return;
+    }
     MkWire *wire = mk_stanza_wire(st);
     if (!wire) {
-        c2s_write_xml(c, mk_stanza_xml(st));
+        write_xml(c, mk_stanza_xml(st), mk_stanza_chosen_us(st));
         return;
     }
     /* A fan-out copy: the shared bytes with this copy's 'to'. */
@@ -922,7 +935,7 @@ static void transport_deliver(MkSession *s, MkStanza *st)
     g_string_truncate(out, 0);
     mk_wire_write(wire, mk_stanza_to(st), out);
     if (G_UNLIKELY(c->sm))
-        c2s_sm_write_serialised(c, mk_stanza_xml(st), out);
+        c2s_sm_write_serialised(c, mk_stanza_xml(st), out, mk_stanza_chosen_us(st));
     else
         mk_conn_write(c->conn, out->str, out->len);
     if (G_UNLIKELY(out->allocated_len > 64 * 1024)) {

@@ -52,10 +52,7 @@ static inline void deliver(MkRouteSink *sink, MkSession *s, MkStanza *st)
 static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to, MkRouteSink *sink)
 {
     const char *type = mk_stanza_type(st);
-    g_autoptr(MkJid) bare = mk_jid_bare(to);
-    g_autoptr(GPtrArray) sessions = mk_sm_sessions(srv->sm, bare);
     gboolean headline = g_strcmp0(type, "headline") == 0;
-    int best = G_MININT;
 
     if (g_strcmp0(type, "error") == 0)
         return;
@@ -74,19 +71,17 @@ static void route_message_bare(MkServer *srv, MkStanza *st, MkJid *to, MkRouteSi
     }
     /* Only available resources with non-negative priority take messages
      * sent to the bare JID; normal and chat go to the highest of them
-     * (all that share it), headline to every one of them. */
-    for (guint i = 0; i < sessions->len; i++) {
-        int prio;
-        if (session_available(g_ptr_array_index(sessions, i), &prio) && prio >= 0 && prio > best)
-            best = prio;
-    }
+     * (all that share it), headline to every one of them. The time of
+     * the choice goes with the message: a stream-managed session that
+     * ends without acknowledging it knows who else had it (c2s-sm.c). */
+    g_autoptr(MkJid) bare = mk_jid_bare(to);
+    gint64 chosen_us;
+    g_autoptr(GPtrArray) sessions = mk_sm_bare_targets(srv->sm, bare, headline, &chosen_us);
+    if (sessions->len)
+        mk_stanza_set_chosen_us(st, chosen_us);
     guint delivered = 0;
-    for (guint i = 0; best >= 0 && i < sessions->len; i++) {
-        MkSession *s = g_ptr_array_index(sessions, i);
-        int prio;
-        if (!session_available(s, &prio) || prio < 0 || (!headline && prio != best))
-            continue;
-        deliver(sink, s, st);
+    for (guint i = 0; i < sessions->len; i++) {
+        deliver(sink, g_ptr_array_index(sessions, i), st);
         delivered++;
     }
     if (delivered) {

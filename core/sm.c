@@ -10,6 +10,10 @@
 typedef struct {
     GMutex lock;
     GHashTable *by_bare; /* bare JID string -> GPtrArray of MkSession* (refs) */
+    /* The latest availability stamp given and bare-JID choice made in
+     * this shard: keeps the two strictly ordered (mk_sm_bare_targets). */
+    gint64 last_since_us;
+    gint64 last_chosen_us;
 } SmShard;
 
 struct MkSm {
@@ -220,6 +224,49 @@ GPtrArray *mk_sm_sessions(MkSm *sm, MkJid *bare)
     return out;
 }
 
+GPtrArray *mk_sm_bare_targets(MkSm *sm, MkJid *bare, gboolean every, gint64 *chosen_us)
+{
+    const char *key = mk_jid_bare_string(bare);
+    SmShard *sh = shard_for(sm, key);
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
+    int prio[16];
+    int *prios = prio;
+
+    g_mutex_lock(&sh->lock);
+    /* Not before any availability already stamped: those sessions are in
+     * the choice below. */
+    gint64 now = MAX(g_get_real_time(), sh->last_since_us);
+    sh->last_chosen_us = MAX(sh->last_chosen_us, now);
+    *chosen_us = now;
+    GPtrArray *list = g_hash_table_lookup(sh->by_bare, key);
+    if (list && list->len > G_N_ELEMENTS(prio))
+        prios = g_new(int, list->len);
+    for (guint i = 0; list && i < list->len; i++) {
+        MkSession *s = g_ptr_array_index(list, i);
+        if (s->available && s->priority >= 0) {
+            prios[out->len] = s->priority;
+            g_ptr_array_add(out, mk_session_ref(s));
+        }
+    }
+    g_mutex_unlock(&sh->lock);
+    /* A stand-in of a node without a link takes nothing (see
+     * mk_session_is_available); asked outside the lock, as there. */
+    int best = G_MININT;
+    for (guint i = 0; i < out->len; i++) {
+        MkSession *s = g_ptr_array_index(out, i);
+        if (G_UNLIKELY(s->remote) && !mk_cluster_reachable(sm->cluster, s->remote->node))
+            prios[i] = -1;
+        best = MAX(best, prios[i]);
+    }
+    for (guint i = out->len; i-- > 0;) {
+        if (prios[i] < 0 || (!every && prios[i] != best))
+            g_ptr_array_remove_index(out, i); /* keeps the order */
+    }
+    if (prios != prio)
+        g_free(prios);
+    return out;
+}
+
 void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean available,
                         int priority)
 {
@@ -229,8 +276,12 @@ void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean ava
     g_mutex_lock(&sh->lock);
     old = s->last_presence;
     s->last_presence = available && presence ? mk_stanza_ref(presence) : NULL;
-    if (available && !s->available)
-        s->available_since_us = g_get_real_time();
+    if (available && !s->available) {
+        /* After every choice already made, even in the same microsecond
+         * (or with the clock set back): those choices did not see it. */
+        s->available_since_us = MAX(g_get_real_time(), sh->last_chosen_us + 1);
+        sh->last_since_us = MAX(sh->last_since_us, s->available_since_us);
+    }
     s->available = available;
     s->priority = priority;
     g_mutex_unlock(&sh->lock);

@@ -82,6 +82,18 @@ void mk_sm_unregister(MkSm *sm, MkSession *s);
 MkSession *mk_sm_find(MkSm *sm, MkJid *jid);
 /* (transfer full) sessions of @bare; element free = mk_session_unref. */
 GPtrArray *mk_sm_sessions(MkSm *sm, MkJid *bare);
+/* The sessions of @bare that take a message sent to the bare JID
+ * (RFC 6121 8.5.2.1.1): available, priority >= 0, and of the highest
+ * such priority unless @every. Chosen under the lock that availability
+ * changes take; *@chosen_us is ordered with their stamps: a session whose
+ * mk_session_available_since_us is <= it was in the choice, one whose
+ * stamp is later was not (c2s-sm.c relies on it when a detached session's
+ * queue is routed again). (transfer full) Any thread. */
+GPtrArray *mk_sm_bare_targets(MkSm *sm, MkJid *bare, gboolean every, gint64 *chosen_us);
+/* The @chosen_us of the bare-JID choice that routed @st (0: none). Set by
+ * the router before delivery; read by the receiving stream. Any thread. */
+void mk_stanza_set_chosen_us(MkStanza *st, gint64 chosen_us);
+gint64 mk_stanza_chosen_us(const MkStanza *st);
 /* Updates the routing state of @s from a broadcast presence. */
 void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean available,
                         int priority);

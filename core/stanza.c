@@ -26,6 +26,9 @@ struct MkStanza {
      * Most copies are only written out from @wire and never need it. */
     gboolean lazy_to;
     MkXml *full; /* nullable */
+    /* When the router chose the resources of a bare JID for it (sm.h);
+     * 0 when it was not routed that way. */
+    gint64 chosen_us;
 };
 
 static MkStanzaKind kind_of(const MkXml *xml)
@@ -59,6 +62,7 @@ static MkStanza *wrap(MkXml *xml, MkJid *from, MkJid *to)
     st->wire = NULL;
     st->lazy_to = FALSE;
     st->full = NULL;
+    st->chosen_us = 0;
     return st;
 }
 
@@ -147,6 +151,17 @@ void mk_stanza_set_wire(MkStanza *st, MkWire *w)
 MkWire *mk_stanza_wire(const MkStanza *st)
 {
     return st->wire;
+}
+
+/* See sm.h. */
+void mk_stanza_set_chosen_us(MkStanza *st, gint64 chosen_us)
+{
+    st->chosen_us = chosen_us;
+}
+
+gint64 mk_stanza_chosen_us(const MkStanza *st)
+{
+    return st->chosen_us;
 }
 
 /* See fanout.h. */

@@ -34,7 +34,7 @@ static void test_trim(void)
     for (int i = 0; i < 5; i++) {
         g_autofree char *id = g_strdup_printf("m%d", i);
         g_autoptr(MkXml) x = stanza("message", id);
-        mk_ack_queue_sent(&q, x, 10 + (gsize)i, 1000 + i);
+        mk_ack_queue_sent(&q, x, 10 + (gsize)i, 1000 + i, 0);
     }
     g_assert_cmpuint(q.h_out, ==, 5);
     g_assert_cmpuint(q.unacked.length, ==, 5);
@@ -72,7 +72,7 @@ static void test_wrap(void)
     q.h_out = q.acked = G_MAXUINT32 - 1;
     for (int i = 0; i < 4; i++) {
         g_autoptr(MkXml) x = stanza("iq", "w");
-        mk_ack_queue_sent(&q, x, 1, 0);
+        mk_ack_queue_sent(&q, x, 1, 0, 0);
     }
     g_assert_cmpuint(q.h_out, ==, 2); /* 2^32 - 2 + 4, modulo 2^32 */
     g_assert_true(mk_ack_queue_ack(&q, G_MAXUINT32));

@@ -201,6 +201,47 @@ static void test_chat_to_bare_highest_priority(void)
     teardown();
 }
 
+/* The time of a bare-JID choice is ordered exactly with availability
+ * stamps (c2s-sm.c relies on it to know whether another resource got a
+ * message a detached session never acknowledged): a resource available
+ * before the choice has a stamp <= it, one available after has a later
+ * stamp, even within the same microsecond. */
+static void test_bare_choice_ordered_with_availability(void)
+{
+    setup();
+    g_autoptr(MkJid) bare = mk_jid_new("juliet@localhost", NULL);
+    for (int i = 0; i < 2000; i++) {
+        g_autofree char *full = g_strdup_printf("juliet@localhost/n%d", i);
+        MkSession *before = add_session(full, TRUE, 5); /* available now */
+        gint64 chosen = 0;
+        g_autoptr(GPtrArray) got = mk_sm_bare_targets(fx->srv.sm, bare, FALSE, &chosen);
+        gboolean in_choice = FALSE;
+        for (guint j = 0; j < got->len; j++)
+            in_choice |= got->pdata[j] == before;
+        g_assert_true(in_choice);
+        g_assert_cmpint(mk_session_available_since_us(before), <=, chosen);
+        /* Made available right after the choice: not in it, stamped later. */
+        g_autofree char *later = g_strdup_printf("juliet@localhost/m%d", i);
+        MkSession *after = add_session(later, TRUE, 5);
+        g_assert_cmpint(mk_session_available_since_us(after), >, chosen);
+    }
+    /* The router passes the choice on with the message. */
+    g_autoptr(GError) error = NULL;
+    g_autoptr(MkXml) el =
+        mk_xml_parse("<message xmlns='jabber:client' type='chat' from='romeo@localhost/r' "
+                     "to='juliet@localhost'><body>hi</body></message>",
+                     -1, &error);
+    g_assert_no_error(error);
+    g_autoptr(MkStanza) st = mk_stanza_new(el, &error);
+    g_assert_no_error(error);
+    gint64 t0 = g_get_real_time();
+    mk_router_route(st, NULL);
+    g_assert_cmpint(mk_stanza_chosen_us(st), >=, t0);
+    g_autoptr(GPtrArray) drained = drain();
+    g_assert_cmpuint(drained->len, ==, 4002); /* a, b and every n and m */
+    teardown();
+}
+
 static void test_headline_to_all_non_negative(void)
 {
     setup();
@@ -414,6 +455,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/router/message/bare-highest-priority", test_chat_to_bare_highest_priority);
     g_test_add_func("/router/message/headline", test_headline_to_all_non_negative);
+    g_test_add_func("/router/message/bare-choice-stamp",
+                    test_bare_choice_ordered_with_availability);
     g_test_add_func("/router/message/negative-priority", test_negative_priority_never_gets_bare);
     g_test_add_func("/router/message/full-jid", test_full_jid);
     g_test_add_func("/router/message/groupchat-error", test_groupchat_and_error_to_bare);
