@@ -153,6 +153,10 @@ async def scenario(t, srv):
                               outcome="offline") >= 1, "the offline message")
     a.send_message(mto="dave@elsewhere.example", mbody="lost", mtype="chat")
     await until(lambda: any(m["type"] == "error" for m in a.messages), "the bounce")
+    # The offline row is written on a storage thread after the router
+    # counted it: wait for the write, then read everything at once.
+    await until(lambda: delta(scrape(srv)[0], m2, "meerkat_mod_offline_stored_total",
+                              host_type="default") >= 1, "the offline row written")
     m3, _ = scrape(srv)
     # Delivered: the message to bob, and the bounce's error back to alice.
     t.ok(delta(m3, m2, "meerkat_routed_stanzas_total", outcome="delivered") == 2 and

@@ -184,6 +184,7 @@ typedef struct {
     GArray *order; /* job numbers in the order they ran */
     gint running;  /* at the same time */
     gint max_running;
+    gint gather; /* a slow job waits until this many ran at once */
     gint done;
     GHashTable *threads;
     MkJobPool *pool; /* for jobs that push jobs */
@@ -203,10 +204,16 @@ static void pool_job_run(gpointer data, gpointer pool_data)
     g_assert_true(job->t == t);
     gint now = g_atomic_int_add(&t->running, 1) + 1;
     g_mutex_lock(&t->lock);
-    t->max_running = MAX(t->max_running, now);
+    g_atomic_int_set(&t->max_running, MAX(t->max_running, now));
     g_array_append_val(t->order, job->n);
     g_hash_table_add(t->threads, g_thread_self());
     g_mutex_unlock(&t->lock);
+    /* Waits for the others rather than hoping a sleep overlaps them: a
+     * busy machine may start the threads far apart. */
+    gint64 give_up = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (t->gather && g_atomic_int_get(&t->max_running) < t->gather &&
+           g_get_monotonic_time() < give_up)
+        g_usleep(1000);
     if (job->sleep_ms)
         g_usleep(job->sleep_ms * 1000);
     if (job->push_child) {
@@ -262,6 +269,7 @@ static void test_job_pool(void)
 
     /* Four threads: slow jobs run four at a time, never more. */
     pool_test_init(&t, 4);
+    t.gather = 4;
     for (guint i = 0; i < 12; i++)
         pool_push(&t, i, 30, FALSE);
     g_assert_true(wait_for(&t.done, 12));
