@@ -187,16 +187,6 @@ void muc_db_save_history(MucRoom *room, char *text)
                        history_op_free);
 }
 
-/* See muc.h. Owner. */
-void muc_db_save_history_now(MucRoom *room, char *text)
-{
-    HistoryOp *op = g_new0(HistoryOp, 1);
-    op->service = g_strdup(mk_jid_domain(room->jid));
-    op->name = g_strdup(mk_jid_node(room->jid));
-    op->history = text;
-    mk_db_transaction_run(room->muc->mod, history_work, history_done, op, history_op_free);
-}
-
 /* Loading. */
 
 typedef struct {

@@ -52,8 +52,10 @@ static gboolean goodbye_run(gpointer data)
         tell_occupant(room, v);
     g_hash_table_remove_all(room->by_jid);
     g_hash_table_remove_all(room->occupants);
+    /* Queued behind the room's own writes (its row may not be there
+     * yet); the core drains the queue before the module stops. */
     if (room->cfg.persistent && !room->locked && room->stored)
-        muc_db_save_history_now(room, muc_history_to_string(room));
+        muc_db_save_history(room, muc_history_to_string(room));
     return G_SOURCE_REMOVE;
 }
 

@@ -176,9 +176,6 @@ void muc_db_load(MucRoom *room);
 void muc_db_save(MucRoom *room);
 void muc_db_delete(MucRoom *room);
 void muc_db_save_history(MucRoom *room, char *text);
-/* As muc_db_save_history, outside the room's queue: a write that still
- * runs after the module stopped (at shutdown). Owner. */
-void muc_db_save_history_now(MucRoom *room, char *text);
 void muc_db_count(Muc *muc);
 
 /* muc-config.c: pure. */
