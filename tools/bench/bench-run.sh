@@ -68,8 +68,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 USERS=$SESSIONS
-for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE $MAM_USERS $((ML_ROOMS * ML_SIZE)); do
-for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE $MAM_USERS $((MUC_ROOMS * MUC_OCCUPANTS)); do
+for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE $MAM_USERS $((ML_ROOMS * ML_SIZE)) $((MUC_ROOMS * MUC_OCCUPANTS)); do
     [ "$n" -gt "$USERS" ] && USERS=$n
 done
 
