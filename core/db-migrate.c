@@ -3,9 +3,25 @@
  * meerkat_schema. */
 #include "db-priv.h"
 
+/* Whether @stmt (so far) is a sqlite CREATE TRIGGER whose BEGIN ... END
+ * body is still open: its inner ';' do not end it. */
+static gboolean in_trigger_body(const GString *stmt)
+{
+    const char *s = stmt->str;
+    while (g_ascii_isspace(*s))
+        s++;
+    if (g_ascii_strncasecmp(s, "CREATE TRIGGER", 14) != 0)
+        return FALSE;
+    gsize n = stmt->len;
+    while (n > 0 && g_ascii_isspace(stmt->str[n - 1]))
+        n--;
+    return !(n >= 3 && g_ascii_strncasecmp(stmt->str + n - 3, "END", 3) == 0 &&
+             (n == 3 || !g_ascii_isalnum(stmt->str[n - 4])));
+}
+
 /* Splits @sql into statements at ';' outside quotes ('...', "...",
- * $$...$$) and -- comments. Returns: (transfer full) non-empty
- * statements, trimmed. */
+ * $$...$$), -- comments and a sqlite trigger's BEGIN ... END body.
+ * Returns: (transfer full) non-empty statements, trimmed. */
 char **mk_db_split_statements(const char *sql)
 {
     GPtrArray *out = g_ptr_array_new();
@@ -42,7 +58,7 @@ char **mk_db_split_statements(const char *sql)
         }
         if (*p == '\'' || *p == '"')
             quote = *p;
-        if (*p == ';') {
+        if (*p == ';' && !in_trigger_body(cur)) {
             g_strstrip(cur->str);
             if (*cur->str)
                 g_ptr_array_add(out, g_strdup(cur->str));

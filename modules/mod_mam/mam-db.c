@@ -1,13 +1,51 @@
 /* mod_mam's SQL: every function runs on a storage thread with a
  * connection (inside MkDbWork) and returns FALSE with @error on failure.
  *
- * A user's archive lives in mam_user_message, keyed (username, domain,
- * id) so that the primary key serves both a page and the cascade that
- * removes the archive with the account; a room's in mam_room_message,
- * keyed (room, id). A page is one range scan of that key (or of the
- * (owner, with_bare, id) index when 'with' is given), so its cost grows
- * with the page, not with the archive. docs/mod_mam.md has the rest. */
+ * A user's archive is a number (mam_archive, one row per account that
+ * ever archived, removed with the account) and a list of entries
+ * (mam_entry, keyed (archive, id): the other party and nothing else);
+ * the message itself (its text, sender and origin-id) is stored once in
+ * mam_message, keyed by its ID, which both copies of a 1:1 message
+ * share. A trigger removes a text once no archive lists it. A room's
+ * archive lives in mam_room_message, keyed (room, id). A page is one
+ * range scan of an entry key (or of the (archive, with_bare, id) index
+ * when 'with' is given) and one lookup per message, so its cost grows
+ * with the page, not with the archive. docs/mod_mam.md has the rest;
+ * docs/benchmarks.md why (schema 2). */
 #include "mam.h"
+
+/* Schema 2, on both drivers: the archive numbers, the texts and the
+ * entries, copied from schema 1's mam_user_message (two rows per
+ * message, keyed by the owner's names), which becomes a view of the
+ * same columns for tools and tests. */
+#define MAM_V2_COMMON                                                                              \
+    "INSERT INTO mam_archive (username, domain)"                                                   \
+    " SELECT DISTINCT username, domain FROM mam_user_message;"                                     \
+    "INSERT INTO mam_message (id, from_bare, origin_id, xml)"                                      \
+    " SELECT id, from_bare, origin_id, xml FROM mam_user_message WHERE TRUE"                       \
+    " ON CONFLICT DO NOTHING;"                                                                     \
+    "INSERT INTO mam_entry (archive, id, with_bare, with_resource)"                                \
+    " SELECT a.number, u.id, u.with_bare, u.with_resource FROM mam_user_message u"                 \
+    " JOIN mam_archive a ON a.username = u.username AND a.domain = u.domain;"                      \
+    "DROP TABLE mam_user_message;"                                                                 \
+    "CREATE INDEX mam_entry_with ON mam_entry (archive, with_bare, id);"                           \
+    "CREATE VIEW mam_user_message AS SELECT a.username, a.domain, e.id, e.with_bare,"              \
+    " e.with_resource, m.from_bare, m.origin_id, m.xml FROM mam_entry e"                           \
+    " JOIN mam_archive a ON a.number = e.archive JOIN mam_message m ON m.id = e.id;"
+
+#define MAM_V2_ENTRY                                                                               \
+    "CREATE TABLE mam_entry ("                                                                     \
+    " archive BIGINT NOT NULL REFERENCES mam_archive (number) ON DELETE CASCADE,"                  \
+    " id BIGINT NOT NULL,"                                                                         \
+    " with_bare TEXT NOT NULL,"                                                                    \
+    " with_resource TEXT NOT NULL,"                                                                \
+    " PRIMARY KEY (archive, id)"                                                                   \
+    ")"
+
+/* The other party's archive (by with_bare) lists the same message. */
+#define MAM_OTHER_LISTS(USER, DOMAIN)                                                              \
+    "SELECT 1 FROM mam_archive a JOIN mam_entry e ON e.archive = a.number AND e.id = OLD.id"       \
+    " WHERE a.username = " USER " AND a.domain = " DOMAIN
 
 const MkMigration mam_migrations[] = {
     {NULL, 1,
@@ -44,15 +82,53 @@ const MkMigration mam_migrations[] = {
      " PRIMARY KEY (username, domain),"
      " FOREIGN KEY (username, domain) REFERENCES users (username, domain) ON DELETE CASCADE"
      ")"},
+    /* sqlite: the message keyed by its rowid, the entries without one
+     * (their cells are small: the key is most of them). */
+    {"sqlite3", 2,
+     "CREATE TABLE mam_archive ("
+     " number INTEGER PRIMARY KEY,"
+     " username TEXT NOT NULL,"
+     " domain TEXT NOT NULL,"
+     " UNIQUE (username, domain),"
+     " FOREIGN KEY (username, domain) REFERENCES users (username, domain) ON DELETE CASCADE"
+     ");"
+     "CREATE TABLE mam_message ("
+     " id INTEGER PRIMARY KEY,"
+     " from_bare TEXT NOT NULL,"
+     " origin_id TEXT,"
+     " xml TEXT NOT NULL"
+     ");" MAM_V2_ENTRY " WITHOUT ROWID;" MAM_V2_COMMON
+     "CREATE TRIGGER mam_entry_gone AFTER DELETE ON mam_entry BEGIN"
+     " DELETE FROM mam_message WHERE id = OLD.id AND NOT EXISTS (" MAM_OTHER_LISTS(
+         "substr(OLD.with_bare, 1, instr(OLD.with_bare, '@') - 1)",
+         "substr(OLD.with_bare, instr(OLD.with_bare, '@') + 1)") "); END"},
+    {"pgsql", 2,
+     "CREATE TABLE mam_archive ("
+     " number BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+     " username TEXT NOT NULL,"
+     " domain TEXT NOT NULL,"
+     " UNIQUE (username, domain),"
+     " FOREIGN KEY (username, domain) REFERENCES users (username, domain) ON DELETE CASCADE"
+     ");"
+     "CREATE TABLE mam_message ("
+     " id BIGINT PRIMARY KEY,"
+     " from_bare TEXT NOT NULL,"
+     " origin_id TEXT,"
+     " xml TEXT NOT NULL"
+     ");" MAM_V2_ENTRY ";" MAM_V2_COMMON
+     "CREATE FUNCTION mam_entry_gone() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+     " DELETE FROM mam_message WHERE id = OLD.id AND NOT EXISTS (" MAM_OTHER_LISTS(
+         "split_part(OLD.with_bare, '@', 1)",
+         "split_part(OLD.with_bare, '@', 2)") ");"
+                                              " RETURN NULL; END $$;"
+                                              "CREATE TRIGGER mam_entry_gone AFTER DELETE ON "
+                                              "mam_entry FOR EACH ROW"
+                                              " EXECUTE FUNCTION mam_entry_gone()"},
     MK_MIGRATIONS_END,
 };
 
-static const char *table_of(const MamArchive *a)
-{
-    return a->room ? "mam_room_message" : "mam_user_message";
-}
-
-/* The condition that selects @a's rows; its values go to @params. */
+/* The condition that selects @a's rows (of mam_entry e for a user's
+ * archive); its values go to @params. */
 static const char *owner_cond(const MamArchive *a, GArray *params)
 {
     if (a->room) {
@@ -63,13 +139,21 @@ static const char *owner_cond(const MamArchive *a, GArray *params)
     MkDbParam u = MK_DB_STR(a->username), d = MK_DB_STR(a->domain);
     g_array_append_val(params, u);
     g_array_append_val(params, d);
-    return "username = ? AND domain = ?";
+    return "e.archive = (SELECT number FROM mam_archive WHERE username = ? AND domain = ?)";
 }
 
-/* "TABLE WHERE CONDITION" of @a, for a SELECT. Returns: (transfer full) */
+/* "TABLE WHERE CONDITION" of @a, for a SELECT of its IDs. Returns:
+ * (transfer full) */
 static char *owner_sql(const MamArchive *a, GArray *params)
 {
-    return g_strconcat(table_of(a), " WHERE ", owner_cond(a, params), NULL);
+    return g_strconcat(a->room ? "mam_room_message" : "mam_entry e", " WHERE ",
+                       owner_cond(a, params), NULL);
+}
+
+/* The ID column's name in owner_sql's table. */
+static const char *id_col(const MamArchive *a)
+{
+    return a->room ? "id" : "e.id";
 }
 
 static MkDbResult *run(MkDbConn *conn, const char *sql, GArray *params, GError **error)
@@ -81,48 +165,105 @@ static MkDbResult *run(MkDbConn *conn, const char *sql, GArray *params, GError *
 
 /* ---- writing --------------------------------------------------------- */
 
-/* One multi-row INSERT for the rows of one table. A row whose account
- * was removed meanwhile is skipped (EXISTS), and so is one already
- * written (ON CONFLICT: a batch retried after a commit whose answer was
- * lost), so that no row can make its batch fail again and again. */
-static gboolean insert_rows(MkDbConn *conn, MamRow **rows, guint n, gboolean room, GError **error)
+gboolean mam_db_archive_number(MkDbConn *conn, const char *username, const char *domain,
+                               gboolean create, gint64 *number, GError **error)
 {
-    /* VALUES columns are column1, column2, ... in both sqlite and PostgreSQL. */
-    g_autoptr(GString) sql = g_string_new(
-        room ? "INSERT INTO mam_room_message (room, id, with_bare, with_resource, from_bare,"
-               " origin_id, xml) SELECT * FROM (VALUES "
-             : "INSERT INTO mam_user_message (username, domain, id, with_bare, with_resource,"
-               " from_bare, origin_id, xml) SELECT * FROM (VALUES ");
-    g_autoptr(GArray) params = g_array_sized_new(FALSE, FALSE, sizeof(MkDbParam), n * 8 + 1);
+    *number = 0;
+    g_autoptr(MkDbResult) res = mk_db_conn_query(
+        conn, error, "SELECT number FROM mam_archive WHERE username = ? AND domain = ?",
+        MK_DB_STR(username), MK_DB_STR(domain));
+    if (!res)
+        return FALSE;
+    if (mk_db_result_rows(res) > 0) {
+        *number = mk_db_result_get_int(res, 0, 0);
+        return TRUE;
+    }
+    if (!create)
+        return TRUE;
+    /* Only for an account that exists: a message to a just-removed one
+     * must not make it an archive again. */
+    g_autoptr(MkDbResult) ins = mk_db_conn_query(
+        conn, error,
+        "INSERT INTO mam_archive (username, domain) SELECT ?, ? WHERE EXISTS"
+        " (SELECT 1 FROM users WHERE username = ? AND domain = ?)"
+        " ON CONFLICT DO NOTHING RETURNING number",
+        MK_DB_STR(username), MK_DB_STR(domain), MK_DB_STR(username), MK_DB_STR(domain));
+    if (!ins)
+        return FALSE;
+    if (mk_db_result_rows(ins) > 0) {
+        *number = mk_db_result_get_int(ins, 0, 0);
+        return TRUE;
+    }
+    /* Created meanwhile by another process (PostgreSQL), or no account. */
+    return mam_db_archive_number(conn, username, domain, FALSE, number, error);
+}
+
+typedef enum { PART_TEXT, PART_ENTRY, PART_ROOM } PartKind;
+
+/* One multi-row INSERT of @n rows of @kind. ON CONFLICT skips a row
+ * already written (a batch retried after a commit whose answer was
+ * lost, or a text the other copy of its message wrote), so that no row
+ * can make its batch fail again and again. */
+static gboolean insert_part(MkDbConn *conn, MamRow **rows, guint n, PartKind kind, GError **error)
+{
+    static const char *const head[] = {
+        [PART_TEXT] = "INSERT INTO mam_message (id, from_bare, origin_id, xml) VALUES ",
+        [PART_ENTRY] = "INSERT INTO mam_entry (archive, id, with_bare, with_resource) VALUES ",
+        [PART_ROOM] = "INSERT INTO mam_room_message (room, id, with_bare, with_resource,"
+                      " from_bare, origin_id, xml) VALUES ",
+    };
+    static const char *const one[] = {
+        [PART_TEXT] = "(?,?,?,?)",
+        [PART_ENTRY] = "(?,?,?,?)",
+        [PART_ROOM] = "(?,?,?,?,?,?,?)",
+    };
+    g_autoptr(GString) sql = g_string_new(head[kind]);
+    g_autoptr(GArray) params = g_array_sized_new(FALSE, FALSE, sizeof(MkDbParam), n * 7 + 1);
     for (guint i = 0; i < n; i++) {
         MamRow *r = rows[i];
-        g_string_append(sql, i ? ",(?,?,?,?,?,?,?" : "(?,?,?,?,?,?,?");
-        g_string_append(sql, room ? ")" : ",?)");
-        MkDbParam p[8];
+        if (i)
+            g_string_append_c(sql, ',');
+        g_string_append(sql, one[kind]);
+        MkDbParam p[7];
         guint k = 0;
-        if (room) {
+        if (kind == PART_ROOM)
             p[k++] = MK_DB_STR(r->archive.room);
-        } else {
-            p[k++] = MK_DB_STR(r->archive.username);
-            p[k++] = MK_DB_STR(r->archive.domain);
-        }
+        if (kind == PART_ENTRY)
+            p[k++] = MK_DB_INT(r->number);
         p[k++] = MK_DB_INT((gint64)r->id);
-        p[k++] = MK_DB_STR(r->with_bare);
-        p[k++] = MK_DB_STR(r->with_resource ? r->with_resource : "");
-        p[k++] = MK_DB_STR(r->from_bare);
-        p[k++] = r->origin_id ? MK_DB_STR(r->origin_id) : MK_DB_NULL;
-        p[k++] = MK_DB_STR(r->xml);
+        if (kind != PART_TEXT) {
+            p[k++] = MK_DB_STR(r->with_bare);
+            p[k++] = MK_DB_STR(r->with_resource ? r->with_resource : "");
+        }
+        if (kind != PART_ENTRY) {
+            p[k++] = MK_DB_STR(r->from_bare);
+            p[k++] = r->origin_id ? MK_DB_STR(r->origin_id) : MK_DB_NULL;
+            p[k++] = MK_DB_STR(r->xml);
+        }
         g_array_append_vals(params, p, k);
     }
-    g_string_append(sql, room ? ") AS v WHERE TRUE ON CONFLICT DO NOTHING"
-                              : ") AS v WHERE EXISTS (SELECT 1 FROM users u WHERE"
-                                " u.username = v.column1 AND u.domain = v.column2)"
-                                " ON CONFLICT DO NOTHING");
+    g_string_append(sql, " ON CONFLICT DO NOTHING");
     g_autoptr(MkDbResult) res = run(conn, sql->str, params, error);
     return res != NULL;
 }
 
-gboolean mam_db_insert(MkDbConn *conn, GPtrArray *rows, GError **error)
+/* @rows in INSERTs of at most @chunk rows. */
+static gboolean insert_all(MkDbConn *conn, GPtrArray *rows, guint chunk, PartKind kind,
+                           GError **error)
+{
+    for (guint i = 0; i < rows->len; i += chunk)
+        if (!insert_part(conn, (MamRow **)rows->pdata + i, MIN(chunk, rows->len - i), kind, error))
+            return FALSE;
+    return TRUE;
+}
+
+static gint by_id(gconstpointer a, gconstpointer b)
+{
+    const MamRow *x = *(MamRow *const *)a, *y = *(MamRow *const *)b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+gboolean mam_db_insert(MkDbConn *conn, GPtrArray *rows, guint chunk, GError **error)
 {
     g_autoptr(GPtrArray) users = g_ptr_array_new();
     g_autoptr(GPtrArray) rooms = g_ptr_array_new();
@@ -130,14 +271,25 @@ gboolean mam_db_insert(MkDbConn *conn, GPtrArray *rows, GError **error)
         MamRow *r = rows->pdata[i];
         g_ptr_array_add(r->archive.room ? rooms : users, r);
     }
-    if (users->len && !insert_rows(conn, (MamRow **)users->pdata, users->len, FALSE, error))
-        return FALSE;
-    if (rooms->len && !insert_rows(conn, (MamRow **)rooms->pdata, rooms->len, TRUE, error))
-        return FALSE;
-    return TRUE;
+    chunk = MAX(chunk, 1);
+    /* The texts once per message ID, in ID order: each goes to the end of
+     * mam_message's key, where the last pages are already dirty. */
+    g_autoptr(GPtrArray) texts = g_ptr_array_copy(users, NULL, NULL);
+    g_ptr_array_sort(texts, by_id);
+    guint n = 0;
+    for (guint i = 0; i < texts->len; i++) {
+        MamRow *r = texts->pdata[i];
+        if (n == 0 || ((MamRow *)texts->pdata[n - 1])->id != r->id)
+            texts->pdata[n++] = r;
+    }
+    g_ptr_array_set_size(texts, n);
+    return insert_all(conn, texts, chunk, PART_TEXT, error) &&
+           insert_all(conn, users, chunk, PART_ENTRY, error) &&
+           insert_all(conn, rooms, chunk, PART_ROOM, error);
 }
 
-/* XEP-0424: the archived message becomes a tombstone in this archive. */
+/* XEP-0424: the archived message becomes a tombstone. A user's copies
+ * share their text: retracting it in one archive retracts it in both. */
 gboolean mam_db_retract(MkDbConn *conn, const MamArchive *a, const char *from_bare,
                         const char *origin_id, const char *tombstone, guint64 *retracted,
                         GError **error)
@@ -145,12 +297,16 @@ gboolean mam_db_retract(MkDbConn *conn, const MamArchive *a, const char *from_ba
     g_autoptr(GArray) params = g_array_new(FALSE, FALSE, sizeof(MkDbParam));
     MkDbParam t = MK_DB_STR(tombstone);
     g_array_append_val(params, t);
-    const char *cond = owner_cond(a, params);
+    g_autofree char *owner = a->room ? NULL : owner_sql(a, params);
+    const char *room = a->room ? owner_cond(a, params) : NULL;
     MkDbParam f = MK_DB_STR(from_bare), o = MK_DB_STR(origin_id);
     g_array_append_val(params, f);
     g_array_append_val(params, o);
-    g_autofree char *sql = g_strconcat("UPDATE ", table_of(a), " SET xml = ? WHERE ", cond,
-                                       " AND from_bare = ? AND origin_id = ?", NULL);
+    g_autofree char *sql =
+        a->room ? g_strconcat("UPDATE mam_room_message SET xml = ? WHERE ", room,
+                              " AND from_bare = ? AND origin_id = ?", NULL)
+                : g_strconcat("UPDATE mam_message SET xml = ? WHERE id IN (SELECT e.id FROM ",
+                              owner, ") AND from_bare = ? AND origin_id = ?", NULL);
     g_autoptr(MkDbResult) res = run(conn, sql, params, error);
     if (!res)
         return FALSE;
@@ -158,14 +314,15 @@ gboolean mam_db_retract(MkDbConn *conn, const MamArchive *a, const char *from_ba
     return TRUE;
 }
 
-/* Deletes up to @limit rows older than @before_id from every archive; the
- * number deleted in @deleted. */
+/* Deletes up to @limit rows older than @before_id from every archive
+ * (a user's text goes with its last entry, by the trigger); the number
+ * deleted in @deleted. */
 gboolean mam_db_purge(MkDbConn *conn, guint64 before_id, guint limit, guint64 *deleted,
                       GError **error)
 {
     static const char *const sql[] = {
-        "DELETE FROM mam_user_message WHERE (username, domain, id) IN (SELECT username, domain, id"
-        " FROM mam_user_message WHERE id < ? LIMIT ?)",
+        "DELETE FROM mam_entry WHERE (archive, id) IN (SELECT archive, id"
+        " FROM mam_entry WHERE id < ? LIMIT ?)",
         "DELETE FROM mam_room_message WHERE (room, id) IN (SELECT room, id"
         " FROM mam_room_message WHERE id < ? LIMIT ?)",
     };
@@ -189,7 +346,7 @@ gboolean mam_db_has_id(MkDbConn *conn, const MamArchive *a, guint64 id, gboolean
     g_autofree char *owner = owner_sql(a, params);
     MkDbParam p = MK_DB_INT((gint64)id);
     g_array_append_val(params, p);
-    g_autofree char *sql = g_strconcat("SELECT 1 FROM ", owner, " AND id = ?", NULL);
+    g_autofree char *sql = g_strconcat("SELECT 1 FROM ", owner, " AND ", id_col(a), " = ?", NULL);
     g_autoptr(MkDbResult) res = run(conn, sql, params, error);
     if (!res)
         return FALSE;
@@ -198,15 +355,16 @@ gboolean mam_db_has_id(MkDbConn *conn, const MamArchive *a, guint64 id, gboolean
 }
 
 /* The query's filters (not the RSM bounds) as SQL after the owner. */
-static void add_filters(const MamQuery *q, GString *sql, GArray *params)
+static void add_filters(const MamArchive *a, const MamQuery *q, GString *sql, GArray *params)
 {
+    const char *id = id_col(a);
     if (q->with) {
         MkDbParam p = MK_DB_STR(mk_jid_bare_string(q->with));
-        g_string_append(sql, " AND with_bare = ?");
+        g_string_append(sql, a->room ? " AND with_bare = ?" : " AND e.with_bare = ?");
         g_array_append_val(params, p);
         if (mk_jid_resource(q->with)) {
             MkDbParam r = MK_DB_STR(mk_jid_resource(q->with));
-            g_string_append(sql, " AND with_resource = ?");
+            g_string_append(sql, a->room ? " AND with_resource = ?" : " AND e.with_resource = ?");
             g_array_append_val(params, r);
         }
     }
@@ -222,16 +380,16 @@ static void add_filters(const MamQuery *q, GString *sql, GArray *params)
         hi = MIN(hi, q->before_id ? q->before_id - 1 : 0);
     if (lo > 0) {
         MkDbParam p = MK_DB_INT((gint64)lo);
-        g_string_append(sql, " AND id >= ?");
+        g_string_append_printf(sql, " AND %s >= ?", id);
         g_array_append_val(params, p);
     }
     if (hi < G_MAXINT64) {
         MkDbParam p = MK_DB_INT((gint64)hi);
-        g_string_append(sql, " AND id <= ?");
+        g_string_append_printf(sql, " AND %s <= ?", id);
         g_array_append_val(params, p);
     }
     if (q->ids) {
-        g_string_append(sql, " AND id IN (");
+        g_string_append_printf(sql, " AND %s IN (", id);
         for (guint i = 0; i < q->ids->len; i++) {
             MkDbParam p = MK_DB_INT((gint64)g_array_index(q->ids, guint64, i));
             g_string_append(sql, i ? ",?" : "?");
@@ -248,7 +406,7 @@ static gboolean count_rows(MkDbConn *conn, const MamArchive *a, const MamQuery *
     g_autofree char *owner = owner_sql(a, params);
     g_autoptr(GString) sql = g_string_new("SELECT COUNT(*) FROM ");
     g_string_append(sql, owner);
-    add_filters(q, sql, params);
+    add_filters(a, q, sql, params);
     g_autoptr(MkDbResult) res = run(conn, sql->str, params, error);
     if (!res)
         return FALSE;
@@ -283,23 +441,27 @@ MamPage *mam_db_page(MkDbConn *conn, const MamArchive *a, const MamQuery *q, GEr
         return g_steal_pointer(&page);
     }
     g_autoptr(GArray) params = g_array_new(FALSE, FALSE, sizeof(MkDbParam));
-    g_autofree char *owner = owner_sql(a, params);
-    g_autoptr(GString) sql = g_string_new("SELECT id, xml FROM ");
-    g_string_append(sql, owner);
-    add_filters(q, sql, params);
+    /* A user's page: the entries in key order, each one's text by its ID
+     * (CROSS JOIN keeps sqlite's planner on that order). */
+    g_autoptr(GString) sql =
+        g_string_new(a->room ? "SELECT id, xml FROM mam_room_message WHERE "
+                             : "SELECT e.id, m.xml FROM mam_entry e CROSS JOIN mam_message m"
+                               " WHERE m.id = e.id AND ");
+    g_string_append(sql, owner_cond(a, params));
+    add_filters(a, q, sql, params);
     if (q->has_rsm_after) {
         MkDbParam p = MK_DB_INT((gint64)q->rsm_after);
-        g_string_append(sql, " AND id > ?");
+        g_string_append_printf(sql, " AND %s > ?", id_col(a));
         g_array_append_val(params, p);
     }
     if (q->has_rsm_before) {
         MkDbParam p = MK_DB_INT((gint64)q->rsm_before);
-        g_string_append(sql, " AND id < ?");
+        g_string_append_printf(sql, " AND %s < ?", id_col(a));
         g_array_append_val(params, p);
     }
     /* One row more than the page tells whether the page is the last one
      * in its direction. */
-    g_string_append_printf(sql, " ORDER BY id %s LIMIT %u", q->from_end ? "DESC" : "ASC",
+    g_string_append_printf(sql, " ORDER BY %s %s LIMIT %u", id_col(a), q->from_end ? "DESC" : "ASC",
                            q->max + 1);
     if (q->has_index && !q->from_end)
         g_string_append_printf(sql, " OFFSET %u", q->index);
@@ -335,9 +497,9 @@ gboolean mam_db_bounds(MkDbConn *conn, const MamArchive *a, guint64 *first, guin
     g_autoptr(GArray) params = g_array_new(FALSE, FALSE, sizeof(MkDbParam));
     g_autofree char *owner = owner_sql(a, params);
     /* Two ends of the primary key: two index probes, whatever the size. */
-    g_autofree char *sql =
-        g_strconcat("SELECT (SELECT id FROM ", owner, " ORDER BY id ASC LIMIT 1), (SELECT id FROM ",
-                    owner, " ORDER BY id DESC LIMIT 1)", NULL);
+    g_autofree char *sql = g_strconcat("SELECT (SELECT ", id_col(a), " FROM ", owner, " ORDER BY ",
+                                       id_col(a), " ASC LIMIT 1), (SELECT ", id_col(a), " FROM ",
+                                       owner, " ORDER BY ", id_col(a), " DESC LIMIT 1)", NULL);
     MkDbParam again[2]; /* the owner's values once more, for the second probe */
     guint n = params->len;
     memcpy(again, params->data, n * sizeof *again);

@@ -44,16 +44,18 @@ static gboolean rest_read_work(MkDbConn *conn, gpointer data, GError **error)
                                MK_DB_INT(op->limit))
         : op->with
             ? mk_db_conn_query(conn, error,
-                               "SELECT id, from_bare, with_bare, xml FROM mam_user_message"
-                               " WHERE username = ? AND domain = ? AND with_bare = ?"
-                               " AND id < ? ORDER BY id DESC LIMIT ?",
+                               "SELECT e.id, m.from_bare, e.with_bare, m.xml FROM mam_entry e"
+                               " CROSS JOIN mam_message m WHERE m.id = e.id AND e.archive ="
+                               " (SELECT number FROM mam_archive WHERE username = ? AND domain = ?)"
+                               " AND e.with_bare = ? AND e.id < ? ORDER BY e.id DESC LIMIT ?",
                                MK_DB_STR(op->archive.username), MK_DB_STR(op->archive.domain),
                                MK_DB_STR(op->with), MK_DB_INT((gint64)op->before_id),
                                MK_DB_INT(op->limit))
             : mk_db_conn_query(conn, error,
-                               "SELECT id, from_bare, with_bare, xml FROM mam_user_message"
-                               " WHERE username = ? AND domain = ?"
-                               " AND id < ? ORDER BY id DESC LIMIT ?",
+                               "SELECT e.id, m.from_bare, e.with_bare, m.xml FROM mam_entry e"
+                               " CROSS JOIN mam_message m WHERE m.id = e.id AND e.archive ="
+                               " (SELECT number FROM mam_archive WHERE username = ? AND domain = ?)"
+                               " AND e.id < ? ORDER BY e.id DESC LIMIT ?",
                                MK_DB_STR(op->archive.username), MK_DB_STR(op->archive.domain),
                                MK_DB_INT((gint64)op->before_id), MK_DB_INT(op->limit));
     if (!res)

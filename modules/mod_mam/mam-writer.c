@@ -90,6 +90,7 @@ MamRow *mam_row_new(const char *room, const char *username, const char *domain, 
     row->archive.room = put(&at, room);
     row->archive.username = put(&at, username);
     row->archive.domain = put(&at, domain);
+    row->number = 0;
     row->id = id;
     row->with_bare = put(&at, with_bare);
     row->with_resource = put(&at, with_resource);
@@ -235,12 +236,14 @@ static void flush_free(gpointer data)
     g_free(f);
 }
 
-/* On a storage thread: INSERTs of at most batch_size rows each, one
- * archive's rows after the other's. */
+/* On a storage thread: every archive's rows, one archive after the
+ * other. A user archive's number is looked up (or created) once per
+ * archive per flush; that lookup is also the check that the account
+ * still exists: the rows of a removed account are dropped here. */
 static gboolean flush_work(MkDbConn *conn, gpointer data, GError **error)
 {
     Flush *f = data;
-    g_autoptr(GPtrArray) part = g_ptr_array_sized_new(f->w->batch_size);
+    g_autoptr(GPtrArray) rows = g_ptr_array_sized_new(f->n);
     for (guint i = 0; i < N_SHARDS; i++) {
         if (!f->rows[i])
             continue;
@@ -249,17 +252,21 @@ static gboolean flush_work(MkDbConn *conn, gpointer data, GError **error)
         g_hash_table_iter_init(&it, f->rows[i]);
         while (g_hash_table_iter_next(&it, NULL, &value)) {
             GPtrArray *group = value;
-            for (guint k = 0; k < group->len; k++) {
-                g_ptr_array_add(part, group->pdata[k]);
-                if (part->len == f->w->batch_size) {
-                    if (!mam_db_insert(conn, part, error))
-                        return FALSE;
-                    g_ptr_array_set_size(part, 0);
-                }
+            MamRow *first = group->pdata[0];
+            if (!first->archive.room) {
+                gint64 number;
+                if (!mam_db_archive_number(conn, first->archive.username, first->archive.domain,
+                                           TRUE, &number, error))
+                    return FALSE;
+                if (number == 0)
+                    continue; /* the account is gone */
+                for (guint k = 0; k < group->len; k++)
+                    ((MamRow *)group->pdata[k])->number = number;
             }
+            g_ptr_array_extend(rows, group, NULL, NULL);
         }
     }
-    return part->len == 0 || mam_db_insert(conn, part, error);
+    return mam_db_insert(conn, rows, f->w->batch_size, error);
 }
 
 static void flush_start(MamWriter *w, gboolean separate);

@@ -123,6 +123,7 @@ typedef struct {
 /* One archived message: the row and its strings are one allocation. */
 typedef struct {
     MamArchive archive;
+    gint64 number; /* a user archive's number: set by the flush that writes it */
     guint64 id;
     char *with_bare;     /* the other party */
     char *with_resource; /* (nullable) */
@@ -157,7 +158,15 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(MamPage, mam_page_free)
 
 extern const MkMigration mam_migrations[];
 
-gboolean mam_db_insert(MkDbConn *conn, GPtrArray *rows, GError **error);
+/* A user archive's number into *@number; with @create, a new one for an
+ * existing account that has none yet. 0 when there is none (or, with
+ * @create, when the account does not exist). */
+gboolean mam_db_archive_number(MkDbConn *conn, const char *username, const char *domain,
+                               gboolean create, gint64 *number, GError **error);
+/* Writes @rows (MamRow*): a user's rows need their archive's number set;
+ * a message's text is written once for the rows that share its ID.
+ * @chunk: rows per INSERT statement. */
+gboolean mam_db_insert(MkDbConn *conn, GPtrArray *rows, guint chunk, GError **error);
 gboolean mam_db_has_id(MkDbConn *conn, const MamArchive *a, guint64 id, gboolean *found,
                        GError **error);
 /* One page of @a for @q. Returns: (transfer full). */

@@ -11,6 +11,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, TOP_BUILDDIR, online, q  # noqa: E402
+import mamv1  # noqa: E402
 from pgtest import run  # noqa: E402
 
 NS_MAM = "urn:xmpp:mam:2"
@@ -93,6 +94,32 @@ def scenarios(t, srv, pg):
          "after PostgreSQL is back: every message in the archive, once, in order (%d)" %
          len(bodies))
     t.ok(len({x[0] for x in got}) == len(got), "no ID twice")
+    a.close()
+    b.close()
+    upgrade(t, srv, pg)
+
+
+def upgrade(t, srv, pg):
+    """A database of schema 1 is upgraded at start; its archives are found."""
+    for u in ("ann", "bea"):
+        register(srv, u)
+    srv.restart(between=lambda: [pg.sql(s) for s in mamv1.downgrade(True)])
+    t.ok("mod_mam schema migrated to version 2" in srv.log_text(400),
+         "PostgreSQL: schema 1 is migrated at start")
+    a, b = up(srv, "ann"), up(srv, "bea")
+    _, ra = archive(a)
+    _, rb = archive(b)
+    t.ok([x[1] for x in ra] == ["old one", "old two"] and
+         [x[1] for x in rb] == ["old one", "old three"] and ra[0][0] == rb[0][0],
+         "PostgreSQL: both archives as they were, the shared message under one ID (%s, %s)" %
+         (ra, rb))
+    n = int(pg.sql("SELECT COUNT(*) FROM mam_message WHERE id < %d" % (mamv1.ID_THREE + 1)))
+    t.ok(n == 3, "PostgreSQL: the old messages stored once each (%d)" % n)
+    a.send("<message to='bea@localhost' type='chat'><body>new one</body></message>")
+    b.expect(is_chat("new one"))
+    _, rb = archive(b)
+    t.ok([x[1] for x in rb] == ["old one", "old three", "new one"],
+         "PostgreSQL: new messages come after the upgraded ones")
     a.close()
     b.close()
 

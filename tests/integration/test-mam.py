@@ -15,6 +15,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mamv1  # noqa: E402
 from modtest import (NS_CLIENT, TOP_BUILDDIR, Client, Server, Tap, error_condition,  # noqa: E402
                      online, q)
 
@@ -421,6 +422,30 @@ def test_removal(t, srv):
     a.close()
 
 
+def test_removal_texts(t, srv):
+    """A text no other archive lists goes with the account; one that
+    another local archive lists stays for it."""
+    a, b = up(srv, "ida"), up(srv, "oleg")
+    send_chat(b, "far@remote.example", "only oleg's")
+    send_chat(b, a.bare, "shared with ida")
+    a.expect(is_chat("shared with ida"))
+    query(b)
+    query(a)
+
+    def texts(body):
+        return srv.sql("SELECT COUNT(*) FROM mam_message WHERE xml LIKE '%%%s%%'" % body)[0][0]
+    before = (texts("only oleg"), texts("shared with ida"))
+    b.close()
+    subprocess.run([os.path.join(TOP_BUILDDIR, "tools", "meerkatctl"), "-c", srv.conf,
+                    "unregister", "oleg", "localhost"], check=True, capture_output=True)
+    after = (texts("only oleg"), texts("shared with ida"))
+    _, r, _ = query(a)
+    t.ok(before == (1, 1) and after == (0, 1) and "shared with ida" in bodies(r),
+         "removal: oleg's own texts go, the one ida's archive lists stays (%s -> %s)" %
+         (before, after))
+    a.close()
+
+
 def test_locked_database(t, srv):
     a, b = up(srv, "vera"), up(srv, "walt")
     db = sqlite3.connect(os.path.join(srv.state, "meerkat.db"), timeout=10,
@@ -521,6 +546,42 @@ def test_sigterm_flush(t):
         srv.stop()
 
 
+def test_upgrade(t):
+    """A database of schema 1 (two rows per message, keyed by names) is
+    upgraded at start and its archives are found as before."""
+    srv = Server(dict(MODULES, mod_mam={"flush_interval_ms": 200}))
+    try:
+        for u in ("ann", "bea"):
+            srv.register(u)
+
+        def downgrade():
+            db = sqlite3.connect(os.path.join(srv.state, "meerkat.db"), isolation_level=None)
+            for stmt in mamv1.downgrade(False):
+                db.execute(stmt)
+            db.close()
+        srv.restart(between=downgrade)
+        t.ok("mod_mam schema migrated to version 2" in srv.log_text(400),
+             "schema 1 is migrated at start")
+        a, b = up(srv, "ann"), up(srv, "bea")
+        _, ra, _ = query(a)
+        _, rb, _ = query(b)
+        t.ok(bodies(ra) == ["old one", "old two"] and bodies(rb) == ["old one", "old three"],
+             "both archives as they were (%s, %s)" % (bodies(ra), bodies(rb)))
+        t.ok(ra[0].get("id") == rb[0].get("id"), "the shared message keeps one ID")
+        _, rw, _ = query(a, form=field("with", "bea@localhost"))
+        t.ok(bodies(rw) == ["old one"], "'with' finds the upgraded rows")
+        n = srv.sql("SELECT COUNT(*) FROM mam_message")[0][0]
+        t.ok(n == 3, "three messages, stored once each (%d)" % n)
+        send_chat(a, b.bare, "new one")
+        b.expect(is_chat("new one"))
+        _, rb, _ = query(b)
+        t.ok(bodies(rb) == ["old one", "old three", "new one"], "new messages come after them")
+        a.close()
+        b.close()
+    finally:
+        srv.stop()
+
+
 def main():
     t = Tap()
     srv = Server(dict(MODULES, mod_mam={"flush_interval_ms": 200,
@@ -528,7 +589,8 @@ def main():
     try:
         for u in ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank", "ivan",
                   "judy", "kate", "liam", "mona", "ned", "olga", "pete", "quinn", "s0", "s1",
-                  "s2", "rita", "tina", "uma", "vera", "walt", "rosa", "ines", "otto"):
+                  "s2", "rita", "tina", "uma", "vera", "walt", "rosa", "ines", "otto",
+                  "ida", "oleg"):
             srv.register(u)
         t.run("disco", test_disco, srv)
         t.run("both archives", test_both_archives, srv)
@@ -542,11 +604,13 @@ def main():
         t.run("concurrent senders", test_concurrent, srv)
         t.run("offline recipient", test_offline_recipient, srv)
         t.run("account removal", test_removal, srv)
+        t.run("account removal: texts", test_removal_texts, srv)
         t.run("locked database", test_locked_database, srv)
     finally:
         srv.stop()
     t.run("sigterm", test_sigterm_flush)
     t.run("room archive", test_room_archive)
+    t.run("schema 1 upgrade", test_upgrade)
     t.done()
 
 

@@ -325,6 +325,14 @@ static void test_split(void)
     g_assert_cmpstr(a[3], ==, "SELECT \"odd;name\" FROM a");
     g_auto(GStrv) b = mk_db_split_statements("  ;; \n");
     g_assert_cmpuint(g_strv_length(b), ==, 0);
+    /* A sqlite trigger's body keeps its ';' up to its END. */
+    g_auto(GStrv) c = mk_db_split_statements(
+        "CREATE TRIGGER t AFTER DELETE ON a BEGIN DELETE FROM b; DELETE FROM c; END;"
+        "CREATE TABLE bend (x INT);SELECT 1");
+    g_assert_cmpuint(g_strv_length(c), ==, 3);
+    g_assert_cmpstr(c[0], ==,
+                    "CREATE TRIGGER t AFTER DELETE ON a BEGIN DELETE FROM b; DELETE FROM c; END");
+    g_assert_cmpstr(c[1], ==, "CREATE TABLE bend (x INT)");
 }
 
 static gint64 schema_version(MkDbConn *conn, const char *component)

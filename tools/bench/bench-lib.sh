@@ -80,24 +80,30 @@ bench_run() {
 # Fills the archives of users bench0 .. bench($2 - 1) with $3 messages
 # each, in database $1, as mod_mam writes them: one tenth with the pair
 # partner bench(n xor 1), the rest with nine other users, IDs one
-# millisecond apart. mod_mam must have created its tables (started once).
+# millisecond apart: each text once in mam_message, each archive's entry
+# in mam_entry. mod_mam must have created its tables (started once).
 bench_mam_prefill() {
     local n=$(($2 * $3))
     echo "bench: filling $2 archives with $3 messages each ($n rows)" >&2
     sqlite3 "$1" <<EOF2
 PRAGMA journal_mode = WAL;
 BEGIN;
+INSERT OR IGNORE INTO mam_archive (username, domain)
+WITH RECURSIVE a(o) AS (SELECT 0 UNION ALL SELECT o + 1 FROM a WHERE o < $2 - 1)
+SELECT 'bench' || o, 'localhost' FROM a;
+CREATE TEMP TABLE w AS
 WITH RECURSIVE r(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM r WHERE i < $n - 1),
-u(i, o, m) AS (SELECT i, i % $2, (i / $2) % 10 FROM r),
-w(i, o, p) AS (SELECT i, o, CASE m WHEN 0 THEN o + 1 - 2 * (o % 2)
-                                    ELSE (o + m + 1) % $2 END FROM u)
-INSERT INTO mam_user_message (username, domain, id, with_bare, with_resource, from_bare,
-                              origin_id, xml)
-SELECT 'bench' || o, 'localhost', (1700000000000000 + i * 1000) * 256,
-       'bench' || p || '@localhost', 'r', 'bench' || p || '@localhost', NULL,
+u(i, o, m) AS (SELECT i, i % $2, (i / $2) % 10 FROM r)
+SELECT i, o, CASE m WHEN 0 THEN o + 1 - 2 * (o % 2) ELSE (o + m + 1) % $2 END AS p FROM u;
+INSERT INTO mam_message (id, from_bare, origin_id, xml)
+SELECT (1700000000000000 + i * 1000) * 256, 'bench' || p || '@localhost', NULL,
        '<message xmlns=''jabber:client'' from=''bench' || p || '@localhost/r'' to=''bench' || o ||
        '@localhost'' type=''chat''><body>archived message ' || i || '</body></message>'
 FROM w;
+INSERT INTO mam_entry (archive, id, with_bare, with_resource)
+SELECT x.number, (1700000000000000 + i * 1000) * 256, 'bench' || p || '@localhost', 'r'
+FROM w JOIN mam_archive x ON x.username = 'bench' || w.o AND x.domain = 'localhost'
+ORDER BY x.number, i;
 COMMIT;
 EOF2
 }
