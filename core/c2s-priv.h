@@ -87,6 +87,7 @@ struct MkC2s {
     MkSession *session;          /* after bind */
     gpointer sessions_gauge;     /* its host type's (metrics); moves with the session */
     C2sSm *sm;                   /* XEP-0198 state once enabled (moves with the session) */
+    gboolean moved; /* the session went on on another node: it ends here without a word */
 };
 
 #define NS_CLIENT      "jabber:client"
@@ -120,6 +121,9 @@ void c2s_adopt_conn(MkC2s *c, MkConn *conn);
 void c2s_feed(MkC2s *c, const char *data, gsize len);
 /* Drops @c from its worker's list (and the list's reference). */
 void c2s_stream_remove(MkC2s *c);
+/* A session of @c's stream for @jid, not registered (c2s-sm.c: a
+ * session that moves here from another node). */
+MkSession *c2s_session_new(MkC2s *c, MkJid *jid);
 
 /* c2s-sasl.c: whether this stream may offer and use @mech. */
 gboolean c2s_mech_allowed(MkC2s *c, const char *mech);

@@ -29,7 +29,9 @@
 #include "ackgate.h"
 #include "cluster.h"
 #include "ackqueue.h"
+#include "hosts.h"
 #include "log.h"
+#include "metrics.h"
 #include "modules-priv.h"
 #include "modules.h"
 #include "router.h"
@@ -38,12 +40,14 @@
 #include <gnutls/crypto.h>
 #include <string.h>
 
-#define NS_STANZAS  "urn:ietf:params:xml:ns:xmpp-stanzas"
-#define NS_DELAY    "urn:xmpp:delay"
-#define NS_CARBONS  "urn:xmpp:carbons:2"
-#define NS_SID      "urn:xmpp:sid:0"
-#define NS_MAM_PFX  "urn:xmpp:mam:"
-#define FINAL_A_MAX 1024 /* bytes read after </stream:stream> looking for <a/> */
+#define NS_STANZAS     "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_DELAY       "urn:xmpp:delay"
+#define NS_CARBONS     "urn:xmpp:carbons:2"
+#define NS_SID         "urn:xmpp:sid:0"
+#define NS_MAM_PFX     "urn:xmpp:mam:"
+#define FINAL_A_MAX    1024  /* bytes read after </stream:stream> looking for <a/> */
+#define MOVE_WAIT_MS   10000 /* a moved session waits this long for the new node's word */
+#define MOVE_MAX_BYTES (8 * 1024 * 1024) /* queued bytes a session may move with */
 
 struct C2sSm {
     MkAckQueue q;
@@ -64,6 +68,8 @@ struct C2sSm {
     GString *trailing;      /* bytes after </stream:stream> */
     GSource *expiry;        /* while detached */
     MkStreamMgmtConfig cfg; /* as enabled: the module's counters */
+    char *move_node;        /* cluster: handed to this node, waiting for its word */
+    GSource *move_wait;     /* ... this long */
 };
 
 /* A resumable session of this node. */
@@ -189,6 +195,11 @@ static void sm_free(C2sSm *sm)
     }
     if (sm->trailing)
         g_string_free(sm->trailing, TRUE);
+    if (sm->move_wait) {
+        g_source_destroy(sm->move_wait);
+        g_clear_pointer(&sm->move_wait, g_source_unref);
+    }
+    g_free(sm->move_node);
     mk_ack_gate_close(sm->gate);
     mk_ack_queue_clear(&sm->q);
     g_free(sm->id);
@@ -289,12 +300,18 @@ void c2s_sm_write(MkC2s *c, MkXml *el, gint64 chosen_us)
     g_string_free(out, TRUE);
 }
 
+static void move_forward(MkC2s *c, C2sSm *sm, MkXml *el, const GString *out, gint64 chosen_us);
+
 void c2s_sm_write_serialised(MkC2s *c, MkXml *el, const GString *out, gint64 chosen_us)
 {
     C2sSm *sm = c->sm;
     if (!mk_ack_queue_is_stanza(el)) {
         if (c->conn)
             mk_conn_write(c->conn, out->str, out->len);
+        return;
+    }
+    if (G_UNLIKELY(sm->move_node)) {
+        move_forward(c, sm, el, out, chosen_us);
         return;
     }
     mk_ack_queue_sent(&sm->q, el, out->len, g_get_real_time(), chosen_us);
@@ -629,6 +646,8 @@ static void migrate_out(gpointer data)
     g_free(m);
 }
 
+static gboolean fetch_elsewhere(MkC2s *c, const char *previd, const char *bare, guint32 h);
+
 static void handle_resume(MkC2s *c, MkXml *el)
 {
     MkC2sServer *cs = c->cs;
@@ -651,6 +670,8 @@ static void handle_resume(MkC2s *c, MkXml *el)
         owner = r->worker;
     g_mutex_unlock(&cs->resume_lock);
 
+    if (!owner && bare && fetch_elsewhere(c, previd, bare, h))
+        return; /* another node's: it hands the session over */
     if (!owner) {
         /* Unknown, expired, or someone else's: all look the same. A
          * session of another node of the cluster ends there now, its
@@ -993,4 +1014,450 @@ void mk_c2s_sm_release(MkC2sServer *cs, const char *previd, const char *bare, gu
     rel->bare = g_strdup(bare);
     rel->h = h;
     mk_worker_post(owner, release_run, rel, release_free);
+}
+
+/* ---- cluster: the session moves to another node ------------------------ */
+/* docs/clustering.md, Resumption on another node. On the session's node
+ * (A) the session is handed over and ends without a word; on the node
+ * where the client resumes (B) it is made again from what A sent. */
+
+/* On the worker of @previd's session: its stream, if @bare's. */
+static MkC2s *resumable_here(MkC2sServer *cs, const char *previd, const char *bare)
+{
+    MkC2s *c = NULL;
+    g_mutex_lock(&cs->resume_lock);
+    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
+    if (r && g_str_equal(r->bare, bare) && r->worker == mk_worker_self())
+        c = r->c;
+    g_mutex_unlock(&cs->resume_lock);
+    return c;
+}
+
+typedef struct {
+    MkC2sServer *cs;
+    char *node, *reqid, *previd, *bare;
+    guint32 h;
+    gboolean taken;
+} MoveJob;
+
+static void move_job_free(gpointer p)
+{
+    MoveJob *j = p;
+    g_free(j->node);
+    g_free(j->reqid);
+    g_free(j->previd);
+    g_free(j->bare);
+    g_free(j);
+}
+
+/* A: a stanza for the session after its state went to the new node
+ * follows it there (the same link, so after the state). */
+static void move_forward(MkC2s *c, C2sSm *sm, MkXml *el, const GString *out, gint64 chosen_us)
+{
+    MkCluster *cl = mk_sm_get_cluster(c->cs->srv->sm);
+    if (cl && c->session &&
+        mk_cluster_resume_forward(cl, sm->move_node, mk_jid_string(mk_session_jid(c->session)),
+                                  out->str, out->len))
+        return;
+    /* The link went down: kept, and routed again when the session ends. */
+    mk_ack_queue_sent(&sm->q, el, out->len, g_get_real_time(), chosen_us);
+}
+
+/* A: the new node did not say it took the session: it ends as on timeout. */
+static gboolean on_move_wait(gpointer user_data)
+{
+    MkC2s *c = user_data;
+    g_clear_pointer(&c->sm->move_wait, g_source_unref); /* the return value destroys it */
+    C2S_LOG(c, G_LOG_LEVEL_WARNING, "node %s did not confirm the resumption: the session ends",
+            c->sm->move_node);
+    c2s_close(c, NULL);
+    return G_SOURCE_REMOVE;
+}
+
+/* A: the session's state, to hand over. (transfer full) */
+static MkMovedSession *moved_state(MkC2s *c, C2sSm *sm)
+{
+    MkSession *s = c->session;
+    MkMovedSession *ms = mk_moved_session_new();
+    ms->full = g_strdup(mk_jid_string(mk_session_jid(s)));
+    ms->h_in = sm->q.h_in;
+    ms->h_out = sm->q.h_out;
+    ms->timeout = sm->timeout;
+    ms->priority = mk_session_priority(s);
+    ms->available = mk_session_is_available(s);
+    ms->flags = mk_session_flags_text(s);
+    g_autoptr(MkStanza) last = mk_session_last_presence(s);
+    if (last && ms->available)
+        ms->presence = mk_xml_to_string(mk_stanza_xml(last), NULL);
+    if (s->directed) {
+        GHashTableIter it;
+        gpointer v;
+        g_hash_table_iter_init(&it, s->directed);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+            g_ptr_array_add(ms->directed, g_strdup(mk_jid_string(v)));
+    }
+    for (GList *l = sm->q.unacked.head; l; l = l->next) {
+        MkAckEntry *e = l->data;
+        g_ptr_array_add(ms->queue, mk_xml_to_string(e->xml, NULL));
+        g_array_append_val(ms->stamps, e->stamp_us);
+    }
+    return ms;
+}
+
+/* A, on the session's worker: freeze the session and send its state. */
+static void move_out_run(gpointer p)
+{
+    MoveJob *j = p;
+    MkCluster *cl = mk_sm_get_cluster(j->cs->srv->sm);
+    MkC2s *c = resumable_here(j->cs, j->previd, j->bare);
+    C2sSm *sm = c ? c->sm : NULL;
+    if (!cl) {
+        move_job_free(j);
+        return;
+    }
+    if (sm && c->session && sm->q.bytes > MOVE_MAX_BYTES) {
+        /* One frame carries the queue (the link's frame limit is 16 MiB). */
+        C2S_LOG(c, G_LOG_LEVEL_INFO, "%" G_GSIZE_FORMAT " bytes queued: too many to move to %s",
+                sm->q.bytes, j->node);
+        sm = NULL;
+    }
+    if (!sm || !c->session || sm->over_limit || sm->closing || sm->move_node ||
+        !mk_ack_queue_ack(&sm->q, j->h)) {
+        if (sm && c->session)
+            C2S_LOG(c, G_LOG_LEVEL_INFO, "node %s asked for the session with h=%u (sent %u)",
+                    j->node, j->h, sm->q.h_out);
+        mk_cluster_resume_answer(cl, j->node, j->reqid, NULL);
+        move_job_free(j);
+        return;
+    }
+    if (c->conn) {
+        /* Still attached, stale: the old connection goes as on a local
+         * resumption, the session stays. */
+        c2s_write(c, "<stream:error><conflict xmlns='" NS_STREAMS_ERR
+                     "'/></stream:error></stream:stream>");
+        mk_metric_add(c->listen->connections, -1);
+        c->state = C2S_DETACHED;
+        g_atomic_int_set(&c->session->detached, TRUE);
+        g_clear_pointer(&c->conn, mk_conn_free);
+    }
+    stop_expiry(sm);
+    stop_asking(sm);
+    sm->r_sent = FALSE;
+    sm->a_wanted = FALSE;
+    g_autoptr(MkMovedSession) ms = moved_state(c, sm);
+    mk_cluster_resume_answer(cl, j->node, j->reqid, ms);
+    C2S_LOG(c, G_LOG_LEVEL_INFO, "resuming on node %s: %u unacknowledged stanzas handed over",
+            j->node, sm->q.unacked.length);
+    sm->move_node = g_strdup(j->node);
+    sm->move_wait = g_timeout_source_new(MOVE_WAIT_MS);
+    g_source_set_callback(sm->move_wait, on_move_wait, c, NULL);
+    g_source_attach(sm->move_wait, mk_worker_context(c->worker));
+    move_job_free(j);
+}
+
+void mk_c2s_sm_move_out(MkC2sServer *cs, const char *node, const char *reqid, const char *previd,
+                        const char *bare, guint32 h)
+{
+    MkWorker *owner = NULL;
+    g_mutex_lock(&cs->resume_lock);
+    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
+    if (r && g_str_equal(r->bare, bare))
+        owner = r->worker;
+    g_mutex_unlock(&cs->resume_lock);
+    if (!owner) {
+        mk_cluster_resume_answer(mk_sm_get_cluster(cs->srv->sm), node, reqid, NULL);
+        return;
+    }
+    MoveJob *j = g_new0(MoveJob, 1);
+    j->cs = cs;
+    j->node = g_strdup(node);
+    j->reqid = g_strdup(reqid);
+    j->previd = g_strdup(previd);
+    j->bare = g_strdup(bare);
+    j->h = h;
+    mk_worker_post(owner, move_out_run, j, move_job_free);
+}
+
+/* A, on the session's worker: the new node's word. */
+static void move_done_run(gpointer p)
+{
+    MoveJob *j = p;
+    MkC2s *c = resumable_here(j->cs, j->previd, j->bare);
+    if (c && c->sm && c->sm->move_node && c->session) {
+        if (j->taken) {
+            C2S_LOG(c, G_LOG_LEVEL_INFO,
+                    "resumed on another node (%s): the session ends here without a word",
+                    c->sm->move_node);
+            c->moved = TRUE;
+            MkCluster *cl = mk_sm_get_cluster(j->cs->srv->sm);
+            if (cl) /* its id still names this node: later resumptions go there */
+                mk_cluster_resume_moved(cl, j->previd, c->sm->move_node, c->sm->timeout);
+            c2s_sm_free(c); /* its queue went along */
+        } else {
+            C2S_LOG(c, G_LOG_LEVEL_INFO, "node %s did not take the session: it ends",
+                    c->sm->move_node);
+        }
+        c2s_close(c, NULL);
+    }
+    move_job_free(j);
+}
+
+void mk_c2s_sm_move_done(MkC2sServer *cs, const char *previd, const char *bare, gboolean taken)
+{
+    MkWorker *owner = NULL;
+    g_mutex_lock(&cs->resume_lock);
+    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
+    if (r && g_str_equal(r->bare, bare))
+        owner = r->worker;
+    g_mutex_unlock(&cs->resume_lock);
+    if (!owner)
+        return;
+    MoveJob *j = g_new0(MoveJob, 1);
+    j->cs = cs;
+    j->previd = g_strdup(previd);
+    j->bare = g_strdup(bare);
+    j->taken = taken;
+    mk_worker_post(owner, move_done_run, j, move_job_free);
+}
+
+/* B: session flags by module name (mod_roster's interest, carbons). */
+static void restore_flags(MkSession *s, const char *domain, const char *flags)
+{
+    if (!flags || !*flags)
+        return;
+    MkServer *srv = mk_server_get();
+    const char *ht = mk_hosts_lookup(srv->hosts, domain);
+    MkRegSnapshot *snap = mk_modules_snapshot(srv->modules);
+    g_auto(GStrv) pairs = g_strsplit(flags, ",", -1);
+    for (char **p = pairs; *p; p++) {
+        char *eq = strchr(*p, '=');
+        if (!eq)
+            continue;
+        *eq = 0;
+        guint v = (guint)g_ascii_strtoull(eq + 1, NULL, 10);
+        for (guint i = 0; snap && snap->refs && i < snap->refs->len; i++) {
+            MkModule *m = g_ptr_array_index(snap->refs, i);
+            if (g_strcmp0(m->name, *p) == 0 && g_strcmp0(m->host_type, ht) == 0) {
+                mk_session_set_flags(s, m, v, G_MAXUINT);
+                break;
+            }
+        }
+    }
+}
+
+typedef struct {
+    MkC2s *c; /* ref */
+    char *previd;
+    char *bare;
+    guint32 h;
+} Fetch;
+
+static void fetch_free(gpointer p)
+{
+    Fetch *f = p;
+    c2s_unref(f->c);
+    g_free(f->previd);
+    g_free(f->bare);
+    g_free(f);
+}
+
+typedef struct {
+    char *node, *previd, *bare;
+} Taken;
+
+static void taken_free(gpointer p)
+{
+    Taken *t = p;
+    g_free(t->node);
+    g_free(t->previd);
+    g_free(t->bare);
+    g_free(t);
+}
+
+/* B: the session's record is in Redis: A may let go. */
+static void taken_written(gpointer p)
+{
+    Taken *t = p;
+    MkCluster *cl = mk_sm_get_cluster(mk_server_get()->sm);
+    if (cl)
+        mk_cluster_resume_done(cl, t->node, t->previd, t->bare, TRUE);
+    taken_free(t);
+}
+
+/* B: @c takes over the session @ms of node @node. FALSE: not possible
+ * (nothing changed). */
+static gboolean resume_moved(MkC2s *c, MkMovedSession *ms, const char *node, const char *previd,
+                             const char *bare)
+{
+    MkServer *srv = c->cs->srv;
+    MkStreamMgmtConfig cfg;
+    g_autoptr(MkJid) jid = mk_jid_new(ms->full, NULL);
+    if (c->session || c->sm || !jid || !sm_config(c, &cfg) ||
+        !g_str_equal(mk_jid_bare_string(jid), bare))
+        return FALSE;
+    g_autoptr(GPtrArray) queue = g_ptr_array_new_with_free_func((GDestroyNotify)mk_xml_unref);
+    for (guint i = 0; i < ms->queue->len; i++) {
+        MkXml *xml = mk_xml_parse(g_ptr_array_index(ms->queue, i), -1, NULL);
+        if (!xml) {
+            C2S_LOG(c, G_LOG_LEVEL_WARNING, "node %s sent an unreadable queued stanza", node);
+            return FALSE;
+        }
+        g_ptr_array_add(queue, xml);
+    }
+
+    MkSession *s = c2s_session_new(c, jid);
+    s->last_input_us = c->last_input_us;
+    restore_flags(s, c->domain, ms->flags);
+    if (ms->available) {
+        /* Its contacts saw it available: it stays so, without a new
+         * broadcast (the record written at registration says it). */
+        g_autoptr(MkXml) pxml = ms->presence ? mk_xml_parse(ms->presence, -1, NULL) : NULL;
+        if (!pxml)
+            pxml = mk_xml_new("presence", NS_CLIENT);
+        g_autoptr(MkStanza) pst = mk_stanza_new(pxml, NULL);
+        if (pst)
+            mk_sm_set_presence(srv->sm, s, pst, TRUE, ms->priority);
+    }
+    for (guint i = 0; i < ms->directed->len; i++) {
+        MkJid *to = mk_jid_new(g_ptr_array_index(ms->directed, i), NULL);
+        if (!to)
+            continue;
+        if (!s->directed)
+            s->directed =
+                g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)mk_jid_unref);
+        g_hash_table_replace(s->directed, (gpointer)mk_jid_string(to), to);
+    }
+    MkSession *old = NULL;
+    mk_sm_register_limited(srv->sm, s, 0, &old);
+    if (old) {
+        /* A's stand-in is replaced, not closed; a local one is a bind of
+         * the same full JID that came in between: it loses. */
+        if (!old->remote)
+            mk_session_close(old, "conflict");
+        mk_session_unref(old);
+    }
+    c->session = s;
+    c->sessions_gauge = mk_metrics_sessions(mk_hosts_lookup(srv->hosts, c->domain));
+    mk_metric_add(c->sessions_gauge, 1);
+
+    C2sSm *sm = g_new0(C2sSm, 1);
+    mk_ack_queue_init(&sm->q);
+    sm->c = c;
+    sm->ask.func = ask_deferred;
+    sm->gate = mk_ack_gate_new(c->worker, gate_released, sm);
+    sm->max_unacked = cfg.max_unacked;
+    sm->cfg = cfg;
+    sm->timeout = ms->timeout ? MIN(ms->timeout, cfg.resume_timeout) : cfg.resume_timeout;
+    sm->id = g_strdup(previd);
+    sm->q.h_in = ms->h_in;
+    sm->q.h_out = ms->h_out - queue->len;
+    sm->q.acked = sm->q.h_out;
+    for (guint i = 0; i < queue->len; i++) {
+        MkXml *xml = g_ptr_array_index(queue, i);
+        mk_ack_queue_sent(&sm->q, xml, strlen(g_ptr_array_index(ms->queue, i)),
+                          g_array_index(ms->stamps, gint64, i), 0);
+    }
+    C2sResumable *r = g_new0(C2sResumable, 1);
+    r->id = g_strdup(sm->id);
+    r->bare = g_strdup(bare);
+    r->worker = c->worker;
+    r->c = c;
+    g_mutex_lock(&c->cs->resume_lock);
+    g_hash_table_replace(c->cs->resumable, r->id, r);
+    g_mutex_unlock(&c->cs->resume_lock);
+    c->sm = sm;
+    mk_counter_add(cfg.resumed, 1);
+
+    g_autofree char *msg =
+        g_strdup_printf("<resumed xmlns='" NS_SM "' previd='%s' h='%u'/>", previd, sm->q.h_in);
+    c2s_write(c, msg);
+    for (GList *l = sm->q.unacked.head; l; l = l->next)
+        write_uncounted(c, l->data);
+    C2S_LOG(c, G_LOG_LEVEL_INFO, "session resumed from node %s, %u stanzas resent", node,
+            sm->q.unacked.length);
+    /* What A forwarded before the session was in the table, in order. */
+    MkCluster *cl = mk_sm_get_cluster(srv->sm);
+    GQueue *early = cl ? mk_cluster_resume_arrived(cl, ms->full) : NULL;
+    if (early) {
+        MkStanza *st;
+        while ((st = g_queue_pop_head(early))) {
+            mk_session_send(s, st);
+            mk_stanza_unref(st);
+        }
+        g_queue_free(early);
+    }
+    if (sm->q.unacked.length)
+        ask_soon(c, sm);
+
+    MkHookCall call = {.domain = c->domain, .session = s, .from = mk_session_jid(s)};
+    mk_hooks_run(srv->modules, MK_HOOK_SESSION_RESUMED, &call);
+    mk_hook_call_clear(&call);
+
+    if (cl) {
+        Taken *t = g_new0(Taken, 1);
+        t->node = g_strdup(node);
+        t->previd = g_strdup(previd);
+        t->bare = g_strdup(bare);
+        mk_cluster_when_written(cl, c->worker, taken_written, t, taken_free);
+    }
+    return TRUE;
+}
+
+/* B, on the resuming stream's worker: A's answer, or none in time. */
+static void on_fetched(MkMovedSession *ms, const char *node, gpointer data)
+{
+    Fetch *f = data;
+    MkC2s *c = f->c;
+    MkCluster *cl = mk_sm_get_cluster(c->cs->srv->sm);
+    c->bind_busy = FALSE;
+    gboolean live = c->state == C2S_OPEN && c->conn;
+    g_autoptr(GBytes) rest = live ? mk_xml_stream_take_rest(c->xs) : NULL;
+    if (live)
+        mk_conn_pause(c->conn, FALSE);
+    if (ms && !(live && resume_moved(c, ms, node, f->previd, f->bare))) {
+        /* Not taken: A ends the session as on timeout; what it forwarded
+         * meanwhile is routed again from here. */
+        if (cl) {
+            mk_cluster_resume_done(cl, node, f->previd, f->bare, FALSE);
+            GQueue *early = mk_cluster_resume_arrived(cl, ms->full);
+            MkStanza *st;
+            while (early && (st = g_queue_pop_head(early))) {
+                mk_router_session_gone(st);
+                mk_stanza_unref(st);
+            }
+            if (early)
+                g_queue_free(early);
+        }
+        if (live)
+            resume_failed(c, "item-not-found", NULL);
+    } else if (!ms && live) {
+        resume_failed(c, "item-not-found", NULL);
+    }
+    mk_moved_session_free(ms);
+    if (live)
+        feed_rest(c, rest);
+    fetch_free(f);
+}
+
+/* B: @previd names another node whose link is up: ask it for the
+ * session; the stream waits (as for a bind's Redis write). */
+static gboolean fetch_elsewhere(MkC2s *c, const char *previd, const char *bare, guint32 h)
+{
+    MkCluster *cl = mk_sm_get_cluster(c->cs->srv->sm);
+    if (!cl || !c->conn)
+        return FALSE;
+    Fetch *f = g_new0(Fetch, 1);
+    f->c = c2s_ref(c);
+    f->previd = g_strdup(previd);
+    f->bare = g_strdup(bare);
+    f->h = h;
+    if (!mk_cluster_resume_fetch(cl, previd, bare, h, on_fetched, f, fetch_free)) {
+        fetch_free(f);
+        return FALSE;
+    }
+    c->bind_busy = TRUE;
+    if (mk_xml_stream_has_more_input(c->xs))
+        mk_xml_stream_hand_over(c->xs);
+    mk_conn_pause(c->conn, TRUE);
+    return TRUE;
 }

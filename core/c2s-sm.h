@@ -48,3 +48,12 @@ void c2s_sm_resumable_free(gpointer data);
  * @bare) resumed on another node, acknowledging @h: the session ends
  * here and its unacknowledged stanzas are routed again. Any thread. */
 void mk_c2s_sm_release(MkC2sServer *cs, const char *previd, const char *bare, guint32 h);
+/* Cluster, on the session's node: node @node asks (request @reqid) for
+ * this node's resumable session @previd of @bare, whose client
+ * acknowledged @h; the answer goes back with mk_cluster_resume_answer.
+ * Any thread. */
+void mk_c2s_sm_move_out(MkC2sServer *cs, const char *node, const char *reqid, const char *previd,
+                        const char *bare, guint32 h);
+/* ... and the asking node took the session (@taken: it ends here without
+ * a word) or gave up (it ends here as on timeout). Any thread. */
+void mk_c2s_sm_move_done(MkC2sServer *cs, const char *previd, const char *bare, gboolean taken);

@@ -789,7 +789,10 @@ static void c2s_end_session(MkC2s *c)
         return;
     c->session = NULL;
 
-    if (s->available) {
+    if (G_UNLIKELY(c->moved)) {
+        /* Resumed on another node, which has its presence and directed
+         * presence now: its contacts see no unavailable. */
+    } else if (s->available) {
         g_autoptr(MkXml) xml = mk_xml_new("presence", NS_CLIENT);
         mk_xml_set_attr(xml, "type", "unavailable");
         g_autoptr(MkStanza) st = mk_stanza_new_addressed(xml, s->jid, NULL);
@@ -963,6 +966,11 @@ static const MkSessionTransport c2s_transport = {
     .close = transport_close,
     .write_xml = transport_write_xml,
 };
+
+MkSession *c2s_session_new(MkC2s *c, MkJid *jid)
+{
+    return mk_session_new(jid, c->worker, &c2s_transport, c);
+}
 
 /* ---- per-worker state and the sweep ----------------------------------- */
 

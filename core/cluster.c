@@ -984,6 +984,9 @@ void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml
             g_warning("cluster: unusable stanza from a peer: %s", error->message);
         return;
     }
+    /* For a session moving here from another node (cluster-resume.c)? */
+    if (G_UNLIKELY(mk_cluster_resume_hold(cl, target, stanza)))
+        return;
     LinkJob *job = g_new0(LinkJob, 1);
     job->type = MK_LINK_STANZA;
     job->target = g_strdup(target);
@@ -1017,7 +1020,13 @@ void mk_cluster_resumed_elsewhere(MkCluster *cl, const char *previd, const char 
 void mk_cluster_link_frame(MkCluster *cl, const char *node, guint8 type, const char *data,
                            gsize len)
 {
-    (void)node;
+    if (type >= MK_LINK_RESUME_ASK) {
+        g_mutex_lock(&cl->c2s_lock);
+        if (cl->c2s)
+            mk_cluster_resume_frame(cl, cl->c2s, node, type, data, len);
+        g_mutex_unlock(&cl->c2s_lock);
+        return;
+    }
     if (type != MK_LINK_CLOSE && type != MK_LINK_RELEASE)
         return;
     const char *end = data + len;
@@ -1190,6 +1199,17 @@ guint mk_cluster_node_number(void)
     MkServer *srv = mk_server_get();
     MkConfigData *cfg = srv ? g_atomic_pointer_get(&srv->config) : NULL;
     return cfg && cfg->cluster ? cfg->cluster->node_number : 0;
+}
+
+/* For cluster-resume.c. Any thread. */
+MkLinks *mk_cluster_links(MkCluster *cl)
+{
+    return cl->links;
+}
+
+const char *mk_cluster_name(MkCluster *cl)
+{
+    return cl->name;
 }
 
 /* For the collector (cluster-metrics.h). Any thread. */

@@ -84,6 +84,10 @@ enum {
     MK_LINK_STANZA = 4,  /* target full JID, NUL, stanza XML */
     MK_LINK_CLOSE = 5,   /* target full JID, NUL, session id, NUL, stream error */
     MK_LINK_RELEASE = 6, /* resumption id, NUL, bare JID, NUL, h */
+    /* XEP-0198 resumption on another node (core/cluster-resume.c). */
+    MK_LINK_RESUME_ASK = 7,   /* request id, NUL, resumption id, NUL, bare JID TAB h */
+    MK_LINK_RESUME_STATE = 8, /* request id, NUL, header ("" = not here), NUL, body */
+    MK_LINK_RESUME_DONE = 9,  /* resumption id, NUL, bare JID, NUL, "1" taken / "0" not */
 };
 
 /* Cluster thread: the listener on @address:@port (0 = any). */
@@ -110,3 +114,65 @@ void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml
 /* cluster.c, on the cluster thread: another frame came in from @node. */
 void mk_cluster_link_frame(MkCluster *cl, const char *node, guint8 type, const char *data,
                            gsize len);
+
+/* ---- XEP-0198 resumption on another node (cluster-resume.c) ---------- */
+
+/* What a session's node hands over when its client resumes elsewhere
+ * (docs/clustering.md, Resumption on another node). */
+typedef struct {
+    char *full; /* the session's full JID */
+    guint32 h_in, h_out;
+    guint timeout; /* the session's resumption timeout, s */
+    int priority;
+    gboolean available;
+    char *flags;         /* "module=flags,...", as in the session record */
+    char *presence;      /* last broadcast presence (XML), nullable */
+    GPtrArray *directed; /* char*: full JIDs it sent directed presence to */
+    GPtrArray *queue;    /* char*: unacknowledged stanzas (XML), oldest first */
+    GArray *stamps;      /* gint64 per queued stanza: when it was first sent */
+} MkMovedSession;
+
+MkMovedSession *mk_moved_session_new(void);
+void mk_moved_session_free(MkMovedSession *ms);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(MkMovedSession, mk_moved_session_free)
+
+/* On the asking node's worker: @ms (transfer full) is the session, or
+ * NULL when its node does not have it, is unreachable or did not answer
+ * in time. */
+typedef void (*MkResumeFetched)(MkMovedSession *ms, const char *node, gpointer data);
+
+/* Asks the node named by @previd ("NODE~...") for the session; @func
+ * runs once on @worker (mk_worker_self()). FALSE (nothing will run) when
+ * @previd names no other node or its link is down. Any worker. */
+gboolean mk_cluster_resume_fetch(MkCluster *cl, const char *previd, const char *bare, guint32 h,
+                                 MkResumeFetched func, gpointer data, GDestroyNotify free_func);
+/* This node's session @previd went on on @node: later requests for it
+ * are pointed there for @timeout seconds. Any thread. */
+void mk_cluster_resume_moved(MkCluster *cl, const char *previd, const char *node, guint timeout);
+/* The resuming node says whether it took the session @previd of @node
+ * (its record is in Redis) or gave up. Any thread. */
+void mk_cluster_resume_done(MkCluster *cl, const char *node, const char *previd, const char *bare,
+                            gboolean taken);
+/* The session's node answers request @reqid of @node: @ms NULL = not
+ * here. Any thread. (A node that let the session go answers with a hint,
+ * header "" and the node it went to, and the asker asks there.) */
+void mk_cluster_resume_answer(MkCluster *cl, const char *node, const char *reqid,
+                              const MkMovedSession *ms);
+/* The session's node, between its answer and the resuming node's
+ * DONE: a stanza (serialised in jabber:client) for the moved session
+ * @full goes on to @node. FALSE: the link is down. Any thread. */
+gboolean mk_cluster_resume_forward(MkCluster *cl, const char *node, const char *full,
+                                   const char *xml, gsize len);
+/* The resuming node: stanzas forwarded for @full that came before its
+ * session was registered, oldest first (transfer full; NULL: none), and
+ * the waiting list is closed. Any thread. */
+GQueue *mk_cluster_resume_arrived(MkCluster *cl, const char *full);
+/* cluster.c: a RESUME_* frame from @node (cluster thread, c2s_lock held). */
+void mk_cluster_resume_frame(MkCluster *cl, struct MkC2sServer *cs, const char *node, guint8 type,
+                             const char *data, gsize len);
+/* cluster.c: a stanza for @full, which has no local session: TRUE when a
+ * resumption waits for it and took it (cluster thread). */
+gboolean mk_cluster_resume_hold(MkCluster *cl, const char *full, MkXml *stanza);
+/* For cluster-resume.c. Any thread. */
+MkLinks *mk_cluster_links(MkCluster *cl);
+const char *mk_cluster_name(MkCluster *cl);
