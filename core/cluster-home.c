@@ -183,6 +183,20 @@ static void hold(MkHomes *hs, Home *h, MkStanza *st, guint hops)
     hs->n_held++;
 }
 
+/* Under the lock: the cache is full; what is only a cached answer goes
+ * (Redis still has it), what holds stanzas or waits for Redis stays. */
+static void cache_trim(MkHomes *hs)
+{
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, hs->homes);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        Home *h = v;
+        if (!h->held.length && !h->claiming && !h->flushing && h != tls_flushing)
+            g_hash_table_iter_remove(&it);
+    }
+}
+
 /* Public API (mk-cluster.h). Any thread. */
 gboolean mk_cluster_home_take(const char *key, MkStanza *stanza)
 {
@@ -220,7 +234,7 @@ gboolean mk_cluster_home_take(const char *key, MkStanza *stanza)
     gboolean start = FALSE;
     if (!h) {
         if (g_hash_table_size(hs->homes) >= CACHE_MAX)
-            g_hash_table_remove_all(hs->homes), hs->n_held = 0;
+            cache_trim(hs);
         h = g_new0(Home, 1);
         g_hash_table_insert(hs->homes, g_strdup(key), h);
     }

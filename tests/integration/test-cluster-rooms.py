@@ -106,7 +106,15 @@ def test_muc(t, nodes, redis, pg):
     for x in (ua, uc):
         x.maybe(is_presence(room_jid("hall") + "/B"), 5)
 
-    # The home dies.
+    # A room homed on a, with an occupant on c.
+    p = join(ua, "den", "A")
+    t.ok(p.get("type") != "error" and 201 in codes(p) and home_of(redis, "den") == "a",
+         "a second room is created from a and homed there")
+    configure(ua, "den")
+    join(uc, "den", "C")
+    t.ok(ua.maybe(is_presence(room_jid("den") + "/C"), 5) is not None, "rc joins it from c")
+
+    # The home of the first room dies.
     c.kill()
     for x, where in ((ua, "a"), (ub, "b")):
         p = x.maybe(lambda e: e.tag == q(NS_CLIENT, "presence") and
@@ -115,6 +123,8 @@ def test_muc(t, nodes, redis, pg):
                     110 in codes(e), 15)
         t.ok(p is not None and 332 in codes(p),
              "the occupant on node %s is told it is out of the room (332)" % where)
+    t.ok(ua.maybe(is_presence(room_jid("den") + "/C", "unavailable"), 15) is not None,
+         "in the room homed on a, rc (on the dead node) leaves")
     t.ok(wait_for(lambda: home_of(redis, "hall") != "c", 15),
          "the dead node's claim is dropped from Redis (%r)" % home_of(redis, "hall"))
     pb = join(ub, "hall", "B")
