@@ -450,6 +450,71 @@ void mk_homes_reap(MkHomes *hs, const char *node, gboolean self)
                    self ? "1" : "0");
 }
 
+typedef struct {
+    MkHomes *hs;
+    char *key;
+} Reclaim;
+
+static void on_reclaimed(redisAsyncContext *ac, void *reply, void *data)
+{
+    Reclaim *c = data;
+    MkHomes *hs = c->hs;
+    redisReply *r = reply;
+    if (ac->data)
+        mk_cluster_reply_seen(hs->cl, r);
+    const char *self = mk_cluster_name(hs->cl);
+    if (r && r->type == REDIS_REPLY_STRING && !g_str_equal(r->str, self)) {
+        /* Another node took it while this one was away from Redis. */
+        g_warning("cluster: %s is homed on %s now, not here", c->key, r->str);
+        g_mutex_lock(&hs->lock);
+        Home *h = g_hash_table_lookup(hs->homes, c->key);
+        if (h && g_strcmp0(h->node, self) == 0 && !h->flushing) {
+            g_free(h->node);
+            h->node = g_strdup(r->str);
+        }
+        g_mutex_unlock(&hs->lock);
+    }
+    homes_unref(c->hs);
+    g_free(c->key);
+    g_free(c);
+}
+
+/* Cluster thread: Redis is (back) up and this node's leftovers were just
+ * reaped (after a lost connection, or a restarted, empty Redis): the
+ * homes this node holds are claimed again, in order after the reap on
+ * the one command connection; answers about other nodes are forgotten,
+ * to be asked again. */
+void mk_homes_redis_up(MkHomes *hs)
+{
+    const char *self = mk_cluster_name(hs->cl);
+    g_autoptr(GPtrArray) mine = g_ptr_array_new_with_free_func(g_free);
+    g_mutex_lock(&hs->lock);
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, hs->homes);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        Home *h = v;
+        if (h->node && g_str_equal(h->node, self))
+            g_ptr_array_add(mine, g_strdup(k));
+        else if (h->node && !h->held.length)
+            g_hash_table_iter_remove(&it);
+    }
+    g_mutex_unlock(&hs->lock);
+    for (guint i = 0; i < mine->len; i++) {
+        Reclaim *c = g_new0(Reclaim, 1);
+        c->hs = homes_ref(hs);
+        c->key = g_strdup(g_ptr_array_index(mine, i));
+        if (!mk_cluster_cmd(hs->cl, on_reclaimed, c, "EVAL %s 1 mk:home:%s %s", claim_lua, c->key,
+                            self)) {
+            homes_unref(c->hs);
+            g_free(c->key);
+            g_free(c);
+        }
+    }
+    if (mine->len)
+        g_message("cluster: %u homes of this node claimed again", mine->len);
+}
+
 /* ---- a node died ---------------------------------------------------------- */
 
 /* On a worker: modules learn that a node went (cluster_node_gone). */

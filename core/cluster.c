@@ -797,6 +797,7 @@ static void after_subscribe(MkCluster *cl)
     reap(cl, cl->name, FALSE, TRUE, !cl->ever_up);
     cl->ever_up = TRUE;
     register_local_sessions(cl);
+    mk_homes_redis_up(cl->homes);
     cmd_send(cl, NULL, NULL, "SET mk:synced:%s 1", cl->name);
     /* After the writes (one connection keeps the order): the others
      * replace their stand-ins of this node with what is in Redis now,

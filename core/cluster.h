@@ -126,6 +126,9 @@ void mk_homes_tick(MkHomes *hs);
 /* Cluster thread: drops @node's claims in Redis (@self: even while its
  * heartbeat lives). */
 void mk_homes_reap(MkHomes *hs, const char *node, gboolean self);
+/* Cluster thread: Redis (re)connected, after this node's leftovers were
+ * reaped: its homes are claimed again. */
+void mk_homes_redis_up(MkHomes *hs);
 /* Cluster thread: @node left or died. */
 void mk_homes_node_gone(MkHomes *hs, const char *node);
 /* Cluster thread: a HOMED frame from @node. */

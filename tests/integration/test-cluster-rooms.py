@@ -158,6 +158,31 @@ def test_muc(t, nodes, redis, pg):
                   15), "c is back and linked")
 
 
+def test_redis_restart(t, nodes, redis, pg):
+    """A restarted, empty Redis: the home claims itself again, so a join
+    from another node still reaches the room's only copy."""
+    a, b, c = nodes
+    register(pg, "ya")
+    register(pg, "yb")
+    ya, yb = up(a, "ya"), up(b, "yb")
+    join(ya, "yard", "A")
+    configure(ya, "yard")
+    t.ok(home_of(redis, "yard") == "a", "a room homed on a")
+    before = a.log_text(0).count("homes of this node claimed again")
+    redis.down()
+    redis.up()
+    t.ok(wait_for(lambda: a.log_text(0).count("homes of this node claimed again") > before, 15),
+         "a claims its homes again once Redis is back")
+    t.ok(home_of(redis, "yard") == "a", "the room is homed on a again (%r)" %
+         home_of(redis, "yard"))
+    p = join(yb, "yard", "B")
+    t.ok(p.get("type") != "error" and 201 not in codes(p),
+         "a join from b reaches the room on a, not a new room (%s)" % sorted(codes(p)))
+    t.ok(ya.maybe(is_presence(room_jid("yard") + "/B"), 5) is not None, "ya sees yb join")
+    for x in (ya, yb):
+        x.close()
+
+
 def test_muclight(t, nodes, redis, pg):
     a, b, c = nodes
     for u in ("la", "lb", "lc"):
@@ -258,6 +283,7 @@ def main():
         t.run("pubsub", test_pubsub, nodes, redis, pg)
         t.run("mam ids", test_mam_ids, nodes, redis, pg)
         t.run("muc", test_muc, nodes, redis, pg)
+        t.run("redis restart", test_redis_restart, nodes, redis, pg)
     except Exception as e:
         t.ok(False, "cluster starts: %s" % e)
     finally:
