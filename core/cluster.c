@@ -136,6 +136,7 @@ struct MkCluster {
     GMainLoop *loop;
     GThread *thread;
     MkLinks *links;
+    MkHomes *homes; /* homes of keys (MUC rooms), cluster-home.c */
     /* Cluster thread only from here. */
     RedisConn cmd, sub;
     gint64 up_since;      /* monotonic: both connections ready; 0 = not */
@@ -271,18 +272,40 @@ static void on_reply_counted(redisAsyncContext *ac, void *reply, void *data)
         reply_seen(cl, reply);
 }
 
-/* Sends a command on the command connection; dropped while Redis is away. */
-static gboolean cmd_send(MkCluster *cl, redisCallbackFn *cb, void *priv, const char *fmt, ...)
+static gboolean cmd_vsend(MkCluster *cl, redisCallbackFn *cb, void *priv, const char *fmt,
+                          va_list ap)
 {
     if (!cl->cmd.ready)
         return FALSE;
-    va_list ap;
-    va_start(ap, fmt);
     int rc = redisvAsyncCommand(cl->cmd.ac, cb ? cb : on_reply_counted, priv, fmt, ap);
-    va_end(ap);
     if (rc == REDIS_OK)
         g_atomic_int_inc(&cl->pending);
     return rc == REDIS_OK;
+}
+
+/* Sends a command on the command connection; dropped while Redis is away. */
+static gboolean cmd_send(MkCluster *cl, redisCallbackFn *cb, void *priv, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    gboolean ok = cmd_vsend(cl, cb, priv, fmt, ap);
+    va_end(ap);
+    return ok;
+}
+
+/* For cluster-home.c (cluster.h). Cluster thread. */
+gboolean mk_cluster_cmd(MkCluster *cl, redisCallbackFn *cb, void *priv, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    gboolean ok = cmd_vsend(cl, cb, priv, fmt, ap);
+    va_end(ap);
+    return ok;
+}
+
+void mk_cluster_reply_seen(MkCluster *cl, void *reply)
+{
+    reply_seen(cl, reply);
 }
 
 static gboolean source_destroy_later(gpointer data)
@@ -562,6 +585,7 @@ static void reap(MkCluster *cl, const char *node, gboolean leave, gboolean self,
         g_free(op->node);
         g_free(op);
     }
+    mk_homes_reap(cl->homes, node, self);
 }
 
 static void peer_gone(MkCluster *cl, const char *node)
@@ -570,6 +594,7 @@ static void peer_gone(MkCluster *cl, const char *node)
         return;
     mk_sm_drop_node(cl->srv->sm, node);
     mk_links_peer_gone(cl->links, node);
+    mk_homes_node_gone(cl->homes, node);
     g_message("cluster: node %s left", node);
 }
 
@@ -638,6 +663,7 @@ static gboolean on_tick(gpointer data)
         return G_SOURCE_CONTINUE;
     heartbeat(cl);
     cmd_send(cl, on_nodes, NULL, "EVAL %s 0", nodes_lua);
+    mk_homes_tick(cl->homes);
     return G_SOURCE_CONTINUE;
 }
 
@@ -771,6 +797,7 @@ static void after_subscribe(MkCluster *cl)
     reap(cl, cl->name, FALSE, TRUE, !cl->ever_up);
     cl->ever_up = TRUE;
     register_local_sessions(cl);
+    mk_homes_redis_up(cl->homes);
     cmd_send(cl, NULL, NULL, "SET mk:synced:%s 1", cl->name);
     /* After the writes (one connection keeps the order): the others
      * replace their stand-ins of this node with what is in Redis now,
@@ -1020,7 +1047,11 @@ void mk_cluster_resumed_elsewhere(MkCluster *cl, const char *previd, const char 
 void mk_cluster_link_frame(MkCluster *cl, const char *node, guint8 type, const char *data,
                            gsize len)
 {
-    if (type >= MK_LINK_RESUME_ASK) {
+    if (type == MK_LINK_HOMED) {
+        mk_homes_frame(cl->homes, node, data, len);
+        return;
+    }
+    if (type >= MK_LINK_RESUME_ASK && type <= MK_LINK_RESUME_DONE) {
         g_mutex_lock(&cl->c2s_lock);
         if (cl->c2s)
             mk_cluster_resume_frame(cl, cl->c2s, node, type, data, len);
@@ -1093,6 +1124,7 @@ MkCluster *mk_cluster_start(MkServer *srv, const MkClusterConfig *cfg, GError **
         return NULL;
     }
     mk_cluster_metrics_init(srv, cl, &cl->metrics);
+    cl->homes = mk_homes_new(cl, srv);
     cl->tick = g_timeout_source_new(TICK_MS);
     g_source_set_callback(cl->tick, on_tick, cl, NULL);
     g_source_attach(cl->tick, cl->ctx);
@@ -1172,6 +1204,7 @@ void mk_cluster_stop(MkCluster *cl)
     while (g_main_context_iteration(cl->ctx, FALSE))
         ;
     mk_links_free(cl->links);
+    mk_homes_free(cl->homes);
     g_main_context_pop_thread_default(cl->ctx);
     g_main_loop_unref(cl->loop);
     g_main_context_unref(cl->ctx);
@@ -1210,6 +1243,21 @@ MkLinks *mk_cluster_links(MkCluster *cl)
 const char *mk_cluster_name(MkCluster *cl)
 {
     return cl->name;
+}
+
+GMainContext *mk_cluster_context(MkCluster *cl)
+{
+    return cl->ctx;
+}
+
+MkHomes *mk_cluster_homes(MkCluster *cl)
+{
+    return cl->homes;
+}
+
+MkWorker *mk_cluster_worker_for(MkCluster *cl, const char *key)
+{
+    return worker_for(cl, key);
 }
 
 /* For the collector (cluster-metrics.h). Any thread. */

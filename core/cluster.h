@@ -88,6 +88,8 @@ enum {
     MK_LINK_RESUME_ASK = 7,   /* request id, NUL, resumption id, NUL, bare JID TAB h */
     MK_LINK_RESUME_STATE = 8, /* request id, NUL, header ("" = not here), NUL, body */
     MK_LINK_RESUME_DONE = 9,  /* resumption id, NUL, bare JID, NUL, "1" taken / "0" not */
+    /* Far from the others: frame types added by other work come first. */
+    MK_LINK_HOMED = 32, /* key, NUL, hops, NUL, stanza XML (cluster-home.c) */
 };
 
 /* Cluster thread: the listener on @address:@port (0 = any). */
@@ -176,3 +178,37 @@ gboolean mk_cluster_resume_hold(MkCluster *cl, const char *full, MkXml *stanza);
 /* For cluster-resume.c. Any thread. */
 MkLinks *mk_cluster_links(MkCluster *cl);
 const char *mk_cluster_name(MkCluster *cl);
+/* ---- between cluster.c and cluster-home.c (homes of keys) -------------- */
+
+typedef struct MkHomes MkHomes;
+struct redisAsyncContext;
+
+/* Main thread, at start and (after the cluster thread ended) at stop. */
+MkHomes *mk_homes_new(MkCluster *cl, MkServer *srv);
+void mk_homes_free(MkHomes *hs);
+/* Cluster thread: claims still unknown asked again, late ones bounced. */
+void mk_homes_tick(MkHomes *hs);
+/* Cluster thread: drops @node's claims in Redis (@self: even while its
+ * heartbeat lives). */
+void mk_homes_reap(MkHomes *hs, const char *node, gboolean self);
+/* Cluster thread: Redis (re)connected, after this node's leftovers were
+ * reaped: its homes are claimed again. */
+void mk_homes_redis_up(MkHomes *hs);
+/* Cluster thread: @node left or died. */
+void mk_homes_node_gone(MkHomes *hs, const char *node);
+/* Cluster thread: a HOMED frame from @node. */
+void mk_homes_frame(MkHomes *hs, const char *node, const char *data, gsize len);
+
+/* cluster.c for cluster-home.c. mk_cluster_cmd: a command on the command
+ * connection (FALSE: Redis away); its callback (NULL: none) calls
+ * mk_cluster_reply_seen when ac->data is set. Cluster thread. */
+gboolean mk_cluster_cmd(MkCluster *cl, void (*cb)(struct redisAsyncContext *, void *, void *),
+                        void *priv, const char *fmt, ...);
+void mk_cluster_reply_seen(MkCluster *cl, void *reply);
+/* Any thread: set at start, then read only. */
+const char *mk_cluster_name(MkCluster *cl);
+GMainContext *mk_cluster_context(MkCluster *cl);
+MkLinks *mk_cluster_links(MkCluster *cl);
+MkHomes *mk_cluster_homes(MkCluster *cl);
+/* The worker that handles @key's cluster work (a stable hash). */
+MkWorker *mk_cluster_worker_for(MkCluster *cl, const char *key);

@@ -126,6 +126,9 @@ static void on_stanza(MkStanza *st, gpointer user_data)
         muc_error(st, MK_ERR_NOT_ACCEPTABLE, "room name too long");
         return;
     }
+    /* In a cluster, the room lives on one node (docs/clustering.md). */
+    if (!muc_home_take(muc, mk_jid_bare_string(to), st))
+        return;
     Routed *r = g_new0(Routed, 1);
     r->muc = muc;
     r->st = mk_stanza_ref(st);
@@ -150,6 +153,7 @@ static void muc_free(gpointer data)
     g_hash_table_destroy(muc->listed);
     g_hash_table_destroy(muc->created);
     g_ptr_array_unref(muc->services);
+    muc_home_clear(muc);
     g_free(muc->rest_prefix);
     g_free(muc->rest_admin_user);
     mk_http_secret_free(muc->rest_admin_password);
@@ -174,6 +178,7 @@ static gboolean muc_start(MkModule *mod, GError **error)
     muc->rest_admin_password = password;
     muc->mod = mod;
     g_mutex_init(&muc->lock);
+    muc_home_init(muc);
     muc->rooms =
         g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)muc_room_free);
     muc->listed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
@@ -219,6 +224,7 @@ static gboolean muc_start(MkModule *mod, GError **error)
         mk_disco_item_add(mod, s->service, "Chatrooms");
     }
     mk_hook_add(mod, MK_HOOK_REMOVE_USER, 50, muc_on_remove_user, muc);
+    mk_hook_add(mod, MK_HOOK_CLUSTER_NODE_GONE, 50, muc_on_node_gone, muc);
     mk_module_on_stopping(mod, muc_on_stopping, muc);
     muc_db_count(muc);
     /* Rooms are let go within a sweep interval after hibernate_after. */

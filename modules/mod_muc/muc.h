@@ -111,6 +111,10 @@ struct Muc {
     char *rest_prefix; /* the admin REST endpoints' path prefix */
     char *rest_admin_user;
     char *rest_admin_password; /* NULL: the admin endpoints answer 403 */
+    /* Cluster (muc-home.c): joins of local users to rooms homed elsewhere. */
+    GMutex away_lock;
+    GHashTable *away; /* room key -> Away*; under @away_lock */
+    gint n_away;      /* joins in @away; under @away_lock */
 };
 
 /* muc-room.c: room lifetime and dispatch. Owner worker only. */
@@ -177,6 +181,15 @@ void muc_db_save(MucRoom *room);
 void muc_db_delete(MucRoom *room);
 void muc_db_save_history(MucRoom *room, char *text);
 void muc_db_count(Muc *muc);
+
+/* muc-home.c: rooms homed on one node of a cluster (docs/clustering.md). */
+void muc_home_init(Muc *muc);
+void muc_home_clear(Muc *muc);
+/* TRUE: the room @key lives here, handle @st; FALSE: the cluster took it
+ * (to the room's node, or held until Redis says where). Any worker. */
+gboolean muc_home_take(Muc *muc, const char *key, MkStanza *st);
+/* Hook cluster_node_gone. */
+MkResult muc_on_node_gone(MkHookCall *call, gpointer data);
 
 /* muc-config.c: pure. */
 char *muc_config_to_string(const MucConfig *cfg);

@@ -20,4 +20,26 @@ MK_API guint mk_cluster_node_number(void);
  * Any thread. Since ABI 2.1. */
 MK_API gboolean mk_cluster_active(void);
 
+/* Homes (docs/clustering.md, Rooms): state kept in memory under a key (a
+ * MUC room's bare JID) lives on one node, claimed in Redis by the first
+ * node that needs it and claimed again by the next one after its node
+ * died. Call it for each stanza addressed to the key: TRUE means the key
+ * is homed here (handle @stanza now); FALSE means the cluster took
+ * @stanza: it went over the node link to the key's home (one hop, in
+ * order per sender), where it is routed again (mk_router_send) and
+ * reaches the same module, or it waits here, in order, until Redis
+ * answered and is then routed again on this node or sent to the home
+ * node. A stanza whose home cannot be reached for 10 s bounces with
+ * remote-server-timeout. Without [cluster]: TRUE (one pointer test).
+ * Any thread. (transfer none) Since ABI 2.3. */
+MK_API gboolean mk_cluster_home_take(const char *key, MkStanza *stanza);
+/* The node that homes @key as far as this node knows (NULL: not known,
+ * or no cluster). Any thread. Returns: (transfer full) (nullable).
+ * Since ABI 2.3. */
+MK_API char *mk_cluster_home_node(const char *key);
+/* Whether @node (a name from mk_cluster_home_node) is this node or one
+ * whose link is up; TRUE for anything without a cluster. Any thread.
+ * Since ABI 2.3. */
+MK_API gboolean mk_cluster_node_reachable(const char *node);
+
 G_END_DECLS

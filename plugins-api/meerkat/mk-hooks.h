@@ -118,4 +118,13 @@ MK_API MkDbConn *mk_hook_call_db(MkHookCall *call);
  * @data destroyed, outside auth_preload. (transfer full) */
 MK_API void mk_hook_call_set_preload(MkHookCall *call, gpointer data, GDestroyNotify destroy);
 
+/* Another node of the cluster died or left (docs/clustering.md): the
+ * homes it held (mk_cluster_home_take) are forgotten here and its
+ * stand-in sessions are gone from this node's table. Runs once per host
+ * type on a worker, with no stanza, from or to; handlers must be
+ * idempotent (a host type's module sees it once per event). Modules
+ * drop what belonged to the dead node: mod_muc removes its occupants
+ * and tells local users of its rooms that they are out. Since ABI 2.3. */
+#define MK_HOOK_CLUSTER_NODE_GONE "cluster_node_gone"
+
 G_END_DECLS
