@@ -1,13 +1,25 @@
 /* The bounded queue between the hooks (any worker) and one backend's
  * thread. A full queue drops the new event: the stanza path never waits
- * for a backend. */
+ * for a backend.
+ *
+ * A ring of pointers, not a GQueue: a push is a store (no list node
+ * allocated on the worker and freed on the backend's thread), and a
+ * batch is taken by copying pointers, not by walking a list. */
 #include "pusher.h"
+#include <string.h>
+
+/* The ring's first size; it doubles as needed (up to the bound, and
+ * beyond only for events put back by push_head). */
+#define RING_MIN 256
 
 struct PusherQueue {
     GMutex lock;
     GCond cond;
-    GQueue q;
-    gint length;   /* q.length, for lock-free reads */
+    PusherEvent **ring;
+    guint cap;     /* slots in @ring */
+    guint head;    /* the oldest event's slot */
+    guint len;     /* events held */
+    gint length;   /* @len, for lock-free reads */
     guint waiters; /* pops waiting on @cond */
     guint want;    /* they wake when the queue holds this many */
     guint max;
@@ -29,7 +41,8 @@ PusherQueue *pusher_queue_new(MkModule *mod, const char *name, guint max, void (
     g_mutex_init(&q->lock);
     g_mutex_init(&q->log_lock);
     g_cond_init(&q->cond);
-    g_queue_init(&q->q);
+    q->cap = MIN(max, RING_MIN);
+    q->ring = g_new(PusherEvent *, q->cap);
     q->max = max;
     q->name = g_strdup(name);
     q->wake = wake;
@@ -45,12 +58,39 @@ void pusher_queue_free(PusherQueue *q)
 {
     if (!q)
         return;
-    g_queue_clear_full(&q->q, (GDestroyNotify)pusher_event_unref);
+    for (guint i = 0; i < q->len; i++)
+        pusher_event_unref(q->ring[(q->head + i) % q->cap]);
+    g_free(q->ring);
     g_mutex_clear(&q->lock);
     g_mutex_clear(&q->log_lock);
     g_cond_clear(&q->cond);
     g_free(q->name);
     g_free(q);
+}
+
+/* Under the lock: doubles the ring, the events in order from slot 0. */
+static void ring_grow(PusherQueue *q)
+{
+    guint cap = q->cap * 2;
+    PusherEvent **ring = g_new(PusherEvent *, cap);
+    guint first = MIN(q->len, q->cap - q->head);
+    memcpy(ring, q->ring + q->head, first * sizeof *ring);
+    memcpy(ring + first, q->ring, (q->len - first) * sizeof *ring);
+    g_free(q->ring);
+    q->ring = ring;
+    q->cap = cap;
+    q->head = 0;
+}
+
+/* Under the lock: the oldest event, removed (transfer full), or NULL. */
+static PusherEvent *ring_pop(PusherQueue *q)
+{
+    if (!q->len)
+        return NULL;
+    PusherEvent *ev = q->ring[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+    return ev;
 }
 
 gboolean pusher_queue_full(PusherQueue *q)
@@ -84,15 +124,18 @@ void pusher_queue_push(PusherQueue *q, PusherEvent *ev)
 {
     gboolean was_empty = FALSE, drop = FALSE;
     g_mutex_lock(&q->lock);
-    if (q->closed || q->q.length >= q->max) {
+    if (q->closed || q->len >= q->max) {
         drop = TRUE;
     } else {
-        was_empty = q->q.length == 0;
-        g_queue_push_tail(&q->q, pusher_event_ref(ev));
-        g_atomic_int_set(&q->length, (gint)q->q.length);
+        was_empty = q->len == 0;
+        if (q->len == q->cap)
+            ring_grow(q);
+        q->ring[(q->head + q->len) % q->cap] = pusher_event_ref(ev);
+        q->len++;
+        g_atomic_int_set(&q->length, (gint)q->len);
         /* A signal is a system call and a switch of threads: only for a
          * sleeper, and only once the queue holds what it waits for. */
-        if (q->waiters && q->q.length >= q->want)
+        if (q->waiters && q->len >= q->want)
             g_cond_signal(&q->cond);
     }
     g_mutex_unlock(&q->lock);
@@ -108,25 +151,29 @@ void pusher_queue_push(PusherQueue *q, PusherEvent *ev)
 void pusher_queue_push_head(PusherQueue *q, PusherEvent *ev)
 {
     g_mutex_lock(&q->lock);
-    g_queue_push_head(&q->q, ev);
-    g_atomic_int_set(&q->length, (gint)q->q.length);
+    if (q->len == q->cap)
+        ring_grow(q);
+    q->head = (q->head + q->cap - 1) % q->cap;
+    q->ring[q->head] = ev;
+    q->len++;
+    g_atomic_int_set(&q->length, (gint)q->len);
     g_mutex_unlock(&q->lock);
 }
 
 PusherEvent *pusher_queue_pop(PusherQueue *q, gint64 wait_us)
 {
     g_mutex_lock(&q->lock);
-    if (wait_us > 0 && q->q.length == 0 && !q->closed) {
+    if (wait_us > 0 && q->len == 0 && !q->closed) {
         gint64 until = g_get_monotonic_time() + wait_us;
         q->want = 1;
         q->waiters++;
-        while (q->q.length == 0 && !q->closed)
+        while (q->len == 0 && !q->closed)
             if (!g_cond_wait_until(&q->cond, &q->lock, until))
                 break;
         q->waiters--;
     }
-    PusherEvent *ev = g_queue_pop_head(&q->q);
-    g_atomic_int_set(&q->length, (gint)q->q.length);
+    PusherEvent *ev = ring_pop(q);
+    g_atomic_int_set(&q->length, (gint)q->len);
     g_mutex_unlock(&q->lock);
     return ev;
 }
@@ -134,22 +181,25 @@ PusherEvent *pusher_queue_pop(PusherQueue *q, gint64 wait_us)
 guint pusher_queue_pop_many(PusherQueue *q, GPtrArray *out, guint max, guint want, gint64 wait_us)
 {
     g_mutex_lock(&q->lock);
-    if (wait_us > 0 && q->q.length < want && !q->closed) {
+    if (wait_us > 0 && q->len < want && !q->closed) {
         gint64 until = g_get_monotonic_time() + wait_us;
         q->want = want; /* one backend thread pops a queue: no other waiter */
         q->waiters++;
-        while (q->q.length < want && !q->closed)
+        while (q->len < want && !q->closed)
             if (!g_cond_wait_until(&q->cond, &q->lock, until))
                 break;
         q->waiters--;
     }
-    guint n = 0;
-    PusherEvent *ev;
-    while (n < max && (ev = g_queue_pop_head(&q->q))) {
-        g_ptr_array_add(out, ev);
-        n++;
-    }
-    g_atomic_int_set(&q->length, (gint)q->q.length);
+    /* At most two runs of slots: up to the ring's end, then from 0. */
+    guint n = MIN(max, q->len);
+    guint first = MIN(n, q->cap - q->head);
+    guint at = out->len;
+    g_ptr_array_set_size(out, at + n);
+    memcpy(out->pdata + at, q->ring + q->head, first * sizeof(gpointer));
+    memcpy(out->pdata + at + first, q->ring, (n - first) * sizeof(gpointer));
+    q->head = (q->head + n) % q->cap;
+    q->len -= n;
+    g_atomic_int_set(&q->length, (gint)q->len);
     g_mutex_unlock(&q->lock);
     return n;
 }
@@ -172,8 +222,5 @@ gboolean pusher_queue_closed(PusherQueue *q)
 
 guint pusher_queue_length(PusherQueue *q)
 {
-    g_mutex_lock(&q->lock);
-    guint n = q->q.length;
-    g_mutex_unlock(&q->lock);
-    return n;
+    return (guint)g_atomic_int_get(&q->length); /* no lock: the workers push under it */
 }

@@ -3,7 +3,8 @@
 # once), rabbit (a private rabbitmq-server) and push backends on (every
 # user online: push only looks), and with the
 # http backend's webhook hanging. Sourced by bench-run.sh, whose variables
-# and functions it uses; meerkatd's CPU includes the backends' threads,
+# and functions it uses (bench-pusher-series.sh too, for repeated series);
+# meerkatd's CPU includes the backends' threads,
 # the broker's and the webhook's do not count. BENCH_HTTP_BATCH (default
 # 100) is the http backend's http_batch in chat-pusher-on.
 
@@ -61,32 +62,41 @@ HTTP_KEYS="http_url = http://127.0.0.1:$WEBHOOK_PORT/events
 http_timeout = 2
 http_retries = 0"
 
-start_meerkat plain
-run meerkat chat-pusher-off $P $CHAT
-stop_server
-start_webhook ""
-if [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
-    start_rabbit "$RABBIT_PORT"
-    start_meerkat_pusher "backends = http;rabbit;push
+# chat-pusher-on's configuration: every backend, or http alone where
+# rabbitmq-server is not installed.
+HTTP_ON="backends = http
+$HTTP_KEYS
+http_batch = ${BENCH_HTTP_BATCH:-100}"
+ALL_ON="backends = http;rabbit;push
 $HTTP_KEYS
 http_batch = ${BENCH_HTTP_BATCH:-100}
 rabbit_port = $RABBIT_PORT"
-    run meerkat chat-pusher-on $P $CHAT
-    stop_server
-    stop_rabbit "$RABBIT_PORT"
-else
-    echo "bench: no rabbitmq-server: chat-pusher-on runs the http backend only" >&2
-    start_meerkat_pusher "backends = http
-$HTTP_KEYS
-http_batch = ${BENCH_HTTP_BATCH:-100}"
-    run meerkat chat-pusher-on $P $CHAT
-    stop_server
-fi
-stop_webhook
-grep -h "metric default.mod_event_pusher" "$DIR/meerkatd.log" >&2 || true
-start_webhook --hang
-start_meerkat_pusher "backends = http
+HANG_ON="backends = http
 $HTTP_KEYS"
-run meerkat chat-pusher-hang $P $CHAT
-stop_server
-stop_webhook
+
+# The runs of `make bench`.
+bench_pusher() {
+    start_meerkat plain
+    run meerkat chat-pusher-off $P $CHAT
+    stop_server
+    start_webhook ""
+    if [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+        start_rabbit "$RABBIT_PORT"
+        start_meerkat_pusher "$ALL_ON"
+        run meerkat chat-pusher-on $P $CHAT
+        stop_server
+        stop_rabbit "$RABBIT_PORT"
+    else
+        echo "bench: no rabbitmq-server: chat-pusher-on runs the http backend only" >&2
+        start_meerkat_pusher "$HTTP_ON"
+        run meerkat chat-pusher-on $P $CHAT
+        stop_server
+    fi
+    stop_webhook
+    grep -h "metric default.mod_event_pusher" "$DIR/meerkatd.log" >&2 || true
+    start_webhook --hang
+    start_meerkat_pusher "$HANG_ON"
+    run meerkat chat-pusher-hang $P $CHAT
+    stop_server
+    stop_webhook
+}

@@ -235,6 +235,7 @@ stop_server
 
 # mod_event_pusher's backends on and off (tools/bench/bench-pusher.sh).
 . "$(dirname "$0")/bench-pusher.sh"
+bench_pusher
 
 P="--port $RELAY_PORT"
 start_relay
