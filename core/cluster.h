@@ -76,19 +76,22 @@ gboolean mk_cluster_offline_recheck(MkCluster *cl, MkStanza *st);
 
 typedef struct MkLinks MkLinks;
 
-/* Link frame types (docs/clustering.md, Node links). */
+/* Link frame types (docs/clustering.md, Node links). The first three are
+ * the handshake's, sent and read by core/link.c (MK_LINK_FRAME_*). */
 enum {
-    MK_LINK_HELLO = 1,   /* acceptor -> dialer: nonce */
-    MK_LINK_AUTH = 2,    /* dialer -> acceptor: name, HMAC(secret, nonce . name) */
-    MK_LINK_OK = 3,      /* acceptor -> dialer */
+    MK_LINK_HELLO = 1,   /* acceptor -> dialer: name, nonce */
+    MK_LINK_AUTH = 2,    /* dialer -> acceptor: name, HMAC(secret, nonce . name), nonce */
+    MK_LINK_OK = 3,      /* acceptor -> dialer: HMAC(secret, nonce' . name) */
     MK_LINK_STANZA = 4,  /* target full JID, NUL, stanza XML */
     MK_LINK_CLOSE = 5,   /* target full JID, NUL, session id, NUL, stream error */
     MK_LINK_RELEASE = 6, /* resumption id, NUL, bare JID, NUL, h */
 };
 
-/* Cluster thread: the listener on @address:@port (0 = any). */
+/* Cluster thread: the listener on @address:@port (0 = any); TLS when
+ * @certfile is set (core/link.c, mk_link_auth_new). */
 MkLinks *mk_links_new(MkCluster *cl, GMainContext *ctx, const char *address, guint16 port,
-                      const char *name, const char *secret, GError **error);
+                      const char *name, const char *secret, const char *certfile,
+                      const char *keyfile, const char *cafile, GError **error);
 guint16 mk_links_port(MkLinks *links);
 /* Cluster thread: a peer seen in Redis at @host:@port; dialled if new or moved. */
 void mk_links_peer_seen(MkLinks *links, const char *node, const char *host, guint16 port);
@@ -110,3 +113,6 @@ void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml
 /* cluster.c, on the cluster thread: another frame came in from @node. */
 void mk_cluster_link_frame(MkCluster *cl, const char *node, guint8 type, const char *data,
                            gsize len);
+/* cluster.c, cluster thread: a peer's link was refused (a MkLinkError
+ * code): counted by reason. */
+void mk_cluster_link_refused(MkCluster *cl, int reason);
