@@ -4,12 +4,10 @@
  * dialled and reads only on the links it accepted, so the order of what
  * one node sends to another is the order of one byte stream.
  *
- * Frame: 4 bytes big-endian length of what follows, 1 byte type, then
- * the payload: NUL-separated text fields. Authentication is mutual, by
- * HMAC-SHA256 over nonces with the cluster secret:
- *   acceptor -> HELLO(nonce_a)
- *   dialer   -> AUTH(name_d, hmac(secret, "d" nonce_a name_d), nonce_d)
- *   acceptor -> OK(name_a, hmac(secret, "a" nonce_d name_a))
+ * Frames, the handshake (HMAC-SHA256 over nonces with the cluster
+ * secret) and the optional TLS are core/link.c's (mk-cluster.h, MkLinkIo);
+ * this file keeps the peers, the worker-side batching and the stanza
+ * parser of each accepted link.
  *
  * Threads: sockets and watches belong to the cluster thread. Workers
  * write frames on a dialled link directly (mk_links_send) under the
@@ -26,20 +24,18 @@
 #include <glib-unix.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <gnutls/crypto.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define NONCE_LEN    32
 #define FRAME_MAX    (16 * 1024 * 1024) /* one frame; a stanza is far smaller */
 #define OUT_MAX      (32 * 1024 * 1024) /* unsent bytes per link before it refuses */
 #define RETRY_US     (500 * 1000)
 #define AUTH_TIMEOUT (5 * G_USEC_PER_SEC)
 
-enum { LINK_DOWN, LINK_CONNECTING, LINK_WAIT_HELLO, LINK_WAIT_OK, LINK_WAIT_AUTH, LINK_UP };
+enum { LINK_DOWN, LINK_CONNECTING, LINK_HANDSHAKE, LINK_UP };
 
 typedef struct {
     GSource source;
@@ -62,7 +58,6 @@ typedef struct Link {
     guint16 port;
     gint64 retry_at; /* monotonic */
     gint64 started;  /* monotonic: connect or accept */
-    guint8 nonce[NONCE_LEN];
     LinkSource *watch;
     GByteArray *in;     /* cluster thread */
     MkXmlStream *xs;    /* accepted link: parses the stanzas of its frames */
@@ -71,6 +66,7 @@ typedef struct Link {
     /* Under lock: any thread on an outbound link. */
     GMutex lock;
     int fd;
+    MkLinkIo *io; /* owns fd; NULL while down */
     int state;
     GByteArray *out;
     gboolean want_out; /* the watch has G_IO_OUT */
@@ -80,8 +76,8 @@ struct MkLinks {
     MkCluster *cl;
     MkXmlShared *xml_shared; /* the cluster thread's parser state */
     GMainContext *ctx;
-    char *name;
-    char *secret;
+    MkLinkAuth *auth; /* this node's name, the secret, TLS */
+    gboolean tls;
     int lfd;
     GSource *lsrc;
     guint16 port;
@@ -96,32 +92,11 @@ static void link_flush_deferred(MkDeferred *d);
 
 /* ---- frames ------------------------------------------------------------ */
 
-/* Appends a frame to @buf. */
-static void frame_append(GByteArray *buf, guint8 type, const char *a, const char *b, const char *c)
-{
-    gsize la = a ? strlen(a) : 0, lb = b ? strlen(b) : 0, lc = c ? strlen(c) : 0;
-    guint32 len = 1 + (guint32)la + (b || c ? 1 + (guint32)lb : 0) + (c ? 1 + (guint32)lc : 0);
-    guint32 be = htonl(len);
-    g_byte_array_append(buf, (const guint8 *)&be, 4);
-    g_byte_array_append(buf, &type, 1);
-    if (la)
-        g_byte_array_append(buf, (const guint8 *)a, (guint)la);
-    if (b || c) {
-        g_byte_array_append(buf, (const guint8 *)"", 1);
-        if (lb)
-            g_byte_array_append(buf, (const guint8 *)b, (guint)lb);
-    }
-    if (c) {
-        g_byte_array_append(buf, (const guint8 *)"", 1);
-        g_byte_array_append(buf, (const guint8 *)c, (guint)lc);
-    }
-}
-
 /* Writes what @l->out holds, as far as the socket takes it. Under l->lock. */
 static gboolean flush_locked(Link *l)
 {
     while (l->out->len) {
-        ssize_t n = send(l->fd, l->out->data, l->out->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        gssize n = mk_link_io_send(l->io, l->out->data, l->out->len);
         if (n > 0) {
             g_byte_array_remove_range(l->out, 0, (guint)n);
             continue;
@@ -131,77 +106,6 @@ static gboolean flush_locked(Link *l)
         return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
     }
     return TRUE;
-}
-
-/* Cluster thread: queue and write a frame on @l (handshake frames). */
-static void link_send_now(Link *l, guint8 type, const char *a, const char *b, const char *c)
-{
-    g_mutex_lock(&l->lock);
-    frame_append(l->out, type, a, b, c);
-    gboolean ok = flush_locked(l);
-    g_mutex_unlock(&l->lock);
-    if (!ok)
-        link_close(l, "write failed");
-    else
-        link_update_watch(l);
-}
-
-static char *hex_mac(const char *secret, const char *role, const guint8 *nonce, const char *name)
-{
-    g_autoptr(GByteArray) msg = g_byte_array_new();
-    g_byte_array_append(msg, (const guint8 *)role, 1);
-    g_byte_array_append(msg, nonce, NONCE_LEN);
-    g_byte_array_append(msg, (const guint8 *)name, (guint)strlen(name));
-    guint8 mac[32];
-    gnutls_hmac_fast(GNUTLS_MAC_SHA256, secret, strlen(secret), msg->data, msg->len, mac);
-    GString *hex = g_string_sized_new(64);
-    for (guint i = 0; i < sizeof mac; i++)
-        g_string_append_printf(hex, "%02x", mac[i]);
-    return g_string_free(hex, FALSE);
-}
-
-static char *hex_of(const guint8 *b, gsize n)
-{
-    GString *hex = g_string_sized_new(n * 2);
-    for (gsize i = 0; i < n; i++)
-        g_string_append_printf(hex, "%02x", b[i]);
-    return g_string_free(hex, FALSE);
-}
-
-static gboolean unhex(const char *text, guint8 *out, gsize n)
-{
-    if (!text || strlen(text) != n * 2)
-        return FALSE;
-    for (gsize i = 0; i < n; i++) {
-        int hi = g_ascii_xdigit_value(text[2 * i]), lo = g_ascii_xdigit_value(text[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return FALSE;
-        out[i] = (guint8)(hi << 4 | lo);
-    }
-    return TRUE;
-}
-
-static gboolean mac_equal(const char *a, const char *b)
-{
-    return a && b && strlen(a) == strlen(b) && gnutls_memcmp(a, b, strlen(a)) == 0;
-}
-
-/* Splits a payload into at most @max NUL-separated fields (the last one
- * keeps any NULs). */
-static guint fields(const char *data, gsize len, const char **out, gsize *lens, guint max)
-{
-    guint n = 0;
-    const char *p = data, *end = data + len;
-    while (n < max) {
-        const char *nul = n + 1 < max ? memchr(p, 0, (gsize)(end - p)) : NULL;
-        out[n] = p;
-        lens[n] = (gsize)((nul ? nul : end) - p);
-        n++;
-        if (!nul)
-            break;
-        p = nul + 1;
-    }
-    return n;
 }
 
 /* The stanzas of an accepted link are parsed by one long-lived stream
@@ -255,75 +159,87 @@ static gboolean link_stanza(Link *l, const char *const *f, const gsize *fl)
     return ok && mk_xml_stream_is_idle(l->xs);
 }
 
-/* A frame arrived on @l. Cluster thread. FALSE: drop the link. */
+/* A frame arrived on @l, which is up. Cluster thread. FALSE: drop the link. */
 static gboolean link_frame(Link *l, guint8 type, const char *data, gsize len)
 {
-    MkLinks *ls = l->links;
-    const char *f[3];
-    gsize fl[3];
-    guint n = fields(data, len, f, fl, 3);
+    if (l->outbound)
+        return FALSE; /* a peer sends on its own link, not ours */
+    if (type == MK_LINK_STANZA) {
+        const char *f[3];
+        gsize fl[3];
+        return mk_link_frame_fields(data, len, f, fl, 3) == 3 && link_stanza(l, f, fl);
+    }
+    mk_cluster_link_frame(l->links->cl, l->node, type, data, len);
+    return TRUE;
+}
 
-    switch (l->state) {
-    case LINK_WAIT_HELLO: {
-        guint8 nonce_a[NONCE_LEN];
-        g_autofree char *na = g_strndup(f[0], fl[0]);
-        if (type != MK_LINK_HELLO || !unhex(na, nonce_a, NONCE_LEN))
-            return FALSE;
-        gnutls_rnd(GNUTLS_RND_NONCE, l->nonce, NONCE_LEN);
-        g_autofree char *mac = hex_mac(ls->secret, "d", nonce_a, ls->name);
-        g_autofree char *mine = hex_of(l->nonce, NONCE_LEN);
-        l->state = LINK_WAIT_OK;
-        link_send_now(l, MK_LINK_AUTH, ls->name, mac, mine);
+/* Moves @l's handshake on (core/link.c); a refused peer is logged and
+ * counted. FALSE when @l was closed. Cluster thread. */
+static gboolean link_handshake(Link *l)
+{
+    g_autoptr(GError) error = NULL;
+    int r = mk_link_io_handshake(l->io, l->in, &error);
+    if (r == 0) {
+        link_update_watch(l);
         return TRUE;
     }
-    case LINK_WAIT_OK: {
-        if (type != MK_LINK_OK || n < 2)
-            return FALSE;
-        g_autofree char *name = g_strndup(f[0], fl[0]);
-        g_autofree char *mac = g_strndup(f[1], fl[1]);
-        g_autofree char *want = hex_mac(ls->secret, "a", l->nonce, name);
-        if (!mac_equal(mac, want) || g_strcmp0(name, l->node) != 0) {
-            g_warning("cluster: link to %s: the peer failed authentication", l->node);
-            return FALSE;
+    if (r < 0) {
+        if (error->code != MK_LINK_ERROR_CLOSED) {
+            g_warning("cluster: link %s %s refused: %s", l->outbound ? "to" : "from",
+                      l->node ? l->node : "an unknown peer", error->message);
+            mk_cluster_link_refused(l->links->cl, error->code);
+        } else {
+            g_debug("cluster: link %s %s: %s", l->outbound ? "to" : "from", l->node ? l->node : "?",
+                    error->message);
         }
-        g_mutex_lock(&l->lock);
-        l->state = LINK_UP;
-        g_mutex_unlock(&l->lock);
-        g_message("cluster: link to %s up", l->node);
-        return TRUE;
-    }
-    case LINK_WAIT_AUTH: {
-        if (type != MK_LINK_AUTH || n < 3)
-            return FALSE;
-        g_autofree char *name = g_strndup(f[0], fl[0]);
-        g_autofree char *mac = g_strndup(f[1], fl[1]);
-        g_autofree char *nd = g_strndup(f[2], fl[2]);
-        guint8 nonce_d[NONCE_LEN];
-        g_autofree char *want = hex_mac(ls->secret, "d", l->nonce, name);
-        if (!mac_equal(mac, want) || !unhex(nd, nonce_d, NONCE_LEN)) {
-            g_warning("cluster: link from %s refused: bad authentication", name);
-            return FALSE;
-        }
-        l->node = g_steal_pointer(&name);
-        l->state = LINK_UP;
-        g_autofree char *back = hex_mac(ls->secret, "a", nonce_d, ls->name);
-        link_send_now(l, MK_LINK_OK, ls->name, back, NULL);
-        g_message("cluster: link from %s up", l->node);
-        return TRUE;
-    }
-    case LINK_UP:
-        if (l->outbound)
-            return FALSE; /* a peer sends on its own link, not ours */
-        if (type == MK_LINK_STANZA)
-            return n == 3 && link_stanza(l, f, fl);
-        mk_cluster_link_frame(ls->cl, l->node, type, data, len);
-        return TRUE;
-    default:
+        link_close(l, NULL);
         return FALSE;
     }
+    if (!l->outbound)
+        l->node = g_strdup(mk_link_io_peer(l->io));
+    g_mutex_lock(&l->lock);
+    l->state = LINK_UP;
+    g_mutex_unlock(&l->lock);
+    g_message("cluster: link %s %s up%s", l->outbound ? "to" : "from", l->node,
+              l->links->tls ? " (TLS)" : "");
+    link_update_watch(l);
+    return TRUE;
 }
 
 /* ---- sockets ------------------------------------------------------------ */
+
+/* Reads what @l's socket holds into @l->in: one recv on plain TCP (as
+ * before TLS existed), until EAGAIN with TLS (GnuTLS hands out one record
+ * at a time and keeps the rest from the socket's readiness), under the
+ * link's lock then, as workers write on the same session. FALSE: closed. */
+static gboolean link_read(Link *l)
+{
+    guint8 buf[65536];
+    if (!l->links->tls) {
+        gssize n = mk_link_io_recv(l->io, buf, sizeof buf);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            link_close(l, n == 0 ? "closed by the peer" : g_strerror(errno));
+            return FALSE;
+        }
+        if (n > 0)
+            g_byte_array_append(l->in, buf, (guint)n);
+        return TRUE;
+    }
+    for (;;) {
+        g_mutex_lock(&l->lock);
+        gssize n = mk_link_io_recv(l->io, buf, sizeof buf);
+        int e = errno;
+        g_mutex_unlock(&l->lock);
+        if (n > 0) {
+            g_byte_array_append(l->in, buf, (guint)n);
+            continue;
+        }
+        if (n < 0 && (e == EAGAIN || e == EINTR))
+            return TRUE;
+        link_close(l, n == 0 ? "closed by the peer" : g_strerror(e));
+        return FALSE;
+    }
+}
 
 static gboolean link_dispatch(GSource *source, GSourceFunc cb, gpointer data)
 {
@@ -342,11 +258,15 @@ static gboolean link_dispatch(GSource *source, GSourceFunc cb, gpointer data)
             link_close(l, NULL);
             return G_SOURCE_CONTINUE;
         }
-        l->state = LINK_WAIT_HELLO;
-        link_update_watch(l);
+        l->state = LINK_HANDSHAKE;
+        link_handshake(l);
         return G_SOURCE_CONTINUE;
     }
-    if (cond & G_IO_OUT) {
+    if (l->state == LINK_HANDSHAKE) {
+        if (!link_handshake(l) || l->state != LINK_UP)
+            return G_SOURCE_CONTINUE;
+        cond = G_IO_IN; /* what came with or after the handshake's end */
+    } else if (cond & G_IO_OUT) {
         g_mutex_lock(&l->lock);
         gboolean ok = flush_locked(l);
         g_mutex_unlock(&l->lock);
@@ -357,34 +277,25 @@ static gboolean link_dispatch(GSource *source, GSourceFunc cb, gpointer data)
         link_update_watch(l);
     }
     if (cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)) {
-        guint8 buf[65536];
-        ssize_t n = recv(l->fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-            link_close(l, n == 0 ? "closed by the peer" : g_strerror(errno));
+        if (!link_read(l))
             return G_SOURCE_CONTINUE;
-        }
-        if (n > 0)
-            g_byte_array_append(l->in, buf, (guint)n);
         /* Every complete frame, then what was used goes in one move. */
         guint off = 0;
-        while (l->in->len - off >= 5) {
-            guint32 be;
-            memcpy(&be, l->in->data + off, 4);
-            guint32 len = ntohl(be);
-            if (len == 0 || len > FRAME_MAX) {
+        guint8 type;
+        const char *payload;
+        gsize len;
+        int got;
+        while ((got = mk_link_frame_next(l->in, &off, FRAME_MAX, &type, &payload, &len)) != 0) {
+            if (got < 0) {
                 link_close(l, "bad frame");
                 return G_SOURCE_CONTINUE;
             }
-            if (l->in->len - off < 4 + len)
-                break;
-            if (!link_frame(l, l->in->data[off + 4], (const char *)l->in->data + off + 5,
-                            len - 1)) {
+            if (!link_frame(l, type, payload, len)) {
                 link_close(l, "protocol error");
                 return G_SOURCE_CONTINUE;
             }
             if (l->fd < 0)
                 return G_SOURCE_CONTINUE;
-            off += 4 + len;
         }
         if (off)
             g_byte_array_remove_range(l->in, 0, off);
@@ -402,6 +313,8 @@ static void link_update_watch(Link *l)
     GIOCondition cond = G_IO_IN;
     if (l->state == LINK_CONNECTING)
         cond = G_IO_OUT;
+    else if (l->state == LINK_HANDSHAKE)
+        cond = mk_link_io_wants(l->io);
     g_mutex_lock(&l->lock);
     if (l->out->len)
         cond |= G_IO_OUT;
@@ -430,8 +343,7 @@ static void link_close(Link *l, const char *why)
         l->watch = NULL;
     }
     g_mutex_lock(&l->lock);
-    if (l->fd >= 0)
-        close(l->fd);
+    g_clear_pointer(&l->io, mk_link_io_free);
     l->fd = -1;
     l->state = LINK_DOWN;
     /* What was queued is gone with the connection; mod_mam has it if the
@@ -468,8 +380,7 @@ static void link_free(gpointer p)
         g_source_destroy(&l->watch->source);
         g_source_unref(&l->watch->source);
     }
-    if (l->fd >= 0)
-        close(l->fd);
+    mk_link_io_free(l->io);
     if (l->xs)
         mk_xml_stream_free(l->xs);
     g_byte_array_unref(l->in);
@@ -507,6 +418,7 @@ static void link_dial(Link *l)
     }
     g_mutex_lock(&l->lock);
     l->fd = fd;
+    l->io = mk_link_io_new(l->links->auth, fd, TRUE, l->node);
     l->state = LINK_CONNECTING;
     g_mutex_unlock(&l->lock);
     link_update_watch(l);
@@ -524,24 +436,28 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer data)
         setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         Link *l = link_new(ls, FALSE);
         l->fd = c;
-        l->state = LINK_WAIT_AUTH;
+        l->io = mk_link_io_new(ls->auth, c, FALSE, NULL);
+        l->state = LINK_HANDSHAKE;
         l->started = g_get_monotonic_time();
         g_ptr_array_add(ls->accepted, l);
-        gnutls_rnd(GNUTLS_RND_NONCE, l->nonce, NONCE_LEN);
-        g_autofree char *hex = hex_of(l->nonce, NONCE_LEN);
         link_update_watch(l);
-        link_send_now(l, MK_LINK_HELLO, hex, NULL, NULL);
+        link_handshake(l);
     }
     return G_SOURCE_CONTINUE;
 }
 
 MkLinks *mk_links_new(MkCluster *cl, GMainContext *ctx, const char *address, guint16 port,
-                      const char *name, const char *secret, GError **error)
+                      const char *name, const char *secret, const char *certfile,
+                      const char *keyfile, const char *cafile, GError **error)
 {
+    MkLinkAuth *auth = mk_link_auth_new("cluster", name, secret, certfile, keyfile, cafile, error);
+    if (!auth)
+        return NULL;
     g_autoptr(GInetAddress) ia = g_inet_address_new_from_string(address);
     if (!ia) {
         g_set_error(error, MK_CONFIG_ERROR, MK_CONFIG_ERROR_VALUE,
                     "[cluster] link_address \"%s\" is not an IP address", address);
+        mk_link_auth_free(auth);
         return NULL;
     }
     g_autoptr(GSocketAddress) sa = g_inet_socket_address_new(ia, port);
@@ -558,6 +474,7 @@ MkLinks *mk_links_new(MkCluster *cl, GMainContext *ctx, const char *address, gui
             close(fd);
         g_set_error(error, G_IO_ERROR, g_io_error_from_errno(e),
                     "cluster link listener on %s:%u: %s", address, port, g_strerror(e));
+        mk_link_auth_free(auth);
         return NULL;
     }
     struct sockaddr_storage bound;
@@ -566,8 +483,8 @@ MkLinks *mk_links_new(MkCluster *cl, GMainContext *ctx, const char *address, gui
     MkLinks *ls = g_new0(MkLinks, 1);
     ls->cl = cl;
     ls->ctx = ctx;
-    ls->name = g_strdup(name);
-    ls->secret = g_strdup(secret);
+    ls->auth = auth;
+    ls->tls = mk_link_auth_tls(auth);
     ls->lfd = fd;
     ls->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                  : ((struct sockaddr_in *)&bound)->sin_port);
@@ -720,7 +637,7 @@ gboolean mk_links_send(MkLinks *ls, const char *node, guint8 type, const char *a
         g_mutex_lock(&l->lock);
         if (l->state == LINK_UP && l->out->len < OUT_MAX) {
             gboolean was_empty = l->out->len == 0;
-            frame_append(l->out, type, a, b, c);
+            mk_link_frame_append(l->out, type, a, b, c);
             sent = TRUE;
             guint wi = w ? mk_worker_index(w) : G_N_ELEMENTS(l->flush);
             if (was_empty && wi < G_N_ELEMENTS(l->flush) && mk_worker_batching(w)) {
@@ -756,7 +673,6 @@ void mk_links_free(MkLinks *ls)
     g_hash_table_destroy(ls->peers);
     mk_xml_shared_free(ls->xml_shared);
     g_rw_lock_clear(&ls->lock);
-    g_free(ls->name);
-    g_free(ls->secret);
+    mk_link_auth_free(ls->auth);
     g_free(ls);
 }

@@ -64,6 +64,15 @@ void mk_cluster_metrics_init(MkServer *srv, MkCluster *cl, MkClusterMetrics *m)
         series(reg, "meerkat_cluster_session_updates_dropped_total",
                "Session updates not written because Redis had too many unanswered commands.",
                MK_METRIC_COUNTER, NULL, NULL);
+    /* By MkLinkError (mk-cluster.h); "closed" is not a refusal. */
+    static const char *const reasons[] = {NULL, "protocol", "tls", "certificate", "secret", "peer"};
+    for (guint i = 1; i < G_N_ELEMENTS(reasons); i++)
+        m->link_refused[i] =
+            series(reg, "meerkat_cluster_link_refused_total",
+                   "Node link handshakes refused, by reason (protocol: not a node link or plain "
+                   "TCP against TLS; certificate: not signed by link_cafile; secret: wrong "
+                   "cluster secret; peer: another node than the one dialled).",
+                   MK_METRIC_COUNTER, "reason", reasons[i]);
     mk_metrics_add_collector(reg, collect, cl);
 }
 

@@ -20,6 +20,7 @@ typedef struct {
     gpointer redis_reconnects; /* connections made after the first */
     gpointer redis_pending;    /* gauge */
     gpointer updates_dropped;  /* session writes dropped while Redis lagged */
+    gpointer link_refused[8];  /* peers refused, by MkLinkError code */
 } MkClusterMetrics;
 
 /* Registers the cluster's series for @cl in @srv's registry and its

@@ -1044,6 +1044,13 @@ void mk_cluster_resumed_elsewhere(MkCluster *cl, const char *previd, const char 
         g_debug("cluster: %s resumed %s of node %s, which is unreachable", bare, previd, node);
 }
 
+/* See cluster.h. Cluster thread. */
+void mk_cluster_link_refused(MkCluster *cl, int reason)
+{
+    if (reason > 0 && reason < (int)G_N_ELEMENTS(cl->metrics.link_refused))
+        mk_metric_add(cl->metrics.link_refused[reason], 1);
+}
+
 void mk_cluster_link_frame(MkCluster *cl, const char *node, guint8 type, const char *data,
                            gsize len)
 {
@@ -1109,8 +1116,8 @@ MkCluster *mk_cluster_start(MkServer *srv, const MkClusterConfig *cfg, GError **
     cl->loop = g_main_loop_new(cl->ctx, FALSE);
     cl->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     cl->dropped = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    cl->links =
-        mk_links_new(cl, cl->ctx, cfg->link_address, cfg->link_port, cfg->name, cfg->secret, error);
+    cl->links = mk_links_new(cl, cl->ctx, cfg->link_address, cfg->link_port, cfg->name, cfg->secret,
+                             cfg->link_certfile, cfg->link_keyfile, cfg->link_cafile, error);
     if (!cl->links) {
         g_main_loop_unref(cl->loop);
         g_main_context_unref(cl->ctx);

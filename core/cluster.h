@@ -76,11 +76,12 @@ gboolean mk_cluster_offline_recheck(MkCluster *cl, MkStanza *st);
 
 typedef struct MkLinks MkLinks;
 
-/* Link frame types (docs/clustering.md, Node links). */
+/* Link frame types (docs/clustering.md, Node links). The first three are
+ * the handshake's, sent and read by core/link.c (MK_LINK_FRAME_*). */
 enum {
-    MK_LINK_HELLO = 1,   /* acceptor -> dialer: nonce */
-    MK_LINK_AUTH = 2,    /* dialer -> acceptor: name, HMAC(secret, nonce . name) */
-    MK_LINK_OK = 3,      /* acceptor -> dialer */
+    MK_LINK_HELLO = 1,   /* acceptor -> dialer: name, nonce */
+    MK_LINK_AUTH = 2,    /* dialer -> acceptor: name, HMAC(secret, nonce . name), nonce */
+    MK_LINK_OK = 3,      /* acceptor -> dialer: HMAC(secret, nonce' . name) */
     MK_LINK_STANZA = 4,  /* target full JID, NUL, stanza XML */
     MK_LINK_CLOSE = 5,   /* target full JID, NUL, session id, NUL, stream error */
     MK_LINK_RELEASE = 6, /* resumption id, NUL, bare JID, NUL, h */
@@ -92,9 +93,11 @@ enum {
     MK_LINK_HOMED = 32, /* key, NUL, hops, NUL, stanza XML (cluster-home.c) */
 };
 
-/* Cluster thread: the listener on @address:@port (0 = any). */
+/* Cluster thread: the listener on @address:@port (0 = any); TLS when
+ * @certfile is set (core/link.c, mk_link_auth_new). */
 MkLinks *mk_links_new(MkCluster *cl, GMainContext *ctx, const char *address, guint16 port,
-                      const char *name, const char *secret, GError **error);
+                      const char *name, const char *secret, const char *certfile,
+                      const char *keyfile, const char *cafile, GError **error);
 guint16 mk_links_port(MkLinks *links);
 /* Cluster thread: a peer seen in Redis at @host:@port; dialled if new or moved. */
 void mk_links_peer_seen(MkLinks *links, const char *node, const char *host, guint16 port);
@@ -212,3 +215,7 @@ MkLinks *mk_cluster_links(MkCluster *cl);
 MkHomes *mk_cluster_homes(MkCluster *cl);
 /* The worker that handles @key's cluster work (a stable hash). */
 MkWorker *mk_cluster_worker_for(MkCluster *cl, const char *key);
+
+/* cluster.c, cluster thread: a peer's link was refused (a MkLinkError
+ * code): counted by reason. */
+void mk_cluster_link_refused(MkCluster *cl, int reason);

@@ -43,8 +43,9 @@ static const char *const auth_keys[] = {
     NULL,
 };
 static const char *const cluster_keys[] = {
-    "name",   "node_number",  "redis_host", "redis_port",     "redis_password",
-    "secret", "link_address", "link_port",  "link_advertise", NULL,
+    "name",         "node_number", "redis_host",     "redis_port", "redis_password", "secret",
+    "link_address", "link_port",   "link_advertise", "link_tls",   "link_certfile",  "link_keyfile",
+    "link_cafile",  NULL,
 };
 static const char *const storage_keys[] = {
     "driver", "database", "host", "port", "user", "password", "pool_size", NULL,
@@ -329,6 +330,9 @@ void mk_config_free(MkConfigData *cfg)
         g_free(cfg->cluster->secret);
         g_free(cfg->cluster->link_address);
         g_free(cfg->cluster->link_advertise);
+        g_free(cfg->cluster->link_certfile);
+        g_free(cfg->cluster->link_keyfile);
+        g_free(cfg->cluster->link_cafile);
         g_free(cfg->cluster);
     }
     g_free(cfg);
@@ -566,6 +570,24 @@ static gboolean load_cluster(MkConfigData *cfg, GKeyFile *kf, GError **error)
     cc->redis_password = get_string(kf, g, "redis_password", "");
     cc->link_address = get_string(kf, g, "link_address", "127.0.0.1");
     cc->link_advertise = get_string(kf, g, "link_advertise", cc->link_address);
+    static const char *const onoff[] = {"false", "true", NULL};
+    int tls;
+    if (!get_choice(f, kf, g, "link_tls", onoff, 0, &tls, error))
+        return FALSE;
+    cc->link_tls = tls == 1;
+    if (cc->link_tls) {
+        static const char *const files[] = {"link_certfile", "link_keyfile", "link_cafile"};
+        char **dest[] = {&cc->link_certfile, &cc->link_keyfile, &cc->link_cafile};
+        for (guint i = 0; i < G_N_ELEMENTS(files); i++) {
+            g_autofree char *v = get_raw(kf, g, files[i]);
+            if (!v || !*v) {
+                cfg_error(error, MK_CONFIG_ERROR_VALUE, f, g, files[i],
+                          "link_tls = true needs link_certfile, link_keyfile and link_cafile");
+                return FALSE;
+            }
+            *dest[i] = resolve_path(cfg->state_dir, v);
+        }
+    }
     return TRUE;
 }
 

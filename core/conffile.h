@@ -118,6 +118,10 @@ typedef struct {
     char *link_address;   /* where the node link listener binds */
     guint16 link_port;    /* 0 = any free port */
     char *link_advertise; /* the address peers dial; default link_address */
+    /* Node links in TLS (core/link.c): each node's certificate and key,
+     * and the CA that signed every node's; the secret still required. */
+    gboolean link_tls;
+    char *link_certfile, *link_keyfile, *link_cafile; /* absolute; NULL without TLS */
 } MkClusterConfig;
 
 typedef struct {

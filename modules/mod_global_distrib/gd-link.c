@@ -1,15 +1,17 @@
-/* Links between regions. Each node dials one TCP connection to a node
- * of every region it sends to (an endpoint that region advertises in
- * Redis) and writes only on it; what it receives comes on the
- * connections others dialled. So everything one node sends to a region
- * is one ordered byte stream.
+/* Links between regions. Each node keeps a small pool of connections
+ * (connections_per_endpoint) to every region it sends to, dialled to the
+ * endpoints that region advertises in Redis, and writes only on them;
+ * what it receives comes on the connections others dialled. A stanza
+ * goes on the connection its sender->recipient pair hashes to, so the
+ * order of one pair is the order of one byte stream.
  *
- * Frames: 4 bytes big-endian length, then a type byte and NUL-separated
- * fields. The acceptor opens with C (its region, a nonce); the dialer
- * answers A (its region, HMAC-SHA256(secret, "d" nonce region), its own
- * nonce); the acceptor proves the secret with B (HMAC(secret, "a"
- * nonce' its region)). Then the dialer sends S frames: hops, origin
- * region, the stanza as XML. */
+ * The socket, the optional TLS, the shared-secret handshake and the
+ * framing are the core's (mk_link_io_*, mk-cluster.h): the dialer
+ * expects the acceptor to announce the region it dialled. After the
+ * handshake the dialer sends S frames: hops, origin region, the stanza
+ * as XML.
+ *
+ * Thread: the module's ("mk-gdistrib"), all of it. */
 #define _GNU_SOURCE /* accept4 */
 #include "gd.h"
 #include <errno.h>
@@ -18,7 +20,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,22 +28,26 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define SWEEP_MS       250
+#define FRAME_STANZA   'S'
 
 typedef struct GdConn GdConn;
-typedef void (*GdFrameFunc)(GdConn *c, const char *frame, gsize len);
+typedef void (*GdFrameFunc)(GdConn *c, guint8 type, const char *data, gsize len);
+typedef void (*GdConnFunc)(GdConn *c);
 typedef void (*GdLostFunc)(GdConn *c, const char *why);
 
 /* One socket with its buffers. */
 struct GdConn {
     Gd *gd;
+    MkLinkIo *io; /* owns the socket */
     int fd;
     GSource *src;
     gpointer tag;
     GByteArray *in, *out;
     GdFrameFunc on_frame;
+    GdConnFunc on_up;
     GdLostFunc on_lost;
     gpointer owner;
-    gboolean connecting, dead;
+    gboolean connecting, up, dead;
 };
 
 typedef struct {
@@ -50,24 +55,32 @@ typedef struct {
     GdConn *conn;
 } ConnSource;
 
-typedef enum { R_IDLE, R_RESOLVING, R_CONNECTING, R_HANDSHAKE, R_UP } RemoteState;
+typedef enum { R_IDLE, R_RESOLVING, R_HANDSHAKE, R_UP } SlotState;
+
+/* One connection of a remote's pool, with the stanzas waiting for it. */
+typedef struct {
+    GdRemote *r;
+    guint index;
+    SlotState state;
+    GdConn *conn;
+    GQueue queue; /* GdItem, waiting for the link */
+    guint backoff_ms, attempt;
+    GSource *retry;
+    gboolean down_logged;
+} GdSlot;
 
 struct GdRemote {
     Gd *gd;
     char *host;
-    RemoteState state;
-    GdConn *conn;
-    GQueue queue; /* GdItem, waiting for the link */
-    char nonce[33];
-    guint backoff_ms, attempt;
-    GSource *retry, *sweep;
-    gboolean down_logged;
+    guint n;
+    GdSlot *slots;
+    guint queued; /* over all slots: bounded by queue_max */
+    GSource *sweep;
 };
 
 typedef struct {
     Gd *gd;
     GdConn *conn;
-    char nonce[33];
     char *peer; /* region, once authenticated */
 } GdInbound;
 
@@ -78,6 +91,8 @@ static void conn_update(GdConn *c)
     GIOCondition want = G_IO_IN | G_IO_HUP | G_IO_ERR;
     if (c->connecting || c->out->len)
         want |= G_IO_OUT;
+    else if (!c->up)
+        want |= mk_link_io_wants(c->io);
     g_source_modify_unix_fd(c->src, c->tag, want);
 }
 
@@ -91,11 +106,11 @@ static void conn_fail(GdConn *c, const char *why)
 
 static void conn_flush(GdConn *c)
 {
-    while (c->out->len && !c->dead) {
-        ssize_t n = send(c->fd, c->out->data, c->out->len, MSG_NOSIGNAL);
+    while (c->up && c->out->len && !c->dead) {
+        gssize n = mk_link_io_send(c->io, c->out->data, c->out->len);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n < 0 && errno == EAGAIN)
             break;
         if (n <= 0) {
             conn_fail(c, g_strerror(errno));
@@ -107,39 +122,70 @@ static void conn_flush(GdConn *c)
         conn_update(c);
 }
 
+/* Hands every complete frame in @c->in over. */
+static void conn_parse(GdConn *c)
+{
+    guint off = 0;
+    guint8 type;
+    const char *data;
+    gsize len;
+    int got;
+    while (!c->dead && (got = mk_link_frame_next(c->in, &off, MAX_FRAME, &type, &data, &len))) {
+        if (got < 0) {
+            conn_fail(c, "bad frame length");
+            return;
+        }
+        c->on_frame(c, type, data, len);
+    }
+    if (!c->dead && off)
+        g_byte_array_remove_range(c->in, 0, off);
+}
+
+/* Reads until the socket (and TLS) has nothing more. */
 static void conn_read(GdConn *c)
 {
     guint8 buf[16384];
-    for (int rounds = 0; rounds < 8 && !c->dead; rounds++) {
-        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+    while (!c->dead) {
+        gssize n = mk_link_io_recv(c->io, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n < 0 && errno == EAGAIN)
             break;
         if (n <= 0) {
             conn_fail(c, n == 0 ? "closed by peer" : g_strerror(errno));
             return;
         }
         g_byte_array_append(c->in, buf, (guint)n);
-        while (!c->dead && c->in->len >= 4) {
-            guint32 len = ((guint32)c->in->data[0] << 24) | ((guint32)c->in->data[1] << 16) |
-                          ((guint32)c->in->data[2] << 8) | c->in->data[3];
-            if (len == 0 || len > MAX_FRAME) {
-                conn_fail(c, "bad frame length");
-                return;
-            }
-            if (c->in->len < 4 + len)
-                break;
-            /* NUL-terminated copy: the fields are C strings. */
-            g_autofree char *frame = g_malloc(len + 1);
-            memcpy(frame, c->in->data + 4, len);
-            frame[len] = '\0';
-            g_byte_array_remove_range(c->in, 0, 4 + len);
-            c->on_frame(c, frame, len);
-        }
-        if ((gsize)n < sizeof buf)
-            break;
+        conn_parse(c);
     }
+}
+
+static const char *const refusal_reasons[] = {NULL,          "protocol", "tls",
+                                              "certificate", "secret",   "peer"};
+
+/* Moves the handshake on; a refused peer is logged and counted. */
+static void conn_handshake(GdConn *c)
+{
+    g_autoptr(GError) error = NULL;
+    int r = mk_link_io_handshake(c->io, c->in, &error);
+    if (r == 0) {
+        conn_update(c);
+        return;
+    }
+    if (r < 0) {
+        if (error->code > 0 && error->code < (int)G_N_ELEMENTS(refusal_reasons)) {
+            g_warning("mod_global_distrib: link refused: %s", error->message);
+            mk_counter_add(c->gd->c_refused[error->code], 1);
+        }
+        conn_fail(c, error->message);
+        return;
+    }
+    c->up = TRUE;
+    c->on_up(c);
+    if (!c->dead)
+        conn_parse(c);
+    if (!c->dead)
+        conn_flush(c);
 }
 
 static gboolean conn_dispatch(GSource *s, GSourceFunc cb, gpointer ud)
@@ -158,8 +204,14 @@ static gboolean conn_dispatch(GSource *s, GSourceFunc cb, gpointer ud)
             return G_SOURCE_CONTINUE;
         }
         c->connecting = FALSE;
-        conn_update(c);
+        conn_handshake(c);
         return G_SOURCE_CONTINUE;
+    }
+    if (!c->up) {
+        conn_handshake(c);
+        if (!c->up || c->dead)
+            return G_SOURCE_CONTINUE;
+        rev |= G_IO_IN; /* TLS may hold records that came with the end */
     }
     if (rev & (G_IO_IN | G_IO_HUP | G_IO_ERR))
         conn_read(c);
@@ -170,18 +222,20 @@ static gboolean conn_dispatch(GSource *s, GSourceFunc cb, gpointer ud)
 
 static GSourceFuncs conn_funcs = {.dispatch = conn_dispatch};
 
-static GdConn *conn_new(Gd *gd, int fd, gboolean connecting, GdFrameFunc on_frame,
-                        GdLostFunc on_lost, gpointer owner)
+static GdConn *conn_new(Gd *gd, int fd, gboolean dialer, const char *expect, GdFrameFunc on_frame,
+                        GdConnFunc on_up, GdLostFunc on_lost, gpointer owner)
 {
     GdConn *c = g_new0(GdConn, 1);
     c->gd = gd;
     c->fd = fd;
+    c->io = mk_link_io_new(gd->link_auth, fd, dialer, expect);
     c->in = g_byte_array_new();
     c->out = g_byte_array_new();
     c->on_frame = on_frame;
+    c->on_up = on_up;
     c->on_lost = on_lost;
     c->owner = owner;
-    c->connecting = connecting;
+    c->connecting = dialer;
     c->src = g_source_new(&conn_funcs, sizeof(ConnSource));
     ((ConnSource *)c->src)->conn = c;
     c->tag = g_source_add_unix_fd(c->src, fd, G_IO_IN);
@@ -196,7 +250,7 @@ static void conn_free(GdConn *c)
         return;
     g_source_destroy(c->src);
     g_source_unref(c->src);
-    close(c->fd);
+    mk_link_io_free(c->io);
     g_byte_array_unref(c->in);
     g_byte_array_unref(c->out);
     g_free(c);
@@ -221,76 +275,9 @@ static void conn_free_later(Gd *gd, GdConn *c)
     g_source_unref(idle);
 }
 
-/* Appends one frame: @type and the fields, NUL-separated. */
-static void conn_frame(GdConn *c, char type, const char *const *fields, const char *tail,
-                       gsize tail_len)
-{
-    GString *f = g_string_new(NULL);
-    g_string_append_c(f, type);
-    for (guint i = 0; fields && fields[i]; i++) {
-        g_string_append(f, fields[i]);
-        g_string_append_c(f, '\0');
-    }
-    if (tail)
-        g_string_append_len(f, tail, (gssize)tail_len);
-    guint8 hdr[4] = {(guint8)(f->len >> 24), (guint8)(f->len >> 16), (guint8)(f->len >> 8),
-                     (guint8)f->len};
-    g_byte_array_append(c->out, hdr, 4);
-    g_byte_array_append(c->out, (guint8 *)f->str, (guint)f->len);
-    g_string_free(f, TRUE);
-    conn_flush(c);
-}
-
-/* Splits a frame after its type byte into @n NUL-terminated fields; the
- * last one takes the rest. FALSE when there are fewer. */
-static gboolean frame_fields(const char *frame, gsize len, const char **out, guint n)
-{
-    const char *p = frame + 1, *end = frame + len;
-    for (guint i = 0; i < n; i++) {
-        if (p > end)
-            return FALSE;
-        out[i] = p;
-        if (i + 1 < n) {
-            const char *z = memchr(p, '\0', (gsize)(end - p));
-            if (!z)
-                return FALSE;
-            p = z + 1;
-        }
-    }
-    return TRUE;
-}
-
-/* ---- authentication ----------------------------------------------------- */
-
-static void make_nonce(char out[33])
-{
-    guint8 raw[16];
-    if (getrandom(raw, sizeof raw, 0) != sizeof raw)
-        for (guint i = 0; i < sizeof raw; i++)
-            raw[i] = (guint8)g_random_int();
-    for (guint i = 0; i < sizeof raw; i++)
-        g_snprintf(out + 2 * i, 3, "%02x", raw[i]);
-}
-
-static char *proof(Gd *gd, const char *role, const char *nonce, const char *name)
-{
-    g_autofree char *msg = g_strconcat(role, nonce, name, NULL);
-    return g_compute_hmac_for_string(G_CHECKSUM_SHA256, (const guchar *)gd->secret,
-                                     strlen(gd->secret), msg, -1);
-}
-
-static gboolean same_secret(const char *a, const char *b)
-{
-    gsize la = strlen(a), lb = strlen(b);
-    guint diff = la != lb;
-    for (gsize i = 0; i < MIN(la, lb); i++)
-        diff |= (guint)(a[i] ^ b[i]);
-    return diff == 0;
-}
-
 /* ---- outgoing links ------------------------------------------------------- */
 
-static void remote_connect(GdRemote *r);
+static void slot_connect(GdSlot *s);
 
 static void sweep_stop(GdRemote *r)
 {
@@ -301,54 +288,58 @@ static void sweep_stop(GdRemote *r)
     }
 }
 
-static void queued_add(Gd *gd, gint64 n)
+static void queued_add(GdRemote *r, gint64 n)
 {
-    mk_gauge_add(gd->g_queued, n);
+    r->queued = (guint)((gint64)r->queued + n);
+    mk_gauge_add(r->gd->g_queued, n);
+    if (!r->queued)
+        sweep_stop(r);
 }
 
-/* Writes @item on @r's open link. */
-static void remote_write(GdRemote *r, GdItem *item)
+/* Writes @item on @s's open link. */
+static void slot_write(GdSlot *s, GdItem *item)
 {
-    Gd *gd = r->gd;
+    Gd *gd = s->r->gd;
     g_autofree char *xml = mk_xml_to_string(mk_stanza_xml(item->stanza), NULL);
     g_autofree char *hops = g_strdup_printf("%d", item->hops + 1);
-    const char *fields[] = {hops, item->origin ? item->origin : gd->local_host, NULL};
-    conn_frame(r->conn, 'S', fields, xml, strlen(xml));
-    GdRegionMetrics *m = gd_region_metrics(gd, r->host);
+    mk_link_frame_append(s->conn->out, FRAME_STANZA, hops,
+                         item->origin ? item->origin : gd->local_host, xml);
+    conn_flush(s->conn);
+    GdRegionMetrics *m = gd_region_metrics(gd, s->r->host);
     mk_counter_add(m->out, 1);
     if (item->queued_at)
         mk_histogram_observe(m->queue_time,
                              (double)(g_get_monotonic_time() - item->queued_at) / 1e6);
 }
 
-static void remote_drain(GdRemote *r)
+static void slot_drain(GdSlot *s)
 {
     GdItem *item;
-    while (r->state == R_UP && r->conn && !r->conn->dead && (item = g_queue_pop_head(&r->queue))) {
-        queued_add(r->gd, -1);
-        remote_write(r, item);
+    while (s->state == R_UP && s->conn && !s->conn->dead && (item = g_queue_pop_head(&s->queue))) {
+        queued_add(s->r, -1);
+        slot_write(s, item);
         gd_item_free(item);
     }
-    if (g_queue_is_empty(&r->queue))
-        sweep_stop(r);
 }
 
-/* Everything queued for @r goes where a region that cannot be reached
- * sends it: here (docs/mod_global_distrib.md, "Losing a region"). */
+/* What waited too long for @r (everything when @all) goes where a region
+ * that cannot be reached sends it: here (docs/mod_global_distrib.md,
+ * "Losing a region"). */
 static void remote_give_up(GdRemote *r, gboolean all)
 {
     gint64 now = g_get_monotonic_time();
-    GdItem *item;
-    while ((item = g_queue_peek_head(&r->queue))) {
-        if (!all && now - item->queued_at < r->gd->queue_timeout_us)
-            break;
-        g_queue_pop_head(&r->queue);
-        queued_add(r->gd, -1);
-        mk_counter_add(r->gd->c_unreachable, 1);
-        gd_deliver_here(r->gd, item);
+    for (guint i = 0; i < r->n; i++) {
+        GdSlot *s = &r->slots[i];
+        GdItem *item;
+        while ((item = g_queue_peek_head(&s->queue))) {
+            if (!all && now - item->queued_at < r->gd->queue_timeout_us)
+                break;
+            g_queue_pop_head(&s->queue);
+            queued_add(r, -1);
+            mk_counter_add(r->gd->c_unreachable, 1);
+            gd_deliver_here(r->gd, item);
+        }
     }
-    if (g_queue_is_empty(&r->queue))
-        sweep_stop(r);
 }
 
 static gboolean on_sweep(gpointer data)
@@ -359,75 +350,65 @@ static gboolean on_sweep(gpointer data)
 
 static gboolean on_retry(gpointer data)
 {
-    GdRemote *r = data;
-    g_source_unref(r->retry);
-    r->retry = NULL;
-    if (!g_queue_is_empty(&r->queue)) {
-        mk_counter_add(gd_region_metrics(r->gd, r->host)->reconnects, 1);
-        remote_connect(r);
+    GdSlot *s = data;
+    g_source_unref(s->retry);
+    s->retry = NULL;
+    if (!g_queue_is_empty(&s->queue)) {
+        mk_counter_add(gd_region_metrics(s->r->gd, s->r->host)->reconnects, 1);
+        slot_connect(s);
     }
     return G_SOURCE_REMOVE;
 }
 
-static void remote_schedule_retry(GdRemote *r)
+/* Dials again after a backoff doubling from 100 ms to 5 s. */
+static void slot_schedule_retry(GdSlot *s)
 {
-    if (r->retry || r->gd->stopping)
+    Gd *gd = s->r->gd;
+    if (s->retry || gd->stopping)
         return;
-    r->backoff_ms = r->backoff_ms ? MIN(r->backoff_ms * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
-    r->retry = g_timeout_source_new(r->backoff_ms);
-    g_source_set_callback(r->retry, on_retry, r, NULL);
-    g_source_attach(r->retry, r->gd->ctx);
+    s->backoff_ms = s->backoff_ms ? MIN(s->backoff_ms * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
+    s->retry = g_timeout_source_new(s->backoff_ms);
+    g_source_set_callback(s->retry, on_retry, s, NULL);
+    g_source_attach(s->retry, gd->ctx);
 }
 
-static void remote_lost(GdConn *c, const char *why)
+static void slot_lost(GdConn *c, const char *why)
 {
-    GdRemote *r = c->owner;
-    Gd *gd = r->gd;
-    if (r->state == R_UP) {
+    GdSlot *s = c->owner;
+    Gd *gd = s->r->gd;
+    if (s->state == R_UP) {
         mk_gauge_add(gd->g_links_up, -1);
-        g_warning("mod_global_distrib: link to region %s lost: %s", r->host, why);
-    } else if (!r->down_logged) {
-        g_warning("mod_global_distrib: cannot link to region %s: %s (retrying)", r->host, why);
+        g_warning("mod_global_distrib: link %u to region %s lost: %s", s->index, s->r->host, why);
+    } else if (!s->down_logged) {
+        g_warning("mod_global_distrib: cannot link to region %s: %s (retrying)", s->r->host, why);
     }
-    r->down_logged = TRUE;
-    mk_counter_add(gd_region_metrics(gd, r->host)->link_errors, 1);
-    conn_free_later(gd, r->conn);
-    r->conn = NULL;
-    r->state = R_IDLE;
-    remote_schedule_retry(r);
+    s->down_logged = TRUE;
+    mk_counter_add(gd_region_metrics(gd, s->r->host)->link_errors, 1);
+    conn_free_later(gd, s->conn);
+    s->conn = NULL;
+    s->state = R_IDLE;
+    slot_schedule_retry(s);
 }
 
-static void remote_frame(GdConn *c, const char *frame, gsize len)
+static void slot_up(GdConn *c)
 {
-    GdRemote *r = c->owner;
-    Gd *gd = r->gd;
-    const char *f[2];
-    if (r->state == R_HANDSHAKE && frame[0] == 'C' && frame_fields(frame, len, f, 2)) {
-        if (g_strcmp0(f[0], r->host) != 0) {
-            conn_fail(c, "the endpoint belongs to another region");
-            return;
-        }
-        g_autofree char *mac = proof(gd, "d", f[1], gd->local_host);
-        make_nonce(r->nonce);
-        const char *fields[] = {gd->local_host, mac, r->nonce, NULL};
-        conn_frame(c, 'A', fields, NULL, 0);
-        return;
-    }
-    if (r->state == R_HANDSHAKE && frame[0] == 'B' && frame_fields(frame, len, f, 1)) {
-        g_autofree char *want = proof(gd, "a", r->nonce, r->host);
-        if (!same_secret(want, f[0])) {
-            conn_fail(c, "the peer does not know the shared secret");
-            return;
-        }
-        r->state = R_UP;
-        r->backoff_ms = 0;
-        r->down_logged = FALSE;
-        mk_gauge_add(gd->g_links_up, 1);
-        g_message("mod_global_distrib: link to region %s up", r->host);
-        remote_drain(r);
-        return;
-    }
-    conn_fail(c, "unexpected frame");
+    GdSlot *s = c->owner;
+    Gd *gd = s->r->gd;
+    s->state = R_UP;
+    s->backoff_ms = 0;
+    s->down_logged = FALSE;
+    mk_gauge_add(gd->g_links_up, 1);
+    g_message("mod_global_distrib: link %u to region %s up%s", s->index, s->r->host,
+              mk_link_auth_tls(gd->link_auth) ? " (TLS)" : "");
+    slot_drain(s);
+}
+
+static void slot_frame(GdConn *c, guint8 type, const char *data, gsize len)
+{
+    (void)type;
+    (void)data;
+    (void)len;
+    conn_fail(c, "unexpected frame"); /* the acceptor only reads */
 }
 
 static int dial(const char *endpoint, GError **error)
@@ -467,54 +448,72 @@ static void on_endpoints(Gd *gd, char **values, gpointer data)
     /* Stopping: the remotes may be gone already (gd_links_close). */
     if (g_atomic_int_get(&gd->stopping))
         return;
-    GdRemote *r = data;
-    if (r->state != R_RESOLVING)
+    GdSlot *s = data;
+    GdRemote *r = s->r;
+    if (s->state != R_RESOLVING)
         return;
-    r->state = R_IDLE;
+    s->state = R_IDLE;
     guint n = values ? g_strv_length(values) : 0;
     if (n == 0) {
         /* No live node advertises that region: it is gone (or Redis is). */
-        if (!r->down_logged)
+        if (!s->down_logged)
             g_warning("mod_global_distrib: region %s advertises no endpoint%s", r->host,
                       values ? "" : " (global Redis unreachable)");
-        r->down_logged = TRUE;
+        s->down_logged = TRUE;
         mk_counter_add(gd_region_metrics(gd, r->host)->link_errors, 1);
         remote_give_up(r, TRUE);
-        remote_schedule_retry(r);
+        slot_schedule_retry(s);
         return;
     }
-    const char *ep = values[r->attempt++ % n];
+    /* The pool's connections spread over the region's endpoints. */
+    const char *ep = values[(s->attempt++ + s->index) % n];
     g_autoptr(GError) error = NULL;
     int fd = dial(ep, &error);
     if (fd < 0) {
-        GdConn tmp = {.owner = r};
-        remote_lost(&tmp, error->message);
+        GdConn tmp = {.owner = s};
+        slot_lost(&tmp, error->message);
         return;
     }
-    r->state = R_HANDSHAKE;
-    r->conn = conn_new(gd, fd, TRUE, remote_frame, remote_lost, r);
+    s->state = R_HANDSHAKE;
+    s->conn = conn_new(gd, fd, TRUE, r->host, slot_frame, slot_up, slot_lost, s);
 }
 
-static void remote_connect(GdRemote *r)
+static void slot_connect(GdSlot *s)
 {
-    if (r->state != R_IDLE || r->gd->stopping)
+    if (s->state != R_IDLE || s->r->gd->stopping)
         return;
-    r->state = R_RESOLVING;
-    gd_redis_endpoints(r->gd, r->host, on_endpoints, r, NULL);
+    s->state = R_RESOLVING;
+    gd_redis_endpoints(s->r->gd, s->r->host, on_endpoints, s, NULL);
 }
 
 static void remote_free(gpointer data)
 {
     GdRemote *r = data;
-    if (r->retry) {
-        g_source_destroy(r->retry);
-        g_source_unref(r->retry);
+    for (guint i = 0; i < r->n; i++) {
+        if (r->slots[i].retry) {
+            g_source_destroy(r->slots[i].retry);
+            g_source_unref(r->slots[i].retry);
+        }
     }
-    sweep_stop(r);
     remote_give_up(r, TRUE);
-    conn_free(r->conn);
+    sweep_stop(r);
+    for (guint i = 0; i < r->n; i++)
+        conn_free(r->slots[i].conn);
+    g_free(r->slots);
     g_free(r->host);
     g_free(r);
+}
+
+/* The pool's connection for @st: its sender's and recipient's bare JIDs
+ * hashed, so that one pair's stanzas keep their order. */
+static guint slot_of(GdRemote *r, MkStanza *st)
+{
+    if (r->n == 1)
+        return 0;
+    MkJid *from = mk_stanza_from(st), *to = mk_stanza_to(st);
+    guint h = from ? g_str_hash(mk_jid_bare_string(from)) : 0;
+    h = h * 31 + (to ? g_str_hash(mk_jid_bare_string(to)) : 0);
+    return h % r->n;
 }
 
 void gd_link_send(Gd *gd, const char *host, GdItem *item)
@@ -524,16 +523,23 @@ void gd_link_send(Gd *gd, const char *host, GdItem *item)
         r = g_new0(GdRemote, 1);
         r->gd = gd;
         r->host = g_strdup(host);
-        g_queue_init(&r->queue);
+        r->n = gd->pool;
+        r->slots = g_new0(GdSlot, r->n);
+        for (guint i = 0; i < r->n; i++) {
+            r->slots[i].r = r;
+            r->slots[i].index = i;
+            g_queue_init(&r->slots[i].queue);
+        }
         g_hash_table_insert(gd->remotes, r->host, r);
     }
-    if (r->state == R_UP && g_queue_is_empty(&r->queue) && r->conn->out->len < MAX_OUT) {
-        remote_write(r, item);
+    GdSlot *s = &r->slots[slot_of(r, item->stanza)];
+    if (s->state == R_UP && g_queue_is_empty(&s->queue) && s->conn->out->len < MAX_OUT) {
+        slot_write(s, item);
         gd_item_free(item);
         return;
     }
     /* A full queue, or a link whose peer stopped reading. */
-    if (g_queue_get_length(&r->queue) >= gd->queue_max || r->state == R_UP) {
+    if (r->queued >= gd->queue_max || s->state == R_UP) {
         mk_counter_add(gd->c_queue_full, 1);
         g_autoptr(MkStanza) err = mk_stanza_new_error_reply(
             item->stanza, MK_ERR_RESOURCE_CONSTRAINT, "the queue to the user's region is full");
@@ -543,17 +549,15 @@ void gd_link_send(Gd *gd, const char *host, GdItem *item)
         return;
     }
     item->queued_at = g_get_monotonic_time();
-    g_queue_push_tail(&r->queue, item);
-    queued_add(gd, 1);
+    g_queue_push_tail(&s->queue, item);
+    queued_add(r, 1);
     if (!r->sweep) {
         r->sweep = g_timeout_source_new(SWEEP_MS);
         g_source_set_callback(r->sweep, on_sweep, r, NULL);
         g_source_attach(r->sweep, gd->ctx);
     }
-    if (r->state == R_UP)
-        remote_drain(r);
-    else if (!r->retry)
-        remote_connect(r);
+    if (!s->retry)
+        slot_connect(s);
 }
 
 /* ---- accepted links ---------------------------------------------------- */
@@ -572,41 +576,36 @@ static void inbound_lost(GdConn *c, const char *why)
     g_free(in);
 }
 
-static void inbound_frame(GdConn *c, const char *frame, gsize len)
+static void inbound_up(GdConn *c)
+{
+    GdInbound *in = c->owner;
+    in->peer = g_strdup(mk_link_io_peer(c->io));
+    g_message("mod_global_distrib: link from region %s up%s", in->peer,
+              mk_link_auth_tls(in->gd->link_auth) ? " (TLS)" : "");
+}
+
+static void inbound_frame(GdConn *c, guint8 type, const char *data, gsize len)
 {
     GdInbound *in = c->owner;
     Gd *gd = in->gd;
     const char *f[3];
-    if (!in->peer && frame[0] == 'A' && frame_fields(frame, len, f, 3)) {
-        g_autofree char *want = proof(gd, "d", in->nonce, f[0]);
-        if (!same_secret(want, f[1])) {
-            g_warning("mod_global_distrib: a link claiming region %s failed authentication", f[0]);
-            conn_fail(c, "bad proof");
-            return;
-        }
-        in->peer = g_strdup(f[0]);
-        g_autofree char *mac = proof(gd, "a", f[2], gd->local_host);
-        const char *fields[] = {mac, NULL};
-        conn_frame(c, 'B', fields, NULL, 0);
-        g_message("mod_global_distrib: link from region %s up", in->peer);
+    gsize fl[3];
+    if (type != FRAME_STANZA || mk_link_frame_fields(data, len, f, fl, 3) != 3) {
+        conn_fail(c, "unexpected frame");
         return;
     }
-    if (in->peer && frame[0] == 'S' && frame_fields(frame, len, f, 3)) {
-        int hops = atoi(f[0]);
-        gsize xml_len = len - (gsize)(f[2] - frame);
-        g_autoptr(GError) error = NULL;
-        g_autoptr(MkXml) xml = mk_xml_parse(f[2], (gssize)xml_len, &error);
-        g_autoptr(MkStanza) st = xml ? mk_stanza_new(xml, &error) : NULL;
-        if (!st) {
-            g_warning("mod_global_distrib: dropping a stanza from region %s: %s", in->peer,
-                      error ? error->message : "not a stanza");
-            return;
-        }
-        mk_counter_add(gd_region_metrics(gd, in->peer)->in, 1);
-        gd_received(gd, st, f[1], hops, in->peer);
+    g_autofree char *hops = g_strndup(f[0], fl[0]);
+    g_autofree char *origin = g_strndup(f[1], fl[1]);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(MkXml) xml = mk_xml_parse(f[2], (gssize)fl[2], &error);
+    g_autoptr(MkStanza) st = xml ? mk_stanza_new(xml, &error) : NULL;
+    if (!st) {
+        g_warning("mod_global_distrib: dropping a stanza from region %s: %s", in->peer,
+                  error ? error->message : "not a stanza");
         return;
     }
-    conn_fail(c, "unexpected frame");
+    mk_counter_add(gd_region_metrics(gd, in->peer)->in, 1);
+    gd_received(gd, st, origin, atoi(hops), in->peer);
 }
 
 static gboolean on_accept(gint fd_, GIOCondition cond, gpointer data)
@@ -622,17 +621,29 @@ static gboolean on_accept(gint fd_, GIOCondition cond, gpointer data)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         GdInbound *in = g_new0(GdInbound, 1);
         in->gd = gd;
-        make_nonce(in->nonce);
-        in->conn = conn_new(gd, fd, FALSE, inbound_frame, inbound_lost, in);
         g_ptr_array_add(gd->inbound, in);
-        const char *fields[] = {gd->local_host, in->nonce, NULL};
-        conn_frame(in->conn, 'C', fields, NULL, 0);
+        in->conn = conn_new(gd, fd, FALSE, NULL, inbound_frame, inbound_up, inbound_lost, in);
+        conn_handshake(in->conn);
     }
     return G_SOURCE_CONTINUE;
 }
 
 gboolean gd_links_listen(Gd *gd, GError **error)
 {
+    MkModule *mod = gd->mod;
+    gboolean tls = mk_config_get_bool(mod, "link_tls");
+    gd->link_auth = mk_link_auth_new("mod_global_distrib", gd->local_host, gd->secret,
+                                     tls ? mk_config_get_string(mod, "link_certfile") : NULL,
+                                     mk_config_get_string(mod, "link_keyfile"),
+                                     mk_config_get_string(mod, "link_cafile"), error);
+    if (!gd->link_auth)
+        return FALSE;
+    if (tls && !mk_link_auth_tls(gd->link_auth)) {
+        g_set_error(error, MK_MODULE_ERROR, MK_MODULE_ERROR_START,
+                    "mod_global_distrib: link_tls = true needs link_certfile, link_keyfile and "
+                    "link_cafile");
+        return FALSE;
+    }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
     struct addrinfo *ai = NULL;
     g_autofree char *port = g_strdup_printf("%d", gd->listen_port);
@@ -687,4 +698,5 @@ void gd_links_close(Gd *gd)
     if (gd->inbound)
         g_ptr_array_free(gd->inbound, TRUE);
     gd->inbound = NULL;
+    g_clear_pointer(&gd->link_auth, mk_link_auth_free);
 }

@@ -76,6 +76,10 @@ struct Gd {
     GPtrArray *inbound;     /* accepted links (GdInbound) */
     int listen_fd;
     GSource *listen_src, *refresh_src;
+
+    MkLinkAuth *link_auth;   /* name, secret, TLS of the links (module thread) */
+    guint pool;              /* connections per remote region */
+    MkCounter *c_refused[6]; /* links refused, by MkLinkError */
 };
 
 /* gd-redis.c (module thread) */
@@ -106,7 +110,7 @@ void gd_deliver_here(Gd *gd, GdItem *item);
 void gd_received(Gd *gd, MkStanza *st, const char *origin, int hops, const char *peer);
 void gd_invalidate(Gd *gd, const char *jid);
 
-/* gd-link.c (module thread) */
+/* gd-link.c (module thread; gd_links_listen on the main thread at start) */
 gboolean gd_links_listen(Gd *gd, GError **error);
 void gd_links_close(Gd *gd);
 void gd_link_send(Gd *gd, const char *host, GdItem *item);

@@ -581,6 +581,14 @@ static void make_metrics(Gd *gd, MkModule *mod)
     gd->g_queued =
         mk_gauge_new(mod, "queued", "stanzas waiting for a link to another region", NULL);
     gd->g_links_up = mk_gauge_new(mod, "links_up", "links to other regions that are up", NULL);
+    /* By MkLinkError (mk-cluster.h); a closed connection is not a refusal. */
+    static const char *const reasons[] = {NULL, "protocol", "tls", "certificate", "secret", "peer"};
+    for (guint i = 1; i < G_N_ELEMENTS(reasons); i++) {
+        const char *labels[] = {"reason", reasons[i], NULL};
+        gd->c_refused[i] = mk_counter_new_full(
+            mod, "link_refused", "link handshakes refused (certificate, secret, protocol...)",
+            labels);
+    }
     static const double bounds[] = {0.001, 0.005, 0.02, 0.1, 0.5, 2, 10};
     gd->regions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     const char *const *names = mk_config_get_strv(mod, "regions");
@@ -682,6 +690,7 @@ static gboolean gd_start(MkModule *mod, GError **error)
     gd->refresh_after = refresh;
     gd->hop_limit = (int)mk_config_get_int(mod, "hop_limit");
     gd->queue_max = (guint)mk_config_get_int(mod, "queue_max");
+    gd->pool = (guint)mk_config_get_int(mod, "connections_per_endpoint");
     gd->queue_timeout_us = mk_config_get_int(mod, "queue_timeout_ms") * 1000;
     gd->bounce_interval_ms = (guint)mk_config_get_int(mod, "bounce_interval_ms");
     gd->bounce_retries = (guint)mk_config_get_int(mod, "bounce_retries");
@@ -765,6 +774,14 @@ static const MkConfigKey gd_keys[] = {
     {"cache_max_jids", MK_CONFIG_INT, "10000", 1, 10000000, "mapping entries each node caches"},
     {"cache_lifetime_ms", MK_CONFIG_INT, "5000", 0, 3600000,
      "how long a cached mapping entry is trusted (changes also invalidate it)"},
+    {"connections_per_endpoint", MK_CONFIG_INT, "2", 1, 64,
+     "connections each node keeps to every other region (a sender->recipient pair always "
+     "uses the same one)"},
+    {"link_tls", MK_CONFIG_BOOL, "false", 0, 0,
+     "links in TLS, both sides presenting a certificate that link_cafile signed"},
+    {"link_certfile", MK_CONFIG_STRING, "", 0, 0, "this node's certificate (PEM)"},
+    {"link_keyfile", MK_CONFIG_STRING, "", 0, 0, "its key (PEM)"},
+    {"link_cafile", MK_CONFIG_STRING, "", 0, 0, "the CA that signs every region's certificates"},
     MK_CONFIG_KEYS_END,
 };
 

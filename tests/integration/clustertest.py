@@ -105,7 +105,8 @@ class Node:
 
     http = Server.http
 
-    def __init__(self, name, number, redis, pg, modules, workers=2):
+    def __init__(self, name, number, redis, pg, modules, workers=2, cluster_keys=None,
+                 secret=SECRET):
         self.name = name
         self.number = number
         self.dir = tempfile.mkdtemp(prefix="mk-node-%s." % name)
@@ -155,7 +156,7 @@ redis_port = %(redis)d
 secret = %(secret)s
 link_address = 127.0.0.1
 link_port = %(link)d
-
+%(extra)s
 [metrics]
 textfile = metrics.prom
 
@@ -165,8 +166,9 @@ address = 127.0.0.1
 port = %(http)d
 """ % {"domain": DOMAIN, "state": self.state, "workers": workers, "pgport": pg.port,
        "moddir": os.path.join(TOP_BUILDDIR, "modules", ".libs"), "port": self.port,
-       "name": name, "number": number, "redis": redis.port, "secret": SECRET,
-       "link": self.link_port, "http": self.http_port})
+       "name": name, "number": number, "redis": redis.port, "secret": secret,
+       "link": self.link_port, "http": self.http_port,
+       "extra": "".join("%s = %s\n" % kv for kv in (cluster_keys or {}).items())})
         self.log_path = os.path.join(self.dir, "meerkatd.log")
         self.proc = None
         self.start()
@@ -274,4 +276,35 @@ def register(pg, user, password="secret"):
     return "%s@%s" % (user, DOMAIN)
 
 
-__all__ = ["Redis", "Node", "Pg", "register", "wait_for", "SECRET"]
+class Certs:
+    """A throwaway CA and certificates it signs (openssl, ECDSA P-256), in
+    a temporary directory: make(name) -> (certfile, keyfile); a second CA
+    (self.other) signs certificates the first does not trust."""
+
+    def __init__(self, dir=None, cn="mk-test-ca"):
+        self.dir = dir or tempfile.mkdtemp(prefix="mk-certs.")
+        self.ca = os.path.join(self.dir, cn + ".crt")
+        self.ca_key = os.path.join(self.dir, cn + ".key")
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                      "-nodes", "-keyout", self.ca_key, "-out", self.ca, "-subj", "/CN=" + cn,
+                      "-days", "2")
+
+    def _openssl(self, *args):
+        subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    def make(self, name):
+        crt = os.path.join(self.dir, name + ".crt")
+        key = os.path.join(self.dir, name + ".key")
+        csr = os.path.join(self.dir, name + ".csr")
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+                      "-CAcreateserial", "-out", crt, "-days", "2")
+        return crt, key
+
+    def stop(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+__all__ = ["Redis", "Node", "Pg", "Certs", "register", "wait_for", "SECRET"]

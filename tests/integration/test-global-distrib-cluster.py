@@ -133,7 +133,9 @@ def main():
                     "mod_global_distrib": gd_conf("eu", gredis, free_port())}
             eu.append(Node(name, i + 1, credis, pg, mods))
         us = Server({"mod_roster": None, "mod_offline": None,
-                     "mod_global_distrib": gd_conf("us", gredis, free_port())})
+                     # One connection: the failover below kills the node it goes to.
+                     "mod_global_distrib": gd_conf("us", gredis, free_port(),
+                                                   connections_per_endpoint=1)})
         for u in USERS:
             register(pg, u)
             us.register(u)

@@ -7,8 +7,10 @@ order and once, an IQ to a full JID in the other region and its result,
 a presence subscription across regions, the hop limit on an artificial
 loop, a user who moves between regions in the middle of a conversation
 (nothing lost, nothing twice), offline storage in the user's home
-region, and the loss of a region (kill -9). Skipped without
-redis-server. Prints TAP; ignores --tap."""
+region, and the loss of a region (kill -9). The links run in TLS (link_tls, certificates made
+here with openssl) when openssl is there; test-global-distrib-cluster.py
+keeps the plain links. Skipped without redis-server. Prints TAP; ignores
+--tap."""
 import os
 import shutil
 import sys
@@ -16,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import (NS_CLIENT, Client, Server, Tap, error_condition, free_port, is_presence,
                      q, subscribe)  # noqa: E402
-from clustertest import Redis, wait_for  # noqa: E402
+from clustertest import Certs, Redis, wait_for  # noqa: E402
 
 SECRET = "global-distrib-test-secret-0123"
 EXPIRE = 4
@@ -303,11 +305,18 @@ def main():
     if not shutil.which("redis-server"):
         print("1..0 # SKIP no redis-server")
         return
-    redis = eu = us = None
+    redis = eu = us = certs = None
     try:
         redis = Redis()
-        eu = region("eu", redis, "127.0.0.1", cache_lifetime_ms=600000)
-        us = region("us", redis, "127.0.0.2", cache_lifetime_ms=0)
+        tls = {"eu": {}, "us": {}}
+        if shutil.which("openssl"):
+            certs = Certs()
+            for name in tls:
+                crt, key = certs.make(name)
+                tls[name] = {"link_tls": "true", "link_certfile": crt, "link_keyfile": key,
+                             "link_cafile": certs.ca}
+        eu = region("eu", redis, "127.0.0.1", cache_lifetime_ms=600000, **tls["eu"])
+        us = region("us", redis, "127.0.0.2", cache_lifetime_ms=0, **tls["us"])
         for srv in (eu, us):
             for u in ("alice", "bob", "carl", "dora", "edna", "fred", "gina", "hugo", "iris",
                       "juno", "karl", "luna"):
@@ -317,6 +326,10 @@ def main():
              "both regions advertise their link endpoint")
         t.run("mapping", test_mapping, eu, us, redis)
         t.run("messages and IQ", test_messages, eu, us, redis)
+        if certs:
+            t.ok(wait_for(lambda: "to region us up (TLS)" in eu.log_text(0) and
+                          "from region eu up (TLS)" in us.log_text(0), 15),
+                 "the messages went over TLS links")
         t.run("presence subscription", test_presence, eu, us, redis)
         t.run("hop limit", test_hop_limit, eu, us, redis)
         t.run("moving user", test_moving, eu, us, redis)
@@ -334,6 +347,8 @@ def main():
             srv.stop()
         if redis:
             redis.stop()
+        if certs:
+            certs.stop()
     t.done()
 
 
