@@ -178,9 +178,7 @@ void mk_cluster_resume_frame(MkCluster *cl, struct MkC2sServer *cs, const char *
 /* cluster.c: a stanza for @full, which has no local session: TRUE when a
  * resumption waits for it and took it (cluster thread). */
 gboolean mk_cluster_resume_hold(MkCluster *cl, const char *full, MkXml *stanza);
-/* For cluster-resume.c. Any thread. */
-MkLinks *mk_cluster_links(MkCluster *cl);
-const char *mk_cluster_name(MkCluster *cl);
+
 /* ---- between cluster.c and cluster-home.c (homes of keys) -------------- */
 
 typedef struct MkHomes MkHomes;

@@ -522,7 +522,9 @@ def test_redis_restart(t, nodes, redis, pg):
          "Redis back: the nodes write their sessions again without a restart")
     t.ok(a.log_has("Redis at", 10) and a.log_has("reachable again", 10),
          "node a logs that Redis is back")
-    time.sleep(0.5)
+    # a learns of paul's session (bound on c while Redis was away) from
+    # c's rewrite: its session table says when, not a fixed wait.
+    wait_for(lambda: str(pa.jid) in a.http("GET", "/api/sessions/localhost", auth=ADMIN)[2], 15)
     chat(ni, pa.jid, "after-redis")
     t.ok(pa.maybe(is_chat("after-redis"), 5) is not None,
          "a session bound while Redis was away is reachable from another node afterwards")
