@@ -103,8 +103,12 @@ static void batch_free(gpointer p)
 static void batch_run(gpointer p)
 {
     FanoutBatch *b = p;
+    /* Looked up here, not by the poster: the batch may wait in the
+     * mailbox, and the lookups are valid within one run only. */
+    MkDomainHooks dh = {0};
     for (guint i = 0; i < b->n; i++)
-        mk_session_deliver_local(b->copies[i].s, b->copies[i].st);
+        mk_session_deliver_cached(b->copies[i].s, b->copies[i].st, &dh);
+    mk_domain_hooks_clear(&dh);
     batch_free(b);
 }
 
@@ -134,7 +138,7 @@ static void sink_deliver(MkRouteSink *sink, MkSession *s, MkStanza *st)
 {
     FanoutSink *k = (FanoutSink *)sink;
     if (s->worker == k->self) {
-        mk_session_deliver_local(s, st);
+        mk_session_deliver_cached(s, st, k->base.hooks);
         return;
     }
     FanoutBatch *b = sink_batch(k, s->worker);
@@ -183,10 +187,14 @@ void mk_fanout_send(MkStanza *stanza, MkJid *const *recipients, guint n_recipien
         base = mk_xml_ref(xml);
     }
     g_autoptr(MkWire) wire = mk_wire_new(base);
-    FanoutSink sink = {.base.deliver = sink_deliver, .self = mk_worker_self()};
+    /* The copies mostly go to one domain: its host and hook lookups are
+     * made once, not per copy (modules.h, MkDomainHooks). */
+    MkDomainHooks dh = {0};
+    FanoutSink sink = {.base.deliver = sink_deliver, .base.hooks = &dh, .self = mk_worker_self()};
     for (guint i = 0; i < n_recipients; i++) {
         g_autoptr(MkStanza) copy = mk_stanza_new_wire_copy(base, from, recipients[i], wire);
         mk_router_route_to(copy, NULL, &sink.base);
     }
     sink_flush(&sink);
+    mk_domain_hooks_clear(&dh);
 }

@@ -69,7 +69,12 @@ MkResult mk_hooks_run(MkModules *mods, const char *hook, MkHookCall *call)
     MkHostReg *hr = mk_modules_host_reg(mods, call->domain);
     if (!hr)
         return MK_PASS;
-    GArray *list = g_hash_table_lookup(hr->hooks, hook);
+    return mk_hooks_run_list(g_hash_table_lookup(hr->hooks, hook), call);
+}
+
+/* See modules.h. The thread of the run. */
+MkResult mk_hooks_run_list(GArray *list, MkHookCall *call)
+{
     for (guint i = 0; list && i < list->len; i++) {
         const MkHookEntry *e = &g_array_index(list, MkHookEntry, i);
         MkResult r = e->func(call, e->user_data);
@@ -77,6 +82,28 @@ MkResult mk_hooks_run(MkModules *mods, const char *hook, MkHookCall *call)
             return r;
     }
     return MK_PASS;
+}
+
+/* See modules.h. The thread of the run. */
+MkDomainHooks *mk_domain_hooks_for(MkDomainHooks *c, MkModules *mods, const char *domain)
+{
+    if (c->domain && g_strcmp0(c->domain, domain) == 0)
+        return c;
+    g_free(c->domain);
+    *c = (MkDomainHooks){.domain = g_strdup(domain ? domain : "")};
+    c->served = mods && mods->server && domain && mk_hosts_lookup(mods->server->hosts, domain);
+    MkHostReg *hr = c->served ? mk_modules_host_reg(mods, domain) : NULL;
+    if (hr) {
+        c->filter = g_hash_table_lookup(hr->hooks, MK_HOOK_FILTER_LOCAL_PACKET);
+        c->unheld = g_hash_table_lookup(hr->hooks, MK_HOOK_ROUTE_UNHELD);
+        c->received = g_hash_table_lookup(hr->hooks, MK_HOOK_USER_RECEIVE_PACKET);
+    }
+    return c;
+}
+
+void mk_domain_hooks_clear(MkDomainHooks *c)
+{
+    g_clear_pointer(&c->domain, g_free);
 }
 
 static void entry_unref_module(gpointer p)

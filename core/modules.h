@@ -63,6 +63,27 @@ GArray *mk_hooks_copy(MkModules *mods, const char *domain, const char *hook);
  * without mk_hooks_copy's copy and references. Any thread. */
 gboolean mk_hooks_any(MkModules *mods, const char *domain, const char *hook);
 
+/* What routing one copy to a local account asks of the host and hook
+ * tables, looked up once for a run of copies to one domain (a fan-out,
+ * a batch of its copies on a worker) instead of per copy: a host lookup
+ * and three hook tables are string hashes each (docs/benchmarks.md, "MUC
+ * fan-out: the cached domain"). Points into the published snapshots, so
+ * it lives within one call on one thread (their grace period); a module
+ * (un)loaded meanwhile is seen by the next run, as a hook run that has
+ * started sees the snapshot it started with. */
+typedef struct {
+    char *domain;     /* owned; NULL: nothing looked up yet */
+    gboolean served;  /* a host of ours (mk_hosts_lookup) */
+    GArray *filter;   /* filter_local_packet's handlers (nullable) */
+    GArray *unheld;   /* route_unheld's */
+    GArray *received; /* user_receive_packet's */
+} MkDomainHooks;
+/* @c filled for @domain, unless it holds @domain already. Returns @c. */
+MkDomainHooks *mk_domain_hooks_for(MkDomainHooks *c, MkModules *mods, const char *domain);
+void mk_domain_hooks_clear(MkDomainHooks *c);
+/* mk_hooks_run over a list of mk_domain_hooks_for (nullable: MK_PASS). */
+MkResult mk_hooks_run_list(GArray *list, MkHookCall *call);
+
 /* Dispatches an IQ request (type get/set) to the handler of its payload's
  * namespace for @scope on the host type of @domain; answers
  * service-unavailable through mk_router_send() when none claims it, and

@@ -137,9 +137,10 @@ static void route_presence_bare(MkServer *srv, MkStanza *st, MkJid *to)
  * bare JID: any): a module that knows where else the account lives
  * (mod_global_distrib) may take it over before the recipient's filters
  * run here. TRUE when it did (or bounced it). */
-static gboolean route_unheld(MkServer *srv, MkStanza *st, MkJid *to)
+static gboolean route_unheld(MkServer *srv, MkStanza *st, MkJid *to, MkDomainHooks *dh)
 {
-    if (!mk_hooks_any(srv->modules, mk_jid_domain(to), MK_HOOK_ROUTE_UNHELD))
+    if (dh ? !dh->unheld || !dh->unheld->len
+           : !mk_hooks_any(srv->modules, mk_jid_domain(to), MK_HOOK_ROUTE_UNHELD))
         return FALSE;
     if (mk_jid_is_bare(to)) {
         g_autoptr(GPtrArray) sessions = mk_sm_sessions(srv->sm, to);
@@ -154,7 +155,8 @@ static gboolean route_unheld(MkServer *srv, MkStanza *st, MkJid *to)
                        .stanza = mk_stanza_ref(st),
                        .from = mk_stanza_from(st),
                        .to = to};
-    MkResult r = mk_hooks_run(srv->modules, MK_HOOK_ROUTE_UNHELD, &call);
+    MkResult r = dh ? mk_hooks_run_list(dh->unheld, &call)
+                    : mk_hooks_run(srv->modules, MK_HOOK_ROUTE_UNHELD, &call);
     if (r == MK_ERROR && call.has_error)
         mk_router_bounce(st, call.error, call.error_text);
     mk_hook_call_clear(&call);
@@ -168,7 +170,12 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
     const char *type = mk_stanza_type(st);
     MkStanzaKind kind = mk_stanza_kind(st);
 
-    if (hooks && unheld && route_unheld(srv, st, to))
+    /* A fan-out's copies share their domain's lookups (modules.h). */
+    MkDomainHooks *dh = sink && sink->hooks
+                            ? mk_domain_hooks_for(sink->hooks, srv->modules, mk_jid_domain(to))
+                            : NULL;
+
+    if (hooks && unheld && route_unheld(srv, st, to, dh))
         return;
 
     /* Subscription-related presence and probes always concern the bare
@@ -185,7 +192,8 @@ static void route_to_account(MkServer *srv, MkStanza *st, MkSession *sender, gbo
                            .stanza = mk_stanza_ref(st),
                            .from = mk_stanza_from(st),
                            .to = to};
-        MkResult r = mk_hooks_run(srv->modules, MK_HOOK_FILTER_LOCAL_PACKET, &call);
+        MkResult r = dh ? mk_hooks_run_list(dh->filter, &call)
+                        : mk_hooks_run(srv->modules, MK_HOOK_FILTER_LOCAL_PACKET, &call);
         if (r == MK_ERROR && call.has_error)
             mk_router_bounce(st, call.error, call.error_text);
         if (r == MK_PASS && call.stanza && call.stanza != st)
@@ -282,7 +290,10 @@ void mk_router_route_to(MkStanza *st, MkSession *sender, MkRouteSink *sink)
         return;
     }
     const char *domain = mk_jid_domain(to);
-    if (mk_hosts_lookup(srv->hosts, domain)) {
+    gboolean served = sink && sink->hooks
+                          ? mk_domain_hooks_for(sink->hooks, srv->modules, domain)->served
+                          : mk_hosts_lookup(srv->hosts, domain) != NULL;
+    if (served) {
         if (mk_jid_node(to))
             route_to_account(srv, st, sender, TRUE, TRUE, sink);
         else

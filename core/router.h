@@ -6,6 +6,7 @@
 #pragma once
 
 #include "mk-core.h"
+#include "modules.h"
 
 /* Routes @st (transfer none). @sender is the local session that sent it
  * when routing on that session's worker (for IQ handlers), else NULL.
@@ -35,6 +36,9 @@ typedef struct MkRouteSink MkRouteSink;
 struct MkRouteSink {
     /* @s and @st are (transfer none); called on the routing thread. */
     void (*deliver)(MkRouteSink *sink, MkSession *s, MkStanza *st);
+    /* Nullable: the host and hook lookups of the stanzas' 'to' domain,
+     * reused from one routed stanza to the next (modules.h). */
+    MkDomainHooks *hooks;
 };
 /* mk_router_route with local deliveries going to @sink (nullable:
  * mk_session_send). Any thread. */

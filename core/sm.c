@@ -537,14 +537,21 @@ void mk_session_foreach_cluster(void (*func)(MkSession *s, gpointer user_data), 
 
 void mk_session_deliver_local(MkSession *s, MkStanza *st)
 {
+    mk_session_deliver_cached(s, st, NULL);
+}
+
+void mk_session_deliver_cached(MkSession *s, MkStanza *st, MkDomainHooks *dh)
+{
     if (!s->transport_data)
         return; /* the stream ended meanwhile */
+    MkModules *mods = mk_server_get()->modules;
     MkHookCall call = {.domain = mk_jid_domain(s->jid),
                        .session = s,
                        .stanza = mk_stanza_ref(st),
                        .from = mk_stanza_from(st),
                        .to = mk_stanza_to(st)};
-    MkResult r = mk_hooks_run(mk_server_get()->modules, MK_HOOK_USER_RECEIVE_PACKET, &call);
+    MkResult r = dh ? mk_hooks_run_list(mk_domain_hooks_for(dh, mods, call.domain)->received, &call)
+                    : mk_hooks_run(mods, MK_HOOK_USER_RECEIVE_PACKET, &call);
     if (r == MK_PASS && s->transport_data)
         s->transport->deliver(s, call.stanza);
     mk_hook_call_clear(&call);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "mk-core.h"
+#include "modules.h"
 #include "worker.h"
 
 /* How a session reaches its client: c2s today; BOSH and WebSocket later;
@@ -66,6 +67,9 @@ MkSession *mk_session_new(MkJid *jid, MkWorker *w, const MkSessionTransport *tra
 void mk_session_set_preloads(MkSession *s, struct MkPreloads *preloads);
 /* Runs user_receive_packet and hands @st to the transport. Owner worker. */
 void mk_session_deliver_local(MkSession *s, MkStanza *st);
+/* The same with the hook lookups of @dh (nullable; modules.h), reused
+ * across a run of copies. Owner worker. */
+void mk_session_deliver_cached(MkSession *s, MkStanza *st, MkDomainHooks *dh);
 
 /* Adds @s. When a session with the same full JID exists, it is removed
  * from the table and returned (transfer full) so the caller can close it

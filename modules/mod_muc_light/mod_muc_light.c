@@ -294,8 +294,6 @@ static void on_iq(MucLight *ml, MkStanza *iq)
 static void on_stanza(MkStanza *st, gpointer user_data)
 {
     MucLight *ml = user_data;
-    if (ml_rest_sink(st))
-        return;
     if (!mk_stanza_from(st) || !mk_stanza_to(st) || mk_stanza_is_error(st))
         return;
     switch (mk_stanza_kind(st)) {

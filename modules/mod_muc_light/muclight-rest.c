@@ -8,19 +8,14 @@
  * archive apply. Its id is "rest-" and a random UUID; the answer the
  * room gives (ml_reply, ml_reply_error, or a message fanned out) is
  * caught by ml_rest_take before it is routed, and turned into the HTTP
- * answer. Archive reads are a XEP-0313 query whose results go to a JID
- * of the service itself (service/rest-UUID), which on_stanza hands here. */
+ * answer. Archive reads go through the room archive read service
+ * (mk_room_archive_messages), as mod_muc's do. */
 #include "muclight.h"
 
 #include <json-glib/json-glib.h>
 #include <string.h>
 
-#define NS_MAM     "urn:xmpp:mam:2"
-#define NS_RSM     "http://jabber.org/protocol/rsm"
-#define NS_FORWARD "urn:xmpp:forward:0"
-#define NS_DELAY   "urn:xmpp:delay"
-#define NS_XDATA   "jabber:x:data"
-#define REST_ID    "rest-"
+#define REST_ID "rest-"
 /* A request the room never answered (a user_send_packet handler took the
  * stanza, or the server stops) gets 504 after this long. */
 #define PENDING_TIMEOUT_US (30 * G_USEC_PER_SEC)
@@ -32,7 +27,7 @@ typedef enum {
     RK_SENT,       /* a message went out: 200 {"id"} (admin: 204) */
     RK_DETAILS,    /* #info result: {"name","subject","participants"} */
     RK_ARCHIVE_OK, /* #info result: the requester may read; query now */
-    RK_ARCHIVE,    /* MAM results to the sink, then the IQ result */
+    RK_ARCHIVE,    /* reading the archive (archive_read answers) */
 } ReplyKind;
 
 typedef struct {
@@ -45,7 +40,7 @@ typedef struct {
     gint64 since_us;
     gint64 before_us; /* archive reads */
     gint64 limit;
-    JsonArray *items; /* RK_ARCHIVE: collected results */
+    JsonArray *items; /* RK_ARCHIVE: the records */
 } Pending;
 
 /* Requests waiting for the room's answer, of every instance: a client's
@@ -243,12 +238,8 @@ static void answer_ok(Pending *p, MkXml *payload)
     case RK_ARCHIVE_OK:
         archive_start(g_steal_pointer(&p));
         return;
-    case RK_ARCHIVE: {
-        JsonNode *n = json_node_new(JSON_NODE_ARRAY);
-        json_node_take_array(n, g_steal_pointer(&p->items));
-        mk_http_reply_json(p->req, 200, n);
+    case RK_ARCHIVE: /* answered by archive_read, never from the table */
         break;
-    }
     }
     pending_free(p);
 }
@@ -282,105 +273,46 @@ gboolean ml_rest_sent(MkStanza *st, const char *archive_id)
     return TRUE;
 }
 
-/* ---- archive reads: a XEP-0313 query answered to the sink ---------------- */
+/* ---- archive reads: the room archive read service ------------------------ */
 
-/* One <result> of the query: kept when it is a member's message. */
-static void archive_item(Pending *p, MkXml *result)
+/* The records of the room archive read service (mk_room_archive_messages,
+ * mod_mam), as mod_muc's REST API reads its rooms: one service for both
+ * room modules, no query of our own. The sender of a MUC Light message
+ * is the occupant's bare JID, which the archive keeps as the real JID.
+ * The caller's worker. */
+static void archive_read(GPtrArray *messages, const GError *error, gpointer data)
 {
-    MkXml *fwd = mk_xml_child(result, "forwarded", NS_FORWARD);
-    MkXml *msg = fwd ? mk_xml_child(fwd, "message", NULL) : NULL;
-    MkXml *delay = fwd ? mk_xml_child(fwd, "delay", NS_DELAY) : NULL;
-    if (!msg)
+    Pending *p = data;
+    if (error) {
+        mk_http_reply_error(p->req, 500, NULL, "%s", error->message);
         return;
-    g_autoptr(MkJid) from = mk_jid_new(mk_xml_get_attr(msg, "from"), NULL);
-    g_autofree char *body = mk_xml_child_text(msg, "body", NULL);
-    if (!from || !mk_jid_resource(from) || !body || !*body)
-        return; /* the room's own events (affiliations) */
-    g_autoptr(GDateTime) when = delay ? mk_xep82_parse(mk_xml_get_attr(delay, "stamp")) : NULL;
-    JsonObject *o = json_object_new();
-    json_object_set_string_member(o, "sender", mk_jid_resource(from));
-    json_object_set_int_member(o, "timestamp", when ? g_date_time_to_unix(when) : 0);
-    json_object_set_string_member(o, "message_id", mk_xml_get_attr(result, "id"));
-    json_object_set_string_member(o, "body", body);
-    json_array_add_object_element(p->items, o);
+    }
+    for (guint i = 0; i < messages->len; i++) {
+        MkArchivedMessage *m = g_ptr_array_index(messages, i);
+        if (!m->sender || !*m->sender || !*m->body)
+            continue; /* the room's own events (affiliations) */
+        JsonObject *o = json_object_new();
+        json_object_set_string_member(o, "sender", m->sender);
+        json_object_set_int_member(o, "timestamp", m->when_us / G_USEC_PER_SEC);
+        json_object_set_string_member(o, "message_id", m->id);
+        json_object_set_string_member(o, "body", m->body);
+        json_array_add_object_element(p->items, o);
+    }
+    JsonNode *n = json_node_new(JSON_NODE_ARRAY);
+    json_node_take_array(n, g_steal_pointer(&p->items));
+    mk_http_reply_json(p->req, 200, n);
 }
 
-gboolean ml_rest_sink(MkStanza *st)
-{
-    MkJid *to = mk_stanza_to(st);
-    if (!to || mk_jid_node(to) || !mk_jid_resource(to) ||
-        !g_str_has_prefix(mk_jid_resource(to), REST_ID))
-        return FALSE;
-    const char *key = mk_jid_resource(to);
-    if (mk_stanza_kind(st) == MK_STANZA_MESSAGE) {
-        MkXml *result = mk_xml_child(mk_stanza_xml(st), "result", NS_MAM);
-        /* Results come before the IQ result, from one thread, in order. */
-        g_mutex_lock(&pending_lock);
-        Pending *p = pending ? g_hash_table_lookup(pending, key) : NULL;
-        if (p && p->kind == RK_ARCHIVE && result)
-            archive_item(p, result);
-        g_mutex_unlock(&pending_lock);
-        return TRUE;
-    }
-    if (mk_stanza_kind(st) != MK_STANZA_IQ || g_strcmp0(mk_stanza_id(st), key) != 0)
-        return TRUE;
-    /* The sink's actor is its own full JID: the query went out from it. */
-    Pending *p = pending_take(key, to, TRUE);
-    if (!p)
-        return TRUE;
-    if (mk_stanza_is_error(st)) {
-        mk_http_reply_error(p->req, 500, NULL, "the archive refused the query");
-        pending_free(p);
-    } else {
-        answer_ok(p, NULL);
-    }
-    return TRUE;
-}
-
-/* Sends the query for @p (transfer full): the last p->limit messages
- * before p->before_us, its results to the sink service/KEY. Worker. */
+/* Reads the last p->limit messages before p->before_us for @p (transfer
+ * full). Worker. */
 static void archive_start(Pending *p)
 {
-    MucLight *ml = p->ml;
-    g_autoptr(MkJid) service = mk_jid_new(mk_jid_domain(p->room), NULL);
-    g_autofree char *key = pending_key();
-    g_autoptr(MkJid) sink = mk_jid_with_resource(service, key, NULL);
-    g_autoptr(MkJid) room = mk_jid_ref(p->room);
-    gint64 before_us = p->before_us, limit = p->limit;
     p->kind = RK_ARCHIVE;
     p->items = json_array_new();
-    g_free(p->actor);
-    p->actor = g_strdup(mk_jid_string(sink));
-    if (!pending_add(key, p))
-        return;
-
-    g_autoptr(MkXml) iq = mk_xml_new("iq", NS_CLIENT);
-    mk_xml_set_attr(iq, "type", "set");
-    mk_xml_set_attr(iq, "id", key);
-    MkXml *q = mk_xml_add_child(iq, "query", NS_MAM);
-    MkXml *x = mk_xml_add_child(q, "x", NS_XDATA);
-    mk_xml_set_attr(x, "type", "submit");
-    MkXml *f = mk_xml_add_child(x, "field", NULL);
-    mk_xml_set_attr(f, "var", "FORM_TYPE");
-    mk_xml_set_attr(f, "type", "hidden");
-    mk_xml_add_text(mk_xml_add_child(f, "value", NULL), NS_MAM, -1);
-    g_autoptr(GDateTime) epoch = g_date_time_new_from_unix_utc(0);
-    g_autoptr(GDateTime) end = g_date_time_add(epoch, before_us - 1);
-    g_autofree char *stamp = mk_xep82_format(end);
-    f = mk_xml_add_child(x, "field", NULL);
-    mk_xml_set_attr(f, "var", "end");
-    mk_xml_add_text(mk_xml_add_child(f, "value", NULL), stamp, -1);
-    MkXml *set = mk_xml_add_child(q, "set", NS_RSM);
-    g_autofree char *max = g_strdup_printf("%" G_GINT64_FORMAT, limit);
-    mk_xml_add_text(mk_xml_add_child(set, "max", NULL), max, -1);
-    mk_xml_add_child(set, "before", NULL);
-    g_autoptr(MkStanza) st = mk_stanza_new_addressed(iq, sink, room);
-    if (!mk_archive_query(ml->mod, room, st)) {
-        Pending *gone = pending_take(key, sink, TRUE);
-        if (gone) {
-            mk_http_reply_error(gone->req, 503, NULL, "no archive runs for this room");
-            pending_free(gone);
-        }
+    if (!mk_room_archive_messages(p->ml->mod, p->room, p->before_us, (guint)p->limit, archive_read,
+                                  p, pending_free)) {
+        mk_http_reply_error(p->req, 503, NULL, "no archive runs for this room");
+        pending_free(p);
     }
 }
 
@@ -494,6 +426,7 @@ void ml_rest_archive(MucLight *ml, MkHttpRequest *req, MkJid *user, MkJid *room,
         return;
     }
     Pending *p = pending_new(ml, req, RK_ARCHIVE, TRUE, room);
+    mk_counter_add(ml->rest_requests, 1);
     p->before_us = before_us;
     p->limit = limit;
     archive_start(p);

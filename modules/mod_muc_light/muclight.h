@@ -221,8 +221,6 @@ gboolean ml_rest_take(MkStanza *st, MkXml *payload, gboolean failed, MkStanzaErr
                       const char *text);
 /* A groupchat message @st went out (@archive_id, nullable); as above. */
 gboolean ml_rest_sent(MkStanza *st, const char *archive_id);
-/* A stanza to a REST sink (service/rest-...): taken, TRUE. */
-gboolean ml_rest_sink(MkStanza *st);
 
 #endif
 
