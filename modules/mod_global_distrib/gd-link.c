@@ -688,3 +688,15 @@ void gd_links_close(Gd *gd)
         g_ptr_array_free(gd->inbound, TRUE);
     gd->inbound = NULL;
 }
+
+/* For the REST listing (gd-rest.c): "down" is a link waiting to redial. */
+const char *gd_link_state(Gd *gd, const char *host, guint *queued)
+{
+    GdRemote *r = gd->remotes ? g_hash_table_lookup(gd->remotes, host) : NULL;
+    *queued = r ? g_queue_get_length(&r->queue) : 0;
+    if (!r)
+        return "none";
+    if (r->state == R_UP)
+        return "up";
+    return r->state == R_IDLE ? (r->retry ? "down" : "idle") : "connecting";
+}
