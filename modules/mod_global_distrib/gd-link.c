@@ -700,3 +700,15 @@ void gd_links_close(Gd *gd)
     gd->inbound = NULL;
     g_clear_pointer(&gd->link_auth, mk_link_auth_free);
 }
+
+/* For the REST listing (gd-rest.c): "down" is a link waiting to redial. */
+const char *gd_link_state(Gd *gd, const char *host, guint *queued)
+{
+    GdRemote *r = gd->remotes ? g_hash_table_lookup(gd->remotes, host) : NULL;
+    *queued = r ? g_queue_get_length(&r->queue) : 0;
+    if (!r)
+        return "none";
+    if (r->state == R_UP)
+        return "up";
+    return r->state == R_IDLE ? (r->retry ? "down" : "idle") : "connecting";
+}

@@ -201,6 +201,7 @@ void gd_redis_bind(Gd *gd, const char *full, const char *bare)
     redisAsyncCommand(gd->cmd, NULL, NULL, "SET gd:j:%s %s EX %d", bare, gd->local_host,
                       (int)gd->expire_after);
     redisAsyncCommand(gd->cmd, NULL, NULL, "SET gd:h:%s %s", bare, gd->local_host);
+    gd_fanout_bind(gd, bare);
     redisAsyncCommand(gd->cmd, NULL, NULL, "PUBLISH " CHANNEL " %s", full);
     redisAsyncCommand(gd->cmd, NULL, NULL, "PUBLISH " CHANNEL " %s", bare);
 }
@@ -213,8 +214,7 @@ void gd_redis_unbind(Gd *gd, const char *full, const char *bare, gboolean bare_t
                       gd->local_host);
     redisAsyncCommand(gd->cmd, NULL, NULL, "PUBLISH " CHANNEL " %s", full);
     if (bare_too) {
-        redisAsyncCommand(gd->cmd, NULL, NULL, "EVAL %s 1 gd:j:%s %s", DEL_IF_MINE, bare,
-                          gd->local_host);
+        gd_fanout_unbind(gd, bare); /* the bare record, and the region set */
         redisAsyncCommand(gd->cmd, NULL, NULL, "PUBLISH " CHANNEL " %s", bare);
     }
 }
@@ -237,6 +237,7 @@ void gd_redis_refresh(Gd *gd, gboolean all)
                           (int)gd->expire_after);
         redisAsyncCommand(gd->cmd, NULL, NULL, "SET gd:j:%s %s EX %d", bare, gd->local_host,
                           (int)gd->expire_after);
+        gd_fanout_bind(gd, bare);
         if (all) {
             redisAsyncCommand(gd->cmd, NULL, NULL, "SET gd:h:%s %s", bare, gd->local_host);
             redisAsyncCommand(gd->cmd, NULL, NULL, "PUBLISH " CHANNEL " %s", full);
@@ -251,6 +252,7 @@ void gd_redis_refresh(Gd *gd, gboolean all)
     redisAsyncCommand(gd->cmd, NULL, NULL, "ZREMRANGEBYSCORE gd:ep:%s -inf %lld", gd->local_host,
                       (long long)(now - 3600));
     redisAsyncCommand(gd->cmd, NULL, NULL, "SADD gd:regions %s", gd->local_host);
+    gd_services_refresh(gd, all);
 }
 
 static void on_values(redisAsyncContext *ac, void *r, void *data)
@@ -316,6 +318,29 @@ void gd_redis_endpoints(Gd *gd, const char *host, GdValuesFunc done, gpointer da
     gint64 now = g_get_real_time() / G_USEC_PER_SEC;
     if (redisAsyncCommand(gd->cmd, on_values, p, "ZRANGEBYSCORE gd:ep:%s %lld +inf", host,
                           (long long)now) != REDIS_OK) {
+        g_free(p);
+        run_unreachable(gd, done, data, destroy);
+    }
+}
+
+/* One round trip for the REST listing: each region, then its endpoints
+ * still alive, space-separated. */
+static const char REGIONS[] =
+    "local out = {} for _, r in ipairs(redis.call('SMEMBERS', 'gd:regions')) do "
+    "table.insert(out, r) table.insert(out, table.concat(redis.call('ZRANGEBYSCORE', "
+    "'gd:ep:' .. r, ARGV[1], '+inf'), ' ')) end return out";
+
+void gd_redis_regions(Gd *gd, GdValuesFunc done, gpointer data, GDestroyNotify destroy)
+{
+    if (!gd_redis_up(gd)) {
+        run_unreachable(gd, done, data, destroy);
+        return;
+    }
+    Pending *p = g_new0(Pending, 1);
+    *p = (Pending){gd, done, data, destroy};
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+    if (redisAsyncCommand(gd->cmd, on_values, p, "EVAL %s 0 %lld", REGIONS, (long long)now) !=
+        REDIS_OK) {
         g_free(p);
         run_unreachable(gd, done, data, destroy);
     }

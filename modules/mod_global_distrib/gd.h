@@ -21,6 +21,7 @@ typedef struct {
     char *origin;     /* the region it entered by (NULL: this one) */
     int retries;      /* bounce retries spent */
     gint64 queued_at; /* monotonic µs, when it entered a remote's queue */
+    gboolean fanout;  /* delivered here already: copies to the account's other regions */
 } GdItem;
 
 GdItem *gd_item_new(MkStanza *stanza, int hops);
@@ -53,8 +54,16 @@ struct Gd {
     /* Metrics (any thread). Per remote region: @regions, built in
      * start() from the regions key (others count as "other"). */
     MkCounter *c_hits, *c_misses, *c_queue_full, *c_hop_limit, *c_unreachable, *c_bounced, *c_local;
+    MkCounter *c_copies, *c_copies_dropped;
     MkGauge *g_queued, *g_links_up;
     GHashTable *regions; /* name → GdRegionMetrics, read-only once started */
+
+    /* Service domains (rooms, components; gd-services.c), read-only once
+     * started: served here (advertised in Redis), or served by another
+     * region (claimed here with mk_route_register and forwarded). */
+    char **services, **remote_services;
+    /* REST admin (gd-rest.c), read-only once started. */
+    char *rest_prefix, *rest_admin_user, *rest_admin_password;
 
     GThread *thread;
     GMainContext *ctx;
@@ -114,3 +123,54 @@ void gd_invalidate(Gd *gd, const char *jid);
 gboolean gd_links_listen(Gd *gd, GError **error);
 void gd_links_close(Gd *gd);
 void gd_link_send(Gd *gd, const char *host, GdItem *item);
+
+/* mod_global_distrib.c: takes @st (from a hook or a route, on a worker)
+ * to be looked up and sent on; FALSE once the module is stopping. */
+gboolean gd_take(Gd *gd, MkStanza *st);
+
+/* gd-services.c. Main thread, in start(): reads `services` and
+ * `remote_services`, claims the remote ones. */
+gboolean gd_services_start(Gd *gd, GError **error);
+/* Whether @domain is a service domain of this region / of another
+ * region. Any thread. */
+gboolean gd_service_local(Gd *gd, const char *domain);
+gboolean gd_service_remote(Gd *gd, const char *domain);
+/* Module thread: this region's service records, written or pushed back
+ * (with Redis up); removed at shutdown. */
+void gd_services_refresh(Gd *gd, gboolean all);
+void gd_services_unbind(Gd *gd);
+
+/* gd-redis.c: every region that advertised, each followed by its live
+ * endpoints (space-separated), as flat values. Module thread. */
+void gd_redis_regions(Gd *gd, GdValuesFunc done, gpointer data, GDestroyNotify destroy);
+
+/* gd-link.c: the link to region @host ("up", "connecting", "down" or
+ * "none") and the stanzas waiting for it. Module thread. */
+const char *gd_link_state(Gd *gd, const char *host, guint *queued);
+
+/* gd-rest.c. Main thread, in start(): GET PREFIX/global-distrib/regions. */
+gboolean gd_rest_start(Gd *gd, GError **error);
+/* Module thread: answers @req (transfer full) with the regions. */
+void gd_rest_answer(Gd *gd, MkHttpRequest *req);
+/* mod_global_distrib.c. Worker: hands @req (transfer none) to the module
+ * thread for gd_rest_answer; FALSE once stopping. */
+gboolean gd_rest_post(Gd *gd, MkHttpRequest *req);
+
+/* gd-fanout.c: an account bound in several regions at once
+ * (docs/mod_global_distrib.md, "A user in several regions"). */
+#define GD_NS "urn:meerkat:global-distrib"
+/* Whether @st (to a bare JID here) is one whose copies go to the
+ * account's other regions: messages but groupchat and errors, and
+ * availability presence. Any thread. */
+gboolean gd_fanout_kind(MkStanza *st);
+/* @st with the copy marker added (@mark) or removed. (transfer full) */
+MkStanza *gd_fanout_marked(MkStanza *st, gboolean mark);
+gboolean gd_fanout_is_copy(MkStanza *st);
+/* Module thread, with Redis up: the account's set of regions
+ * (gd:r:BARE) gets or loses this region. */
+void gd_fanout_bind(Gd *gd, const char *bare);
+void gd_fanout_unbind(Gd *gd, const char *bare);
+/* Module thread: @done gets one value, the regions of @bare
+ * space-separated (NULL entries: none, or Redis is not there). */
+void gd_fanout_get(Gd *gd, const char *bare, GdValuesFunc done, gpointer data,
+                   GDestroyNotify destroy);

@@ -7,13 +7,14 @@
 #include "gd.h"
 #include <string.h>
 
-typedef enum { OP_BIND, OP_UNBIND, OP_ROUTE } OpKind;
+typedef enum { OP_BIND, OP_UNBIND, OP_ROUTE, OP_REST } OpKind;
 
 typedef struct {
     OpKind kind;
     char *full, *bare;
     gboolean bare_too;
     GdItem *item;
+    MkHttpRequest *req; /* OP_REST */
 } Op;
 
 /* Stanzas for one account, in the order they were routed: the head is
@@ -32,6 +33,8 @@ typedef struct {
 static __thread MkStanza *injecting;
 static __thread int injecting_hops;
 static __thread const char *injecting_origin;
+/* ... and that it is a copy for the account's resources here only. */
+static __thread gboolean injecting_copy;
 
 GdItem *gd_item_new(MkStanza *stanza, int hops)
 {
@@ -56,6 +59,8 @@ static void op_free(Op *op)
     g_free(op->full);
     g_free(op->bare);
     gd_item_free(op->item);
+    if (op->req)
+        mk_http_request_unref(op->req);
     g_free(op);
 }
 
@@ -109,7 +114,7 @@ typedef struct {
     MkStanza *stanza;
     int hops;
     char *origin;
-    gboolean here;
+    gboolean here, copy;
 } Handoff;
 
 static void handoff_free(gpointer p)
@@ -130,25 +135,51 @@ static gboolean handoff_run(gpointer p)
     injecting = h->stanza;
     injecting_hops = h->hops;
     injecting_origin = h->origin;
+    injecting_copy = h->copy;
     mk_router_send(h->stanza);
     injecting = NULL;
     injecting_origin = NULL;
+    injecting_copy = FALSE;
     return G_SOURCE_REMOVE;
 }
 
-void gd_handoff(Gd *gd, MkStanza *stanza, int hops, const char *origin, gboolean here)
+static void handoff(Gd *gd, MkStanza *stanza, int hops, const char *origin, gboolean here,
+                    gboolean copy)
 {
     Handoff *h = g_new0(Handoff, 1);
     h->stanza = mk_stanza_ref(stanza);
     h->hops = hops;
     h->origin = g_strdup(origin);
     h->here = here;
+    h->copy = copy;
     MkJid *to = mk_stanza_to(stanza);
     mk_owner_post(gd->mod, to ? mk_jid_bare_string(to) : "", handoff_run, h, handoff_free);
 }
 
+void gd_handoff(Gd *gd, MkStanza *stanza, int hops, const char *origin, gboolean here)
+{
+    handoff(gd, stanza, hops, origin, here, FALSE);
+}
+
+/* A room or component domain (not an account of global_host). */
+static gboolean for_service(Gd *gd, GdItem *item)
+{
+    return !g_str_equal(mk_jid_domain(mk_stanza_to(item->stanza)), gd->global_host);
+}
+
 void gd_deliver_here(Gd *gd, GdItem *item)
 {
+    /* A remote service has no stand-in here: routing it "here" would
+     * claim it again. Its sender learns it is unreachable. */
+    if (gd_service_remote(gd, mk_jid_domain(mk_stanza_to(item->stanza)))) {
+        mk_counter_add(gd->c_unreachable, 1);
+        g_autoptr(MkStanza) err = mk_stanza_new_error_reply(
+            item->stanza, MK_ERR_SERVICE_UNAVAILABLE, "the region serving it is unreachable");
+        if (err)
+            gd_handoff(gd, err, 0, NULL, FALSE);
+        gd_item_free(item);
+        return;
+    }
     mk_counter_add(gd->c_local, 1);
     gd_handoff(gd, item->stanza, 0, NULL, TRUE);
     gd_item_free(item);
@@ -211,6 +242,10 @@ static gboolean decide(Gd *gd, GdItem *item, const char *host, const char *home)
         forward(gd, item, host);
         return FALSE;
     }
+    if (for_service(gd, item)) {
+        gd_deliver_here(gd, item); /* no region serves it (now) */
+        return FALSE;
+    }
     /* Nobody, or this region while no session here holds it: came over a
      * link for a user who left, or is leaving; give them a moment to log
      * in elsewhere (bounce), then their home region, then here. */
@@ -230,10 +265,36 @@ static gboolean decide(Gd *gd, GdItem *item, const char *host, const char *home)
     return FALSE;
 }
 
-static void item_keys(GdItem *item, char **keys)
+/* @item was delivered here: a marked copy to each other region of the
+ * account's set (@regions, space-separated), but the one it came from. */
+static void fan_out(Gd *gd, GdItem *item, const char *regions)
+{
+    g_auto(GStrv) names = g_strsplit(regions ? regions : "", " ", -1);
+    g_autoptr(MkStanza) copy = NULL;
+    for (guint i = 0; names[i]; i++) {
+        if (!*names[i] || g_str_equal(names[i], gd->local_host) ||
+            g_strcmp0(names[i], item->origin) == 0)
+            continue;
+        if (!copy)
+            copy = gd_fanout_marked(item->stanza, TRUE);
+        GdItem *c = gd_item_new(copy, item->hops);
+        c->origin = g_strdup(item->origin);
+        mk_counter_add(gd->c_copies, 1);
+        forward(gd, c, names[i]);
+    }
+    gd_item_free(item);
+}
+
+static void item_keys(Gd *gd, GdItem *item, char **keys)
 {
     MkJid *to = mk_stanza_to(item->stanza);
     guint n = 0;
+    if (for_service(gd, item) || item->fanout) {
+        keys[n++] = g_strconcat(item->fanout ? "r:" : "s:",
+                                item->fanout ? mk_jid_bare_string(to) : mk_jid_domain(to), NULL);
+        keys[n] = NULL;
+        return;
+    }
     if (!mk_jid_is_bare(to))
         keys[n++] = g_strconcat("j:", mk_jid_string(to), NULL);
     keys[n++] = g_strconcat("j:", mk_jid_bare_string(to), NULL);
@@ -254,6 +315,10 @@ static void wait_values(Gd *gd, GdWait *w, char **keys, char **values, gboolean 
     gint64 now = g_get_monotonic_time();
     for (guint i = 0; fresh && values && i < n; i++)
         gd_cache_put(gd->cache, keys[i], values[i], now);
+    if (item->fanout) {
+        fan_out(gd, item, values ? values[0] : NULL);
+        return;
+    }
     const char *host = NULL, *home = NULL;
     for (guint i = 0; values && i < n; i++) {
         if (g_str_has_prefix(keys[i], "h:"))
@@ -301,7 +366,10 @@ static void lookup(Gd *gd, GdWait *w, char **keys)
     l->w = w;
     l->keys = keys;
     w->busy = TRUE;
-    gd_redis_get(gd, (const char *const *)keys, on_lookup, l, lookup_free);
+    if (g_str_has_prefix(keys[0], "r:"))
+        gd_fanout_get(gd, keys[0] + 2, on_lookup, l, lookup_free);
+    else
+        gd_redis_get(gd, (const char *const *)keys, on_lookup, l, lookup_free);
 }
 
 static gboolean on_bounce_timer(gpointer data)
@@ -311,7 +379,7 @@ static gboolean on_bounce_timer(gpointer data)
     w->timer = NULL;
     GdItem *item = g_queue_peek_head(&w->items);
     char **keys = g_new0(char *, 4);
-    item_keys(item, keys);
+    item_keys(w->gd, item, keys);
     lookup(w->gd, w, keys); /* fresh from Redis: the cache said "nobody" */
     return G_SOURCE_REMOVE;
 }
@@ -323,7 +391,7 @@ static void wait_run(Gd *gd, GdWait *w)
     while (!w->busy && !g_queue_is_empty(&w->items)) {
         GdItem *item = g_queue_peek_head(&w->items);
         char **keys = g_new0(char *, 4);
-        item_keys(item, keys);
+        item_keys(w->gd, item, keys);
         gint64 now = g_get_monotonic_time();
         guint n = g_strv_length(keys);
         g_autofree char **values = g_new0(char *, n + 1);
@@ -371,16 +439,21 @@ void gd_invalidate(Gd *gd, const char *jid)
 {
     g_autofree char *j = g_strconcat("j:", jid, NULL);
     g_autofree char *h = g_strconcat("h:", jid, NULL);
+    g_autofree char *s = g_strconcat("s:", jid, NULL);
+    g_autofree char *r = g_strconcat("r:", jid, NULL);
+    gd_cache_drop(gd->cache, r);
     gd_cache_drop(gd->cache, j);
     gd_cache_drop(gd->cache, h);
+    gd_cache_drop(gd->cache, s);
 }
 
 void gd_received(Gd *gd, MkStanza *st, const char *origin, int hops, const char *peer)
 {
     MkJid *to = mk_stanza_to(st), *from = mk_stanza_from(st);
-    if (!to || !mk_jid_node(to) || !g_str_equal(mk_jid_domain(to), gd->global_host)) {
-        g_warning("mod_global_distrib: region %s sent a stanza for %s, not an account of %s: "
-                  "dropped",
+    gboolean account = to && mk_jid_node(to) && g_str_equal(mk_jid_domain(to), gd->global_host);
+    if (!account && !(to && gd_service_local(gd, mk_jid_domain(to)))) {
+        g_warning("mod_global_distrib: region %s sent a stanza for %s, not an account of %s "
+                  "nor a service of this region: dropped",
                   peer, to ? mk_jid_string(to) : "(nobody)", gd->global_host);
         return;
     }
@@ -390,6 +463,11 @@ void gd_received(Gd *gd, MkStanza *st, const char *origin, int hops, const char 
         !g_str_equal(origin, gd->local_host)) {
         g_autofree char *key = g_strconcat("j:", mk_jid_string(from), NULL);
         gd_cache_put(gd->cache, key, origin, g_get_monotonic_time());
+    }
+    if (gd_fanout_is_copy(st)) {
+        g_autoptr(MkStanza) plain = gd_fanout_marked(st, FALSE);
+        handoff(gd, plain, hops, origin, FALSE, TRUE);
+        return;
     }
     gd_handoff(gd, st, hops, origin, FALSE);
 }
@@ -415,6 +493,9 @@ static void run_op(Gd *gd, Op *op)
             gd_deliver_here(gd, g_steal_pointer(&op->item));
         else
             gd_route(gd, g_steal_pointer(&op->item));
+        return;
+    case OP_REST:
+        gd_rest_answer(gd, g_steal_pointer(&op->req));
         return;
     }
 }
@@ -469,6 +550,7 @@ static gboolean on_shutdown(gpointer data)
         g_autofree char *bare = g_strndup(key, strcspn(key, "/"));
         gd_redis_unbind(gd, key, bare, TRUE);
     }
+    gd_services_unbind(gd);
     if (gd_redis_up(gd)) {
         g_autofree char *ep = g_strdup_printf("%s:%d", gd->advertise, gd->listen_port);
         redisAsyncCommand(gd->cmd, NULL, NULL, "ZREM gd:ep:%s %s", gd->local_host, ep);
@@ -483,6 +565,40 @@ static gboolean on_shutdown(gpointer data)
 
 /* ---- hooks (workers) ------------------------------------------------------- */
 
+gboolean gd_take(Gd *gd, MkStanza *st)
+{
+    Op *op = g_new0(Op, 1);
+    op->kind = OP_ROUTE;
+    if (st == injecting) {
+        op->item = gd_item_new(st, injecting_hops);
+        op->item->origin = g_strdup(injecting_origin);
+    } else if (gd_fanout_is_copy(st)) {
+        /* Only this module marks copies: a client's marker goes. */
+        g_autoptr(MkStanza) plain = gd_fanout_marked(st, FALSE);
+        op->item = gd_item_new(plain, 0);
+    } else {
+        op->item = gd_item_new(st, 0);
+    }
+    if (!post(gd, op)) {
+        op_free(op);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Worker: asks the module thread for the REST listing. */
+gboolean gd_rest_post(Gd *gd, MkHttpRequest *req)
+{
+    Op *op = g_new0(Op, 1);
+    op->kind = OP_REST;
+    op->req = mk_http_request_ref(req);
+    if (!post(gd, op)) {
+        op_free(op);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 static MkResult on_unheld(MkHookCall *call, gpointer user_data)
 {
     Gd *gd = user_data;
@@ -490,19 +606,34 @@ static MkResult on_unheld(MkHookCall *call, gpointer user_data)
     MkJid *to = mk_hook_call_to(call);
     if (!st || !to || !g_str_equal(mk_jid_domain(to), gd->global_host))
         return MK_PASS;
+    /* A copy for resources that are gone: the original was delivered
+     * in the region that sent it. */
+    if (st == injecting && injecting_copy) {
+        mk_counter_add(gd->c_copies_dropped, 1);
+        return MK_HANDLED;
+    }
+    return gd_take(gd, st) ? MK_HANDLED : MK_PASS;
+}
+
+/* filter_local_packet, late (after privacy and blocking): a stanza for a
+ * bare JID that this region delivers to its resources goes, as a copy,
+ * to the account's other regions too. */
+static MkResult on_local(MkHookCall *call, gpointer user_data)
+{
+    Gd *gd = user_data;
+    MkStanza *st = mk_hook_call_stanza(call);
+    MkJid *to = st ? mk_stanza_to(st) : NULL;
+    if (!to || !mk_jid_node(to) || !mk_jid_is_bare(to) || injecting_copy ||
+        !g_str_equal(mk_jid_domain(to), gd->global_host) || !gd_fanout_kind(st))
+        return MK_PASS;
     Op *op = g_new0(Op, 1);
     op->kind = OP_ROUTE;
-    if (st == injecting) {
-        op->item = gd_item_new(st, injecting_hops);
-        op->item->origin = g_strdup(injecting_origin);
-    } else {
-        op->item = gd_item_new(st, 0);
-    }
-    if (!post(gd, op)) {
+    op->item = gd_item_new(st, injecting ? injecting_hops : 0);
+    op->item->origin = g_strdup(injecting ? injecting_origin : NULL);
+    op->item->fanout = TRUE;
+    if (!post(gd, op))
         op_free(op);
-        return MK_PASS;
-    }
-    return MK_HANDLED;
+    return MK_PASS;
 }
 
 static MkResult on_session(MkHookCall *call, gboolean opened, Gd *gd)
@@ -552,6 +683,11 @@ static void gd_free(gpointer data)
     g_free(gd->secret);
     g_free(gd->listen_address);
     g_free(gd->advertise);
+    g_strfreev(gd->services);
+    g_strfreev(gd->remote_services);
+    g_free(gd->rest_prefix);
+    g_free(gd->rest_admin_user);
+    mk_http_secret_free(gd->rest_admin_password);
     gd_cache_free(gd->cache);
     if (gd->regions)
         g_hash_table_destroy(gd->regions);
@@ -577,6 +713,9 @@ static void make_metrics(Gd *gd, MkModule *mod)
     C(c_unreachable, "unreachable", "stanzas kept here because their region was unreachable");
     C(c_bounced, "bounced", "bounce retries for users between regions");
     C(c_local, "kept_here", "stanzas taken over and then routed in this region");
+    C(c_copies, "copies", "copies of stanzas for a bare JID sent to the account's other regions");
+    C(c_copies_dropped, "copies_dropped",
+      "copies received for an account no longer bound here (delivered where they came from)");
 #undef C
     gd->g_queued =
         mk_gauge_new(mod, "queued", "stanzas waiting for a link to another region", NULL);
@@ -706,12 +845,15 @@ static gboolean gd_start(MkModule *mod, GError **error)
     mk_module_set_data(mod, gd, gd_free);
     make_metrics(gd, mod);
 
+    if (!gd_services_start(gd, error) || !gd_rest_start(gd, error))
+        return FALSE;
     if (!gd_links_listen(gd, error))
         return FALSE;
     gd->thread = g_thread_new("mk-gdistrib", gd_thread, gd);
     mk_hook_add(mod, MK_HOOK_ROUTE_UNHELD, 0, on_unheld, gd);
     mk_hook_add(mod, MK_HOOK_SESSION_OPENED, 0, on_opened, gd);
     mk_hook_add(mod, MK_HOOK_SESSION_CLOSED, 0, on_closed, gd);
+    mk_hook_add(mod, MK_HOOK_FILTER_LOCAL_PACKET, 5, on_local, gd);
     return TRUE;
 }
 
@@ -782,6 +924,15 @@ static const MkConfigKey gd_keys[] = {
     {"link_certfile", MK_CONFIG_STRING, "", 0, 0, "this node's certificate (PEM)"},
     {"link_keyfile", MK_CONFIG_STRING, "", 0, 0, "its key (PEM)"},
     {"link_cafile", MK_CONFIG_STRING, "", 0, 0, "the CA that signs every region's certificates"},
+    {"services", MK_CONFIG_STRV, "", 0, 0,
+     "room and component domains this region serves, recorded in the global Redis"},
+    {"remote_services", MK_CONFIG_STRV, "", 0, 0,
+     "room and component domains other regions serve: routed to the region recorded"},
+    {"rest_prefix", MK_CONFIG_STRING, "/api", 0, 0,
+     "prefix of GET PREFIX/global-distrib/regions on the http listeners"},
+    {"rest_admin_username", MK_CONFIG_STRING, "admin", 0, 0, "user name of that endpoint"},
+    {"rest_admin_password_file", MK_CONFIG_STRING, "", 0, 0,
+     "file whose first line is its password (none: the endpoint answers 403)"},
     MK_CONFIG_KEYS_END,
 };
 

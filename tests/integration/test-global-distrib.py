@@ -7,10 +7,11 @@ order and once, an IQ to a full JID in the other region and its result,
 a presence subscription across regions, the hop limit on an artificial
 loop, a user who moves between regions in the middle of a conversation
 (nothing lost, nothing twice), offline storage in the user's home
-region, and the loss of a region (kill -9). The links run in TLS (link_tls, certificates made
-here with openssl) when openssl is there; test-global-distrib-cluster.py
-keeps the plain links. Skipped without redis-server. Prints TAP; ignores
---tap."""
+region, a user bound in both regions at once (stanzas for her bare JID
+reach both), and the loss of a region (kill -9). The links run in TLS
+(link_tls, certificates made here with openssl) when openssl is there;
+test-global-distrib-cluster.py keeps the plain links. Skipped without
+redis-server. Prints TAP; ignores --tap."""
 import os
 import shutil
 import sys
@@ -250,6 +251,60 @@ def test_moving(t, eu, us, redis):
     fr.close()
 
 
+def test_two_regions(t, eu, us, redis):
+    """mia is bound in both regions at once: stanzas for her bare JID
+    reach her resources in both, each once."""
+    me = Client(eu, "mia", resource="e")
+    mu = Client(us, "mia", resource="u")
+    ni = Client(eu, "nils")
+    ol = Client(us, "olga")
+    for c in (me, mu, ni, ol):
+        c.roster_get()
+        c.presence()
+    t.ok(wait_for(lambda: sorted(redis.cli("ZRANGE", "gd:r:mia@localhost", "0", "-1") or []) ==
+                  ["eu", "us"], 10),
+         "mia's region set in Redis names both regions")
+    for i in range(5):
+        chat(ni, "mia@localhost", "from-eu%d" % i)
+        chat(ol, "mia@localhost", "from-us%d" % i)
+    got_e, got_u = bodies(me), bodies(mu)
+    want = sorted(["from-eu%d" % i for i in range(5)] + ["from-us%d" % i for i in range(5)])
+    t.ok(sorted(got_e) == want, "messages to her bare JID from both regions reach her eu "
+         "resource, once each (%s)" % got_e)
+    t.ok(sorted(got_u) == want, "... and her us resource, once each (%s)" % got_u)
+    t.ok([b for b in got_e if b.startswith("from-eu")] == ["from-eu%d" % i for i in range(5)] and
+         [b for b in got_u if b.startswith("from-eu")] == ["from-eu%d" % i for i in range(5)],
+         "in the order they were sent")
+    chat(ni, mu.jid, "only-u")
+    t.ok(mu.maybe(is_chat("only-u"), 5) is not None and me.maybe(is_chat("only-u"), 1) is None,
+         "a message to one full JID reaches that resource only")
+    # nils's presence reaches both of her resources.
+    try:
+        subscribe(me, ni)
+        ok = True
+    except Exception as e:
+        ok = False
+        t.diag(str(e))
+    t.ok(ok, "mia (eu resource) subscribes to nils (eu) and he approves")
+    ni.presence(extra="<status>lunch</status>")
+
+    def status_from(frm, text):
+        return lambda e: (e.tag == q(NS_CLIENT, "presence") and e.get("from") == frm and
+                          e.findtext(q(NS_CLIENT, "status")) == text)
+    t.ok(me.maybe(status_from(ni.jid, "lunch"), 5) is not None and
+         mu.maybe(status_from(ni.jid, "lunch"), 5) is not None,
+         "a presence change of nils reaches mia's resources in both regions")
+    mu.close()
+    t.ok(wait_for(lambda: redis.cli("ZRANGE", "gd:r:mia@localhost", "0", "-1") == ["eu"] and
+                  mapped(redis, "mia@localhost") == "eu", 10),
+         "mia leaves us: the set and her bare JID's record name eu only")
+    chat(ol, "mia@localhost", "after")
+    t.ok(me.maybe(is_chat("after"), 5) is not None and offline_count(us, "mia") == 0,
+         "a message from us to her bare JID now reaches eu, nothing stored in us")
+    for c in (me, ni, ol):
+        c.close()
+
+
 def test_redis_restart(t, eu, us, redis):
     ka = Client(eu, "karl")
     lu = Client(us, "luna")
@@ -319,7 +374,7 @@ def main():
         us = region("us", redis, "127.0.0.2", cache_lifetime_ms=0, **tls["us"])
         for srv in (eu, us):
             for u in ("alice", "bob", "carl", "dora", "edna", "fred", "gina", "hugo", "iris",
-                      "juno", "karl", "luna"):
+                      "juno", "karl", "luna", "mia", "nils", "olga"):
                 srv.register(u)
         t.ok(wait_for(lambda: redis.cli("ZCARD", "gd:ep:eu") == 1 and
                       redis.cli("ZCARD", "gd:ep:us") == 1, 15),
@@ -333,6 +388,7 @@ def main():
         t.run("presence subscription", test_presence, eu, us, redis)
         t.run("hop limit", test_hop_limit, eu, us, redis)
         t.run("moving user", test_moving, eu, us, redis)
+        t.run("user in two regions", test_two_regions, eu, us, redis)
         t.run("redis restart", test_redis_restart, eu, us, redis)
         t.run("region loss", test_region_loss, eu, us, redis)
     except Exception as e:
