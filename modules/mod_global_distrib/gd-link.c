@@ -701,14 +701,21 @@ void gd_links_close(Gd *gd)
     g_clear_pointer(&gd->link_auth, mk_link_auth_free);
 }
 
-/* For the REST listing (gd-rest.c): "down" is a link waiting to redial. */
+/* For the REST listing (gd-rest.c): the best state of the remote's pool,
+ * "down" when none is up and one waits to redial. */
 const char *gd_link_state(Gd *gd, const char *host, guint *queued)
 {
     GdRemote *r = gd->remotes ? g_hash_table_lookup(gd->remotes, host) : NULL;
-    *queued = r ? g_queue_get_length(&r->queue) : 0;
+    *queued = r ? r->queued : 0;
     if (!r)
         return "none";
-    if (r->state == R_UP)
-        return "up";
-    return r->state == R_IDLE ? (r->retry ? "down" : "idle") : "connecting";
+    gboolean connecting = FALSE, waiting = FALSE;
+    for (guint i = 0; i < r->n; i++) {
+        GdSlot *slot = &r->slots[i];
+        if (slot->state == R_UP)
+            return "up";
+        connecting |= slot->state != R_IDLE;
+        waiting |= slot->retry != NULL;
+    }
+    return connecting ? "connecting" : waiting ? "down" : "idle";
 }
