@@ -492,9 +492,11 @@ RECORDED = resttest.Recorder()
 
 def test_openapi(t):
     # mod_muc_light's room paths are exercised by test-muclight-rest.py,
-    # mod_muc's by test-muc-rest.py.
+    # mod_muc's by test-muc-rest.py, mod_global_distrib's by
+    # test-global-distrib-rooms.py.
     resttest.check_openapi(
-        t, RECORDED, lambda tmpl: not tmpl.startswith(("/muc-lights", "/rooms", "/mucs")),
+        t, RECORDED,
+        lambda tmpl: not tmpl.startswith(("/muc-lights", "/rooms", "/mucs", "/global-distrib")),
         undocumented_ok=True)
 
 
