@@ -975,6 +975,19 @@ static void release_free(gpointer p)
     g_free(rel);
 }
 
+/* The worker of @bare's resumable session @previd (NULL: none here). Any
+ * thread. */
+static MkWorker *resumable_owner(MkC2sServer *cs, const char *previd, const char *bare)
+{
+    MkWorker *owner = NULL;
+    g_mutex_lock(&cs->resume_lock);
+    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
+    if (r && g_str_equal(r->bare, bare))
+        owner = r->worker;
+    g_mutex_unlock(&cs->resume_lock);
+    return owner;
+}
+
 /* On the session's worker: what the client acknowledged is dropped, the
  * session ends, and the rest is routed again (to the client's new
  * session on the other node, or to offline storage). */
@@ -1000,12 +1013,7 @@ static void release_run(gpointer p)
 
 void mk_c2s_sm_release(MkC2sServer *cs, const char *previd, const char *bare, guint32 h)
 {
-    MkWorker *owner = NULL;
-    g_mutex_lock(&cs->resume_lock);
-    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
-    if (r && g_str_equal(r->bare, bare))
-        owner = r->worker;
-    g_mutex_unlock(&cs->resume_lock);
+    MkWorker *owner = resumable_owner(cs, previd, bare);
     if (!owner)
         return;
     Release *rel = g_new0(Release, 1);
@@ -1158,12 +1166,7 @@ static void move_out_run(gpointer p)
 void mk_c2s_sm_move_out(MkC2sServer *cs, const char *node, const char *reqid, const char *previd,
                         const char *bare, guint32 h)
 {
-    MkWorker *owner = NULL;
-    g_mutex_lock(&cs->resume_lock);
-    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
-    if (r && g_str_equal(r->bare, bare))
-        owner = r->worker;
-    g_mutex_unlock(&cs->resume_lock);
+    MkWorker *owner = resumable_owner(cs, previd, bare);
     if (!owner) {
         mk_cluster_resume_answer(mk_sm_get_cluster(cs->srv->sm), node, reqid, NULL);
         return;
@@ -1204,12 +1207,7 @@ static void move_done_run(gpointer p)
 
 void mk_c2s_sm_move_done(MkC2sServer *cs, const char *previd, const char *bare, gboolean taken)
 {
-    MkWorker *owner = NULL;
-    g_mutex_lock(&cs->resume_lock);
-    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
-    if (r && g_str_equal(r->bare, bare))
-        owner = r->worker;
-    g_mutex_unlock(&cs->resume_lock);
+    MkWorker *owner = resumable_owner(cs, previd, bare);
     if (!owner)
         return;
     MoveJob *j = g_new0(MoveJob, 1);
