@@ -308,3 +308,39 @@ class Certs:
 
 
 __all__ = ["Redis", "Node", "Pg", "Certs", "register", "wait_for", "SECRET"]
+
+
+def run_three_nodes(t, modules, cases):
+    """The whole program of a cluster test: one redis-server and one
+    PostgreSQL, nodes a, b and c with @modules linked to each other, then
+    each (name, func, *extra) of @cases as t.run(name, func, nodes, redis,
+    pg, *extra); everything stopped at the end (nodes' logs shown when a
+    check failed), and t.done(). Skips without Redis or PostgreSQL."""
+    if not shutil.which("redis-server") or not os.path.isdir("/usr/lib/postgresql"):
+        print("1..0 # SKIP no redis-server or no PostgreSQL")
+        return
+    redis = pg = None
+    nodes = []
+    try:
+        redis = Redis()
+        pg = Pg()
+        for i, name in enumerate("abc"):
+            nodes.append(Node(name, i + 1, redis, pg, modules))
+        ok = all(wait_for(lambda n=n: n.log_text(0).count("link to") >= 2 and
+                          n.log_text(0).count("link from") >= 2, 15) for n in nodes)
+        t.ok(ok, "three nodes link to each other")
+        for name, func, *extra in cases:
+            t.run(name, func, nodes, redis, pg, *extra)
+    except Exception as e:
+        t.ok(False, "cluster starts: %s" % e)
+    finally:
+        for n in nodes:
+            if t.failed:
+                t.diag("---- node %s" % n.name)
+                t.diag(n.log_text(40))
+            n.stop()
+        if pg:
+            pg.stop()
+        if redis:
+            redis.stop()
+    t.done()

@@ -12,13 +12,12 @@ gets item-not-found, and the fresh session gets what a had stored
 offline and what was sent after, once each. Skipped without
 redis-server or PostgreSQL. Prints TAP; ignores --tap."""
 import os
-import shutil
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Tap, q  # noqa: E402
-from clustertest import Node, Pg, Redis, register, wait_for  # noqa: E402
+from clustertest import register, run_three_nodes, wait_for  # noqa: E402
 
 NS_SM = "urn:xmpp:sm:3"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -221,35 +220,10 @@ def test_dead(t, nodes, redis, pg):
 
 
 def main():
-    t = Tap()
-    if not shutil.which("redis-server") or not os.path.isdir("/usr/lib/postgresql"):
-        print("1..0 # SKIP no redis-server or no PostgreSQL")
-        return
-    redis = pg = None
-    nodes = []
-    try:
-        redis = Redis()
-        pg = Pg()
-        for i, name in enumerate("abc"):
-            nodes.append(Node(name, i + 1, redis, pg, MODULES))
-        ok = all(wait_for(lambda n=n: n.log_text(0).count("link to") >= 2 and
-                          n.log_text(0).count("link from") >= 2, 15) for n in nodes)
-        t.ok(ok, "three nodes link to each other")
-        t.run("resume on another node", test_move, nodes, redis, pg)
-        t.run("resume after kill -9", test_dead, nodes, redis, pg)
-    except Exception as e:
-        t.ok(False, "cluster starts: %s" % e)
-    finally:
-        for n in nodes:
-            if t.failed:
-                t.diag("---- node %s" % n.name)
-                t.diag(n.log_text(40))
-            n.stop()
-        if pg:
-            pg.stop()
-        if redis:
-            redis.stop()
-    t.done()
+    run_three_nodes(Tap(), MODULES, [
+        ("resume on another node", test_move),
+        ("resume after kill -9", test_dead),
+    ])
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ members on different nodes, a PubSub node published on one node and
 read/notified on the others, and MAM IDs distinct by node number.
 Skipped without redis-server or PostgreSQL. Prints TAP; ignores --tap."""
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Tap, error_condition, q  # noqa: E402
-from clustertest import Node, Pg, Redis, register, wait_for  # noqa: E402
+from clustertest import register, run_three_nodes, wait_for  # noqa: E402
 from muctest import (NS_ADMIN, NS_INFO, codes, configure, is_groupchat, join,  # noqa: E402
                      leave, room_jid, say)
 
@@ -265,38 +264,13 @@ def test_mam_ids(t, nodes, redis, pg):
 
 
 def main():
-    t = Tap()
-    if not shutil.which("redis-server") or not os.path.isdir("/usr/lib/postgresql"):
-        print("1..0 # SKIP no redis-server or no PostgreSQL")
-        return
-    redis = pg = None
-    nodes = []
-    try:
-        redis = Redis()
-        pg = Pg()
-        for i, name in enumerate("abc"):
-            nodes.append(Node(name, i + 1, redis, pg, MODULES))
-        ok = all(wait_for(lambda n=n: n.log_text(0).count("link to") >= 2 and
-                          n.log_text(0).count("link from") >= 2, 15) for n in nodes)
-        t.ok(ok, "three nodes link to each other")
-        t.run("muc light", test_muclight, nodes, redis, pg)
-        t.run("pubsub", test_pubsub, nodes, redis, pg)
-        t.run("mam ids", test_mam_ids, nodes, redis, pg)
-        t.run("muc", test_muc, nodes, redis, pg)
-        t.run("redis restart", test_redis_restart, nodes, redis, pg)
-    except Exception as e:
-        t.ok(False, "cluster starts: %s" % e)
-    finally:
-        for n in nodes:
-            if t.failed:
-                t.diag("---- node %s" % n.name)
-                t.diag(n.log_text(40))
-            n.stop()
-        if pg:
-            pg.stop()
-        if redis:
-            redis.stop()
-    t.done()
+    run_three_nodes(Tap(), MODULES, [
+        ("muc light", test_muclight),
+        ("pubsub", test_pubsub),
+        ("mam ids", test_mam_ids),
+        ("muc", test_muc),
+        ("redis restart", test_redis_restart),
+    ])
 
 
 if __name__ == "__main__":

@@ -12,14 +12,13 @@ Redis restarted and PostgreSQL restarted during traffic; the admin REST
 API of one node lists and kicks the sessions of every node. Skipped without
 redis-server or PostgreSQL. Prints TAP; ignores --tap."""
 import os
-import shutil
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import (NS_CLIENT, NS_STREAMS_ERR, Client, Tap, q, roster_item,  # noqa: E402
                      stream_error)
-from clustertest import Node, Pg, Redis, register, wait_for  # noqa: E402
+from clustertest import register, run_three_nodes, wait_for  # noqa: E402
 
 NS_SM = "urn:xmpp:sm:3"
 NS_CARBONS = "urn:xmpp:carbons:2"
@@ -572,48 +571,20 @@ def test_pg_restart(t, nodes, redis, pg):
 
 
 def main():
-    t = Tap()
-    if not shutil.which("redis-server") or not os.path.isdir("/usr/lib/postgresql"):
-        print("1..0 # SKIP no redis-server or no PostgreSQL")
-        return
-    redis = pg = None
-    nodes = []
-    try:
-        redis = Redis()
-        pg = Pg()
-        for i, name in enumerate("abc"):
-            nodes.append(Node(name, i + 1, redis, pg, MODULES))
-        ok = all(wait_for(lambda n=n: n.log_text(0).count("link to") >= 2 and
-                          n.log_text(0).count("link from") >= 2, 15) for n in nodes)
-        t.ok(ok, "three nodes link to each other")
-        t.run("messages", test_messages, nodes, redis, pg)
-        t.run("bind visible at once", test_bind_visible, nodes, redis, pg)
-        t.run("rest sessions", test_rest_sessions, nodes, redis, pg)
-        t.run("presence and rosters", test_presence_roster, nodes, redis, pg)
-        t.run("carbons", test_carbons, nodes, redis, pg)
-        t.run("conflict", test_conflict, nodes, redis, pg)
-        t.run("resume elsewhere", test_resume_elsewhere, nodes, redis, pg)
-        t.run("graceful leave", test_leave, nodes, redis, pg)
-        t.run("redis restart", test_redis_restart, nodes, redis, pg)
-        t.run("postgresql restart", test_pg_restart, nodes, redis, pg)
-        t.run("kill -9", test_kill, nodes, redis, pg, None)
-        t.run("metrics", test_metrics, nodes, redis, pg)
-    except Exception as e:
-        t.ok(False, "cluster starts: %s" % e)
-    finally:
-        for n in nodes:
-            if t.failed:
-                t.diag("---- node %s" % n.name)
-                t.diag(n.log_text(40))
-            if n.proc and n.proc.poll() is None:
-                n.stop()
-            else:
-                n.stop()
-        if pg:
-            pg.stop()
-        if redis:
-            redis.stop()
-    t.done()
+    run_three_nodes(Tap(), MODULES, [
+        ("messages", test_messages),
+        ("bind visible at once", test_bind_visible),
+        ("rest sessions", test_rest_sessions),
+        ("presence and rosters", test_presence_roster),
+        ("carbons", test_carbons),
+        ("conflict", test_conflict),
+        ("resume elsewhere", test_resume_elsewhere),
+        ("graceful leave", test_leave),
+        ("redis restart", test_redis_restart),
+        ("postgresql restart", test_pg_restart),
+        ("kill -9", test_kill, None),
+        ("metrics", test_metrics),
+    ])
 
 
 if __name__ == "__main__":
