@@ -396,7 +396,7 @@ static const char *help_text =
     "  kick USER DOMAIN RESOURCE           end a session (stream error policy-violation)\n"
     "  sessions DOMAIN                     list the bound full JIDs of DOMAIN\n"
     "  send FROM TO BODY                   send a chat message as the local user FROM\n"
-    "  add_domain DOMAIN HOST_TYPE         serve DOMAIN with HOST_TYPE until restart\n"
+    "  add_domain DOMAIN HOST_TYPE         serve DOMAIN with HOST_TYPE, also after restarts\n"
     "  remove_domain DOMAIN HOST_TYPE      stop serving DOMAIN\n"
     "  domain DOMAIN                       show the host type serving DOMAIN\n"
     "  status                              exit 0 when meerkatd answers\n"
