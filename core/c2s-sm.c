@@ -988,18 +988,25 @@ static MkWorker *resumable_owner(MkC2sServer *cs, const char *previd, const char
     return owner;
 }
 
+/* On the worker of @previd's session: its stream, if @bare's. */
+static MkC2s *resumable_here(MkC2sServer *cs, const char *previd, const char *bare)
+{
+    MkC2s *c = NULL;
+    g_mutex_lock(&cs->resume_lock);
+    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
+    if (r && g_str_equal(r->bare, bare) && r->worker == mk_worker_self())
+        c = r->c;
+    g_mutex_unlock(&cs->resume_lock);
+    return c;
+}
+
 /* On the session's worker: what the client acknowledged is dropped, the
  * session ends, and the rest is routed again (to the client's new
  * session on the other node, or to offline storage). */
 static void release_run(gpointer p)
 {
     Release *rel = p;
-    MkC2s *c = NULL;
-    g_mutex_lock(&rel->cs->resume_lock);
-    C2sResumable *r = g_hash_table_lookup(rel->cs->resumable, rel->previd);
-    if (r && g_str_equal(r->bare, rel->bare) && r->worker == mk_worker_self())
-        c = r->c;
-    g_mutex_unlock(&rel->cs->resume_lock);
+    MkC2s *c = resumable_here(rel->cs, rel->previd, rel->bare);
     if (c && c->sm && c->session) {
         if (!mk_ack_queue_ack(&c->sm->q, rel->h))
             C2S_LOG(c, G_LOG_LEVEL_INFO, "resumed elsewhere with h=%u but only %u sent", rel->h,
@@ -1028,18 +1035,6 @@ void mk_c2s_sm_release(MkC2sServer *cs, const char *previd, const char *bare, gu
 /* docs/clustering.md, Resumption on another node. On the session's node
  * (A) the session is handed over and ends without a word; on the node
  * where the client resumes (B) it is made again from what A sent. */
-
-/* On the worker of @previd's session: its stream, if @bare's. */
-static MkC2s *resumable_here(MkC2sServer *cs, const char *previd, const char *bare)
-{
-    MkC2s *c = NULL;
-    g_mutex_lock(&cs->resume_lock);
-    C2sResumable *r = g_hash_table_lookup(cs->resumable, previd);
-    if (r && g_str_equal(r->bare, bare) && r->worker == mk_worker_self())
-        c = r->c;
-    g_mutex_unlock(&cs->resume_lock);
-    return c;
-}
 
 typedef struct {
     MkC2sServer *cs;
