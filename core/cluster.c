@@ -633,13 +633,17 @@ static void on_nodes(redisAsyncContext *ac, void *reply, void *data)
         reap(cl, node, TRUE, FALSE, TRUE);
         peer_gone(cl, node);
     }
-    /* Nodes that left (or were removed by another survivor). */
+    /* Nodes that left (or were removed by another survivor). A restarted
+     * Redis lists none until each has renewed its heartbeat, and a node
+     * that leaves closes its links: neither a fresh table nor a working
+     * link is a departure. */
     GHashTableIter it;
     gpointer k;
     g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(g_free);
+    gboolean settled = now - cl->up_since >= REAP_GRACE_US;
     g_hash_table_iter_init(&it, cl->peers);
     while (g_hash_table_iter_next(&it, &k, NULL))
-        if (!g_hash_table_contains(listed, k))
+        if (!g_hash_table_contains(listed, k) && settled && !mk_links_peer_up(cl->links, k))
             g_ptr_array_add(gone, g_strdup(k));
     for (guint i = 0; i < gone->len; i++)
         peer_gone(cl, g_ptr_array_index(gone, i));

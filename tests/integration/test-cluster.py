@@ -513,6 +513,7 @@ def test_redis_restart(t, nodes, redis, pg):
     u2 = online(c, "ulla", "two")
     for x in (ni, ot, u1, u2):
         known_everywhere(nodes, x.jid, redis)
+    lefts = [n.log_text(0).count(" left\n") for n in nodes]
     redis.down()
     u1.close()  # ends while Redis is away: a cannot hear of it then
     for i in range(10):
@@ -552,6 +553,8 @@ def test_redis_restart(t, nodes, redis, pg):
     u2.close()
     t.ok(not any("is gone" in n.log_text(0) for n in nodes),
          "no node took another for dead while Redis was away")
+    t.ok([n.log_text(0).count(" left\n") for n in nodes] == lefts,
+         "nor for departed when the restarted Redis listed no node yet")
     for x in (ni, ot, pa):
         x.close()
 
