@@ -5,7 +5,7 @@
  * archive always goes to the same shard and group, so its rows keep their
  * order) under that shard's lock. One flush at a time takes every shard's
  * rows and writes them in one transaction, archive after archive, as
- * multi-row INSERTs of batch_size rows: it starts when one archive has
+ * multi-row INSERTs (mam-db.c chooses their sizes): it starts when one archive has
  * batch_size rows queued, when the flush timer finds rows waiting, or
  * when a query needs them. What a row costs the database is mostly the
  * index pages it dirties, each written once per transaction: with an
