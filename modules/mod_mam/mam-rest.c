@@ -38,8 +38,9 @@ static gboolean rest_read_work(MkDbConn *conn, gpointer data, GError **error)
     g_autoptr(MkDbResult) res =
         op->archive.room
             ? mk_db_conn_query(conn, error,
-                               "SELECT id, from_bare, with_bare, xml FROM mam_room_message"
-                               " WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                               "SELECT id, from_bare, with_bare, xml FROM mam_room_entry"
+                               " WHERE archive = (SELECT number FROM mam_room WHERE room = ?)"
+                               " AND id < ? ORDER BY id DESC LIMIT ?",
                                MK_DB_STR(op->archive.room), MK_DB_INT((gint64)op->before_id),
                                MK_DB_INT(op->limit))
         : op->with

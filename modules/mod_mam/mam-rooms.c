@@ -1,8 +1,8 @@
 /* Room archives: mod_mam provides the core's archive service
  * (mk-archive.h), so that group chat modules archive their rooms' messages
  * here and hand over queries sent to a room's JID. A room's rows live in
- * mam_room_message; the writer, the queries and the IDs are those of user
- * archives. */
+ * mam_room_entry under the room's number (mam_room); the writer, the queries and the IDs are those
+ * of user archives. */
 #include "mam.h"
 
 #define NS_SID "urn:xmpp:sid:0"
@@ -60,8 +60,8 @@ static void remove_op_free(gpointer data)
 static gboolean remove_work(MkDbConn *conn, gpointer data, GError **error)
 {
     RemoveOp *op = data;
-    g_autoptr(MkDbResult) res = mk_db_conn_query(
-        conn, error, "DELETE FROM mam_room_message WHERE room = ?", MK_DB_STR(op->room));
+    g_autoptr(MkDbResult) res =
+        mk_db_conn_query(conn, error, "DELETE FROM mam_room WHERE room = ?", MK_DB_STR(op->room));
     return res != NULL;
 }
 

@@ -5,7 +5,7 @@
  * archive always goes to the same shard and group, so its rows keep their
  * order) under that shard's lock. One flush at a time takes every shard's
  * rows and writes them in one transaction, archive after archive, as
- * multi-row INSERTs of batch_size rows: it starts when one archive has
+ * multi-row INSERTs (mam-db.c chooses their sizes): it starts when one archive has
  * batch_size rows queued, when the flush timer finds rows waiting, or
  * when a query needs them. What a row costs the database is mostly the
  * index pages it dirties, each written once per transaction: with an
@@ -237,9 +237,10 @@ static void flush_free(gpointer data)
 }
 
 /* On a storage thread: every archive's rows, one archive after the
- * other. A user archive's number is looked up (or created) once per
- * archive per flush; that lookup is also the check that the account
- * still exists: the rows of a removed account are dropped here. */
+ * other. An archive's number (a user's or a room's) is looked up (or
+ * created) once per archive per flush; for a user that lookup is also
+ * the check that the account still exists: the rows of a removed
+ * account are dropped here. */
 static gboolean flush_work(MkDbConn *conn, gpointer data, GError **error)
 {
     Flush *f = data;
@@ -253,16 +254,16 @@ static gboolean flush_work(MkDbConn *conn, gpointer data, GError **error)
         while (g_hash_table_iter_next(&it, NULL, &value)) {
             GPtrArray *group = value;
             MamRow *first = group->pdata[0];
-            if (!first->archive.room) {
-                gint64 number;
-                if (!mam_db_archive_number(conn, first->archive.username, first->archive.domain,
-                                           TRUE, &number, error))
-                    return FALSE;
-                if (number == 0)
-                    continue; /* the account is gone */
-                for (guint k = 0; k < group->len; k++)
-                    ((MamRow *)group->pdata[k])->number = number;
-            }
+            gint64 number;
+            if (first->archive.room
+                    ? !mam_db_room_number(conn, first->archive.room, &number, error)
+                    : !mam_db_archive_number(conn, first->archive.username, first->archive.domain,
+                                             TRUE, &number, error))
+                return FALSE;
+            if (number == 0)
+                continue; /* the account is gone */
+            for (guint k = 0; k < group->len; k++)
+                ((MamRow *)group->pdata[k])->number = number;
             g_ptr_array_extend(rows, group, NULL, NULL);
         }
     }

@@ -123,7 +123,7 @@ typedef struct {
 /* One archived message: the row and its strings are one allocation. */
 typedef struct {
     MamArchive archive;
-    gint64 number; /* a user archive's number: set by the flush that writes it */
+    gint64 number; /* the archive's number (a user's or a room's): set by the flush */
     guint64 id;
     char *with_bare;     /* the other party */
     char *with_resource; /* (nullable) */
@@ -163,7 +163,10 @@ extern const MkMigration mam_migrations[];
  * @create, when the account does not exist). */
 gboolean mam_db_archive_number(MkDbConn *conn, const char *username, const char *domain,
                                gboolean create, gint64 *number, GError **error);
-/* Writes @rows (MamRow*): a user's rows need their archive's number set;
+/* A room archive's number into *@number, created when it has none.
+ * Storage thread. */
+gboolean mam_db_room_number(MkDbConn *conn, const char *room, gint64 *number, GError **error);
+/* Writes @rows (MamRow*): every row needs its archive's number set;
  * a message's text is written once for the rows that share its ID.
  * @chunk: rows per INSERT statement. */
 gboolean mam_db_insert(MkDbConn *conn, GPtrArray *rows, guint chunk, GError **error);

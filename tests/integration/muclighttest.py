@@ -316,6 +316,11 @@ def test_destroy(t, srv):
     t.ok(cond(b.iq(destroy, "set", to=room)) == "not-allowed", "a member destroying: not-allowed")
     t.ok(cond(c.iq(destroy, "set", to=room)) == "item-not-found",
          "a non-occupant destroying: item-not-found")
+    say(a, room, "before doom")
+    for cl in (a, b):
+        cl.expect(is_body("before doom"))
+    r, res = mam(a, room)
+    t.ok(ok(r) and any(m[1] == "before doom" for m in res), "the room's archive has the message")
     r = a.iq(destroy, "set", to=room)
     ns = []
     for cl, j in ((a, a_j), (b, b_j)):
@@ -325,6 +330,12 @@ def test_destroy(t, srv):
     t.ok(cond(affs_get(a, room)) == "item-not-found", "after destruction: item-not-found")
     t.ok(cond(a.iq(destroy, "set", to=room)) == "item-not-found",
          "destroying a room that is gone: item-not-found")
+    # The archive goes with the room: a new room of the same JID starts
+    # with an empty one.
+    t.ok(ok(create(a, room, [b_j])), "a room of the same JID is created again")
+    r, res = mam(a, room)
+    t.ok(ok(r) and not any(m[1] == "before doom" for m in res),
+         "the destroyed room's archive is gone (%s)" % [m[1] for m in res])
     for cl in (a, b, c):
         cl.close()
 

@@ -572,6 +572,12 @@ def test_upgrade(t):
         t.ok(bodies(rw) == ["old one"], "'with' finds the upgraded rows")
         n = srv.sql("SELECT COUNT(*) FROM mam_message")[0][0]
         t.ok(n == 3, "three messages, stored once each (%d)" % n)
+        t.ok("mod_mam schema migrated to version 3" in srv.log_text(400),
+             "and on to schema 3 (numbered room archives)")
+        rooms = srv.sql("SELECT e.id, e.with_resource, r.room FROM mam_room_entry e"
+                        " JOIN mam_room r ON r.number = e.archive")
+        t.ok([tuple(x) for x in rooms] == [(mamv1.ID_ONE, "ann", mamv1.ROOM)],
+             "a room's archived message is kept under the room's number (%s)" % (rooms,))
         send_chat(a, b.bare, "new one")
         b.expect(is_chat("new one"))
         _, rb, _ = query(b)
