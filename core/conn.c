@@ -47,6 +47,56 @@ typedef struct {
     char data[];
 } WriteQueue;
 
+/* Emptied queues of WQ_MIN bytes kept by each thread for its next
+ * batch. A fan-out's batch fills one queue on each of many connections
+ * and empties them all at its end; at 1 KiB each they are past malloc's
+ * per-thread cache, and malloc and free of each cost ~600 instructions
+ * per delivered copy (callgrind, docs/benchmarks.md "MUC fan-out: ..."). */
+#define WQ_CACHE 256
+typedef struct {
+    guint n;
+    WriteQueue *q[WQ_CACHE];
+} WqCache;
+
+static void wq_cache_free(gpointer p)
+{
+    WqCache *k = p;
+    for (guint i = 0; i < k->n; i++)
+        g_free(k->q[i]);
+    g_free(k);
+}
+
+static GPrivate wq_cache = G_PRIVATE_INIT(wq_cache_free);
+
+/* Returns: (transfer full) an empty queue of @cap bytes. Any thread. */
+static WriteQueue *wq_new(gsize cap)
+{
+    WqCache *k = cap == WQ_MIN ? g_private_get(&wq_cache) : NULL;
+    WriteQueue *q = k && k->n ? k->q[--k->n] : g_malloc(sizeof(WriteQueue) + cap);
+    q->off = q->len = 0;
+    q->cap = cap;
+    return q;
+}
+
+/* Takes @q (nullable). Any thread: kept by the calling thread. */
+static void wq_free(WriteQueue *q)
+{
+    if (!q)
+        return;
+    if (q->cap == WQ_MIN) {
+        WqCache *k = g_private_get(&wq_cache);
+        if (!k) {
+            k = g_new0(WqCache, 1);
+            g_private_set(&wq_cache, k);
+        }
+        if (k->n < WQ_CACHE) {
+            k->q[k->n++] = q;
+            return;
+        }
+    }
+    g_free(q);
+}
+
 struct MkConn {
     MkWorker *w;
     MkPollWatch *watch;
@@ -93,7 +143,7 @@ static void conn_unref(MkConn *c)
         return;
     if (c->tls)
         gnutls_deinit(c->tls);
-    g_free(c->wq);
+    wq_free(c->wq);
     g_free(c->peer);
     g_free(c);
 }
@@ -169,7 +219,7 @@ static void conn_shut(MkConn *c, gboolean notify)
     }
     close(c->fd);
     c->fd = -1;
-    g_clear_pointer(&c->wq, g_free);
+    g_clear_pointer(&c->wq, wq_free);
     c->tls_send_pending = FALSE;
     c->creds = NULL;
     /* The TLS session stays until the conn is freed, for
@@ -364,7 +414,7 @@ static void conn_flush(MkConn *c)
         WriteQueue *q = c->wq;
         gsize avail = q->len - q->off;
         if (avail == 0) {
-            g_clear_pointer(&c->wq, g_free);
+            g_clear_pointer(&c->wq, wq_free);
             break;
         }
         if (c->tls_state == TLS_HANDSHAKE)
@@ -408,7 +458,7 @@ static void conn_flush(MkConn *c)
             }
         }
         if (q->off == q->len)
-            g_clear_pointer(&c->wq, g_free);
+            g_clear_pointer(&c->wq, wq_free);
     }
     if (c->state == ST_CLOSED)
         return;
@@ -602,10 +652,7 @@ static void queue_append(MkConn *c, const char *data, gsize len)
 {
     WriteQueue *q = c->wq;
     if (!q) {
-        gsize cap = MAX(WQ_MIN, len);
-        q = g_malloc(sizeof(WriteQueue) + cap);
-        q->off = q->len = 0;
-        q->cap = cap;
+        q = wq_new(MAX(WQ_MIN, len));
         c->wq = q;
     } else if (q->cap - q->len < len) {
         gsize used = q->len - q->off;

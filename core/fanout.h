@@ -31,3 +31,11 @@ MkWire *mk_stanza_wire(const MkStanza *st);
  * 'to' is made only when mk_stanza_xml asks for it. (transfer none) of
  * the arguments; Returns: (transfer full). Any thread. */
 MkStanza *mk_stanza_new_wire_copy(MkXml *base, MkJid *from, MkJid *to, MkWire *w);
+/* Whether @st is a copy made by mk_stanza_new_wire_copy that shares its
+ * base element (no element of its own until asked). Any thread. */
+gboolean mk_stanza_wire_shares(const MkStanza *st);
+/* Another copy like @first (mk_stanza_wire_shares) for @to: its base,
+ * 'from', kind and wire, without looking at the element again.
+ * (transfer none) of the arguments; Returns: (transfer full). Any
+ * thread. */
+MkStanza *mk_stanza_new_wire_sibling(const MkStanza *first, MkJid *to);

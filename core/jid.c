@@ -18,6 +18,9 @@
 
 struct MkJid {
     gint ref;
+    /* mk_jid_bare_hash, made on first use (0: not yet); in the padding
+     * after @ref, so a JID is no bigger. */
+    guint bare_hash;
     const char *node; /* nullable */
     const char *domain;
     const char *resource; /* nullable */
@@ -193,6 +196,7 @@ static MkJid *build(const char *node, const char *domain, const char *resource)
     MkJid *j = g_malloc(sizeof(MkJid) + size);
     char *p = j->data;
     j->ref = 1;
+    j->bare_hash = 0;
     j->full = p;
     if (node) {
         memcpy(p, node, nl);
@@ -325,6 +329,17 @@ const char *mk_jid_string(const MkJid *jid)
 const char *mk_jid_bare_string(const MkJid *jid)
 {
     return jid->bare;
+}
+
+/* See sm.h. Any thread: racing threads store the same value. */
+guint mk_jid_bare_hash(const MkJid *jid)
+{
+    guint h = g_atomic_int_get(&jid->bare_hash);
+    if (G_UNLIKELY(!h)) {
+        h = mk_str_hash_nonzero(jid->bare);
+        g_atomic_int_set((gint *)&((MkJid *)jid)->bare_hash, (gint)h);
+    }
+    return h;
 }
 
 gboolean mk_jid_is_bare(const MkJid *jid)

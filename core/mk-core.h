@@ -44,6 +44,18 @@ typedef struct MkConfigData MkConfigData;
 typedef struct MkHosts MkHosts;
 typedef struct MkSm MkSm;
 
+/* g_str_hash of @s, but never 0 (a cached 0 would mean "not made"). */
+static inline guint mk_str_hash_nonzero(const char *s)
+{
+    guint h = g_str_hash(s);
+    return h ? h : 1;
+}
+/* mk_str_hash_nonzero of @jid's bare JID, made once per JID and kept in
+ * it: the session table's shard and its table's bucket both come from it
+ * (sm.c), so a copy routed to a long-lived JID hashes nothing. Any
+ * thread. */
+guint mk_jid_bare_hash(const MkJid *jid);
+
 /* Error domains of core subsystems that modules never see (MK_DB_ERROR
  * and MK_MODULE_ERROR are public: mk-db.h, mk-moddesc.h). */
 #define MK_CONFIG_ERROR (mk_config_error_quark())

@@ -5,11 +5,13 @@
 #include "preload.h"
 #include "server.h"
 
+#include <string.h>
+
 #define SM_SHARDS 64
 
 typedef struct {
     GMutex lock;
-    GHashTable *by_bare; /* bare JID string -> GPtrArray of MkSession* (refs) */
+    GHashTable *by_bare; /* SmKey -> GPtrArray of MkSession* (refs) */
     /* The latest availability stamp given and bare-JID choice made in
      * this shard: keeps the two strictly ordered (mk_sm_bare_targets). */
     gint64 last_since_us;
@@ -51,12 +53,61 @@ static void slot_free(gpointer p)
     g_free(slot);
 }
 
+/* The table's keys: a bare JID with its mk_jid_bare_hash, which picks
+ * the shard and is the table's hash, so a lookup hashes no string. */
+typedef struct {
+    guint hash;
+    const char *bare;
+} SmKey;
+
+static guint sm_key_hash(gconstpointer p)
+{
+    return ((const SmKey *)p)->hash;
+}
+
+static gboolean sm_key_equal(gconstpointer a, gconstpointer b)
+{
+    const SmKey *x = a, *y = b;
+    return x->hash == y->hash && strcmp(x->bare, y->bare) == 0;
+}
+
+static SmShard *shard_of(MkSm *sm, const MkJid *jid)
+{
+    return &sm->shards[mk_jid_bare_hash(jid) % SM_SHARDS];
+}
+
+/* (transfer none) (nullable) @jid's sessions. Under @sh's lock. */
+static GPtrArray *shard_lookup(SmShard *sh, const MkJid *jid)
+{
+    SmKey k = {mk_jid_bare_hash(jid), mk_jid_bare_string(jid)};
+    return g_hash_table_lookup(sh->by_bare, &k);
+}
+
+/* Takes @list for @jid's bare JID, absent until now. Under the lock. */
+static void shard_insert(SmShard *sh, const MkJid *jid, GPtrArray *list)
+{
+    const char *bare = mk_jid_bare_string(jid);
+    gsize len = strlen(bare);
+    SmKey *k = g_malloc(sizeof(SmKey) + len + 1);
+    char *copy = (char *)(k + 1);
+    memcpy(copy, bare, len + 1);
+    k->hash = mk_jid_bare_hash(jid);
+    k->bare = copy;
+    g_hash_table_insert(sh->by_bare, k, list);
+}
+
+static void shard_remove(SmShard *sh, const MkJid *jid)
+{
+    SmKey k = {mk_jid_bare_hash(jid), mk_jid_bare_string(jid)};
+    g_hash_table_remove(sh->by_bare, &k);
+}
+
 MkSm *mk_sm_new(void)
 {
     MkSm *sm = g_new0(MkSm, 1);
     for (guint i = 0; i < SM_SHARDS; i++) {
         g_mutex_init(&sm->shards[i].lock);
-        sm->shards[i].by_bare = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+        sm->shards[i].by_bare = g_hash_table_new_full(sm_key_hash, sm_key_equal, g_free,
                                                       (GDestroyNotify)g_ptr_array_unref);
     }
     return sm;
@@ -71,11 +122,6 @@ void mk_sm_free(MkSm *sm)
         g_mutex_clear(&sm->shards[i].lock);
     }
     g_free(sm);
-}
-
-static SmShard *shard_for(MkSm *sm, const char *bare)
-{
-    return &sm->shards[g_str_hash(bare) % SM_SHARDS];
 }
 
 MkSession *mk_session_new(MkJid *jid, MkWorker *w, const MkSessionTransport *transport,
@@ -126,15 +172,14 @@ void mk_session_unref(MkSession *s)
 
 gboolean mk_sm_register_limited(MkSm *sm, MkSession *s, guint max, MkSession **old)
 {
-    const char *bare = mk_jid_bare_string(s->jid);
-    SmShard *sh = shard_for(sm, bare);
+    SmShard *sh = shard_of(sm, s->jid);
     *old = NULL;
 
     g_mutex_lock(&sh->lock);
-    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    GPtrArray *list = shard_lookup(sh, s->jid);
     if (!list) {
         list = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
-        g_hash_table_insert(sh->by_bare, g_strdup(bare), list);
+        shard_insert(sh, s->jid, list);
     }
     guint same = list->len;
     for (guint i = 0; i < list->len; i++) {
@@ -174,16 +219,15 @@ MkSession *mk_sm_register(MkSm *sm, MkSession *s)
 
 void mk_sm_unregister(MkSm *sm, MkSession *s)
 {
-    const char *bare = mk_jid_bare_string(s->jid);
-    SmShard *sh = shard_for(sm, bare);
+    SmShard *sh = shard_of(sm, s->jid);
 
     g_mutex_lock(&sh->lock);
-    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    GPtrArray *list = shard_lookup(sh, s->jid);
     if (list && g_ptr_array_remove_fast(list, s)) {
         g_atomic_int_set(&s->bound, 0);
         g_atomic_int_add(&sm->count, -1);
         if (list->len == 0)
-            g_hash_table_remove(sh->by_bare, bare);
+            shard_remove(sh, s->jid);
     }
     g_mutex_unlock(&sh->lock);
     /* Also when another bind replaced it: the cluster checks the id. */
@@ -193,12 +237,11 @@ void mk_sm_unregister(MkSm *sm, MkSession *s)
 
 MkSession *mk_sm_find(MkSm *sm, MkJid *jid)
 {
-    const char *bare = mk_jid_bare_string(jid);
-    SmShard *sh = shard_for(sm, bare);
+    SmShard *sh = shard_of(sm, jid);
     MkSession *found = NULL;
 
     g_mutex_lock(&sh->lock);
-    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    GPtrArray *list = shard_lookup(sh, jid);
     for (guint i = 0; list && i < list->len; i++) {
         MkSession *o = g_ptr_array_index(list, i);
         if (g_strcmp0(mk_jid_resource(o->jid), mk_jid_resource(jid)) == 0) {
@@ -212,12 +255,11 @@ MkSession *mk_sm_find(MkSm *sm, MkJid *jid)
 
 GPtrArray *mk_sm_sessions(MkSm *sm, MkJid *bare)
 {
-    const char *key = mk_jid_bare_string(bare);
-    SmShard *sh = shard_for(sm, key);
+    SmShard *sh = shard_of(sm, bare);
     GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
 
     g_mutex_lock(&sh->lock);
-    GPtrArray *list = g_hash_table_lookup(sh->by_bare, key);
+    GPtrArray *list = shard_lookup(sh, bare);
     for (guint i = 0; list && i < list->len; i++)
         g_ptr_array_add(out, mk_session_ref(g_ptr_array_index(list, i)));
     g_mutex_unlock(&sh->lock);
@@ -226,8 +268,7 @@ GPtrArray *mk_sm_sessions(MkSm *sm, MkJid *bare)
 
 GPtrArray *mk_sm_bare_targets(MkSm *sm, MkJid *bare, gboolean every, gint64 *chosen_us)
 {
-    const char *key = mk_jid_bare_string(bare);
-    SmShard *sh = shard_for(sm, key);
+    SmShard *sh = shard_of(sm, bare);
     GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
     int prio[16];
     int *prios = prio;
@@ -238,7 +279,7 @@ GPtrArray *mk_sm_bare_targets(MkSm *sm, MkJid *bare, gboolean every, gint64 *cho
     gint64 now = MAX(g_get_real_time(), sh->last_since_us);
     sh->last_chosen_us = MAX(sh->last_chosen_us, now);
     *chosen_us = now;
-    GPtrArray *list = g_hash_table_lookup(sh->by_bare, key);
+    GPtrArray *list = shard_lookup(sh, bare);
     if (list && list->len > G_N_ELEMENTS(prio))
         prios = g_new(int, list->len);
     for (guint i = 0; list && i < list->len; i++) {
@@ -270,7 +311,7 @@ GPtrArray *mk_sm_bare_targets(MkSm *sm, MkJid *bare, gboolean every, gint64 *cho
 void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean available,
                         int priority)
 {
-    SmShard *sh = shard_for(sm, mk_jid_bare_string(s->jid));
+    SmShard *sh = shard_of(sm, s->jid);
     MkStanza *old;
 
     g_mutex_lock(&sh->lock);
@@ -293,7 +334,7 @@ void mk_sm_set_presence(MkSm *sm, MkSession *s, MkStanza *presence, gboolean ava
 
 gboolean mk_sm_available_since(MkSm *sm, MkSession *s, gint64 since_us)
 {
-    SmShard *sh = shard_for(sm, mk_jid_bare_string(s->jid));
+    SmShard *sh = shard_of(sm, s->jid);
     g_mutex_lock(&sh->lock);
     gboolean yes = s->available && s->priority >= 0 && s->available_since_us <= since_us;
     g_mutex_unlock(&sh->lock);
@@ -315,7 +356,7 @@ MkJid *mk_session_jid(MkSession *s)
 static SmShard *session_shard(MkSession *s)
 {
     MkServer *srv = mk_server_get();
-    return shard_for(srv->sm, mk_jid_bare_string(s->jid));
+    return shard_of(srv->sm, s->jid);
 }
 
 int mk_session_priority(MkSession *s)
@@ -648,14 +689,13 @@ MkSession *mk_session_new_remote(MkJid *jid, MkRemoteSession *remote, int priori
 
 void mk_sm_put_remote(MkSm *sm, MkSession *proxy)
 {
-    const char *bare = mk_jid_bare_string(proxy->jid);
-    SmShard *sh = shard_for(sm, bare);
+    SmShard *sh = shard_of(sm, proxy->jid);
 
     g_mutex_lock(&sh->lock);
-    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    GPtrArray *list = shard_lookup(sh, proxy->jid);
     if (!list) {
         list = g_ptr_array_new_with_free_func((GDestroyNotify)mk_session_unref);
-        g_hash_table_insert(sh->by_bare, g_strdup(bare), list);
+        shard_insert(sh, proxy->jid, list);
     }
     for (guint i = 0; i < list->len; i++) {
         MkSession *o = g_ptr_array_index(list, i);
@@ -670,11 +710,10 @@ void mk_sm_put_remote(MkSm *sm, MkSession *proxy)
 
 void mk_sm_drop_remote(MkSm *sm, MkJid *full, const char *node, guint64 id)
 {
-    const char *bare = mk_jid_bare_string(full);
-    SmShard *sh = shard_for(sm, bare);
+    SmShard *sh = shard_of(sm, full);
 
     g_mutex_lock(&sh->lock);
-    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    GPtrArray *list = shard_lookup(sh, full);
     for (guint i = 0; list && i < list->len; i++) {
         MkSession *o = g_ptr_array_index(list, i);
         if (o->remote && g_str_equal(o->remote->node, node) && (!id || o->remote->id == id) &&
@@ -682,7 +721,7 @@ void mk_sm_drop_remote(MkSm *sm, MkJid *full, const char *node, guint64 id)
             g_atomic_int_set(&o->bound, 0);
             g_ptr_array_remove_index_fast(list, i);
             if (list->len == 0)
-                g_hash_table_remove(sh->by_bare, bare);
+                shard_remove(sh, full);
             break;
         }
     }
@@ -743,12 +782,11 @@ guint mk_sm_prune_node(MkSm *sm, const char *node, GHashTable *keep)
 
 MkSession *mk_sm_find_local(MkSm *sm, MkJid *full)
 {
-    const char *bare = mk_jid_bare_string(full);
-    SmShard *sh = shard_for(sm, bare);
+    SmShard *sh = shard_of(sm, full);
     MkSession *found = NULL;
 
     g_mutex_lock(&sh->lock);
-    GPtrArray *list = g_hash_table_lookup(sh->by_bare, bare);
+    GPtrArray *list = shard_lookup(sh, full);
     for (guint i = 0; list && i < list->len; i++) {
         MkSession *o = g_ptr_array_index(list, i);
         if (!o->remote && g_strcmp0(mk_jid_resource(o->jid), mk_jid_resource(full)) == 0) {

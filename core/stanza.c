@@ -179,6 +179,29 @@ MkStanza *mk_stanza_new_wire_copy(MkXml *base, MkJid *from, MkJid *to, MkWire *w
     return st;
 }
 
+/* See fanout.h. */
+gboolean mk_stanza_wire_shares(const MkStanza *st)
+{
+    return st->lazy_to;
+}
+
+/* See fanout.h. */
+MkStanza *mk_stanza_new_wire_sibling(const MkStanza *first, MkJid *to)
+{
+    g_return_val_if_fail(first != NULL && first->lazy_to && to != NULL, NULL);
+    MkStanza *st = g_new(MkStanza, 1);
+    *st = (MkStanza){
+        .ref = 1,
+        .kind = first->kind,
+        .xml = mk_xml_ref(first->xml),
+        .from = first->from ? mk_jid_ref(first->from) : NULL,
+        .to = mk_jid_ref(to),
+        .wire = mk_wire_ref(first->wire),
+        .lazy_to = TRUE,
+    };
+    return st;
+}
+
 /* Public module API (mk-stanza.h). (transfer full) (nullable) Any
  * thread. */
 MkAckHold *mk_stanza_hold_ack(MkStanza *st)

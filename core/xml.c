@@ -150,9 +150,13 @@ const char *mk_xml_get_attr(const MkXml *el, const char *name)
     g_return_val_if_fail(name != NULL, NULL);
     if (!el)
         return NULL;
-    for (guint i = 0; i < el->n_attrs; i++)
-        if (strcmp(el->attrs[2 * i], name) == 0)
+    /* The first byte first: most names asked for differ there from most
+     * attributes (from, to, id, type, xml:lang), and strcmp is a call. */
+    for (guint i = 0; i < el->n_attrs; i++) {
+        const char *an = el->attrs[2 * i];
+        if (an[0] == name[0] && strcmp(an, name) == 0)
             return el->attrs[2 * i + 1];
+    }
     return NULL;
 }
 
