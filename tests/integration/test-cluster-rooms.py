@@ -5,7 +5,7 @@ with occupants on all three nodes (groupchat copies exactly once, in
 order per sender; joins and leaves seen by all), homed on one node in
 Redis; that node killed with kill -9: the occupants elsewhere are told
 they are out (332), the persistent room comes back on a survivor with its
-configuration and affiliations and they rejoin. A MUC Light room with
+configuration, affiliations and discussion history and they rejoin. A MUC Light room with
 members on different nodes, a PubSub node published on one node and
 read/notified on the others, and MAM IDs distinct by node number.
 Skipped without redis-server or PostgreSQL. Prints TAP; ignores --tap."""
@@ -104,6 +104,8 @@ def test_muc(t, nodes, redis, pg):
     join(ub, "hall", "B")
     for x in (ua, uc):
         x.maybe(is_presence(room_jid("hall") + "/B"), 5)
+    back = groupchats(ub, "hall")
+    t.ok(len(back) == 15, "rb's rejoin on b gets the room's history (%d)" % len(back))
 
     # A room homed on a, with an occupant on c.
     p = join(ua, "den", "A")
@@ -130,6 +132,13 @@ def test_muc(t, nodes, redis, pg):
     t.ok(pb.get("type") != "error" and 201 not in codes(pb),
          "rb rejoins from b: the persistent room is back, not a new one (%s)" %
          (error_condition(pb) if pb.get("type") == "error" else sorted(codes(pb))))
+    # The history c had sent to everyone came back with the room
+    # (written through to PostgreSQL on each message): all 15, once.
+    hist = groupchats(ub, "hall")
+    per = {n: [body for frm, body in hist if frm == n] for n in "ABC"}
+    t.ok(len(hist) == 15 and per == want,
+         "... with the discussion history the killed home had: the 15 messages, once each, "
+         "in order per sender (%d: %r)" % (len(hist), hist))
     home = home_of(redis, "hall")
     t.ok(home in ("a", "b"), "the room is homed on a survivor (%r)" % home)
     pa = join(ua, "hall", "A")
