@@ -4,7 +4,8 @@ Resumption on another node): three nodes, one redis-server and one
 PostgreSQL started here. A client of node a drops its connection while
 messages keep coming (from a user of a and from a user of c), resumes on
 node b: <resumed/>, every unacknowledged message once, in order per
-sender, then new messages reach b; its contact sees no unavailable and a
+sender, then new messages reach b, and one that still reaches a (from a
+link peer) is forwarded to b once, not stored offline; its contact sees no unavailable and a
 new resource of the contact sees it available; Redis points to b; dropped
 again, it resumes on a (its id names a, which points to b). Then
 node a is killed (kill -9) under a detached session: the resumption on b
@@ -17,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Tap, q  # noqa: E402
-from clustertest import register, run_three_nodes, wait_for  # noqa: E402
+from clustertest import FakePeer, register, run_three_nodes, wait_for  # noqa: E402
 
 NS_SM = "urn:xmpp:sm:3"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -147,6 +148,42 @@ def test_move(t, nodes, redis, pg):
     news_els = read_all(s2, 1.5)
     news = [body_of(e) for e in news_els if is_chat(e)]
     t.ok(sorted(news) == ["after", "after2"], "new messages reach b (%s)" % news)
+    # A message that reaches a after the move, from a peer that still
+    # routed to a's session, before a heard of the session's new record
+    # (pub/sub lags the link): a looks the account up in Redis and
+    # forwards it to b, once, rather than storing it offline. The lag is
+    # made certain with a record of b's written without its announcement
+    # (resource "late", what a does not know yet; b itself routes the
+    # message to sara's session).
+    bare = "sara@localhost"
+    rec = sessions(redis, bare)
+    mine = rec[rec.index("r") + 1].split("\t")
+    ghost = "\t".join(["b", "987654321", "0", "0"] + mine[4:])
+    redis.cli("HSET", "mk:s:" + bare, "late", ghost)
+    offline = "SELECT COUNT(*) FROM offline_messages WHERE username = 'sara'"
+    stored = int(pg.sql(offline))
+    went_offline = 'meerkat_routed_stanzas_total{outcome="offline"}'
+    offline_before = a.metrics().get(went_offline, 0)
+    peer = FakePeer(a)
+    peer.send_stanza(bare + "/late", "<message xmlns='jabber:client' from='%s' to='%s/late' "
+                     "type='chat' id='late'><body>late</body></message>" % (to.jid, bare))
+    late_els = read_all(s2, 1.5)
+    late = [body_of(e) for e in late_els if is_chat(e)]
+    news_els += late_els
+    t.ok(late == ["late"], "a message that reaches node a for a session it does not know yet "
+         "is forwarded to b, once (%s)" % late)
+    t.ok(int(pg.sql(offline)) == stored, "... and not stored offline (%s rows, %d before)" %
+         (pg.sql(offline), stored))
+    t.ok(a.log_has("%s: 1 sessions found in Redis before their announcement" % bare, 5),
+         "... found in Redis by a")
+    t.ok(a.metrics().get(went_offline, 0) == offline_before and
+         all(e.find("{urn:xmpp:delay}delay") is None for e in late_els if is_chat(e)),
+         "... as is, not through a's offline storage (which, with no other session of "
+         "sara's known, would have kept it)")
+    peer.close()
+    # The record goes as a session's end would (every node drops it).
+    redis.cli("HDEL", "mk:s:" + bare, "late")
+    redis.cli("PUBLISH", "mk:sess", "D\t%s\tlate\t%s" % (bare, ghost))
     t2 = online(b, "tom", "r2")
     t.ok(t2.maybe(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("from") == sa.jid and
                   e.get("type") is None, 5) is not None,
