@@ -7,7 +7,9 @@ node b: <resumed/>, every unacknowledged message once, in order per
 sender, then new messages reach b, and one that still reaches a (from a
 link peer) is forwarded to b once, not stored offline; its contact sees no unavailable and a
 new resource of the contact sees it available; Redis points to b; dropped
-again, it resumes on a (its id names a, which points to b). Then
+again, it resumes on a (its id names a, which points to b). A node
+stopped (SIGTERM) while its session moves leaves the queue to the new
+node: each message once, none offline. Then
 node a is killed (kill -9) under a detached session: the resumption on b
 gets item-not-found, and the fresh session gets what a had stored
 offline and what was sent after, once each. Skipped without
@@ -215,6 +217,52 @@ def test_move(t, nodes, redis, pg):
         x.close()
 
 
+def test_stop_during_move(t, nodes, redis, pg):
+    """SIGTERM of a between its RESUME_STATE and b's RESUME_DONE (held
+    back by pausing Redis's writes, which b waits for): b has the queue
+    and resends it; a must not route it again."""
+    a, b, c = nodes
+    register(pg, "xena")
+    register(pg, "yuri")
+    yu = online(c, "yuri")
+    xe = online(a, "xena")
+    for x in (yu, xe):
+        t.ok(known_everywhere(nodes, x.jid, redis), "%s is known on every node" % x.jid)
+    xe.send("<enable xmlns='%s' resume='true'/>" % NS_SM)
+    previd = xe.expect(lambda e: e.tag == q(NS_SM, "enabled")).get("id")
+    for i in range(5):
+        chat(yu, xe.jid, "s%d" % i)
+    got = [body_of(e) for e in read_all(xe, 1.0) if is_chat(e)]
+    t.ok(got == ["s%d" % i for i in range(5)], "xena on a gets five, unacknowledged (%s)" % got)
+    xe.drop()
+    t.ok(a.log_has("connection lost; resumable", 10), "a keeps xena's session detached")
+    offline = "SELECT COUNT(*) FROM offline_messages WHERE username = 'xena'"
+    stored = int(pg.sql(offline))
+    handed = a.log_text(0).count("unacknowledged stanzas handed over")
+    redis.cli("CLIENT", "PAUSE", "4000", "WRITE")
+    x2 = Client(b, "xena", bind=False)
+    x2.send("<resume xmlns='%s' previd='%s' h='0'/>" % (NS_SM, previd))
+    t.ok(wait_for(lambda: a.log_text(0).count("unacknowledged stanzas handed over") > handed,
+                  5), "a handed the session to b")
+    a.stop(keep=True)
+    res = x2.expect(lambda e: e.tag in (q(NS_SM, "resumed"), q(NS_SM, "failed")), 10)
+    t.ok(res.tag == q(NS_SM, "resumed"), "the resumption on b succeeds (%s)" % res.tag)
+    x2.jid = xe.jid
+    again = [body_of(e) for e in read_all(x2, 3.0) if is_chat(e)]
+    t.ok(sorted(again) == ["s%d" % i for i in range(5)],
+         "b resends the five unacknowledged messages once each (%s)" % again)
+    t.ok(a.log_has("ends while it moves to another node", 5),
+         "a's stop ends the moving session quietly")
+    t.ok(int(pg.sql(offline)) == stored,
+         "... and a routed none of them again: nothing in offline storage (%s rows, %d before)" %
+         (pg.sql(offline), stored))
+    x2.close()
+    yu.close()
+    a.start()
+    t.ok(wait_for(lambda: all(n.metrics().get("meerkat_cluster_links_up") == 2 for n in nodes),
+                  15), "a is back and linked")
+
+
 def test_dead(t, nodes, redis, pg):
     a, b, c = nodes
     register(pg, "vera")
@@ -259,6 +307,7 @@ def test_dead(t, nodes, redis, pg):
 def main():
     run_three_nodes(Tap(), MODULES, [
         ("resume on another node", test_move),
+        ("SIGTERM during a move", test_stop_during_move),
         ("resume after kill -9", test_dead),
     ])
 
