@@ -70,6 +70,7 @@ struct C2sSm {
     MkStreamMgmtConfig cfg; /* as enabled: the module's counters */
     char *move_node;        /* cluster: handed to this node, waiting for its word */
     GSource *move_wait;     /* ... this long */
+    gboolean move_failed;   /* no word in time, or not taken: ends here as on timeout */
 };
 
 /* A resumable session of this node. */
@@ -852,6 +853,12 @@ static gboolean reroute(MkC2s *c, MkSession *s, C2sSm *sm, MkAckEntry *e)
     return TRUE;
 }
 
+/* See c2s-sm.h. Session's worker. */
+gboolean c2s_sm_handed_over(MkC2s *c)
+{
+    return c->sm && c->sm->move_node && !c->sm->move_failed;
+}
+
 void c2s_sm_session_ended(MkC2s *c, MkSession *s)
 {
     C2sSm *sm = g_steal_pointer(&c->sm);
@@ -1073,6 +1080,7 @@ static gboolean on_move_wait(gpointer user_data)
     g_clear_pointer(&c->sm->move_wait, g_source_unref); /* the return value destroys it */
     C2S_LOG(c, G_LOG_LEVEL_WARNING, "node %s did not confirm the resumption: the session ends",
             c->sm->move_node);
+    c->sm->move_failed = TRUE;
     c2s_close(c, NULL);
     return G_SOURCE_REMOVE;
 }
@@ -1194,6 +1202,7 @@ static void move_done_run(gpointer p)
         } else {
             C2S_LOG(c, G_LOG_LEVEL_INFO, "node %s did not take the session: it ends",
                     c->sm->move_node);
+            c->sm->move_failed = TRUE;
         }
         c2s_close(c, NULL);
     }

@@ -40,6 +40,10 @@ gboolean c2s_sm_detach(MkC2s *c);
 /* The session @s of @c ended (already out of the session table): routes
  * the unacknowledged stanzas again and drops the XEP-0198 state. */
 void c2s_sm_session_ended(MkC2s *c, MkSession *s);
+/* Whether @c's session was handed to another node (RESUME_STATE sent)
+ * that has not said yet whether it took it: the other node has its
+ * queue, presence and directed presence. */
+gboolean c2s_sm_handed_over(MkC2s *c);
 /* Drops the XEP-0198 state of @c without routing anything. */
 void c2s_sm_free(MkC2s *c);
 /* Destroy notify of MkC2sServer.resumable values. */

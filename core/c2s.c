@@ -789,6 +789,16 @@ static void c2s_end_session(MkC2s *c)
         return;
     c->session = NULL;
 
+    if (G_UNLIKELY(c->sm && c2s_sm_handed_over(c))) {
+        /* Ending (this node stops) while another node takes the session
+         * over: that node resends the queue and keeps the presence, so
+         * this end is as quiet as after its word (routing the queue
+         * again here delivered it twice). */
+        mk_log_conn(G_LOG_LEVEL_INFO, "detached", mk_jid_string(s->jid),
+                    "ends while it moves to another node: its queue went there");
+        c->moved = TRUE;
+        c2s_sm_free(c);
+    }
     if (G_UNLIKELY(c->moved)) {
         /* Resumed on another node, which has its presence and directed
          * presence now: its contacts see no unavailable. */

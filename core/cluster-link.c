@@ -34,6 +34,7 @@
 #define OUT_MAX      (32 * 1024 * 1024) /* unsent bytes per link before it refuses */
 #define RETRY_US     (500 * 1000)
 #define AUTH_TIMEOUT (5 * G_USEC_PER_SEC)
+#define REFUSED_LOG  (60 * G_USEC_PER_SEC) /* a persisting refusal is logged this often */
 
 enum { LINK_DOWN, LINK_CONNECTING, LINK_HANDSHAKE, LINK_UP };
 
@@ -84,7 +85,15 @@ struct MkLinks {
     GRWLock lock;      /* peers: readers send, the cluster thread changes */
     GHashTable *peers; /* node -> Link* (outbound) */
     GPtrArray *accepted;
+    GHashTable *refusals; /* "to|from PEER \t message" -> Refusal*: cluster thread */
 };
+
+/* A peer that keeps being refused: logged once, then once a minute. */
+typedef struct {
+    gint64 logged; /* monotonic: last log line */
+    gint64 last;   /* monotonic: last refusal */
+    guint64 since; /* refusals not logged since the last line */
+} Refusal;
 
 static void link_close(Link *l, const char *why);
 static void link_update_watch(Link *l);
@@ -173,8 +182,73 @@ static gboolean link_frame(Link *l, guint8 type, const char *data, gsize len)
     return TRUE;
 }
 
-/* Moves @l's handshake on (core/link.c); a refused peer is logged and
- * counted. FALSE when @l was closed. Cluster thread. */
+/* Who @l talks to, for the refusal log: the node, or the address an
+ * unknown peer connects from. Caller frees. Cluster thread. */
+static char *refusal_key(Link *l)
+{
+    if (l->node)
+        return g_strdup_printf("%s %s", l->outbound ? "to" : "from", l->node);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[64] = "?";
+    if (l->fd >= 0 && getpeername(l->fd, (struct sockaddr *)&ss, &len) == 0) {
+        const void *a = ss.ss_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+        inet_ntop(ss.ss_family, a, host, sizeof host);
+    }
+    return g_strdup_printf("from %s", host);
+}
+
+/* Logs a refusal of @peer's link: a peer that keeps failing (wrong
+ * secret, TLS mismatch) redials every 0.5 s, so the same refusal is
+ * logged once and then at most once a minute with how many came in
+ * between; the metric counts each one. Refusals not seen for two
+ * minutes are forgotten. Cluster thread. */
+static void refusal_log(MkLinks *ls, const char *peer, const char *message)
+{
+    gint64 now = g_get_monotonic_time();
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, ls->refusals);
+    while (g_hash_table_iter_next(&it, NULL, &v))
+        if (now - ((Refusal *)v)->last > 2 * REFUSED_LOG)
+            g_hash_table_iter_remove(&it);
+    g_autofree char *key = g_strdup_printf("%s\t%s", peer, message);
+    Refusal *r = g_hash_table_lookup(ls->refusals, key);
+    if (r && now - r->logged < REFUSED_LOG) {
+        r->since++;
+        r->last = now;
+        return;
+    }
+    if (r && r->since)
+        g_warning("cluster: link %s refused: %s (%" G_GUINT64_FORMAT " more since the last log)",
+                  peer, message, r->since);
+    else
+        g_warning("cluster: link %s refused: %s", peer, message);
+    if (!r) {
+        r = g_new0(Refusal, 1);
+        g_hash_table_insert(ls->refusals, g_steal_pointer(&key), r);
+    }
+    r->logged = r->last = now;
+    r->since = 0;
+}
+
+/* A link with @peer ("to NODE", "from NODE") came up: its refusals
+ * ended, the next one is news again. Cluster thread. */
+static void refusal_forget(MkLinks *ls, const char *peer)
+{
+    gsize n = strlen(peer);
+    GHashTableIter it;
+    gpointer k;
+    g_hash_table_iter_init(&it, ls->refusals);
+    while (g_hash_table_iter_next(&it, &k, NULL))
+        if (strncmp(k, peer, n) == 0 && ((const char *)k)[n] == '\t')
+            g_hash_table_iter_remove(&it);
+}
+
+/* Moves @l's handshake on (core/link.c); a refused peer is logged
+ * (refusal_log) and counted. FALSE when @l was closed. Cluster thread. */
 static gboolean link_handshake(Link *l)
 {
     g_autoptr(GError) error = NULL;
@@ -185,8 +259,8 @@ static gboolean link_handshake(Link *l)
     }
     if (r < 0) {
         if (error->code != MK_LINK_ERROR_CLOSED) {
-            g_warning("cluster: link %s %s refused: %s", l->outbound ? "to" : "from",
-                      l->node ? l->node : "an unknown peer", error->message);
+            g_autofree char *key = refusal_key(l);
+            refusal_log(l->links, key, error->message);
             mk_cluster_link_refused(l->links->cl, error->code);
         } else {
             g_debug("cluster: link %s %s: %s", l->outbound ? "to" : "from", l->node ? l->node : "?",
@@ -202,6 +276,9 @@ static gboolean link_handshake(Link *l)
     g_mutex_unlock(&l->lock);
     g_message("cluster: link %s %s up%s", l->outbound ? "to" : "from", l->node,
               l->links->tls ? " (TLS)" : "");
+    /* The refusal ended: the next one is news again. */
+    g_autofree char *peer = g_strdup_printf("%s %s", l->outbound ? "to" : "from", l->node);
+    refusal_forget(l->links, peer);
     link_update_watch(l);
     return TRUE;
 }
@@ -492,6 +569,7 @@ MkLinks *mk_links_new(MkCluster *cl, GMainContext *ctx, const char *address, gui
     ls->xml_shared = mk_xml_shared_new();
     ls->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, link_free);
     ls->accepted = g_ptr_array_new_with_free_func(link_free);
+    ls->refusals = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     ls->lsrc = g_unix_fd_source_new(fd, G_IO_IN);
     g_source_set_callback(ls->lsrc, (GSourceFunc)(void (*)(void))on_accept, ls, NULL);
     g_source_attach(ls->lsrc, ctx);
@@ -671,6 +749,7 @@ void mk_links_free(MkLinks *ls)
     close(ls->lfd);
     g_ptr_array_unref(ls->accepted);
     g_hash_table_destroy(ls->peers);
+    g_hash_table_destroy(ls->refusals);
     mk_xml_shared_free(ls->xml_shared);
     g_rw_lock_clear(&ls->lock);
     mk_link_auth_free(ls->auth);

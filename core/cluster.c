@@ -966,6 +966,21 @@ static void link_job_free(gpointer p)
 }
 
 /* On a worker: a stanza or close request for one of this node's sessions. */
+/* A message from a peer for a session that is no longer here: it may
+ * have moved to another node (XEP-0198 resumption, docs/clustering.md)
+ * while the sender still pointed at this one. Like a message that found
+ * no session, it is looked up in Redis first and routed again (once, no
+ * second archive row), so it reaches the session where it lives now;
+ * only then offline. TRUE when the look-up took it. Worker. */
+static gboolean recheck_gone(MkStanza *st)
+{
+    const char *type = mk_stanza_type(st);
+    if (mk_stanza_kind(st) != MK_STANZA_MESSAGE || g_strcmp0(type, "error") == 0 ||
+        g_strcmp0(type, "groupchat") == 0)
+        return FALSE;
+    return mk_cluster_offline_recheck(mk_sm_get_cluster(mk_server_get()->sm), st);
+}
+
 static void link_job_run(gpointer p)
 {
     LinkJob *job = p;
@@ -982,7 +997,7 @@ static void link_job_run(gpointer p)
             g_warning("cluster: unreadable stanza from a peer: %s", error ? error->message : "?");
         else if (s)
             mk_session_send(s, st);
-        else
+        else if (!recheck_gone(st))
             mk_router_session_gone(st);
     }
     link_job_free(job);

@@ -146,6 +146,8 @@ void muc_db_delete(MucRoom *room)
 
 typedef struct {
     char *service, *name, *history; /* history NULL: clear it */
+    Muc *muc;
+    char *key; /* write-through: the room, looked up again when done */
 } HistoryOp;
 
 static void history_op_free(gpointer data)
@@ -154,6 +156,7 @@ static void history_op_free(gpointer data)
     g_free(op->service);
     g_free(op->name);
     g_free(op->history);
+    g_free(op->key);
     g_free(op);
 }
 
@@ -175,16 +178,63 @@ static void history_done(const GError *error, gpointer data)
                   error->message);
 }
 
-/* Stores the room's discussion history (@text, nullable: none) for its
- * next wake-up. Owner. */
-void muc_db_save_history(MucRoom *room, char *text)
+static HistoryOp *history_op_new(MucRoom *room, char *text)
 {
     HistoryOp *op = g_new0(HistoryOp, 1);
     op->service = g_strdup(mk_jid_domain(room->jid));
     op->name = g_strdup(mk_jid_node(room->jid));
     op->history = text;
-    mk_user_queue_push(room->muc->queue, room->key, history_work, history_done, op,
+    return op;
+}
+
+/* Stores the room's discussion history (@text, nullable: none) for its
+ * next wake-up. Owner. */
+void muc_db_save_history(MucRoom *room, char *text)
+{
+    mk_user_queue_push(room->muc->queue, room->key, history_work, history_done,
+                       history_op_new(room, text), history_op_free);
+}
+
+static void history_through_push(MucRoom *room);
+
+/* A write-through finished: the changes made meanwhile go in one more
+ * write. On the room's owner, which is where the push ran. */
+static void history_through_done(const GError *error, gpointer data)
+{
+    HistoryOp *op = data;
+    history_done(error, data);
+    if (!mk_module_is_running(op->muc->mod))
+        return;
+    g_mutex_lock(&op->muc->lock);
+    MucRoom *room = g_hash_table_lookup(op->muc->rooms, op->key);
+    g_mutex_unlock(&op->muc->lock);
+    if (!room) /* hibernated or destroyed: that path wrote or deleted it */
+        return;
+    room->history_writing = FALSE;
+    if (room->history_dirty)
+        history_through_push(room);
+}
+
+static void history_through_push(MucRoom *room)
+{
+    HistoryOp *op = history_op_new(room, muc_history_to_string(room));
+    op->muc = room->muc;
+    op->key = g_strdup(room->key);
+    room->history_writing = TRUE;
+    room->history_dirty = FALSE;
+    mk_user_queue_push(room->muc->queue, room->key, history_work, history_through_done, op,
                        history_op_free);
+}
+
+/* See muc.h. Owner. */
+void muc_db_history_changed(MucRoom *room)
+{
+    if (!mk_cluster_active() || !room->cfg.persistent || room->locked || !room->stored)
+        return;
+    if (room->history_writing)
+        room->history_dirty = TRUE;
+    else
+        history_through_push(room);
 }
 
 /* Loading. */
@@ -273,9 +323,12 @@ static void load_done(const GError *error, gpointer data)
         room->subject_nick = g_steal_pointer(&op->subject_nick);
         if (op->history) {
             /* In memory from now on; cleared in the database so that a
-             * restart never brings back an older history. */
+             * restart never brings back an older history. In a cluster
+             * the row follows every change instead (it is what a
+             * survivor reloads if this node is killed), so it stays. */
             muc_history_from_string(room, op->history);
-            muc_db_save_history(room, NULL);
+            if (!mk_cluster_active())
+                muc_db_save_history(room, NULL);
         }
         for (guint i = 0; i + 3 < op->affs->len; i += 4) {
             MucAff aff;

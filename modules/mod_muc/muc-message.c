@@ -136,8 +136,10 @@ static void groupchat(MucRoom *room, MucOccupant *o, MkStanza *st)
         }
     }
     mk_counter_add(muc->c_messages, 1);
-    if (has_body)
+    if (has_body) {
         history_add(room, out, from);
+        muc_db_history_changed(room);
+    }
     muc_fanout(room, out, from);
 }
 

@@ -244,8 +244,30 @@ static gboolean room_op_run(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+/* In a cluster a room lives on its home node (docs/clustering.md,
+ * Rooms): a stanza for a room homed elsewhere goes there as the user's
+ * client's would (one hop, routed again on the home), and the answer is
+ * 202 naming the home: the room's verdict stays on that node (an error
+ * goes to the user's sessions). A kick has no stanza to carry and acts
+ * on the node asked. TRUE when answered. Any worker. */
+static gboolean room_op_elsewhere(Muc *muc, MkHttpRequest *req, MkJid *room, MkStanza *st)
+{
+    const char *key = mk_jid_bare_string(room);
+    if (!st || !mk_cluster_active() || muc_home_take(muc, key, st))
+        return FALSE;
+    g_autofree char *home = mk_cluster_home_node(key);
+    JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "home", home ? home : "");
+    json_node_take_object(n, o);
+    mk_http_reply_json(req, 202, n);
+    return TRUE;
+}
+
 static void room_op_post(Muc *muc, MkHttpRequest *req, MkJid *room, MkStanza *st, const char *nick)
 {
+    if (room_op_elsewhere(muc, req, room, st))
+        return;
     RoomOp *op = g_new0(RoomOp, 1);
     op->muc = muc;
     op->req = mk_http_request_ref(req);

@@ -69,6 +69,9 @@ struct MucRoom {
     gboolean locked;  /* created, not yet configured (XEP-0045 10.1) */
     gboolean loading; /* waiting for the database */
     gboolean stored;  /* has a row in the database */
+    /* Cluster write-through of the history (muc_db_history_changed):
+     * a write in flight, and a change since it was taken. Owner. */
+    gboolean history_writing, history_dirty;
     char *subject, *subject_nick;
     GHashTable *affs;      /* bare JID string -> MucAffItem* */
     GHashTable *occupants; /* nick -> MucOccupant* */
@@ -180,6 +183,11 @@ void muc_db_load(MucRoom *room);
 void muc_db_save(MucRoom *room);
 void muc_db_delete(MucRoom *room);
 void muc_db_save_history(MucRoom *room, char *text);
+/* In a cluster, stores a persistent room's history after each change
+ * (at most one write in flight, the next one takes every change made
+ * meanwhile), so that a survivor that re-homes the room after its home
+ * was killed gets it back. Nothing without [cluster]. Owner. */
+void muc_db_history_changed(MucRoom *room);
 void muc_db_count(Muc *muc);
 
 /* muc-home.c: rooms homed on one node of a cluster (docs/clustering.md). */

@@ -5,6 +5,8 @@ its own free ports of 127.0.0.1. Standard library only.
 Node has what modtest.Client needs of a server (.port), so the usual
 Client logs in to any node."""
 import base64
+import hashlib
+import hmac
 import os
 import shutil
 import signal
@@ -262,6 +264,52 @@ port = %(http)d
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class FakePeer:
+    """A node link dialled to @node's link port as node @name with the
+    cluster secret (plain TCP; docs/clustering.md, Node links), to put
+    frames on a node's link as another node would: send_stanza(target,
+    xml) as a peer that still routes to a session @node had."""
+
+    STANZA = 4
+
+    def __init__(self, node, name="zz", secret=SECRET):
+        self.sock = socket.create_connection(("127.0.0.1", node.link_port), 5)
+        self.sock.settimeout(5)
+        self.buf = b""
+        typ, fields = self._frame()
+        assert typ == 1, "HELLO expected, got %d" % typ
+        nonce_a = bytes.fromhex(fields[1].decode())
+        nonce_d = os.urandom(32)
+        mac = hmac.new(secret.encode(), b"d" + nonce_a + name.encode(), hashlib.sha256)
+        self._send(2, [name.encode(), mac.hexdigest().encode(), nonce_d.hex().encode()])
+        typ, fields = self._frame()
+        want = hmac.new(secret.encode(), b"a" + nonce_d + node.name.encode(),
+                        hashlib.sha256).hexdigest()
+        assert typ == 3 and fields[0].decode() == want, "OK expected, got %d" % typ
+
+    def _send(self, typ, fields):
+        payload = bytes([typ]) + b"\0".join(fields)
+        self.sock.sendall(len(payload).to_bytes(4, "big") + payload)
+
+    def _frame(self):
+        while True:
+            if len(self.buf) >= 4:
+                n = int.from_bytes(self.buf[:4], "big")
+                if len(self.buf) >= 4 + n:
+                    payload, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+                    return payload[0], payload[1:].split(b"\0")
+            data = self.sock.recv(4096)
+            if not data:
+                raise OSError("the node closed the link")
+            self.buf += data
+
+    def send_stanza(self, target, xml, session_id=1):
+        self._send(self.STANZA, [target.encode(), str(session_id).encode(), xml.encode()])
+
+    def close(self):
+        self.sock.close()
+
+
 def register(pg, user, password="secret"):
     """Writes an account into the shared database (SCRAM keys only)."""
     salt = os.urandom(16)
@@ -307,7 +355,7 @@ class Certs:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-__all__ = ["Redis", "Node", "Pg", "Certs", "register", "wait_for", "SECRET"]
+__all__ = ["Redis", "Node", "Pg", "Certs", "FakePeer", "register", "wait_for", "SECRET"]
 
 
 def run_three_nodes(t, modules, cases):

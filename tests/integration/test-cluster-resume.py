@@ -4,9 +4,12 @@ Resumption on another node): three nodes, one redis-server and one
 PostgreSQL started here. A client of node a drops its connection while
 messages keep coming (from a user of a and from a user of c), resumes on
 node b: <resumed/>, every unacknowledged message once, in order per
-sender, then new messages reach b; its contact sees no unavailable and a
+sender, then new messages reach b, and one that still reaches a (from a
+link peer) is forwarded to b once, not stored offline; its contact sees no unavailable and a
 new resource of the contact sees it available; Redis points to b; dropped
-again, it resumes on a (its id names a, which points to b). Then
+again, it resumes on a (its id names a, which points to b). A node
+stopped (SIGTERM) while its session moves leaves the queue to the new
+node: each message once, none offline. Then
 node a is killed (kill -9) under a detached session: the resumption on b
 gets item-not-found, and the fresh session gets what a had stored
 offline and what was sent after, once each. Skipped without
@@ -17,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Tap, q  # noqa: E402
-from clustertest import register, run_three_nodes, wait_for  # noqa: E402
+from clustertest import FakePeer, register, run_three_nodes, wait_for  # noqa: E402
 
 NS_SM = "urn:xmpp:sm:3"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -147,6 +150,42 @@ def test_move(t, nodes, redis, pg):
     news_els = read_all(s2, 1.5)
     news = [body_of(e) for e in news_els if is_chat(e)]
     t.ok(sorted(news) == ["after", "after2"], "new messages reach b (%s)" % news)
+    # A message that reaches a after the move, from a peer that still
+    # routed to a's session, before a heard of the session's new record
+    # (pub/sub lags the link): a looks the account up in Redis and
+    # forwards it to b, once, rather than storing it offline. The lag is
+    # made certain with a record of b's written without its announcement
+    # (resource "late", what a does not know yet; b itself routes the
+    # message to sara's session).
+    bare = "sara@localhost"
+    rec = sessions(redis, bare)
+    mine = rec[rec.index("r") + 1].split("\t")
+    ghost = "\t".join(["b", "987654321", "0", "0"] + mine[4:])
+    redis.cli("HSET", "mk:s:" + bare, "late", ghost)
+    offline = "SELECT COUNT(*) FROM offline_messages WHERE username = 'sara'"
+    stored = int(pg.sql(offline))
+    went_offline = 'meerkat_routed_stanzas_total{outcome="offline"}'
+    offline_before = a.metrics().get(went_offline, 0)
+    peer = FakePeer(a)
+    peer.send_stanza(bare + "/late", "<message xmlns='jabber:client' from='%s' to='%s/late' "
+                     "type='chat' id='late'><body>late</body></message>" % (to.jid, bare))
+    late_els = read_all(s2, 1.5)
+    late = [body_of(e) for e in late_els if is_chat(e)]
+    news_els += late_els
+    t.ok(late == ["late"], "a message that reaches node a for a session it does not know yet "
+         "is forwarded to b, once (%s)" % late)
+    t.ok(int(pg.sql(offline)) == stored, "... and not stored offline (%s rows, %d before)" %
+         (pg.sql(offline), stored))
+    t.ok(a.log_has("%s: 1 sessions found in Redis before their announcement" % bare, 5),
+         "... found in Redis by a")
+    t.ok(a.metrics().get(went_offline, 0) == offline_before and
+         all(e.find("{urn:xmpp:delay}delay") is None for e in late_els if is_chat(e)),
+         "... as is, not through a's offline storage (which, with no other session of "
+         "sara's known, would have kept it)")
+    peer.close()
+    # The record goes as a session's end would (every node drops it).
+    redis.cli("HDEL", "mk:s:" + bare, "late")
+    redis.cli("PUBLISH", "mk:sess", "D\t%s\tlate\t%s" % (bare, ghost))
     t2 = online(b, "tom", "r2")
     t.ok(t2.maybe(lambda e: e.tag == q(NS_CLIENT, "presence") and e.get("from") == sa.jid and
                   e.get("type") is None, 5) is not None,
@@ -176,6 +215,52 @@ def test_move(t, nodes, redis, pg):
          "sara's logout: tom gets her unavailable")
     for x in (to, t2, um):
         x.close()
+
+
+def test_stop_during_move(t, nodes, redis, pg):
+    """SIGTERM of a between its RESUME_STATE and b's RESUME_DONE (held
+    back by pausing Redis's writes, which b waits for): b has the queue
+    and resends it; a must not route it again."""
+    a, b, c = nodes
+    register(pg, "xena")
+    register(pg, "yuri")
+    yu = online(c, "yuri")
+    xe = online(a, "xena")
+    for x in (yu, xe):
+        t.ok(known_everywhere(nodes, x.jid, redis), "%s is known on every node" % x.jid)
+    xe.send("<enable xmlns='%s' resume='true'/>" % NS_SM)
+    previd = xe.expect(lambda e: e.tag == q(NS_SM, "enabled")).get("id")
+    for i in range(5):
+        chat(yu, xe.jid, "s%d" % i)
+    got = [body_of(e) for e in read_all(xe, 1.0) if is_chat(e)]
+    t.ok(got == ["s%d" % i for i in range(5)], "xena on a gets five, unacknowledged (%s)" % got)
+    xe.drop()
+    t.ok(a.log_has("connection lost; resumable", 10), "a keeps xena's session detached")
+    offline = "SELECT COUNT(*) FROM offline_messages WHERE username = 'xena'"
+    stored = int(pg.sql(offline))
+    handed = a.log_text(0).count("unacknowledged stanzas handed over")
+    redis.cli("CLIENT", "PAUSE", "4000", "WRITE")
+    x2 = Client(b, "xena", bind=False)
+    x2.send("<resume xmlns='%s' previd='%s' h='0'/>" % (NS_SM, previd))
+    t.ok(wait_for(lambda: a.log_text(0).count("unacknowledged stanzas handed over") > handed,
+                  5), "a handed the session to b")
+    a.stop(keep=True)
+    res = x2.expect(lambda e: e.tag in (q(NS_SM, "resumed"), q(NS_SM, "failed")), 10)
+    t.ok(res.tag == q(NS_SM, "resumed"), "the resumption on b succeeds (%s)" % res.tag)
+    x2.jid = xe.jid
+    again = [body_of(e) for e in read_all(x2, 3.0) if is_chat(e)]
+    t.ok(sorted(again) == ["s%d" % i for i in range(5)],
+         "b resends the five unacknowledged messages once each (%s)" % again)
+    t.ok(a.log_has("ends while it moves to another node", 5),
+         "a's stop ends the moving session quietly")
+    t.ok(int(pg.sql(offline)) == stored,
+         "... and a routed none of them again: nothing in offline storage (%s rows, %d before)" %
+         (pg.sql(offline), stored))
+    x2.close()
+    yu.close()
+    a.start()
+    t.ok(wait_for(lambda: all(n.metrics().get("meerkat_cluster_links_up") == 2 for n in nodes),
+                  15), "a is back and linked")
 
 
 def test_dead(t, nodes, redis, pg):
@@ -222,6 +307,7 @@ def test_dead(t, nodes, redis, pg):
 def main():
     run_three_nodes(Tap(), MODULES, [
         ("resume on another node", test_move),
+        ("SIGTERM during a move", test_stop_during_move),
         ("resume after kill -9", test_dead),
     ])
 

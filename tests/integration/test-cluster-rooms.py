@@ -5,12 +5,15 @@ with occupants on all three nodes (groupchat copies exactly once, in
 order per sender; joins and leaves seen by all), homed on one node in
 Redis; that node killed with kill -9: the occupants elsewhere are told
 they are out (332), the persistent room comes back on a survivor with its
-configuration and affiliations and they rejoin. A MUC Light room with
+configuration, affiliations and discussion history and they rejoin. A MUC Light room with
 members on different nodes, a PubSub node published on one node and
 read/notified on the others, and MAM IDs distinct by node number.
 Skipped without redis-server or PostgreSQL. Prints TAP; ignores --tap."""
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Tap, error_condition, q  # noqa: E402
@@ -24,9 +27,15 @@ PS = "http://jabber.org/protocol/pubsub"
 PS_EVENT = PS + "#event"
 PSSVC = "pubsub.localhost"
 
+ADMIN = ("admin", "adm1n-pw-cluster")
+PWDIR = tempfile.mkdtemp(prefix="mk-clrooms.")
+atexit.register(shutil.rmtree, PWDIR, True)
+with open(os.path.join(PWDIR, "admin-password"), "w") as pwf:
+    pwf.write(ADMIN[1] + "\n")
 MODULES = {"mod_roster": None, "mod_disco": None, "mod_offline": None,
            "mod_mam": {"flush_interval_ms": 50},
-           "mod_muc": None, "mod_muc_light": None, "mod_pubsub": None}
+           "mod_muc": {"rest_admin_password_file": os.path.join(PWDIR, "admin-password")},
+           "mod_muc_light": None, "mod_pubsub": None}
 
 
 def up(node, user):
@@ -94,6 +103,17 @@ def test_muc(t, nodes, redis, pg):
         t.ok(len(got) == 15 and per == want,
              "the occupant on node %s gets each of the 15 messages once, in order per sender "
              "(%d)" % (where, len(got)))
+    # The admin API of node a, for the room homed on c: the message goes
+    # to the room's home, every occupant gets it once.
+    status, _, body = a.http("POST", "/api/mucs/localhost/hall/messages",
+                             {"from": ua.jid, "body": "via-rest"}, auth=ADMIN)
+    t.ok(status == 202 and isinstance(body, dict) and body.get("home") == "c",
+         "POST /api/mucs/.../messages on node a for the room homed on c: 202 naming c "
+         "(%d %r)" % (status, body))
+    for x, where in ((ua, "a"), (ub, "b"), (uc, "c")):
+        got = groupchats(x, "hall", 1.0)
+        t.ok(got == [("A", "via-rest")], "... the occupant on node %s gets it once (%r)" %
+             (where, got))
     m = a.metrics()
     t.ok(m.get("meerkat_cluster_home_forwarded_total", 0) >= 5,
          "node a forwarded its stanzas for the room to c (%d)" %
@@ -104,6 +124,8 @@ def test_muc(t, nodes, redis, pg):
     join(ub, "hall", "B")
     for x in (ua, uc):
         x.maybe(is_presence(room_jid("hall") + "/B"), 5)
+    back = groupchats(ub, "hall")
+    t.ok(len(back) == 16, "rb's rejoin on b gets the room's history (%d)" % len(back))
 
     # A room homed on a, with an occupant on c.
     p = join(ua, "den", "A")
@@ -130,6 +152,14 @@ def test_muc(t, nodes, redis, pg):
     t.ok(pb.get("type") != "error" and 201 not in codes(pb),
          "rb rejoins from b: the persistent room is back, not a new one (%s)" %
          (error_condition(pb) if pb.get("type") == "error" else sorted(codes(pb))))
+    # The history c had sent to everyone came back with the room
+    # (written through to PostgreSQL on each message): all 15, once.
+    hist = groupchats(ub, "hall")
+    per = {n: [body for frm, body in hist if frm == n] for n in "ABC"}
+    want["A"].append("via-rest")
+    t.ok(len(hist) == 16 and per == want,
+         "... with the discussion history the killed home had: the 16 messages, once each, "
+         "in order per sender (%d: %r)" % (len(hist), hist))
     home = home_of(redis, "hall")
     t.ok(home in ("a", "b"), "the room is homed on a survivor (%r)" % home)
     pa = join(ua, "hall", "A")

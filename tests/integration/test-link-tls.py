@@ -74,6 +74,16 @@ def test_wrong_secret(t, a, d):
     t.ok(wait_for(lambda: refused(a, "secret") >= 1, 10), "... counted as reason=secret")
     t.ok("link to d up" not in a.log_text(0) and "link from d up" not in a.log_text(0),
          "... and no link with d comes up")
+    # d redials every 0.5 s and is refused each time: counted each time,
+    # logged once (then at most once a minute).
+    t.ok(wait_for(lambda: refused(a, "secret") >= 6, 15),
+         "d keeps being refused (%d refusals counted)" % refused(a, "secret"))
+    lines = [ln for ln in a.log_text(0).splitlines()
+             if "refused" in ln and "d does not know the secret" in ln]
+    t.ok(len(lines) == 1, "... and a logs that refusal once (%d lines)" % len(lines))
+    lines = [ln for ln in d.log_text(0).splitlines()
+             if "refused" in ln and "a does not know the secret" in ln]
+    t.ok(len(lines) == 1, "... as d logs its refusal of a once (%d lines)" % len(lines))
 
 
 def test_plain_peer(t, a):
