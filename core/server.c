@@ -29,6 +29,7 @@ typedef struct {
     /* Guards pub.auth_pool: pushes hold it shared, the drain exclusively,
      * so that no job lands in a pool being freed. */
     GRWLock auth_lock;
+    guint signal_sources[4]; /* main thread; 0 once removed */
 } ServerPriv;
 
 MkServer *mk_server_get(void)
@@ -125,6 +126,32 @@ static gboolean start_http(MkServer *srv, const MkListenConfig *lc, GError **err
     return TRUE;
 }
 
+/* Main thread. A signal that arrives before the loop runs is dispatched
+ * as soon as mk_server_run() starts it. */
+static gboolean on_quit_signal(gpointer user_data);
+static gboolean on_hup(gpointer user_data);
+static gboolean on_metrics_signal(gpointer user_data);
+
+static void signals_install(ServerPriv *priv)
+{
+    MkServer *srv = &priv->pub;
+    srv->loop = g_main_loop_new(NULL, FALSE);
+    priv->signal_sources[0] = g_unix_signal_add(SIGINT, on_quit_signal, srv);
+    priv->signal_sources[1] = g_unix_signal_add(SIGTERM, on_quit_signal, srv);
+    priv->signal_sources[2] = g_unix_signal_add(SIGHUP, on_hup, srv);
+    priv->signal_sources[3] = g_unix_signal_add(SIGUSR1, on_metrics_signal, srv);
+}
+
+/* Main thread. */
+static void signals_remove(ServerPriv *priv)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(priv->signal_sources); i++)
+        if (priv->signal_sources[i]) {
+            g_source_remove(priv->signal_sources[i]);
+            priv->signal_sources[i] = 0;
+        }
+}
+
 MkServer *mk_server_new(MkConfigData *cfg, GError **error)
 {
     ServerPriv *priv = g_new0(ServerPriv, 1);
@@ -134,6 +161,9 @@ MkServer *mk_server_new(MkConfigData *cfg, GError **error)
     priv->old_configs = g_ptr_array_new_with_free_func((GDestroyNotify)mk_config_free);
     g_rw_lock_init(&priv->auth_lock);
     g_atomic_pointer_set(&the_server, srv);
+    /* Before any listener: a SIGTERM or SIGUSR1 that comes as soon as the
+     * port answers must find our handlers, not the default action. */
+    signals_install(priv);
 
     if (g_mkdir_with_parents(cfg->state_dir, 0750) != 0) {
         g_set_error(error, MK_CONFIG_ERROR, MK_CONFIG_ERROR_FILE, "cannot create state_dir %s: %s",
@@ -250,16 +280,9 @@ gboolean mk_server_reload(MkServer *srv, GError **error)
 
 void mk_server_run(MkServer *srv)
 {
-    srv->loop = g_main_loop_new(NULL, FALSE);
-    guint s1 = g_unix_signal_add(SIGINT, on_quit_signal, srv);
-    guint s2 = g_unix_signal_add(SIGTERM, on_quit_signal, srv);
-    guint s3 = g_unix_signal_add(SIGHUP, on_hup, srv);
-    guint s4 = g_unix_signal_add(SIGUSR1, on_metrics_signal, srv);
     g_main_loop_run(srv->loop);
-    g_source_remove(s1);
-    g_source_remove(s2);
-    g_source_remove(s3);
-    g_source_remove(s4);
+    /* A second signal during the shutdown takes the default action. */
+    signals_remove((ServerPriv *)srv);
 }
 
 void mk_server_free(MkServer *srv)
@@ -309,6 +332,7 @@ void mk_server_free(MkServer *srv)
     mk_http_routes_free(srv->http_routes);
     if (srv->hosts)
         mk_hosts_free(srv->hosts);
+    signals_remove(priv); /* start-up failed before mk_server_run() */
     if (srv->loop)
         g_main_loop_unref(srv->loop);
     g_atomic_pointer_set(&the_server, NULL);
