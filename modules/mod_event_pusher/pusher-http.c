@@ -24,8 +24,11 @@ typedef struct {
     guint in_flight;      /* requests sent or waiting for a retry */
     GHashTable *retrying; /* HttpReq -> its timer GSource */
     gboolean stopping;
-    GSource *linger; /* a partial batch waits */
-    gboolean flush;  /* send one partial batch now */
+    GSource *linger;   /* a partial batch waits */
+    gboolean flush;    /* send one partial batch now */
+    GByteArray *local; /* records taken from the queue, not yet sent */
+    gsize local_off;   /* the first unsent record in @local */
+    guint local_n;     /* records from @local_off */
     gint64 last_log_us;
     guint64 failed_since_log;
     MkCounter *sent, *failed, *retried;
@@ -149,6 +152,38 @@ static gboolean on_linger(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+/* The thread: the body of one POST from up to http_batch records of
+ * @local: one JSON object, or with http_batch > 1 a JSON array. */
+static HttpReq *next_req(Http *h)
+{
+    HttpReq *r = g_new0(HttpReq, 1);
+    r->h = h;
+    PusherRecord rec;
+    if (h->batch == 1) {
+        h->local_off += pusher_record_read(h->local->data + h->local_off, &rec);
+        r->body = g_bytes_new(rec.json, rec.json_len);
+        r->events = 1;
+    } else {
+        /* The records' JSON with commas: a little more than their size. */
+        GString *out = g_string_sized_new(h->local->len - h->local_off + 2);
+        g_string_append_c(out, '[');
+        while (r->events < h->batch && r->events < h->local_n) {
+            h->local_off += pusher_record_read(h->local->data + h->local_off, &rec);
+            if (r->events++)
+                g_string_append_c(out, ',');
+            g_string_append_len(out, rec.json, (gssize)rec.json_len);
+        }
+        g_string_append_c(out, ']');
+        r->body = g_string_free_to_bytes(out);
+    }
+    h->local_n -= r->events;
+    if (!h->local_n) {
+        g_byte_array_set_size(h->local, 0); /* kept for the next swap */
+        h->local_off = 0;
+    }
+    return r;
+}
+
 /* The thread: sends what the queue holds, up to http_concurrency POSTs at
  * once. With http_batch > 1 a partial batch waits up to HTTP_LINGER_MS
  * for more: a trickle of events then costs one POST per batch, not one
@@ -157,12 +192,13 @@ static gboolean on_linger(gpointer data)
 static void drain(Http *h)
 {
     while (!h->stopping && h->in_flight < h->concurrency) {
-        guint len = pusher_queue_length(h->base.queue);
-        if (!len) {
+        guint queued = pusher_queue_length(h->base.queue);
+        guint have = h->local_n + queued;
+        if (!have) {
             h->flush = FALSE;
             return;
         }
-        if (h->batch > 1 && len < h->batch && !h->flush) {
+        if (h->batch > 1 && have < h->batch && !h->flush) {
             if (!h->linger) {
                 h->linger = g_timeout_source_new(HTTP_LINGER_MS);
                 g_source_set_callback(h->linger, on_linger, h, NULL);
@@ -172,35 +208,14 @@ static void drain(Http *h)
         }
         /* A linger that ran out sends one partial batch, not one per free
          * connection: the rest waits to fill up again. */
-        if (len < h->batch)
+        if (have < h->batch)
             h->flush = FALSE;
-        /* One lock for the whole batch. */
-        g_autoptr(GPtrArray) evs =
-            g_ptr_array_new_with_free_func((GDestroyNotify)pusher_event_unref);
-        if (!pusher_queue_pop_many(h->base.queue, evs, h->batch, 0, 0))
+        /* One lock for all that is queued. */
+        if (h->local_n < h->batch && queued)
+            h->local_n += pusher_queue_take(h->base.queue, &h->local, 0, 0);
+        if (!h->local_n)
             return;
-        HttpReq *r = g_new0(HttpReq, 1);
-        r->h = h;
-        r->events = evs->len;
-        if (h->batch == 1) {
-            PusherEvent *ev = g_ptr_array_index(evs, 0);
-            r->body = g_bytes_new_with_free_func(
-                ev->json, ev->json_len, (GDestroyNotify)pusher_event_unref, pusher_event_ref(ev));
-        } else {
-            gsize size = 2;
-            for (guint i = 0; i < evs->len; i++)
-                size += ((PusherEvent *)g_ptr_array_index(evs, i))->json_len + 1;
-            GString *out = g_string_sized_new(size);
-            g_string_append_c(out, '[');
-            for (guint i = 0; i < evs->len; i++) {
-                PusherEvent *ev = g_ptr_array_index(evs, i);
-                if (i)
-                    g_string_append_c(out, ',');
-                g_string_append_len(out, ev->json, (gssize)ev->json_len);
-            }
-            g_string_append_c(out, ']');
-            r->body = g_string_free_to_bytes(out);
-        }
+        HttpReq *r = next_req(h);
         h->in_flight++;
         send_req(r);
     }
@@ -303,6 +318,7 @@ static void http_free(PusherBackend *b)
     pusher_queue_free(b->queue);
     pusher_filter_clear(&b->filter);
     g_hash_table_unref(h->retrying);
+    g_byte_array_unref(h->local);
     g_main_loop_unref(h->loop);
     g_main_context_unref(h->ctx);
     g_object_unref(h->cancel);
@@ -339,6 +355,7 @@ PusherBackend *pusher_http_new(MkModule *mod, GError **error)
     h->failed = mk_counter_new(mod, "http_failed");
     h->retried = mk_counter_new(mod, "http_retried");
     h->retrying = g_hash_table_new(NULL, NULL);
+    h->local = g_byte_array_new();
     h->ctx = g_main_context_new();
     h->loop = g_main_loop_new(h->ctx, FALSE);
     h->cancel = g_cancellable_new();
