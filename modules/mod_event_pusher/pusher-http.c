@@ -24,11 +24,13 @@ typedef struct {
     guint in_flight;      /* requests sent or waiting for a retry */
     GHashTable *retrying; /* HttpReq -> its timer GSource */
     gboolean stopping;
-    GSource *linger;   /* a partial batch waits */
-    gboolean flush;    /* send one partial batch now */
-    GByteArray *local; /* records taken from the queue, not yet sent */
-    gsize local_off;   /* the first unsent record in @local */
-    guint local_n;     /* records from @local_off */
+    GSource *linger; /* a partial batch waits */
+    gboolean flush;  /* send one partial batch now */
+    PusherBuf local; /* records taken from the queue, not yet sent */
+    gsize local_off; /* the first unsent record in @local */
+    guint local_n;   /* records from @local_off */
+    GMutex pool_lock;
+    GPtrArray *pool; /* Body: spare POST bodies */
     gint64 last_log_us;
     guint64 failed_since_log;
     MkCounter *sent, *failed, *retried;
@@ -152,6 +154,54 @@ static gboolean on_linger(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+/* A POST's body buffer, back in the pool when libsoup lets go of it: a
+ * batch's body is tens of KB, and malloc gave that back to the kernel
+ * and faulted it in again for every POST. */
+typedef struct {
+    Http *h;
+    PusherBuf buf;
+} Body;
+
+#define BODY_POOL_MAX 8
+
+/* Whatever thread drops the last reference (libsoup's: the http thread). */
+static void body_done(gpointer data)
+{
+    Body *b = data;
+    Http *h = b->h;
+    g_mutex_lock(&h->pool_lock);
+    if (h->pool->len < BODY_POOL_MAX) {
+        g_ptr_array_add(h->pool, b);
+        b = NULL;
+    }
+    g_mutex_unlock(&h->pool_lock);
+    if (b) {
+        g_free(b->buf.data);
+        g_free(b);
+    }
+}
+
+static void body_free(gpointer data)
+{
+    Body *b = data;
+    g_free(b->buf.data);
+    g_free(b);
+}
+
+/* The thread: an empty body buffer, from the pool or new. */
+static Body *body_get(Http *h)
+{
+    g_mutex_lock(&h->pool_lock);
+    Body *b = h->pool->len ? g_ptr_array_steal_index_fast(h->pool, h->pool->len - 1) : NULL;
+    g_mutex_unlock(&h->pool_lock);
+    if (!b) {
+        b = g_new0(Body, 1);
+        b->h = h;
+    }
+    b->buf.len = 0;
+    return b;
+}
+
 /* The thread: the body of one POST from up to http_batch records of
  * @local: one JSON object, or with http_batch > 1 a JSON array. */
 static HttpReq *next_req(Http *h)
@@ -159,26 +209,26 @@ static HttpReq *next_req(Http *h)
     HttpReq *r = g_new0(HttpReq, 1);
     r->h = h;
     PusherRecord rec;
+    Body *b = body_get(h);
     if (h->batch == 1) {
-        h->local_off += pusher_record_read(h->local->data + h->local_off, &rec);
-        r->body = g_bytes_new(rec.json, rec.json_len);
+        h->local_off += pusher_record_read(h->local.data + h->local_off, &rec);
+        pusher_buf_append(&b->buf, rec.json, rec.json_len);
         r->events = 1;
     } else {
-        /* The records' JSON with commas: a little more than their size. */
-        GString *out = g_string_sized_new(h->local->len - h->local_off + 2);
-        g_string_append_c(out, '[');
+        /* "[a,b,c]" */
+        pusher_buf_append(&b->buf, "[", 1);
         while (r->events < h->batch && r->events < h->local_n) {
-            h->local_off += pusher_record_read(h->local->data + h->local_off, &rec);
+            h->local_off += pusher_record_read(h->local.data + h->local_off, &rec);
             if (r->events++)
-                g_string_append_c(out, ',');
-            g_string_append_len(out, rec.json, (gssize)rec.json_len);
+                pusher_buf_append(&b->buf, ",", 1);
+            pusher_buf_append(&b->buf, rec.json, rec.json_len);
         }
-        g_string_append_c(out, ']');
-        r->body = g_string_free_to_bytes(out);
+        pusher_buf_append(&b->buf, "]", 1);
     }
+    r->body = g_bytes_new_with_free_func(b->buf.data, b->buf.len, body_done, b);
     h->local_n -= r->events;
     if (!h->local_n) {
-        g_byte_array_set_size(h->local, 0); /* kept for the next swap */
+        h->local.len = 0; /* kept for the next swap */
         h->local_off = 0;
     }
     return r;
@@ -318,7 +368,9 @@ static void http_free(PusherBackend *b)
     pusher_queue_free(b->queue);
     pusher_filter_clear(&b->filter);
     g_hash_table_unref(h->retrying);
-    g_byte_array_unref(h->local);
+    g_free(h->local.data);
+    g_ptr_array_unref(h->pool);
+    g_mutex_clear(&h->pool_lock);
     g_main_loop_unref(h->loop);
     g_main_context_unref(h->ctx);
     g_object_unref(h->cancel);
@@ -355,7 +407,8 @@ PusherBackend *pusher_http_new(MkModule *mod, GError **error)
     h->failed = mk_counter_new(mod, "http_failed");
     h->retried = mk_counter_new(mod, "http_retried");
     h->retrying = g_hash_table_new(NULL, NULL);
-    h->local = g_byte_array_new();
+    h->pool = g_ptr_array_new_with_free_func(body_free);
+    g_mutex_init(&h->pool_lock);
     h->ctx = g_main_context_new();
     h->loop = g_main_loop_new(h->ctx, FALSE);
     h->cancel = g_cancellable_new();

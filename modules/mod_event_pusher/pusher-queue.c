@@ -19,11 +19,11 @@ typedef struct {
 struct PusherQueue {
     GMutex lock;
     GCond cond;
-    GByteArray *buf; /* the records */
-    guint len;       /* records in @buf */
-    gint length;     /* @len, for lock-free reads */
-    guint waiters;   /* takes waiting on @cond */
-    guint want;      /* they wake when the queue holds this many */
+    PusherBuf buf; /* the records */
+    guint len;     /* records in @buf */
+    gint length;   /* @len, for lock-free reads */
+    guint waiters; /* takes waiting on @cond */
+    guint want;    /* they wake when the queue holds this many */
     guint max;
     gboolean closed;
     char *name;
@@ -55,7 +55,6 @@ PusherQueue *pusher_queue_new(MkModule *mod, const char *name, guint max, void (
     g_mutex_init(&q->lock);
     g_mutex_init(&q->log_lock);
     g_cond_init(&q->cond);
-    q->buf = g_byte_array_sized_new(64 * 1024);
     q->max = max;
     q->name = g_strdup(name);
     q->wake = wake;
@@ -71,7 +70,7 @@ void pusher_queue_free(PusherQueue *q)
 {
     if (!q)
         return;
-    g_byte_array_unref(q->buf);
+    g_free(q->buf.data);
     g_mutex_clear(&q->lock);
     g_mutex_clear(&q->log_lock);
     g_cond_clear(&q->cond);
@@ -118,14 +117,15 @@ void pusher_queue_push(PusherQueue *q, PusherKind kind, const char *user, const 
         drop = TRUE;
     } else {
         was_empty = q->len == 0;
-        /* One resize, then plain copies: the buffer keeps its size
-         * between takes, so this rarely allocates. */
-        gsize at = q->buf->len;
-        g_byte_array_set_size(q->buf, (guint)(at + sizeof h + ulen + 1 + json_len));
-        guint8 *p = q->buf->data + at;
+        /* Plain copies: the buffer keeps its size between takes, so
+         * this rarely allocates. */
+        gsize size = sizeof h + ulen + 1 + json_len;
+        pusher_buf_reserve(&q->buf, size);
+        guint8 *p = q->buf.data + q->buf.len;
         memcpy(p, &h, sizeof h);
         memcpy(p + sizeof h, user, ulen + 1);
         memcpy(p + sizeof h + ulen + 1, json, json_len);
+        q->buf.len += size;
         q->len++;
         g_atomic_int_set(&q->length, (gint)q->len);
         /* A signal is a system call and a switch of threads: only for a
@@ -158,18 +158,18 @@ static void wait_for(PusherQueue *q, guint want, gint64 wait_us)
 }
 
 /* The backend's thread. */
-guint pusher_queue_take(PusherQueue *q, GByteArray **buf, guint want, gint64 wait_us)
+guint pusher_queue_take(PusherQueue *q, PusherBuf *buf, guint want, gint64 wait_us)
 {
     g_mutex_lock(&q->lock);
     wait_for(q, want, wait_us);
     guint n = q->len;
-    if (n && (*buf)->len == 0) {
-        GByteArray *t = *buf;
+    if (n && buf->len == 0) {
+        PusherBuf t = *buf;
         *buf = q->buf;
         q->buf = t;
     } else if (n) {
-        g_byte_array_append(*buf, q->buf->data, q->buf->len);
-        g_byte_array_set_size(q->buf, 0);
+        pusher_buf_append(buf, q->buf.data, q->buf.len);
+        q->buf.len = 0;
     }
     q->len = 0;
     g_atomic_int_set(&q->length, 0);

@@ -31,7 +31,7 @@ typedef struct {
     amqp_connection_state_t conn; /* the thread's */
     guint64 next_tag;             /* the next publish's delivery tag */
     GByteArray *out;              /* the thread's: a batch's frames */
-    GByteArray *pending;          /* the thread's: records taken, not yet acked */
+    PusherBuf pending;            /* the thread's: records taken, not yet acked */
     gsize pending_off;            /* the first unacked record in @pending */
     guint pending_n;              /* records from @pending_off */
     MkCounter *sent, *connects, *failures, *unsendable;
@@ -278,7 +278,7 @@ static gboolean publish(Rabbit *r, char **why)
     g_byte_array_set_size(r->out, 0);
     while (n < RABBIT_BATCH && seen < r->pending_n) {
         PusherRecord ev;
-        off += pusher_record_read(r->pending->data + off, &ev);
+        off += pusher_record_read(r->pending.data + off, &ev);
         seen++;
         if (!sendable(r, &ev)) {
             if (!n) { /* nothing before it waits for an ack */
@@ -297,7 +297,7 @@ static gboolean publish(Rabbit *r, char **why)
     }
     if (!n) {
         if (!r->pending_n) {
-            g_byte_array_set_size(r->pending, 0);
+            r->pending.len = 0;
             r->pending_off = 0;
         }
         return TRUE;
@@ -344,13 +344,13 @@ static gboolean publish(Rabbit *r, char **why)
         guint gone = 0;
         for (gsize o = r->pending_off; o < end; gone++) {
             PusherRecord ev;
-            o += pusher_record_read(r->pending->data + o, &ev);
+            o += pusher_record_read(r->pending.data + o, &ev);
         }
         r->pending_off = end;
         r->pending_n -= gone;
     }
     if (!r->pending_n) {
-        g_byte_array_set_size(r->pending, 0); /* kept for the next swap */
+        r->pending.len = 0; /* kept for the next swap */
         r->pending_off = 0;
     }
     return ok;
@@ -429,7 +429,7 @@ static void rabbit_free(PusherBackend *b)
     for (int i = 0; i < 4; i++)
         g_free(r->exchanges[i]);
     g_byte_array_unref(r->out);
-    g_byte_array_unref(r->pending);
+    g_free(r->pending.data);
     g_free(r);
 }
 
@@ -466,7 +466,6 @@ PusherBackend *pusher_rabbit_new(MkModule *mod, GError **error)
     r->failures = mk_counter_new(mod, "rabbit_failures");
     r->unsendable = mk_counter_new(mod, "rabbit_unsendable");
     r->out = g_byte_array_new();
-    r->pending = g_byte_array_new();
     r->base.queue = pusher_queue_new(mod, "rabbit",
                                      (guint)mk_config_get_int(mod, "rabbit_queue_max"), NULL, NULL);
     r->base.stop = rabbit_stop;

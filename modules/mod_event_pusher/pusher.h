@@ -10,6 +10,7 @@
 #pragma once
 
 #include <meerkat/module.h>
+#include <string.h>
 
 G_BEGIN_DECLS
 
@@ -91,6 +92,30 @@ typedef struct {
     gsize json_len;
 } PusherRecord;
 
+/* A growable byte buffer: the queue's records, a POST's body. Its
+ * owner's thread; a plain struct rather than GByteArray, whose append
+ * and resize calls cost more than the copies on this path. */
+typedef struct {
+    guint8 *data;
+    gsize len, cap;
+} PusherBuf;
+
+/* Room for @n more bytes at data + len. */
+static inline void pusher_buf_reserve(PusherBuf *b, gsize n)
+{
+    if (G_UNLIKELY(b->len + n > b->cap)) {
+        b->cap = MAX(MAX(b->cap * 2, b->len + n), 4096);
+        b->data = g_realloc(b->data, b->cap);
+    }
+}
+
+static inline void pusher_buf_append(PusherBuf *b, const void *p, gsize n)
+{
+    pusher_buf_reserve(b, n);
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
 /* Reads the record at @p (in a taken buffer) into @rec; returns its size:
  * the next record starts there. */
 gsize pusher_record_read(const guint8 *p, PusherRecord *rec);
@@ -108,12 +133,12 @@ void pusher_queue_count_drop(PusherQueue *q);
  * every 10 s) when the queue is full or closed. */
 void pusher_queue_push(PusherQueue *q, PusherKind kind, const char *user, const char *json,
                        gsize json_len);
-/* Moves every queued event to the end of *@buf (an empty *@buf is
+/* Moves every queued event to the end of @buf (an empty @buf is
  * swapped with the queue's: no copy) and returns how many. With @wait_us
  * > 0, first waits up to @wait_us until the queue holds @want events
  * (pushes wake the waiter only then: one switch of threads per batch,
  * not per event). One thread takes from a queue. */
-guint pusher_queue_take(PusherQueue *q, GByteArray **buf, guint want, gint64 wait_us);
+guint pusher_queue_take(PusherQueue *q, PusherBuf *buf, guint want, gint64 wait_us);
 /* Waits up to @wait_us for an event (none taken); TRUE when the queue
  * holds one and is not closed. */
 gboolean pusher_queue_wait(PusherQueue *q, gint64 wait_us);
