@@ -30,7 +30,7 @@ typedef struct {
     gint stopping;
     amqp_connection_state_t conn; /* the thread's */
     guint64 next_tag;             /* the next publish's delivery tag */
-    GByteArray *out;              /* the thread's: a batch's frames */
+    PusherBuf out;                /* the thread's: a batch's frames */
     PusherBuf pending;            /* the thread's: records taken, not yet acked */
     gsize pending_off;            /* the first unacked record in @pending */
     guint pending_n;              /* records from @pending_off */
@@ -132,35 +132,32 @@ static void put32(guint8 *p, guint32 v)
 
 /* Opens a frame of @type on channel 1 at the end of @buf; returns its
  * offset for close_frame(). */
-static gsize open_frame(GByteArray *buf, guint8 type)
+static gsize open_frame(PusherBuf *buf, guint8 type)
 {
     gsize at = buf->len;
     guint8 head[FRAME_HEAD] = {type, 0, 1};
-    g_byte_array_append(buf, head, sizeof head);
+    pusher_buf_append(buf, head, sizeof head);
     return at;
 }
 
-static void close_frame(GByteArray *buf, gsize at)
+static void close_frame(PusherBuf *buf, gsize at)
 {
     put32(buf->data + at + 3, (guint32)(buf->len - at - FRAME_HEAD));
     guint8 end = AMQP_FRAME_END;
-    g_byte_array_append(buf, &end, 1);
+    pusher_buf_append(buf, &end, 1);
 }
 
 /* Appends @len bytes that librabbitmq's encoder @enc writes (it returns
  * their length, or < 0 when @room was too small). */
-static gboolean append_encoded(GByteArray *buf, gsize room,
+static gboolean append_encoded(PusherBuf *buf, gsize room,
                                int (*enc)(gpointer what, amqp_bytes_t out, gpointer data),
                                gpointer what, gpointer data)
 {
-    gsize at = buf->len;
-    g_byte_array_set_size(buf, (guint)(at + room));
-    int n = enc(what, (amqp_bytes_t){room, buf->data + at}, data);
-    if (n < 0) {
-        g_byte_array_set_size(buf, (guint)at);
+    pusher_buf_reserve(buf, room);
+    int n = enc(what, (amqp_bytes_t){room, buf->data + buf->len}, data);
+    if (n < 0)
         return FALSE;
-    }
-    g_byte_array_set_size(buf, (guint)(at + (gsize)n));
+    buf->len += (gsize)n;
     return TRUE;
 }
 
@@ -176,7 +173,7 @@ static int enc_props(gpointer what, amqp_bytes_t out, gpointer data)
 
 /* Appends the three (or more) frames of one basic.publish of @ev, as
  * amqp_basic_publish() sends them, encoded by librabbitmq. */
-static gboolean encode_publish(Rabbit *r, GByteArray *buf, const PusherRecord *ev,
+static gboolean encode_publish(Rabbit *r, PusherBuf *buf, const PusherRecord *ev,
                                amqp_basic_properties_t *props)
 {
     /* "USER.EVENT", at most 255 octets (checked by the caller). */
@@ -193,7 +190,7 @@ static gboolean encode_publish(Rabbit *r, GByteArray *buf, const PusherRecord *e
     guint8 id[4];
     put32(id, AMQP_BASIC_PUBLISH_METHOD);
     gsize f = open_frame(buf, AMQP_FRAME_METHOD);
-    g_byte_array_append(buf, id, sizeof id);
+    pusher_buf_append(buf, id, sizeof id);
     if (!append_encoded(buf, 16 + m.exchange.len + m.routing_key.len, enc_method, &m, NULL))
         return FALSE;
     close_frame(buf, f);
@@ -203,7 +200,7 @@ static gboolean encode_publish(Rabbit *r, GByteArray *buf, const PusherRecord *e
     put32(head + 4, (guint32)((guint64)ev->json_len >> 32));
     put32(head + 8, (guint32)ev->json_len);
     f = open_frame(buf, AMQP_FRAME_HEADER);
-    g_byte_array_append(buf, head, sizeof head);
+    pusher_buf_append(buf, head, sizeof head);
     if (!append_encoded(buf, 64 + props->content_type.len, enc_props, props, NULL))
         return FALSE;
     close_frame(buf, f);
@@ -212,8 +209,7 @@ static gboolean encode_publish(Rabbit *r, GByteArray *buf, const PusherRecord *e
     gsize max = (gsize)amqp_get_frame_max(r->conn) - FRAME_HEAD - FRAME_END;
     for (gsize off = 0; off < ev->json_len; off += max) {
         f = open_frame(buf, AMQP_FRAME_BODY);
-        g_byte_array_append(buf, (const guint8 *)ev->json + off,
-                            (guint)MIN(max, ev->json_len - off));
+        pusher_buf_append(buf, ev->json + off, MIN(max, ev->json_len - off));
         close_frame(buf, f);
     }
     return TRUE;
@@ -275,7 +271,7 @@ static gboolean publish(Rabbit *r, char **why)
     gsize ends[RABBIT_BATCH];
     guint n = 0, seen = 0;
     gsize off = r->pending_off;
-    g_byte_array_set_size(r->out, 0);
+    r->out.len = 0;
     while (n < RABBIT_BATCH && seen < r->pending_n) {
         PusherRecord ev;
         off += pusher_record_read(r->pending.data + off, &ev);
@@ -288,7 +284,7 @@ static gboolean publish(Rabbit *r, char **why)
             }
             continue;
         }
-        if (!encode_publish(r, r->out, &ev, &props)) {
+        if (!encode_publish(r, &r->out, &ev, &props)) {
             *why = g_strdup("publish: cannot encode an event");
             return FALSE;
         }
@@ -302,7 +298,7 @@ static gboolean publish(Rabbit *r, char **why)
         }
         return TRUE;
     }
-    if (!write_all(amqp_get_sockfd(r->conn), r->out->data, r->out->len, why))
+    if (!write_all(amqp_get_sockfd(r->conn), r->out.data, r->out.len, why))
         return FALSE;
     guint64 first = r->next_tag;
     r->next_tag += n;
@@ -428,7 +424,7 @@ static void rabbit_free(PusherBackend *b)
     g_free(r->password);
     for (int i = 0; i < 4; i++)
         g_free(r->exchanges[i]);
-    g_byte_array_unref(r->out);
+    g_free(r->out.data);
     g_free(r->pending.data);
     g_free(r);
 }
@@ -465,7 +461,6 @@ PusherBackend *pusher_rabbit_new(MkModule *mod, GError **error)
     r->connects = mk_counter_new(mod, "rabbit_connects");
     r->failures = mk_counter_new(mod, "rabbit_failures");
     r->unsendable = mk_counter_new(mod, "rabbit_unsendable");
-    r->out = g_byte_array_new();
     r->base.queue = pusher_queue_new(mod, "rabbit",
                                      (guint)mk_config_get_int(mod, "rabbit_queue_max"), NULL, NULL);
     r->base.stop = rabbit_stop;
