@@ -261,11 +261,14 @@ static void drain(Http *h)
         if (have < h->batch)
             h->flush = FALSE;
         /* One lock for all that is queued. */
-        if (h->local_n < h->batch && queued)
+        if (h->local_n < h->batch && queued) {
             h->local_n += pusher_queue_take(h->base.queue, &h->local, 0, 0);
+            pusher_queue_hold(h->base.queue, h->local_n);
+        }
         if (!h->local_n)
             return;
         HttpReq *r = next_req(h);
+        pusher_queue_hold(h->base.queue, h->local_n);
         h->in_flight++;
         send_req(r);
     }

@@ -22,6 +22,7 @@ struct PusherQueue {
     PusherBuf buf; /* the records */
     guint len;     /* records in @buf */
     gint length;   /* @len, for lock-free reads */
+    gint held;     /* taken, not yet done by the backend: within the bound */
     guint waiters; /* takes waiting on @cond */
     guint want;    /* they wake when the queue holds this many */
     guint max;
@@ -80,7 +81,12 @@ void pusher_queue_free(PusherQueue *q)
 
 gboolean pusher_queue_full(PusherQueue *q)
 {
-    return (guint)g_atomic_int_get(&q->length) >= q->max;
+    return (guint)g_atomic_int_get(&q->length) + (guint)g_atomic_int_get(&q->held) >= q->max;
+}
+
+void pusher_queue_hold(PusherQueue *q, guint n)
+{
+    g_atomic_int_set(&q->held, (gint)n);
 }
 
 /* One more event dropped: counted without a lock (a stuck backend drops
@@ -113,7 +119,7 @@ void pusher_queue_push(PusherQueue *q, PusherKind kind, const char *user, const 
     RecordHead h = {(guint32)kind, (guint32)ulen, (guint32)json_len};
     gboolean was_empty = FALSE, drop = FALSE;
     g_mutex_lock(&q->lock);
-    if (q->closed || q->len >= q->max) {
+    if (q->closed || q->len + (guint)g_atomic_int_get(&q->held) >= q->max) {
         drop = TRUE;
     } else {
         was_empty = q->len == 0;

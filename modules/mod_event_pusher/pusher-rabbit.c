@@ -390,8 +390,10 @@ static gpointer rabbit_thread(gpointer data)
                 r->pending_n += pusher_queue_take(
                     r->base.queue, &r->pending, RABBIT_BATCH / 4 - r->pending_n, RABBIT_LINGER_US);
         }
+        pusher_queue_hold(r->base.queue, r->pending_n);
         g_autofree char *why = NULL;
         gboolean ok = publish(r, &why);
+        pusher_queue_hold(r->base.queue, r->pending_n);
         if (r->conn)
             amqp_maybe_release_buffers(r->conn); /* the acks' frames */
         if (!ok) {

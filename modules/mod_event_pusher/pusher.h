@@ -139,6 +139,9 @@ void pusher_queue_push(PusherQueue *q, PusherKind kind, const char *user, const 
  * (pushes wake the waiter only then: one switch of threads per batch,
  * not per event). One thread takes from a queue. */
 guint pusher_queue_take(PusherQueue *q, PusherBuf *buf, guint want, gint64 wait_us);
+/* The backend's thread: it holds @n taken events not yet done; they
+ * count against the queue's bound (a swap takes everything at once). */
+void pusher_queue_hold(PusherQueue *q, guint n);
 /* Waits up to @wait_us for an event (none taken); TRUE when the queue
  * holds one and is not closed. */
 gboolean pusher_queue_wait(PusherQueue *q, gint64 wait_us);
