@@ -70,13 +70,14 @@ static gboolean all_full(Pusher *p, PusherKind kind, const char *domain)
     return TRUE;
 }
 
-/* (transfer full) of @ev. */
-static void emit(Pusher *p, guint bits, PusherEvent *ev)
+/* Copies the event in @j into each backend's queue of @bits, and clears @j. */
+static void emit(Pusher *p, guint bits, PusherKind kind, const char *user, PusherJson *j)
 {
     for (guint i = 0; i < p->backends->len; i++)
         if (bits & (1u << i))
-            pusher_queue_push(((PusherBackend *)g_ptr_array_index(p->backends, i))->queue, ev);
-    pusher_event_unref(ev);
+            pusher_queue_push(((PusherBackend *)g_ptr_array_index(p->backends, i))->queue, kind,
+                              user, j->str, j->len);
+    pusher_json_clear(j);
 }
 
 static gboolean wants(Pusher *p, PusherKind k)
@@ -119,9 +120,10 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
     if (!bits)
         return MK_PASS;
     g_autofree char *text = mk_xml_text(body);
-    emit(p, bits,
-         pusher_event_message(k, mk_jid_bare_string(me), mk_jid_string(me),
-                              jid_str(mk_stanza_to(st)), text, -1));
+    PusherJson j;
+    pusher_json_message(&j, k, mk_jid_bare_string(me), mk_jid_string(me), jid_str(mk_stanza_to(st)),
+                        text, -1);
+    emit(p, bits, k, mk_jid_bare_string(me), &j);
     return MK_PASS;
 }
 
@@ -161,9 +163,10 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
     if (!bits)
         return MK_PASS;
     g_autofree char *text = mk_xml_text(body);
-    emit(p, bits,
-         pusher_event_message(k, mk_jid_string(bare), jid_str(mk_stanza_from(st)),
-                              mk_jid_string(to), text, offline));
+    PusherJson j;
+    pusher_json_message(&j, k, mk_jid_string(bare), jid_str(mk_stanza_from(st)), mk_jid_string(to),
+                        text, offline);
+    emit(p, bits, k, mk_jid_string(bare), &j);
     return MK_PASS;
 }
 
@@ -184,9 +187,9 @@ static MkResult on_presence(MkHookCall *call, gpointer user_data)
         return MK_PASS;
     g_autofree char *show = mk_xml_child_text(mk_stanza_xml(st), "show", NULL);
     g_autofree char *status = mk_xml_child_text(mk_stanza_xml(st), "status", NULL);
-    emit(p, bits,
-         pusher_event_presence(mk_jid_bare_string(me), mk_jid_string(me), type == NULL, show,
-                               status));
+    PusherJson j;
+    pusher_json_presence(&j, mk_jid_bare_string(me), mk_jid_string(me), type == NULL, show, status);
+    emit(p, bits, PUSHER_PRESENCE, mk_jid_bare_string(me), &j);
     return MK_PASS;
 }
 
@@ -197,8 +200,11 @@ static void session_event(Pusher *p, MkHookCall *call, PusherKind k)
         return;
     MkJid *me = mk_session_jid(s);
     guint bits = targets(p, k, mk_jid_domain(me), FALSE, TRUE);
-    if (bits)
-        emit(p, bits, pusher_event_session(k, mk_jid_bare_string(me), mk_jid_string(me)));
+    if (!bits)
+        return;
+    PusherJson j;
+    pusher_json_session(&j, k, mk_jid_bare_string(me), mk_jid_string(me));
+    emit(p, bits, k, mk_jid_bare_string(me), &j);
 }
 
 static MkResult on_opened(MkHookCall *call, gpointer user_data)
@@ -222,9 +228,11 @@ static void on_virtual(const char *account, const char *service, const char *nod
     Pusher *p = data;
     const char *at = strchr(account, '@');
     guint bits = targets(p, PUSHER_PUSH, at ? at + 1 : account, TRUE, TRUE);
-    if (bits)
-        emit(p, bits,
-             pusher_event_push(account, service, node, sum->count, sum->sender, sum->body, form));
+    if (!bits)
+        return;
+    PusherJson j;
+    pusher_json_push(&j, account, service, node, sum->count, sum->sender, sum->body, form);
+    emit(p, bits, PUSHER_PUSH, account, &j);
 }
 
 /* push_virtual_pubsub_hosts: the push backend hands notifications to

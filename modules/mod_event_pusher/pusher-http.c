@@ -26,6 +26,11 @@ typedef struct {
     gboolean stopping;
     GSource *linger; /* a partial batch waits */
     gboolean flush;  /* send one partial batch now */
+    PusherBuf local; /* records taken from the queue, not yet sent */
+    gsize local_off; /* the first unsent record in @local */
+    guint local_n;   /* records from @local_off */
+    GMutex pool_lock;
+    GPtrArray *pool; /* Body: spare POST bodies */
     gint64 last_log_us;
     guint64 failed_since_log;
     MkCounter *sent, *failed, *retried;
@@ -149,6 +154,86 @@ static gboolean on_linger(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+/* A POST's body buffer, back in the pool when libsoup lets go of it: a
+ * batch's body is tens of KB, and malloc gave that back to the kernel
+ * and faulted it in again for every POST. */
+typedef struct {
+    Http *h;
+    PusherBuf buf;
+} Body;
+
+#define BODY_POOL_MAX 8
+
+/* Whatever thread drops the last reference (libsoup's: the http thread). */
+static void body_done(gpointer data)
+{
+    Body *b = data;
+    Http *h = b->h;
+    g_mutex_lock(&h->pool_lock);
+    if (h->pool->len < BODY_POOL_MAX) {
+        g_ptr_array_add(h->pool, b);
+        b = NULL;
+    }
+    g_mutex_unlock(&h->pool_lock);
+    if (b) {
+        g_free(b->buf.data);
+        g_free(b);
+    }
+}
+
+static void body_free(gpointer data)
+{
+    Body *b = data;
+    g_free(b->buf.data);
+    g_free(b);
+}
+
+/* The thread: an empty body buffer, from the pool or new. */
+static Body *body_get(Http *h)
+{
+    g_mutex_lock(&h->pool_lock);
+    Body *b = h->pool->len ? g_ptr_array_steal_index_fast(h->pool, h->pool->len - 1) : NULL;
+    g_mutex_unlock(&h->pool_lock);
+    if (!b) {
+        b = g_new0(Body, 1);
+        b->h = h;
+    }
+    b->buf.len = 0;
+    return b;
+}
+
+/* The thread: the body of one POST from up to http_batch records of
+ * @local: one JSON object, or with http_batch > 1 a JSON array. */
+static HttpReq *next_req(Http *h)
+{
+    HttpReq *r = g_new0(HttpReq, 1);
+    r->h = h;
+    PusherRecord rec;
+    Body *b = body_get(h);
+    if (h->batch == 1) {
+        h->local_off += pusher_record_read(h->local.data + h->local_off, &rec);
+        pusher_buf_append(&b->buf, rec.json, rec.json_len);
+        r->events = 1;
+    } else {
+        /* "[a,b,c]" */
+        pusher_buf_append(&b->buf, "[", 1);
+        while (r->events < h->batch && r->events < h->local_n) {
+            h->local_off += pusher_record_read(h->local.data + h->local_off, &rec);
+            if (r->events++)
+                pusher_buf_append(&b->buf, ",", 1);
+            pusher_buf_append(&b->buf, rec.json, rec.json_len);
+        }
+        pusher_buf_append(&b->buf, "]", 1);
+    }
+    r->body = g_bytes_new_with_free_func(b->buf.data, b->buf.len, body_done, b);
+    h->local_n -= r->events;
+    if (!h->local_n) {
+        h->local.len = 0; /* kept for the next swap */
+        h->local_off = 0;
+    }
+    return r;
+}
+
 /* The thread: sends what the queue holds, up to http_concurrency POSTs at
  * once. With http_batch > 1 a partial batch waits up to HTTP_LINGER_MS
  * for more: a trickle of events then costs one POST per batch, not one
@@ -157,12 +242,13 @@ static gboolean on_linger(gpointer data)
 static void drain(Http *h)
 {
     while (!h->stopping && h->in_flight < h->concurrency) {
-        guint len = pusher_queue_length(h->base.queue);
-        if (!len) {
+        guint queued = pusher_queue_length(h->base.queue);
+        guint have = h->local_n + queued;
+        if (!have) {
             h->flush = FALSE;
             return;
         }
-        if (h->batch > 1 && len < h->batch && !h->flush) {
+        if (h->batch > 1 && have < h->batch && !h->flush) {
             if (!h->linger) {
                 h->linger = g_timeout_source_new(HTTP_LINGER_MS);
                 g_source_set_callback(h->linger, on_linger, h, NULL);
@@ -172,35 +258,17 @@ static void drain(Http *h)
         }
         /* A linger that ran out sends one partial batch, not one per free
          * connection: the rest waits to fill up again. */
-        if (len < h->batch)
+        if (have < h->batch)
             h->flush = FALSE;
-        /* One lock for the whole batch. */
-        g_autoptr(GPtrArray) evs =
-            g_ptr_array_new_with_free_func((GDestroyNotify)pusher_event_unref);
-        if (!pusher_queue_pop_many(h->base.queue, evs, h->batch, 0, 0))
-            return;
-        HttpReq *r = g_new0(HttpReq, 1);
-        r->h = h;
-        r->events = evs->len;
-        if (h->batch == 1) {
-            PusherEvent *ev = g_ptr_array_index(evs, 0);
-            r->body = g_bytes_new_with_free_func(
-                ev->json, ev->json_len, (GDestroyNotify)pusher_event_unref, pusher_event_ref(ev));
-        } else {
-            gsize size = 2;
-            for (guint i = 0; i < evs->len; i++)
-                size += ((PusherEvent *)g_ptr_array_index(evs, i))->json_len + 1;
-            GString *out = g_string_sized_new(size);
-            g_string_append_c(out, '[');
-            for (guint i = 0; i < evs->len; i++) {
-                PusherEvent *ev = g_ptr_array_index(evs, i);
-                if (i)
-                    g_string_append_c(out, ',');
-                g_string_append_len(out, ev->json, (gssize)ev->json_len);
-            }
-            g_string_append_c(out, ']');
-            r->body = g_string_free_to_bytes(out);
+        /* One lock for all that is queued. */
+        if (h->local_n < h->batch && queued) {
+            h->local_n += pusher_queue_take(h->base.queue, &h->local, 0, 0);
+            pusher_queue_hold(h->base.queue, h->local_n);
         }
+        if (!h->local_n)
+            return;
+        HttpReq *r = next_req(h);
+        pusher_queue_hold(h->base.queue, h->local_n);
         h->in_flight++;
         send_req(r);
     }
@@ -303,6 +371,9 @@ static void http_free(PusherBackend *b)
     pusher_queue_free(b->queue);
     pusher_filter_clear(&b->filter);
     g_hash_table_unref(h->retrying);
+    g_free(h->local.data);
+    g_ptr_array_unref(h->pool);
+    g_mutex_clear(&h->pool_lock);
     g_main_loop_unref(h->loop);
     g_main_context_unref(h->ctx);
     g_object_unref(h->cancel);
@@ -339,6 +410,8 @@ PusherBackend *pusher_http_new(MkModule *mod, GError **error)
     h->failed = mk_counter_new(mod, "http_failed");
     h->retried = mk_counter_new(mod, "http_retried");
     h->retrying = g_hash_table_new(NULL, NULL);
+    h->pool = g_ptr_array_new_with_free_func(body_free);
+    g_mutex_init(&h->pool_lock);
     h->ctx = g_main_context_new();
     h->loop = g_main_loop_new(h->ctx, FALSE);
     h->cancel = g_cancellable_new();

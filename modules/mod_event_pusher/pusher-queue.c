@@ -2,25 +2,28 @@
  * thread. A full queue drops the new event: the stanza path never waits
  * for a backend.
  *
- * A ring of pointers, not a GQueue: a push is a store (no list node
- * allocated on the worker and freed on the backend's thread), and a
- * batch is taken by copying pointers, not by walking a list. */
+ * Events are records in one byte buffer, not pointers to events: a push
+ * copies the JSON in under the lock (no allocation per event made on a
+ * worker and freed on the backend's thread, no reference count), and the
+ * backend's thread takes them all by swapping buffers. */
 #include "pusher.h"
 #include <string.h>
 
-/* The ring's first size; it doubles as needed (up to the bound, and
- * beyond only for events put back by push_head). */
-#define RING_MIN 256
+/* A record: this head, the user and its NUL, the JSON. */
+typedef struct {
+    guint32 kind;
+    guint32 user_len;
+    guint32 json_len;
+} RecordHead;
 
 struct PusherQueue {
     GMutex lock;
     GCond cond;
-    PusherEvent **ring;
-    guint cap;     /* slots in @ring */
-    guint head;    /* the oldest event's slot */
-    guint len;     /* events held */
+    PusherBuf buf; /* the records */
+    guint len;     /* records in @buf */
     gint length;   /* @len, for lock-free reads */
-    guint waiters; /* pops waiting on @cond */
+    gint held;     /* taken, not yet done by the backend: within the bound */
+    guint waiters; /* takes waiting on @cond */
     guint want;    /* they wake when the queue holds this many */
     guint max;
     gboolean closed;
@@ -34,6 +37,18 @@ struct PusherQueue {
     guint dropped_since_log;
 };
 
+gsize pusher_record_read(const guint8 *p, PusherRecord *rec)
+{
+    RecordHead h;
+    memcpy(&h, p, sizeof h); /* the buffer gives no alignment */
+    rec->kind = (PusherKind)h.kind;
+    rec->user = (const char *)p + sizeof h;
+    rec->user_len = h.user_len;
+    rec->json = rec->user + h.user_len + 1;
+    rec->json_len = h.json_len;
+    return sizeof h + h.user_len + 1 + h.json_len;
+}
+
 PusherQueue *pusher_queue_new(MkModule *mod, const char *name, guint max, void (*wake)(gpointer),
                               gpointer wake_data)
 {
@@ -41,8 +56,6 @@ PusherQueue *pusher_queue_new(MkModule *mod, const char *name, guint max, void (
     g_mutex_init(&q->lock);
     g_mutex_init(&q->log_lock);
     g_cond_init(&q->cond);
-    q->cap = MIN(max, RING_MIN);
-    q->ring = g_new(PusherEvent *, q->cap);
     q->max = max;
     q->name = g_strdup(name);
     q->wake = wake;
@@ -58,9 +71,7 @@ void pusher_queue_free(PusherQueue *q)
 {
     if (!q)
         return;
-    for (guint i = 0; i < q->len; i++)
-        pusher_event_unref(q->ring[(q->head + i) % q->cap]);
-    g_free(q->ring);
+    g_free(q->buf.data);
     g_mutex_clear(&q->lock);
     g_mutex_clear(&q->log_lock);
     g_cond_clear(&q->cond);
@@ -68,34 +79,14 @@ void pusher_queue_free(PusherQueue *q)
     g_free(q);
 }
 
-/* Under the lock: doubles the ring, the events in order from slot 0. */
-static void ring_grow(PusherQueue *q)
-{
-    guint cap = q->cap * 2;
-    PusherEvent **ring = g_new(PusherEvent *, cap);
-    guint first = MIN(q->len, q->cap - q->head);
-    memcpy(ring, q->ring + q->head, first * sizeof *ring);
-    memcpy(ring + first, q->ring, (q->len - first) * sizeof *ring);
-    g_free(q->ring);
-    q->ring = ring;
-    q->cap = cap;
-    q->head = 0;
-}
-
-/* Under the lock: the oldest event, removed (transfer full), or NULL. */
-static PusherEvent *ring_pop(PusherQueue *q)
-{
-    if (!q->len)
-        return NULL;
-    PusherEvent *ev = q->ring[q->head];
-    q->head = (q->head + 1) % q->cap;
-    q->len--;
-    return ev;
-}
-
 gboolean pusher_queue_full(PusherQueue *q)
 {
-    return (guint)g_atomic_int_get(&q->length) >= q->max;
+    return (guint)g_atomic_int_get(&q->length) + (guint)g_atomic_int_get(&q->held) >= q->max;
+}
+
+void pusher_queue_hold(PusherQueue *q, guint n)
+{
+    g_atomic_int_set(&q->held, (gint)n);
 }
 
 /* One more event dropped: counted without a lock (a stuck backend drops
@@ -120,17 +111,27 @@ void pusher_queue_count_drop(PusherQueue *q)
                   q->name, q->max, n);
 }
 
-void pusher_queue_push(PusherQueue *q, PusherEvent *ev)
+/* Any thread (a hook's worker). */
+void pusher_queue_push(PusherQueue *q, PusherKind kind, const char *user, const char *json,
+                       gsize json_len)
 {
+    gsize ulen = strlen(user);
+    RecordHead h = {(guint32)kind, (guint32)ulen, (guint32)json_len};
     gboolean was_empty = FALSE, drop = FALSE;
     g_mutex_lock(&q->lock);
-    if (q->closed || q->len >= q->max) {
+    if (q->closed || q->len + (guint)g_atomic_int_get(&q->held) >= q->max) {
         drop = TRUE;
     } else {
         was_empty = q->len == 0;
-        if (q->len == q->cap)
-            ring_grow(q);
-        q->ring[(q->head + q->len) % q->cap] = pusher_event_ref(ev);
+        /* Plain copies: the buffer keeps its size between takes, so
+         * this rarely allocates. */
+        gsize size = sizeof h + ulen + 1 + json_len;
+        pusher_buf_reserve(&q->buf, size);
+        guint8 *p = q->buf.data + q->buf.len;
+        memcpy(p, &h, sizeof h);
+        memcpy(p + sizeof h, user, ulen + 1);
+        memcpy(p + sizeof h + ulen + 1, json, json_len);
+        q->buf.len += size;
         q->len++;
         g_atomic_int_set(&q->length, (gint)q->len);
         /* A signal is a system call and a switch of threads: only for a
@@ -148,60 +149,47 @@ void pusher_queue_push(PusherQueue *q, PusherEvent *ev)
         q->wake(q->wake_data);
 }
 
-void pusher_queue_push_head(PusherQueue *q, PusherEvent *ev)
+/* Under the lock: waits up to @wait_us until @want events or a close. */
+static void wait_for(PusherQueue *q, guint want, gint64 wait_us)
 {
-    g_mutex_lock(&q->lock);
-    if (q->len == q->cap)
-        ring_grow(q);
-    q->head = (q->head + q->cap - 1) % q->cap;
-    q->ring[q->head] = ev;
-    q->len++;
-    g_atomic_int_set(&q->length, (gint)q->len);
-    g_mutex_unlock(&q->lock);
+    if (wait_us <= 0 || q->len >= want || q->closed)
+        return;
+    gint64 until = g_get_monotonic_time() + wait_us;
+    q->want = want; /* one backend thread takes from a queue: no other waiter */
+    q->waiters++;
+    while (q->len < want && !q->closed)
+        if (!g_cond_wait_until(&q->cond, &q->lock, until))
+            break;
+    q->waiters--;
 }
 
-PusherEvent *pusher_queue_pop(PusherQueue *q, gint64 wait_us)
+/* The backend's thread. */
+guint pusher_queue_take(PusherQueue *q, PusherBuf *buf, guint want, gint64 wait_us)
 {
     g_mutex_lock(&q->lock);
-    if (wait_us > 0 && q->len == 0 && !q->closed) {
-        gint64 until = g_get_monotonic_time() + wait_us;
-        q->want = 1;
-        q->waiters++;
-        while (q->len == 0 && !q->closed)
-            if (!g_cond_wait_until(&q->cond, &q->lock, until))
-                break;
-        q->waiters--;
+    wait_for(q, want, wait_us);
+    guint n = q->len;
+    if (n && buf->len == 0) {
+        PusherBuf t = *buf;
+        *buf = q->buf;
+        q->buf = t;
+    } else if (n) {
+        pusher_buf_append(buf, q->buf.data, q->buf.len);
+        q->buf.len = 0;
     }
-    PusherEvent *ev = ring_pop(q);
-    g_atomic_int_set(&q->length, (gint)q->len);
-    g_mutex_unlock(&q->lock);
-    return ev;
-}
-
-guint pusher_queue_pop_many(PusherQueue *q, GPtrArray *out, guint max, guint want, gint64 wait_us)
-{
-    g_mutex_lock(&q->lock);
-    if (wait_us > 0 && q->len < want && !q->closed) {
-        gint64 until = g_get_monotonic_time() + wait_us;
-        q->want = want; /* one backend thread pops a queue: no other waiter */
-        q->waiters++;
-        while (q->len < want && !q->closed)
-            if (!g_cond_wait_until(&q->cond, &q->lock, until))
-                break;
-        q->waiters--;
-    }
-    /* At most two runs of slots: up to the ring's end, then from 0. */
-    guint n = MIN(max, q->len);
-    guint first = MIN(n, q->cap - q->head);
-    guint at = out->len;
-    g_ptr_array_set_size(out, at + n);
-    memcpy(out->pdata + at, q->ring + q->head, first * sizeof(gpointer));
-    memcpy(out->pdata + at + first, q->ring, (n - first) * sizeof(gpointer));
-    q->head = (q->head + n) % q->cap;
-    q->len -= n;
-    g_atomic_int_set(&q->length, (gint)q->len);
+    q->len = 0;
+    g_atomic_int_set(&q->length, 0);
     g_mutex_unlock(&q->lock);
     return n;
+}
+
+gboolean pusher_queue_wait(PusherQueue *q, gint64 wait_us)
+{
+    g_mutex_lock(&q->lock);
+    wait_for(q, 1, wait_us);
+    gboolean any = q->len > 0 && !q->closed;
+    g_mutex_unlock(&q->lock);
+    return any;
 }
 
 void pusher_queue_close(PusherQueue *q)

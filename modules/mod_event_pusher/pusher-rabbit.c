@@ -30,7 +30,10 @@ typedef struct {
     gint stopping;
     amqp_connection_state_t conn; /* the thread's */
     guint64 next_tag;             /* the next publish's delivery tag */
-    GByteArray *out;              /* the thread's: a batch's frames */
+    PusherBuf out;                /* the thread's: a batch's frames */
+    PusherBuf pending;            /* the thread's: records taken, not yet acked */
+    gsize pending_off;            /* the first unacked record in @pending */
+    guint pending_n;              /* records from @pending_off */
     MkCounter *sent, *connects, *failures, *unsendable;
 } Rabbit;
 
@@ -129,35 +132,32 @@ static void put32(guint8 *p, guint32 v)
 
 /* Opens a frame of @type on channel 1 at the end of @buf; returns its
  * offset for close_frame(). */
-static gsize open_frame(GByteArray *buf, guint8 type)
+static gsize open_frame(PusherBuf *buf, guint8 type)
 {
     gsize at = buf->len;
     guint8 head[FRAME_HEAD] = {type, 0, 1};
-    g_byte_array_append(buf, head, sizeof head);
+    pusher_buf_append(buf, head, sizeof head);
     return at;
 }
 
-static void close_frame(GByteArray *buf, gsize at)
+static void close_frame(PusherBuf *buf, gsize at)
 {
     put32(buf->data + at + 3, (guint32)(buf->len - at - FRAME_HEAD));
     guint8 end = AMQP_FRAME_END;
-    g_byte_array_append(buf, &end, 1);
+    pusher_buf_append(buf, &end, 1);
 }
 
 /* Appends @len bytes that librabbitmq's encoder @enc writes (it returns
  * their length, or < 0 when @room was too small). */
-static gboolean append_encoded(GByteArray *buf, gsize room,
+static gboolean append_encoded(PusherBuf *buf, gsize room,
                                int (*enc)(gpointer what, amqp_bytes_t out, gpointer data),
                                gpointer what, gpointer data)
 {
-    gsize at = buf->len;
-    g_byte_array_set_size(buf, (guint)(at + room));
-    int n = enc(what, (amqp_bytes_t){room, buf->data + at}, data);
-    if (n < 0) {
-        g_byte_array_set_size(buf, (guint)at);
+    pusher_buf_reserve(buf, room);
+    int n = enc(what, (amqp_bytes_t){room, buf->data + buf->len}, data);
+    if (n < 0)
         return FALSE;
-    }
-    g_byte_array_set_size(buf, (guint)(at + (gsize)n));
+    buf->len += (gsize)n;
     return TRUE;
 }
 
@@ -173,18 +173,24 @@ static int enc_props(gpointer what, amqp_bytes_t out, gpointer data)
 
 /* Appends the three (or more) frames of one basic.publish of @ev, as
  * amqp_basic_publish() sends them, encoded by librabbitmq. */
-static gboolean encode_publish(Rabbit *r, GByteArray *buf, PusherEvent *ev,
+static gboolean encode_publish(Rabbit *r, PusherBuf *buf, const PusherRecord *ev,
                                amqp_basic_properties_t *props)
 {
-    g_autofree char *key = g_strconcat(ev->user, ".", pusher_kind_name(ev->kind), NULL);
+    /* "USER.EVENT", at most 255 octets (checked by the caller). */
+    char key[256];
+    const char *kind = pusher_kind_name(ev->kind);
+    gsize klen = strlen(kind);
+    memcpy(key, ev->user, ev->user_len);
+    key[ev->user_len] = '.';
+    memcpy(key + ev->user_len + 1, kind, klen);
     amqp_basic_publish_t m = {
         .exchange = amqp_cstring_bytes(exchange_for(r, ev->kind)),
-        .routing_key = amqp_cstring_bytes(key),
+        .routing_key = {ev->user_len + 1 + klen, key},
     };
     guint8 id[4];
     put32(id, AMQP_BASIC_PUBLISH_METHOD);
     gsize f = open_frame(buf, AMQP_FRAME_METHOD);
-    g_byte_array_append(buf, id, sizeof id);
+    pusher_buf_append(buf, id, sizeof id);
     if (!append_encoded(buf, 16 + m.exchange.len + m.routing_key.len, enc_method, &m, NULL))
         return FALSE;
     close_frame(buf, f);
@@ -194,7 +200,7 @@ static gboolean encode_publish(Rabbit *r, GByteArray *buf, PusherEvent *ev,
     put32(head + 4, (guint32)((guint64)ev->json_len >> 32));
     put32(head + 8, (guint32)ev->json_len);
     f = open_frame(buf, AMQP_FRAME_HEADER);
-    g_byte_array_append(buf, head, sizeof head);
+    pusher_buf_append(buf, head, sizeof head);
     if (!append_encoded(buf, 64 + props->content_type.len, enc_props, props, NULL))
         return FALSE;
     close_frame(buf, f);
@@ -203,8 +209,7 @@ static gboolean encode_publish(Rabbit *r, GByteArray *buf, PusherEvent *ev,
     gsize max = (gsize)amqp_get_frame_max(r->conn) - FRAME_HEAD - FRAME_END;
     for (gsize off = 0; off < ev->json_len; off += max) {
         f = open_frame(buf, AMQP_FRAME_BODY);
-        g_byte_array_append(buf, (const guint8 *)ev->json + off,
-                            (guint)MIN(max, ev->json_len - off));
+        pusher_buf_append(buf, ev->json + off, MIN(max, ev->json_len - off));
         close_frame(buf, f);
     }
     return TRUE;
@@ -236,81 +241,115 @@ static gboolean write_all(int fd, const guint8 *p, gsize len, char **why)
     return TRUE;
 }
 
-/* The thread: publishes @batch and waits for the broker's acks; *@acked
- * is how many of it, from the first, the broker confirmed.
- * amqp_basic_publish() writes each frame with a send() of its own, three
- * system calls per event; the batch's frames are encoded by librabbitmq's
- * encoders into one buffer and written at once. */
-static gboolean publish(Rabbit *r, GPtrArray *batch, guint *acked, char **why)
+/* The routing key is an AMQP short string: an event whose key is longer
+ * than 255 octets (a bare JID near its 3,071-octet limit) cannot be
+ * published; it is dropped, counted and logged, not retried forever. */
+static gboolean sendable(Rabbit *r, const PusherRecord *ev)
+{
+    if (ev->user_len + 1 + strlen(pusher_kind_name(ev->kind)) <= 255)
+        return TRUE;
+    mk_counter_add(r->unsendable, 1);
+    g_warning("mod_event_pusher: rabbit: the routing key of a %s event of %.40s... is longer"
+              " than 255 octets; dropped",
+              pusher_kind_name(ev->kind), ev->user);
+    return FALSE;
+}
+
+/* The thread: publishes up to RABBIT_BATCH records of @pending and waits
+ * for the broker's acks; the acked ones (and the unsendable ones before
+ * them) leave @pending. amqp_basic_publish() writes each frame with a
+ * send() of its own, three system calls per event; the batch's frames are
+ * encoded by librabbitmq's encoders into one buffer and written at once. */
+static gboolean publish(Rabbit *r, char **why)
 {
     amqp_basic_properties_t props = {
         ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG,
         .content_type = amqp_cstring_bytes("application/json"),
         .delivery_mode = 2, /* persistent: kept by a durable queue across a restart */
     };
-    guint64 first = r->next_tag;
-    *acked = 0;
-    g_byte_array_set_size(r->out, 0);
-    for (guint i = 0; i < batch->len; i++)
-        if (!encode_publish(r, r->out, g_ptr_array_index(batch, i), &props)) {
+    /* ends[i]: where the pending records end once the i-th publish is acked. */
+    gsize ends[RABBIT_BATCH];
+    guint n = 0, seen = 0;
+    gsize off = r->pending_off;
+    r->out.len = 0;
+    while (n < RABBIT_BATCH && seen < r->pending_n) {
+        PusherRecord ev;
+        off += pusher_record_read(r->pending.data + off, &ev);
+        seen++;
+        if (!sendable(r, &ev)) {
+            if (!n) { /* nothing before it waits for an ack */
+                r->pending_off = off;
+                r->pending_n--;
+                seen--;
+            }
+            continue;
+        }
+        if (!encode_publish(r, &r->out, &ev, &props)) {
             *why = g_strdup("publish: cannot encode an event");
             return FALSE;
         }
-    if (!write_all(amqp_get_sockfd(r->conn), r->out->data, r->out->len, why))
+        ends[n] = off;
+        n++;
+    }
+    if (!n) {
+        if (!r->pending_n) {
+            r->pending.len = 0;
+            r->pending_off = 0;
+        }
+        return TRUE;
+    }
+    if (!write_all(amqp_get_sockfd(r->conn), r->out.data, r->out.len, why))
         return FALSE;
-    r->next_tag += batch->len;
+    guint64 first = r->next_tag;
+    r->next_tag += n;
     guint64 last = r->next_tag - 1;
+    guint acked = 0;
     struct timeval tv = {.tv_sec = 5};
-    while (first + *acked <= last) {
+    gboolean ok = TRUE;
+    while (first + acked <= last) {
         amqp_frame_t frame;
         int st = amqp_simple_wait_frame_noblock(r->conn, &frame, &tv);
         if (st != AMQP_STATUS_OK) {
             *why = g_strdup_printf("waiting for acks: %s", amqp_error_string2(st));
-            return FALSE;
+            ok = FALSE;
+            break;
         }
         if (frame.frame_type != AMQP_FRAME_METHOD)
             continue;
-        switch (frame.payload.method.id) {
-        case AMQP_BASIC_ACK_METHOD: {
+        if (frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
             /* Acks come in order on a channel: the tag acks up to it. */
             const amqp_basic_ack_t *ack = frame.payload.method.decoded;
             if (ack->delivery_tag >= first)
-                *acked = (guint)MIN(ack->delivery_tag - first + 1, batch->len);
-            break;
-        }
-        case AMQP_BASIC_NACK_METHOD:
+                acked = (guint)MIN(ack->delivery_tag - first + 1, n);
+        } else if (frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
             *why = g_strdup("the broker refused an event (nack)");
-            return FALSE;
-        case AMQP_CHANNEL_CLOSE_METHOD:
-        case AMQP_CONNECTION_CLOSE_METHOD:
+            ok = FALSE;
+            break;
+        } else if (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+                   frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
             *why = g_strdup("the broker closed the channel");
-            return FALSE;
-        default:
+            ok = FALSE;
             break;
         }
     }
-    return TRUE;
-}
-
-/* The routing key is an AMQP short string: an event whose key is longer
- * than 255 octets (a bare JID near its 3,071-octet limit) cannot be
- * published; it is dropped, counted and logged, not retried forever. */
-static void drop_unsendable(Rabbit *r, GPtrArray *batch)
-{
-    guint kept = 0;
-    for (guint i = 0; i < batch->len; i++) {
-        PusherEvent *ev = g_ptr_array_index(batch, i);
-        if (strlen(ev->user) + 1 + strlen(pusher_kind_name(ev->kind)) <= 255) {
-            batch->pdata[kept++] = ev;
-            continue;
+    mk_counter_add(r->sent, acked);
+    if (acked) {
+        /* Count the records up to the last acked one (unsendable ones
+         * among them are gone too). */
+        gsize end = acked == n ? off : ends[acked - 1];
+        guint gone = 0;
+        for (gsize o = r->pending_off; o < end; gone++) {
+            PusherRecord ev;
+            o += pusher_record_read(r->pending.data + o, &ev);
         }
-        mk_counter_add(r->unsendable, 1);
-        g_warning("mod_event_pusher: rabbit: the routing key of a %s event of %.40s... is longer"
-                  " than 255 octets; dropped",
-                  pusher_kind_name(ev->kind), ev->user);
-        pusher_event_unref(ev);
+        r->pending_off = end;
+        r->pending_n -= gone;
     }
-    g_ptr_array_set_size(batch, kept);
+    if (!r->pending_n) {
+        r->pending.len = 0; /* kept for the next swap */
+        r->pending_off = 0;
+    }
+    return ok;
 }
 
 static gpointer rabbit_thread(gpointer data)
@@ -318,7 +357,6 @@ static gpointer rabbit_thread(gpointer data)
     Rabbit *r = data;
     guint backoff_ms = 100;
     gboolean logged_down = FALSE;
-    g_autoptr(GPtrArray) batch = g_ptr_array_new();
     while (!g_atomic_int_get(&r->stopping)) {
         if (!r->conn) {
             g_autofree char *why = NULL;
@@ -326,12 +364,10 @@ static gpointer rabbit_thread(gpointer data)
                 if (!logged_down)
                     g_warning("mod_event_pusher: rabbit: %s; retrying", why);
                 logged_down = TRUE;
-                /* Waits on the queue so that a stop ends the wait; the
-                 * event taken, if any, goes back. */
-                PusherEvent *ev = pusher_queue_pop(r->base.queue, (gint64)backoff_ms * 1000);
-                if (ev)
-                    pusher_queue_push_head(r->base.queue, ev);
-                if (ev && !pusher_queue_closed(r->base.queue))
+                /* Waits on the queue so that a stop ends the wait. */
+                gboolean any =
+                    r->pending_n || pusher_queue_wait(r->base.queue, (gint64)backoff_ms * 1000);
+                if (any && !pusher_queue_closed(r->base.queue))
                     g_usleep((gulong)backoff_ms * 1000);
                 backoff_ms = MIN(backoff_ms * 2, 2000);
                 continue;
@@ -344,32 +380,27 @@ static gpointer rabbit_thread(gpointer data)
         }
         /* A small batch waits a little for more (each batch costs a
          * round trip for the acks); the queue wakes this thread once the
-         * batch is worth it, not for every event. */
-        if (!pusher_queue_pop_many(r->base.queue, batch, RABBIT_BATCH, 1, G_USEC_PER_SEC / 2))
-            continue;
-        if (batch->len < RABBIT_BATCH / 4)
-            pusher_queue_pop_many(r->base.queue, batch, RABBIT_BATCH - batch->len,
-                                  RABBIT_BATCH / 4 - batch->len, RABBIT_LINGER_US);
-        drop_unsendable(r, batch);
-        if (!batch->len)
-            continue;
+         * batch is worth it, not for every event. What a broken
+         * connection left unacked goes first. */
+        if (!r->pending_n) {
+            r->pending_n = pusher_queue_take(r->base.queue, &r->pending, 1, G_USEC_PER_SEC / 2);
+            if (!r->pending_n)
+                continue;
+            if (r->pending_n < RABBIT_BATCH / 4)
+                r->pending_n += pusher_queue_take(
+                    r->base.queue, &r->pending, RABBIT_BATCH / 4 - r->pending_n, RABBIT_LINGER_US);
+        }
+        pusher_queue_hold(r->base.queue, r->pending_n);
         g_autofree char *why = NULL;
-        guint acked = 0;
-        gboolean ok = publish(r, batch, &acked, &why);
+        gboolean ok = publish(r, &why);
+        pusher_queue_hold(r->base.queue, r->pending_n);
         if (r->conn)
             amqp_maybe_release_buffers(r->conn); /* the acks' frames */
-        mk_counter_add(r->sent, acked);
-        for (guint i = 0; i < acked; i++)
-            pusher_event_unref(g_ptr_array_index(batch, i));
         if (!ok) {
             mk_counter_add(r->failures, 1);
             g_warning("mod_event_pusher: rabbit: %s; reconnecting", why);
-            /* What the broker did not confirm goes back, in order. */
-            for (guint i = batch->len; i > acked; i--)
-                pusher_queue_push_head(r->base.queue, g_ptr_array_index(batch, i - 1));
             disconnect(r);
         }
-        g_ptr_array_set_size(batch, 0);
     }
     disconnect(r);
     return NULL;
@@ -395,7 +426,8 @@ static void rabbit_free(PusherBackend *b)
     g_free(r->password);
     for (int i = 0; i < 4; i++)
         g_free(r->exchanges[i]);
-    g_byte_array_unref(r->out);
+    g_free(r->out.data);
+    g_free(r->pending.data);
     g_free(r);
 }
 
@@ -431,7 +463,6 @@ PusherBackend *pusher_rabbit_new(MkModule *mod, GError **error)
     r->connects = mk_counter_new(mod, "rabbit_connects");
     r->failures = mk_counter_new(mod, "rabbit_failures");
     r->unsendable = mk_counter_new(mod, "rabbit_unsendable");
-    r->out = g_byte_array_new();
     r->base.queue = pusher_queue_new(mod, "rabbit",
                                      (guint)mk_config_get_int(mod, "rabbit_queue_max"), NULL, NULL);
     r->base.stop = rabbit_stop;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <meerkat/module.h>
+#include <string.h>
 
 G_BEGIN_DECLS
 
@@ -27,37 +28,37 @@ typedef enum {
     PUSHER_N_KINDS,
 } PusherKind;
 
-/* An event, immutable once made, shared by the backends' queues: its
- * JSON is built at once, for all backends (docs/mod_event_pusher.md has
- * the schema); the struct, @user and @json are one allocation. */
-typedef struct {
-    gint ref;
-    PusherKind kind;
-    char *user;         /* the local account's bare JID the event is about */
-    const char *domain; /* in @user */
-    char *json;
-    gsize json_len;
-} PusherEvent;
-
 /* "chat_sent", ... (transfer none) */
 const char *pusher_kind_name(PusherKind kind);
 /* -1 when @name is none. */
 int pusher_kind_from_name(const char *name);
 
-/* A message event. @offline: -1 leaves the field out. (transfer full) */
-PusherEvent *pusher_event_message(PusherKind kind, const char *user, const char *from,
-                                  const char *to, const char *body, int offline);
-PusherEvent *pusher_event_presence(const char *user, const char *from, gboolean available,
-                                   const char *show, const char *status);
+/* An event's JSON (docs/mod_event_pusher.md has the schema), built by the
+ * hook's worker in a buffer on its stack and copied into each backend's
+ * queue: no allocation per event unless it outgrows @stack. */
+typedef struct {
+    char *str; /* @stack or the heap; not NUL-terminated */
+    gsize len, cap;
+    char stack[1024];
+} PusherJson;
+
+void pusher_json_init(PusherJson *j);
+/* Frees what the buffer moved to the heap; @j is empty again. */
+void pusher_json_clear(PusherJson *j);
+
+/* A message event. @offline: -1 leaves the field out. Each builder
+ * (re)starts @j. */
+void pusher_json_message(PusherJson *j, PusherKind kind, const char *user, const char *from,
+                         const char *to, const char *body, int offline);
+void pusher_json_presence(PusherJson *j, const char *user, const char *from, gboolean available,
+                          const char *show, const char *status);
 /* login, logout. */
-PusherEvent *pusher_event_session(PusherKind kind, const char *user, const char *from);
+void pusher_json_session(PusherJson *j, PusherKind kind, const char *user, const char *from);
 /* push: a notification for @node of @service (a virtual pubsub host);
  * @form (nullable) the enablement's publish-options form as XML text,
  * its fields become "options". */
-PusherEvent *pusher_event_push(const char *user, const char *service, const char *node, guint count,
-                               const char *sender, const char *body, const char *form);
-PusherEvent *pusher_event_ref(PusherEvent *ev);
-void pusher_event_unref(PusherEvent *ev);
+void pusher_json_push(PusherJson *j, const char *user, const char *service, const char *node,
+                      guint count, const char *sender, const char *body, const char *form);
 
 /* What one backend wants. */
 typedef struct {
@@ -76,7 +77,48 @@ void pusher_filter_clear(PusherFilter *f);
 
 /* ---- the queue (pusher-queue.c): any thread --------------------------- */
 
+/* The queue holds its events as records serialised into one byte buffer:
+ * a worker copies an event's JSON in under the lock (no allocation per
+ * event, nothing freed on another thread), and the backend's thread
+ * takes the whole buffer by swapping it with its own. */
 typedef struct PusherQueue PusherQueue;
+
+/* One event in a taken buffer; the pointers are into it (transfer none). */
+typedef struct {
+    PusherKind kind;
+    const char *user; /* the local account's bare JID, NUL-terminated */
+    gsize user_len;
+    const char *json; /* not NUL-terminated */
+    gsize json_len;
+} PusherRecord;
+
+/* A growable byte buffer: the queue's records, a POST's body. Its
+ * owner's thread; a plain struct rather than GByteArray, whose append
+ * and resize calls cost more than the copies on this path. */
+typedef struct {
+    guint8 *data;
+    gsize len, cap;
+} PusherBuf;
+
+/* Room for @n more bytes at data + len. */
+static inline void pusher_buf_reserve(PusherBuf *b, gsize n)
+{
+    if (G_UNLIKELY(b->len + n > b->cap)) {
+        b->cap = MAX(MAX(b->cap * 2, b->len + n), 4096);
+        b->data = g_realloc(b->data, b->cap);
+    }
+}
+
+static inline void pusher_buf_append(PusherBuf *b, const void *p, gsize n)
+{
+    pusher_buf_reserve(b, n);
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+/* Reads the record at @p (in a taken buffer) into @rec; returns its size:
+ * the next record starts there. */
+gsize pusher_record_read(const guint8 *p, PusherRecord *rec);
 
 /* @wake (nullable) is called outside the lock when the queue goes from
  * empty to not empty; the backend's thread drains it. */
@@ -87,21 +129,23 @@ void pusher_queue_free(PusherQueue *q);
 gboolean pusher_queue_full(PusherQueue *q);
 /* Counts an event dropped without being made (the queue was full). */
 void pusher_queue_count_drop(PusherQueue *q);
-/* Appends a reference to @ev, or drops it (counted, logged at most every
- * 10 s) when the queue is full or closed. */
-void pusher_queue_push(PusherQueue *q, PusherEvent *ev);
-/* Puts @ev back at the head (a failed send to retry first). (transfer full) */
-void pusher_queue_push_head(PusherQueue *q, PusherEvent *ev);
-/* The oldest event, (transfer full), or NULL: at once when @wait_us is 0,
- * else after waiting up to @wait_us for one. */
-PusherEvent *pusher_queue_pop(PusherQueue *q, gint64 wait_us);
-/* Appends up to @max of the oldest events to @out (transfer full each)
- * and returns how many. With @wait_us > 0, first waits up to @wait_us
- * until the queue holds @want events (pushes wake the waiter only then:
- * one switch of threads per batch, not per event). One thread pops a
- * queue. */
-guint pusher_queue_pop_many(PusherQueue *q, GPtrArray *out, guint max, guint want, gint64 wait_us);
-/* From now on pushes are dropped and waiting pops return NULL. */
+/* Appends a copy of the event, or drops it (counted, logged at most
+ * every 10 s) when the queue is full or closed. */
+void pusher_queue_push(PusherQueue *q, PusherKind kind, const char *user, const char *json,
+                       gsize json_len);
+/* Moves every queued event to the end of @buf (an empty @buf is
+ * swapped with the queue's: no copy) and returns how many. With @wait_us
+ * > 0, first waits up to @wait_us until the queue holds @want events
+ * (pushes wake the waiter only then: one switch of threads per batch,
+ * not per event). One thread takes from a queue. */
+guint pusher_queue_take(PusherQueue *q, PusherBuf *buf, guint want, gint64 wait_us);
+/* The backend's thread: it holds @n taken events not yet done; they
+ * count against the queue's bound (a swap takes everything at once). */
+void pusher_queue_hold(PusherQueue *q, guint n);
+/* Waits up to @wait_us for an event (none taken); TRUE when the queue
+ * holds one and is not closed. */
+gboolean pusher_queue_wait(PusherQueue *q, gint64 wait_us);
+/* From now on pushes are dropped and waiting takes return at once. */
 void pusher_queue_close(PusherQueue *q);
 gboolean pusher_queue_closed(PusherQueue *q);
 guint pusher_queue_length(PusherQueue *q);

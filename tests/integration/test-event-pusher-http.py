@@ -4,7 +4,8 @@
 
 - events and their JSON: login, presence, chat_sent, chat_received (with
   offline true/false), logout; each event POSTed exactly once, on a
-  kept-alive connection
+  kept-alive connection; a long body of odd characters (tab, newline,
+  quotes, backslashes, markup, non-ASCII) survives the escaping intact
 - a 500 answer is retried (with back-off) and the event arrives once
 - the receiver restarts: events after it arrive (connections made anew)
 - a hanging receiver: messages still reach their recipient at once; the
@@ -30,6 +31,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.sax.saxutils import escape
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import DOMAIN, NS_CLIENT, Client, Server, Tap, free_port, q  # noqa: E402
@@ -176,6 +178,15 @@ def test_events(t, srv, rec):
          "chat_sent once, with user, from, to, body, timestamp (%s)" % sent)
     t.ok(len(recv) == 1 and recv[0]["user"] == "alice@%s" % DOMAIN and
          recv[0]["offline"] is False, "chat_received once, offline false (%s)" % recv)
+    # Longer than the hooks' stack buffer for the JSON (1 KiB): it moves to
+    # the heap mid-string.
+    odd = "tab\there\nline two \u00e9 \u2713 \U0001F600 </body> & \"q\" \\ " + "x\\\"" * 700
+    chat(b, "alice@%s" % DOMAIN, escape(odd))
+    a.expect(is_msg(odd), what="the odd message")
+    ok = rec.wait(lambda ev: len(rec.of("chat_received", odd)) >= 1 and
+                  len(rec.of("chat_sent", odd)) >= 1)
+    t.ok(ok and rec.of("chat_sent", odd)[0]["to"] == "alice@%s" % DOMAIN,
+         "odd characters and a long body arrive unchanged in chat_sent and chat_received")
     logins = [e["from"] for e in rec.of("login")]
     t.ok(sorted(logins) == sorted([a.jid, b.jid]), "one login each (%s)" % logins)
     pres = [e for e in rec.of("presence") if e["from"] == a.jid]
