@@ -7,6 +7,7 @@
  * table is written again when Redis is back. */
 #include "cluster.h"
 #include "cluster-metrics.h"
+#include "fanout.h"
 #include "c2s-sm.h"
 #include "hosts.h"
 #include "metrics.h"
@@ -918,12 +919,45 @@ void mk_cluster_session_unbound(MkCluster *cl, MkSession *s)
 
 /* ---- stanzas over links ------------------------------------------------ */
 
+static void forward_buf_free(gpointer p)
+{
+    g_string_free(p, TRUE);
+}
+
+/* A worker's buffer for the stanzas it forwards (mk_cluster_forward). */
+static GPrivate forward_buf = G_PRIVATE_INIT(forward_buf_free);
+
 void mk_cluster_forward(MkCluster *cl, MkSession *proxy, MkStanza *st)
 {
-    g_autofree char *xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
-    g_autofree char *id = g_strdup_printf("%" G_GUINT64_FORMAT, proxy->remote->id);
-    if (cl && mk_links_send(cl->links, proxy->remote->node, MK_LINK_STANZA,
-                            mk_jid_string(mk_session_jid(proxy)), id, xml)) {
+    gboolean sent = FALSE;
+    if (cl && mk_stanza_kind(st) != MK_STANZA_OTHER) {
+        /* Serialised once, as the recipient's stream gets it: its node
+         * writes these bytes out without parsing or serialising again
+         * (a fan-out copy's shared bytes are reused here too). */
+        GString *out = g_private_get(&forward_buf);
+        if (G_UNLIKELY(!out)) {
+            out = g_string_sized_new(1024);
+            g_private_set(&forward_buf, out);
+        }
+        g_string_truncate(out, 0);
+        MkWire *wire = mk_stanza_wire(st);
+        if (wire)
+            mk_wire_write(wire, mk_stanza_to(st), out);
+        else
+            mk_xml_write(mk_stanza_xml(st), "jabber:client", out);
+        MkJid *from = mk_stanza_from(st), *to = mk_stanza_to(st);
+        sent = mk_links_send_wire(
+            cl->links, proxy->remote->node, mk_jid_string(mk_session_jid(proxy)),
+            from ? mk_jid_string(from) : NULL, to ? mk_jid_string(to) : NULL, out->str, out->len);
+        if (G_UNLIKELY(out->allocated_len > 64 * 1024))
+            g_private_replace(&forward_buf, g_string_sized_new(1024));
+    } else if (cl) {
+        g_autofree char *xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
+        g_autofree char *id = g_strdup_printf("%" G_GUINT64_FORMAT, proxy->remote->id);
+        sent = mk_links_send(cl->links, proxy->remote->node, MK_LINK_STANZA,
+                             mk_jid_string(mk_session_jid(proxy)), id, xml);
+    }
+    if (sent) {
         mk_metric_add(cl->metrics.link_sent, 1);
         return;
     }
@@ -951,8 +985,9 @@ typedef struct {
     guint8 type;
     char *target;
     guint64 id;
-    char *rest; /* CLOSE: the stream error */
-    MkXml *xml; /* STANZA */
+    char *rest;   /* CLOSE: the stream error */
+    MkXml *xml;   /* STANZA */
+    MkStanza *st; /* WIRE */
 } LinkJob;
 
 static void link_job_free(gpointer p)
@@ -962,6 +997,7 @@ static void link_job_free(gpointer p)
     g_free(job->rest);
     if (job->xml)
         mk_xml_unref(job->xml);
+    mk_stanza_unref(job->st);
     g_free(job);
 }
 
@@ -977,7 +1013,7 @@ static void link_job_run(gpointer p)
             mk_session_close(s, *job->rest ? job->rest : NULL);
     } else {
         g_autoptr(GError) error = NULL;
-        g_autoptr(MkStanza) st = mk_stanza_new(job->xml, &error);
+        g_autoptr(MkStanza) st = job->st ? mk_stanza_ref(job->st) : mk_stanza_new(job->xml, &error);
         if (!st)
             g_warning("cluster: unreadable stanza from a peer: %s", error ? error->message : "?");
         else if (s)
@@ -1023,6 +1059,40 @@ void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml
     job->target = g_strdup(target);
     job->id = id;
     job->xml = mk_xml_ref(stanza);
+    link_job_post(cl, job);
+}
+
+/* See cluster.h. The stanza is made from the frame's bytes and
+ * addresses: no parse here, and its recipient's stream writes the bytes
+ * as they came (mk_stanza_new_whole_wire). */
+void mk_cluster_link_wire(MkCluster *cl, const char *target, const char *from, const char *to,
+                          const char *xml, gsize xml_len)
+{
+    mk_metric_add(cl->metrics.link_received, 1);
+    g_autoptr(MkJid) jid = mk_jid_new(target, NULL);
+    g_autoptr(MkJid) fj = *from ? mk_jid_new(from, NULL) : NULL;
+    /* Usually the stanza is for the target itself: one parse for both. */
+    g_autoptr(MkJid) tj = !*to                             ? NULL
+                          : jid && strcmp(to, target) == 0 ? mk_jid_ref(jid)
+                                                           : mk_jid_new(to, NULL);
+    if (!jid || (*from && !fj) || (*to && !tj)) {
+        g_warning("cluster: unusable addresses from a peer (%s, %s, %s)", target, from, to);
+        return;
+    }
+    g_autoptr(MkWire) wire = mk_wire_new_whole(xml, xml_len);
+    g_autoptr(MkStanza) st = mk_stanza_new_whole_wire(wire, fj, tj);
+    g_autoptr(MkSession) s = mk_sm_find_local(cl->srv->sm, jid);
+    if (s) {
+        mk_session_send(s, st);
+        return;
+    }
+    /* For a session moving here from another node (cluster-resume.c)? */
+    if (G_UNLIKELY(mk_cluster_resume_hold(cl, target, mk_stanza_xml(st))))
+        return;
+    LinkJob *job = g_new0(LinkJob, 1);
+    job->type = MK_LINK_WIRE;
+    job->target = g_strdup(target);
+    job->st = g_steal_pointer(&st);
     link_job_post(cl, job);
 }
 
