@@ -170,15 +170,47 @@ void mk_remote_session_free(MkRemoteSession *r)
 
 /* "NODE\tID\tPRIORITY\tAVAILABLE\tSINCE\tFLAGS\tPRESENCE" of a local
  * session (SINCE: wall clock, µs, of its last unavailable -> available). */
+/* Appends @v in decimal: the login path builds its strings without
+ * printf (formatting was a tenth of a cluster login's instructions). */
+static void append_u64(GString *out, guint64 v)
+{
+    char buf[24];
+    int i = sizeof buf;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    g_string_append_len(out, buf + i, (gssize)(sizeof buf - (gsize)i));
+}
+
+static void append_i64(GString *out, gint64 v)
+{
+    if (v < 0) {
+        g_string_append_c(out, '-');
+        append_u64(out, (guint64)0 - (guint64)v);
+    } else {
+        append_u64(out, (guint64)v);
+    }
+}
+
 static char *record_of(MkCluster *cl, MkSession *s)
 {
     g_autofree char *flags = mk_session_flags_text(s);
     g_autoptr(MkStanza) last = mk_session_last_presence(s);
-    g_autofree char *presence = last ? mk_xml_to_string(mk_stanza_xml(last), NULL) : NULL;
-    return g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t%d\t%d\t%" G_GINT64_FORMAT "\t%s\t%s",
-                           cl->name, s->id, mk_session_priority(s),
-                           mk_session_is_available(s) ? 1 : 0, mk_session_available_since_us(s),
-                           flags, presence ? presence : "");
+    GString *r = g_string_sized_new(128);
+    g_string_append(r, cl->name);
+    g_string_append_c(r, '\t');
+    append_u64(r, s->id);
+    g_string_append_c(r, '\t');
+    append_i64(r, mk_session_priority(s));
+    g_string_append(r, mk_session_is_available(s) ? "\t1\t" : "\t0\t");
+    append_i64(r, mk_session_available_since_us(s));
+    g_string_append_c(r, '\t');
+    g_string_append(r, flags);
+    g_string_append_c(r, '\t');
+    if (last)
+        mk_xml_write(mk_stanza_xml(last), NULL, r);
+    return g_string_free(r, FALSE);
 }
 
 typedef struct {
@@ -279,6 +311,34 @@ static gboolean cmd_vsend(MkCluster *cl, redisCallbackFn *cb, void *priv, const 
     if (!cl->cmd.ready)
         return FALSE;
     int rc = redisvAsyncCommand(cl->cmd.ac, cb ? cb : on_reply_counted, priv, fmt, ap);
+    if (rc == REDIS_OK)
+        g_atomic_int_inc(&cl->pending);
+    return rc == REDIS_OK;
+}
+
+/* Sends the command @argv (@argc strings) on the command connection,
+ * written in RESP here rather than by hiredis's printf-like formatting;
+ * dropped while Redis is away. Cluster thread. */
+static gboolean cmd_argv(MkCluster *cl, redisCallbackFn *cb, void *priv, guint argc,
+                         const char *const *argv)
+{
+    if (!cl->cmd.ready)
+        return FALSE;
+    GString *out = g_string_sized_new(512);
+    g_string_append_c(out, '*');
+    append_u64(out, argc);
+    g_string_append_len(out, "\r\n", 2);
+    for (guint i = 0; i < argc; i++) {
+        gsize len = strlen(argv[i]);
+        g_string_append_c(out, '$');
+        append_u64(out, len);
+        g_string_append_len(out, "\r\n", 2);
+        g_string_append_len(out, argv[i], (gssize)len);
+        g_string_append_len(out, "\r\n", 2);
+    }
+    int rc = redisAsyncFormattedCommand(cl->cmd.ac, cb ? cb : on_reply_counted, priv, out->str,
+                                        out->len);
+    g_string_free(out, TRUE);
     if (rc == REDIS_OK)
         g_atomic_int_inc(&cl->pending);
     return rc == REDIS_OK;
@@ -684,26 +744,40 @@ static void session_write(MkCluster *cl, const char *bare, const char *resource,
         mk_metric_add(cl->metrics.updates_dropped, 1);
         return;
     }
-    g_autofree char *ev = g_strdup_printf("S\t%s\t%s\t%s", bare, resource, record);
+    g_autofree char *ev = g_strconcat("S\t", bare, "\t", resource, "\t", record, NULL);
+    g_autofree char *key = g_strconcat("mk:s:", bare, NULL);
+    g_autofree char *set = g_strconcat("mk:n:", cl->name, NULL);
+    g_autofree char *member = g_strconcat(bare, "/", resource, NULL);
     if (fresh) {
-        cmd_send(cl, NULL, NULL, "HSET mk:s:%s %s %s", bare, resource, record);
-        cmd_send(cl, NULL, NULL, "SADD mk:n:%s %s/%s", cl->name, bare, resource);
-        cmd_send(cl, NULL, NULL, "PUBLISH " CHANNEL " %s", ev);
+        cmd_argv(cl, NULL, NULL, 4, (const char *const[]){"HSET", key, resource, record});
+        cmd_argv(cl, NULL, NULL, 3, (const char *const[]){"SADD", set, member});
+        cmd_argv(cl, NULL, NULL, 3, (const char *const[]){"PUBLISH", CHANNEL, ev});
         return;
     }
-    g_autofree char *prefix = g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t", cl->name, id);
-    g_autofree char *member = g_strdup_printf("%s/%s", bare, resource);
-    cmd_send(cl, NULL, NULL, "EVAL %s 2 mk:s:%s mk:n:%s %s %s %s %s %s", update_lua, bare, cl->name,
-             resource, prefix, member, record, ev);
+    GString *prefix = g_string_new(cl->name);
+    g_string_append_c(prefix, '\t');
+    append_u64(prefix, id);
+    g_string_append_c(prefix, '\t');
+    cmd_argv(cl, NULL, NULL, 10,
+             (const char *const[]){"EVAL", update_lua, "2", key, set, resource, prefix->str, member,
+                                   record, ev});
+    g_string_free(prefix, TRUE);
 }
 
 static void session_remove(MkCluster *cl, const char *bare, const char *resource, guint64 id)
 {
-    g_autofree char *prefix = g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t", cl->name, id);
-    g_autofree char *member = g_strdup_printf("%s/%s", bare, resource);
-    g_autofree char *ev = g_strdup_printf("D\t%s\t%s\t", bare, resource);
-    cmd_send(cl, NULL, NULL, "EVAL %s 2 mk:s:%s mk:n:%s %s %s %s %s", unbind_lua, bare, cl->name,
-             resource, prefix, member, ev);
+    g_autofree char *key = g_strconcat("mk:s:", bare, NULL);
+    g_autofree char *set = g_strconcat("mk:n:", cl->name, NULL);
+    g_autofree char *member = g_strconcat(bare, "/", resource, NULL);
+    g_autofree char *ev = g_strconcat("D\t", bare, "\t", resource, "\t", NULL);
+    GString *prefix = g_string_new(cl->name);
+    g_string_append_c(prefix, '\t');
+    append_u64(prefix, id);
+    g_string_append_c(prefix, '\t');
+    cmd_argv(cl, NULL, NULL, 9,
+             (const char *const[]){"EVAL", unbind_lua, "2", key, set, resource, prefix->str, member,
+                                   ev});
+    g_string_free(prefix, TRUE);
 }
 
 static void register_local_sessions(MkCluster *cl)
