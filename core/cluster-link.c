@@ -173,6 +173,16 @@ static gboolean link_frame(Link *l, guint8 type, const char *data, gsize len)
 {
     if (l->outbound)
         return FALSE; /* a peer sends on its own link, not ours */
+    if (type == MK_LINK_WIRE) {
+        /* Target, from, to: each ends at a NUL of the frame, so they are
+         * strings in place; the stanza's bytes are the rest. */
+        const char *f[4];
+        gsize fl[4];
+        if (mk_link_frame_fields(data, len, f, fl, 4) != 4 || fl[3] < 2 || f[3][0] != '<')
+            return FALSE;
+        mk_cluster_link_wire(l->links->cl, f[0], f[1], f[2], f[3], fl[3]);
+        return TRUE;
+    }
     if (type == MK_LINK_STANZA) {
         const char *f[3];
         gsize fl[3];
@@ -704,8 +714,34 @@ static void link_flush_deferred(MkDeferred *d)
         wake_writer(l->links, l->node);
 }
 
-gboolean mk_links_send(MkLinks *ls, const char *node, guint8 type, const char *a, const char *b,
-                       const char *c)
+/* What a frame's caller writes into a link's buffer, under its lock. */
+typedef struct {
+    guint8 type;
+    guint n;
+    const char *const *f; /* the fields, NUL-separated in the frame */
+    const gsize *len;
+} FrameSpec;
+
+static void frame_append(GByteArray *out, const FrameSpec *fs)
+{
+    guint32 total = 1;
+    for (guint i = 0; i < fs->n; i++)
+        total += (guint32)fs->len[i] + (i ? 1 : 0);
+    guint32 be = htonl(total);
+    g_byte_array_append(out, (const guint8 *)&be, 4);
+    g_byte_array_append(out, &fs->type, 1);
+    for (guint i = 0; i < fs->n; i++) {
+        if (i)
+            g_byte_array_append(out, (const guint8 *)"", 1);
+        g_byte_array_append(out, (const guint8 *)fs->f[i], (guint)fs->len[i]);
+    }
+}
+
+/* Queues one frame on @node's link: gathered until the end of a worker's
+ * batch, or straight to the socket. FALSE when the link is not up.
+ * Any thread. */
+static gboolean links_queue(MkLinks *ls, const char *node, const FrameSpec *fs, guint8 type,
+                            const char *a, const char *b, const char *c)
 {
     gboolean sent = FALSE, wake = FALSE;
     MkWorker *w = mk_worker_self();
@@ -715,7 +751,10 @@ gboolean mk_links_send(MkLinks *ls, const char *node, guint8 type, const char *a
         g_mutex_lock(&l->lock);
         if (l->state == LINK_UP && l->out->len < OUT_MAX) {
             gboolean was_empty = l->out->len == 0;
-            mk_link_frame_append(l->out, type, a, b, c);
+            if (fs)
+                frame_append(l->out, fs);
+            else
+                mk_link_frame_append(l->out, type, a, b, c);
             sent = TRUE;
             guint wi = w ? mk_worker_index(w) : G_N_ELEMENTS(l->flush);
             if (was_empty && wi < G_N_ELEMENTS(l->flush) && mk_worker_batching(w)) {
@@ -738,6 +777,22 @@ gboolean mk_links_send(MkLinks *ls, const char *node, guint8 type, const char *a
     if (wake)
         wake_writer(ls, node);
     return sent;
+}
+
+gboolean mk_links_send(MkLinks *ls, const char *node, guint8 type, const char *a, const char *b,
+                       const char *c)
+{
+    return links_queue(ls, node, NULL, type, a, b, c);
+}
+
+/* See cluster.h. */
+gboolean mk_links_send_wire(MkLinks *ls, const char *node, const char *target, const char *from,
+                            const char *to, const char *xml, gsize xml_len)
+{
+    const char *f[] = {target, from ? from : "", to ? to : "", xml};
+    gsize len[] = {strlen(f[0]), strlen(f[1]), strlen(f[2]), xml_len};
+    FrameSpec fs = {MK_LINK_WIRE, 4, f, len};
+    return links_queue(ls, node, &fs, 0, NULL, NULL, NULL);
 }
 
 void mk_links_free(MkLinks *ls)

@@ -7,6 +7,7 @@
  * table is written again when Redis is back. */
 #include "cluster.h"
 #include "cluster-metrics.h"
+#include "fanout.h"
 #include "c2s-sm.h"
 #include "hosts.h"
 #include "metrics.h"
@@ -169,15 +170,47 @@ void mk_remote_session_free(MkRemoteSession *r)
 
 /* "NODE\tID\tPRIORITY\tAVAILABLE\tSINCE\tFLAGS\tPRESENCE" of a local
  * session (SINCE: wall clock, µs, of its last unavailable -> available). */
+/* Appends @v in decimal: the login path builds its strings without
+ * printf (formatting was a tenth of a cluster login's instructions). */
+static void append_u64(GString *out, guint64 v)
+{
+    char buf[24];
+    int i = sizeof buf;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    g_string_append_len(out, buf + i, (gssize)(sizeof buf - (gsize)i));
+}
+
+static void append_i64(GString *out, gint64 v)
+{
+    if (v < 0) {
+        g_string_append_c(out, '-');
+        append_u64(out, (guint64)0 - (guint64)v);
+    } else {
+        append_u64(out, (guint64)v);
+    }
+}
+
 static char *record_of(MkCluster *cl, MkSession *s)
 {
     g_autofree char *flags = mk_session_flags_text(s);
     g_autoptr(MkStanza) last = mk_session_last_presence(s);
-    g_autofree char *presence = last ? mk_xml_to_string(mk_stanza_xml(last), NULL) : NULL;
-    return g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t%d\t%d\t%" G_GINT64_FORMAT "\t%s\t%s",
-                           cl->name, s->id, mk_session_priority(s),
-                           mk_session_is_available(s) ? 1 : 0, mk_session_available_since_us(s),
-                           flags, presence ? presence : "");
+    GString *r = g_string_sized_new(128);
+    g_string_append(r, cl->name);
+    g_string_append_c(r, '\t');
+    append_u64(r, s->id);
+    g_string_append_c(r, '\t');
+    append_i64(r, mk_session_priority(s));
+    g_string_append(r, mk_session_is_available(s) ? "\t1\t" : "\t0\t");
+    append_i64(r, mk_session_available_since_us(s));
+    g_string_append_c(r, '\t');
+    g_string_append(r, flags);
+    g_string_append_c(r, '\t');
+    if (last)
+        mk_xml_write(mk_stanza_xml(last), NULL, r);
+    return g_string_free(r, FALSE);
 }
 
 typedef struct {
@@ -278,6 +311,34 @@ static gboolean cmd_vsend(MkCluster *cl, redisCallbackFn *cb, void *priv, const 
     if (!cl->cmd.ready)
         return FALSE;
     int rc = redisvAsyncCommand(cl->cmd.ac, cb ? cb : on_reply_counted, priv, fmt, ap);
+    if (rc == REDIS_OK)
+        g_atomic_int_inc(&cl->pending);
+    return rc == REDIS_OK;
+}
+
+/* Sends the command @argv (@argc strings) on the command connection,
+ * written in RESP here rather than by hiredis's printf-like formatting;
+ * dropped while Redis is away. Cluster thread. */
+static gboolean cmd_argv(MkCluster *cl, redisCallbackFn *cb, void *priv, guint argc,
+                         const char *const *argv)
+{
+    if (!cl->cmd.ready)
+        return FALSE;
+    GString *out = g_string_sized_new(512);
+    g_string_append_c(out, '*');
+    append_u64(out, argc);
+    g_string_append_len(out, "\r\n", 2);
+    for (guint i = 0; i < argc; i++) {
+        gsize len = strlen(argv[i]);
+        g_string_append_c(out, '$');
+        append_u64(out, len);
+        g_string_append_len(out, "\r\n", 2);
+        g_string_append_len(out, argv[i], (gssize)len);
+        g_string_append_len(out, "\r\n", 2);
+    }
+    int rc = redisAsyncFormattedCommand(cl->cmd.ac, cb ? cb : on_reply_counted, priv, out->str,
+                                        out->len);
+    g_string_free(out, TRUE);
     if (rc == REDIS_OK)
         g_atomic_int_inc(&cl->pending);
     return rc == REDIS_OK;
@@ -683,26 +744,40 @@ static void session_write(MkCluster *cl, const char *bare, const char *resource,
         mk_metric_add(cl->metrics.updates_dropped, 1);
         return;
     }
-    g_autofree char *ev = g_strdup_printf("S\t%s\t%s\t%s", bare, resource, record);
+    g_autofree char *ev = g_strconcat("S\t", bare, "\t", resource, "\t", record, NULL);
+    g_autofree char *key = g_strconcat("mk:s:", bare, NULL);
+    g_autofree char *set = g_strconcat("mk:n:", cl->name, NULL);
+    g_autofree char *member = g_strconcat(bare, "/", resource, NULL);
     if (fresh) {
-        cmd_send(cl, NULL, NULL, "HSET mk:s:%s %s %s", bare, resource, record);
-        cmd_send(cl, NULL, NULL, "SADD mk:n:%s %s/%s", cl->name, bare, resource);
-        cmd_send(cl, NULL, NULL, "PUBLISH " CHANNEL " %s", ev);
+        cmd_argv(cl, NULL, NULL, 4, (const char *const[]){"HSET", key, resource, record});
+        cmd_argv(cl, NULL, NULL, 3, (const char *const[]){"SADD", set, member});
+        cmd_argv(cl, NULL, NULL, 3, (const char *const[]){"PUBLISH", CHANNEL, ev});
         return;
     }
-    g_autofree char *prefix = g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t", cl->name, id);
-    g_autofree char *member = g_strdup_printf("%s/%s", bare, resource);
-    cmd_send(cl, NULL, NULL, "EVAL %s 2 mk:s:%s mk:n:%s %s %s %s %s %s", update_lua, bare, cl->name,
-             resource, prefix, member, record, ev);
+    GString *prefix = g_string_new(cl->name);
+    g_string_append_c(prefix, '\t');
+    append_u64(prefix, id);
+    g_string_append_c(prefix, '\t');
+    cmd_argv(cl, NULL, NULL, 10,
+             (const char *const[]){"EVAL", update_lua, "2", key, set, resource, prefix->str, member,
+                                   record, ev});
+    g_string_free(prefix, TRUE);
 }
 
 static void session_remove(MkCluster *cl, const char *bare, const char *resource, guint64 id)
 {
-    g_autofree char *prefix = g_strdup_printf("%s\t%" G_GUINT64_FORMAT "\t", cl->name, id);
-    g_autofree char *member = g_strdup_printf("%s/%s", bare, resource);
-    g_autofree char *ev = g_strdup_printf("D\t%s\t%s\t", bare, resource);
-    cmd_send(cl, NULL, NULL, "EVAL %s 2 mk:s:%s mk:n:%s %s %s %s %s", unbind_lua, bare, cl->name,
-             resource, prefix, member, ev);
+    g_autofree char *key = g_strconcat("mk:s:", bare, NULL);
+    g_autofree char *set = g_strconcat("mk:n:", cl->name, NULL);
+    g_autofree char *member = g_strconcat(bare, "/", resource, NULL);
+    g_autofree char *ev = g_strconcat("D\t", bare, "\t", resource, "\t", NULL);
+    GString *prefix = g_string_new(cl->name);
+    g_string_append_c(prefix, '\t');
+    append_u64(prefix, id);
+    g_string_append_c(prefix, '\t');
+    cmd_argv(cl, NULL, NULL, 9,
+             (const char *const[]){"EVAL", unbind_lua, "2", key, set, resource, prefix->str, member,
+                                   ev});
+    g_string_free(prefix, TRUE);
 }
 
 static void register_local_sessions(MkCluster *cl)
@@ -918,12 +993,45 @@ void mk_cluster_session_unbound(MkCluster *cl, MkSession *s)
 
 /* ---- stanzas over links ------------------------------------------------ */
 
+static void forward_buf_free(gpointer p)
+{
+    g_string_free(p, TRUE);
+}
+
+/* A worker's buffer for the stanzas it forwards (mk_cluster_forward). */
+static GPrivate forward_buf = G_PRIVATE_INIT(forward_buf_free);
+
 void mk_cluster_forward(MkCluster *cl, MkSession *proxy, MkStanza *st)
 {
-    g_autofree char *xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
-    g_autofree char *id = g_strdup_printf("%" G_GUINT64_FORMAT, proxy->remote->id);
-    if (cl && mk_links_send(cl->links, proxy->remote->node, MK_LINK_STANZA,
-                            mk_jid_string(mk_session_jid(proxy)), id, xml)) {
+    gboolean sent = FALSE;
+    if (cl && mk_stanza_kind(st) != MK_STANZA_OTHER) {
+        /* Serialised once, as the recipient's stream gets it: its node
+         * writes these bytes out without parsing or serialising again
+         * (a fan-out copy's shared bytes are reused here too). */
+        GString *out = g_private_get(&forward_buf);
+        if (G_UNLIKELY(!out)) {
+            out = g_string_sized_new(1024);
+            g_private_set(&forward_buf, out);
+        }
+        g_string_truncate(out, 0);
+        MkWire *wire = mk_stanza_wire(st);
+        if (wire)
+            mk_wire_write(wire, mk_stanza_to(st), out);
+        else
+            mk_xml_write(mk_stanza_xml(st), "jabber:client", out);
+        MkJid *from = mk_stanza_from(st), *to = mk_stanza_to(st);
+        sent = mk_links_send_wire(
+            cl->links, proxy->remote->node, mk_jid_string(mk_session_jid(proxy)),
+            from ? mk_jid_string(from) : NULL, to ? mk_jid_string(to) : NULL, out->str, out->len);
+        if (G_UNLIKELY(out->allocated_len > 64 * 1024))
+            g_private_replace(&forward_buf, g_string_sized_new(1024));
+    } else if (cl) {
+        g_autofree char *xml = mk_xml_to_string(mk_stanza_xml(st), NULL);
+        g_autofree char *id = g_strdup_printf("%" G_GUINT64_FORMAT, proxy->remote->id);
+        sent = mk_links_send(cl->links, proxy->remote->node, MK_LINK_STANZA,
+                             mk_jid_string(mk_session_jid(proxy)), id, xml);
+    }
+    if (sent) {
         mk_metric_add(cl->metrics.link_sent, 1);
         return;
     }
@@ -951,8 +1059,9 @@ typedef struct {
     guint8 type;
     char *target;
     guint64 id;
-    char *rest; /* CLOSE: the stream error */
-    MkXml *xml; /* STANZA */
+    char *rest;   /* CLOSE: the stream error */
+    MkXml *xml;   /* STANZA */
+    MkStanza *st; /* WIRE */
 } LinkJob;
 
 static void link_job_free(gpointer p)
@@ -962,6 +1071,7 @@ static void link_job_free(gpointer p)
     g_free(job->rest);
     if (job->xml)
         mk_xml_unref(job->xml);
+    mk_stanza_unref(job->st);
     g_free(job);
 }
 
@@ -992,7 +1102,7 @@ static void link_job_run(gpointer p)
             mk_session_close(s, *job->rest ? job->rest : NULL);
     } else {
         g_autoptr(GError) error = NULL;
-        g_autoptr(MkStanza) st = mk_stanza_new(job->xml, &error);
+        g_autoptr(MkStanza) st = job->st ? mk_stanza_ref(job->st) : mk_stanza_new(job->xml, &error);
         if (!st)
             g_warning("cluster: unreadable stanza from a peer: %s", error ? error->message : "?");
         else if (s)
@@ -1038,6 +1148,40 @@ void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml
     job->target = g_strdup(target);
     job->id = id;
     job->xml = mk_xml_ref(stanza);
+    link_job_post(cl, job);
+}
+
+/* See cluster.h. The stanza is made from the frame's bytes and
+ * addresses: no parse here, and its recipient's stream writes the bytes
+ * as they came (mk_stanza_new_whole_wire). */
+void mk_cluster_link_wire(MkCluster *cl, const char *target, const char *from, const char *to,
+                          const char *xml, gsize xml_len)
+{
+    mk_metric_add(cl->metrics.link_received, 1);
+    g_autoptr(MkJid) jid = mk_jid_new(target, NULL);
+    g_autoptr(MkJid) fj = *from ? mk_jid_new(from, NULL) : NULL;
+    /* Usually the stanza is for the target itself: one parse for both. */
+    g_autoptr(MkJid) tj = !*to                             ? NULL
+                          : jid && strcmp(to, target) == 0 ? mk_jid_ref(jid)
+                                                           : mk_jid_new(to, NULL);
+    if (!jid || (*from && !fj) || (*to && !tj)) {
+        g_warning("cluster: unusable addresses from a peer (%s, %s, %s)", target, from, to);
+        return;
+    }
+    g_autoptr(MkWire) wire = mk_wire_new_whole(xml, xml_len);
+    g_autoptr(MkStanza) st = mk_stanza_new_whole_wire(wire, fj, tj);
+    g_autoptr(MkSession) s = mk_sm_find_local(cl->srv->sm, jid);
+    if (s) {
+        mk_session_send(s, st);
+        return;
+    }
+    /* For a session moving here from another node (cluster-resume.c)? */
+    if (G_UNLIKELY(mk_cluster_resume_hold(cl, target, mk_stanza_xml(st))))
+        return;
+    LinkJob *job = g_new0(LinkJob, 1);
+    job->type = MK_LINK_WIRE;
+    job->target = g_strdup(target);
+    job->st = g_steal_pointer(&st);
     link_job_post(cl, job);
 }
 

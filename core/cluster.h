@@ -89,6 +89,11 @@ enum {
     MK_LINK_RESUME_ASK = 7,   /* request id, NUL, resumption id, NUL, bare JID TAB h */
     MK_LINK_RESUME_STATE = 8, /* request id, NUL, header ("" = not here), NUL, body */
     MK_LINK_RESUME_DONE = 9,  /* resumption id, NUL, bare JID, NUL, "1" taken / "0" not */
+    /* A stanza as its recipient's stream gets it (replaces STANZA on the
+     * chat path): target full JID, NUL, from, NUL, to ("" = none), NUL,
+     * the element serialised for jabber:client (the receiver writes it
+     * out as it is, parsing it only if something asks for the tree). */
+    MK_LINK_WIRE = 10,
     /* Far from the others: frame types added by other work come first. */
     MK_LINK_HOMED = 32, /* key, NUL, hops, NUL, stanza XML (cluster-home.c) */
 };
@@ -108,6 +113,10 @@ gboolean mk_links_peer_up(MkLinks *links, const char *node);
 /* Queues a frame for @node: FALSE when there is no live link. Any thread. */
 gboolean mk_links_send(MkLinks *links, const char *node, guint8 type, const char *a, const char *b,
                        const char *c);
+/* Queues a MK_LINK_WIRE frame for @node (@xml need not end in NUL):
+ * FALSE when there is no live link. Any thread. */
+gboolean mk_links_send_wire(MkLinks *links, const char *node, const char *target, const char *from,
+                            const char *to, const char *xml, gsize xml_len);
 /* Peers whose dialled link is up. Any thread. */
 guint mk_links_count_up(MkLinks *links);
 /* Cluster thread, at stop. */
@@ -116,6 +125,10 @@ void mk_links_free(MkLinks *links);
 /* cluster.c, on the cluster thread: a stanza (transfer none) for the
  * local session @target (full JID) with id @id came in. */
 void mk_cluster_link_stanza(MkCluster *cl, const char *target, guint64 id, MkXml *stanza);
+/* cluster.c, on the cluster thread: a MK_LINK_WIRE frame's fields
+ * (transfer none; @xml is @xml_len bytes, not NUL-terminated). */
+void mk_cluster_link_wire(MkCluster *cl, const char *target, const char *from, const char *to,
+                          const char *xml, gsize xml_len);
 /* cluster.c, on the cluster thread: another frame came in from @node. */
 void mk_cluster_link_frame(MkCluster *cl, const char *node, guint8 type, const char *data,
                            gsize len);

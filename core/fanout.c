@@ -12,7 +12,8 @@
 
 struct MkWire {
     gint ref;
-    gsize split; /* bytes of "<name" (and its xmlns): 'to' goes here */
+    gboolean whole; /* the bytes carry their 'to' (mk_wire_new_whole) */
+    gsize split;    /* bytes of "<name" (and its xmlns): 'to' goes here */
     gsize len;
     char bytes[];
 };
@@ -24,6 +25,7 @@ MkWire *mk_wire_new(const MkXml *xml)
     mk_xml_write(xml, NS_CLIENT, out);
     MkWire *w = g_malloc(sizeof(MkWire) + out->len + 1);
     w->ref = 1;
+    w->whole = FALSE;
     w->len = out->len;
     memcpy(w->bytes, out->str, out->len + 1);
     g_string_free(out, TRUE);
@@ -31,6 +33,33 @@ MkWire *mk_wire_new(const MkXml *xml)
      * the start tag: the attributes may go in order after the name. */
     w->split = 1 + strlen(mk_xml_name(xml));
     return w;
+}
+
+/* See fanout.h. Any thread. */
+MkWire *mk_wire_new_whole(const char *bytes, gsize len)
+{
+    g_return_val_if_fail(bytes != NULL && len > 1 && bytes[0] == '<', NULL);
+    MkWire *w = g_malloc(sizeof(MkWire) + len + 1);
+    w->ref = 1;
+    w->whole = TRUE;
+    w->len = len;
+    memcpy(w->bytes, bytes, len);
+    w->bytes[len] = '\0';
+    /* The element's name ends at the first space, '/' or '>'. */
+    w->split = 1 + strcspn(w->bytes + 1, " \t\r\n/>");
+    return w;
+}
+
+const char *mk_wire_bytes(const MkWire *w, gsize *len)
+{
+    *len = w->len;
+    return w->bytes;
+}
+
+gsize mk_wire_name(const MkWire *w, const char **name)
+{
+    *name = w->bytes + 1;
+    return w->split - 1;
 }
 
 MkWire *mk_wire_ref(MkWire *w)
@@ -52,6 +81,10 @@ gsize mk_wire_len(const MkWire *w)
 
 void mk_wire_write(const MkWire *w, const MkJid *to, GString *out)
 {
+    if (w->whole) {
+        g_string_append_len(out, w->bytes, (gssize)w->len);
+        return;
+    }
     const char *t = to ? mk_jid_string(to) : NULL;
     if (!t || t[strcspn(t, "&<>'\"")]) {
         g_string_append_len(out, w->bytes, w->split);

@@ -11,6 +11,18 @@ typedef struct MkWire MkWire;
 /* Serialises @xml (an element with no 'to') for jabber:client streams.
  * Returns: (transfer full). Any thread. */
 MkWire *mk_wire_new(const MkXml *xml);
+/* A whole stanza as it came serialised for jabber:client (from a node
+ * link): written out as it is, its 'to' included (mk_wire_write ignores
+ * its @to). Copies @bytes. Returns: (transfer full). Any thread. */
+MkWire *mk_wire_new_whole(const char *bytes, gsize len);
+/* The bytes of @w (for a whole one: the stanza). (transfer none) */
+const char *mk_wire_bytes(const MkWire *w, gsize *len);
+/* The element's name (not NUL-terminated): its length. */
+gsize mk_wire_name(const MkWire *w, const char **name);
+/* The element of a whole @w, parsed by the calling thread's parser
+ * (core/stanza-wire.c). Returns: (transfer full) (nullable) NULL when
+ * the bytes are not one element. Any thread. */
+MkXml *mk_wire_parse(const MkWire *w);
 MkWire *mk_wire_ref(MkWire *w);
 void mk_wire_unref(MkWire *w);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MkWire, mk_wire_unref)
@@ -39,3 +51,9 @@ gboolean mk_stanza_wire_shares(const MkStanza *st);
  * (transfer none) of the arguments; Returns: (transfer full). Any
  * thread. */
 MkStanza *mk_stanza_new_wire_sibling(const MkStanza *first, MkJid *to);
+/* A stanza that arrived serialised (a node link's frame): @w (whole,
+ * referenced) is what its recipient's stream gets, and its element is
+ * parsed only when someone asks for it (mk_stanza_xml, _type, _id...),
+ * once. @from/@to (referenced, nullable) must be the element's. Returns:
+ * (transfer full). Any thread. */
+MkStanza *mk_stanza_new_whole_wire(MkWire *w, MkJid *from, MkJid *to);

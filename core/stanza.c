@@ -11,6 +11,8 @@
 struct MkStanza {
     gint ref;
     MkStanzaKind kind;
+    /* NULL on a stanza made by mk_stanza_new_whole_wire until someone
+     * asks for it (base_xml), then set once atomically from @wire. */
     MkXml *xml;
     MkJid *from; /* nullable */
     MkJid *to;   /* nullable */
@@ -122,7 +124,8 @@ void mk_stanza_unref(MkStanza *st)
 {
     if (!st || !g_atomic_int_dec_and_test(&st->ref))
         return;
-    mk_xml_unref(st->xml);
+    if (st->xml)
+        mk_xml_unref(st->xml);
     mk_jid_unref(st->from);
     mk_jid_unref(st->to);
     mk_ack_gate_unref(st->gate);
@@ -210,10 +213,51 @@ MkAckHold *mk_stanza_hold_ack(MkStanza *st)
     return st->gate ? mk_ack_gate_hold(st->gate, st->gate_h) : NULL;
 }
 
+/* See fanout.h. */
+MkStanza *mk_stanza_new_whole_wire(MkWire *w, MkJid *from, MkJid *to)
+{
+    g_return_val_if_fail(w != NULL, NULL);
+    MkStanza *st = g_new0(MkStanza, 1);
+    st->ref = 1;
+    st->from = from ? mk_jid_ref(from) : NULL;
+    st->to = to ? mk_jid_ref(to) : NULL;
+    st->wire = mk_wire_ref(w);
+    const char *name;
+    gsize n = mk_wire_name(w, &name);
+    /* The sender's element was in jabber:client (else its serialisation
+     * names its namespace after the name, and it is "other"). */
+    st->kind = n == 7 && memcmp(name, "message", 7) == 0    ? MK_STANZA_MESSAGE
+               : n == 8 && memcmp(name, "presence", 8) == 0 ? MK_STANZA_PRESENCE
+               : n == 2 && memcmp(name, "iq", 2) == 0       ? MK_STANZA_IQ
+                                                            : MK_STANZA_OTHER;
+    return st;
+}
+
+/* @st's element: a whole-wire stanza's is parsed on first use. Two
+ * threads may race to parse it; the first one set is kept. */
+static MkXml *base_xml(const MkStanza *st)
+{
+    MkXml *x = g_atomic_pointer_get(&((MkStanza *)st)->xml);
+    if (G_LIKELY(x))
+        return x;
+    MkStanza *mut = (MkStanza *)st;
+    x = mk_wire_parse(st->wire);
+    if (G_UNLIKELY(!x)) /* a peer's bytes that do not parse: an empty stanza */
+        x = mk_xml_new(st->kind == MK_STANZA_PRESENCE ? "presence"
+                       : st->kind == MK_STANZA_IQ     ? "iq"
+                                                      : "message",
+                       "jabber:client");
+    if (!g_atomic_pointer_compare_and_exchange(&mut->xml, NULL, x)) {
+        mk_xml_unref(x);
+        x = g_atomic_pointer_get(&mut->xml);
+    }
+    return x;
+}
+
 MkXml *mk_stanza_xml(const MkStanza *st)
 {
     if (G_LIKELY(!st->lazy_to))
-        return st->xml;
+        return base_xml(st);
     /* A fan-out copy: its element with 'to', made on first use. Two
      * threads may race to make it; the first one set is kept. The
      * stanza is otherwise immutable, hence the cast. */
@@ -248,19 +292,19 @@ MkJid *mk_stanza_to(const MkStanza *st)
 
 const char *mk_stanza_type(const MkStanza *st)
 {
-    return mk_xml_get_attr(st->xml, "type");
+    return mk_xml_get_attr(base_xml(st), "type");
 }
 
 /* Public module API (mk-stanza.h). Any thread. */
 gboolean mk_stanza_is_error(const MkStanza *st)
 {
     g_return_val_if_fail(st != NULL, FALSE);
-    return g_strcmp0(mk_xml_get_attr(st->xml, "type"), "error") == 0;
+    return g_strcmp0(mk_xml_get_attr(base_xml(st), "type"), "error") == 0;
 }
 
 const char *mk_stanza_id(const MkStanza *st)
 {
-    return mk_xml_get_attr(st->xml, "id");
+    return mk_xml_get_attr(base_xml(st), "id");
 }
 
 /* Condition names and error types, RFC 6120 section 8.3.3. */
@@ -313,7 +357,7 @@ MkStanza *mk_stanza_new_error_reply(const MkStanza *st, MkStanzaError cond, cons
     g_return_val_if_fail(st != NULL, NULL);
     if (g_strcmp0(mk_stanza_type(st), "error") == 0)
         return NULL;
-    MkXml *x = mk_xml_copy_shallow(st->xml);
+    MkXml *x = mk_xml_copy_shallow(base_xml(st));
     mk_xml_set_attr(x, "from", st->to ? mk_jid_string(st->to) : NULL);
     mk_xml_set_attr(x, "to", st->from ? mk_jid_string(st->from) : NULL);
     mk_xml_set_attr(x, "type", "error");
