@@ -37,6 +37,9 @@ MkStanza *gd_carbon_for(Gd *gd, MkStanza *st, gboolean sent)
     if (!owner || !mk_jid_node(owner) || !g_str_equal(mk_jid_domain(owner), gd->global_host) ||
         (!sent && mk_jid_is_bare(owner)) || !eligible(st))
         return NULL;
+    /* Before the copy is made: most accounts are bound in one region. */
+    if (gd_solo_known(gd, mk_jid_bare_string(owner)))
+        return NULL;
     g_autoptr(MkJid) bare = mk_jid_bare(owner);
     g_autoptr(MkXml) msg = mk_xml_new("message", "jabber:client");
     const char *type = mk_stanza_type(st);
