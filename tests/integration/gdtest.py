@@ -3,6 +3,7 @@ localhost, each a single meerkatd on its own loopback address with the
 module configured against one global Redis (clustertest.Redis), and
 their shutdown with the logs of a failed run."""
 from modtest import Server, free_port
+from clustertest import stop_nodes
 
 SECRET = "global-distrib-test-secret-0123"
 
@@ -35,13 +36,4 @@ def region(name, redis, address, modules=None, http=None, **extra):
 def stop_all(t, regions, *others):
     """Stops @regions (None entries skipped), with their logs when @t
     failed, then @others (Redis, Certs...)."""
-    for srv in regions:
-        if srv is None:
-            continue
-        if t.failed:
-            t.diag("---- region %s" % srv.region)
-            t.diag(srv.log_text(60))
-        srv.stop()
-    for o in others:
-        if o:
-            o.stop()
+    stop_nodes(t, [srv for srv in regions if srv is not None], *others)
