@@ -15,6 +15,7 @@
 # Messages per server CPU-second (all nodes summed) and latency p50/p99;
 # the extra latency of a message over the link is gd minus cluster.
 #
+# BENCH_RUNS="single cluster gd": which of the three run.
 # Sizes: BENCH_PAIRS=1000 BENCH_WINDOW=4 BENCH_DURATION=10 BENCH_RATE=1000
 # BENCH_PORT=25600
 set -eu
@@ -71,17 +72,24 @@ done
 CHAT="-s chat -P $PAIRS -w $WINDOW -D $DURATION -j 2 -r $RATE"
 P2="--ports $PORT,$PORT2"
 
-bench_start_nodes "$DIR/n1" "$PORT" "$DIR/shared.db"
-bench_run single chat --port "$PORT" $CHAT
-bench_stop_nodes
-
-bench_start_nodes "$DIR/n1" "$PORT" "$DIR/shared.db" cluster n1 -- "$DIR/n2" "$PORT2" "$DIR/shared.db" cluster n2
-bench_run cluster chat $P2 $CHAT
-bench_stop_nodes
-
-bench_start_nodes "$DIR/n1" "$PORT" "$DIR/eu.db" gd eu "$LINK1" -- "$DIR/n2" "$PORT2" "$DIR/us.db" gd us "$LINK2"
-bench_run gd chat $P2 $CHAT
-bench_stop_nodes
+RUNS=" ${BENCH_RUNS:-single cluster gd} "
+if [[ $RUNS == *" single "* ]]; then
+    bench_start_nodes "$DIR/n1" "$PORT" "$DIR/shared.db"
+    bench_run single chat --port "$PORT" $CHAT
+    bench_stop_nodes
+fi
+if [[ $RUNS == *" cluster "* ]]; then
+    bench_start_nodes "$DIR/n1" "$PORT" "$DIR/shared.db" cluster n1 -- \
+        "$DIR/n2" "$PORT2" "$DIR/shared.db" cluster n2
+    bench_run cluster chat $P2 $CHAT
+    bench_stop_nodes
+fi
+if [[ $RUNS == *" gd "* ]]; then
+    bench_start_nodes "$DIR/n1" "$PORT" "$DIR/eu.db" gd eu "$LINK1" -- \
+        "$DIR/n2" "$PORT2" "$DIR/us.db" gd us "$LINK2"
+    bench_run gd chat $P2 $CHAT
+    bench_stop_nodes
+fi
 echo "bench: global Redis keys after the run: $(redis-cli -p "$GREDIS_PORT" dbsize)" >&2
 
 bench_compare "one node=single,cluster=cluster,2 regions=gd" \

@@ -166,7 +166,7 @@ EOF2
 # all, waits for their client ports, sets PIDS and SRV_PIDS. The nodes of
 # a cluster find each other within a heartbeat period (0.5 s) and regions
 # advertise their link endpoint once Redis answered: BENCH_SETTLE seconds
-# (default 2) before measuring.
+# (default 2) before measuring. BENCH_WAIT: seconds to wait for a port.
 bench_start_nodes() {
     PIDS=
     local ports=
@@ -178,11 +178,15 @@ bench_start_nodes() {
         done
         [ $# -gt 0 ] && shift
         node_config "${args[@]}"
-        "$B/core/meerkatd" --config "${args[0]}/meerkat.conf" >>"${args[0]}/meerkatd.log" 2>&1 &
+        # BENCH_WRAP (e.g. "valgrind --tool=callgrind"): the first node
+        # runs under it, for instruction counts.
+        local wrap=
+        [ -z "$PIDS" ] && wrap=${BENCH_WRAP:-}
+        $wrap "$B/core/meerkatd" --config "${args[0]}/meerkat.conf" >>"${args[0]}/meerkatd.log" 2>&1 &
         PIDS="$PIDS $!"
         ports="$ports ${args[1]}"
     done
-    for p in $ports; do bench_wait_port "$p"; done
+    for p in $ports; do bench_wait_port "$p" "${BENCH_WAIT:-10}"; done
     SRV_PIDS=$(echo $PIDS | tr ' ' ,)
     sleep "${BENCH_SETTLE:-2}"
 }
