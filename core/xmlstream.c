@@ -837,3 +837,72 @@ MkXml *mk_xml_parse(const char *text, gssize len, GError **error)
     g_free(r.text);
     return r.root;
 }
+
+/* ---- stanzas one at a time (mk-xml.h) ---------------------------------- */
+
+struct MkXmlParser {
+    MkXmlStream *xs; /* NULL: made on the next parse */
+    DocResult r;
+};
+
+#define PARSER_HEADER                                                                              \
+    "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+
+static void parser_stanza(gpointer user_data, MkXml *el)
+{
+    DocResult *r = user_data;
+    if (r->root && !r->condition) {
+        r->condition = g_strdup("not-well-formed");
+        r->text = g_strdup("more than one element");
+    }
+    if (r->root)
+        mk_xml_unref(el);
+    else
+        r->root = el;
+}
+
+static const MkXmlStreamCallbacks parser_callbacks = {
+    .stanza = parser_stanza,
+    .error = doc_error,
+};
+
+/* (transfer full) Thread: the caller's. */
+MkXmlParser *mk_xml_parser_new(void)
+{
+    return g_new0(MkXmlParser, 1);
+}
+
+void mk_xml_parser_free(MkXmlParser *p)
+{
+    if (!p)
+        return;
+    if (p->xs)
+        mk_xml_stream_free(p->xs);
+    g_free(p);
+}
+
+/* Feeds @text after the stream header read once; one stanza comes back
+ * whole, or the context is dropped (a half-read element would swallow
+ * the next call's bytes). Thread: the parser's. */
+MkXml *mk_xml_parser_parse(MkXmlParser *p, const char *text, gsize len, GError **error)
+{
+    g_return_val_if_fail(p != NULL && text != NULL, NULL);
+    DocResult *r = &p->r;
+    if (!p->xs) {
+        p->xs = mk_xml_stream_new(&parser_callbacks, r, NULL, 0, 0);
+        mk_xml_stream_feed(p->xs, PARSER_HEADER, strlen(PARSER_HEADER));
+    }
+    gboolean fed = mk_xml_stream_feed(p->xs, text, len);
+    if (!r->condition && (!fed || !r->root || !mk_xml_stream_is_idle(p->xs)))
+        doc_error(r, "not-well-formed", r->root ? "trailing bytes" : "no complete element");
+    MkXml *root = g_steal_pointer(&r->root);
+    if (r->condition) {
+        g_set_error(error, mk_xml_error_quark(), 0, "%s: %s", r->condition, r->text ? r->text : "");
+        g_clear_pointer(&root, mk_xml_unref);
+        mk_xml_stream_free(p->xs);
+        p->xs = NULL;
+    }
+    g_clear_pointer(&r->condition, g_free);
+    g_clear_pointer(&r->text, g_free);
+    return root;
+}

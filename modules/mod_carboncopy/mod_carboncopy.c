@@ -126,6 +126,40 @@ static MkResult on_send(MkHookCall *call, gpointer user_data)
     return MK_PASS;
 }
 
+/* A carbon made in another region of a distributed domain
+ * (mod_global_distrib, docs/mod_global_distrib.md "Carbons"): from the
+ * account's bare JID to the same bare JID, wrapping <sent/> or
+ * <received/>. Clients' stanzas carry their full JID, so only a server
+ * module addresses one so. */
+static gboolean relayed_carbon(MkStanza *st)
+{
+    MkJid *from = mk_stanza_from(st), *to = mk_stanza_to(st);
+    if (mk_stanza_kind(st) != MK_STANZA_MESSAGE || !from || !to || !mk_jid_is_bare(from) ||
+        !mk_jid_is_bare(to) || !mk_jid_node(to) || !mk_jid_equal(from, to))
+        return FALSE;
+    MkXml *x = mk_stanza_xml(st);
+    return mk_xml_child(x, "sent", NS_CARBONS) != NULL ||
+           mk_xml_child(x, "received", NS_CARBONS) != NULL;
+}
+
+/* Hands a relayed carbon, readdressed, to this region's resources that
+ * want copies; it is not routed further (nor stored offline). */
+static void deliver_relayed(Carbons *c, MkStanza *st)
+{
+    MkJid *bare = mk_stanza_to(st);
+    g_autoptr(GPtrArray) sessions = mk_session_list(bare);
+    for (guint i = 0; i < sessions->len; i++) {
+        MkSession *o = g_ptr_array_index(sessions, i);
+        if (!wants_copies(c, o))
+            continue;
+        g_autoptr(MkStanza) carbon =
+            mk_stanza_new_addressed(mk_stanza_xml(st), bare, mk_session_jid(o));
+        mk_session_send(o, carbon);
+        mk_counter_add(mk_xml_child(mk_stanza_xml(st), "sent", NS_CARBONS) ? c->sent : c->received,
+                       1);
+    }
+}
+
 /* filter_local_packet: once per stanza for a local account, on the worker
  * that routes it, before the router picks resources (section 6). The
  * resources the router will hand the message get no copy of it. Low
@@ -134,7 +168,11 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
 {
     Carbons *c = user_data;
     MkStanza *st = mk_hook_call_stanza(call);
-    MkJid *to = mk_stanza_to(st);
+    MkJid *to = st ? mk_stanza_to(st) : NULL;
+    if (st && relayed_carbon(st)) {
+        deliver_relayed(c, st);
+        return MK_HANDLED;
+    }
     if (!st || !to || !mk_jid_node(to) || !eligible(st) || to_self(st))
         return MK_PASS;
 

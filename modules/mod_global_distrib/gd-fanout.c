@@ -106,3 +106,37 @@ void gd_fanout_get(Gd *gd, const char *bare, GdValuesFunc done, gpointer data,
         g_free(p);
     }
 }
+
+gboolean gd_solo_known(Gd *gd, const char *bare)
+{
+    g_mutex_lock(&gd->solo_lock);
+    gpointer until = g_hash_table_lookup(gd->solo, bare);
+    gboolean known = until && *(gint64 *)until > g_get_monotonic_time();
+    g_mutex_unlock(&gd->solo_lock);
+    return known;
+}
+
+void gd_solo_learn(Gd *gd, const char *bare, const char *regions)
+{
+    /* Only this region (or none yet: the record follows the bind). */
+    gboolean solo = regions && (!*regions || g_str_equal(regions, gd->local_host));
+    if (!solo || gd->solo_lifetime <= 0) {
+        gd_solo_forget(gd, bare);
+        return;
+    }
+    gint64 *until = g_new(gint64, 1);
+    *until = g_get_monotonic_time() + gd->solo_lifetime;
+    g_mutex_lock(&gd->solo_lock);
+    /* Bounded like the mapping cache; starting over is only slower. */
+    if (g_hash_table_size(gd->solo) >= gd->solo_max)
+        g_hash_table_remove_all(gd->solo);
+    g_hash_table_replace(gd->solo, g_strdup(bare), until);
+    g_mutex_unlock(&gd->solo_lock);
+}
+
+void gd_solo_forget(Gd *gd, const char *bare)
+{
+    g_mutex_lock(&gd->solo_lock);
+    g_hash_table_remove(gd->solo, bare);
+    g_mutex_unlock(&gd->solo_lock);
+}

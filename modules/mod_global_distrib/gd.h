@@ -86,6 +86,14 @@ struct Gd {
     int listen_fd;
     GSource *listen_src, *refresh_src;
 
+    /* Accounts known, until the time (monotonic µs) they map to, to be
+     * bound in this region only: workers skip posting their copies and
+     * carbons (gd-fanout.c). Under @solo_lock; any thread. */
+    GMutex solo_lock;
+    GHashTable *solo;
+    gint64 solo_lifetime;
+    guint solo_max;
+
     MkLinkAuth *link_auth;   /* name, secret, TLS of the links (module thread) */
     guint pool;              /* connections per remote region */
     MkCounter *c_refused[6]; /* links refused, by MkLinkError */
@@ -170,7 +178,21 @@ gboolean gd_fanout_is_copy(MkStanza *st);
  * (gd:r:BARE) gets or loses this region. */
 void gd_fanout_bind(Gd *gd, const char *bare);
 void gd_fanout_unbind(Gd *gd, const char *bare);
+/* Any thread: whether @bare is known to be bound in this region only
+ * (its copies and carbons need not be posted to the module thread). */
+gboolean gd_solo_known(Gd *gd, const char *bare);
+/* Module thread: what the last look-up of @bare's region set said
+ * (@regions space-separated; NULL: unknown); or forget it. */
+void gd_solo_learn(Gd *gd, const char *bare, const char *regions);
+void gd_solo_forget(Gd *gd, const char *bare);
 /* Module thread: @done gets one value, the regions of @bare
  * space-separated (NULL entries: none, or Redis is not there). */
 void gd_fanout_get(Gd *gd, const char *bare, GdValuesFunc done, gpointer data,
                    GDestroyNotify destroy);
+
+/* gd-carbons.c. Any thread: the carbon of @st for the account's other
+ * regions, from its bare JID to itself: <sent/> when @sent (@st is from
+ * one of the account's resources), else <received/> (@st is for one of
+ * its full JIDs). NULL when @st takes no carbon or is not the global
+ * host's. (transfer full) */
+MkStanza *gd_carbon_for(Gd *gd, MkStanza *st, gboolean sent);

@@ -316,6 +316,10 @@ static void wait_values(Gd *gd, GdWait *w, char **keys, char **values, gboolean 
     for (guint i = 0; fresh && values && i < n; i++)
         gd_cache_put(gd->cache, keys[i], values[i], now);
     if (item->fanout) {
+        /* Redis away: unknown. From the cache, the set may be up to two
+         * lifetimes old; binds elsewhere invalidate it at once. */
+        gd_solo_learn(gd, mk_jid_bare_string(mk_stanza_to(item->stanza)),
+                      values ? (values[0] ? values[0] : "") : NULL);
         fan_out(gd, item, values ? values[0] : NULL);
         return;
     }
@@ -442,6 +446,7 @@ void gd_invalidate(Gd *gd, const char *jid)
     g_autofree char *s = g_strconcat("s:", jid, NULL);
     g_autofree char *r = g_strconcat("r:", jid, NULL);
     gd_cache_drop(gd->cache, r);
+    gd_solo_forget(gd, jid);
     gd_cache_drop(gd->cache, j);
     gd_cache_drop(gd->cache, h);
     gd_cache_drop(gd->cache, s);
@@ -615,6 +620,21 @@ static MkResult on_unheld(MkHookCall *call, gpointer user_data)
     return gd_take(gd, st) ? MK_HANDLED : MK_PASS;
 }
 
+/* Worker: @st, delivered here, goes as a copy to the account's other
+ * regions (after a look-up of its region set on the module thread). */
+static void post_fanout(Gd *gd, MkStanza *st, int hops, const char *origin)
+{
+    if (gd_solo_known(gd, mk_jid_bare_string(mk_stanza_to(st))))
+        return;
+    Op *op = g_new0(Op, 1);
+    op->kind = OP_ROUTE;
+    op->item = gd_item_new(st, hops);
+    op->item->origin = g_strdup(origin);
+    op->item->fanout = TRUE;
+    if (!post(gd, op))
+        op_free(op);
+}
+
 /* filter_local_packet, late (after privacy and blocking): a stanza for a
  * bare JID that this region delivers to its resources goes, as a copy,
  * to the account's other regions too. */
@@ -623,16 +643,32 @@ static MkResult on_local(MkHookCall *call, gpointer user_data)
     Gd *gd = user_data;
     MkStanza *st = mk_hook_call_stanza(call);
     MkJid *to = st ? mk_stanza_to(st) : NULL;
-    if (!to || !mk_jid_node(to) || !mk_jid_is_bare(to) || injecting_copy ||
-        !g_str_equal(mk_jid_domain(to), gd->global_host) || !gd_fanout_kind(st))
+    if (!to || !mk_jid_node(to) || injecting_copy ||
+        !g_str_equal(mk_jid_domain(to), gd->global_host))
         return MK_PASS;
-    Op *op = g_new0(Op, 1);
-    op->kind = OP_ROUTE;
-    op->item = gd_item_new(st, injecting ? injecting_hops : 0);
-    op->item->origin = g_strdup(injecting ? injecting_origin : NULL);
-    op->item->fanout = TRUE;
-    if (!post(gd, op))
-        op_free(op);
+    if (!mk_jid_is_bare(to)) {
+        /* The other regions' resources get a <received/> carbon of it,
+         * whichever region it came from. */
+        g_autoptr(MkStanza) carbon = gd_carbon_for(gd, st, FALSE);
+        if (carbon)
+            post_fanout(gd, carbon, 0, NULL);
+        return MK_PASS;
+    }
+    if (!gd_fanout_kind(st))
+        return MK_PASS;
+    post_fanout(gd, st, injecting ? injecting_hops : 0, injecting ? injecting_origin : NULL);
+    return MK_PASS;
+}
+
+/* user_send_packet, last: a <sent/> carbon of what a resource here sends,
+ * for the account's resources in other regions (gd-carbons.c). */
+static MkResult on_send(MkHookCall *call, gpointer user_data)
+{
+    Gd *gd = user_data;
+    MkStanza *st = mk_hook_call_stanza(call);
+    g_autoptr(MkStanza) carbon = st ? gd_carbon_for(gd, st, TRUE) : NULL;
+    if (carbon)
+        post_fanout(gd, carbon, 0, NULL);
     return MK_PASS;
 }
 
@@ -700,6 +736,9 @@ static void gd_free(gpointer data)
     if (gd->ctx)
         g_main_context_unref(gd->ctx);
     g_mutex_clear(&gd->lock);
+    if (gd->solo)
+        g_hash_table_destroy(gd->solo);
+    g_mutex_clear(&gd->solo_lock);
     g_free(gd);
 }
 
@@ -836,6 +875,10 @@ static gboolean gd_start(MkModule *mod, GError **error)
     gd->cache = gd_cache_new((guint)mk_config_get_int(mod, "cache_max_jids"),
                              mk_config_get_int(mod, "cache_lifetime_ms") * 1000);
     gd->local_jids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    gd->solo = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    gd->solo_lifetime = mk_config_get_int(mod, "cache_lifetime_ms") * 1000;
+    gd->solo_max = (guint)mk_config_get_int(mod, "cache_max_jids");
+    g_mutex_init(&gd->solo_lock);
     gd->waits = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, wait_free);
     gd->listen_fd = -1;
     g_mutex_init(&gd->lock);
@@ -854,6 +897,7 @@ static gboolean gd_start(MkModule *mod, GError **error)
     mk_hook_add(mod, MK_HOOK_SESSION_OPENED, 0, on_opened, gd);
     mk_hook_add(mod, MK_HOOK_SESSION_CLOSED, 0, on_closed, gd);
     mk_hook_add(mod, MK_HOOK_FILTER_LOCAL_PACKET, 5, on_local, gd);
+    mk_hook_add(mod, MK_HOOK_USER_SEND_PACKET, 0, on_send, gd);
     return TRUE;
 }
 

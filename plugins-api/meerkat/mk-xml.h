@@ -75,4 +75,17 @@ MK_API void mk_xml_write(const MkXml *el, const char *parent_ns, GString *out);
 /* Parses one complete document (same restrictions as streams). (transfer full) */
 MK_API MkXml *mk_xml_parse(const char *text, gssize len, GError **error);
 
+/* A parser of stanzas that arrive one at a time (over a module's own
+ * connection): each call parses one complete element in the jabber:client
+ * namespace, with the restrictions of mk_xml_parse, but the libxml2
+ * context and its dictionary stay between calls, which mk_xml_parse
+ * creates and frees each time. After an error the next call starts a
+ * fresh context. Belongs to one thread at a time. Since ABI 2.4. */
+typedef struct MkXmlParser MkXmlParser;
+MK_API MkXmlParser *mk_xml_parser_new(void);
+MK_API void mk_xml_parser_free(MkXmlParser *p);
+/* Returns: (transfer full) the element, or NULL with an error
+ * "CONDITION: text" (not well-formed, not exactly one element). */
+MK_API MkXml *mk_xml_parser_parse(MkXmlParser *p, const char *text, gsize len, GError **error);
+
 G_END_DECLS

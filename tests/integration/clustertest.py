@@ -351,11 +351,31 @@ class Certs:
                       "-CAcreateserial", "-out", crt, "-days", "2")
         return crt, key
 
+    def link_keys(self, name, ca=None):
+        """The keys of a link in TLS (node or region @name) with a new
+        certificate of this CA, trusting @ca (default this CA)."""
+        crt, key = self.make(name)
+        return {"link_tls": "true", "link_certfile": crt, "link_keyfile": key,
+                "link_cafile": ca or self.ca}
+
     def stop(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-__all__ = ["Redis", "Node", "Pg", "Certs", "FakePeer", "register", "wait_for", "SECRET"]
+def stop_nodes(t, nodes, *others):
+    """Stops @nodes (Node or modtest.Server; their logs shown when a
+    check of @t failed), then @others (Pg, Redis, Certs; None skipped)."""
+    for n in nodes:
+        if t.failed:
+            t.diag("---- node %s" % getattr(n, "name", getattr(n, "region", "")))
+            t.diag(n.log_text(40))
+        n.stop()
+    for o in others:
+        if o:
+            o.stop()
+
+
+__all__ = ["Redis", "Node", "Pg", "Certs", "FakePeer", "register", "wait_for", "stop_nodes", "SECRET"]
 
 
 def run_three_nodes(t, modules, cases):
@@ -382,13 +402,5 @@ def run_three_nodes(t, modules, cases):
     except Exception as e:
         t.ok(False, "cluster starts: %s" % e)
     finally:
-        for n in nodes:
-            if t.failed:
-                t.diag("---- node %s" % n.name)
-                t.diag(n.log_text(40))
-            n.stop()
-        if pg:
-            pg.stop()
-        if redis:
-            redis.stop()
+        stop_nodes(t, nodes, pg, redis)
     t.done()

@@ -15,20 +15,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Server, Tap, free_port, q  # noqa: E402
-from clustertest import Node, Pg, Redis, register, wait_for  # noqa: E402
+from clustertest import Node, Pg, Redis, register, stop_nodes, wait_for  # noqa: E402
+from gdtest import gd_conf  # noqa: E402
 
-SECRET = "global-distrib-test-secret-0123"
-EXPIRE = 4
 USERS = ("kim", "lea", "max", "ned")
-
-
-def gd_conf(name, redis, port, **extra):
-    keys = {"global_host": "localhost", "local_host": name, "redis_host": "127.0.0.1",
-            "redis_port": redis.port, "secret": SECRET, "listen_address": "127.0.0.1",
-            "listen_port": port, "expire_after": EXPIRE, "refresh_after": 1,
-            "queue_timeout_ms": 10000, "bounce_interval_ms": 100, "bounce_retries": 30}
-    keys.update(extra)
-    return keys
 
 
 def body_of(e):
@@ -130,11 +120,13 @@ def main():
         pg = Pg()
         for i, name in enumerate("ab"):
             mods = {"mod_roster": None, "mod_offline": None,
-                    "mod_global_distrib": gd_conf("eu", gredis, free_port())}
+                    "mod_global_distrib": gd_conf("eu", gredis, "127.0.0.1", free_port(),
+                                                  queue_timeout_ms=10000)}
             eu.append(Node(name, i + 1, credis, pg, mods))
         us = Server({"mod_roster": None, "mod_offline": None,
                      # One connection: the failover below kills the node it goes to.
-                     "mod_global_distrib": gd_conf("us", gredis, free_port(),
+                     "mod_global_distrib": gd_conf("us", gredis, "127.0.0.1", free_port(),
+                                                   queue_timeout_ms=10000,
                                                    connections_per_endpoint=1)})
         for u in USERS:
             register(pg, u)
@@ -145,21 +137,8 @@ def main():
     except Exception as e:
         t.ok(False, "regions start: %s" % e)
     finally:
-        for n in eu:
-            if t.failed:
-                t.diag("---- eu node %s" % n.name)
-                t.diag(n.log_text(40))
-            n.stop()
-        if us:
-            if t.failed:
-                t.diag("---- us")
-                t.diag(us.log_text(40))
-            us.stop()
-        for r in (gredis, credis):
-            if r:
-                r.stop()
-        if pg:
-            pg.stop()
+        us_node = [us] if us else []
+        stop_nodes(t, eu + us_node, gredis, credis, pg)
     t.done()
 
 

@@ -16,34 +16,23 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import NS_CLIENT, Client, Server, Tap, error_condition, free_port, q  # noqa: E402
+from modtest import NS_CLIENT, Client, Tap, error_condition, q  # noqa: E402
 from clustertest import Redis, wait_for  # noqa: E402
+from gdtest import region, stop_all  # noqa: E402
 import muctest  # noqa: E402
 import muclighttest as ml  # noqa: E402
 import resttest  # noqa: E402
 
-SECRET = "global-distrib-test-secret-0123"
 SERVICES = "conference.localhost;muclight.localhost"
 ADMIN_PW = "gd-admin-password"
 
 
-def region(name, redis, address, pwfile, **extra):
-    port = free_port()
-    keys = {"global_host": "localhost", "local_host": name, "redis_host": "127.0.0.1",
-            "redis_port": redis.port, "secret": SECRET, "listen_address": address,
-            "listen_port": port, "expire_after": 4, "refresh_after": 1,
-            "queue_timeout_ms": 1500, "regions": "eu;us",
-            "rest_admin_password_file": pwfile}
-    keys.update(extra)
-    mods = {"mod_roster": None, "mod_global_distrib": keys}
+def rooms_region(name, redis, address, pwfile, **extra):
+    mods = {"mod_roster": None}
     if name == "eu":
         mods["mod_muc"] = None
         mods["mod_muc_light"] = None
-    srv = Server(mods, http={})
-    srv.region = name
-    srv.address = address
-    srv.link_port = port
-    return srv
+    return region(name, redis, address, mods, rest_admin_password_file=pwfile, **extra)
 
 
 def up(srv, user):
@@ -164,8 +153,8 @@ def main():
         f.write(ADMIN_PW + "\n")
     try:
         redis = Redis()
-        eu = region("eu", redis, "127.0.0.1", pwfile, services=SERVICES)
-        us = region("us", redis, "127.0.0.2", pwfile,
+        eu = rooms_region("eu", redis, "127.0.0.1", pwfile, services=SERVICES)
+        us = rooms_region("us", redis, "127.0.0.2", pwfile,
                     remote_services=SERVICES + ";nowhere.localhost")
         for srv in (eu, us):
             for u in ("anna", "ben", "cleo", "dan"):
@@ -180,15 +169,7 @@ def main():
     except Exception as e:
         t.ok(False, "regions start: %s" % e)
     finally:
-        for srv in (eu, us):
-            if srv is None:
-                continue
-            if t.failed:
-                t.diag("---- region %s" % srv.region)
-                t.diag(srv.log_text(60))
-            srv.stop()
-        if redis:
-            redis.stop()
+        stop_all(t, (eu, us), redis)
         shutil.rmtree(tmp, ignore_errors=True)
     t.done()
 

@@ -17,33 +17,13 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from modtest import (NS_CLIENT, Client, Server, Tap, error_condition, free_port, is_presence,
-                     q, subscribe)  # noqa: E402
+from modtest import (NS_CLIENT, Client, Tap, error_condition, is_presence, q,
+                     subscribe)  # noqa: E402
 from clustertest import Certs, Redis, wait_for  # noqa: E402
+from gdtest import region, stop_all  # noqa: E402
 
-SECRET = "global-distrib-test-secret-0123"
-EXPIRE = 4
-
-
-def gd_conf(name, redis, address, port, **extra):
-    keys = {"global_host": "localhost", "local_host": name, "redis_host": "127.0.0.1",
-            "redis_port": redis.port, "secret": SECRET, "listen_address": address,
-            "listen_port": port, "expire_after": EXPIRE, "refresh_after": 1,
-            "queue_timeout_ms": 1500, "bounce_interval_ms": 100, "bounce_retries": 30,
-            "regions": "eu;us"}
-    keys.update(extra)
-    return keys
-
-
-def region(name, redis, address, **extra):
-    port = free_port()
-    mods = {"mod_roster": None, "mod_offline": None,
-            "mod_global_distrib": gd_conf(name, redis, address, port, **extra)}
-    srv = Server(mods, http={"metrics": "true"})
-    srv.region = name
-    srv.link_port = port
-    srv.address = address
-    return srv
+EXPIRE = 4  # gdtest.gd_conf's expire_after
+MODULES = {"mod_roster": None, "mod_offline": None}
 
 
 def body_of(e):
@@ -366,12 +346,11 @@ def main():
         tls = {"eu": {}, "us": {}}
         if shutil.which("openssl"):
             certs = Certs()
-            for name in tls:
-                crt, key = certs.make(name)
-                tls[name] = {"link_tls": "true", "link_certfile": crt, "link_keyfile": key,
-                             "link_cafile": certs.ca}
-        eu = region("eu", redis, "127.0.0.1", cache_lifetime_ms=600000, **tls["eu"])
-        us = region("us", redis, "127.0.0.2", cache_lifetime_ms=0, **tls["us"])
+            tls = {name: certs.link_keys(name) for name in tls}
+        eu = region("eu", redis, "127.0.0.1", MODULES, http={"metrics": "true"},
+                    cache_lifetime_ms=600000, **tls["eu"])
+        us = region("us", redis, "127.0.0.2", MODULES, http={"metrics": "true"},
+                    cache_lifetime_ms=0, **tls["us"])
         for srv in (eu, us):
             for u in ("alice", "bob", "carl", "dora", "edna", "fred", "gina", "hugo", "iris",
                       "juno", "karl", "luna", "mia", "nils", "olga"):
@@ -394,17 +373,7 @@ def main():
     except Exception as e:
         t.ok(False, "regions start: %s" % e)
     finally:
-        for srv in (eu, us):
-            if srv is None:
-                continue
-            if t.failed:
-                t.diag("---- region %s" % srv.region)
-                t.diag(srv.log_text(60))
-            srv.stop()
-        if redis:
-            redis.stop()
-        if certs:
-            certs.stop()
+        stop_all(t, (eu, us), redis, certs)
     t.done()
 
 

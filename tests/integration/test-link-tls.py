@@ -17,15 +17,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from modtest import NS_CLIENT, Client, Tap, q  # noqa: E402
-from clustertest import Certs, Node, Pg, Redis, register, wait_for  # noqa: E402
+from clustertest import Certs, Node, Pg, Redis, register, stop_nodes, wait_for  # noqa: E402
 
 MODULES = {"mod_roster": None}
-
-
-def tls_keys(certs, name, ca=None):
-    crt, key = certs.make(name)
-    return {"link_tls": "true", "link_certfile": crt, "link_keyfile": key,
-            "link_cafile": ca or certs.ca}
 
 
 def refused(node, reason):
@@ -121,19 +115,19 @@ def main():
         certs = Certs()
         os.makedirs(os.path.join(certs.dir, "other"))
         other = Certs(os.path.join(certs.dir, "other"), "mk-other-ca")
-        a = Node("a", 1, redis, pg, MODULES, cluster_keys=tls_keys(certs, "a"))
+        a = Node("a", 1, redis, pg, MODULES, cluster_keys=certs.link_keys("a"))
         nodes.append(a)
-        b = Node("b", 2, redis, pg, MODULES, cluster_keys=tls_keys(certs, "b"))
+        b = Node("b", 2, redis, pg, MODULES, cluster_keys=certs.link_keys("b"))
         nodes.append(b)
         t.run("traffic over TLS", test_traffic, a, b, pg)
         # c trusts our CA but its own certificate is the other CA's.
-        ck = tls_keys(other, "c", ca=certs.ca)
+        ck = other.link_keys("c", ca=certs.ca)
         c = Node("c", 3, redis, pg, MODULES, cluster_keys=ck)
         nodes.append(c)
         t.run("untrusted certificate", test_untrusted, a, b, c)
         c.stop()
         nodes.remove(c)
-        d = Node("d", 4, redis, pg, MODULES, cluster_keys=tls_keys(certs, "d"),
+        d = Node("d", 4, redis, pg, MODULES, cluster_keys=certs.link_keys("d"),
                  secret="another-secret-0123456789")
         nodes.append(d)
         t.run("wrong secret", test_wrong_secret, a, d)
@@ -141,17 +135,7 @@ def main():
     except Exception as e:
         t.ok(False, "nodes start: %s" % e)
     finally:
-        for n in nodes:
-            if t.failed:
-                t.diag("---- node %s" % n.name)
-                t.diag(n.log_text(40))
-            n.stop()
-        if pg:
-            pg.stop()
-        if redis:
-            redis.stop()
-        if certs:
-            certs.stop()
+        stop_nodes(t, nodes, pg, redis, certs)
     t.done()
 
 

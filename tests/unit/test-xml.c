@@ -1,4 +1,5 @@
 /* MkXml: building, namespaces, serialising, copying, mk_xml_parse. */
+#include <string.h>
 #include "xmlstream.h"
 
 static void test_build_and_write(void)
@@ -144,6 +145,34 @@ static void test_parse_errors(void)
     g_assert_cmpstr(t, ==, "\xe2\x98\xba");
 }
 
+/* mk_xml_parser: one stanza per call with one context; an error (two
+ * elements, a half element, a forbidden construct) costs that call only. */
+static void test_parser(void)
+{
+    MkXmlParser *p = mk_xml_parser_new();
+    for (int i = 0; i < 3; i++) {
+        g_autoptr(GError) error = NULL;
+        const char *in = "<message to='a@b' id='x'><body>hi</body></message>";
+        g_autoptr(MkXml) el = mk_xml_parser_parse(p, in, strlen(in), &error);
+        g_assert_no_error(error);
+        g_assert_cmpstr(mk_xml_name(el), ==, "message");
+        g_assert_cmpstr(mk_xml_ns(el), ==, "jabber:client");
+        g_assert_cmpstr(mk_xml_get_attr(el, "to"), ==, "a@b");
+    }
+    static const char *const bad[] = {"<a/><b/>", "<a><b>", "<!-- c --><a/>", "<a x='1' x='2'/>"};
+    for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(MkXml) el = mk_xml_parser_parse(p, bad[i], strlen(bad[i]), &error);
+        g_assert_null(el);
+        g_assert_nonnull(error);
+        g_autoptr(GError) error2 = NULL;
+        g_autoptr(MkXml) ok = mk_xml_parser_parse(p, "<iq type='get'/>", 16, &error2);
+        g_assert_no_error(error2);
+        g_assert_cmpstr(mk_xml_name(ok), ==, "iq");
+    }
+    mk_xml_parser_free(p);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -151,5 +180,6 @@ int main(int argc, char **argv)
     g_test_add_func("/xml/inherit-late", test_inherit_late);
     g_test_add_func("/xml/children", test_children);
     g_test_add_func("/xml/parse-errors", test_parse_errors);
+    g_test_add_func("/xml/parser", test_parser);
     return g_test_run();
 }

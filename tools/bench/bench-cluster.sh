@@ -34,16 +34,7 @@ BENCH="$B/tools/bench/meerkat-bench"
 USERS=$SESSIONS
 [ $((2 * PAIRS)) -gt "$USERS" ] && USERS=$((2 * PAIRS))
 
-DIR=$(mktemp -d /tmp/mk-bench-cluster.XXXXXX)
-RESULTS="$DIR/results.jsonl"
-PIDS=
-REDIS_PID=
-cleanup() {
-    for p in $PIDS $REDIS_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-    if [ -n "${BENCH_OUT:-}" ]; then cp "$RESULTS" "$BENCH_OUT"; fi
-    if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $DIR" >&2; else rm -rf "$DIR"; fi
-}
-trap cleanup EXIT INT TERM
+bench_setup cluster
 
 redis_mem() {
     redis-cli -p "$REDIS_PORT" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'
@@ -52,48 +43,13 @@ redis_mem() {
 # $1: node directory, $2: client port, $3: node name or "" (no cluster).
 node_config() {
     bench_meerkat_config "$1" "$2" plain
-    sed -i "s|^database = meerkat.db|database = $DIR/meerkat.db|" "$1/meerkat.conf"
-    [ -n "${BENCH_LOG:-}" ] && sed -i "s|^log_level = .*|log_level = $BENCH_LOG|" "$1/meerkat.conf"
+    bench_node_tweak "$1/meerkat.conf" "$DIR/meerkat.db"
     # Many sessions per node under a 20,000-descriptor limit.
     sed -i "s|^\[general\]|[general]\nfd_reserve = 100|" "$1/meerkat.conf"
-    if [ -n "$3" ]; then
-        cat >>"$1/meerkat.conf" <<EOF2
-
-[cluster]
-name = $3
-node_number = ${3#n}
-redis_port = $REDIS_PORT
-secret = bench-cluster-secret-0123456789
-link_port = 0
-EOF2
-    fi
+    if [ -n "${3:-}" ]; then bench_cluster_section "$1/meerkat.conf" "$3" "$REDIS_PORT"; fi
 }
 
-# $@: "DIR PORT NAME" triples as words.
-start_nodes() {
-    PIDS=
-    while [ $# -ge 3 ]; do
-        node_config "$1" "$2" "$3"
-        "$B/core/meerkatd" --config "$1/meerkat.conf" >>"$1/meerkatd.log" 2>&1 &
-        PIDS="$PIDS $!"
-        bench_wait_port "$2"
-        shift 3
-    done
-    SRV_PIDS=$(echo $PIDS | tr ' ' ,)
-    # The nodes find each other within a heartbeat period (0.5 s).
-    sleep 2
-}
-
-stop_nodes() {
-    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-    for p in $PIDS; do wait "$p" 2>/dev/null || true; done
-    PIDS=
-}
-
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$DIR" >"$DIR/redis.log" 2>&1 &
-REDIS_PID=$!
-bench_wait_port "$REDIS_PORT"
+bench_redis "$REDIS_PORT"
 
 echo "bench: provisioning $USERS accounts (meerkatctl register-bulk)" >&2
 mkdir -p "$DIR/n1" "$DIR/n2"
@@ -102,30 +58,30 @@ node_config "$DIR/n1" "$PORT" ""
 
 if [ -z "${BENCH_ONLY_SESSIONS:-}" ]; then
 # One node alone (no [cluster]).
-start_nodes "$DIR/n1" "$PORT" ""
+bench_start_nodes "$DIR/n1" "$PORT"
 bench_run single chat --port "$PORT" -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
-stop_nodes
-start_nodes "$DIR/n1" "$PORT" ""
+bench_stop_nodes
+bench_start_nodes "$DIR/n1" "$PORT"
 bench_run single sessions --port "$PORT" -n "$SESSIONS" -r "$RATE"
-stop_nodes
-start_nodes "$DIR/n1" "$PORT" ""
+bench_stop_nodes
+bench_start_nodes "$DIR/n1" "$PORT"
 bench_run single logins-max --port "$PORT" -n "$SESSIONS" -r 0 --inflight "$INFLIGHT" -j 1
-stop_nodes
+bench_stop_nodes
 
 # Two nodes; every pair spans them.
 P2="--ports $PORT,$PORT2"
-start_nodes "$DIR/n1" "$PORT" n1 "$DIR/n2" "$PORT2" n2
+bench_start_nodes "$DIR/n1" "$PORT" n1 -- "$DIR/n2" "$PORT2" n2
 bench_run cluster chat $P2 -s chat -P "$PAIRS" -w "$WINDOW" -D "$DURATION" -j 2 -r "$RATE"
-stop_nodes
+bench_stop_nodes
 fi
 SPEC=
 PLIST=
 for i in $(seq 1 "$NODES"); do
     mkdir -p "$DIR/n$i"
-    SPEC="$SPEC $DIR/n$i $((PORT + 10 + i)) n$i"
+    SPEC="$SPEC${SPEC:+ --} $DIR/n$i $((PORT + 10 + i)) n$i"
     PLIST="$PLIST${PLIST:+,}$((PORT + 10 + i))"
 done
-start_nodes $SPEC
+bench_start_nodes $SPEC
 m0=$(redis_mem)
 # Redis's memory at its highest while the sessions are held.
 touch "$DIR/sampling"
@@ -142,40 +98,24 @@ bench_run cluster sessions --ports "$PLIST" -n "$SESSIONS" -r "$RATE" --hold 3
 rm -f "$DIR/sampling"
 wait "$SAMPLER" 2>/dev/null || true
 m1=$(cat "$DIR/redis-max" 2>/dev/null || echo "$m0")
-stop_nodes
+bench_stop_nodes
 echo "{\"server\": \"cluster\", \"test\": \"redis\", \"result\": {\"redis_bytes_per_session\": $(((m1 - m0) / SESSIONS))}}" >>"$RESULTS"
 # Logins on one node of the cluster (the other idle but linked).
-[ -z "${BENCH_ONLY_SESSIONS:-}" ] && start_nodes "$DIR/n1" "$PORT" n1 "$DIR/n2" "$PORT2" n2
+[ -z "${BENCH_ONLY_SESSIONS:-}" ] && bench_start_nodes "$DIR/n1" "$PORT" n1 -- "$DIR/n2" "$PORT2" n2
 if [ -z "${BENCH_ONLY_SESSIONS:-}" ]; then
     SRV_PIDS=${PIDS# }
     SRV_PIDS=${SRV_PIDS%% *}
     bench_run cluster logins-max --port "$PORT" -n "$SESSIONS" -r 0 --inflight "$INFLIGHT" -j 1
-    stop_nodes
+    bench_stop_nodes
 fi
 
-python3 - "$RESULTS" <<'EOF2'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-res = {(r["server"], r["test"]): r["result"] for r in rows}
-def get(srv, test, key):
-    v = res.get((srv, test), {})
-    for k in key.split("."):
-        v = v.get(k, {}) if isinstance(v, dict) else {}
-    return v if v != {} else None
-lines = [("messages per server CPU-s (all nodes)", "chat", "messages_per_cpu_s", 1),
-         ("messages/s (wall)", "chat", "messages_per_s", 1),
-         ("latency p50, ms", "chat", "latency_us.p50", 0.001),
-         ("latency p99, ms", "chat", "latency_us.p99", 0.001),
-         ("sessions held", "sessions", "sessions", 1),
-         ("RSS per session, KiB (all nodes)", "sessions", "rss_per_session_kib", 1),
-         ("PLAIN logins per server CPU-s (unpaced)", "logins-max", "logins_per_cpu_s", 1),
-         ("PLAIN logins/s (wall, unpaced)", "logins-max", "logins_per_s", 1),
-         ("Redis bytes per session", "redis", "redis_bytes_per_session", 1)]
-print("%-42s %12s %12s %8s" % ("", "one node", "cluster", "ratio"))
-for label, test, key, scale in lines:
-    a, b = get("single", test, key), get("cluster", test, key)
-    fa = "%.1f" % (a * scale) if isinstance(a, (int, float)) else "-"
-    fb = "%.1f" % (b * scale) if isinstance(b, (int, float)) else "-"
-    ratio = "%.2f" % (b / a) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a else ""
-    print("%-42s %12s %12s %8s" % (label, fa, fb, ratio))
-EOF2
+bench_compare "one node=single,cluster=cluster" \
+    "messages per server CPU-s (all nodes)|chat|messages_per_cpu_s|1" \
+    "messages/s (wall)|chat|messages_per_s|1" \
+    "latency p50, ms|chat|latency_us.p50|0.001" \
+    "latency p99, ms|chat|latency_us.p99|0.001" \
+    "sessions held|sessions|sessions|1" \
+    "RSS per session, KiB (all nodes)|sessions|rss_per_session_kib|1" \
+    "PLAIN logins per server CPU-s (unpaced)|logins-max|logins_per_cpu_s|1" \
+    "PLAIN logins/s (wall, unpaced)|logins-max|logins_per_s|1" \
+    "Redis bytes per session|redis|redis_bytes_per_session|1"

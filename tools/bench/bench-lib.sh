@@ -107,3 +107,99 @@ ORDER BY x.number, i;
 COMMIT;
 EOF2
 }
+
+# ---- several meerkatd nodes (bench-cluster.sh, bench-gd.sh) -----------------
+# They use, besides the above: DIR (the run's directory), PIDS (the nodes'
+# process ids), REDIS_PIDS (the redis-servers') and a function
+# node_config, defined by the caller, that writes one node's meerkat.conf
+# from the words it is given (the first two: the node's directory and its
+# client port).
+
+# $1: the run's name. Makes DIR and RESULTS, and stops whatever the run
+# started when the script ends (BENCH_OUT: keep the results there;
+# BENCH_KEEP: keep DIR).
+bench_setup() {
+    DIR=$(mktemp -d "/tmp/mk-bench-$1.XXXXXX")
+    RESULTS="$DIR/results.jsonl"
+    PIDS=
+    REDIS_PIDS=
+    trap bench_cleanup EXIT INT TERM
+}
+
+bench_cleanup() {
+    for p in $PIDS $REDIS_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+    if [ -n "${BENCH_OUT:-}" ]; then cp "$RESULTS" "$BENCH_OUT"; fi
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $DIR" >&2; else rm -rf "$DIR"; fi
+}
+
+# $1: port. A private redis-server without persistence, in DIR.
+bench_redis() {
+    redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$DIR" >"$DIR/redis-$1.log" 2>&1 &
+    REDIS_PIDS="$REDIS_PIDS $!"
+    bench_wait_port "$1"
+}
+
+# $1: meerkat.conf to adjust: sqlite database $2 (none: as written),
+# BENCH_LOG's log level.
+bench_node_tweak() {
+    [ -n "${2:-}" ] && sed -i "s|^database = meerkat.db|database = $2|" "$1"
+    [ -n "${BENCH_LOG:-}" ] && sed -i "s|^log_level = .*|log_level = $BENCH_LOG|" "$1"
+    return 0
+}
+
+# Appends to $1 (a meerkat.conf) the [cluster] section of node $2 ("nN")
+# on the cluster Redis at port $3.
+bench_cluster_section() {
+    cat >>"$1" <<EOF2
+
+[cluster]
+name = $2
+node_number = ${2#n}
+redis_port = $3
+secret = bench-cluster-secret-0123456789
+link_port = 0
+EOF2
+}
+
+# $@: each node's node_config words, nodes separated by "--". Starts them
+# all, waits for their client ports, sets PIDS and SRV_PIDS. The nodes of
+# a cluster find each other within a heartbeat period (0.5 s) and regions
+# advertise their link endpoint once Redis answered: BENCH_SETTLE seconds
+# (default 2) before measuring. BENCH_WAIT: seconds to wait for a port.
+bench_start_nodes() {
+    PIDS=
+    local ports=
+    while [ $# -gt 0 ]; do
+        local args=()
+        while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+            args+=("$1")
+            shift
+        done
+        [ $# -gt 0 ] && shift
+        node_config "${args[@]}"
+        # BENCH_WRAP (e.g. "valgrind --tool=callgrind"): the first node
+        # runs under it, for instruction counts.
+        local wrap=
+        [ -z "$PIDS" ] && wrap=${BENCH_WRAP:-}
+        $wrap "$B/core/meerkatd" --config "${args[0]}/meerkat.conf" >>"${args[0]}/meerkatd.log" 2>&1 &
+        PIDS="$PIDS $!"
+        ports="$ports ${args[1]}"
+    done
+    for p in $ports; do bench_wait_port "$p" "${BENCH_WAIT:-10}"; done
+    SRV_PIDS=$(echo $PIDS | tr ' ' ,)
+    sleep "${BENCH_SETTLE:-2}"
+}
+
+bench_stop_nodes() {
+    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+    for p in $PIDS; do wait "$p" 2>/dev/null || true; done
+    PIDS=
+}
+
+# $1: servers as "label=server,..." (columns, in order), rest: rows as
+# "label|test|key|scale" (key: dotted path in the result). The table of
+# $RESULTS, with the ratio of the last two columns.
+bench_compare() {
+    python3 "$(dirname "${BASH_SOURCE[0]}")/bench-compare.py" "$RESULTS" "$@"
+}
