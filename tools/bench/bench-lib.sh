@@ -127,9 +127,26 @@ bench_setup() {
 }
 
 bench_cleanup() {
-    for p in $PIDS $REDIS_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+    for p in ${SRV_PID:-} $PIDS $REDIS_PIDS; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
     if [ -n "${BENCH_OUT:-}" ]; then cp "$RESULTS" "$BENCH_OUT"; fi
     if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $DIR" >&2; else rm -rf "$DIR"; fi
+}
+
+# $1: client port, $2: password_format, $3: more modules. A fresh
+# meerkatd on a fresh config in DIR, for one scenario (so RSS starts
+# clean); SRV_PID and SRV_PIDS name it, bench_stop_server ends it.
+bench_start_meerkat() {
+    bench_meerkat_config "$DIR" "$1" "$2" "${3:-}"
+    "$B/core/meerkatd" --config "$DIR/meerkat.conf" >>"$DIR/meerkatd.log" 2>&1 &
+    SRV_PID=$!
+    SRV_PIDS=$SRV_PID
+    bench_wait_port "$1"
+}
+
+bench_stop_server() {
+    kill "$SRV_PID" 2>/dev/null || true
+    wait "$SRV_PID" 2>/dev/null || true
+    SRV_PID=
 }
 
 # $1: port. A private redis-server without persistence, in DIR.

@@ -27,29 +27,16 @@ RATE=${BENCH_RATE:-1000}
 PORT=${BENCH_PORT:-25400}
 BENCH="$B/tools/bench/meerkat-bench"
 
-DIR=$(mktemp -d /tmp/mk-ratio.XXXXXX)
-RESULTS="$DIR/results.jsonl"
 SRV_PID=
-cleanup() {
-    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null || true
-    if [ -n "${BENCH_OUT:-}" ]; then cp "$RESULTS" "$BENCH_OUT"; fi
-    rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
+bench_setup ratio
 
 # $1: more modules. A fresh server (and a fresh database of the same
 # accounts) for every run.
 start_meerkat() {
-    bench_meerkat_config "$DIR" "$PORT" plain "${1:-}"
-    "$B/core/meerkatd" --config "$DIR/meerkat.conf" >>"$DIR/meerkatd.log" 2>&1 &
-    SRV_PID=$!
-    SRV_PIDS=$SRV_PID
-    bench_wait_port "$PORT"
+    bench_start_meerkat "$PORT" plain "${1:-}"
 }
 stop_server() {
-    kill "$SRV_PID" 2>/dev/null || true
-    wait "$SRV_PID" 2>/dev/null || true
-    SRV_PID=
+    bench_stop_server
 }
 
 USERS=$((2 * PAIRS))

@@ -47,17 +47,11 @@ write_config() {
 }
 
 start_meerkat() {
-    write_config "$1" "${2:-}"
-    "$B/core/meerkatd" --config "$DIR/meerkat.conf" >>"$DIR/meerkatd.log" 2>&1 &
-    SRV_PID=$!
-    SRV_PIDS=$SRV_PID
-    bench_wait_port "$PORT"
+    bench_start_meerkat "$PORT" "$1" "${2:-}"
 }
 
 stop_server() {
-    kill "$SRV_PID" 2>/dev/null || true
-    wait "$SRV_PID" 2>/dev/null || true
-    SRV_PID=
+    bench_stop_server
 }
 
 run() {

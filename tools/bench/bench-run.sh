@@ -57,15 +57,8 @@ PORT=${BENCH_PORT:-25400}
 RELAY_PORT=$((PORT + 1))
 BENCH="$B/tools/bench/meerkat-bench"
 
-DIR=$(mktemp -d /tmp/mk-bench.XXXXXX)
-RESULTS="$DIR/results.jsonl"
 SRV_PID=
-cleanup() {
-    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null || true
-    if [ -n "${BENCH_OUT:-}" ]; then cp "$RESULTS" "$BENCH_OUT"; fi
-    rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
+bench_setup run
 
 USERS=$SESSIONS
 for n in $TLS_SESSIONS $((2 * PAIRS)) $PRESENCE $MAM_USERS $((ML_ROOMS * ML_SIZE)) $((MUC_ROOMS * MUC_OCCUPANTS)); do
@@ -77,14 +70,9 @@ write_config() {
     bench_meerkat_config "$DIR" "$PORT" "$1" "${2:-}"
 }
 
-# $1: password_format, $2: more modules. A fresh process for each
-# scenario, so RSS starts clean.
+# $1: password_format, $2: more modules.
 start_meerkat() {
-    write_config "$1" "${2:-}"
-    "$B/core/meerkatd" --config "$DIR/meerkat.conf" >>"$DIR/meerkatd.log" 2>&1 &
-    SRV_PID=$!
-    SRV_PIDS=$SRV_PID
-    bench_wait_port "$PORT"
+    bench_start_meerkat "$PORT" "$1" "${2:-}"
 }
 
 start_relay() {
@@ -95,9 +83,7 @@ start_relay() {
 }
 
 stop_server() {
-    kill "$SRV_PID" 2>/dev/null || true
-    wait "$SRV_PID" 2>/dev/null || true
-    SRV_PID=
+    bench_stop_server
 }
 
 run() {
