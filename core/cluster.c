@@ -734,6 +734,17 @@ static gboolean on_tick(gpointer data)
 
 /* ---- session table in Redis ------------------------------------------- */
 
+/* "NODE\tID\t", what a session's record in Redis starts with when it
+ * is this node's session @id. Caller frees. */
+static GString *session_prefix(MkCluster *cl, guint64 id)
+{
+    GString *prefix = g_string_new(cl->name);
+    g_string_append_c(prefix, '\t');
+    append_u64(prefix, id);
+    g_string_append_c(prefix, '\t');
+    return prefix;
+}
+
 /* A bind (@fresh: it replaces whatever the resource had, as a bind on
  * one node does) or an update of a session of this node. */
 static void session_write(MkCluster *cl, const char *bare, const char *resource, guint64 id,
@@ -754,10 +765,7 @@ static void session_write(MkCluster *cl, const char *bare, const char *resource,
         cmd_argv(cl, NULL, NULL, 3, (const char *const[]){"PUBLISH", CHANNEL, ev});
         return;
     }
-    GString *prefix = g_string_new(cl->name);
-    g_string_append_c(prefix, '\t');
-    append_u64(prefix, id);
-    g_string_append_c(prefix, '\t');
+    GString *prefix = session_prefix(cl, id);
     cmd_argv(cl, NULL, NULL, 10,
              (const char *const[]){"EVAL", update_lua, "2", key, set, resource, prefix->str, member,
                                    record, ev});
@@ -770,10 +778,7 @@ static void session_remove(MkCluster *cl, const char *bare, const char *resource
     g_autofree char *set = g_strconcat("mk:n:", cl->name, NULL);
     g_autofree char *member = g_strconcat(bare, "/", resource, NULL);
     g_autofree char *ev = g_strconcat("D\t", bare, "\t", resource, "\t", NULL);
-    GString *prefix = g_string_new(cl->name);
-    g_string_append_c(prefix, '\t');
-    append_u64(prefix, id);
-    g_string_append_c(prefix, '\t');
+    GString *prefix = session_prefix(cl, id);
     cmd_argv(cl, NULL, NULL, 9,
              (const char *const[]){"EVAL", unbind_lua, "2", key, set, resource, prefix->str, member,
                                    ev});
