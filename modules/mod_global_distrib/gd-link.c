@@ -563,6 +563,14 @@ void gd_link_send(Gd *gd, const char *host, GdItem *item)
 
 /* ---- accepted links ---------------------------------------------------- */
 
+/* What an accepted link owns besides its connection. */
+static void inbound_free(GdInbound *in)
+{
+    g_free(in->peer);
+    mk_xml_parser_free(in->parser);
+    g_free(in);
+}
+
 static void inbound_lost(GdConn *c, const char *why)
 {
     GdInbound *in = c->owner;
@@ -573,9 +581,7 @@ static void inbound_lost(GdConn *c, const char *why)
         g_message("mod_global_distrib: unauthenticated link closed: %s", why);
     g_ptr_array_remove_fast(gd->inbound, in);
     conn_free_later(gd, in->conn);
-    g_free(in->peer);
-    mk_xml_parser_free(in->parser);
-    g_free(in);
+    inbound_free(in);
 }
 
 static void inbound_up(GdConn *c)
@@ -698,8 +704,7 @@ void gd_links_close(Gd *gd)
     for (guint i = 0; gd->inbound && i < gd->inbound->len; i++) {
         GdInbound *in = g_ptr_array_index(gd->inbound, i);
         conn_free(in->conn);
-        g_free(in->peer);
-        g_free(in);
+        inbound_free(in);
     }
     if (gd->inbound)
         g_ptr_array_free(gd->inbound, TRUE);
