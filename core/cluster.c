@@ -1532,6 +1532,7 @@ static gboolean written_timeout(gpointer data)
 {
     WrittenWait *w = data;
     g_warning("cluster: Redis did not confirm a session's record within %d ms", WRITTEN_WAIT);
+    g_source_unref(w->timer); /* ours; the context keeps it until removed */
     w->timer = NULL;
     written_post(w);
     return G_SOURCE_REMOVE;
