@@ -12,6 +12,8 @@ static void pubsub_free(gpointer data)
     g_strfreev(ps->admins);
     g_hash_table_destroy(ps->pending);
     g_mutex_clear(&ps->pending_lock);
+    g_hash_table_destroy(ps->caps_waits);
+    g_mutex_clear(&ps->caps_lock);
     g_free(ps);
 }
 
@@ -55,6 +57,8 @@ static gboolean pubsub_start(MkModule *mod, GError **error)
     ps->max_user_subscriptions = mk_config_get_int(mod, "max_user_subscriptions");
     g_mutex_init(&ps->pending_lock);
     ps->pending = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_mutex_init(&ps->caps_lock);
+    ps->caps_waits = ps_caps_waits_new();
     ps->admins_only_create = g_strcmp0(mk_config_get_string(mod, "node_creation"), "admins") == 0;
     const char *const *admins = mk_config_get_strv(mod, "admins");
     ps->admins = g_strdupv((char **)admins);

@@ -298,6 +298,7 @@ static gboolean op_publish(MkDbConn *conn, PsReq *r, GError **error)
             MK_DB_STR(mk_jid_string(r->service)), MK_DB_STR(r->node));
         if (!seq)
             return FALSE;
+        r->seq = mk_db_result_get_int(seq, 0, 0);
         g_autoptr(MkDbResult) ins = mk_db_conn_query(
             conn, error,
             "INSERT INTO pubsub_items (service, node, item_id, seq, publisher, payload)"

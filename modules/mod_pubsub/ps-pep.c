@@ -13,6 +13,82 @@
 
 #include <string.h>
 
+/* A session whose last items are being read, or were a moment ago
+ * (PubSub.caps_waits): a live notification and the last-item read can
+ * race for the same item (the read may see an item whose live
+ * notification is still on its way), so each side notes the item
+ * versions it sent, as "SERVICE\tNODE\tSEQ" (pubsub_items.seq, new on
+ * each publish, even of the same item ID), and skips what the other
+ * sent. Kept
+ * CAPS_WAIT_KEEP after the last read ends, for a live notification
+ * still in flight. */
+#define CAPS_WAIT_KEEP (2 * G_USEC_PER_SEC)
+
+typedef struct {
+    guint jobs;       /* last-item reads in flight for the session */
+    gint64 done_at;   /* monotonic: when jobs fell to 0; 0 while > 0 */
+    GHashTable *live; /* sent live while a read was in flight */
+    GHashTable *last; /* sent by a read */
+} PsCapsWait;
+
+static void caps_wait_free(gpointer p)
+{
+    PsCapsWait *w = p;
+    g_hash_table_destroy(w->live);
+    g_hash_table_destroy(w->last);
+    g_free(w);
+}
+
+GHashTable *ps_caps_waits_new(void)
+{
+    return g_hash_table_new_full(g_str_hash, g_str_equal, g_free, caps_wait_free);
+}
+
+static char *item_key(MkJid *service, const char *node, gint64 seq)
+{
+    return g_strdup_printf("%s\t%s\t%" G_GINT64_FORMAT, mk_jid_string(service), node, seq);
+}
+
+/* Drops the waits that ended more than CAPS_WAIT_KEEP ago. Under
+ * caps_lock. */
+static void caps_waits_expire(PubSub *ps, gint64 now)
+{
+    if (now - ps->caps_swept < CAPS_WAIT_KEEP / 4)
+        return;
+    ps->caps_swept = now;
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, ps->caps_waits);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        PsCapsWait *w = v;
+        if (w->jobs == 0 && now - w->done_at > CAPS_WAIT_KEEP) {
+            g_hash_table_iter_remove(&it);
+            g_atomic_int_add(&ps->caps_waiting, -1);
+        }
+    }
+}
+
+/* Whether @full may get the live notification @message of @node (FALSE:
+ * a last-item read sent it that item already); notes it for the read
+ * otherwise. Any thread. */
+static gboolean caps_wait_live(PubSub *ps, MkJid *full, MkJid *service, const char *node,
+                               gint64 seq)
+{
+    if (g_atomic_int_get(&ps->caps_waiting) == 0 || seq == 0)
+        return TRUE; /* the usual case: no read in flight, no lock */
+    g_autofree char *key = item_key(service, node, seq);
+    gboolean send = TRUE;
+    g_mutex_lock(&ps->caps_lock);
+    caps_waits_expire(ps, g_get_monotonic_time());
+    PsCapsWait *w = g_hash_table_lookup(ps->caps_waits, mk_jid_string(full));
+    if (w && g_hash_table_remove(w->last, key))
+        send = FALSE;
+    else if (w)
+        g_hash_table_add(w->live, g_steal_pointer(&key));
+    g_mutex_unlock(&ps->caps_lock);
+    return send;
+}
+
 /* See pubsub.h. Worker. */
 void ps_pep_deliver(PubSub *ps, MkJid *service, const char *node, PsNote *note)
 {
@@ -27,6 +103,8 @@ void ps_pep_deliver(PubSub *ps, MkJid *service, const char *node, PsNote *note)
             continue;
         /* Routed rather than written to the session: privacy and
          * blocking filters see it like any stanza from the account. */
+        if (!caps_wait_live(ps, mk_session_jid(s), service, node, note->seq))
+            continue;
         g_autoptr(MkStanza) st = mk_stanza_new_addressed(note->message, service, mk_session_jid(s));
         mk_router_send(st);
         mk_counter_add(ps->notifications, 1);
@@ -41,11 +119,22 @@ typedef struct {
     MkJid *full;
     GHashTable *wanted; /* node names the caps ask +notify for */
     GPtrArray *out;     /* MkStanza* to send */
+    GPtrArray *keys;    /* item_key() of each of out */
+    gboolean waiting;   /* counted in its session's PsCapsWait */
 } LastJob;
 
 static void last_job_free(gpointer p)
 {
     LastJob *j = p;
+    PubSub *ps = j->ps;
+    if (j->waiting) {
+        g_mutex_lock(&ps->caps_lock);
+        PsCapsWait *w = g_hash_table_lookup(ps->caps_waits, mk_jid_string(j->full));
+        if (w && --w->jobs == 0)
+            w->done_at = g_get_monotonic_time();
+        g_mutex_unlock(&ps->caps_lock);
+    }
+    g_ptr_array_unref(j->keys);
     mk_jid_unref(j->full);
     g_hash_table_destroy(j->wanted);
     g_ptr_array_unref(j->out);
@@ -109,7 +198,7 @@ static gboolean last_work(MkDbConn *conn, gpointer data, GError **error)
                 continue;
             g_autoptr(MkDbResult) it = mk_db_conn_query(
                 conn, error,
-                "SELECT item_id, payload FROM pubsub_items WHERE service = ? AND node = ?"
+                "SELECT item_id, payload, seq FROM pubsub_items WHERE service = ? AND node = ?"
                 " ORDER BY seq DESC LIMIT 1",
                 MK_DB_STR(mk_jid_string(owner)), MK_DB_STR(node));
             if (!it)
@@ -129,6 +218,7 @@ static gboolean last_work(MkDbConn *conn, gpointer data, GError **error)
             if (payload)
                 mk_xml_append(item, payload);
             g_ptr_array_add(j->out, mk_stanza_new_addressed(m, owner, j->full));
+            g_ptr_array_add(j->keys, item_key(owner, node, mk_db_result_get_int(it, 0, 2)));
         }
     }
     return TRUE;
@@ -141,8 +231,22 @@ static void last_done(const GError *error, gpointer data)
         g_warning("mod_pubsub: last items for %s: %s", mk_jid_string(j->full), error->message);
         return;
     }
-    for (guint i = 0; i < j->out->len; i++) {
-        mk_router_send(j->out->pdata[i]);
+    /* An item that went live to the session while it was read (its
+     * caps were known by then) is not sent again. */
+    PubSub *ps = j->ps;
+    g_autoptr(GPtrArray) send = g_ptr_array_new();
+    g_mutex_lock(&ps->caps_lock);
+    PsCapsWait *w = g_hash_table_lookup(ps->caps_waits, mk_jid_string(j->full));
+    for (guint i = 0; i < j->keys->len; i++) {
+        if (w && g_hash_table_remove(w->live, j->keys->pdata[i]))
+            continue;
+        if (w)
+            g_hash_table_add(w->last, g_strdup(j->keys->pdata[i]));
+        g_ptr_array_add(send, j->out->pdata[i]);
+    }
+    g_mutex_unlock(&ps->caps_lock);
+    for (guint i = 0; i < send->len; i++) {
+        mk_router_send(send->pdata[i]);
         mk_counter_add(j->ps->notifications, 1);
     }
 }
@@ -167,6 +271,7 @@ static MkResult on_caps(MkHookCall *call, gpointer user_data)
     j->full = mk_jid_ref(full);
     j->wanted = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     j->out = g_ptr_array_new_with_free_func((GDestroyNotify)mk_stanza_unref);
+    j->keys = g_ptr_array_new_with_free_func(g_free);
     for (guint i = 0; features[i]; i++)
         if (g_str_has_suffix(features[i], "+notify"))
             g_hash_table_add(j->wanted,
@@ -175,6 +280,22 @@ static MkResult on_caps(MkHookCall *call, gpointer user_data)
         last_job_free(j);
         return MK_PASS;
     }
+    /* From here until the read is done, live notifications to the
+     * session are noted (caps_wait_note): its caps are set already. */
+    g_mutex_lock(&ps->caps_lock);
+    caps_waits_expire(ps, g_get_monotonic_time());
+    PsCapsWait *w = g_hash_table_lookup(ps->caps_waits, mk_jid_string(full));
+    if (!w) {
+        w = g_new0(PsCapsWait, 1);
+        w->live = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        w->last = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_hash_table_insert(ps->caps_waits, g_strdup(mk_jid_string(full)), w);
+        g_atomic_int_add(&ps->caps_waiting, 1);
+    }
+    w->jobs++;
+    w->done_at = 0;
+    j->waiting = TRUE;
+    g_mutex_unlock(&ps->caps_lock);
     mk_db_transaction_run(ps->mod, last_work, last_done, j, last_job_free);
     return MK_PASS;
 }

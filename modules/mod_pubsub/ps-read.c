@@ -248,6 +248,7 @@ void ps_add_note(PsReq *r, const char *to, gboolean pep_caps, MkXml *message)
     n->to = g_strdup(to);
     n->pep_caps = pep_caps;
     n->message = message;
+    n->seq = r->seq;
     g_ptr_array_add(r->notes, n);
 }
 

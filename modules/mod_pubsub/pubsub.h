@@ -186,6 +186,7 @@ typedef struct {
     char *to;          /* a subscriber's JID (bare or full), or a PEP contact's bare JID */
     gboolean pep_caps; /* PEP implicit: each available resource whose caps name node+notify */
     MkXml *message;    /* <message/> without 'to' */
+    gint64 seq;        /* a publish's stored item version (PsReq.seq), 0 otherwise */
     /* A subscriber's: the subids it answers, each with its show-values
      * (GUINT_TO_POINTER of PS_SHOW_* bits, 0 = any); the worker picks
      * the resources by presence and adds <headers/> (nullable). */
@@ -226,6 +227,7 @@ typedef struct {
     MkXml *result;       /* payload of the IQ result, nullable */
     GPtrArray *notes;    /* PsNote* */
     GPtrArray *reply_to; /* publish: XEP-0033 replyto JIDs of its notifications, nullable */
+    gint64 seq;          /* publish: the stored item's version (pubsub_items.seq), 0 if none */
 } PsReq;
 
 void ps_req_free(PsReq *r);
@@ -323,6 +325,14 @@ struct PubSub {
     gint64 max_user_subscriptions; /* subscriptions of one bare JID, all nodes */
     GMutex pending_lock;
     GHashTable *pending; /* service JID -> count (GUINT_TO_POINTER) */
+    /* Sessions whose last items are being read because their caps just
+     * became known, or were a moment ago (ps-pep.c): full JID ->
+     * PsCapsWait, so that an item is not sent both live and as a last
+     * item. */
+    GMutex caps_lock;
+    GHashTable *caps_waits;
+    gint caps_waiting; /* atomic: caps_waits' size, read without the lock */
+    gint64 caps_swept; /* under caps_lock: the last expiry sweep */
     gboolean admins_only_create;
     char **admins; /* bare JIDs allowed to create nodes when admins_only_create */
     MkCounter *publishes;
@@ -332,6 +342,8 @@ struct PubSub {
     MkCounter *purged;         /* items purged when their publisher went offline */
 };
 
+/* The table of PubSub.caps_waits. (transfer full) */
+GHashTable *ps_caps_waits_new(void);
 /* PEP (ps-pep.c): IQs at accounts, caps-driven last items. Main thread. */
 gboolean ps_pep_start(PubSub *ps, GError **error);
 /* Account removal: its subscriptions and affiliations elsewhere. */
