@@ -19,9 +19,8 @@
  * notification is still on its way), so each side notes the item
  * versions it sent, as "SERVICE\tNODE\tSEQ" (pubsub_items.seq, new on
  * each publish, even of the same item ID), and skips what the other
- * sent. Kept
- * CAPS_WAIT_KEEP after the last read ends, for a live notification
- * still in flight. */
+ * sent. Kept CAPS_WAIT_KEEP after the last read ends, for a live
+ * notification still in flight. */
 #define CAPS_WAIT_KEEP (2 * G_USEC_PER_SEC)
 
 typedef struct {
@@ -68,9 +67,9 @@ static void caps_waits_expire(PubSub *ps, gint64 now)
     }
 }
 
-/* Whether @full may get the live notification @message of @node (FALSE:
- * a last-item read sent it that item already); notes it for the read
- * otherwise. Any thread. */
+/* Whether @full may get the live notification of version @seq of an
+ * item of @node (FALSE: a last-item read sent it that version already);
+ * notes it for the read otherwise. Any thread. */
 static gboolean caps_wait_live(PubSub *ps, MkJid *full, MkJid *service, const char *node,
                                gint64 seq)
 {
@@ -291,6 +290,12 @@ static MkResult on_caps(MkHookCall *call, gpointer user_data)
         w->last = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         g_hash_table_insert(ps->caps_waits, g_strdup(mk_jid_string(full)), w);
         g_atomic_int_add(&ps->caps_waiting, 1);
+    }
+    if (w->jobs == 0) {
+        /* A new read (a new session of that JID, or new caps): what the
+         * last one and the live path sent is no reason to skip now. */
+        g_hash_table_remove_all(w->live);
+        g_hash_table_remove_all(w->last);
     }
     w->jobs++;
     w->done_at = 0;
