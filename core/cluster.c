@@ -178,9 +178,9 @@ void mk_remote_session_free(MkRemoteSession *r)
 
 /* "NODE\tID\tPRIORITY\tAVAILABLE\tSINCE\tFLAGS\tPRESENCE" of a local
  * session (SINCE: wall clock, µs, of its last unavailable -> available). */
-/* Appends @v in decimal: the login path builds its strings without
- * printf (formatting was a tenth of a cluster login's instructions). */
-/* Writes @v in decimal at @p; returns the end. */
+/* Writes @v in decimal at @p; returns the end. The login path builds
+ * its strings without printf (formatting was a tenth of a cluster
+ * login's instructions). */
 static char *put_u64(char *p, guint64 v)
 {
     char buf[24];
@@ -797,9 +797,9 @@ static void session_write(MkCluster *cl, const char *bare, const char *resource,
         return;
     }
     GString *prefix = session_prefix(cl, id);
-    cmd_argv(cl, NULL, NULL, 10,
-             (const char *const[]){"EVAL", update_lua, "2", key, set, resource, prefix->str, member,
-                                   record, ev});
+    const char *const argv[] = {"EVAL",   update_lua,  "2",    key,    set,
+                                resource, prefix->str, member, record, ev};
+    cmd_argv(cl, NULL, NULL, G_N_ELEMENTS(argv), argv);
     g_string_free(prefix, TRUE);
 }
 
@@ -810,9 +810,9 @@ static void session_remove(MkCluster *cl, const char *bare, const char *resource
     g_autofree char *member = g_strconcat(bare, "/", resource, NULL);
     g_autofree char *ev = g_strconcat("D\t", bare, "\t", resource, "\t", NULL);
     GString *prefix = session_prefix(cl, id);
-    cmd_argv(cl, NULL, NULL, 9,
-             (const char *const[]){"EVAL", unbind_lua, "2", key, set, resource, prefix->str, member,
-                                   ev});
+    const char *const argv[] = {"EVAL",   unbind_lua,  "2",    key, set,
+                                resource, prefix->str, member, ev};
+    cmd_argv(cl, NULL, NULL, G_N_ELEMENTS(argv), argv);
     g_string_free(prefix, TRUE);
 }
 
